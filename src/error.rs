@@ -1,0 +1,45 @@
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+/// Every server function's error. Its text is what the person sees; details of server faults are
+/// logged on the server, never sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// Says what was not found, e.g. "no such conversation".
+    #[error("{0}")]
+    NotFound(String),
+    #[error("something went wrong on the server; the details are in its log")]
+    Internal,
+    #[error("could not reach the server: {0}")]
+    Network(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Internal => 500,
+            Self::Network(_) => 502,
+        }
+    }
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m)
+            | ServerFnErrorErr::MissingArg(m)
+            | ServerFnErrorErr::Deserialization(m) => {
+                Self::BadRequest(format!("invalid request: {m}"))
+            }
+            ServerFnErrorErr::Request(m) | ServerFnErrorErr::Response(m) => Self::Network(m),
+            _ => Self::Internal,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Rill: a self-hostable streaming LLM chat app. A guided tour, in the order a chat turn meets them:
+
+/// Server functions: the browser's whole API, each a few lines calling into `server`.
+pub mod api;
+/// The HTML shell, the router and the page.
+pub mod app;
+/// The API's error type and its HTTP status.
+pub mod error;
+/// Types both the server and the browser use: conversations, messages, turn events.
+pub mod model;
+/// Server-only: config, storage, providers, running turns, the HTTP router.
+#[cfg(feature = "ssr")]
+pub mod server;
+/// Components, by feature. They know nothing of HTTP or providers.
+pub mod ui;
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,9 @@
+//! The chat: the page, its message list, the composer, and the client-side turn state.
+
+mod composer;
+mod message;
+mod page;
+mod state;
+
+pub use page::ChatPage;
+pub use state::ChatState;

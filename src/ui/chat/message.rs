@@ -1,0 +1,91 @@
+use leptos::prelude::*;
+
+use super::state::{ChatEntry, UsageInfo};
+use crate::model::{MessageStatus, Role};
+
+#[component]
+pub fn Message(entry: ChatEntry) -> impl IntoView {
+    let role = match entry.role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    let thinking = move || {
+        entry.status.get() == MessageStatus::Streaming && entry.content.with(String::is_empty)
+    };
+    view! {
+        <li class=format!("message {role}") data-status=move || entry.status.get().as_str()>
+            <Show when=thinking>
+                <div class="thinking" aria-live="polite">
+                    <span class="dot"></span><span class="dot"></span><span class="dot"></span>
+                    <span class="sr-only">"Thinking…"</span>
+                </div>
+            </Show>
+            <div class="content">{move || entry.content.get()}</div>
+            {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry /> })}
+        </li>
+    }
+}
+
+/// The small row under a reply: how it ended, tokens, cost.
+#[component]
+fn TurnInfo(entry: ChatEntry) -> impl IntoView {
+    let status = move || match entry.status.get() {
+        MessageStatus::Stopped => Some("Stopped".to_owned()),
+        MessageStatus::Failed => Some(match entry.error.get() {
+            Some(error) => format!("Failed: {error}"),
+            None => "Failed".to_owned(),
+        }),
+        MessageStatus::Streaming | MessageStatus::Complete => None,
+    };
+    view! {
+        <div class="turn-info">
+            {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
+            {move || entry.usage.get().map(|info| view! {
+                <span class="usage" title=usage_breakdown(&info)>{usage_summary(&info)}</span>
+            })}
+        </div>
+    }
+}
+
+fn usage_summary(info: &UsageInfo) -> String {
+    let approx = if info.estimated { "≈ " } else { "" };
+    let mut text = format!(
+        "{approx}{} in · {} out",
+        info.usage.input_tokens, info.usage.output_tokens
+    );
+    if let Some(cost) = info.cost_usd {
+        text.push_str(&format!(" · {}", format_cost(cost)));
+    }
+    text
+}
+
+fn usage_breakdown(info: &UsageInfo) -> String {
+    let u = &info.usage;
+    let mut lines = vec![
+        format!(
+            "Input: {} tokens ({} from cache, {} written to cache)",
+            u.input_tokens, u.cached_input_tokens, u.cache_write_tokens
+        ),
+        format!(
+            "Output: {} tokens ({} reasoning)",
+            u.output_tokens, u.reasoning_tokens
+        ),
+    ];
+    if info.estimated {
+        lines.push(
+            "Estimated: the provider reported no usage for this reply (stopped or failed).".into(),
+        );
+    }
+    lines.join("\n")
+}
+
+/// Dollars with enough digits to show sub-cent amounts.
+pub fn format_cost(usd: f64) -> String {
+    if usd == 0.0 {
+        "$0".into()
+    } else if usd < 0.01 {
+        format!("${usd:.4}")
+    } else {
+        format!("${usd:.2}")
+    }
+}

@@ -1,0 +1,76 @@
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+use uuid::Uuid;
+
+use super::composer::Composer;
+use super::message::Message;
+use super::state::ChatState;
+use crate::api::conversations::get_conversation;
+use crate::error::ApiError;
+use crate::ui::conversations::Sidebar;
+
+/// `/` (a new conversation) and `/c/:id`. The conversation is loaded and rendered on the server;
+/// after hydration the page streams new turns into the same list.
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let state = ChatState::new();
+    provide_context(state);
+    let params = use_params_map();
+    let route_id = Memo::new(move |_| params.read().get("id"));
+    let conversation = Resource::new(
+        move || route_id.get(),
+        |id| async move {
+            match id {
+                None => Ok(None),
+                Some(id) => match Uuid::parse_str(&id) {
+                    Ok(id) => get_conversation(id).await.map(Some),
+                    Err(_) => Err(ApiError::NotFound("no such conversation".into())),
+                },
+            }
+        },
+    );
+    // Effects run only in the browser: re-attach to a reply still being generated.
+    Effect::new(move || {
+        if let Some(turn_id) = state.resume.get() {
+            state.resume.set(None);
+            state.resume(turn_id);
+        }
+    });
+
+    view! {
+        <div class="layout">
+            <Sidebar state />
+            <main class="chat">
+                <div class="messages" node_ref=state.scroller>
+                    <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                        {move || Suspend::new(async move {
+                            state.show(conversation.await);
+                            view! { <MessageList state /> }
+                        })}
+                    </Transition>
+                </div>
+                <Composer state />
+            </main>
+        </div>
+    }
+}
+
+#[component]
+fn MessageList(state: ChatState) -> impl IntoView {
+    view! {
+        <Show when=move || state.notice.with(Option::is_some)>
+            <p class="notice" role="alert">{move || state.notice.get()}</p>
+        </Show>
+        <Show when=move || state.messages.with(Vec::is_empty) && state.notice.with(Option::is_none)>
+            <div class="empty">
+                <h1>"Rill"</h1>
+                <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
+            </div>
+        </Show>
+        <ol class="message-list">
+            <For each=move || state.messages.get() key=|entry| entry.key let:entry>
+                <Message entry />
+            </For>
+        </ol>
+    }
+}

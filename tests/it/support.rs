@@ -1,0 +1,216 @@
+use std::time::Duration;
+
+use fake_provider::{FakeConfig, FakeProvider};
+use futures::StreamExt;
+use rill::model::{ndjson, TurnEnvelope, TurnEvent};
+use rill::server::config::{Config, ProviderConfig};
+use rill::server::{db, http, AppState};
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+use uuid::Uuid;
+
+/// Every wait in these tests is bounded; a hang fails the test instead of stalling CI.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub base_url: String,
+    pub fake: FakeProvider,
+    pub pool: SqlitePool,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start(fake: FakeConfig) -> Self {
+        let fake = FakeProvider::start(fake)
+            .await
+            .expect("fake provider starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            database_path: dir.path().join("rill.db"),
+            owner: "local".into(),
+            providers: vec![ProviderConfig {
+                id: "fake".into(),
+                base_url: fake.base_url(),
+                api_key_env: None,
+                api_key: Some("test-key".into()),
+                models: vec!["fake-model".into()],
+            }],
+            default_model: None,
+            dev_word_delay: Duration::ZERO,
+        };
+        let pool = db::connect(&config.database_path)
+            .await
+            .expect("database opens");
+        let state = AppState::new(pool.clone(), config);
+        let options = leptos::config::LeptosOptions::builder()
+            .output_name("rill")
+            .build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = http::router(state, options);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base_url,
+            fake,
+            pool,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn post_json(&self, endpoint: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/{endpoint}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    pub async fn send(
+        &self,
+        turn_id: Uuid,
+        conversation_id: Option<Uuid>,
+        text: &str,
+    ) -> reqwest::Response {
+        let response = self
+            .post_json(
+                "send_message",
+                json!({"turn_id": turn_id, "conversation_id": conversation_id, "text": text}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "send_message failed");
+        response
+    }
+
+    /// Sends a message and reads the whole turn.
+    pub async fn turn(&self, conversation_id: Option<Uuid>, text: &str) -> Vec<TurnEnvelope> {
+        EventReader::new(self.send(Uuid::new_v4(), conversation_id, text).await)
+            .read_to_end()
+            .await
+    }
+
+    pub async fn stop(&self, turn_id: Uuid) -> reqwest::Response {
+        self.post_json("stop_turn", json!({"turn_id": turn_id}))
+            .await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+}
+
+/// Reads NDJSON turn events off a streaming response, however the bytes are chunked.
+pub struct EventReader {
+    response: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    decoder: ndjson::Decoder,
+    pending: std::collections::VecDeque<TurnEnvelope>,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response: Box::pin(response.bytes_stream()),
+            decoder: ndjson::Decoder::default(),
+            pending: Default::default(),
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<TurnEnvelope> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.next())
+                .await
+                .expect("next event within the bound")?;
+            for event in self.decoder.push(&chunk.expect("body chunk")) {
+                self.pending.push_back(event.expect("valid NDJSON event"));
+            }
+        }
+    }
+
+    pub async fn read_to_end(mut self) -> Vec<TurnEnvelope> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+pub fn text_of(events: &[TurnEnvelope]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            TurnEvent::Delta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn conversation_of(events: &[TurnEnvelope]) -> Uuid {
+    match events.first().map(|e| &e.event) {
+        Some(TurnEvent::Started {
+            conversation_id, ..
+        }) => *conversation_id,
+        other => panic!("first event is not Started: {other:?}"),
+    }
+}
+
+pub fn finished(events: &[TurnEnvelope]) -> &TurnEvent {
+    let last = &events.last().expect("at least one event").event;
+    assert!(
+        matches!(last, TurnEvent::Finished { .. }),
+        "last event is not Finished: {last:?}"
+    );
+    last
+}
+
+/// The stored assistant reply of the conversation's last turn: (status, content).
+pub async fn last_reply(pool: &SqlitePool, conversation_id: Uuid) -> (String, String) {
+    sqlx::query_as(
+        "SELECT status, content FROM messages WHERE conversation_id = ? AND role = 'assistant'
+         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+    )
+    .bind(conversation_id.to_string())
+    .fetch_one(pool)
+    .await
+    .expect("a stored reply")
+}
+
+impl TestApp {
+    /// Server functions with the default encoding take URL-encoded forms.
+    pub async fn post_form(&self, endpoint: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body: String = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.http
+            .post(format!("{}/api/{endpoint}", self.base_url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
