@@ -26,6 +26,8 @@ pub struct FakeConfig {
     /// Text tokens per reply (see [`token`]).
     pub tokens: usize,
     pub token_delay_ms: u64,
+    /// Extra wait before the first token (the time a real model spends on the prompt).
+    pub first_token_delay_ms: u64,
     /// Write every event in pieces of at most this many bytes, so clients see events and
     /// multi-byte characters split across reads.
     pub split_bytes: Option<usize>,
@@ -42,6 +44,7 @@ impl Default for FakeConfig {
         Self {
             tokens: 24,
             token_delay_ms: 5,
+            first_token_delay_ms: 0,
             split_bytes: None,
             fail_status: None,
             break_after: None,
@@ -238,6 +241,7 @@ async fn chat_completions(State(shared): State<Shared>, Json(body): Json<Value>)
         finished: false,
     };
     let delay = Duration::from_millis(config.token_delay_ms);
+    let first_delay = Duration::from_millis(config.first_token_delay_ms);
     let split = config.split_bytes;
     let stream = futures::stream::unfold(
         (events.into_iter(), guard),
@@ -247,7 +251,12 @@ async fn chat_completions(State(shared): State<Shared>, Json(body): Json<Value>)
                 return None;
             };
             if let Event::Token(_) = event {
-                tokio::time::sleep(delay).await;
+                let wait = if guard.tokens_sent == 0 {
+                    first_delay + delay
+                } else {
+                    delay
+                };
+                tokio::time::sleep(wait).await;
                 guard.tokens_sent += 1;
             }
             let bytes = match event {

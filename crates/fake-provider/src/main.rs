@@ -16,6 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--port" => port = value.parse()?,
             "--tokens" => config.tokens = value.parse()?,
             "--delay-ms" => config.token_delay_ms = value.parse()?,
+            "--first-token-delay-ms" => config.first_token_delay_ms = value.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }

@@ -41,7 +41,7 @@ pub fn ChatPage() -> impl IntoView {
         <div class="layout">
             <Sidebar state />
             <main class="chat">
-                <div class="messages" node_ref=state.scroller>
+                <div class="messages" node_ref=state.scroller on:scroll=move |_| state.on_scroll()>
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                         {move || Suspend::new(async move {
                             state.show(conversation.await);

@@ -93,6 +93,10 @@ pub struct ChatState {
     /// Bumped when the list of conversations changed (a new one started).
     pub conversations_changed: RwSignal<u32>,
     pub scroller: NodeRef<Div>,
+    /// Whether new text scrolls the list: true while the reader is within reach of the bottom.
+    /// Updated from scroll events, so a scroll already queued by an earlier token cannot pull a
+    /// reader back down after they scrolled up.
+    following: StoredValue<bool>,
 }
 
 impl ChatState {
@@ -106,6 +110,7 @@ impl ChatState {
             resume: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
             scroller: NodeRef::new(),
+            following: StoredValue::new(true),
         }
     }
 
@@ -189,8 +194,10 @@ impl ChatState {
                 text.clone(),
                 MessageStatus::Complete,
             ));
-            m.push(reply.clone());
+            m.push(reply);
         });
+        // Sending is a request to see the reply.
+        self.following.set_value(true);
         self.scroll_to_bottom();
         let conversation_id = self.conversation_id.get_untracked();
         self.follow(turn_id, reply, async move {
@@ -294,9 +301,8 @@ impl ChatState {
                 }
             }
             TurnEvent::Delta { text } => {
-                let follow = self.is_near_bottom();
                 reply.content.update(|c| c.push_str(&text));
-                if follow {
+                if self.following.get_value() {
                     self.scroll_to_bottom();
                 }
             }
@@ -318,17 +324,20 @@ impl ChatState {
         }
     }
 
-    fn is_near_bottom(&self) -> bool {
-        self.scroller.get_untracked().is_none_or(|el| {
-            el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_THRESHOLD_PX
-        })
+    /// Call on every scroll of the message list (the reader's and our own).
+    pub fn on_scroll(&self) {
+        if let Some(el) = self.scroller.get_untracked() {
+            let distance = el.scroll_height() - el.scroll_top() - el.client_height();
+            self.following.set_value(distance <= FOLLOW_THRESHOLD_PX);
+        }
     }
 
-    /// Scrolls after the DOM has taken the new text.
+    /// Scrolls after the DOM has taken the new text, unless the reader scrolled away meanwhile.
     fn scroll_to_bottom(&self) {
-        let scroller = self.scroller;
+        let state = *self;
         request_animation_frame(move || {
-            if let Some(el) = scroller.get_untracked() {
+            if let (true, Some(el)) = (state.following.get_value(), state.scroller.get_untracked())
+            {
                 el.set_scroll_top(el.scroll_height());
             }
         });

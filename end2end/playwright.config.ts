@@ -1,0 +1,61 @@
+import { defineConfig } from "@playwright/test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+// Ports are configurable so a run never collides with a dev server on the same machine.
+const appPort = Number(process.env.E2E_APP_PORT ?? 3310);
+const fakePort = Number(process.env.E2E_FAKE_PORT ?? 4010);
+export const fakeUrl = `http://127.0.0.1:${fakePort}`;
+const dataDir = mkdtempSync(join(tmpdir(), "rill-e2e-"));
+
+export default defineConfig({
+  testDir: "./tests",
+  // The tests share one fake provider whose behaviour they set; run them one at a time.
+  workers: 1,
+  fullyParallel: false,
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  reporter: [["list"]],
+  use: {
+    baseURL: `http://127.0.0.1:${appPort}`,
+    screenshot: "only-on-failure",
+    launchOptions: {
+      // Debian's Chromium; Playwright's own browser download is not reachable here.
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
+    },
+  },
+  webServer: [
+    {
+      command: `../target/debug/fake-provider --port ${fakePort} --tokens 300 --delay-ms 30`,
+      url: `${fakeUrl}/v1/models`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+    {
+      command: "../target/debug/rill",
+      url: `http://127.0.0.1:${appPort}/`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${appPort}`,
+        LEPTOS_SITE_ROOT: "../target/site",
+        RILL_DATABASE: join(dataDir, "rill.db"),
+        RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
+        RILL_OPENAI_COMPAT_NAME: "fake",
+        RILL_OPENAI_COMPAT_MODELS: "fake-model",
+        RUST_LOG: "warn",
+      },
+    },
+  ],
+});

@@ -1,0 +1,138 @@
+import { expect, test, type Page } from "@playwright/test";
+import { fakeUrl } from "../playwright.config";
+
+type FakeConfig = { tokens: number; token_delay_ms: number; first_token_delay_ms?: number };
+
+async function configureFake(page: Page, config: FakeConfig) {
+  const response = await page.request.post(`${fakeUrl}/_fake/config`, { data: config });
+  expect(response.ok()).toBeTruthy();
+}
+
+async function fakeLog(page: Page): Promise<{ requests: unknown[]; disconnects: { tokens_sent: number }[] }> {
+  return (await page.request.get(`${fakeUrl}/_fake/log`)).json();
+}
+
+async function openNewChat(page: Page) {
+  await page.goto("/");
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+}
+
+const composer = (page: Page) => page.getByRole("textbox", { name: "Message" });
+const lastReply = (page: Page) => page.locator("li.message.assistant").last();
+
+async function send(page: Page, text: string) {
+  await composer(page).fill(text);
+  await composer(page).press("Enter");
+}
+
+/// Samples the reply's length every 50 ms for `ms`.
+async function sampleLengths(page: Page, ms: number): Promise<number[]> {
+  const lengths: number[] = [];
+  for (let waited = 0; waited < ms; waited += 50) {
+    lengths.push(((await lastReply(page).locator(".content").textContent()) ?? "").length);
+    await page.waitForTimeout(50);
+  }
+  return lengths;
+}
+
+test("a reply streams in token by token after a thinking indicator, with Send replaced by Stop", async ({ page }) => {
+  await configureFake(page, { tokens: 120, token_delay_ms: 30, first_token_delay_ms: 800 });
+  await openNewChat(page);
+  await send(page, "Hello there");
+
+  await expect(page.locator("li.message.user").first()).toHaveText("Hello there");
+  await expect(lastReply(page).locator(".thinking")).toBeVisible();
+  await expect(page.getByRole("button", { name: "Stop" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Send" })).toHaveCount(0);
+
+  // Enter while streaming does not send a second message.
+  await composer(page).fill("Second message");
+  await composer(page).press("Enter");
+  await expect(page.locator("li.message.user")).toHaveCount(1);
+
+  const lengths = await sampleLengths(page, 1_800);
+  const distinct = new Set(lengths.filter((n) => n > 0));
+  expect(distinct.size, `lengths seen: ${lengths.join(",")}`).toBeGreaterThanOrEqual(5);
+  for (let i = 1; i < lengths.length; i++) expect(lengths[i]).toBeGreaterThanOrEqual(lengths[i - 1]);
+
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
+  await expect(lastReply(page).locator(".usage")).toContainText("120 out");
+  await expect(page.getByRole("button", { name: "Send" })).toBeEnabled();
+  await expect(composer(page)).toHaveValue("Second message");
+  await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+});
+
+test("Stop halts the reply, cuts the provider request, and a reload shows the same stopped text", async ({ page }) => {
+  await configureFake(page, { tokens: 2000, token_delay_ms: 20 });
+  await openNewChat(page);
+  const before = (await fakeLog(page)).disconnects.length;
+  await send(page, "Write a long essay");
+  await expect.poll(async () => ((await lastReply(page).locator(".content").textContent()) ?? "").length).toBeGreaterThan(40);
+
+  await page.getByRole("button", { name: "Stop" }).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
+  await expect(lastReply(page).locator(".turn-status")).toHaveText("Stopped");
+  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  const shown = await lastReply(page).locator(".content").textContent();
+  await page.waitForTimeout(600);
+  expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
+  expect((await fakeLog(page)).disconnects.length).toBe(before + 1);
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.locator("li.message.user")).toHaveText(["Write a long essay"]);
+  await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
+  expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
+  await expect(lastReply(page).locator(".usage")).toContainText("≈");
+});
+
+test("a reader near the bottom is followed, one who scrolled up is left where they are", async ({ page }) => {
+  await configureFake(page, { tokens: 1500, token_delay_ms: 8 });
+  await page.setViewportSize({ width: 1000, height: 600 });
+  await openNewChat(page);
+  await send(page, "Fill the screen");
+  const scroller = page.locator(".messages");
+  const metrics = () =>
+    scroller.evaluate((el) => ({ top: el.scrollTop, height: el.scrollHeight, client: el.clientHeight }));
+
+  await expect.poll(async () => { const m = await metrics(); return m.height - m.client; }).toBeGreaterThan(400);
+  // Following: the view stays at the bottom as text arrives.
+  const followed = await metrics();
+  expect(followed.height - followed.top - followed.client).toBeLessThanOrEqual(100);
+
+  await scroller.evaluate((el) => { el.scrollTop = 0; });
+  const heightBefore = (await metrics()).height;
+  await expect.poll(async () => (await metrics()).height).toBeGreaterThan(heightBefore + 100);
+  expect((await metrics()).top).toBe(0);
+  await page.getByRole("button", { name: "Stop" }).click();
+});
+
+test("Shift+Enter adds a line and Enter sends the whole message", async ({ page }) => {
+  await configureFake(page, { tokens: 5, token_delay_ms: 5 });
+  await openNewChat(page);
+  await composer(page).fill("first line");
+  await composer(page).press("Shift+Enter");
+  await composer(page).pressSequentially("second line");
+  await expect(composer(page)).toHaveValue("first line\nsecond line");
+  await expect(page.locator("li.message")).toHaveCount(0);
+  await composer(page).press("Enter");
+  await expect(page.locator("li.message.user .content")).toHaveText("first line\nsecond line");
+  await expect(composer(page)).toHaveValue("");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+});
+
+test("a conversation survives a reload and appears in the sidebar", async ({ page }) => {
+  await configureFake(page, { tokens: 8, token_delay_ms: 5 });
+  await openNewChat(page);
+  await send(page, "Remember me");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  const reply = await lastReply(page).locator(".content").textContent();
+  const url = page.url();
+
+  await page.goto("/");
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.locator("li.message")).toHaveCount(0);
+  await page.getByRole("link", { name: "Remember me" }).first().click();
+  await expect(page).toHaveURL(url);
+  await expect(lastReply(page).locator(".content")).toHaveText(reply ?? "");
+});
