@@ -14,7 +14,13 @@ mod provider;
 mod sse;
 
 #[cfg(feature = "client")]
+pub mod anthropic;
+#[cfg(feature = "client")]
 pub mod dev;
+#[cfg(feature = "client")]
+pub mod gemini;
+#[cfg(feature = "local")]
+pub mod local;
 #[cfg(feature = "client")]
 pub mod openai_compat;
 
@@ -24,6 +30,10 @@ pub use error::LlmError;
 pub use provider::{
     ChatMessage, ChatRequest, EventStream, FinishReason, Provider, ProviderEvent, Role,
 };
+
+/// The HTTP client providers share (connection pool included).
+#[cfg(feature = "client")]
+pub type HttpClient = reqwest::Client;
 
 /// An HTTP client suited to streaming providers: a connect timeout but no overall timeout
 /// (a long reply is not a hung one; the turn runner bounds the wait for the first token).

@@ -28,6 +28,43 @@ impl OpenAiCompatible {
     }
 }
 
+impl OpenAiCompatible {
+    /// The models the server offers (`GET {base}/models`), for servers that list them (Ollama,
+    /// llama.cpp server, vLLM, OpenRouter). Bounded by `timeout`: start-up must not hang on it.
+    pub async fn list_models(&self, timeout: std::time::Duration) -> Result<Vec<String>, LlmError> {
+        #[derive(Deserialize)]
+        struct List {
+            data: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            id: String,
+        }
+        let mut http = self
+            .http
+            .get(format!("{}/models", self.base_url))
+            .timeout(timeout);
+        if let Some(key) = &self.api_key {
+            http = http.bearer_auth(key);
+        }
+        let response = http
+            .send()
+            .await
+            .map_err(|e| LlmError::Connect(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| LlmError::StreamBroken(e.to_string()))?;
+        if !status.is_success() {
+            return Err(LlmError::from_status(status.as_u16(), &body, None));
+        }
+        let list: List = serde_json::from_str(&body)
+            .map_err(|e| LlmError::Malformed(format!("model list: {e}")))?;
+        Ok(list.data.into_iter().map(|m| m.id).collect())
+    }
+}
+
 impl Provider for OpenAiCompatible {
     fn stream_chat(&self, request: ChatRequest) -> EventStream {
         let mut http = self
@@ -247,6 +284,23 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_reasoning_model_reports_cached_and_reasoning_tokens() {
+        let body = include_str!("../tests/fixtures/openai_reasoning.sse");
+        let events = decode_chunked(body.as_bytes(), 13).await;
+        assert_eq!(
+            events.last(),
+            Some(&Ok(ProviderEvent::Usage(Usage {
+                input_tokens: 2_000,
+                cached_input_tokens: 1_536,
+                cache_write_tokens: 0,
+                output_tokens: 900,
+                reasoning_tokens: 832,
+            })))
+        );
+        assert_eq!(events[0], Ok(ProviderEvent::TextDelta("Grüße, ".into())));
     }
 
     #[tokio::test]

@@ -39,6 +39,10 @@ pub enum FinishReason {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProviderEvent {
+    /// The request waits for capacity (the local model runs one reply at a time).
+    Queued {
+        ahead: usize,
+    },
     TextDelta(String),
     /// Final token counts; may arrive after `Finished` (OpenAI sends usage in a last chunk).
     Usage(Usage),

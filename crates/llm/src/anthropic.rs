@@ -1,0 +1,369 @@
+//! Anthropic Messages streaming (`POST {base}/messages`, `stream: true`).
+//!
+//! Events: `message_start` (input usage, cache reads and writes), `content_block_start`,
+//! `content_block_delta` (`text_delta`), `content_block_stop`, `message_delta` (stop reason and
+//! cumulative usage), `message_stop`, `ping`, and `error` mid-stream (e.g. `overloaded_error`).
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::sse::{stream_sse, Decoded, SseDecoder};
+use crate::{
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
+};
+
+/// The API version this decoder follows (sent as `anthropic-version`).
+pub const API_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; used when the request names none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+pub struct Anthropic {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: String,
+}
+
+impl Anthropic {
+    /// `base_url` is the API root, e.g. `https://api.anthropic.com/v1`.
+    pub fn new(http: reqwest::Client, base_url: &str, api_key: String) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+        }
+    }
+}
+
+impl Provider for Anthropic {
+    fn stream_chat(&self, request: ChatRequest) -> EventStream {
+        let http = self
+            .http
+            .post(format!("{}/messages", self.base_url))
+            .header("x-api-key", &self.api_key)
+            .header("anthropic-version", API_VERSION)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&request_body(&request));
+        stream_sse(http, EventDecoder::default())
+    }
+}
+
+fn request_body(request: &ChatRequest) -> serde_json::Value {
+    let messages: Vec<_> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({"role": role, "content": m.content})
+        })
+        .collect();
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "messages": messages,
+        "stream": true,
+    });
+    if let Some(system) = request.system.as_deref().filter(|s| !s.trim().is_empty()) {
+        body["system"] = json!(system);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockDelta {
+        delta: BlockDelta,
+    },
+    MessageDelta {
+        delta: MessageDelta,
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    },
+    MessageStop,
+    Error {
+        error: WireError,
+    },
+    /// `ping`, `content_block_start`, `content_block_stop`, and event types added later.
+    #[serde(other)]
+    Ignored,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    /// Thinking, signatures, tool input: not shown as reply text.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta {
+    stop_reason: Option<String>,
+}
+
+/// Anthropic's counts are disjoint: `input_tokens` excludes cache reads and writes.
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    input_tokens: Option<u32>,
+    cache_read_input_tokens: Option<u32>,
+    cache_creation_input_tokens: Option<u32>,
+    output_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Default)]
+struct EventDecoder {
+    /// Counts seen so far; `message_delta` carries cumulative values that replace them.
+    input: u32,
+    cache_read: u32,
+    cache_write: u32,
+    output: u32,
+    stop_reason: Option<String>,
+    done: bool,
+}
+
+impl EventDecoder {
+    fn absorb(&mut self, usage: WireUsage) {
+        let take = |slot: &mut u32, value: Option<u32>| {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        };
+        take(&mut self.input, usage.input_tokens);
+        take(&mut self.cache_read, usage.cache_read_input_tokens);
+        take(&mut self.cache_write, usage.cache_creation_input_tokens);
+        take(&mut self.output, usage.output_tokens);
+    }
+
+    /// Normalised to [`Usage`]: every prompt token in `input_tokens`, cache figures as parts of it.
+    fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.input + self.cache_read + self.cache_write,
+            cached_input_tokens: self.cache_read,
+            cache_write_tokens: self.cache_write,
+            output_tokens: self.output,
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+impl SseDecoder for EventDecoder {
+    fn on_event(&mut self, _event: &str, data: &str, out: &mut VecDeque<Decoded>) {
+        // The `type` inside the data names the event as well as the `event:` line does.
+        let event: Event = match serde_json::from_str(data) {
+            Ok(event) => event,
+            Err(e) => {
+                return out.push_back(Err(LlmError::Malformed(format!(
+                    "{e} in event {data:.120}"
+                ))))
+            }
+        };
+        match event {
+            Event::MessageStart { message } => self.absorb(message.usage.unwrap_or_default()),
+            Event::ContentBlockDelta {
+                delta: BlockDelta::TextDelta { text },
+            } if !text.is_empty() => out.push_back(Ok(ProviderEvent::TextDelta(text))),
+            Event::MessageDelta { delta, usage } => {
+                self.absorb(usage.unwrap_or_default());
+                if delta.stop_reason.is_some() {
+                    self.stop_reason = delta.stop_reason;
+                }
+            }
+            Event::MessageStop => {
+                self.done = true;
+                let reason = match self.stop_reason.take().as_deref() {
+                    Some("end_turn" | "stop_sequence") | None => FinishReason::Stop,
+                    Some("max_tokens") => FinishReason::Length,
+                    Some(other) => FinishReason::Other(other.to_owned()),
+                };
+                out.push_back(Ok(ProviderEvent::Finished(reason)));
+                out.push_back(Ok(ProviderEvent::Usage(self.usage())));
+            }
+            Event::Error { error } => {
+                // An overload mid-stream is the same fault as a 529 before it.
+                let message = if error.message.is_empty() {
+                    error.kind.clone()
+                } else {
+                    error.message
+                };
+                out.push_back(Err(match error.kind.as_str() {
+                    "overloaded_error" => LlmError::Unavailable {
+                        status: 529,
+                        message,
+                    },
+                    "rate_limit_error" => LlmError::RateLimited {
+                        retry_after: None,
+                        message,
+                    },
+                    "api_error" => LlmError::Unavailable {
+                        status: 500,
+                        message,
+                    },
+                    _ => LlmError::Provider(message),
+                }));
+            }
+            Event::ContentBlockDelta { .. } | Event::Ignored => {}
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn on_end(&mut self) -> Result<(), LlmError> {
+        if self.done {
+            Ok(())
+        } else {
+            Err(LlmError::StreamBroken(
+                "the stream ended before message_stop".to_owned(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::decode_events;
+    use crate::ChatMessage;
+    use futures::StreamExt;
+
+    /// The shape of Anthropic's documented streaming example, with cache usage and a ping.
+    const STREAM: &str = include_str!("../tests/fixtures/anthropic_stream.sse");
+
+    fn expected() -> Vec<Decoded> {
+        vec![
+            Ok(ProviderEvent::TextDelta("Grüße, ".into())),
+            Ok(ProviderEvent::TextDelta("世界 🌍".into())),
+            Ok(ProviderEvent::Finished(FinishReason::Stop)),
+            Ok(ProviderEvent::Usage(Usage {
+                input_tokens: 25 + 1_000 + 200,
+                cached_input_tokens: 1_000,
+                cache_write_tokens: 200,
+                output_tokens: 15,
+                reasoning_tokens: 0,
+            })),
+        ]
+    }
+
+    async fn decode_chunked(body: &[u8], chunk: usize) -> Vec<Decoded> {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+        decode_events(futures::stream::iter(pieces), EventDecoder::default())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn any_chunking_gives_the_same_events() {
+        for size in [1, 2, 3, 5, 7, 64, STREAM.len()] {
+            assert_eq!(
+                decode_chunked(STREAM.as_bytes(), size).await,
+                expected(),
+                "chunk size {size}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_error_event_mid_stream_is_a_transient_failure() {
+        let body = include_str!("../tests/fixtures/anthropic_overloaded.sse");
+        let events = decode_chunked(body.as_bytes(), 9).await;
+        assert_eq!(events[0], Ok(ProviderEvent::TextDelta("Hello".into())));
+        let Err(error) = &events[1] else {
+            panic!("expected an error, got {events:?}")
+        };
+        assert!(matches!(error, LlmError::Unavailable { status: 529, .. }));
+        assert!(error.to_string().contains("Overloaded"));
+        assert_eq!(events.len(), 2, "nothing after the error");
+    }
+
+    #[tokio::test]
+    async fn max_tokens_is_a_length_finish_and_thinking_is_not_text() {
+        let body = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"c\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"cut\"}}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":4}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let events = decode_chunked(body.as_bytes(), 11).await;
+        assert_eq!(
+            events,
+            vec![
+                Ok(ProviderEvent::TextDelta("cut".into())),
+                Ok(ProviderEvent::Finished(FinishReason::Length)),
+                Ok(ProviderEvent::Usage(Usage {
+                    input_tokens: 9,
+                    output_tokens: 4,
+                    ..Usage::default()
+                })),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_end_before_message_stop_is_a_lost_connection() {
+        let cut = STREAM.find("event: message_delta").unwrap_or(STREAM.len());
+        let events = decode_chunked(&STREAM.as_bytes()[..cut], 16).await;
+        assert!(matches!(
+            events.last(),
+            Some(Err(LlmError::StreamBroken(_)))
+        ));
+    }
+
+    #[test]
+    fn body_has_system_apart_and_max_tokens() {
+        let body = request_body(&ChatRequest {
+            model: "claude-x".into(),
+            system: Some("Be brief.".into()),
+            messages: vec![
+                ChatMessage {
+                    role: Role::User,
+                    content: "hi".into(),
+                },
+                ChatMessage {
+                    role: Role::Assistant,
+                    content: "hello".into(),
+                },
+            ],
+            max_output_tokens: None,
+        });
+        assert_eq!(body["system"], json!("Be brief."));
+        assert_eq!(body["max_tokens"], json!(DEFAULT_MAX_TOKENS));
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+        );
+        assert_eq!(body["stream"], json!(true));
+    }
+}

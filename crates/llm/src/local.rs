@@ -1,0 +1,360 @@
+//! An in-process local model: a quantized llama-architecture GGUF (by default SmolLM2-135M-Instruct)
+//! run with candle on the CPU. No key, no network.
+//!
+//! The model is loaded once. Generation runs on one dedicated thread, off the async runtime, one
+//! request at a time (a 135M model on a small machine gains nothing from running two at once;
+//! they would only slow each other). Other requests wait in a queue and say so. Dropping the
+//! event stream stops the generation before its next token.
+
+mod text_stream;
+mod tokenizer;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use futures::StreamExt;
+use tokenizers::Tokenizer;
+
+use crate::{
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
+};
+use text_stream::TextStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalModelError {
+    #[error("cannot read the model file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the model file is not a usable GGUF model: {0}")]
+    Format(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl From<candle_core::Error> for LocalModelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Inference(e.to_string())
+    }
+}
+
+/// Sampling settings; the defaults suit a small instruct model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingConfig {
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty looks at.
+    pub repeat_last_n: usize,
+    /// `None` picks a fresh seed per request; tests fix it.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.6,
+            top_k: 40,
+            top_p: 0.9,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            seed: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LocalModelConfig {
+    pub path: PathBuf,
+    /// Reply length limit when the request names none.
+    pub max_output_tokens: u32,
+    pub sampling: SamplingConfig,
+}
+
+pub struct LocalProvider {
+    jobs: mpsc::Sender<Job>,
+    /// Requests whose reader still waits for them (queued or generating); a new request has this
+    /// many ahead of it. Counted by the reader's side, so a stopped request stops counting at
+    /// once, while the generation thread finishes the token it is on.
+    pending: Arc<AtomicUsize>,
+    pub info: ModelInfo,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub name: String,
+    pub context_length: usize,
+}
+
+struct Job {
+    request: ChatRequest,
+    events: tokio::sync::mpsc::Sender<Result<ProviderEvent, LlmError>>,
+}
+
+/// The loaded weights and tokenizer, owned by the generation thread.
+pub struct LocalModel {
+    weights: ModelWeights,
+    tokenizer: Tokenizer,
+    end_of_turn: u32,
+    context_length: usize,
+    name: String,
+    device: Device,
+}
+
+impl LocalModel {
+    pub fn load(path: &Path) -> Result<Self, LocalModelError> {
+        let read_error = |source| LocalModelError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| LocalModelError::Format(e.to_string()))?;
+        let tokenizer = tokenizer::from_gguf(&content)?;
+        let metadata_u32 = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+        // ChatML models end a turn with <|im_end|>; fall back to the file's end-of-sequence token.
+        let end_of_turn = tokenizer
+            .token_to_id("<|im_end|>")
+            .or_else(|| metadata_u32("tokenizer.ggml.eos_token_id"))
+            .ok_or_else(|| LocalModelError::Format("no end-of-turn token".into()))?;
+        let context_length = metadata_u32("llama.context_length").unwrap_or(2048) as usize;
+        let name = content
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        let device = Device::Cpu;
+        let weights = ModelWeights::from_gguf(content, &mut file, &device)?;
+        Ok(Self {
+            weights,
+            tokenizer,
+            end_of_turn,
+            context_length,
+            name,
+            device,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Token ids of `text`, special tokens such as `<|im_start|>` recognised.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LocalModelError> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| LocalModelError::Inference(e.to_string()))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Generates a reply, calling `on_event` for each event; stops early when it returns false.
+    pub fn generate(
+        &mut self,
+        request: &ChatRequest,
+        max_output_tokens: u32,
+        sampling: &SamplingConfig,
+        mut on_event: impl FnMut(ProviderEvent) -> bool,
+    ) -> Result<(), LocalModelError> {
+        let max_new = request
+            .max_output_tokens
+            .unwrap_or(max_output_tokens)
+            .max(1) as usize;
+        let mut prompt = self.encode(&chatml_prompt(request))?;
+        // Keep the end of a conversation that outgrew the context, leaving room for the reply.
+        let budget = self.context_length.saturating_sub(max_new).max(1);
+        if prompt.len() > budget {
+            prompt.drain(..prompt.len() - budget);
+        }
+        let max_new = max_new.min(self.context_length - prompt.len());
+        let seed = sampling.seed.unwrap_or_else(random_seed);
+        let mut sampler = LogitsProcessor::from_sampling(
+            seed,
+            if sampling.temperature <= 0.0 {
+                Sampling::ArgMax
+            } else {
+                Sampling::TopKThenTopP {
+                    k: sampling.top_k,
+                    p: sampling.top_p,
+                    temperature: sampling.temperature,
+                }
+            },
+        );
+        let input = Tensor::new(prompt.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut logits = self.weights.forward(&input, 0)?.squeeze(0)?;
+        let mut recent: VecDeque<u32> = prompt
+            .iter()
+            .rev()
+            .take(sampling.repeat_last_n)
+            .rev()
+            .copied()
+            .collect();
+        let mut text = TextStream::default();
+        let mut generated = 0usize;
+        let mut finish = FinishReason::Length;
+        while generated < max_new {
+            if sampling.repeat_penalty != 1.0 {
+                let context: Vec<u32> = recent.iter().copied().collect();
+                logits = candle_transformers::utils::apply_repeat_penalty(
+                    &logits,
+                    sampling.repeat_penalty,
+                    &context,
+                )?;
+            }
+            let next = sampler.sample(&logits)?;
+            if next == self.end_of_turn {
+                finish = FinishReason::Stop;
+                break;
+            }
+            generated += 1;
+            recent.push_back(next);
+            if recent.len() > sampling.repeat_last_n {
+                recent.pop_front();
+            }
+            if let Some(delta) = text.push(&self.tokenizer, next)? {
+                if !on_event(ProviderEvent::TextDelta(delta)) {
+                    return Ok(());
+                }
+            }
+            if generated < max_new {
+                let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+                logits = self
+                    .weights
+                    .forward(&input, prompt.len() + generated - 1)?
+                    .squeeze(0)?;
+            }
+        }
+        let usage = Usage {
+            input_tokens: prompt.len() as u32,
+            output_tokens: generated as u32,
+            ..Usage::default()
+        };
+        let _ = on_event(ProviderEvent::Finished(finish)) && on_event(ProviderEvent::Usage(usage));
+        Ok(())
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// SmolLM2's chat template (ChatML), including its default system prompt when none is given.
+pub fn chatml_prompt(request: &ChatRequest) -> String {
+    let system = request
+        .system
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+    let mut prompt = format!("<|im_start|>system\n{system}<|im_end|>\n");
+    for message in &request.messages {
+        let role = match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        prompt.push_str(&format!(
+            "<|im_start|>{role}\n{}<|im_end|>\n",
+            message.content
+        ));
+    }
+    prompt.push_str("<|im_start|>assistant\n");
+    prompt
+}
+
+impl LocalProvider {
+    /// Loads the model (seconds; call off the async runtime) and starts its generation thread.
+    pub fn start(config: LocalModelConfig) -> Result<Self, LocalModelError> {
+        let mut model = LocalModel::load(&config.path)?;
+        let info = ModelInfo {
+            name: model.name.clone(),
+            context_length: model.context_length,
+        };
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        std::thread::Builder::new()
+            .name("local-model".into())
+            .spawn(move || {
+                for job in queue {
+                    // A request whose reader is already gone (Stop while queued) costs nothing.
+                    if !job.events.is_closed() {
+                        let result = model.generate(
+                            &job.request,
+                            config.max_output_tokens,
+                            &config.sampling,
+                            |event| job.events.blocking_send(Ok(event)).is_ok(),
+                        );
+                        if let Err(e) = result {
+                            let _ = job
+                                .events
+                                .blocking_send(Err(LlmError::Provider(e.to_string())));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| {
+                LocalModelError::Inference(format!("cannot start the generation thread: {e}"))
+            })?;
+        Ok(Self {
+            jobs,
+            pending,
+            info,
+        })
+    }
+}
+
+impl LocalProvider {
+    /// Requests waiting or generating.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+/// One request counted in `pending` for as long as its reader holds the stream.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Provider for LocalProvider {
+    fn stream_chat(&self, request: ChatRequest) -> EventStream {
+        let jobs = self.jobs.clone();
+        let pending = self.pending.clone();
+        // Queued on first poll, like an HTTP provider's request.
+        let start = async move {
+            let (events, receiver) = tokio::sync::mpsc::channel(256);
+            let ahead = pending.fetch_add(1, Ordering::AcqRel);
+            let waiting = Waiting(pending);
+            if jobs.send(Job { request, events }).is_err() {
+                let failed = futures::stream::iter([Err(LlmError::Provider(
+                    "the local model has stopped".into(),
+                ))]);
+                return failed.left_stream();
+            }
+            let queued = (ahead > 0).then_some(Ok(ProviderEvent::Queued { ahead }));
+            futures::stream::iter(queued)
+                .chain(futures::stream::unfold(
+                    (receiver, waiting),
+                    |(mut r, waiting)| async move { r.recv().await.map(|e| (e, (r, waiting))) },
+                ))
+                .right_stream()
+        };
+        Box::pin(futures::stream::once(start).flatten())
+    }
+}
