@@ -1,5 +1,5 @@
 import { defineConfig } from "@playwright/test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -8,6 +8,15 @@ const appPort = Number(process.env.E2E_APP_PORT ?? 3310);
 const fakePort = Number(process.env.E2E_FAKE_PORT ?? 4010);
 export const fakeUrl = `http://127.0.0.1:${fakePort}`;
 const dataDir = mkdtempSync(join(tmpdir(), "rill-e2e-"));
+// Prices for the fake models, as a deployment would set them for its own models.
+const configFile = join(dataDir, "rill.toml");
+writeFileSync(
+  configFile,
+  [
+    '[prices."fake/fake-model"]', "input = 1.0", "cached_input = 0.5", "output = 2.0",
+    '[prices."anthropic/claude-fake"]', "input = 3.0", "cached_input = 0.3", "cache_write = 3.75", "output = 15.0",
+  ].join("\n") + "\n",
+);
 
 export default defineConfig({
   testDir: "./tests",
@@ -54,6 +63,14 @@ export default defineConfig({
         RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
         RILL_OPENAI_COMPAT_NAME: "fake",
         RILL_OPENAI_COMPAT_MODELS: "fake-model",
+        // The same fake speaking Anthropic's protocol, as a second provider for the picker.
+        ANTHROPIC_API_KEY: "e2e-key",
+        RILL_ANTHROPIC_BASE_URL: `${fakeUrl}/v1`,
+        RILL_ANTHROPIC_MODELS: "claude-fake",
+        RILL_CONFIG: configFile,
+        // The real local model (scripts/fetch-model.sh), with short replies to bound the run.
+        RILL_LOCAL_MODEL: "../models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        RILL_LOCAL_MAX_TOKENS: "40",
         RUST_LOG: "warn",
       },
     },

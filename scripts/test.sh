@@ -8,6 +8,7 @@ source scripts/install-tools.sh
 ensure_build_tools
 ensure_chromium
 ensure_end2end_packages
+bash scripts/fetch-model.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS

@@ -2,4 +2,5 @@
 //! `crate::server`, return typed data. In the browser build their bodies become HTTP calls.
 
 pub mod conversations;
+pub mod models;
 pub mod turns;

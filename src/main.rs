@@ -2,22 +2,40 @@
 //! Configuration comes from the environment (see `.env.example`).
 
 #[cfg(feature = "ssr")]
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     use anyhow::Context;
-    use rill::server::{config::Config, db, http, AppState};
+    use rill::server::config::Config;
 
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
+    let config = Config::from_env().context("reading configuration")?;
+    // candle sizes its thread pool from this variable when it first runs. Set it here, while
+    // this is the only thread, rather than racing other threads' reads of the environment.
+    if let Some(local) = &config.local_model {
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", local.threads.to_string());
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config))
+}
+
+#[cfg(feature = "ssr")]
+async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rill::server::models::LocalModel;
+    use rill::server::{db, http, AppState};
 
     let leptos_options = leptos::config::get_configuration(None)
         .context("reading Leptos settings")?
         .leptos_options;
-    let config = Config::from_env().context("reading configuration")?;
     let pool = db::connect(&config.database_path)
         .await
         .with_context(|| format!("opening the database {}", config.database_path.display()))?;
@@ -28,7 +46,15 @@ async fn main() -> anyhow::Result<()> {
             "replies cut short by the last shutdown were kept and marked failed"
         );
     }
-    let state = AppState::new(pool, config);
+    let settings = config.local_model.clone();
+    let local_model =
+        tokio::task::spawn_blocking(move || LocalModel::load(settings.as_ref())).await?;
+    let state = AppState::new(pool, config, local_model)
+        .await
+        .context("loading the price table")?;
+    for notice in state.models.notices() {
+        tracing::warn!("{notice}");
+    }
     tracing::info!(models = ?state.models.ids().collect::<Vec<_>>(), default = state.models.default_model(), "models");
 
     let addr = leptos_options.site_addr;

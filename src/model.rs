@@ -43,6 +43,43 @@ impl MessageStatus {
     }
 }
 
+/// USD per million tokens. See `src/server/prices.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub input: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    pub output: f64,
+}
+
+/// What the model picker offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMenu {
+    pub groups: Vec<ModelGroup>,
+    /// The model new conversations use.
+    pub default_model: String,
+    /// E.g. how to fetch the local model when it is missing.
+    pub notices: Vec<String>,
+    /// When the prices were taken from the providers' pages.
+    pub prices_as_of: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelGroup {
+    pub provider: String,
+    pub models: Vec<ModelOption>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelOption {
+    /// `provider/model`.
+    pub id: String,
+    pub label: String,
+    pub price: Option<Price>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConversationSummary {
     pub id: Uuid,
@@ -91,6 +128,10 @@ pub enum TurnEvent {
         /// The assistant message this turn writes.
         message_id: Uuid,
         model: String,
+    },
+    /// The model is busy with other replies; this many are ahead.
+    Queued {
+        ahead: u32,
     },
     Delta {
         text: String,

@@ -8,6 +8,8 @@ pub mod db;
 pub mod http;
 /// Which models exist and which provider serves each.
 pub mod models;
+/// The dated price table and the cost of a turn.
+pub mod pricing;
 /// Shared application state handed to every request.
 pub mod state;
 /// Running turns: the provider call, its event log for readers, Stop, persistence.

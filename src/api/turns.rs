@@ -8,17 +8,26 @@ use crate::server::AppState;
 /// Sends a message and streams the turn's events as newline-delimited JSON
 /// ([`crate::model::ndjson`]). The browser mints `turn_id`; sending the same id again re-attaches
 /// to that turn instead of starting another. `conversation_id: None` starts a new conversation.
+/// `model` (from the picker) switches the conversation to that model from this turn on.
 #[leptos::server(prefix = "/api", endpoint = "send_message", input = Json, output = Streaming)]
 pub async fn send_message(
     turn_id: Uuid,
     conversation_id: Option<Uuid>,
     text: String,
+    model: Option<String>,
 ) -> Result<ByteStream<ApiError>, ApiError> {
     use futures::StreamExt;
     let (state, owner) = AppState::from_context()?;
     let events = state
         .turns
-        .send(&state, &owner, turn_id, conversation_id, &text)
+        .send(
+            &state,
+            &owner,
+            turn_id,
+            conversation_id,
+            &text,
+            model.as_deref(),
+        )
         .await?;
     Ok(ByteStream::new(events.map(|e| {
         Ok::<_, ApiError>(crate::model::ndjson::encode(&e))

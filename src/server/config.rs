@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::Price;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// SQLite database file (`RILL_DATABASE`, default `data/rill.db`).
@@ -16,12 +18,46 @@ pub struct Config {
     pub default_model: Option<String>,
     /// Delay between the development model's words (`RILL_DEV_WORD_DELAY_MS`, default 40).
     pub dev_word_delay: Duration,
+    /// Per-model prices laid over the shipped table (`[prices."provider/model"]` in the file).
+    pub price_overrides: std::collections::HashMap<String, Price>,
+    /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
+    pub local_model: Option<LocalModelSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalModelSettings {
+    /// GGUF file (`RILL_LOCAL_MODEL`, default `models/SmolLM2-135M-Instruct.Q4_1.gguf`, which
+    /// `scripts/fetch-model.sh` puts there).
+    pub path: PathBuf,
+    /// Inference threads (`RILL_LOCAL_THREADS`, default 1: a second thread only helps on an idle
+    /// machine and collapses when the other core is busy serving).
+    pub threads: usize,
+    /// Longest reply in tokens (`RILL_LOCAL_MAX_TOKENS`, default 512).
+    pub max_output_tokens: u32,
+}
+
+pub const DEFAULT_LOCAL_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Which wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI itself: chat completions, models from the config.
+    Openai,
+    /// Any server speaking OpenAI chat completions (Ollama, llama.cpp, vLLM, OpenRouter, Groq …):
+    /// the key is optional and the models are listed by the server where it offers `GET /models`.
+    #[default]
+    OpenaiCompatible,
+    Anthropic,
+    Gemini,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ProviderConfig {
     /// Prefix of this provider's model ids (`openai` → `openai/gpt-4o-mini`).
     pub id: String,
+    #[serde(default)]
+    pub kind: ProviderKind,
     /// The API root, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
     /// The key itself is never put in the file; only the name of the variable holding it.
@@ -29,6 +65,8 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     #[serde(skip)]
     pub api_key: Option<String>,
+    /// For `openai_compatible`, optional: the server's own list is used where it offers one.
+    #[serde(default)]
     pub models: Vec<String>,
 }
 
@@ -56,6 +94,8 @@ struct FileConfig {
     default_model: Option<String>,
     #[serde(default)]
     providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    prices: std::collections::HashMap<String, Price>,
 }
 
 impl Config {
@@ -79,28 +119,52 @@ impl Config {
         for provider in &mut providers {
             provider.api_key = provider.api_key_env.as_deref().and_then(&var);
         }
-        if let Some(key) = var("OPENAI_API_KEY") {
+        // Hosted providers: each is added when its key is set.
+        let hosted = [
+            (
+                ProviderKind::Openai,
+                "openai",
+                "OPENAI_API_KEY",
+                "https://api.openai.com/v1",
+                &["gpt-4o-mini", "gpt-4o"][..],
+            ),
+            (
+                ProviderKind::Anthropic,
+                "anthropic",
+                "ANTHROPIC_API_KEY",
+                "https://api.anthropic.com/v1",
+                &["claude-sonnet-4-5", "claude-haiku-4-5"][..],
+            ),
+            (
+                ProviderKind::Gemini,
+                "gemini",
+                "GEMINI_API_KEY",
+                "https://generativelanguage.googleapis.com/v1beta",
+                &["gemini-2.5-flash", "gemini-2.5-pro"][..],
+            ),
+        ];
+        for (kind, id, key_var, default_url, default_models) in hosted {
+            let Some(key) = var(key_var) else { continue };
+            let upper = id.to_uppercase();
             providers.push(ProviderConfig {
-                id: "openai".into(),
-                base_url: var("RILL_OPENAI_BASE_URL")
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                api_key_env: Some("OPENAI_API_KEY".into()),
+                id: id.into(),
+                kind,
+                base_url: var(&format!("RILL_{upper}_BASE_URL"))
+                    .unwrap_or_else(|| default_url.into()),
+                api_key_env: Some(key_var.into()),
                 api_key: Some(key),
-                models: list(var("RILL_OPENAI_MODELS"))
-                    .unwrap_or_else(|| vec!["gpt-4o-mini".into(), "gpt-4o".into()]),
+                models: list(var(&format!("RILL_{upper}_MODELS")))
+                    .unwrap_or_else(|| default_models.iter().map(|m| m.to_string()).collect()),
             });
         }
         if let Some(base_url) = var("RILL_OPENAI_COMPAT_URL") {
             providers.push(ProviderConfig {
                 id: var("RILL_OPENAI_COMPAT_NAME").unwrap_or_else(|| "compat".into()),
+                kind: ProviderKind::OpenaiCompatible,
                 base_url,
                 api_key_env: Some("RILL_OPENAI_COMPAT_API_KEY".into()),
                 api_key: var("RILL_OPENAI_COMPAT_API_KEY"),
-                models: list(var("RILL_OPENAI_COMPAT_MODELS")).ok_or_else(|| {
-                    ConfigError::Invalid(
-                        "RILL_OPENAI_COMPAT_URL is set but RILL_OPENAI_COMPAT_MODELS is not".into(),
-                    )
-                })?,
+                models: list(var("RILL_OPENAI_COMPAT_MODELS")).unwrap_or_default(),
             });
         }
         for p in &providers {
@@ -110,11 +174,34 @@ impl Config {
                     p.id
                 )));
             }
-            if p.models.is_empty() {
+            if p.id == "local" || p.id == "dev" {
                 return Err(ConfigError::Invalid(format!(
-                    "provider {} lists no models",
+                    "provider id {:?} is reserved for the built-in models",
                     p.id
                 )));
+            }
+            if providers.iter().filter(|q| q.id == p.id).count() > 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "provider id {:?} is used twice",
+                    p.id
+                )));
+            }
+            if p.kind != ProviderKind::OpenaiCompatible {
+                if p.models.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider {} lists no models",
+                        p.id
+                    )));
+                }
+                if p.api_key.is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "provider {} needs an API key: set {}",
+                        p.id,
+                        p.api_key_env
+                            .as_deref()
+                            .unwrap_or("its api_key_env variable")
+                    )));
+                }
             }
         }
         let dev_word_delay = match var("RILL_DEV_WORD_DELAY_MS") {
@@ -123,7 +210,27 @@ impl Config {
             })?),
             None => Duration::from_millis(40),
         };
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match var(name) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("{name}={v} is not a whole number"))),
+                None => Ok(default),
+            }
+        };
+        let local_model = match var("RILL_LOCAL_MODEL").as_deref() {
+            Some("off") => None,
+            path => Some(LocalModelSettings {
+                path: PathBuf::from(path.unwrap_or(DEFAULT_LOCAL_MODEL)),
+                threads: usize::try_from(number("RILL_LOCAL_THREADS", 1)?.max(1)).unwrap_or(1),
+                max_output_tokens: u32::try_from(number("RILL_LOCAL_MAX_TOKENS", 512)?.max(1))
+                    .unwrap_or(512),
+            }),
+        };
         Ok(Self {
+            price_overrides: file.prices,
+            local_model,
             database_path: var("RILL_DATABASE")
                 .map(PathBuf::from)
                 .or(file.database)
@@ -165,6 +272,24 @@ mod tests {
         assert_eq!(c.database_path, PathBuf::from("data/rill.db"));
         assert_eq!(c.owner, "local");
         assert!(c.providers.is_empty());
+        let local = c.local_model.expect("the local model is on by default");
+        assert_eq!(local.path, PathBuf::from(DEFAULT_LOCAL_MODEL));
+        assert_eq!((local.threads, local.max_output_tokens), (1, 512));
+    }
+
+    #[test]
+    fn the_local_model_can_be_switched_off_or_tuned() {
+        assert!(config(&[("RILL_LOCAL_MODEL", "off")])
+            .expect("config")
+            .local_model
+            .is_none());
+        let c = config(&[("RILL_LOCAL_THREADS", "2"), ("RILL_LOCAL_MAX_TOKENS", "64")])
+            .expect("config");
+        assert_eq!(
+            c.local_model.map(|l| (l.threads, l.max_output_tokens)),
+            Some((2, 64))
+        );
+        assert!(config(&[("RILL_LOCAL_THREADS", "two")]).is_err());
     }
 
     #[test]
@@ -182,9 +307,54 @@ mod tests {
     }
 
     #[test]
-    fn a_compatible_server_without_models_is_an_error() {
-        let err = config(&[("RILL_OPENAI_COMPAT_URL", "http://x")]).expect_err("must fail");
-        assert!(err.to_string().contains("RILL_OPENAI_COMPAT_MODELS"));
+    fn hosted_providers_come_with_their_key_and_default_models() {
+        let c = config(&[
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("GEMINI_API_KEY", "g-key"),
+            ("RILL_GEMINI_MODELS", "gemini-2.5-flash"),
+        ])
+        .expect("config");
+        let anthropic = &c.providers[0];
+        assert_eq!(
+            (
+                anthropic.id.as_str(),
+                anthropic.kind,
+                anthropic.api_key.as_deref()
+            ),
+            ("anthropic", ProviderKind::Anthropic, Some("sk-ant"))
+        );
+        assert_eq!(anthropic.base_url, "https://api.anthropic.com/v1");
+        assert!(!anthropic.models.is_empty());
+        assert_eq!(c.providers[1].kind, ProviderKind::Gemini);
+        assert_eq!(c.providers[1].models, vec!["gemini-2.5-flash"]);
+    }
+
+    #[test]
+    fn a_compatible_server_may_leave_its_models_to_discovery() {
+        let c = config(&[("RILL_OPENAI_COMPAT_URL", "http://127.0.0.1:11434/v1")]).expect("config");
+        assert_eq!(c.providers[0].kind, ProviderKind::OpenaiCompatible);
+        assert!(c.providers[0].models.is_empty());
+    }
+
+    #[test]
+    fn bad_provider_settings_are_explained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rill.toml");
+        std::fs::write(
+            &path,
+            "[[providers]]\nid = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"CLAUDE_KEY\"\nmodels = [\"claude-x\"]\n",
+        )
+        .expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let err = config(&[("RILL_CONFIG", path.as_str())]).expect_err("no key");
+        assert!(err.to_string().contains("CLAUDE_KEY"), "{err}");
+        assert!(config(&[("RILL_CONFIG", path.as_str()), ("CLAUDE_KEY", "k")]).is_ok());
+        let err = config(&[
+            ("RILL_OPENAI_COMPAT_URL", "http://x"),
+            ("RILL_OPENAI_COMPAT_NAME", "local"),
+        ])
+        .expect_err("reserved");
+        assert!(err.to_string().contains("reserved"));
     }
 
     #[test]
@@ -193,13 +363,17 @@ mod tests {
         let path = dir.path().join("rill.toml");
         std::fs::write(
             &path,
-            "default_model = \"vllm/qwen\"\n[[providers]]\nid = \"vllm\"\nbase_url = \"http://127.0.0.1:8000/v1\"\napi_key_env = \"VLLM_KEY\"\nmodels = [\"qwen\"]\n",
+            "default_model = \"vllm/qwen\"\n[[providers]]\nid = \"vllm\"\nbase_url = \"http://127.0.0.1:8000/v1\"\napi_key_env = \"VLLM_KEY\"\nmodels = [\"qwen\"]\n[prices.\"vllm/qwen\"]\ninput = 0.1\noutput = 0.2\n",
         )
         .expect("write");
         let path = path.to_string_lossy().into_owned();
         let c = config(&[("RILL_CONFIG", path.as_str()), ("VLLM_KEY", "k")]).expect("config");
         assert_eq!(c.providers[0].api_key.as_deref(), Some("k"));
         assert_eq!(c.default_model.as_deref(), Some("vllm/qwen"));
+        assert_eq!(
+            c.price_overrides.get("vllm/qwen").map(|p| p.output),
+            Some(0.2)
+        );
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "nonsense = 1\n").expect("write");
         let bad = bad.to_string_lossy().into_owned();

@@ -173,7 +173,9 @@ pub struct NewTurn<'a> {
     /// `None` starts a new conversation.
     pub conversation_id: Option<Uuid>,
     pub text: &'a str,
-    /// Model for a new conversation.
+    /// The model picked for this turn; it becomes the conversation's model. `None` keeps the
+    /// conversation's model (or, for a new one, the default).
+    pub model: Option<&'a str>,
     pub default_model: &'a str,
 }
 
@@ -221,16 +223,16 @@ pub async fn begin_turn(
             let Some(row) = row else {
                 return Ok(BeginTurn::NoSuchConversation);
             };
-            sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
+            let model = turn
+                .model
+                .map_or_else(|| row.get::<String, _>("model"), str::to_owned);
+            sqlx::query("UPDATE conversations SET updated_at = ?, model = ? WHERE id = ?")
                 .bind(now)
+                .bind(&model)
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            (
-                id,
-                row.get::<String, _>("model"),
-                row.get::<String, _>("system_prompt"),
-            )
+            (id, model, row.get::<String, _>("system_prompt"))
         }
         None => {
             let id = Uuid::new_v4();
@@ -241,12 +243,16 @@ pub async fn begin_turn(
             .bind(id.to_string())
             .bind(&owner.0)
             .bind(title_from(turn.text))
-            .bind(turn.default_model)
+            .bind(turn.model.unwrap_or(turn.default_model))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            (id, turn.default_model.to_owned(), String::new())
+            (
+                id,
+                turn.model.unwrap_or(turn.default_model).to_owned(),
+                String::new(),
+            )
         }
     };
     let assistant_message_id = Uuid::new_v4();
@@ -406,6 +412,25 @@ pub async fn set_system_prompt(
         "UPDATE conversations SET system_prompt = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(system_prompt)
+    .bind(now_ms())
+    .bind(id.to_string())
+    .bind(&owner.0)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Returns false if the conversation does not exist for this owner.
+pub async fn set_conversation_model(
+    pool: &SqlitePool,
+    owner: &Owner,
+    id: Uuid,
+    model: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET model = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(model)
     .bind(now_ms())
     .bind(id.to_string())
     .bind(&owner.0)

@@ -3,48 +3,190 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use llm::anthropic::Anthropic;
 use llm::dev::DevProvider;
+use llm::gemini::Gemini;
+use llm::local::{LocalModelConfig, LocalProvider, SamplingConfig};
 use llm::openai_compat::OpenAiCompatible;
 use llm::Provider;
 
-use super::config::Config;
+use super::config::{Config, LocalModelSettings, ProviderConfig, ProviderKind};
+use super::pricing::PriceTable;
+use crate::model::{ModelGroup, ModelMenu, ModelOption};
 
-/// Used only when no provider is configured.
+/// The in-process model's id in the catalog.
+pub const LOCAL_MODEL: &str = "local/smollm2-135m";
+/// Canned replies, offered only when no real model is available.
 pub const DEV_MODEL: &str = "dev/echo";
+
+/// What became of the local model at start-up.
+pub enum LocalModel {
+    Disabled,
+    /// The file is not there; the picker tells how to get it.
+    Missing {
+        hint: String,
+    },
+    Failed {
+        error: String,
+    },
+    Ready(Arc<LocalProvider>),
+}
+
+impl LocalModel {
+    /// Loads the model if its file exists. Blocking (about a second): call off the async runtime.
+    pub fn load(settings: Option<&LocalModelSettings>) -> Self {
+        let Some(settings) = settings else {
+            return Self::Disabled;
+        };
+        if !settings.path.exists() {
+            return Self::Missing {
+                hint: format!(
+                    "The local model is not downloaded: run `bash scripts/fetch-model.sh` (or point RILL_LOCAL_MODEL at a GGUF file; looked for {}).",
+                    settings.path.display()
+                ),
+            };
+        }
+        let config = LocalModelConfig {
+            path: settings.path.clone(),
+            max_output_tokens: settings.max_output_tokens,
+            sampling: SamplingConfig::default(),
+        };
+        match LocalProvider::start(config) {
+            Ok(provider) => {
+                tracing::info!(model = %provider.info.name, threads = settings.threads, "local model loaded");
+                Self::Ready(Arc::new(provider))
+            }
+            Err(e) => {
+                tracing::error!("local model failed to load: {e}");
+                Self::Failed {
+                    error: format!("The local model failed to load: {e}"),
+                }
+            }
+        }
+    }
+}
 
 pub struct ModelCatalog {
     entries: Vec<ModelEntry>,
     default_model: String,
+    /// Things the person choosing a model should know (e.g. how to fetch the local model).
+    notices: Vec<String>,
 }
 
 struct ModelEntry {
     id: String,
+    /// The provider's own name for the model.
     model: String,
+    /// Shown in the picker.
+    label: String,
+    /// Provider heading in the picker.
+    group: String,
     provider: Arc<dyn Provider>,
 }
 
+/// How long start-up waits for an OpenAI-compatible server's model list.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The provider client for `p` and the models it offers, or a notice saying why it has none.
+async fn connect(
+    http: &llm::HttpClient,
+    p: &ProviderConfig,
+) -> Result<(Arc<dyn Provider>, Vec<String>), String> {
+    let key = || p.api_key.clone().unwrap_or_default();
+    let provider: Arc<dyn Provider> = match p.kind {
+        ProviderKind::Anthropic => Arc::new(Anthropic::new(http.clone(), &p.base_url, key())),
+        ProviderKind::Gemini => Arc::new(Gemini::new(http.clone(), &p.base_url, key())),
+        ProviderKind::Openai => Arc::new(OpenAiCompatible::new(
+            http.clone(),
+            &p.base_url,
+            p.api_key.clone(),
+        )),
+        ProviderKind::OpenaiCompatible => {
+            let client = OpenAiCompatible::new(http.clone(), &p.base_url, p.api_key.clone());
+            // The server's own list where it offers one, then any configured model it did not
+            // list; the configured list alone where it offers none.
+            let mut models = match client.list_models(DISCOVERY_TIMEOUT).await {
+                Ok(listed) => listed,
+                Err(e) if !p.models.is_empty() => {
+                    tracing::info!(provider = %p.id, "no model list from the server ({e}); using the configured models");
+                    Vec::new()
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{}: could not list the server's models ({e}), and none are configured (RILL_OPENAI_COMPAT_MODELS or `models` in the config file).",
+                        p.id
+                    ))
+                }
+            };
+            for m in &p.models {
+                if !models.contains(m) {
+                    models.push(m.clone());
+                }
+            }
+            if models.is_empty() {
+                return Err(format!("{}: the server lists no models.", p.id));
+            }
+            return Ok((Arc::new(client), models));
+        }
+    };
+    Ok((provider, p.models.clone()))
+}
+
 impl ModelCatalog {
-    pub fn from_config(config: &Config) -> Self {
+    /// Builds the catalog: every configured provider's models (asking OpenAI-compatible servers
+    /// for their list), then the local model, with the development model only as a last resort.
+    pub async fn build(config: &Config, local: LocalModel) -> Self {
         let http = llm::http_client();
         let mut entries = Vec::new();
+        let mut notices = Vec::new();
         for p in &config.providers {
-            let provider: Arc<dyn Provider> = Arc::new(OpenAiCompatible::new(
-                http.clone(),
-                &p.base_url,
-                p.api_key.clone(),
-            ));
-            for model in &p.models {
+            let (provider, models) = match connect(&http, p).await {
+                Ok(found) => found,
+                Err(notice) => {
+                    notices.push(notice);
+                    continue;
+                }
+            };
+            for model in models {
                 entries.push(ModelEntry {
                     id: format!("{}/{model}", p.id),
-                    model: model.clone(),
+                    label: model.clone(),
+                    model,
+                    group: p.id.clone(),
                     provider: provider.clone(),
                 });
             }
+        }
+        let hosted = !entries.is_empty();
+        match local {
+            LocalModel::Ready(provider) => {
+                // With no hosted provider the local model comes first, and so is the default.
+                let entry = ModelEntry {
+                    id: LOCAL_MODEL.to_owned(),
+                    model: provider.info.name.clone(),
+                    label: format!("{} (on this server, no key)", provider.info.name),
+                    group: "local".to_owned(),
+                    provider,
+                };
+                if hosted {
+                    entries.push(entry);
+                } else {
+                    entries.insert(0, entry);
+                }
+            }
+            LocalModel::Missing { hint: message } | LocalModel::Failed { error: message } => {
+                notices.push(message)
+            }
+            LocalModel::Disabled => {}
         }
         if entries.is_empty() {
             entries.push(ModelEntry {
                 id: DEV_MODEL.to_owned(),
                 model: "echo".to_owned(),
+                label: "Development model (canned replies)".to_owned(),
+                group: "dev".to_owned(),
                 provider: Arc::new(DevProvider::new(config.dev_word_delay)),
             });
         }
@@ -56,6 +198,7 @@ impl ModelCatalog {
         Self {
             entries,
             default_model,
+            notices,
         }
     }
 
@@ -73,5 +216,38 @@ impl ModelCatalog {
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.id.as_str())
+    }
+
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.iter().any(|e| e.id == id)
+    }
+
+    /// The picker's contents: models grouped by provider, in configuration order, with prices.
+    pub fn menu(&self, prices: &PriceTable) -> ModelMenu {
+        let mut groups: Vec<ModelGroup> = Vec::new();
+        for e in &self.entries {
+            let option = ModelOption {
+                id: e.id.clone(),
+                label: e.label.clone(),
+                price: prices.price(&e.id).cloned(),
+            };
+            match groups.iter_mut().find(|g| g.provider == e.group) {
+                Some(group) => group.models.push(option),
+                None => groups.push(ModelGroup {
+                    provider: e.group.clone(),
+                    models: vec![option],
+                }),
+            }
+        }
+        ModelMenu {
+            groups,
+            default_model: self.default_model.clone(),
+            notices: self.notices.clone(),
+            prices_as_of: prices.as_of.clone(),
+        }
     }
 }

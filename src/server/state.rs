@@ -4,7 +4,8 @@ use sqlx::SqlitePool;
 
 use super::config::Config;
 use super::db::Owner;
-use super::models::ModelCatalog;
+use super::models::{LocalModel, ModelCatalog};
+use super::pricing::PriceTable;
 use super::turns::TurnHub;
 use crate::error::ApiError;
 
@@ -14,18 +15,26 @@ pub struct AppState {
     pub pool: SqlitePool,
     pub config: Arc<Config>,
     pub models: Arc<ModelCatalog>,
+    pub prices: Arc<PriceTable>,
     pub turns: Arc<TurnHub>,
 }
 
 impl AppState {
-    pub fn new(pool: SqlitePool, config: Config) -> Self {
-        let models = Arc::new(ModelCatalog::from_config(&config));
-        Self {
+    /// Fails only if the shipped price table does not parse (a build defect that tests catch).
+    pub async fn new(
+        pool: SqlitePool,
+        config: Config,
+        local_model: LocalModel,
+    ) -> Result<Self, toml::de::Error> {
+        let models = Arc::new(ModelCatalog::build(&config, local_model).await);
+        let prices = Arc::new(PriceTable::shipped_with(&config.price_overrides)?);
+        Ok(Self {
             pool,
             config: Arc::new(config),
             models,
+            prices,
             turns: Arc::new(TurnHub::default()),
-        }
+        })
     }
 
     /// The state and the requesting owner, inside a server function.

@@ -133,6 +133,7 @@ impl LiveTurn {
 
 impl TurnHub {
     /// Starts a turn, or re-attaches to it if this turn id was sent before, and returns its events.
+    /// `model` (a catalog id) switches the conversation to that model from this turn on.
     pub async fn send(
         self: &Arc<Self>,
         state: &AppState,
@@ -140,7 +141,11 @@ impl TurnHub {
         turn_id: Uuid,
         conversation_id: Option<Uuid>,
         text: &str,
+        model: Option<&str>,
     ) -> Result<TurnEvents, ApiError> {
+        if let Some(model) = model.filter(|m| !state.models.contains(m)) {
+            return Err(ApiError::BadRequest(format!("unknown model {model}")));
+        }
         let text = text.trim();
         if text.is_empty() {
             return Err(ApiError::BadRequest("the message is empty".into()));
@@ -170,16 +175,12 @@ impl TurnHub {
             turn_id,
             conversation_id,
             text,
+            model,
             default_model: state.models.default_model(),
         };
         let begun = db::begin_turn(&state.pool, owner, new_turn).await;
         let unclaim = |error: &str| {
-            live.emit(finished_event(
-                MessageStatus::Failed,
-                Some(error.to_owned()),
-                None,
-                false,
-            ));
+            live.emit(failed_before_start(error));
             lock(&self.live).remove(&turn_id);
         };
         match begun {
@@ -328,17 +329,12 @@ fn replay_events(conversation_id: Uuid, reply: MessageView) -> Vec<TurnEnvelope>
         .collect()
 }
 
-fn finished_event(
-    status: MessageStatus,
-    error: Option<String>,
-    usage: Option<Usage>,
-    usage_estimated: bool,
-) -> TurnEvent {
+fn failed_before_start(error: &str) -> TurnEvent {
     TurnEvent::Finished {
-        status,
-        error,
-        usage,
-        usage_estimated,
+        status: MessageStatus::Failed,
+        error: Some(error.to_owned()),
+        usage: None,
+        usage_estimated: false,
         cost_usd: None,
     }
 }
@@ -395,24 +391,26 @@ async fn run_turn(state: AppState, record: TurnRecord, live: Arc<LiveTurn>) {
         ),
         None => (None, false),
     };
+    let cost_usd = usage.and_then(|u| state.prices.cost(&record.model, &u));
     let reply = FinishedReply {
         content: &text,
         status: ending.status,
         error: ending.error.as_deref(),
         usage,
         usage_estimated,
-        cost_usd: None,
+        cost_usd,
     };
     if let Err(e) = db::finish_reply(&state.pool, record.assistant_message_id, reply).await {
         tracing::error!(turn_id = %record.turn_id, "could not store the finished reply: {e}");
     }
     tracing::info!(turn_id = %record.turn_id, status = ending.status.as_str(), chars = text.len(), "turn finished");
-    live.emit(finished_event(
-        ending.status,
-        ending.error,
+    live.emit(TurnEvent::Finished {
+        status: ending.status,
+        error: ending.error,
         usage,
         usage_estimated,
-    ));
+        cost_usd,
+    });
     let hub = state.turns.clone();
     tokio::spawn(async move {
         tokio::time::sleep(KEEP_FINISHED).await;
@@ -522,6 +520,8 @@ async fn stream_once(
     let mut events = provider.stream_chat(request);
     let mut usage = None;
     let mut unsaved = false;
+    // Time in a queue is not the provider failing to answer.
+    let mut queued = false;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let first_token_deadline = tokio::time::sleep(FIRST_TOKEN_TIMEOUT);
@@ -531,7 +531,7 @@ async fn stream_once(
             // Stop wins over any event that is ready at the same time.
             biased;
             _ = live.cancel.cancelled() => break Ok(cancelled_ending(live)),
-            _ = &mut first_token_deadline, if text.is_empty() => {
+            _ = &mut first_token_deadline, if text.is_empty() && !queued => {
                 break Err(LlmError::Connect(format!("no reply within {}s", FIRST_TOKEN_TIMEOUT.as_secs())));
             }
             _ = flush.tick(), if unsaved => {
@@ -545,6 +545,10 @@ async fn stream_once(
                     text.push_str(&delta);
                     unsaved = true;
                     live.emit(TurnEvent::Delta { text: delta });
+                }
+                Some(Ok(ProviderEvent::Queued { ahead })) => {
+                    queued = true;
+                    live.emit(TurnEvent::Queued { ahead: u32::try_from(ahead).unwrap_or(u32::MAX) });
                 }
                 Some(Ok(ProviderEvent::Usage(u))) => usage = Some(u),
                 Some(Ok(ProviderEvent::Finished(_))) => {}

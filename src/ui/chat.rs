@@ -1,6 +1,7 @@
 //! The chat: the page, its message list, the composer, and the client-side turn state.
 
 mod composer;
+mod header;
 mod message;
 mod page;
 mod state;

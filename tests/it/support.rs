@@ -2,8 +2,11 @@ use std::time::Duration;
 
 use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
-use rill::model::{ndjson, TurnEnvelope, TurnEvent};
-use rill::server::config::{Config, ProviderConfig};
+use rill::model::{ndjson, Price, TurnEnvelope, TurnEvent};
+use rill::server::config::{
+    Config, LocalModelSettings, ProviderConfig, ProviderKind, DEFAULT_LOCAL_MODEL,
+};
+use rill::server::models::LocalModel;
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -11,6 +14,21 @@ use uuid::Uuid;
 
 /// Every wait in these tests is bounded; a hang fails the test instead of stalling CI.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// $1 per million input tokens (cached: $0.50), $2 per million output.
+pub const FAKE_PRICE: Price = Price {
+    input: 1.0,
+    cached_input: Some(0.5),
+    cache_write: None,
+    output: 2.0,
+};
+/// Anthropic-shaped: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out (per million).
+pub const CLAUDE_PRICE: Price = Price {
+    input: 3.0,
+    cached_input: Some(0.3),
+    cache_write: Some(3.75),
+    output: 15.0,
+};
 
 pub struct TestApp {
     pub base_url: String,
@@ -22,27 +40,83 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start(fake: FakeConfig) -> Self {
+        Self::start_with(fake, false).await
+    }
+
+    /// With the real local model (fetched by scripts/fetch-model.sh) as the only model.
+    pub async fn start_local() -> Self {
+        Self::start_with(FakeConfig::default(), true).await
+    }
+
+    async fn start_with(fake: FakeConfig, local: bool) -> Self {
         let fake = FakeProvider::start(fake)
             .await
             .expect("fake provider starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
+        let mut config = Config {
             database_path: dir.path().join("rill.db"),
             owner: "local".into(),
-            providers: vec![ProviderConfig {
-                id: "fake".into(),
-                base_url: fake.base_url(),
-                api_key_env: None,
-                api_key: Some("test-key".into()),
-                models: vec!["fake-model".into()],
-            }],
+            // The same fake in three protocols; `fake` lists its models itself (GET /models).
+            providers: vec![
+                ProviderConfig {
+                    id: "fake".into(),
+                    kind: ProviderKind::OpenaiCompatible,
+                    base_url: fake.base_url(),
+                    api_key_env: None,
+                    api_key: Some("test-key".into()),
+                    models: Vec::new(),
+                },
+                ProviderConfig {
+                    id: "claude".into(),
+                    kind: ProviderKind::Anthropic,
+                    base_url: fake.base_url(),
+                    api_key_env: None,
+                    api_key: Some("ant-key".into()),
+                    models: vec!["claude-fake".into()],
+                },
+                ProviderConfig {
+                    id: "gemini".into(),
+                    kind: ProviderKind::Gemini,
+                    base_url: fake.gemini_base_url(),
+                    api_key_env: None,
+                    api_key: Some("goog-key".into()),
+                    models: vec!["gemini-fake".into()],
+                },
+            ],
             default_model: None,
             dev_word_delay: Duration::ZERO,
+            local_model: None,
+            price_overrides: [
+                ("fake/fake-model".to_owned(), FAKE_PRICE),
+                ("claude/claude-fake".to_owned(), CLAUDE_PRICE),
+                ("gemini/gemini-fake".to_owned(), FAKE_PRICE),
+            ]
+            .into(),
+        };
+        let local_model = if local {
+            config.providers.clear();
+            let settings = LocalModelSettings {
+                path: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_LOCAL_MODEL),
+                threads: 1,
+                max_output_tokens: 300,
+            };
+            let model = tokio::task::spawn_blocking(move || LocalModel::load(Some(&settings)))
+                .await
+                .expect("load task");
+            assert!(
+                matches!(model, LocalModel::Ready(_)),
+                "the local model must load (run scripts/fetch-model.sh)"
+            );
+            model
+        } else {
+            LocalModel::Disabled
         };
         let pool = db::connect(&config.database_path)
             .await
             .expect("database opens");
-        let state = AppState::new(pool.clone(), config);
+        let state = AppState::new(pool.clone(), config, local_model)
+            .await
+            .expect("state");
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
@@ -76,10 +150,21 @@ impl TestApp {
         conversation_id: Option<Uuid>,
         text: &str,
     ) -> reqwest::Response {
+        self.send_to(turn_id, conversation_id, text, None).await
+    }
+
+    /// Sends with a model picked (`provider/model`), as the picker does.
+    pub async fn send_to(
+        &self,
+        turn_id: Uuid,
+        conversation_id: Option<Uuid>,
+        text: &str,
+        model: Option<&str>,
+    ) -> reqwest::Response {
         let response = self
             .post_json(
                 "send_message",
-                json!({"turn_id": turn_id, "conversation_id": conversation_id, "text": text}),
+                json!({"turn_id": turn_id, "conversation_id": conversation_id, "text": text, "model": model}),
             )
             .await;
         assert_eq!(response.status(), 200, "send_message failed");
@@ -91,6 +176,21 @@ impl TestApp {
         EventReader::new(self.send(Uuid::new_v4(), conversation_id, text).await)
             .read_to_end()
             .await
+    }
+
+    /// A whole turn on the given model.
+    pub async fn turn_on(
+        &self,
+        model: &str,
+        conversation_id: Option<Uuid>,
+        text: &str,
+    ) -> Vec<TurnEnvelope> {
+        EventReader::new(
+            self.send_to(Uuid::new_v4(), conversation_id, text, Some(model))
+                .await,
+        )
+        .read_to_end()
+        .await
     }
 
     pub async fn stop(&self, turn_id: Uuid) -> reqwest::Response {

@@ -50,6 +50,15 @@ async fn a_turn_streams_every_token_in_order_with_multibyte_text_intact() {
         Some(40),
         "usage comes from the provider's final chunk"
     );
+    let TurnEvent::Finished { cost_usd, .. } = finished(&events) else {
+        unreachable!()
+    };
+    let input = usage.map_or(0, |u| u.input_tokens);
+    let expected = (f64::from(input) * 1.0 + 40.0 * 2.0) / 1e6;
+    assert!(
+        cost_usd.is_some_and(|c| (c - expected).abs() < 1e-12),
+        "priced from the table: {cost_usd:?} != {expected}"
+    );
 
     let stored = last_reply(&app.pool, conversation_of(&events)).await;
     assert_eq!(stored, ("complete".to_owned(), expected_text(40)));

@@ -17,7 +17,12 @@ pub fn Message(entry: ChatEntry) -> impl IntoView {
             <Show when=thinking>
                 <div class="thinking" aria-live="polite">
                     <span class="dot"></span><span class="dot"></span><span class="dot"></span>
-                    <span class="sr-only">"Thinking…"</span>
+                    {move || match entry.queued.get() {
+                        Some(ahead) => view! {
+                            <span class="queued">{format!("Waiting for the model: {ahead} {} ahead", if ahead == 1 { "reply" } else { "replies" })}</span>
+                        }.into_any(),
+                        None => view! { <span class="sr-only">"Thinking…"</span> }.into_any(),
+                    }}
                 </div>
             </Show>
             <div class="content">{move || entry.content.get()}</div>
@@ -56,6 +61,9 @@ fn usage_summary(info: &UsageInfo) -> String {
     if let Some(cost) = info.cost_usd {
         text.push_str(&format!(" · {}", format_cost(cost)));
     }
+    if info.estimated {
+        text.push_str(" · estimated");
+    }
     text
 }
 
@@ -71,9 +79,15 @@ fn usage_breakdown(info: &UsageInfo) -> String {
             u.output_tokens, u.reasoning_tokens
         ),
     ];
+    if let Some(cost) = info.cost_usd {
+        lines.push(format!(
+            "Cost: {} (approximate, from Rill's price table)",
+            format_cost(cost)
+        ));
+    }
     if info.estimated {
         lines.push(
-            "Estimated: the provider reported no usage for this reply (stopped or failed).".into(),
+            "Estimated: the provider reported no usage for this reply (stopped or failed); about 4 characters a token.".into(),
         );
     }
     lines.join("\n")
@@ -83,9 +97,45 @@ fn usage_breakdown(info: &UsageInfo) -> String {
 pub fn format_cost(usd: f64) -> String {
     if usd == 0.0 {
         "$0".into()
+    } else if usd < 0.0001 {
+        "<$0.0001".into()
     } else if usd < 0.01 {
         format!("${usd:.4}")
     } else {
         format!("${usd:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Usage;
+
+    #[test]
+    fn costs_show_sub_cent_amounts_without_rounding_to_zero() {
+        assert_eq!(format_cost(0.0), "$0");
+        assert_eq!(format_cost(0.000_003), "<$0.0001");
+        assert_eq!(format_cost(0.000_312), "$0.0003");
+        assert_eq!(format_cost(1.234), "$1.23");
+    }
+
+    #[test]
+    fn the_row_reads_tokens_then_cost_and_says_when_it_is_estimated() {
+        let mut info = UsageInfo {
+            usage: Usage {
+                input_tokens: 412,
+                output_tokens: 138,
+                ..Usage::default()
+            },
+            estimated: false,
+            cost_usd: Some(0.000_3),
+        };
+        assert_eq!(usage_summary(&info), "412 in · 138 out · $0.0003");
+        info.estimated = true;
+        assert_eq!(
+            usage_summary(&info),
+            "≈ 412 in · 138 out · $0.0003 · estimated"
+        );
+        assert!(usage_breakdown(&info).contains("Estimated"));
     }
 }

@@ -3,6 +3,7 @@ use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
 use super::composer::Composer;
+use super::header::ChatHeader;
 use super::message::Message;
 use super::state::ChatState;
 use crate::api::conversations::get_conversation;
@@ -41,6 +42,7 @@ pub fn ChatPage() -> impl IntoView {
         <div class="layout">
             <Sidebar state />
             <main class="chat">
+                <ChatHeader state />
                 <div class="messages" node_ref=state.scroller on:scroll=move |_| state.on_scroll()>
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                         {move || Suspend::new(async move {

@@ -23,6 +23,8 @@ pub struct ChatEntry {
     pub status: RwSignal<MessageStatus>,
     pub error: RwSignal<Option<String>>,
     pub usage: RwSignal<Option<UsageInfo>>,
+    /// While waiting for a busy model: how many replies are ahead.
+    pub queued: RwSignal<Option<u32>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +47,7 @@ impl ChatEntry {
                 estimated: m.usage_estimated,
                 cost_usd: m.cost_usd,
             })),
+            queued: RwSignal::new(None),
         }
     }
 
@@ -56,6 +59,7 @@ impl ChatEntry {
             status: RwSignal::new(status),
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
+            queued: RwSignal::new(None),
         }
     }
 
@@ -90,6 +94,8 @@ pub struct ChatState {
     pub notice: RwSignal<Option<String>>,
     /// A turn found still running when a conversation loaded; the page re-attaches to it.
     pub resume: RwSignal<Option<Uuid>>,
+    /// The model the next turn uses (picker value); `None` means the server's default.
+    pub model: RwSignal<Option<String>>,
     /// Bumped when the list of conversations changed (a new one started).
     pub conversations_changed: RwSignal<u32>,
     pub scroller: NodeRef<Div>,
@@ -108,6 +114,7 @@ impl ChatState {
             stopping: RwSignal::new(false),
             notice: RwSignal::new(None),
             resume: RwSignal::new(None),
+            model: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
             scroller: NodeRef::new(),
             following: StoredValue::new(true),
@@ -151,6 +158,7 @@ impl ChatState {
             .find(|m| m.role == Role::Assistant && m.status == MessageStatus::Streaming)
             .map(|m| m.turn_id);
         self.conversation_id.set(Some(conversation.id));
+        self.model.set(Some(conversation.model.clone()));
         self.messages.set(
             conversation
                 .messages
@@ -200,8 +208,9 @@ impl ChatState {
         self.following.set_value(true);
         self.scroll_to_bottom();
         let conversation_id = self.conversation_id.get_untracked();
+        let model = self.model.get_untracked();
         self.follow(turn_id, reply, async move {
-            send_message(turn_id, conversation_id, text).await
+            send_message(turn_id, conversation_id, text, model).await
         });
     }
 
@@ -300,7 +309,9 @@ impl ChatState {
                     self.conversations_changed.update(|n| *n += 1);
                 }
             }
+            TurnEvent::Queued { ahead } => reply.queued.set(Some(ahead)),
             TurnEvent::Delta { text } => {
+                reply.queued.set(None);
                 reply.content.update(|c| c.push_str(&text));
                 if self.following.get_value() {
                     self.scroll_to_bottom();
@@ -322,6 +333,22 @@ impl ChatState {
                 }));
             }
         }
+    }
+
+    /// Token and cost totals of the replies on screen: (input, output, cost, any estimated).
+    pub fn totals(&self) -> (u64, u64, Option<f64>, bool) {
+        self.messages.with(|messages| {
+            let mut totals = (0u64, 0u64, None::<f64>, false);
+            for info in messages.iter().filter_map(|m| m.usage.get()) {
+                totals.0 += u64::from(info.usage.input_tokens);
+                totals.1 += u64::from(info.usage.output_tokens);
+                if let Some(cost) = info.cost_usd {
+                    totals.2 = Some(totals.2.unwrap_or(0.0) + cost);
+                }
+                totals.3 |= info.estimated;
+            }
+            totals
+        })
     }
 
     /// Call on every scroll of the message list (the reader's and our own).

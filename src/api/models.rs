@@ -1,0 +1,30 @@
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::model::ModelMenu;
+#[cfg(feature = "ssr")]
+use crate::server::{db, AppState};
+
+/// The model picker's contents.
+#[leptos::server(prefix = "/api", endpoint = "list_models")]
+pub async fn list_models() -> Result<ModelMenu, ApiError> {
+    let (state, _owner) = AppState::from_context()?;
+    Ok(state.models.menu(&state.prices))
+}
+
+/// Switches the model a conversation's next turns use.
+#[leptos::server(prefix = "/api", endpoint = "set_conversation_model")]
+pub async fn set_conversation_model(id: Uuid, model: String) -> Result<(), ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    if !state.models.contains(&model) {
+        return Err(ApiError::BadRequest(format!("unknown model {model}")));
+    }
+    match db::set_conversation_model(&state.pool, &owner, id, &model).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotFound("no such conversation".into())),
+        Err(e) => {
+            tracing::error!("{e}");
+            Err(ApiError::Internal)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::message::format_cost;
+use super::state::ChatState;
+use crate::api::models::{list_models, set_conversation_model};
+use crate::model::{ModelMenu, Price};
+
+/// Above the conversation: the model picker and the conversation's running totals.
+#[component]
+pub fn ChatHeader(state: ChatState) -> impl IntoView {
+    let menu = Resource::new(|| (), |_| list_models());
+    view! {
+        <header class="chat-header">
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match menu.await {
+                        Ok(menu) => view! { <ModelPicker state menu /> }.into_any(),
+                        Err(e) => view! { <p class="notice">{format!("Could not list models: {e}")}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <Totals state />
+        </header>
+    }
+}
+
+#[component]
+fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
+    let default_model = menu.default_model.clone();
+    let selected = move || state.model.get().unwrap_or_else(|| default_model.clone());
+    let on_change = move |ev: leptos::ev::Event| {
+        let model = event_target_value(&ev);
+        state.model.set(Some(model.clone()));
+        // An existing conversation keeps the choice even if no message follows.
+        if let Some(id) = state.conversation_id.get_untracked() {
+            spawn_local(async move {
+                if let Err(e) = set_conversation_model(id, model).await {
+                    state
+                        .notice
+                        .set(Some(format!("Could not switch models: {e}")));
+                }
+            });
+        }
+    };
+    let as_of = menu.prices_as_of.clone();
+    view! {
+        <label class="model-picker">
+            <span class="sr-only">"Model"</span>
+            <select
+                name="model"
+                aria-label="Model"
+                prop:value=selected.clone()
+                on:change=on_change
+                disabled=move || state.is_streaming()
+                title=format!("Prices per million tokens, as of {as_of}")
+            >
+                {menu.groups.into_iter().map(|group| {
+                    let options = group.models.into_iter().map(|m| {
+                        let text = match &m.price {
+                            Some(p) => format!("{} · {}", m.label, price_label(p)),
+                            None => m.label.clone(),
+                        };
+                        let id = m.id.clone();
+                        let is_selected = {
+                            let selected = selected.clone();
+                            move || selected() == id
+                        };
+                        view! { <option value=m.id selected=is_selected>{text}</option> }
+                    }).collect_view();
+                    view! { <optgroup label=group.provider>{options}</optgroup> }
+                }).collect_view()}
+            </select>
+        </label>
+        {menu.notices.into_iter().map(|n| view! { <p class="model-notice">{n}</p> }).collect_view()}
+    }
+}
+
+fn price_label(p: &Price) -> String {
+    if p.input == 0.0 && p.output == 0.0 {
+        "free".into()
+    } else {
+        format!(
+            "${} in / ${} out per M",
+            trim_number(p.input),
+            trim_number(p.output)
+        )
+    }
+}
+
+fn trim_number(n: f64) -> String {
+    let s = format!("{n:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[component]
+fn Totals(state: ChatState) -> impl IntoView {
+    view! {
+        {move || {
+            let (input, output, cost, estimated) = state.totals();
+            (input + output > 0).then(|| {
+                let approx = if estimated { "≈ " } else { "" };
+                let cost = cost.map(|c| format!(" · {}", format_cost(c))).unwrap_or_default();
+                view! {
+                    <span class="totals" title="This conversation so far (≈: includes estimates for stopped or failed replies)">
+                        {format!("{approx}{input} in · {output} out{cost}")}
+                    </span>
+                }
+            })
+        }}
+    }
+}

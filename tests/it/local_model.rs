@@ -1,0 +1,86 @@
+use std::time::Duration;
+
+use rill::model::{MessageStatus, TurnEvent};
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_answers_with_no_key_and_no_network() {
+    let app = TestApp::start_local().await;
+    let events = app.turn(None, "Say hello in one short sentence.").await;
+    let TurnEvent::Started { model, .. } = &events[0].event else {
+        panic!("not Started")
+    };
+    assert_eq!(
+        model, "local/smollm2-135m",
+        "with no provider configured the local model is the default"
+    );
+    let text = text_of(&events);
+    assert!(!text.trim().is_empty());
+    let TurnEvent::Finished {
+        status,
+        usage,
+        usage_estimated,
+        ..
+    } = finished(&events)
+    else {
+        unreachable!()
+    };
+    assert_eq!(*status, MessageStatus::Complete);
+    assert!(!usage_estimated, "real token counts");
+    assert!(usage.is_some_and(|u| u.input_tokens > 10 && u.output_tokens > 0));
+    assert_eq!(
+        last_reply(&app.pool, conversation_of(&events)).await,
+        ("complete".to_owned(), text)
+    );
+    assert!(
+        app.fake.requests().is_empty(),
+        "nothing went over the network"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_local_generation_and_keeps_the_text() {
+    let app = TestApp::start_local().await;
+    let turn_id = Uuid::new_v4();
+    let mut reader = EventReader::new(
+        app.send(
+            turn_id,
+            None,
+            "Write a long story about a lighthouse keeper.",
+        )
+        .await,
+    );
+    let mut events = Vec::new();
+    while events
+        .iter()
+        .filter(|e: &&rill::model::TurnEnvelope| matches!(e.event, TurnEvent::Delta { .. }))
+        .count()
+        < 3
+    {
+        events.push(reader.next().await.expect("still streaming"));
+    }
+    assert_eq!(app.stop(turn_id).await.status(), 200);
+    while let Some(event) = reader.next().await {
+        events.push(event);
+    }
+    let TurnEvent::Finished { status, .. } = finished(&events) else {
+        unreachable!()
+    };
+    assert_eq!(*status, MessageStatus::Stopped);
+    assert_eq!(
+        last_reply(&app.pool, conversation_of(&events)).await,
+        ("stopped".to_owned(), text_of(&events))
+    );
+    // The generation thread is free again: a new turn starts without queueing.
+    let next = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.turn(conversation_of(&events).into(), "Thanks."),
+    )
+    .await
+    .expect("in time");
+    assert!(!next
+        .iter()
+        .any(|e| matches!(e.event, TurnEvent::Queued { .. })));
+}
