@@ -68,6 +68,8 @@ export default defineConfig({
         RILL_ANTHROPIC_BASE_URL: `${fakeUrl}/v1`,
         RILL_ANTHROPIC_MODELS: "claude-fake",
         RILL_CONFIG: configFile,
+        // chat.spec.ts exercises the OpenAI-compatible path; hosted providers would come first.
+        RILL_DEFAULT_MODEL: "fake/fake-model",
         // The real local model (scripts/fetch-model.sh), with short replies to bound the run.
         RILL_LOCAL_MODEL: "../models/SmolLM2-135M-Instruct.Q4_1.gguf",
         RILL_LOCAL_MAX_TOKENS: "40",

@@ -1,29 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { fakeUrl } from "../playwright.config";
-
-type FakeConfig = { tokens: number; token_delay_ms: number; first_token_delay_ms?: number };
-
-async function configureFake(page: Page, config: FakeConfig) {
-  const response = await page.request.post(`${fakeUrl}/_fake/config`, { data: config });
-  expect(response.ok()).toBeTruthy();
-}
-
-async function fakeLog(page: Page): Promise<{ requests: unknown[]; disconnects: { tokens_sent: number }[] }> {
-  return (await page.request.get(`${fakeUrl}/_fake/log`)).json();
-}
-
-async function openNewChat(page: Page) {
-  await page.goto("/");
-  await expect(page.locator("html[data-hydrated]")).toBeAttached();
-}
-
-const composer = (page: Page) => page.getByRole("textbox", { name: "Message" });
-const lastReply = (page: Page) => page.locator("li.message.assistant").last();
-
-async function send(page: Page, text: string) {
-  await composer(page).fill(text);
-  await composer(page).press("Enter");
-}
+import { composer, configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
 
 /// Samples the reply's length every 50 ms for `ms`.
 async function sampleLengths(page: Page, ms: number): Promise<number[]> {

@@ -1,29 +1,12 @@
 import { expect, test, type Page } from "@playwright/test";
-import { fakeUrl } from "../playwright.config";
-
-async function configureFake(page: Page, config: Record<string, unknown>) {
-  const response = await page.request.post(`${fakeUrl}/_fake/config`, { data: config });
-  expect(response.ok()).toBeTruthy();
-}
-
-async function openNewChat(page: Page) {
-  await page.goto("/");
-  await expect(page.locator("html[data-hydrated]")).toBeAttached();
-}
+import { configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
 
 const picker = (page: Page) => page.getByRole("combobox", { name: "Model" });
-const lastReply = (page: Page) => page.locator("li.message.assistant").last();
-
-async function send(page: Page, text: string) {
-  const composer = page.getByRole("textbox", { name: "Message" });
-  await composer.fill(text);
-  await composer.press("Enter");
-}
 
 test("the picker lists each configured provider with prices, and the local model", async ({ page }) => {
   await openNewChat(page);
   const groups = await picker(page).locator("optgroup").evaluateAll((els) => els.map((e) => e.getAttribute("label")));
-  expect(groups).toEqual(["fake", "anthropic", "local"]);
+  expect(groups).toEqual(["anthropic", "fake", "local"]);
   await expect(picker(page).locator('option[value="anthropic/claude-fake"]')).toHaveText(/\$3 in \/ \$15 out per M/);
   await expect(picker(page).locator('option[value="local/smollm2-135m"]')).toHaveText(/free/);
 });
@@ -52,7 +35,7 @@ test("a second provider picked from the dropdown answers, with its tokens and co
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
   // "Again" is 1 word + 4; the history (2 messages of 5 and 6 words, + 4 each) is resent too.
   await expect(lastReply(page).locator(".usage")).toHaveText(/^\d+ in · 3 out · \$0\.0\d{3}$/);
-  const log = await (await page.request.get(`${fakeUrl}/_fake/log`)).json();
+  const log = await fakeLog(page);
   const last = log.calls[log.calls.length - 1];
   expect(last.protocol).toBe("anthropic");
   expect(log.requests[log.requests.length - 1].messages).toHaveLength(3);
@@ -61,12 +44,11 @@ test("a second provider picked from the dropdown answers, with its tokens and co
 test("the local model answers in the browser with no key and no network", async ({ page }) => {
   await openNewChat(page);
   await picker(page).selectOption("local/smollm2-135m");
-  const before = (await (await page.request.get(`${fakeUrl}/_fake/log`)).json()).requests.length;
+  const before = (await fakeLog(page)).requests.length;
   await send(page, "Say hello.");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 45_000 });
   const text = (await lastReply(page).locator(".content").textContent()) ?? "";
   expect(text.trim().length).toBeGreaterThan(0);
   await expect(lastReply(page).locator(".usage")).toHaveText(/^\d+ in · \d+ out · \$0$/);
-  const after = (await (await page.request.get(`${fakeUrl}/_fake/log`)).json()).requests.length;
-  expect(after).toBe(before);
+  expect((await fakeLog(page)).requests.length, "nothing went to a provider").toBe(before);
 });

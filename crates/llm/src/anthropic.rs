@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{stream_sse, Decoded, SseDecoder};
+use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -174,13 +174,9 @@ impl EventDecoder {
 impl SseDecoder for EventDecoder {
     fn on_event(&mut self, _event: &str, data: &str, out: &mut VecDeque<Decoded>) {
         // The `type` inside the data names the event as well as the `event:` line does.
-        let event: Event = match serde_json::from_str(data) {
+        let event: Event = match parse_event(data) {
             Ok(event) => event,
-            Err(e) => {
-                return out.push_back(Err(LlmError::Malformed(format!(
-                    "{e} in event {data:.120}"
-                ))))
-            }
+            Err(e) => return out.push_back(Err(e)),
         };
         match event {
             Event::MessageStart { message } => self.absorb(message.usage.unwrap_or_default()),
@@ -248,9 +244,8 @@ impl SseDecoder for EventDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::decode_events;
+    use crate::sse;
     use crate::ChatMessage;
-    use futures::StreamExt;
 
     /// The shape of Anthropic's documented streaming example, with cache usage and a ping.
     const STREAM: &str = include_str!("../tests/fixtures/anthropic_stream.sse");
@@ -271,11 +266,7 @@ mod tests {
     }
 
     async fn decode_chunked(body: &[u8], chunk: usize) -> Vec<Decoded> {
-        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-            body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
-        decode_events(futures::stream::iter(pieces), EventDecoder::default())
-            .collect()
-            .await
+        sse::decode_chunked(body, chunk, EventDecoder::default()).await
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{stream_sse, Decoded, SseDecoder};
+use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -140,13 +140,9 @@ struct ChunkDecoder {
 
 impl SseDecoder for ChunkDecoder {
     fn on_event(&mut self, _event: &str, data: &str, out: &mut VecDeque<Decoded>) {
-        let chunk: Chunk = match serde_json::from_str(data) {
+        let chunk: Chunk = match parse_event(data) {
             Ok(chunk) => chunk,
-            Err(e) => {
-                return out.push_back(Err(LlmError::Malformed(format!(
-                    "{e} in chunk {data:.120}"
-                ))))
-            }
+            Err(e) => return out.push_back(Err(e)),
         };
         if let Some(error) = chunk.error {
             return out.push_back(Err(match error.code {
@@ -202,18 +198,13 @@ impl SseDecoder for ChunkDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::decode_events;
+    use crate::sse;
     use crate::ChatMessage;
-    use futures::StreamExt;
 
     const STREAM: &str = include_str!("../tests/fixtures/gemini_stream.sse");
 
     async fn decode_chunked(body: &[u8], chunk: usize) -> Vec<Decoded> {
-        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-            body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
-        decode_events(futures::stream::iter(pieces), ChunkDecoder::default())
-            .collect()
-            .await
+        sse::decode_chunked(body, chunk, ChunkDecoder::default()).await
     }
 
     #[tokio::test]

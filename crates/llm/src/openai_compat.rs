@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{stream_sse, Decoded, SseDecoder};
+use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -179,13 +179,9 @@ impl SseDecoder for ChunkDecoder {
             self.done = true;
             return;
         }
-        let chunk: Chunk = match serde_json::from_str(data) {
+        let chunk: Chunk = match parse_event(data) {
             Ok(chunk) => chunk,
-            Err(e) => {
-                return out.push_back(Err(LlmError::Malformed(format!(
-                    "{e} in chunk {data:.120}"
-                ))))
-            }
+            Err(e) => return out.push_back(Err(e)),
         };
         if let Some(error) = chunk.error {
             let message = error.message.unwrap_or_else(|| "unknown error".to_owned());
@@ -228,9 +224,8 @@ impl SseDecoder for ChunkDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::decode_events;
+    use crate::sse;
     use crate::ChatMessage;
-    use futures::StreamExt;
 
     const STREAM: &str = concat!(
         ": keep-alive comment\n\n",
@@ -259,11 +254,7 @@ mod tests {
     }
 
     async fn decode_chunked(body: &[u8], chunk: usize) -> Vec<Decoded> {
-        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-            body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
-        decode_events(futures::stream::iter(pieces), ChunkDecoder::default())
-            .collect()
-            .await
+        sse::decode_chunked(body, chunk, ChunkDecoder::default()).await
     }
 
     #[tokio::test]

@@ -110,6 +110,25 @@ where
     })
 }
 
+/// Parses one event's JSON payload; a payload that does not fit is a malformed stream.
+pub(crate) fn parse_event<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, LlmError> {
+    serde_json::from_str(data).map_err(|e| LlmError::Malformed(format!("{e} in event {data:.120}")))
+}
+
+/// Feeds `body` to `decoder` in pieces of `chunk` bytes, as odd network reads would.
+#[cfg(test)]
+pub(crate) async fn decode_chunked(
+    body: &[u8],
+    chunk: usize,
+    decoder: impl SseDecoder,
+) -> Vec<Decoded> {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
+    decode_events(futures::stream::iter(pieces), decoder)
+        .collect()
+        .await
+}
+
 /// reqwest's top-level messages are terse ("error sending request"); the cause says what happened.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

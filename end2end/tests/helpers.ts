@@ -1,0 +1,39 @@
+import { expect, type Page } from "@playwright/test";
+import { fakeUrl } from "../playwright.config";
+
+/** What the fake provider does next (see crates/fake-provider's FakeConfig); unset fields reset. */
+export type FakeConfig = {
+  tokens: number;
+  token_delay_ms: number;
+  first_token_delay_ms?: number;
+  cached_tokens?: number;
+  cache_write_tokens?: number;
+};
+
+export async function configureFake(page: Page, config: FakeConfig) {
+  const response = await page.request.post(`${fakeUrl}/_fake/config`, { data: config });
+  expect(response.ok()).toBeTruthy();
+}
+
+export type FakeLog = {
+  requests: { messages?: unknown[] }[];
+  calls: { path: string; protocol: string }[];
+  disconnects: { tokens_sent: number }[];
+};
+
+export async function fakeLog(page: Page): Promise<FakeLog> {
+  return (await page.request.get(`${fakeUrl}/_fake/log`)).json();
+}
+
+export async function openNewChat(page: Page) {
+  await page.goto("/");
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+}
+
+export const composer = (page: Page) => page.getByRole("textbox", { name: "Message" });
+export const lastReply = (page: Page) => page.locator("li.message.assistant").last();
+
+export async function send(page: Page, text: string) {
+  await composer(page).fill(text);
+  await composer(page).press("Enter");
+}
