@@ -126,16 +126,22 @@ impl LocalModel {
             .or_else(|| metadata_u32("tokenizer.ggml.eos_token_id"))
             .ok_or_else(|| LocalModelError::Format("no end-of-turn token".into()))?;
         let context_length = metadata_u32("llama.context_length").unwrap_or(2048) as usize;
-        let name = content
-            .metadata
-            .get("general.name")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        // The file's name ("SmolLM2-135M-Instruct.Q4_1.gguf") reads better than some files'
+        // `general.name` ("Smollm2 135M 8k Lc100K Mix1 Ep2").
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('.').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .or_else(|| {
+                content
+                    .metadata
+                    .get("general.name")
+                    .and_then(|v| v.to_string().ok())
+                    .cloned()
+            })
+            .unwrap_or_else(|| "local model".to_owned());
         let device = Device::Cpu;
         let weights = match requantized_for_speed(&content, &mut file)? {
             Some((content, mut bytes)) => ModelWeights::from_gguf(content, &mut bytes, &device)?,
@@ -251,6 +257,9 @@ impl LocalModel {
     }
 }
 
+/// A GGUF file's header and its tensor data, held in memory.
+type InMemoryGguf = (gguf_file::Content, std::io::Cursor<Vec<u8>>);
+
 /// candle has AVX2 kernels for Q4_0 and Q8_0 but only scalar code for Q4_1, Q5_0 and Q5_1 (the
 /// default model is Q4_1). Such tensors are re-quantized to Q8_0 at load, in memory: a few more
 /// megabytes for a much faster decode, and no loss that matters (8-bit steps over 4-bit values).
@@ -258,7 +267,7 @@ impl LocalModel {
 fn requantized_for_speed(
     content: &gguf_file::Content,
     file: &mut std::fs::File,
-) -> Result<Option<(gguf_file::Content, std::io::Cursor<Vec<u8>>)>, LocalModelError> {
+) -> Result<Option<InMemoryGguf>, LocalModelError> {
     use candle_core::quantized::{GgmlDType, QTensor};
     let slow =
         |dtype: GgmlDType| matches!(dtype, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);

@@ -44,12 +44,18 @@ fn TurnInfo(entry: ChatEntry) -> impl IntoView {
     };
     view! {
         <div class="turn-info">
+            {move || entry.model.get().map(|m| view! { <span class="turn-model">{model_name(&m).to_owned()}</span> })}
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
             {move || entry.usage.get().map(|info| view! {
                 <span class="usage" title=usage_breakdown(&info)>{usage_summary(&info)}</span>
             })}
         </div>
     }
+}
+
+/// `openai/gpt-4o-mini` → `gpt-4o-mini`; the full id is in the picker.
+fn model_name(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(_, name)| name)
 }
 
 fn usage_summary(info: &UsageInfo) -> String {

@@ -25,6 +25,8 @@ pub struct ChatEntry {
     pub usage: RwSignal<Option<UsageInfo>>,
     /// While waiting for a busy model: how many replies are ahead.
     pub queued: RwSignal<Option<u32>>,
+    /// The `provider/model` that wrote this reply.
+    pub model: RwSignal<Option<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +50,7 @@ impl ChatEntry {
                 cost_usd: m.cost_usd,
             })),
             queued: RwSignal::new(None),
+            model: RwSignal::new(m.model),
         }
     }
 
@@ -60,6 +63,7 @@ impl ChatEntry {
             error: RwSignal::new(None),
             usage: RwSignal::new(None),
             queued: RwSignal::new(None),
+            model: RwSignal::new(None),
         }
     }
 
@@ -301,8 +305,11 @@ impl ChatState {
     fn apply(&self, reply: &ChatEntry, event: TurnEvent) {
         match event {
             TurnEvent::Started {
-                conversation_id, ..
+                conversation_id,
+                model,
+                ..
             } => {
+                reply.model.set(Some(model));
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
                     set_address(&format!("/c/{conversation_id}"));
