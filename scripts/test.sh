@@ -21,14 +21,21 @@ cargo clippy --workspace --all-targets --features ssr -- -D warnings
 step "clippy (browser build)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
 step "unit and HTTP-level tests"
-cargo test --workspace --features ssr
+cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 
 step "build the app and the fake provider"
 cargo leptos build
 cargo build -p fake-provider
 
 step "browser tests (headless Chromium)"
-(cd end2end && npx playwright test)
+(cd end2end && npx playwright test) 2>&1 | tee "$logs/playwright.txt"
 
-printf '\nall checks passed in %ss\n' "$((SECONDS - started))"
+# One closing line for the whole run (set -o pipefail has already stopped at any failure).
+rust=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$logs/cargo-test.txt")
+browser=$(awk '/^ *[0-9]+ passed/ { n = $1 } END { print n + 0 }' "$logs/playwright.txt")
+printf '\nall checks passed in %ss (%s Rust tests, %s browser tests)\n' "$((SECONDS - started))" "$rust" "$browser"
+printf '%s passed, 0 failed\n' "$((rust + browser))"

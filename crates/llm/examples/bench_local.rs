@@ -103,7 +103,7 @@ async fn main() {
     // ~50-token prompt (ChatML wrapper included); the reply is capped so every run decodes the same.
     let short = request(
         "You are brief.",
-        "Explain in detail why the sky looks blue during the day and red at sunset, with examples.",
+        "Explain in detail why the sky looks blue during the day and red at sunset, with two everyday examples and one simple experiment anyone can try at home.",
         DECODE_TOKENS,
     );
     // Ignore end-of-turn noise: sample greedily from a prompt that invites a long answer.

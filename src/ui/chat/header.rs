@@ -28,6 +28,24 @@ pub fn ChatHeader(state: ChatState) -> impl IntoView {
 #[component]
 fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
     let default_model = menu.default_model.clone();
+    let offered: Vec<String> = menu
+        .groups
+        .iter()
+        .flat_map(|g| g.models.iter().map(|m| m.id.clone()))
+        .collect();
+    // A conversation whose model this server no longer offers continues on the default, and
+    // the person is told, rather than every send failing with "unknown model".
+    Effect::new({
+        let default_model = default_model.clone();
+        move |_| {
+            if let Some(gone) = state.model.get().filter(|m| !offered.contains(m)) {
+                state.model.set(Some(default_model.clone()));
+                state.notice.set(Some(format!(
+                    "{gone} is no longer offered by this server; the next reply uses {default_model}."
+                )));
+            }
+        }
+    });
     let selected = move || state.model.get().unwrap_or_else(|| default_model.clone());
     let on_change = move |ev: leptos::ev::Event| {
         let model = event_target_value(&ev);
