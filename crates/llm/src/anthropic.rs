@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
+use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -231,13 +231,7 @@ impl SseDecoder for EventDecoder {
     }
 
     fn on_end(&mut self) -> Result<(), LlmError> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(LlmError::StreamBroken(
-                "the stream ended before message_stop".to_owned(),
-            ))
-        }
+        body_ended(self.done, "message_stop")
     }
 }
 

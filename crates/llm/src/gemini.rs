@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
+use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -185,13 +185,7 @@ impl SseDecoder for ChunkDecoder {
     }
 
     fn on_end(&mut self) -> Result<(), LlmError> {
-        if self.finished {
-            Ok(())
-        } else {
-            Err(LlmError::StreamBroken(
-                "the stream ended before a finish reason".to_owned(),
-            ))
-        }
+        body_ended(self.finished, "a finish reason")
     }
 }
 

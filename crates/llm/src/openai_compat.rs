@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sse::{parse_event, stream_sse, Decoded, SseDecoder};
+use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
     ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
 };
@@ -211,13 +211,7 @@ impl SseDecoder for ChunkDecoder {
 
     fn on_end(&mut self) -> Result<(), LlmError> {
         // Some compatible servers omit `[DONE]`; a finish_reason is an orderly end too.
-        if self.done || self.finished {
-            Ok(())
-        } else {
-            Err(LlmError::StreamBroken(
-                "the stream ended before the reply was finished".to_owned(),
-            ))
-        }
+        body_ended(self.done || self.finished, "the reply was finished")
     }
 }
 

@@ -110,6 +110,17 @@ where
     })
 }
 
+/// The body ended: fine after the protocol's end (`ended`), a lost connection before it.
+pub(crate) fn body_ended(ended: bool, expected_end: &str) -> Result<(), LlmError> {
+    if ended {
+        Ok(())
+    } else {
+        Err(LlmError::StreamBroken(format!(
+            "the stream ended before {expected_end}"
+        )))
+    }
+}
+
 /// Parses one event's JSON payload; a payload that does not fit is a malformed stream.
 pub(crate) fn parse_event<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, LlmError> {
     serde_json::from_str(data).map_err(|e| LlmError::Malformed(format!("{e} in event {data:.120}")))
