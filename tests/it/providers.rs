@@ -331,3 +331,29 @@ async fn the_model_menu_groups_configured_providers_with_prices() {
         .contains("unknown model"));
     assert_eq!(app.count("conversations").await, 0);
 }
+
+#[tokio::test]
+async fn a_compatible_server_that_lists_no_models_is_left_out_with_a_notice() {
+    // The fake answers GET /models with a 404, and the test config names no models for it.
+    let app = TestApp::start(FakeConfig {
+        fail_status: Some(404),
+        ..FakeConfig::default()
+    })
+    .await;
+    let menu: ModelMenu = app
+        .post_form("list_models", &[])
+        .await
+        .json()
+        .await
+        .expect("menu");
+    assert!(menu.groups.iter().all(|g| g.provider != "fake"));
+    assert_eq!(menu.default_model, "claude/claude-fake");
+    assert!(
+        menu.notices.iter().any(
+            |n| n.starts_with("fake: could not list the server's models")
+                && n.contains("RILL_OPENAI_COMPAT_MODELS")
+        ),
+        "{:?}",
+        menu.notices
+    );
+}

@@ -232,10 +232,13 @@ fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-async fn models() -> Json<Value> {
-    Json(
-        json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "rill-tests"}]}),
-    )
+/// The model list; `fail_status` applies here too, like a server that offers no list.
+async fn models(State(shared): State<Shared>) -> Response {
+    if let Some(status) = lock(&shared.config).fail_status {
+        return error_response(Protocol::OpenAi, status);
+    }
+    Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "rill-tests"}]}))
+        .into_response()
 }
 
 async fn log(State(shared): State<Shared>) -> Json<Value> {
