@@ -343,7 +343,11 @@ fn failed_before_start(error: &str) -> TurnEvent {
 struct Ending {
     status: MessageStatus,
     error: Option<String>,
+    /// The provider's final figures.
     usage: Option<Usage>,
+    /// Figures the provider reported before the reply was cut short (Anthropic sends the exact
+    /// prompt counts first); they replace the estimate's prompt side.
+    usage_so_far: Option<Usage>,
 }
 
 async fn run_turn(state: AppState, record: TurnRecord, live: Arc<LiveTurn>) {
@@ -379,6 +383,7 @@ async fn run_turn(state: AppState, record: TurnRecord, live: Arc<LiveTurn>) {
                 status: MessageStatus::Failed,
                 error: Some(message),
                 usage: None,
+                usage_so_far: None,
             },
             Vec::new(),
         ),
@@ -386,7 +391,7 @@ async fn run_turn(state: AppState, record: TurnRecord, live: Arc<LiveTurn>) {
     let (usage, usage_estimated) = match ending.usage {
         Some(usage) => (Some(usage), false),
         None if !prompt.is_empty() => (
-            Some(Usage::estimate(prompt.iter().map(String::as_str), &text)),
+            Some(estimate_usage(&prompt, &text, ending.usage_so_far)),
             true,
         ),
         None => (None, false),
@@ -486,10 +491,25 @@ async fn stream_reply(
                     status: MessageStatus::Failed,
                     error: Some(error.to_string()),
                     usage: None,
+                    usage_so_far: None,
                 }
             }
             Ok(ending) => return ending,
         }
+    }
+}
+
+/// Usage for a turn the provider never finished: its own prompt figures where it reported them,
+/// else about four characters a token; the shown text likewise, but never below what the
+/// provider had already counted.
+fn estimate_usage(prompt: &[String], shown: &str, reported: Option<Usage>) -> Usage {
+    let estimate = Usage::estimate(prompt.iter().map(String::as_str), shown);
+    match reported {
+        Some(r) => Usage {
+            output_tokens: estimate.output_tokens.max(r.output_tokens),
+            ..r
+        },
+        None => estimate,
     }
 }
 
@@ -499,11 +519,13 @@ fn cancelled_ending(live: &LiveTurn) -> Ending {
             status: MessageStatus::Failed,
             error: Some("the server was shut down during this reply".into()),
             usage: None,
+            usage_so_far: None,
         },
         _ => Ending {
             status: MessageStatus::Stopped,
             error: None,
             usage: None,
+            usage_so_far: None,
         },
     }
 }
@@ -530,7 +552,7 @@ async fn stream_once(
         tokio::select! {
             // Stop wins over any event that is ready at the same time.
             biased;
-            _ = live.cancel.cancelled() => break Ok(cancelled_ending(live)),
+            _ = live.cancel.cancelled() => break Ok(Ending { usage_so_far: usage, ..cancelled_ending(live) }),
             _ = &mut first_token_deadline, if text.is_empty() && !queued => {
                 break Err(LlmError::Connect(format!("no reply within {}s", FIRST_TOKEN_TIMEOUT.as_secs())));
             }
@@ -553,7 +575,7 @@ async fn stream_once(
                 Some(Ok(ProviderEvent::Usage(u))) => usage = Some(u),
                 Some(Ok(ProviderEvent::Finished(_))) => {}
                 Some(Err(error)) => break Err(error),
-                None => break Ok(Ending { status: MessageStatus::Complete, error: None, usage }),
+                None => break Ok(Ending { status: MessageStatus::Complete, error: None, usage, usage_so_far: None }),
             },
         }
     };

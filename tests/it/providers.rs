@@ -227,10 +227,11 @@ async fn switching_models_mid_conversation_replays_the_history_in_the_new_format
 }
 
 #[tokio::test]
-async fn a_stopped_turn_gets_an_estimated_and_priced_usage() {
+async fn a_stopped_turn_keeps_the_reported_prompt_figures_and_estimates_the_rest() {
     let app = TestApp::start(FakeConfig {
         tokens: 500,
         token_delay_ms: 10,
+        cached_tokens: 1_000,
         ..FakeConfig::default()
     })
     .await;
@@ -256,9 +257,17 @@ async fn a_stopped_turn_gets_an_estimated_and_priced_usage() {
     let (status, usage, estimated, cost) = finished_usage(&events);
     assert_eq!(status, MessageStatus::Stopped);
     assert!(estimated, "the provider reported no final usage");
+    // Anthropic reported the prompt exactly (message_start) before Stop: 3 words + 4 plain and
+    // 1,000 cached; only the output is estimated from the text shown.
+    let shown = Usage::estimate([], &text_of(&events));
     assert_eq!(
         usage,
-        Usage::estimate(["Tell me everything"], &text_of(&events))
+        Usage {
+            input_tokens: 7 + 1_000,
+            cached_input_tokens: 1_000,
+            output_tokens: shown.output_tokens.max(1),
+            ..Usage::default()
+        }
     );
     assert!(close(cost, pricing::cost(&CLAUDE_PRICE, &usage)));
     let stored = stored_figures(&app, conversation_of(&events)).await;

@@ -98,7 +98,8 @@ impl TestApp {
             let settings = LocalModelSettings {
                 path: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_LOCAL_MODEL),
                 threads: 1,
-                max_output_tokens: 300,
+                // Short replies keep the tests quick on a busy 2-core machine.
+                max_output_tokens: 64,
             };
             let model = tokio::task::spawn_blocking(move || LocalModel::load(Some(&settings)))
                 .await

@@ -179,7 +179,11 @@ impl SseDecoder for EventDecoder {
             Err(e) => return out.push_back(Err(e)),
         };
         match event {
-            Event::MessageStart { message } => self.absorb(message.usage.unwrap_or_default()),
+            Event::MessageStart { message } => {
+                self.absorb(message.usage.unwrap_or_default());
+                // Exact prompt figures now, so a reply stopped early is not all estimate.
+                out.push_back(Ok(ProviderEvent::Usage(self.usage())));
+            }
             Event::ContentBlockDelta {
                 delta: BlockDelta::TextDelta { text },
             } if !text.is_empty() => out.push_back(Ok(ProviderEvent::TextDelta(text))),
@@ -246,6 +250,13 @@ mod tests {
 
     fn expected() -> Vec<Decoded> {
         vec![
+            Ok(ProviderEvent::Usage(Usage {
+                input_tokens: 25 + 1_000 + 200,
+                cached_input_tokens: 1_000,
+                cache_write_tokens: 200,
+                output_tokens: 1,
+                reasoning_tokens: 0,
+            })),
             Ok(ProviderEvent::TextDelta("Grüße, ".into())),
             Ok(ProviderEvent::TextDelta("世界 🌍".into())),
             Ok(ProviderEvent::Finished(FinishReason::Stop)),
@@ -278,13 +289,14 @@ mod tests {
     async fn an_overloaded_error_event_mid_stream_is_a_transient_failure() {
         let body = include_str!("../tests/fixtures/anthropic_overloaded.sse");
         let events = decode_chunked(body.as_bytes(), 9).await;
-        assert_eq!(events[0], Ok(ProviderEvent::TextDelta("Hello".into())));
-        let Err(error) = &events[1] else {
+        assert!(matches!(events[0], Ok(ProviderEvent::Usage(u)) if u.input_tokens == 12));
+        assert_eq!(events[1], Ok(ProviderEvent::TextDelta("Hello".into())));
+        let Err(error) = &events[2] else {
             panic!("expected an error, got {events:?}")
         };
         assert!(matches!(error, LlmError::Unavailable { status: 529, .. }));
         assert!(error.to_string().contains("Overloaded"));
-        assert_eq!(events.len(), 2, "nothing after the error");
+        assert_eq!(events.len(), 3, "nothing after the error");
     }
 
     #[tokio::test]
@@ -303,7 +315,7 @@ mod tests {
         );
         let events = decode_chunked(body.as_bytes(), 11).await;
         assert_eq!(
-            events,
+            events[1..],
             vec![
                 Ok(ProviderEvent::TextDelta("cut".into())),
                 Ok(ProviderEvent::Finished(FinishReason::Length)),

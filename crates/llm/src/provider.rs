@@ -44,7 +44,8 @@ pub enum ProviderEvent {
         ahead: usize,
     },
     TextDelta(String),
-    /// Final token counts; may arrive after `Finished` (OpenAI sends usage in a last chunk).
+    /// Token counts so far; the last one is final. May arrive after `Finished` (OpenAI sends
+    /// usage in a last chunk), or early as well (Anthropic reports the prompt first).
     Usage(Usage),
     Finished(FinishReason),
 }
