@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
 #[cfg(feature = "ssr")]
 async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    use rill::server::models::LocalModel;
+    use rill::server::models::LocalModelStatus;
     use rill::server::{db, http, AppState};
 
     let leptos_options = leptos::config::get_configuration(None)
@@ -48,7 +48,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     }
     let settings = config.local_model.clone();
     let local_model =
-        tokio::task::spawn_blocking(move || LocalModel::load(settings.as_ref())).await?;
+        tokio::task::spawn_blocking(move || LocalModelStatus::load(settings.as_ref())).await?;
     let state = AppState::new(pool, config, local_model)
         .await
         .context("loading the price table")?;

@@ -408,16 +408,7 @@ pub async fn set_system_prompt(
     id: Uuid,
     system_prompt: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET system_prompt = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(system_prompt)
-    .bind(now_ms())
-    .bind(id.to_string())
-    .bind(&owner.0)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    set_metadata(pool, owner, id, "system_prompt", system_prompt).await
 }
 
 /// Returns false if the conversation does not exist for this owner.
@@ -427,10 +418,21 @@ pub async fn set_conversation_model(
     id: Uuid,
     model: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET model = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(model)
+    set_metadata(pool, owner, id, "model", model).await
+}
+
+/// Sets one metadata column of a live conversation; `column` is one of the callers' constants.
+async fn set_metadata(
+    pool: &SqlitePool,
+    owner: &Owner,
+    id: Uuid,
+    column: &'static str,
+    value: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(&format!(
+        "UPDATE conversations SET {column} = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL"
+    ))
+    .bind(value)
     .bind(now_ms())
     .bind(id.to_string())
     .bind(&owner.0)

@@ -22,7 +22,7 @@ pub const LOCAL_MODEL: &str = "local/smollm2-135m";
 pub const DEV_MODEL: &str = "dev/echo";
 
 /// What became of the local model at start-up.
-pub enum LocalModel {
+pub enum LocalModelStatus {
     Disabled,
     /// The file is not there; the picker tells how to get it.
     Missing {
@@ -34,7 +34,7 @@ pub enum LocalModel {
     Ready(Arc<LocalProvider>),
 }
 
-impl LocalModel {
+impl LocalModelStatus {
     /// Loads the model if its file exists. Blocking (about a second): call off the async runtime.
     pub fn load(settings: Option<&LocalModelSettings>) -> Self {
         let Some(settings) = settings else {
@@ -137,7 +137,7 @@ async fn connect(
 impl ModelCatalog {
     /// Builds the catalog: every configured provider's models (asking OpenAI-compatible servers
     /// for their list), then the local model, with the development model only as a last resort.
-    pub async fn build(config: &Config, local: LocalModel) -> Self {
+    pub async fn build(config: &Config, local: LocalModelStatus) -> Self {
         let http = llm::http_client();
         let mut entries = Vec::new();
         let mut notices = Vec::new();
@@ -161,7 +161,7 @@ impl ModelCatalog {
         }
         let hosted = !entries.is_empty();
         match local {
-            LocalModel::Ready(provider) => {
+            LocalModelStatus::Ready(provider) => {
                 // With no hosted provider the local model comes first, and so is the default.
                 let entry = ModelEntry {
                     id: LOCAL_MODEL.to_owned(),
@@ -176,10 +176,9 @@ impl ModelCatalog {
                     entries.insert(0, entry);
                 }
             }
-            LocalModel::Missing { hint: message } | LocalModel::Failed { error: message } => {
-                notices.push(message)
-            }
-            LocalModel::Disabled => {}
+            LocalModelStatus::Missing { hint: message }
+            | LocalModelStatus::Failed { error: message } => notices.push(message),
+            LocalModelStatus::Disabled => {}
         }
         if entries.is_empty() {
             entries.push(ModelEntry {

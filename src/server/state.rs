@@ -4,7 +4,7 @@ use sqlx::SqlitePool;
 
 use super::config::Config;
 use super::db::Owner;
-use super::models::{LocalModel, ModelCatalog};
+use super::models::{LocalModelStatus, ModelCatalog};
 use super::pricing::PriceTable;
 use super::turns::TurnHub;
 use crate::error::ApiError;
@@ -24,7 +24,7 @@ impl AppState {
     pub async fn new(
         pool: SqlitePool,
         config: Config,
-        local_model: LocalModel,
+        local_model: LocalModelStatus,
     ) -> Result<Self, toml::de::Error> {
         let models = Arc::new(ModelCatalog::build(&config, local_model).await);
         let prices = Arc::new(PriceTable::shipped_with(&config.price_overrides)?);

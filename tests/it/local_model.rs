@@ -75,7 +75,7 @@ async fn stop_ends_local_generation_and_keeps_the_text() {
     );
     // The generation thread is free again: a new turn starts without queueing.
     let next = tokio::time::timeout(
-        Duration::from_secs(120),
+        Duration::from_secs(60),
         app.turn(conversation_of(&events).into(), "Thanks."),
     )
     .await

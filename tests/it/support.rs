@@ -6,7 +6,7 @@ use rill::model::{ndjson, Price, TurnEnvelope, TurnEvent};
 use rill::server::config::{
     Config, LocalModelSettings, ProviderConfig, ProviderKind, DEFAULT_LOCAL_MODEL,
 };
-use rill::server::models::LocalModel;
+use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -101,16 +101,17 @@ impl TestApp {
                 // Short replies keep the tests quick on a busy 2-core machine.
                 max_output_tokens: 64,
             };
-            let model = tokio::task::spawn_blocking(move || LocalModel::load(Some(&settings)))
-                .await
-                .expect("load task");
+            let model =
+                tokio::task::spawn_blocking(move || LocalModelStatus::load(Some(&settings)))
+                    .await
+                    .expect("load task");
             assert!(
-                matches!(model, LocalModel::Ready(_)),
+                matches!(model, LocalModelStatus::Ready(_)),
                 "the local model must load (run scripts/fetch-model.sh)"
             );
             model
         } else {
-            LocalModel::Disabled
+            LocalModelStatus::Disabled
         };
         let pool = db::connect(&config.database_path)
             .await
