@@ -11,8 +11,15 @@ pub enum ApiError {
     /// Says what was not found, e.g. "no such conversation".
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with what is going on, e.g. a reply already streaming.
+    #[error("{0}")]
+    Conflict(String),
+    /// The server cannot take this now (it is shutting down); trying again later will work.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("something went wrong on the server; the details are in its log")]
     Internal,
+    /// Only made in the browser: the request or its response did not get through.
     #[error("could not reach the server: {0}")]
     Network(String),
 }
@@ -22,9 +29,16 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => 400,
             Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::Unavailable(_) => 503,
             Self::Internal => 500,
             Self::Network(_) => 502,
         }
+    }
+
+    /// Worth trying again by itself: the server could not be reached, or asked to come back.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Network(_) | Self::Unavailable(_))
     }
 }
 

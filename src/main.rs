@@ -39,11 +39,11 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_path)
         .await
         .with_context(|| format!("opening the database {}", config.database_path.display()))?;
-    let interrupted = db::fail_interrupted(&pool).await?;
+    let interrupted = db::interrupt_streaming(&pool).await?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
-            "replies cut short by the last shutdown were kept and marked failed"
+            "replies cut short when the server last stopped were kept and marked interrupted"
         );
     }
     let settings = config.local_model.clone();

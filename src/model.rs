@@ -1,7 +1,14 @@
+//! Wire types both builds share: conversations, messages, how a reply ended, and the lines of the
+//! event streams the server sends.
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use llm::Usage;
+
+/// How often an event stream carries a heartbeat while nothing else happens, so proxies keep it
+/// open and the page can tell a quiet stream from a dead one.
+pub const HEARTBEAT_SECS: u64 = 15;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,10 +23,12 @@ pub enum MessageStatus {
     /// The reply is being generated; its text grows.
     Streaming,
     Complete,
-    /// The user pressed Stop; the text shown until then is kept.
+    /// The person pressed Stop; the text shown until then is kept.
     Stopped,
-    /// The provider failed or the server went down mid-reply; partial text is kept.
+    /// The provider failed, or a bound was crossed; the text so far is kept.
     Failed,
+    /// The server went down (shut down or killed) mid-reply; the text it had stored is kept.
+    Interrupted,
 }
 
 impl MessageStatus {
@@ -29,6 +38,7 @@ impl MessageStatus {
             Self::Complete => "complete",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -38,8 +48,59 @@ impl MessageStatus {
             "complete" => Self::Complete,
             "stopped" => Self::Stopped,
             "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
             _ => return None,
         })
+    }
+
+    /// A reply cut short that the model can be asked to go on with.
+    pub fn can_continue(self) -> bool {
+        matches!(self, Self::Stopped | Self::Interrupted)
+    }
+}
+
+/// Where a message stands and, once a reply has ended, how and at what cost. The one description
+/// of an ending, from the database row to the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: MessageStatus,
+    /// What went wrong, in words, for failed and interrupted replies.
+    pub error: Option<String>,
+    pub usage: Option<Usage>,
+    /// The provider gave no usage (a stopped or failed turn): the figures are estimated.
+    pub usage_estimated: bool,
+    pub cost_usd: Option<f64>,
+    /// Earlier messages that were not sent because they no longer fit the model's context window.
+    pub left_out: u32,
+}
+
+impl Outcome {
+    /// A message that is whole and has no figures (a user message).
+    pub fn complete() -> Self {
+        Self::with_status(MessageStatus::Complete)
+    }
+
+    /// A reply that has just begun.
+    pub fn streaming() -> Self {
+        Self::with_status(MessageStatus::Streaming)
+    }
+
+    pub fn failed(error: impl Into<String>) -> Self {
+        Self {
+            error: Some(error.into()),
+            ..Self::with_status(MessageStatus::Failed)
+        }
+    }
+
+    fn with_status(status: MessageStatus) -> Self {
+        Self {
+            status,
+            error: None,
+            usage: None,
+            usage_estimated: false,
+            cost_usd: None,
+            left_out: 0,
+        }
     }
 }
 
@@ -103,17 +164,15 @@ pub struct MessageView {
     pub turn_id: Uuid,
     pub role: Role,
     pub content: String,
-    pub status: MessageStatus,
-    pub error: Option<String>,
+    /// The `provider/model` that wrote a reply.
     pub model: Option<String>,
-    pub usage: Option<Usage>,
-    /// The provider gave no usage (a stopped or failed turn): the figures are estimated.
-    pub usage_estimated: bool,
-    pub cost_usd: Option<f64>,
+    /// How many times this reply was generated or continued; numbers its event logs.
+    pub run: u32,
+    pub outcome: Outcome,
 }
 
-/// One event of a running turn, numbered from 1 within the turn so that a reader can re-attach
-/// after the last `seq` it saw.
+/// One event of a turn, numbered from 1 within one run of the turn, so that a reader can
+/// re-attach after the last `seq` it saw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TurnEnvelope {
     pub seq: u32,
@@ -123,11 +182,14 @@ pub struct TurnEnvelope {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
+    /// The first event of every run: the reply's text starts here, empty.
     Started {
         conversation_id: Uuid,
         /// The assistant message this turn writes.
         message_id: Uuid,
         model: String,
+        /// Which run of the reply this log belongs to (a Continue starts the next one).
+        run: u32,
     },
     /// The model is busy with other replies; this many are ahead.
     Queued {
@@ -136,43 +198,61 @@ pub enum TurnEvent {
     Delta {
         text: String,
     },
-    Finished {
-        status: MessageStatus,
-        error: Option<String>,
-        usage: Option<Usage>,
-        usage_estimated: bool,
-        cost_usd: Option<f64>,
-    },
+    /// The last event: the reply is stored exactly as the events built it.
+    Finished(Outcome),
 }
 
-/// Turn events travel as newline-delimited JSON; a line is only parsed once it is whole, so
+/// One line of an event stream. Turn streams carry `Event`s and `Heartbeat`s; a conversation's
+/// stream also announces each turn (`Turn`) before that turn's events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "line", rename_all = "snake_case")]
+pub enum StreamLine {
+    /// A turn the page may not have yet (sent from another tab, or continued): its question and
+    /// its reply as stored. When the reply is still streaming, its events follow.
+    Turn {
+        user: Box<MessageView>,
+        reply: Box<MessageView>,
+    },
+    Event(TurnEnvelope),
+    /// Nothing happened for a while; the connection is alive.
+    Heartbeat,
+}
+
+/// Stream lines travel as newline-delimited JSON; a line is only parsed once it is whole, so
 /// network chunking (which may split a multi-byte character) never matters.
 pub mod ndjson {
-    use super::TurnEnvelope;
+    use super::StreamLine;
 
-    pub fn encode(envelope: &TurnEnvelope) -> Vec<u8> {
+    pub fn encode(line: &StreamLine) -> Vec<u8> {
         // Serialising these plain structs cannot fail.
-        let mut line = serde_json::to_vec(envelope).unwrap_or_default();
-        line.push(b'\n');
-        line
+        let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
     }
 
-    /// Accumulates bytes and yields each complete line's envelope.
+    /// Accumulates bytes and yields each complete line.
     #[derive(Default)]
     pub struct Decoder {
         buffer: Vec<u8>,
+        /// Bytes of `buffer` already searched for a newline.
+        scanned: usize,
     }
 
     impl Decoder {
-        pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<TurnEnvelope, serde_json::Error>> {
+        pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<StreamLine, serde_json::Error>> {
             self.buffer.extend_from_slice(bytes);
             let mut out = Vec::new();
-            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                if line.len() > 1 {
-                    out.push(serde_json::from_slice(&line[..line.len() - 1]));
+            let mut start = 0;
+            while let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
+                let end = self.scanned + offset;
+                if end > start {
+                    out.push(serde_json::from_slice(&self.buffer[start..end]));
                 }
+                start = end + 1;
+                self.scanned = start;
             }
+            self.buffer.drain(..start);
+            self.scanned = self.buffer.len();
             out
         }
     }
@@ -180,27 +260,30 @@ pub mod ndjson {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::model::TurnEvent;
+        use crate::model::{TurnEnvelope, TurnEvent};
 
         #[test]
         fn lines_split_anywhere_decode_whole() {
-            let events: Vec<TurnEnvelope> = ["日本語 🌍", "é", " plain"]
+            let mut lines: Vec<StreamLine> = ["日本語 🌍", "é", " plain"]
                 .iter()
-                .enumerate()
-                .map(|(i, t)| TurnEnvelope {
-                    seq: i as u32 + 1,
-                    event: TurnEvent::Delta { text: (*t).into() },
+                .zip(1..)
+                .map(|(t, seq)| {
+                    StreamLine::Event(TurnEnvelope {
+                        seq,
+                        event: TurnEvent::Delta { text: (*t).into() },
+                    })
                 })
                 .collect();
-            let bytes: Vec<u8> = events.iter().flat_map(encode).collect();
+            lines.insert(1, StreamLine::Heartbeat);
+            let bytes: Vec<u8> = lines.iter().flat_map(encode).collect();
             for size in 1..=5 {
                 let mut decoder = Decoder::default();
-                let decoded: Vec<TurnEnvelope> = bytes
+                let decoded: Vec<StreamLine> = bytes
                     .chunks(size)
                     .flat_map(|c| decoder.push(c))
                     .collect::<Result<_, _>>()
                     .expect("valid lines");
-                assert_eq!(decoded, events, "chunk size {size}");
+                assert_eq!(decoded, lines, "chunk size {size}");
             }
         }
     }

@@ -2,13 +2,16 @@ use server_fn::codec::{ByteStream, Json, Streaming};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::model::Outcome;
+#[cfg(feature = "ssr")]
+use crate::server::turns::{Lines, SendTurn};
 #[cfg(feature = "ssr")]
 use crate::server::AppState;
 
-/// Sends a message and streams the turn's events as newline-delimited JSON
-/// ([`crate::model::ndjson`]). The browser mints `turn_id`; sending the same id again re-attaches
-/// to that turn instead of starting another. `conversation_id: None` starts a new conversation.
-/// `model` (from the picker) switches the conversation to that model from this turn on.
+/// Sends a message and streams the turn as newline-delimited [`crate::model::StreamLine`]s. The
+/// browser mints `turn_id`; sending the same id again re-attaches to that turn instead of
+/// starting another. `conversation_id: None` starts a new conversation. `model` (from the
+/// picker) switches the conversation to that model from this turn on.
 #[leptos::server(prefix = "/api", endpoint = "send_message", input = Json, output = Streaming)]
 pub async fn send_message(
     turn_id: Uuid,
@@ -16,42 +19,63 @@ pub async fn send_message(
     text: String,
     model: Option<String>,
 ) -> Result<ByteStream<ApiError>, ApiError> {
-    use futures::StreamExt;
     let (state, owner) = AppState::from_context()?;
-    let events = state
-        .turns
-        .send(
-            &state,
-            &owner,
-            turn_id,
-            conversation_id,
-            &text,
-            model.as_deref(),
-        )
-        .await?;
-    Ok(ByteStream::new(events.map(|e| {
-        Ok::<_, ApiError>(crate::model::ndjson::encode(&e))
-    })))
+    let turn = SendTurn {
+        turn_id,
+        conversation_id,
+        text: &text,
+        model: model.as_deref(),
+    };
+    Ok(lines(state.turns.send(&owner, turn).await?))
 }
 
-/// Re-attaches to a turn: its events after `after_seq`, live while it runs.
+/// Re-attaches to a turn: the events of its run `run` after `after_seq`, live while it runs.
 #[leptos::server(prefix = "/api", endpoint = "turn_events", input = Json, output = Streaming)]
-pub async fn turn_events(turn_id: Uuid, after_seq: u32) -> Result<ByteStream<ApiError>, ApiError> {
-    use futures::StreamExt;
+pub async fn turn_events(
+    turn_id: Uuid,
+    run: u32,
+    after_seq: u32,
+) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    let events = state
-        .turns
-        .events(&state, &owner, turn_id, after_seq)
-        .await?;
-    Ok(ByteStream::new(events.map(|e| {
-        Ok::<_, ApiError>(crate::model::ndjson::encode(&e))
-    })))
+    Ok(lines(
+        state.turns.events(&owner, turn_id, run, after_seq).await?,
+    ))
 }
 
-/// Stops a running turn: the provider request is dropped and the text so far is kept as stopped.
-/// Returns once that is stored.
-#[leptos::server(prefix = "/api", endpoint = "stop_turn", input = Json)]
-pub async fn stop_turn(turn_id: Uuid) -> Result<(), ApiError> {
+/// Follows a conversation for a page showing it: the turns from `from_turn` on, then each new
+/// turn (from any tab) with its events, and heartbeats.
+#[leptos::server(prefix = "/api", endpoint = "conversation_events", input = Json, output = Streaming)]
+pub async fn conversation_events(
+    conversation_id: Uuid,
+    from_turn: Option<Uuid>,
+) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    state.turns.stop(&state, &owner, turn_id).await
+    Ok(lines(
+        state
+            .turns
+            .conversation_events(&owner, conversation_id, from_turn)
+            .await?,
+    ))
+}
+
+/// Stops a running turn: the provider request is dropped and the text so far is kept as
+/// stopped. Returns how the reply ended, once that is stored (a reply that finished first says so).
+#[leptos::server(prefix = "/api", endpoint = "stop_turn", input = Json)]
+pub async fn stop_turn(turn_id: Uuid) -> Result<Outcome, ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    Ok(state.turns.stop(&owner, turn_id).await?)
+}
+
+/// Asks the model to go on with a stopped or interrupted reply, the last of its conversation;
+/// streams the reply's new run, which starts with the text so far.
+#[leptos::server(prefix = "/api", endpoint = "continue_reply", input = Json, output = Streaming)]
+pub async fn continue_reply(turn_id: Uuid) -> Result<ByteStream<ApiError>, ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    Ok(lines(state.turns.continue_reply(&owner, turn_id).await?))
+}
+
+#[cfg(feature = "ssr")]
+fn lines(events: Lines) -> ByteStream<ApiError> {
+    use futures::StreamExt;
+    ByteStream::new(events.map(|line| Ok::<_, ApiError>(crate::model::ndjson::encode(&line))))
 }

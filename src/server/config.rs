@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::Price;
+use super::pricing::PriceEntry;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -19,9 +19,51 @@ pub struct Config {
     /// Delay between the development model's words (`RILL_DEV_WORD_DELAY_MS`, default 40).
     pub dev_word_delay: Duration,
     /// Per-model prices laid over the shipped table (`[prices."provider/model"]` in the file).
-    pub price_overrides: std::collections::HashMap<String, Price>,
+    pub price_overrides: std::collections::HashMap<String, PriceEntry>,
     /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
     pub local_model: Option<LocalModelSettings>,
+    pub turns: TurnSettings,
+}
+
+/// Bounds on every turn, so that no provider can hang one or make it grow without limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnSettings {
+    /// A provider that sends no bytes at all for this long fails the turn; pings and keep-alives
+    /// count as life (`RILL_PROVIDER_IDLE_SECS`, default 120).
+    pub provider_idle: Duration,
+    /// Longest a turn may run, queueing included (`RILL_TURN_MAX_SECS`, default 900).
+    pub max_duration: Duration,
+    /// Cap on generated tokens per reply, sent to the provider in its own field; lowered to a
+    /// model's own maximum where the price table knows it (`RILL_MAX_OUTPUT_TOKENS`, default 8192).
+    pub max_output_tokens: u32,
+    /// Longest reply Rill keeps, in characters, whatever the provider sends
+    /// (`RILL_MAX_REPLY_CHARS`, default 400000).
+    pub max_reply_chars: usize,
+    /// Context window assumed for models whose window is not known
+    /// (`RILL_DEFAULT_CONTEXT_TOKENS`, default 8192).
+    pub default_context_tokens: u32,
+    /// On SIGTERM, how long running replies get to finish before they are stored as interrupted
+    /// (`RILL_SHUTDOWN_GRACE_SECS`, default 8: inside `docker stop`'s 10 s).
+    pub shutdown_grace: Duration,
+    /// How often a quiet event stream carries a heartbeat (fixed in production; tests shorten it).
+    pub heartbeat: Duration,
+    /// How long an ended turn's event log stays in memory for late readers (then: the database).
+    pub keep_finished: Duration,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        Self {
+            provider_idle: Duration::from_secs(120),
+            max_duration: Duration::from_secs(900),
+            max_output_tokens: 8192,
+            max_reply_chars: 400_000,
+            default_context_tokens: 8192,
+            shutdown_grace: Duration::from_secs(8),
+            heartbeat: Duration::from_secs(crate::model::HEARTBEAT_SECS),
+            keep_finished: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,7 +137,7 @@ struct FileConfig {
     #[serde(default)]
     providers: Vec<ProviderConfig>,
     #[serde(default)]
-    prices: std::collections::HashMap<String, Price>,
+    prices: std::collections::HashMap<String, PriceEntry>,
 }
 
 impl Config {
@@ -219,6 +261,52 @@ impl Config {
                 None => Ok(default),
             }
         };
+        // A whole number at least `min` that fits the setting's type.
+        fn sized<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T, ConfigError> {
+            T::try_from(value)
+                .map_err(|_| ConfigError::Invalid(format!("{name}={value} is too large")))
+        }
+        let at_least = |name: &str, default: u64, min: u64| {
+            Ok::<_, ConfigError>(number(name, default)?.max(min))
+        };
+        let defaults = TurnSettings::default();
+        let turns = TurnSettings {
+            provider_idle: Duration::from_secs(at_least(
+                "RILL_PROVIDER_IDLE_SECS",
+                defaults.provider_idle.as_secs(),
+                1,
+            )?),
+            max_duration: Duration::from_secs(at_least(
+                "RILL_TURN_MAX_SECS",
+                defaults.max_duration.as_secs(),
+                1,
+            )?),
+            max_output_tokens: sized(
+                "RILL_MAX_OUTPUT_TOKENS",
+                at_least(
+                    "RILL_MAX_OUTPUT_TOKENS",
+                    defaults.max_output_tokens.into(),
+                    1,
+                )?,
+            )?,
+            max_reply_chars: sized(
+                "RILL_MAX_REPLY_CHARS",
+                at_least("RILL_MAX_REPLY_CHARS", defaults.max_reply_chars as u64, 1)?,
+            )?,
+            default_context_tokens: sized(
+                "RILL_DEFAULT_CONTEXT_TOKENS",
+                at_least(
+                    "RILL_DEFAULT_CONTEXT_TOKENS",
+                    defaults.default_context_tokens.into(),
+                    512,
+                )?,
+            )?,
+            shutdown_grace: Duration::from_secs(number(
+                "RILL_SHUTDOWN_GRACE_SECS",
+                defaults.shutdown_grace.as_secs(),
+            )?),
+            ..defaults
+        };
         let local_model = match var("RILL_LOCAL_MODEL").as_deref() {
             Some("off") => None,
             path => Some(LocalModelSettings {
@@ -239,6 +327,7 @@ impl Config {
             providers,
             default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
             dev_word_delay,
+            turns,
         })
     }
 }
@@ -275,6 +364,25 @@ mod tests {
         let local = c.local_model.expect("the local model is on by default");
         assert_eq!(local.path, PathBuf::from(DEFAULT_LOCAL_MODEL));
         assert_eq!((local.threads, local.max_output_tokens), (1, 512));
+        assert_eq!(c.turns, TurnSettings::default());
+    }
+
+    #[test]
+    fn turn_bounds_can_be_tuned_and_bad_values_are_explained() {
+        let c = config(&[
+            ("RILL_PROVIDER_IDLE_SECS", "30"),
+            ("RILL_TURN_MAX_SECS", "60"),
+            ("RILL_MAX_OUTPUT_TOKENS", "1000"),
+            ("RILL_SHUTDOWN_GRACE_SECS", "0"),
+        ])
+        .expect("config");
+        assert_eq!(c.turns.provider_idle, Duration::from_secs(30));
+        assert_eq!(c.turns.max_duration, Duration::from_secs(60));
+        assert_eq!(c.turns.max_output_tokens, 1000);
+        assert_eq!(c.turns.shutdown_grace, Duration::ZERO);
+        let err = config(&[("RILL_TURN_MAX_SECS", "soon")]).expect_err("not a number");
+        assert!(err.to_string().contains("RILL_TURN_MAX_SECS"), "{err}");
+        assert!(config(&[("RILL_MAX_OUTPUT_TOKENS", "99999999999")]).is_err());
     }
 
     #[test]
@@ -371,7 +479,7 @@ mod tests {
         assert_eq!(c.providers[0].api_key.as_deref(), Some("k"));
         assert_eq!(c.default_model.as_deref(), Some("vllm/qwen"));
         assert_eq!(
-            c.price_overrides.get("vllm/qwen").map(|p| p.output),
+            c.price_overrides.get("vllm/qwen").map(|p| p.price.output),
             Some(0.2)
         );
         let bad = dir.path().join("bad.toml");

@@ -1,16 +1,22 @@
 //! Storage. All SQL lives here, and every query is scoped to an [`Owner`], so per-user accounts
 //! (and a Postgres backend) change this module and nothing above it.
+//!
+//! Writes are built for many turns at once: every transaction that writes takes SQLite's write
+//! lock up front (`BEGIN IMMEDIATE`, so it waits its turn instead of failing to upgrade a read),
+//! transactions are a few statements long, and the text of running replies is written by one
+//! task in batches ([`save_checkpoints`]) rather than by each turn.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
+use crate::error::ApiError;
 use crate::model::{
-    ConversationSummary, ConversationView, MessageStatus, MessageView, Role, Usage,
+    ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, Role, Usage,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +34,16 @@ pub enum DbError {
     Corrupt(String),
 }
 
+/// A storage fault is the server's problem: logged here in full, opaque to the person.
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        tracing::error!("{error}");
+        ApiError::Internal
+    }
+}
+
 /// Whose data a query may touch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Owner(pub String);
 
 /// Opens (creating if needed) the database and applies pending migrations.
@@ -45,7 +59,8 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, DbError> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
+        // Writers queue on the lock rather than fail; every write transaction is short.
+        .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
@@ -55,44 +70,75 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, DbError> {
     Ok(pool)
 }
 
+/// A transaction holding the write lock from its first statement.
+async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, DbError> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Replies left `streaming` by a crash or kill: keep their text, mark them failed.
-pub async fn fail_interrupted(pool: &SqlitePool) -> Result<u64, DbError> {
+/// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
+pub async fn interrupt_streaming(pool: &SqlitePool) -> Result<u64, DbError> {
     let done = sqlx::query(
-        "UPDATE messages SET status = 'failed', error = 'the server stopped during this reply', updated_at = ?
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
          WHERE status = 'streaming'",
     )
+    .bind(INTERRUPTED_BY_A_STOP)
     .bind(now_ms())
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
 }
 
+/// Said of a reply the server stopped during without storing how it ended.
+pub const INTERRUPTED_BY_A_STOP: &str = "the server stopped during this reply";
+
 pub async fn list_conversations(
     pool: &SqlitePool,
     owner: &Owner,
 ) -> Result<Vec<ConversationSummary>, DbError> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
          WHERE owner = ? AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 200",
     )
     .bind(&owner.0)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
+    rows.into_iter()
+        .map(|(id, title, updated_at)| {
             Ok(ConversationSummary {
-                id: uuid(r.get("id"))?,
-                title: r.get("title"),
-                updated_at: r.get("updated_at"),
+                id: uuid(&id)?,
+                title,
+                updated_at,
             })
         })
         .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    title: String,
+    model: String,
+    system_prompt: String,
+}
+
+async fn conversation_row(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    owner: &Owner,
+    id: Uuid,
+) -> Result<Option<ConversationRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT title, model, system_prompt FROM conversations
+         WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(&owner.0)
+    .fetch_optional(executor)
+    .await?)
 }
 
 pub async fn get_conversation(
@@ -100,71 +146,93 @@ pub async fn get_conversation(
     owner: &Owner,
     id: Uuid,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = sqlx::query(
-        "SELECT id, title, model, system_prompt FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(id.to_string())
-    .bind(&owner.0)
-    .fetch_optional(pool)
-    .await?
-    else {
+    let Some(row) = conversation_row(pool, owner, id).await? else {
         return Ok(None);
     };
-    let messages = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, rowid"))
-        .bind(id.to_string())
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(message_from_row)
-        .collect::<Result<_, _>>()?;
+    let messages: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, rowid"
+    ))
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await?;
     Ok(Some(ConversationView {
         id,
-        title: row.get("title"),
-        model: row.get("model"),
-        system_prompt: row.get("system_prompt"),
-        messages,
+        title: row.title,
+        model: row.model,
+        system_prompt: row.system_prompt,
+        messages: messages
+            .into_iter()
+            .map(MessageView::try_from)
+            .collect::<Result<_, _>>()?,
     }))
 }
 
-const MESSAGE_COLUMNS: &str = "id, turn_id, role, content, status, error, model, input_tokens,
-    cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, usage_estimated, cost_usd";
+const MESSAGE_COLUMNS: &str = "id, turn_id, conversation_id, role, content, status, error, model,
+    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+    usage_estimated, cost_usd, run, left_out";
 
-fn message_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<MessageView, DbError> {
-    let role = match r.get::<String, _>("role").as_str() {
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        other => return Err(DbError::Corrupt(format!("role {other}"))),
-    };
-    let status_text: String = r.get("status");
-    let status = MessageStatus::parse(&status_text)
-        .ok_or_else(|| DbError::Corrupt(format!("status {status_text}")))?;
-    let count = |column: &str| {
-        r.get::<Option<i64>, _>(column)
-            .map(|n| u32::try_from(n).unwrap_or(0))
-    };
-    let usage = count("input_tokens").map(|input_tokens| Usage {
-        input_tokens,
-        cached_input_tokens: count("cached_input_tokens").unwrap_or(0),
-        cache_write_tokens: count("cache_write_tokens").unwrap_or(0),
-        output_tokens: count("output_tokens").unwrap_or(0),
-        reasoning_tokens: count("reasoning_tokens").unwrap_or(0),
-    });
-    Ok(MessageView {
-        id: uuid(r.get("id"))?,
-        turn_id: uuid(r.get("turn_id"))?,
-        role,
-        content: r.get("content"),
-        status,
-        error: r.get("error"),
-        model: r.get("model"),
-        usage,
-        usage_estimated: r.get::<i64, _>("usage_estimated") != 0,
-        cost_usd: r.get("cost_usd"),
-    })
+/// A `messages` row as stored; [`MessageView`] is what it means.
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    turn_id: String,
+    conversation_id: String,
+    role: String,
+    content: String,
+    status: String,
+    error: Option<String>,
+    model: Option<String>,
+    input_tokens: Option<i64>,
+    cached_input_tokens: Option<i64>,
+    cache_write_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    reasoning_tokens: Option<i64>,
+    usage_estimated: bool,
+    cost_usd: Option<f64>,
+    run: i64,
+    left_out: i64,
 }
 
-fn uuid(text: String) -> Result<Uuid, DbError> {
-    Uuid::parse_str(&text).map_err(|_| DbError::Corrupt(format!("id {text}")))
+impl TryFrom<MessageRow> for MessageView {
+    type Error = DbError;
+
+    fn try_from(r: MessageRow) -> Result<Self, DbError> {
+        let role = match r.role.as_str() {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => return Err(DbError::Corrupt(format!("role {other}"))),
+        };
+        let status = MessageStatus::parse(&r.status)
+            .ok_or_else(|| DbError::Corrupt(format!("status {}", r.status)))?;
+        let count = |n: Option<i64>| n.map(|n| u32::try_from(n).unwrap_or(0));
+        let usage = count(r.input_tokens).map(|input_tokens| Usage {
+            input_tokens,
+            cached_input_tokens: count(r.cached_input_tokens).unwrap_or(0),
+            cache_write_tokens: count(r.cache_write_tokens).unwrap_or(0),
+            output_tokens: count(r.output_tokens).unwrap_or(0),
+            reasoning_tokens: count(r.reasoning_tokens).unwrap_or(0),
+        });
+        Ok(MessageView {
+            id: uuid(&r.id)?,
+            turn_id: uuid(&r.turn_id)?,
+            role,
+            content: r.content,
+            model: r.model,
+            run: u32::try_from(r.run).unwrap_or(1),
+            outcome: Outcome {
+                status,
+                error: r.error,
+                usage,
+                usage_estimated: r.usage_estimated,
+                cost_usd: r.cost_usd,
+                left_out: u32::try_from(r.left_out).unwrap_or(0),
+            },
+        })
+    }
+}
+
+fn uuid(text: &str) -> Result<Uuid, DbError> {
+    Uuid::parse_str(text).map_err(|_| DbError::Corrupt(format!("id {text}")))
 }
 
 /// What the browser asked for when it sent a message.
@@ -179,23 +247,38 @@ pub struct NewTurn<'a> {
     pub default_model: &'a str,
 }
 
-/// A turn that was just recorded and must now be run.
+/// A turn that was just recorded (or re-opened by Continue) and must now be run.
 #[derive(Debug, Clone)]
 pub struct TurnRecord {
-    pub turn_id: Uuid,
+    pub owner: Owner,
     pub conversation_id: Uuid,
-    pub assistant_message_id: Uuid,
-    pub model: String,
+    /// The question, as stored.
+    pub user: MessageView,
+    /// The reply as it stands now: empty for a new turn, the text so far for a continuation.
+    pub reply: MessageView,
     pub system_prompt: String,
+}
+
+impl TurnRecord {
+    pub fn turn_id(&self) -> Uuid {
+        self.reply.turn_id
+    }
+
+    /// The model this run uses (the conversation's, stored on the reply).
+    pub fn model(&self) -> &str {
+        self.reply.model.as_deref().unwrap_or_default()
+    }
 }
 
 pub enum BeginTurn {
     /// Stored the user message and an empty `streaming` reply.
-    Started(TurnRecord),
+    Started(Box<TurnRecord>),
     /// This turn id was seen before; nothing was written.
     Repeated,
     /// The conversation does not exist for this owner.
     NoSuchConversation,
+    /// The conversation already has a reply streaming.
+    Busy,
 }
 
 /// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
@@ -205,7 +288,7 @@ pub async fn begin_turn(
     turn: NewTurn<'_>,
 ) -> Result<BeginTurn, DbError> {
     let now = now_ms();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_write(pool).await?;
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
         .bind(turn.turn_id.to_string())
         .fetch_optional(&mut *tx)
@@ -215,27 +298,24 @@ pub async fn begin_turn(
     }
     let (conversation_id, model, system_prompt) = match turn.conversation_id {
         Some(id) => {
-            let row = sqlx::query("SELECT model, system_prompt FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL")
-                .bind(id.to_string())
-                .bind(&owner.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
+            let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
                 return Ok(BeginTurn::NoSuchConversation);
             };
-            let model = turn
-                .model
-                .map_or_else(|| row.get::<String, _>("model"), str::to_owned);
+            if streaming_reply(&mut tx, id).await? {
+                return Ok(BeginTurn::Busy);
+            }
+            let model = turn.model.map_or(row.model, str::to_owned);
             sqlx::query("UPDATE conversations SET updated_at = ?, model = ? WHERE id = ?")
                 .bind(now)
                 .bind(&model)
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            (id, model, row.get::<String, _>("system_prompt"))
+            (id, model, row.system_prompt)
         }
         None => {
             let id = Uuid::new_v4();
+            let model = turn.model.unwrap_or(turn.default_model).to_owned();
             sqlx::query(
                 "INSERT INTO conversations (id, owner, title, model, system_prompt, created_at, updated_at)
                  VALUES (?, ?, ?, ?, '', ?, ?)",
@@ -243,48 +323,162 @@ pub async fn begin_turn(
             .bind(id.to_string())
             .bind(&owner.0)
             .bind(title_from(turn.text))
-            .bind(turn.model.unwrap_or(turn.default_model))
+            .bind(&model)
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            (
-                id,
-                turn.model.unwrap_or(turn.default_model).to_owned(),
-                String::new(),
-            )
+            (id, model, String::new())
         }
     };
-    let assistant_message_id = Uuid::new_v4();
+    let user = MessageView {
+        id: Uuid::new_v4(),
+        turn_id: turn.turn_id,
+        role: Role::User,
+        content: turn.text.to_owned(),
+        model: None,
+        run: 1,
+        outcome: Outcome::complete(),
+    };
+    let reply = MessageView {
+        id: Uuid::new_v4(),
+        turn_id: turn.turn_id,
+        role: Role::Assistant,
+        content: String::new(),
+        model: Some(model),
+        run: 1,
+        outcome: Outcome::streaming(),
+    };
     // The reply's created_at is one millisecond later so ordering by time keeps the pair in order.
-    for (id, role, content, status, created) in [
-        (Uuid::new_v4(), "user", turn.text, "complete", now),
-        (assistant_message_id, "assistant", "", "streaming", now + 1),
-    ] {
-        sqlx::query(
+    for (message, created) in [(&user, now), (&reply, now + 1)] {
+        let inserted = sqlx::query(
             "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(id.to_string())
+        .bind(message.id.to_string())
         .bind(conversation_id.to_string())
         .bind(turn.turn_id.to_string())
-        .bind(role)
-        .bind(content)
-        .bind(status)
-        .bind(&model)
+        .bind(match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        })
+        .bind(&message.content)
+        .bind(message.outcome.status.as_str())
+        .bind(&message.model)
         .bind(created)
         .bind(created)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        if is_one_streaming_violation(&inserted) {
+            return Ok(BeginTurn::Busy);
+        }
+        inserted?;
     }
     tx.commit().await?;
-    Ok(BeginTurn::Started(TurnRecord {
-        turn_id: turn.turn_id,
+    Ok(BeginTurn::Started(Box::new(TurnRecord {
+        owner: owner.clone(),
         conversation_id,
-        assistant_message_id,
-        model,
+        user,
+        reply,
         system_prompt,
-    }))
+    })))
+}
+
+/// True if the conversation has a reply streaming now.
+async fn streaming_reply(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation_id: Uuid,
+) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
+            .bind(conversation_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The `one_streaming_reply_per_conversation` index refused a second streaming reply.
+fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
+    matches!(result, Err(sqlx::Error::Database(e))
+        if e.message().contains("messages.conversation_id"))
+}
+
+pub enum BeginContinuation {
+    /// The reply is `streaming` again; its run number went up by one.
+    Started(Box<TurnRecord>),
+    /// No such turn for this owner.
+    NoSuchTurn,
+    /// The reply cannot be continued; the reason, in words.
+    Refused(String),
+    /// The conversation already has a reply streaming.
+    Busy,
+}
+
+/// Re-opens a stopped or interrupted reply, the last of its conversation, so that the model can
+/// go on from its text. The conversation's current model writes the continuation.
+pub async fn begin_continuation(
+    pool: &SqlitePool,
+    owner: &Owner,
+    turn_id: Uuid,
+) -> Result<BeginContinuation, DbError> {
+    let mut tx = begin_write(pool).await?;
+    let Some((user, reply, conversation_id)) = turn_in(&mut *tx, owner, turn_id).await? else {
+        return Ok(BeginContinuation::NoSuchTurn);
+    };
+    let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
+        return Ok(BeginContinuation::NoSuchTurn);
+    };
+    if reply.outcome.status == MessageStatus::Streaming
+        || streaming_reply(&mut tx, conversation_id).await?
+    {
+        return Ok(BeginContinuation::Busy);
+    }
+    if !reply.outcome.status.can_continue() {
+        return Ok(BeginContinuation::Refused(
+            "only a stopped or interrupted reply can be continued".into(),
+        ));
+    }
+    let later: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM messages WHERE conversation_id = ?
+           AND created_at > (SELECT created_at FROM messages WHERE id = ?)",
+    )
+    .bind(conversation_id.to_string())
+    .bind(reply.id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if later.is_some() {
+        return Ok(BeginContinuation::Refused(
+            "only the last reply of a conversation can be continued".into(),
+        ));
+    }
+    let run = reply.run.saturating_add(1);
+    let updated = sqlx::query(
+        "UPDATE messages SET status = 'streaming', error = NULL, run = ?, model = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(run)
+    .bind(&conversation.model)
+    .bind(now_ms())
+    .bind(reply.id.to_string())
+    .execute(&mut *tx)
+    .await;
+    if is_one_streaming_violation(&updated) {
+        return Ok(BeginContinuation::Busy);
+    }
+    updated?;
+    tx.commit().await?;
+    Ok(BeginContinuation::Started(Box::new(TurnRecord {
+        owner: owner.clone(),
+        conversation_id,
+        user,
+        reply: MessageView {
+            run,
+            model: Some(conversation.model),
+            ..reply
+        },
+        system_prompt: conversation.system_prompt,
+    })))
 }
 
 fn title_from(text: &str) -> String {
@@ -300,105 +494,191 @@ fn title_from(text: &str) -> String {
     title
 }
 
-/// The conversation as the provider should see it, oldest first: every user message and every
-/// reply that has text (stopped and failed replies included: the person saw them).
+/// The conversation's messages before `reply_id`, oldest first, as candidates for the prompt
+/// (the turn engine decides which are sent).
 pub async fn history(
     pool: &SqlitePool,
+    owner: &Owner,
     conversation_id: Uuid,
-) -> Result<Vec<(Role, String)>, DbError> {
-    let rows = sqlx::query(
-        "SELECT role, content FROM messages
-         WHERE conversation_id = ? AND (role = 'user' OR content != '') ORDER BY created_at, rowid",
-    )
+    reply_id: Uuid,
+) -> Result<Vec<MessageView>, DbError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND id != ?
+           AND created_at <= (SELECT created_at FROM messages WHERE id = ?)
+           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)
+         ORDER BY created_at, rowid"
+    ))
     .bind(conversation_id.to_string())
+    .bind(reply_id.to_string())
+    .bind(reply_id.to_string())
+    .bind(&owner.0)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let role = if r.get::<String, _>("role") == "user" {
-                Role::User
-            } else {
-                Role::Assistant
-            };
-            (role, r.get("content"))
-        })
-        .collect())
+    rows.into_iter().map(MessageView::try_from).collect()
 }
 
-/// Saves the text streamed so far, so a crash loses at most the last flush interval.
-pub async fn save_partial_reply(
+/// Addresses one run of a reply the turn engine is writing.
+#[derive(Clone, Debug)]
+pub struct ReplyRef {
+    pub owner: Owner,
+    pub message_id: Uuid,
+    pub run: u32,
+}
+
+/// Text of a running reply, saved so that a crash loses only what came after it.
+pub struct Checkpoint {
+    pub reply: ReplyRef,
+    pub content: String,
+}
+
+/// Saves the text of every running reply in one transaction. A reply that has meanwhile ended
+/// (or moved on to a later run) is left alone.
+pub async fn save_checkpoints(
     pool: &SqlitePool,
-    message_id: Uuid,
-    content: &str,
+    checkpoints: &[Checkpoint],
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
-    )
-    .bind(content)
-    .bind(now_ms())
-    .bind(message_id.to_string())
-    .execute(pool)
-    .await?;
+    if checkpoints.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut tx = begin_write(pool).await?;
+    for c in checkpoints {
+        sqlx::query(
+            "UPDATE messages SET content = ?, updated_at = ?
+             WHERE id = ? AND status = 'streaming' AND run = ?
+               AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
+        )
+        .bind(&c.content)
+        .bind(now)
+        .bind(c.reply.message_id.to_string())
+        .bind(c.reply.run)
+        .bind(&c.reply.owner.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
-pub struct FinishedReply<'a> {
-    pub content: &'a str,
-    pub status: MessageStatus,
-    pub error: Option<&'a str>,
-    pub usage: Option<Usage>,
-    pub usage_estimated: bool,
-    pub cost_usd: Option<f64>,
-}
-
+/// Stores how a reply ended, with its whole text.
 pub async fn finish_reply(
     pool: &SqlitePool,
-    message_id: Uuid,
-    reply: FinishedReply<'_>,
+    reply: &ReplyRef,
+    content: &str,
+    outcome: &Outcome,
 ) -> Result<(), DbError> {
-    let usage = reply.usage;
+    let usage = outcome.usage;
     let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
     sqlx::query(
         "UPDATE messages SET content = ?, status = ?, error = ?, input_tokens = ?, cached_input_tokens = ?,
-            cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?,
-            updated_at = ?
-         WHERE id = ?",
+            cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?, usage_estimated = ?,
+            cost_usd = ?, left_out = ?, updated_at = ?
+         WHERE id = ? AND run = ?
+           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
     )
-    .bind(reply.content)
-    .bind(reply.status.as_str())
-    .bind(reply.error)
+    .bind(content)
+    .bind(outcome.status.as_str())
+    .bind(&outcome.error)
     .bind(field(|u| u.input_tokens))
     .bind(field(|u| u.cached_input_tokens))
     .bind(field(|u| u.cache_write_tokens))
     .bind(field(|u| u.output_tokens))
     .bind(field(|u| u.reasoning_tokens))
-    .bind(reply.usage_estimated)
-    .bind(reply.cost_usd)
+    .bind(outcome.usage_estimated)
+    .bind(outcome.cost_usd)
+    .bind(outcome.left_out)
     .bind(now_ms())
-    .bind(message_id.to_string())
+    .bind(reply.message_id.to_string())
+    .bind(reply.run)
+    .bind(&reply.owner.0)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// A finished (or interrupted) turn's reply, for readers that arrive after it left memory.
-pub async fn turn_reply(
-    pool: &SqlitePool,
+/// A turn's question and reply, and its conversation.
+async fn turn_in(
+    executor: impl sqlx::SqliteExecutor<'_>,
     owner: &Owner,
     turn_id: Uuid,
-) -> Result<Option<(Uuid, MessageView)>, DbError> {
-    let row = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLUMNS}, conversation_id AS conv FROM messages
-         WHERE turn_id = ? AND role = 'assistant'
-           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)"
+) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE turn_id = ? AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)
+         ORDER BY created_at, rowid"
     ))
     .bind(turn_id.to_string())
     .bind(&owner.0)
-    .fetch_optional(pool)
+    .fetch_all(executor)
     .await?;
-    row.map(|r| Ok((uuid(r.get("conv"))?, message_from_row(&r)?)))
-        .transpose()
+    Ok(pair_turns(rows)?.pop())
+}
+
+/// Rows of whole turns, oldest first → (question, reply, conversation) per turn. A question
+/// without its reply (which `begin_turn` never writes) is skipped.
+fn pair_turns(rows: Vec<MessageRow>) -> Result<Vec<(MessageView, MessageView, Uuid)>, DbError> {
+    let mut turns = Vec::new();
+    let mut question: Option<MessageView> = None;
+    for row in rows {
+        let conversation_id = uuid(&row.conversation_id)?;
+        let message = MessageView::try_from(row)?;
+        match message.role {
+            Role::User => question = Some(message),
+            Role::Assistant => {
+                if let Some(user) = question.take().filter(|q| q.turn_id == message.turn_id) {
+                    turns.push((user, message, conversation_id));
+                }
+            }
+        }
+    }
+    Ok(turns)
+}
+
+/// A turn's question and reply as stored, with the conversation they belong to.
+pub async fn turn(
+    pool: &SqlitePool,
+    owner: &Owner,
+    turn_id: Uuid,
+) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
+    turn_in(pool, owner, turn_id).await
+}
+
+/// The conversation's turns from `from_turn` on (that turn included), or all of them, oldest
+/// first: what a page that has seen up to `from_turn` may be missing. `None` if the conversation
+/// does not exist for this owner.
+pub async fn turns_from(
+    pool: &SqlitePool,
+    owner: &Owner,
+    conversation_id: Uuid,
+    from_turn: Option<Uuid>,
+) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
+    if conversation_row(pool, owner, conversation_id)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ?
+           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ? AND deleted_at IS NULL)
+           AND created_at >= COALESCE(
+                (SELECT MIN(created_at) FROM messages WHERE turn_id = ? AND conversation_id = ?), 0)
+         ORDER BY created_at, rowid"
+    ))
+    .bind(conversation_id.to_string())
+    .bind(&owner.0)
+    .bind(from_turn.map(|t| t.to_string()))
+    .bind(conversation_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(
+        pair_turns(rows)?
+            .into_iter()
+            .map(|(user, reply, _)| (user, reply))
+            .collect(),
+    ))
 }
 
 /// Returns false if the conversation does not exist for this owner.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, Response, StatusCode};
+use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -29,11 +29,28 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
             context, shell,
         ))
         .layer(axum::middleware::map_response(api_error_status))
+        .layer(axum::middleware::map_response(event_stream_headers))
         .with_state(leptos_options)
 }
 
+/// Event streams (server functions with streaming output) must reach the browser as they are
+/// written: no cache, and no buffering in a reverse proxy (nginx honours `X-Accel-Buffering`).
+async fn event_stream_headers(mut response: Response<Body>) -> Response<Body> {
+    let is_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    if is_stream {
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    response
+}
+
 /// server_fn answers every error with 500; give API errors their real status (400 for bad input,
-/// 404 for an unknown conversation) so clients and logs can tell them apart.
+/// 404 for an unknown conversation, 409 for a busy one, 503 while draining) so clients and logs
+/// can tell them apart.
 async fn api_error_status(response: Response<Body>) -> Response<Body> {
     let is_api_error = response.status() == StatusCode::INTERNAL_SERVER_ERROR
         && response.headers().contains_key("serverfnerror")
@@ -55,21 +72,47 @@ async fn api_error_status(response: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Serves until ctrl-c or SIGTERM, then stops running turns (storing their text) and drains.
+/// After the drain, how long open connections get to close before the server exits anyway.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Serves until ctrl-c or SIGTERM, then drains: new turns are refused (503) at once, running
+/// replies get the configured grace to finish and the rest are stored as interrupted, every event
+/// stream ends, and the server exits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     leptos_options: LeptosOptions,
 ) -> std::io::Result<()> {
+    serve_until(listener, state, leptos_options, shutdown_signal()).await
+}
+
+/// [`serve`] with the shutdown signal given (tests send their own).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    leptos_options: LeptosOptions,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = router(state.clone(), leptos_options);
     let turns = state.turns.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+    let grace = state.config.turns.shutdown_grace;
+    let drained = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let drained = drained.clone();
+        async move {
+            signal.await;
             tracing::info!(running = turns.running(), "shutting down");
-            turns.shutdown(Duration::from_secs(5)).await;
-        })
-        .await
+            turns.drain(grace).await;
+            drained.cancel();
+        }
+    });
+    tokio::select! {
+        served = server => served,
+        () = async { drained.cancelled().await; tokio::time::sleep(CLOSE_WAIT).await } => {
+            tracing::warn!("connections still open after the drain; exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

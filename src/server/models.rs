@@ -9,8 +9,8 @@ use llm::anthropic::Anthropic;
 use llm::dev::DevProvider;
 use llm::gemini::Gemini;
 use llm::local::{LocalModelConfig, LocalProvider, SamplingConfig};
-use llm::openai_compat::OpenAiCompatible;
-use llm::Provider;
+use llm::openai_compat::{MaxTokensField, OpenAiCompatible};
+use llm::{Provider, StreamLimits};
 
 use super::config::{Config, LocalModelSettings, ProviderConfig, ProviderKind};
 use super::pricing::PriceTable;
@@ -75,40 +75,91 @@ pub struct ModelCatalog {
     notices: Vec<String>,
 }
 
-struct ModelEntry {
-    id: String,
+/// One model the picker offers.
+pub struct ModelEntry {
+    /// `provider/model`.
+    pub id: String,
     /// The provider's own name for the model.
-    model: String,
+    pub model: String,
     /// Shown in the picker.
-    label: String,
+    pub label: String,
     /// Provider heading in the picker.
-    group: String,
-    provider: Arc<dyn Provider>,
+    pub group: String,
+    pub provider: Arc<dyn Provider>,
+    pub limits: ModelLimits,
+}
+
+/// What a turn must fit into for one model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelLimits {
+    /// Prompt and reply tokens together.
+    pub context_tokens: u32,
+    /// Most tokens to ask for in one reply.
+    pub max_output_tokens: u32,
+}
+
+/// A model id resolved for one turn.
+#[derive(Clone)]
+pub struct ResolvedModel {
+    pub provider: Arc<dyn Provider>,
+    /// The provider's own name for the model.
+    pub model: String,
+    pub limits: ModelLimits,
 }
 
 /// How long start-up waits for an OpenAI-compatible server's model list.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A model a provider offers, with the context window its server reported, if any.
+struct Offered {
+    model: String,
+    context_tokens: Option<u32>,
+}
+
+impl Offered {
+    fn configured(models: &[String]) -> Vec<Self> {
+        models
+            .iter()
+            .map(|m| Offered {
+                model: m.clone(),
+                context_tokens: None,
+            })
+            .collect()
+    }
+}
+
 /// The provider client for `p` and the models it offers, or a notice saying why it has none.
 async fn connect(
     http: &llm::HttpClient,
     p: &ProviderConfig,
-) -> Result<(Arc<dyn Provider>, Vec<String>), String> {
+    limits: &StreamLimits,
+) -> Result<(Arc<dyn Provider>, Vec<Offered>), String> {
     let key = || p.api_key.clone().unwrap_or_default();
     let provider: Arc<dyn Provider> = match p.kind {
-        ProviderKind::Anthropic => Arc::new(Anthropic::new(http.clone(), &p.base_url, key())),
-        ProviderKind::Gemini => Arc::new(Gemini::new(http.clone(), &p.base_url, key())),
-        ProviderKind::Openai => Arc::new(OpenAiCompatible::new(
-            http.clone(),
-            &p.base_url,
-            p.api_key.clone(),
-        )),
+        ProviderKind::Anthropic => {
+            Arc::new(Anthropic::new(http.clone(), &p.base_url, key()).with_limits(limits.clone()))
+        }
+        ProviderKind::Gemini => {
+            Arc::new(Gemini::new(http.clone(), &p.base_url, key()).with_limits(limits.clone()))
+        }
+        ProviderKind::Openai => Arc::new(
+            OpenAiCompatible::new(http.clone(), &p.base_url, p.api_key.clone())
+                .with_limits(limits.clone())
+                .with_max_tokens_field(MaxTokensField::MaxCompletionTokens),
+        ),
         ProviderKind::OpenaiCompatible => {
-            let client = OpenAiCompatible::new(http.clone(), &p.base_url, p.api_key.clone());
+            let client = OpenAiCompatible::new(http.clone(), &p.base_url, p.api_key.clone())
+                .with_limits(limits.clone());
             // The server's own list where it offers one, then any configured model it did not
             // list; the configured list alone where it offers none.
-            let mut models = match client.list_models(DISCOVERY_TIMEOUT).await {
-                Ok(listed) => listed,
+            let mut models: Vec<Offered> = match client.list_models(DISCOVERY_TIMEOUT).await {
+                Ok(listed) => listed
+                    .into_iter()
+                    .map(|m| Offered {
+                        model: m.id,
+                        context_tokens: m.context_tokens,
+                    })
+                    .collect(),
                 Err(e) if !p.models.is_empty() => {
                     tracing::info!(provider = %p.id, "no model list from the server ({e}); using the configured models");
                     Vec::new()
@@ -120,9 +171,9 @@ async fn connect(
                     ))
                 }
             };
-            for m in &p.models {
-                if !models.contains(m) {
-                    models.push(m.clone());
+            for m in Offered::configured(&p.models) {
+                if !models.iter().any(|o| o.model == m.model) {
+                    models.push(m);
                 }
             }
             if models.is_empty() {
@@ -131,29 +182,52 @@ async fn connect(
             return Ok((Arc::new(client), models));
         }
     };
-    Ok((provider, p.models.clone()))
+    Ok((provider, Offered::configured(&p.models)))
 }
 
 impl ModelCatalog {
     /// Builds the catalog: every configured provider's models (asking OpenAI-compatible servers
     /// for their list), then the local model, with the development model only as a last resort.
-    pub async fn build(config: &Config, local: LocalModelStatus) -> Self {
+    /// Each model's limits come from its server's own report, then the price table, then the
+    /// configured defaults.
+    pub async fn build(config: &Config, local: LocalModelStatus, prices: &PriceTable) -> Self {
         let http = llm::http_client();
+        let stream_limits = StreamLimits {
+            idle: config.turns.provider_idle,
+            ..StreamLimits::default()
+        };
+        let limits_for = |id: &str, reported: Option<u32>| {
+            let entry = prices.entry(id);
+            let context_tokens = reported
+                .or_else(|| entry.and_then(|e| e.context_tokens))
+                .unwrap_or(config.turns.default_context_tokens);
+            let max_output_tokens = entry
+                .and_then(|e| e.max_output_tokens)
+                .map_or(config.turns.max_output_tokens, |m| {
+                    m.min(config.turns.max_output_tokens)
+                });
+            ModelLimits {
+                context_tokens,
+                max_output_tokens,
+            }
+        };
         let mut entries = Vec::new();
         let mut notices = Vec::new();
         for p in &config.providers {
-            let (provider, models) = match connect(&http, p).await {
+            let (provider, models) = match connect(&http, p, &stream_limits).await {
                 Ok(found) => found,
                 Err(notice) => {
                     notices.push(notice);
                     continue;
                 }
             };
-            for model in models {
+            for offered in models {
+                let id = format!("{}/{}", p.id, offered.model);
                 entries.push(ModelEntry {
-                    id: format!("{}/{model}", p.id),
-                    label: model.clone(),
-                    model,
+                    limits: limits_for(&id, offered.context_tokens),
+                    id,
+                    label: offered.model.clone(),
+                    model: offered.model,
                     group: p.id.clone(),
                     provider: provider.clone(),
                 });
@@ -168,6 +242,14 @@ impl ModelCatalog {
                     model: provider.info.name.clone(),
                     label: format!("{} (on this server, no key)", provider.info.name),
                     group: "local".to_owned(),
+                    limits: ModelLimits {
+                        context_tokens: u32::try_from(provider.info.context_length)
+                            .unwrap_or(u32::MAX),
+                        max_output_tokens: config
+                            .local_model
+                            .as_ref()
+                            .map_or(config.turns.max_output_tokens, |l| l.max_output_tokens),
+                    },
                     provider,
                 };
                 if hosted {
@@ -187,6 +269,7 @@ impl ModelCatalog {
                 label: "Development model (canned replies)".to_owned(),
                 group: "dev".to_owned(),
                 provider: Arc::new(DevProvider::new(config.dev_word_delay)),
+                limits: limits_for(DEV_MODEL, None),
             });
         }
         let default_model = config
@@ -205,12 +288,23 @@ impl ModelCatalog {
         &self.default_model
     }
 
-    /// The provider and its own model name for a Rill model id.
-    pub fn resolve(&self, id: &str) -> Option<(Arc<dyn Provider>, String)> {
+    /// Adds a model (or replaces the one with its id): for embedding Rill with a provider of
+    /// one's own, and for tests.
+    pub fn insert(&mut self, entry: ModelEntry) {
+        self.entries.retain(|e| e.id != entry.id);
+        self.entries.push(entry);
+    }
+
+    /// The provider, its own model name and the limits for a Rill model id.
+    pub fn resolve(&self, id: &str) -> Option<ResolvedModel> {
         self.entries
             .iter()
             .find(|e| e.id == id)
-            .map(|e| (e.provider.clone(), e.model.clone()))
+            .map(|e| ResolvedModel {
+                provider: e.provider.clone(),
+                model: e.model.clone(),
+                limits: e.limits,
+            })
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {

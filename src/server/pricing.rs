@@ -1,5 +1,6 @@
-//! Approximate cost of a turn: normalised token counts (`llm::Usage`) times a dated price table
-//! shipped with the app (`prices.toml`), overridable per model in the config file.
+//! The dated model table shipped with the app (`prices.toml`), overridable per model in the
+//! config file: each model's price, so a turn's normalised token counts (`llm::Usage`) give its
+//! approximate cost, and where known its context window and longest reply.
 
 use std::collections::HashMap;
 
@@ -13,12 +14,35 @@ const SHIPPED: &str = include_str!("prices.toml");
 pub struct PriceTable {
     pub as_of: String,
     pub source: String,
-    prices: HashMap<String, Price>,
+    prices: HashMap<String, PriceEntry>,
+}
+
+/// One model's row: its price, and what the provider documents of its limits.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct PriceEntry {
+    #[serde(flatten)]
+    pub price: Price,
+    /// Tokens of prompt and reply together the model reads at most.
+    #[serde(default)]
+    pub context_tokens: Option<u32>,
+    /// The most tokens the model writes in one reply.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+}
+
+impl From<Price> for PriceEntry {
+    fn from(price: Price) -> Self {
+        Self {
+            price,
+            context_tokens: None,
+            max_output_tokens: None,
+        }
+    }
 }
 
 impl PriceTable {
     /// The shipped table with `overrides` (from the config file) laid over it.
-    pub fn shipped_with(overrides: &HashMap<String, Price>) -> Result<Self, toml::de::Error> {
+    pub fn shipped_with(overrides: &HashMap<String, PriceEntry>) -> Result<Self, toml::de::Error> {
         let mut table: PriceTable = toml::from_str(SHIPPED)?;
         table
             .prices
@@ -27,6 +51,10 @@ impl PriceTable {
     }
 
     pub fn price(&self, model_id: &str) -> Option<&Price> {
+        self.prices.get(model_id).map(|e| &e.price)
+    }
+
+    pub fn entry(&self, model_id: &str) -> Option<&PriceEntry> {
         self.prices.get(model_id)
     }
 
@@ -75,6 +103,15 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(table.cost("someone/unknown", &Usage::default()), None);
+        // Every hosted model the shipped table names has its documented window and reply cap.
+        for (id, entry) in &table.prices {
+            if !id.starts_with("local/") {
+                assert!(
+                    entry.context_tokens.is_some() && entry.max_output_tokens.is_some(),
+                    "{id} lacks its limits"
+                );
+            }
+        }
     }
 
     #[test]
@@ -154,20 +191,24 @@ mod tests {
         let overrides = HashMap::from([
             (
                 "openai/gpt-4o-mini".to_owned(),
-                Price {
+                PriceEntry::from(Price {
                     input: 1.0,
                     cached_input: None,
                     cache_write: None,
                     output: 2.0,
-                },
+                }),
             ),
             (
                 "ollama/llama3.2".to_owned(),
-                Price {
-                    input: 0.0,
-                    cached_input: None,
-                    cache_write: None,
-                    output: 0.0,
+                PriceEntry {
+                    price: Price {
+                        input: 0.0,
+                        cached_input: None,
+                        cache_write: None,
+                        output: 0.0,
+                    },
+                    context_tokens: Some(32_768),
+                    max_output_tokens: None,
                 },
             ),
         ]);
@@ -176,7 +217,12 @@ mod tests {
             table.price("openai/gpt-4o-mini").map(|p| p.input),
             Some(1.0)
         );
-        assert!(table.price("ollama/llama3.2").is_some());
+        assert_eq!(
+            table
+                .entry("ollama/llama3.2")
+                .and_then(|e| e.context_tokens),
+            Some(32_768)
+        );
         // Without a cached rate, cached tokens cost the input rate.
         let u = Usage {
             input_tokens: 1_000_000,

@@ -20,21 +20,41 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Fails only if the shipped price table does not parse (a build defect that tests catch).
+    /// Builds the model catalog (asking OpenAI-compatible servers for their models) and starts
+    /// the turn hub. Fails only if the shipped price table does not parse (a build defect that
+    /// tests catch).
     pub async fn new(
         pool: SqlitePool,
         config: Config,
         local_model: LocalModelStatus,
     ) -> Result<Self, toml::de::Error> {
-        let models = Arc::new(ModelCatalog::build(&config, local_model).await);
-        let prices = Arc::new(PriceTable::shipped_with(&config.price_overrides)?);
-        Ok(Self {
+        let prices = PriceTable::shipped_with(&config.price_overrides)?;
+        let models = ModelCatalog::build(&config, local_model, &prices).await;
+        Ok(Self::from_parts(pool, config, models, prices))
+    }
+
+    /// The state from a catalog built by the caller (tests add providers of their own).
+    pub fn from_parts(
+        pool: SqlitePool,
+        config: Config,
+        models: ModelCatalog,
+        prices: PriceTable,
+    ) -> Self {
+        let models = Arc::new(models);
+        let prices = Arc::new(prices);
+        let turns = Arc::new(TurnHub::start(
+            pool.clone(),
+            models.clone(),
+            prices.clone(),
+            config.turns.clone(),
+        ));
+        Self {
             pool,
             config: Arc::new(config),
             models,
             prices,
-            turns: Arc::new(TurnHub::default()),
-        })
+            turns,
+        }
     }
 
     /// The state and the requesting owner, inside a server function.

@@ -37,7 +37,7 @@ async fn the_page_renders_a_stored_conversation_on_the_server() {
 }
 
 #[tokio::test]
-async fn replies_cut_short_by_a_crash_are_kept_and_marked_failed_at_start_up() {
+async fn replies_cut_short_by_a_crash_are_kept_and_marked_interrupted_at_start_up() {
     let app = TestApp::start(FakeConfig::default()).await;
     let events = app.turn(None, "Hi").await;
     let conversation = conversation_of(&events);
@@ -48,10 +48,13 @@ async fn replies_cut_short_by_a_crash_are_kept_and_marked_failed_at_start_up() {
     .execute(&app.pool)
     .await
     .expect("update");
-    assert_eq!(db::fail_interrupted(&app.pool).await.expect("recover"), 1);
+    assert_eq!(
+        db::interrupt_streaming(&app.pool).await.expect("recover"),
+        1
+    );
     assert_eq!(
         last_reply(&app.pool, conversation).await,
-        ("failed".to_owned(), "partial".to_owned())
+        ("interrupted".to_owned(), "partial".to_owned())
     );
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use rill::model::{MessageStatus, TurnEvent};
+use rill::model::{MessageStatus, Outcome, TurnEvent};
 use uuid::Uuid;
 
 use crate::support::*;
@@ -18,15 +18,12 @@ async fn the_local_model_answers_with_no_key_and_no_network() {
     );
     let text = text_of(&events);
     assert!(!text.trim().is_empty());
-    let TurnEvent::Finished {
+    let Outcome {
         status,
         usage,
         usage_estimated,
         ..
-    } = finished(&events)
-    else {
-        unreachable!()
-    };
+    } = finished(&events);
     assert_eq!(*status, MessageStatus::Complete);
     assert!(!usage_estimated, "real token counts");
     assert!(usage.is_some_and(|u| u.input_tokens > 10 && u.output_tokens > 0));
@@ -65,9 +62,7 @@ async fn stop_ends_local_generation_and_keeps_the_text() {
     while let Some(event) = reader.next().await {
         events.push(event);
     }
-    let TurnEvent::Finished { status, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { status, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Stopped);
     assert_eq!(
         last_reply(&app.pool, conversation_of(&events)).await,

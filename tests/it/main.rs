@@ -2,8 +2,15 @@
 //! provider on 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats
 //! (crates/fake-provider). One test binary, modules by area.
 
+mod concurrency;
+mod context;
+mod continuation;
 mod conversations;
+mod faults;
+mod lifecycle;
 mod local_model;
+mod nginx;
 mod providers;
 mod support;
+mod tabs;
 mod turns;

@@ -2,7 +2,7 @@
 //! the model picker's menu, and switching models mid-conversation.
 
 use fake_provider::{expected_text, FakeConfig, Protocol};
-use rill::model::{MessageStatus, ModelMenu, TurnEvent, Usage};
+use rill::model::{MessageStatus, ModelMenu, Outcome, TurnEvent, Usage};
 use rill::server::pricing;
 use serde_json::json;
 use uuid::Uuid;
@@ -10,16 +10,13 @@ use uuid::Uuid;
 use crate::support::*;
 
 fn finished_usage(events: &[rill::model::TurnEnvelope]) -> (MessageStatus, Usage, bool, f64) {
-    let TurnEvent::Finished {
+    let Outcome {
         status,
         usage,
         usage_estimated,
         cost_usd,
         ..
-    } = finished(events)
-    else {
-        unreachable!()
-    };
+    } = finished(events);
     (
         *status,
         usage.expect("usage reported"),
@@ -283,9 +280,7 @@ async fn an_overload_mid_reply_fails_the_turn_clearly_without_retrying_or_duplic
     })
     .await;
     let events = app.turn_on("claude/claude-fake", None, "Hello").await;
-    let TurnEvent::Finished { status, error, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { status, error, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Failed);
     let error = error.as_deref().unwrap_or_default();
     assert!(error.contains("overloaded"), "{error}");

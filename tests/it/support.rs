@@ -2,11 +2,12 @@ use std::time::Duration;
 
 use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
-use rill::model::{ndjson, Price, TurnEnvelope, TurnEvent};
+use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::config::{
-    Config, LocalModelSettings, ProviderConfig, ProviderKind, DEFAULT_LOCAL_MODEL,
+    Config, LocalModelSettings, ProviderConfig, ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
 };
-use rill::server::models::LocalModelStatus;
+use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
+use rill::server::pricing::PriceTable;
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -35,20 +36,56 @@ pub struct TestApp {
     pub fake: FakeProvider,
     pub pool: SqlitePool,
     pub http: reqwest::Client,
+    /// Sends the server its shutdown signal (SIGTERM in production).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
+}
+
+/// How a test app differs from the default one.
+#[derive(Default)]
+pub struct Setup {
+    pub fake: FakeConfig,
+    pub turns: Option<TurnSettings>,
+    /// The real local model (fetched by scripts/fetch-model.sh) as the only model.
+    pub local: bool,
+    /// Models of the test's own, added to the catalog.
+    pub extra_models: Vec<ModelEntry>,
+}
+
+/// Turn settings for tests: quick heartbeats; everything else as shipped.
+pub fn test_turns() -> TurnSettings {
+    TurnSettings {
+        heartbeat: Duration::from_millis(500),
+        ..TurnSettings::default()
+    }
 }
 
 impl TestApp {
     pub async fn start(fake: FakeConfig) -> Self {
-        Self::start_with(fake, false).await
+        Self::with(Setup {
+            fake,
+            ..Setup::default()
+        })
+        .await
     }
 
     /// With the real local model (fetched by scripts/fetch-model.sh) as the only model.
     pub async fn start_local() -> Self {
-        Self::start_with(FakeConfig::default(), true).await
+        Self::with(Setup {
+            local: true,
+            ..Setup::default()
+        })
+        .await
     }
 
-    async fn start_with(fake: FakeConfig, local: bool) -> Self {
+    pub async fn with(setup: Setup) -> Self {
+        let Setup {
+            fake,
+            turns,
+            local,
+            extra_models,
+        } = setup;
         let fake = FakeProvider::start(fake)
             .await
             .expect("fake provider starts");
@@ -87,11 +124,12 @@ impl TestApp {
             dev_word_delay: Duration::ZERO,
             local_model: None,
             price_overrides: [
-                ("fake/fake-model".to_owned(), FAKE_PRICE),
-                ("claude/claude-fake".to_owned(), CLAUDE_PRICE),
-                ("gemini/gemini-fake".to_owned(), FAKE_PRICE),
+                ("fake/fake-model".to_owned(), FAKE_PRICE.into()),
+                ("claude/claude-fake".to_owned(), CLAUDE_PRICE.into()),
+                ("gemini/gemini-fake".to_owned(), FAKE_PRICE.into()),
             ]
             .into(),
+            turns: turns.unwrap_or_else(test_turns),
         };
         let local_model = if local {
             config.providers.clear();
@@ -116,9 +154,12 @@ impl TestApp {
         let pool = db::connect(&config.database_path)
             .await
             .expect("database opens");
-        let state = AppState::new(pool.clone(), config, local_model)
-            .await
-            .expect("state");
+        let prices = PriceTable::shipped_with(&config.price_overrides).expect("prices");
+        let mut models = ModelCatalog::build(&config, local_model, &prices).await;
+        for model in extra_models {
+            models.insert(model);
+        }
+        let state = AppState::from_parts(pool.clone(), config, models, prices);
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
@@ -126,15 +167,27 @@ impl TestApp {
             .await
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = http::router(state, options);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve_until(listener, state, options, async move {
+            let _ = signal.await;
+        }));
         Self {
             base_url,
             fake,
             pool,
             http: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// Signals shutdown, as SIGTERM does; returns the server task to await.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.server.take().expect("the server runs")
     }
 
     pub async fn post_json(&self, endpoint: &str, body: Value) -> reqwest::Response {
@@ -208,11 +261,11 @@ impl TestApp {
     }
 }
 
-/// Reads NDJSON turn events off a streaming response, however the bytes are chunked.
+/// Reads NDJSON stream lines off a streaming response, however the bytes are chunked.
 pub struct EventReader {
     response: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     decoder: ndjson::Decoder,
-    pending: std::collections::VecDeque<TurnEnvelope>,
+    pending: std::collections::VecDeque<StreamLine>,
 }
 
 impl EventReader {
@@ -224,16 +277,33 @@ impl EventReader {
         }
     }
 
+    /// The next line, heartbeats included; `None` when the stream ends.
+    pub async fn next_line(&mut self) -> Option<StreamLine> {
+        self.next_line_within(WAIT).await
+    }
+
+    pub async fn next_line_within(&mut self, bound: Duration) -> Option<StreamLine> {
+        loop {
+            if let Some(line) = self.pending.pop_front() {
+                return Some(line);
+            }
+            let chunk = tokio::time::timeout(bound, self.response.next())
+                .await
+                .expect("next line within the bound")?;
+            let Ok(chunk) = chunk else {
+                return None;
+            };
+            for line in self.decoder.push(&chunk) {
+                self.pending.push_back(line.expect("valid NDJSON line"));
+            }
+        }
+    }
+
+    /// The next turn event, skipping heartbeats and announcements.
     pub async fn next(&mut self) -> Option<TurnEnvelope> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let StreamLine::Event(event) = self.next_line().await? {
                 return Some(event);
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.next())
-                .await
-                .expect("next event within the bound")?;
-            for event in self.decoder.push(&chunk.expect("body chunk")) {
-                self.pending.push_back(event.expect("valid NDJSON event"));
             }
         }
     }
@@ -266,13 +336,28 @@ pub fn conversation_of(events: &[TurnEnvelope]) -> Uuid {
     }
 }
 
-pub fn finished(events: &[TurnEnvelope]) -> &TurnEvent {
-    let last = &events.last().expect("at least one event").event;
-    assert!(
-        matches!(last, TurnEvent::Finished { .. }),
-        "last event is not Finished: {last:?}"
-    );
-    last
+/// How the turn ended: its last event, which must be `Finished`.
+pub fn finished(events: &[TurnEnvelope]) -> &Outcome {
+    match &events.last().expect("at least one event").event {
+        TurnEvent::Finished(outcome) => outcome,
+        last => panic!("last event is not Finished: {last:?}"),
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, failing the test after `WAIT`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The stored assistant reply of the conversation's last turn: (status, content).

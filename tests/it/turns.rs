@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use fake_provider::{expected_text, FakeConfig};
-use rill::model::{MessageStatus, TurnEvent};
+use rill::model::{MessageStatus, Outcome, TurnEvent};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -34,15 +34,12 @@ async fn a_turn_streams_every_token_in_order_with_multibyte_text_intact() {
         "one delta per token"
     );
     assert_eq!(text_of(&events), expected_text(40));
-    let TurnEvent::Finished {
+    let Outcome {
         status,
         usage,
         usage_estimated,
         ..
-    } = finished(&events)
-    else {
-        unreachable!()
-    };
+    } = finished(&events);
     assert_eq!(*status, MessageStatus::Complete);
     assert!(!usage_estimated);
     assert_eq!(
@@ -50,9 +47,7 @@ async fn a_turn_streams_every_token_in_order_with_multibyte_text_intact() {
         Some(40),
         "usage comes from the provider's final chunk"
     );
-    let TurnEvent::Finished { cost_usd, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { cost_usd, .. } = finished(&events);
     let input = usage.map_or(0, |u| u.input_tokens);
     let expected = (f64::from(input) * 1.0 + 40.0 * 2.0) / 1e6;
     assert!(
@@ -142,15 +137,12 @@ async fn stop_closes_the_provider_connection_and_keeps_the_shown_text_as_stopped
     while let Some(event) = reader.next().await {
         events.push(event);
     }
-    let TurnEvent::Finished {
+    let Outcome {
         status,
         usage,
         usage_estimated,
         ..
-    } = finished(&events)
-    else {
-        unreachable!()
-    };
+    } = finished(&events);
     assert_eq!(*status, MessageStatus::Stopped);
     assert!(
         *usage_estimated,
@@ -217,7 +209,7 @@ async fn a_reader_can_reattach_after_the_last_event_it_saw() {
     let rest = EventReader::new(
         app.post_json(
             "turn_events",
-            json!({"turn_id": turn_id, "after_seq": last_seq}),
+            json!({"turn_id": turn_id, "run": 1, "after_seq": last_seq}),
         )
         .await,
     )
@@ -328,9 +320,7 @@ async fn provider_errors_end_the_turn_with_a_specific_message() {
     })
     .await;
     let events = app.turn(None, "Hi").await;
-    let TurnEvent::Finished { status, error, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { status, error, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Failed);
     let error = error.as_deref().unwrap_or_default();
     assert!(
@@ -353,9 +343,7 @@ async fn a_connection_lost_mid_reply_keeps_the_text_and_says_so() {
     })
     .await;
     let events = app.turn(None, "Hi").await;
-    let TurnEvent::Finished { status, error, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { status, error, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Failed);
     assert!(
         error.as_deref().unwrap_or_default().contains("lost"),
@@ -382,9 +370,7 @@ async fn a_transient_failure_before_any_text_is_retried() {
         3,
         "the first try and two retries"
     );
-    let TurnEvent::Finished { status, error, .. } = finished(&events) else {
-        unreachable!()
-    };
+    let Outcome { status, error, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Failed);
     assert!(
         error.as_deref().unwrap_or_default().contains("overloaded"),

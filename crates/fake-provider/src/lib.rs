@@ -5,25 +5,30 @@
 //! - Anthropic Messages (`POST /v1/messages`): `message_start` … `message_stop`, with `ping`s;
 //! - Gemini (`POST /v1beta/models/{model}:streamGenerateContent?alt=sse`).
 //!
-//! It can inject faults (HTTP errors, a lost connection, an error event mid-stream), replay a
-//! recorded stream verbatim, and records what it was sent and when a client went away mid-reply.
+//! It can inject faults (HTTP errors with retry headers and huge bodies, redirects, a lost
+//! connection, an error event, bad JSON, a stall, endless keep-alives, a line that never ends),
+//! replay a recorded stream verbatim, and records what it was sent and when a client went away
+//! mid-reply.
+
+mod body;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// How the fake answers; changeable at run time (`POST /_fake/config`).
+/// How the fake answers; changeable at run time (`POST /_fake/config`, which takes the whole
+/// config: fields left out take their defaults). Each `*_after: Some(K)` fault applies after K
+/// tokens (K < `tokens`); when several name the same K, the first listed here wins.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FakeConfig {
@@ -35,17 +40,45 @@ pub struct FakeConfig {
     /// Write every event in pieces of at most this many bytes, so clients see events and
     /// multi-byte characters split across reads.
     pub split_bytes: Option<usize>,
-    /// Answer every request with this HTTP status and an OpenAI-style error body.
+    /// Answer chat requests and the model list with this HTTP status and the protocol's error body.
     pub fail_status: Option<u16>,
+    /// With `fail_status`: fail only the first N chat requests since this config was set.
+    pub fail_times: Option<usize>,
+    /// With `fail_status`: pad the error body to this many bytes (the message stays at the front).
+    pub error_body_bytes: Option<usize>,
+    /// With `fail_status`: the `retry-after` header (429 sends "1" when this is unset).
+    pub retry_after: Option<String>,
+    /// With `fail_status`: a `retry-after-ms` header.
+    pub retry_after_ms: Option<String>,
+    /// With `fail_status`: an `x-should-retry` header.
+    pub should_retry: Option<bool>,
+    /// Answer every chat request with `307 Temporary Redirect` to this `Location`.
+    pub redirect_to: Option<String>,
     /// Close the connection after this many tokens, without a finish or `[DONE]`.
     pub break_after: Option<usize>,
     /// Send the protocol's error event after this many tokens (OpenAI: an `error` object;
     /// Anthropic: `event: error` with `overloaded_error`; Gemini: an `error` chunk with 503).
     pub error_after: Option<usize>,
+    /// After this many tokens send nothing more, keeping the connection open until the client
+    /// goes (at most 10 minutes).
+    pub stall_after: Option<usize>,
+    /// After this many tokens send an event whose data is not JSON (`data: {not json`), then end
+    /// the body.
+    pub malformed_after: Option<usize>,
+    /// After this many tokens start a `data: ` line and write 64 KiB pieces of it, never a newline,
+    /// until the client goes (or 256 MiB were sent; then the body ends).
+    pub endless_line_after: Option<usize>,
+    /// After this many tokens send only keep-alives (OpenAI, Gemini: `: keep-alive` comments;
+    /// Anthropic: `ping` events) every `keepalive_interval_ms`, until the client goes (or
+    /// 100,000 were sent).
+    pub keepalive_after: Option<usize>,
+    pub keepalive_interval_ms: u64,
     pub cached_tokens: u32,
     /// Anthropic only: prompt tokens written to the cache.
     pub cache_write_tokens: u32,
     pub reasoning_tokens: u32,
+    /// `GET /v1/models` reports this context window (`max_model_len`, as vLLM does).
+    pub context_tokens: Option<u32>,
     /// Answer with this recorded stream verbatim instead (the body of an SSE response).
     pub replay: Option<String>,
 }
@@ -58,11 +91,23 @@ impl Default for FakeConfig {
             first_token_delay_ms: 0,
             split_bytes: None,
             fail_status: None,
+            fail_times: None,
+            error_body_bytes: None,
+            retry_after: None,
+            retry_after_ms: None,
+            should_retry: None,
+            redirect_to: None,
             break_after: None,
             error_after: None,
+            stall_after: None,
+            malformed_after: None,
+            endless_line_after: None,
+            keepalive_after: None,
+            keepalive_interval_ms: 1000,
             cached_tokens: 0,
             cache_write_tokens: 0,
             reasoning_tokens: 0,
+            context_tokens: None,
             replay: None,
         }
     }
@@ -104,8 +149,31 @@ pub enum Protocol {
 
 #[derive(Clone, Default)]
 struct Shared {
-    config: Arc<Mutex<FakeConfig>>,
+    settings: Arc<Mutex<Settings>>,
     recorded: Arc<Mutex<Recorded>>,
+}
+
+#[derive(Default)]
+struct Settings {
+    config: FakeConfig,
+    /// Chat requests since `config` was set (what `fail_times` counts).
+    chat_requests: usize,
+}
+
+impl Settings {
+    fn set(&mut self, config: FakeConfig) {
+        self.config = config;
+        self.chat_requests = 0;
+    }
+
+    /// The configured failure, if it still applies after `served` chat requests.
+    fn failure(&self, served: usize) -> Option<u16> {
+        let status = self.config.fail_status?;
+        self.config
+            .fail_times
+            .is_none_or(|times| served < times)
+            .then_some(status)
+    }
 }
 
 /// A running fake; stops when dropped.
@@ -152,7 +220,10 @@ impl FakeProvider {
 
     pub async fn start_on(addr: SocketAddr, config: FakeConfig) -> std::io::Result<Self> {
         let shared = Shared {
-            config: Arc::new(Mutex::new(config)),
+            settings: Arc::new(Mutex::new(Settings {
+                config,
+                chat_requests: 0,
+            })),
             ..Shared::default()
         };
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -185,8 +256,14 @@ impl FakeProvider {
         lock(&self.shared.recorded).calls.clone()
     }
 
+    /// Replaces the config and restarts the count of chat requests that `fail_times` uses.
     pub fn set_config(&self, config: FakeConfig) {
-        *lock(&self.shared.config) = config;
+        lock(&self.shared.settings).set(config);
+    }
+
+    /// Forgets every recorded request, call, disconnect and completion.
+    pub fn reset_log(&self) {
+        *lock(&self.shared.recorded) = Recorded::default();
     }
 
     pub fn requests(&self) -> Vec<Value> {
@@ -216,7 +293,7 @@ impl FakeProvider {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not hide the log from the others.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -229,16 +306,26 @@ fn router(shared: Shared) -> Router {
         .route("/v1/models", get(models))
         .route("/_fake/log", get(log))
         .route("/_fake/config", post(set_config))
+        .route("/_fake/reset_log", post(reset_log))
         .with_state(shared)
 }
 
-/// The model list; `fail_status` applies here too, like a server that offers no list.
+/// The model list; `fail_status` applies here too (while `fail_times` has not run out), like a
+/// server that offers no list.
 async fn models(State(shared): State<Shared>) -> Response {
-    if let Some(status) = lock(&shared.config).fail_status {
-        return error_response(Protocol::OpenAi, status);
+    let (config, failure) = {
+        let settings = lock(&shared.settings);
+        let failure = settings.failure(settings.chat_requests);
+        (settings.config.clone(), failure)
+    };
+    if let Some(status) = failure {
+        return error_response(Protocol::OpenAi, status, &config);
     }
-    Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "rill-tests"}]}))
-        .into_response()
+    let mut model = json!({"id": "fake-model", "object": "model", "owned_by": "rill-tests"});
+    if let Some(context) = config.context_tokens {
+        model["max_model_len"] = json!(context);
+    }
+    Json(json!({"object": "list", "data": [model]})).into_response()
 }
 
 async fn log(State(shared): State<Shared>) -> Json<Value> {
@@ -247,7 +334,12 @@ async fn log(State(shared): State<Shared>) -> Json<Value> {
 }
 
 async fn set_config(State(shared): State<Shared>, Json(config): Json<FakeConfig>) -> StatusCode {
-    *lock(&shared.config) = config;
+    lock(&shared.settings).set(config);
+    StatusCode::NO_CONTENT
+}
+
+async fn reset_log(State(shared): State<Shared>) -> StatusCode {
+    *lock(&shared.recorded) = Recorded::default();
     StatusCode::NO_CONTENT
 }
 
@@ -267,7 +359,7 @@ async fn openai_chat(
         key: header_value(&headers, "authorization"),
     };
     respond(&shared, call, body, move |config| {
-        openai_events(config, &model, prompt, include_usage)
+        wire::openai_events(config, &model, prompt, include_usage)
     })
 }
 
@@ -291,9 +383,9 @@ async fn anthropic_messages(
     }
     let model = body["model"].as_str().unwrap_or("claude-fake").to_owned();
     let prompt = prompt_tokens(body["messages"].as_array(), "content")
-        + body["system"].as_str().map_or(0, word_tokens);
+        .saturating_add(body["system"].as_str().map_or(0, word_tokens));
     respond(&shared, call, body, move |config| {
-        anthropic_events(config, &model, prompt)
+        wire::anthropic_events(config, &model, prompt)
     })
 }
 
@@ -331,12 +423,13 @@ async fn gemini_generate(
                 .collect()
         })
         .unwrap_or_default();
-    let prompt = prompt_tokens(Some(&texts), "text")
-        + body["systemInstruction"]["parts"][0]["text"]
+    let prompt = prompt_tokens(Some(&texts), "text").saturating_add(
+        body["systemInstruction"]["parts"][0]["text"]
             .as_str()
-            .map_or(0, word_tokens);
+            .map_or(0, word_tokens),
+    );
     respond(&shared, call, body, move |config| {
-        gemini_events(config, &model, prompt)
+        wire::gemini_events(config, &model, prompt)
     })
 }
 
@@ -349,7 +442,9 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A stand-in for a tokenizer: words plus a few tokens of framing per message.
 fn word_tokens(text: &str) -> u32 {
-    text.split_whitespace().count() as u32 + 4
+    u32::try_from(text.split_whitespace().count())
+        .unwrap_or(u32::MAX)
+        .saturating_add(4)
 }
 
 fn prompt_tokens(messages: Option<&Vec<Value>>, field: &str) -> u32 {
@@ -357,39 +452,52 @@ fn prompt_tokens(messages: Option<&Vec<Value>>, field: &str) -> u32 {
         ms.iter()
             .filter_map(|m| m[field].as_str())
             .map(word_tokens)
-            .sum()
+            .fold(0, u32::saturating_add)
     })
 }
 
-/// Records the call, then answers with the configured fault, a replay, or `events`.
+/// Records the call, then answers with the configured redirect, failure, replay or `events`.
 fn respond(
     shared: &Shared,
     call: Call,
     body: Value,
-    events: impl FnOnce(&FakeConfig) -> Vec<Event>,
+    events: impl FnOnce(&FakeConfig) -> Vec<body::Event>,
 ) -> Response {
-    let config = lock(&shared.config).clone();
+    let (config, failure) = {
+        let mut settings = lock(&shared.settings);
+        let failure = settings.failure(settings.chat_requests);
+        settings.chat_requests = settings.chat_requests.saturating_add(1);
+        (settings.config.clone(), failure)
+    };
     let protocol = call.protocol;
     {
         let mut recorded = lock(&shared.recorded);
         recorded.requests.push(body);
         recorded.calls.push(call);
     }
-    if let Some(status) = config.fail_status {
-        return error_response(protocol, status);
+    if let Some(location) = &config.redirect_to {
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        if let Ok(value) = header::HeaderValue::from_str(location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return response;
+    }
+    if let Some(status) = failure {
+        return error_response(protocol, status, &config);
     }
     let events = match &config.replay {
-        Some(recording) => vec![Event::Other(Bytes::from(recording.clone()))],
+        Some(recording) => vec![body::Event::Other(Bytes::from(recording.clone()))],
         None => events(&config),
     };
-    stream_response(shared, &config, events)
+    body::stream_response(&shared.recorded, &config, events)
 }
 
-/// Each protocol's documented error body, with `retry-after` on 429.
-fn error_response(protocol: Protocol, status: u16) -> Response {
+/// Each protocol's documented error body (padded to `error_body_bytes`), with the configured retry
+/// headers (`retry-after: 1` on a 429 by default).
+fn error_response(protocol: Protocol, status: u16, config: &FakeConfig) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = format!("fake failure {}", status.as_u16());
-    let error = match protocol {
+    let mut error = match protocol {
         Protocol::OpenAi => json!({"error": {"message": message, "type": "fake_error"}}),
         Protocol::Anthropic => {
             let kind = match status.as_u16() {
@@ -404,272 +512,36 @@ fn error_response(protocol: Protocol, status: u16) -> Response {
             json!({"error": {"code": status.as_u16(), "message": message, "status": "FAKE"}})
         }
     };
+    if let Some(size) = config.error_body_bytes {
+        pad(&mut error, size);
+    }
     let mut response = (status, Json(error)).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    let default_retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then_some("1");
+    let headers = [
+        (
+            "retry-after",
+            config.retry_after.as_deref().or(default_retry_after),
+        ),
+        ("retry-after-ms", config.retry_after_ms.as_deref()),
+        (
+            "x-should-retry",
+            config
+                .should_retry
+                .map(|b| if b { "true" } else { "false" }),
+        ),
+    ];
+    for (name, value) in headers {
+        if let Some(value) = value.and_then(|v| header::HeaderValue::from_str(v).ok()) {
+            response.headers_mut().insert(name, value);
+        }
     }
     response
 }
 
-fn stream_response(shared: &Shared, config: &FakeConfig, events: Vec<Event>) -> Response {
-    let guard = DisconnectGuard {
-        recorded: shared.recorded.clone(),
-        tokens_sent: 0,
-        finished: false,
-    };
-    let delay = Duration::from_millis(config.token_delay_ms);
-    let first_delay = Duration::from_millis(config.first_token_delay_ms);
-    let split = config.split_bytes;
-    let stream = futures::stream::unfold(
-        (events.into_iter(), guard),
-        move |(mut events, mut guard)| async move {
-            let Some(event) = events.next() else {
-                guard.complete();
-                return None;
-            };
-            if let Event::Token(_) = event {
-                let wait = if guard.tokens_sent == 0 {
-                    first_delay + delay
-                } else {
-                    delay
-                };
-                tokio::time::sleep(wait).await;
-                guard.tokens_sent += 1;
-            }
-            let bytes = match event {
-                Event::Token(b) | Event::Other(b) => b,
-                // Ending the body early is how the fake "loses" the connection; not a client disconnect.
-                Event::Break => {
-                    guard.complete();
-                    return None;
-                }
-            };
-            let pieces = match split {
-                Some(n) => split_pieces(&bytes, n.max(1)).await,
-                None => vec![bytes],
-            };
-            Some((
-                futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>)),
-                (events, guard),
-            ))
-        },
-    )
-    .flatten();
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-enum Event {
-    Token(Bytes),
-    Other(Bytes),
-    Break,
-}
-
-fn data(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
-}
-
-/// The token events of a reply, cut short by `break_after` or `error_after`. Returns the events
-/// and whether the reply reached its natural end.
-fn token_events(
-    config: &FakeConfig,
-    mut event: impl FnMut(usize) -> Bytes,
-    error: Bytes,
-) -> (Vec<Event>, bool) {
-    let mut events = Vec::new();
-    for i in 0..config.tokens {
-        if config.break_after == Some(i) {
-            events.push(Event::Break);
-            return (events, false);
-        }
-        if config.error_after == Some(i) {
-            events.push(Event::Other(error));
-            return (events, false);
-        }
-        events.push(Event::Token(event(i)));
-    }
-    (events, true)
-}
-
-fn openai_events(
-    config: &FakeConfig,
-    model: &str,
-    prompt_tokens: u32,
-    include_usage: bool,
-) -> Vec<Event> {
-    let chunk = |delta: Value, finish: Value| {
-        let mut c = json!({
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if include_usage {
-            c["usage"] = Value::Null;
-        }
-        data(&c)
-    };
-    let mut events = vec![Event::Other(chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    ))];
-    let error = data(
-        &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
-    );
-    let (tokens, whole) = token_events(
-        config,
-        |i| chunk(json!({"content": token(i)}), Value::Null),
-        error,
-    );
-    events.extend(tokens);
-    if !whole {
-        return events;
-    }
-    events.push(Event::Other(chunk(json!({}), json!("stop"))));
-    if include_usage {
-        let input = prompt_tokens + config.cached_tokens;
-        let completion = config.tokens as u32 + config.reasoning_tokens;
-        events.push(Event::Other(data(&json!({
-            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": input,
-                "completion_tokens": completion,
-                "total_tokens": input + completion,
-                "prompt_tokens_details": {"cached_tokens": config.cached_tokens, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": config.reasoning_tokens, "audio_tokens": 0},
-            },
-        }))));
-    }
-    events.push(Event::Other(Bytes::from_static(b"data: [DONE]\n\n")));
-    events
-}
-
-fn anthropic_event(value: &Value) -> Bytes {
-    let name = value["type"].as_str().unwrap_or("unknown");
-    Bytes::from(format!("event: {name}\ndata: {value}\n\n"))
-}
-
-fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: u32) -> Vec<Event> {
-    let start = json!({"type": "message_start", "message": {
-        "id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
-        "stop_reason": null, "stop_sequence": null,
-        "usage": {
-            "input_tokens": prompt_tokens,
-            "cache_creation_input_tokens": config.cache_write_tokens,
-            "cache_read_input_tokens": config.cached_tokens,
-            "output_tokens": 1,
-        },
-    }});
-    let mut events = vec![
-        Event::Other(anthropic_event(&start)),
-        Event::Other(anthropic_event(
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        )),
-        Event::Other(anthropic_event(&json!({"type": "ping"}))),
-    ];
-    let error = anthropic_event(
-        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-    );
-    let (tokens, whole) = token_events(
-        config,
-        |i| {
-            anthropic_event(
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token(i)}}),
-            )
-        },
-        error,
-    );
-    events.extend(tokens);
-    if !whole {
-        return events;
-    }
-    let output = config.tokens as u32 + config.reasoning_tokens;
-    for end in [
-        json!({"type": "content_block_stop", "index": 0}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
-        json!({"type": "message_stop"}),
-    ] {
-        events.push(Event::Other(anthropic_event(&end)));
-    }
-    events
-}
-
-fn gemini_events(config: &FakeConfig, model: &str, prompt_tokens: u32) -> Vec<Event> {
-    let prompt = prompt_tokens + config.cached_tokens;
-    let chunk = |text: String, finish: Option<&str>, sent: usize| {
-        let mut candidate =
-            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(finish);
-        }
-        let candidates = sent as u32;
-        data(&json!({
-            "candidates": [candidate],
-            "usageMetadata": {
-                "promptTokenCount": prompt,
-                "cachedContentTokenCount": config.cached_tokens,
-                "candidatesTokenCount": candidates,
-                "thoughtsTokenCount": config.reasoning_tokens,
-                "totalTokenCount": prompt + candidates + config.reasoning_tokens,
-            },
-            "modelVersion": model,
-            "responseId": "fake",
-        }))
-    };
-    let error = data(
-        &json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
-    );
-    let (mut events, whole) = token_events(config, |i| chunk(token(i), None, i + 1), error);
-    if whole {
-        events.push(Event::Other(chunk(
-            String::new(),
-            Some("STOP"),
-            config.tokens,
-        )));
-    }
-    events
-}
-
-/// Pieces are written with a pause between them so they reach the client as separate reads.
-async fn split_pieces(bytes: &Bytes, n: usize) -> Vec<Bytes> {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    (0..bytes.len())
-        .step_by(n)
-        .map(|start| bytes.slice(start..(start + n).min(bytes.len())))
-        .collect()
-}
-
-/// Owned by the response body: hyper drops the body when the client goes away.
-struct DisconnectGuard {
-    recorded: Arc<Mutex<Recorded>>,
-    tokens_sent: usize,
-    finished: bool,
-}
-
-impl DisconnectGuard {
-    /// The reply ended as the fake intended; dropping now records no disconnect.
-    fn complete(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for DisconnectGuard {
-    fn drop(&mut self) {
-        let mut recorded = lock(&self.recorded);
-        if self.finished {
-            recorded.completed += 1;
-        } else {
-            recorded.disconnects.push(Disconnect {
-                tokens_sent: self.tokens_sent,
-                at: Some(Instant::now()),
-            });
-        }
-    }
+/// Grows `error` to `size` bytes of JSON with a `padding` field, which sorts (and is inserted)
+/// after `message`: a reader that stops early still sees the message.
+fn pad(error: &mut Value, size: usize) {
+    error["error"]["padding"] = json!("");
+    let base = error.to_string().len();
+    error["error"]["padding"] = json!("x".repeat(size.saturating_sub(base)));
 }

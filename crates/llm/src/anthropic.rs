@@ -9,9 +9,11 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::error::{excerpt, shown_message};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
+    StreamLimits, Usage,
 };
 
 /// The API version this decoder follows (sent as `anthropic-version`).
@@ -23,6 +25,7 @@ pub struct Anthropic {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+    limits: StreamLimits,
 }
 
 impl Anthropic {
@@ -32,26 +35,39 @@ impl Anthropic {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            limits: StreamLimits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
 impl Provider for Anthropic {
     fn stream_chat(&self, request: ChatRequest) -> EventStream {
+        let (body, trimmed) = request_body(&request);
         let http = self
             .http
             .post(format!("{}/messages", self.base_url))
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", API_VERSION)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&request_body(&request));
-        stream_sse(http, EventDecoder::default())
+            .json(&body);
+        let decoder = EventDecoder {
+            swallow: trimmed,
+            ..EventDecoder::default()
+        };
+        stream_sse(http, self.limits.clone(), decoder)
     }
 }
 
-fn request_body(request: &ChatRequest) -> serde_json::Value {
-    let messages: Vec<_> = request
-        .messages
+/// The request body, and the whitespace cut from the end of a prefill (the API rejects a final
+/// assistant message that ends in whitespace).
+fn request_body(request: &ChatRequest) -> (serde_json::Value, String) {
+    let (history, partial) = request.split_partial();
+    let mut messages: Vec<_> = history
         .iter()
         .map(|m| {
             let role = match m.role {
@@ -61,6 +77,13 @@ fn request_body(request: &ChatRequest) -> serde_json::Value {
             json!({"role": role, "content": m.content})
         })
         .collect();
+    let mut trimmed = String::new();
+    if let Some(partial) = partial {
+        // A final assistant message is a prefill: the model writes on from its last character.
+        let kept = partial.trim_end();
+        trimmed = partial[kept.len()..].to_owned();
+        messages.push(json!({"role": "assistant", "content": kept}));
+    }
     let mut body = json!({
         "model": request.model,
         "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -70,7 +93,7 @@ fn request_body(request: &ChatRequest) -> serde_json::Value {
     if let Some(system) = request.system.as_deref().filter(|s| !s.trim().is_empty()) {
         body["system"] = json!(system);
     }
-    body
+    (body, trimmed)
 }
 
 #[derive(Deserialize)]
@@ -144,9 +167,32 @@ struct EventDecoder {
     output: u32,
     stop_reason: Option<String>,
     done: bool,
+    /// Whitespace cut from the prefill: the partial reply the caller appends to still has it, so
+    /// the same whitespace at the start of the continuation is dropped rather than doubled.
+    swallow: String,
 }
 
 impl EventDecoder {
+    /// Drops leading characters of `text` while they repeat the whitespace cut from the prefill.
+    fn without_swallowed(&mut self, text: String) -> String {
+        let mut rest = text.as_str();
+        while let Some(c) = self.swallow.chars().next() {
+            match rest.strip_prefix(c) {
+                Some(after) => {
+                    rest = after;
+                    self.swallow.drain(..c.len_utf8());
+                }
+                None if rest.is_empty() => break,
+                None => self.swallow.clear(),
+            }
+        }
+        if rest.len() == text.len() {
+            text
+        } else {
+            rest.to_owned()
+        }
+    }
+
     fn absorb(&mut self, usage: WireUsage) {
         let take = |slot: &mut u32, value: Option<u32>| {
             if let Some(v) = value {
@@ -162,7 +208,10 @@ impl EventDecoder {
     /// Normalised to [`Usage`]: every prompt token in `input_tokens`, cache figures as parts of it.
     fn usage(&self) -> Usage {
         Usage {
-            input_tokens: self.input + self.cache_read + self.cache_write,
+            input_tokens: self
+                .input
+                .saturating_add(self.cache_read)
+                .saturating_add(self.cache_write),
             cached_input_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,
             output_tokens: self.output,
@@ -186,7 +235,12 @@ impl SseDecoder for EventDecoder {
             }
             Event::ContentBlockDelta {
                 delta: BlockDelta::TextDelta { text },
-            } if !text.is_empty() => out.push_back(Ok(ProviderEvent::TextDelta(text))),
+            } => {
+                let text = self.without_swallowed(text);
+                if !text.is_empty() {
+                    out.push_back(Ok(ProviderEvent::TextDelta(text)));
+                }
+            }
             Event::MessageDelta { delta, usage } => {
                 self.absorb(usage.unwrap_or_default());
                 if delta.stop_reason.is_some() {
@@ -205,25 +259,32 @@ impl SseDecoder for EventDecoder {
             }
             Event::Error { error } => {
                 // An overload mid-stream is the same fault as a 529 before it.
-                let message = if error.message.is_empty() {
-                    error.kind.clone()
-                } else {
-                    error.message
-                };
+                let message = shown_message(&error.message).or_else(|| shown_message(&error.kind));
+                let detail = format!("error event: {}", excerpt(data.as_bytes()));
+                let advice = RetryAdvice::default();
                 out.push_back(Err(match error.kind.as_str() {
                     "overloaded_error" => LlmError::Unavailable {
-                        status: 529,
+                        status: Some(529),
                         message,
+                        advice,
+                        detail,
                     },
                     "rate_limit_error" => LlmError::RateLimited {
-                        retry_after: None,
+                        status: None,
                         message,
+                        advice,
+                        detail,
                     },
                     "api_error" => LlmError::Unavailable {
-                        status: 500,
+                        status: Some(500),
                         message,
+                        advice,
+                        detail,
                     },
-                    _ => LlmError::Provider(message),
+                    _ => LlmError::Provider {
+                        message: message.unwrap_or_else(|| "no details given".to_owned()),
+                        detail,
+                    },
                 }));
             }
             Event::ContentBlockDelta { .. } | Event::Ignored => {}
@@ -294,7 +355,13 @@ mod tests {
         let Err(error) = &events[2] else {
             panic!("expected an error, got {events:?}")
         };
-        assert!(matches!(error, LlmError::Unavailable { status: 529, .. }));
+        assert!(matches!(
+            error,
+            LlmError::Unavailable {
+                status: Some(529),
+                ..
+            }
+        ));
         assert!(error.to_string().contains("Overloaded"));
         assert_eq!(events.len(), 3, "nothing after the error");
     }
@@ -334,13 +401,13 @@ mod tests {
         let events = decode_chunked(&STREAM.as_bytes()[..cut], 16).await;
         assert!(matches!(
             events.last(),
-            Some(Err(LlmError::StreamBroken(_)))
+            Some(Err(LlmError::StreamBroken { .. }))
         ));
     }
 
     #[test]
     fn body_has_system_apart_and_max_tokens() {
-        let body = request_body(&ChatRequest {
+        let (body, _) = request_body(&ChatRequest {
             model: "claude-x".into(),
             system: Some("Be brief.".into()),
             messages: vec![
@@ -362,5 +429,90 @@ mod tests {
             json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
         );
         assert_eq!(body["stream"], json!(true));
+    }
+
+    fn chat(messages: &[(Role, &str)]) -> ChatRequest {
+        ChatRequest {
+            model: "claude-x".into(),
+            system: None,
+            messages: messages
+                .iter()
+                .map(|(role, content)| ChatMessage {
+                    role: *role,
+                    content: (*content).into(),
+                })
+                .collect(),
+            max_output_tokens: Some(100),
+        }
+    }
+
+    #[test]
+    fn a_partial_reply_is_a_prefill_without_trailing_whitespace() {
+        let (body, trimmed) = request_body(&chat(&[
+            (Role::User, "hi"),
+            (Role::Assistant, "Hello, dear \n "),
+        ]));
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello, dear"}])
+        );
+        assert_eq!(trimmed, " \n ");
+        assert_eq!(body["max_tokens"], json!(100));
+        let (body, trimmed) = request_body(&chat(&[(Role::User, "hi"), (Role::Assistant, "\n")]));
+        assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
+        assert_eq!(trimmed, "");
+    }
+
+    #[test]
+    fn the_whitespace_cut_from_a_prefill_is_not_doubled() {
+        let swallowing = |swallow: &str, deltas: &[&str]| {
+            let mut decoder = EventDecoder {
+                swallow: swallow.into(),
+                ..EventDecoder::default()
+            };
+            deltas
+                .iter()
+                .map(|d| decoder.without_swallowed((*d).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(swallowing(" ", &[" world", " again"]), ["world", " again"]);
+        assert_eq!(swallowing(" ", &["world"]), ["world"]);
+        assert_eq!(swallowing("\n\n", &["\n", "\nNext"]), ["", "Next"]);
+        assert_eq!(swallowing("\n\n", &["", "\nNext \n"]), ["", "Next \n"]);
+        assert_eq!(swallowing("", &[" x"]), [" x"]);
+    }
+
+    #[test]
+    fn hostile_usage_counts_saturate() {
+        let mut decoder = EventDecoder::default();
+        decoder.absorb(WireUsage {
+            input_tokens: Some(u32::MAX),
+            cache_read_input_tokens: Some(u32::MAX),
+            cache_creation_input_tokens: Some(7),
+            output_tokens: Some(u32::MAX),
+        });
+        let usage = decoder.usage();
+        assert_eq!(usage.input_tokens, u32::MAX);
+        assert_eq!(usage.output_tokens, u32::MAX);
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_event_mid_stream_is_retryable_and_others_are_provider_errors() {
+        let body = concat!(
+            "event: error\n",
+            "data: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Slow down\"}}\n\n",
+        );
+        let events = decode_chunked(body.as_bytes(), 5).await;
+        assert!(
+            matches!(&events[..], [Err(LlmError::RateLimited { status: None, message: Some(m), .. })] if m == "Slow down")
+        );
+        let body = concat!(
+            "event: error\n",
+            "data: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"\"}}\n\n",
+        );
+        let events = decode_chunked(body.as_bytes(), 5).await;
+        assert!(
+            matches!(&events[..], [Err(LlmError::Provider { message, .. })] if message == "invalid_request_error")
+        );
     }
 }

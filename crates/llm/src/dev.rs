@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::{
-    approximate_tokens, ChatRequest, EventStream, FinishReason, Provider, ProviderEvent, Role,
-    Usage,
+    approximate_tokens, saturating_sum, ChatRequest, EventStream, FinishReason, Provider,
+    ProviderEvent, Role, Usage,
 };
 
 pub struct DevProvider {
@@ -26,12 +26,13 @@ impl Provider for DevProvider {
         let reply = reply_to(&request);
         let words: Vec<String> = split_keeping_spaces(&reply);
         let usage = Usage {
-            input_tokens: approximate_tokens(request.system.as_deref().unwrap_or(""))
-                + request
-                    .messages
+            input_tokens: saturating_sum(
+                request
+                    .system
                     .iter()
-                    .map(|m| approximate_tokens(&m.content))
-                    .sum::<u32>(),
+                    .chain(request.messages.iter().map(|m| &m.content))
+                    .map(|text| approximate_tokens(text)),
+            ),
             output_tokens: u32::try_from(words.len()).unwrap_or(u32::MAX),
             ..Usage::default()
         };

@@ -9,15 +9,18 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::error::{excerpt, shown_message};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
+    StreamLimits, Usage, CONTINUE_INSTRUCTION,
 };
 
 pub struct Gemini {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+    limits: StreamLimits,
 }
 
 impl Gemini {
@@ -27,7 +30,13 @@ impl Gemini {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            limits: StreamLimits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -42,22 +51,28 @@ impl Provider for Gemini {
             .header("x-goog-api-key", &self.api_key)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&request_body(&request));
-        stream_sse(http, ChunkDecoder::default())
+        stream_sse(http, self.limits.clone(), ChunkDecoder::default())
     }
 }
 
 fn request_body(request: &ChatRequest) -> serde_json::Value {
-    let contents: Vec<_> = request
-        .messages
+    let turn = |role: &str, text: &str| json!({"role": role, "parts": [{"text": text}]});
+    let (history, partial) = request.split_partial();
+    let mut contents: Vec<_> = history
         .iter()
         .map(|m| {
             let role = match m.role {
                 Role::User => "user",
                 Role::Assistant => "model",
             };
-            json!({"role": role, "parts": [{"text": m.content}]})
+            turn(role, &m.content)
         })
         .collect();
+    // No portable prefill: show the partial reply and ask for the rest.
+    if let Some(partial) = partial {
+        contents.push(turn("model", partial));
+        contents.push(turn("user", CONTINUE_INSTRUCTION));
+    }
     let mut body = json!({ "contents": contents });
     if let Some(system) = request.system.as_deref().filter(|s| !s.trim().is_empty()) {
         body["systemInstruction"] = json!({"parts": [{"text": system}]});
@@ -119,7 +134,9 @@ impl From<UsageMetadata> for Usage {
             input_tokens: u.prompt_token_count,
             cached_input_tokens: u.cached_content_token_count,
             cache_write_tokens: 0,
-            output_tokens: u.candidates_token_count + u.thoughts_token_count,
+            output_tokens: u
+                .candidates_token_count
+                .saturating_add(u.thoughts_token_count),
             reasoning_tokens: u.thoughts_token_count,
         }
     }
@@ -145,16 +162,27 @@ impl SseDecoder for ChunkDecoder {
             Err(e) => return out.push_back(Err(e)),
         };
         if let Some(error) = chunk.error {
+            let message = shown_message(&error.message);
+            let detail = format!("error chunk: {}", excerpt(data.as_bytes()));
+            let advice = RetryAdvice::default();
+            let status = Some(error.code);
             return out.push_back(Err(match error.code {
                 429 => LlmError::RateLimited {
-                    retry_after: None,
-                    message: error.message,
+                    status,
+                    message,
+                    advice,
+                    detail,
                 },
                 500..=599 => LlmError::Unavailable {
-                    status: error.code,
-                    message: error.message,
+                    status,
+                    message,
+                    advice,
+                    detail,
                 },
-                _ => LlmError::Provider(error.message),
+                _ => LlmError::Provider {
+                    message: message.unwrap_or_else(|| "no details given".to_owned()),
+                    detail,
+                },
             }));
         }
         // Only the first candidate is asked for (candidateCount defaults to 1).
@@ -241,7 +269,7 @@ mod tests {
         let body = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"}}]}\r\n\r\n";
         let events = decode_chunked(body.as_bytes(), 4).await;
         assert_eq!(events[0], Ok(ProviderEvent::TextDelta("Hi".into())));
-        assert!(matches!(events[1], Err(LlmError::StreamBroken(_))));
+        assert!(matches!(events[1], Err(LlmError::StreamBroken { .. })));
     }
 
     #[tokio::test]
@@ -250,7 +278,10 @@ mod tests {
         let events = decode_chunked(body.as_bytes(), 4).await;
         assert!(matches!(
             events.as_slice(),
-            [Err(LlmError::Unavailable { status: 503, .. })]
+            [Err(LlmError::Unavailable {
+                status: Some(503),
+                ..
+            })]
         ));
     }
 
@@ -277,5 +308,46 @@ mod tests {
         );
         assert_eq!(body["contents"][1]["role"], json!("model"));
         assert_eq!(body["generationConfig"]["maxOutputTokens"], json!(64));
+    }
+
+    #[test]
+    fn a_partial_reply_is_sent_back_with_an_instruction_to_continue() {
+        let body = request_body(&ChatRequest {
+            model: "gemini-2.5-flash".into(),
+            system: None,
+            messages: vec![
+                ChatMessage {
+                    role: Role::User,
+                    content: "hi".into(),
+                },
+                ChatMessage {
+                    role: Role::Assistant,
+                    content: "Hello, wor".into(),
+                },
+            ],
+            max_output_tokens: None,
+        });
+        assert_eq!(
+            body["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "hi"}]},
+                {"role": "model", "parts": [{"text": "Hello, wor"}]},
+                {"role": "user", "parts": [{"text": CONTINUE_INSTRUCTION}]},
+            ])
+        );
+        assert!(body.get("generationConfig").is_none());
+    }
+
+    #[test]
+    fn hostile_usage_counts_saturate() {
+        let usage: Usage = UsageMetadata {
+            prompt_token_count: u32::MAX,
+            cached_content_token_count: u32::MAX,
+            candidates_token_count: u32::MAX,
+            thoughts_token_count: u32::MAX,
+        }
+        .into();
+        assert_eq!(usage.output_tokens, u32::MAX);
+        assert_eq!(usage.reasoning_tokens, u32::MAX);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use futures::StreamExt;
 use tokenizers::Tokenizer;
 
@@ -125,7 +125,10 @@ impl LocalModel {
             .token_to_id("<|im_end|>")
             .or_else(|| metadata_u32("tokenizer.ggml.eos_token_id"))
             .ok_or_else(|| LocalModelError::Format("no end-of-turn token".into()))?;
-        let context_length = metadata_u32("llama.context_length").unwrap_or(2048) as usize;
+        // candle's rotary tables stop at MAX_SEQ_LEN positions, whatever the file was trained for.
+        let context_length = metadata_u32("llama.context_length")
+            .map_or(2048, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            .min(MAX_SEQ_LEN);
         // The file's name ("SmolLM2-135M-Instruct.Q4_1.gguf") reads better than some files'
         // `general.name` ("Smollm2 135M 8k Lc100K Mix1 Ep2").
         let name = path
@@ -157,6 +160,11 @@ impl LocalModel {
         })
     }
 
+    /// The usable context in tokens: the file's, capped at what candle's llama supports.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -179,17 +187,18 @@ impl LocalModel {
         sampling: &SamplingConfig,
         mut on_event: impl FnMut(ProviderEvent) -> bool,
     ) -> Result<(), LocalModelError> {
-        let max_new = request
+        let requested = request
             .max_output_tokens
             .unwrap_or(max_output_tokens)
-            .max(1) as usize;
+            .max(1);
         let mut prompt = self.encode(&chatml_prompt(request))?;
-        // Keep the end of a conversation that outgrew the context, leaving room for the reply.
-        let budget = self.context_length.saturating_sub(max_new).max(1);
-        if prompt.len() > budget {
-            prompt.drain(..prompt.len() - budget);
+        let max_new = fit_to_context(&mut prompt, requested, self.context_length);
+        if max_new == 0 {
+            return Err(LocalModelError::Inference(format!(
+                "no room to generate in a context of {} tokens",
+                self.context_length
+            )));
         }
-        let max_new = max_new.min(self.context_length - prompt.len());
         let seed = sampling.seed.unwrap_or_else(random_seed);
         let mut sampler = LogitsProcessor::from_sampling(
             seed,
@@ -240,21 +249,33 @@ impl LocalModel {
                 }
             }
             if generated < max_new {
+                // The token just sampled sits right after the prompt and the ones before it.
+                let position = prompt.len() + generated - 1;
                 let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-                logits = self
-                    .weights
-                    .forward(&input, prompt.len() + generated - 1)?
-                    .squeeze(0)?;
+                logits = self.weights.forward(&input, position)?.squeeze(0)?;
             }
         }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let usage = Usage {
-            input_tokens: prompt.len() as u32,
-            output_tokens: generated as u32,
+            input_tokens: count(prompt.len()),
+            output_tokens: count(generated),
             ..Usage::default()
         };
         let _ = on_event(ProviderEvent::Finished(finish)) && on_event(ProviderEvent::Usage(usage));
         Ok(())
     }
+}
+
+/// Trims `prompt` to fit `context` with room for a reply, keeping its end (the latest turns), and
+/// returns how many tokens may be generated: at most `requested`, and prompt + reply ≤ context.
+fn fit_to_context(prompt: &mut Vec<u32>, requested: u32, context: usize) -> usize {
+    let requested = usize::try_from(requested).unwrap_or(usize::MAX);
+    // Keep at least one prompt token (the model needs an input) whatever the reply asks for.
+    let budget = context.saturating_sub(requested).max(1);
+    if prompt.len() > budget {
+        prompt.drain(..prompt.len() - budget);
+    }
+    requested.min(context.saturating_sub(prompt.len()))
 }
 
 /// A GGUF file's header and its tensor data, held in memory.
@@ -309,7 +330,8 @@ fn random_seed() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
-/// SmolLM2's chat template (ChatML), including its default system prompt when none is given.
+/// SmolLM2's chat template (ChatML), including its default system prompt when none is given. A
+/// partial reply to continue is prefilled: the prompt ends inside the assistant's turn.
 pub fn chatml_prompt(request: &ChatRequest) -> String {
     let system = request
         .system
@@ -317,7 +339,8 @@ pub fn chatml_prompt(request: &ChatRequest) -> String {
         .filter(|s| !s.trim().is_empty())
         .unwrap_or("You are a helpful AI assistant named SmolLM, trained by Hugging Face");
     let mut prompt = format!("<|im_start|>system\n{system}<|im_end|>\n");
-    for message in &request.messages {
+    let (history, partial) = request.split_partial();
+    for message in history {
         let role = match message.role {
             Role::User => "user",
             Role::Assistant => "assistant",
@@ -328,6 +351,7 @@ pub fn chatml_prompt(request: &ChatRequest) -> String {
         ));
     }
     prompt.push_str("<|im_start|>assistant\n");
+    prompt.push_str(partial.unwrap_or(""));
     prompt
 }
 
@@ -344,22 +368,14 @@ impl LocalProvider {
         std::thread::Builder::new()
             .name("local-model".into())
             .spawn(move || {
-                for job in queue {
-                    // A request whose reader is already gone (Stop while queued) costs nothing.
-                    if !job.events.is_closed() {
-                        let result = model.generate(
-                            &job.request,
-                            config.max_output_tokens,
-                            &config.sampling,
-                            |event| job.events.blocking_send(Ok(event)).is_ok(),
-                        );
-                        if let Err(e) = result {
-                            let _ = job
-                                .events
-                                .blocking_send(Err(LlmError::Provider(e.to_string())));
-                        }
-                    }
-                }
+                serve(queue, |request, on_event| {
+                    model.generate(
+                        request,
+                        config.max_output_tokens,
+                        &config.sampling,
+                        on_event,
+                    )
+                })
             })
             .map_err(|e| {
                 LocalModelError::Inference(format!("cannot start the generation thread: {e}"))
@@ -370,6 +386,44 @@ impl LocalProvider {
             info,
         })
     }
+}
+
+/// The generation thread's loop: one job at a time, until every sender is gone. A job that fails
+/// or panics sends [`LlmError::Local`] to its reader, and the loop goes on with the next job.
+/// (After a panic the model is still usable: each generation starts its KV cache afresh.)
+fn serve(
+    queue: mpsc::Receiver<Job>,
+    mut generate: impl FnMut(
+        &ChatRequest,
+        &mut dyn FnMut(ProviderEvent) -> bool,
+    ) -> Result<(), LocalModelError>,
+) {
+    for job in queue {
+        // A request whose reader is already gone (Stop while queued) costs nothing.
+        if job.events.is_closed() {
+            continue;
+        }
+        let mut send = |event| job.events.blocking_send(Ok(event)).is_ok();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            generate(&job.request, &mut send)
+        }));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(format!("generation panicked: {}", panic_text(&*panic))),
+        };
+        if let Some(detail) = failure {
+            let _ = job.events.blocking_send(Err(LlmError::Local { detail }));
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 impl LocalProvider {
@@ -398,9 +452,9 @@ impl Provider for LocalProvider {
             let ahead = pending.fetch_add(1, Ordering::AcqRel);
             let waiting = Waiting(pending);
             if jobs.send(Job { request, events }).is_err() {
-                let failed = futures::stream::iter([Err(LlmError::Provider(
-                    "the local model has stopped".into(),
-                ))]);
+                let failed = futures::stream::iter([Err(LlmError::Local {
+                    detail: "the generation thread has stopped".into(),
+                })]);
                 return failed.left_stream();
             }
             let queued = (ahead > 0).then_some(Ok(ProviderEvent::Queued { ahead }));
@@ -412,5 +466,104 @@ impl Provider for LocalProvider {
                 .right_stream()
         };
         Box::pin(futures::stream::once(start).flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChatMessage;
+
+    fn request(model: &str, messages: &[(Role, &str)]) -> ChatRequest {
+        ChatRequest {
+            model: model.into(),
+            system: Some("Be brief.".into()),
+            messages: messages
+                .iter()
+                .map(|(role, content)| ChatMessage {
+                    role: *role,
+                    content: (*content).into(),
+                })
+                .collect(),
+            max_output_tokens: None,
+        }
+    }
+
+    #[test]
+    fn the_context_keeps_the_end_of_the_prompt_and_room_for_the_reply() {
+        let mut prompt: Vec<u32> = (0..5000).collect();
+        assert_eq!(fit_to_context(&mut prompt, 512, 4096), 512);
+        assert_eq!(prompt.len(), 4096 - 512);
+        assert_eq!(prompt.last(), Some(&4999));
+
+        let mut prompt: Vec<u32> = (0..10).collect();
+        assert_eq!(fit_to_context(&mut prompt, 512, 4096), 512);
+        assert_eq!(prompt.len(), 10);
+
+        // A reply limit beyond the context leaves one prompt token and the rest for the reply.
+        let mut prompt: Vec<u32> = (0..100).collect();
+        assert_eq!(fit_to_context(&mut prompt, u32::MAX, 4096), 4095);
+        assert_eq!(prompt, vec![99]);
+
+        // Degenerate contexts give no room rather than a panic.
+        let mut prompt: Vec<u32> = (0..3).collect();
+        assert_eq!(fit_to_context(&mut prompt, 1, 1), 0);
+        let mut prompt: Vec<u32> = (0..3).collect();
+        assert_eq!(fit_to_context(&mut prompt, 7, 0), 0);
+    }
+
+    #[test]
+    fn a_partial_reply_is_prefilled_in_chatml() {
+        let prompt = chatml_prompt(&request(
+            "m",
+            &[(Role::User, "hi"), (Role::Assistant, "Hello, wor")],
+        ));
+        assert_eq!(
+            prompt,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello, wor"
+        );
+        let prompt = chatml_prompt(&request("m", &[(Role::User, "hi")]));
+        assert!(prompt.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"));
+    }
+
+    #[test]
+    fn a_panicking_generation_fails_its_own_request_and_the_next_one_runs() {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let worker = std::thread::spawn(move || {
+            serve(queue, |request, on_event| {
+                match request.model.as_str() {
+                    "panic" => panic!("index out of bounds in a kernel"),
+                    "fail" => return Err(LocalModelError::Inference("bad\n  0: backtrace".into())),
+                    _ => {}
+                }
+                on_event(ProviderEvent::TextDelta("ok".into()));
+                Ok(())
+            })
+        });
+        let mut readers = Vec::new();
+        for model in ["panic", "fine", "fail", "fine"] {
+            let (events, receiver) = tokio::sync::mpsc::channel(8);
+            jobs.send(Job {
+                request: request(model, &[(Role::User, "hi")]),
+                events,
+            })
+            .expect("the thread is serving");
+            readers.push(receiver);
+        }
+        drop(jobs);
+        worker.join().expect("the thread survives a panicking job");
+        let mut first = |r: &mut tokio::sync::mpsc::Receiver<_>| r.blocking_recv();
+        let outcomes: Vec<_> = readers.iter_mut().map(&mut first).collect();
+        assert!(matches!(
+            &outcomes[0],
+            Some(Err(LlmError::Local { detail })) if detail.contains("index out of bounds")
+        ));
+        assert_eq!(outcomes[1], Some(Ok(ProviderEvent::TextDelta("ok".into()))));
+        let Some(Err(failed)) = &outcomes[2] else {
+            panic!("expected a failure, got {:?}", outcomes[2]);
+        };
+        assert_eq!(failed.to_string(), "the local model failed");
+        assert!(failed.detail().contains("backtrace"));
+        assert_eq!(outcomes[3], Some(Ok(ProviderEvent::TextDelta("ok".into()))));
     }
 }

@@ -2,19 +2,46 @@
 //! what Ollama, llama.cpp server, vLLM, OpenRouter and Groq speak.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use crate::error::{excerpt, shown_message, Oversized};
+use crate::http::{read_bounded, send, BodyEnd};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
+    StreamLimits, Usage, CONTINUE_INSTRUCTION,
 };
+
+/// The largest model list read (OpenRouter's, with descriptions, is several hundred KiB).
+const MAX_MODEL_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct OpenAiCompatible {
     http: reqwest::Client,
     base_url: String,
     api_key: Option<String>,
+    limits: StreamLimits,
+    max_tokens_field: MaxTokensField,
+}
+
+/// Where the reply length limit goes in the request body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxTokensField {
+    /// `max_tokens`: what Ollama, llama.cpp server, vLLM and most compatible servers read.
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`: OpenAI's own API (its reasoning models reject `max_tokens`).
+    MaxCompletionTokens,
+}
+
+/// One entry of a server's model list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedModel {
+    pub id: String,
+    /// The context window, where the server reports it.
+    pub context_tokens: Option<u32>,
 }
 
 impl OpenAiCompatible {
@@ -24,22 +51,25 @@ impl OpenAiCompatible {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
+            limits: StreamLimits::default(),
+            max_tokens_field: MaxTokensField::default(),
         }
     }
-}
 
-impl OpenAiCompatible {
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn with_max_tokens_field(mut self, field: MaxTokensField) -> Self {
+        self.max_tokens_field = field;
+        self
+    }
+
     /// The models the server offers (`GET {base}/models`), for servers that list them (Ollama,
-    /// llama.cpp server, vLLM, OpenRouter). Bounded by `timeout`: start-up must not hang on it.
-    pub async fn list_models(&self, timeout: std::time::Duration) -> Result<Vec<String>, LlmError> {
-        #[derive(Deserialize)]
-        struct List {
-            data: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            id: String,
-        }
+    /// llama.cpp server, vLLM, OpenRouter), with their context windows where reported. Bounded by
+    /// `timeout` (start-up must not hang on it) and by the body's size.
+    pub async fn list_models(&self, timeout: Duration) -> Result<Vec<ListedModel>, LlmError> {
         let mut http = self
             .http
             .get(format!("{}/models", self.base_url))
@@ -47,22 +77,64 @@ impl OpenAiCompatible {
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
-        let response = http
-            .send()
-            .await
-            .map_err(|e| LlmError::Connect(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| LlmError::StreamBroken(e.to_string()))?;
-        if !status.is_success() {
-            return Err(LlmError::from_status(status.as_u16(), &body, None));
+        let limits = StreamLimits {
+            idle: timeout,
+            ..self.limits.clone()
+        };
+        let answer = send(http, &limits).await?;
+        let body = read_bounded(answer.response, MAX_MODEL_LIST_BYTES, timeout).await;
+        match body.end {
+            BodyEnd::Complete => parse_model_list(&body.bytes),
+            BodyEnd::TooLarge => Err(LlmError::TooLarge {
+                what: Oversized::ModelList,
+                limit: MAX_MODEL_LIST_BYTES,
+                detail: answer.target,
+            }),
+            BodyEnd::Idle(after) => Err(LlmError::Idle { after }),
+            BodyEnd::Broken(detail) => Err(LlmError::StreamBroken {
+                detail: format!("{}: {detail}", answer.target),
+            }),
         }
-        let list: List = serde_json::from_str(&body)
-            .map_err(|e| LlmError::Malformed(format!("model list: {e}")))?;
-        Ok(list.data.into_iter().map(|m| m.id).collect())
     }
+}
+
+/// Reads `{"data": [{"id": ...}, ...]}`; entries without an id are skipped, so one odd entry
+/// does not hide the others.
+fn parse_model_list(body: &[u8]) -> Result<Vec<ListedModel>, LlmError> {
+    let malformed = |why: String| LlmError::Malformed {
+        detail: format!("model list: {why}; body: {}", excerpt(body)),
+    };
+    let list: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    let entries = list
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("no `data` array".into()))?;
+    Ok(entries
+        .iter()
+        .filter_map(|entry| {
+            Some(ListedModel {
+                id: entry.get("id")?.as_str()?.to_owned(),
+                context_tokens: context_tokens(entry),
+            })
+        })
+        .collect())
+}
+
+/// The context window as each server family reports it: vLLM `max_model_len`, OpenRouter and
+/// Together `context_length`, Groq `context_window`, llama.cpp server `meta.n_ctx` (the window it
+/// runs with, when given) or `meta.n_ctx_train`.
+fn context_tokens(entry: &Value) -> Option<u32> {
+    [
+        "/max_model_len",
+        "/context_length",
+        "/context_window",
+        "/meta/n_ctx",
+        "/meta/n_ctx_train",
+    ]
+    .iter()
+    .filter_map(|pointer| entry.pointer(pointer)?.as_u64())
+    .find(|&n| n > 0)
+    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 impl Provider for OpenAiCompatible {
@@ -71,35 +143,48 @@ impl Provider for OpenAiCompatible {
             .http
             .post(format!("{}/chat/completions", self.base_url))
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&request_body(&request));
+            .json(&request_body(&request, self.max_tokens_field));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
-        stream_sse(http, ChunkDecoder::default())
+        stream_sse(http, self.limits.clone(), ChunkDecoder::default())
     }
 }
 
-fn request_body(request: &ChatRequest) -> serde_json::Value {
-    let system = request
+fn request_body(request: &ChatRequest, max_tokens_field: MaxTokensField) -> Value {
+    let role = |role: Role| match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    let mut messages: Vec<Value> = request
         .system
         .iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| json!({"role": "system", "content": s}));
-    let turns = request.messages.iter().map(|m| {
-        let role = match m.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        json!({"role": role, "content": m.content})
-    });
+        .map(|s| json!({"role": "system", "content": s}))
+        .collect();
+    let (history, partial) = request.split_partial();
+    messages.extend(
+        history
+            .iter()
+            .map(|m| json!({"role": role(m.role), "content": m.content})),
+    );
+    // No portable prefill: show the partial reply and ask for the rest.
+    if let Some(partial) = partial {
+        messages.push(json!({"role": "assistant", "content": partial}));
+        messages.push(json!({"role": "user", "content": CONTINUE_INSTRUCTION}));
+    }
     let mut body = json!({
         "model": request.model,
-        "messages": system.chain(turns).collect::<Vec<_>>(),
+        "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
     if let Some(max) = request.max_output_tokens {
-        body["max_tokens"] = json!(max);
+        let field = match max_tokens_field {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        };
+        body[field] = json!(max);
     }
     body
 }
@@ -149,6 +234,39 @@ struct CompletionDetails {
 #[derive(Deserialize)]
 struct WireError {
     message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<Value>,
+}
+
+impl WireError {
+    /// A server fault or rate limit mid-stream is the same fault as a 5xx or 429 before it (and
+    /// as transient); anything else is the provider's own error.
+    fn into_llm_error(self, data: &str) -> LlmError {
+        let message = self.message.as_deref().and_then(shown_message);
+        let detail = format!("error event: {}", excerpt(data.as_bytes()));
+        let advice = RetryAdvice::default();
+        let code = self.code.as_ref().and_then(Value::as_str);
+        match (self.kind.as_deref(), code) {
+            (Some("server_error" | "overloaded_error"), _) => LlmError::Unavailable {
+                status: None,
+                message,
+                advice,
+                detail,
+            },
+            (Some("rate_limit_error" | "rate_limit_exceeded"), _)
+            | (_, Some("rate_limit_exceeded")) => LlmError::RateLimited {
+                status: None,
+                message,
+                advice,
+                detail,
+            },
+            _ => LlmError::Provider {
+                message: message.unwrap_or_else(|| "no details given".to_owned()),
+                detail,
+            },
+        }
+    }
 }
 
 impl From<WireUsage> for Usage {
@@ -184,8 +302,7 @@ impl SseDecoder for ChunkDecoder {
             Err(e) => return out.push_back(Err(e)),
         };
         if let Some(error) = chunk.error {
-            let message = error.message.unwrap_or_else(|| "unknown error".to_owned());
-            return out.push_back(Err(LlmError::Provider(message)));
+            return out.push_back(Err(error.into_llm_error(data)));
         }
         for choice in chunk.choices {
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
@@ -300,7 +417,7 @@ mod tests {
         let body = "data: {\"choices\":[{\"delta\":{\"content\":\"half\"}}]}\n\n";
         let events = decode_chunked(body.as_bytes(), 8).await;
         assert_eq!(events[0], Ok(ProviderEvent::TextDelta("half".into())));
-        assert!(matches!(events[1], Err(LlmError::StreamBroken(_))));
+        assert!(matches!(events[1], Err(LlmError::StreamBroken { .. })));
     }
 
     #[tokio::test]
@@ -312,39 +429,68 @@ mod tests {
         );
         let events = decode_chunked(body.as_bytes(), 64).await;
         assert_eq!(events.len(), 2);
+        let Err(error) = &events[1] else {
+            panic!("expected an error, got {events:?}");
+        };
+        assert!(matches!(error, LlmError::Unavailable { status: None, .. }));
         assert_eq!(
-            events[1],
-            Err(LlmError::Provider("The server had an error".into()))
+            error.to_string(),
+            "the provider is overloaded or failing: The server had an error"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_mid_stream_errors_are_the_providers_own() {
+        let body = "data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n";
+        let events = decode_chunked(body.as_bytes(), 7).await;
+        assert!(matches!(&events[..], [Err(LlmError::RateLimited { .. })]));
+        let body = "data: {\"error\":{\"message\":\"Invalid prompt\",\"type\":\"invalid_request_error\"}}\n\n";
+        let events = decode_chunked(body.as_bytes(), 7).await;
+        let [Err(error)] = &events[..] else {
+            panic!("expected one error, got {events:?}");
+        };
+        assert_eq!(
+            error.to_string(),
+            "the provider reported an error: Invalid prompt"
         );
     }
 
     #[tokio::test]
     async fn bad_json_is_malformed() {
         let events = decode_chunked(b"data: {not json\n\n", 64).await;
-        assert!(matches!(events.as_slice(), [Err(LlmError::Malformed(_))]));
+        assert!(matches!(
+            events.as_slice(),
+            [Err(LlmError::Malformed { .. })]
+        ));
+    }
+
+    fn user(text: &str) -> ChatMessage {
+        ChatMessage {
+            role: Role::User,
+            content: text.into(),
+        }
+    }
+
+    fn assistant(text: &str) -> ChatMessage {
+        ChatMessage {
+            role: Role::Assistant,
+            content: text.into(),
+        }
+    }
+
+    fn chat(messages: Vec<ChatMessage>, max_output_tokens: Option<u32>) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            system: Some("Be brief.".into()),
+            messages,
+            max_output_tokens,
+        }
     }
 
     #[test]
     fn body_puts_system_first_and_asks_for_usage() {
-        let body = request_body(&ChatRequest {
-            model: "m".into(),
-            system: Some("Be brief.".into()),
-            messages: vec![
-                ChatMessage {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
-                ChatMessage {
-                    role: Role::Assistant,
-                    content: "hello".into(),
-                },
-                ChatMessage {
-                    role: Role::User,
-                    content: "again".into(),
-                },
-            ],
-            max_output_tokens: None,
-        });
+        let request = chat(vec![user("hi"), assistant("hello"), user("again")], None);
+        let body = request_body(&request, MaxTokensField::MaxTokens);
         assert_eq!(
             body["messages"][0],
             json!({"role": "system", "content": "Be brief."})
@@ -356,5 +502,84 @@ mod tests {
         assert_eq!(body["messages"].as_array().map(Vec::len), Some(4));
         assert_eq!(body["stream_options"]["include_usage"], json!(true));
         assert!(body.get("max_tokens").is_none());
+        assert!(body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn the_token_cap_goes_in_the_configured_field() {
+        let request = chat(vec![user("hi")], Some(256));
+        let body = request_body(&request, MaxTokensField::MaxTokens);
+        assert_eq!(body["max_tokens"], json!(256));
+        assert!(body.get("max_completion_tokens").is_none());
+        let body = request_body(&request, MaxTokensField::MaxCompletionTokens);
+        assert_eq!(body["max_completion_tokens"], json!(256));
+        assert!(body.get("max_tokens").is_none());
+    }
+
+    #[test]
+    fn a_partial_reply_is_sent_back_with_an_instruction_to_continue() {
+        let request = chat(vec![user("hi"), assistant("Hello, wor")], None);
+        let body = request_body(&request, MaxTokensField::MaxTokens);
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "Hello, wor"},
+                {"role": "user", "content": CONTINUE_INSTRUCTION},
+            ])
+        );
+        // A blank partial is no partial.
+        let request = chat(vec![user("hi"), assistant("  ")], None);
+        let body = request_body(&request, MaxTokensField::MaxTokens);
+        assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn model_lists_report_context_windows_where_servers_do() {
+        let vllm = br#"{"object":"list","data":[{"id":"Qwen/Qwen2.5-7B","object":"model","owned_by":"vllm","max_model_len":32768}]}"#;
+        let openrouter = br#"{"data":[{"id":"openai/gpt-4o","name":"GPT-4o","context_length":128000,"top_provider":{"context_length":128000}}]}"#;
+        let groq = br#"{"object":"list","data":[{"id":"llama-3.1-8b-instant","object":"model","context_window":131072}]}"#;
+        let llama_cpp = br#"{"object":"list","data":[{"id":"smollm2.gguf","object":"model","owned_by":"llamacpp","meta":{"vocab_type":2,"n_vocab":49152,"n_ctx_train":8192,"n_embd":576}}]}"#;
+        let ollama = br#"{"object":"list","data":[{"id":"llama3.2:latest","object":"model","created":1,"owned_by":"library"}]}"#;
+        let cases: [(&[u8], Option<u32>); 5] = [
+            (vllm, Some(32_768)),
+            (openrouter, Some(128_000)),
+            (groq, Some(131_072)),
+            (llama_cpp, Some(8_192)),
+            (ollama, None),
+        ];
+        for (body, expected) in cases {
+            let models = parse_model_list(body).expect("parses");
+            assert_eq!(models.len(), 1);
+            assert_eq!(models[0].context_tokens, expected, "{models:?}");
+        }
+        let running = br#"{"data":[{"id":"m","meta":{"n_ctx":4096,"n_ctx_train":8192}}]}"#;
+        assert_eq!(
+            parse_model_list(running).expect("parses")[0].context_tokens,
+            Some(4096)
+        );
+    }
+
+    #[test]
+    fn odd_model_list_entries_are_skipped_or_saturated() {
+        let body = br#"{"data":[{"object":"model"},{"id":"a","max_model_len":-5},{"id":"b","context_length":"8192"},{"id":"c","max_model_len":99999999999999},{"id":"d","max_model_len":0}]}"#;
+        let models = parse_model_list(body).expect("parses");
+        let summary: Vec<_> = models
+            .iter()
+            .map(|m| (m.id.as_str(), m.context_tokens))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![("a", None), ("b", None), ("c", Some(u32::MAX)), ("d", None)]
+        );
+        assert!(matches!(
+            parse_model_list(b"<html>"),
+            Err(LlmError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_model_list(br#"{"models":[]}"#),
+            Err(LlmError::Malformed { .. })
+        ));
     }
 }

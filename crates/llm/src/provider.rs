@@ -17,6 +17,12 @@ pub struct ChatMessage {
 }
 
 /// One provider call: the whole conversation so far, rebuilt from storage by the caller.
+///
+/// **Continuing a cut-off reply.** If the last message has [`Role::Assistant`], the request asks
+/// the model to continue that partial reply, and what the model generates is to be appended to it
+/// verbatim. Each provider maps this onto its protocol: a prefill where the protocol has one
+/// (Anthropic, the local model's ChatML), otherwise the partial as an assistant message followed
+/// by [`CONTINUE_INSTRUCTION`] as a user message. A blank partial counts as none.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
     /// The provider's own model name (without Rill's `provider/` prefix).
@@ -24,7 +30,27 @@ pub struct ChatRequest {
     /// Conversation metadata, sent in whatever slot the provider has for it.
     pub system: Option<String>,
     pub messages: Vec<ChatMessage>,
+    /// The reply's length limit, sent in each protocol's own field.
     pub max_output_tokens: Option<u32>,
+}
+
+/// What OpenAI-compatible and Gemini requests ask when they continue a partial reply (they have
+/// no portable prefill).
+pub const CONTINUE_INSTRUCTION: &str = "Continue your previous reply exactly where it stopped. \
+     Do not repeat anything you already wrote and add nothing before the continuation.";
+
+impl ChatRequest {
+    /// The messages before a partial reply, and that reply if the request continues one
+    /// (see the type's documentation). A blank trailing assistant message is dropped.
+    pub fn split_partial(&self) -> (&[ChatMessage], Option<&str>) {
+        match self.messages.split_last() {
+            Some((last, before)) if last.role == Role::Assistant => {
+                let partial = Some(last.content.as_str()).filter(|p| !p.trim().is_empty());
+                (before, partial)
+            }
+            _ => (&self.messages, None),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,4 +84,36 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, LlmError>
 /// dropping closes the upstream connection, so a provider bills nothing more after Stop.
 pub trait Provider: Send + Sync {
     fn stream_chat(&self, request: ChatRequest) -> EventStream;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(messages: &[(Role, &str)]) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            system: None,
+            messages: messages
+                .iter()
+                .map(|(role, content)| ChatMessage {
+                    role: *role,
+                    content: (*content).into(),
+                })
+                .collect(),
+            max_output_tokens: None,
+        }
+    }
+
+    #[test]
+    fn a_trailing_assistant_message_is_a_partial_reply() {
+        let r = request(&[(Role::User, "hi"), (Role::Assistant, "Hello, wor")]);
+        assert_eq!(r.split_partial(), (&r.messages[..1], Some("Hello, wor")));
+        let r = request(&[(Role::User, "hi"), (Role::Assistant, " \n ")]);
+        assert_eq!(r.split_partial(), (&r.messages[..1], None));
+        let r = request(&[(Role::User, "hi")]);
+        assert_eq!(r.split_partial(), (&r.messages[..], None));
+        let r = request(&[]);
+        assert_eq!(r.split_partial(), (&r.messages[..], None));
+    }
 }

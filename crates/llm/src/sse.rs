@@ -1,15 +1,19 @@
 //! Server-sent events → provider events, shared by every HTTP provider.
 //!
 //! Byte-level SSE framing (events split across reads, multi-line `data:`, comments, UTF-8 split
-//! across chunks) is `eventsource-stream`'s job; each protocol supplies an [`SseDecoder`] that turns
+//! across chunks) is `eventsource-stream`'s job; in front of it, [`crate::limits`] bounds the wait
+//! for each chunk and the size of each event. Each protocol supplies an [`SseDecoder`] that turns
 //! one event into zero or more [`ProviderEvent`]s.
 
 use std::collections::VecDeque;
 
-use eventsource_stream::Eventsource;
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 
-use crate::{error::parse_retry_after, EventStream, LlmError, ProviderEvent};
+use crate::error::excerpt;
+use crate::http::{body_chunks, send};
+use crate::limits::{Chunks, EventBound, IdleBound, StreamLimits};
+use crate::{EventStream, LlmError, ProviderEvent};
 
 pub(crate) type Decoded = Result<ProviderEvent, LlmError>;
 
@@ -25,25 +29,17 @@ pub(crate) trait SseDecoder: Send + 'static {
 /// Sends a prepared request and streams its SSE body through `decoder`. Lazy; cancelled by drop.
 pub(crate) fn stream_sse(
     request: reqwest::RequestBuilder,
+    limits: StreamLimits,
     decoder: impl SseDecoder,
 ) -> EventStream {
     let response = async move {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| LlmError::Connect(error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = parse_retry_after(
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let body = response.text().await.unwrap_or_default();
-            return Err(LlmError::from_status(status.as_u16(), &body, retry_after));
-        }
-        Ok(decode_events(response.bytes_stream(), decoder))
+        let answer = send(request, &limits).await?;
+        let chunks = IdleBound::new(body_chunks(answer.response), limits.idle);
+        Ok(decode_events(
+            Box::pin(chunks),
+            limits.max_event_bytes,
+            decoder,
+        ))
     };
     Box::pin(
         futures::stream::once(response)
@@ -56,55 +52,54 @@ pub(crate) fn stream_sse(
 }
 
 /// Decodes an SSE byte stream; split out from [`stream_sse`] so tests can feed odd chunkings.
-pub(crate) fn decode_events<B, E>(
-    bytes: impl Stream<Item = Result<B, E>> + Send + 'static,
+pub(crate) fn decode_events(
+    chunks: Chunks,
+    max_event_bytes: usize,
     decoder: impl SseDecoder,
-) -> impl Stream<Item = Decoded> + Send
-where
-    B: AsRef<[u8]> + Send,
-    E: std::error::Error + Send,
-{
+) -> impl Stream<Item = Decoded> + Send {
     struct State<S, D> {
-        events: S,
+        /// `None` once ended, so the body (and its connection) is let go at once.
+        events: Option<S>,
         decoder: D,
         pending: VecDeque<Decoded>,
-        ended: bool,
     }
     let state = State {
-        events: Box::pin(bytes.eventsource()),
+        events: Some(Box::pin(
+            EventBound::new(chunks, max_event_bytes).eventsource(),
+        )),
         decoder,
         pending: VecDeque::new(),
-        ended: false,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(item) = st.pending.pop_front() {
                 return Some((item, st));
             }
-            if st.ended {
-                return None;
-            }
-            match st.events.next().await {
+            let events = st.events.as_mut()?;
+            let ended = match events.next().await {
                 Some(Ok(event)) => {
                     st.decoder
                         .on_event(&event.event, &event.data, &mut st.pending);
-                    st.ended = st.decoder.is_done() || st.pending.iter().any(Result::is_err);
+                    st.decoder.is_done() || st.pending.iter().any(Result::is_err)
                 }
                 Some(Err(e)) => {
-                    st.ended = true;
                     st.pending.push_back(Err(match e {
-                        eventsource_stream::EventStreamError::Transport(t) => {
-                            LlmError::StreamBroken(error_chain(&t))
-                        }
-                        other => LlmError::Malformed(other.to_string()),
+                        EventStreamError::Transport(e) => e,
+                        other => LlmError::Malformed {
+                            detail: other.to_string(),
+                        },
                     }));
+                    true
                 }
                 None => {
-                    st.ended = true;
                     if let Err(e) = st.decoder.on_end() {
                         st.pending.push_back(Err(e));
                     }
+                    true
                 }
+            };
+            if ended {
+                st.events = None;
             }
         }
     })
@@ -115,15 +110,17 @@ pub(crate) fn body_ended(ended: bool, expected_end: &str) -> Result<(), LlmError
     if ended {
         Ok(())
     } else {
-        Err(LlmError::StreamBroken(format!(
-            "the stream ended before {expected_end}"
-        )))
+        Err(LlmError::StreamBroken {
+            detail: format!("the stream ended before {expected_end}"),
+        })
     }
 }
 
 /// Parses one event's JSON payload; a payload that does not fit is a malformed stream.
 pub(crate) fn parse_event<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, LlmError> {
-    serde_json::from_str(data).map_err(|e| LlmError::Malformed(format!("{e} in event {data:.120}")))
+    serde_json::from_str(data).map_err(|e| LlmError::Malformed {
+        detail: format!("{e} in event {}", excerpt(data.as_bytes())),
+    })
 }
 
 /// Feeds `body` to `decoder` in pieces of `chunk` bytes, as odd network reads would.
@@ -133,21 +130,114 @@ pub(crate) async fn decode_chunked(
     chunk: usize,
     decoder: impl SseDecoder,
 ) -> Vec<Decoded> {
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-        body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
-    decode_events(futures::stream::iter(pieces), decoder)
-        .collect()
-        .await
+    let pieces: Vec<Result<bytes::Bytes, LlmError>> = body
+        .chunks(chunk)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    decode_events(
+        Box::pin(futures::stream::iter(pieces)),
+        StreamLimits::default().max_event_bytes,
+        decoder,
+    )
+    .collect()
+    .await
 }
 
-/// reqwest's top-level messages are terse ("error sending request"); the cause says what happened.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Oversized;
+
+    /// Collects every event's data; ends after `[END]`.
+    #[derive(Default)]
+    struct Collect {
+        done: bool,
     }
-    text
+
+    impl SseDecoder for Collect {
+        fn on_event(&mut self, _event: &str, data: &str, out: &mut VecDeque<Decoded>) {
+            self.done = data == "[END]";
+            out.push_back(Ok(ProviderEvent::TextDelta(data.to_owned())));
+        }
+        fn is_done(&self) -> bool {
+            self.done
+        }
+        fn on_end(&mut self) -> Result<(), LlmError> {
+            body_ended(self.done, "[END]")
+        }
+    }
+
+    async fn decode(pieces: Vec<Vec<u8>>, max_event_bytes: usize) -> Vec<Decoded> {
+        let pieces = pieces.into_iter().map(|p| Ok(bytes::Bytes::from(p)));
+        decode_events(
+            Box::pin(futures::stream::iter(pieces)),
+            max_event_bytes,
+            Collect::default(),
+        )
+        .collect()
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_endless_data_line_is_too_large_not_buffered() {
+        // 64 KiB pieces with no newline, far past a 1 KiB limit: stops at the first piece over.
+        let mut pieces = vec![b"data: first\n\ndata: ".to_vec()];
+        pieces.extend(std::iter::repeat_n(vec![b'x'; 64 * 1024], 1000));
+        let events = decode(pieces, 1024).await;
+        assert_eq!(
+            events,
+            vec![
+                Ok(ProviderEvent::TextDelta("first".into())),
+                Err(LlmError::TooLarge {
+                    what: Oversized::Event,
+                    limit: 1024,
+                    detail: "an SSE line or event exceeded the limit".into()
+                })
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn events_at_the_limit_pass_whatever_the_chunking() {
+        let event = format!("data: {}\n\n", "y".repeat(94));
+        let body = format!("{event}{event}data: [END]\n\n");
+        for size in [1, 2, 3, 7, 100, body.len()] {
+            let pieces = body.as_bytes().chunks(size).map(<[u8]>::to_vec).collect();
+            let events = decode(pieces, 100).await;
+            assert_eq!(events.len(), 3, "chunk size {size}");
+            assert!(events.iter().all(Result::is_ok));
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_malformed() {
+        let events = decode(vec![b"data: \xFF\xFE\n\n".to_vec()], 1024).await;
+        assert!(matches!(
+            events.as_slice(),
+            [Err(LlmError::Malformed { .. })]
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_keeps_its_kind() {
+        let pieces: Vec<Result<bytes::Bytes, LlmError>> = vec![
+            Ok(bytes::Bytes::from_static(b"data: a\n\n")),
+            Err(LlmError::StreamBroken {
+                detail: "reset".into(),
+            }),
+        ];
+        let events: Vec<_> = decode_events(
+            Box::pin(futures::stream::iter(pieces)),
+            1024,
+            Collect::default(),
+        )
+        .collect()
+        .await;
+        assert_eq!(
+            events[1],
+            Err(LlmError::StreamBroken {
+                detail: "reset".into()
+            })
+        );
+    }
 }

@@ -23,11 +23,16 @@ impl Usage {
     /// about four characters a token, the usual rule of thumb for English text.
     pub fn estimate<'a>(prompt: impl IntoIterator<Item = &'a str>, output: &str) -> Self {
         Usage {
-            input_tokens: prompt.into_iter().map(approximate_tokens).sum(),
+            input_tokens: saturating_sum(prompt.into_iter().map(approximate_tokens)),
             output_tokens: approximate_tokens(output),
             ..Usage::default()
         }
     }
+}
+
+/// Adds token counts without overflowing (a huge history must not panic a turn).
+pub(crate) fn saturating_sum(counts: impl IntoIterator<Item = u32>) -> u32 {
+    counts.into_iter().fold(0, u32::saturating_add)
 }
 
 /// Roughly four characters a token, counting characters rather than bytes so that accented and
@@ -47,5 +52,11 @@ mod tests {
         assert_eq!(approximate_tokens("日本語です"), 2);
         let u = Usage::estimate(["Be brief.", "Hello there"], "Hi!");
         assert_eq!((u.input_tokens, u.output_tokens), (3 + 3, 1));
+    }
+
+    #[test]
+    fn sums_saturate() {
+        assert_eq!(saturating_sum([u32::MAX, 1, u32::MAX]), u32::MAX);
+        assert_eq!(saturating_sum([1, 2]), 3);
     }
 }

@@ -172,6 +172,60 @@ fn the_same_seed_gives_the_same_reply() {
     assert_eq!(run(), run());
 }
 
+#[test]
+fn a_paste_longer_than_the_context_is_trimmed_not_an_error() {
+    let mut model = model();
+    assert!(
+        model.context_length() <= 4096,
+        "candle's rotary tables stop at 4096"
+    );
+    // About 5,000 tokens, as in a 21,000-character paste. A large reply limit leaves little of
+    // the prompt in the context, which keeps the prefill (and this test) short; before the cap
+    // the file's 8192-token context let the prompt run past candle's 4096 positions.
+    let paste = "The quick brown fox jumps over the lazy dog. ".repeat(470);
+    assert!(paste.len() > 21_000);
+    let mut text = String::new();
+    model
+        .generate(&request(&paste, Some(4000)), 512, &seeded(), |e| {
+            if let ProviderEvent::TextDelta(t) = e {
+                text.push_str(&t);
+                return false;
+            }
+            true
+        })
+        .expect("a long prompt is trimmed to the context");
+    assert!(!text.is_empty());
+}
+
+#[test]
+fn a_partial_reply_is_continued() {
+    let mut model = model();
+    let mut continued = request("Name the capital of France in one sentence.", Some(6));
+    continued.messages.push(ChatMessage {
+        role: Role::Assistant,
+        content: "The capital of France is".into(),
+    });
+    let prompt = llm::local::chatml_prompt(&continued);
+    assert!(prompt.ends_with("<|im_start|>assistant\nThe capital of France is"));
+    let mut text = String::new();
+    let mut usage = None;
+    model
+        .generate(&continued, 512, &seeded(), |e| {
+            match e {
+                ProviderEvent::TextDelta(t) => text.push_str(&t),
+                ProviderEvent::Usage(u) => usage = Some(u),
+                _ => {}
+            }
+            true
+        })
+        .expect("generation");
+    assert!(!text.trim().is_empty());
+    assert_eq!(
+        usage.map(|u| u.input_tokens as usize),
+        Some(model.encode(&prompt).expect("encode").len())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_request() {
     let provider = LocalProvider::start(LocalModelConfig {
@@ -180,6 +234,7 @@ async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_r
         sampling: seeded(),
     })
     .expect("model loads");
+    assert!(provider.info.context_length <= 4096);
     let mut first = provider.stream_chat(request(
         "Tell me a very long story about a lighthouse.",
         Some(400),

@@ -6,7 +6,7 @@ use super::state::ChatState;
 /// Enter sends, Shift+Enter adds a line. While a reply streams, Send becomes Stop.
 #[component]
 pub fn Composer(state: ChatState) -> impl IntoView {
-    let draft = RwSignal::new(String::new());
+    let draft = state.draft;
     let can_send = move || !state.is_streaming() && !draft.with(|d| d.trim().is_empty());
     let submit = move || {
         if can_send() {

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::message::format_cost;
-use super::state::ChatState;
+use super::state::{ChatState, Link};
 use crate::api::models::{list_models, set_conversation_model};
 use crate::model::{ModelMenu, Price};
 
@@ -20,6 +20,9 @@ pub fn ChatHeader(state: ChatState) -> impl IntoView {
                     }
                 })}
             </Transition>
+            <Show when=move || state.link.get() == Link::Reconnecting>
+                <span class="connection" role="status">"Connection lost · reconnecting…"</span>
+            </Show>
             <Totals state />
         </header>
     }

@@ -1,19 +1,19 @@
 use leptos::prelude::*;
 
-use super::state::{ChatEntry, UsageInfo};
-use crate::model::{MessageStatus, Role};
+use super::state::{ChatEntry, ChatState};
+use crate::model::{MessageStatus, Outcome, Role};
 
 #[component]
-pub fn Message(entry: ChatEntry) -> impl IntoView {
+pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
     let role = match entry.role {
         Role::User => "user",
         Role::Assistant => "assistant",
     };
-    let thinking = move || {
-        entry.status.get() == MessageStatus::Streaming && entry.content.with(String::is_empty)
-    };
+    let status = move || entry.outcome.with(|o| o.status);
+    let thinking =
+        move || status() == MessageStatus::Streaming && entry.content.with(String::is_empty);
     view! {
-        <li class=format!("message {role}") data-status=move || entry.status.get().as_str()>
+        <li class=format!("message {role}") data-status=move || status().as_str()>
             <Show when=thinking>
                 <div class="thinking" aria-live="polite">
                     <span class="dot"></span><span class="dot"></span><span class="dot"></span>
@@ -26,30 +26,60 @@ pub fn Message(entry: ChatEntry) -> impl IntoView {
                 </div>
             </Show>
             <div class="content">{move || entry.content.get()}</div>
-            {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry /> })}
+            {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
         </li>
     }
 }
 
-/// The small row under a reply: how it ended, tokens, cost.
+/// The small row under a reply: how it ended, what was left out, tokens, cost, and Continue.
 #[component]
-fn TurnInfo(entry: ChatEntry) -> impl IntoView {
-    let status = move || match entry.status.get() {
-        MessageStatus::Stopped => Some("Stopped".to_owned()),
-        MessageStatus::Failed => Some(match entry.error.get() {
-            Some(error) => format!("Failed: {error}"),
-            None => "Failed".to_owned(),
-        }),
-        MessageStatus::Streaming | MessageStatus::Complete => None,
+fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
+    let status = move || entry.outcome.with(status_text);
+    let left_out = move || entry.outcome.with(|o| o.left_out);
+    let can_continue = move || {
+        entry.outcome.with(|o| o.status.can_continue())
+            && !state.is_streaming()
+            && state.is_last_reply(&entry)
     };
     view! {
         <div class="turn-info">
             {move || entry.model.get().map(|m| view! { <span class="turn-model">{model_name(&m).to_owned()}</span> })}
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
-            {move || entry.usage.get().map(|info| view! {
-                <span class="usage" title=usage_breakdown(&info)>{usage_summary(&info)}</span>
+            {move || (left_out() > 0).then(|| view! {
+                <span class="left-out" title="The model's context window cannot hold the whole conversation; the oldest messages were left out of the prompt.">
+                    {left_out_text(left_out())}
+                </span>
             })}
+            {move || entry.outcome.with(|o| o.usage.is_some().then(|| view! {
+                <span class="usage" title=usage_breakdown(o)>{usage_summary(o)}</span>
+            }))}
+            <Show when=can_continue>
+                <button type="button" class="continue" on:click=move |_| state.continue_reply(entry)>
+                    "Continue"
+                </button>
+            </Show>
         </div>
+    }
+}
+
+/// How a reply ended, when that is worth saying.
+fn status_text(outcome: &Outcome) -> Option<String> {
+    let because = |prefix: &str| match &outcome.error {
+        Some(error) => format!("{prefix}: {error}"),
+        None => prefix.to_owned(),
+    };
+    match outcome.status {
+        MessageStatus::Stopped => Some("Stopped".to_owned()),
+        MessageStatus::Failed => Some(because("Failed")),
+        MessageStatus::Interrupted => Some(because("Interrupted")),
+        MessageStatus::Streaming | MessageStatus::Complete => None,
+    }
+}
+
+fn left_out_text(n: u32) -> String {
+    match n {
+        1 => "1 earlier message not sent (context window)".to_owned(),
+        n => format!("{n} earlier messages not sent (context window)"),
     }
 }
 
@@ -58,23 +88,21 @@ fn model_name(id: &str) -> &str {
     id.split_once('/').map_or(id, |(_, name)| name)
 }
 
-fn usage_summary(info: &UsageInfo) -> String {
-    let approx = if info.estimated { "≈ " } else { "" };
-    let mut text = format!(
-        "{approx}{} in · {} out",
-        info.usage.input_tokens, info.usage.output_tokens
-    );
+fn usage_summary(info: &Outcome) -> String {
+    let u = info.usage.unwrap_or_default();
+    let approx = if info.usage_estimated { "≈ " } else { "" };
+    let mut text = format!("{approx}{} in · {} out", u.input_tokens, u.output_tokens);
     if let Some(cost) = info.cost_usd {
         text.push_str(&format!(" · {}", format_cost(cost)));
     }
-    if info.estimated {
+    if info.usage_estimated {
         text.push_str(" · estimated");
     }
     text
 }
 
-fn usage_breakdown(info: &UsageInfo) -> String {
-    let u = &info.usage;
+fn usage_breakdown(info: &Outcome) -> String {
+    let u = &info.usage.unwrap_or_default();
     let mut lines = vec![
         format!(
             "Input: {} tokens ({} from cache, {} written to cache)",
@@ -91,7 +119,7 @@ fn usage_breakdown(info: &UsageInfo) -> String {
             format_cost(cost)
         ));
     }
-    if info.estimated {
+    if info.usage_estimated {
         lines.push(
             "Estimated: the provider reported no usage for this reply (stopped or failed); about 4 characters a token.".into(),
         );
@@ -127,21 +155,47 @@ mod tests {
 
     #[test]
     fn the_row_reads_tokens_then_cost_and_says_when_it_is_estimated() {
-        let mut info = UsageInfo {
-            usage: Usage {
+        let mut info = Outcome {
+            usage: Some(Usage {
                 input_tokens: 412,
                 output_tokens: 138,
                 ..Usage::default()
-            },
-            estimated: false,
+            }),
             cost_usd: Some(0.000_3),
+            ..Outcome::complete()
         };
         assert_eq!(usage_summary(&info), "412 in · 138 out · $0.0003");
-        info.estimated = true;
+        info.usage_estimated = true;
         assert_eq!(
             usage_summary(&info),
             "≈ 412 in · 138 out · $0.0003 · estimated"
         );
         assert!(usage_breakdown(&info).contains("Estimated"));
+    }
+
+    #[test]
+    fn endings_are_said_in_words() {
+        assert_eq!(status_text(&Outcome::complete()), None);
+        assert_eq!(
+            status_text(&Outcome::failed("the provider sent nothing for 120 s")).as_deref(),
+            Some("Failed: the provider sent nothing for 120 s")
+        );
+        let interrupted = Outcome {
+            status: MessageStatus::Interrupted,
+            error: Some("the server shut down during this reply".into()),
+            ..Outcome::complete()
+        };
+        assert_eq!(
+            status_text(&interrupted).as_deref(),
+            Some("Interrupted: the server shut down during this reply")
+        );
+        assert_eq!(
+            left_out_text(1),
+            "1 earlier message not sent (context window)"
+        );
+        assert_eq!(
+            left_out_text(12),
+            "12 earlier messages not sent (context window)"
+        );
     }
 }

@@ -30,12 +30,28 @@ pub fn ChatPage() -> impl IntoView {
             }
         },
     );
-    // Effects run only in the browser: re-attach to a reply still being generated.
+    // Effects run only in the browser: follow the conversation shown (turns from other tabs, a
+    // reply still being written), and come back quickly after a lost network or a hidden tab.
     Effect::new(move || {
-        if let Some(turn_id) = state.resume.get() {
-            state.resume.set(None);
-            state.resume(turn_id);
+        if state.needs_attach.get() {
+            state.needs_attach.set(false);
+            state.attach();
         }
+    });
+    Effect::new(move || {
+        let online = window_event_listener(leptos::ev::online, move |_| state.on_back());
+        let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
+            let hidden = document().hidden();
+            if hidden {
+                state.on_hidden()
+            } else {
+                state.on_back()
+            }
+        });
+        on_cleanup(move || {
+            online.remove();
+            visibility.remove();
+        });
     });
 
     view! {
@@ -71,7 +87,7 @@ fn MessageList(state: ChatState) -> impl IntoView {
         </Show>
         <ol class="message-list">
             <For each=move || state.messages.get() key=|entry| entry.key let:entry>
-                <Message entry />
+                <Message entry state />
             </For>
         </ol>
     }

@@ -1,6 +1,10 @@
-//! The page's client state and the one loop that applies a turn's events to it.
+//! The page's client state, and its one connection to the server: a loop that follows either the
+//! turn this page started or the conversation (turns started in other tabs), applies each event to
+//! the messages, and re-attaches by itself after a dropped connection, from the last event seen.
 
-use futures::future::{AbortHandle, Abortable};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable, Either};
 use futures::StreamExt;
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -8,32 +12,40 @@ use leptos::task::spawn_local;
 use server_fn::codec::ByteStream;
 use uuid::Uuid;
 
-use crate::api::turns::{send_message, stop_turn, turn_events};
+use crate::api::turns::{
+    continue_reply, conversation_events, send_message, stop_turn, turn_events,
+};
 use crate::error::ApiError;
-use crate::model::{ndjson, ConversationView, MessageStatus, MessageView, Role, TurnEvent, Usage};
+use crate::model::{
+    ndjson, ConversationView, MessageStatus, MessageView, Outcome, Role, StreamLine, TurnEvent,
+    HEARTBEAT_SECS,
+};
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
 const FOLLOW_THRESHOLD_PX: i32 = 100;
+/// A stream silent for this long (no event, no heartbeat) is taken for dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(HEARTBEAT_SECS * 5 / 2);
+/// Waits between reconnection attempts grow from the first to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(8);
+/// A hidden tab lets go of its connection after this long (browsers allow six per server), and
+/// takes it up again when shown.
+const PARK_HIDDEN_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy)]
 pub struct ChatEntry {
+    /// For `<For>` only: stable from the moment the entry appears.
     pub key: Uuid,
     pub role: Role,
     pub content: RwSignal<String>,
-    pub status: RwSignal<MessageStatus>,
-    pub error: RwSignal<Option<String>>,
-    pub usage: RwSignal<Option<UsageInfo>>,
+    pub outcome: RwSignal<Outcome>,
     /// While waiting for a busy model: how many replies are ahead.
     pub queued: RwSignal<Option<u32>>,
     /// The `provider/model` that wrote this reply.
     pub model: RwSignal<Option<String>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct UsageInfo {
-    pub usage: Usage,
-    pub estimated: bool,
-    pub cost_usd: Option<f64>,
+    /// The server's ids, once it has named them.
+    pub message_id: StoredValue<Option<Uuid>>,
+    pub turn_id: StoredValue<Option<Uuid>>,
 }
 
 impl ChatEntry {
@@ -42,34 +54,44 @@ impl ChatEntry {
             key: m.id,
             role: m.role,
             content: RwSignal::new(m.content),
-            status: RwSignal::new(m.status),
-            error: RwSignal::new(m.error),
-            usage: RwSignal::new(m.usage.map(|usage| UsageInfo {
-                usage,
-                estimated: m.usage_estimated,
-                cost_usd: m.cost_usd,
-            })),
+            outcome: RwSignal::new(m.outcome),
             queued: RwSignal::new(None),
             model: RwSignal::new(m.model),
+            message_id: StoredValue::new(Some(m.id)),
+            turn_id: StoredValue::new(Some(m.turn_id)),
         }
     }
 
-    fn new(role: Role, content: String, status: MessageStatus) -> Self {
+    fn new(role: Role, turn_id: Uuid, content: String, outcome: Outcome) -> Self {
         Self {
             key: Uuid::from_u128(next_local_key()),
             role,
             content: RwSignal::new(content),
-            status: RwSignal::new(status),
-            error: RwSignal::new(None),
-            usage: RwSignal::new(None),
+            outcome: RwSignal::new(outcome),
             queued: RwSignal::new(None),
             model: RwSignal::new(None),
+            message_id: StoredValue::new(None),
+            turn_id: StoredValue::new(Some(turn_id)),
         }
     }
 
+    /// Takes the stored state of this message (a turn announced by the server).
+    fn update_from(&self, m: MessageView) {
+        self.message_id.set_value(Some(m.id));
+        self.turn_id.set_value(Some(m.turn_id));
+        self.content.set(m.content);
+        self.outcome.set(m.outcome);
+        self.model.set(m.model);
+        self.queued.set(None);
+    }
+
     fn fail(&self, message: String) {
-        self.status.set(MessageStatus::Failed);
-        self.error.set(Some(message));
+        self.queued.set(None);
+        self.outcome.set(Outcome::failed(message));
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        self.outcome.with(|o| o.status == MessageStatus::Streaming)
     }
 }
 
@@ -80,33 +102,92 @@ fn next_local_key() -> u128 {
     u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The turn this page is streaming.
-#[derive(Clone)]
-pub struct ActiveTurn {
+/// The reply being written in this conversation, by this tab or another.
+#[derive(Clone, Copy)]
+pub struct Writing {
     pub turn_id: Uuid,
-    abort: AbortHandle,
+    pub reply: ChatEntry,
+}
+
+/// The state of the page's connection to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Connected, or not needed.
+    Up,
+    /// Lost; trying again by itself.
+    Reconnecting,
+}
+
+/// What the page's connection asks for next, and from where; kept up to date event by event so
+/// that a reconnection carries on exactly where the last one stopped.
+#[derive(Clone, Debug, PartialEq)]
+enum Cursor {
+    /// This page's send that no event has acknowledged yet: sending it again is safe (the server
+    /// knows the turn id).
+    Send {
+        turn_id: Uuid,
+        conversation_id: Option<Uuid>,
+        text: String,
+        model: Option<String>,
+    },
+    /// A Continue this page asked for that no event has acknowledged yet.
+    Continue { turn_id: Uuid },
+    /// Following one run of a turn, after the event numbered `seq`.
+    Turn {
+        conversation_id: Uuid,
+        turn_id: Uuid,
+        run: u32,
+        seq: u32,
+    },
+    /// Following the conversation, having its turns up to `from_turn`.
+    Watch {
+        conversation_id: Uuid,
+        from_turn: Option<Uuid>,
+    },
+}
+
+/// How one connection ended.
+enum Ended {
+    /// The followed turn finished; the page goes on to watch its conversation.
+    TurnDone,
+    /// The connection dropped or went silent; try again.
+    Lost,
+    /// The server refused the request.
+    Refused(ApiError),
 }
 
 #[derive(Clone, Copy)]
 pub struct ChatState {
     pub conversation_id: RwSignal<Option<Uuid>>,
     pub messages: RwSignal<Vec<ChatEntry>>,
-    pub active: RwSignal<Option<ActiveTurn>>,
+    pub writing: RwSignal<Option<Writing>>,
     /// Set while Stop waits for the server to confirm.
     pub stopping: RwSignal<bool>,
+    pub link: RwSignal<Link>,
     /// A problem that belongs to no single message (e.g. an unknown conversation).
     pub notice: RwSignal<Option<String>>,
-    /// A turn found still running when a conversation loaded; the page re-attaches to it.
-    pub resume: RwSignal<Option<Uuid>>,
+    /// The composer's text; a refused send puts its text back here.
+    pub draft: RwSignal<String>,
     /// The model the next turn uses (picker value); `None` means the server's default.
     pub model: RwSignal<Option<String>>,
     /// Bumped when the list of conversations changed (a new one started).
     pub conversations_changed: RwSignal<u32>,
+    /// Set when a conversation was shown and the page should start following it.
+    pub needs_attach: RwSignal<bool>,
     pub scroller: NodeRef<Div>,
     /// Whether new text scrolls the list: true while the reader is within reach of the bottom.
     /// Updated from scroll events, so a scroll already queued by an earlier token cannot pull a
     /// reader back down after they scrolled up.
     following: StoredValue<bool>,
+    cursor: StoredValue<Option<Cursor>>,
+    /// Ends the running connection loop.
+    connection: StoredValue<Option<AbortHandle>>,
+    /// Cuts a reconnection wait short (the network came back, the tab was shown).
+    wake: StoredValue<Option<futures::channel::oneshot::Sender<()>>>,
+    /// When the last line arrived (ms since the page loaded), to spot a dead connection.
+    last_line_at: StoredValue<f64>,
+    /// The connection was let go while the tab was hidden.
+    parked: StoredValue<bool>,
 }
 
 impl ChatState {
@@ -114,23 +195,29 @@ impl ChatState {
         Self {
             conversation_id: RwSignal::new(None),
             messages: RwSignal::new(Vec::new()),
-            active: RwSignal::new(None),
+            writing: RwSignal::new(None),
             stopping: RwSignal::new(false),
+            link: RwSignal::new(Link::Up),
             notice: RwSignal::new(None),
-            resume: RwSignal::new(None),
+            draft: RwSignal::new(String::new()),
             model: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
+            needs_attach: RwSignal::new(false),
             scroller: NodeRef::new(),
             following: StoredValue::new(true),
+            cursor: StoredValue::new(None),
+            connection: StoredValue::new(None),
+            wake: StoredValue::new(None),
+            last_line_at: StoredValue::new(0.0),
+            parked: StoredValue::new(false),
         }
     }
 
     pub fn is_streaming(&self) -> bool {
-        self.active.with(Option::is_some)
+        self.writing.with(Option::is_some)
     }
 
-    /// Shows a conversation loaded from the server, unless it is the one already on screen
-    /// (which may be streaming).
+    /// Shows a conversation loaded from the server, unless it is the one already on screen.
     pub fn show(&self, loaded: Result<Option<ConversationView>, ApiError>) {
         let conversation = match loaded {
             Ok(c) => c,
@@ -155,12 +242,6 @@ impl ChatState {
         let Some(conversation) = conversation else {
             return;
         };
-        let resume = conversation
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::Assistant && m.status == MessageStatus::Streaming)
-            .map(|m| m.turn_id);
         self.conversation_id.set(Some(conversation.id));
         self.model.set(Some(conversation.model.clone()));
         self.messages.set(
@@ -170,21 +251,34 @@ impl ChatState {
                 .map(ChatEntry::from_view)
                 .collect(),
         );
-        self.resume.set(resume);
+        // Follow it once the page is live (an effect, so only in the browser).
+        self.needs_attach.set(true);
+    }
+
+    /// Starts following the conversation on screen: turns from other tabs, and a reply that was
+    /// still being written when it loaded.
+    pub fn attach(self) {
+        let Some(conversation_id) = self.conversation_id.get_untracked() else {
+            return;
+        };
+        let from_turn = self.last_turn();
+        self.connect(Cursor::Watch {
+            conversation_id,
+            from_turn,
+        });
     }
 
     /// Empties the page for a new conversation. A turn still streaming keeps running on the
     /// server; only this page stops reading it.
     pub fn reset(&self) {
-        if let Some(active) = self.active.get_untracked() {
-            active.abort.abort();
-        }
-        self.active.set(None);
+        self.disconnect();
+        self.cursor.set_value(None);
+        self.writing.set(None);
         self.stopping.set(false);
+        self.link.set(Link::Up);
         self.conversation_id.set(None);
         self.messages.set(Vec::new());
         self.notice.set(None);
-        self.resume.set(None);
     }
 
     /// Sends `text` as a new turn and streams the reply into the list.
@@ -199,121 +293,281 @@ impl ChatState {
             return;
         };
         self.notice.set(None);
-        let reply = ChatEntry::new(Role::Assistant, String::new(), MessageStatus::Streaming);
+        let reply = ChatEntry::new(
+            Role::Assistant,
+            turn_id,
+            String::new(),
+            Outcome::streaming(),
+        );
         self.messages.update(|m| {
             m.push(ChatEntry::new(
                 Role::User,
+                turn_id,
                 text.clone(),
-                MessageStatus::Complete,
+                Outcome::complete(),
             ));
             m.push(reply);
         });
+        self.writing.set(Some(Writing { turn_id, reply }));
         // Sending is a request to see the reply.
         self.following.set_value(true);
         self.scroll_to_bottom();
-        let conversation_id = self.conversation_id.get_untracked();
-        let model = self.model.get_untracked();
-        self.follow(turn_id, reply, async move {
-            send_message(turn_id, conversation_id, text, model).await
+        self.connect(Cursor::Send {
+            turn_id,
+            conversation_id: self.conversation_id.get_untracked(),
+            text,
+            model: self.model.get_untracked(),
         });
     }
 
-    /// Re-attaches to a turn that was still running when the page loaded.
-    pub fn resume(self, turn_id: Uuid) {
-        let Some(reply) = self
-            .messages
-            .with_untracked(|m| m.last().filter(|e| e.role == Role::Assistant).cloned())
-        else {
+    /// Asks the model to go on with a stopped or interrupted reply.
+    pub fn continue_reply(self, reply: ChatEntry) {
+        let Some(turn_id) = reply.turn_id.get_value() else {
             return;
         };
-        // The log is replayed from its first event, so start from empty text.
-        reply.content.set(String::new());
-        self.follow(turn_id, reply, async move { turn_events(turn_id, 0).await });
+        if self.is_streaming() {
+            return;
+        }
+        self.notice.set(None);
+        reply
+            .outcome
+            .update(|o| o.status = MessageStatus::Streaming);
+        self.writing.set(Some(Writing { turn_id, reply }));
+        self.connect(Cursor::Continue { turn_id });
     }
 
-    /// Asks the server to stop the turn. Text keeps arriving until the server confirms (those are
-    /// tokens it had already sent), so the page ends with exactly the text that was stored.
+    /// Asks the server to stop the reply being written. Text keeps arriving until the server
+    /// confirms (those are tokens it had already sent), so the page ends with exactly the text
+    /// that was stored; the stream carries the ending, in every tab.
     pub fn stop(self) {
-        let Some(active) = self.active.get_untracked() else {
+        let Some(writing) = self.writing.get_untracked() else {
             return;
         };
         self.stopping.set(true);
         spawn_local(async move {
-            if stop_turn(active.turn_id).await.is_err() {
-                // The server is unreachable: at least stop reading here.
-                active.abort.abort();
+            if let Err(e) = stop_turn(writing.turn_id).await {
+                self.stopping.set(false);
+                self.notice
+                    .set(Some(format!("Could not stop the reply: {e}")));
             }
         });
     }
 
-    fn follow(
-        self,
-        turn_id: Uuid,
-        reply: ChatEntry,
-        events: impl std::future::Future<Output = Result<ByteStream<ApiError>, ApiError>> + 'static,
-    ) {
-        let (abort, registration) = AbortHandle::new_pair();
-        self.active.set(Some(ActiveTurn { turn_id, abort }));
-        self.stopping.set(false);
+    /// The last turn on the page, as far as the server has named it.
+    fn last_turn(&self) -> Option<Uuid> {
+        self.messages
+            .with_untracked(|m| m.iter().rev().find_map(|e| e.turn_id.get_value()))
+    }
+
+    fn disconnect(&self) {
+        if let Some(handle) = self.connection.try_update_value(Option::take).flatten() {
+            handle.abort();
+        }
+    }
+
+    /// Replaces the page's connection with one that starts at `cursor`.
+    fn connect(self, cursor: Cursor) {
+        self.disconnect();
+        self.parked.set_value(false);
+        self.cursor.set_value(Some(cursor));
+        let (handle, registration) = AbortHandle::new_pair();
+        self.connection.set_value(Some(handle));
         spawn_local(async move {
-            let outcome = Abortable::new(self.read_events(&reply, events), registration).await;
-            if reply.status.get_untracked() == MessageStatus::Streaming {
-                match outcome {
-                    Err(_aborted) if self.stopping.get_untracked() => {
-                        reply.status.set(MessageStatus::Stopped)
-                    }
-                    Err(_aborted) => {}
-                    Ok(()) => reply.fail(
-                        "The connection to the server was lost. Reload to see the full reply."
-                            .into(),
-                    ),
+            let _ = Abortable::new(self.run_connection(), registration).await;
+        });
+    }
+
+    /// The connection loop: one request at a time, following the cursor, until the page leaves
+    /// this conversation or the server refuses for good.
+    async fn run_connection(self) {
+        let mut failures: u32 = 0;
+        loop {
+            let Some(cursor) = self.cursor.get_value() else {
+                return;
+            };
+            let ended = self.follow(cursor.clone()).await;
+            match ended {
+                Ended::TurnDone => {
+                    failures = 0;
+                    self.link.set(Link::Up);
+                }
+                Ended::Refused(error) if !error.is_transient() => {
+                    self.link.set(Link::Up);
+                    self.refused(&cursor, error);
+                    return;
+                }
+                Ended::Refused(_) | Ended::Lost => {
+                    self.link.set(Link::Reconnecting);
+                    failures = failures.saturating_add(1);
+                    self.wait_before_retry(failures).await;
                 }
             }
-            if self
-                .active
-                .with_untracked(|a| a.as_ref().is_some_and(|a| a.turn_id == turn_id))
-            {
-                self.active.set(None);
-                self.stopping.set(false);
-            }
-        });
+        }
     }
 
-    async fn read_events(
-        self,
-        reply: &ChatEntry,
-        events: impl std::future::Future<Output = Result<ByteStream<ApiError>, ApiError>>,
-    ) {
-        let mut stream = match events.await {
-            Ok(stream) => stream.into_inner(),
-            Err(e) => return reply.fail(e.to_string()),
+    /// One request and its stream, read to the end.
+    async fn follow(self, cursor: Cursor) -> Ended {
+        let watching = matches!(cursor, Cursor::Watch { .. });
+        let request = match cursor {
+            Cursor::Send {
+                turn_id,
+                conversation_id,
+                text,
+                model,
+            } => send_message(turn_id, conversation_id, text, model).await,
+            Cursor::Continue { turn_id } => continue_reply(turn_id).await,
+            Cursor::Turn {
+                turn_id, run, seq, ..
+            } => turn_events(turn_id, run, seq).await,
+            Cursor::Watch {
+                conversation_id,
+                from_turn,
+            } => conversation_events(conversation_id, from_turn).await,
         };
+        match request {
+            Ok(stream) => {
+                self.link.set(Link::Up);
+                self.read(stream, watching).await
+            }
+            Err(error) => Ended::Refused(error),
+        }
+    }
+
+    /// Applies every line of one stream; says how the stream ended. A turn's own stream ends with
+    /// its `Finished`; a conversation's stream goes on to the next turn.
+    async fn read(self, stream: ByteStream<ApiError>, watching: bool) -> Ended {
+        let mut stream = stream.into_inner();
         let mut decoder = ndjson::Decoder::default();
-        while let Some(chunk) = stream.next().await {
-            let Ok(bytes) = chunk else { return };
-            for envelope in decoder.push(&bytes) {
-                match envelope {
-                    Ok(envelope) => self.apply(reply, envelope.event),
-                    Err(e) => {
-                        return reply.fail(format!("The server sent an unreadable event: {e}"))
+        // The reply the events build: this page's own, or the one the last `Turn` announced.
+        let mut target = if watching {
+            None
+        } else {
+            self.writing.get_untracked().map(|w| w.reply)
+        };
+        loop {
+            self.last_line_at.set_value(now_ms());
+            let next = futures::future::select(stream.next(), Box::pin(sleep(SILENCE_LIMIT)));
+            let chunk = match next.await {
+                Either::Left((Some(Ok(bytes)), _)) => bytes,
+                // Ended, broken, or silent past every heartbeat: the connection is gone.
+                Either::Left((None | Some(Err(_)), _)) | Either::Right(_) => return Ended::Lost,
+            };
+            for line in decoder.push(&chunk) {
+                let Ok(line) = line else {
+                    return Ended::Lost;
+                };
+                match line {
+                    StreamLine::Heartbeat => {}
+                    StreamLine::Turn { user, reply } => {
+                        target = Some(self.announce(*user, *reply));
+                    }
+                    StreamLine::Event(envelope) => {
+                        let Some(reply) = target else { continue };
+                        let done = matches!(envelope.event, TurnEvent::Finished(_));
+                        self.apply(&reply, envelope.seq, envelope.event);
+                        if done && !watching {
+                            return Ended::TurnDone;
+                        }
                     }
                 }
             }
         }
     }
 
-    fn apply(&self, reply: &ChatEntry, event: TurnEvent) {
+    /// A turn the server announced: update the entries the page has for it, or add them.
+    fn announce(&self, user: MessageView, reply: MessageView) -> ChatEntry {
+        let find = |role: Role, id: Uuid, turn_id: Uuid| {
+            self.messages.with_untracked(|m| {
+                m.iter()
+                    .find(|e| {
+                        e.role == role
+                            && (e.message_id.get_value() == Some(id)
+                                || e.turn_id.get_value() == Some(turn_id))
+                    })
+                    .copied()
+            })
+        };
+        let turn_id = reply.turn_id;
+        let streaming = reply.outcome.status == MessageStatus::Streaming;
+        let run = reply.run;
+        let entry = match (
+            find(Role::User, user.id, turn_id),
+            find(Role::Assistant, reply.id, turn_id),
+        ) {
+            (Some(_), Some(entry)) => {
+                entry.update_from(reply);
+                entry
+            }
+            _ => {
+                let user = ChatEntry::from_view(user);
+                let entry = ChatEntry::from_view(reply);
+                self.messages.update(|m| {
+                    m.push(user);
+                    m.push(entry);
+                });
+                if self.following.get_value() {
+                    self.scroll_to_bottom();
+                }
+                entry
+            }
+        };
+        if let Some(conversation_id) = self.conversation_id.get_untracked() {
+            if streaming {
+                self.writing.set(Some(Writing {
+                    turn_id,
+                    reply: entry,
+                }));
+                // Until its events say otherwise, the turn is followed from its start.
+                self.set_turn_cursor(conversation_id, turn_id, run, 0);
+            } else {
+                self.watch_from(conversation_id, turn_id);
+            }
+        }
+        entry
+    }
+
+    fn set_turn_cursor(&self, conversation_id: Uuid, turn_id: Uuid, run: u32, seq: u32) {
+        // In a conversation's stream the cursor only says where to resume a turn after a drop.
+        let watching = self
+            .cursor
+            .with_value(|c| matches!(c, Some(Cursor::Watch { .. })));
+        if !watching {
+            self.cursor.set_value(Some(Cursor::Turn {
+                conversation_id,
+                turn_id,
+                run,
+                seq,
+            }));
+        }
+    }
+
+    fn watch_from(&self, conversation_id: Uuid, turn_id: Uuid) {
+        self.cursor.set_value(Some(Cursor::Watch {
+            conversation_id,
+            from_turn: Some(turn_id),
+        }));
+    }
+
+    fn apply(&self, reply: &ChatEntry, seq: u32, event: TurnEvent) {
         match event {
             TurnEvent::Started {
                 conversation_id,
+                message_id,
                 model,
-                ..
+                run,
             } => {
+                // Every run's log starts from empty text and replays it whole.
+                reply.content.set(String::new());
+                reply.message_id.set_value(Some(message_id));
                 reply.model.set(Some(model));
+                reply.outcome.set(Outcome::streaming());
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
                     set_address(&format!("/c/{conversation_id}"));
                     self.conversations_changed.update(|n| *n += 1);
+                }
+                if let Some(turn_id) = reply.turn_id.get_value() {
+                    self.set_turn_cursor(conversation_id, turn_id, run, seq);
                 }
             }
             TurnEvent::Queued { ahead } => reply.queued.set(Some(ahead)),
@@ -324,38 +578,130 @@ impl ChatState {
                     self.scroll_to_bottom();
                 }
             }
-            TurnEvent::Finished {
-                status,
-                error,
-                usage,
-                usage_estimated,
-                cost_usd,
-            } => {
-                reply.status.set(status);
-                reply.error.set(error);
-                reply.usage.set(usage.map(|usage| UsageInfo {
-                    usage,
-                    estimated: usage_estimated,
-                    cost_usd,
-                }));
+            TurnEvent::Finished(outcome) => {
+                reply.queued.set(None);
+                reply.outcome.set(outcome);
+                self.writing.set(None);
+                self.stopping.set(false);
+                if let (Some(conversation_id), Some(turn_id)) = (
+                    self.conversation_id.get_untracked(),
+                    reply.turn_id.get_value(),
+                ) {
+                    self.watch_from(conversation_id, turn_id);
+                }
+                return;
             }
         }
+        // Count the event, so a reconnection resumes after it.
+        self.cursor.update_value(|c| {
+            if let Some(Cursor::Turn { seq: last, .. }) = c {
+                *last = seq;
+            }
+        });
+    }
+
+    /// The server said no to the cursor's request, for a reason trying again will not change.
+    fn refused(&self, cursor: &Cursor, error: ApiError) {
+        match cursor {
+            Cursor::Send { text, .. } => {
+                // Nothing was stored: take the message back off the page and into the composer.
+                self.messages.update(|m| {
+                    m.truncate(m.len().saturating_sub(2));
+                });
+                if self.draft.with_untracked(String::is_empty) {
+                    self.draft.set(text.clone());
+                }
+                self.writing.set(None);
+                self.notice
+                    .set(Some(format!("The message was not sent: {error}")));
+            }
+            Cursor::Continue { .. } | Cursor::Turn { .. } => {
+                if let Some(writing) = self.writing.get_untracked() {
+                    writing.reply.fail(error.to_string());
+                }
+                self.writing.set(None);
+                self.stopping.set(false);
+            }
+            Cursor::Watch { .. } => {
+                self.notice.set(Some(format!(
+                    "This page stopped following the conversation: {error}"
+                )));
+            }
+        }
+        self.cursor.set_value(None);
+    }
+
+    /// Backs off before the next attempt (up to [`LAST_RETRY`], with jitter so that many pages
+    /// do not come back at once), unless woken early.
+    async fn wait_before_retry(&self, failures: u32) {
+        let exponent = failures.saturating_sub(1).min(5);
+        let wait = FIRST_RETRY
+            .saturating_mul(1 << exponent)
+            .min(LAST_RETRY)
+            .mul_f64(0.75 + 0.25 * random_fraction());
+        let (wake, woken) = futures::channel::oneshot::channel();
+        self.wake.set_value(Some(wake));
+        let _ = futures::future::select(Box::pin(sleep(wait)), woken).await;
+        self.wake.set_value(None);
+    }
+
+    /// Call when the network comes back or the tab is shown again: reconnect now, and take up a
+    /// connection that was let go or that went quiet while the tab was away.
+    pub fn on_back(self) {
+        if let Some(wake) = self.wake.try_update_value(Option::take).flatten() {
+            let _ = wake.send(());
+        }
+        let quiet =
+            now_ms() - self.last_line_at.get_value() > (HEARTBEAT_SECS as f64 + 5.0) * 1000.0;
+        let cursor = self.cursor.get_value();
+        if let Some(cursor) = cursor {
+            if self.parked.get_value() || (quiet && self.connection.with_value(Option::is_some)) {
+                self.connect(cursor);
+            }
+        }
+    }
+
+    /// Call when the tab is hidden: after a while, let go of the connection.
+    pub fn on_hidden(self) {
+        set_timeout(
+            move || {
+                if is_hidden() && self.cursor.with_value(Option::is_some) {
+                    self.disconnect();
+                    self.parked.set_value(true);
+                }
+            },
+            PARK_HIDDEN_AFTER,
+        );
     }
 
     /// Token and cost totals of the replies on screen: (input, output, cost, any estimated).
     pub fn totals(&self) -> (u64, u64, Option<f64>, bool) {
         self.messages.with(|messages| {
             let mut totals = (0u64, 0u64, None::<f64>, false);
-            for info in messages.iter().filter_map(|m| m.usage.get()) {
-                totals.0 += u64::from(info.usage.input_tokens);
-                totals.1 += u64::from(info.usage.output_tokens);
-                if let Some(cost) = info.cost_usd {
-                    totals.2 = Some(totals.2.unwrap_or(0.0) + cost);
-                }
-                totals.3 |= info.estimated;
+            for entry in messages {
+                entry.outcome.with(|o| {
+                    if let Some(usage) = o.usage {
+                        totals.0 += u64::from(usage.input_tokens);
+                        totals.1 += u64::from(usage.output_tokens);
+                    }
+                    if let Some(cost) = o.cost_usd {
+                        totals.2 = Some(totals.2.unwrap_or(0.0) + cost);
+                    }
+                    totals.3 |= o.usage_estimated;
+                });
             }
             totals
         })
+    }
+
+    /// Whether `entry` is the conversation's last reply (only that one can be continued).
+    pub fn is_last_reply(&self, entry: &ChatEntry) -> bool {
+        self.messages.with(|m| {
+            m.iter()
+                .rev()
+                .find(|e| e.role == Role::Assistant)
+                .map(|e| e.key)
+        }) == Some(entry.key)
     }
 
     /// Call on every scroll of the message list (the reader's and our own).
@@ -384,13 +730,47 @@ impl Default for ChatState {
     }
 }
 
+/// Resolves after `duration` (a browser timer).
+async fn sleep(duration: Duration) {
+    let (done, wait) = futures::channel::oneshot::channel::<()>();
+    set_timeout(
+        move || {
+            let _ = done.send(());
+        },
+        duration,
+    );
+    let _ = wait.await;
+}
+
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+fn is_hidden() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| d.hidden())
+}
+
+/// Random bytes from the browser's CSPRNG.
+fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    let crypto = web_sys::window()?.crypto().ok()?;
+    crypto.get_random_values_with_u8_array(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// A number in [0, 1).
+fn random_fraction() -> f64 {
+    random_bytes::<2>().map_or(0.5, |b| f64::from(u16::from_le_bytes(b)) / 65_536.0)
+}
+
 /// A random (v4) id from the browser's CSPRNG, which unlike `crypto.randomUUID` also exists on
 /// plain-http LAN addresses.
 fn new_turn_id() -> Option<Uuid> {
-    let mut bytes = [0u8; 16];
-    let crypto = web_sys::window()?.crypto().ok()?;
-    crypto.get_random_values_with_u8_array(&mut bytes).ok()?;
-    Some(uuid::Builder::from_random_bytes(bytes).into_uuid())
+    random_bytes::<16>().map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 /// Changes the address bar without a router navigation, which would reload the page's data

@@ -67,8 +67,12 @@ pub fn from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, LocalModelEr
     let vocab: Vocab = tokens
         .iter()
         .enumerate()
-        .map(|(id, t)| (t.clone(), id as u32))
-        .collect();
+        .map(|(id, t)| {
+            let id = u32::try_from(id)
+                .map_err(|_| LocalModelError::Format("more token ids than fit in u32".into()))?;
+            Ok((t.clone(), id))
+        })
+        .collect::<Result<_, LocalModelError>>()?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()

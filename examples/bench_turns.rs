@@ -1,0 +1,130 @@
+//! How many sends at once the turn engine takes with none failing. Run in release:
+//!
+//! ```sh
+//! cargo run --release --features ssr --example bench_turns
+//! ```
+//!
+//! Starts the real router on 127.0.0.1 with a temporary SQLite file and the fake provider
+//! (OpenAI wire format, 24 tokens 5 ms apart), then for each level sends that many messages at
+//! once, each starting a conversation, reads every turn to its end, and checks it was stored
+//! complete. Prints one line per level and the highest level with no failure. Bounded: the levels
+//! are fixed and each has a time limit.
+
+use std::time::{Duration, Instant};
+
+use fake_provider::{FakeConfig, FakeProvider};
+use futures::StreamExt;
+use rill::model::{ndjson, MessageStatus, StreamLine, TurnEvent};
+use rill::server::config::{Config, ProviderConfig, ProviderKind, TurnSettings};
+use rill::server::models::LocalModelStatus;
+use rill::server::{db, http, AppState};
+use uuid::Uuid;
+
+const LEVELS: [usize; 7] = [50, 100, 200, 400, 800, 1_200, 1_600];
+const LEVEL_LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fake = FakeProvider::start(FakeConfig {
+        tokens: 24,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let config = Config {
+        database_path: dir.path().join("rill.db"),
+        owner: "bench".into(),
+        providers: vec![ProviderConfig {
+            id: "fake".into(),
+            kind: ProviderKind::OpenaiCompatible,
+            base_url: fake.base_url(),
+            api_key_env: None,
+            api_key: None,
+            models: Vec::new(),
+        }],
+        default_model: None,
+        dev_word_delay: Duration::ZERO,
+        price_overrides: Default::default(),
+        local_model: None,
+        turns: TurnSettings::default(),
+    };
+    let pool = db::connect(&config.database_path).await?;
+    let state = AppState::new(pool.clone(), config, LocalModelStatus::Disabled).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/send_message", listener.local_addr()?);
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("rill")
+        .build();
+    tokio::spawn(http::serve(listener, state, options));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2_000)
+        .build()?;
+
+    let mut best = 0;
+    for n in LEVELS {
+        let started = Instant::now();
+        let sends = (0..n).map(|i| {
+            let client = client.clone();
+            let url = url.clone();
+            async move { one_turn(&client, &url, i).await }
+        });
+        let results = tokio::time::timeout(LEVEL_LIMIT, futures::future::join_all(sends)).await;
+        let Ok(results) = results else {
+            println!("{n:>5} at once: did not finish within {LEVEL_LIMIT:?}");
+            break;
+        };
+        let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let stored: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE role = 'assistant' AND status = 'complete'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        println!(
+            "{n:>5} at once: {} failed, {:.2} s for all, {} replies stored complete in total{}",
+            failed.len(),
+            started.elapsed().as_secs_f64(),
+            stored.0,
+            failed
+                .first()
+                .map(|f| format!(" (first failure: {f})"))
+                .unwrap_or_default()
+        );
+        if !failed.is_empty() {
+            break;
+        }
+        best = n;
+    }
+    println!("highest concurrency with no failed send: {best}");
+    Ok(())
+}
+
+/// Sends one message and reads its turn; `Err` says what went wrong.
+async fn one_turn(client: &reqwest::Client, url: &str, i: usize) -> Result<(), String> {
+    let body = serde_json::json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": format!("Hello {i}")});
+    let response = client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut bytes = response.bytes_stream();
+    let mut decoder = ndjson::Decoder::default();
+    while let Some(chunk) = bytes.next().await {
+        let chunk = chunk.map_err(|e| format!("read: {e}"))?;
+        for line in decoder.push(&chunk) {
+            if let Ok(StreamLine::Event(event)) = line {
+                if let TurnEvent::Finished(outcome) = event.event {
+                    return match outcome.status {
+                        MessageStatus::Complete => Ok(()),
+                        status => Err(format!("{status:?}: {:?}", outcome.error)),
+                    };
+                }
+            }
+        }
+    }
+    Err("the stream ended before the turn did".into())
+}

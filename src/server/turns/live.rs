@@ -1,0 +1,204 @@
+//! The event log of one run of a turn, in memory while it runs (and a while after), and the
+//! streams that follow it.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::model::{Outcome, StreamLine, TurnEnvelope, TurnEvent};
+use crate::server::db::{Owner, TurnRecord};
+
+/// Why a turn was cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The person pressed Stop.
+    Stop,
+    /// The server is shutting down and the grace period is over.
+    Shutdown,
+}
+
+pub struct LiveTurn {
+    pub turn_id: Uuid,
+    pub owner: Owner,
+    /// Set once the turn is stored and about to run; readers may arrive before.
+    record: OnceLock<TurnRecord>,
+    log: Mutex<Log>,
+    /// The number of events in the log, for readers waiting on the next one.
+    len: watch::Sender<usize>,
+    cancel: CancellationToken,
+    cancel_reason: OnceLock<CancelReason>,
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<TurnEnvelope>,
+    /// The reply's text: the `Delta`s of `events` joined.
+    text: String,
+    /// Bytes of `text` the database holds.
+    saved: usize,
+    outcome: Option<Outcome>,
+}
+
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code holding these locks can panic midway; a poisoned lock still holds valid data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lines for one reader. The stream ends when the turn has ended (or the server closes it).
+pub type Lines = std::pin::Pin<Box<dyn Stream<Item = StreamLine> + Send>>;
+
+/// Runs `pump` as a task that feeds a reader's stream; the task ends when the reader goes away.
+pub fn spawn_lines<F, Fut>(pump: F) -> Lines
+where
+    F: FnOnce(mpsc::Sender<StreamLine>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    let work = pump(tx.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = work => {}
+            () = tx.closed() => {}
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (line, rx))
+    }))
+}
+
+impl LiveTurn {
+    pub fn new(turn_id: Uuid, owner: Owner) -> Self {
+        Self {
+            turn_id,
+            owner,
+            record: OnceLock::new(),
+            log: Mutex::default(),
+            len: watch::Sender::new(0),
+            cancel: CancellationToken::new(),
+            cancel_reason: OnceLock::new(),
+        }
+    }
+
+    /// A turn whose record is known from the start (a continuation).
+    pub fn started(record: TurnRecord) -> Self {
+        let turn = Self::new(record.turn_id(), record.owner.clone());
+        let _ = turn.record.set(record);
+        turn
+    }
+
+    pub fn set_record(&self, record: TurnRecord) {
+        let _ = self.record.set(record);
+    }
+
+    pub fn record(&self) -> Option<&TurnRecord> {
+        self.record.get()
+    }
+
+    pub fn run(&self) -> u32 {
+        self.record().map_or(1, |r| r.reply.run)
+    }
+
+    pub fn emit(&self, event: TurnEvent) {
+        let len = {
+            let mut log = lock(&self.log);
+            match &event {
+                TurnEvent::Delta { text } => log.text.push_str(text),
+                TurnEvent::Finished(outcome) => log.outcome = Some(outcome.clone()),
+                TurnEvent::Started { .. } | TurnEvent::Queued { .. } => {}
+            }
+            let seq = u32::try_from(log.events.len() + 1).unwrap_or(u32::MAX);
+            log.events.push(TurnEnvelope { seq, event });
+            log.events.len()
+        };
+        self.len.send_replace(len);
+    }
+
+    /// The reply's text so far.
+    pub fn text(&self) -> String {
+        lock(&self.log).text.clone()
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        lock(&self.log).outcome.clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        lock(&self.log).outcome.is_some()
+    }
+
+    pub fn cancel(&self, reason: CancelReason) {
+        let _ = self.cancel_reason.set(reason);
+        self.cancel.cancel();
+    }
+
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.cancel_reason.get().copied()
+    }
+
+    /// The text to save if it grew since the last save, with its length for [`Self::saved`].
+    pub fn unsaved_text(&self) -> Option<(String, usize)> {
+        let log = lock(&self.log);
+        (log.outcome.is_none() && log.text.len() > log.saved)
+            .then(|| (log.text.clone(), log.text.len()))
+    }
+
+    pub fn saved(&self, len: usize) {
+        let mut log = lock(&self.log);
+        log.saved = log.saved.max(len);
+    }
+
+    /// Waits until the turn has ended, up to `timeout`; its outcome if it did.
+    pub async fn wait_finished(&self, timeout: Duration) -> Option<Outcome> {
+        let mut changed = self.len.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            while !self.is_finished() {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        self.outcome()
+    }
+
+    /// Sends the events after `after_seq` to `out` as they come, with a heartbeat whenever
+    /// nothing happened for `heartbeat`; returns once `Finished` is sent (or the reader left).
+    pub async fn pump(&self, after_seq: u32, heartbeat: Duration, out: &mpsc::Sender<StreamLine>) {
+        let mut changed = self.len.subscribe();
+        let mut next = after_seq as usize;
+        loop {
+            let event = lock(&self.log).events.get(next).cloned();
+            if let Some(event) = event {
+                next += 1;
+                let last = matches!(event.event, TurnEvent::Finished(_));
+                if out.send(StreamLine::Event(event)).await.is_err() || last {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                changed = changed.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(heartbeat) => {
+                    if out.send(StreamLine::Heartbeat).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A reader's stream of the events after `after_seq`.
+    pub fn follow(self: Arc<Self>, after_seq: u32, heartbeat: Duration) -> Lines {
+        spawn_lines(move |out| async move { self.pump(after_seq, heartbeat, &out).await })
+    }
+}

@@ -1,0 +1,297 @@
+//! What one turn sends: the history rebuilt from storage, fitted to the model's context window.
+//!
+//! The rule, the same for every model: the system prompt is always kept, and so is the newest
+//! question (with the text being continued, for a Continue); older messages are left out, oldest
+//! first, until the rest fits beside room for the reply. A failed reply is never sent back as if it
+//! were an answer. Messages that end up next to one of the same role are joined, because some
+//! providers require turns to alternate.
+
+use llm::{ChatMessage, ChatRequest};
+
+use crate::model::{MessageStatus, MessageView, Role};
+use crate::server::db::TurnRecord;
+use crate::server::models::ModelLimits;
+
+/// A prompt ready to send.
+#[derive(Debug)]
+pub struct Prompt {
+    pub request: ChatRequest,
+    /// Earlier messages that did not fit.
+    pub left_out: u32,
+}
+
+/// Framing tokens each message costs on top of its text (role markers and separators).
+const MESSAGE_OVERHEAD: u32 = 4;
+
+/// A deliberately high token count for `text`, so that a prompt judged to fit does fit: one token
+/// per three bytes (English runs about four characters a token; CJK about one a character, i.e.
+/// three bytes) plus the framing.
+pub fn token_bound(text: &str) -> u32 {
+    u32::try_from(text.len().div_ceil(3))
+        .unwrap_or(u32::MAX)
+        .saturating_add(MESSAGE_OVERHEAD)
+}
+
+/// Builds the request for `record` from the messages stored before its reply.
+pub fn build(
+    record: &TurnRecord,
+    history: Vec<MessageView>,
+    model: &str,
+    limits: ModelLimits,
+) -> Result<Prompt, String> {
+    let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
+    // A reply is worth sending back if it has text and did not fail.
+    let mut candidates: Vec<ChatMessage> = history
+        .into_iter()
+        .filter(|m| {
+            m.role == Role::User
+                || (!m.content.is_empty() && m.outcome.status != MessageStatus::Failed)
+        })
+        .map(|m| ChatMessage {
+            role: match m.role {
+                Role::User => llm::Role::User,
+                Role::Assistant => llm::Role::Assistant,
+            },
+            content: m.content,
+        })
+        .collect();
+    // The text being continued is the last message: the model goes on from it.
+    let continuing = !record.reply.content.is_empty();
+    if continuing {
+        candidates.push(ChatMessage {
+            role: llm::Role::Assistant,
+            content: record.reply.content.clone(),
+        });
+    }
+    // The newest question (and the continued text) are always sent.
+    let required = candidates
+        .iter()
+        .rposition(|m| m.role == llm::Role::User)
+        .unwrap_or(0);
+
+    // Room for the reply, but never more than half the window.
+    let max_output = limits
+        .max_output_tokens
+        .min(limits.context_tokens / 2)
+        .max(1);
+    let budget = limits
+        .context_tokens
+        .saturating_sub(max_output)
+        .saturating_sub(system.as_deref().map_or(0, token_bound));
+    let required_tokens: u32 = candidates[required..]
+        .iter()
+        .map(|m| token_bound(&m.content))
+        .fold(0, u32::saturating_add);
+    if required_tokens > budget {
+        return Err(format!(
+            "This message is too long for {model}: it is about {required_tokens} tokens, and the \
+             model reads at most {budget} (its context window of {} tokens, less the system prompt \
+             and room for the reply). Shorten it, or pick a model with a larger window.",
+            limits.context_tokens
+        ));
+    }
+    let mut used = required_tokens;
+    let mut first_kept = required;
+    while first_kept > 0 {
+        let cost = token_bound(&candidates[first_kept - 1].content);
+        if used.saturating_add(cost) > budget {
+            break;
+        }
+        used += cost;
+        first_kept -= 1;
+    }
+    // A conversation sent to a provider starts with a question.
+    while first_kept < required && candidates[first_kept].role == llm::Role::Assistant {
+        first_kept += 1;
+    }
+    let left_out = u32::try_from(first_kept).unwrap_or(u32::MAX);
+    let messages = join_same_roles(candidates.split_off(first_kept));
+    Ok(Prompt {
+        request: ChatRequest {
+            model: model.to_owned(),
+            system,
+            messages,
+            max_output_tokens: Some(max_output),
+        },
+        left_out,
+    })
+}
+
+/// Joins neighbours of the same role (a question whose reply failed, then the next question).
+fn join_same_roles(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut joined: Vec<ChatMessage> = Vec::with_capacity(messages.len());
+    for message in messages {
+        match joined.last_mut() {
+            Some(last) if last.role == message.role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&message.content);
+            }
+            _ => joined.push(message),
+        }
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::Outcome;
+    use crate::server::db::Owner;
+
+    fn message(role: Role, content: &str, status: MessageStatus) -> MessageView {
+        MessageView {
+            id: Uuid::new_v4(),
+            turn_id: Uuid::new_v4(),
+            role,
+            content: content.into(),
+            model: None,
+            run: 1,
+            outcome: Outcome {
+                status,
+                ..Outcome::complete()
+            },
+        }
+    }
+
+    fn user(content: &str) -> MessageView {
+        message(Role::User, content, MessageStatus::Complete)
+    }
+
+    fn reply(content: &str) -> MessageView {
+        message(Role::Assistant, content, MessageStatus::Complete)
+    }
+
+    fn record(system_prompt: &str, continued: &str) -> TurnRecord {
+        TurnRecord {
+            owner: Owner("o".into()),
+            conversation_id: Uuid::new_v4(),
+            user: user("q"),
+            reply: MessageView {
+                content: continued.into(),
+                ..reply("")
+            },
+            system_prompt: system_prompt.into(),
+        }
+    }
+
+    const ROOMY: ModelLimits = ModelLimits {
+        context_tokens: 100_000,
+        max_output_tokens: 1_000,
+    };
+
+    fn texts(prompt: &Prompt) -> Vec<(llm::Role, &str)> {
+        prompt
+            .request
+            .messages
+            .iter()
+            .map(|m| (m.role, m.content.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn everything_is_sent_when_it_fits() {
+        let history = vec![user("a"), reply("b"), user("c")];
+        let prompt = build(&record("Be brief.", ""), history, "m", ROOMY).expect("fits");
+        assert_eq!(prompt.left_out, 0);
+        assert_eq!(prompt.request.system.as_deref(), Some("Be brief."));
+        assert_eq!(
+            texts(&prompt),
+            [
+                (llm::Role::User, "a"),
+                (llm::Role::Assistant, "b"),
+                (llm::Role::User, "c")
+            ]
+        );
+        assert_eq!(prompt.request.max_output_tokens, Some(1_000));
+    }
+
+    #[test]
+    fn the_oldest_turns_are_left_out_first_and_the_system_prompt_stays() {
+        let long = "x".repeat(3_000); // about 1,000 tokens each
+        let mut history = Vec::new();
+        for _ in 0..10 {
+            history.push(user(&long));
+            history.push(reply(&long));
+        }
+        history.push(user("the newest question"));
+        let limits = ModelLimits {
+            context_tokens: 6_000,
+            max_output_tokens: 1_000,
+        };
+        let prompt = build(&record("Stay kind.", ""), history, "m", limits).expect("fits");
+        assert_eq!(prompt.request.system.as_deref(), Some("Stay kind."));
+        let sent = &prompt.request.messages;
+        assert_eq!(
+            sent.last().map(|m| m.content.as_str()),
+            Some("the newest question")
+        );
+        assert_eq!(
+            sent.first().map(|m| m.role),
+            Some(llm::Role::User),
+            "starts with a question"
+        );
+        assert_eq!(prompt.left_out as usize + sent.len(), 21);
+        assert!(prompt.left_out >= 16, "left out {}", prompt.left_out);
+        let total: u32 = sent.iter().map(|m| token_bound(&m.content)).sum();
+        assert!(total + token_bound("Stay kind.") + 1_000 <= 6_000);
+    }
+
+    #[test]
+    fn failed_replies_are_not_sent_back_and_their_neighbours_are_joined() {
+        let history = vec![
+            user("first"),
+            message(Role::Assistant, "half an answ", MessageStatus::Failed),
+            user("second"),
+            message(Role::Assistant, "", MessageStatus::Stopped),
+            message(Role::User, "third", MessageStatus::Complete),
+        ];
+        let prompt = build(&record("", ""), history, "m", ROOMY).expect("fits");
+        assert_eq!(
+            texts(&prompt),
+            [(llm::Role::User, "first\n\nsecond\n\nthird")]
+        );
+        assert_eq!(prompt.request.system, None);
+    }
+
+    #[test]
+    fn a_continuation_ends_with_the_text_so_far() {
+        let history = vec![user("tell me")];
+        let prompt = build(&record("", "Once upon"), history, "m", ROOMY).expect("fits");
+        assert_eq!(
+            texts(&prompt),
+            [
+                (llm::Role::User, "tell me"),
+                (llm::Role::Assistant, "Once upon")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_question_too_long_for_the_window_is_explained() {
+        let limits = ModelLimits {
+            context_tokens: 4_096,
+            max_output_tokens: 512,
+        };
+        let error = build(
+            &record("", ""),
+            vec![user(&"word ".repeat(4_000))],
+            "local/small",
+            limits,
+        )
+        .expect_err("too long");
+        assert!(error.contains("too long for local/small"), "{error}");
+        assert!(error.contains("4096"), "{error}");
+    }
+
+    #[test]
+    fn a_small_window_keeps_half_for_the_prompt() {
+        let limits = ModelLimits {
+            context_tokens: 2_000,
+            max_output_tokens: 8_192,
+        };
+        let prompt = build(&record("", ""), vec![user("hi")], "m", limits).expect("fits");
+        assert_eq!(prompt.request.max_output_tokens, Some(1_000));
+    }
+}

@@ -1,0 +1,347 @@
+//! One run of a turn, top to bottom: build the prompt, stream the provider's reply into the log
+//! (retrying a transient refusal before any text), bound it in time and size, then store how it
+//! ended and only then tell the readers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use llm::{ChatRequest, LlmError, Provider, ProviderEvent, Retry, Usage};
+use tokio::time::Instant;
+
+use super::hub::Deps;
+use super::live::{CancelReason, LiveTurn};
+use super::prompt::{self, Prompt};
+use crate::model::{MessageStatus, Outcome, TurnEvent};
+use crate::server::db::{self, ReplyRef, TurnRecord};
+
+/// How this run ended, before its figures are settled.
+struct Ending {
+    status: MessageStatus,
+    error: Option<String>,
+    /// The provider's final figures.
+    usage: Option<Usage>,
+    /// Figures the provider reported before the reply was cut short (Anthropic sends the exact
+    /// prompt counts first); they replace the estimate's prompt side.
+    usage_so_far: Option<Usage>,
+}
+
+impl Ending {
+    fn failed(error: impl Into<String>, usage_so_far: Option<Usage>) -> Self {
+        Self {
+            status: MessageStatus::Failed,
+            error: Some(error.into()),
+            usage: None,
+            usage_so_far,
+        }
+    }
+
+    fn cancelled(reason: Option<CancelReason>, usage_so_far: Option<Usage>) -> Self {
+        match reason {
+            Some(CancelReason::Shutdown) => Self {
+                status: MessageStatus::Interrupted,
+                error: Some("the server shut down during this reply".into()),
+                usage: None,
+                usage_so_far,
+            },
+            Some(CancelReason::Stop) | None => Self {
+                status: MessageStatus::Stopped,
+                error: None,
+                usage: None,
+                usage_so_far,
+            },
+        }
+    }
+}
+
+/// What this run is writing.
+struct Reply<'a> {
+    deps: &'a Deps,
+    live: &'a LiveTurn,
+    record: &'a TurnRecord,
+    /// Characters of the reply before this run (a continuation's text so far).
+    prior_chars: usize,
+    /// Characters this run added.
+    added_chars: usize,
+    /// When this run must be over.
+    deadline: Instant,
+}
+
+pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
+    let Some(record) = live.record().cloned() else {
+        return;
+    };
+    live.emit(TurnEvent::Started {
+        conversation_id: record.conversation_id,
+        message_id: record.reply.id,
+        model: record.model().to_owned(),
+        run: record.reply.run,
+    });
+    if !record.reply.content.is_empty() {
+        live.emit(TurnEvent::Delta {
+            text: record.reply.content.clone(),
+        });
+    }
+    let mut reply = Reply {
+        deps: &deps,
+        live: &live,
+        record: &record,
+        prior_chars: record.reply.content.chars().count(),
+        added_chars: 0,
+        deadline: Instant::now() + deps.settings.max_duration,
+    };
+    let (ending, prompt) = match prepare(&deps, &record).await {
+        Ok((provider, prompt)) => {
+            let ending = reply.stream(provider.as_ref(), &prompt.request).await;
+            (ending, Some(prompt))
+        }
+        Err(message) => (Ending::failed(message, None), None),
+    };
+    let outcome = settle(&deps, &record, &live.text(), ending, prompt.as_ref());
+    store_and_finish(&deps, &live, &record, outcome).await;
+}
+
+/// The provider and the prompt for this run. Errors are messages for the person.
+async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>, Prompt), String> {
+    let model = deps.models.resolve(record.model()).ok_or_else(|| {
+        format!(
+            "the model {} is not configured on this server; pick another",
+            record.model()
+        )
+    })?;
+    let history = db::history(
+        &deps.pool,
+        &record.owner,
+        record.conversation_id,
+        record.reply.id,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(turn_id = %record.turn_id(), "could not read history: {e}");
+        "the server could not read this conversation".to_owned()
+    })?;
+    let prompt = prompt::build(record, history, record.model(), model.limits)?;
+    let prompt = Prompt {
+        request: ChatRequest {
+            model: model.model,
+            ..prompt.request
+        },
+        ..prompt
+    };
+    Ok((model.provider, prompt))
+}
+
+impl Reply<'_> {
+    /// Streams the reply, retrying a transient failure while this run has shown no text.
+    async fn stream(&mut self, provider: &dyn Provider, request: &ChatRequest) -> Ending {
+        let mut retries = 0;
+        loop {
+            let error = match self.stream_once(provider, request.clone()).await {
+                Ok(ending) => return ending,
+                Err(error) => error,
+            };
+            let turn_id = self.record.turn_id();
+            let wait = match self.deps.retry.decide(&error, retries) {
+                Retry::After(wait) if self.added_chars == 0 => wait,
+                _ => {
+                    tracing::warn!(%turn_id, "provider failed: {}", error.detail());
+                    return Ending::failed(error.to_string(), None);
+                }
+            };
+            retries += 1;
+            tracing::warn!(%turn_id, retries, ?wait, "retrying: {}", error.detail());
+            tokio::select! {
+                biased;
+                () = self.live.cancelled() => return Ending::cancelled(self.live.cancel_reason(), None),
+                () = tokio::time::sleep_until(self.deadline) => return self.too_slow(None),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One provider call. `Err` only for a provider error; Stop, bounds and completion are endings.
+    async fn stream_once(
+        &mut self,
+        provider: &dyn Provider,
+        request: ChatRequest,
+    ) -> Result<Ending, LlmError> {
+        let mut events = provider.stream_chat(request);
+        let mut usage = None;
+        let ending = loop {
+            tokio::select! {
+                // Stop wins over any event that is ready at the same time.
+                biased;
+                () = self.live.cancelled() => {
+                    break Ok(Ending::cancelled(self.live.cancel_reason(), usage));
+                }
+                () = tokio::time::sleep_until(self.deadline) => break Ok(self.too_slow(usage)),
+                event = events.next() => match event {
+                    Some(Ok(ProviderEvent::TextDelta(delta))) => {
+                        let max = self.deps.settings.max_reply_chars;
+                        let total = self.prior_chars.saturating_add(self.added_chars);
+                        let chars = delta.chars().count();
+                        if total.saturating_add(chars) > max {
+                            break Ok(Ending::failed(
+                                format!("the reply grew past {max} characters, this server's limit; the text so far is kept"),
+                                usage,
+                            ));
+                        }
+                        self.added_chars += chars;
+                        self.live.emit(TurnEvent::Delta { text: delta });
+                    }
+                    Some(Ok(ProviderEvent::Queued { ahead })) => {
+                        self.live.emit(TurnEvent::Queued { ahead: u32::try_from(ahead).unwrap_or(u32::MAX) });
+                    }
+                    Some(Ok(ProviderEvent::Usage(u))) => usage = Some(u),
+                    Some(Ok(ProviderEvent::Finished(_))) => {}
+                    Some(Err(error)) => break Err(error),
+                    None => break Ok(Ending {
+                        status: MessageStatus::Complete,
+                        error: None,
+                        usage,
+                        usage_so_far: None,
+                    }),
+                },
+            }
+        };
+        // Dropping the stream closes the provider connection now, before any database write.
+        drop(events);
+        if let Err(error) = &ending {
+            if self.added_chars > 0 {
+                tracing::warn!(turn_id = %self.record.turn_id(), "provider failed mid-reply: {}", error.detail());
+            }
+        }
+        ending
+    }
+
+    fn too_slow(&self, usage_so_far: Option<Usage>) -> Ending {
+        let limit = self.deps.settings.max_duration;
+        Ending::failed(
+            format!(
+                "the reply took longer than {}, this server's limit; the text so far is kept",
+                words(limit)
+            ),
+            usage_so_far,
+        )
+    }
+}
+
+/// "15 minutes", "90 seconds".
+fn words(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+/// The run's figures: the provider's where it reported them, an estimate otherwise; added to
+/// the figures of the runs before it (a continuation).
+fn settle(
+    deps: &Deps,
+    record: &TurnRecord,
+    text: &str,
+    ending: Ending,
+    prompt: Option<&Prompt>,
+) -> Outcome {
+    let (usage, estimated) = match (ending.usage, prompt) {
+        (Some(usage), _) => (Some(usage), false),
+        (None, Some(prompt)) => {
+            let shown: String = text
+                .chars()
+                .skip(record.reply.content.chars().count())
+                .collect();
+            (
+                Some(estimate_usage(&prompt.request, &shown, ending.usage_so_far)),
+                true,
+            )
+        }
+        (None, None) => (None, false),
+    };
+    let cost = usage.and_then(|u| deps.prices.cost(record.model(), &u));
+    let before = &record.reply.outcome;
+    Outcome {
+        status: ending.status,
+        error: ending.error,
+        usage: match (before.usage, usage) {
+            (Some(a), Some(b)) => Some(add_usage(a, b)),
+            (a, b) => a.or(b),
+        },
+        usage_estimated: estimated || before.usage_estimated,
+        cost_usd: match (before.cost_usd, cost) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        },
+        left_out: prompt.map_or(0, |p| p.left_out),
+    }
+}
+
+fn add_usage(a: Usage, b: Usage) -> Usage {
+    Usage {
+        input_tokens: a.input_tokens.saturating_add(b.input_tokens),
+        cached_input_tokens: a.cached_input_tokens.saturating_add(b.cached_input_tokens),
+        cache_write_tokens: a.cache_write_tokens.saturating_add(b.cache_write_tokens),
+        output_tokens: a.output_tokens.saturating_add(b.output_tokens),
+        reasoning_tokens: a.reasoning_tokens.saturating_add(b.reasoning_tokens),
+    }
+}
+
+/// Usage for a run the provider never finished: its own prompt figures where it reported them,
+/// else about four characters a token; the shown text likewise, but never below what the
+/// provider had already counted.
+fn estimate_usage(request: &ChatRequest, shown: &str, reported: Option<Usage>) -> Usage {
+    let prompt = request
+        .system
+        .iter()
+        .map(String::as_str)
+        .chain(request.messages.iter().map(|m| m.content.as_str()));
+    let estimate = Usage::estimate(prompt, shown);
+    match reported {
+        Some(r) => Usage {
+            output_tokens: estimate.output_tokens.max(r.output_tokens),
+            ..r
+        },
+        None => estimate,
+    }
+}
+
+/// Stores the reply, then emits `Finished`, so what a reader sees after `Finished` is exactly
+/// what a reload shows.
+async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, outcome: Outcome) {
+    let text = live.text();
+    let reply = ReplyRef {
+        owner: record.owner.clone(),
+        message_id: record.reply.id,
+        run: record.reply.run,
+    };
+    if let Err(e) = db::finish_reply(&deps.pool, &reply, &text, &outcome).await {
+        tracing::error!(turn_id = %record.turn_id(), "could not store the finished reply: {e}");
+    }
+    tracing::info!(
+        turn_id = %record.turn_id(),
+        status = outcome.status.as_str(),
+        chars = text.len(),
+        "turn finished"
+    );
+    live.emit(TurnEvent::Finished(outcome));
+}
+
+/// The turn's task died (a panic): store what was shown as failed, and end the log.
+pub async fn store_crashed(deps: &Deps, live: &LiveTurn, error: &tokio::task::JoinError) {
+    tracing::error!(turn_id = %live.turn_id, "the turn's task died: {error}");
+    let Some(record) = live.record() else {
+        live.emit(TurnEvent::Finished(Outcome::failed(
+            "an internal error ended this reply",
+        )));
+        return;
+    };
+    let before = &record.reply.outcome;
+    let outcome = Outcome {
+        usage: before.usage,
+        usage_estimated: before.usage_estimated,
+        cost_usd: before.cost_usd,
+        ..Outcome::failed("an internal error ended this reply; the text so far is kept")
+    };
+    store_and_finish(deps, live, record, outcome).await;
+}

@@ -1,0 +1,193 @@
+//! Continue: a stopped or interrupted reply goes on from its text, in the same reply, with its
+//! figures adding up.
+
+use fake_provider::{expected_text, FakeConfig};
+use rill::model::{MessageStatus, Outcome, TurnEvent};
+use rill::server::db;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Sends a long reply and stops it after `deltas` deltas; returns the turn id, conversation and
+/// the text shown.
+async fn stopped_turn(app: &TestApp, model: &str, deltas: usize) -> (Uuid, Uuid, String) {
+    let turn_id = Uuid::new_v4();
+    let mut reader = EventReader::new(
+        app.send_to(turn_id, None, "Tell a story", Some(model))
+            .await,
+    );
+    let mut events = Vec::new();
+    while events
+        .iter()
+        .filter(|e: &&rill::model::TurnEnvelope| matches!(e.event, TurnEvent::Delta { .. }))
+        .count()
+        < deltas
+    {
+        events.push(reader.next().await.expect("streaming"));
+    }
+    assert_eq!(app.stop(turn_id).await.status(), 200);
+    events.extend(reader.read_to_end().await);
+    assert_eq!(finished(&events).status, MessageStatus::Stopped);
+    (turn_id, conversation_of(&events), text_of(&events))
+}
+
+#[tokio::test]
+async fn continue_goes_on_from_the_stopped_text_in_the_same_reply() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (turn_id, conversation, shown) = stopped_turn(&app, "fake/fake-model", 5).await;
+    let before: Outcome = app.stop(turn_id).await.json().await.expect("outcome");
+    app.fake.set_config(FakeConfig {
+        tokens: 6,
+        ..FakeConfig::default()
+    });
+    let events = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+            .await,
+    )
+    .read_to_end()
+    .await;
+    let TurnEvent::Started { run, .. } = &events[0].event else {
+        panic!("not Started: {events:?}")
+    };
+    assert_eq!(*run, 2, "the reply's second run");
+    // The run's log starts with the text so far, then the continuation.
+    let whole = format!("{shown}{}", expected_text(6));
+    assert_eq!(text_of(&events), whole);
+    let outcome = finished(&events);
+    assert_eq!(outcome.status, MessageStatus::Complete);
+    let (b, a) = (before.usage.expect("usage"), outcome.usage.expect("usage"));
+    assert_eq!(a.output_tokens, b.output_tokens + 6, "the figures add up");
+    assert!(a.input_tokens > b.input_tokens);
+    assert!(outcome.usage_estimated, "part of it was estimated");
+    assert!(outcome.cost_usd > before.cost_usd);
+    assert_eq!(
+        last_reply(&app.pool, conversation).await,
+        ("complete".into(), whole)
+    );
+    assert_eq!(app.count("messages").await, 2, "no new message");
+    // The model was asked to go on from the text: it is the last assistant message it was sent.
+    let request = &app.fake.requests()[1];
+    let messages = request["messages"].as_array().expect("messages");
+    let partial = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .expect("the partial reply");
+    assert_eq!(partial["content"], json!(shown));
+}
+
+#[tokio::test]
+async fn anthropic_continues_by_prefilling_the_reply() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (turn_id, _, shown) = stopped_turn(&app, "claude/claude-fake", 4).await;
+    app.fake.set_config(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    });
+    let events = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+            .await,
+    )
+    .read_to_end()
+    .await;
+    assert_eq!(finished(&events).status, MessageStatus::Complete);
+    let request = &app.fake.requests()[1];
+    let last = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .expect("messages");
+    assert_eq!(last["role"], "assistant");
+    assert_eq!(last["content"], json!(shown.trim_end()));
+}
+
+#[tokio::test]
+async fn an_interrupted_reply_can_be_continued_after_a_restart() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let events = app.turn(None, "Hi").await;
+    let conversation = conversation_of(&events);
+    // As a kill would leave it: streaming with the last flushed text, then a restart.
+    sqlx::query(
+        "UPDATE messages SET status = 'streaming', content = 'Hello wör' WHERE role = 'assistant'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("update");
+    assert_eq!(
+        db::interrupt_streaming(&app.pool).await.expect("recover"),
+        1
+    );
+    let (turn_id,): (String,) =
+        sqlx::query_as("SELECT turn_id FROM messages WHERE role = 'assistant'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("turn");
+    let events = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+            .await,
+    )
+    .read_to_end()
+    .await;
+    assert_eq!(finished(&events).status, MessageStatus::Complete);
+    assert_eq!(
+        last_reply(&app.pool, conversation).await,
+        ("complete".into(), format!("Hello wör{}", expected_text(5)))
+    );
+}
+
+#[tokio::test]
+async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    })
+    .await;
+    let first = app.turn(None, "One").await;
+    let conversation = conversation_of(&first);
+    let (first_turn,): (String,) =
+        sqlx::query_as("SELECT turn_id FROM messages WHERE role = 'assistant'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("turn");
+    let complete = app
+        .post_json("continue_reply", json!({"turn_id": first_turn}))
+        .await;
+    assert_eq!(complete.status(), 409);
+    assert!(complete
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("stopped or interrupted"));
+    sqlx::query("UPDATE messages SET status = 'stopped' WHERE role = 'assistant'")
+        .execute(&app.pool)
+        .await
+        .expect("update");
+    app.turn(Some(conversation), "Two").await;
+    let earlier = app
+        .post_json("continue_reply", json!({"turn_id": first_turn}))
+        .await;
+    assert_eq!(earlier.status(), 409);
+    assert!(earlier
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("last reply"));
+    let unknown = app
+        .post_json("continue_reply", json!({"turn_id": Uuid::new_v4()}))
+        .await;
+    assert_eq!(unknown.status(), 404);
+}

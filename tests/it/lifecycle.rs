@@ -1,0 +1,310 @@
+//! Shutdown and crash, with the real server binary: SIGTERM drains (new turns get 503, running
+//! replies get their grace, the rest are stored as interrupted), and after `kill -9` a restart
+//! shows the reply as interrupted with all but the last moments of its text.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_provider::{expected_text, FakeConfig, FakeProvider};
+use rill::model::{ConversationView, MessageStatus, TurnEvent};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// The `rill` binary, serving on a loopback port with the fake as its only provider.
+struct Server {
+    child: Child,
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(database: &Path, fake: &FakeProvider, grace_secs: u64) -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("addr").port()
+        };
+        let site = database.with_file_name("site");
+        let _ = std::fs::create_dir_all(&site);
+        let child = Command::new(env!("CARGO_BIN_EXE_rill"))
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LEPTOS_SITE_ROOT", &site)
+            .env("LEPTOS_OUTPUT_NAME", "rill")
+            .env("RILL_DATABASE", database)
+            .env("RILL_OPENAI_COMPAT_URL", fake.base_url())
+            .env("RILL_OPENAI_COMPAT_NAME", "fake")
+            .env("RILL_LOCAL_MODEL", "off")
+            .env("RILL_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the rill binary starts");
+        let server = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let ready = Instant::now();
+        while server
+            .http
+            .post(format!("{}/api/list_models", server.base_url))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                ready.elapsed() < Duration::from_secs(30),
+                "the server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    async fn send(&self, conversation: Option<Uuid>, text: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/send_message", self.base_url))
+            .json(
+                &json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": text}),
+            )
+            .send()
+            .await
+            .expect("the request reaches the server")
+    }
+
+    async fn conversation(&self, id: Uuid) -> ConversationView {
+        self.http
+            .post(format!("{}/api/get_conversation", self.base_url))
+            .form(&[("id", id.to_string())])
+            .send()
+            .await
+            .expect("reachable")
+            .json()
+            .await
+            .expect("a conversation")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, bounded; returns how long that took.
+    async fn exited(&mut self, bound: Duration) -> Duration {
+        let waiting = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success() || status.code().is_none(),
+                    "exit status {status}"
+                );
+                return waiting.elapsed();
+            }
+            assert!(
+                waiting.elapsed() < bound,
+                "the server did not exit within {bound:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn database() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("rill.db");
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_reply_finish_and_refuses_new_turns_with_503() {
+    let fake = FakeProvider::start(FakeConfig {
+        tokens: 60,
+        token_delay_ms: 25,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+    let (_dir, db) = database();
+    let mut server = Server::start(&db, &fake, 5).await;
+    let mut reader = EventReader::new(server.send(None, "Finish this").await);
+    let Some(TurnEvent::Started {
+        conversation_id, ..
+    }) = reader.next().await.map(|e| e.event)
+    else {
+        panic!("not Started")
+    };
+    let signalled = Instant::now();
+    server.signal("TERM");
+    // A new turn during the drain is refused at once, with a message that says why.
+    let refused = loop {
+        let response = server.send(Some(conversation_id), "Another").await;
+        if response.status() == 503 {
+            break response;
+        }
+        // Until the signal lands the conversation is busy (409): try again.
+        assert_eq!(response.status(), 409);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(refused
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("restarting"));
+    let rest = reader.read_to_end().await;
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+    assert_eq!(text_of(&rest), expected_text(60));
+    server.exited(Duration::from_secs(9)).await;
+    eprintln!(
+        "SIGTERM with a reply running: the reply finished and the server exited {:?} after the signal",
+        signalled.elapsed()
+    );
+    let server = Server::start(&db, &fake, 5).await;
+    let stored = server.conversation(conversation_id).await;
+    assert_eq!(stored.messages.len(), 2, "the refused turn stored nothing");
+    assert_eq!(stored.messages[1].outcome.status, MessageStatus::Complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stores_a_reply_longer_than_the_grace_as_interrupted() {
+    let fake = FakeProvider::start(FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+    let (_dir, db) = database();
+    let mut server = Server::start(&db, &fake, 1).await;
+    let mut reader = EventReader::new(server.send(None, "Never ending").await);
+    let Some(TurnEvent::Started {
+        conversation_id, ..
+    }) = reader.next().await.map(|e| e.event)
+    else {
+        panic!("not Started")
+    };
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let rest = reader.read_to_end().await;
+    let outcome = finished(&rest);
+    assert_eq!(outcome.status, MessageStatus::Interrupted);
+    assert!(outcome
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("shut down"));
+    server.exited(Duration::from_secs(8)).await;
+    eprintln!(
+        "SIGTERM, grace 1 s: exited {:?} after the signal",
+        signalled.elapsed()
+    );
+    assert!(fake
+        .wait_for_disconnect(Duration::from_secs(1))
+        .await
+        .is_some());
+    let server = Server::start(&db, &fake, 1).await;
+    let reply = &server.conversation(conversation_id).await.messages[1];
+    assert_eq!(reply.outcome.status, MessageStatus::Interrupted);
+    assert_eq!(
+        reply.content,
+        text_of(&rest),
+        "the text shown is the text stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_the_reply_is_interrupted_and_keeps_all_but_its_last_moments() {
+    let fake = FakeProvider::start(FakeConfig {
+        tokens: 5_000,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+    let (_dir, db) = database();
+    let mut server = Server::start(&db, &fake, 5).await;
+    let mut reader = EventReader::new(server.send(None, "Keep going").await);
+    let Some(TurnEvent::Started {
+        conversation_id, ..
+    }) = reader.next().await.map(|e| e.event)
+    else {
+        panic!("not Started")
+    };
+    // When each length of text was first seen by the reader.
+    let mut arrivals: Vec<(Instant, usize)> = Vec::new();
+    let mut text = String::new();
+    let streaming = Instant::now();
+    while streaming.elapsed() < Duration::from_millis(1_500) {
+        if let Some(TurnEvent::Delta { text: delta }) = reader.next().await.map(|e| e.event) {
+            text.push_str(&delta);
+            arrivals.push((Instant::now(), text.len()));
+        }
+    }
+    server.signal("KILL");
+    let killed = Instant::now();
+    server.exited(Duration::from_secs(5)).await;
+    drop(reader);
+
+    let server = Server::start(&db, &fake, 5).await;
+    let reply = &server.conversation(conversation_id).await.messages[1];
+    assert_eq!(reply.outcome.status, MessageStatus::Interrupted);
+    assert!(
+        text.starts_with(&reply.content),
+        "the stored text is what was shown, cut"
+    );
+    assert!(!reply.content.is_empty());
+    // The loss window: from when the reader first saw the stored text's end to the kill.
+    let saved_at = arrivals
+        .iter()
+        .find(|(_, len)| *len >= reply.content.len())
+        .map_or(killed, |(at, _)| *at);
+    let lost = killed.duration_since(saved_at);
+    eprintln!(
+        "kill -9: {} of {} bytes kept; the text lost was shown in the last {} ms before the kill",
+        reply.content.len(),
+        text.len(),
+        lost.as_millis()
+    );
+    // Checkpoints are every 250 ms; the bound here is loose for a loaded CI machine.
+    assert!(lost < Duration::from_secs(1), "lost {lost:?} of text");
+}
+
+#[tokio::test]
+async fn at_shutdown_conversation_streams_end_and_the_server_exits() {
+    let mut app = TestApp::start(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    })
+    .await;
+    let events = app.turn(None, "Hi").await;
+    let mut watching = EventReader::new(
+        app.post_json(
+            "conversation_events",
+            json!({"conversation_id": conversation_of(&events), "from_turn": null}),
+        )
+        .await,
+    );
+    assert!(matches!(
+        watching.next_line().await,
+        Some(rill::model::StreamLine::Turn { .. })
+    ));
+    let server = app.begin_shutdown();
+    // The page's idle stream is closed by the drain rather than holding the shutdown open.
+    while watching.next_line().await.is_some() {}
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server exits promptly")
+        .expect("the server task")
+        .expect("served without error");
+}

@@ -1,0 +1,335 @@
+//! One conversation open in several tabs: each sees the turns the others start, live; a
+//! conversation writes one reply at a time; Stop from any tab stops it for all; streams carry
+//! heartbeats and the headers proxies need.
+
+use std::time::{Duration, Instant};
+
+use fake_provider::{expected_text, FakeConfig};
+use rill::model::{MessageStatus, Outcome, StreamLine, TurnEnvelope, TurnEvent};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Opens a conversation's stream, as a page showing it does.
+async fn watch(app: &TestApp, conversation: Uuid, from_turn: Option<Uuid>) -> EventReader {
+    let response = app
+        .post_json(
+            "conversation_events",
+            json!({"conversation_id": conversation, "from_turn": from_turn}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    EventReader::new(response)
+}
+
+/// Reads a watched conversation until the announced turn `turn_id` finishes; returns its events.
+async fn read_turn(tab: &mut EventReader, turn_id: Uuid) -> Vec<TurnEnvelope> {
+    let mut following = false;
+    let mut events = Vec::new();
+    loop {
+        match tab
+            .next_line()
+            .await
+            .expect("the conversation stream stays open")
+        {
+            StreamLine::Turn { reply, .. } => following = reply.turn_id == turn_id,
+            StreamLine::Event(event) if following => {
+                let done = matches!(event.event, TurnEvent::Finished(_));
+                events.push(event);
+                if done {
+                    return events;
+                }
+            }
+            StreamLine::Event(_) | StreamLine::Heartbeat => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_tab_sees_a_turn_started_in_the_first_live_and_identically() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 40,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    let first = app.turn(None, "First").await;
+    let conversation = conversation_of(&first);
+    let second_turn = Uuid::new_v4();
+    // Tab B shows the conversation (it has everything up to the first turn)…
+    let mut tab_b = watch(&app, conversation, None).await;
+    match tab_b.next_line().await.expect("the stored turn") {
+        StreamLine::Turn { user, reply } => {
+            assert_eq!(user.content, "First");
+            assert_eq!(reply.content, expected_text(40));
+            assert_eq!(reply.outcome.status, MessageStatus::Complete);
+        }
+        other => panic!("expected the stored turn, got {other:?}"),
+    }
+    // …and tab A sends the next one.
+    let mut tab_a = EventReader::new(app.send(second_turn, Some(conversation), "Second").await);
+    let (seen_by_a, seen_by_b) = tokio::join!(
+        async {
+            let mut events = Vec::new();
+            while let Some(event) = tab_a.next().await {
+                events.push(event);
+            }
+            events
+        },
+        read_turn(&mut tab_b, second_turn)
+    );
+    assert_eq!(seen_by_b, seen_by_a, "the same events, in the same order");
+    assert_eq!(text_of(&seen_by_b), expected_text(40));
+    // Tab B's stream stays open for the next turn, with heartbeats meanwhile.
+    assert_eq!(
+        tab_b.next_line().await,
+        Some(StreamLine::Heartbeat),
+        "a quiet conversation stream carries heartbeats"
+    );
+}
+
+#[tokio::test]
+async fn a_send_into_a_conversation_that_is_streaming_is_refused_and_changes_nothing() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 200,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    let turn_id = Uuid::new_v4();
+    let mut tab_a = EventReader::new(app.send(turn_id, None, "Long one").await);
+    let conversation = match tab_a.next().await.map(|e| e.event) {
+        Some(TurnEvent::Started {
+            conversation_id, ..
+        }) => conversation_id,
+        other => panic!("not Started: {other:?}"),
+    };
+    let response = app
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "Me too"}),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    let body = response.text().await.unwrap_or_default();
+    assert!(body.contains("already being written"), "{body}");
+    assert_eq!(
+        app.count("messages").await,
+        2,
+        "nothing stored for the refused send"
+    );
+    let rest = tab_a.read_to_end().await;
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+    assert_eq!(app.fake.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn stop_in_one_tab_stops_the_reply_in_both_and_cuts_the_upstream() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    let turn_id = Uuid::new_v4();
+    let mut tab_a = EventReader::new(app.send(turn_id, None, "Talk for a long time").await);
+    let Some(TurnEnvelope {
+        event: TurnEvent::Started {
+            conversation_id, ..
+        },
+        ..
+    }) = tab_a.next().await
+    else {
+        panic!("not Started")
+    };
+    let mut tab_b = watch(&app, conversation_id, None).await;
+    // Tab B follows the running turn; once it has seen text, it presses Stop.
+    let mut seen_by_b = Vec::new();
+    loop {
+        if let StreamLine::Event(event) = tab_b.next_line().await.expect("open") {
+            let delta = matches!(event.event, TurnEvent::Delta { .. });
+            seen_by_b.push(event);
+            if delta && seen_by_b.len() > 5 {
+                break;
+            }
+        }
+    }
+    let pressed = Instant::now();
+    let stop = app.stop(turn_id).await;
+    let answered = pressed.elapsed();
+    assert_eq!(stop.status(), 200);
+    let outcome: Outcome = stop.json().await.expect("outcome");
+    assert_eq!(outcome.status, MessageStatus::Stopped);
+    let disconnect = app
+        .fake
+        .wait_for_disconnect(Duration::from_secs(5))
+        .await
+        .expect("the upstream was closed");
+    let upstream_closed = disconnect.at.map(|at| at.duration_since(pressed));
+    eprintln!(
+        "Stop with a second tab watching: upstream closed {upstream_closed:?} after the press, stop answered in {answered:?}"
+    );
+    let seen_by_a: Vec<TurnEnvelope> = {
+        let mut events = vec![];
+        while let Some(e) = tab_a.next().await {
+            events.push(e);
+        }
+        events
+    };
+    assert_eq!(finished(&seen_by_a).status, MessageStatus::Stopped);
+    let rest_b = read_turn_rest(&mut tab_b).await;
+    seen_by_b.extend(rest_b);
+    assert_eq!(finished(&seen_by_b).status, MessageStatus::Stopped);
+    assert_eq!(
+        text_of(&seen_by_b),
+        text_of(&seen_by_a),
+        "both tabs end with the same text"
+    );
+    assert_eq!(
+        last_reply(&app.pool, conversation_id).await,
+        ("stopped".to_owned(), text_of(&seen_by_b))
+    );
+}
+
+/// The rest of the turn being followed on a conversation stream, to its `Finished`.
+async fn read_turn_rest(tab: &mut EventReader) -> Vec<TurnEnvelope> {
+    let mut events = Vec::new();
+    loop {
+        if let StreamLine::Event(event) = tab.next_line().await.expect("open") {
+            let done = matches!(event.event, TurnEvent::Finished(_));
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_missed_turns_while_away_gets_them_first() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 4,
+        ..FakeConfig::default()
+    })
+    .await;
+    let first = app.turn(None, "One").await;
+    let conversation = conversation_of(&first);
+    let one: (String,) = sqlx::query_as("SELECT turn_id FROM messages WHERE content = 'One'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("turn");
+    app.turn(Some(conversation), "Two").await;
+    app.turn(Some(conversation), "Three").await;
+    // The page has turn One; it comes back and asks from there.
+    let mut tab = watch(
+        &app,
+        conversation,
+        Some(Uuid::parse_str(&one.0).expect("id")),
+    )
+    .await;
+    let mut questions = Vec::new();
+    for _ in 0..3 {
+        match tab.next_line().await.expect("a turn") {
+            StreamLine::Turn { user, .. } => questions.push(user.content),
+            other => panic!("expected turns first, got {other:?}"),
+        }
+    }
+    assert_eq!(questions, ["One", "Two", "Three"]);
+}
+
+#[tokio::test]
+async fn an_unknown_conversation_stream_is_404() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let response = app
+        .post_json(
+            "conversation_events",
+            json!({"conversation_id": Uuid::new_v4(), "from_turn": null}),
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn turn_streams_carry_heartbeats_while_the_provider_thinks_and_say_not_to_buffer() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 3,
+        first_token_delay_ms: 1_600,
+        ..FakeConfig::default()
+    })
+    .await;
+    let response = app.send(Uuid::new_v4(), None, "Take your time").await;
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("x-accel-buffering")
+            .and_then(|v| v.to_str().ok()),
+        Some("no")
+    );
+    let mut reader = EventReader::new(response);
+    let mut lines = Vec::new();
+    while let Some(line) = reader.next_line().await {
+        lines.push(line);
+    }
+    let heartbeats = lines
+        .iter()
+        .take_while(|l| {
+            !matches!(
+                l,
+                StreamLine::Event(TurnEnvelope {
+                    event: TurnEvent::Delta { .. },
+                    ..
+                })
+            )
+        })
+        .filter(|l| **l == StreamLine::Heartbeat)
+        .count();
+    assert!(
+        heartbeats >= 2,
+        "heartbeats before the first token: {heartbeats} in {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_of_a_turn_that_left_memory_gets_it_whole_from_the_start() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 10,
+            ..FakeConfig::default()
+        },
+        turns: Some(rill::server::config::TurnSettings {
+            keep_finished: Duration::from_millis(50),
+            ..test_turns()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let turn_id = Uuid::new_v4();
+    let events = EventReader::new(app.send(turn_id, None, "Hi").await)
+        .read_to_end()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A reader that had seen up to event 7 of the live log comes back after the log was dropped.
+    let replay = EventReader::new(
+        app.post_json(
+            "turn_events",
+            json!({"turn_id": turn_id, "run": 1, "after_seq": 7}),
+        )
+        .await,
+    )
+    .read_to_end()
+    .await;
+    assert!(
+        matches!(replay[0].event, TurnEvent::Started { .. }),
+        "{replay:?}"
+    );
+    assert_eq!(text_of(&replay), text_of(&events));
+    assert_eq!(finished(&replay), finished(&events));
+}
