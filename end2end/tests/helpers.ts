@@ -10,6 +10,16 @@ export type FakeConfig = {
   cache_write_tokens?: number;
 };
 
+// The fake's reply, token by token (crates/fake-provider's `token` and `expected_text`).
+const WORDS = ["Hello", " wörld", ",", " this", " is", " a", " fäke", " 日本語", " reply", " 🌍", " —", " ok."];
+export function fakeToken(i: number): string {
+  const word = WORDS[i % WORDS.length];
+  return i % WORDS.length === WORDS.length - 1 ? `${word}[${i}]` : word;
+}
+export function fakeText(tokens: number): string {
+  return Array.from({ length: tokens }, (_, i) => fakeToken(i)).join("");
+}
+
 export async function configureFake(page: Page, config: FakeConfig) {
   const response = await page.request.post(`${fakeUrl}/_fake/config`, { data: config });
   expect(response.ok()).toBeTruthy();
@@ -25,13 +35,14 @@ export async function fakeLog(page: Page): Promise<FakeLog> {
   return (await page.request.get(`${fakeUrl}/_fake/log`)).json();
 }
 
-export async function openNewChat(page: Page) {
-  await page.goto("/");
+export async function openNewChat(page: Page, url = "/") {
+  await page.goto(url);
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
 }
 
 export const composer = (page: Page) => page.getByRole("textbox", { name: "Message" });
 export const lastReply = (page: Page) => page.locator("li.message.assistant").last();
+export const replyText = async (page: Page) => (await lastReply(page).locator(".content").textContent()) ?? "";
 
 export async function send(page: Page, text: string) {
   await composer(page).fill(text);
