@@ -76,6 +76,22 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
+# Tests put a default nginx in front of the app to prove tokens are not buffered by a proxy.
+ensure_nginx() {
+  if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null; then return; fi
+  log "installing nginx from apt (for the reverse-proxy tests)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light >/dev/null
+}
+
+# Finds dependencies that are declared but not used (scripts/check-deps.sh).
+CARGO_MACHETE_VERSION=0.9.2
+ensure_cargo_machete() {
+  if cargo machete --version 2>/dev/null | grep -q "$CARGO_MACHETE_VERSION"; then return; fi
+  log "building cargo-machete $CARGO_MACHETE_VERSION from crates.io"
+  cargo install cargo-machete --version "$CARGO_MACHETE_VERSION" --locked
+}
+
 ensure_end2end_packages() {
   if [ -d "$repo_root/end2end/node_modules/@playwright/test" ]; then return; fi
   log "installing end2end npm packages (no browser download)"
@@ -93,5 +109,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_build_tools
   ensure_wasm_opt
   ensure_chromium
+  ensure_nginx
+  ensure_cargo_machete
   ensure_end2end_packages
 fi

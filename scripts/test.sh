@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine, installing what is missing (idempotent):
-# formatting, clippy for both builds, unit and HTTP-level tests, then browser tests in
-# headless Chromium against the built app and the fake provider.
+# formatting, unused or duplicated dependencies, clippy for both builds, unit and HTTP-level tests
+# (faults, concurrency, shutdown and kill -9 of the real binary, nginx in front), then browser
+# tests in headless Chromium against the built app and the fake provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-tools.sh
 ensure_build_tools
 ensure_chromium
+ensure_nginx
+ensure_cargo_machete
 ensure_end2end_packages
 bash scripts/fetch-model.sh
 
@@ -15,6 +18,9 @@ started=$SECONDS
 
 step "format"
 cargo fmt --all -- --check
+
+step "dependencies"
+bash scripts/check-deps.sh
 
 step "clippy (server build)"
 cargo clippy --workspace --all-targets --features ssr -- -D warnings

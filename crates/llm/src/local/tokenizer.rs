@@ -89,6 +89,8 @@ pub fn from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, LocalModelEr
         .filter(|(_, &t)| t == TOKEN_TYPE_CONTROL)
         .map(|(t, _)| AddedToken::from(t.clone(), true))
         .collect();
-    tokenizer.add_special_tokens(&specials);
+    tokenizer
+        .add_special_tokens(specials)
+        .map_err(|e| LocalModelError::Format(format!("the special tokens: {e}")))?;
     Ok(tokenizer)
 }
