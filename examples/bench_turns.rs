@@ -20,8 +20,8 @@ use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
 use uuid::Uuid;
 
-const LEVELS: [usize; 7] = [50, 100, 200, 400, 800, 1_200, 1_600];
-const LEVEL_LIMIT: Duration = Duration::from_secs(120);
+const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
+const LEVEL_LIMIT: Duration = Duration::from_secs(180);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,8 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         local_model: None,
         turns: TurnSettings::default(),
     };
-    let pool = db::connect(&config.database_path).await?;
-    let state = AppState::new(pool.clone(), config, LocalModelStatus::Disabled).await?;
+    let database = db::connect(&config.database_path).await?;
+    let pool = database.reader().clone();
+    let state = AppState::new(database, config, LocalModelStatus::Disabled).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/send_message", listener.local_addr()?);
     let options = leptos::config::LeptosOptions::builder()

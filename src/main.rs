@@ -36,10 +36,10 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let leptos_options = leptos::config::get_configuration(None)
         .context("reading Leptos settings")?
         .leptos_options;
-    let pool = db::connect(&config.database_path)
+    let db = db::connect(&config.database_path)
         .await
         .with_context(|| format!("opening the database {}", config.database_path.display()))?;
-    let interrupted = db::interrupt_streaming(&pool).await?;
+    let interrupted = db::interrupt_streaming(&db).await?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
@@ -49,7 +49,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let settings = config.local_model.clone();
     let local_model =
         tokio::task::spawn_blocking(move || LocalModelStatus::load(settings.as_ref())).await?;
-    let state = AppState::new(pool, config, local_model)
+    let state = AppState::new(db, config, local_model)
         .await
         .context("loading the price table")?;
     for notice in state.models.notices() {

@@ -85,12 +85,15 @@ test("a second tab shows a turn sent from the first, live, and Stop in either st
   await second.close();
 });
 
-test("after the server is killed mid-reply, the page shows it interrupted, and Continue finishes it", async ({ page }) => {
+test("after the server behind nginx is killed mid-reply, the page shows it interrupted, and Continue finishes it", async ({ page }) => {
   const rill = new RillProcess(base + 2, tempDatabase());
   await rill.start();
+  // nginx stays up while Rill is down: the page gets nginx's 502 pages, and keeps trying.
+  const nginx = new NginxProcess(base + 3, rill.url);
+  await nginx.start();
   try {
     await configureFake(page, { tokens: 3000, token_delay_ms: 10 });
-    await openNewChat(page, rill.url);
+    await openNewChat(page, nginx.url);
     await send(page, "A reply the server will not live to finish");
     await expect.poll(async () => (await replyText(page)).length).toBeGreaterThan(200);
     await page.waitForTimeout(400);
@@ -112,6 +115,41 @@ test("after the server is killed mid-reply, the page shows it interrupted, and C
     await expect(lastReply(page).getByRole("button", { name: "Continue" })).toHaveCount(0);
     await expect(composer(page)).toBeEditable();
   } finally {
+    await nginx.kill();
     await rill.kill();
+  }
+});
+
+test("a tab that lost its connection while another tab's reply ended shows the end, and Send, when it is back", async ({ page, browser }) => {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+  await send(page, "First");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  const path = new URL(page.url()).pathname;
+
+  // The second tab reaches the same server through a proxy that will go away.
+  const nginx = new NginxProcess(base + 4, `http://127.0.0.1:${appPort}`);
+  await nginx.start();
+  const context = await browser.newContext();
+  const second = await context.newPage();
+  try {
+    await openNewChat(second, nginx.url + path);
+    await configureFake(page, { tokens: 120, token_delay_ms: 25 });
+    await send(page, "Second");
+    await expect.poll(async () => (await replyText(second)).length).toBeGreaterThan(20);
+    await expect(second.getByRole("button", { name: "Stop" })).toBeVisible();
+
+    await nginx.kill();
+    await expect(second.locator(".connection")).toHaveText(/reconnecting/);
+    await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
+    await nginx.start();
+
+    await expect(lastReply(second)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
+    expect(await replyText(second)).toBe(fakeText(120));
+    await expect(second.getByRole("button", { name: "Send" })).toBeVisible();
+    await expect(second.getByRole("button", { name: "Stop" })).toHaveCount(0);
+  } finally {
+    await context.close();
+    await nginx.kill();
   }
 });

@@ -8,13 +8,13 @@ use crate::server::{db, input, AppState};
 #[leptos::server(prefix = "/api", endpoint = "list_conversations")]
 pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    Ok(db::list_conversations(&state.pool, &owner).await?)
+    Ok(db::list_conversations(&state.db, &owner).await?)
 }
 
 #[leptos::server(prefix = "/api", endpoint = "get_conversation")]
 pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    db::get_conversation(&state.pool, &owner, id)
+    db::get_conversation(&state.db, &owner, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such conversation".into()))
 }
@@ -24,7 +24,7 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
 pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<(), ApiError> {
     let system_prompt = input::system_prompt(&system_prompt)?;
     let (state, owner) = AppState::from_context()?;
-    match db::set_system_prompt(&state.pool, &owner, id, system_prompt).await? {
+    match db::set_system_prompt(&state.db, &owner, id, system_prompt).await? {
         true => Ok(()),
         false => Err(ApiError::NotFound("no such conversation".into())),
     }

@@ -19,7 +19,7 @@ pub async fn set_conversation_model(id: Uuid, model: String) -> Result<(), ApiEr
     if !state.models.contains(&model) {
         return Err(ApiError::BadRequest(format!("unknown model {model}")));
     }
-    match db::set_conversation_model(&state.pool, &owner, id, &model).await? {
+    match db::set_conversation_model(&state.db, &owner, id, &model).await? {
         true => Ok(()),
         false => Err(ApiError::NotFound("no such conversation".into())),
     }

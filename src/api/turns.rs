@@ -23,8 +23,8 @@ pub async fn send_message(
     let turn = SendTurn {
         turn_id,
         conversation_id,
-        text: &text,
-        model: model.as_deref(),
+        text,
+        model,
     };
     Ok(lines(state.turns.send(&owner, turn).await?))
 }
@@ -67,11 +67,20 @@ pub async fn stop_turn(turn_id: Uuid) -> Result<Outcome, ApiError> {
 }
 
 /// Asks the model to go on with a stopped or interrupted reply, the last of its conversation;
-/// streams the reply's new run, which starts with the text so far.
+/// streams the reply's new run, which starts with the text so far. `from_run` is the run the page
+/// shows, so that asking again after a dropped connection follows the same continuation.
 #[leptos::server(prefix = "/api", endpoint = "continue_reply", input = Json, output = Streaming)]
-pub async fn continue_reply(turn_id: Uuid) -> Result<ByteStream<ApiError>, ApiError> {
+pub async fn continue_reply(
+    turn_id: Uuid,
+    from_run: u32,
+) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    Ok(lines(state.turns.continue_reply(&owner, turn_id).await?))
+    Ok(lines(
+        state
+            .turns
+            .continue_reply(&owner, turn_id, from_run)
+            .await?,
+    ))
 }
 
 #[cfg(feature = "ssr")]

@@ -261,51 +261,43 @@ impl Config {
                 None => Ok(default),
             }
         };
-        // A whole number at least `min` that fits the setting's type.
-        fn sized<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T, ConfigError> {
+        // A whole number, at least `min`, that fits the setting's type.
+        let whole = |name: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            Ok(number(name, default)?.max(min))
+        };
+        fn fits<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T, ConfigError> {
             T::try_from(value)
                 .map_err(|_| ConfigError::Invalid(format!("{name}={value} is too large")))
         }
-        let at_least = |name: &str, default: u64, min: u64| {
-            Ok::<_, ConfigError>(number(name, default)?.max(min))
+        // A time limit past this is no limit; the cap keeps every deadline computable.
+        const MAX_SECS: u64 = 30 * 24 * 3600;
+        let seconds = |name: &str, default: Duration, min: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(
+                whole(name, default.as_secs(), min)?.min(MAX_SECS),
+            ))
         };
-        let defaults = TurnSettings::default();
+        let d = TurnSettings::default();
         let turns = TurnSettings {
-            provider_idle: Duration::from_secs(at_least(
-                "RILL_PROVIDER_IDLE_SECS",
-                defaults.provider_idle.as_secs(),
-                1,
-            )?),
-            max_duration: Duration::from_secs(at_least(
-                "RILL_TURN_MAX_SECS",
-                defaults.max_duration.as_secs(),
-                1,
-            )?),
-            max_output_tokens: sized(
+            provider_idle: seconds("RILL_PROVIDER_IDLE_SECS", d.provider_idle, 1)?,
+            max_duration: seconds("RILL_TURN_MAX_SECS", d.max_duration, 1)?,
+            shutdown_grace: seconds("RILL_SHUTDOWN_GRACE_SECS", d.shutdown_grace, 0)?,
+            max_output_tokens: fits(
                 "RILL_MAX_OUTPUT_TOKENS",
-                at_least(
-                    "RILL_MAX_OUTPUT_TOKENS",
-                    defaults.max_output_tokens.into(),
-                    1,
-                )?,
+                whole("RILL_MAX_OUTPUT_TOKENS", d.max_output_tokens.into(), 1)?,
             )?,
-            max_reply_chars: sized(
+            max_reply_chars: fits(
                 "RILL_MAX_REPLY_CHARS",
-                at_least("RILL_MAX_REPLY_CHARS", defaults.max_reply_chars as u64, 1)?,
+                whole("RILL_MAX_REPLY_CHARS", d.max_reply_chars as u64, 1)?,
             )?,
-            default_context_tokens: sized(
+            default_context_tokens: fits(
                 "RILL_DEFAULT_CONTEXT_TOKENS",
-                at_least(
+                whole(
                     "RILL_DEFAULT_CONTEXT_TOKENS",
-                    defaults.default_context_tokens.into(),
+                    d.default_context_tokens.into(),
                     512,
                 )?,
             )?,
-            shutdown_grace: Duration::from_secs(number(
-                "RILL_SHUTDOWN_GRACE_SECS",
-                defaults.shutdown_grace.as_secs(),
-            )?),
-            ..defaults
+            ..d
         };
         let local_model = match var("RILL_LOCAL_MODEL").as_deref() {
             Some("off") => None,
@@ -383,6 +375,9 @@ mod tests {
         let err = config(&[("RILL_TURN_MAX_SECS", "soon")]).expect_err("not a number");
         assert!(err.to_string().contains("RILL_TURN_MAX_SECS"), "{err}");
         assert!(config(&[("RILL_MAX_OUTPUT_TOKENS", "99999999999")]).is_err());
+        // "No limit", written as a huge number, is a long limit rather than a crash later.
+        let c = config(&[("RILL_TURN_MAX_SECS", "18446744073709551615")]).expect("config");
+        assert_eq!(c.turns.max_duration, Duration::from_secs(30 * 24 * 3600));
     }
 
     #[test]
@@ -398,6 +393,30 @@ mod tests {
             Some((2, 64))
         );
         assert!(config(&[("RILL_LOCAL_THREADS", "two")]).is_err());
+    }
+
+    /// Every `RILL_*` variable this module reads is documented in `.env.example`, and the file
+    /// documents nothing this module does not read.
+    #[test]
+    fn every_setting_is_documented_in_env_example() {
+        fn names(text: &str) -> std::collections::BTreeSet<String> {
+            text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .filter(|word| word.starts_with("RILL_") && word.len() > "RILL_".len())
+                .map(str::to_owned)
+                .collect()
+        }
+        let code = include_str!("config.rs");
+        let code = &code[..code.find("#[cfg(test)]").unwrap_or(code.len())];
+        let mut read = names(code);
+        // Built from the provider's name: RILL_{OPENAI,ANTHROPIC,GEMINI}_{BASE_URL,MODELS}.
+        read.retain(|n| n != "RILL_" && !n.ends_with('_'));
+        for provider in ["OPENAI", "ANTHROPIC", "GEMINI"] {
+            for setting in ["BASE_URL", "MODELS"] {
+                read.insert(format!("RILL_{provider}_{setting}"));
+            }
+        }
+        let documented = names(include_str!("../../.env.example"));
+        assert_eq!(read, documented);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Storage. All SQL lives here, and every query is scoped to an [`Owner`], so per-user accounts
 //! (and a Postgres backend) change this module and nothing above it.
 //!
+//! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
+//! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
+//! of the owner, per statement).
+//!
 //! Writes are built for many turns at once: every transaction that writes takes SQLite's write
 //! lock up front (`BEGIN IMMEDIATE`, so it waits its turn instead of failing to upgrade a read),
 //! transactions are a few statements long, and the text of running replies is written by one
@@ -46,8 +50,29 @@ impl From<DbError> for ApiError {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Owner(pub String);
 
+/// The database: a pool of readers and one writer. SQLite lets one connection write at a time;
+/// here writers wait their turn in the pool, in order, instead of racing for the lock and
+/// sleeping in SQLite's busy handler, and no write of ours ever sees SQLITE_BUSY from another.
+#[derive(Clone, Debug)]
+pub struct Db {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl Db {
+    /// Connections for reading (WAL: they never wait for the writer).
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The one connection that writes.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
 /// Opens (creating if needed) the database and applies pending migrations.
-pub async fn connect(path: &Path) -> Result<SqlitePool, DbError> {
+pub async fn connect(path: &Path) -> Result<Db, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| DbError::Directory {
             path: dir.display().to_string(),
@@ -62,17 +87,21 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, DbError> {
         // Writers queue on the lock rather than fail; every write transaction is short.
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
         .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    sqlx::migrate!("./migrations").run(&writer).await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Db { reader, writer })
 }
 
 /// A transaction holding the write lock from its first statement.
-async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, DbError> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+async fn begin_write(db: &Db) -> Result<Transaction<'static, Sqlite>, DbError> {
+    Ok(db.writer.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 pub fn now_ms() -> i64 {
@@ -82,23 +111,23 @@ pub fn now_ms() -> i64 {
 }
 
 /// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
-pub async fn interrupt_streaming(pool: &SqlitePool) -> Result<u64, DbError> {
+pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
     let done = sqlx::query(
         "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
          WHERE status = 'streaming'",
     )
-    .bind(INTERRUPTED_BY_A_STOP)
+    .bind(INTERRUPTED_BY_RESTART)
     .bind(now_ms())
-    .execute(pool)
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected())
 }
 
-/// Said of a reply the server stopped during without storing how it ended.
-pub const INTERRUPTED_BY_A_STOP: &str = "the server stopped during this reply";
+/// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
+pub const INTERRUPTED_BY_RESTART: &str = "the server stopped during this reply";
 
 pub async fn list_conversations(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
 ) -> Result<Vec<ConversationSummary>, DbError> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -106,7 +135,7 @@ pub async fn list_conversations(
          WHERE owner = ? AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 200",
     )
     .bind(&owner.0)
-    .fetch_all(pool)
+    .fetch_all(db.reader())
     .await?;
     rows.into_iter()
         .map(|(id, title, updated_at)| {
@@ -142,18 +171,18 @@ async fn conversation_row(
 }
 
 pub async fn get_conversation(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     id: Uuid,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = conversation_row(pool, owner, id).await? else {
+    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
         return Ok(None);
     };
     let messages: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY created_at, rowid"
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position"
     ))
     .bind(id.to_string())
-    .fetch_all(pool)
+    .fetch_all(db.reader())
     .await?;
     Ok(Some(ConversationView {
         id,
@@ -282,13 +311,9 @@ pub enum BeginTurn {
 }
 
 /// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
-pub async fn begin_turn(
-    pool: &SqlitePool,
-    owner: &Owner,
-    turn: NewTurn<'_>,
-) -> Result<BeginTurn, DbError> {
+pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<BeginTurn, DbError> {
     let now = now_ms();
-    let mut tx = begin_write(pool).await?;
+    let mut tx = begin_write(db).await?;
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
         .bind(turn.turn_id.to_string())
         .fetch_optional(&mut *tx)
@@ -331,6 +356,11 @@ pub async fn begin_turn(
             (id, model, String::new())
         }
     };
+    let (last_position,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = ?")
+            .bind(conversation_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
     let user = MessageView {
         id: Uuid::new_v4(),
         turn_id: turn.turn_id,
@@ -349,11 +379,11 @@ pub async fn begin_turn(
         run: 1,
         outcome: Outcome::streaming(),
     };
-    // The reply's created_at is one millisecond later so ordering by time keeps the pair in order.
-    for (message, created) in [(&user, now), (&reply, now + 1)] {
+    for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
         let inserted = sqlx::query(
-            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
+                                   created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(message.id.to_string())
         .bind(conversation_id.to_string())
@@ -365,8 +395,9 @@ pub async fn begin_turn(
         .bind(&message.content)
         .bind(message.outcome.status.as_str())
         .bind(&message.model)
-        .bind(created)
-        .bind(created)
+        .bind(position)
+        .bind(now)
+        .bind(now)
         .execute(&mut *tx)
         .await;
         if is_one_streaming_violation(&inserted) {
@@ -407,32 +438,39 @@ fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
 pub enum BeginContinuation {
     /// The reply is `streaming` again; its run number went up by one.
     Started(Box<TurnRecord>),
+    /// The reply was already continued past `from_run` (a repeated request): this is its run now.
+    AlreadyContinued { run: u32 },
     /// No such turn for this owner.
     NoSuchTurn,
     /// The reply cannot be continued; the reason, in words.
     Refused(String),
     /// The conversation already has a reply streaming.
-    Busy,
+    Busy { conversation_id: Uuid },
 }
 
 /// Re-opens a stopped or interrupted reply, the last of its conversation, so that the model can
-/// go on from its text. The conversation's current model writes the continuation.
+/// go on from its text; `from_run` is the run the asker saw, so that asking twice continues once.
+/// The conversation's current model writes the continuation.
 pub async fn begin_continuation(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     turn_id: Uuid,
+    from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
-    let mut tx = begin_write(pool).await?;
+    let mut tx = begin_write(db).await?;
     let Some((user, reply, conversation_id)) = turn_in(&mut *tx, owner, turn_id).await? else {
         return Ok(BeginContinuation::NoSuchTurn);
     };
+    if reply.run > from_run {
+        return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
+    }
     let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
         return Ok(BeginContinuation::NoSuchTurn);
     };
     if reply.outcome.status == MessageStatus::Streaming
         || streaming_reply(&mut tx, conversation_id).await?
     {
-        return Ok(BeginContinuation::Busy);
+        return Ok(BeginContinuation::Busy { conversation_id });
     }
     if !reply.outcome.status.can_continue() {
         return Ok(BeginContinuation::Refused(
@@ -441,7 +479,7 @@ pub async fn begin_continuation(
     }
     let later: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM messages WHERE conversation_id = ?
-           AND created_at > (SELECT created_at FROM messages WHERE id = ?)",
+           AND position > (SELECT position FROM messages WHERE id = ?)",
     )
     .bind(conversation_id.to_string())
     .bind(reply.id.to_string())
@@ -464,7 +502,7 @@ pub async fn begin_continuation(
     .execute(&mut *tx)
     .await;
     if is_one_streaming_violation(&updated) {
-        return Ok(BeginContinuation::Busy);
+        return Ok(BeginContinuation::Busy { conversation_id });
     }
     updated?;
     tx.commit().await?;
@@ -497,23 +535,22 @@ fn title_from(text: &str) -> String {
 /// The conversation's messages before `reply_id`, oldest first, as candidates for the prompt
 /// (the turn engine decides which are sent).
 pub async fn history(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
     reply_id: Uuid,
 ) -> Result<Vec<MessageView>, DbError> {
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND id != ?
-           AND created_at <= (SELECT created_at FROM messages WHERE id = ?)
-           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)
-         ORDER BY created_at, rowid"
+         WHERE conversation_id = ?
+           AND position < (SELECT position FROM messages WHERE id = ?)
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)
+         ORDER BY position"
     ))
     .bind(conversation_id.to_string())
     .bind(reply_id.to_string())
-    .bind(reply_id.to_string())
     .bind(&owner.0)
-    .fetch_all(pool)
+    .fetch_all(db.reader())
     .await?;
     rows.into_iter().map(MessageView::try_from).collect()
 }
@@ -534,20 +571,17 @@ pub struct Checkpoint {
 
 /// Saves the text of every running reply in one transaction. A reply that has meanwhile ended
 /// (or moved on to a later run) is left alone.
-pub async fn save_checkpoints(
-    pool: &SqlitePool,
-    checkpoints: &[Checkpoint],
-) -> Result<(), DbError> {
+pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(), DbError> {
     if checkpoints.is_empty() {
         return Ok(());
     }
     let now = now_ms();
-    let mut tx = begin_write(pool).await?;
+    let mut tx = begin_write(db).await?;
     for c in checkpoints {
         sqlx::query(
             "UPDATE messages SET content = ?, updated_at = ?
              WHERE id = ? AND status = 'streaming' AND run = ?
-               AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
+               AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
         )
         .bind(&c.content)
         .bind(now)
@@ -563,7 +597,7 @@ pub async fn save_checkpoints(
 
 /// Stores how a reply ended, with its whole text.
 pub async fn finish_reply(
-    pool: &SqlitePool,
+    db: &Db,
     reply: &ReplyRef,
     content: &str,
     outcome: &Outcome,
@@ -575,7 +609,7 @@ pub async fn finish_reply(
             cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?, usage_estimated = ?,
             cost_usd = ?, left_out = ?, updated_at = ?
          WHERE id = ? AND run = ?
-           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
     )
     .bind(content)
     .bind(outcome.status.as_str())
@@ -592,9 +626,45 @@ pub async fn finish_reply(
     .bind(reply.message_id.to_string())
     .bind(reply.run)
     .bind(&reply.owner.0)
-    .execute(pool)
+    .execute(db.writer())
     .await?;
     Ok(())
+}
+
+/// Marks a reply interrupted that the database holds as streaming but no turn in this process
+/// is writing (its end could not be stored). Returns whether it was such a reply.
+pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
+         WHERE id = ? AND run = ? AND status = 'streaming'
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
+    )
+    .bind(INTERRUPTED_BY_RESTART)
+    .bind(now_ms())
+    .bind(reply.message_id.to_string())
+    .bind(reply.run)
+    .bind(&reply.owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The reply streaming in a conversation, if any.
+pub async fn streaming_reply_of(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+) -> Result<Option<MessageView>, DbError> {
+    let row: Option<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND status = 'streaming'
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)"
+    ))
+    .bind(conversation_id.to_string())
+    .bind(&owner.0)
+    .fetch_optional(db.reader())
+    .await?;
+    row.map(MessageView::try_from).transpose()
 }
 
 /// A turn's question and reply, and its conversation.
@@ -605,8 +675,8 @@ async fn turn_in(
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE turn_id = ? AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)
-         ORDER BY created_at, rowid"
+         WHERE turn_id = ? AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)
+         ORDER BY position"
     ))
     .bind(turn_id.to_string())
     .bind(&owner.0)
@@ -637,23 +707,23 @@ fn pair_turns(rows: Vec<MessageRow>) -> Result<Vec<(MessageView, MessageView, Uu
 
 /// A turn's question and reply as stored, with the conversation they belong to.
 pub async fn turn(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     turn_id: Uuid,
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
-    turn_in(pool, owner, turn_id).await
+    turn_in(db.reader(), owner, turn_id).await
 }
 
 /// The conversation's turns from `from_turn` on (that turn included), or all of them, oldest
 /// first: what a page that has seen up to `from_turn` may be missing. `None` if the conversation
 /// does not exist for this owner.
 pub async fn turns_from(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
     from_turn: Option<Uuid>,
 ) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
-    if conversation_row(pool, owner, conversation_id)
+    if conversation_row(db.reader(), owner, conversation_id)
         .await?
         .is_none()
     {
@@ -662,16 +732,17 @@ pub async fn turns_from(
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE conversation_id = ?
-           AND conversation_id IN (SELECT id FROM conversations WHERE owner = ? AND deleted_at IS NULL)
-           AND created_at >= COALESCE(
-                (SELECT MIN(created_at) FROM messages WHERE turn_id = ? AND conversation_id = ?), 0)
-         ORDER BY created_at, rowid"
+           AND EXISTS (SELECT 1 FROM conversations c
+                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)
+           AND position >= COALESCE(
+                (SELECT MIN(position) FROM messages WHERE turn_id = ? AND conversation_id = ?), 0)
+         ORDER BY position"
     ))
     .bind(conversation_id.to_string())
     .bind(&owner.0)
     .bind(from_turn.map(|t| t.to_string()))
     .bind(conversation_id.to_string())
-    .fetch_all(pool)
+    .fetch_all(db.reader())
     .await?;
     Ok(Some(
         pair_turns(rows)?
@@ -683,27 +754,27 @@ pub async fn turns_from(
 
 /// Returns false if the conversation does not exist for this owner.
 pub async fn set_system_prompt(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     id: Uuid,
     system_prompt: &str,
 ) -> Result<bool, DbError> {
-    set_metadata(pool, owner, id, "system_prompt", system_prompt).await
+    set_metadata(db, owner, id, "system_prompt", system_prompt).await
 }
 
 /// Returns false if the conversation does not exist for this owner.
 pub async fn set_conversation_model(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     id: Uuid,
     model: &str,
 ) -> Result<bool, DbError> {
-    set_metadata(pool, owner, id, "model", model).await
+    set_metadata(db, owner, id, "model", model).await
 }
 
 /// Sets one metadata column of a live conversation; `column` is one of the callers' constants.
 async fn set_metadata(
-    pool: &SqlitePool,
+    db: &Db,
     owner: &Owner,
     id: Uuid,
     column: &'static str,
@@ -716,7 +787,7 @@ async fn set_metadata(
     .bind(now_ms())
     .bind(id.to_string())
     .bind(&owner.0)
-    .execute(pool)
+    .execute(db.writer())
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,9 +1,7 @@
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
-
 use super::config::Config;
-use super::db::Owner;
+use super::db::{Db, Owner};
 use super::models::{LocalModelStatus, ModelCatalog};
 use super::pricing::PriceTable;
 use super::turns::TurnHub;
@@ -12,7 +10,7 @@ use crate::error::ApiError;
 /// Everything a request needs; cheap to clone. Provided to SSR and server functions as context.
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: SqlitePool,
+    pub db: Db,
     pub config: Arc<Config>,
     pub models: Arc<ModelCatalog>,
     pub prices: Arc<PriceTable>,
@@ -24,32 +22,27 @@ impl AppState {
     /// the turn hub. Fails only if the shipped price table does not parse (a build defect that
     /// tests catch).
     pub async fn new(
-        pool: SqlitePool,
+        db: Db,
         config: Config,
         local_model: LocalModelStatus,
     ) -> Result<Self, toml::de::Error> {
         let prices = PriceTable::shipped_with(&config.price_overrides)?;
         let models = ModelCatalog::build(&config, local_model, &prices).await;
-        Ok(Self::from_parts(pool, config, models, prices))
+        Ok(Self::from_parts(db, config, models, prices))
     }
 
     /// The state from a catalog built by the caller (tests add providers of their own).
-    pub fn from_parts(
-        pool: SqlitePool,
-        config: Config,
-        models: ModelCatalog,
-        prices: PriceTable,
-    ) -> Self {
+    pub fn from_parts(db: Db, config: Config, models: ModelCatalog, prices: PriceTable) -> Self {
         let models = Arc::new(models);
         let prices = Arc::new(prices);
         let turns = Arc::new(TurnHub::start(
-            pool.clone(),
+            db.clone(),
             models.clone(),
             prices.clone(),
             config.turns.clone(),
         ));
         Self {
-            pool,
+            db,
             config: Arc::new(config),
             models,
             prices,

@@ -51,7 +51,7 @@ async fn a_conversation_longer_than_the_window_keeps_answering_and_says_what_was
     assert!(last["max_tokens"].as_u64().is_some_and(|m| m <= 500));
     // The note is stored with the reply, so a reload shows it.
     let stored: (i64,) = sqlx::query_as(
-        "SELECT left_out FROM messages WHERE role = 'assistant' ORDER BY created_at DESC LIMIT 1",
+        "SELECT left_out FROM messages WHERE role = 'assistant' ORDER BY position DESC LIMIT 1",
     )
     .fetch_one(&app.pool)
     .await

@@ -47,7 +47,7 @@ async fn continue_goes_on_from_the_stopped_text_in_the_same_reply() {
         ..FakeConfig::default()
     });
     let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
             .await,
     )
     .read_to_end()
@@ -96,7 +96,7 @@ async fn anthropic_continues_by_prefilling_the_reply() {
         ..FakeConfig::default()
     });
     let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
             .await,
     )
     .read_to_end()
@@ -128,7 +128,9 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
     .await
     .expect("update");
     assert_eq!(
-        db::interrupt_streaming(&app.pool).await.expect("recover"),
+        db::interrupt_streaming(&app.state.db)
+            .await
+            .expect("recover"),
         1
     );
     let (turn_id,): (String,) =
@@ -137,7 +139,7 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
             .await
             .expect("turn");
     let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id}))
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
             .await,
     )
     .read_to_end()
@@ -164,7 +166,10 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
             .await
             .expect("turn");
     let complete = app
-        .post_json("continue_reply", json!({"turn_id": first_turn}))
+        .post_json(
+            "continue_reply",
+            json!({"turn_id": first_turn, "from_run": 1}),
+        )
         .await;
     assert_eq!(complete.status(), 409);
     assert!(complete
@@ -178,7 +183,10 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
         .expect("update");
     app.turn(Some(conversation), "Two").await;
     let earlier = app
-        .post_json("continue_reply", json!({"turn_id": first_turn}))
+        .post_json(
+            "continue_reply",
+            json!({"turn_id": first_turn, "from_run": 1}),
+        )
         .await;
     assert_eq!(earlier.status(), 409);
     assert!(earlier
@@ -187,7 +195,53 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
         .unwrap_or_default()
         .contains("last reply"));
     let unknown = app
-        .post_json("continue_reply", json!({"turn_id": Uuid::new_v4()}))
+        .post_json(
+            "continue_reply",
+            json!({"turn_id": Uuid::new_v4(), "from_run": 1}),
+        )
         .await;
     assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn asking_to_continue_twice_continues_once_and_the_second_ask_follows_it() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (turn_id, conversation, shown) = stopped_turn(&app, "fake/fake-model", 3).await;
+    app.fake.set_config(FakeConfig {
+        tokens: 40,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    });
+    // The page asked, lost the connection before any event, and asks again.
+    let first = app
+        .post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
+        .await;
+    assert_eq!(first.status(), 200);
+    drop(first);
+    let again = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
+            .await,
+    )
+    .read_to_end()
+    .await;
+    assert_eq!(finished(&again).status, MessageStatus::Complete);
+    assert_eq!(text_of(&again), format!("{shown}{}", expected_text(40)));
+    // And once it has ended, a third ask (from a page that saw run 1) gets the result too.
+    let late = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
+            .await,
+    )
+    .read_to_end()
+    .await;
+    assert_eq!(text_of(&late), text_of(&again));
+    assert_eq!(app.fake.requests().len(), 2, "one continuation");
+    assert_eq!(
+        last_reply(&app.pool, conversation).await,
+        ("complete".into(), text_of(&again))
+    );
 }

@@ -49,7 +49,9 @@ async fn replies_cut_short_by_a_crash_are_kept_and_marked_interrupted_at_start_u
     .await
     .expect("update");
     assert_eq!(
-        db::interrupt_streaming(&app.pool).await.expect("recover"),
+        db::interrupt_streaming(&app.state.db)
+            .await
+            .expect("recover"),
         1
     );
     assert_eq!(
@@ -63,22 +65,22 @@ async fn conversations_are_scoped_to_their_owner() {
     let app = TestApp::start(FakeConfig::default()).await;
     let conversation = conversation_of(&app.turn(None, "Mine").await);
     let stranger = db::Owner("someone-else".into());
-    assert!(db::get_conversation(&app.pool, &stranger, conversation)
+    assert!(db::get_conversation(&app.state.db, &stranger, conversation)
         .await
         .expect("query")
         .is_none());
-    assert!(db::list_conversations(&app.pool, &stranger)
+    assert!(db::list_conversations(&app.state.db, &stranger)
         .await
         .expect("query")
         .is_empty());
     assert!(
-        !db::set_system_prompt(&app.pool, &stranger, conversation, "x")
+        !db::set_system_prompt(&app.state.db, &stranger, conversation, "x")
             .await
             .expect("query")
     );
     let owner = db::Owner("local".into());
     assert_eq!(
-        db::list_conversations(&app.pool, &owner)
+        db::list_conversations(&app.state.db, &owner)
             .await
             .expect("query")
             .len(),

@@ -38,7 +38,7 @@ async fn stored_figures(
         "SELECT input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
                 usage_estimated, cost_usd
          FROM messages WHERE conversation_id = ? AND role = 'assistant'
-         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+         ORDER BY position DESC LIMIT 1",
     )
     .bind(conversation_id.to_string())
     .fetch_one(&app.pool)
@@ -207,7 +207,7 @@ async fn switching_models_mid_conversation_replays_the_history_in_the_new_format
     assert_eq!(model, "claude/claude-fake");
     // Each reply keeps the model that wrote it.
     let models: Vec<(String,)> = sqlx::query_as(
-        "SELECT model FROM messages WHERE conversation_id = ? AND role = 'assistant' ORDER BY created_at, rowid",
+        "SELECT model FROM messages WHERE conversation_id = ? AND role = 'assistant' ORDER BY position",
     )
     .bind(conversation.to_string())
     .fetch_all(&app.pool)

@@ -36,6 +36,7 @@ pub struct TestApp {
     pub fake: FakeProvider,
     pub pool: SqlitePool,
     pub http: reqwest::Client,
+    pub state: AppState,
     /// Sends the server its shutdown signal (SIGTERM in production).
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -151,15 +152,17 @@ impl TestApp {
         } else {
             LocalModelStatus::Disabled
         };
-        let pool = db::connect(&config.database_path)
+        let database = db::connect(&config.database_path)
             .await
             .expect("database opens");
+        // The tests' own statements go through the one writer, like the server's.
+        let pool = database.writer().clone();
         let prices = PriceTable::shipped_with(&config.price_overrides).expect("prices");
         let mut models = ModelCatalog::build(&config, local_model, &prices).await;
         for model in extra_models {
             models.insert(model);
         }
-        let state = AppState::from_parts(pool.clone(), config, models, prices);
+        let state = AppState::from_parts(database, config, models, prices);
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
@@ -168,14 +171,20 @@ impl TestApp {
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve_until(listener, state, options, async move {
-            let _ = signal.await;
-        }));
+        let server = tokio::spawn(http::serve_until(
+            listener,
+            state.clone(),
+            options,
+            async move {
+                let _ = signal.await;
+            },
+        ));
         Self {
             base_url,
             fake,
             pool,
             http: reqwest::Client::new(),
+            state,
             shutdown: Some(shutdown),
             server: Some(server),
             _dir: dir,
@@ -364,7 +373,7 @@ where
 pub async fn last_reply(pool: &SqlitePool, conversation_id: Uuid) -> (String, String) {
     sqlx::query_as(
         "SELECT status, content FROM messages WHERE conversation_id = ? AND role = 'assistant'
-         ORDER BY created_at DESC, rowid DESC LIMIT 1",
+         ORDER BY position DESC LIMIT 1",
     )
     .bind(conversation_id.to_string())
     .fetch_one(pool)

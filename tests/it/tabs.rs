@@ -333,3 +333,160 @@ async fn a_reader_of_a_turn_that_left_memory_gets_it_whole_from_the_start() {
     assert_eq!(text_of(&replay), text_of(&events));
     assert_eq!(finished(&replay), finished(&events));
 }
+
+#[tokio::test]
+async fn ended_turns_and_unwatched_conversations_are_let_go() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 3,
+            ..FakeConfig::default()
+        },
+        turns: Some(rill::server::config::TurnSettings {
+            keep_finished: Duration::from_millis(50),
+            ..test_turns()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let mut conversations = Vec::new();
+    for _ in 0..5 {
+        conversations.push(conversation_of(&app.turn(None, "Hi").await));
+    }
+    let tab = watch(&app, conversations[0], None).await;
+    eventually("ended turns are let go", || async {
+        app.state.turns.held().0 == 0
+    })
+    .await;
+    assert_eq!(
+        app.state.turns.held().1,
+        1,
+        "only the watched conversation is held"
+    );
+    drop(tab);
+    // The next sweep (any turn ending, or a page opening a conversation) lets it go too.
+    app.turn(None, "Again").await;
+    eventually("the unwatched conversation is let go", || async {
+        app.state.turns.held() == (0, 0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_sends_at_once_into_one_conversation_start_one_turn_and_refuse_the_rest_cleanly() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 30,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let conversation = conversation_of(&app.turn(None, "First").await);
+    let answers = futures::future::join_all((0..20).map(|i| {
+        app.post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": format!("At once {i}")}),
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    for answer in answers.into_iter().filter(|a| a.status() == 200) {
+        let events = EventReader::new(answer).read_to_end().await;
+        assert_eq!(finished(&events).status, MessageStatus::Complete);
+    }
+    assert_eq!(app.count("messages").await, 4);
+}
+
+#[tokio::test]
+async fn a_reply_left_streaming_with_nothing_writing_it_does_not_block_its_conversation() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 5,
+            ..FakeConfig::default()
+        },
+        turns: Some(rill::server::config::TurnSettings {
+            keep_finished: Duration::from_millis(20),
+            ..test_turns()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let turn_id = Uuid::new_v4();
+    let events = EventReader::new(app.send(turn_id, None, "Hi").await)
+        .read_to_end()
+        .await;
+    let conversation = conversation_of(&events);
+    eventually("the turn left memory", || async {
+        app.state.turns.held().0 == 0
+    })
+    .await;
+    // As if its end could not be stored: the row says streaming, and nothing writes it.
+    sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+        .execute(&app.pool)
+        .await
+        .expect("update");
+    // A reader gets an end (interrupted), not a stream that never finishes…
+    let replay = EventReader::new(
+        app.post_json(
+            "turn_events",
+            json!({"turn_id": turn_id, "run": 1, "after_seq": 0}),
+        )
+        .await,
+    )
+    .read_to_end()
+    .await;
+    assert_eq!(finished(&replay).status, MessageStatus::Interrupted);
+    // …and the conversation takes the next message.
+    sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+        .execute(&app.pool)
+        .await
+        .expect("update");
+    let next = app.turn(Some(conversation), "Still there?").await;
+    assert_eq!(finished(&next).status, MessageStatus::Complete);
+}
+
+#[tokio::test]
+async fn a_send_whose_connection_drops_while_it_is_stored_still_ends_and_can_be_resent() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 8,
+        ..FakeConfig::default()
+    })
+    .await;
+    // Hold SQLite's write lock so that storing the message waits.
+    let mut blocker = app.pool.acquire().await.expect("connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let turn_id = Uuid::new_v4();
+    let body = json!({"turn_id": turn_id, "conversation_id": null, "text": "Hello"});
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        app.http
+            .post(format!("{}/api/send_message", app.base_url))
+            .json(&body)
+            .send(),
+    )
+    .await;
+    assert!(dropped.is_err(), "the send was still waiting for the lock");
+    sqlx::query("COMMIT")
+        .execute(&mut *blocker)
+        .await
+        .expect("unlock");
+    drop(blocker);
+    // The page sends the same turn again: it gets the turn, to its end.
+    let events = EventReader::new(app.send(turn_id, None, "Hello").await)
+        .read_to_end()
+        .await;
+    assert_eq!(finished(&events).status, MessageStatus::Complete);
+    assert_eq!(text_of(&events), expected_text(8));
+    assert_eq!(app.fake.requests().len(), 1);
+}

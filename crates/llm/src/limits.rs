@@ -65,7 +65,11 @@ impl Stream for IdleBound {
         // Data first: a chunk that is already there counts even if the reader was slow to ask.
         match inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                let next = tokio::time::Instant::now() + this.idle;
+                let now = tokio::time::Instant::now();
+                // A limit too large to add is no limit: a year is as good as forever here.
+                let next = now
+                    .checked_add(this.idle)
+                    .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
                 this.deadline.as_mut().reset(next);
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -5,17 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Registry;
-use crate::server::db::{self, Checkpoint, ReplyRef};
+use crate::server::db::{self, Checkpoint, Db, ReplyRef};
 
 /// How often running text is written to the database.
 pub const INTERVAL: Duration = Duration::from_millis(250);
 
 /// Writes checkpoints until `stop` is cancelled.
-pub async fn write_checkpoints(pool: SqlitePool, registry: Arc<Registry>, stop: CancellationToken) {
+pub async fn write_checkpoints(db: Db, registry: Arc<Registry>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -39,7 +38,7 @@ pub async fn write_checkpoints(pool: SqlitePool, registry: Arc<Registry>, stop: 
             });
             saved.push((turn, len));
         }
-        match db::save_checkpoints(&pool, &batch).await {
+        match db::save_checkpoints(&db, &batch).await {
             Ok(()) => {
                 for (turn, len) in saved {
                     turn.saved(len);

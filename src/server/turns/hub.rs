@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llm::RetryPolicy;
-use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,7 +18,9 @@ use super::run;
 use crate::error::ApiError;
 use crate::model::{MessageStatus, MessageView, Outcome, StreamLine, TurnEnvelope, TurnEvent};
 use crate::server::config::TurnSettings;
-use crate::server::db::{self, BeginContinuation, BeginTurn, DbError, NewTurn, Owner, TurnRecord};
+use crate::server::db::{
+    self, BeginContinuation, BeginTurn, Db, DbError, NewTurn, Owner, ReplyRef, TurnRecord,
+};
 use crate::server::input::{self, InputError};
 use crate::server::models::ModelCatalog;
 use crate::server::pricing::PriceTable;
@@ -47,6 +48,8 @@ pub enum TurnError {
     Draining,
     #[error("the reply did not confirm that it stopped")]
     StopUnconfirmed,
+    #[error("the turn could not be started")]
+    StartFailed,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -60,7 +63,7 @@ impl From<TurnError> for ApiError {
             TurnError::NoSuchConversation | TurnError::NoSuchTurn => ApiError::NotFound(message),
             TurnError::Busy | TurnError::CannotContinue(_) => ApiError::Conflict(message),
             TurnError::Draining => ApiError::Unavailable(message),
-            TurnError::StopUnconfirmed => {
+            TurnError::StopUnconfirmed | TurnError::StartFailed => {
                 tracing::error!("{message}");
                 ApiError::Internal
             }
@@ -71,7 +74,7 @@ impl From<TurnError> for ApiError {
 
 /// What a turn needs from the rest of the server.
 pub(super) struct Deps {
-    pub pool: SqlitePool,
+    pub db: Db,
     pub models: Arc<ModelCatalog>,
     pub prices: Arc<PriceTable>,
     pub settings: TurnSettings,
@@ -100,17 +103,38 @@ impl Registry {
             .collect()
     }
 
-    /// Claims `turn_id` for a new turn, or returns the turn already holding it (`false`).
-    fn claim(&self, turn_id: Uuid, owner: &Owner) -> Result<(Arc<LiveTurn>, bool), TurnError> {
+    /// Claims `turn_id` for a new turn writing run `run`, or returns the turn already holding it
+    /// (`false`).
+    fn claim(
+        &self,
+        turn_id: Uuid,
+        owner: &Owner,
+        run: u32,
+    ) -> Result<(Arc<LiveTurn>, bool), TurnError> {
         let mut turns = lock(&self.turns);
         match turns.get(&turn_id) {
             Some(turn) if turn.owner == *owner => Ok((turn.clone(), false)),
             Some(_) => Err(TurnError::NoSuchTurn),
             None => {
-                let turn = Arc::new(LiveTurn::new(turn_id, owner.clone()));
+                let turn = Arc::new(LiveTurn::new(turn_id, owner.clone(), run));
                 turns.insert(turn_id, turn.clone());
                 Ok((turn, true))
             }
+        }
+    }
+
+    /// Ends a claim that did not become a run, putting back the turn it displaced.
+    fn replace(&self, claim: &Arc<LiveTurn>, previous: Option<Arc<LiveTurn>>, why: &str) {
+        claim.emit(TurnEvent::Finished(Outcome::failed(why)));
+        let mut turns = lock(&self.turns);
+        if turns
+            .get(&claim.turn_id)
+            .is_some_and(|t| Arc::ptr_eq(t, claim))
+        {
+            match previous {
+                Some(previous) => turns.insert(claim.turn_id, previous),
+                None => turns.remove(&claim.turn_id),
+            };
         }
     }
 
@@ -132,6 +156,17 @@ impl Registry {
         {
             turns.remove(&turn.turn_id);
         }
+        drop(turns);
+        self.sweep_conversations();
+    }
+
+    /// Forgets conversations nobody watches and nothing runs in, so that an ended turn's log is
+    /// not kept for a conversation no page shows.
+    fn sweep_conversations(&self) {
+        lock(&self.conversations).retain(|_, sender| {
+            sender.receiver_count() > 0
+                || sender.borrow().as_ref().is_some_and(|t| !t.is_finished())
+        });
     }
 
     /// Tells the pages watching the turn's conversation that it began.
@@ -145,13 +180,8 @@ impl Registry {
     }
 
     fn watch(&self, conversation_id: Uuid) -> watch::Receiver<Option<Arc<LiveTurn>>> {
-        let mut conversations = lock(&self.conversations);
-        // Forget conversations nobody watches and nothing runs in.
-        conversations.retain(|_, sender| {
-            sender.receiver_count() > 0
-                || sender.borrow().as_ref().is_some_and(|t| !t.is_finished())
-        });
-        conversations
+        self.sweep_conversations();
+        lock(&self.conversations)
             .entry(conversation_id)
             .or_insert_with(|| watch::Sender::new(None))
             .subscribe()
@@ -170,25 +200,28 @@ impl Registry {
 pub struct TurnHub {
     deps: Arc<Deps>,
     registry: Arc<Registry>,
-    /// The supervisors of running turns, awaited at shutdown.
+    /// Starting turns and the supervisors of running ones, awaited at shutdown.
     tasks: TaskTracker,
     draining: AtomicBool,
+    /// Set once the grace period is over: a turn that starts now is cut at once.
+    cutting: AtomicBool,
     /// Ends the conversation streams and the checkpoint writer, last thing at shutdown.
     closing: CancellationToken,
 }
 
 /// A message to send, as the browser asked.
-pub struct SendTurn<'a> {
+#[derive(Clone, Debug)]
+pub struct SendTurn {
     pub turn_id: Uuid,
     pub conversation_id: Option<Uuid>,
-    pub text: &'a str,
-    pub model: Option<&'a str>,
+    pub text: String,
+    pub model: Option<String>,
 }
 
 impl TurnHub {
     /// Starts the hub and its checkpoint writer (call inside the runtime).
     pub fn start(
-        pool: SqlitePool,
+        db: Db,
         models: Arc<ModelCatalog>,
         prices: Arc<PriceTable>,
         settings: TurnSettings,
@@ -196,13 +229,13 @@ impl TurnHub {
         let registry = Arc::new(Registry::default());
         let closing = CancellationToken::new();
         tokio::spawn(write_checkpoints(
-            pool.clone(),
+            db.clone(),
             registry.clone(),
             closing.clone(),
         ));
         Self {
             deps: Arc::new(Deps {
-                pool,
+                db,
                 models,
                 prices,
                 settings,
@@ -211,6 +244,7 @@ impl TurnHub {
             registry,
             tasks: TaskTracker::new(),
             draining: AtomicBool::new(false),
+            cutting: AtomicBool::new(false),
             closing,
         }
     }
@@ -226,93 +260,184 @@ impl TurnHub {
         Ok(())
     }
 
+    /// Runs `start` as a task of its own and waits for it: a request dropped midway (the
+    /// client's connection broke) must not leave a claimed turn that nothing finishes.
+    async fn detached<F>(&self, start: F) -> Result<Lines, TurnError>
+    where
+        F: std::future::Future<Output = Result<Lines, TurnError>> + Send + 'static,
+    {
+        self.tasks.spawn(start).await.map_err(|e| {
+            tracing::error!("starting a turn failed: {e}");
+            TurnError::StartFailed
+        })?
+    }
+
     /// Starts a turn, or re-attaches to it if this turn id was sent before, and returns its events.
     /// `model` (a catalog id) switches the conversation to that model from this turn on.
-    pub async fn send(&self, owner: &Owner, turn: SendTurn<'_>) -> Result<Lines, TurnError> {
+    pub async fn send(self: &Arc<Self>, owner: &Owner, turn: SendTurn) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
-        if let Some(model) = turn.model.filter(|m| !self.deps.models.contains(m)) {
+        if let Some(model) = turn
+            .model
+            .as_deref()
+            .filter(|m| !self.deps.models.contains(m))
+        {
             return Err(TurnError::UnknownModel(model.to_owned()));
         }
-        let text = input::message_text(turn.text)?;
+        input::message_text(&turn.text)?;
+        let hub = self.clone();
+        let owner = owner.clone();
+        self.detached(async move { hub.start_turn(&owner, turn).await })
+            .await
+    }
+
+    async fn start_turn(&self, owner: &Owner, turn: SendTurn) -> Result<Lines, TurnError> {
         // Claim the turn id in memory first, so two concurrent sends of it start one turn.
-        let (live, claimed) = self.registry.claim(turn.turn_id, owner)?;
+        let (live, claimed) = self.registry.claim(turn.turn_id, owner, 1)?;
         if !claimed {
             return Ok(live.follow(0, self.heartbeat()));
         }
-        let new_turn = NewTurn {
-            turn_id: turn.turn_id,
-            conversation_id: turn.conversation_id,
-            text,
-            model: turn.model,
-            default_model: self.deps.models.default_model(),
-        };
-        let begun = db::begin_turn(&self.deps.pool, owner, new_turn).await;
-        match begun {
-            Ok(BeginTurn::Started(record)) => {
-                live.set_record(*record);
-                self.spawn(live.clone());
-                Ok(live.follow(0, self.heartbeat()))
-            }
-            Ok(BeginTurn::Repeated) => match db::turn(&self.deps.pool, owner, turn.turn_id).await {
-                // Sent before and since forgotten here: the stored turn answers.
-                Ok(Some((user, reply, conversation_id))) => {
-                    live.set_record(TurnRecord {
-                        owner: owner.clone(),
-                        conversation_id,
-                        user,
-                        reply: reply.clone(),
-                        system_prompt: String::new(),
-                    });
-                    for event in replay_events(conversation_id, reply) {
-                        live.emit(event.event);
-                    }
-                    self.registry
-                        .forget_later(live.clone(), self.deps.settings.keep_finished);
+        let text = input::message_text(&turn.text)?;
+        let mut repaired = false;
+        loop {
+            let new_turn = NewTurn {
+                turn_id: turn.turn_id,
+                conversation_id: turn.conversation_id,
+                text,
+                model: turn.model.as_deref(),
+                default_model: self.deps.models.default_model(),
+            };
+            let begun = db::begin_turn(&self.deps.db, owner, new_turn).await;
+            return match begun {
+                Ok(BeginTurn::Started(record)) => {
+                    live.set_record(*record);
+                    self.spawn(live.clone());
                     Ok(live.follow(0, self.heartbeat()))
                 }
-                Ok(None) => {
-                    self.registry.unclaim(&live, "no such turn");
-                    Err(TurnError::NoSuchTurn)
+                Ok(BeginTurn::Repeated) => self.replay_into(&live, owner).await,
+                Ok(BeginTurn::NoSuchConversation) => {
+                    self.registry.unclaim(&live, "no such conversation");
+                    Err(TurnError::NoSuchConversation)
+                }
+                Ok(BeginTurn::Busy) => {
+                    // Busy with a reply nothing here writes (its end could not be stored)?
+                    let conversation = turn.conversation_id;
+                    if !repaired && self.repair_orphan(owner, conversation).await? {
+                        repaired = true;
+                        continue;
+                    }
+                    self.registry.unclaim(&live, &TurnError::Busy.to_string());
+                    Err(TurnError::Busy)
                 }
                 Err(e) => {
                     self.registry
-                        .unclaim(&live, "the server could not read this turn");
+                        .unclaim(&live, "the server could not store this message");
                     Err(e.into())
                 }
-            },
-            Ok(BeginTurn::NoSuchConversation) => {
-                self.registry.unclaim(&live, "no such conversation");
-                Err(TurnError::NoSuchConversation)
+            };
+        }
+    }
+
+    /// A turn id sent before and since forgotten here: its claim replays the stored turn.
+    async fn replay_into(&self, live: &Arc<LiveTurn>, owner: &Owner) -> Result<Lines, TurnError> {
+        match self.stored_turn(owner, live.turn_id).await {
+            Ok(Some((user, reply, conversation_id))) => {
+                live.set_record(TurnRecord {
+                    owner: owner.clone(),
+                    conversation_id,
+                    user,
+                    reply: reply.clone(),
+                    system_prompt: String::new(),
+                });
+                live.mark_replay();
+                for event in replay_events(conversation_id, reply) {
+                    live.emit(event.event);
+                }
+                self.registry
+                    .forget_later(live.clone(), self.deps.settings.keep_finished);
+                Ok(live.clone().follow(0, self.heartbeat()))
             }
-            Ok(BeginTurn::Busy) => {
-                self.registry.unclaim(&live, &TurnError::Busy.to_string());
-                Err(TurnError::Busy)
+            Ok(None) => {
+                self.registry.unclaim(live, "no such turn");
+                Err(TurnError::NoSuchTurn)
             }
             Err(e) => {
                 self.registry
-                    .unclaim(&live, "the server could not store this message");
-                Err(e.into())
+                    .unclaim(live, "the server could not read this turn");
+                Err(e)
             }
         }
     }
 
     /// Asks the model to go on with a stopped or interrupted reply; the continuation joins the
-    /// same reply, as its next run.
-    pub async fn continue_reply(&self, owner: &Owner, turn_id: Uuid) -> Result<Lines, TurnError> {
+    /// same reply, as its next run. `from_run` is the run the asker saw: asking again (a retry
+    /// after a dropped connection) follows the continuation already started.
+    pub async fn continue_reply(
+        self: &Arc<Self>,
+        owner: &Owner,
+        turn_id: Uuid,
+        from_run: u32,
+    ) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
-        if self.registry.get(turn_id).is_some_and(|t| !t.is_finished()) {
+        let hub = self.clone();
+        let owner = owner.clone();
+        self.detached(async move { hub.start_continuation(&owner, turn_id, from_run).await })
+            .await
+    }
+
+    async fn start_continuation(
+        &self,
+        owner: &Owner,
+        turn_id: Uuid,
+        from_run: u32,
+    ) -> Result<Lines, TurnError> {
+        let next_run = from_run.saturating_add(1);
+        let previous = self.registry.get(turn_id);
+        if let Some(running) = previous.as_ref().filter(|t| !t.is_finished()) {
+            if running.owner != *owner {
+                return Err(TurnError::NoSuchTurn);
+            }
+            if running.run() == next_run {
+                return Ok(running.clone().follow(0, self.heartbeat()));
+            }
             return Err(TurnError::Busy);
         }
-        match db::begin_continuation(&self.deps.pool, owner, turn_id).await? {
-            BeginContinuation::Started(record) => {
-                let live = Arc::new(LiveTurn::started(*record));
-                self.registry.insert(live.clone());
-                self.spawn(live.clone());
-                Ok(live.follow(0, self.heartbeat()))
-            }
-            BeginContinuation::NoSuchTurn => Err(TurnError::NoSuchTurn),
-            BeginContinuation::Refused(why) => Err(TurnError::CannotContinue(why)),
-            BeginContinuation::Busy => Err(TurnError::Busy),
+        let live = Arc::new(LiveTurn::new(turn_id, owner.clone(), next_run));
+        self.registry.insert(live.clone());
+        let give_back = |why: &str| self.registry.replace(&live, previous.clone(), why);
+        let mut repaired = false;
+        loop {
+            let begun = db::begin_continuation(&self.deps.db, owner, turn_id, from_run).await;
+            return match begun {
+                Ok(BeginContinuation::Started(record)) => {
+                    live.set_record(*record);
+                    self.spawn(live.clone());
+                    Ok(live.follow(0, self.heartbeat()))
+                }
+                Ok(BeginContinuation::AlreadyContinued { run }) => {
+                    give_back("this reply was already continued");
+                    self.events(owner, turn_id, run, 0).await
+                }
+                Ok(BeginContinuation::NoSuchTurn) => {
+                    give_back("no such turn");
+                    Err(TurnError::NoSuchTurn)
+                }
+                Ok(BeginContinuation::Refused(why)) => {
+                    give_back(&why);
+                    Err(TurnError::CannotContinue(why))
+                }
+                Ok(BeginContinuation::Busy { conversation_id }) => {
+                    if !repaired && self.repair_orphan(owner, Some(conversation_id)).await? {
+                        repaired = true;
+                        continue;
+                    }
+                    give_back(&TurnError::Busy.to_string());
+                    Err(TurnError::Busy)
+                }
+                Err(e) => {
+                    give_back("the server could not continue this reply");
+                    Err(e.into())
+                }
+            };
         }
     }
 
@@ -323,6 +448,9 @@ impl TurnHub {
         let deps = self.deps.clone();
         let registry = self.registry.clone();
         let runner = tokio::spawn(run::run_turn(deps.clone(), live.clone()));
+        if self.cutting.load(Ordering::Acquire) {
+            live.cancel(CancelReason::Shutdown);
+        }
         self.tasks.spawn(async move {
             if let Err(error) = runner.await {
                 if !live.is_finished() {
@@ -331,6 +459,59 @@ impl TurnHub {
             }
             registry.forget_later(live, deps.settings.keep_finished);
         });
+    }
+
+    /// Whether `reply`'s run is being written by a turn in this process.
+    fn is_running(&self, reply: &MessageView) -> bool {
+        self.registry
+            .get(reply.turn_id)
+            .is_some_and(|t| t.run() == reply.run && !t.is_finished())
+    }
+
+    /// A conversation's streaming reply that no turn here is writing — its end could not be
+    /// stored, or a crash left it — is marked interrupted. Returns whether one was.
+    async fn repair_orphan(
+        &self,
+        owner: &Owner,
+        conversation_id: Option<Uuid>,
+    ) -> Result<bool, TurnError> {
+        let Some(conversation_id) = conversation_id else {
+            return Ok(false);
+        };
+        let Some(reply) = db::streaming_reply_of(&self.deps.db, owner, conversation_id).await?
+        else {
+            return Ok(false);
+        };
+        if self.is_running(&reply) {
+            return Ok(false);
+        }
+        let reply = ReplyRef {
+            owner: owner.clone(),
+            message_id: reply.id,
+            run: reply.run,
+        };
+        let repaired = db::interrupt_reply(&self.deps.db, &reply).await?;
+        if repaired {
+            tracing::warn!(message_id = %reply.message_id, "a reply left streaming with nothing writing it was marked interrupted");
+        }
+        Ok(repaired)
+    }
+
+    /// A turn as stored; a reply left streaming with nothing writing it is repaired first.
+    async fn stored_turn(
+        &self,
+        owner: &Owner,
+        turn_id: Uuid,
+    ) -> Result<Option<(MessageView, MessageView, Uuid)>, TurnError> {
+        let Some((user, reply, conversation_id)) = db::turn(&self.deps.db, owner, turn_id).await?
+        else {
+            return Ok(None);
+        };
+        if reply.outcome.status == MessageStatus::Streaming && !self.is_running(&reply) {
+            self.repair_orphan(owner, Some(conversation_id)).await?;
+            return Ok(db::turn(&self.deps.db, owner, turn_id).await?);
+        }
+        Ok(Some((user, reply, conversation_id)))
     }
 
     /// Events of a turn's run after `after_seq`: live while it runs, from the database once it is
@@ -344,12 +525,17 @@ impl TurnHub {
     ) -> Result<Lines, TurnError> {
         match self.registry.get(turn_id) {
             Some(turn) if turn.owner == *owner => {
-                let from = if turn.run() == run { after_seq } else { 0 };
+                let from = if turn.run() == run && !turn.is_replay() {
+                    after_seq
+                } else {
+                    0
+                };
                 Ok(turn.follow(from, self.heartbeat()))
             }
             Some(_) => Err(TurnError::NoSuchTurn),
             None => {
-                let (_, reply, conversation_id) = db::turn(&self.deps.pool, owner, turn_id)
+                let (_, reply, conversation_id) = self
+                    .stored_turn(owner, turn_id)
                     .await?
                     .ok_or(TurnError::NoSuchTurn)?;
                 // The stored reply is whole: it is replayed from the start, whatever the reader saw.
@@ -366,38 +552,39 @@ impl TurnHub {
     /// `from_turn` on (the page may have missed them), then every turn started from now on, each
     /// with its events, and heartbeats in between. Ends when the server shuts down.
     pub async fn conversation_events(
-        &self,
+        self: &Arc<Self>,
         owner: &Owner,
         conversation_id: Uuid,
         from_turn: Option<Uuid>,
     ) -> Result<Lines, TurnError> {
         // Subscribe before reading the database, so no turn falls between the two.
         let mut latest = self.registry.watch(conversation_id);
-        let stored = db::turns_from(&self.deps.pool, owner, conversation_id, from_turn)
+        if db::turns_from(&self.deps.db, owner, conversation_id, None)
             .await?
-            .ok_or(TurnError::NoSuchConversation)?;
-        let registry = self.registry.clone();
-        let closing = self.closing.clone();
-        let heartbeat = self.heartbeat();
+            .is_none()
+        {
+            return Err(TurnError::NoSuchConversation);
+        }
+        let hub = self.clone();
         let owner = owner.clone();
         Ok(spawn_lines(move |out| async move {
             let mut announced: HashSet<(Uuid, u32)> = HashSet::new();
-            for (user, reply) in stored {
-                // A reply still running is announced with its live log, below.
-                let live = registry.get(reply.turn_id).filter(|t| !t.is_finished());
-                if reply.outcome.status == MessageStatus::Streaming && live.is_some() {
-                    continue;
-                }
-                announced.insert((reply.turn_id, reply.run));
-                let line = StreamLine::Turn {
-                    user: Box::new(user),
-                    reply: Box::new(reply),
-                };
-                if out.send(line).await.is_err() {
+            let mut last_turn = from_turn;
+            loop {
+                // Turns stored since the last one announced: ones that began and ended while
+                // this stream was busy with another turn are not skipped.
+                if !hub
+                    .announce_stored(
+                        &owner,
+                        conversation_id,
+                        &mut last_turn,
+                        &mut announced,
+                        &out,
+                    )
+                    .await
+                {
                     return;
                 }
-            }
-            loop {
                 let current = latest.borrow_and_update().clone();
                 if let Some((turn, record)) = current
                     .as_ref()
@@ -407,6 +594,7 @@ impl TurnHub {
                     })
                 {
                     announced.insert((record.turn_id(), record.reply.run));
+                    last_turn = Some(record.turn_id());
                     let line = StreamLine::Turn {
                         user: Box::new(record.user.clone()),
                         reply: Box::new(record.reply.clone()),
@@ -415,15 +603,15 @@ impl TurnHub {
                         return;
                     }
                     tokio::select! {
-                        () = turn.pump(0, heartbeat, &out) => {}
-                        () = closing.cancelled() => return,
+                        () = turn.pump(0, hub.heartbeat(), &out) => {}
+                        () = hub.closing.cancelled() => return,
                     }
                     continue;
                 }
                 tokio::select! {
-                    () = closing.cancelled() => return,
+                    () = hub.closing.cancelled() => return,
                     changed = latest.changed() => if changed.is_err() { return },
-                    () = tokio::time::sleep(heartbeat) => {
+                    () = tokio::time::sleep(hub.heartbeat()) => {
                         if out.send(StreamLine::Heartbeat).await.is_err() {
                             return;
                         }
@@ -431,6 +619,64 @@ impl TurnHub {
                 }
             }
         }))
+    }
+
+    /// Sends the stored turns from `last_turn` on that were not announced yet; a reply still
+    /// being written here is left to its live log. False once the reader has gone.
+    async fn announce_stored(
+        &self,
+        owner: &Owner,
+        conversation_id: Uuid,
+        last_turn: &mut Option<Uuid>,
+        announced: &mut HashSet<(Uuid, u32)>,
+        out: &tokio::sync::mpsc::Sender<StreamLine>,
+    ) -> bool {
+        let stored = match db::turns_from(&self.deps.db, owner, conversation_id, *last_turn).await {
+            Ok(Some(stored)) => stored,
+            // Gone, or unreadable for now: the live part still works, the log has the rest.
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!("could not read turns for a conversation stream: {e}");
+                return true;
+            }
+        };
+        for (user, mut reply) in stored {
+            let key = (reply.turn_id, reply.run);
+            if announced.contains(&key) {
+                continue;
+            }
+            if reply.outcome.status == MessageStatus::Streaming {
+                match self
+                    .registry
+                    .get(reply.turn_id)
+                    .filter(|t| t.run() == reply.run)
+                {
+                    // Announced with its live log.
+                    Some(turn) if !turn.is_finished() => continue,
+                    // Ended since it was read: its ending is in memory.
+                    Some(turn) => {
+                        reply.content = turn.text();
+                        if let Some(outcome) = turn.outcome() {
+                            reply.outcome = outcome;
+                        }
+                    }
+                    None => match self.stored_turn(owner, reply.turn_id).await {
+                        Ok(Some((_, repaired, _))) => reply = repaired,
+                        _ => continue,
+                    },
+                }
+            }
+            announced.insert(key);
+            *last_turn = Some(reply.turn_id);
+            let line = StreamLine::Turn {
+                user: Box::new(user),
+                reply: Box::new(reply),
+            };
+            if out.send(line).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Stops a running turn and returns how it ended, once that is stored. Stopping a turn that
@@ -444,7 +690,7 @@ impl TurnHub {
                     .ok_or(TurnError::StopUnconfirmed)
             }
             Some(_) => Err(TurnError::NoSuchTurn),
-            None => match db::turn(&self.deps.pool, owner, turn_id).await? {
+            None => match self.stored_turn(owner, turn_id).await? {
                 Some((_, reply, _)) => Ok(reply.outcome),
                 None => Err(TurnError::NoSuchTurn),
             },
@@ -466,25 +712,25 @@ impl TurnHub {
             futures::future::join_all(running.iter().map(|t| t.wait_finished(grace))),
         )
         .await;
+        // From here a turn that still starts (its send passed the check above earlier) is cut
+        // as it starts; the tracker waits for sends in flight too.
+        self.cutting.store(true, Ordering::Release);
         self.tasks.close();
-        // Twice: a send that passed the draining check just before it was set may start late.
-        for _ in 0..2 {
-            let cut = self.registry.running();
-            if !cut.is_empty() {
-                tracing::warn!(
-                    turns = cut.len(),
-                    "storing replies still running as interrupted"
-                );
-            }
-            for turn in &cut {
-                turn.cancel(CancelReason::Shutdown);
-            }
-            if tokio::time::timeout(STORE_WAIT, self.tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::error!("some replies could not be stored before shutdown");
-            }
+        let cut = self.registry.running();
+        if !cut.is_empty() {
+            tracing::warn!(
+                turns = cut.len(),
+                "storing replies still running as interrupted"
+            );
+        }
+        for turn in &cut {
+            turn.cancel(CancelReason::Shutdown);
+        }
+        if tokio::time::timeout(STORE_WAIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("some replies could not be stored before shutdown");
         }
         self.closing.cancel();
     }
@@ -497,6 +743,15 @@ impl TurnHub {
     /// Number of turns currently generating.
     pub fn running(&self) -> usize {
         self.registry.running().len()
+    }
+
+    /// Turns and conversations held in memory: ended turns are let go a while after they end,
+    /// and conversations once no page follows them.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            lock(&self.registry.turns).len(),
+            lock(&self.registry.conversations).len(),
+        )
     }
 }
 

@@ -24,8 +24,12 @@ pub enum CancelReason {
 pub struct LiveTurn {
     pub turn_id: Uuid,
     pub owner: Owner,
+    /// The run this log is of, until the record says.
+    claimed_run: u32,
     /// Set once the turn is stored and about to run; readers may arrive before.
     record: OnceLock<TurnRecord>,
+    /// The log was rebuilt from the database: its numbers are not those of the live log.
+    replay: std::sync::atomic::AtomicBool,
     log: Mutex<Log>,
     /// The number of events in the log, for readers waiting on the next one.
     len: watch::Sender<usize>,
@@ -73,23 +77,19 @@ where
 }
 
 impl LiveTurn {
-    pub fn new(turn_id: Uuid, owner: Owner) -> Self {
+    /// A turn claimed for run `run`, before it is stored.
+    pub fn new(turn_id: Uuid, owner: Owner, run: u32) -> Self {
         Self {
             turn_id,
             owner,
+            claimed_run: run,
             record: OnceLock::new(),
+            replay: std::sync::atomic::AtomicBool::new(false),
             log: Mutex::default(),
             len: watch::Sender::new(0),
             cancel: CancellationToken::new(),
             cancel_reason: OnceLock::new(),
         }
-    }
-
-    /// A turn whose record is known from the start (a continuation).
-    pub fn started(record: TurnRecord) -> Self {
-        let turn = Self::new(record.turn_id(), record.owner.clone());
-        let _ = turn.record.set(record);
-        turn
     }
 
     pub fn set_record(&self, record: TurnRecord) {
@@ -101,7 +101,16 @@ impl LiveTurn {
     }
 
     pub fn run(&self) -> u32 {
-        self.record().map_or(1, |r| r.reply.run)
+        self.record().map_or(self.claimed_run, |r| r.reply.run)
+    }
+
+    pub fn mark_replay(&self) {
+        self.replay
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_replay(&self) -> bool {
+        self.replay.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn emit(&self, event: TurnEvent) {
@@ -173,9 +182,13 @@ impl LiveTurn {
 
     /// Sends the events after `after_seq` to `out` as they come, with a heartbeat whenever
     /// nothing happened for `heartbeat`; returns once `Finished` is sent (or the reader left).
+    /// A reader past the end of the log (it cannot have seen those numbers) gets it whole.
     pub async fn pump(&self, after_seq: u32, heartbeat: Duration, out: &mpsc::Sender<StreamLine>) {
         let mut changed = self.len.subscribe();
         let mut next = after_seq as usize;
+        if next > lock(&self.log).events.len() {
+            next = 0;
+        }
         loop {
             let event = lock(&self.log).events.get(next).cloned();
             if let Some(event) = event {
@@ -185,6 +198,10 @@ impl LiveTurn {
                     return;
                 }
                 continue;
+            }
+            // Ended, and the reader has every event up to `Finished`.
+            if self.is_finished() {
+                return;
             }
             tokio::select! {
                 changed = changed.changed() => if changed.is_err() { return },

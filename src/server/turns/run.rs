@@ -88,7 +88,7 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         record: &record,
         prior_chars: record.reply.content.chars().count(),
         added_chars: 0,
-        deadline: Instant::now() + deps.settings.max_duration,
+        deadline: deadline_after(deps.settings.max_duration),
     };
     let (ending, prompt) = match prepare(&deps, &record).await {
         Ok((provider, prompt)) => {
@@ -110,7 +110,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
         )
     })?;
     let history = db::history(
-        &deps.pool,
+        &deps.db,
         &record.owner,
         record.conversation_id,
         record.reply.id,
@@ -136,16 +136,16 @@ impl Reply<'_> {
     async fn stream(&mut self, provider: &dyn Provider, request: &ChatRequest) -> Ending {
         let mut retries = 0;
         loop {
-            let error = match self.stream_once(provider, request.clone()).await {
+            let (error, usage_so_far) = match self.stream_once(provider, request.clone()).await {
                 Ok(ending) => return ending,
-                Err(error) => error,
+                Err(failure) => failure,
             };
             let turn_id = self.record.turn_id();
             let wait = match self.deps.retry.decide(&error, retries) {
                 Retry::After(wait) if self.added_chars == 0 => wait,
                 _ => {
                     tracing::warn!(%turn_id, "provider failed: {}", error.detail());
-                    return Ending::failed(error.to_string(), None);
+                    return Ending::failed(error.to_string(), usage_so_far);
                 }
             };
             retries += 1;
@@ -159,12 +159,13 @@ impl Reply<'_> {
         }
     }
 
-    /// One provider call. `Err` only for a provider error; Stop, bounds and completion are endings.
+    /// One provider call. `Err` only for a provider error, with the figures it had reported;
+    /// Stop, bounds and completion are endings.
     async fn stream_once(
         &mut self,
         provider: &dyn Provider,
         request: ChatRequest,
-    ) -> Result<Ending, LlmError> {
+    ) -> Result<Ending, (LlmError, Option<Usage>)> {
         let mut events = provider.stream_chat(request);
         let mut usage = None;
         let ending = loop {
@@ -194,7 +195,7 @@ impl Reply<'_> {
                     }
                     Some(Ok(ProviderEvent::Usage(u))) => usage = Some(u),
                     Some(Ok(ProviderEvent::Finished(_))) => {}
-                    Some(Err(error)) => break Err(error),
+                    Some(Err(error)) => break Err((error, usage)),
                     None => break Ok(Ending {
                         status: MessageStatus::Complete,
                         error: None,
@@ -206,7 +207,7 @@ impl Reply<'_> {
         };
         // Dropping the stream closes the provider connection now, before any database write.
         drop(events);
-        if let Err(error) = &ending {
+        if let Err((error, _)) = &ending {
             if self.added_chars > 0 {
                 tracing::warn!(turn_id = %self.record.turn_id(), "provider failed mid-reply: {}", error.detail());
             }
@@ -224,6 +225,13 @@ impl Reply<'_> {
             usage_so_far,
         )
     }
+}
+
+/// `now + after`, or a year from now when that does not fit (a limit set absurdly high).
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// "15 minutes", "90 seconds".
@@ -315,8 +323,20 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
         message_id: record.reply.id,
         run: record.reply.run,
     };
-    if let Err(e) = db::finish_reply(&deps.pool, &reply, &text, &outcome).await {
-        tracing::error!(turn_id = %record.turn_id(), "could not store the finished reply: {e}");
+    // Storing the end is idempotent: a write the database refused (busy past its timeout, a
+    // full disk) is tried again before the turn gives up on it. A reply whose end could not be
+    // stored stays `streaming` in the database; the hub repairs it as interrupted when asked.
+    for (attempt, wait_ms) in [250u64, 1_000, 3_000, 0].into_iter().enumerate() {
+        match db::finish_reply(&deps.db, &reply, &text, &outcome).await {
+            Ok(()) => break,
+            Err(e) if wait_ms > 0 => {
+                tracing::warn!(turn_id = %record.turn_id(), attempt, "could not store the finished reply: {e}");
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            Err(e) => {
+                tracing::error!(turn_id = %record.turn_id(), "giving up storing the finished reply: {e}");
+            }
+        }
     }
     tracing::info!(
         turn_id = %record.turn_id(),

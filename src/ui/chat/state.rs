@@ -46,6 +46,8 @@ pub struct ChatEntry {
     /// The server's ids, once it has named them.
     pub message_id: StoredValue<Option<Uuid>>,
     pub turn_id: StoredValue<Option<Uuid>>,
+    /// Which run of the reply the page shows (a Continue starts the next).
+    pub run: StoredValue<u32>,
 }
 
 impl ChatEntry {
@@ -59,6 +61,7 @@ impl ChatEntry {
             model: RwSignal::new(m.model),
             message_id: StoredValue::new(Some(m.id)),
             turn_id: StoredValue::new(Some(m.turn_id)),
+            run: StoredValue::new(m.run),
         }
     }
 
@@ -72,6 +75,7 @@ impl ChatEntry {
             model: RwSignal::new(None),
             message_id: StoredValue::new(None),
             turn_id: StoredValue::new(Some(turn_id)),
+            run: StoredValue::new(1),
         }
     }
 
@@ -79,6 +83,7 @@ impl ChatEntry {
     fn update_from(&self, m: MessageView) {
         self.message_id.set_value(Some(m.id));
         self.turn_id.set_value(Some(m.turn_id));
+        self.run.set_value(m.run);
         self.content.set(m.content);
         self.outcome.set(m.outcome);
         self.model.set(m.model);
@@ -92,6 +97,11 @@ impl ChatEntry {
 
     pub fn is_streaming(&self) -> bool {
         self.outcome.with(|o| o.status == MessageStatus::Streaming)
+    }
+
+    fn is_streaming_untracked(&self) -> bool {
+        self.outcome
+            .with_untracked(|o| o.status == MessageStatus::Streaming)
     }
 }
 
@@ -130,8 +140,14 @@ enum Cursor {
         text: String,
         model: Option<String>,
     },
-    /// A Continue this page asked for that no event has acknowledged yet.
-    Continue { turn_id: Uuid },
+    /// A Continue this page asked for that no event has acknowledged yet: asking again is safe
+    /// (the server follows the continuation already started from `from_run`). `before` is how the
+    /// reply stood, to put back if the server says no.
+    Continue {
+        turn_id: Uuid,
+        from_run: u32,
+        before: Outcome,
+    },
     /// Following one run of a turn, after the event numbered `seq`.
     Turn {
         conversation_id: Uuid,
@@ -244,13 +260,23 @@ impl ChatState {
         };
         self.conversation_id.set(Some(conversation.id));
         self.model.set(Some(conversation.model.clone()));
-        self.messages.set(
-            conversation
-                .messages
-                .into_iter()
-                .map(ChatEntry::from_view)
-                .collect(),
-        );
+        let entries: Vec<ChatEntry> = conversation
+            .messages
+            .into_iter()
+            .map(ChatEntry::from_view)
+            .collect();
+        // A reply still being written: Stop, not Send, until the connection takes it up.
+        let writing = entries
+            .iter()
+            .rev()
+            .find(|e| e.role == Role::Assistant && e.is_streaming_untracked())
+            .and_then(|e| {
+                e.turn_id
+                    .get_value()
+                    .map(|turn_id| Writing { turn_id, reply: *e })
+            });
+        self.writing.set(writing);
+        self.messages.set(entries);
         // Follow it once the page is live (an effect, so only in the browser).
         self.needs_attach.set(true);
     }
@@ -329,11 +355,16 @@ impl ChatState {
             return;
         }
         self.notice.set(None);
+        let before = reply.outcome.get_untracked();
         reply
             .outcome
             .update(|o| o.status = MessageStatus::Streaming);
         self.writing.set(Some(Writing { turn_id, reply }));
-        self.connect(Cursor::Continue { turn_id });
+        self.connect(Cursor::Continue {
+            turn_id,
+            from_run: reply.run.get_value(),
+            before,
+        });
     }
 
     /// Asks the server to stop the reply being written. Text keeps arriving until the server
@@ -393,8 +424,10 @@ impl ChatState {
                 }
                 Ended::Refused(error) if !error.is_transient() => {
                     self.link.set(Link::Up);
-                    self.refused(&cursor, error);
-                    return;
+                    if !self.refused(&cursor, error) {
+                        return;
+                    }
+                    failures = 0;
                 }
                 Ended::Refused(_) | Ended::Lost => {
                     self.link.set(Link::Reconnecting);
@@ -415,7 +448,9 @@ impl ChatState {
                 text,
                 model,
             } => send_message(turn_id, conversation_id, text, model).await,
-            Cursor::Continue { turn_id } => continue_reply(turn_id).await,
+            Cursor::Continue {
+                turn_id, from_run, ..
+            } => continue_reply(turn_id, from_run).await,
             Cursor::Turn {
                 turn_id, run, seq, ..
             } => turn_events(turn_id, run, seq).await,
@@ -511,12 +546,21 @@ impl ChatState {
                 entry
             }
         };
+        if streaming {
+            self.writing.set(Some(Writing {
+                turn_id,
+                reply: entry,
+            }));
+        } else if self
+            .writing
+            .with_untracked(|w| w.is_some_and(|w| w.turn_id == turn_id))
+        {
+            // It ended while this page was not listening.
+            self.writing.set(None);
+            self.stopping.set(false);
+        }
         if let Some(conversation_id) = self.conversation_id.get_untracked() {
             if streaming {
-                self.writing.set(Some(Writing {
-                    turn_id,
-                    reply: entry,
-                }));
                 // Until its events say otherwise, the turn is followed from its start.
                 self.set_turn_cursor(conversation_id, turn_id, run, 0);
             } else {
@@ -559,6 +603,7 @@ impl ChatState {
                 // Every run's log starts from empty text and replays it whole.
                 reply.content.set(String::new());
                 reply.message_id.set_value(Some(message_id));
+                reply.run.set_value(run);
                 reply.model.set(Some(model));
                 reply.outcome.set(Outcome::streaming());
                 if self.conversation_id.get_untracked().is_none() {
@@ -601,7 +646,9 @@ impl ChatState {
     }
 
     /// The server said no to the cursor's request, for a reason trying again will not change.
-    fn refused(&self, cursor: &Cursor, error: ApiError) {
+    /// Says so where it belongs, then goes on following the conversation if there is one;
+    /// false when there is nothing left to follow.
+    fn refused(&self, cursor: &Cursor, error: ApiError) -> bool {
         match cursor {
             Cursor::Send { text, .. } => {
                 // Nothing was stored: take the message back off the page and into the composer.
@@ -611,24 +658,42 @@ impl ChatState {
                 if self.draft.with_untracked(String::is_empty) {
                     self.draft.set(text.clone());
                 }
-                self.writing.set(None);
                 self.notice
                     .set(Some(format!("The message was not sent: {error}")));
             }
-            Cursor::Continue { .. } | Cursor::Turn { .. } => {
+            Cursor::Continue { before, .. } => {
+                if let Some(writing) = self.writing.get_untracked() {
+                    writing.reply.outcome.set(before.clone());
+                }
+                self.notice
+                    .set(Some(format!("The reply was not continued: {error}")));
+            }
+            Cursor::Turn { .. } => {
                 if let Some(writing) = self.writing.get_untracked() {
                     writing.reply.fail(error.to_string());
                 }
-                self.writing.set(None);
-                self.stopping.set(false);
             }
             Cursor::Watch { .. } => {
                 self.notice.set(Some(format!(
                     "This page stopped following the conversation: {error}"
                 )));
+                self.cursor.set_value(None);
+                return false;
             }
         }
-        self.cursor.set_value(None);
+        self.writing.set(None);
+        self.stopping.set(false);
+        // If the conversation itself is gone, following it is refused in turn, and that ends it.
+        let next = self
+            .conversation_id
+            .get_untracked()
+            .map(|conversation_id| Cursor::Watch {
+                conversation_id,
+                from_turn: self.last_turn(),
+            });
+        let follow = next.is_some();
+        self.cursor.set_value(next);
+        follow
     }
 
     /// Backs off before the next attempt (up to [`LAST_RETRY`], with jitter so that many pages
