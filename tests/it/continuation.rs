@@ -3,7 +3,6 @@
 
 use fake_provider::{expected_text, FakeConfig};
 use rill::model::{MessageStatus, Outcome, TurnEvent};
-use rill::server::db;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -121,18 +120,7 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
     let events = app.turn(None, "Hi").await;
     let conversation = conversation_of(&events);
     // As a kill would leave it: streaming with the last flushed text, then a restart.
-    sqlx::query(
-        "UPDATE messages SET status = 'streaming', content = 'Hello wör' WHERE role = 'assistant'",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("update");
-    assert_eq!(
-        db::interrupt_streaming(&app.state.db)
-            .await
-            .expect("recover"),
-        1
-    );
+    assert_eq!(app.crash_mid_reply("Hello wör").await, 1);
     let (turn_id,): (String,) =
         sqlx::query_as("SELECT turn_id FROM messages WHERE role = 'assistant'")
             .fetch_one(&app.pool)
@@ -244,4 +232,39 @@ async fn asking_to_continue_twice_continues_once_and_the_second_ask_follows_it()
         last_reply(&app.pool, conversation).await,
         ("complete".into(), text_of(&again))
     );
+}
+
+#[tokio::test]
+async fn a_page_opened_during_a_continuation_sees_the_reply_being_written() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (turn_id, conversation, _) = stopped_turn(&app, "fake/fake-model", 3).await;
+    app.fake.set_config(FakeConfig {
+        tokens: 200,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    });
+    let mut first = EventReader::new(
+        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
+            .await,
+    );
+    first.started().await;
+    let mut opened = EventReader::new(
+        app.post_json(
+            "conversation_events",
+            json!({"conversation_id": conversation, "from_turn": turn_id}),
+        )
+        .await,
+    );
+    match opened.next_line().await {
+        Some(rill::model::StreamLine::Turn { reply, .. }) => {
+            assert_eq!(reply.outcome.status, MessageStatus::Streaming);
+            assert_eq!(reply.run, 2);
+        }
+        other => panic!("expected the running turn, got {other:?}"),
+    }
 }

@@ -42,18 +42,7 @@ async fn replies_cut_short_by_a_crash_are_kept_and_marked_interrupted_at_start_u
     let events = app.turn(None, "Hi").await;
     let conversation = conversation_of(&events);
     // Simulate a crash mid-reply: a reply left `streaming` with some text.
-    sqlx::query(
-        "UPDATE messages SET status = 'streaming', content = 'partial' WHERE role = 'assistant'",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("update");
-    assert_eq!(
-        db::interrupt_streaming(&app.state.db)
-            .await
-            .expect("recover"),
-        1
-    );
+    assert_eq!(app.crash_mid_reply("partial").await, 1);
     assert_eq!(
         last_reply(&app.pool, conversation).await,
         ("interrupted".to_owned(), "partial".to_owned())

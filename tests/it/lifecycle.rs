@@ -121,30 +121,31 @@ impl Drop for Server {
     }
 }
 
-fn database() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("rill.db");
-    (dir, path)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_a_running_reply_finish_and_refuses_new_turns_with_503() {
+/// A fake answering `tokens` tokens `delay_ms` apart, and the server binary in front of it with a
+/// fresh database and the given grace; keep the directory alive as long as the database.
+async fn serving(
+    tokens: usize,
+    delay_ms: u64,
+    grace_secs: u64,
+) -> (FakeProvider, tempfile::TempDir, PathBuf, Server) {
     let fake = FakeProvider::start(FakeConfig {
-        tokens: 60,
-        token_delay_ms: 25,
+        tokens,
+        token_delay_ms: delay_ms,
         ..FakeConfig::default()
     })
     .await
     .expect("fake");
-    let (_dir, db) = database();
-    let mut server = Server::start(&db, &fake, 5).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("rill.db");
+    let server = Server::start(&db, &fake, grace_secs).await;
+    (fake, dir, db, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_reply_finish_and_refuses_new_turns_with_503() {
+    let (fake, _dir, db, mut server) = serving(60, 25, 5).await;
     let mut reader = EventReader::new(server.send(None, "Finish this").await);
-    let Some(TurnEvent::Started {
-        conversation_id, ..
-    }) = reader.next().await.map(|e| e.event)
-    else {
-        panic!("not Started")
-    };
+    let conversation_id = reader.started().await;
     let signalled = Instant::now();
     server.signal("TERM");
     // A new turn during the drain is refused at once, with a message that says why.
@@ -178,22 +179,9 @@ async fn sigterm_lets_a_running_reply_finish_and_refuses_new_turns_with_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stores_a_reply_longer_than_the_grace_as_interrupted() {
-    let fake = FakeProvider::start(FakeConfig {
-        tokens: 2_000,
-        token_delay_ms: 10,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake");
-    let (_dir, db) = database();
-    let mut server = Server::start(&db, &fake, 1).await;
+    let (fake, _dir, db, mut server) = serving(2_000, 10, 1).await;
     let mut reader = EventReader::new(server.send(None, "Never ending").await);
-    let Some(TurnEvent::Started {
-        conversation_id, ..
-    }) = reader.next().await.map(|e| e.event)
-    else {
-        panic!("not Started")
-    };
+    let conversation_id = reader.started().await;
     let signalled = Instant::now();
     server.signal("TERM");
     let rest = reader.read_to_end().await;
@@ -225,27 +213,16 @@ async fn sigterm_stores_a_reply_longer_than_the_grace_as_interrupted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_the_reply_is_interrupted_and_keeps_all_but_its_last_moments() {
-    let fake = FakeProvider::start(FakeConfig {
-        tokens: 5_000,
-        token_delay_ms: 5,
-        ..FakeConfig::default()
-    })
-    .await
-    .expect("fake");
-    let (_dir, db) = database();
-    let mut server = Server::start(&db, &fake, 5).await;
+    let (fake, _dir, db, mut server) = serving(5_000, 5, 5).await;
     let mut reader = EventReader::new(server.send(None, "Keep going").await);
-    let Some(TurnEvent::Started {
-        conversation_id, ..
-    }) = reader.next().await.map(|e| e.event)
-    else {
-        panic!("not Started")
-    };
+    let conversation_id = reader.started().await;
     // When each length of text was first seen by the reader.
     let mut arrivals: Vec<(Instant, usize)> = Vec::new();
     let mut text = String::new();
+    // Killed at a moment that falls anywhere between two checkpoints.
+    let kill_after = Duration::from_millis(1_200 + (Uuid::new_v4().as_u128() % 300) as u64);
     let streaming = Instant::now();
-    while streaming.elapsed() < Duration::from_millis(1_500) {
+    while streaming.elapsed() < kill_after {
         if let Some(TurnEvent::Delta { text: delta }) = reader.next().await.map(|e| e.event) {
             text.push_str(&delta);
             arrivals.push((Instant::now(), text.len()));
@@ -276,8 +253,9 @@ async fn after_kill_9_the_reply_is_interrupted_and_keeps_all_but_its_last_moment
         text.len(),
         lost.as_millis()
     );
-    // Checkpoints are every 250 ms; the bound here is loose for a loaded CI machine.
-    assert!(lost < Duration::from_secs(1), "lost {lost:?} of text");
+    // Checkpoints are every 250 ms (measured in release: 26–249 ms lost over 10 kills); the
+    // bound leaves room for the write itself on a loaded machine.
+    assert!(lost < Duration::from_millis(600), "lost {lost:?} of text");
 }
 
 #[tokio::test]

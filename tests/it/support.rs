@@ -191,6 +191,21 @@ impl TestApp {
         }
     }
 
+    /// Leaves every reply as a kill mid-reply would (`streaming`, with `content` as the last
+    /// checkpoint), then runs the start-up recovery; returns how many replies it marked.
+    pub async fn crash_mid_reply(&self, content: &str) -> u64 {
+        sqlx::query(
+            "UPDATE messages SET status = 'streaming', content = ? WHERE role = 'assistant'",
+        )
+        .bind(content)
+        .execute(&self.pool)
+        .await
+        .expect("update");
+        db::interrupt_streaming(&self.state.db)
+            .await
+            .expect("recover")
+    }
+
     /// Signals shutdown, as SIGTERM does; returns the server task to await.
     pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<std::io::Result<()>> {
         if let Some(shutdown) = self.shutdown.take() {
@@ -305,6 +320,16 @@ impl EventReader {
             for line in self.decoder.push(&chunk) {
                 self.pending.push_back(line.expect("valid NDJSON line"));
             }
+        }
+    }
+
+    /// Reads up to the turn's `Started` event; returns its conversation.
+    pub async fn started(&mut self) -> Uuid {
+        match self.next().await.map(|e| e.event) {
+            Some(TurnEvent::Started {
+                conversation_id, ..
+            }) => conversation_id,
+            other => panic!("expected Started, got {other:?}"),
         }
     }
 

@@ -99,12 +99,7 @@ async fn a_send_into_a_conversation_that_is_streaming_is_refused_and_changes_not
     .await;
     let turn_id = Uuid::new_v4();
     let mut tab_a = EventReader::new(app.send(turn_id, None, "Long one").await);
-    let conversation = match tab_a.next().await.map(|e| e.event) {
-        Some(TurnEvent::Started {
-            conversation_id, ..
-        }) => conversation_id,
-        other => panic!("not Started: {other:?}"),
-    };
+    let conversation = tab_a.started().await;
     let response = app
         .post_json(
             "send_message",
@@ -134,15 +129,7 @@ async fn stop_in_one_tab_stops_the_reply_in_both_and_cuts_the_upstream() {
     .await;
     let turn_id = Uuid::new_v4();
     let mut tab_a = EventReader::new(app.send(turn_id, None, "Talk for a long time").await);
-    let Some(TurnEnvelope {
-        event: TurnEvent::Started {
-            conversation_id, ..
-        },
-        ..
-    }) = tab_a.next().await
-    else {
-        panic!("not Started")
-    };
+    let conversation_id = tab_a.started().await;
     let mut tab_b = watch(&app, conversation_id, None).await;
     // Tab B follows the running turn; once it has seen text, it presses Stop.
     let mut seen_by_b = Vec::new();

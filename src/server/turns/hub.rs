@@ -595,9 +595,13 @@ impl TurnHub {
                 {
                     announced.insert((record.turn_id(), record.reply.run));
                     last_turn = Some(record.turn_id());
+                    // The record holds the figures from before this run; the page needs to know
+                    // it is being written.
+                    let mut reply = record.reply.clone();
+                    reply.outcome.status = MessageStatus::Streaming;
                     let line = StreamLine::Turn {
                         user: Box::new(record.user.clone()),
-                        reply: Box::new(record.reply.clone()),
+                        reply: Box::new(reply),
                     };
                     if out.send(line).await.is_err() {
                         return;

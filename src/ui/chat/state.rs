@@ -612,6 +612,10 @@ impl ChatState {
                     self.conversations_changed.update(|n| *n += 1);
                 }
                 if let Some(turn_id) = reply.turn_id.get_value() {
+                    self.writing.set(Some(Writing {
+                        turn_id,
+                        reply: *reply,
+                    }));
                     self.set_turn_cursor(conversation_id, turn_id, run, seq);
                 }
             }
