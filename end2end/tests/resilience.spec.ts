@@ -39,7 +39,7 @@ test("the network drops mid-reply and the reply completes by itself, with no gap
 
     // The proxy goes away: every connection through it closes at once.
     await nginx.kill();
-    await expect(page.locator(".connection")).toHaveText(/reconnecting/);
+    await expect(page.locator(".connection")).toHaveText(/Reconnecting/);
     await page.waitForTimeout(800);
     await nginx.start();
 
@@ -99,7 +99,7 @@ test("after the server behind nginx is killed mid-reply, the page shows it inter
     await page.waitForTimeout(400);
 
     await rill.kill();
-    await expect(page.locator(".connection")).toHaveText(/reconnecting/);
+    await expect(page.locator(".connection")).toHaveText(/Reconnecting/);
     await rill.start();
     // The page finds the reply again by itself: interrupted, with the text the server had saved.
     await expect(lastReply(page)).toHaveAttribute("data-status", "interrupted", { timeout: 20_000 });
@@ -140,7 +140,7 @@ test("a tab that lost its connection while another tab's reply ended shows the e
     await expect(second.getByRole("button", { name: "Stop" })).toBeVisible();
 
     await nginx.kill();
-    await expect(second.locator(".connection")).toHaveText(/reconnecting/);
+    await expect(second.locator(".connection")).toHaveText(/Reconnecting/);
     await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
     await nginx.start();
 

@@ -21,7 +21,7 @@ pub fn ChatHeader(state: ChatState) -> impl IntoView {
                 })}
             </Transition>
             <Show when=move || state.link.get() == Link::Reconnecting>
-                <span class="connection" role="status">"Connection lost · reconnecting…"</span>
+                <span class="connection" role="status" title="The connection to the server was lost; trying again">"Reconnecting…"</span>
             </Show>
             <Totals state />
         </header>
