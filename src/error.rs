@@ -36,9 +36,13 @@ impl ApiError {
         }
     }
 
-    /// Worth trying again by itself: the server could not be reached, or asked to come back.
+    /// Worth trying again by itself, later: the server could not be reached, asked to come back,
+    /// or failed in a way that may pass. The others (bad input, not found, a clash) will not change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Network(_) | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Network(_) | Self::Unavailable(_) | Self::Internal
+        )
     }
 }
 
@@ -55,5 +59,13 @@ impl FromServerFnError for ApiError {
             ServerFnErrorErr::Request(m) | ServerFnErrorErr::Response(m) => Self::Network(m),
             _ => Self::Internal,
         }
+    }
+
+    /// An error answer that is not one of Rill's is a proxy's page (nginx's 502 while Rill
+    /// restarts, say): Rill was not reached, and trying again will do.
+    fn de(data: server_fn::Bytes) -> Self {
+        serde_json::from_slice(&data).unwrap_or_else(|_| {
+            Self::Network("no answer from Rill (a proxy in between answered instead)".into())
+        })
     }
 }

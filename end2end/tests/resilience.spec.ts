@@ -100,6 +100,9 @@ test("after the server behind nginx is killed mid-reply, the page shows it inter
 
     await rill.kill();
     await expect(page.locator(".connection")).toHaveText(/Reconnecting/);
+    // Down for a while: the page meets nginx's 502 pages, and keeps trying.
+    await page.waitForTimeout(3_000);
+    await expect(page.locator(".connection")).toHaveText(/Reconnecting/);
     await rill.start();
     // The page finds the reply again by itself: interrupted, with the text the server had saved.
     await expect(lastReply(page)).toHaveAttribute("data-status", "interrupted", { timeout: 20_000 });

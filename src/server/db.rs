@@ -170,6 +170,11 @@ async fn conversation_row(
     .await?)
 }
 
+/// Whether the conversation exists for this owner.
+pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
+    Ok(conversation_row(db.reader(), owner, id).await?.is_some())
+}
+
 pub async fn get_conversation(
     db: &Db,
     owner: &Owner,
@@ -314,6 +319,8 @@ pub enum BeginTurn {
 pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<BeginTurn, DbError> {
     let now = now_ms();
     let mut tx = begin_write(db).await?;
+    // Turn ids are unique across owners (the browser mints random ones); one seen under another
+    // owner is answered as unknown by the owner-scoped read that follows.
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
         .bind(turn.turn_id.to_string())
         .fetch_optional(&mut *tx)
@@ -432,7 +439,7 @@ async fn streaming_reply(
 /// The `one_streaming_reply_per_conversation` index refused a second streaming reply.
 fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
     matches!(result, Err(sqlx::Error::Database(e))
-        if e.message().contains("messages.conversation_id"))
+        if e.message() == "UNIQUE constraint failed: messages.conversation_id")
 }
 
 pub enum BeginContinuation {
@@ -463,6 +470,11 @@ pub async fn begin_continuation(
     };
     if reply.run > from_run {
         return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
+    }
+    if reply.run < from_run {
+        return Ok(BeginContinuation::Refused(
+            "this reply is not the one on the page; reload it".into(),
+        ));
     }
     let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
         return Ok(BeginContinuation::NoSuchTurn);

@@ -268,3 +268,34 @@ async fn a_page_opened_during_a_continuation_sees_the_reply_being_written() {
         other => panic!("expected the running turn, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn two_continues_at_once_start_one_continuation_and_both_follow_it() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let (turn_id, _, shown) = stopped_turn(&app, "fake/fake-model", 3).await;
+    app.fake.set_config(FakeConfig {
+        tokens: 30,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    });
+    let body = json!({"turn_id": turn_id, "from_run": 1});
+    let (a, b) = tokio::join!(
+        app.post_json("continue_reply", body.clone()),
+        app.post_json("continue_reply", body.clone())
+    );
+    let (a, b) = tokio::join!(
+        EventReader::new(a).read_to_end(),
+        EventReader::new(b).read_to_end()
+    );
+    let whole = format!("{shown}{}", expected_text(30));
+    assert_eq!(text_of(&a), whole);
+    assert_eq!(text_of(&b), whole);
+    assert_eq!(finished(&a).status, MessageStatus::Complete);
+    assert_eq!(finished(&b).status, MessageStatus::Complete);
+    assert_eq!(app.fake.requests().len(), 2, "one continuation");
+}

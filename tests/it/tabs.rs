@@ -477,3 +477,46 @@ async fn a_send_whose_connection_drops_while_it_is_stored_still_ends_and_can_be_
     assert_eq!(text_of(&events), expected_text(8));
     assert_eq!(app.fake.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_send_repeated_while_the_first_is_being_stored_gets_the_same_answer() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 500,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    // The conversation is busy with a long reply…
+    let mut running = EventReader::new(app.send(Uuid::new_v4(), None, "Long").await);
+    let conversation = running.started().await;
+    // …and the writer is held, so the next send waits while it is being stored.
+    let mut blocker = app.pool.acquire().await.expect("connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let turn_id = Uuid::new_v4();
+    let body = json!({"turn_id": turn_id, "conversation_id": conversation, "text": "Me too"});
+    let first = app.post_json("send_message", body.clone());
+    let again = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.post_json("send_message", body.clone()).await
+    };
+    let unlock = async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sqlx::query("COMMIT")
+            .execute(&mut *blocker)
+            .await
+            .expect("unlock");
+        // The server's one writer connection is this one: give it back.
+        drop(blocker);
+    };
+    let (first, again, ()) = tokio::join!(first, again, unlock);
+    assert_eq!(first.status(), 409);
+    assert_eq!(
+        again.status(),
+        409,
+        "the repeated send is refused the same way"
+    );
+    drop(running);
+}

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::checkpoints::write_checkpoints;
-use super::live::{lock, spawn_lines, CancelReason, Lines, LiveTurn};
+use super::live::{lock, spawn_lines, CancelReason, Lines, LiveTurn, Refusal};
 use super::run;
 use crate::error::ApiError;
 use crate::model::{MessageStatus, MessageView, Outcome, StreamLine, TurnEnvelope, TurnEvent};
@@ -52,6 +52,54 @@ pub enum TurnError {
     StartFailed,
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<Refusal> for TurnError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NoSuchConversation => TurnError::NoSuchConversation,
+            Refusal::NoSuchTurn => TurnError::NoSuchTurn,
+            Refusal::Busy => TurnError::Busy,
+            Refusal::AlreadyContinued(_) | Refusal::NotStored => TurnError::StartFailed,
+        }
+    }
+}
+
+/// A claim that is given up (its readers told) unless it is settled: a start that fails in any
+/// way, a panic included, never leaves a claimed turn id that nothing ends.
+struct Claim<'a> {
+    registry: &'a Registry,
+    turn: Arc<LiveTurn>,
+    settled: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(registry: &'a Registry, turn: Arc<LiveTurn>) -> Self {
+        Self {
+            registry,
+            turn,
+            settled: false,
+        }
+    }
+
+    /// The claim became a run, or a replay.
+    fn settle(mut self) -> Arc<LiveTurn> {
+        self.settled = true;
+        self.turn.clone()
+    }
+
+    fn refuse(mut self, refusal: Refusal) {
+        self.settled = true;
+        self.registry.unclaim(&self.turn, refusal);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.registry.unclaim(&self.turn, Refusal::NotStored);
+        }
+    }
 }
 
 impl From<TurnError> for ApiError {
@@ -123,28 +171,31 @@ impl Registry {
         }
     }
 
-    /// Ends a claim that did not become a run, putting back the turn it displaced.
-    fn replace(&self, claim: &Arc<LiveTurn>, previous: Option<Arc<LiveTurn>>, why: &str) {
-        claim.emit(TurnEvent::Finished(Outcome::failed(why)));
+    /// Claims `turn_id` for its run `run` (a continuation), in one step: the run already
+    /// claimed or running (`false`), or a new claim that replaces an ended run.
+    fn claim_run(
+        &self,
+        turn_id: Uuid,
+        owner: &Owner,
+        run: u32,
+    ) -> Result<(Arc<LiveTurn>, bool), TurnError> {
         let mut turns = lock(&self.turns);
-        if turns
-            .get(&claim.turn_id)
-            .is_some_and(|t| Arc::ptr_eq(t, claim))
-        {
-            match previous {
-                Some(previous) => turns.insert(claim.turn_id, previous),
-                None => turns.remove(&claim.turn_id),
-            };
+        match turns.get(&turn_id) {
+            Some(turn) if turn.owner != *owner => Err(TurnError::NoSuchTurn),
+            Some(turn) if !turn.is_finished() && turn.run() == run => Ok((turn.clone(), false)),
+            Some(turn) if !turn.is_finished() => Err(TurnError::Busy),
+            // Nothing here, or an ended run: readers of that run are answered from the database.
+            _ => {
+                let turn = Arc::new(LiveTurn::new(turn_id, owner.clone(), run));
+                turns.insert(turn_id, turn.clone());
+                Ok((turn, true))
+            }
         }
     }
 
-    fn insert(&self, turn: Arc<LiveTurn>) {
-        lock(&self.turns).insert(turn.turn_id, turn);
-    }
-
-    /// Ends a claim that did not become a turn; its readers learn why.
-    fn unclaim(&self, turn: &Arc<LiveTurn>, why: &str) {
-        turn.emit(TurnEvent::Finished(Outcome::failed(why)));
+    /// Ends a claim that did not become a run: the readers that found it get the same answer.
+    fn unclaim(&self, turn: &Arc<LiveTurn>, refusal: Refusal) {
+        turn.refuse(refusal);
         self.remove(turn);
     }
 
@@ -294,8 +345,11 @@ impl TurnHub {
         // Claim the turn id in memory first, so two concurrent sends of it start one turn.
         let (live, claimed) = self.registry.claim(turn.turn_id, owner, 1)?;
         if !claimed {
+            // A send of this turn id is under way: its answer is this one's too.
+            live.begun().await?;
             return Ok(live.follow(0, self.heartbeat()));
         }
+        let claim = Claim::new(&self.registry, live);
         let text = input::message_text(&turn.text)?;
         let mut repaired = false;
         loop {
@@ -306,66 +360,55 @@ impl TurnHub {
                 model: turn.model.as_deref(),
                 default_model: self.deps.models.default_model(),
             };
-            let begun = db::begin_turn(&self.deps.db, owner, new_turn).await;
-            return match begun {
-                Ok(BeginTurn::Started(record)) => {
+            return match db::begin_turn(&self.deps.db, owner, new_turn).await? {
+                BeginTurn::Started(record) => {
+                    let live = claim.settle();
                     live.set_record(*record);
                     self.spawn(live.clone());
                     Ok(live.follow(0, self.heartbeat()))
                 }
-                Ok(BeginTurn::Repeated) => self.replay_into(&live, owner).await,
-                Ok(BeginTurn::NoSuchConversation) => {
-                    self.registry.unclaim(&live, "no such conversation");
+                BeginTurn::Repeated => self.replay_into(claim, owner).await,
+                BeginTurn::NoSuchConversation => {
+                    claim.refuse(Refusal::NoSuchConversation);
                     Err(TurnError::NoSuchConversation)
                 }
-                Ok(BeginTurn::Busy) => {
+                BeginTurn::Busy => {
                     // Busy with a reply nothing here writes (its end could not be stored)?
                     let conversation = turn.conversation_id;
                     if !repaired && self.repair_orphan(owner, conversation).await? {
                         repaired = true;
                         continue;
                     }
-                    self.registry.unclaim(&live, &TurnError::Busy.to_string());
+                    claim.refuse(Refusal::Busy);
                     Err(TurnError::Busy)
-                }
-                Err(e) => {
-                    self.registry
-                        .unclaim(&live, "the server could not store this message");
-                    Err(e.into())
                 }
             };
         }
     }
 
     /// A turn id sent before and since forgotten here: its claim replays the stored turn.
-    async fn replay_into(&self, live: &Arc<LiveTurn>, owner: &Owner) -> Result<Lines, TurnError> {
-        match self.stored_turn(owner, live.turn_id).await {
-            Ok(Some((user, reply, conversation_id))) => {
-                live.set_record(TurnRecord {
-                    owner: owner.clone(),
-                    conversation_id,
-                    user,
-                    reply: reply.clone(),
-                    system_prompt: String::new(),
-                });
-                live.mark_replay();
-                for event in replay_events(conversation_id, reply) {
-                    live.emit(event.event);
-                }
-                self.registry
-                    .forget_later(live.clone(), self.deps.settings.keep_finished);
-                Ok(live.clone().follow(0, self.heartbeat()))
-            }
-            Ok(None) => {
-                self.registry.unclaim(live, "no such turn");
-                Err(TurnError::NoSuchTurn)
-            }
-            Err(e) => {
-                self.registry
-                    .unclaim(live, "the server could not read this turn");
-                Err(e)
-            }
+    async fn replay_into(&self, claim: Claim<'_>, owner: &Owner) -> Result<Lines, TurnError> {
+        let Some((user, reply, conversation_id)) =
+            self.stored_turn(owner, claim.turn.turn_id).await?
+        else {
+            claim.refuse(Refusal::NoSuchTurn);
+            return Err(TurnError::NoSuchTurn);
+        };
+        let live = claim.settle();
+        live.set_record(TurnRecord {
+            owner: owner.clone(),
+            conversation_id,
+            user,
+            reply: reply.clone(),
+            system_prompt: String::new(),
+        });
+        live.mark_replay();
+        for event in replay_events(conversation_id, reply) {
+            live.emit(event.event);
         }
+        self.registry
+            .forget_later(live.clone(), self.deps.settings.keep_finished);
+        Ok(live.follow(0, self.heartbeat()))
     }
 
     /// Asks the model to go on with a stopped or interrupted reply; the continuation joins the
@@ -391,51 +434,45 @@ impl TurnHub {
         from_run: u32,
     ) -> Result<Lines, TurnError> {
         let next_run = from_run.saturating_add(1);
-        let previous = self.registry.get(turn_id);
-        if let Some(running) = previous.as_ref().filter(|t| !t.is_finished()) {
-            if running.owner != *owner {
-                return Err(TurnError::NoSuchTurn);
-            }
-            if running.run() == next_run {
-                return Ok(running.clone().follow(0, self.heartbeat()));
-            }
-            return Err(TurnError::Busy);
+        let (live, claimed) = self.registry.claim_run(turn_id, owner, next_run)?;
+        if !claimed {
+            // This continuation is already under way (a repeated ask): follow it.
+            return match live.begun().await {
+                Ok(()) => Ok(live.follow(0, self.heartbeat())),
+                Err(Refusal::AlreadyContinued(run)) => self.events(owner, turn_id, run, 0).await,
+                Err(refusal) => Err(refusal.into()),
+            };
         }
-        let live = Arc::new(LiveTurn::new(turn_id, owner.clone(), next_run));
-        self.registry.insert(live.clone());
-        let give_back = |why: &str| self.registry.replace(&live, previous.clone(), why);
+        let claim = Claim::new(&self.registry, live);
         let mut repaired = false;
         loop {
-            let begun = db::begin_continuation(&self.deps.db, owner, turn_id, from_run).await;
+            let begun = db::begin_continuation(&self.deps.db, owner, turn_id, from_run).await?;
             return match begun {
-                Ok(BeginContinuation::Started(record)) => {
+                BeginContinuation::Started(record) => {
+                    let live = claim.settle();
                     live.set_record(*record);
                     self.spawn(live.clone());
                     Ok(live.follow(0, self.heartbeat()))
                 }
-                Ok(BeginContinuation::AlreadyContinued { run }) => {
-                    give_back("this reply was already continued");
+                BeginContinuation::AlreadyContinued { run } => {
+                    claim.refuse(Refusal::AlreadyContinued(run));
                     self.events(owner, turn_id, run, 0).await
                 }
-                Ok(BeginContinuation::NoSuchTurn) => {
-                    give_back("no such turn");
+                BeginContinuation::NoSuchTurn => {
+                    claim.refuse(Refusal::NoSuchTurn);
                     Err(TurnError::NoSuchTurn)
                 }
-                Ok(BeginContinuation::Refused(why)) => {
-                    give_back(&why);
+                BeginContinuation::Refused(why) => {
+                    claim.refuse(Refusal::Busy);
                     Err(TurnError::CannotContinue(why))
                 }
-                Ok(BeginContinuation::Busy { conversation_id }) => {
+                BeginContinuation::Busy { conversation_id } => {
                     if !repaired && self.repair_orphan(owner, Some(conversation_id)).await? {
                         repaired = true;
                         continue;
                     }
-                    give_back(&TurnError::Busy.to_string());
+                    claim.refuse(Refusal::Busy);
                     Err(TurnError::Busy)
-                }
-                Err(e) => {
-                    give_back("the server could not continue this reply");
-                    Err(e.into())
                 }
             };
         }
@@ -559,10 +596,7 @@ impl TurnHub {
     ) -> Result<Lines, TurnError> {
         // Subscribe before reading the database, so no turn falls between the two.
         let mut latest = self.registry.watch(conversation_id);
-        if db::turns_from(&self.deps.db, owner, conversation_id, None)
-            .await?
-            .is_none()
-        {
+        if !db::conversation_exists(&self.deps.db, owner, conversation_id).await? {
             return Err(TurnError::NoSuchConversation);
         }
         let hub = self.clone();

@@ -12,6 +12,19 @@ use uuid::Uuid;
 use crate::model::{Outcome, StreamLine, TurnEnvelope, TurnEvent};
 use crate::server::db::{Owner, TurnRecord};
 
+/// Why a claimed turn id did not become a run; readers that found the claim get the same answer
+/// as the request that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchConversation,
+    NoSuchTurn,
+    Busy,
+    /// The reply had been continued already: this is its run now.
+    AlreadyContinued(u32),
+    /// Storing the turn failed (the details are in the log).
+    NotStored,
+}
+
 /// Why a turn was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelReason {
@@ -30,6 +43,8 @@ pub struct LiveTurn {
     record: OnceLock<TurnRecord>,
     /// The log was rebuilt from the database: its numbers are not those of the live log.
     replay: std::sync::atomic::AtomicBool,
+    /// Set when the claim did not become a run.
+    refusal: OnceLock<Refusal>,
     log: Mutex<Log>,
     /// The number of events in the log, for readers waiting on the next one.
     len: watch::Sender<usize>,
@@ -85,6 +100,7 @@ impl LiveTurn {
             claimed_run: run,
             record: OnceLock::new(),
             replay: std::sync::atomic::AtomicBool::new(false),
+            refusal: OnceLock::new(),
             log: Mutex::default(),
             len: watch::Sender::new(0),
             cancel: CancellationToken::new(),
@@ -102,6 +118,28 @@ impl LiveTurn {
 
     pub fn run(&self) -> u32 {
         self.record().map_or(self.claimed_run, |r| r.reply.run)
+    }
+
+    /// Records why the claim did not become a run, and wakes the readers waiting for it.
+    pub fn refuse(&self, refusal: Refusal) {
+        let _ = self.refusal.set(refusal);
+        self.len.send_modify(|_| {});
+    }
+
+    /// Waits until the claim became a run (its first event) or was refused.
+    pub async fn begun(&self) -> Result<(), Refusal> {
+        let mut changed = self.len.subscribe();
+        loop {
+            if let Some(refusal) = self.refusal.get() {
+                return Err(*refusal);
+            }
+            if !lock(&self.log).events.is_empty() {
+                return Ok(());
+            }
+            if changed.changed().await.is_err() {
+                return Err(Refusal::NotStored);
+            }
+        }
     }
 
     pub fn mark_replay(&self) {
@@ -190,7 +228,11 @@ impl LiveTurn {
             next = 0;
         }
         loop {
-            let event = lock(&self.log).events.get(next).cloned();
+            // One look under one lock: `Finished` and the outcome are set together.
+            let (event, finished) = {
+                let log = lock(&self.log);
+                (log.events.get(next).cloned(), log.outcome.is_some())
+            };
             if let Some(event) = event {
                 next += 1;
                 let last = matches!(event.event, TurnEvent::Finished(_));
@@ -200,7 +242,7 @@ impl LiveTurn {
                 continue;
             }
             // Ended, and the reader has every event up to `Finished`.
-            if self.is_finished() {
+            if finished {
                 return;
             }
             tokio::select! {

@@ -166,8 +166,8 @@ enum Cursor {
 enum Ended {
     /// The followed turn finished; the page goes on to watch its conversation.
     TurnDone,
-    /// The connection dropped or went silent; try again.
-    Lost,
+    /// The connection dropped or went silent; try again. `heard`: it had worked for a while.
+    Lost { heard: bool },
     /// The server refused the request.
     Refused(ApiError),
 }
@@ -429,7 +429,11 @@ impl ChatState {
                     }
                     failures = 0;
                 }
-                Ended::Refused(_) | Ended::Lost => {
+                Ended::Refused(_) | Ended::Lost { .. } => {
+                    if matches!(ended, Ended::Lost { heard: true }) {
+                        // A connection that worked starts the waits over.
+                        failures = 0;
+                    }
                     self.link.set(Link::Reconnecting);
                     failures = failures.saturating_add(1);
                     self.wait_before_retry(failures).await;
@@ -479,18 +483,22 @@ impl ChatState {
         } else {
             self.writing.get_untracked().map(|w| w.reply)
         };
+        let mut heard = false;
         loop {
             self.last_line_at.set_value(now_ms());
             let next = futures::future::select(stream.next(), Box::pin(sleep(SILENCE_LIMIT)));
             let chunk = match next.await {
                 Either::Left((Some(Ok(bytes)), _)) => bytes,
                 // Ended, broken, or silent past every heartbeat: the connection is gone.
-                Either::Left((None | Some(Err(_)), _)) | Either::Right(_) => return Ended::Lost,
+                Either::Left((None | Some(Err(_)), _)) | Either::Right(_) => {
+                    return Ended::Lost { heard };
+                }
             };
             for line in decoder.push(&chunk) {
                 let Ok(line) = line else {
-                    return Ended::Lost;
+                    return Ended::Lost { heard };
                 };
+                heard = true;
                 match line {
                     StreamLine::Heartbeat => {}
                     StreamLine::Turn { user, reply } => {
@@ -681,6 +689,8 @@ impl ChatState {
                 self.notice.set(Some(format!(
                     "This page stopped following the conversation: {error}"
                 )));
+                self.writing.set(None);
+                self.stopping.set(false);
                 self.cursor.set_value(None);
                 return false;
             }
