@@ -45,12 +45,9 @@ async fn continue_goes_on_from_the_stopped_text_in_the_same_reply() {
         tokens: 6,
         ..FakeConfig::default()
     });
-    let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    )
-    .read_to_end()
-    .await;
+    let events = EventReader::new(app.continue_reply(&turn_id, 1).await)
+        .read_to_end()
+        .await;
     let TurnEvent::Started { run, .. } = &events[0].event else {
         panic!("not Started: {events:?}")
     };
@@ -94,12 +91,9 @@ async fn anthropic_continues_by_prefilling_the_reply() {
         tokens: 3,
         ..FakeConfig::default()
     });
-    let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    )
-    .read_to_end()
-    .await;
+    let events = EventReader::new(app.continue_reply(&turn_id, 1).await)
+        .read_to_end()
+        .await;
     assert_eq!(finished(&events).status, MessageStatus::Complete);
     let request = &app.fake.requests()[1];
     let last = request["messages"]
@@ -126,12 +120,9 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
             .fetch_one(&app.pool)
             .await
             .expect("turn");
-    let events = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    )
-    .read_to_end()
-    .await;
+    let events = EventReader::new(app.continue_reply(&turn_id, 1).await)
+        .read_to_end()
+        .await;
     assert_eq!(finished(&events).status, MessageStatus::Complete);
     assert_eq!(
         last_reply(&app.pool, conversation).await,
@@ -153,12 +144,7 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
             .fetch_one(&app.pool)
             .await
             .expect("turn");
-    let complete = app
-        .post_json(
-            "continue_reply",
-            json!({"turn_id": first_turn, "from_run": 1}),
-        )
-        .await;
+    let complete = app.continue_reply(&first_turn, 1).await;
     assert_eq!(complete.status(), 409);
     assert!(complete
         .text()
@@ -170,24 +156,14 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
         .await
         .expect("update");
     app.turn(Some(conversation), "Two").await;
-    let earlier = app
-        .post_json(
-            "continue_reply",
-            json!({"turn_id": first_turn, "from_run": 1}),
-        )
-        .await;
+    let earlier = app.continue_reply(&first_turn, 1).await;
     assert_eq!(earlier.status(), 409);
     assert!(earlier
         .text()
         .await
         .unwrap_or_default()
         .contains("last reply"));
-    let unknown = app
-        .post_json(
-            "continue_reply",
-            json!({"turn_id": Uuid::new_v4(), "from_run": 1}),
-        )
-        .await;
+    let unknown = app.continue_reply(Uuid::new_v4(), 1).await;
     assert_eq!(unknown.status(), 404);
 }
 
@@ -206,26 +182,18 @@ async fn asking_to_continue_twice_continues_once_and_the_second_ask_follows_it()
         ..FakeConfig::default()
     });
     // The page asked, lost the connection before any event, and asks again.
-    let first = app
-        .post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-        .await;
+    let first = app.continue_reply(&turn_id, 1).await;
     assert_eq!(first.status(), 200);
     drop(first);
-    let again = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    )
-    .read_to_end()
-    .await;
+    let again = EventReader::new(app.continue_reply(&turn_id, 1).await)
+        .read_to_end()
+        .await;
     assert_eq!(finished(&again).status, MessageStatus::Complete);
     assert_eq!(text_of(&again), format!("{shown}{}", expected_text(40)));
     // And once it has ended, a third ask (from a page that saw run 1) gets the result too.
-    let late = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    )
-    .read_to_end()
-    .await;
+    let late = EventReader::new(app.continue_reply(&turn_id, 1).await)
+        .read_to_end()
+        .await;
     assert_eq!(text_of(&late), text_of(&again));
     assert_eq!(app.fake.requests().len(), 2, "one continuation");
     assert_eq!(
@@ -248,10 +216,7 @@ async fn a_page_opened_during_a_continuation_sees_the_reply_being_written() {
         token_delay_ms: 10,
         ..FakeConfig::default()
     });
-    let mut first = EventReader::new(
-        app.post_json("continue_reply", json!({"turn_id": turn_id, "from_run": 1}))
-            .await,
-    );
+    let mut first = EventReader::new(app.continue_reply(&turn_id, 1).await);
     first.started().await;
     let mut opened = EventReader::new(
         app.post_json(

@@ -272,6 +272,28 @@ impl TestApp {
         .await
     }
 
+    /// Asks to continue a reply, as the page does having seen its run `from_run`.
+    pub async fn continue_reply(&self, turn_id: impl ToString, from_run: u32) -> reqwest::Response {
+        self.post_json(
+            "continue_reply",
+            json!({"turn_id": turn_id.to_string(), "from_run": from_run}),
+        )
+        .await
+    }
+
+    /// An app whose ended turns leave memory after 50 ms (readers then get the database's copy).
+    pub async fn forgetting(fake: FakeConfig) -> Self {
+        Self::with(Setup {
+            fake,
+            turns: Some(TurnSettings {
+                keep_finished: Duration::from_millis(50),
+                ..test_turns()
+            }),
+            ..Setup::default()
+        })
+        .await
+    }
+
     pub async fn stop(&self, turn_id: Uuid) -> reqwest::Response {
         self.post_json("stop_turn", json!({"turn_id": turn_id}))
             .await

@@ -286,16 +286,9 @@ async fn turn_streams_carry_heartbeats_while_the_provider_thinks_and_say_not_to_
 
 #[tokio::test]
 async fn a_reader_of_a_turn_that_left_memory_gets_it_whole_from_the_start() {
-    let app = TestApp::with(Setup {
-        fake: FakeConfig {
-            tokens: 10,
-            ..FakeConfig::default()
-        },
-        turns: Some(rill::server::config::TurnSettings {
-            keep_finished: Duration::from_millis(50),
-            ..test_turns()
-        }),
-        ..Setup::default()
+    let app = TestApp::forgetting(FakeConfig {
+        tokens: 10,
+        ..FakeConfig::default()
     })
     .await;
     let turn_id = Uuid::new_v4();
@@ -323,16 +316,9 @@ async fn a_reader_of_a_turn_that_left_memory_gets_it_whole_from_the_start() {
 
 #[tokio::test]
 async fn ended_turns_and_unwatched_conversations_are_let_go() {
-    let app = TestApp::with(Setup {
-        fake: FakeConfig {
-            tokens: 3,
-            ..FakeConfig::default()
-        },
-        turns: Some(rill::server::config::TurnSettings {
-            keep_finished: Duration::from_millis(50),
-            ..test_turns()
-        }),
-        ..Setup::default()
+    let app = TestApp::forgetting(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
     })
     .await;
     let mut conversations = Vec::new();
@@ -394,16 +380,9 @@ async fn many_sends_at_once_into_one_conversation_start_one_turn_and_refuse_the_
 
 #[tokio::test]
 async fn a_reply_left_streaming_with_nothing_writing_it_does_not_block_its_conversation() {
-    let app = TestApp::with(Setup {
-        fake: FakeConfig {
-            tokens: 5,
-            ..FakeConfig::default()
-        },
-        turns: Some(rill::server::config::TurnSettings {
-            keep_finished: Duration::from_millis(20),
-            ..test_turns()
-        }),
-        ..Setup::default()
+    let app = TestApp::forgetting(FakeConfig {
+        tokens: 5,
+        ..FakeConfig::default()
     })
     .await;
     let turn_id = Uuid::new_v4();
