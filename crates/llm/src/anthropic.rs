@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{excerpt, shown_message};
+use crate::error::{shown_message, StreamFault};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
-    StreamLimits, Usage,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, StreamLimits,
+    Usage,
 };
 
 /// The API version this decoder follows (sent as `anthropic-version`).
@@ -260,32 +260,13 @@ impl SseDecoder for EventDecoder {
             Event::Error { error } => {
                 // An overload mid-stream is the same fault as a 529 before it.
                 let message = shown_message(&error.message).or_else(|| shown_message(&error.kind));
-                let detail = format!("error event: {}", excerpt(data.as_bytes()));
-                let advice = RetryAdvice::default();
-                out.push_back(Err(match error.kind.as_str() {
-                    "overloaded_error" => LlmError::Unavailable {
-                        status: Some(529),
-                        message,
-                        advice,
-                        detail,
-                    },
-                    "rate_limit_error" => LlmError::RateLimited {
-                        status: None,
-                        message,
-                        advice,
-                        detail,
-                    },
-                    "api_error" => LlmError::Unavailable {
-                        status: Some(500),
-                        message,
-                        advice,
-                        detail,
-                    },
-                    _ => LlmError::Provider {
-                        message: message.unwrap_or_else(|| "no details given".to_owned()),
-                        detail,
-                    },
-                }));
+                let (fault, status) = match error.kind.as_str() {
+                    "overloaded_error" => (StreamFault::Overloaded, Some(529)),
+                    "rate_limit_error" => (StreamFault::RateLimited, None),
+                    "api_error" => (StreamFault::Overloaded, Some(500)),
+                    _ => (StreamFault::Other, None),
+                };
+                out.push_back(Err(LlmError::mid_stream(fault, status, message, data)));
             }
             Event::ContentBlockDelta { .. } | Event::Ignored => {}
         }
@@ -433,16 +414,8 @@ mod tests {
 
     fn chat(messages: &[(Role, &str)]) -> ChatRequest {
         ChatRequest {
-            model: "claude-x".into(),
-            system: None,
-            messages: messages
-                .iter()
-                .map(|(role, content)| ChatMessage {
-                    role: *role,
-                    content: (*content).into(),
-                })
-                .collect(),
             max_output_tokens: Some(100),
+            ..ChatRequest::of(messages)
         }
     }
 

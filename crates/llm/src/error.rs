@@ -95,7 +95,48 @@ impl Oversized {
     }
 }
 
+/// What an error event in the middle of a stream amounts to, whatever the protocol calls it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamFault {
+    /// The same fault as a 5xx before the stream (transient).
+    Overloaded,
+    /// The same fault as a 429 before the stream (transient).
+    RateLimited,
+    /// The provider's own error.
+    Other,
+}
+
 impl LlmError {
+    /// An error event a provider sent mid-stream: `status` if the event carries one, its
+    /// message (shown if it reads as one), and the raw event for the log.
+    pub(crate) fn mid_stream(
+        fault: StreamFault,
+        status: Option<u16>,
+        message: Option<String>,
+        event: &str,
+    ) -> Self {
+        let detail = format!("error event: {}", excerpt(event.as_bytes()));
+        let advice = RetryAdvice::default();
+        match fault {
+            StreamFault::Overloaded => Self::Unavailable {
+                status,
+                message,
+                advice,
+                detail,
+            },
+            StreamFault::RateLimited => Self::RateLimited {
+                status,
+                message,
+                advice,
+                detail,
+            },
+            StreamFault::Other => Self::Provider {
+                message: message.unwrap_or_else(|| "no details given".to_owned()),
+                detail,
+            },
+        }
+    }
+
     /// Everything useful for the server log: the person-facing text plus the error chain, the
     /// URL, an excerpt of the body, retry headers. Never shown in the page.
     pub fn detail(&self) -> String {

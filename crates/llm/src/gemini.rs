@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{excerpt, shown_message};
+use crate::error::{shown_message, StreamFault};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
-    StreamLimits, Usage, CONTINUE_INSTRUCTION,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, StreamLimits,
+    Usage, CONTINUE_INSTRUCTION,
 };
 
 pub struct Gemini {
@@ -162,28 +162,18 @@ impl SseDecoder for ChunkDecoder {
             Err(e) => return out.push_back(Err(e)),
         };
         if let Some(error) = chunk.error {
+            let fault = match error.code {
+                429 => StreamFault::RateLimited,
+                500..=599 => StreamFault::Overloaded,
+                _ => StreamFault::Other,
+            };
             let message = shown_message(&error.message);
-            let detail = format!("error chunk: {}", excerpt(data.as_bytes()));
-            let advice = RetryAdvice::default();
-            let status = Some(error.code);
-            return out.push_back(Err(match error.code {
-                429 => LlmError::RateLimited {
-                    status,
-                    message,
-                    advice,
-                    detail,
-                },
-                500..=599 => LlmError::Unavailable {
-                    status,
-                    message,
-                    advice,
-                    detail,
-                },
-                _ => LlmError::Provider {
-                    message: message.unwrap_or_else(|| "no details given".to_owned()),
-                    detail,
-                },
-            }));
+            return out.push_back(Err(LlmError::mid_stream(
+                fault,
+                Some(error.code),
+                message,
+                data,
+            )));
         }
         // Only the first candidate is asked for (candidateCount defaults to 1).
         if let Some(candidate) = chunk.candidates.into_iter().next() {

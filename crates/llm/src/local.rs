@@ -472,20 +472,12 @@ impl Provider for LocalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ChatMessage;
 
     fn request(model: &str, messages: &[(Role, &str)]) -> ChatRequest {
         ChatRequest {
             model: model.into(),
             system: Some("Be brief.".into()),
-            messages: messages
-                .iter()
-                .map(|(role, content)| ChatMessage {
-                    role: *role,
-                    content: (*content).into(),
-                })
-                .collect(),
-            max_output_tokens: None,
+            ..ChatRequest::of(messages)
         }
     }
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::{excerpt, shown_message, Oversized};
+use crate::error::{excerpt, shown_message, Oversized, StreamFault};
 use crate::http::{read_bounded, send, BodyEnd};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, RetryAdvice, Role,
-    StreamLimits, Usage, CONTINUE_INSTRUCTION,
+    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, StreamLimits,
+    Usage, CONTINUE_INSTRUCTION,
 };
 
 /// The largest model list read (OpenRouter's, with descriptions, is several hundred KiB).
@@ -244,28 +244,14 @@ impl WireError {
     /// as transient); anything else is the provider's own error.
     fn into_llm_error(self, data: &str) -> LlmError {
         let message = self.message.as_deref().and_then(shown_message);
-        let detail = format!("error event: {}", excerpt(data.as_bytes()));
-        let advice = RetryAdvice::default();
         let code = self.code.as_ref().and_then(Value::as_str);
-        match (self.kind.as_deref(), code) {
-            (Some("server_error" | "overloaded_error"), _) => LlmError::Unavailable {
-                status: None,
-                message,
-                advice,
-                detail,
-            },
+        let fault = match (self.kind.as_deref(), code) {
+            (Some("server_error" | "overloaded_error"), _) => StreamFault::Overloaded,
             (Some("rate_limit_error" | "rate_limit_exceeded"), _)
-            | (_, Some("rate_limit_exceeded")) => LlmError::RateLimited {
-                status: None,
-                message,
-                advice,
-                detail,
-            },
-            _ => LlmError::Provider {
-                message: message.unwrap_or_else(|| "no details given".to_owned()),
-                detail,
-            },
-        }
+            | (_, Some("rate_limit_exceeded")) => StreamFault::RateLimited,
+            _ => StreamFault::Other,
+        };
+        LlmError::mid_stream(fault, None, message, data)
     }
 }
 

@@ -87,11 +87,11 @@ pub trait Provider: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(messages: &[(Role, &str)]) -> ChatRequest {
-        ChatRequest {
+impl ChatRequest {
+    /// A request of these messages to model `m`, no system prompt, no output cap; tests adjust
+    /// the rest with struct update syntax.
+    pub(crate) fn of(messages: &[(Role, &str)]) -> Self {
+        Self {
             model: "m".into(),
             system: None,
             messages: messages
@@ -104,16 +104,21 @@ mod tests {
             max_output_tokens: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn a_trailing_assistant_message_is_a_partial_reply() {
-        let r = request(&[(Role::User, "hi"), (Role::Assistant, "Hello, wor")]);
+        let r = ChatRequest::of(&[(Role::User, "hi"), (Role::Assistant, "Hello, wor")]);
         assert_eq!(r.split_partial(), (&r.messages[..1], Some("Hello, wor")));
-        let r = request(&[(Role::User, "hi"), (Role::Assistant, " \n ")]);
+        let r = ChatRequest::of(&[(Role::User, "hi"), (Role::Assistant, " \n ")]);
         assert_eq!(r.split_partial(), (&r.messages[..1], None));
-        let r = request(&[(Role::User, "hi")]);
+        let r = ChatRequest::of(&[(Role::User, "hi")]);
         assert_eq!(r.split_partial(), (&r.messages[..], None));
-        let r = request(&[]);
+        let r = ChatRequest::of(&[]);
         assert_eq!(r.split_partial(), (&r.messages[..], None));
     }
 }

@@ -151,8 +151,10 @@ impl Registry {
             .collect()
     }
 
-    /// Claims `turn_id` for a new turn writing run `run`, or returns the turn already holding it
-    /// (`false`).
+    /// Claims `turn_id` for its run `run` (1 for a send, later runs for a Continue), in one
+    /// step under the lock. A turn already here at that run or a later one is returned to follow
+    /// (`false`): a repeated send, a repeated Continue. An ended earlier run is replaced by the
+    /// claim (its readers are answered from the database); a running one makes the claim busy.
     fn claim(
         &self,
         turn_id: Uuid,
@@ -161,30 +163,9 @@ impl Registry {
     ) -> Result<(Arc<LiveTurn>, bool), TurnError> {
         let mut turns = lock(&self.turns);
         match turns.get(&turn_id) {
-            Some(turn) if turn.owner == *owner => Ok((turn.clone(), false)),
-            Some(_) => Err(TurnError::NoSuchTurn),
-            None => {
-                let turn = Arc::new(LiveTurn::new(turn_id, owner.clone(), run));
-                turns.insert(turn_id, turn.clone());
-                Ok((turn, true))
-            }
-        }
-    }
-
-    /// Claims `turn_id` for its run `run` (a continuation), in one step: the run already
-    /// claimed or running (`false`), or a new claim that replaces an ended run.
-    fn claim_run(
-        &self,
-        turn_id: Uuid,
-        owner: &Owner,
-        run: u32,
-    ) -> Result<(Arc<LiveTurn>, bool), TurnError> {
-        let mut turns = lock(&self.turns);
-        match turns.get(&turn_id) {
             Some(turn) if turn.owner != *owner => Err(TurnError::NoSuchTurn),
-            Some(turn) if !turn.is_finished() && turn.run() == run => Ok((turn.clone(), false)),
+            Some(turn) if turn.run() >= run => Ok((turn.clone(), false)),
             Some(turn) if !turn.is_finished() => Err(TurnError::Busy),
-            // Nothing here, or an ended run: readers of that run are answered from the database.
             _ => {
                 let turn = Arc::new(LiveTurn::new(turn_id, owner.clone(), run));
                 turns.insert(turn_id, turn.clone());
@@ -345,9 +326,8 @@ impl TurnHub {
         // Claim the turn id in memory first, so two concurrent sends of it start one turn.
         let (live, claimed) = self.registry.claim(turn.turn_id, owner, 1)?;
         if !claimed {
-            // A send of this turn id is under way: its answer is this one's too.
-            live.begun().await?;
-            return Ok(live.follow(0, self.heartbeat()));
+            // This turn id is here already (a repeated send): its answer is this one's too.
+            return self.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
         let text = input::message_text(&turn.text)?;
@@ -383,6 +363,16 @@ impl TurnHub {
                     Err(TurnError::Busy)
                 }
             };
+        }
+    }
+
+    /// Follows a turn another request claimed, once that request knows whether it became a run;
+    /// a refusal is answered the same way to both.
+    async fn follow_claimed(&self, owner: &Owner, live: Arc<LiveTurn>) -> Result<Lines, TurnError> {
+        match live.begun().await {
+            Ok(()) => Ok(live.follow(0, self.heartbeat())),
+            Err(Refusal::AlreadyContinued(run)) => self.events(owner, live.turn_id, run, 0).await,
+            Err(refusal) => Err(refusal.into()),
         }
     }
 
@@ -434,14 +424,10 @@ impl TurnHub {
         from_run: u32,
     ) -> Result<Lines, TurnError> {
         let next_run = from_run.saturating_add(1);
-        let (live, claimed) = self.registry.claim_run(turn_id, owner, next_run)?;
+        let (live, claimed) = self.registry.claim(turn_id, owner, next_run)?;
         if !claimed {
-            // This continuation is already under way (a repeated ask): follow it.
-            return match live.begun().await {
-                Ok(()) => Ok(live.follow(0, self.heartbeat())),
-                Err(Refusal::AlreadyContinued(run)) => self.events(owner, turn_id, run, 0).await,
-                Err(refusal) => Err(refusal.into()),
-            };
+            // This continuation, or a later one, is under way or just ended: follow it.
+            return self.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
         let mut repaired = false;

@@ -32,13 +32,15 @@ pub fn token_bound(text: &str) -> u32 {
         .saturating_add(MESSAGE_OVERHEAD)
 }
 
-/// Builds the request for `record` from the messages stored before its reply.
+/// Builds the request for `record` from the messages stored before its reply, for the model the
+/// provider calls `provider_model`.
 pub fn build(
     record: &TurnRecord,
     history: Vec<MessageView>,
-    model: &str,
+    provider_model: &str,
     limits: ModelLimits,
 ) -> Result<Prompt, String> {
+    let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
     // A reply is worth sending back if it has text and did not fail.
     let mut candidates: Vec<ChatMessage> = history
@@ -108,7 +110,7 @@ pub fn build(
     let messages = join_same_roles(candidates.split_off(first_kept));
     Ok(Prompt {
         request: ChatRequest {
-            model: model.to_owned(),
+            model: provider_model.to_owned(),
             system,
             messages,
             max_output_tokens: Some(max_output),
@@ -274,13 +276,10 @@ mod tests {
             context_tokens: 4_096,
             max_output_tokens: 512,
         };
-        let error = build(
-            &record("", ""),
-            vec![user(&"word ".repeat(4_000))],
-            "local/small",
-            limits,
-        )
-        .expect_err("too long");
+        let mut record = record("", "");
+        record.reply.model = Some("local/small".into());
+        let error = build(&record, vec![user(&"word ".repeat(4_000))], "small", limits)
+            .expect_err("too long");
         assert!(error.contains("too long for local/small"), "{error}");
         assert!(error.contains("4096"), "{error}");
     }

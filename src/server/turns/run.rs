@@ -120,14 +120,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
         tracing::error!(turn_id = %record.turn_id(), "could not read history: {e}");
         "the server could not read this conversation".to_owned()
     })?;
-    let prompt = prompt::build(record, history, record.model(), model.limits)?;
-    let prompt = Prompt {
-        request: ChatRequest {
-            model: model.model,
-            ..prompt.request
-        },
-        ..prompt
-    };
+    let prompt = prompt::build(record, history, &model.model, model.limits)?;
     Ok((model.provider, prompt))
 }
 
