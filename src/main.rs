@@ -13,13 +13,6 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::from_env().context("reading configuration")?;
-    // candle sizes its thread pool from this variable when it first runs. Set it here, while
-    // this is the only thread, rather than racing other threads' reads of the environment.
-    if let Some(local) = &config.local_model {
-        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-            std::env::set_var("CANDLE_NUM_THREADS", local.threads.to_string());
-        }
-    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

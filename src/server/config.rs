@@ -76,6 +76,11 @@ pub struct LocalModelSettings {
     pub threads: usize,
     /// Longest reply in tokens (`RILL_LOCAL_MAX_TOKENS`, default 512).
     pub max_output_tokens: u32,
+    /// Token cells of the key/value cache (`RILL_LOCAL_CONTEXT`, default 8192, SmolLM2's own
+    /// context length; never more than the model's). Also the longest prompt plus reply. The
+    /// cells are shared by the conversations whose cache is kept, and cost about 17 KB each
+    /// with SmolLM2-135M: 140 MB at the default.
+    pub context_tokens: usize,
 }
 
 pub const DEFAULT_LOCAL_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -306,6 +311,8 @@ impl Config {
                 threads: usize::try_from(number("RILL_LOCAL_THREADS", 1)?.max(1)).unwrap_or(1),
                 max_output_tokens: u32::try_from(number("RILL_LOCAL_MAX_TOKENS", 512)?.max(1))
                     .unwrap_or(512),
+                context_tokens: usize::try_from(number("RILL_LOCAL_CONTEXT", 8192)?.max(256))
+                    .unwrap_or(8192),
             }),
         };
         Ok(Self {
@@ -386,11 +393,16 @@ mod tests {
             .expect("config")
             .local_model
             .is_none());
-        let c = config(&[("RILL_LOCAL_THREADS", "2"), ("RILL_LOCAL_MAX_TOKENS", "64")])
-            .expect("config");
+        let c = config(&[
+            ("RILL_LOCAL_THREADS", "2"),
+            ("RILL_LOCAL_MAX_TOKENS", "64"),
+            ("RILL_LOCAL_CONTEXT", "4096"),
+        ])
+        .expect("config");
         assert_eq!(
-            c.local_model.map(|l| (l.threads, l.max_output_tokens)),
-            Some((2, 64))
+            c.local_model
+                .map(|l| (l.threads, l.max_output_tokens, l.context_tokens)),
+            Some((2, 64, 4096))
         );
         assert!(config(&[("RILL_LOCAL_THREADS", "two")]).is_err());
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use llm::anthropic::Anthropic;
 use llm::dev::DevProvider;
 use llm::gemini::Gemini;
-use llm::local::{LocalModelConfig, LocalProvider, SamplingConfig};
+use llm::local::{LocalModelConfig, LocalProvider, SamplingConfig, SessionConfig};
 use llm::openai_compat::{MaxTokensField, OpenAiCompatible};
 use llm::{Provider, StreamLimits};
 
@@ -52,6 +52,10 @@ impl LocalModelStatus {
             path: settings.path.clone(),
             max_output_tokens: settings.max_output_tokens,
             sampling: SamplingConfig::default(),
+            session: SessionConfig {
+                context_tokens: settings.context_tokens,
+                threads: settings.threads,
+            },
         };
         match LocalProvider::start(config) {
             Ok(provider) => {

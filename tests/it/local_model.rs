@@ -79,3 +79,35 @@ async fn stop_ends_local_generation_and_keeps_the_text() {
         .iter()
         .any(|e| matches!(e.event, TurnEvent::Queued { .. })));
 }
+
+/// Digits are one token each for SmolLM2, three times the usual estimate: only an exact count
+/// keeps this conversation inside a small context, by the same rule as every model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_longer_than_the_context_leaves_out_its_oldest_turns() {
+    let app = TestApp::with(Setup {
+        local: true,
+        local_context: Some(1024),
+        ..Setup::default()
+    })
+    .await;
+    let numbers = "3141592653".repeat(45);
+    let first = app
+        .turn(None, &format!("Remember these digits: {numbers}"))
+        .await;
+    assert_eq!(finished(&first).status, MessageStatus::Complete);
+    assert_eq!(finished(&first).left_out, 0);
+    let conversation = conversation_of(&first);
+    let second = app
+        .turn(Some(conversation), &format!("And these: {numbers}"))
+        .await;
+    let outcome = finished(&second);
+    assert_eq!(
+        outcome.status,
+        MessageStatus::Complete,
+        "{:?}",
+        outcome.error
+    );
+    assert_eq!(outcome.left_out, 2, "the first question and its reply");
+    let usage = outcome.usage.expect("usage");
+    assert!(usage.input_tokens < 1024 - 64, "{usage:?}");
+}

@@ -50,6 +50,8 @@ pub struct Setup {
     pub turns: Option<TurnSettings>,
     /// The real local model (fetched by scripts/fetch-model.sh) as the only model.
     pub local: bool,
+    /// The local model's context in tokens (default 8192, the model's own).
+    pub local_context: Option<usize>,
     /// Models of the test's own, added to the catalog.
     pub extra_models: Vec<ModelEntry>,
 }
@@ -85,6 +87,7 @@ impl TestApp {
             fake,
             turns,
             local,
+            local_context,
             extra_models,
         } = setup;
         let fake = FakeProvider::start(fake)
@@ -139,6 +142,7 @@ impl TestApp {
                 threads: 1,
                 // Short replies keep the tests quick on a busy 2-core machine.
                 max_output_tokens: 64,
+                context_tokens: local_context.unwrap_or(8192),
             };
             let model =
                 tokio::task::spawn_blocking(move || LocalModelStatus::load(Some(&settings)))

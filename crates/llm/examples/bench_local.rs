@@ -1,19 +1,23 @@
-//! Benchmark of the local model: prefill and decode speed, time to first token, memory, and
-//! whether a second concurrent request slows the first.
+//! Benchmark of the local model on one session: decode speed, prefill speed of fresh long prompts,
+//! and one conversation of short questions, turn by turn (time to first token, tokens reused from
+//! the cache, memory); then whether a second concurrent request slows the first.
 //!
 //!     cargo run --release -p llm --features local --example bench_local [MODEL.gguf]
 //!
-//! Threads come from CANDLE_NUM_THREADS (Rill's default is 1). Bounded: a few short runs.
+//! Threads come from RILL_LOCAL_THREADS (Rill's default is 1). Bounded: a few runs and 20 turns.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use llm::local::{chatml_prompt, LocalModel, LocalModelConfig, LocalProvider, SamplingConfig};
+use llm::local::{
+    LocalModel, LocalModelConfig, LocalProvider, SamplingConfig, Session, SessionConfig,
+};
 use llm::{ChatMessage, ChatRequest, Provider, ProviderEvent, Role};
 
 const DECODE_TOKENS: u32 = 128;
 const RUNS: usize = 3;
+const TURNS: usize = 20;
 
 fn request(system: &str, text: &str, max: u32) -> ChatRequest {
     ChatRequest {
@@ -40,9 +44,11 @@ fn rss_mb() -> f64 {
 
 struct Timing {
     prompt_tokens: u32,
+    reused_tokens: u32,
     output_tokens: u32,
     first_token: Duration,
     total: Duration,
+    text: String,
 }
 
 impl Timing {
@@ -52,26 +58,38 @@ impl Timing {
     }
 }
 
-fn timed(model: &mut LocalModel, request: &ChatRequest, sampling: &SamplingConfig) -> Timing {
+fn timed(session: &mut Session<'_>, request: &ChatRequest, sampling: &SamplingConfig) -> Timing {
     let start = Instant::now();
     let mut first = None;
     let mut usage = None;
-    model
-        .generate(request, 512, sampling, |event| {
-            match event {
-                ProviderEvent::TextDelta(_) if first.is_none() => first = Some(start.elapsed()),
-                ProviderEvent::Usage(u) => usage = Some(u),
-                _ => {}
-            }
-            true
-        })
+    let mut text = String::new();
+    session
+        .generate(
+            request,
+            512,
+            sampling,
+            &mut |event| {
+                match event {
+                    ProviderEvent::TextDelta(delta) => {
+                        first.get_or_insert_with(|| start.elapsed());
+                        text.push_str(&delta);
+                    }
+                    ProviderEvent::Usage(u) => usage = Some(u),
+                    _ => {}
+                }
+                true
+            },
+            &|| false,
+        )
         .expect("generation");
     let usage = usage.expect("usage");
     Timing {
         prompt_tokens: usage.input_tokens,
+        reused_tokens: usage.cached_input_tokens,
         output_tokens: usage.output_tokens,
         first_token: first.unwrap_or_default(),
         total: start.elapsed(),
+        text,
     }
 }
 
@@ -86,73 +104,110 @@ async fn main() {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
-    println!("model: {}", path.display());
-    println!(
-        "threads: {}",
-        std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "candle default".into())
-    );
+    let threads: usize = std::env::var("RILL_LOCAL_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let session_config = SessionConfig {
+        context_tokens: 8192,
+        threads,
+    };
+    println!("model: {}, {threads} thread(s)", path.display());
     println!("rss before load: {:.0} MB", rss_mb());
     let started = Instant::now();
-    let mut model = LocalModel::load(&path).expect("model loads");
+    let model = LocalModel::load(&path).expect("model loads");
+    let mut session = model.session(&session_config).expect("session");
     println!(
         "load: {:.2} s, rss after load: {:.0} MB",
         started.elapsed().as_secs_f64(),
         rss_mb()
     );
+    let sampling = SamplingConfig {
+        seed: Some(7),
+        ..SamplingConfig::default()
+    };
 
-    // ~50-token prompt (ChatML wrapper included); the reply is capped so every run decodes the same.
+    // Decode: a prompt that invites a long answer, capped so every run decodes about the same.
     let short = request(
         "You are brief.",
         "Explain in detail why the sky looks blue during the day and red at sunset, with two everyday examples and one simple experiment anyone can try at home.",
         DECODE_TOKENS,
     );
-    // Ignore end-of-turn noise: sample greedily from a prompt that invites a long answer.
-    let sampling = SamplingConfig {
-        seed: Some(7),
-        ..SamplingConfig::default()
-    };
-    println!(
-        "prompt: {} tokens",
-        model.encode(&chatml_prompt(&short)).expect("encode").len()
-    );
-    let _warm = timed(&mut model, &short, &sampling);
     let runs: Vec<Timing> = (0..RUNS)
-        .map(|_| timed(&mut model, &short, &sampling))
+        .map(|_| timed(&mut session, &short, &sampling))
         .collect();
-    let ttft = median(
-        runs.iter()
-            .map(|t| t.first_token.as_secs_f64() * 1000.0)
-            .collect(),
-    );
     let decode = median(runs.iter().map(Timing::decode_rate).collect());
     let out = runs.iter().map(|t| t.output_tokens).max().unwrap_or(0);
-    println!(
-        "time to first token ({}-token prompt): {ttft:.0} ms (median of {RUNS})",
-        runs[0].prompt_tokens
-    );
     println!("decode: {decode:.1} tokens/s (median of {RUNS}, up to {out} tokens each)");
 
-    let long_text = "The history of lighthouses spans many centuries and coasts. ".repeat(40);
-    let long = request("You are brief.", &long_text, 1);
-    let prefill: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let t = timed(&mut model, &long, &sampling);
-            f64::from(t.prompt_tokens) / t.first_token.max(t.total).as_secs_f64()
-        })
-        .collect();
-    println!(
-        "prefill: {:.0} tokens/s ({}-token prompt, median of {RUNS})",
-        median(prefill),
-        model.encode(&chatml_prompt(&long)).expect("encode").len()
-    );
-    println!("rss after generation: {:.0} MB", rss_mb());
-    drop(model);
+    // Prefill of a fresh long prompt: each run's text is new, so nothing is reused.
+    for repeats in [20, 80] {
+        let prefill: Vec<f64> = (0..RUNS)
+            .map(|run| {
+                let text = format!("Run {run}. ")
+                    + &"The history of lighthouses spans many centuries and coasts. "
+                        .repeat(repeats);
+                let t = timed(
+                    &mut session,
+                    &request("You are brief.", &text, 1),
+                    &sampling,
+                );
+                // Only the system prompt's turn is shared with earlier runs.
+                f64::from(t.prompt_tokens - t.reused_tokens)
+                    / t.first_token.max(t.total).as_secs_f64()
+            })
+            .collect();
+        let tokens = model
+            .prompt_tokens(&request(
+                "You are brief.",
+                &"The history of lighthouses spans many centuries and coasts. ".repeat(repeats),
+                1,
+            ))
+            .len();
+        println!(
+            "prefill: {:.0} tokens/s (fresh {tokens}-token prompt, median of {RUNS})",
+            median(prefill)
+        );
+    }
+
+    // One conversation of short questions: each turn sends the whole history, as the server does.
+    let mut conversation = request("You are brief.", "Hello! Who are you?", 48);
+    let mut first_ttft = None;
+    for turn in 1..=TURNS {
+        let t = timed(&mut session, &conversation, &sampling);
+        let ttft = t.first_token.as_secs_f64();
+        let first = *first_ttft.get_or_insert(ttft);
+        if turn == 1 || turn % 5 == 0 {
+            println!(
+                "turn {turn:>2}: {} prompt tokens, {} reused, time to first token {:.2} s ({:.2}x turn 1), whole reply {:.2} s, rss {:.0} MB",
+                t.prompt_tokens,
+                t.reused_tokens,
+                ttft,
+                ttft / first,
+                t.total.as_secs_f64(),
+                rss_mb()
+            );
+        }
+        conversation.messages.push(ChatMessage {
+            role: Role::Assistant,
+            content: t.text,
+        });
+        conversation.messages.push(ChatMessage {
+            role: Role::User,
+            content: format!(
+                "Thanks. Question {}: name one more fact about the number {turn}.",
+                turn + 1
+            ),
+        });
+    }
+    drop(session);
 
     // Two concurrent requests through the provider: the second waits its turn; the first keeps its pace.
     let provider = LocalProvider::start(LocalModelConfig {
         path,
         max_output_tokens: DECODE_TOKENS,
         sampling,
+        session: session_config,
     })
     .expect("provider starts");
     let rate_of = |events: Vec<(Instant, ProviderEvent)>| {

@@ -84,6 +84,13 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, LlmError>
 /// dropping closes the upstream connection, so a provider bills nothing more after Stop.
 pub trait Provider: Send + Sync {
     fn stream_chat(&self, request: ChatRequest) -> EventStream;
+
+    /// Exactly how many prompt tokens one message of `content` costs, framing included, for a
+    /// provider that can count them itself (the local model); `None` where only an estimate is
+    /// possible.
+    fn message_tokens(&self, _content: &str) -> Option<u32> {
+        None
+    }
 }
 
 #[cfg(test)]

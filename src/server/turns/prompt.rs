@@ -33,12 +33,14 @@ pub fn token_bound(text: &str) -> u32 {
 }
 
 /// Builds the request for `record` from the messages stored before its reply, for the model the
-/// provider calls `provider_model`.
+/// provider calls `provider_model`. `tokens` is what one message costs: the provider's exact count
+/// where it has one (the local model), else [`token_bound`].
 pub fn build(
     record: &TurnRecord,
     history: Vec<MessageView>,
     provider_model: &str,
     limits: ModelLimits,
+    tokens: &dyn Fn(&str) -> u32,
 ) -> Result<Prompt, String> {
     let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
@@ -79,10 +81,10 @@ pub fn build(
     let budget = limits
         .context_tokens
         .saturating_sub(max_output)
-        .saturating_sub(system.as_deref().map_or(0, token_bound));
+        .saturating_sub(system.as_deref().map_or(0, tokens));
     let required_tokens: u32 = candidates[required..]
         .iter()
-        .map(|m| token_bound(&m.content))
+        .map(|m| tokens(&m.content))
         .fold(0, u32::saturating_add);
     if required_tokens > budget {
         return Err(format!(
@@ -95,7 +97,7 @@ pub fn build(
     let mut used = required_tokens;
     let mut first_kept = required;
     while first_kept > 0 {
-        let cost = token_bound(&candidates[first_kept - 1].content);
+        let cost = tokens(&candidates[first_kept - 1].content);
         if used.saturating_add(cost) > budget {
             break;
         }
@@ -195,7 +197,8 @@ mod tests {
     #[test]
     fn everything_is_sent_when_it_fits() {
         let history = vec![user("a"), reply("b"), user("c")];
-        let prompt = build(&record("Be brief.", ""), history, "m", ROOMY).expect("fits");
+        let prompt =
+            build(&record("Be brief.", ""), history, "m", ROOMY, &token_bound).expect("fits");
         assert_eq!(prompt.left_out, 0);
         assert_eq!(prompt.request.system.as_deref(), Some("Be brief."));
         assert_eq!(
@@ -222,7 +225,14 @@ mod tests {
             context_tokens: 6_000,
             max_output_tokens: 1_000,
         };
-        let prompt = build(&record("Stay kind.", ""), history, "m", limits).expect("fits");
+        let prompt = build(
+            &record("Stay kind.", ""),
+            history,
+            "m",
+            limits,
+            &token_bound,
+        )
+        .expect("fits");
         assert_eq!(prompt.request.system.as_deref(), Some("Stay kind."));
         let sent = &prompt.request.messages;
         assert_eq!(
@@ -241,6 +251,37 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_that_counts_exactly_is_trimmed_by_its_own_count() {
+        // Digits are a token each in SmolLM2: the estimate (a token per three bytes) would
+        // think four times as many of these fit.
+        let digits = "1234567890".repeat(100);
+        let history = vec![
+            user(&digits),
+            reply(&digits),
+            user(&digits),
+            reply("ok"),
+            user("?"),
+        ];
+        let limits = ModelLimits {
+            context_tokens: 2_600,
+            max_output_tokens: 500,
+        };
+        let exact = |text: &str| u32::try_from(text.len()).unwrap_or(u32::MAX) + 5;
+        let estimated =
+            build(&record("", ""), history.clone(), "m", limits, &token_bound).expect("fits");
+        assert_eq!(estimated.left_out, 0);
+        let counted = build(&record("", ""), history, "m", limits, &exact).expect("fits");
+        assert_eq!(counted.left_out, 2, "the first exchange does not fit");
+        let sent: u32 = counted
+            .request
+            .messages
+            .iter()
+            .map(|m| exact(&m.content))
+            .sum();
+        assert!(sent + 500 <= 2_600);
+    }
+
+    #[test]
     fn failed_replies_are_not_sent_back_and_their_neighbours_are_joined() {
         let history = vec![
             user("first"),
@@ -249,7 +290,7 @@ mod tests {
             message(Role::Assistant, "", MessageStatus::Stopped),
             message(Role::User, "third", MessageStatus::Complete),
         ];
-        let prompt = build(&record("", ""), history, "m", ROOMY).expect("fits");
+        let prompt = build(&record("", ""), history, "m", ROOMY, &token_bound).expect("fits");
         assert_eq!(
             texts(&prompt),
             [(llm::Role::User, "first\n\nsecond\n\nthird")]
@@ -260,7 +301,8 @@ mod tests {
     #[test]
     fn a_continuation_ends_with_the_text_so_far() {
         let history = vec![user("tell me")];
-        let prompt = build(&record("", "Once upon"), history, "m", ROOMY).expect("fits");
+        let prompt =
+            build(&record("", "Once upon"), history, "m", ROOMY, &token_bound).expect("fits");
         assert_eq!(
             texts(&prompt),
             [
@@ -278,8 +320,14 @@ mod tests {
         };
         let mut record = record("", "");
         record.reply.model = Some("local/small".into());
-        let error = build(&record, vec![user(&"word ".repeat(4_000))], "small", limits)
-            .expect_err("too long");
+        let error = build(
+            &record,
+            vec![user(&"word ".repeat(4_000))],
+            "small",
+            limits,
+            &token_bound,
+        )
+        .expect_err("too long");
         assert!(error.contains("too long for local/small"), "{error}");
         assert!(error.contains("4096"), "{error}");
     }
@@ -290,7 +338,8 @@ mod tests {
             context_tokens: 2_000,
             max_output_tokens: 8_192,
         };
-        let prompt = build(&record("", ""), vec![user("hi")], "m", limits).expect("fits");
+        let prompt =
+            build(&record("", ""), vec![user("hi")], "m", limits, &token_bound).expect("fits");
         assert_eq!(prompt.request.max_output_tokens, Some(1_000));
     }
 }
