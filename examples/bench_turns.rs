@@ -10,15 +10,15 @@
 //! complete. Prints one line per level and the highest level with no failure. Bounded: the levels
 //! are fixed and each has a time limit.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
-use futures::StreamExt;
-use rill::model::{ndjson, MessageStatus, StreamLine, TurnEvent};
+use rill::model::MessageStatus;
 use rill::server::config::{Config, ProviderConfig, ProviderKind, TurnSettings};
 use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
-use uuid::Uuid;
 
 const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
 const LEVEL_LIMIT: Duration = Duration::from_secs(180);
@@ -102,30 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Sends one message and reads its turn; `Err` says what went wrong.
 async fn one_turn(client: &reqwest::Client, url: &str, i: usize) -> Result<(), String> {
-    let body = serde_json::json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": format!("Hello {i}")});
-    let response = client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
+    let outcome = support::send_turn(client, url, None, &format!("Hello {i}"), |_| {}).await?;
+    match outcome.status {
+        MessageStatus::Complete => Ok(()),
+        status => Err(format!("{status:?}: {:?}", outcome.error)),
     }
-    let mut bytes = response.bytes_stream();
-    let mut decoder = ndjson::Decoder::default();
-    while let Some(chunk) = bytes.next().await {
-        let chunk = chunk.map_err(|e| format!("read: {e}"))?;
-        for line in decoder.push(&chunk) {
-            if let Ok(StreamLine::Event(event)) = line {
-                if let TurnEvent::Finished(outcome) = event.event {
-                    return match outcome.status {
-                        MessageStatus::Complete => Ok(()),
-                        status => Err(format!("{status:?}: {:?}", outcome.error)),
-                    };
-                }
-            }
-        }
-    }
-    Err("the stream ended before the turn did".into())
 }

@@ -238,5 +238,26 @@ async fn main() {
         "first request alone: {alone:.1} deltas/s; with a second request arriving: {:.1} deltas/s; second was queued: {queued}",
         rate_of(first)
     );
+
+    // Stop during a long prompt: how soon the model is free for the next request.
+    let paste = "The quick brown fox jumps over the lazy dog. ".repeat(300);
+    let mut long = provider.stream_chat(request("You are brief.", &paste, 8));
+    // The first poll queues it; a second of prefill (of about 25) passes with no event.
+    let _ = tokio::time::timeout(Duration::from_secs(1), long.next()).await;
+    let stopped = Instant::now();
+    drop(long);
+    let mut next = provider.stream_chat(request("You are brief.", "Say hi.", 4));
+    while let Some(event) = next.next().await {
+        if matches!(event, Ok(ProviderEvent::TextDelta(_))) {
+            break;
+        }
+    }
+    println!(
+        "stop during a {}-token prompt: the next request's first token {:.2} s after the stop",
+        model
+            .prompt_tokens(&request("You are brief.", &paste, 8))
+            .len(),
+        stopped.elapsed().as_secs_f64()
+    );
     println!("rss at end: {:.0} MB", rss_mb());
 }

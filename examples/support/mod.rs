@@ -1,0 +1,40 @@
+//! What the app's benchmarks share: one turn through `send_message`, as the page sends it.
+
+use futures::StreamExt;
+use rill::model::{ndjson, Outcome, StreamLine, TurnEvent};
+use uuid::Uuid;
+
+/// Sends `text` (into `conversation_id`, or a new conversation) and reads the turn to its end,
+/// calling `on_event` for each event; returns the outcome of `Finished`. `Err` says what went wrong.
+pub async fn send_turn(
+    client: &reqwest::Client,
+    url: &str,
+    conversation_id: Option<Uuid>,
+    text: &str,
+    mut on_event: impl FnMut(&TurnEvent),
+) -> Result<Outcome, String> {
+    let body = serde_json::json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation_id, "text": text});
+    let response = client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut bytes = response.bytes_stream();
+    let mut decoder = ndjson::Decoder::default();
+    while let Some(chunk) = bytes.next().await {
+        let chunk = chunk.map_err(|e| format!("read: {e}"))?;
+        for line in decoder.push(&chunk) {
+            if let Ok(StreamLine::Event(event)) = line {
+                on_event(&event.event);
+                if let TurnEvent::Finished(outcome) = event.event {
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+    Err("the stream ended before the turn did".into())
+}
