@@ -71,7 +71,8 @@ pub enum LlmError {
     /// An error event mid-stream that is not a known transient fault.
     #[error("the provider reported an error: {message}")]
     Provider { message: String, detail: String },
-    /// The in-process model failed; candle's message (with its backtrace) is in `detail`.
+    /// The in-process model failed; the engine's message (which may carry a backtrace) is in
+    /// `detail`.
     #[error("the local model failed")]
     Local { detail: String },
 }
