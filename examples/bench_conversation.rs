@@ -1,11 +1,12 @@
 //! One long conversation with the built-in model, through the whole server. Run in release:
 //!
 //! ```sh
-//! cargo run --release --features ssr --example bench_conversation [TURNS]
+//! cargo run --release --features ssr --example bench_conversation [TURNS [CONTEXT]]
 //! ```
 //!
 //! Starts the real router on 127.0.0.1 with a temporary SQLite file and the local model (one
-//! inference thread, replies of at most 48 tokens, the default 8,192-token context), then asks
+//! inference thread, replies of at most 48 tokens, by default the 8,192-token context; a smaller
+//! one shows a conversation that outgrows its context), then asks
 //! short questions in one conversation, each turn through `send_message` as the page does. Prints
 //! the time to first token, the prompt tokens (and how many came from the cache) and the process's
 //! resident memory per turn, then the figures the budget names. Bounded: 100 turns by default,
@@ -29,6 +30,7 @@ struct Turn {
     whole: Duration,
     input_tokens: u32,
     cached_tokens: u32,
+    left_out: u32,
 }
 
 #[tokio::main]
@@ -37,11 +39,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
+    let context_tokens: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8192);
     let settings = LocalModelSettings {
         path: DEFAULT_LOCAL_MODEL.into(),
         threads: 1,
         max_output_tokens: 48,
-        context_tokens: 8192,
+        context_tokens,
     };
     let dir = tempfile::tempdir()?;
     let config = Config {
@@ -91,9 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         memory.push((n, rss));
         if n == 1 || n % 10 == 0 || n == 5 {
             println!(
-                "turn {n:>3}: {:>5} prompt tokens ({:>5} from the cache), first token {:.2} s ({:.2}x turn 1), whole reply {:.2} s, resident {rss:.0} MB",
+                "turn {n:>3}: {:>5} prompt tokens ({:>5} from the cache, {:>2} messages left out), first token {:.2} s ({:.2}x turn 1), whole reply {:.2} s, resident {rss:.0} MB",
                 turn.input_tokens,
                 turn.cached_tokens,
+                turn.left_out,
                 ttft,
                 ttft / first,
                 turn.whole.as_secs_f64(),
@@ -150,6 +157,7 @@ async fn one_turn(
         whole: started.elapsed(),
         input_tokens: usage.input_tokens,
         cached_tokens: usage.cached_input_tokens,
+        left_out: outcome.left_out,
     })
 }
 

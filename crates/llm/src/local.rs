@@ -121,7 +121,9 @@ impl LocalProvider {
                 };
                 let _ = ready.send(Ok(session.context_tokens()));
                 serve(queue, |request, on_event, stopped| {
-                    session
+                    let guard = ResetOnPanic(&mut session);
+                    guard
+                        .0
                         .generate(
                             request,
                             config.max_output_tokens,
@@ -150,10 +152,23 @@ impl LocalProvider {
     }
 }
 
+/// Empties the session's cache if a generation panics, so the next one starts from nothing
+/// rather than from bookkeeping that may not match the cache.
+struct ResetOnPanic<'s, 'm>(&'s mut Session<'m>);
+
+impl Drop for ResetOnPanic<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.reset();
+        }
+    }
+}
+
 /// The generation thread's loop: one job at a time, until every sender is gone. A job that fails
 /// or panics sends [`LlmError::Local`] to its reader, and the loop goes on with the next job.
-/// (A panic cannot come from llama.cpp itself, whose errors are return values; it guards the Rust
-/// around it. A generation that fails leaves its cache slot emptied, not half-written.)
+/// (This guards the Rust around llama.cpp: llama.cpp reports errors as return values, and its
+/// internal assertions, none reachable from Rill's calls, would abort the process. A generation
+/// that fails leaves its cache slot emptied, and one that panics the whole cache.)
 fn serve(
     queue: mpsc::Receiver<Job>,
     mut generate: impl FnMut(
@@ -210,6 +225,10 @@ impl Drop for Waiting {
 impl Provider for LocalProvider {
     fn message_tokens(&self, content: &str) -> Option<u32> {
         Some(u32::try_from(self.model.message_tokens(content)).unwrap_or(u32::MAX))
+    }
+
+    fn framing_tokens(&self, system: Option<&str>) -> Option<u32> {
+        Some(u32::try_from(self.model.framing_tokens(system)).unwrap_or(u32::MAX))
     }
 
     fn stream_chat(&self, request: ChatRequest) -> EventStream {

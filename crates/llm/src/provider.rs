@@ -91,6 +91,13 @@ pub trait Provider: Send + Sync {
     fn message_tokens(&self, _content: &str) -> Option<u32> {
         None
     }
+
+    /// Exactly how many prompt tokens there are besides the messages (the system prompt, or the
+    /// provider's own default, and any framing around the reply), where the provider can count
+    /// them; `None` elsewhere.
+    fn framing_tokens(&self, _system: Option<&str>) -> Option<u32> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -274,6 +274,112 @@ fn a_conversation_computes_only_what_is_new_each_turn() {
 }
 
 #[test]
+fn a_conversation_whose_oldest_turns_are_left_out_keeps_the_rest_of_its_cache() {
+    let mut session = session(4096);
+    let exchange = |n: usize| {
+        [
+            ChatMessage {
+                role: Role::User,
+                content: format!("Question {n}: tell me about the lighthouse on island number {n} and its keepers."),
+            },
+            ChatMessage {
+                role: Role::Assistant,
+                content: format!("Lighthouse {n} stands on a rocky island. Its keepers lit the lamp every evening, wound the clockwork and kept a log of every ship that passed by."),
+            },
+        ]
+    };
+    let mut conversation = request("unused", Some(4));
+    conversation.system = Some("Answer briefly.".into());
+    conversation.messages = (1..=4).flat_map(exchange).collect();
+    conversation.messages.push(ChatMessage {
+        role: Role::User,
+        content: "Which lighthouse is the oldest?".into(),
+    });
+    let full = run(&mut session, &conversation);
+    assert_eq!(full.work.reused, 0);
+
+    // The next turn leaves out the first exchange, as the server does when the context is full.
+    conversation.messages.drain(..2);
+    conversation.messages.push(ChatMessage {
+        role: Role::Assistant,
+        content: full.text(),
+    });
+    conversation.messages.push(ChatMessage {
+        role: Role::User,
+        content: "And the newest?".into(),
+    });
+    let trimmed = run(&mut session, &conversation);
+    let left_out: usize = exchange(1)
+        .iter()
+        .map(|m| model().message_tokens(&m.content))
+        .sum();
+    assert!(
+        trimmed.work.reused + 40 >= full.work.prompt_tokens - left_out,
+        "all but the left-out exchange is reused: {:?} after {:?}",
+        trimmed.work,
+        full.work
+    );
+    assert!(!trimmed.text().trim().is_empty());
+}
+
+/// What the cache saves must not change the reply: greedy decoding on a warm cache (the prefix
+/// reused, or the oldest exchange cut and the rest moved) gives the text a cold one gives.
+#[test]
+fn the_cache_changes_no_reply() {
+    let greedy = SamplingConfig {
+        temperature: 0.0,
+        ..SamplingConfig::default()
+    };
+    let reply = |session: &mut Session<'_>, request: &ChatRequest| {
+        let mut text = String::new();
+        let work = session
+            .generate(
+                request,
+                24,
+                &greedy,
+                &mut |e| {
+                    if let ProviderEvent::TextDelta(t) = e {
+                        text.push_str(&t);
+                    }
+                    true
+                },
+                &|| false,
+            )
+            .expect("generation");
+        (text, work)
+    };
+    let mut messages = Vec::new();
+    for n in 1..=6 {
+        messages.push(ChatMessage {
+            role: Role::User,
+            content: format!("Tell me a fact about the number {n}."),
+        });
+        messages.push(ChatMessage {
+            role: Role::Assistant,
+            content: format!("The number {n} is a natural number used for counting everyday things, and it comes right after {}.", n - 1),
+        });
+    }
+    messages.push(ChatMessage {
+        role: Role::User,
+        content: "What is the capital of France?".into(),
+    });
+    let ask = |messages: &[ChatMessage]| ChatRequest {
+        model: "smollm2".into(),
+        system: Some("Answer briefly.".into()),
+        messages: messages.to_vec(),
+        max_output_tokens: Some(24),
+    };
+    let mut warm = session(2048);
+    // The conversation one turn earlier, then as it grew, then with its oldest exchanges left out.
+    let _ = reply(&mut warm, &ask(&messages[..11]));
+    let (grown, grown_work) = reply(&mut warm, &ask(&messages));
+    let (cut, cut_work) = reply(&mut warm, &ask(&messages[4..]));
+    assert!(grown_work.reused > 0 && cut_work.reused > grown_work.prompt_tokens / 2);
+    assert_eq!(grown, reply(&mut session(2048), &ask(&messages)).0);
+    assert_eq!(cut, reply(&mut session(2048), &ask(&messages[4..])).0);
+}
+
+#[test]
 fn stop_during_a_long_prompt_ends_it_within_one_chunk() {
     let mut session = session(8192);
     let paste = "The quick brown fox jumps over the lazy dog. ".repeat(200);
@@ -298,6 +404,11 @@ fn stop_during_a_long_prompt_ends_it_within_one_chunk() {
     assert_eq!(work.prefilled, PREFILL_CHUNK);
     assert_eq!(work.generated, 0);
     assert!(events.is_empty(), "{events:?}");
+
+    // The chunk computed before the Stop is kept: asking again starts after it.
+    let again = run(&mut session, &request(&paste, Some(2)));
+    assert_eq!(again.work.reused, PREFILL_CHUNK);
+    assert!(again.usage().output_tokens >= 1);
 }
 
 #[test]
@@ -354,6 +465,7 @@ fn a_partial_reply_is_continued() {
 fn the_message_count_matches_the_prompt() {
     let model = model();
     let mut conversation = request("How far is the moon? 384,400 km?", None);
+    conversation.system = None;
     conversation.messages.push(ChatMessage {
         role: Role::Assistant,
         content: "About 384,400 km on average.".into(),
@@ -371,6 +483,11 @@ fn the_message_count_matches_the_prompt() {
         messages: Vec::new(),
         ..conversation.clone()
     });
+    assert_eq!(
+        model.framing_tokens(None),
+        without_messages.len(),
+        "the default system prompt and the reply's opening are counted"
+    );
     // Counted with the longest role name: exact for replies, one over for each question.
     let actual = model.prompt_tokens(&conversation).len() - without_messages.len();
     assert!(

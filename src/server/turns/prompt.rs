@@ -6,7 +6,7 @@
 //! were an answer. Messages that end up next to one of the same role are joined, because some
 //! providers require turns to alternate.
 
-use llm::{ChatMessage, ChatRequest};
+use llm::{ChatMessage, ChatRequest, Provider};
 
 use crate::model::{MessageStatus, MessageView, Role};
 use crate::server::db::TurnRecord;
@@ -32,15 +32,33 @@ pub fn token_bound(text: &str) -> u32 {
         .saturating_add(MESSAGE_OVERHEAD)
 }
 
+/// How one model's prompt is measured: its provider's exact count where it has one (the local
+/// model), else [`token_bound`].
+pub struct Measure<'a>(pub Option<&'a dyn Provider>);
+
+impl Measure<'_> {
+    fn message(&self, text: &str) -> u32 {
+        self.0
+            .and_then(|p| p.message_tokens(text))
+            .unwrap_or_else(|| token_bound(text))
+    }
+
+    /// Everything but the messages: the system prompt and the provider's framing.
+    fn framing(&self, system: Option<&str>) -> u32 {
+        self.0
+            .and_then(|p| p.framing_tokens(system))
+            .unwrap_or_else(|| system.map_or(0, token_bound))
+    }
+}
+
 /// Builds the request for `record` from the messages stored before its reply, for the model the
-/// provider calls `provider_model`. `tokens` is what one message costs: the provider's exact count
-/// where it has one (the local model), else [`token_bound`].
+/// provider calls `provider_model`.
 pub fn build(
     record: &TurnRecord,
     history: Vec<MessageView>,
     provider_model: &str,
     limits: ModelLimits,
-    tokens: &dyn Fn(&str) -> u32,
+    measure: &Measure,
 ) -> Result<Prompt, String> {
     let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
@@ -81,10 +99,10 @@ pub fn build(
     let budget = limits
         .context_tokens
         .saturating_sub(max_output)
-        .saturating_sub(system.as_deref().map_or(0, tokens));
+        .saturating_sub(measure.framing(system.as_deref()));
     let required_tokens: u32 = candidates[required..]
         .iter()
-        .map(|m| tokens(&m.content))
+        .map(|m| measure.message(&m.content))
         .fold(0, u32::saturating_add);
     if required_tokens > budget {
         return Err(format!(
@@ -97,7 +115,7 @@ pub fn build(
     let mut used = required_tokens;
     let mut first_kept = required;
     while first_kept > 0 {
-        let cost = tokens(&candidates[first_kept - 1].content);
+        let cost = measure.message(&candidates[first_kept - 1].content);
         if used.saturating_add(cost) > budget {
             break;
         }
@@ -197,8 +215,14 @@ mod tests {
     #[test]
     fn everything_is_sent_when_it_fits() {
         let history = vec![user("a"), reply("b"), user("c")];
-        let prompt =
-            build(&record("Be brief.", ""), history, "m", ROOMY, &token_bound).expect("fits");
+        let prompt = build(
+            &record("Be brief.", ""),
+            history,
+            "m",
+            ROOMY,
+            &Measure(None),
+        )
+        .expect("fits");
         assert_eq!(prompt.left_out, 0);
         assert_eq!(prompt.request.system.as_deref(), Some("Be brief."));
         assert_eq!(
@@ -230,7 +254,7 @@ mod tests {
             history,
             "m",
             limits,
-            &token_bound,
+            &Measure(None),
         )
         .expect("fits");
         assert_eq!(prompt.request.system.as_deref(), Some("Stay kind."));
@@ -250,6 +274,23 @@ mod tests {
         assert!(total + token_bound("Stay kind.") + 1_000 <= 6_000);
     }
 
+    /// A provider that counts a token a byte, plus 5 for each message and 30 for the framing.
+    struct OneABytes;
+
+    impl Provider for OneABytes {
+        fn stream_chat(&self, _request: ChatRequest) -> llm::EventStream {
+            Box::pin(futures::stream::empty())
+        }
+
+        fn message_tokens(&self, content: &str) -> Option<u32> {
+            Some(u32::try_from(content.len()).unwrap_or(u32::MAX) + 5)
+        }
+
+        fn framing_tokens(&self, _system: Option<&str>) -> Option<u32> {
+            Some(30)
+        }
+    }
+
     #[test]
     fn a_provider_that_counts_exactly_is_trimmed_by_its_own_count() {
         // Digits are a token each in SmolLM2: the estimate (a token per three bytes) would
@@ -266,19 +307,31 @@ mod tests {
             context_tokens: 2_600,
             max_output_tokens: 500,
         };
-        let exact = |text: &str| u32::try_from(text.len()).unwrap_or(u32::MAX) + 5;
-        let estimated =
-            build(&record("", ""), history.clone(), "m", limits, &token_bound).expect("fits");
+        let estimated = build(
+            &record("", ""),
+            history.clone(),
+            "m",
+            limits,
+            &Measure(None),
+        )
+        .expect("fits");
         assert_eq!(estimated.left_out, 0);
-        let counted = build(&record("", ""), history, "m", limits, &exact).expect("fits");
+        let counted = build(
+            &record("", ""),
+            history,
+            "m",
+            limits,
+            &Measure(Some(&OneABytes)),
+        )
+        .expect("fits");
         assert_eq!(counted.left_out, 2, "the first exchange does not fit");
         let sent: u32 = counted
             .request
             .messages
             .iter()
-            .map(|m| exact(&m.content))
+            .map(|m| OneABytes.message_tokens(&m.content).unwrap_or(0))
             .sum();
-        assert!(sent + 500 <= 2_600);
+        assert!(30 + sent + 500 <= 2_600);
     }
 
     #[test]
@@ -290,7 +343,7 @@ mod tests {
             message(Role::Assistant, "", MessageStatus::Stopped),
             message(Role::User, "third", MessageStatus::Complete),
         ];
-        let prompt = build(&record("", ""), history, "m", ROOMY, &token_bound).expect("fits");
+        let prompt = build(&record("", ""), history, "m", ROOMY, &Measure(None)).expect("fits");
         assert_eq!(
             texts(&prompt),
             [(llm::Role::User, "first\n\nsecond\n\nthird")]
@@ -301,8 +354,14 @@ mod tests {
     #[test]
     fn a_continuation_ends_with_the_text_so_far() {
         let history = vec![user("tell me")];
-        let prompt =
-            build(&record("", "Once upon"), history, "m", ROOMY, &token_bound).expect("fits");
+        let prompt = build(
+            &record("", "Once upon"),
+            history,
+            "m",
+            ROOMY,
+            &Measure(None),
+        )
+        .expect("fits");
         assert_eq!(
             texts(&prompt),
             [
@@ -325,7 +384,7 @@ mod tests {
             vec![user(&"word ".repeat(4_000))],
             "small",
             limits,
-            &token_bound,
+            &Measure(None),
         )
         .expect_err("too long");
         assert!(error.contains("too long for local/small"), "{error}");
@@ -338,8 +397,14 @@ mod tests {
             context_tokens: 2_000,
             max_output_tokens: 8_192,
         };
-        let prompt =
-            build(&record("", ""), vec![user("hi")], "m", limits, &token_bound).expect("fits");
+        let prompt = build(
+            &record("", ""),
+            vec![user("hi")],
+            "m",
+            limits,
+            &Measure(None),
+        )
+        .expect("fits");
         assert_eq!(prompt.request.max_output_tokens, Some(1_000));
     }
 }

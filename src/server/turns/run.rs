@@ -120,13 +120,8 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
         tracing::error!(turn_id = %record.turn_id(), "could not read history: {e}");
         "the server could not read this conversation".to_owned()
     })?;
-    let provider = &model.provider;
-    let tokens = |text: &str| {
-        provider
-            .message_tokens(text)
-            .unwrap_or_else(|| prompt::token_bound(text))
-    };
-    let prompt = prompt::build(record, history, &model.model, model.limits, &tokens)?;
+    let measure = prompt::Measure(Some(&*model.provider));
+    let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;
     Ok((model.provider, prompt))
 }
 

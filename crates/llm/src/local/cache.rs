@@ -31,10 +31,78 @@ struct Slot<T> {
 pub struct Plan {
     /// The sequence that will hold the prompt.
     pub slot: usize,
-    /// Prompt tokens already in that sequence: keep them, drop what follows, compute the rest.
+    /// Messages the prompt left out, to cut from that sequence first.
+    pub shift: Option<Shift>,
+    /// Prompt tokens then in that sequence: keep them, drop what follows, compute the rest.
     pub reuse: usize,
     /// Sequences to empty to make room.
     pub evict: Vec<usize>,
+}
+
+/// Cut `gap` cached tokens at position `at` and move the ones after them back by `gap`. This is
+/// how a conversation longer than the context keeps its cache once its oldest turns are left out:
+/// the prompt is the system prompt, then a later stretch of what is cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shift {
+    pub at: usize,
+    pub gap: usize,
+}
+
+/// A stretch shorter than this is not worth moving: computing it is cheap anyway.
+const MIN_SHIFTED_RUN: usize = 32;
+
+/// How much of a prompt one sequence can serve.
+#[derive(Clone, Copy, Debug, Default)]
+struct Match {
+    /// The common prefix.
+    common: usize,
+    /// Cached tokens after the prefix that the prompt no longer has.
+    gap: usize,
+    /// Tokens after the gap that continue the prompt.
+    run: usize,
+}
+
+impl Match {
+    fn usable(&self) -> usize {
+        self.common + self.run
+    }
+}
+
+/// Matches `prompt` against cached `tokens`, at most `limit` tokens in all.
+fn matching<T: PartialEq>(tokens: &[T], prompt: &[T], limit: usize) -> Match {
+    let run_at = |cached: &[T], wanted: &[T]| {
+        cached
+            .iter()
+            .zip(wanted)
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let common = run_at(tokens, prompt).min(limit);
+    let mut best = Match {
+        common,
+        ..Match::default()
+    };
+    let (Some(next), Some(rest)) = (prompt.get(common), prompt.get(common..limit)) else {
+        return best;
+    };
+    if rest.is_empty() {
+        return best;
+    }
+    for start in common.saturating_add(1)..tokens.len() {
+        if tokens[start] != *next {
+            continue;
+        }
+        let run = run_at(&tokens[start..], rest);
+        if run > best.run {
+            best.gap = start - common;
+            best.run = run;
+        }
+    }
+    if best.run < MIN_SHIFTED_RUN {
+        best.gap = 0;
+        best.run = 0;
+    }
+    best
 }
 
 impl<T: Copy + PartialEq> CacheSlots<T> {
@@ -57,34 +125,41 @@ impl<T: Copy + PartialEq> CacheSlots<T> {
     pub fn plan(&mut self, prompt: &[T], reply_room: usize) -> Plan {
         self.clock = self.clock.saturating_add(1);
         let limit = prompt.len().saturating_sub(1);
-        let shared = |slot: &Slot<T>| {
-            slot.tokens
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-                .min(limit)
-        };
-        // A slot continues this prompt when they share at least half of what it holds: the same
-        // conversation, grown. The longest such match wins. Anything else (another conversation
-        // that only shares the system prompt, or an early edit) goes to an empty slot, else the
-        // least recently used, so that it does not wipe a conversation still in use.
+        let matches: Vec<Match> = self
+            .slots
+            .iter()
+            .map(|slot| matching(&slot.tokens, prompt, limit))
+            .collect();
+        // A slot continues this prompt when it can serve at least half of what it holds: the same
+        // conversation, grown (or trimmed at its start). The largest such match wins. Anything
+        // else (another conversation that only shares the system prompt, or an early edit) goes to
+        // an empty slot, else the least recently used, so that it does not wipe a conversation
+        // still in use.
         let slot = (0..self.slots.len())
             .max_by_key(|&i| {
                 let s = &self.slots[i];
-                let common = shared(s);
+                let usable = matches[i].usable();
                 // (Or the whole prompt is there: the same turn again, as in Retry.)
                 let continues =
-                    common > 0 && (common.saturating_mul(2) >= s.tokens.len() || common == limit);
+                    usable > 0 && (usable.saturating_mul(2) >= s.tokens.len() || usable == limit);
                 (
-                    if continues { common } else { 0 },
+                    if continues { usable } else { 0 },
                     s.tokens.is_empty(),
                     std::cmp::Reverse(s.last_used),
                 )
             })
             .unwrap_or(0);
-        let reuse = shared(&self.slots[slot]);
-        self.slots[slot].tokens.truncate(reuse);
+        let found = matches[slot];
+        let tokens = &mut self.slots[slot].tokens;
+        let shift = (found.gap > 0).then(|| {
+            tokens.drain(found.common..found.common + found.gap);
+            Shift {
+                at: found.common,
+                gap: found.gap,
+            }
+        });
+        let reuse = found.usable();
+        tokens.truncate(reuse);
         self.slots[slot].last_used = self.clock;
 
         let needed = prompt
@@ -103,7 +178,12 @@ impl<T: Copy + PartialEq> CacheSlots<T> {
             self.slots[stalest].tokens.clear();
             evict.push(stalest);
         }
-        Plan { slot, reuse, evict }
+        Plan {
+            slot,
+            shift,
+            reuse,
+            evict,
+        }
     }
 
     /// Records tokens just computed into `slot`.
@@ -255,6 +335,41 @@ mod tests {
         cache.extend(plan.slot, &tokens(20..220));
         let again = cache.plan(&prompt, 200);
         assert_eq!((again.slot, again.reuse), (plan.slot, 19));
+    }
+
+    #[test]
+    fn a_conversation_past_the_context_keeps_its_cache_when_its_oldest_turns_go() {
+        let mut cache = CacheSlots::new(2, 1000);
+        // System prompt 0..10, then turns 100..400.
+        let mut long = tokens(0..10);
+        long.extend(100..400);
+        let plan = cache.plan(&long, 10);
+        cache.extend(plan.slot, &long);
+        // The next prompt leaves out the oldest turn (100..150) and adds a question.
+        let mut trimmed = tokens(0..10);
+        trimmed.extend(150..400);
+        trimmed.extend(900..920);
+        let next = cache.plan(&trimmed, 10);
+        assert_eq!(next.slot, plan.slot);
+        assert_eq!(next.shift, Some(Shift { at: 10, gap: 50 }));
+        assert_eq!(next.reuse, 260);
+        assert_eq!(cache.used(), 260);
+        // What the slot now holds is the new prompt's beginning.
+        cache.extend(next.slot, &trimmed[260..]);
+        assert_eq!(cache.plan(&trimmed, 10).reuse, trimmed.len() - 1);
+    }
+
+    #[test]
+    fn a_short_stretch_after_a_gap_is_not_moved() {
+        let mut cache = CacheSlots::new(1, 1000);
+        let mut cached = tokens(0..10);
+        cached.extend(100..120);
+        let plan = cache.plan(&cached, 0);
+        cache.extend(plan.slot, &cached);
+        let mut prompt = tokens(0..10);
+        prompt.extend(105..125);
+        let next = cache.plan(&prompt, 0);
+        assert_eq!((next.shift, next.reuse), (None, 10));
     }
 
     #[test]

@@ -14,13 +14,13 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::cache::CacheSlots;
+use super::cache::{CacheSlots, Shift};
 use super::text_stream::TextStream;
 use super::{LocalModelError, SamplingConfig};
 use crate::{ChatRequest, FinishReason, ProviderEvent, Role, Usage};
 
 /// Prompt tokens computed per step. A Stop is noticed between steps, so this bounds how long a
-/// long paste keeps the model busy after Stop (about half a second here), at no cost in speed
+/// long paste keeps the model busy after Stop (at most about a second here), at no cost in speed
 /// (measured: 64, 128 and 512 prefill equally fast on one thread).
 pub const PREFILL_CHUNK: usize = 128;
 
@@ -80,15 +80,14 @@ impl LocalModel {
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| LocalModelError::Format(e.to_string()))?;
+        // The turn markers must be control tokens: only those does plain-text tokenizing leave
+        // alone. A model whose markers are ordinary added tokens would let typed text open turns.
         let special = |text: &str| -> Result<LlamaToken, LocalModelError> {
-            match model
-                .vocab()
-                .tokenize(text.as_bytes(), false, true)
-                .as_slice()
-            {
-                [token] => Ok(*token),
+            let vocab = model.vocab();
+            match vocab.tokenize(text.as_bytes(), false, true).as_slice() {
+                [token] if vocab.is_control(*token) => Ok(*token),
                 _ => Err(LocalModelError::Format(format!(
-                    "the model has no {text} token; only ChatML models are supported"
+                    "the model has no {text} control token; only ChatML models are supported"
                 ))),
             }
         };
@@ -155,6 +154,18 @@ impl LocalModel {
         self.tokenize(&format!("assistant\n{content}"))
             .len()
             .saturating_add(3)
+    }
+
+    /// Tokens of the prompt besides its messages: the system turn (the default one if `system` is
+    /// empty) and the opening of the reply.
+    pub fn framing_tokens(&self, system: Option<&str>) -> usize {
+        self.prompt_tokens(&ChatRequest {
+            model: String::new(),
+            system: system.map(str::to_owned),
+            messages: Vec::new(),
+            max_output_tokens: None,
+        })
+        .len()
     }
 
     /// The prompt for `request` in ChatML, as token ids. Control tokens are placed by id; every
@@ -288,6 +299,9 @@ impl Session<'_> {
             self.forget(*slot);
         }
         let slot = plan.slot;
+        if let Some(shift) = plan.shift {
+            self.cut(slot, shift)?;
+        }
         self.remove_from(slot, plan.reuse)?;
         generation.reused = plan.reuse;
 
@@ -385,6 +399,42 @@ impl Session<'_> {
                 ))
             }
         }
+    }
+
+    /// Cuts the messages a trimmed prompt left out and moves the rest back; llama.cpp re-rotates
+    /// the moved keys to their new positions before the next computation.
+    fn cut(&mut self, slot: usize, shift: Shift) -> Result<(), LocalModelError> {
+        let failed = |session: &mut Self| {
+            session.forget(slot);
+            LocalModelError::Inference("cannot shift the key/value cache".into())
+        };
+        let (Ok(seq), Ok(at), Ok(end), Ok(delta)) = (
+            u32::try_from(slot),
+            u32::try_from(shift.at),
+            u32::try_from(shift.at.saturating_add(shift.gap)),
+            i32::try_from(shift.gap),
+        ) else {
+            return Err(failed(self));
+        };
+        if !matches!(
+            self.context
+                .clear_kv_cache_seq(Some(seq), Some(at), Some(end)),
+            Ok(true)
+        ) {
+            return Err(failed(self));
+        }
+        let moved = i32::try_from(seq).ok().and_then(|seq| {
+            self.context
+                .kv_cache_seq_add(seq, Some(end), None, -delta)
+                .ok()
+        });
+        moved.ok_or_else(|| failed(self))
+    }
+
+    /// Empties the whole cache: after a panic nothing about it can be trusted.
+    pub fn reset(&mut self) {
+        self.context.clear_kv_cache();
+        self.slots = CacheSlots::new(CACHE_SLOTS, self.context_tokens);
     }
 
     fn forget(&mut self, slot: usize) {
