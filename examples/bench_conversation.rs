@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use rill::model::{MessageStatus, TurnEvent};
 use rill::server::config::{Config, LocalModelSettings, TurnSettings, DEFAULT_LOCAL_MODEL};
 use rill::server::models::LocalModelStatus;
-use rill::server::{db, http, AppState};
 use uuid::Uuid;
 
 const TURN_LIMIT: Duration = Duration::from_secs(120);
@@ -66,14 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !matches!(local, LocalModelStatus::Ready(_)) {
         return Err("the local model did not load (run scripts/fetch-model.sh)".into());
     }
-    let database = db::connect(&config.database_path).await?;
-    let state = AppState::new(database, config, local).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/api/send_message", listener.local_addr()?);
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("rill")
-        .build();
-    tokio::spawn(http::serve(listener, state, options));
+    let (url, _) = support::start_server(config, local).await?;
     let client = reqwest::Client::new();
     println!("resident memory with the model loaded: {:.0} MB", rss_mb());
 

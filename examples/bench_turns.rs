@@ -18,7 +18,6 @@ use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::MessageStatus;
 use rill::server::config::{Config, ProviderConfig, ProviderKind, TurnSettings};
 use rill::server::models::LocalModelStatus;
-use rill::server::{db, http, AppState};
 
 const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
 const LEVEL_LIMIT: Duration = Duration::from_secs(180);
@@ -49,15 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         local_model: None,
         turns: TurnSettings::default(),
     };
-    let database = db::connect(&config.database_path).await?;
-    let pool = database.reader().clone();
-    let state = AppState::new(database, config, LocalModelStatus::Disabled).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/api/send_message", listener.local_addr()?);
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("rill")
-        .build();
-    tokio::spawn(http::serve(listener, state, options));
+    let (url, pool) = support::start_server(config, LocalModelStatus::Disabled).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(2_000)
         .build()?;

@@ -1,8 +1,31 @@
-//! What the app's benchmarks share: one turn through `send_message`, as the page sends it.
+//! What the app's benchmarks share: the real server on 127.0.0.1, and one turn through
+//! `send_message`, as the page sends it.
 
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, StreamLine, TurnEvent};
+use rill::server::config::Config;
+use rill::server::models::LocalModelStatus;
+use rill::server::{db, http, AppState};
+use sqlx::SqlitePool;
 use uuid::Uuid;
+
+/// Starts the real router with `config` on a free loopback port; returns the URL of
+/// `send_message` and a reader of the database.
+pub async fn start_server(
+    config: Config,
+    local: LocalModelStatus,
+) -> Result<(String, SqlitePool), Box<dyn std::error::Error>> {
+    let database = db::connect(&config.database_path).await?;
+    let pool = database.reader().clone();
+    let state = AppState::new(database, config, local).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/send_message", listener.local_addr()?);
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("rill")
+        .build();
+    tokio::spawn(http::serve(listener, state, options));
+    Ok((url, pool))
+}
 
 /// Sends `text` (into `conversation_id`, or a new conversation) and reads the turn to its end,
 /// calling `on_event` for each event; returns the outcome of `Finished`. `Err` says what went wrong.

@@ -51,10 +51,7 @@ fn request(text: &str, max_output_tokens: Option<u32>) -> ChatRequest {
     ChatRequest {
         model: "smollm2".into(),
         system: None,
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: text.into(),
-        }],
+        messages: vec![say(Role::User, text)],
         max_output_tokens,
     }
 }
@@ -95,12 +92,16 @@ impl Run {
 }
 
 fn run(session: &mut Session<'_>, request: &ChatRequest) -> Run {
+    run_with(session, request, &seeded())
+}
+
+fn run_with(session: &mut Session<'_>, request: &ChatRequest, sampling: &SamplingConfig) -> Run {
     let mut events = Vec::new();
     let work = session
         .generate(
             request,
             512,
-            &seeded(),
+            sampling,
             &mut |e| {
                 events.push(e);
                 true
@@ -109,6 +110,13 @@ fn run(session: &mut Session<'_>, request: &ChatRequest) -> Run {
         )
         .expect("generation");
     Run { events, work }
+}
+
+fn say(role: Role, content: impl Into<String>) -> ChatMessage {
+    ChatMessage {
+        role,
+        content: content.into(),
+    }
 }
 
 fn ids(tokens: &[LlamaToken]) -> Vec<i32> {
@@ -245,14 +253,12 @@ fn a_conversation_computes_only_what_is_new_each_turn() {
     let other = run(&mut session, &request("What is two plus two?", Some(8)));
     assert!(other.work.prefilled > 0);
 
-    conversation.messages.push(ChatMessage {
-        role: Role::Assistant,
-        content: first.text(),
-    });
-    conversation.messages.push(ChatMessage {
-        role: Role::User,
-        content: "Which of them is the longest?".into(),
-    });
+    conversation
+        .messages
+        .push(say(Role::Assistant, first.text()));
+    conversation
+        .messages
+        .push(say(Role::User, "Which of them is the longest?"));
     let second = run(&mut session, &conversation);
     assert!(
         second.work.reused >= first.work.prompt_tokens,
@@ -278,36 +284,27 @@ fn a_conversation_whose_oldest_turns_are_left_out_keeps_the_rest_of_its_cache() 
     let mut session = session(4096);
     let exchange = |n: usize| {
         [
-            ChatMessage {
-                role: Role::User,
-                content: format!("Question {n}: tell me about the lighthouse on island number {n} and its keepers."),
-            },
-            ChatMessage {
-                role: Role::Assistant,
-                content: format!("Lighthouse {n} stands on a rocky island. Its keepers lit the lamp every evening, wound the clockwork and kept a log of every ship that passed by."),
-            },
+            say(Role::User, format!("Question {n}: tell me about the lighthouse on island number {n} and its keepers.")),
+            say(Role::Assistant, format!("Lighthouse {n} stands on a rocky island. Its keepers lit the lamp every evening, wound the clockwork and kept a log of every ship that passed by.")),
         ]
     };
     let mut conversation = request("unused", Some(4));
     conversation.system = Some("Answer briefly.".into());
     conversation.messages = (1..=4).flat_map(exchange).collect();
-    conversation.messages.push(ChatMessage {
-        role: Role::User,
-        content: "Which lighthouse is the oldest?".into(),
-    });
+    conversation
+        .messages
+        .push(say(Role::User, "Which lighthouse is the oldest?"));
     let full = run(&mut session, &conversation);
     assert_eq!(full.work.reused, 0);
 
     // The next turn leaves out the first exchange, as the server does when the context is full.
     conversation.messages.drain(..2);
-    conversation.messages.push(ChatMessage {
-        role: Role::Assistant,
-        content: full.text(),
-    });
-    conversation.messages.push(ChatMessage {
-        role: Role::User,
-        content: "And the newest?".into(),
-    });
+    conversation
+        .messages
+        .push(say(Role::Assistant, full.text()));
+    conversation
+        .messages
+        .push(say(Role::User, "And the newest?"));
     let trimmed = run(&mut session, &conversation);
     let left_out: usize = exchange(1)
         .iter()
@@ -331,38 +328,18 @@ fn the_cache_changes_no_reply() {
         ..SamplingConfig::default()
     };
     let reply = |session: &mut Session<'_>, request: &ChatRequest| {
-        let mut text = String::new();
-        let work = session
-            .generate(
-                request,
-                24,
-                &greedy,
-                &mut |e| {
-                    if let ProviderEvent::TextDelta(t) = e {
-                        text.push_str(&t);
-                    }
-                    true
-                },
-                &|| false,
-            )
-            .expect("generation");
-        (text, work)
+        let run = run_with(session, request, &greedy);
+        (run.text(), run.work)
     };
     let mut messages = Vec::new();
     for n in 1..=6 {
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: format!("Tell me a fact about the number {n}."),
-        });
-        messages.push(ChatMessage {
-            role: Role::Assistant,
-            content: format!("The number {n} is a natural number used for counting everyday things, and it comes right after {}.", n - 1),
-        });
+        messages.push(say(
+            Role::User,
+            format!("Tell me a fact about the number {n}."),
+        ));
+        messages.push(say(Role::Assistant, format!("The number {n} is a natural number used for counting everyday things, and it comes right after {}.", n - 1)));
     }
-    messages.push(ChatMessage {
-        role: Role::User,
-        content: "What is the capital of France?".into(),
-    });
+    messages.push(say(Role::User, "What is the capital of France?"));
     let ask = |messages: &[ChatMessage]| ChatRequest {
         model: "smollm2".into(),
         system: Some("Answer briefly.".into()),
@@ -447,10 +424,9 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
 fn a_partial_reply_is_continued() {
     let model = model();
     let mut continued = request("Name the capital of France in one sentence.", Some(6));
-    continued.messages.push(ChatMessage {
-        role: Role::Assistant,
-        content: "The capital of France is".into(),
-    });
+    continued
+        .messages
+        .push(say(Role::Assistant, "The capital of France is"));
     let prompt = model.prompt_tokens(&continued);
     let (im_start, _) = model.turn_markers();
     let mut tail = vec![im_start];
@@ -466,14 +442,10 @@ fn the_message_count_matches_the_prompt() {
     let model = model();
     let mut conversation = request("How far is the moon? 384,400 km?", None);
     conversation.system = None;
-    conversation.messages.push(ChatMessage {
-        role: Role::Assistant,
-        content: "About 384,400 km on average.".into(),
-    });
-    conversation.messages.push(ChatMessage {
-        role: Role::User,
-        content: "And the sun?".into(),
-    });
+    conversation
+        .messages
+        .push(say(Role::Assistant, "About 384,400 km on average."));
+    conversation.messages.push(say(Role::User, "And the sun?"));
     let counted: usize = conversation
         .messages
         .iter()
