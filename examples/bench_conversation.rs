@@ -17,7 +17,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rill::model::{MessageStatus, TurnEvent};
-use rill::server::config::{Config, LocalModelSettings, TurnSettings, DEFAULT_LOCAL_MODEL};
+use rill::server::config::{
+    Config, LimitSettings, LocalModelSettings, TurnSettings, DEFAULT_LOCAL_MODEL,
+};
 use rill::server::models::LocalModelStatus;
 use uuid::Uuid;
 
@@ -47,11 +49,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads: 1,
         max_output_tokens: 48,
         context_tokens,
+        queue: 8,
+        queue_wait: Duration::from_secs(120),
     };
     let dir = tempfile::tempdir()?;
     let config = Config {
         database_path: dir.path().join("rill.db"),
         owner: "bench".into(),
+        access: Default::default(),
+        // One owner sends everything here: the per-person limits would be the thing measured.
+        limits: LimitSettings {
+            running_per_user: usize::MAX,
+            turns_per_minute: u32::MAX,
+            ..LimitSettings::default()
+        },
         providers: Vec::new(),
         default_model: None,
         dev_word_delay: Duration::ZERO,

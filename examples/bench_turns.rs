@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::MessageStatus;
-use rill::server::config::{Config, ProviderConfig, ProviderKind, TurnSettings};
+use rill::server::config::{Config, LimitSettings, ProviderConfig, ProviderKind, TurnSettings};
 use rill::server::models::LocalModelStatus;
 
 const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
@@ -34,6 +34,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         database_path: dir.path().join("rill.db"),
         owner: "bench".into(),
+        access: Default::default(),
+        // One owner sends everything here: the per-person limits would be the thing measured.
+        limits: LimitSettings {
+            running_per_user: usize::MAX,
+            turns_per_minute: u32::MAX,
+            ..LimitSettings::default()
+        },
         providers: vec![ProviderConfig {
             id: "fake".into(),
             kind: ProviderKind::OpenaiCompatible,

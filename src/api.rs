@@ -1,6 +1,10 @@
-//! Server functions by area. Each is a few lines: take the request's state and owner, call into
-//! `crate::server`, return typed data. In the browser build their bodies become HTTP calls.
+//! Server functions by area. Each is a few lines: take the request's state and who is asking,
+//! call into `crate::server`, return typed data. In the browser build their bodies become HTTP
+//! calls. Every one takes JSON (`input = Json`); the request guard refuses anything else.
 
+pub mod account;
+pub mod admin;
 pub mod conversations;
 pub mod models;
 pub mod turns;
+pub mod usage;

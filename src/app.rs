@@ -3,7 +3,10 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use crate::ui::account::{PasswordPage, SignInPage};
+use crate::ui::admin::AdminPage;
 use crate::ui::chat::ChatPage;
+use crate::ui::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -36,6 +39,10 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <p class="notice">"Page not found."</p> }>
                 <Route path=path!("/") view=ChatPage />
                 <Route path=path!("/c/:id") view=ChatPage />
+                <Route path=path!("/signin") view=SignInPage />
+                <Route path=path!("/account") view=PasswordPage />
+                <Route path=path!("/usage") view=UsagePage />
+                <Route path=path!("/admin") view=AdminPage />
             </Routes>
         </Router>
     }

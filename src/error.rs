@@ -11,6 +11,15 @@ pub enum ApiError {
     /// Says what was not found, e.g. "no such conversation".
     #[error("{0}")]
     NotFound(String),
+    /// Nobody is signed in (or the session ended): sign in and try again.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but not allowed (an admin's page, a disabled account).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests, or too many replies at once; the text says when to try again.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The request clashes with what is going on, e.g. a reply already streaming.
     #[error("{0}")]
     Conflict(String),
@@ -28,7 +37,10 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
+            Self::TooManyRequests(_) => 429,
             Self::Conflict(_) => 409,
             Self::Unavailable(_) => 503,
             Self::Internal => 500,

@@ -1,10 +1,21 @@
 //! Rill's server. Development: `cargo leptos watch`; see README.md for the one-command set-up.
-//! Configuration comes from the environment (see `.env.example`).
+//! Configuration comes from the environment (see `.env.example`). `rill user add --admin NAME`
+//! creates an account instead of serving (see `server/cli.rs`).
 
 #[cfg(feature = "ssr")]
 fn main() -> anyhow::Result<()> {
     use anyhow::Context;
+    use rill::server::cli::{self, Command};
     use rill::server::config::Config;
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
 
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -13,11 +24,40 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::from_env().context("reading configuration")?;
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")?
-        .block_on(serve(config))
+        .context("starting the runtime")?;
+    match command {
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::AddUser { username, admin } => {
+            runtime.block_on(add_user(config, &username, admin))
+        }
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn add_user(
+    config: rill::server::config::Config,
+    username: &str,
+    admin: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rill::server::{accounts, db};
+
+    let password = rill::server::cli::new_password(username)
+        .context("reading the password from standard input")?;
+    let db = db::connect(&config.database_path)
+        .await
+        .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+    let user = accounts::add_user_from_cli(&db, username, &password, admin).await?;
+    let role = if admin { "admin" } else { "user" };
+    println!("created {role} {}", user.username);
+    Ok(())
 }
 
 #[cfg(feature = "ssr")]
@@ -29,6 +69,8 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let leptos_options = leptos::config::get_configuration(None)
         .context("reading Leptos settings")?
         .leptos_options;
+    // Before anything else: an open address without accounts must not start at all.
+    config.access.check_listen(leptos_options.site_addr)?;
     let db = db::connect(&config.database_path)
         .await
         .with_context(|| format!("opening the database {}", config.database_path.display()))?;
@@ -42,6 +84,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let settings = config.local_model.clone();
     let local_model =
         tokio::task::spawn_blocking(move || LocalModelStatus::load(settings.as_ref())).await?;
+    warn_if_nobody_can_sign_in(&db, &config).await?;
     let state = AppState::new(db, config, local_model)
         .await
         .context("loading the price table")?;
@@ -58,6 +101,23 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     http::serve(listener, state, leptos_options)
         .await
         .context("serving")?;
+    Ok(())
+}
+
+/// Accounts mode with no account yet: say how to create the first admin.
+#[cfg(feature = "ssr")]
+async fn warn_if_nobody_can_sign_in(
+    db: &rill::server::db::Db,
+    config: &rill::server::config::Config,
+) -> anyhow::Result<()> {
+    use rill::server::config::AuthMode;
+    if config.access.mode == AuthMode::Accounts
+        && rill::server::db::accounts::count_users(db).await? == 0
+    {
+        tracing::warn!(
+            "accounts mode and no account yet: create the first admin with `rill user add --admin NAME`"
+        );
+    }
     Ok(())
 }
 

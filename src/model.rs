@@ -288,3 +288,6 @@ pub mod ndjson {
         }
     }
 }
+
+/// Accounts, usage and the admin page.
+pub mod accounts;

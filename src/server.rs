@@ -1,13 +1,23 @@
 //! Server-only code (`ssr` feature). Nothing here reaches the WASM build.
 
+/// Accounts: passwords, sign-in and its throttle, sign-up, proxy users, admin actions, audit.
+pub mod accounts;
+/// The command line: serve, or create an account.
+pub mod cli;
 /// Settings from the environment and an optional TOML file, read once at start-up.
 pub mod config;
-/// All SQL: conversations and messages, each query scoped to an owner.
+/// All SQL: conversations and messages, each query scoped to an owner; users, usage, audit.
 pub mod db;
+/// Checks every request passes (host, origin, JSON only) and the headers every response carries.
+pub mod guard;
 /// The HTTP router (pages, server functions, assets) and graceful shutdown.
 pub mod http;
+/// Who a request is: the single owner, a session's user, or a trusted proxy's.
+pub mod identity;
 /// The rules for what a person may send: message and system prompt limits.
 pub mod input;
+/// What one person may start: replies at once, turns per minute.
+pub mod limits;
 /// Which models exist and which provider serves each.
 pub mod models;
 /// The dated price table (prices, context windows, reply caps) and the cost of a turn.
@@ -17,5 +27,7 @@ pub mod state;
 /// Running turns: the provider call, its event log for readers, Stop, Continue, persistence,
 /// the drain at shutdown.
 pub mod turns;
+/// The usage page's report and the CSV export of every turn's figures.
+pub mod usage;
 
 pub use state::AppState;

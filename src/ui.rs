@@ -1,5 +1,13 @@
 //! Components by feature. They call server functions from `crate::api` and never see HTTP,
 //! providers or SQL.
 
+/// Sign-in, the password page, and the account menu under the conversations.
+pub mod account;
+/// The admin page: users, budgets, settings, the audit log.
+pub mod admin;
 pub mod chat;
 pub mod conversations;
+/// How figures read (money).
+pub mod format;
+/// The usage page: this month's spending by day and model, and the CSV export.
+pub mod usage;

@@ -1,3 +1,4 @@
+use server_fn::codec::Json;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -5,13 +6,13 @@ use crate::model::{ConversationSummary, ConversationView};
 #[cfg(feature = "ssr")]
 use crate::server::{db, input, AppState};
 
-#[leptos::server(prefix = "/api", endpoint = "list_conversations")]
+#[leptos::server(prefix = "/api", endpoint = "list_conversations", input = Json)]
 pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ApiError> {
     let (state, owner) = AppState::from_context()?;
     Ok(db::list_conversations(&state.db, &owner).await?)
 }
 
-#[leptos::server(prefix = "/api", endpoint = "get_conversation")]
+#[leptos::server(prefix = "/api", endpoint = "get_conversation", input = Json)]
 pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
     let (state, owner) = AppState::from_context()?;
     db::get_conversation(&state.db, &owner, id)
@@ -20,7 +21,7 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
 }
 
 /// Sets the conversation's system prompt (metadata sent with every turn, never a message).
-#[leptos::server(prefix = "/api", endpoint = "set_system_prompt")]
+#[leptos::server(prefix = "/api", endpoint = "set_system_prompt", input = Json)]
 pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<(), ApiError> {
     let system_prompt = input::system_prompt(&system_prompt)?;
     let (state, owner) = AppState::from_context()?;

@@ -1,3 +1,4 @@
+use server_fn::codec::Json;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -6,14 +7,14 @@ use crate::model::ModelMenu;
 use crate::server::{db, AppState};
 
 /// The model picker's contents.
-#[leptos::server(prefix = "/api", endpoint = "list_models")]
+#[leptos::server(prefix = "/api", endpoint = "list_models", input = Json)]
 pub async fn list_models() -> Result<ModelMenu, ApiError> {
     let (state, _owner) = AppState::from_context()?;
     Ok(state.models.menu(&state.prices))
 }
 
 /// Switches the model a conversation's next turns use.
-#[leptos::server(prefix = "/api", endpoint = "set_conversation_model")]
+#[leptos::server(prefix = "/api", endpoint = "set_conversation_model", input = Json)]
 pub async fn set_conversation_model(id: Uuid, model: String) -> Result<(), ApiError> {
     let (state, owner) = AppState::from_context()?;
     if !state.models.contains(&model) {

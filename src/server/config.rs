@@ -11,8 +11,13 @@ use super::pricing::PriceEntry;
 pub struct Config {
     /// SQLite database file (`RILL_DATABASE`, default `data/rill.db`).
     pub database_path: PathBuf,
-    /// Until accounts exist, every conversation belongs to this owner (`RILL_OWNER`, default `local`).
+    /// In single-user mode, every conversation belongs to this owner (`RILL_OWNER`, default
+    /// `local`).
     pub owner: String,
+    /// Who may use the server and how requests are checked.
+    pub access: AccessSettings,
+    /// What one person may ask of the server.
+    pub limits: LimitSettings,
     pub providers: Vec<ProviderConfig>,
     /// `provider/model` used for new conversations (`RILL_DEFAULT_MODEL`, default: the first model).
     pub default_model: Option<String>,
@@ -23,6 +28,88 @@ pub struct Config {
     /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
     pub local_model: Option<LocalModelSettings>,
     pub turns: TurnSettings,
+}
+
+/// How people are told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No sign-in; every request is the one owner. Only on a loopback address (`RILL_AUTH=single-user`,
+    /// the default).
+    #[default]
+    SingleUser,
+    /// Sign-in required: local accounts, or a trusted proxy's header (`RILL_AUTH=accounts`).
+    Accounts,
+}
+
+/// Who may reach the server, and from where.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccessSettings {
+    pub mode: AuthMode,
+    /// The address people use, e.g. `https://chat.example.com` (`RILL_PUBLIC_URL`). Its host is
+    /// allowed, and `https` makes the session cookie `Secure`.
+    pub public_url: Option<PublicUrl>,
+    /// More host names this server answers for (`RILL_ALLOWED_HOSTS`, comma-separated). Loopback
+    /// names and IP addresses are always allowed; any other `Host` is refused (421), which ends
+    /// DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Serve a non-loopback address without accounts anyway
+    /// (`RILL_UNSAFE_NO_AUTH_ON_NETWORK=yes`): anyone who reaches the port is the owner.
+    pub unsafe_no_auth_on_network: bool,
+    /// Reverse proxies whose `X-Forwarded-For` and single sign-on header are believed
+    /// (`RILL_TRUSTED_PROXIES`, comma-separated addresses or CIDR ranges).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header a trusted proxy names the signed-in user with, e.g. `X-Forwarded-User`
+    /// (`RILL_SSO_HEADER`; accounts mode only).
+    pub sso_header: Option<axum::http::HeaderName>,
+}
+
+impl AccessSettings {
+    /// Refuses to serve a non-loopback address without accounts, unless explicitly overridden.
+    pub fn check_listen(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        if addr.ip().is_loopback()
+            || self.mode == AuthMode::Accounts
+            || self.unsafe_no_auth_on_network
+        {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "refusing to listen on {addr} without accounts: anyone who reaches it would read every \
+             conversation and spend your API keys. Set RILL_AUTH=accounts and create an admin with \
+             `rill user add --admin NAME`, or listen on 127.0.0.1 (LEPTOS_SITE_ADDR). To serve \
+             it open anyway, set RILL_UNSAFE_NO_AUTH_ON_NETWORK=yes."
+        )))
+    }
+}
+
+/// The public address, reduced to what the checks need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub https: bool,
+    /// Lower-case host name or address, without port.
+    pub host: String,
+}
+
+/// What one person may ask of the server at once and per minute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitSettings {
+    /// Largest request body in bytes; more is refused with 413 (`RILL_MAX_REQUEST_BYTES`, default
+    /// 1048576).
+    pub max_request_bytes: usize,
+    /// Replies one person may have running at once (`RILL_MAX_RUNNING_PER_USER`, default 4).
+    pub running_per_user: usize,
+    /// Turns (sends and Continues) one person may start per minute (`RILL_TURNS_PER_MINUTE`,
+    /// default 30).
+    pub turns_per_minute: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1 << 20,
+            running_per_user: 4,
+            turns_per_minute: 30,
+        }
+    }
 }
 
 /// Bounds on every turn, so that no provider can hang one or make it grow without limit.
@@ -81,6 +168,12 @@ pub struct LocalModelSettings {
     /// cells are shared by the conversations whose cache is kept, and cost about 17 KB each
     /// with SmolLM2-135M: 140 MB at the default.
     pub context_tokens: usize,
+    /// Requests that may wait for the local model behind the one generating; more are refused
+    /// as busy (`RILL_LOCAL_QUEUE`, default 8).
+    pub queue: usize,
+    /// Longest a request waits for its turn before it is refused as busy
+    /// (`RILL_LOCAL_QUEUE_WAIT_SECS`, default 120).
+    pub queue_wait: Duration,
 }
 
 pub const DEFAULT_LOCAL_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -313,7 +406,29 @@ impl Config {
                     .unwrap_or(512),
                 context_tokens: usize::try_from(number("RILL_LOCAL_CONTEXT", 8192)?.max(256))
                     .unwrap_or(8192),
+                queue: fits("RILL_LOCAL_QUEUE", number("RILL_LOCAL_QUEUE", 8)?)?,
+                queue_wait: seconds("RILL_LOCAL_QUEUE_WAIT_SECS", Duration::from_secs(120), 1)?,
             }),
+        };
+        let access = access_settings(&var)?;
+        let l = LimitSettings::default();
+        let limits = LimitSettings {
+            max_request_bytes: fits(
+                "RILL_MAX_REQUEST_BYTES",
+                whole(
+                    "RILL_MAX_REQUEST_BYTES",
+                    l.max_request_bytes as u64,
+                    64 * 1024,
+                )?,
+            )?,
+            running_per_user: fits(
+                "RILL_MAX_RUNNING_PER_USER",
+                whole("RILL_MAX_RUNNING_PER_USER", l.running_per_user as u64, 1)?,
+            )?,
+            turns_per_minute: fits(
+                "RILL_TURNS_PER_MINUTE",
+                whole("RILL_TURNS_PER_MINUTE", l.turns_per_minute.into(), 1)?,
+            )?,
         };
         Ok(Self {
             price_overrides: file.prices,
@@ -323,12 +438,88 @@ impl Config {
                 .or(file.database)
                 .unwrap_or_else(|| "data/rill.db".into()),
             owner: var("RILL_OWNER").unwrap_or_else(|| "local".into()),
+            access,
+            limits,
             providers,
             default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
             dev_word_delay,
             turns,
         })
     }
+}
+
+fn access_settings(var: &impl Fn(&str) -> Option<String>) -> Result<AccessSettings, ConfigError> {
+    let mode = match var("RILL_AUTH").as_deref().map(str::trim) {
+        None | Some("single-user") => AuthMode::SingleUser,
+        Some("accounts") => AuthMode::Accounts,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "RILL_AUTH={other}: use single-user or accounts"
+            )))
+        }
+    };
+    let public_url = var("RILL_PUBLIC_URL")
+        .map(|text| {
+            let url = url::Url::parse(text.trim()).map_err(|e| {
+                ConfigError::Invalid(format!("RILL_PUBLIC_URL={text} is not a URL: {e}"))
+            })?;
+            let host = url
+                .host_str()
+                .filter(|_| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "RILL_PUBLIC_URL={text} must be an http:// or https:// address"
+                    ))
+                })?;
+            Ok(PublicUrl {
+                https: url.scheme() == "https",
+                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
+            })
+        })
+        .transpose()?;
+    let trusted_proxies: Vec<ipnet::IpNet> = list(var("RILL_TRUSTED_PROXIES"))
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "RILL_TRUSTED_PROXIES: {item} is not an address or CIDR range"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let sso_header = var("RILL_SSO_HEADER")
+        .map(|name| {
+            axum::http::HeaderName::try_from(name.trim()).map_err(|_| {
+                ConfigError::Invalid(format!("RILL_SSO_HEADER={name} is not a header name"))
+            })
+        })
+        .transpose()?;
+    if sso_header.is_some() && mode != AuthMode::Accounts {
+        return Err(ConfigError::Invalid(
+            "RILL_SSO_HEADER needs RILL_AUTH=accounts".into(),
+        ));
+    }
+    if sso_header.is_some() && trusted_proxies.is_empty() {
+        return Err(ConfigError::Invalid(
+            "RILL_SSO_HEADER needs RILL_TRUSTED_PROXIES: the header is believed only from them"
+                .into(),
+        ));
+    }
+    Ok(AccessSettings {
+        mode,
+        public_url,
+        allowed_hosts: list(var("RILL_ALLOWED_HOSTS"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        unsafe_no_auth_on_network: var("RILL_UNSAFE_NO_AUTH_ON_NETWORK").as_deref() == Some("yes"),
+        trusted_proxies,
+        sso_header,
+    })
 }
 
 fn list(value: Option<String>) -> Option<Vec<String>> {
@@ -388,6 +579,49 @@ mod tests {
     }
 
     #[test]
+    fn access_settings_are_read_and_checked() {
+        let c = config(&[
+            ("RILL_AUTH", "accounts"),
+            ("RILL_PUBLIC_URL", "https://Chat.Example.com/"),
+            ("RILL_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
+            ("RILL_SSO_HEADER", "X-Forwarded-User"),
+        ])
+        .expect("config");
+        assert_eq!(c.access.mode, AuthMode::Accounts);
+        assert_eq!(
+            c.access.public_url,
+            Some(PublicUrl {
+                https: true,
+                host: "chat.example.com".into()
+            })
+        );
+        assert_eq!(c.access.trusted_proxies.len(), 2);
+        assert!(config(&[("RILL_AUTH", "none")]).is_err());
+        assert!(config(&[("RILL_PUBLIC_URL", "ftp://x")]).is_err());
+        assert!(config(&[("RILL_TRUSTED_PROXIES", "nowhere")]).is_err());
+        // The header alone would let anyone name themselves.
+        let err = config(&[("RILL_AUTH", "accounts"), ("RILL_SSO_HEADER", "X-User")])
+            .expect_err("no trusted proxies");
+        assert!(err.to_string().contains("RILL_TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
+    fn a_network_address_needs_accounts_or_the_loud_override() {
+        let open: std::net::SocketAddr = "0.0.0.0:3000".parse().expect("addr");
+        let loopback: std::net::SocketAddr = "127.0.0.1:3000".parse().expect("addr");
+        let single = config(&[]).expect("config").access;
+        assert!(single.check_listen(loopback).is_ok());
+        let err = single.check_listen(open).expect_err("refused");
+        assert!(err.to_string().contains("RILL_AUTH=accounts"), "{err}");
+        let accounts = config(&[("RILL_AUTH", "accounts")]).expect("config").access;
+        assert!(accounts.check_listen(open).is_ok());
+        let overridden = config(&[("RILL_UNSAFE_NO_AUTH_ON_NETWORK", "yes")])
+            .expect("config")
+            .access;
+        assert!(overridden.check_listen(open).is_ok());
+    }
+
+    #[test]
     fn the_local_model_can_be_switched_off_or_tuned() {
         assert!(config(&[("RILL_LOCAL_MODEL", "off")])
             .expect("config")
@@ -407,8 +641,8 @@ mod tests {
         assert!(config(&[("RILL_LOCAL_THREADS", "two")]).is_err());
     }
 
-    /// Every `RILL_*` variable this module reads is documented in `.env.example`, and the file
-    /// documents nothing this module does not read.
+    /// Every `RILL_*` variable this module (and the command line) reads is documented in
+    /// `.env.example`, and the file documents nothing they do not read.
     #[test]
     fn every_setting_is_documented_in_env_example() {
         fn names(text: &str) -> std::collections::BTreeSet<String> {
@@ -420,6 +654,8 @@ mod tests {
         let code = include_str!("config.rs");
         let code = &code[..code.find("#[cfg(test)]").unwrap_or(code.len())];
         let mut read = names(code);
+        // The command line's one variable.
+        read.extend(names(include_str!("cli.rs")));
         // Built from the provider's name: RILL_{OPENAI,ANTHROPIC,GEMINI}_{BASE_URL,MODELS}.
         read.retain(|n| n != "RILL_" && !n.ends_with('_'));
         for provider in ["OPENAI", "ANTHROPIC", "GEMINI"] {

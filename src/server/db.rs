@@ -1,4 +1,4 @@
-//! Storage. All SQL lives here, and every query is scoped to an [`Owner`], so per-user accounts
+//! Storage. All SQL lives here (and in `db/`: accounts, usage), and every query is scoped to an [`Owner`], so per-user accounts
 //! (and a Postgres backend) change this module and nothing above it.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
@@ -22,6 +22,9 @@ use crate::error::ApiError;
 use crate::model::{
     ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, Role, Usage,
 };
+
+pub mod accounts;
+pub mod usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

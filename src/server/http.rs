@@ -1,5 +1,8 @@
-//! The HTTP surface: Leptos pages (SSR), server functions under `/api`, static assets.
+//! The HTTP surface: Leptos pages (SSR), server functions under `/api`, the usage export,
+//! static assets; around them the request checks, sessions and who is asking.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -7,19 +10,52 @@ use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
+use tower_sessions::cookie::{time, SameSite};
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
 
-use super::AppState;
+use super::guard::{self, HostAllowlist};
+use super::{identity, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
 /// The whole app as one router, so tests drive exactly what `main` serves.
 pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let routes = generate_route_list(App);
+    let dev_reload = leptos_options.reload_port > 0 && std::env::var_os("LEPTOS_WATCH").is_some();
     let context = {
         let state = state.clone();
-        move || provide_context(state.clone())
+        move || {
+            provide_context(state.clone());
+            // A page gets its policy with the nonce of its hydration script.
+            let nonce = leptos::prelude::use_context::<leptos::nonce::Nonce>();
+            let response = leptos::prelude::use_context::<ResponseOptions>();
+            if let (Some(nonce), Some(response)) = (nonce, response) {
+                if let Ok(policy) = HeaderValue::from_str(&guard::page_policy(&nonce, dev_reload)) {
+                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+                }
+            }
+        }
     };
+    let access = &state.config.access;
+    let https = access.public_url.as_ref().is_some_and(|u| u.https);
+    let sessions = SessionManagerLayer::new(SqliteStore::new(state.db.writer().clone()))
+        // `__Host-`: the browser keeps it only if Secure, for this host alone, on every path.
+        .with_name(if https {
+            "__Host-rill_session"
+        } else {
+            "rill_session"
+        })
+        .with_secure(https)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(30)));
+    let hosts = Arc::new(HostAllowlist::new(access));
+    let max_request_bytes = state.config.limits.max_request_bytes;
+    let usage_routes = Router::new()
+        .route("/usage.csv", axum::routing::get(usage::export_csv))
+        .with_state(state.clone());
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -28,13 +64,24 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .fallback(leptos_axum::file_and_error_handler_with_context(
             context, shell,
         ))
+        .with_state(leptos_options)
+        .merge(usage_routes)
         .layer(axum::middleware::map_response(api_error_status))
         .layer(axum::middleware::map_response(event_stream_headers))
-        .with_state(leptos_options)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            identity::identify,
+        ))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            max_request_bytes,
+        ))
 }
 
 /// Event streams (server functions with streaming output) must reach the browser as they are
-/// written: no cache, and no buffering in a reverse proxy (nginx honours `X-Accel-Buffering`).
+/// written: no buffering in a reverse proxy (nginx honours `X-Accel-Buffering`). Like every API
+/// answer they are `no-store` (see `guard`).
 async fn event_stream_headers(mut response: Response<Body>) -> Response<Body> {
     let is_stream = response
         .headers()
@@ -42,7 +89,6 @@ async fn event_stream_headers(mut response: Response<Body>) -> Response<Body> {
         .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     if is_stream {
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     }
     response
@@ -97,6 +143,7 @@ pub async fn serve_until(
     let turns = state.turns.clone();
     let grace = state.config.turns.shutdown_grace;
     let drained = tokio_util::sync::CancellationToken::new();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let drained = drained.clone();
         async move {

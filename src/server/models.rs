@@ -8,7 +8,7 @@ use std::time::Duration;
 use llm::anthropic::Anthropic;
 use llm::dev::DevProvider;
 use llm::gemini::Gemini;
-use llm::local::{LocalModelConfig, LocalProvider, SamplingConfig, SessionConfig};
+use llm::local::{LocalModelConfig, LocalProvider, QueueConfig, SamplingConfig, SessionConfig};
 use llm::openai_compat::{MaxTokensField, OpenAiCompatible};
 use llm::{Provider, StreamLimits};
 
@@ -55,6 +55,10 @@ impl LocalModelStatus {
             session: SessionConfig {
                 context_tokens: settings.context_tokens,
                 threads: settings.threads,
+            },
+            queue: QueueConfig {
+                max_waiting: settings.queue,
+                max_wait: settings.queue_wait,
             },
         };
         match LocalProvider::start(config) {

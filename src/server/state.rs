@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
+use super::accounts::SignInThrottle;
 use super::config::Config;
 use super::db::{Db, Owner};
+use super::identity::Principal;
+use super::limits::TurnLimits;
 use super::models::{LocalModelStatus, ModelCatalog};
 use super::pricing::PriceTable;
 use super::turns::TurnHub;
@@ -15,6 +18,7 @@ pub struct AppState {
     pub models: Arc<ModelCatalog>,
     pub prices: Arc<PriceTable>,
     pub turns: Arc<TurnHub>,
+    pub sign_in_throttle: Arc<SignInThrottle>,
 }
 
 impl AppState {
@@ -40,6 +44,7 @@ impl AppState {
             models.clone(),
             prices.clone(),
             config.turns.clone(),
+            TurnLimits::new(&config.limits),
         ));
         Self {
             db,
@@ -47,17 +52,28 @@ impl AppState {
             models,
             prices,
             turns,
+            sign_in_throttle: Arc::default(),
         }
     }
 
-    /// The state and the requesting owner, inside a server function.
+    /// The state and whose data the request may touch, inside a server function.
     pub fn from_context() -> Result<(Self, Owner), ApiError> {
+        let (state, principal) = Self::with_principal()?;
+        Ok((state, principal.owner))
+    }
+
+    /// The state and who is asking, inside a server function. Nobody signed in is 401 (the
+    /// identity layer lets anonymous requests reach only the sign-in functions).
+    pub fn with_principal() -> Result<(Self, Principal), ApiError> {
         let state = leptos::prelude::use_context::<Self>().ok_or_else(|| {
             tracing::error!("AppState missing from the request context");
             ApiError::Internal
         })?;
-        // Accounts come later; until then every request acts as the configured owner.
-        let owner = Owner(state.config.owner.clone());
-        Ok((state, owner))
+        let principal = super::identity::request_parts()?
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        Ok((state, principal))
     }
 }

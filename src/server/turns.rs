@@ -8,8 +8,10 @@
 //! completion, so its text is stored in full and the page re-attaches to it.
 //!
 //! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `prompt`
-//! (what is sent), `live` (the event log), `checkpoints` (saving running text).
+//! (what is sent), `budget` (whether the owner may spend it), `live` (the event log),
+//! `checkpoints` (saving running text).
 
+mod budget;
 mod checkpoints;
 mod hub;
 mod live;

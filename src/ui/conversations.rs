@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::conversations::list_conversations;
+use crate::ui::account::AccountMenu;
 use crate::ui::chat::ChatState;
 
 #[component]
@@ -44,6 +45,7 @@ pub fn Sidebar(state: ChatState) -> impl IntoView {
                     }
                 })}
             </Transition>
+            <AccountMenu />
         </nav>
     }
 }

@@ -81,9 +81,9 @@ async fn conversations_are_scoped_to_their_owner() {
 async fn unknown_conversations_are_404() {
     let app = TestApp::start(FakeConfig::default()).await;
     let response = app
-        .post_form(
+        .post_json(
             "get_conversation",
-            &[("id", &uuid::Uuid::new_v4().to_string())],
+            serde_json::json!({"id": uuid::Uuid::new_v4()}),
         )
         .await;
     assert_eq!(response.status(), 404);

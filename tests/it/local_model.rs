@@ -111,3 +111,33 @@ async fn a_conversation_longer_than_the_context_leaves_out_its_oldest_turns() {
     let usage = outcome.usage.expect("usage");
     assert!(usage.input_tokens < 1024 - 64, "{usage:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_local_queue_says_busy_instead_of_making_the_reply_wait() {
+    let app = TestApp::with(Setup {
+        local: true,
+        local_queue: Some(0),
+        ..Setup::default()
+    })
+    .await;
+    let mut generating = EventReader::new(
+        app.send(Uuid::new_v4(), None, "Tell me a long story about the sea.")
+            .await,
+    );
+    generating.started().await;
+    while !matches!(
+        generating.next().await.map(|e| e.event),
+        Some(TurnEvent::Delta { .. })
+    ) {}
+    // Nothing may wait behind the reply being generated: the next is refused, in words.
+    let refused = app.turn(None, "Hello").await;
+    let outcome = finished(&refused);
+    assert_eq!(outcome.status, MessageStatus::Failed);
+    let error = outcome.error.clone().unwrap_or_default();
+    assert!(error.contains("busy"), "{error}");
+    assert_eq!(
+        finished(&generating.read_to_end().await).status,
+        MessageStatus::Complete,
+        "the reply being generated is not disturbed"
+    );
+}

@@ -2,6 +2,7 @@
 //! provider on 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats
 //! (crates/fake-provider). One test binary, modules by area.
 
+mod accounts;
 mod concurrency;
 mod context;
 mod continuation;
@@ -11,6 +12,7 @@ mod lifecycle;
 mod local_model;
 mod nginx;
 mod providers;
+mod security;
 mod support;
 mod tabs;
 mod turns;

@@ -295,7 +295,7 @@ async fn an_overload_mid_reply_fails_the_turn_clearly_without_retrying_or_duplic
 #[tokio::test]
 async fn the_model_menu_groups_configured_providers_with_prices() {
     let app = TestApp::start(FakeConfig::default()).await;
-    let response = app.post_form("list_models", &[]).await;
+    let response = app.post_json("list_models", serde_json::json!({})).await;
     assert_eq!(response.status(), 200);
     let menu: ModelMenu = response.json().await.expect("menu");
     let groups: Vec<(&str, Vec<&str>)> = menu
@@ -345,7 +345,7 @@ async fn a_compatible_server_that_lists_no_models_is_left_out_with_a_notice() {
     })
     .await;
     let menu: ModelMenu = app
-        .post_form("list_models", &[])
+        .post_json("list_models", serde_json::json!({}))
         .await
         .json()
         .await

@@ -4,7 +4,8 @@ use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::config::{
-    Config, LocalModelSettings, ProviderConfig, ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
+    AccessSettings, Config, LimitSettings, LocalModelSettings, ProviderConfig, ProviderKind,
+    TurnSettings, DEFAULT_LOCAL_MODEL,
 };
 use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
 use rill::server::pricing::PriceTable;
@@ -54,6 +55,21 @@ pub struct Setup {
     pub local_context: Option<usize>,
     /// Models of the test's own, added to the catalog.
     pub extra_models: Vec<ModelEntry>,
+    /// Single-user on loopback unless a test says otherwise.
+    pub access: AccessSettings,
+    /// Per-person limits; by default high enough that only the tests of limits meet them.
+    pub limits: Option<LimitSettings>,
+    /// Requests that may wait for the local model (default: the shipped 8).
+    pub local_queue: Option<usize>,
+}
+
+/// Limits no test meets unless it is about limits.
+pub fn generous_limits() -> LimitSettings {
+    LimitSettings {
+        running_per_user: 10_000,
+        turns_per_minute: 1_000_000,
+        ..LimitSettings::default()
+    }
 }
 
 /// Turn settings for tests: quick heartbeats; everything else as shipped.
@@ -89,6 +105,9 @@ impl TestApp {
             local,
             local_context,
             extra_models,
+            access,
+            limits,
+            local_queue,
         } = setup;
         let fake = FakeProvider::start(fake)
             .await
@@ -97,6 +116,8 @@ impl TestApp {
         let mut config = Config {
             database_path: dir.path().join("rill.db"),
             owner: "local".into(),
+            access,
+            limits: limits.unwrap_or_else(generous_limits),
             // The same fake in three protocols; `fake` lists its models itself (GET /models).
             providers: vec![
                 ProviderConfig {
@@ -143,6 +164,8 @@ impl TestApp {
                 // Short replies keep the tests quick on a busy 2-core machine.
                 max_output_tokens: 64,
                 context_tokens: local_context.unwrap_or(8192),
+                queue: local_queue.unwrap_or(8),
+                queue_wait: Duration::from_secs(120),
             };
             let model =
                 tokio::task::spawn_blocking(move || LocalModelStatus::load(Some(&settings)))
@@ -303,6 +326,45 @@ impl TestApp {
             .await
     }
 
+    /// Creates an account as `rill user add` does; its password is `{name}-password`. Returns
+    /// the user's id.
+    pub async fn add_user(&self, name: &str, admin: bool) -> String {
+        rill::server::accounts::add_user_from_cli(
+            &self.state.db,
+            name,
+            &format!("{name}-password"),
+            admin,
+        )
+        .await
+        .expect("user created")
+        .id
+    }
+
+    /// A browser of its own (its own cookies), not signed in.
+    pub fn visitor(&self) -> Person {
+        Person {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    /// A browser signed in as `name` (see [`TestApp::add_user`]).
+    pub async fn signed_in(&self, name: &str) -> Person {
+        let person = self.visitor();
+        let response = person
+            .post(
+                "sign_in",
+                json!({"username": name, "password": format!("{name}-password")}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{name} signs in");
+        person
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&self.pool)
@@ -432,32 +494,47 @@ pub async fn last_reply(pool: &SqlitePool, conversation_id: Uuid) -> (String, St
     .expect("a stored reply")
 }
 
-impl TestApp {
-    /// Server functions with the default encoding take URL-encoded forms.
-    pub async fn post_form(&self, endpoint: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        let body: String = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
+/// One browser: its own cookie jar, redirects not followed.
+pub struct Person {
+    pub http: reqwest::Client,
+    pub base_url: String,
+}
+
+impl Person {
+    pub async fn post(&self, endpoint: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}/api/{endpoint}", self.base_url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+            .json(&body)
             .send()
             .await
             .expect("request reaches the app")
     }
-}
 
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    pub async fn send(
+        &self,
+        turn_id: Uuid,
+        conversation_id: Option<Uuid>,
+        text: &str,
+    ) -> reqwest::Response {
+        self.post(
+            "send_message",
+            json!({"turn_id": turn_id, "conversation_id": conversation_id, "text": text, "model": null}),
+        )
+        .await
+    }
+
+    /// Sends a message and reads the whole turn; panics unless the send is accepted.
+    pub async fn turn(&self, conversation_id: Option<Uuid>, text: &str) -> Vec<TurnEnvelope> {
+        let response = self.send(Uuid::new_v4(), conversation_id, text).await;
+        assert_eq!(response.status(), 200, "send_message");
+        EventReader::new(response).read_to_end().await
+    }
 }

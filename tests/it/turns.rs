@@ -69,12 +69,9 @@ async fn every_turn_sends_the_whole_history_and_the_system_prompt_from_metadata(
     let first = app.turn(None, "First question").await;
     let conversation = conversation_of(&first);
     let response = app
-        .post_form(
+        .post_json(
             "set_system_prompt",
-            &[
-                ("id", &conversation.to_string()),
-                ("system_prompt", "Be terse."),
-            ],
+            json!({"id": conversation, "system_prompt": "Be terse."}),
         )
         .await;
     assert_eq!(response.status(), 200);

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use llm::local::{
-    LocalModel, LocalModelConfig, LocalProvider, SamplingConfig, Session, SessionConfig,
+    LocalModel, LocalModelConfig, LocalProvider, QueueConfig, SamplingConfig, Session,
+    SessionConfig,
 };
 use llm::{ChatMessage, ChatRequest, Provider, ProviderEvent, Role};
 
@@ -208,6 +209,7 @@ async fn main() {
         max_output_tokens: DECODE_TOKENS,
         sampling,
         session: session_config,
+        queue: QueueConfig::default(),
     })
     .expect("provider starts");
     let rate_of = |events: Vec<(Instant, ProviderEvent)>| {

@@ -75,6 +75,10 @@ pub enum LlmError {
     /// `detail`.
     #[error("the local model failed")]
     Local { detail: String },
+    /// The in-process model has more requests waiting than it queues, or this one waited past
+    /// its deadline.
+    #[error("the built-in model is busy with other replies; try again in a minute")]
+    Busy { detail: String },
 }
 
 /// Which bound [`LlmError::TooLarge`] hit.
@@ -152,7 +156,8 @@ impl LlmError {
             | Self::Malformed { detail }
             | Self::TooLarge { detail, .. }
             | Self::Provider { detail, .. }
-            | Self::Local { detail } => detail.as_str(),
+            | Self::Local { detail }
+            | Self::Busy { detail } => detail.as_str(),
             Self::Idle { .. } => "",
         };
         if extra.is_empty() {

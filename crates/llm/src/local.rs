@@ -15,6 +15,7 @@ mod text_stream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -72,10 +73,30 @@ pub struct LocalModelConfig {
     pub max_output_tokens: u32,
     pub sampling: SamplingConfig,
     pub session: SessionConfig,
+    pub queue: QueueConfig,
+}
+
+/// How many requests may wait behind the one generating, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueConfig {
+    /// Requests waiting (not counting the one generating); more are refused as busy at once.
+    pub max_waiting: usize,
+    /// A request still waiting after this long is refused as busy (and never runs).
+    pub max_wait: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_waiting: 8,
+            max_wait: Duration::from_secs(120),
+        }
+    }
 }
 
 pub struct LocalProvider {
     jobs: mpsc::Sender<Job>,
+    queue: QueueConfig,
     /// Requests whose reader still waits for them (queued or generating); a new request has this
     /// many ahead of it. Counted by the reader's side, so a stopped request stops counting at
     /// once, while the generation thread finishes the step it is on.
@@ -94,6 +115,8 @@ pub struct ModelInfo {
 struct Job {
     request: ChatRequest,
     events: tokio::sync::mpsc::Sender<Result<ProviderEvent, LlmError>>,
+    /// Told when the job leaves the queue and generation begins.
+    started: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn random_seed() -> u64 {
@@ -142,6 +165,7 @@ impl LocalProvider {
         })??;
         Ok(Self {
             jobs,
+            queue: config.queue,
             pending: Arc::new(AtomicUsize::new(0)),
             info: ModelInfo {
                 name: model.name().to_owned(),
@@ -177,10 +201,14 @@ fn serve(
         &dyn Fn() -> bool,
     ) -> Result<(), LocalModelError>,
 ) {
-    for job in queue {
-        // A request whose reader is already gone (Stop while queued) costs nothing.
+    for mut job in queue {
+        // A request whose reader is already gone (Stop while queued, or its wait ran out)
+        // costs nothing.
         if job.events.is_closed() {
             continue;
+        }
+        if let Some(started) = job.started.take() {
+            let _ = started.send(());
         }
         let mut send = |event| job.events.blocking_send(Ok(event)).is_ok();
         let stopped = || job.events.is_closed();
@@ -234,27 +262,76 @@ impl Provider for LocalProvider {
     fn stream_chat(&self, request: ChatRequest) -> EventStream {
         let jobs = self.jobs.clone();
         let pending = self.pending.clone();
+        let queue = self.queue;
         // Queued on first poll, like an HTTP provider's request.
         let start = async move {
+            let fail = |error| futures::stream::iter([Err(error)]).left_stream();
             let (events, receiver) = tokio::sync::mpsc::channel(256);
             let ahead = pending.fetch_add(1, Ordering::AcqRel);
             let waiting = Waiting(pending);
-            if jobs.send(Job { request, events }).is_err() {
-                let failed = futures::stream::iter([Err(LlmError::Local {
-                    detail: "the generation thread has stopped".into(),
-                })]);
-                return failed.left_stream();
+            // `ahead` counts the one generating too.
+            if ahead > queue.max_waiting {
+                return fail(LlmError::Busy {
+                    detail: format!(
+                        "{ahead} requests ahead; the queue holds {}",
+                        queue.max_waiting
+                    ),
+                });
             }
-            let queued = (ahead > 0).then_some(Ok(ProviderEvent::Queued { ahead }));
-            futures::stream::iter(queued)
-                .chain(futures::stream::unfold(
-                    (receiver, waiting),
-                    |(mut r, waiting)| async move { r.recv().await.map(|e| (e, (r, waiting))) },
-                ))
-                .right_stream()
+            let (started, began) = tokio::sync::oneshot::channel();
+            let job = Job {
+                request,
+                events,
+                started: Some(started),
+            };
+            if jobs.send(job).is_err() {
+                return fail(LlmError::Local {
+                    detail: "the generation thread has stopped".into(),
+                });
+            }
+            if ahead > 0 {
+                // Dropping the receiver on the way out takes the job off the queue: the thread
+                // skips a job whose reader is gone.
+                let waited = tokio::time::timeout(queue.max_wait, began);
+                let queued = futures::stream::iter([Ok(ProviderEvent::Queued { ahead })]);
+                let turn = futures::stream::once(async move {
+                    match waited.await {
+                        Ok(Ok(())) => Some((receiver, waiting)),
+                        _ => None,
+                    }
+                });
+                return queued
+                    .chain(turn.flat_map(move |ready| {
+                        match ready {
+                            Some(reader) => events_of(reader).left_stream(),
+                            None => futures::stream::iter([Err(LlmError::Busy {
+                                detail: format!(
+                                    "waited {} s in the queue",
+                                    queue.max_wait.as_secs()
+                                ),
+                            })])
+                            .right_stream(),
+                        }
+                    }))
+                    .right_stream()
+                    .right_stream();
+            }
+            events_of((receiver, waiting)).left_stream().right_stream()
         };
         Box::pin(futures::stream::once(start).flatten())
     }
+}
+
+type Reader = (
+    tokio::sync::mpsc::Receiver<Result<ProviderEvent, LlmError>>,
+    Waiting,
+);
+
+/// The job's events, counted in `pending` until the reader drops them.
+fn events_of(reader: Reader) -> impl futures::Stream<Item = Result<ProviderEvent, LlmError>> {
+    futures::stream::unfold(reader, |(mut r, waiting)| async move {
+        r.recv().await.map(|e| (e, (r, waiting)))
+    })
 }
 
 #[cfg(test)]
@@ -290,6 +367,7 @@ mod tests {
             jobs.send(Job {
                 request: request(model, &[(Role::User, "hi")]),
                 events,
+                started: None,
             })
             .expect("the thread is serving");
             readers.push(receiver);

@@ -85,7 +85,8 @@ fn retryable(error: &LlmError) -> bool {
         | LlmError::Malformed { .. }
         | LlmError::TooLarge { .. }
         | LlmError::Provider { .. }
-        | LlmError::Local { .. } => return false,
+        | LlmError::Local { .. }
+        | LlmError::Busy { .. } => return false,
     };
     error
         .advice()

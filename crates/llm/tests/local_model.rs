@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use llm::local::{
     Generation, LlamaToken, LocalModel, LocalModelConfig, LocalModelError, LocalProvider,
-    SamplingConfig, Session, SessionConfig, PREFILL_CHUNK,
+    QueueConfig, SamplingConfig, Session, SessionConfig, PREFILL_CHUNK,
 };
-use llm::{ChatMessage, ChatRequest, FinishReason, Provider, ProviderEvent, Role, Usage};
+use llm::{ChatMessage, ChatRequest, FinishReason, LlmError, Provider, ProviderEvent, Role, Usage};
 
 fn model_path() -> PathBuf {
     std::env::var_os("RILL_LOCAL_MODEL")
@@ -478,6 +478,7 @@ async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_r
             context_tokens: 2048,
             threads: 1,
         },
+        queue: QueueConfig::default(),
     })
     .expect("model loads");
     assert_eq!(provider.info.context_length, 2048);
@@ -517,4 +518,61 @@ async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_r
         "the queued request ran after the first was dropped"
     );
     assert_eq!(provider.pending(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_and_a_queued_request_gives_up_at_its_deadline() {
+    let provider = LocalProvider::start(LocalModelConfig {
+        path: model_path(),
+        max_output_tokens: 400,
+        sampling: seeded(),
+        session: SessionConfig {
+            context_tokens: 2048,
+            threads: 1,
+        },
+        queue: QueueConfig {
+            max_waiting: 1,
+            max_wait: Duration::from_millis(500),
+        },
+    })
+    .expect("model loads");
+    let mut generating = provider.stream_chat(request(
+        "Tell me a very long story about a lighthouse.",
+        None,
+    ));
+    assert!(
+        matches!(
+            generating.next().await,
+            Some(Ok(ProviderEvent::TextDelta(_)))
+        ),
+        "the first request generates"
+    );
+    // One may wait; it is told so, then gives up at its deadline.
+    let mut waiting = provider.stream_chat(request("Hello", None));
+    assert!(matches!(
+        waiting.next().await,
+        Some(Ok(ProviderEvent::Queued { ahead: 1 }))
+    ));
+    // A third is over the bound: refused at once, while the second still waits.
+    let mut refused = provider.stream_chat(request("Hello again", None));
+    match refused.next().await {
+        Some(Err(LlmError::Busy { detail })) => {
+            assert!(detail.contains("queue holds 1"), "{detail}")
+        }
+        other => panic!("expected busy, got {other:?}"),
+    }
+    match tokio::time::timeout(Duration::from_secs(10), waiting.next()).await {
+        Ok(Some(Err(error @ LlmError::Busy { .. }))) => {
+            assert!(error.to_string().contains("busy"), "{error}")
+        }
+        other => panic!("expected the queued request to give up, got {other:?}"),
+    }
+    drop((waiting, refused, generating));
+    // The gave-up request never runs; the next one does.
+    let mut next = provider.stream_chat(request("Say hi.", Some(8)));
+    let first = tokio::time::timeout(Duration::from_secs(30), next.next()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(ProviderEvent::TextDelta(_))))),
+        "the model serves the next request: {first:?}"
+    );
 }

@@ -22,6 +22,7 @@ use crate::server::db::{
     self, BeginContinuation, BeginTurn, Db, DbError, NewTurn, Owner, ReplyRef, TurnRecord,
 };
 use crate::server::input::{self, InputError};
+use crate::server::limits::{LimitError, RunningSlot, TurnLimits};
 use crate::server::models::ModelCatalog;
 use crate::server::pricing::PriceTable;
 
@@ -46,6 +47,8 @@ pub enum TurnError {
     CannotContinue(String),
     #[error("the server is restarting; try again in a moment")]
     Draining,
+    #[error(transparent)]
+    Limited(#[from] LimitError),
     #[error("the reply did not confirm that it stopped")]
     StopUnconfirmed,
     #[error("the turn could not be started")]
@@ -60,6 +63,7 @@ impl From<Refusal> for TurnError {
             Refusal::NoSuchConversation => TurnError::NoSuchConversation,
             Refusal::NoSuchTurn => TurnError::NoSuchTurn,
             Refusal::Busy => TurnError::Busy,
+            Refusal::Limited(limit) => TurnError::Limited(limit),
             Refusal::AlreadyContinued(_) | Refusal::NotStored => TurnError::StartFailed,
         }
     }
@@ -111,6 +115,7 @@ impl From<TurnError> for ApiError {
             TurnError::NoSuchConversation | TurnError::NoSuchTurn => ApiError::NotFound(message),
             TurnError::Busy | TurnError::CannotContinue(_) => ApiError::Conflict(message),
             TurnError::Draining => ApiError::Unavailable(message),
+            TurnError::Limited(_) => ApiError::TooManyRequests(message),
             TurnError::StopUnconfirmed | TurnError::StartFailed => {
                 tracing::error!("{message}");
                 ApiError::Internal
@@ -127,6 +132,7 @@ pub(super) struct Deps {
     pub prices: Arc<PriceTable>,
     pub settings: TurnSettings,
     pub retry: RetryPolicy,
+    pub limits: TurnLimits,
 }
 
 /// The turns in memory: running ones, and ended ones kept for late readers.
@@ -257,6 +263,7 @@ impl TurnHub {
         models: Arc<ModelCatalog>,
         prices: Arc<PriceTable>,
         settings: TurnSettings,
+        limits: TurnLimits,
     ) -> Self {
         let registry = Arc::new(Registry::default());
         let closing = CancellationToken::new();
@@ -272,6 +279,7 @@ impl TurnHub {
                 prices,
                 settings,
                 retry: RetryPolicy::default(),
+                limits,
             }),
             registry,
             tasks: TaskTracker::new(),
@@ -330,6 +338,13 @@ impl TurnHub {
             return self.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
+        let slot = match self.deps.limits.admit(owner) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                claim.refuse(Refusal::Limited(limit.clone()));
+                return Err(limit.into());
+            }
+        };
         let text = input::message_text(&turn.text)?;
         let mut repaired = false;
         loop {
@@ -344,7 +359,7 @@ impl TurnHub {
                 BeginTurn::Started(record) => {
                     let live = claim.settle();
                     live.set_record(*record);
-                    self.spawn(live.clone());
+                    self.spawn(live.clone(), slot);
                     Ok(live.follow(0, self.heartbeat()))
                 }
                 BeginTurn::Repeated => self.replay_into(claim, owner).await,
@@ -430,6 +445,13 @@ impl TurnHub {
             return self.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
+        let slot = match self.deps.limits.admit(owner) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                claim.refuse(Refusal::Limited(limit.clone()));
+                return Err(limit.into());
+            }
+        };
         let mut repaired = false;
         loop {
             let begun = db::begin_continuation(&self.deps.db, owner, turn_id, from_run).await?;
@@ -437,7 +459,7 @@ impl TurnHub {
                 BeginContinuation::Started(record) => {
                     let live = claim.settle();
                     live.set_record(*record);
-                    self.spawn(live.clone());
+                    self.spawn(live.clone(), slot);
                     Ok(live.follow(0, self.heartbeat()))
                 }
                 BeginContinuation::AlreadyContinued { run } => {
@@ -466,7 +488,8 @@ impl TurnHub {
 
     /// Runs the turn in a supervised task: if the task dies, the supervisor stores the reply as
     /// failed with its text and ends the log, so no reader waits forever and Stop tells the truth.
-    fn spawn(&self, live: Arc<LiveTurn>) {
+    /// The owner's running slot is held until the task ends.
+    fn spawn(&self, live: Arc<LiveTurn>, slot: RunningSlot) {
         self.registry.publish(&live);
         let deps = self.deps.clone();
         let registry = self.registry.clone();
@@ -475,6 +498,7 @@ impl TurnHub {
             live.cancel(CancelReason::Shutdown);
         }
         self.tasks.spawn(async move {
+            let _slot = slot;
             if let Err(error) = runner.await {
                 if !live.is_finished() {
                     run::store_crashed(&deps, &live, &error).await;

@@ -14,11 +14,13 @@ use crate::server::db::{Owner, TurnRecord};
 
 /// Why a claimed turn id did not become a run; readers that found the claim get the same answer
 /// as the request that made it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     NoSuchConversation,
     NoSuchTurn,
     Busy,
+    /// The owner's limits refused it.
+    Limited(crate::server::limits::LimitError),
     /// The reply had been continued already: this is its run now.
     AlreadyContinued(u32),
     /// Storing the turn failed (the details are in the log).
@@ -131,7 +133,7 @@ impl LiveTurn {
         let mut changed = self.len.subscribe();
         loop {
             if let Some(refusal) = self.refusal.get() {
-                return Err(*refusal);
+                return Err(refusal.clone());
             }
             if !lock(&self.log).events.is_empty() {
                 return Ok(());

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use llm::{ChatRequest, LlmError, Provider, ProviderEvent, Retry, Usage};
 use tokio::time::Instant;
 
+use super::budget;
 use super::hub::Deps;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
@@ -122,6 +123,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
     })?;
     let measure = prompt::Measure(Some(&*model.provider));
     let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;
+    budget::check(deps, record, &prompt.request).await?;
     Ok((model.provider, prompt))
 }
 

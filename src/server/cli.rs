@@ -1,0 +1,79 @@
+//! The command line: `rill` serves; `rill user add [--admin] NAME` creates an account (the first
+//! admin, before anyone can sign in), its password from `RILL_NEW_PASSWORD` or one line of stdin.
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    AddUser { username: String, admin: bool },
+    Help,
+}
+
+pub const USAGE: &str = "usage:
+  rill                          serve (settings: see .env.example)
+  rill user add [--admin] NAME  create an account; the password is read from RILL_NEW_PASSWORD,
+                                or else from the first line of standard input";
+
+/// The new account's password: `RILL_NEW_PASSWORD`, or else the first line of standard input
+/// (so that it never appears in the process list or the shell history).
+pub fn new_password(username: &str) -> std::io::Result<String> {
+    if let Ok(password) = std::env::var("RILL_NEW_PASSWORD") {
+        return Ok(password);
+    }
+    eprintln!("password for {username} (one line):");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Parses the arguments after the program name; `Err` is a message for the terminal.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => Ok(Command::Serve),
+        ["-h" | "--help" | "help"] => Ok(Command::Help),
+        ["user", "add", rest @ ..] => {
+            let admin = rest.contains(&"--admin");
+            let names: Vec<&&str> = rest.iter().filter(|a| **a != "--admin").collect();
+            match names.as_slice() {
+                [name] if !name.starts_with('-') => Ok(Command::AddUser {
+                    username: (**name).to_owned(),
+                    admin,
+                }),
+                _ => Err(format!("rill user add takes one NAME\n{USAGE}")),
+            }
+        }
+        _ => Err(format!("unknown command: {}\n{USAGE}", args.join(" "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &str) -> Result<Command, String> {
+        let args: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
+        parse(&args)
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse_str(""), Ok(Command::Serve));
+        assert_eq!(
+            parse_str("user add --admin ada"),
+            Ok(Command::AddUser {
+                username: "ada".into(),
+                admin: true
+            })
+        );
+        assert_eq!(
+            parse_str("user add bob"),
+            Ok(Command::AddUser {
+                username: "bob".into(),
+                admin: false
+            })
+        );
+        assert!(parse_str("user add").is_err());
+        assert!(parse_str("user add a b").is_err());
+        assert!(parse_str("serve --now").is_err());
+    }
+}

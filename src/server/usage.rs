@@ -1,0 +1,149 @@
+//! A person's usage: this month's report for the page, and every turn's figures as CSV.
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, Response, StatusCode};
+use axum::Extension;
+use serde::Deserialize;
+
+use super::db::{self, accounts as store, DbError, Owner};
+use super::identity::{api_error, Principal};
+use super::AppState;
+use crate::error::ApiError;
+use crate::model::accounts::UsageReport;
+
+/// Whose usage a request may read: one's own, or (for an admin) anyone's.
+pub async fn subject(
+    state: &AppState,
+    principal: &Principal,
+    user_id: Option<&str>,
+) -> Result<(Owner, String, Option<f64>), ApiError> {
+    let own = user_id.is_none() || user_id == principal.user_id.as_deref();
+    if own {
+        let budget = match principal.user_id.as_deref() {
+            Some(id) => store::user_by_id(&state.db, id)
+                .await?
+                .and_then(|u| u.monthly_budget_usd),
+            None => None,
+        };
+        return Ok((principal.owner.clone(), principal.username.clone(), budget));
+    }
+    // Someone else's: admins only, and to anyone else it does not exist.
+    let user = match user_id {
+        Some(id) if principal.is_admin => store::user_by_id(&state.db, id).await?,
+        _ => None,
+    };
+    let user = user.ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    Ok((user.owner(), user.username, user.monthly_budget_usd))
+}
+
+pub async fn report(
+    state: &AppState,
+    owner: &Owner,
+    username: String,
+    budget_usd: Option<f64>,
+) -> Result<UsageReport, DbError> {
+    Ok(UsageReport {
+        username,
+        month: db::usage::current_month(&state.db).await?,
+        month_cost_usd: db::usage::month_cost(&state.db, owner).await?,
+        budget_usd,
+        rows: db::usage::month_usage(&state.db, owner).await?,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    user: Option<String>,
+}
+
+/// `GET /usage.csv[?user=ID]`: every reply's figures, oldest first. The columns reconcile with
+/// a provider's bill: input counts every prompt token, cached and cache-write tokens are parts
+/// of it; output counts every generated token, reasoning a part of it.
+pub async fn export_csv(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<ExportQuery>,
+) -> Response<Body> {
+    let Some(Extension(principal)) = principal else {
+        return api_error(&ApiError::Unauthorized("sign in first".into()));
+    };
+    match csv_of(&state, &principal, query.user.as_deref()).await {
+        Ok((name, bytes)) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+            .header(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"rill-usage-{name}.csv\""),
+            )
+            .body(Body::from(bytes))
+            .unwrap_or_default(),
+        Err(error) => api_error(&error),
+    }
+}
+
+async fn csv_of(
+    state: &AppState,
+    principal: &Principal,
+    user_id: Option<&str>,
+) -> Result<(String, Vec<u8>), ApiError> {
+    let (owner, username, _) = subject(state, principal, user_id).await?;
+    let turns = db::usage::all_turn_figures(&state.db, &owner).await?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let written = csv
+        .write_record([
+            "time",
+            "conversation_id",
+            "turn_id",
+            "model",
+            "status",
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "estimated",
+        ])
+        .and_then(|()| {
+            let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+            for t in &turns {
+                csv.write_record([
+                    t.time.clone(),
+                    t.conversation_id.clone(),
+                    t.turn_id.clone(),
+                    t.model.clone(),
+                    t.status.clone(),
+                    number(t.input_tokens),
+                    number(t.cached_input_tokens),
+                    number(t.cache_write_tokens),
+                    number(t.output_tokens),
+                    number(t.reasoning_tokens),
+                    t.cost_usd.map(|c| format!("{c:.8}")).unwrap_or_default(),
+                    t.usage_estimated.to_string(),
+                ])?;
+            }
+            Ok(())
+        });
+    let bytes = written
+        .and_then(|()| {
+            csv.into_inner()
+                .map_err(|e| csv::Error::from(e.into_error()))
+        })
+        .map_err(|e| {
+            tracing::error!("writing the usage CSV: {e}");
+            ApiError::Internal
+        })?;
+    // The file name carries only characters a username may have that are safe in a header.
+    let name: String = username
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((name, bytes))
+}

@@ -1,0 +1,188 @@
+use leptos::prelude::*;
+use leptos::server::ServerAction;
+use leptos::server_fn::ServerFn;
+
+use crate::api::account::{current_user, sign_in_options, ChangePassword, SignIn, SignOut, SignUp};
+use crate::error::ApiError;
+
+/// A page of its own (sign-in, password, usage, admin): a title, a way back, and its content.
+#[component]
+pub fn Panel(
+    title: &'static str,
+    #[prop(optional)] back: bool,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <main class="panel-page">
+            <section class="panel">
+                <header class="panel-header">
+                    <h1>{title}</h1>
+                    {back.then(|| view! { <a class="back" href="/">"Back to chats"</a> })}
+                </header>
+                {children()}
+            </section>
+        </main>
+    }
+}
+
+/// An action's error, in words, where the person looks.
+pub fn error_of<S>(action: ServerAction<S>) -> impl Fn() -> Option<String> + Copy
+where
+    S: ServerFn<Error = ApiError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    move || {
+        action
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.to_string())
+    }
+}
+
+/// Reloads the app from the server, signed in (or out) as the session now says.
+fn go_home() {
+    let _ = window().location().set_href("/");
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let options = Resource::new(|| (), |_| sign_in_options());
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let creating = RwSignal::new(false);
+    let sign_in = ServerAction::<SignIn>::new();
+    let sign_up = ServerAction::<SignUp>::new();
+    Effect::new(move || {
+        if matches!(sign_in.value().get(), Some(Ok(_)))
+            || matches!(sign_up.value().get(), Some(Ok(_)))
+        {
+            go_home();
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (username, password) = (username.get(), password.get());
+        if creating.get() {
+            sign_up.dispatch(SignUp { username, password });
+        } else {
+            sign_in.dispatch(SignIn { username, password });
+        }
+    };
+    let pending = move || sign_in.pending().get() || sign_up.pending().get();
+    let in_error = error_of(sign_in);
+    let up_error = error_of(sign_up);
+    let error = move || {
+        if creating.get() {
+            up_error()
+        } else {
+            in_error()
+        }
+    };
+    view! {
+        <Panel title="Sign in to Rill">
+            <form class="form" on:submit=submit>
+                <label>"Username"
+                    <input name="username" autocomplete="username" required bind:value=username />
+                </label>
+                <label>"Password"
+                    <input
+                        name="password"
+                        type="password"
+                        required
+                        autocomplete=move || if creating.get() { "new-password" } else { "current-password" }
+                        bind:value=password
+                    />
+                </label>
+                {move || error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+                <button type="submit" class="primary" disabled=pending>
+                    {move || if creating.get() { "Create account" } else { "Sign in" }}
+                </button>
+            </form>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let open = options.await.map(|o| o.open_signup).unwrap_or(false);
+                    open.then(|| view! {
+                        <p class="form-switch">
+                            <button type="button" class="link" on:click=move |_| creating.update(|c| *c = !*c)>
+                                {move || if creating.get() { "I have an account" } else { "Create an account" }}
+                            </button>
+                        </p>
+                    })
+                })}
+            </Transition>
+        </Panel>
+    }
+}
+
+#[component]
+pub fn PasswordPage() -> impl IntoView {
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let change = ServerAction::<ChangePassword>::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        change.dispatch(ChangePassword {
+            current: current.get(),
+            new: new.get(),
+        });
+    };
+    Effect::new(move || {
+        if matches!(change.value().get(), Some(Ok(()))) {
+            current.set(String::new());
+            new.set(String::new());
+        }
+    });
+    let error = error_of(change);
+    view! {
+        <Panel title="Change password" back=true>
+            <form class="form" on:submit=submit>
+                <label>"Current password"
+                    <input type="password" autocomplete="current-password" required bind:value=current />
+                </label>
+                <label>"New password (at least 8 characters)"
+                    <input type="password" autocomplete="new-password" minlength="8" required bind:value=new />
+                </label>
+                {move || error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+                {move || matches!(change.value().get(), Some(Ok(()))).then(|| view! {
+                    <p class="form-done" role="status">"Password changed. Your other sessions are signed out."</p>
+                })}
+                <button type="submit" class="primary" disabled=move || change.pending().get()>"Change password"</button>
+            </form>
+        </Panel>
+    }
+}
+
+/// Under the conversation list: who is signed in, and where they can go.
+#[component]
+pub fn AccountMenu() -> impl IntoView {
+    let me = Resource::new(|| (), |_| current_user());
+    let sign_out = ServerAction::<SignOut>::new();
+    Effect::new(move || {
+        if matches!(sign_out.value().get(), Some(Ok(()))) {
+            go_home();
+        }
+    });
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                me.await.ok().map(|me| {
+                    let own_password = me.accounts && !me.via_proxy;
+                    view! {
+                        <div class="account-menu">
+                            <span class="who" title="Signed in as">{me.username.clone()}</span>
+                            <a href="/usage">"Usage"</a>
+                            {(me.is_admin && me.accounts).then(|| view! { <a href="/admin">"Admin"</a> })}
+                            {own_password.then(|| view! { <a href="/account">"Password"</a> })}
+                            {own_password.then(|| view! {
+                                <button type="button" class="link" on:click=move |_| { sign_out.dispatch(SignOut {}); }>
+                                    "Sign out"
+                                </button>
+                            })}
+                        </div>
+                    }
+                })
+            })}
+        </Transition>
+    }
+}

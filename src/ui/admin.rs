@@ -1,0 +1,278 @@
+use leptos::prelude::*;
+use leptos::server::ServerAction;
+
+use crate::api::admin::{
+    admin_overview, CreateUser, ResetPassword, SetSiteSettings, SetUserBudget, SetUserDisabled,
+};
+use crate::model::accounts::{SiteSettings, UserView};
+use crate::ui::account::{error_of, Panel};
+use crate::ui::format::format_cost;
+
+/// A budget as typed: empty is "no limit".
+fn parse_budget(text: &str) -> Result<Option<f64>, String> {
+    let text = text.trim().trim_start_matches('$');
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(b) if b.is_finite() && b >= 0.0 => Ok(Some(b)),
+        _ => Err(format!("{text:?} is not an amount in dollars")),
+    }
+}
+
+fn budget_text(budget: Option<f64>) -> String {
+    budget.map(|b| format!("{b:.2}")).unwrap_or_default()
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let create = ServerAction::<CreateUser>::new();
+    let disable = ServerAction::<SetUserDisabled>::new();
+    let reset = ServerAction::<ResetPassword>::new();
+    let budget = ServerAction::<SetUserBudget>::new();
+    let settings = ServerAction::<SetSiteSettings>::new();
+    // Reloaded after every change.
+    let overview = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                disable.version().get(),
+                reset.version().get(),
+                budget.version().get(),
+                settings.version().get(),
+            )
+        },
+        |_| admin_overview(),
+    );
+    let (e1, e2, e3, e4, e5) = (
+        error_of(create),
+        error_of(disable),
+        error_of(reset),
+        error_of(budget),
+        error_of(settings),
+    );
+    let local_error = RwSignal::new(None::<String>);
+    let error = move || {
+        local_error
+            .get()
+            .or_else(e1)
+            .or_else(e2)
+            .or_else(e3)
+            .or_else(e4)
+            .or_else(e5)
+    };
+    let actions = UserActions {
+        disable,
+        reset,
+        budget,
+        local_error,
+    };
+    view! {
+        <Panel title="Admin" back=true>
+            {move || error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+                        Ok(view_data) => view! {
+                            <h2>"Users"</h2>
+                            <table class="figures users">
+                                <thead><tr>
+                                    <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
+                                    <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {view_data.users.into_iter().map(|user| view! { <UserRow user actions /> }).collect_view()}
+                                </tbody>
+                            </table>
+                            <NewUserForm create local_error />
+                            <SettingsForm current=view_data.settings settings local_error />
+                            <h2>"Audit log"</h2>
+                            <table class="figures audit">
+                                <thead><tr>
+                                    <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
+                                    <th>"From"</th><th>"Detail"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {view_data.audit.into_iter().map(|entry| view! {
+                                        <tr>
+                                            <td>{entry.at}</td>
+                                            <td>{entry.actor.unwrap_or_default()}</td>
+                                            <td>{entry.action}</td>
+                                            <td>{entry.target.unwrap_or_default()}</td>
+                                            <td>{entry.address.unwrap_or_default()}</td>
+                                            <td>{entry.detail.unwrap_or_default()}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </Panel>
+    }
+}
+
+/// The per-user actions, shared by every row.
+#[derive(Clone, Copy)]
+struct UserActions {
+    disable: ServerAction<SetUserDisabled>,
+    reset: ServerAction<ResetPassword>,
+    budget: ServerAction<SetUserBudget>,
+    local_error: RwSignal<Option<String>>,
+}
+
+#[component]
+fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
+    let budget = RwSignal::new(budget_text(user.monthly_budget_usd));
+    let password = RwSignal::new(String::new());
+    let id = StoredValue::new(user.id.clone());
+    let save_budget = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match parse_budget(&budget.get()) {
+            Ok(monthly_budget_usd) => {
+                actions.local_error.set(None);
+                actions.budget.dispatch(SetUserBudget {
+                    user_id: id.get_value(),
+                    monthly_budget_usd,
+                });
+            }
+            Err(e) => actions.local_error.set(Some(e)),
+        }
+    };
+    let reset = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        actions.local_error.set(None);
+        actions.reset.dispatch(ResetPassword {
+            user_id: id.get_value(),
+            password: password.get(),
+        });
+        password.set(String::new());
+    };
+    let disabled = user.disabled;
+    let toggle = move |_| {
+        actions.local_error.set(None);
+        actions.disable.dispatch(SetUserDisabled {
+            user_id: id.get_value(),
+            disabled: !disabled,
+        });
+    };
+    let name = user.username.clone();
+    view! {
+        <tr class:disabled=disabled data-user=name.clone()>
+            <td><a href=format!("/usage?user={}", user.id) title="Usage">{name.clone()}</a></td>
+            <td>{if user.is_admin { "admin" } else { "user" }}</td>
+            <td class="num">{format_cost(user.month_cost_usd)}</td>
+            <td>
+                <form class="inline" on:submit=save_budget>
+                    <input class="budget" inputmode="decimal" placeholder="no limit"
+                        aria-label=format!("Monthly budget of {name}") bind:value=budget />
+                    <button type="submit">"Set"</button>
+                </form>
+            </td>
+            <td>
+                <form class="inline" on:submit=reset>
+                    <input type="password" autocomplete="new-password" minlength="8" required
+                        placeholder="new password" aria-label=format!("New password for {name}") bind:value=password />
+                    <button type="submit">"Reset"</button>
+                </form>
+            </td>
+            <td>
+                <button type="button" on:click=toggle>{if disabled { "Enable" } else { "Disable" }}</button>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn NewUserForm(
+    create: ServerAction<CreateUser>,
+    local_error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let budget = RwSignal::new(String::new());
+    let is_admin = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match parse_budget(&budget.get()) {
+            Ok(monthly_budget_usd) => {
+                local_error.set(None);
+                create.dispatch(CreateUser {
+                    username: username.get(),
+                    password: password.get(),
+                    is_admin: is_admin.get(),
+                    monthly_budget_usd,
+                });
+            }
+            Err(e) => local_error.set(Some(e)),
+        }
+    };
+    Effect::new(move || {
+        if matches!(create.value().get(), Some(Ok(()))) {
+            username.set(String::new());
+            password.set(String::new());
+            budget.set(String::new());
+            is_admin.set(false);
+        }
+    });
+    view! {
+        <h2>"New user"</h2>
+        <form class="form wide" on:submit=submit>
+            <label>"Username" <input name="new-username" autocomplete="off" required bind:value=username /></label>
+            <label>"Password" <input name="new-password" type="password" autocomplete="new-password" minlength="8" required bind:value=password /></label>
+            <label>"Monthly budget ($, empty: no limit)" <input name="new-budget" inputmode="decimal" bind:value=budget /></label>
+            <label class="check"><input type="checkbox" bind:checked=is_admin />"Admin"</label>
+            <button type="submit" class="primary" disabled=move || create.pending().get()>"Create user"</button>
+        </form>
+    }
+}
+
+#[component]
+fn SettingsForm(
+    current: SiteSettings,
+    settings: ServerAction<SetSiteSettings>,
+    local_error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let open_signup = RwSignal::new(current.open_signup);
+    let default_budget = RwSignal::new(budget_text(current.default_budget_usd));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match parse_budget(&default_budget.get()) {
+            Ok(default_budget_usd) => {
+                local_error.set(None);
+                settings.dispatch(SetSiteSettings {
+                    settings: SiteSettings {
+                        open_signup: open_signup.get(),
+                        default_budget_usd,
+                    },
+                });
+            }
+            Err(e) => local_error.set(Some(e)),
+        }
+    };
+    view! {
+        <h2>"Settings"</h2>
+        <form class="form wide" on:submit=submit>
+            <label class="check"><input type="checkbox" bind:checked=open_signup />"Anyone who reaches the sign-in page may create an account"</label>
+            <label>"Monthly budget of new users ($, empty: no limit)" <input name="default-budget" inputmode="decimal" bind:value=default_budget /></label>
+            <button type="submit" class="primary" disabled=move || settings.pending().get()>"Save settings"</button>
+        </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_read_as_dollars_and_empty_is_no_limit() {
+        assert_eq!(parse_budget(""), Ok(None));
+        assert_eq!(parse_budget(" $12.5 "), Ok(Some(12.5)));
+        assert_eq!(parse_budget("0"), Ok(Some(0.0)));
+        assert!(parse_budget("-1").is_err());
+        assert!(parse_budget("ten").is_err());
+        assert!(parse_budget("NaN").is_err());
+    }
+}

@@ -1,0 +1,634 @@
+//! Accounts mode: sign-in, sessions, each user's data their own, admins, budgets, limits, the
+//! trusted proxy's header, the usage export and the audit log.
+
+use std::time::Duration;
+
+use fake_provider::FakeConfig;
+use rill::model::{MessageStatus, TurnEvent};
+use rill::server::config::{AccessSettings, AuthMode, LimitSettings, PublicUrl};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{text_of, EventReader, Person, Setup, TestApp};
+
+fn accounts() -> AccessSettings {
+    AccessSettings {
+        mode: AuthMode::Accounts,
+        ..AccessSettings::default()
+    }
+}
+
+async fn accounts_app() -> TestApp {
+    TestApp::with(Setup {
+        access: accounts(),
+        ..Setup::default()
+    })
+    .await
+}
+
+fn conversation_of(events: &[rill::model::TurnEnvelope]) -> Uuid {
+    events
+        .iter()
+        .find_map(|e| match &e.event {
+            TurnEvent::Started {
+                conversation_id, ..
+            } => Some(*conversation_id),
+            _ => None,
+        })
+        .expect("the turn started")
+}
+
+fn outcome_of(events: &[rill::model::TurnEnvelope]) -> rill::model::Outcome {
+    events
+        .iter()
+        .find_map(|e| match &e.event {
+            TurnEvent::Finished(outcome) => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("the turn finished")
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn nobody_signed_in_reaches_only_the_sign_in_page() {
+    let app = accounts_app().await;
+    let visitor = app.visitor();
+    let page = visitor.get("/").await;
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/signin");
+    assert_eq!(visitor.get("/signin").await.status(), 200);
+    assert_eq!(
+        visitor.post("list_conversations", json!({})).await.status(),
+        401
+    );
+    assert_eq!(visitor.get("/usage.csv").await.status(), 303);
+    let send = visitor
+        .post(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Hi", "model": null}),
+        )
+        .await;
+    assert_eq!(send.status(), 401);
+    assert!(app.fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn each_user_sees_only_their_own_data_on_every_endpoint() {
+    let app = accounts_app().await;
+    let alice_id = app.add_user("alice", false).await;
+    app.add_user("bob", false).await;
+    let alice = app.signed_in("alice").await;
+    let bob = app.signed_in("bob").await;
+    let turn_id = Uuid::new_v4();
+    let events = EventReader::new(alice.send(turn_id, None, "Alice's secret").await)
+        .read_to_end()
+        .await;
+    let conversation = conversation_of(&events);
+
+    // Bob's list is empty; Alice's has her conversation.
+    assert_eq!(
+        json_of(bob.post("list_conversations", json!({})).await).await,
+        json!([])
+    );
+    let listed = json_of(alice.post("list_conversations", json!({})).await).await;
+    assert_eq!(listed[0]["id"], conversation.to_string());
+
+    // Every way of reaching Alice's conversation or turn answers Bob exactly as for ids that
+    // do not exist.
+    let unknown = Uuid::new_v4();
+    let probes = |conversation: Uuid, turn: Uuid| {
+        vec![
+            ("get_conversation", json!({"id": conversation})),
+            (
+                "set_system_prompt",
+                json!({"id": conversation, "system_prompt": "Obey Bob"}),
+            ),
+            (
+                "set_conversation_model",
+                json!({"id": conversation, "model": "fake/fake-model"}),
+            ),
+            (
+                "send_message",
+                json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "Hi", "model": null}),
+            ),
+            (
+                "conversation_events",
+                json!({"conversation_id": conversation, "from_turn": null}),
+            ),
+            (
+                "turn_events",
+                json!({"turn_id": turn, "run": 1, "after_seq": 0}),
+            ),
+            ("stop_turn", json!({"turn_id": turn})),
+            ("continue_reply", json!({"turn_id": turn, "from_run": 1})),
+        ]
+    };
+    let theirs = probes(conversation, turn_id);
+    let nobodys = probes(unknown, unknown);
+    for ((endpoint, body), (_, unknown_body)) in theirs.into_iter().zip(nobodys) {
+        let response = bob.post(endpoint, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let unknown = bob.post(endpoint, unknown_body).await;
+        assert_eq!(status, 404, "{endpoint}: {text}");
+        assert_eq!(unknown.status(), 404, "{endpoint}");
+        assert_eq!(text, unknown.text().await.expect("body"), "{endpoint}");
+    }
+    // Usage: Bob cannot read Alice's, in the page or the export.
+    assert_eq!(
+        bob.post("monthly_usage", json!({"user_id": alice_id}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        bob.get(&format!("/usage.csv?user={alice_id}"))
+            .await
+            .status(),
+        404
+    );
+    let bob_csv = bob.get("/usage.csv").await.text().await.expect("csv");
+    assert_eq!(bob_csv.lines().count(), 1, "only the header: {bob_csv}");
+    // Nothing of Alice's changed.
+    let view = json_of(
+        alice
+            .post("get_conversation", json!({"id": conversation}))
+            .await,
+    )
+    .await;
+    assert_eq!(view["system_prompt"], "");
+    assert_eq!(view["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(view["messages"][1]["outcome"]["status"], "complete");
+    assert_eq!(
+        app.fake.requests().len(),
+        1,
+        "only Alice's turn reached the provider"
+    );
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_same_site_and_renewed_at_sign_in() {
+    let app = accounts_app().await;
+    app.add_user("carol", false).await;
+    let visitor = app.visitor();
+    // Any session id planted before sign-in is replaced.
+    let response = visitor
+        .http
+        .post(format!("{}/api/sign_in", app.base_url))
+        .header("cookie", "rill_session=planted-by-someone-else")
+        .json(&json!({"username": "carol", "password": "carol-password"}))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(cookie.starts_with("rill_session="), "{cookie}");
+    assert!(!cookie.contains("planted-by-someone-else"));
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    // Served over HTTPS (behind a TLS proxy): a __Host- cookie, Secure.
+    let tls = TestApp::with(Setup {
+        access: AccessSettings {
+            public_url: Some(PublicUrl {
+                https: true,
+                host: "127.0.0.1".into(),
+            }),
+            ..accounts()
+        },
+        ..Setup::default()
+    })
+    .await;
+    tls.add_user("carol", false).await;
+    let response = tls
+        .visitor()
+        .post(
+            "sign_in",
+            json!({"username": "carol", "password": "carol-password"}),
+        )
+        .await;
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(cookie.starts_with("__Host-rill_session="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session() {
+    let app = accounts_app().await;
+    app.add_user("dave", false).await;
+    let dave = app.signed_in("dave").await;
+    assert_eq!(
+        dave.post("list_conversations", json!({})).await.status(),
+        200
+    );
+    assert_eq!(dave.post("sign_out", json!({})).await.status(), 200);
+    assert_eq!(
+        dave.post("list_conversations", json!({})).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_address() {
+    let app = accounts_app().await;
+    app.add_user("erin", false).await;
+    let visitor = app.visitor();
+    let attempt = |name: &str, password: &str| {
+        visitor.post("sign_in", json!({"username": name, "password": password}))
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("erin", "guess").await.status(), 401);
+    }
+    let throttled = attempt("erin", "erin-password").await;
+    assert_eq!(throttled.status(), 429, "even the right password waits");
+    let message = throttled.text().await.expect("body");
+    assert!(message.contains("try again in"), "{message}");
+    // Per address: many names from one address run out too.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(
+            attempt(&format!("nobody{i}"), "guess")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE target = 'erin' AND action = 'sign-in failed'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(failures, 5, "each failure is in the audit log");
+}
+
+#[tokio::test]
+async fn a_password_change_or_reset_or_disabling_ends_other_sessions() {
+    let app = accounts_app().await;
+    app.add_user("admin", true).await;
+    let frank_id = app.add_user("frank", false).await;
+    let admin = app.signed_in("admin").await;
+    let laptop = app.signed_in("frank").await;
+    let phone = app.signed_in("frank").await;
+    let changed = laptop
+        .post(
+            "change_password",
+            json!({"current": "frank-password", "new": "a new secret"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        laptop.post("list_conversations", json!({})).await.status(),
+        200
+    );
+    assert_eq!(
+        phone.post("list_conversations", json!({})).await.status(),
+        401
+    );
+    // The admin resets it: the laptop's session ends too.
+    let reset = admin
+        .post(
+            "reset_password",
+            json!({"user_id": frank_id, "password": "frank-password"}),
+        )
+        .await;
+    assert_eq!(reset.status(), 200);
+    assert_eq!(
+        laptop.post("list_conversations", json!({})).await.status(),
+        401
+    );
+    // Disabled: signed out at once, and cannot sign in.
+    let again = app.signed_in("frank").await;
+    let disabled = admin
+        .post(
+            "set_user_disabled",
+            json!({"user_id": frank_id, "disabled": true}),
+        )
+        .await;
+    assert_eq!(disabled.status(), 200);
+    assert_eq!(
+        again.post("list_conversations", json!({})).await.status(),
+        401
+    );
+    let refused = app
+        .visitor()
+        .post(
+            "sign_in",
+            json!({"username": "frank", "password": "frank-password"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn admin_functions_are_for_admins_and_are_audited() {
+    let app = accounts_app().await;
+    app.add_user("root", true).await;
+    let grace_id = app.add_user("grace", false).await;
+    let admin = app.signed_in("root").await;
+    let grace = app.signed_in("grace").await;
+    for (endpoint, body) in [
+        ("admin_overview", json!({})),
+        (
+            "create_user",
+            json!({"username": "mallory", "password": "12345678", "is_admin": true, "monthly_budget_usd": null}),
+        ),
+        (
+            "set_user_budget",
+            json!({"user_id": grace_id, "monthly_budget_usd": null}),
+        ),
+        (
+            "set_user_disabled",
+            json!({"user_id": grace_id, "disabled": false}),
+        ),
+        (
+            "reset_password",
+            json!({"user_id": grace_id, "password": "12345678"}),
+        ),
+        (
+            "set_site_settings",
+            json!({"settings": {"open_signup": true, "default_budget_usd": null}}),
+        ),
+    ] {
+        assert_eq!(grace.post(endpoint, body).await.status(), 403, "{endpoint}");
+    }
+    let created = admin
+        .post(
+            "create_user",
+            json!({"username": "heidi", "password": "heidi-password", "is_admin": false, "monthly_budget_usd": 5.0}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let taken = admin
+        .post(
+            "create_user",
+            json!({"username": "HEIDI", "password": "heidi-password", "is_admin": false, "monthly_budget_usd": null}),
+        )
+        .await;
+    assert_eq!(taken.status(), 409, "names compare without case");
+    app.signed_in("heidi").await;
+    let overview = json_of(admin.post("admin_overview", json!({})).await).await;
+    let users: Vec<&str> = overview["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(users, ["grace", "heidi", "root"]);
+    let actions: Vec<&str> = overview["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "created user",
+        "signed in",
+        "created user from the command line",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    // Sign-up stays closed until an admin opens it.
+    let visitor = app.visitor();
+    let closed = visitor
+        .post(
+            "sign_up",
+            json!({"username": "ivan", "password": "ivan-password"}),
+        )
+        .await;
+    assert_eq!(closed.status(), 403);
+    let opened = admin
+        .post(
+            "set_site_settings",
+            json!({"settings": {"open_signup": true, "default_budget_usd": 1.5}}),
+        )
+        .await;
+    assert_eq!(opened.status(), 200);
+    let signed_up = visitor
+        .post(
+            "sign_up",
+            json!({"username": "ivan", "password": "ivan-password"}),
+        )
+        .await;
+    assert_eq!(signed_up.status(), 200);
+    let ivan = sqlx::query_scalar::<_, Option<f64>>(
+        "SELECT monthly_budget_usd FROM users WHERE username = 'ivan'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("ivan");
+    assert_eq!(ivan, Some(1.5), "new users start with the default budget");
+    assert_eq!(
+        visitor.post("list_conversations", json!({})).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_user_over_budget_is_refused_before_any_provider_request() {
+    let app = accounts_app().await;
+    app.add_user("boss", true).await;
+    let judy_id = app.add_user("judy", false).await;
+    let admin = app.signed_in("boss").await;
+    let judy = app.signed_in("judy").await;
+    let first = judy.turn(None, "What is a budget?").await;
+    let spent = outcome_of(&first).cost_usd.expect("a cost");
+    assert!(spent > 0.0);
+    // The limit is what she has spent: the next prompt does not fit.
+    let set = admin
+        .post(
+            "set_user_budget",
+            json!({"user_id": judy_id, "monthly_budget_usd": spent}),
+        )
+        .await;
+    assert_eq!(set.status(), 200);
+    app.fake.reset_log();
+    let refused = judy
+        .turn(Some(conversation_of(&first)), "And another?")
+        .await;
+    let outcome = outcome_of(&refused);
+    assert_eq!(outcome.status, MessageStatus::Failed);
+    let error = outcome.error.unwrap_or_default();
+    assert!(error.contains("budget"), "{error}");
+    assert!(text_of(&refused).is_empty());
+    assert!(
+        app.fake.requests().is_empty(),
+        "the provider received no request"
+    );
+    assert_eq!(outcome.cost_usd, None, "a refusal costs nothing");
+    // The usage page says so; an admin raises the limit and she goes on.
+    let usage = json_of(judy.post("monthly_usage", json!({"user_id": null})).await).await;
+    assert_eq!(usage["budget_usd"], json!(spent));
+    assert_eq!(usage["month_cost_usd"], json!(spent));
+    admin
+        .post(
+            "set_user_budget",
+            json!({"user_id": judy_id, "monthly_budget_usd": 10.0}),
+        )
+        .await;
+    let again = judy.turn(None, "Now?").await;
+    assert_eq!(outcome_of(&again).status, MessageStatus::Complete);
+}
+
+#[tokio::test]
+async fn replies_at_once_and_turns_per_minute_are_bounded_per_user() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 40,
+            token_delay_ms: 25,
+            ..FakeConfig::default()
+        },
+        access: accounts(),
+        limits: Some(LimitSettings {
+            running_per_user: 1,
+            turns_per_minute: 3,
+            ..LimitSettings::default()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    app.add_user("kim", false).await;
+    app.add_user("lee", false).await;
+    let kim = app.signed_in("kim").await;
+    let lee = app.signed_in("lee").await;
+    let running = send_hi(&kim).await;
+    assert_eq!(running.status(), 200);
+    let mut running = EventReader::new(running);
+    running.started().await;
+    let second = send_hi(&kim).await;
+    assert_eq!(second.status(), 429);
+    let message = second.text().await.expect("body");
+    assert!(message.contains("being written already"), "{message}");
+    // Another person is not held up.
+    assert_eq!(send_hi(&lee).await.status(), 200);
+    running.read_to_end().await;
+    // The slot is free once the reply ends: the second turn of the minute starts; the fourth
+    // is one too many.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ok = send_hi(&kim).await;
+    assert_eq!(ok.status(), 200);
+    EventReader::new(ok).read_to_end().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ok = send_hi(&kim).await;
+    assert_eq!(ok.status(), 200);
+    EventReader::new(ok).read_to_end().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let too_fast = send_hi(&kim).await;
+    assert_eq!(too_fast.status(), 429);
+    let message = too_fast.text().await.expect("body");
+    assert!(message.contains("try again in"), "{message}");
+}
+
+#[tokio::test]
+async fn the_proxy_header_is_believed_only_from_trusted_proxies() {
+    let sso = |trusted: &str| AccessSettings {
+        trusted_proxies: vec![trusted.parse().expect("net")],
+        sso_header: Some(axum::http::HeaderName::from_static("x-forwarded-user")),
+        ..accounts()
+    };
+    // The test client connects from 127.0.0.1: a trusted proxy here.
+    let app = TestApp::with(Setup {
+        access: sso("127.0.0.1/32"),
+        ..Setup::default()
+    })
+    .await;
+    let as_proxy = |user: &str| {
+        app.http
+            .post(format!("{}/api/list_conversations", app.base_url))
+            .header("content-type", "application/json")
+            .header("x-forwarded-user", user)
+            .body("{}")
+            .send()
+    };
+    assert_eq!(
+        as_proxy("mia@example.com").await.expect("request").status(),
+        200
+    );
+    let me = app
+        .http
+        .post(format!("{}/api/current_user", app.base_url))
+        .header("content-type", "application/json")
+        .header("x-forwarded-user", "mia@example.com")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    let me: Value = me.json().await.expect("json");
+    assert_eq!(me["username"], "mia@example.com");
+    assert_eq!(me["via_proxy"], true);
+    assert_eq!(me["is_admin"], false);
+    // Not from a trusted address: the header names nobody.
+    let untrusted = TestApp::with(Setup {
+        access: sso("10.0.0.0/8"),
+        ..Setup::default()
+    })
+    .await;
+    let response = untrusted
+        .http
+        .post(format!("{}/api/list_conversations", untrusted.base_url))
+        .header("content-type", "application/json")
+        .header("x-forwarded-user", "mia@example.com")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    assert_eq!(untrusted.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn the_usage_export_lists_every_reply_and_sums_to_the_month() {
+    let app = accounts_app().await;
+    app.add_user("nina", false).await;
+    let nina = app.signed_in("nina").await;
+    let first = nina.turn(None, "One").await;
+    nina.turn(Some(conversation_of(&first)), "Two").await;
+    let response = nina.get("/usage.csv").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/csv"));
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .expect("disposition")
+        .contains("rill-usage-nina.csv"));
+    let csv = response.text().await.expect("csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,conversation_id,turn_id,model,status,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,estimated")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2);
+    let total: f64 = rows
+        .iter()
+        .map(|r| r[10].parse::<f64>().expect("cost"))
+        .sum();
+    let usage = json_of(nina.post("monthly_usage", json!({"user_id": null})).await).await;
+    let month = usage["month_cost_usd"].as_f64().expect("month");
+    assert!((total - month).abs() < 1e-9, "{total} vs {month}");
+    assert_eq!(usage["rows"][0]["replies"], 2);
+    assert!(rows
+        .iter()
+        .all(|r| r[3] == "fake/fake-model" && r[4] == "complete"));
+}
+
+async fn send_hi(person: &Person) -> reqwest::Response {
+    person.send(Uuid::new_v4(), None, "Hi").await
+}
