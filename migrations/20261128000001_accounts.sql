@@ -39,6 +39,10 @@ CREATE TABLE audit_log (
 
 CREATE INDEX audit_log_by_time ON audit_log (at DESC);
 
+-- The whole story of a failure (upstream status, body excerpt, URL), shown to admins only; the
+-- `error` column holds what everyone sees.
+ALTER TABLE messages ADD COLUMN error_detail TEXT;
+
 -- tower-sessions' SQLite store, in its own schema; rows are deleted as they expire.
 CREATE TABLE tower_sessions (
     id          TEXT PRIMARY KEY NOT NULL,

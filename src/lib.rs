@@ -6,6 +6,8 @@ pub mod api;
 pub mod app;
 /// The API's error type and its HTTP status.
 pub mod error;
+/// How figures (money) read, in the page and in the server's messages.
+pub mod format;
 /// Types both the server and the browser use: conversations, messages, turn events.
 pub mod model;
 /// Server-only: config, storage, providers, running turns, the HTTP router.

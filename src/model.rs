@@ -72,6 +72,10 @@ pub struct Outcome {
     pub cost_usd: Option<f64>,
     /// Earlier messages that were not sent because they no longer fit the model's context window.
     pub left_out: u32,
+    /// A failure in full (upstream status, body excerpt, URL): stored, and sent to admins only
+    /// (`get_conversation`); events and everyone else never carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
 }
 
 impl Outcome {
@@ -100,6 +104,7 @@ impl Outcome {
             usage_estimated: false,
             cost_usd: None,
             left_out: 0,
+            error_detail: None,
         }
     }
 }

@@ -7,7 +7,5 @@ pub mod account;
 pub mod admin;
 pub mod chat;
 pub mod conversations;
-/// How figures read (money).
-pub mod format;
 /// The usage page: this month's spending by day and model, and the CSV export.
 pub mod usage;

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,26 +31,50 @@ export class RillProcess {
   private child?: ChildProcess;
   readonly url: string;
 
-  constructor(readonly port: number, readonly database: string) {
+  constructor(
+    readonly port: number,
+    readonly database: string,
+    readonly settings: Record<string, string> = {},
+  ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  async start() {
-    this.child = spawn("../target/debug/rill", [], {
-      stdio: "ignore",
-      env: {
-        ...process.env,
-        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
-        LEPTOS_SITE_ROOT: "../target/site",
-        RILL_DATABASE: this.database,
-        RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
-        RILL_OPENAI_COMPAT_NAME: "fake",
-        RILL_OPENAI_COMPAT_MODELS: "fake-model",
-        RILL_LOCAL_MODEL: "off",
-        RUST_LOG: "warn",
-      },
+  private env() {
+    return {
+      ...process.env,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
+      LEPTOS_SITE_ROOT: "../target/site",
+      RILL_DATABASE: this.database,
+      RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
+      RILL_OPENAI_COMPAT_NAME: "fake",
+      RILL_OPENAI_COMPAT_MODELS: "fake-model",
+      RILL_LOCAL_MODEL: "off",
+      RUST_LOG: "warn",
+      ...this.settings,
+    };
+  }
+
+  /** `rill user add [--admin] NAME`, the password from the environment. */
+  addUser(name: string, password: string, admin: boolean) {
+    const args = ["user", "add", ...(admin ? ["--admin"] : []), name];
+    const run = spawnSync("../target/debug/rill", args, {
+      env: { ...this.env(), RILL_NEW_PASSWORD: password },
+      encoding: "utf8",
     });
+    if (run.status !== 0) throw new Error(`rill user add failed: ${run.stderr}`);
+  }
+
+  async start() {
+    this.child = spawn("../target/debug/rill", [], { stdio: "ignore", env: this.env() });
     await waitForHttp(`${this.url}/`, 30_000);
+  }
+
+  /** SIGTERM: the server drains and exits. */
+  async stop() {
+    const child = this.child;
+    if (!child) return;
+    child.kill("SIGTERM");
+    await exited(child, 15_000);
   }
 
   /** `kill -9`: no chance to store anything. */

@@ -14,10 +14,19 @@ pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ApiError> 
 
 #[leptos::server(prefix = "/api", endpoint = "get_conversation", input = Json)]
 pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
-    let (state, owner) = AppState::from_context()?;
-    db::get_conversation(&state.db, &owner, id)
+    let (state, principal) = AppState::with_principal()?;
+    let mut view = db::get_conversation(&state.db, &principal.owner, id)
         .await?
-        .ok_or_else(|| ApiError::NotFound("no such conversation".into()))
+        .ok_or_else(|| ApiError::NotFound("no such conversation".into()))?;
+    // Admins see what failed in full; everyone sees the message in words.
+    if principal.is_admin {
+        for (message_id, detail) in db::error_details(&state.db, &principal.owner, id).await? {
+            if let Some(message) = view.messages.iter_mut().find(|m| m.id == message_id) {
+                message.outcome.error_detail = Some(detail);
+            }
+        }
+    }
+    Ok(view)
 }
 
 /// Sets the conversation's system prompt (metadata sent with every turn, never a message).

@@ -15,6 +15,7 @@ use super::db::{self, DbError};
 use super::identity::{Principal, SessionUser, SESSION_USER};
 use super::AppState;
 use crate::error::ApiError;
+use crate::format::format_cost;
 
 /// Sign-in attempts per account per minute (a burst of this many, then one every 12 s).
 const ATTEMPTS_PER_ACCOUNT: u32 = 5;
@@ -538,7 +539,10 @@ fn check_budget(budget: Option<f64>) -> Result<Option<f64>, AccountError> {
 }
 
 fn budget_words(budget: Option<f64>) -> String {
-    budget.map_or_else(|| "none".to_owned(), |b| format!("${b:.2} a month"))
+    budget.map_or_else(
+        || "none".to_owned(),
+        |b| format!("{} a month", format_cost(b)),
+    )
 }
 
 /// `rill user add`: creates a user from the command line (the first admin, before anyone can

@@ -263,6 +263,7 @@ impl TryFrom<MessageRow> for MessageView {
                 usage_estimated: r.usage_estimated,
                 cost_usd: r.cost_usd,
                 left_out: u32::try_from(r.left_out).unwrap_or(0),
+                error_detail: None,
             },
         })
     }
@@ -507,7 +508,8 @@ pub async fn begin_continuation(
     }
     let run = reply.run.saturating_add(1);
     let updated = sqlx::query(
-        "UPDATE messages SET status = 'streaming', error = NULL, run = ?, model = ?, updated_at = ?
+        "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL, run = ?, model = ?,
+             updated_at = ?
          WHERE id = ?",
     )
     .bind(run)
@@ -620,15 +622,16 @@ pub async fn finish_reply(
     let usage = outcome.usage;
     let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
     sqlx::query(
-        "UPDATE messages SET content = ?, status = ?, error = ?, input_tokens = ?, cached_input_tokens = ?,
-            cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?, usage_estimated = ?,
-            cost_usd = ?, left_out = ?, updated_at = ?
+        "UPDATE messages SET content = ?, status = ?, error = ?, error_detail = ?, input_tokens = ?,
+            cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?,
+            usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
          WHERE id = ? AND run = ?
            AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
     )
     .bind(content)
     .bind(outcome.status.as_str())
     .bind(&outcome.error)
+    .bind(&outcome.error_detail)
     .bind(field(|u| u.input_tokens))
     .bind(field(|u| u.cached_input_tokens))
     .bind(field(|u| u.cache_write_tokens))
@@ -765,6 +768,26 @@ pub async fn turns_from(
             .map(|(user, reply, _)| (user, reply))
             .collect(),
     ))
+}
+
+/// The stored detail of each failed reply in a conversation, for an admin's view.
+pub async fn error_details(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+) -> Result<Vec<(Uuid, String)>, DbError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, error_detail FROM messages
+         WHERE conversation_id = ? AND error_detail IS NOT NULL
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
+    )
+    .bind(conversation_id.to_string())
+    .bind(&owner.0)
+    .fetch_all(db.reader())
+    .await?;
+    rows.into_iter()
+        .map(|(id, detail)| Ok((uuid(&id)?, detail)))
+        .collect()
 }
 
 /// Returns false if the conversation does not exist for this owner.

@@ -4,9 +4,9 @@ use leptos::server::ServerAction;
 use crate::api::admin::{
     admin_overview, CreateUser, ResetPassword, SetSiteSettings, SetUserBudget, SetUserDisabled,
 };
+use crate::format::format_cost;
 use crate::model::accounts::{SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
-use crate::ui::format::format_cost;
 
 /// A budget as typed: empty is "no limit".
 fn parse_budget(text: &str) -> Result<Option<f64>, String> {
@@ -20,8 +20,9 @@ fn parse_budget(text: &str) -> Result<Option<f64>, String> {
     }
 }
 
+/// A budget as the input shows it: exactly as stored (0.0002 stays 0.0002, 5 is 5).
 fn budget_text(budget: Option<f64>) -> String {
-    budget.map(|b| format!("{b:.2}")).unwrap_or_default()
+    budget.map(|b| b.to_string()).unwrap_or_default()
 }
 
 #[component]
@@ -274,5 +275,8 @@ mod tests {
         assert!(parse_budget("-1").is_err());
         assert!(parse_budget("ten").is_err());
         assert!(parse_budget("NaN").is_err());
+        for budget in [Some(0.0002), Some(5.0), Some(12.5), None] {
+            assert_eq!(parse_budget(&budget_text(budget)), Ok(budget), "{budget:?}");
+        }
     }
 }

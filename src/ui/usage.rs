@@ -2,8 +2,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::usage::monthly_usage;
+use crate::format::format_cost;
 use crate::ui::account::Panel;
-use crate::ui::format::format_cost;
 
 /// `/usage` (one's own) and `/usage?user=ID` (an admin looking at a user).
 #[component]

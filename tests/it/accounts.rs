@@ -632,3 +632,40 @@ async fn the_usage_export_lists_every_reply_and_sums_to_the_month() {
 async fn send_hi(person: &Person) -> reqwest::Response {
     person.send(Uuid::new_v4(), None, "Hi").await
 }
+
+#[tokio::test]
+async fn a_failure_in_full_is_shown_to_admins_and_in_words_to_everyone_else() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            fail_status: Some(400),
+            ..FakeConfig::default()
+        },
+        access: accounts(),
+        ..Setup::default()
+    })
+    .await;
+    app.add_user("olga", true).await;
+    app.add_user("pete", false).await;
+    for (name, admin) in [("olga", true), ("pete", false)] {
+        let person = app.signed_in(name).await;
+        let events = person.turn(None, "Hi").await;
+        let outcome = outcome_of(&events);
+        assert_eq!(outcome.status, MessageStatus::Failed);
+        assert_eq!(outcome.error_detail, None, "events never carry the detail");
+        let view = json_of(
+            person
+                .post("get_conversation", json!({"id": conversation_of(&events)}))
+                .await,
+        )
+        .await;
+        let reply = &view["messages"][1]["outcome"];
+        let error = reply["error"].as_str().expect("error");
+        assert!(error.contains("400"), "{error}");
+        assert!(!error.contains("127.0.0.1"), "{error}");
+        match reply.get("error_detail").and_then(Value::as_str) {
+            Some(detail) if admin => assert!(detail.contains("HTTP 400"), "{detail}"),
+            None if !admin => {}
+            other => panic!("{name}: detail {other:?}"),
+        }
+    }
+}

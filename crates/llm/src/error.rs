@@ -243,10 +243,14 @@ pub(crate) fn provider_message(body: &[u8]) -> Option<String> {
     shown_message(text)
 }
 
-/// A provider message fit for the page: one line, at most [`MAX_MESSAGE_CHARS`], `None` if empty.
+/// A provider message fit for the page: one line with no links (an upstream URL is for the
+/// log), at most [`MAX_MESSAGE_CHARS`], `None` if empty.
 pub(crate) fn shown_message(text: &str) -> Option<String> {
     let line: String = text
-        .trim()
+        .split_whitespace()
+        .map(|word| if word.contains("://") { "[link]" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -433,6 +437,21 @@ mod tests {
             error.to_string(),
             "the provider is overloaded or failing (500)"
         );
+    }
+
+    #[test]
+    fn links_in_provider_messages_stay_in_the_log() {
+        let body = br#"{"error":{"message":"You exceeded your quota. Read https://platform.example.com/docs/errors?key=abc for more."}}"#;
+        let error = LlmError::from_status(429, body, RetryAdvice::default());
+        let shown = error.to_string();
+        assert!(
+            shown.contains("You exceeded your quota. Read [link] for more."),
+            "{shown}"
+        );
+        assert!(!shown.contains("platform.example.com"), "{shown}");
+        assert!(error
+            .detail()
+            .contains("https://platform.example.com/docs/errors"));
     }
 
     #[test]

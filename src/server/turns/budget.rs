@@ -5,6 +5,7 @@
 use llm::{ChatRequest, Usage};
 
 use super::hub::Deps;
+use crate::format::format_cost;
 use crate::server::db::{self, TurnRecord};
 
 /// `Err` is the message the person sees.
@@ -41,9 +42,11 @@ pub async fn check(deps: &Deps, record: &TurnRecord, request: &ChatRequest) -> R
     if spent + estimate > limit {
         tracing::info!(%turn_id, spent, estimate, limit, "refused: over the monthly budget");
         return Err(format!(
-            "this message would take your spending this month past your budget of ${limit:.2} \
-             (${spent:.2} spent, this prompt about ${estimate:.4}); ask an admin to raise it, \
-             or pick a model that costs nothing"
+            "this message would take your spending this month past your budget of {} ({} spent, \
+             this prompt about {}); ask an admin to raise it, or pick a model that costs nothing",
+            format_cost(limit),
+            format_cost(spent),
+            format_cost(estimate)
         ));
     }
     Ok(())

@@ -25,6 +25,8 @@ struct Ending {
     /// Figures the provider reported before the reply was cut short (Anthropic sends the exact
     /// prompt counts first); they replace the estimate's prompt side.
     usage_so_far: Option<Usage>,
+    /// The provider's failure in full, for admins and the log.
+    detail: Option<String>,
 }
 
 impl Ending {
@@ -34,6 +36,14 @@ impl Ending {
             error: Some(error.into()),
             usage: None,
             usage_so_far,
+            detail: None,
+        }
+    }
+
+    fn provider_failed(error: &LlmError, usage_so_far: Option<Usage>) -> Self {
+        Self {
+            detail: Some(error.detail()),
+            ..Self::failed(error.to_string(), usage_so_far)
         }
     }
 
@@ -44,12 +54,14 @@ impl Ending {
                 error: Some("the server shut down during this reply".into()),
                 usage: None,
                 usage_so_far,
+                detail: None,
             },
             Some(CancelReason::Stop) | None => Self {
                 status: MessageStatus::Stopped,
                 error: None,
                 usage: None,
                 usage_so_far,
+                detail: None,
             },
         }
     }
@@ -141,7 +153,7 @@ impl Reply<'_> {
                 Retry::After(wait) if self.added_chars == 0 => wait,
                 _ => {
                     tracing::warn!(%turn_id, "provider failed: {}", error.detail());
-                    return Ending::failed(error.to_string(), usage_so_far);
+                    return Ending::provider_failed(&error, usage_so_far);
                 }
             };
             retries += 1;
@@ -197,6 +209,7 @@ impl Reply<'_> {
                         error: None,
                         usage,
                         usage_so_far: None,
+                        detail: None,
                     }),
                 },
             }
@@ -278,6 +291,7 @@ fn settle(
             (a, b) => a.or(b),
         },
         left_out: prompt.map_or(0, |p| p.left_out),
+        error_detail: ending.detail,
     }
 }
 
@@ -340,7 +354,12 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
         chars = text.len(),
         "turn finished"
     );
-    live.emit(TurnEvent::Finished(outcome));
+    // The detail is for admins, who read it from the stored conversation; readers of the
+    // event log may be anyone the conversation's owner is.
+    live.emit(TurnEvent::Finished(Outcome {
+        error_detail: None,
+        ..outcome
+    }));
 }
 
 /// The turn's task died (a panic): store what was shown as failed, and end the log.

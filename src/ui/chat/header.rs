@@ -3,8 +3,8 @@ use leptos::task::spawn_local;
 
 use super::state::{ChatState, Link};
 use crate::api::models::{list_models, set_conversation_model};
+use crate::format::format_cost;
 use crate::model::{ModelMenu, Price};
-use crate::ui::format::format_cost;
 
 /// Above the conversation: the model picker and the conversation's running totals.
 #[component]

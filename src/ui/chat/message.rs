@@ -1,8 +1,8 @@
 use leptos::prelude::*;
 
 use super::state::{ChatEntry, ChatState};
+use crate::format::format_cost;
 use crate::model::{MessageStatus, Outcome, Role};
-use crate::ui::format::format_cost;
 
 #[component]
 pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
@@ -46,6 +46,12 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
         <div class="turn-info">
             {move || entry.model.get().map(|m| view! { <span class="turn-model">{model_name(&m).to_owned()}</span> })}
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
+            {move || entry.outcome.with(|o| o.error_detail.clone()).map(|detail| view! {
+                <details class="error-detail">
+                    <summary>"Details"</summary>
+                    <code>{detail}</code>
+                </details>
+            })}
             {move || (left_out() > 0).then(|| view! {
                 <span class="left-out" title="The model's context window cannot hold the whole conversation; the oldest messages were left out of the prompt.">
                     {left_out_text(left_out())}

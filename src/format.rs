@@ -1,4 +1,4 @@
-//! How figures read in the page.
+//! How figures read: in the page, and in the messages the server writes for people.
 
 /// Dollars with enough digits to show sub-cent amounts.
 pub fn format_cost(usd: f64) -> String {
