@@ -109,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let single = Server {
         name: "single-user",
         url,
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder().tcp_nodelay(true).build()?,
         first_token: Vec::new(),
         whole: Vec::new(),
     };
@@ -119,7 +119,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let user = accounts::add_user_from_cli(&database, "bench", "bench-password", false).await?;
     db::accounts::set_budget(&database, &user.id, Some(1_000.0)).await?;
     let (url, _) = support::start_server(accounts_config, LocalModelStatus::Disabled).await?;
-    let client = reqwest::Client::builder().cookie_store(true).build()?;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .tcp_nodelay(true)
+        .build()?;
     let signed_in = client
         .post(url.replace("send_message", "sign_in"))
         .json(&serde_json::json!({"username": "bench", "password": "bench-password"}))

@@ -17,8 +17,13 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::format::format_cost;
 
-/// Sign-in attempts per account per minute (a burst of this many, then one every 12 s).
-const ATTEMPTS_PER_ACCOUNT: u32 = 5;
+/// Sign-in attempts at one account from one address per minute (a burst of this many, then one
+/// every 12 s). Keyed by the pair, so that guessing from one address cannot lock the owner out
+/// from another.
+const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
+/// Sign-in attempts at one account from all addresses per hour: bounds a guesser with many
+/// addresses (at the price that such a guesser can lock the account for a while).
+const ATTEMPTS_PER_ACCOUNT_HOURLY: u32 = 60;
 /// Sign-in attempts per client address per minute.
 const ATTEMPTS_PER_ADDRESS: u32 = 20;
 /// Passwords: at least this many characters…
@@ -37,7 +42,7 @@ pub enum AccountError {
     Throttled(Duration),
     #[error("the username {0:?} is taken")]
     NameTaken(String),
-    #[error("a username has 1 to 64 letters, digits, and . _ - @")]
+    #[error("a username has 1 to 64 letters (a–z), digits, and . _ - @")]
     BadUsername,
     #[error("a password has at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)")]
     BadPassword,
@@ -86,16 +91,20 @@ impl From<AccountError> for ApiError {
 
 /// Sign-in throttles, shared by every request.
 pub struct SignInThrottle {
+    by_account_and_address: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
     by_account: DefaultKeyedRateLimiter<String>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Default for SignInThrottle {
     fn default() -> Self {
-        let per_minute = |n| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        let n = |n| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Self {
-            by_account: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ACCOUNT)),
-            by_address: RateLimiter::keyed(per_minute(ATTEMPTS_PER_ADDRESS)),
+            by_account_and_address: RateLimiter::keyed(Quota::per_minute(n(
+                ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
+            ))),
+            by_account: RateLimiter::keyed(Quota::per_hour(n(ATTEMPTS_PER_ACCOUNT_HOURLY))),
+            by_address: RateLimiter::keyed(Quota::per_minute(n(ATTEMPTS_PER_ADDRESS))),
         }
     }
 }
@@ -109,10 +118,15 @@ impl SignInThrottle {
                 .check_key(&address)
                 .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
         }
+        let account = username.to_ascii_lowercase();
+        self.by_account_and_address
+            .check_key(&(account.clone(), address))
+            .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
         self.by_account
-            .check_key(&username.to_lowercase())
+            .check_key(&account)
             .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
         // Forget keys whose limits have recovered, so that guessing many names grows nothing.
+        self.by_account_and_address.retain_recent();
         self.by_account.retain_recent();
         self.by_address.retain_recent();
         Ok(())
@@ -121,7 +135,8 @@ impl SignInThrottle {
 
 pub fn check_username(username: &str) -> Result<&str, AccountError> {
     let name = username.trim();
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    // ASCII only: no lookalikes (a Cyrillic "а" in "аdmin"), and names compare without case.
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
     if name.is_empty() || name.chars().count() > MAX_USERNAME_CHARS || !name.chars().all(allowed) {
         return Err(AccountError::BadUsername);
     }
@@ -198,7 +213,10 @@ pub async fn sign_in(
     password: &str,
     address: Option<IpAddr>,
 ) -> Result<User, AccountError> {
-    let username = username.trim();
+    // A name no account can have is a wrong name, refused before anything is stored or hashed.
+    let Ok(username) = check_username(username) else {
+        return Err(AccountError::WrongCredentials);
+    };
     state.sign_in_throttle.attempt(username, address)?;
     let user = store::user_by_name(&state.db, username).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -328,6 +346,8 @@ pub async fn change_password(
     let user = store::user_by_id(&state.db, id)
         .await?
         .ok_or(AccountError::NoSuchUser)?;
+    // Checking the current password is a sign-in attempt, and throttled like one.
+    state.sign_in_throttle.attempt(&user.username, address)?;
     if !verify_password(current, user.password_hash.as_deref()).await {
         audit(
             state,

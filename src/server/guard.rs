@@ -36,6 +36,31 @@ impl HostAllowlist {
             || host.ends_with(".localhost")
             || self.names.contains(&host)
     }
+
+    /// Whether a page at `origin` may change state here, asked at `authority` (the request's
+    /// `Host`): the same origin; a configured name (the public URL, behind its proxy); or a
+    /// loopback page talking to a loopback server (a local proxy in front, which rewrites `Host`).
+    fn allows_origin(&self, origin: &str, authority: &str) -> bool {
+        let Some((scheme, origin_authority)) = origin.split_once("://") else {
+            return false;
+        };
+        if !matches!(scheme, "http" | "https") || origin_authority.is_empty() {
+            return false;
+        }
+        if origin_authority.eq_ignore_ascii_case(authority) {
+            return true;
+        }
+        let origin_host = host_of_authority(origin_authority).to_ascii_lowercase();
+        (origin_host != "localhost" && self.names.contains(&origin_host))
+            || (is_loopback(&origin_host) && is_loopback(host_of_authority(authority)))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `host[:port]` or `[v6]:port` → host.
@@ -44,12 +69,6 @@ fn host_of_authority(authority: &str) -> &str {
         return rest.split(']').next().unwrap_or(rest);
     }
     authority.split(':').next().unwrap_or(authority)
-}
-
-/// The host of an `Origin` value (`scheme://host[:port]`); `None` for `null` or nonsense.
-fn host_of_origin(origin: &str) -> Option<&str> {
-    let (scheme, authority) = origin.split_once("://")?;
-    matches!(scheme, "http" | "https").then(|| host_of_authority(authority))
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response<Body> {
@@ -68,12 +87,13 @@ pub async fn check(
     next: Next,
 ) -> Response<Body> {
     let headers = request.headers();
-    let host = headers
+    let authority = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .map(host_of_authority);
-    if !host.is_some_and(|h| hosts.allows(h)) {
+        .unwrap_or_default();
+    let host = host_of_authority(authority);
+    if !hosts.allows(host) {
         tracing::warn!(host = ?host, "refused a request for a host this server does not answer for");
         return refuse(
             StatusCode::MISDIRECTED_REQUEST,
@@ -95,9 +115,7 @@ pub async fn check(
         if let Some(origin) = headers.get(header::ORIGIN) {
             let allowed = origin
                 .to_str()
-                .ok()
-                .and_then(host_of_origin)
-                .is_some_and(|h| hosts.allows(h));
+                .is_ok_and(|origin| hosts.allows_origin(origin, authority));
             if !allowed {
                 return refuse(
                     StatusCode::FORBIDDEN,
@@ -117,23 +135,30 @@ pub async fn check(
             );
         }
     }
-    let is_asset = request.uri().path().starts_with("/pkg/");
+    let is_asset =
+        request.uri().path().starts_with("/pkg/") && !request.uri().path().contains("..");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let mut set = |name: header::HeaderName, value: &'static str| {
-        headers
-            .entry(name)
-            .or_insert(HeaderValue::from_static(value));
-    };
     // Pages set their own policy (with their script nonce, see `page_policy`); anything else
-    // is not a document and may run nothing.
-    set(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    );
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // is not a document and may run nothing, whatever a handler set.
+    let is_page = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !is_page || !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        );
+    }
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if !is_asset {
         // Pages and API answers hold private data: never stored by a browser or a proxy.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -185,10 +210,36 @@ mod tests {
         }
         assert_eq!(host_of_authority("[::1]:3000"), "::1");
         assert_eq!(host_of_authority("localhost:3000"), "localhost");
-        assert_eq!(
-            host_of_origin("http://evil.example:3000"),
-            Some("evil.example")
-        );
-        assert_eq!(host_of_origin("null"), None);
+    }
+
+    #[test]
+    fn origins_are_the_same_origin_a_configured_name_or_loopback_to_loopback() {
+        let hosts = HostAllowlist::new(&AccessSettings {
+            public_url: Some(PublicUrl {
+                https: true,
+                host: "chat.example.com".into(),
+            }),
+            ..AccessSettings::default()
+        });
+        let allowed = [
+            ("http://10.0.0.5:3000", "10.0.0.5:3000"),
+            ("https://chat.example.com", "10.0.0.5:3000"),
+            ("http://127.0.0.1:8080", "127.0.0.1:3000"),
+            ("http://localhost:3000", "127.0.0.1:3000"),
+        ];
+        for (origin, host) in allowed {
+            assert!(hosts.allows_origin(origin, host), "{origin} at {host}");
+        }
+        let refused = [
+            ("http://203.0.113.7", "10.0.0.5:3000"),
+            ("http://10.0.0.5:9999", "10.0.0.5:3000"),
+            ("http://127.0.0.1:8080", "10.0.0.5:3000"),
+            ("https://evil.example", "127.0.0.1:3000"),
+            ("null", "127.0.0.1:3000"),
+            ("file://", "127.0.0.1:3000"),
+        ];
+        for (origin, host) in refused {
+            assert!(!hosts.allows_origin(origin, host), "{origin} at {host}");
+        }
     }
 }

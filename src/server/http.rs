@@ -40,7 +40,9 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     };
     let access = &state.config.access;
     let https = access.public_url.as_ref().is_some_and(|u| u.https);
-    let sessions = SessionManagerLayer::new(SqliteStore::new(state.db.writer().clone()))
+    let store = SqliteStore::new(state.db.writer().clone());
+    tokio::spawn(sweep_expired_sessions(store.clone()));
+    let sessions = SessionManagerLayer::new(store)
         // `__Host-`: the browser keeps it only if Secure, for this host alone, on every path.
         .with_name(if https {
             "__Host-rill_session"
@@ -77,6 +79,18 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_request_bytes,
         ))
+}
+
+/// Deletes expired sessions hourly (the store only ignores them).
+async fn sweep_expired_sessions(store: SqliteStore) {
+    use tower_sessions::session_store::ExpiredDeletion;
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!("could not delete expired sessions: {e}");
+        }
+    }
 }
 
 /// Event streams (server functions with streaming output) must reach the browser as they are
@@ -144,6 +158,13 @@ pub async fn serve_until(
     let grace = state.config.turns.shutdown_grace;
     let drained = tokio_util::sync::CancellationToken::new();
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Tokens are small writes: without TCP_NODELAY, Nagle holds each one until the last is
+    // acknowledged, and a client's delayed ACK makes that up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let drained = drained.clone();
         async move {

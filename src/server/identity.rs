@@ -67,7 +67,12 @@ fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/signin" | "/favicon.svg" | "/api/sign_in" | "/api/sign_up" | "/api/sign_in_options"
-    ) || path.starts_with("/pkg/")
+    ) || is_site_file(path)
+}
+
+/// The site's own files (`/pkg/…`), as the path is written: a `..` segment is not one of them.
+fn is_site_file(path: &str) -> bool {
+    path.starts_with("/pkg/") && !path.split('/').any(|segment| segment == "..")
 }
 
 /// Finds who the request is, puts the [`Principal`] in its extensions, and turns away anonymous
@@ -77,6 +82,10 @@ pub async fn identify(
     mut request: Request,
     next: Next,
 ) -> Response<Body> {
+    // The site's own files are the same for everyone: no session to read.
+    if is_site_file(request.uri().path()) {
+        return next.run(request).await;
+    }
     let principal = match state.config.access.mode {
         AuthMode::SingleUser => Some(Principal::single_user(&state.config.owner)),
         AuthMode::Accounts => {

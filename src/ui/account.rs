@@ -40,6 +40,9 @@ where
     }
 }
 
+// Every form says `method="post"`: submitted before the page is live, it must not put a password
+// in a URL.
+
 /// Reloads the app from the server, signed in (or out) as the session now says.
 fn go_home() {
     let _ = window().location().set_href("/");
@@ -81,7 +84,7 @@ pub fn SignInPage() -> impl IntoView {
     };
     view! {
         <Panel title="Sign in to Rill">
-            <form class="form" on:submit=submit>
+            <form class="form" method="post" on:submit=submit>
                 <label>"Username"
                     <input name="username" autocomplete="username" required bind:value=username />
                 </label>
@@ -136,7 +139,7 @@ pub fn PasswordPage() -> impl IntoView {
     let error = error_of(change);
     view! {
         <Panel title="Change password" back=true>
-            <form class="form" on:submit=submit>
+            <form class="form" method="post" on:submit=submit>
                 <label>"Current password"
                     <input type="password" autocomplete="current-password" required bind:value=current />
                 </label>

@@ -166,14 +166,14 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
             <td>{if user.is_admin { "admin" } else { "user" }}</td>
             <td class="num">{format_cost(user.month_cost_usd)}</td>
             <td>
-                <form class="inline" on:submit=save_budget>
+                <form class="inline" method="post" on:submit=save_budget>
                     <input class="budget" inputmode="decimal" placeholder="no limit"
                         aria-label=format!("Monthly budget of {name}") bind:value=budget />
                     <button type="submit">"Set"</button>
                 </form>
             </td>
             <td>
-                <form class="inline" on:submit=reset>
+                <form class="inline" method="post" on:submit=reset>
                     <input type="password" autocomplete="new-password" minlength="8" required
                         placeholder="new password" aria-label=format!("New password for {name}") bind:value=password />
                     <button type="submit">"Reset"</button>
@@ -220,7 +220,7 @@ fn NewUserForm(
     });
     view! {
         <h2>"New user"</h2>
-        <form class="form wide" on:submit=submit>
+        <form class="form wide" method="post" on:submit=submit>
             <label>"Username" <input name="new-username" autocomplete="off" required bind:value=username /></label>
             <label>"Password" <input name="new-password" type="password" autocomplete="new-password" minlength="8" required bind:value=password /></label>
             <label>"Monthly budget ($, empty: no limit)" <input name="new-budget" inputmode="decimal" bind:value=budget /></label>
@@ -255,7 +255,7 @@ fn SettingsForm(
     };
     view! {
         <h2>"Settings"</h2>
-        <form class="form wide" on:submit=submit>
+        <form class="form wide" method="post" on:submit=submit>
             <label class="check"><input type="checkbox" bind:checked=open_signup />"Anyone who reaches the sign-in page may create an account"</label>
             <label>"Monthly budget of new users ($, empty: no limit)" <input name="default-budget" inputmode="decimal" bind:value=default_budget /></label>
             <button type="submit" class="primary" disabled=move || settings.pending().get()>"Save settings"</button>

@@ -251,7 +251,7 @@ async fn turn_streams_carry_heartbeats_while_the_provider_thinks_and_say_not_to_
             .headers()
             .get("cache-control")
             .and_then(|v| v.to_str().ok()),
-        Some("no-cache")
+        Some("no-store")
     );
     assert_eq!(
         response

@@ -230,6 +230,11 @@ impl FakeProvider {
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
+        // Like the providers' own front ends: each event leaves at once (without this, Nagle and
+        // the client's delayed ACK add about 40 ms before the first token).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async { drop(rx.await) })

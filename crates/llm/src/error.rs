@@ -46,7 +46,8 @@ pub enum LlmError {
         detail: String,
     },
     /// A 3xx answer. Never followed: the API key would travel to wherever it points.
-    #[error("the provider answered with a redirect ({status}{}); Rill does not follow redirects, so check the provider's base URL", to_host(.host))]
+    /// The target host is in `host` and `detail`, for admins and the log, not in the message.
+    #[error("the provider answered with a redirect ({status}); Rill does not follow redirects, so check the provider's base URL")]
     Redirected {
         status: u16,
         host: Option<String>,
@@ -301,11 +302,6 @@ fn status_hint(status: &Option<u16>) -> String {
     status.map_or_else(String::new, |s| format!(" ({s})"))
 }
 
-fn to_host(host: &Option<String>) -> String {
-    host.as_deref()
-        .map_or_else(String::new, |h| format!(" to {h}"))
-}
-
 fn wait_hint(advice: &RetryAdvice) -> String {
     match advice.retry_after {
         Some(wait) if !wait.is_zero() => format!("; try again {}", in_words(wait)),
@@ -551,7 +547,7 @@ mod tests {
         }
         assert_eq!(
             errors[0].to_string(),
-            "the provider answered with a redirect (307 to evil.example); Rill does not follow redirects, so check the provider's base URL"
+            "the provider answered with a redirect (307); Rill does not follow redirects, so check the provider's base URL"
         );
         assert!(errors[0].detail().contains("https://evil.example/steal"));
         assert_eq!(errors[2].to_string(), "the local model failed");
