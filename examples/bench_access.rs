@@ -9,7 +9,8 @@
 //! and accounts mode with a signed-in person who has a monthly budget, so that every turn also
 //! reads the session, the user, and the month's spending. Turns are sent one at a time, in
 //! alternating blocks so that both servers see the same machine; prints the median and 95th
-//! percentile time to the first token and to the end of the turn. Bounded: a fixed number of turns.
+//! percentile time to the first token and to the end of the turn; then sends 300 at once to each
+//! and counts failures. Bounded: a fixed number of turns, and a time limit on the burst.
 
 mod support;
 
@@ -17,43 +18,25 @@ use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::TurnEvent;
-use rill::server::config::{
-    AccessSettings, AuthMode, Config, LimitSettings, ProviderConfig, ProviderKind, TurnSettings,
-};
+use rill::server::config::{AccessSettings, AuthMode, Config};
 use rill::server::models::LocalModelStatus;
 use rill::server::{accounts, db};
 
 const BLOCKS: usize = 10;
 const TURNS_PER_BLOCK: usize = 30;
+const AT_ONCE: usize = 300;
 
 fn config(dir: &std::path::Path, fake: &FakeProvider, mode: AuthMode) -> Config {
     Config {
-        database_path: dir.join("rill.db"),
-        owner: "bench".into(),
         access: AccessSettings {
             mode,
             ..AccessSettings::default()
         },
-        limits: LimitSettings {
-            running_per_user: usize::MAX,
-            turns_per_minute: u32::MAX,
-            ..LimitSettings::default()
-        },
-        providers: vec![ProviderConfig {
-            id: "fake".into(),
-            kind: ProviderKind::OpenaiCompatible,
-            base_url: fake.base_url(),
-            api_key_env: None,
-            api_key: None,
-            models: vec!["fake-model".into()],
-        }],
-        default_model: None,
-        dev_word_delay: Duration::ZERO,
+        providers: vec![support::fake_provider(fake.base_url(), &["fake-model"])],
         // Priced, so that the budget check has a cost to weigh.
         price_overrides: toml::from_str("[\"fake/fake-model\"]\ninput = 1.0\noutput = 2.0\n")
             .expect("prices"),
-        local_model: None,
-        turns: TurnSettings::default(),
+        ..support::bench_config(dir)
     }
 }
 
@@ -164,6 +147,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             percentile(&mut server.first_token, 0.95),
             percentile(&mut server.whole, 0.5),
             percentile(&mut server.whole, 0.95),
+        );
+    }
+    // Many at once: every send of the accounts server reads its session and budget while the
+    // others write.
+    for server in &servers {
+        let started = Instant::now();
+        let sends = (0..AT_ONCE)
+            .map(|_| support::send_turn(&server.client, &server.url, None, "Hello", |_| {}));
+        let results =
+            tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(sends))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: {AT_ONCE} at once did not end within 120 s",
+                        server.name
+                    )
+                })?;
+        let failed = results
+            .iter()
+            .filter(|r| !matches!(r, Ok(o) if o.status == rill::model::MessageStatus::Complete))
+            .count();
+        println!(
+            "{:<28} {AT_ONCE} at once: {failed} failed, {:.2} s for all",
+            server.name,
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(())

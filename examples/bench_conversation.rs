@@ -17,9 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rill::model::{MessageStatus, TurnEvent};
-use rill::server::config::{
-    Config, LimitSettings, LocalModelSettings, TurnSettings, DEFAULT_LOCAL_MODEL,
-};
+use rill::server::config::{Config, LocalModelSettings, DEFAULT_LOCAL_MODEL};
 use rill::server::models::LocalModelStatus;
 use uuid::Uuid;
 
@@ -54,21 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dir = tempfile::tempdir()?;
     let config = Config {
-        database_path: dir.path().join("rill.db"),
-        owner: "bench".into(),
-        access: Default::default(),
-        // One owner sends everything here: the per-person limits would be the thing measured.
-        limits: LimitSettings {
-            running_per_user: usize::MAX,
-            turns_per_minute: u32::MAX,
-            ..LimitSettings::default()
-        },
-        providers: Vec::new(),
-        default_model: None,
-        dev_word_delay: Duration::ZERO,
-        price_overrides: Default::default(),
         local_model: Some(settings.clone()),
-        turns: TurnSettings::default(),
+        ..support::bench_config(dir.path())
     };
     println!("resident memory before the model: {:.0} MB", rss_mb());
     let local =

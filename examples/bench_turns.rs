@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::MessageStatus;
-use rill::server::config::{Config, LimitSettings, ProviderConfig, ProviderKind, TurnSettings};
+use rill::server::config::Config;
 use rill::server::models::LocalModelStatus;
 
 const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
@@ -32,28 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let dir = tempfile::tempdir()?;
     let config = Config {
-        database_path: dir.path().join("rill.db"),
-        owner: "bench".into(),
-        access: Default::default(),
-        // One owner sends everything here: the per-person limits would be the thing measured.
-        limits: LimitSettings {
-            running_per_user: usize::MAX,
-            turns_per_minute: u32::MAX,
-            ..LimitSettings::default()
-        },
-        providers: vec![ProviderConfig {
-            id: "fake".into(),
-            kind: ProviderKind::OpenaiCompatible,
-            base_url: fake.base_url(),
-            api_key_env: None,
-            api_key: None,
-            models: Vec::new(),
-        }],
-        default_model: None,
-        dev_word_delay: Duration::ZERO,
-        price_overrides: Default::default(),
-        local_model: None,
-        turns: TurnSettings::default(),
+        providers: vec![support::fake_provider(fake.base_url(), &[])],
+        ..support::bench_config(dir.path())
     };
     let (url, pool) = support::start_server(config, LocalModelStatus::Disabled).await?;
     let client = reqwest::Client::builder()

@@ -3,11 +3,52 @@
 
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, StreamLine, TurnEvent};
-use rill::server::config::Config;
+use std::path::Path;
+use std::time::Duration;
+
+use rill::server::config::{Config, LimitSettings, ProviderConfig, ProviderKind, TurnSettings};
 use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
 use sqlx::SqlitePool;
 use uuid::Uuid;
+
+/// A benchmark server's settings: its database in `dir`, no provider, no local model, shipped
+/// turn bounds, and no per-person limits (one owner sends everything here: the limits would be
+/// what is measured). Each benchmark adds what it needs.
+pub fn bench_config(dir: &Path) -> Config {
+    Config {
+        database_path: dir.join("rill.db"),
+        owner: "bench".into(),
+        access: Default::default(),
+        limits: LimitSettings {
+            running_per_user: usize::MAX,
+            turns_per_minute: u32::MAX,
+            ..LimitSettings::default()
+        },
+        providers: Vec::new(),
+        default_model: None,
+        dev_word_delay: Duration::ZERO,
+        price_overrides: Default::default(),
+        local_model: None,
+        turns: TurnSettings::default(),
+    }
+}
+
+/// The fake provider as the OpenAI-compatible provider `fake`.
+#[allow(
+    dead_code,
+    reason = "each benchmark compiles this module; bench_conversation has no fake"
+)]
+pub fn fake_provider(base_url: String, models: &[&str]) -> ProviderConfig {
+    ProviderConfig {
+        id: "fake".into(),
+        kind: ProviderKind::OpenaiCompatible,
+        base_url,
+        api_key_env: None,
+        api_key: None,
+        models: models.iter().map(|m| m.to_string()).collect(),
+    }
+}
 
 /// Starts the real router with `config` on a free loopback port; returns the URL of
 /// `send_message` and a reader of the database.

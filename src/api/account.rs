@@ -28,35 +28,15 @@ pub async fn sign_in_options() -> Result<SignInInfo, ApiError> {
 #[leptos::server(prefix = "/api", endpoint = "sign_in", input = Json)]
 pub async fn sign_in(username: String, password: String) -> Result<Me, ApiError> {
     let (state, request) = identity::anonymous()?;
-    let user = accounts::sign_in(
-        &state,
-        &request.session,
-        &username,
-        &password,
-        request.address,
-    )
-    .await?;
-    Ok(identity::me(
-        &state,
-        &identity::Principal::of_user(&user, false),
-    ))
+    let user = accounts::sign_in(&state, &request, &username, &password).await?;
+    Ok(identity::me_as(&state, &user))
 }
 
 #[leptos::server(prefix = "/api", endpoint = "sign_up", input = Json)]
 pub async fn sign_up(username: String, password: String) -> Result<Me, ApiError> {
     let (state, request) = identity::anonymous()?;
-    let user = accounts::sign_up(
-        &state,
-        &request.session,
-        &username,
-        &password,
-        request.address,
-    )
-    .await?;
-    Ok(identity::me(
-        &state,
-        &identity::Principal::of_user(&user, false),
-    ))
+    let user = accounts::sign_up(&state, &request, &username, &password).await?;
+    Ok(identity::me_as(&state, &user))
 }
 
 #[leptos::server(prefix = "/api", endpoint = "sign_out", input = Json)]

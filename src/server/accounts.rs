@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
 use super::db::{self, DbError};
-use super::identity::{Principal, SessionUser, SESSION_USER};
+use super::identity::{AnonymousRequest, Principal, SessionUser, SESSION_USER};
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::format_cost;
@@ -208,11 +208,11 @@ pub async fn audit(
 /// Checks the password and signs the session in (under a new session id).
 pub async fn sign_in(
     state: &AppState,
-    session: &Session,
+    request: &AnonymousRequest,
     username: &str,
     password: &str,
-    address: Option<IpAddr>,
 ) -> Result<User, AccountError> {
+    let (session, address) = (&request.session, request.address);
     // A name no account can have is a wrong name, refused before anything is stored or hashed.
     let Ok(username) = check_username(username) else {
         return Err(AccountError::WrongCredentials);
@@ -271,11 +271,11 @@ async fn start_session(session: &Session, user: &User) -> Result<(), AccountErro
 /// Creates an account from the sign-in page, when an admin has opened sign-up.
 pub async fn sign_up(
     state: &AppState,
-    session: &Session,
+    request: &AnonymousRequest,
     username: &str,
     password: &str,
-    address: Option<IpAddr>,
 ) -> Result<User, AccountError> {
+    let (session, address) = (&request.session, request.address);
     let settings = store::site_settings(&state.db).await?;
     if !settings.open_signup {
         return Err(AccountError::SignupClosed);

@@ -71,7 +71,7 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The site's own files (`/pkg/…`), as the path is written: a `..` segment is not one of them.
-fn is_site_file(path: &str) -> bool {
+pub fn is_site_file(path: &str) -> bool {
     path.starts_with("/pkg/") && !path.split('/').any(|segment| segment == "..")
 }
 
@@ -251,6 +251,11 @@ pub fn acting() -> Result<(AppState, Principal, Option<IpAddr>), ApiError> {
     let parts = request_parts()?;
     let address = client_address(&state.config.access, &parts.extensions, &parts.headers);
     Ok((state, principal, address))
+}
+
+/// What the page is told of a user who has just signed in (or up) with a password.
+pub fn me_as(state: &AppState, user: &super::db::accounts::User) -> crate::model::accounts::Me {
+    me(state, &Principal::of_user(user, false))
 }
 
 pub fn me(state: &AppState, principal: &Principal) -> crate::model::accounts::Me {

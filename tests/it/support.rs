@@ -242,12 +242,7 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, endpoint: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/{endpoint}", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request reaches the app")
+        post_api(&self.http, &self.base_url, endpoint, body).await
     }
 
     pub async fn send(
@@ -502,12 +497,7 @@ pub struct Person {
 
 impl Person {
     pub async fn post(&self, endpoint: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/{endpoint}", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("request reaches the app")
+        post_api(&self.http, &self.base_url, endpoint, body).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -537,4 +527,18 @@ impl Person {
         assert_eq!(response.status(), 200, "send_message");
         EventReader::new(response).read_to_end().await
     }
+}
+
+/// A server function called as the page calls it: `POST /api/{endpoint}` with a JSON body.
+async fn post_api(
+    http: &reqwest::Client,
+    base_url: &str,
+    endpoint: &str,
+    body: Value,
+) -> reqwest::Response {
+    http.post(format!("{base_url}/api/{endpoint}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request reaches the app")
 }

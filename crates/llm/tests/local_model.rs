@@ -56,6 +56,21 @@ fn request(text: &str, max_output_tokens: Option<u32>) -> ChatRequest {
     }
 }
 
+/// The provider with a 2,048-token context, long replies, and `queue`.
+fn provider_with(queue: QueueConfig) -> LocalProvider {
+    LocalProvider::start(LocalModelConfig {
+        path: model_path(),
+        max_output_tokens: 400,
+        sampling: seeded(),
+        session: SessionConfig {
+            context_tokens: 2048,
+            threads: 1,
+        },
+        queue,
+    })
+    .expect("model loads")
+}
+
 fn seeded() -> SamplingConfig {
     SamplingConfig {
         seed: Some(42),
@@ -470,17 +485,7 @@ fn the_message_count_matches_the_prompt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_request() {
-    let provider = LocalProvider::start(LocalModelConfig {
-        path: model_path(),
-        max_output_tokens: 400,
-        sampling: seeded(),
-        session: SessionConfig {
-            context_tokens: 2048,
-            threads: 1,
-        },
-        queue: QueueConfig::default(),
-    })
-    .expect("model loads");
+    let provider = provider_with(QueueConfig::default());
     assert_eq!(provider.info.context_length, 2048);
     let mut first = provider.stream_chat(request(
         "Tell me a very long story about a lighthouse.",
@@ -522,20 +527,10 @@ async fn dropping_the_stream_stops_generation_and_frees_the_model_for_the_next_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_is_bounded_and_a_queued_request_gives_up_at_its_deadline() {
-    let provider = LocalProvider::start(LocalModelConfig {
-        path: model_path(),
-        max_output_tokens: 400,
-        sampling: seeded(),
-        session: SessionConfig {
-            context_tokens: 2048,
-            threads: 1,
-        },
-        queue: QueueConfig {
-            max_waiting: 1,
-            max_wait: Duration::from_millis(500),
-        },
-    })
-    .expect("model loads");
+    let provider = provider_with(QueueConfig {
+        max_waiting: 1,
+        max_wait: Duration::from_millis(500),
+    });
     let mut generating = provider.stream_chat(request(
         "Tell me a very long story about a lighthouse.",
         None,
