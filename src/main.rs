@@ -17,13 +17,11 @@ fn main() -> anyhow::Result<()> {
         }
     };
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    if command == Command::Healthcheck {
+        return healthcheck();
+    }
     let config = Config::from_env().context("reading configuration")?;
+    rill::server::logging::init(config.ops.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,9 +31,42 @@ fn main() -> anyhow::Result<()> {
         Command::AddUser { username, admin } => {
             runtime.block_on(add_user(config, &username, admin))
         }
+        Command::Backup { destination } => runtime.block_on(async {
+            rill::server::db::backup(&config.database_path, &destination).await?;
+            println!(
+                "copied {} to {}",
+                config.database_path.display(),
+                destination.display()
+            );
+            Ok(())
+        }),
         Command::Help => {
             println!("{}", cli::USAGE);
             Ok(())
+        }
+        // Answered above, before any setting is read.
+        Command::Healthcheck => Ok(()),
+    }
+}
+
+/// `rill healthcheck`: exit 0 if the server at `LEPTOS_SITE_ADDR` answers `/healthz`. Reads no
+/// other setting, so it works wherever the server's environment is.
+#[cfg(feature = "ssr")]
+fn healthcheck() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let addr = leptos::config::get_configuration(None)
+        .context("reading Leptos settings")?
+        .leptos_options
+        .site_addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match runtime.block_on(rill::server::ops::probe(addr)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            std::process::exit(1);
         }
     }
 }
@@ -66,9 +97,17 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     use rill::server::models::LocalModelStatus;
     use rill::server::{db, http, AppState};
 
-    let leptos_options = leptos::config::get_configuration(None)
+    let mut leptos_options = leptos::config::get_configuration(None)
         .context("reading Leptos settings")?
         .leptos_options;
+    // A release build with hashed file names leaves its hash file beside the binary; the page
+    // must then name the hashed files, whoever started the binary.
+    if !leptos_options.hash_files {
+        leptos_options.hash_files = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(leptos_options.hash_file.as_ref())))
+            .is_some_and(|file| file.exists());
+    }
     // Before anything else: an open address without accounts must not start at all.
     config.access.check_listen(leptos_options.site_addr)?;
     let db = db::connect(&config.database_path)

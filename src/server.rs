@@ -2,6 +2,8 @@
 
 /// Accounts: passwords, sign-in and its throttle, sign-up, proxy users, admin actions, audit.
 pub mod accounts;
+/// The site's build output, precompressed and cached; compression of other answers.
+pub mod assets;
 /// The command line: serve, or create an account.
 pub mod cli;
 /// Settings from the environment and an optional TOML file, read once at start-up.
@@ -18,8 +20,14 @@ pub mod identity;
 pub mod input;
 /// What one person may start: replies at once, turns per minute.
 pub mod limits;
+/// The log's format: text, or JSON lines with each turn's id.
+pub mod logging;
+/// Prometheus metrics: turns, tokens, cost, latencies, queue depth, provider errors.
+pub mod metrics;
 /// Which models exist and which provider serves each.
 pub mod models;
+/// `/healthz`, `/readyz`, `/metrics`, and the client of `rill healthcheck`.
+pub mod ops;
 /// The dated price table (prices, context windows, reply caps) and the cost of a turn.
 pub mod pricing;
 /// Shared application state handed to every request.

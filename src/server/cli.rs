@@ -1,17 +1,24 @@
 //! The command line: `rill` serves; `rill user add [--admin] NAME` creates an account (the first
-//! admin, before anyone can sign in), its password from `RILL_NEW_PASSWORD` or one line of stdin.
+//! admin, before anyone can sign in), its password from `RILL_NEW_PASSWORD` or one line of stdin;
+//! `rill healthcheck` asks a running server whether it is alive (a container's health check,
+//! with no shell tools); `rill backup PATH` copies the database while the server runs.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve,
     AddUser { username: String, admin: bool },
+    Healthcheck,
+    Backup { destination: std::path::PathBuf },
     Help,
 }
 
 pub const USAGE: &str = "usage:
   rill                          serve (settings: see .env.example)
   rill user add [--admin] NAME  create an account; the password is read from RILL_NEW_PASSWORD,
-                                or else from the first line of standard input";
+                                or else from the first line of standard input
+  rill healthcheck              exit 0 if the server at LEPTOS_SITE_ADDR answers /healthz, else 1
+  rill backup PATH              copy the database (RILL_DATABASE) to the new file PATH, consistently,
+                                while the server runs; restore: stop Rill, put the copy in its place";
 
 /// The new account's password: `RILL_NEW_PASSWORD`, or else the first line of standard input
 /// (so that it never appears in the process list or the shell history).
@@ -31,6 +38,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match args.as_slice() {
         [] => Ok(Command::Serve),
         ["-h" | "--help" | "help"] => Ok(Command::Help),
+        ["healthcheck"] => Ok(Command::Healthcheck),
+        ["backup", path] if !path.starts_with('-') => Ok(Command::Backup {
+            destination: path.into(),
+        }),
+        ["backup", ..] => Err(format!("rill backup takes one PATH\n{USAGE}")),
         ["user", "add", rest @ ..] => {
             let admin = rest.contains(&"--admin");
             let names: Vec<&&str> = rest.iter().filter(|a| **a != "--admin").collect();
@@ -75,5 +87,14 @@ mod tests {
         assert!(parse_str("user add").is_err());
         assert!(parse_str("user add a b").is_err());
         assert!(parse_str("serve --now").is_err());
+        assert_eq!(parse_str("healthcheck"), Ok(Command::Healthcheck));
+        assert_eq!(
+            parse_str("backup /data/copy.db"),
+            Ok(Command::Backup {
+                destination: "/data/copy.db".into()
+            })
+        );
+        assert!(parse_str("backup").is_err());
+        assert!(parse_str("backup a b").is_err());
     }
 }

@@ -28,6 +28,25 @@ pub struct Config {
     /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
     pub local_model: Option<LocalModelSettings>,
     pub turns: TurnSettings,
+    /// Logs and metrics.
+    pub ops: OpsSettings,
+}
+
+/// How the server reports on itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpsSettings {
+    /// Log lines as JSON objects for log shippers, or text for people (`RILL_LOG_FORMAT=json`,
+    /// default `text`).
+    pub log_format: LogFormat,
+    /// A bearer token that may read `/metrics` (`RILL_METRICS_TOKEN`); admins may always read it.
+    pub metrics_token: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// How people are told apart.
@@ -411,6 +430,25 @@ impl Config {
             }),
         };
         let access = access_settings(&var)?;
+        let ops = OpsSettings {
+            log_format: match var("RILL_LOG_FORMAT").as_deref().map(str::trim) {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "RILL_LOG_FORMAT={other}: use text or json"
+                    )))
+                }
+            },
+            metrics_token: match var("RILL_METRICS_TOKEN") {
+                Some(token) if token.trim().len() < 16 => {
+                    return Err(ConfigError::Invalid(
+                        "RILL_METRICS_TOKEN must be at least 16 characters".into(),
+                    ))
+                }
+                token => token.map(|t| t.trim().to_owned()),
+            },
+        };
         let l = LimitSettings::default();
         let limits = LimitSettings {
             max_request_bytes: fits(
@@ -444,6 +482,7 @@ impl Config {
             default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
             dev_word_delay,
             turns,
+            ops,
         })
     }
 }

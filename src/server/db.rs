@@ -39,6 +39,8 @@ pub enum DbError {
     },
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// A storage fault is the server's problem: logged here in full, opaque to the person.
@@ -100,6 +102,47 @@ pub async fn connect(path: &Path) -> Result<Db, DbError> {
         .connect_with(options.read_only(true))
         .await?;
     Ok(Db { reader, writer })
+}
+
+/// Whether the database answers (the readiness check).
+pub async fn ping(db: &Db) -> Result<(), DbError> {
+    sqlx::query("SELECT 1").execute(&db.reader).await?;
+    Ok(())
+}
+
+/// A consistent copy of the database at `source` into the new file `destination`, while a
+/// server may be using it: `VACUUM INTO` reads one snapshot (WAL: writers carry on) and writes a
+/// compact, self-contained file with no `-wal` beside it.
+pub async fn backup(source: &Path, destination: &Path) -> Result<(), DbError> {
+    if !source.exists() {
+        return Err(DbError::Backup(format!(
+            "there is no database at {} (set RILL_DATABASE)",
+            source.display()
+        )));
+    }
+    if destination.exists() {
+        return Err(DbError::Backup(format!(
+            "{} already exists; name a new file",
+            destination.display()
+        )));
+    }
+    let Some(target) = destination.to_str() else {
+        return Err(DbError::Backup(format!(
+            "{} is not a UTF-8 path",
+            destination.display()
+        )));
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(source)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    let mut connection = sqlx::ConnectOptions::connect(&options).await?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(target)
+        .execute(&mut connection)
+        .await?;
+    sqlx::Connection::close(connection).await?;
+    Ok(())
 }
 
 /// A transaction holding the write lock from its first statement.

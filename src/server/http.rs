@@ -16,7 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::guard::{self, HostAllowlist};
-use super::{identity, usage, AppState};
+use super::{assets, identity, ops, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -58,6 +58,8 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let usage_routes = Router::new()
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
+    let asset_routes = assets::routes(&leptos_options);
+    let ops_routes = ops::routes(state.clone());
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -68,8 +70,12 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .with_state(leptos_options)
         .merge(usage_routes)
+        .merge(asset_routes)
+        .merge(ops_routes)
         .layer(axum::middleware::map_response(api_error_status))
         .layer(axum::middleware::map_response(event_stream_headers))
+        // Outside the layers that read or recognise bodies by their type.
+        .layer(assets::compression())
         .layer(axum::middleware::from_fn_with_state(
             state,
             identity::identify,

@@ -62,12 +62,14 @@ pub struct SessionUser {
 
 pub const SESSION_USER: &str = "user";
 
-/// Paths anyone may reach: the sign-in page and its functions, and the static files.
+/// Paths anyone may reach: the sign-in page and its functions, the static files, and the
+/// operator's endpoints (`/metrics` checks for an admin or its token itself).
 fn is_public(path: &str) -> bool {
     matches!(
         path,
         "/signin" | "/favicon.svg" | "/api/sign_in" | "/api/sign_up" | "/api/sign_in_options"
     ) || is_site_file(path)
+        || super::ops::is_ops_path(path)
 }
 
 /// The site's own files (`/pkg/…`), as the path is written: a `..` segment is not one of them.

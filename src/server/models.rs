@@ -81,6 +81,8 @@ pub struct ModelCatalog {
     default_model: String,
     /// Things the person choosing a model should know (e.g. how to fetch the local model).
     notices: Vec<String>,
+    /// The built-in model, for its queue depth.
+    local: Option<Arc<LocalProvider>>,
 }
 
 /// One model the picker offers.
@@ -242,8 +244,10 @@ impl ModelCatalog {
             }
         }
         let hosted = !entries.is_empty();
+        let mut local_provider = None;
         match local {
             LocalModelStatus::Ready(provider) => {
+                local_provider = Some(provider.clone());
                 // With no hosted provider the local model comes first, and so is the default.
                 let entry = ModelEntry {
                     id: LOCAL_MODEL.to_owned(),
@@ -289,6 +293,7 @@ impl ModelCatalog {
             entries,
             default_model,
             notices,
+            local: local_provider,
         }
     }
 
@@ -317,6 +322,11 @@ impl ModelCatalog {
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.id.as_str())
+    }
+
+    /// Requests waiting for or running on the built-in model (0 without one).
+    pub fn local_queue_depth(&self) -> usize {
+        self.local.as_ref().map_or(0, |l| l.pending())
     }
 
     pub fn notices(&self) -> &[String] {

@@ -31,6 +31,17 @@ impl Server {
         grace_secs: u64,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::start_logging(database, fake, grace_secs, settings, Stdio::null()).await
+    }
+
+    /// [`Server::start_with`], its log (standard output) going to `log`.
+    async fn start_logging(
+        database: &Path,
+        fake: &FakeProvider,
+        grace_secs: u64,
+        settings: &[(&str, &str)],
+        log: Stdio,
+    ) -> Self {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("addr").port()
@@ -48,7 +59,7 @@ impl Server {
             .env("RILL_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
             .env("RUST_LOG", "warn")
             .envs(settings.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(log)
             .spawn()
             .expect("the rill binary starts");
         let server = Self {
@@ -406,4 +417,86 @@ async fn the_first_admin_comes_from_the_command_line_and_signs_in() {
     assert_eq!(listed.status(), 200);
     server.signal("TERM");
     server.exited(Duration::from_secs(8)).await;
+}
+
+/// What an operator does from the command line next to a running server: `rill healthcheck`
+/// (the container's health check) says healthy, then not once the server is gone; `rill backup`
+/// copies the live database; with `RILL_LOG_FORMAT=json` every log line is a JSON object and a
+/// turn's lines carry its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_backup_and_json_logs_work_beside_a_running_server() {
+    let fake = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("rill.db");
+    let log_path = dir.path().join("rill.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut server = Server::start_logging(
+        &database,
+        &fake,
+        1,
+        &[("RILL_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+        Stdio::from(log),
+    )
+    .await;
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rill"))
+            .args(args)
+            .env("LEPTOS_SITE_ADDR", &addr)
+            .env("RILL_DATABASE", &database)
+            .env("RILL_LOCAL_MODEL", "off")
+            .output()
+            .expect("runs")
+    };
+    assert!(cli(&["healthcheck"]).status.success());
+
+    let turn_id = Uuid::new_v4();
+    let response = server
+        .http
+        .post(format!("{}/api/send_message", server.base_url))
+        .json(&json!({"turn_id": turn_id, "conversation_id": null, "text": "back me up"}))
+        .send()
+        .await
+        .expect("request");
+    let events = EventReader::new(response).read_to_end().await;
+    assert_eq!(finished(&events).status, MessageStatus::Complete);
+
+    let copy = dir.path().join("backup.db");
+    let backup = cli(&["backup", copy.to_str().expect("utf-8 path")]);
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let restored = rill::server::db::connect(&copy)
+        .await
+        .expect("the copy opens");
+    let owner = rill::server::db::Owner("local".into());
+    let listed = rill::server::db::list_conversations(&restored, &owner)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1, "the conversation is in the copy");
+    let again = cli(&["backup", copy.to_str().expect("utf-8 path")]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    server.signal("TERM");
+    server.exited(Duration::from_secs(10)).await;
+    let unhealthy = cli(&["healthcheck"]);
+    assert_eq!(unhealthy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unhealthy.stderr).contains("unhealthy: "));
+
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let finished_line = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "turn finished")
+        .unwrap_or_else(|| panic!("a turn finished line in {text}"));
+    assert_eq!(finished_line["span"]["turn_id"], turn_id.to_string());
+    assert_eq!(finished_line["level"], "INFO");
 }

@@ -11,6 +11,7 @@ mod faults;
 mod lifecycle;
 mod local_model;
 mod nginx;
+mod ops;
 mod providers;
 mod security;
 mod support;

@@ -4,8 +4,8 @@ use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::config::{
-    AccessSettings, Config, LimitSettings, LocalModelSettings, ProviderConfig, ProviderKind,
-    TurnSettings, DEFAULT_LOCAL_MODEL,
+    AccessSettings, Config, LimitSettings, LocalModelSettings, OpsSettings, ProviderConfig,
+    ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
 };
 use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
 use rill::server::pricing::PriceTable;
@@ -61,6 +61,8 @@ pub struct Setup {
     pub limits: Option<LimitSettings>,
     /// Requests that may wait for the local model (default: the shipped 8).
     pub local_queue: Option<usize>,
+    /// Logs and metrics settings (default: text logs, no metrics token).
+    pub ops: OpsSettings,
 }
 
 /// Limits no test meets unless it is about limits.
@@ -108,6 +110,7 @@ impl TestApp {
             access,
             limits,
             local_queue,
+            ops,
         } = setup;
         let fake = FakeProvider::start(fake)
             .await
@@ -155,6 +158,7 @@ impl TestApp {
             ]
             .into(),
             turns: turns.unwrap_or_else(test_turns),
+            ops,
         };
         let local_model = if local {
             config.providers.clear();

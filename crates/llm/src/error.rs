@@ -143,6 +143,25 @@ impl LlmError {
         }
     }
 
+    /// A short, stable name for the kind of failure (a metrics label, a log field).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Rejected { .. } => "rejected",
+            Self::Redirected { .. } => "redirected",
+            Self::Connect { .. } => "connect",
+            Self::Idle { .. } => "idle",
+            Self::StreamBroken { .. } => "stream_broken",
+            Self::Malformed { .. } => "malformed",
+            Self::TooLarge { .. } => "too_large",
+            Self::Provider { .. } => "provider",
+            Self::Local { .. } => "local",
+            Self::Busy { .. } => "busy",
+        }
+    }
+
     /// Everything useful for the server log: the person-facing text plus the error chain, the
     /// URL, an excerpt of the body, retry headers. Never shown in the page.
     pub fn detail(&self) -> String {

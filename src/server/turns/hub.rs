@@ -493,19 +493,27 @@ impl TurnHub {
         self.registry.publish(&live);
         let deps = self.deps.clone();
         let registry = self.registry.clone();
-        let runner = tokio::spawn(run::run_turn(deps.clone(), live.clone()));
+        // Every log line of the turn carries its id (in JSON logs too, as a span field).
+        let span = tracing::info_span!("turn", turn_id = %live.turn_id);
+        let runner = tokio::spawn(tracing::Instrument::instrument(
+            run::run_turn(deps.clone(), live.clone()),
+            span.clone(),
+        ));
         if self.cutting.load(Ordering::Acquire) {
             live.cancel(CancelReason::Shutdown);
         }
-        self.tasks.spawn(async move {
-            let _slot = slot;
-            if let Err(error) = runner.await {
-                if !live.is_finished() {
-                    run::store_crashed(&deps, &live, &error).await;
+        self.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let _slot = slot;
+                if let Err(error) = runner.await {
+                    if !live.is_finished() {
+                        run::store_crashed(&deps, &live, &error).await;
+                    }
                 }
-            }
-            registry.forget_later(live, deps.settings.keep_finished);
-        });
+                registry.forget_later(live, deps.settings.keep_finished);
+            },
+            span,
+        ));
     }
 
     /// Whether `reply`'s run is being written by a turn in this process.

