@@ -5,13 +5,13 @@
 
 use std::path::PathBuf;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// A year: a hashed name never changes its content (a new build has new names).
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -20,24 +20,27 @@ const REVALIDATE: &str = "no-cache";
 
 pub fn routes(options: &LeptosOptions) -> Router {
     let pkg = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-    let cache = if options.hash_files {
-        IMMUTABLE
-    } else {
-        REVALIDATE
-    };
+    let hashed = options.hash_files;
     Router::new()
         .nest_service(
             &format!("/{}", options.site_pkg_dir.trim_matches('/')),
             ServeDir::new(pkg).precompressed_br().precompressed_gzip(),
         )
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache),
-        ))
-        // The answer depends on Accept-Encoding: shared caches must keep one copy per encoding.
-        .layer(SetResponseHeaderLayer::appending(
-            header::VARY,
-            HeaderValue::from_static("accept-encoding"),
+        .layer(axum::middleware::map_response(
+            move |mut response: Response<Body>| async move {
+                // Only a file found is kept: a 404 cached for a year would outlive the deploy
+                // that fixes it.
+                let keep = if hashed && response.status().is_success() {
+                    IMMUTABLE
+                } else {
+                    REVALIDATE
+                };
+                let headers = response.headers_mut();
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(keep));
+                // The answer depends on Accept-Encoding: shared caches keep one copy per encoding.
+                headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+                response
+            },
         ))
 }
 

@@ -618,6 +618,23 @@ mod tests {
     }
 
     #[test]
+    fn log_format_and_metrics_token_are_read_and_checked() {
+        let c = config(&[]).expect("config");
+        assert_eq!(c.ops, OpsSettings::default());
+        let c = config(&[
+            ("RILL_LOG_FORMAT", "json"),
+            ("RILL_METRICS_TOKEN", "a-token-long-enough"),
+        ])
+        .expect("config");
+        assert_eq!(c.ops.log_format, LogFormat::Json);
+        assert_eq!(c.ops.metrics_token.as_deref(), Some("a-token-long-enough"));
+        let err = config(&[("RILL_LOG_FORMAT", "yaml")]).expect_err("unknown format");
+        assert!(err.to_string().contains("text or json"), "{err}");
+        let err = config(&[("RILL_METRICS_TOKEN", "short")]).expect_err("guessable");
+        assert!(err.to_string().contains("16 characters"), "{err}");
+    }
+
+    #[test]
     fn access_settings_are_read_and_checked() {
         let c = config(&[
             ("RILL_AUTH", "accounts"),

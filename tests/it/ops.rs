@@ -225,6 +225,11 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
     }
     let missing = get(&format!("{base}/pkg/rill.ffffffff.wasm"), &[]).await;
     assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["cache-control"],
+        "no-cache",
+        "a missing file is never kept"
+    );
 }
 
 #[tokio::test]

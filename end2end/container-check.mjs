@@ -1,0 +1,212 @@
+// The API-level checks scripts/test-container.sh runs against a Rill container, as a browser
+// would make them (JSON server functions, a session cookie, the NDJSON event stream).
+//   node end2end/container-check.mjs turn-stop-metrics | data-kept | start-long-turn | drained JSON | local-model
+// Settings: RILL_URL, FAKE_URL, RILL_METRICS_TOKEN, RILL_PASSWORD (the admin `root`'s).
+import { randomUUID } from "node:crypto";
+
+const rill = process.env.RILL_URL;
+const fake = process.env.FAKE_URL;
+let cookie = "";
+
+function fail(message) {
+  console.error(`container-check: ${message}`);
+  process.exit(1);
+}
+
+async function api(endpoint, body) {
+  const response = await fetch(`${rill}/api/${endpoint}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", cookie },
+    body: JSON.stringify(body),
+  });
+  const set = response.headers.get("set-cookie");
+  if (set) cookie = set.split(";")[0];
+  return response;
+}
+
+async function signIn() {
+  const response = await api("sign_in", { username: "root", password: process.env.RILL_PASSWORD });
+  if (response.status !== 200) fail(`sign-in answered ${response.status}`);
+}
+
+async function setFake(config) {
+  const response = await fetch(`${fake}/_fake/config`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(config),
+  });
+  if (!response.ok) fail(`the fake refused its config: ${response.status}`);
+}
+
+const fakeLog = async () => (await fetch(`${fake}/_fake/log`)).json();
+
+/** A turn's event stream: `next()` gives each event; `ended` once the stream is over. */
+async function send(text, conversationId = null) {
+  const turnId = randomUUID();
+  const response = await api("send_message", {
+    turn_id: turnId,
+    conversation_id: conversationId,
+    text,
+    model: null,
+  });
+  if (response.status !== 200) return { status: response.status, turnId };
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const events = [];
+  async function next() {
+    for (;;) {
+      const newline = buffer.indexOf("\n");
+      if (newline >= 0) {
+        const line = JSON.parse(buffer.slice(0, newline));
+        buffer = buffer.slice(newline + 1);
+        if (line.line === "event") {
+          events.push(line.event);
+          return line.event;
+        }
+        continue;
+      }
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        return null; // the connection was closed (the server went away)
+      }
+      if (chunk.done) return null;
+      buffer += decoder.decode(chunk.value, { stream: true });
+    }
+  }
+  async function until(predicate) {
+    for (let event = await next(); event; event = await next()) {
+      if (predicate(event)) return event;
+    }
+    return null;
+  }
+  return { status: 200, turnId, events, next, until };
+}
+
+const finished = (turn) => turn.until((e) => e.type === "finished");
+const conversationOf = (turn) => turn.events.find((e) => e.type === "started")?.conversation_id;
+
+async function metrics(token) {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  return fetch(`${rill}/metrics`, { headers });
+}
+
+function sample(text, name, labels) {
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)))
+    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+}
+
+async function turnStopMetrics() {
+  await signIn();
+  await setFake({ tokens: 40, token_delay_ms: 20 });
+  const turn = await send("Hello from the container test");
+  if (turn.status !== 200) fail(`send answered ${turn.status}`);
+  const end = await finished(turn);
+  const text = turn.events.filter((e) => e.type === "delta").map((e) => e.text).join("");
+  if (end?.status !== "complete" || text.length === 0) fail(`the turn ended ${JSON.stringify(end)}`);
+  console.log(`streamed turn: ${turn.events.length} events, ${text.length} characters, complete`);
+
+  await setFake({ tokens: 400, token_delay_ms: 30 });
+  const before = (await fakeLog()).disconnects.length;
+  const long = await send("Stop me", conversationOf(turn));
+  await long.until((e) => e.type === "delta");
+  const stop = await api("stop_turn", { turn_id: long.turnId });
+  if (stop.status !== 200) fail(`stop answered ${stop.status}`);
+  const stopped = await finished(long);
+  if (stopped?.status !== "stopped") fail(`the stopped turn ended ${JSON.stringify(stopped)}`);
+  let cut = false;
+  for (let i = 0; i < 40 && !cut; i++) {
+    cut = (await fakeLog()).disconnects.length === before + 1;
+    if (!cut) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!cut) fail("Stop did not close the upstream request");
+  console.log("Stop: the reply is stopped and the provider saw the client go");
+
+  if ((await metrics()).status !== 401) fail("/metrics answered without a token");
+  const response = await metrics(process.env.RILL_METRICS_TOKEN);
+  if (response.status !== 200) fail(`/metrics answered ${response.status} with the token`);
+  const text2 = await response.text();
+  const model = ['provider="fake"'];
+  const complete = sample(text2, "rill_turns_finished_total", [...model, 'status="complete"']);
+  const stoppedCount = sample(text2, "rill_turns_finished_total", [...model, 'status="stopped"']);
+  if (complete < 1 || stoppedCount < 1) fail(`/metrics: complete ${complete}, stopped ${stoppedCount}`);
+  console.log(`/metrics: ${complete} complete and ${stoppedCount} stopped turn(s) counted`);
+}
+
+async function dataKept() {
+  await signIn();
+  const list = await (await api("list_conversations", {})).json();
+  if (!Array.isArray(list) || list.length < 1) fail(`conversations after replacement: ${JSON.stringify(list)}`);
+  const view = await (await api("get_conversation", { id: list[0].id })).json();
+  if (view.messages.length < 4) fail(`the conversation lost messages: ${view.messages.length}`);
+  console.log(`after docker rm + run: ${list.length} conversation(s), ${view.messages.length} messages`);
+}
+
+async function startLongTurn() {
+  await signIn();
+  // Each request takes the fake's settings as it arrives: one reply inside the 3 s grace,
+  // one far beyond it.
+  await setFake({ tokens: 40, token_delay_ms: 50 });
+  const short = await send("A reply that fits the grace");
+  await short.until((e) => e.type === "delta");
+  await setFake({ tokens: 1000, token_delay_ms: 50 });
+  const long = await send("A reply longer than the grace");
+  await long.until((e) => e.type === "delta");
+  // The shell stops the container once this line is out.
+  console.log(JSON.stringify({ short: conversationOf(short), long: conversationOf(long) }));
+  let refused = null;
+  for (let i = 0; i < 200 && refused === null; i++) {
+    const ready = await fetch(`${rill}/readyz`).catch(() => null);
+    if (ready?.status === 503) {
+      const late = await send("Too late");
+      refused = late.status;
+    } else {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  if (refused !== 503) fail(`a send during the drain answered ${refused}`);
+  const shortEnd = await finished(short);
+  if (shortEnd?.status !== "complete") fail(`the reply inside the grace ended ${JSON.stringify(shortEnd)}`);
+  const longEnd = await finished(long);
+  if (longEnd !== null && longEnd.status !== "interrupted") fail(`the long reply ended ${JSON.stringify(longEnd)}`);
+  console.error("drain: /readyz went 503, a new send got 503, the short reply completed");
+}
+
+async function drained(json) {
+  const { short, long } = JSON.parse(json);
+  await signIn();
+  const last = async (id) => (await (await api("get_conversation", { id })).json()).messages.at(-1);
+  const a = await last(short);
+  const b = await last(long);
+  if (a.outcome.status !== "complete") fail(`the short reply was stored ${a.outcome.status}`);
+  if (b.outcome.status !== "interrupted" || b.content.length === 0) {
+    fail(`the long reply was stored ${b.outcome.status} with ${b.content.length} characters`);
+  }
+  console.log(`after docker stop: short reply complete, long reply interrupted with ${b.content.length} characters kept`);
+}
+
+async function localModel() {
+  await signIn();
+  const models = await (await api("list_models", {})).json();
+  const turn = await send("Say hello in five words.");
+  if (turn.status !== 200) fail(`send answered ${turn.status}`);
+  const end = await finished(turn);
+  const text = turn.events.filter((e) => e.type === "delta").map((e) => e.text).join("");
+  if (end?.status !== "complete" || text.trim().length === 0) fail(`the local reply ended ${JSON.stringify(end)}`);
+  console.log(`built-in model (${JSON.stringify(models).slice(0, 80)}…) answered ${text.length} characters`);
+}
+
+const [mode, arg] = process.argv.slice(2);
+const modes = {
+  "turn-stop-metrics": turnStopMetrics,
+  "data-kept": dataKept,
+  "start-long-turn": startLongTurn,
+  drained: () => drained(arg),
+  "local-model": localModel,
+};
+if (!modes[mode]) fail(`unknown mode ${mode}`);
+await modes[mode]();

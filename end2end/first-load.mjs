@@ -1,0 +1,69 @@
+// Measures a page's first load as a browser makes it: every response's bytes on the wire
+// (compressed as sent), its encoding and cache policy, and the total, in headless Chromium with
+// an empty cache. Then loads it again and counts what the cache did not answer.
+//   node end2end/first-load.mjs http://127.0.0.1:3000/
+import { chromium } from "@playwright/test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const url = process.argv[2] ?? "http://127.0.0.1:3000/";
+const profile = mkdtempSync(join(tmpdir(), "rill-first-load-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const cdp = await context.newCDPSession(page);
+await cdp.send("Network.enable");
+
+async function load() {
+  const seen = new Map();
+  const onResponse = ({ requestId, response }) =>
+    seen.set(requestId, {
+      url: response.url,
+      encoding: response.headers["content-encoding"] ?? response.headers["Content-Encoding"] ?? "-",
+      cache: response.headers["cache-control"] ?? response.headers["Cache-Control"] ?? "-",
+      fromCache: response.fromDiskCache || response.fromMemoryCache,
+      bytes: 0,
+    });
+  const onFinished = ({ requestId, encodedDataLength }) => {
+    const entry = seen.get(requestId);
+    if (entry) entry.bytes = encodedDataLength;
+  };
+  cdp.on("Network.responseReceived", onResponse);
+  cdp.on("Network.loadingFinished", onFinished);
+  await page.goto(url, { waitUntil: "networkidle" });
+  // Hydrated: the composer answers typing only once the WASM runs.
+  await page.waitForSelector("body");
+  cdp.off("Network.responseReceived", onResponse);
+  cdp.off("Network.loadingFinished", onFinished);
+  return [...seen.values()];
+}
+
+function report(title, entries) {
+  console.log(title);
+  let total = 0;
+  for (const e of entries) {
+    const path = new URL(e.url).pathname;
+    const bytes = e.fromCache ? 0 : e.bytes;
+    total += bytes;
+    console.log(
+      `  ${String(bytes).padStart(8)} B  ${e.encoding.padEnd(5)} ${e.fromCache ? "(cache) " : ""}${path}  [${e.cache}]`,
+    );
+  }
+  console.log(`  ${String(total).padStart(8)} B  total on the wire`);
+}
+
+report(`first load of ${url} (empty cache)`, await load());
+report("second load (warm cache)", await load());
+await context.close();
+rmSync(profile, { recursive: true, force: true });
