@@ -148,8 +148,8 @@ async function dataKept() {
 
 async function startLongTurn() {
   await signIn();
-  // Each request takes the fake's settings as it arrives: one reply inside the 3 s grace,
-  // one far beyond it.
+  // Each request takes the fake's settings as it arrives: one reply inside the shipped 8 s
+  // grace (2 s), one far beyond it (50 s).
   await setFake({ tokens: 40, token_delay_ms: 50 });
   const short = await send("A reply that fits the grace");
   await short.until((e) => e.type === "delta");
