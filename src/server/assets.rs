@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::middleware::Next;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
@@ -20,16 +21,18 @@ const REVALIDATE: &str = "no-cache";
 
 pub fn routes(options: &LeptosOptions) -> Router {
     let pkg = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-    let hashed = options.hash_files;
+    let hashed_build = options.hash_files;
     Router::new()
         .nest_service(
             &format!("/{}", options.site_pkg_dir.trim_matches('/')),
             ServeDir::new(pkg).precompressed_br().precompressed_gzip(),
         )
-        .layer(axum::middleware::map_response(
-            move |mut response: Response<Body>| async move {
-                // Only a file found is kept: a 404 cached for a year would outlive the deploy
-                // that fixes it.
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| async move {
+                let hashed = hashed_build && carries_hash(request.uri().path());
+                let mut response = next.run(request).await;
+                // Only a file found under its hashed name is kept: a 404 cached for a year
+                // would outlive the deploy that fixes it.
                 let keep = if hashed && response.status().is_success() {
                     IMMUTABLE
                 } else {
@@ -42,6 +45,18 @@ pub fn routes(options: &LeptosOptions) -> Router {
                 response
             },
         ))
+}
+
+/// Whether a file name carries cargo-leptos' content hash (`rill.<hash>.wasm`: an MD5 in
+/// unpadded URL-safe base64, 22 characters). wasm-bindgen's `snippets/` files keep their names.
+fn carries_hash(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.split('.').skip(1).any(|part| {
+        part.len() == 22
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// Compresses pages, API answers and the usage export on the fly. Never an event stream (each
@@ -61,4 +76,19 @@ pub fn compression() -> CompressionLayer<impl Predicate> {
         .br(true)
         .gzip(true)
         .compress_when(SizeAbove::new(1024).and(worth_it))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_hash;
+
+    #[test]
+    fn only_names_with_the_build_hash_are_immutable() {
+        assert!(carries_hash("/pkg/rill.l5erbZPiJa6CHD1v9808Fg.wasm"));
+        assert!(carries_hash("/pkg/rill.4h7VdNigUqupdtFlrjdxSw.js"));
+        assert!(!carries_hash("/pkg/rill.wasm"));
+        assert!(!carries_hash("/pkg/snippets/leptos-abc/inline0.js"));
+        assert!(!carries_hash("/pkg/rill.l5erbZPiJa6CHD1v9808F.wasm"));
+        assert!(!carries_hash("/pkg/l5erbZPiJa6CHD1v9808Fg"));
+    }
 }

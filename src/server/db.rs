@@ -120,28 +120,44 @@ pub async fn backup(source: &Path, destination: &Path) -> Result<(), DbError> {
             source.display()
         )));
     }
-    if destination.exists() {
-        return Err(DbError::Backup(format!(
-            "{} already exists; name a new file",
-            destination.display()
-        )));
-    }
     let Some(target) = destination.to_str() else {
         return Err(DbError::Backup(format!(
             "{} is not a UTF-8 path",
             destination.display()
         )));
     };
+    // Created here, empty and readable by its owner alone (it holds password hashes and session
+    // ids); `create_new` also refuses to overwrite anything. VACUUM INTO fills an empty file.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    if let Err(e) = file.open(destination) {
+        return Err(DbError::Backup(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{} already exists; name a new file", destination.display())
+            }
+            _ => format!("cannot create {}: {e}", destination.display()),
+        }));
+    }
     let options = SqliteConnectOptions::new()
         .filename(source)
         .read_only(true)
         .busy_timeout(Duration::from_secs(10));
-    let mut connection = sqlx::ConnectOptions::connect(&options).await?;
-    sqlx::query("VACUUM INTO ?")
-        .bind(target)
-        .execute(&mut connection)
-        .await?;
-    sqlx::Connection::close(connection).await?;
+    let copied = async {
+        let mut connection = sqlx::ConnectOptions::connect(&options).await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&mut connection)
+            .await?;
+        sqlx::Connection::close(connection).await
+    }
+    .await;
+    if let Err(e) = copied {
+        // No half-written copy left behind to be mistaken for a backup.
+        let _ = std::fs::remove_file(destination);
+        return Err(e.into());
+    }
     Ok(())
 }
 

@@ -83,6 +83,15 @@ fn describe() {
     );
 }
 
+/// Histograms keep their samples until upkeep folds them in; without a scrape they would pile up.
+pub async fn upkeep(handle: &'static PrometheusHandle) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// The exposition text, with the gauges that are read rather than counted set first.
 pub fn render(handle: &PrometheusHandle, streaming: usize, local_queue: usize) -> String {
     gauge!(STREAMING).set(streaming as f64);

@@ -17,7 +17,9 @@ use super::{db, metrics, AppState};
 
 pub fn routes(state: AppState) -> Router {
     // The recorder must exist before the first turn, or that turn's figures are lost.
-    metrics::handle();
+    if let Some(handle) = metrics::handle() {
+        tokio::spawn(metrics::upkeep(handle));
+    }
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -73,7 +75,9 @@ async fn metrics_text(State(state): State<AppState>, request: Request) -> Respon
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let token_matches = match (&state.config.ops.metrics_token, bearer) {
         (Some(expected), Some(given)) => bool::from(expected.as_bytes().ct_eq(given.as_bytes())),
         _ => false,
@@ -127,7 +131,9 @@ pub async fn probe(addr: SocketAddr) -> Result<(), ProbeError> {
     };
     let client = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(3))
+        // Under the image's HEALTHCHECK timeout (3 s), so a slow answer is our failure, not
+        // Docker's.
+        .timeout(Duration::from_secs(2))
         .build()
         .map_err(unreachable)?;
     let response = client.get(&url).send().await.map_err(unreachable)?;

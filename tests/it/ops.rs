@@ -131,6 +131,9 @@ async fn metrics_count_turns_tokens_cost_and_latency_for_admins_and_the_token_on
     assert!(after.contains("\nrill_replies_streaming "));
     assert!(after.contains("\nrill_local_model_queue_depth 0"));
 
+    let any_case = get(&url, &[("authorization", &format!("bearer  {TOKEN} "))]).await;
+    assert_eq!(any_case.status(), 200, "the scheme is case-insensitive");
+
     let root = app.signed_in("root").await;
     let as_admin = root.get("/metrics").await;
     assert_eq!(
@@ -167,9 +170,10 @@ fn hashed_site() -> tempfile::TempDir {
     let pkg = site.path().join("pkg");
     std::fs::create_dir_all(&pkg).expect("pkg dir");
     for (name, body) in [
-        ("rill.0a1b2c3d.wasm", "plain wasm"),
-        ("rill.0a1b2c3d.wasm.br", "brotli wasm"),
-        ("rill.0a1b2c3d.wasm.gz", "gzip wasm"),
+        ("rill.l5erbZPiJa6CHD1v9808Fg.wasm", "plain wasm"),
+        ("rill.l5erbZPiJa6CHD1v9808Fg.wasm.br", "brotli wasm"),
+        ("rill.l5erbZPiJa6CHD1v9808Fg.wasm.gz", "gzip wasm"),
+        ("rill.js", "unhashed"),
     ] {
         std::fs::write(pkg.join(name), body).expect("write");
     }
@@ -195,7 +199,7 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
         options,
         std::future::pending(),
     ));
-    let wasm = format!("{base}/pkg/rill.0a1b2c3d.wasm");
+    let wasm = format!("{base}/pkg/rill.l5erbZPiJa6CHD1v9808Fg.wasm");
 
     for (accepts, encoding, body) in [
         ("br, gzip", Some("br"), "brotli wasm"),
@@ -223,7 +227,14 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
             .contains("accept-encoding"));
         assert_eq!(response.text().await.expect("body"), body);
     }
-    let missing = get(&format!("{base}/pkg/rill.ffffffff.wasm"), &[]).await;
+    let unhashed = get(&format!("{base}/pkg/rill.js"), &[]).await;
+    assert_eq!(unhashed.status(), 200);
+    assert_eq!(
+        unhashed.headers()["cache-control"],
+        "no-cache",
+        "a name without the hash may change"
+    );
+    let missing = get(&format!("{base}/pkg/rill.ffffffffffffffffffffff.wasm"), &[]).await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.headers()["cache-control"],
@@ -281,6 +292,12 @@ async fn a_backup_taken_while_serving_holds_every_conversation() {
     assert_eq!(view.messages.len(), 2);
     assert_eq!(view.messages[0].content, "keep this");
 
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).expect("copy").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only its owner may read the copy");
+    }
     let again = db::backup(&app.state.config.database_path, &copy).await;
     let message = again.expect_err("never overwrites").to_string();
     assert!(message.contains("already exists"), "{message}");

@@ -123,14 +123,16 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         Err(message) => (Ending::failed(message, None), None),
     };
     let (outcome, figures) = settle(&deps, &record, &live.text(), ending, prompt.as_ref());
+    let status = outcome.status;
+    store_and_finish(&deps, &live, &record, outcome).await;
+    // Counted once stored: a task that dies before this is counted by `store_crashed` instead.
     metrics::turn_finished(
         record.model(),
-        outcome.status,
+        status,
         figures.usage.as_ref(),
         figures.cost_usd,
         Some(started.elapsed()),
     );
-    store_and_finish(&deps, &live, &record, outcome).await;
 }
 
 /// The provider and the prompt for this run. Errors are messages for the person.
