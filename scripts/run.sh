@@ -15,4 +15,4 @@ if [ "${1:-}" = "--release" ]; then
   # Brotli and gzip copies of the site's files, served to browsers that accept them.
   set -- "$@" --precompress
 fi
-exec cargo leptos serve "$@"
+exec cargo leptos serve --split "$@"

@@ -34,7 +34,7 @@ step "unit and HTTP-level tests"
 cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 
 step "build the app and the fake provider"
-cargo leptos build
+cargo leptos build --split
 cargo build -p fake-provider
 
 step "browser tests (headless Chromium)"

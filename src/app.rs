@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 use crate::ui::account::{PasswordPage, SignInPage};
 use crate::ui::admin::AdminPage;
@@ -42,10 +42,53 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=ChatPage />
                 <Route path=path!("/c/:id") view=ChatPage />
                 <Route path=path!("/signin") view=SignInPage />
-                <Route path=path!("/account") view=PasswordPage />
-                <Route path=path!("/usage") view=UsagePage />
-                <Route path=path!("/admin") view=AdminPage />
+                <Route path=path!("/account") view={Lazy::<PasswordRoute>::new()} />
+                <Route path=path!("/usage") view={Lazy::<UsageRoute>::new()} />
+                <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} />
             </Routes>
         </Router>
+    }
+}
+
+// Pages few visits need are split out of the first load: built with `cargo leptos --split`, each
+// is its own WASM file fetched when the route is first opened (a fifth of the module). Without
+// `--split` they stay in the main module and work the same.
+
+struct PasswordRoute;
+
+#[lazy_route]
+impl LazyRoute for PasswordRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <PasswordPage /> }.into_any()
+    }
+}
+
+struct UsageRoute;
+
+#[lazy_route]
+impl LazyRoute for UsageRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <UsagePage /> }.into_any()
+    }
+}
+
+struct AdminRoute;
+
+#[lazy_route]
+impl LazyRoute for AdminRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <AdminPage /> }.into_any()
     }
 }

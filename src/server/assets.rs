@@ -48,11 +48,13 @@ pub fn routes(options: &LeptosOptions) -> Router {
 }
 
 /// Whether a file name carries cargo-leptos' content hash (`rill.<hash>.wasm`: an MD5 in
-/// unpadded URL-safe base64, 22 characters). wasm-bindgen's `snippets/` files keep their names.
+/// unpadded URL-safe base64, 22 characters). wasm-bindgen's `snippets/` files keep their names, and
+/// the split loader's unhashed name (`__wasm_split.` and 22 underscores) only looks like one.
 fn carries_hash(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
     name.split('.').skip(1).any(|part| {
         part.len() == 22
+            && part.bytes().any(|b| b != b'_')
             && part
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -86,6 +88,11 @@ mod tests {
     fn only_names_with_the_build_hash_are_immutable() {
         assert!(carries_hash("/pkg/rill.l5erbZPiJa6CHD1v9808Fg.wasm"));
         assert!(carries_hash("/pkg/rill.4h7VdNigUqupdtFlrjdxSw.js"));
+        assert!(carries_hash(
+            "/pkg/split___admin_route_view_384788295876754823.c82mGrPXEl1Gsi6dLvSFaA.wasm"
+        ));
+        assert!(carries_hash("/pkg/__wasm_split.cnjMYG_som83Hj16qHGarw.js"));
+        assert!(!carries_hash("/pkg/__wasm_split.______________________.js"));
         assert!(!carries_hash("/pkg/rill.wasm"));
         assert!(!carries_hash("/pkg/snippets/leptos-abc/inline0.js"));
         assert!(!carries_hash("/pkg/rill.l5erbZPiJa6CHD1v9808F.wasm"));
