@@ -8,6 +8,8 @@ pub mod app;
 pub mod error;
 /// How figures (money) read, in the page and in the server's messages.
 pub mod format;
+/// Markdown to safe HTML, whole or as a reply streams; the same on server and browser.
+pub mod markdown;
 /// Types both the server and the browser use: conversations, messages, turn events.
 pub mod model;
 /// Server-only: config, storage, providers, running turns, the HTTP router.

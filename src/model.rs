@@ -169,6 +169,10 @@ pub struct MessageView {
     pub turn_id: Uuid,
     pub role: Role,
     pub content: String,
+    /// A reply's text rendered as safe HTML (`crate::markdown`) when the server sends a
+    /// conversation to show; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub html: String,
     /// The `provider/model` that wrote a reply.
     pub model: Option<String>,
     /// How many times this reply was generated or continued; numbers its event logs.

@@ -8,6 +8,9 @@ export type FakeConfig = {
   first_token_delay_ms?: number;
   cached_tokens?: number;
   cache_write_tokens?: number;
+  /// These tokens instead of the word list (`tokens` must be their count).
+  script?: string[];
+  stall_after?: number;
 };
 
 // The fake's reply, token by token (crates/fake-provider's `token` and `expected_text`).
@@ -42,7 +45,10 @@ export async function openNewChat(page: Page, url = "/") {
 
 export const composer = (page: Page) => page.getByRole("textbox", { name: "Message" });
 export const lastReply = (page: Page) => page.locator("li.message.assistant").last();
-export const replyText = async (page: Page) => (await lastReply(page).locator(".content").textContent()) ?? "";
+/// The reply's text as shown. The fake provider's text has no markdown syntax, so this is its
+/// text, less the line end the rendered paragraph adds.
+export const replyText = async (page: Page) =>
+  ((await lastReply(page).locator(".content").textContent()) ?? "").trimEnd();
 
 export async function send(page: Page, text: string) {
   await composer(page).fill(text);

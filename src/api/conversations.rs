@@ -18,6 +18,13 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
     let mut view = db::get_conversation(&state.db, &principal.owner, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such conversation".into()))?;
+    for message in view
+        .messages
+        .iter_mut()
+        .filter(|m| m.role == crate::model::Role::Assistant)
+    {
+        message.html = crate::markdown::render(&message.content);
+    }
     // Admins see what failed in full; everyone sees the message in words.
     if principal.is_admin {
         for (message_id, detail) in db::error_details(&state.db, &principal.owner, id).await? {

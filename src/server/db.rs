@@ -313,6 +313,7 @@ impl TryFrom<MessageRow> for MessageView {
             turn_id: uuid(&r.turn_id)?,
             role,
             content: r.content,
+            html: String::new(),
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
             outcome: Outcome {
@@ -436,6 +437,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         turn_id: turn.turn_id,
         role: Role::User,
         content: turn.text.to_owned(),
+        html: String::new(),
         model: None,
         run: 1,
         outcome: Outcome::complete(),
@@ -445,6 +447,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         turn_id: turn.turn_id,
         role: Role::Assistant,
         content: String::new(),
+        html: String::new(),
         model: Some(model),
         run: 1,
         outcome: Outcome::streaming(),

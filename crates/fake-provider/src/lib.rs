@@ -81,6 +81,24 @@ pub struct FakeConfig {
     pub context_tokens: Option<u32>,
     /// Answer with this recorded stream verbatim instead (the body of an SSE response).
     pub replay: Option<String>,
+    /// Send these tokens, in this order, instead of [`token`]'s words; `tokens` is then their
+    /// count. For replies with chosen text (markdown, hostile markup split at awkward places).
+    pub script: Option<Vec<String>>,
+}
+
+impl FakeConfig {
+    /// How many text tokens a reply has.
+    pub fn token_count(&self) -> usize {
+        self.script.as_ref().map_or(self.tokens, Vec::len)
+    }
+
+    /// The text of token `i`.
+    pub fn token_text(&self, i: usize) -> String {
+        match &self.script {
+            Some(script) => script.get(i).cloned().unwrap_or_default(),
+            None => token(i),
+        }
+    }
 }
 
 impl Default for FakeConfig {
@@ -109,6 +127,7 @@ impl Default for FakeConfig {
             reasoning_tokens: 0,
             context_tokens: None,
             replay: None,
+            script: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::body::Event;
-use crate::{token, FakeConfig};
+use crate::FakeConfig;
 
 /// The bytes of each fault in one protocol's framing.
 struct Faults {
@@ -59,7 +59,7 @@ fn token_events(
     faults: Faults,
 ) -> (Vec<Event>, bool) {
     let mut events = Vec::new();
-    for i in 0..config.tokens {
+    for i in 0..config.token_count() {
         let at = Some(i);
         let fault = if config.break_after == at {
             Some(vec![Event::Break])
@@ -117,7 +117,7 @@ pub(crate) fn openai_events(
     );
     let (tokens, whole) = token_events(
         config,
-        |i| chunk(json!({"content": token(i)}), Value::Null),
+        |i| chunk(json!({"content": config.token_text(i)}), Value::Null),
         Faults::plain(error),
     );
     events.extend(tokens);
@@ -127,7 +127,7 @@ pub(crate) fn openai_events(
     events.push(Event::Other(chunk(json!({}), json!("stop"))));
     if include_usage {
         let input = prompt_tokens.saturating_add(config.cached_tokens);
-        let completion = count(config.tokens).saturating_add(config.reasoning_tokens);
+        let completion = count(config.token_count()).saturating_add(config.reasoning_tokens);
         events.push(Event::Other(data(&json!({
             "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
             "choices": [],
@@ -174,7 +174,7 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
         config,
         |i| {
             anthropic_event(
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token(i)}}),
+                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": config.token_text(i)}}),
             )
         },
         Faults::anthropic(error),
@@ -183,7 +183,7 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
     if !whole {
         return events;
     }
-    let output = count(config.tokens).saturating_add(config.reasoning_tokens);
+    let output = count(config.token_count()).saturating_add(config.reasoning_tokens);
     for end in [
         json!({"type": "content_block_stop", "index": 0}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
@@ -221,14 +221,14 @@ pub(crate) fn gemini_events(config: &FakeConfig, model: &str, prompt_tokens: u32
     );
     let (mut events, whole) = token_events(
         config,
-        |i| chunk(token(i), None, i + 1),
+        |i| chunk(config.token_text(i), None, i + 1),
         Faults::plain(error),
     );
     if whole {
         events.push(Event::Other(chunk(
             String::new(),
             Some("STOP"),
-            config.tokens,
+            config.token_count(),
         )));
     }
     events

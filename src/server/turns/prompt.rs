@@ -168,6 +168,7 @@ mod tests {
             turn_id: Uuid::new_v4(),
             role,
             content: content.into(),
+            html: String::new(),
             model: None,
             run: 1,
             outcome: Outcome {
@@ -192,6 +193,7 @@ mod tests {
             user: user("q"),
             reply: MessageView {
                 content: continued.into(),
+                html: String::new(),
                 ..reply("")
             },
             system_prompt: system_prompt.into(),

@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
 use crate::format::format_cost;
 use crate::model::{MessageStatus, Outcome, Role};
@@ -26,7 +27,10 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
                     }}
                 </div>
             </Show>
-            <div class="content">{move || entry.content.get()}</div>
+            {match entry.role {
+                Role::User => view! { <div class="content">{move || entry.content.get()}</div> }.into_any(),
+                Role::Assistant => view! { <ReplyText entry /> }.into_any(),
+            }}
             {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
         </li>
     }

