@@ -1,4 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
+import { type Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { configureFake, fakeLog, lastReply, send } from "./helpers";
@@ -81,6 +82,7 @@ test("a team: the admin creates a user with a budget, who chats until the budget
     await expect(alice.locator("table.figures tbody tr")).toHaveCount(1);
 
     await alice.goto(`${rill.url}/`);
+    await expect(alice.locator("html[data-hydrated]")).toBeAttached();
     await alice.getByRole("button", { name: "Sign out" }).click();
     await expect(alice).toHaveURL(`${rill.url}/signin`);
 

@@ -1,4 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
+import { type Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { composer, configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
 
 /// Samples the reply's length every 50 ms for `ms`.
@@ -111,4 +112,25 @@ test("a conversation survives a reload and appears in the sidebar", async ({ pag
   await page.getByRole("link", { name: "Remember me" }).first().click();
   await expect(page).toHaveURL(url);
   await expect(lastReply(page).locator(".content")).toHaveText(reply ?? "");
+});
+
+test("switching conversations while a reply streams leaves the page working, with no error", async ({ page }) => {
+  await configureFake(page, { tokens: 6, token_delay_ms: 5 });
+  await openNewChat(page);
+  await send(page, "First conversation");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+
+  await configureFake(page, { tokens: 400, token_delay_ms: 20 });
+  await page.getByRole("button", { name: "New chat" }).click();
+  await send(page, "Second conversation, a long reply");
+  await expect.poll(async () => ((await lastReply(page).locator(".content").textContent()) ?? "").length).toBeGreaterThan(20);
+
+  // Away while it streams, and back.
+  await page.locator(".sidebar a", { hasText: "First conversation" }).click();
+  await expect(page.locator("li.message.user")).toHaveText(["First conversation"]);
+  await page.waitForTimeout(300);
+  await page.locator(".sidebar a", { hasText: "Second conversation" }).click();
+  await expect(page.locator("li.message.user")).toHaveText(["Second conversation, a long reply"]);
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
+  // The fixture fails the test on any console or page error (a WASM panic prints one).
 });

@@ -1,4 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
+import { type Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
 
 const picker = (page: Page) => page.getByRole("combobox", { name: "Model" });

@@ -1,8 +1,14 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import {
   composer, configureFake, fakeLog, fakeText, lastReply, openNewChat, replyText, send,
 } from "./helpers";
 import { NginxProcess, RillProcess, tempDatabase } from "./processes";
+
+// These tests break the network on purpose: the browser reports the broken requests.
+test.use({
+  expectedErrors:
+    /^(Failed to load resource: net::ERR_(INCOMPLETE_CHUNKED_ENCODING|CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)|Failed to load resource: the server responded with a status of 502 \(Bad Gateway\)|TypeError: network error)/,
+});
 
 const appPort = Number(process.env.E2E_APP_PORT ?? 3310);
 const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);

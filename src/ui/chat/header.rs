@@ -59,7 +59,7 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
                 if let Err(e) = set_conversation_model(id, model).await {
                     state
                         .notice
-                        .set(Some(format!("Could not switch models: {e}")));
+                        .try_set(Some(format!("Could not switch models: {e}")));
                 }
             });
         }

@@ -16,6 +16,9 @@ use crate::ui::conversations::Sidebar;
 pub fn ChatPage() -> impl IntoView {
     let state = ChatState::new();
     provide_context(state);
+    // The connection loop and its callbacks use the page's signals: end it with the page (a
+    // link to another route while a reply streams), or it would touch them after they are gone.
+    on_cleanup(move || state.disconnect());
     let params = use_params_map();
     let route_id = Memo::new(move |_| params.read().get("id"));
     let conversation = Resource::new(

@@ -381,9 +381,9 @@ impl ChatState {
         self.stopping.set(true);
         spawn_local(async move {
             if let Err(e) = stop_turn(writing.turn_id).await {
-                self.stopping.set(false);
+                self.stopping.try_set(false);
                 self.notice
-                    .set(Some(format!("Could not stop the reply: {e}")));
+                    .try_set(Some(format!("Could not stop the reply: {e}")));
             }
         });
     }
@@ -394,7 +394,8 @@ impl ChatState {
             .with_untracked(|m| m.iter().rev().find_map(|e| e.turn_id.get_value()))
     }
 
-    fn disconnect(&self) {
+    /// Ends the page's connection; also when the page goes (its signals go with it).
+    pub(super) fn disconnect(&self) {
         if let Some(handle) = self.connection.try_update_value(Option::take).flatten() {
             handle.abort();
         }
@@ -748,9 +749,9 @@ impl ChatState {
     pub fn on_hidden(self) {
         set_timeout(
             move || {
-                if is_hidden() && self.cursor.with_value(Option::is_some) {
+                if is_hidden() && self.cursor.try_with_value(Option::is_some) == Some(true) {
                     self.disconnect();
-                    self.parked.set_value(true);
+                    self.parked.try_set_value(true);
                 }
             },
             PARK_HIDDEN_AFTER,
@@ -798,9 +799,12 @@ impl ChatState {
     /// Scrolls after the DOM has taken the new text, unless the reader scrolled away meanwhile.
     fn scroll_to_bottom(&self) {
         let state = *self;
+        // `try_`: the page may have left this conversation before the frame.
         request_animation_frame(move || {
-            if let (true, Some(el)) = (state.following.get_value(), state.scroller.get_untracked())
-            {
+            if let (Some(true), Some(Some(el))) = (
+                state.following.try_get_value(),
+                state.scroller.try_get_untracked(),
+            ) {
                 el.set_scroll_top(el.scroll_height());
             }
         });

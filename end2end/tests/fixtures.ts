@@ -1,0 +1,29 @@
+import { expect, test as base } from "@playwright/test";
+
+/// Every browser test fails on a console error, an uncaught page error or a dialog in any page of
+/// its context (a WASM panic prints one, then throws `RuntimeError: unreachable`). A test that
+/// breaks the network on purpose says what breaking it may print in `expectedErrors`.
+export const test = base.extend<{ expectedErrors: RegExp | null }>({
+  expectedErrors: [null, { option: true }],
+  context: async ({ context, expectedErrors }, use) => {
+    const problems: string[] = [];
+    const watch = (page: import("@playwright/test").Page) => {
+      page.on("console", (m) => {
+        if (m.type() === "error" && !expectedErrors?.test(m.text())) {
+          problems.push(`console error on ${page.url()}: ${m.text()}`);
+        }
+      });
+      page.on("pageerror", (e) => problems.push(`page error on ${page.url()}: ${e}`));
+      page.on("dialog", async (d) => {
+        problems.push(`dialog on ${page.url()}: ${d.message()}`);
+        await d.dismiss();
+      });
+    };
+    context.pages().forEach(watch);
+    context.on("page", watch);
+    await use(context);
+    expect(problems, "console errors, page errors and dialogs").toEqual([]);
+  },
+});
+
+export { expect };
