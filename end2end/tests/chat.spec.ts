@@ -134,3 +134,25 @@ test("switching conversations while a reply streams leaves the page working, wit
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
   // The fixture fails the test on any console or page error (a WASM panic prints one).
 });
+
+test("a conversation opens at its latest message, on reload and from the sidebar", async ({ page }) => {
+  await page.setViewportSize({ width: 1000, height: 600 });
+  await configureFake(page, { tokens: 600, token_delay_ms: 0 });
+  await openNewChat(page);
+  await send(page, "A long answer, please");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  const scroller = page.locator(".messages");
+  const distanceFromBottom = () => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  const tall = () => scroller.evaluate((el) => el.scrollHeight - el.clientHeight);
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  expect(await tall()).toBeGreaterThan(400);
+  await expect.poll(distanceFromBottom).toBeLessThanOrEqual(1);
+
+  // From another conversation, by the sidebar.
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.locator(".sidebar a", { hasText: "A long answer, please" }).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  await expect.poll(distanceFromBottom).toBeLessThanOrEqual(1);
+});

@@ -285,12 +285,15 @@ impl ChatState {
         self.needs_attach.set(true);
     }
 
-    /// Starts following the conversation on screen: turns from other tabs, and a reply that was
-    /// still being written when it loaded.
+    /// Starts following the conversation on screen (browser only): turns from other tabs, and a
+    /// reply that was still being written when it loaded.
     pub fn attach(self) {
         let Some(conversation_id) = self.conversation_id.get_untracked() else {
             return;
         };
+        // A conversation opens at its latest message, following it.
+        self.following.set_value(true);
+        self.scroll_to_bottom();
         let from_turn = self.last_turn();
         self.connect(Cursor::Watch {
             conversation_id,
