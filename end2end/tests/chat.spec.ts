@@ -126,10 +126,10 @@ test("switching conversations while a reply streams leaves the page working, wit
   await expect.poll(async () => ((await lastReply(page).locator(".content").textContent()) ?? "").length).toBeGreaterThan(20);
 
   // Away while it streams, and back.
-  await page.locator(".sidebar a", { hasText: "First conversation" }).click();
+  await page.locator(".sidebar a", { hasText: "First conversation" }).first().click();
   await expect(page.locator("li.message.user")).toHaveText(["First conversation"]);
   await page.waitForTimeout(300);
-  await page.locator(".sidebar a", { hasText: "Second conversation" }).click();
+  await page.locator(".sidebar a", { hasText: "Second conversation" }).first().click();
   await expect(page.locator("li.message.user")).toHaveText(["Second conversation, a long reply"]);
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
   // The fixture fails the test on any console or page error (a WASM panic prints one).
@@ -152,7 +152,28 @@ test("a conversation opens at its latest message, on reload and from the sidebar
 
   // From another conversation, by the sidebar.
   await page.getByRole("button", { name: "New chat" }).click();
-  await page.locator(".sidebar a", { hasText: "A long answer, please" }).click();
+  await page.locator(".sidebar a", { hasText: "A long answer, please" }).first().click();
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
   await expect.poll(distanceFromBottom).toBeLessThanOrEqual(1);
+});
+
+test("the cursor is in the composer on the first load, after Stop, after a turn and after New chat", async ({ page }) => {
+  await openNewChat(page);
+  await expect(composer(page)).toBeFocused();
+
+  await configureFake(page, { tokens: 400, token_delay_ms: 20 });
+  await send(page, "Start, then stop");
+  await page.getByRole("button", { name: "Stop" }).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
+  await expect(composer(page)).toBeFocused();
+
+  await configureFake(page, { tokens: 10, token_delay_ms: 5 });
+  await page.getByRole("button", { name: "Send" }).focus();
+  await send(page, "A short one");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  await expect(composer(page)).toBeFocused();
+
+  await page.getByRole("button", { name: "New chat" }).click();
+  await expect(page.locator("li.message")).toHaveCount(0);
+  await expect(composer(page)).toBeFocused();
 });

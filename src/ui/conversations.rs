@@ -22,6 +22,7 @@ pub fn Sidebar(state: ChatState) -> impl IntoView {
             let _ =
                 history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some("/"));
         }
+        state.focus_composer();
     };
     view! {
         <nav class="sidebar" aria-label="Conversations">

@@ -21,9 +21,12 @@ pub fn Composer(state: ChatState) -> impl IntoView {
             submit();
         }
     };
+    // The page opens ready to type (effects run only in the browser).
+    Effect::new(move || state.focus_composer());
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
             <textarea
+                node_ref=state.composer
                 name="message"
                 rows="2"
                 placeholder="Message Rill (Enter to send, Shift+Enter for a new line)"

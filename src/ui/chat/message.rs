@@ -29,7 +29,7 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
             </Show>
             {match entry.role {
                 Role::User => view! { <div class="content">{move || entry.content.get()}</div> }.into_any(),
-                Role::Assistant => view! { <ReplyText entry /> }.into_any(),
+                Role::Assistant => view! { <ReplyText entry state /> }.into_any(),
             }}
             {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
         </li>

@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
 
-use super::state::ChatEntry;
+use super::state::{ChatEntry, ChatState};
 use crate::markdown::{self, TailRender};
 
 /// What the page has rendered of a reply's text.
@@ -33,7 +33,7 @@ impl Shown {
 }
 
 #[component]
-pub fn ReplyText(entry: ChatEntry) -> impl IntoView {
+pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
     let server_html = entry.html.get_value();
     let rendered_by_server = !server_html.is_empty();
     let shown = StoredValue::new(Shown::default());
@@ -54,6 +54,7 @@ pub fn ReplyText(entry: ChatEntry) -> impl IntoView {
         spawn_local(async move {
             render_until_current(entry, shown, settled, open).await;
             rendering.try_set_value(false);
+            state.follow_new_text();
         });
     });
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, Either};
 use futures::StreamExt;
-use leptos::html::Div;
+use leptos::html::{Div, Textarea};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use server_fn::codec::ByteStream;
@@ -195,6 +195,7 @@ pub struct ChatState {
     /// Set when a conversation was shown and the page should start following it.
     pub needs_attach: RwSignal<bool>,
     pub scroller: NodeRef<Div>,
+    pub composer: NodeRef<Textarea>,
     /// Whether new text scrolls the list: true while the reader is within reach of the bottom.
     /// Updated from scroll events, so a scroll already queued by an earlier token cannot pull a
     /// reader back down after they scrolled up.
@@ -224,6 +225,7 @@ impl ChatState {
             conversations_changed: RwSignal::new(0),
             needs_attach: RwSignal::new(false),
             scroller: NodeRef::new(),
+            composer: NodeRef::new(),
             following: StoredValue::new(true),
             cursor: StoredValue::new(None),
             connection: StoredValue::new(None),
@@ -556,9 +558,7 @@ impl ChatState {
                     m.push(user);
                     m.push(entry);
                 });
-                if self.following.get_value() {
-                    self.scroll_to_bottom();
-                }
+                self.follow_new_text();
                 entry
             }
         };
@@ -639,15 +639,14 @@ impl ChatState {
             TurnEvent::Delta { text } => {
                 reply.queued.set(None);
                 reply.content.update(|c| c.push_str(&text));
-                if self.following.get_value() {
-                    self.scroll_to_bottom();
-                }
+                self.follow_new_text();
             }
             TurnEvent::Finished(outcome) => {
                 reply.queued.set(None);
                 reply.outcome.set(outcome);
                 self.writing.set(None);
                 self.stopping.set(false);
+                self.return_focus();
                 if let (Some(conversation_id), Some(turn_id)) = (
                     self.conversation_id.get_untracked(),
                     reply.turn_id.get_value(),
@@ -796,6 +795,35 @@ impl ChatState {
         if let Some(el) = self.scroller.get_untracked() {
             let distance = el.scroll_height() - el.scroll_top() - el.client_height();
             self.following.set_value(distance <= FOLLOW_THRESHOLD_PX);
+        }
+    }
+
+    /// Puts the cursor in the composer once the DOM is there (a new page, New chat).
+    pub fn focus_composer(&self) {
+        let composer = self.composer;
+        request_animation_frame(move || {
+            if let Some(Some(el)) = composer.try_get_untracked() {
+                let _ = el.focus();
+            }
+        });
+    }
+
+    /// After a turn, the composer gets the cursor back unless the reader put it somewhere else
+    /// (the Stop button it was on is gone, which leaves focus nowhere).
+    fn return_focus(&self) {
+        let nowhere = document().active_element().is_none_or(|el| {
+            el.tag_name() == "BODY" || el.closest(".composer").ok().flatten().is_some()
+        });
+        if nowhere {
+            self.focus_composer();
+        }
+    }
+
+    /// Keeps the newest text in view while the reader is near the bottom: called when text
+    /// arrives and again when it has been rendered (the markdown renderer may be a frame later).
+    pub fn follow_new_text(&self) {
+        if self.following.try_get_value() == Some(true) {
+            self.scroll_to_bottom();
         }
     }
 
