@@ -15,7 +15,6 @@ use pulldown_cmark::{
     Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd,
 };
 use pulldown_cmark_escape::{escape_href, escape_html};
-use serde::{Deserialize, Serialize};
 
 fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
@@ -29,7 +28,7 @@ pub fn render(text: &str) -> String {
 }
 
 /// The rendering of the part of a reply after what is already shown.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct TailRender {
     /// How many bytes at the start of the tail are final: their blocks cannot change, whatever
     /// text follows.
@@ -83,8 +82,8 @@ fn settled_len(tail: &str) -> usize {
                 depth += 1;
             }
             Event::End(_) => depth = depth.saturating_sub(1),
-            // Blocks with no Start/End pair.
-            Event::Rule | Event::Html(_) if depth == 0 => last_top_level_start = range.start,
+            // The one block with no Start/End pair (raw HTML comes inside `HtmlBlock`).
+            Event::Rule if depth == 0 => last_top_level_start = range.start,
             _ => {}
         }
     }
@@ -151,8 +150,6 @@ struct Safe<'a, I: Iterator<Item = Event<'a>>> {
     cell: usize,
     in_head: bool,
     body_open: bool,
-    /// Events to send before the next one from `inner`.
-    queued: std::collections::VecDeque<Event<'a>>,
 }
 
 impl<'a, I: Iterator<Item = Event<'a>>> Safe<'a, I> {
@@ -164,7 +161,6 @@ impl<'a, I: Iterator<Item = Event<'a>>> Safe<'a, I> {
             cell: 0,
             in_head: false,
             body_open: false,
-            queued: std::collections::VecDeque::new(),
         }
     }
 
@@ -287,9 +283,6 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Safe<'a, I> {
     type Item = Event<'a>;
 
     fn next(&mut self) -> Option<Event<'a>> {
-        if let Some(event) = self.queued.pop_front() {
-            return Some(event);
-        }
         let event = self.inner.next()?;
         if let Some(table) = self.table(&event) {
             return Some(table);
