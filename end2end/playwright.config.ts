@@ -62,7 +62,7 @@ export default defineConfig({
         RILL_DATABASE: join(dataDir, "rill.db"),
         RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
         RILL_OPENAI_COMPAT_NAME: "fake",
-        RILL_OPENAI_COMPAT_MODELS: "fake-model",
+        RILL_OPENAI_COMPAT_MODELS: "fake-model,fake-unpriced",
         // The same fake speaking Anthropic's protocol, as a second provider for the picker.
         ANTHROPIC_API_KEY: "e2e-key",
         RILL_ANTHROPIC_BASE_URL: `${fakeUrl}/v1`,

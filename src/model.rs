@@ -10,6 +10,11 @@ pub use llm::Usage;
 /// open and the page can tell a quiet stream from a dead one.
 pub const HEARTBEAT_SECS: u64 = 15;
 
+/// Longest accepted message, in characters (the page shows the count before sending).
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+/// Longest accepted system prompt, in characters.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 16_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -142,7 +147,8 @@ pub struct ModelGroup {
 pub struct ModelOption {
     /// `provider/model`.
     pub id: String,
-    pub label: String,
+    /// Said after the model's name (`format::model_name(id)`, the name replies show too).
+    pub note: Option<String>,
     pub price: Option<Price>,
 }
 

@@ -2,10 +2,7 @@
 
 use crate::error::ApiError;
 
-/// Longest accepted message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 32_000;
-/// Longest accepted system prompt, in characters.
-pub const MAX_SYSTEM_PROMPT_CHARS: usize = 16_000;
+pub use crate::model::{MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {

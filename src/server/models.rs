@@ -91,8 +91,8 @@ pub struct ModelEntry {
     pub id: String,
     /// The provider's own name for the model.
     pub model: String,
-    /// Shown in the picker.
-    pub label: String,
+    /// Said in the picker after the model's name (which is `format::model_name(id)`).
+    pub note: Option<String>,
     /// Provider heading in the picker.
     pub group: String,
     pub provider: Arc<dyn Provider>,
@@ -236,7 +236,7 @@ impl ModelCatalog {
                 entries.push(ModelEntry {
                     limits: limits_for(&id, offered.context_tokens),
                     id,
-                    label: offered.model.clone(),
+                    note: None,
                     model: offered.model,
                     group: p.id.clone(),
                     provider: provider.clone(),
@@ -252,7 +252,7 @@ impl ModelCatalog {
                 let entry = ModelEntry {
                     id: LOCAL_MODEL.to_owned(),
                     model: provider.info.name.clone(),
-                    label: format!("{} (on this server, no key)", provider.info.name),
+                    note: Some(format!("{}, on this server, no key", provider.info.name)),
                     group: "local".to_owned(),
                     limits: ModelLimits {
                         context_tokens: u32::try_from(provider.info.context_length)
@@ -278,7 +278,7 @@ impl ModelCatalog {
             entries.push(ModelEntry {
                 id: DEV_MODEL.to_owned(),
                 model: "echo".to_owned(),
-                label: "Development model (canned replies)".to_owned(),
+                note: Some("canned replies, for development".to_owned()),
                 group: "dev".to_owned(),
                 provider: Arc::new(DevProvider::new(config.dev_word_delay)),
                 limits: limits_for(DEV_MODEL, None),
@@ -343,7 +343,7 @@ impl ModelCatalog {
         for e in &self.entries {
             let option = ModelOption {
                 id: e.id.clone(),
-                label: e.label.clone(),
+                note: e.note.clone(),
                 price: prices.price(&e.id).cloned(),
             };
             match groups.iter_mut().find(|g| g.provider == e.group) {

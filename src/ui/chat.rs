@@ -4,6 +4,7 @@ mod composer;
 mod header;
 mod message;
 mod page;
+mod remembered;
 mod reply_text;
 mod state;
 

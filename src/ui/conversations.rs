@@ -15,14 +15,13 @@ pub fn Sidebar(state: ChatState) -> impl IntoView {
     );
     let navigate = use_navigate();
     let new_chat = move |_| {
-        state.reset();
+        state.start_new();
         // The address may have been set without the router (see ChatState::apply); make both agree.
         navigate("/", Default::default());
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ =
                 history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some("/"));
         }
-        state.focus_composer();
     };
     view! {
         <nav class="sidebar" aria-label="Conversations">
@@ -34,9 +33,10 @@ pub fn Sidebar(state: ChatState) -> impl IntoView {
                             <ul class="conversation-list">
                                 {list.into_iter().map(|c| {
                                     let id = c.id;
+                                    let title = c.title.clone();
                                     view! {
                                         <li class:active=move || state.conversation_id.get() == Some(id)>
-                                            <a href=format!("/c/{id}")>{c.title}</a>
+                                            <a href=format!("/c/{id}") title=title on:click=move |_| state.menu_open.set(false)>{c.title}</a>
                                         </li>
                                     }
                                 }).collect_view()}

@@ -429,7 +429,7 @@ async fn a_panic_in_a_turn_ends_it_for_every_reader_and_stores_it() {
         extra_models: vec![ModelEntry {
             id: "bug/panics".into(),
             model: "panics".into(),
-            label: "panics".into(),
+            note: None,
             group: "bug".into(),
             provider: Arc::new(Panicking),
             limits: ModelLimits {

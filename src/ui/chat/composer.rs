@@ -1,13 +1,22 @@
 use leptos::ev::KeyboardEvent;
 use leptos::prelude::*;
 
+use super::remembered;
 use super::state::ChatState;
+use crate::format::thousands;
+use crate::model::MAX_MESSAGE_CHARS;
 
-/// Enter sends, Shift+Enter adds a line. While a reply streams, Send becomes Stop.
+/// The count shows from this many characters on, so a long paste knows where it stands.
+const SHOW_COUNT_FROM: usize = MAX_MESSAGE_CHARS * 9 / 10;
+
+/// Enter sends, Shift+Enter adds a line. While a reply streams, Send becomes Stop. The text is
+/// kept per conversation until the server has it (see `remembered`).
 #[component]
 pub fn Composer(state: ChatState) -> impl IntoView {
     let draft = state.draft;
-    let can_send = move || !state.is_streaming() && !draft.with(|d| d.trim().is_empty());
+    let length = Memo::new(move |_| draft.with(|d| d.trim().chars().count()));
+    let too_long = move || length.get() > MAX_MESSAGE_CHARS;
+    let can_send = move || !state.is_streaming() && length.get() > 0 && !too_long();
     let submit = move || {
         if can_send() {
             state.send(draft.get_untracked());
@@ -21,20 +30,32 @@ pub fn Composer(state: ChatState) -> impl IntoView {
             submit();
         }
     };
+    let on_input = move |text: String| {
+        remembered::save_draft(state.conversation_id.get_untracked(), &text);
+        draft.set(text);
+    };
     // The page opens ready to type (effects run only in the browser).
     Effect::new(move || state.focus_composer());
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
-            <textarea
-                node_ref=state.composer
-                name="message"
-                rows="2"
-                placeholder="Message Rill (Enter to send, Shift+Enter for a new line)"
-                aria-label="Message"
-                prop:value=move || draft.get()
-                on:input:target=move |ev| draft.set(ev.target().value())
-                on:keydown=on_keydown
-            ></textarea>
+            <div class="composer-field">
+                <textarea
+                    node_ref=state.composer
+                    name="message"
+                    rows="2"
+                    placeholder="Message Rill (Enter to send, Shift+Enter for a new line)"
+                    aria-label="Message"
+                    aria-describedby="composer-count"
+                    prop:value=move || draft.get()
+                    on:input:target=move |ev| on_input(ev.target().value())
+                    on:keydown=on_keydown
+                ></textarea>
+                <Show when=move || { length.get() >= SHOW_COUNT_FROM }>
+                    <p id="composer-count" class="composer-count" class:over=too_long aria-live="polite">
+                        {move || count_text(length.get())}
+                    </p>
+                </Show>
+            </div>
             <Show
                 when=move || state.is_streaming()
                 fallback=move || view! {
@@ -44,6 +65,7 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                 <button
                     type="button"
                     class="stop"
+                    title="Stop the reply (Esc)"
                     disabled=move || state.stopping.get()
                     on:click=move |_| state.stop()
                 >
@@ -51,5 +73,32 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                 </button>
             </Show>
         </form>
+    }
+}
+
+fn count_text(length: usize) -> String {
+    let max = thousands(MAX_MESSAGE_CHARS);
+    match length.checked_sub(MAX_MESSAGE_CHARS) {
+        Some(over) if over > 0 => format!(
+            "{} / {max} characters: {} too many to send",
+            thousands(length),
+            thousands(over)
+        ),
+        _ => format!("{} / {max} characters", thousands(length)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_says_how_far_over_the_limit_a_message_is() {
+        assert_eq!(count_text(28_800), "28,800 / 32,000 characters");
+        assert_eq!(count_text(32_000), "32,000 / 32,000 characters");
+        assert_eq!(
+            count_text(33_250),
+            "33,250 / 32,000 characters: 1,250 too many to send"
+        );
     }
 }

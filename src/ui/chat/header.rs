@@ -1,10 +1,11 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::remembered;
 use super::state::{ChatState, Link};
 use crate::api::models::{list_models, set_conversation_model};
-use crate::format::format_cost;
-use crate::model::{ModelMenu, Price};
+use crate::format::{format_cost, model_name};
+use crate::model::{ModelMenu, ModelOption, Price};
 
 /// Above the conversation: the model picker and the conversation's running totals.
 #[component]
@@ -12,6 +13,13 @@ pub fn ChatHeader(state: ChatState) -> impl IntoView {
     let menu = Resource::new(|| (), |_| list_models());
     view! {
         <header class="chat-header">
+            <button
+                type="button"
+                class="menu-button"
+                aria-label="Conversations"
+                aria-expanded=move || state.menu_open.get().to_string()
+                on:click=move |_| state.menu_open.update(|open| *open = !*open)
+            >"☰"</button>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     match menu.await {
@@ -52,6 +60,7 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
     let selected = move || state.model.get().unwrap_or_else(|| default_model.clone());
     let on_change = move |ev: leptos::ev::Event| {
         let model = event_target_value(&ev);
+        remembered::save_model(&model);
         state.model.set(Some(model.clone()));
         // An existing conversation keeps the choice even if no message follows.
         if let Some(id) = state.conversation_id.get_untracked() {
@@ -78,10 +87,7 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
             >
                 {menu.groups.into_iter().map(|group| {
                     let options = group.models.into_iter().map(|m| {
-                        let text = match &m.price {
-                            Some(p) => format!("{} · {}", m.label, price_label(p)),
-                            None => m.label.clone(),
-                        };
+                        let text = option_text(&m);
                         let id = m.id.clone();
                         let is_selected = {
                             let selected = selected.clone();
@@ -95,6 +101,21 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
         </label>
         {menu.notices.into_iter().map(|n| view! { <p class="model-notice">{n}</p> }).collect_view()}
     }
+}
+
+/// `name · note · price`, the name being the one replies show.
+fn option_text(m: &ModelOption) -> String {
+    let mut text = model_name(&m.id).to_owned();
+    if let Some(note) = &m.note {
+        text.push_str(" · ");
+        text.push_str(note);
+    }
+    text.push_str(" · ");
+    match &m.price {
+        Some(p) => text.push_str(&price_label(p)),
+        None => text.push_str("price unknown"),
+    }
+    text
 }
 
 fn price_label(p: &Price) -> String {

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
-use crate::format::format_cost;
+use crate::format::{format_cost, model_name};
 use crate::model::{MessageStatus, Outcome, Role};
 
 #[component]
@@ -28,12 +28,41 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
                 </div>
             </Show>
             {match entry.role {
-                Role::User => view! { <div class="content">{move || entry.content.get()}</div> }.into_any(),
+                Role::User => view! { <UserText entry /> }.into_any(),
                 Role::Assistant => view! { <ReplyText entry state /> }.into_any(),
             }}
             {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
         </li>
     }
+}
+
+/// A person's message, line breaks kept; a long one shows its start with "Show more".
+#[component]
+fn UserText(entry: ChatEntry) -> impl IntoView {
+    let long = move || entry.content.with(|text| is_long(text));
+    let expanded = RwSignal::new(false);
+    view! {
+        <div class="content" class:collapsed=move || long() && !expanded.get()>
+            {move || entry.content.get()}
+        </div>
+        <Show when=long>
+            <button
+                type="button"
+                class="show-more"
+                aria-expanded=move || expanded.get().to_string()
+                on:click=move |_| expanded.update(|e| *e = !*e)
+            >
+                {move || if expanded.get() { "Show less" } else { "Show more" }}
+            </button>
+        </Show>
+    }
+}
+
+/// Longer than about a screen: collapsed until asked.
+fn is_long(text: &str) -> bool {
+    const LINES: usize = 24;
+    const CHARS: usize = 2_000;
+    text.len() > CHARS * 4 || text.chars().nth(CHARS).is_some() || text.lines().nth(LINES).is_some()
 }
 
 /// The small row under a reply: how it ended, what was left out, tokens, cost, and Continue.
@@ -48,7 +77,7 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
     };
     view! {
         <div class="turn-info">
-            {move || entry.model.get().map(|m| view! { <span class="turn-model">{model_name(&m).to_owned()}</span> })}
+            {move || entry.model.get().map(|m| view! { <span class="turn-model" title=m.clone()>{model_name(&m).to_owned()}</span> })}
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
             {move || entry.outcome.with(|o| o.error_detail.clone()).map(|detail| view! {
                 <details class="error-detail">
@@ -94,17 +123,13 @@ fn left_out_text(n: u32) -> String {
     }
 }
 
-/// `openai/gpt-4o-mini` → `gpt-4o-mini`; the full id is in the picker.
-fn model_name(id: &str) -> &str {
-    id.split_once('/').map_or(id, |(_, name)| name)
-}
-
 fn usage_summary(info: &Outcome) -> String {
     let u = info.usage.unwrap_or_default();
     let approx = if info.usage_estimated { "≈ " } else { "" };
     let mut text = format!("{approx}{} in · {} out", u.input_tokens, u.output_tokens);
-    if let Some(cost) = info.cost_usd {
-        text.push_str(&format!(" · {}", format_cost(cost)));
+    match info.cost_usd {
+        Some(cost) => text.push_str(&format!(" · {}", format_cost(cost))),
+        None => text.push_str(" · price unknown"),
     }
     if info.usage_estimated {
         text.push_str(" · estimated");
@@ -124,12 +149,13 @@ fn usage_breakdown(info: &Outcome) -> String {
             u.output_tokens, u.reasoning_tokens
         ),
     ];
-    if let Some(cost) = info.cost_usd {
-        lines.push(format!(
+    lines.push(match info.cost_usd {
+        Some(cost) => format!(
             "Cost: {} (approximate, from Rill's price table)",
             format_cost(cost)
-        ));
-    }
+        ),
+        None => "Cost: unknown (this model is not in Rill's price table)".to_owned(),
+    });
     if info.usage_estimated {
         lines.push(
             "Estimated: the provider reported no usage for this reply (stopped or failed); about 4 characters a token.".into(),
@@ -161,6 +187,15 @@ mod tests {
             "≈ 412 in · 138 out · $0.0003 · estimated"
         );
         assert!(usage_breakdown(&info).contains("Estimated"));
+    }
+
+    #[test]
+    fn long_messages_are_those_past_a_screen() {
+        assert!(!is_long("a short question"));
+        assert!(!is_long(&"line\n".repeat(24)));
+        assert!(is_long(&"line\n".repeat(26)));
+        assert!(is_long(&"x".repeat(2_001)));
+        assert!(!is_long(&"é".repeat(2_000)));
     }
 
     #[test]

@@ -51,18 +51,36 @@ pub fn ChatPage() -> impl IntoView {
                 state.on_back()
             }
         });
+        // Esc stops the reply being written, wherever the focus is.
+        let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "Escape" && state.is_streaming() && !ev.default_prevented() {
+                state.stop();
+            }
+        });
+        let released =
+            window_event_listener(leptos::ev::pointerup, move |_| state.set_holding(false));
+        let cancelled =
+            window_event_listener(leptos::ev::pointercancel, move |_| state.set_holding(false));
         on_cleanup(move || {
             online.remove();
             visibility.remove();
+            escape.remove();
+            released.remove();
+            cancelled.remove();
         });
     });
 
     view! {
-        <div class="layout">
+        <div class="layout" class:menu-open=move || state.menu_open.get()>
             <Sidebar state />
             <main class="chat">
                 <ChatHeader state />
-                <div class="messages" node_ref=state.scroller on:scroll=move |_| state.on_scroll()>
+                <div
+                    class="messages"
+                    node_ref=state.scroller
+                    on:scroll=move |_| state.on_scroll()
+                    on:pointerdown=move |_| state.set_holding(true)
+                >
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                         {move || Suspend::new(async move {
                             state.show(conversation.await);
@@ -70,6 +88,11 @@ pub fn ChatPage() -> impl IntoView {
                         })}
                     </Transition>
                 </div>
+                <Show when=move || state.detached.get()>
+                    <button type="button" class="jump-to-latest" on:click=move |_| state.jump_to_latest()>
+                        "↓ Jump to latest"
+                    </button>
+                </Show>
                 <Composer state />
             </main>
         </div>

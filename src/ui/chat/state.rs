@@ -12,6 +12,7 @@ use leptos::task::spawn_local;
 use server_fn::codec::ByteStream;
 use uuid::Uuid;
 
+use super::remembered;
 use crate::api::turns::{
     continue_reply, conversation_events, send_message, stop_turn, turn_events,
 };
@@ -196,10 +197,16 @@ pub struct ChatState {
     pub needs_attach: RwSignal<bool>,
     pub scroller: NodeRef<Div>,
     pub composer: NodeRef<Textarea>,
+    /// The reader scrolled away from the newest text (shows "Jump to latest").
+    pub detached: RwSignal<bool>,
+    /// On a narrow screen: the conversation list is shown over the chat.
+    pub menu_open: RwSignal<bool>,
     /// Whether new text scrolls the list: true while the reader is within reach of the bottom.
     /// Updated from scroll events, so a scroll already queued by an earlier token cannot pull a
     /// reader back down after they scrolled up.
     following: StoredValue<bool>,
+    /// A mouse button or finger is down on the list (selecting, dragging the scrollbar).
+    holding: StoredValue<bool>,
     cursor: StoredValue<Option<Cursor>>,
     /// Ends the running connection loop.
     connection: StoredValue<Option<AbortHandle>>,
@@ -226,7 +233,10 @@ impl ChatState {
             needs_attach: RwSignal::new(false),
             scroller: NodeRef::new(),
             composer: NodeRef::new(),
+            detached: RwSignal::new(false),
+            menu_open: RwSignal::new(false),
             following: StoredValue::new(true),
+            holding: StoredValue::new(false),
             cursor: StoredValue::new(None),
             connection: StoredValue::new(None),
             wake: StoredValue::new(None),
@@ -261,6 +271,9 @@ impl ChatState {
             return;
         }
         self.reset();
+        // Once the page is live (an effect, so only in the browser): take up the draft and, for a
+        // conversation, follow it.
+        self.needs_attach.set(true);
         let Some(conversation) = conversation else {
             return;
         };
@@ -283,14 +296,18 @@ impl ChatState {
             });
         self.writing.set(writing);
         self.messages.set(entries);
-        // Follow it once the page is live (an effect, so only in the browser).
-        self.needs_attach.set(true);
     }
 
-    /// Starts following the conversation on screen (browser only): turns from other tabs, and a
-    /// reply that was still being written when it loaded.
+    /// Takes up the conversation on screen in the browser: its unsent draft, and then turns from
+    /// other tabs and a reply that was still being written when it loaded. A new conversation
+    /// starts with the model chosen last.
     pub fn attach(self) {
-        let Some(conversation_id) = self.conversation_id.get_untracked() else {
+        let conversation_id = self.conversation_id.get_untracked();
+        self.draft.set(remembered::draft(conversation_id));
+        let Some(conversation_id) = conversation_id else {
+            if let Some(model) = remembered::model() {
+                self.model.set(Some(model));
+            }
             return;
         };
         // A conversation opens at its latest message, following it.
@@ -314,6 +331,15 @@ impl ChatState {
         self.conversation_id.set(None);
         self.messages.set(Vec::new());
         self.notice.set(None);
+        self.detached.set(false);
+        self.menu_open.set(false);
+    }
+
+    /// New chat: an empty page with the new conversation's draft and the model chosen last.
+    pub fn start_new(self) {
+        self.reset();
+        self.attach();
+        self.focus_composer();
     }
 
     /// Sends `text` as a new turn and streams the reply into the list.
@@ -622,11 +648,21 @@ impl ChatState {
                 reply.run.set_value(run);
                 reply.model.set(Some(model));
                 reply.outcome.set(Outcome::streaming());
+                // The server has the message: its draft is no longer needed.
+                if let Some(Cursor::Send {
+                    conversation_id: sent_in,
+                    text,
+                    ..
+                }) = self.cursor.get_value()
+                {
+                    remembered::forget_sent_draft(sent_in, &text);
+                }
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
                     set_address(&format!("/c/{conversation_id}"));
-                    self.conversations_changed.update(|n| *n += 1);
                 }
+                // New, or newly active: the sidebar lists it first.
+                self.conversations_changed.update(|n| *n += 1);
                 if let Some(turn_id) = reply.turn_id.get_value() {
                     self.writing.set(Some(Writing {
                         turn_id,
@@ -676,6 +712,7 @@ impl ChatState {
                 });
                 if self.draft.with_untracked(String::is_empty) {
                     self.draft.set(text.clone());
+                    remembered::save_draft(self.conversation_id.get_untracked(), text);
                 }
                 self.notice
                     .set(Some(format!("The message was not sent: {error}")));
@@ -794,8 +831,19 @@ impl ChatState {
     pub fn on_scroll(&self) {
         if let Some(el) = self.scroller.get_untracked() {
             let distance = el.scroll_height() - el.scroll_top() - el.client_height();
-            self.following.set_value(distance <= FOLLOW_THRESHOLD_PX);
+            let following = distance <= FOLLOW_THRESHOLD_PX;
+            self.following.set_value(following);
+            if self.detached.get_untracked() == following {
+                self.detached.set(!following);
+            }
         }
+    }
+
+    /// "Jump to latest": back to the newest text, following it again.
+    pub fn jump_to_latest(&self) {
+        self.following.set_value(true);
+        self.detached.set(false);
+        self.scroll_to_bottom();
     }
 
     /// Puts the cursor in the composer once the DOM is there (a new page, New chat).
@@ -822,9 +870,36 @@ impl ChatState {
     /// Keeps the newest text in view while the reader is near the bottom: called when text
     /// arrives and again when it has been rendered (the markdown renderer may be a frame later).
     pub fn follow_new_text(&self) {
-        if self.following.try_get_value() == Some(true) {
+        // A reader selecting text keeps their place: the list moves again once they let go.
+        if self.following.try_get_value() == Some(true) && !self.selecting() {
             self.scroll_to_bottom();
         }
+    }
+
+    /// Call when a pointer goes down on the list (`true`) and when it is let go anywhere.
+    pub fn set_holding(&self, holding: bool) {
+        self.holding.try_set_value(holding);
+        if !holding {
+            self.follow_new_text();
+        }
+    }
+
+    /// Whether the reader is selecting, or has selected, text in the message list.
+    fn selecting(&self) -> bool {
+        if self.holding.try_get_value() == Some(true) {
+            return true;
+        }
+        let Some(Some(list)) = self.scroller.try_get_untracked() else {
+            return false;
+        };
+        let Some(selection) = web_sys::window().and_then(|w| w.get_selection().ok().flatten())
+        else {
+            return false;
+        };
+        !selection.is_collapsed()
+            && selection
+                .anchor_node()
+                .is_some_and(|node| list.contains(Some(&node)))
     }
 
     /// Scrolls after the DOM has taken the new text, unless the reader scrolled away meanwhile.
