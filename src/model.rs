@@ -14,6 +14,10 @@ pub const HEARTBEAT_SECS: u64 = 15;
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
 /// Longest accepted system prompt, in characters.
 pub const MAX_SYSTEM_PROMPT_CHARS: usize = 16_000;
+/// Longest conversation title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// How long the page offers Undo after a conversation is deleted.
+pub const UNDO_DELETE_SECS: u64 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -165,8 +169,21 @@ pub struct ConversationView {
     pub id: Uuid,
     pub title: String,
     pub model: String,
+    /// Sent with each turn as the provider's system prompt; never a message.
     pub system_prompt: String,
+    /// The revision `system_prompt` is (0: none was ever set).
+    pub system_prompt_revision: u32,
+    /// Every revision of the system prompt, oldest first, so a reply can say what it was given.
+    pub system_prompts: Vec<PromptRevision>,
     pub messages: Vec<MessageView>,
+}
+
+/// One version of a conversation's system prompt (numbered from 1; the text may be empty when
+/// the prompt was cleared).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptRevision {
+    pub revision: u32,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,6 +200,9 @@ pub struct MessageView {
     pub model: Option<String>,
     /// How many times this reply was generated or continued; numbers its event logs.
     pub run: u32,
+    /// For a reply: the system prompt revision in effect when it was written (0: none); `None`
+    /// for questions and for replies older than revisions.
+    pub system_prompt_revision: Option<u32>,
     pub outcome: Outcome,
 }
 
@@ -205,6 +225,9 @@ pub enum TurnEvent {
         model: String,
         /// Which run of the reply this log belongs to (a Continue starts the next one).
         run: u32,
+        /// The system prompt revision this run was given (see [`MessageView`]).
+        #[serde(default)]
+        system_prompt_revision: Option<u32>,
     },
     /// The model is busy with other replies; this many are ahead.
     Queued {

@@ -12,6 +12,8 @@ pub mod config;
 pub mod db;
 /// Checks every request passes (host, origin, JSON only) and the headers every response carries.
 pub mod guard;
+/// Hourly upkeep: expired sessions deleted, deleted conversations purged.
+pub mod housekeeping;
 /// The HTTP router (pages, server functions, assets) and graceful shutdown.
 pub mod http;
 /// Who a request is: the single owner, a session's user, or a trusted proxy's.

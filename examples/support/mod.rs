@@ -31,6 +31,7 @@ pub fn bench_config(dir: &Path) -> Config {
         price_overrides: Default::default(),
         local_model: None,
         turns: TurnSettings::default(),
+        conversations: Default::default(),
         ops: Default::default(),
     }
 }

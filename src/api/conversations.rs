@@ -17,7 +17,7 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
     let mut view = db::get_conversation(&state.db, &principal.owner, id)
         .await?
-        .ok_or_else(|| ApiError::NotFound("no such conversation".into()))?;
+        .ok_or_else(no_such_conversation)?;
     for message in view
         .messages
         .iter_mut()
@@ -36,13 +36,64 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
     Ok(view)
 }
 
-/// Sets the conversation's system prompt (metadata sent with every turn, never a message).
+/// Sets the conversation's system prompt from its next reply on (metadata sent with every turn,
+/// never a message). Returns the revision now in effect.
 #[leptos::server(prefix = "/api", endpoint = "set_system_prompt", input = Json)]
-pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<(), ApiError> {
+pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<u32, ApiError> {
     let system_prompt = input::system_prompt(&system_prompt)?;
     let (state, owner) = AppState::from_context()?;
-    match db::set_system_prompt(&state.db, &owner, id, system_prompt).await? {
-        true => Ok(()),
-        false => Err(ApiError::NotFound("no such conversation".into())),
+    db::set_system_prompt(&state.db, &owner, id, system_prompt)
+        .await?
+        .ok_or_else(no_such_conversation)
+}
+
+/// The system prompt new conversations start with (the server's configured default).
+#[leptos::server(prefix = "/api", endpoint = "default_system_prompt", input = Json)]
+pub async fn default_system_prompt() -> Result<String, ApiError> {
+    let (state, _) = AppState::from_context()?;
+    Ok(state.config.conversations.default_system_prompt.clone())
+}
+
+#[leptos::server(prefix = "/api", endpoint = "rename_conversation", input = Json)]
+pub async fn rename_conversation(id: Uuid, title: String) -> Result<String, ApiError> {
+    let title = input::title(&title)?;
+    let (state, owner) = AppState::from_context()?;
+    match db::rename_conversation(&state.db, &owner, id, &title).await? {
+        true => Ok(title),
+        false => Err(no_such_conversation()),
     }
+}
+
+/// Deletes a conversation (a reply still being written is stopped first). It can be restored for
+/// [`crate::model::UNDO_DELETE_SECS`]; its text is purged later (`RILL_PURGE_DELETED_AFTER_SECS`).
+#[leptos::server(prefix = "/api", endpoint = "delete_conversation", input = Json)]
+pub async fn delete_conversation(id: Uuid) -> Result<(), ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    if let Some(reply) = db::streaming_reply_of(&state.db, &owner, id).await? {
+        // Stopping stores the text so far; a reply that ended meanwhile is as good.
+        let _ = state.turns.stop(&owner, reply.turn_id).await;
+    }
+    match db::delete_conversation(&state.db, &owner, id).await? {
+        true => Ok(()),
+        false => Err(no_such_conversation()),
+    }
+}
+
+/// Undoes a delete, shortly after it (the page offers Undo for a few seconds).
+#[leptos::server(prefix = "/api", endpoint = "restore_conversation", input = Json)]
+pub async fn restore_conversation(id: Uuid) -> Result<(), ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    // The server allows a little more than the page shows, for a slow network.
+    let within = std::time::Duration::from_secs(crate::model::UNDO_DELETE_SECS * 3);
+    match db::restore_conversation(&state.db, &owner, id, within).await? {
+        true => Ok(()),
+        false => Err(ApiError::NotFound(
+            "that conversation can no longer be restored".into(),
+        )),
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn no_such_conversation() -> ApiError {
+    ApiError::NotFound("no such conversation".into())
 }

@@ -10,21 +10,26 @@ use crate::server::AppState;
 
 /// Sends a message and streams the turn as newline-delimited [`crate::model::StreamLine`]s. The
 /// browser mints `turn_id`; sending the same id again re-attaches to that turn instead of
-/// starting another. `conversation_id: None` starts a new conversation. `model` (from the
-/// picker) switches the conversation to that model from this turn on.
+/// starting another. `conversation_id: None` starts a new conversation, with `system_prompt`
+/// if the page set one (else the server's default). `model` (from the picker) switches the
+/// conversation to that model from this turn on.
 #[leptos::server(prefix = "/api", endpoint = "send_message", input = Json, output = Streaming)]
 pub async fn send_message(
     turn_id: Uuid,
     conversation_id: Option<Uuid>,
     text: String,
     model: Option<String>,
+    #[server(default)] system_prompt: Option<String>,
 ) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
+    let system_prompt =
+        system_prompt.unwrap_or_else(|| state.config.conversations.default_system_prompt.clone());
     let turn = SendTurn {
         turn_id,
         conversation_id,
         text,
         model,
+        system_prompt,
     };
     Ok(lines(state.turns.send(&owner, turn).await?))
 }

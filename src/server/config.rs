@@ -28,6 +28,7 @@ pub struct Config {
     /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
     pub local_model: Option<LocalModelSettings>,
     pub turns: TurnSettings,
+    pub conversations: ConversationSettings,
     /// Logs and metrics.
     pub ops: OpsSettings,
 }
@@ -127,6 +128,27 @@ impl Default for LimitSettings {
             max_request_bytes: 1 << 20,
             running_per_user: 4,
             turns_per_minute: 30,
+        }
+    }
+}
+
+/// What conversations start with, and how long deleted ones are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationSettings {
+    /// The system prompt of every new conversation; each person can change it per conversation
+    /// (`RILL_DEFAULT_SYSTEM_PROMPT`, default none).
+    pub default_system_prompt: String,
+    /// A deleted conversation can be undone at once, and its text is purged this long after
+    /// (`RILL_PURGE_DELETED_AFTER_SECS`, default 86400: a day, for an operator to undo a mistake
+    /// from a backup-free database by hand). Tokens and costs are kept for spending limits.
+    pub purge_deleted_after: Duration,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        Self {
+            default_system_prompt: String::new(),
+            purge_deleted_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -429,6 +451,18 @@ impl Config {
                 queue_wait: seconds("RILL_LOCAL_QUEUE_WAIT_SECS", Duration::from_secs(120), 1)?,
             }),
         };
+        let c = ConversationSettings::default();
+        let default_system_prompt = var("RILL_DEFAULT_SYSTEM_PROMPT").unwrap_or_default();
+        let conversations = ConversationSettings {
+            default_system_prompt: crate::server::input::system_prompt(&default_system_prompt)
+                .map_err(|e| ConfigError::Invalid(format!("RILL_DEFAULT_SYSTEM_PROMPT: {e}")))?
+                .to_owned(),
+            purge_deleted_after: seconds(
+                "RILL_PURGE_DELETED_AFTER_SECS",
+                c.purge_deleted_after,
+                0,
+            )?,
+        };
         let access = access_settings(&var)?;
         let ops = OpsSettings {
             log_format: match var("RILL_LOG_FORMAT").as_deref().map(str::trim) {
@@ -482,6 +516,7 @@ impl Config {
             default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
             dev_word_delay,
             turns,
+            conversations,
             ops,
         })
     }

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::model::{
-    ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, Role, Usage,
+    ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision,
+    Role, Usage,
 };
 
 pub mod accounts;
@@ -215,6 +216,13 @@ struct ConversationRow {
     title: String,
     model: String,
     system_prompt: String,
+    system_prompt_revision: i64,
+}
+
+impl ConversationRow {
+    fn revision(&self) -> u32 {
+        u32::try_from(self.system_prompt_revision).unwrap_or(0)
+    }
 }
 
 async fn conversation_row(
@@ -223,7 +231,7 @@ async fn conversation_row(
     id: Uuid,
 ) -> Result<Option<ConversationRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT title, model, system_prompt FROM conversations
+        "SELECT title, model, system_prompt, system_prompt_revision FROM conversations
          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(id.to_string())
@@ -251,8 +259,22 @@ pub async fn get_conversation(
     .bind(id.to_string())
     .fetch_all(db.reader())
     .await?;
+    let revisions: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT revision, text FROM system_prompts WHERE conversation_id = ? ORDER BY revision",
+    )
+    .bind(id.to_string())
+    .fetch_all(db.reader())
+    .await?;
     Ok(Some(ConversationView {
         id,
+        system_prompt_revision: row.revision(),
+        system_prompts: revisions
+            .into_iter()
+            .map(|(revision, text)| PromptRevision {
+                revision: u32::try_from(revision).unwrap_or(0),
+                text,
+            })
+            .collect(),
         title: row.title,
         model: row.model,
         system_prompt: row.system_prompt,
@@ -265,7 +287,7 @@ pub async fn get_conversation(
 
 const MESSAGE_COLUMNS: &str = "id, turn_id, conversation_id, role, content, status, error, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    usage_estimated, cost_usd, run, left_out";
+    usage_estimated, cost_usd, run, left_out, system_prompt_revision";
 
 /// A `messages` row as stored; [`MessageView`] is what it means.
 #[derive(sqlx::FromRow)]
@@ -287,6 +309,7 @@ struct MessageRow {
     cost_usd: Option<f64>,
     run: i64,
     left_out: i64,
+    system_prompt_revision: Option<i64>,
 }
 
 impl TryFrom<MessageRow> for MessageView {
@@ -316,6 +339,7 @@ impl TryFrom<MessageRow> for MessageView {
             html: String::new(),
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
+            system_prompt_revision: r.system_prompt_revision.and_then(|n| u32::try_from(n).ok()),
             outcome: Outcome {
                 status,
                 error: r.error,
@@ -343,6 +367,8 @@ pub struct NewTurn<'a> {
     /// conversation's model (or, for a new one, the default).
     pub model: Option<&'a str>,
     pub default_model: &'a str,
+    /// For a new conversation: its system prompt (from the page, else the server's default).
+    pub system_prompt: &'a str,
 }
 
 /// A turn that was just recorded (or re-opened by Continue) and must now be run.
@@ -392,7 +418,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     if seen.is_some() {
         return Ok(BeginTurn::Repeated);
     }
-    let (conversation_id, model, system_prompt) = match turn.conversation_id {
+    let (conversation_id, model, system_prompt, revision) = match turn.conversation_id {
         Some(id) => {
             let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
                 return Ok(BeginTurn::NoSuchConversation);
@@ -400,6 +426,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             if streaming_reply(&mut tx, id).await? {
                 return Ok(BeginTurn::Busy);
             }
+            let revision = row.revision();
             let model = turn.model.map_or(row.model, str::to_owned);
             sqlx::query("UPDATE conversations SET updated_at = ?, model = ? WHERE id = ?")
                 .bind(now)
@@ -407,24 +434,31 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            (id, model, row.system_prompt)
+            (id, model, row.system_prompt, revision)
         }
         None => {
             let id = Uuid::new_v4();
             let model = turn.model.unwrap_or(turn.default_model).to_owned();
+            let revision = u32::from(!turn.system_prompt.is_empty());
             sqlx::query(
-                "INSERT INTO conversations (id, owner, title, model, system_prompt, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, '', ?, ?)",
+                "INSERT INTO conversations (id, owner, title, model, system_prompt,
+                                            system_prompt_revision, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.to_string())
             .bind(&owner.0)
             .bind(title_from(turn.text))
             .bind(&model)
+            .bind(turn.system_prompt)
+            .bind(revision)
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            (id, model, String::new())
+            if revision > 0 {
+                insert_revision(&mut tx, id, revision, turn.system_prompt, now).await?;
+            }
+            (id, model, turn.system_prompt.to_owned(), revision)
         }
     };
     let (last_position,): (i64,) =
@@ -440,6 +474,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         html: String::new(),
         model: None,
         run: 1,
+        system_prompt_revision: None,
         outcome: Outcome::complete(),
     };
     let reply = MessageView {
@@ -450,13 +485,14 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         html: String::new(),
         model: Some(model),
         run: 1,
+        system_prompt_revision: Some(revision),
         outcome: Outcome::streaming(),
     };
     for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
         let inserted = sqlx::query(
             "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
-                                   created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   system_prompt_revision, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(message.id.to_string())
         .bind(conversation_id.to_string())
@@ -469,6 +505,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         .bind(message.outcome.status.as_str())
         .bind(&message.model)
         .bind(position)
+        .bind(message.system_prompt_revision)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -571,11 +608,12 @@ pub async fn begin_continuation(
     let run = reply.run.saturating_add(1);
     let updated = sqlx::query(
         "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL, run = ?, model = ?,
-             updated_at = ?
+             system_prompt_revision = ?, updated_at = ?
          WHERE id = ?",
     )
     .bind(run)
     .bind(&conversation.model)
+    .bind(conversation.revision())
     .bind(now_ms())
     .bind(reply.id.to_string())
     .execute(&mut *tx)
@@ -591,6 +629,7 @@ pub async fn begin_continuation(
         user,
         reply: MessageView {
             run,
+            system_prompt_revision: Some(conversation.revision()),
             model: Some(conversation.model),
             ..reply
         },
@@ -738,7 +777,8 @@ pub async fn streaming_reply_of(
     let row: Option<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE conversation_id = ? AND status = 'streaming'
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)"
+           AND EXISTS (SELECT 1 FROM conversations c
+                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)"
     ))
     .bind(conversation_id.to_string())
     .bind(&owner.0)
@@ -755,7 +795,9 @@ async fn turn_in(
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE turn_id = ? AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)
+         WHERE turn_id = ?
+           AND EXISTS (SELECT 1 FROM conversations c
+                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)
          ORDER BY position"
     ))
     .bind(turn_id.to_string())
@@ -841,7 +883,8 @@ pub async fn error_details(
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, error_detail FROM messages
          WHERE conversation_id = ? AND error_detail IS NOT NULL
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
+           AND EXISTS (SELECT 1 FROM conversations c
+                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)",
     )
     .bind(conversation_id.to_string())
     .bind(&owner.0)
@@ -852,14 +895,141 @@ pub async fn error_details(
         .collect()
 }
 
-/// Returns false if the conversation does not exist for this owner.
+/// Makes `system_prompt` the conversation's prompt from its next reply on, as a new revision
+/// (the same text again changes nothing). The revision now in effect; `None` if the
+/// conversation does not exist for this owner.
 pub async fn set_system_prompt(
     db: &Db,
     owner: &Owner,
     id: Uuid,
     system_prompt: &str,
+) -> Result<Option<u32>, DbError> {
+    let mut tx = begin_write(db).await?;
+    let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
+        return Ok(None);
+    };
+    if row.system_prompt == system_prompt {
+        return Ok(Some(row.revision()));
+    }
+    let revision = row.revision().saturating_add(1);
+    let now = now_ms();
+    insert_revision(&mut tx, id, revision, system_prompt, now).await?;
+    sqlx::query(
+        "UPDATE conversations SET system_prompt = ?, system_prompt_revision = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(system_prompt)
+    .bind(revision)
+    .bind(now)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(revision))
+}
+
+async fn insert_revision(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation_id: Uuid,
+    revision: u32,
+    text: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO system_prompts (conversation_id, revision, text, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(conversation_id.to_string())
+    .bind(revision)
+    .bind(text)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Renames a live conversation; it keeps its place in the list. False if there is no such
+/// conversation for this owner.
+pub async fn rename_conversation(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    title: &str,
 ) -> Result<bool, DbError> {
-    set_metadata(db, owner, id, "system_prompt", system_prompt).await
+    let done = sqlx::query(
+        "UPDATE conversations SET title = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(title)
+    .bind(id.to_string())
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a conversation for its owner: from now on it is found nowhere, until
+/// [`restore_conversation`] undoes it or [`purge_deleted`] empties it.
+pub async fn delete_conversation(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id.to_string())
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Undoes a delete made at most `within` ago; false once that is too late (or never was).
+pub async fn restore_conversation(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    within: Duration,
+) -> Result<bool, DbError> {
+    let since = now_ms().saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
+    let done = sqlx::query(
+        "UPDATE conversations SET deleted_at = NULL
+         WHERE id = ? AND owner = ? AND deleted_at >= ? AND purged_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(&owner.0)
+    .bind(since)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
+/// prompts, messages and error details. Tokens and costs stay, since spending limits count them.
+/// How many conversations were purged.
+pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
+    let mut tx = begin_write(db).await?;
+    let doomed = "SELECT id FROM conversations
+                  WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL";
+    sqlx::query(&format!(
+        "UPDATE messages SET content = '', error = NULL, error_detail = NULL
+         WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "DELETE FROM system_prompts WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    let purged = sqlx::query(
+        "UPDATE conversations SET title = '', system_prompt = '', purged_at = ?2
+         WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL",
+    )
+    .bind(before_ms)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(purged.rows_affected())
 }
 
 /// Returns false if the conversation does not exist for this owner.

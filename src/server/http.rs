@@ -16,7 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::guard::{self, HostAllowlist};
-use super::{assets, identity, ops, usage, AppState};
+use super::{assets, housekeeping, identity, ops, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -41,7 +41,11 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let access = &state.config.access;
     let https = access.public_url.as_ref().is_some_and(|u| u.https);
     let store = SqliteStore::new(state.db.writer().clone());
-    tokio::spawn(sweep_expired_sessions(store.clone()));
+    tokio::spawn(housekeeping::sweep_expired_sessions(store.clone()));
+    tokio::spawn(housekeeping::purge_deleted_conversations(
+        state.db.clone(),
+        state.config.conversations.purge_deleted_after,
+    ));
     let sessions = SessionManagerLayer::new(store)
         // `__Host-`: the browser keeps it only if Secure, for this host alone, on every path.
         .with_name(if https {
@@ -85,18 +89,6 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_request_bytes,
         ))
-}
-
-/// Deletes expired sessions hourly (the store only ignores them).
-async fn sweep_expired_sessions(store: SqliteStore) {
-    use tower_sessions::session_store::ExpiredDeletion;
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        hourly.tick().await;
-        if let Err(e) = store.delete_expired().await {
-            tracing::warn!("could not delete expired sessions: {e}");
-        }
-    }
 }
 
 /// Event streams (server functions with streaming output) must reach the browser as they are

@@ -2,12 +2,14 @@
 
 use crate::error::ApiError;
 
-pub use crate::model::{MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS};
+pub use crate::model::{MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS, MAX_TITLE_CHARS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error("the message is empty")]
     EmptyMessage,
+    #[error("the title is empty")]
+    EmptyTitle,
     #[error("the {what} is longer than {max} characters")]
     TooLong { what: &'static str, max: usize },
 }
@@ -30,6 +32,16 @@ pub fn message_text(text: &str) -> Result<&str, InputError> {
 /// A system prompt as it will be stored: trimmed (empty means none), not too long.
 pub fn system_prompt(text: &str) -> Result<&str, InputError> {
     within(text.trim(), "system prompt", MAX_SYSTEM_PROMPT_CHARS)
+}
+
+/// A conversation title as it will be stored: one line, trimmed, not empty, not too long.
+pub fn title(text: &str) -> Result<String, InputError> {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return Err(InputError::EmptyTitle);
+    }
+    within(&line, "title", MAX_TITLE_CHARS)?;
+    Ok(line)
 }
 
 fn within<'a>(text: &'a str, what: &'static str, max: usize) -> Result<&'a str, InputError> {
@@ -57,6 +69,12 @@ mod tests {
             })
         );
         assert_eq!(system_prompt("  "), Ok(""));
+        assert_eq!(title("  Trip\n plans  "), Ok("Trip plans".to_owned()));
+        assert_eq!(title(" \n "), Err(InputError::EmptyTitle));
+        assert!(matches!(
+            title(&"x".repeat(MAX_TITLE_CHARS + 1)),
+            Err(InputError::TooLong { what: "title", .. })
+        ));
         assert!(system_prompt(&"x".repeat(MAX_SYSTEM_PROMPT_CHARS + 1))
             .expect_err("too long")
             .to_string()

@@ -1,5 +1,8 @@
 use fake_provider::{expected_text, FakeConfig};
+use rill::server::config::ConversationSettings;
 use rill::server::db;
+use serde_json::json;
+use uuid::Uuid;
 
 use crate::support::*;
 
@@ -63,9 +66,10 @@ async fn conversations_are_scoped_to_their_owner() {
         .expect("query")
         .is_empty());
     assert!(
-        !db::set_system_prompt(&app.state.db, &stranger, conversation, "x")
+        db::set_system_prompt(&app.state.db, &stranger, conversation, "x")
             .await
             .expect("query")
+            .is_none()
     );
     let owner = db::Owner("local".into());
     assert_eq!(
@@ -87,4 +91,263 @@ async fn unknown_conversations_are_404() {
         )
         .await;
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_purged_later() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 4,
+        ..Default::default()
+    })
+    .await;
+    let conversation = conversation_of(&app.turn(None, "Secret plans").await);
+    let owner = db::Owner("local".into());
+    let spent = || async {
+        sqlx::query_scalar::<_, f64>("SELECT TOTAL(cost_usd) FROM messages")
+            .fetch_one(&app.pool)
+            .await
+            .expect("sum")
+    };
+    let cost = spent().await;
+    assert!(cost > 0.0);
+
+    let id = json!({"id": conversation});
+    assert_eq!(
+        app.post_json("delete_conversation", id.clone())
+            .await
+            .status(),
+        200
+    );
+    assert!(db::list_conversations(&app.state.db, &owner)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(
+        app.post_json("get_conversation", id.clone()).await.status(),
+        404
+    );
+    let send_into = app
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "more", "model": null}),
+        )
+        .await;
+    assert_eq!(
+        send_into.status(),
+        404,
+        "a deleted conversation takes no turn"
+    );
+    let follow = app
+        .post_json(
+            "conversation_events",
+            json!({"conversation_id": conversation, "from_turn": null}),
+        )
+        .await;
+    assert_eq!(follow.status(), 404);
+    assert_eq!(
+        app.post_json(
+            "rename_conversation",
+            json!({"id": conversation, "title": "x"})
+        )
+        .await
+        .status(),
+        404
+    );
+
+    // Undo, right after.
+    assert_eq!(
+        app.post_json("restore_conversation", id.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        db::list_conversations(&app.state.db, &owner)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    // Deleted again and purged: the text is gone, the spending stays.
+    assert_eq!(
+        app.post_json("delete_conversation", id.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        db::purge_deleted(&app.state.db, db::now_ms() + 1)
+            .await
+            .expect("purge"),
+        1
+    );
+    let texts: Vec<String> = sqlx::query_scalar(
+        "SELECT content FROM messages UNION ALL SELECT title FROM conversations",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("texts");
+    assert!(texts.iter().all(String::is_empty), "left: {texts:?}");
+    assert_eq!(spent().await, cost);
+    assert_eq!(
+        app.post_json("restore_conversation", id).await.status(),
+        404
+    );
+    assert_eq!(
+        db::purge_deleted(&app.state.db, db::now_ms() + 1)
+            .await
+            .expect("purge"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_conversation_stops_its_running_reply() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..Default::default()
+    })
+    .await;
+    let mut reader = EventReader::new(app.send(Uuid::new_v4(), None, "Talk").await);
+    reader.started().await;
+    let conversation = {
+        let conversations = db::list_conversations(&app.state.db, &db::Owner("local".into()))
+            .await
+            .expect("list");
+        conversations[0].id
+    };
+    let deleted = app
+        .post_json("delete_conversation", json!({"id": conversation}))
+        .await;
+    assert_eq!(deleted.status(), 200);
+    let events = reader.read_to_end().await;
+    assert_eq!(
+        finished(&events).status,
+        rill::model::MessageStatus::Stopped
+    );
+    assert_eq!(
+        app.fake.disconnects().len(),
+        1,
+        "the provider request was cut"
+    );
+}
+
+#[tokio::test]
+async fn renaming_keeps_the_conversation_in_its_place_and_refuses_an_empty_title() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let older = conversation_of(&app.turn(None, "Older").await);
+    app.turn(None, "Newer").await;
+    let renamed = app
+        .post_json(
+            "rename_conversation",
+            json!({"id": older, "title": "  Trip\n plans "}),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+    assert_eq!(renamed.json::<String>().await.expect("title"), "Trip plans");
+    let titles: Vec<String> = db::list_conversations(&app.state.db, &db::Owner("local".into()))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.title)
+        .collect();
+    assert_eq!(titles, ["Newer", "Trip plans"]);
+    let empty = app
+        .post_json("rename_conversation", json!({"id": older, "title": " \n"}))
+        .await;
+    assert_eq!(empty.status(), 400);
+}
+
+#[tokio::test]
+async fn each_reply_records_the_system_prompt_revision_it_was_written_with() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 3,
+            ..Default::default()
+        },
+        conversations: ConversationSettings {
+            default_system_prompt: "Be kind.".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    // The server's default applies to a new conversation.
+    let conversation = conversation_of(&app.turn(None, "First").await);
+    let set = |text: &'static str| {
+        app.post_json(
+            "set_system_prompt",
+            json!({"id": conversation, "system_prompt": text}),
+        )
+    };
+    assert_eq!(
+        set("Be terse.")
+            .await
+            .json::<u32>()
+            .await
+            .expect("revision"),
+        2
+    );
+    assert_eq!(
+        set("Be terse.")
+            .await
+            .json::<u32>()
+            .await
+            .expect("revision"),
+        2,
+        "the same text is no new revision"
+    );
+    app.turn(Some(conversation), "Second").await;
+
+    let requests = app.fake.requests();
+    assert_eq!(
+        requests[0]["messages"][0],
+        json!({"role": "system", "content": "Be kind."})
+    );
+    assert_eq!(
+        requests[1]["messages"][0],
+        json!({"role": "system", "content": "Be terse."})
+    );
+    let view = db::get_conversation(&app.state.db, &db::Owner("local".into()), conversation)
+        .await
+        .expect("query")
+        .expect("conversation");
+    let revisions: Vec<Option<u32>> = view
+        .messages
+        .iter()
+        .map(|m| m.system_prompt_revision)
+        .collect();
+    assert_eq!(revisions, [None, Some(1), None, Some(2)]);
+    let texts: Vec<(u32, &str)> = view
+        .system_prompts
+        .iter()
+        .map(|p| (p.revision, p.text.as_str()))
+        .collect();
+    assert_eq!(texts, [(1, "Be kind."), (2, "Be terse.")]);
+    assert_eq!(view.system_prompt_revision, 2);
+
+    // A page may start a conversation with a prompt of its own, instead of the default.
+    let events = EventReader::new(
+        app.post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Ahoy", "model": null,
+                   "system_prompt": "Talk like a pirate."}),
+        )
+        .await,
+    )
+    .read_to_end()
+    .await;
+    assert!(matches!(
+        events[0].event,
+        rill::model::TurnEvent::Started {
+            system_prompt_revision: Some(1),
+            ..
+        }
+    ));
+    assert_eq!(
+        app.fake.requests()[2]["messages"][0],
+        json!({"role": "system", "content": "Talk like a pirate."})
+    );
 }

@@ -4,8 +4,8 @@ use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::config::{
-    AccessSettings, Config, LimitSettings, LocalModelSettings, OpsSettings, ProviderConfig,
-    ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
+    AccessSettings, Config, ConversationSettings, LimitSettings, LocalModelSettings, OpsSettings,
+    ProviderConfig, ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
 };
 use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
 use rill::server::pricing::PriceTable;
@@ -63,6 +63,8 @@ pub struct Setup {
     pub local_queue: Option<usize>,
     /// Logs and metrics settings (default: text logs, no metrics token).
     pub ops: OpsSettings,
+    /// Default system prompt and purge delay (default: none, a day).
+    pub conversations: ConversationSettings,
 }
 
 /// Limits no test meets unless it is about limits.
@@ -111,6 +113,7 @@ impl TestApp {
             limits,
             local_queue,
             ops,
+            conversations,
         } = setup;
         let fake = FakeProvider::start(fake)
             .await
@@ -158,6 +161,7 @@ impl TestApp {
             ]
             .into(),
             turns: turns.unwrap_or_else(test_turns),
+            conversations,
             ops,
         };
         let local_model = if local {

@@ -254,6 +254,8 @@ pub struct SendTurn {
     pub conversation_id: Option<Uuid>,
     pub text: String,
     pub model: Option<String>,
+    /// The system prompt a new conversation starts with (ignored for an existing one).
+    pub system_prompt: String,
 }
 
 impl TurnHub {
@@ -346,6 +348,7 @@ impl TurnHub {
             }
         };
         let text = input::message_text(&turn.text)?;
+        let system_prompt = input::system_prompt(&turn.system_prompt)?;
         let mut repaired = false;
         loop {
             let new_turn = NewTurn {
@@ -354,6 +357,7 @@ impl TurnHub {
                 text,
                 model: turn.model.as_deref(),
                 default_model: self.deps.models.default_model(),
+                system_prompt,
             };
             return match db::begin_turn(&self.deps.db, owner, new_turn).await? {
                 BeginTurn::Started(record) => {
@@ -818,6 +822,7 @@ fn replay_events(conversation_id: Uuid, reply: MessageView) -> Vec<TurnEnvelope>
         message_id: reply.id,
         model: reply.model.clone().unwrap_or_default(),
         run: reply.run,
+        system_prompt_revision: reply.system_prompt_revision,
     }];
     if !reply.content.is_empty() {
         events.push(TurnEvent::Delta {

@@ -171,6 +171,7 @@ mod tests {
             html: String::new(),
             model: None,
             run: 1,
+            system_prompt_revision: None,
             outcome: Outcome {
                 status,
                 ..Outcome::complete()

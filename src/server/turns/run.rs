@@ -98,6 +98,7 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         message_id: record.reply.id,
         model: record.model().to_owned(),
         run: record.reply.run,
+        system_prompt_revision: record.reply.system_prompt_revision,
     });
     if !record.reply.content.is_empty() {
         live.emit(TurnEvent::Delta {

@@ -18,8 +18,8 @@ use crate::api::turns::{
 };
 use crate::error::ApiError;
 use crate::model::{
-    ndjson, ConversationView, MessageStatus, MessageView, Outcome, Role, StreamLine, TurnEvent,
-    HEARTBEAT_SECS,
+    ndjson, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role,
+    StreamLine, TurnEvent, HEARTBEAT_SECS,
 };
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
@@ -51,6 +51,8 @@ pub struct ChatEntry {
     pub turn_id: StoredValue<Option<Uuid>>,
     /// Which run of the reply the page shows (a Continue starts the next).
     pub run: StoredValue<u32>,
+    /// The system prompt revision the reply was written with (0: none).
+    pub prompt_revision: RwSignal<Option<u32>>,
 }
 
 impl ChatEntry {
@@ -66,6 +68,7 @@ impl ChatEntry {
             message_id: StoredValue::new(Some(m.id)),
             turn_id: StoredValue::new(Some(m.turn_id)),
             run: StoredValue::new(m.run),
+            prompt_revision: RwSignal::new(m.system_prompt_revision),
         }
     }
 
@@ -81,6 +84,7 @@ impl ChatEntry {
             message_id: StoredValue::new(None),
             turn_id: StoredValue::new(Some(turn_id)),
             run: StoredValue::new(1),
+            prompt_revision: RwSignal::new(None),
         }
     }
 
@@ -92,6 +96,7 @@ impl ChatEntry {
         self.content.set(m.content);
         self.outcome.set(m.outcome);
         self.model.set(m.model);
+        self.prompt_revision.set(m.system_prompt_revision);
         self.queued.set(None);
     }
 
@@ -144,6 +149,7 @@ enum Cursor {
         conversation_id: Option<Uuid>,
         text: String,
         model: Option<String>,
+        system_prompt: Option<String>,
     },
     /// A Continue this page asked for that no event has acknowledged yet: asking again is safe
     /// (the server follows the continuation already started from `from_run`). `before` is how the
@@ -191,6 +197,13 @@ pub struct ChatState {
     pub draft: RwSignal<String>,
     /// The model the next turn uses (picker value); `None` means the server's default.
     pub model: RwSignal<Option<String>>,
+    /// The conversation's system prompt as the server has it, its revision, and every revision.
+    pub system_prompt: RwSignal<String>,
+    pub prompt_revisions: RwSignal<Vec<PromptRevision>>,
+    /// For a conversation not yet started: the system prompt set in its settings (`None`: the
+    /// server's default).
+    pub new_system_prompt: RwSignal<Option<String>>,
+    pub settings_open: RwSignal<bool>,
     /// Bumped when the list of conversations changed (a new one started).
     pub conversations_changed: RwSignal<u32>,
     /// Set when a conversation was shown and the page should start following it.
@@ -229,6 +242,10 @@ impl ChatState {
             notice: RwSignal::new(None),
             draft: RwSignal::new(String::new()),
             model: RwSignal::new(None),
+            system_prompt: RwSignal::new(String::new()),
+            prompt_revisions: RwSignal::new(Vec::new()),
+            new_system_prompt: RwSignal::new(None),
+            settings_open: RwSignal::new(false),
             conversations_changed: RwSignal::new(0),
             needs_attach: RwSignal::new(false),
             scroller: NodeRef::new(),
@@ -279,6 +296,8 @@ impl ChatState {
         };
         self.conversation_id.set(Some(conversation.id));
         self.model.set(Some(conversation.model.clone()));
+        self.system_prompt.set(conversation.system_prompt);
+        self.prompt_revisions.set(conversation.system_prompts);
         let entries: Vec<ChatEntry> = conversation
             .messages
             .into_iter()
@@ -333,6 +352,10 @@ impl ChatState {
         self.notice.set(None);
         self.detached.set(false);
         self.menu_open.set(false);
+        self.system_prompt.set(String::new());
+        self.prompt_revisions.set(Vec::new());
+        self.new_system_prompt.set(None);
+        self.settings_open.set(false);
     }
 
     /// New chat: an empty page with the new conversation's draft and the model chosen last.
@@ -378,7 +401,35 @@ impl ChatState {
             conversation_id: self.conversation_id.get_untracked(),
             text,
             model: self.model.get_untracked(),
+            system_prompt: self.new_system_prompt.get_untracked(),
         });
+    }
+
+    /// The conversation's system prompt is now `text`, as `revision`.
+    pub fn adopt_system_prompt(&self, revision: u32, text: String) {
+        if revision > 0
+            && self
+                .prompt_revisions
+                .with_untracked(|r| r.iter().all(|p| p.revision != revision))
+        {
+            self.prompt_revisions.update(|r| {
+                r.push(PromptRevision {
+                    revision,
+                    text: text.clone(),
+                })
+            });
+        }
+        self.system_prompt.set(text);
+        self.new_system_prompt.set(None);
+    }
+
+    /// The text of a system prompt revision, if the page has it.
+    pub fn prompt_text(&self, revision: u32) -> Option<String> {
+        self.prompt_revisions.with(|r| {
+            r.iter()
+                .find(|p| p.revision == revision)
+                .map(|p| p.text.clone())
+        })
     }
 
     /// Asks the model to go on with a stopped or interrupted reply.
@@ -487,7 +538,8 @@ impl ChatState {
                 conversation_id,
                 text,
                 model,
-            } => send_message(turn_id, conversation_id, text, model).await,
+                system_prompt,
+            } => send_message(turn_id, conversation_id, text, model, system_prompt).await,
             Cursor::Continue {
                 turn_id, from_run, ..
             } => continue_reply(turn_id, from_run).await,
@@ -641,9 +693,11 @@ impl ChatState {
                 message_id,
                 model,
                 run,
+                system_prompt_revision,
             } => {
                 // Every run's log starts from empty text and replays it whole.
                 reply.content.set(String::new());
+                reply.prompt_revision.set(system_prompt_revision);
                 reply.message_id.set_value(Some(message_id));
                 reply.run.set_value(run);
                 reply.model.set(Some(model));
@@ -660,6 +714,10 @@ impl ChatState {
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
                     set_address(&format!("/c/{conversation_id}"));
+                    // The new conversation started with the prompt its settings had.
+                    if let Some(text) = self.new_system_prompt.get_untracked() {
+                        self.adopt_system_prompt(system_prompt_revision.unwrap_or(0), text);
+                    }
                 }
                 // New, or newly active: the sidebar lists it first.
                 self.conversations_changed.update(|n| *n += 1);
