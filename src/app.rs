@@ -35,6 +35,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    crate::ui::conversations::provide_recently_deleted();
     view! {
         <Title text="Rill" />
         <Router>

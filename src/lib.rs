@@ -1,5 +1,9 @@
 //! Rill: a self-hostable streaming LLM chat app. A guided tour, in the order a chat turn meets them:
 
+// The chat page's view is one deeply nested type (Leptos builds views from types); its async
+// server rendering passes the default limit of 128.
+#![recursion_limit = "256"]
+
 /// Server functions: the browser's whole API, each a few lines calling into `server`.
 pub mod api;
 /// The HTML shell, the router and the page.

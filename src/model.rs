@@ -203,6 +203,13 @@ pub struct MessageView {
     /// For a reply: the system prompt revision in effect when it was written (0: none); `None`
     /// for questions and for replies older than revisions.
     pub system_prompt_revision: Option<u32>,
+    /// For a question: the turn before it on its branch (`None`: the conversation's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_turn_id: Option<Uuid>,
+    /// For a question that was edited or regenerated: the turn ids of it and its alternatives,
+    /// in the order they were asked (empty when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Uuid>,
     pub outcome: Outcome,
 }
 

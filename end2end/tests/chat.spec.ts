@@ -17,7 +17,7 @@ test("a reply streams in token by token after a thinking indicator, with Send re
   await openNewChat(page);
   await send(page, "Hello there");
 
-  await expect(page.locator("li.message.user").first()).toHaveText("Hello there");
+  await expect(page.locator("li.message.user .content").first()).toHaveText("Hello there");
   await expect(lastReply(page).locator(".thinking")).toBeVisible();
   await expect(page.getByRole("button", { name: "Stop" })).toBeVisible();
   await expect(page.getByRole("button", { name: "Send" })).toHaveCount(0);
@@ -57,7 +57,7 @@ test("Stop halts the reply, cuts the provider request, and a reload shows the sa
 
   await page.reload();
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
-  await expect(page.locator("li.message.user")).toHaveText(["Write a long essay"]);
+  await expect(page.locator("li.message.user .content")).toHaveText(["Write a long essay"]);
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
   await expect(lastReply(page).locator(".usage")).toContainText("≈");
@@ -127,10 +127,10 @@ test("switching conversations while a reply streams leaves the page working, wit
 
   // Away while it streams, and back.
   await page.locator(".sidebar a", { hasText: "First conversation" }).first().click();
-  await expect(page.locator("li.message.user")).toHaveText(["First conversation"]);
+  await expect(page.locator("li.message.user .content")).toHaveText(["First conversation"]);
   await page.waitForTimeout(300);
   await page.locator(".sidebar a", { hasText: "Second conversation" }).first().click();
-  await expect(page.locator("li.message.user")).toHaveText(["Second conversation, a long reply"]);
+  await expect(page.locator("li.message.user .content")).toHaveText(["Second conversation, a long reply"]);
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
   // The fixture fails the test on any console or page error (a WASM panic prints one).
 });

@@ -63,11 +63,11 @@ test("each conversation keeps its own draft", async ({ page }) => {
   await composer(page).fill("half-written for the second");
 
   await page.getByRole("link", { name: firstTitle }).click();
-  await expect(page.locator("li.message.user")).toHaveText([firstTitle]);
+  await expect(page.locator("li.message.user .content")).toHaveText([firstTitle]);
   await expect(composer(page)).toHaveValue("");
   await composer(page).fill("half-written for the first");
   await page.getByRole("link", { name: secondTitle }).click();
-  await expect(page.locator("li.message.user")).toHaveText([secondTitle]);
+  await expect(page.locator("li.message.user .content")).toHaveText([secondTitle]);
   await expect(composer(page)).toHaveValue("half-written for the second");
   await page.goto(first);
   await expect(page.locator("html[data-hydrated]")).toBeAttached();

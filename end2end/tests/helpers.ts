@@ -11,6 +11,8 @@ export type FakeConfig = {
   /// These tokens instead of the word list (`tokens` must be their count).
   script?: string[];
   stall_after?: number;
+  fail_status?: number;
+  fail_times?: number;
 };
 
 // The fake's reply, token by token (crates/fake-provider's `token` and `expected_text`).

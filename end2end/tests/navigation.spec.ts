@@ -76,7 +76,7 @@ test("on a phone the conversations open from a menu button", async ({ page }) =>
 
   await menu.click();
   await page.getByRole("link", { name: title }).click();
-  await expect(page.locator("li.message.user")).toHaveText([title]);
+  await expect(page.locator("li.message.user .content")).toHaveText([title]);
   await expect(page.getByRole("navigation", { name: "Conversations" })).toBeHidden();
 });
 

@@ -70,13 +70,13 @@ test("a second tab shows a turn sent from the first, live, and Stop in either st
 
   const second = await context.newPage();
   await openNewChat(second, conversationUrl);
-  await expect(second.locator("li.message.user")).toHaveText(["First question"]);
+  await expect(second.locator("li.message.user .content")).toHaveText(["First question"]);
 
   await configureFake(page, { tokens: 2000, token_delay_ms: 20 });
   const before = (await fakeLog(page)).disconnects.length;
   await send(page, "Second question");
   // The other tab gets the question and the reply as they happen.
-  await expect(second.locator("li.message.user")).toHaveText(["First question", "Second question"]);
+  await expect(second.locator("li.message.user .content")).toHaveText(["First question", "Second question"]);
   await expect.poll(async () => (await replyText(second)).length).toBeGreaterThan(40);
   await expect(second.getByRole("button", { name: "Stop" })).toBeVisible();
   await expect(second.getByRole("button", { name: "Send" })).toHaveCount(0);

@@ -93,6 +93,24 @@ pub async fn restore_conversation(id: Uuid) -> Result<(), ApiError> {
     }
 }
 
+/// Shows another branch: the one through `turn_id` (an alternative of a question on screen), to
+/// its newest end. Returns the conversation as it now reads.
+#[leptos::server(prefix = "/api", endpoint = "switch_branch", input = Json)]
+pub async fn switch_branch(
+    conversation_id: Uuid,
+    turn_id: Uuid,
+) -> Result<ConversationView, ApiError> {
+    use crate::server::db::branches::{self, SwitchBranch};
+    let (state, owner) = AppState::from_context()?;
+    match branches::switch_branch(&state.db, &owner, conversation_id, turn_id).await? {
+        SwitchBranch::Switched => get_conversation(conversation_id).await,
+        SwitchBranch::NoSuchTurn => Err(ApiError::NotFound("no such message".into())),
+        SwitchBranch::Busy => Err(ApiError::Conflict(
+            "a reply is being written; switch when it has finished".into(),
+        )),
+    }
+}
+
 #[cfg(feature = "ssr")]
 fn no_such_conversation() -> ApiError {
     ApiError::NotFound("no such conversation".into())

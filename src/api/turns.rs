@@ -12,7 +12,8 @@ use crate::server::AppState;
 /// browser mints `turn_id`; sending the same id again re-attaches to that turn instead of
 /// starting another. `conversation_id: None` starts a new conversation, with `system_prompt`
 /// if the page set one (else the server's default). `model` (from the picker) switches the
-/// conversation to that model from this turn on.
+/// conversation to that model from this turn on. `alternative_to` makes this turn an edit or a
+/// regeneration of that turn: a sibling that takes its place on the branch.
 #[leptos::server(prefix = "/api", endpoint = "send_message", input = Json, output = Streaming)]
 pub async fn send_message(
     turn_id: Uuid,
@@ -20,6 +21,7 @@ pub async fn send_message(
     text: String,
     model: Option<String>,
     #[server(default)] system_prompt: Option<String>,
+    #[server(default)] alternative_to: Option<Uuid>,
 ) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
     let system_prompt =
@@ -30,6 +32,7 @@ pub async fn send_message(
         text,
         model,
         system_prompt,
+        alternative_to,
     };
     Ok(lines(state.turns.send(&owner, turn).await?))
 }

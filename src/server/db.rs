@@ -18,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
+use self::branches::BRANCH_FROM_TURN;
 use crate::error::ApiError;
 use crate::model::{
     ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision,
@@ -25,6 +26,7 @@ use crate::model::{
 };
 
 pub mod accounts;
+pub mod branches;
 pub mod usage;
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +219,8 @@ struct ConversationRow {
     model: String,
     system_prompt: String,
     system_prompt_revision: i64,
+    /// The last turn of the branch on screen.
+    current_turn_id: Option<String>,
 }
 
 impl ConversationRow {
@@ -231,7 +235,7 @@ async fn conversation_row(
     id: Uuid,
 ) -> Result<Option<ConversationRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT title, model, system_prompt, system_prompt_revision FROM conversations
+        "SELECT title, model, system_prompt, system_prompt_revision, current_turn_id FROM conversations
          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(id.to_string())
@@ -253,12 +257,17 @@ pub async fn get_conversation(
     let Some(row) = conversation_row(db.reader(), owner, id).await? else {
         return Ok(None);
     };
+    // The branch on screen: the current turn and its ancestors.
     let messages: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position"
+        "{BRANCH_FROM_TURN}
+         SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ?2 AND turn_id IN branch ORDER BY position"
     ))
+    .bind(&row.current_turn_id)
     .bind(id.to_string())
     .fetch_all(db.reader())
     .await?;
+    let alternatives = branches::alternatives(db.reader(), id).await?;
     let revisions: Vec<(i64, String)> = sqlx::query_as(
         "SELECT revision, text FROM system_prompts WHERE conversation_id = ? ORDER BY revision",
     )
@@ -280,14 +289,24 @@ pub async fn get_conversation(
         system_prompt: row.system_prompt,
         messages: messages
             .into_iter()
-            .map(MessageView::try_from)
-            .collect::<Result<_, _>>()?,
+            .map(|row| {
+                let mut message = MessageView::try_from(row)?;
+                if message.role == Role::User {
+                    message.alternatives = alternatives
+                        .iter()
+                        .find(|(turn, _)| *turn == message.turn_id)
+                        .map(|(_, all)| all.clone())
+                        .unwrap_or_default();
+                }
+                Ok(message)
+            })
+            .collect::<Result<_, DbError>>()?,
     }))
 }
 
 const MESSAGE_COLUMNS: &str = "id, turn_id, conversation_id, role, content, status, error, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    usage_estimated, cost_usd, run, left_out, system_prompt_revision";
+    usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id";
 
 /// A `messages` row as stored; [`MessageView`] is what it means.
 #[derive(sqlx::FromRow)]
@@ -310,6 +329,7 @@ struct MessageRow {
     run: i64,
     left_out: i64,
     system_prompt_revision: Option<i64>,
+    parent_turn_id: Option<String>,
 }
 
 impl TryFrom<MessageRow> for MessageView {
@@ -340,6 +360,8 @@ impl TryFrom<MessageRow> for MessageView {
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
             system_prompt_revision: r.system_prompt_revision.and_then(|n| u32::try_from(n).ok()),
+            parent_turn_id: r.parent_turn_id.as_deref().map(uuid).transpose()?,
+            alternatives: Vec::new(),
             outcome: Outcome {
                 status,
                 error: r.error,
@@ -369,6 +391,9 @@ pub struct NewTurn<'a> {
     pub default_model: &'a str,
     /// For a new conversation: its system prompt (from the page, else the server's default).
     pub system_prompt: &'a str,
+    /// An edit or a regeneration: the turn this one is an alternative to (it takes that turn's
+    /// place on the branch). `None`: the turn follows the branch on screen.
+    pub alternative_to: Option<Uuid>,
 }
 
 /// A turn that was just recorded (or re-opened by Continue) and must now be run.
@@ -403,6 +428,8 @@ pub enum BeginTurn {
     NoSuchConversation,
     /// The conversation already has a reply streaming.
     Busy,
+    /// The turn to be an alternative to is not in this conversation.
+    NoSuchTurn,
 }
 
 /// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
@@ -418,7 +445,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     if seen.is_some() {
         return Ok(BeginTurn::Repeated);
     }
-    let (conversation_id, model, system_prompt, revision) = match turn.conversation_id {
+    let (conversation_id, model, system_prompt, revision, parent) = match turn.conversation_id {
         Some(id) => {
             let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
                 return Ok(BeginTurn::NoSuchConversation);
@@ -427,14 +454,34 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                 return Ok(BeginTurn::Busy);
             }
             let revision = row.revision();
+            let parent = match turn.alternative_to {
+                None => row.current_turn_id.as_deref().map(uuid).transpose()?,
+                Some(sibling) => {
+                    let found: Option<(Option<String>,)> = sqlx::query_as(
+                        "SELECT parent_turn_id FROM messages
+                         WHERE turn_id = ? AND role = 'user' AND conversation_id = ?",
+                    )
+                    .bind(sibling.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((parent,)) = found else {
+                        return Ok(BeginTurn::NoSuchTurn);
+                    };
+                    parent.as_deref().map(uuid).transpose()?
+                }
+            };
             let model = turn.model.map_or(row.model, str::to_owned);
-            sqlx::query("UPDATE conversations SET updated_at = ?, model = ? WHERE id = ?")
-                .bind(now)
-                .bind(&model)
-                .bind(id.to_string())
+            sqlx::query(
+                "UPDATE conversations SET updated_at = ?, model = ?, current_turn_id = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(&model)
+            .bind(turn.turn_id.to_string())
+            .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            (id, model, row.system_prompt, revision)
+            (id, model, row.system_prompt, revision, parent)
         }
         None => {
             let id = Uuid::new_v4();
@@ -442,8 +489,8 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             let revision = u32::from(!turn.system_prompt.is_empty());
             sqlx::query(
                 "INSERT INTO conversations (id, owner, title, model, system_prompt,
-                                            system_prompt_revision, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                            system_prompt_revision, current_turn_id, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.to_string())
             .bind(&owner.0)
@@ -451,6 +498,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             .bind(&model)
             .bind(turn.system_prompt)
             .bind(revision)
+            .bind(turn.turn_id.to_string())
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -458,7 +506,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             if revision > 0 {
                 insert_revision(&mut tx, id, revision, turn.system_prompt, now).await?;
             }
-            (id, model, turn.system_prompt.to_owned(), revision)
+            (id, model, turn.system_prompt.to_owned(), revision, None)
         }
     };
     let (last_position,): (i64,) =
@@ -475,6 +523,8 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         model: None,
         run: 1,
         system_prompt_revision: None,
+        parent_turn_id: parent,
+        alternatives: Vec::new(),
         outcome: Outcome::complete(),
     };
     let reply = MessageView {
@@ -486,13 +536,15 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         model: Some(model),
         run: 1,
         system_prompt_revision: Some(revision),
+        parent_turn_id: None,
+        alternatives: Vec::new(),
         outcome: Outcome::streaming(),
     };
     for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
         let inserted = sqlx::query(
             "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
-                                   system_prompt_revision, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   system_prompt_revision, parent_turn_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(message.id.to_string())
         .bind(conversation_id.to_string())
@@ -506,6 +558,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         .bind(&message.model)
         .bind(position)
         .bind(message.system_prompt_revision)
+        .bind(message.parent_turn_id.map(|p| p.to_string()))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -514,6 +567,15 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             return Ok(BeginTurn::Busy);
         }
         inserted?;
+    }
+    let mut user = user;
+    if turn.alternative_to.is_some() {
+        user.alternatives = branches::alternatives(&mut *tx, conversation_id)
+            .await?
+            .into_iter()
+            .find(|(t, _)| *t == turn.turn_id)
+            .map(|(_, all)| all)
+            .unwrap_or_default();
     }
     tx.commit().await?;
     Ok(BeginTurn::Started(Box::new(TurnRecord {
@@ -592,15 +654,7 @@ pub async fn begin_continuation(
             "only a stopped or interrupted reply can be continued".into(),
         ));
     }
-    let later: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM messages WHERE conversation_id = ?
-           AND position > (SELECT position FROM messages WHERE id = ?)",
-    )
-    .bind(conversation_id.to_string())
-    .bind(reply.id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if later.is_some() {
+    if conversation.current_turn_id.as_deref() != Some(turn_id.to_string().as_str()) {
         return Ok(BeginContinuation::Refused(
             "only the last reply of a conversation can be continued".into(),
         ));
@@ -658,19 +712,30 @@ pub async fn history(
     conversation_id: Uuid,
     reply_id: Uuid,
 ) -> Result<Vec<MessageView>, DbError> {
+    // The reply's branch: its own question and the turns before it, not their siblings.
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ?
-           AND position < (SELECT position FROM messages WHERE id = ?)
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)
+        "{BRANCH_FROM_TURN}
+         SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ?2 AND turn_id IN branch
+           AND position < (SELECT position FROM messages WHERE id = ?3)
+           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?4)
          ORDER BY position"
     ))
+    .bind(reply_turn(db, reply_id).await?.map(|t| t.to_string()))
     .bind(conversation_id.to_string())
     .bind(reply_id.to_string())
     .bind(&owner.0)
     .fetch_all(db.reader())
     .await?;
     rows.into_iter().map(MessageView::try_from).collect()
+}
+
+async fn reply_turn(db: &Db, reply_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    let found: Option<(String,)> = sqlx::query_as("SELECT turn_id FROM messages WHERE id = ?")
+        .bind(reply_id.to_string())
+        .fetch_optional(db.reader())
+        .await?;
+    found.map(|(t,)| uuid(&t)).transpose()
 }
 
 /// Addresses one run of a reply the turn engine is writing.
@@ -845,33 +910,33 @@ pub async fn turns_from(
     conversation_id: Uuid,
     from_turn: Option<Uuid>,
 ) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
-    if conversation_row(db.reader(), owner, conversation_id)
-        .await?
-        .is_none()
-    {
+    let Some(conversation) = conversation_row(db.reader(), owner, conversation_id).await? else {
         return Ok(None);
-    }
+    };
+    // The branch on screen only: turns on other branches belong to no page following this one.
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ?
-           AND EXISTS (SELECT 1 FROM conversations c
-                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)
-           AND position >= COALESCE(
-                (SELECT MIN(position) FROM messages WHERE turn_id = ? AND conversation_id = ?), 0)
-         ORDER BY position"
+        "{BRANCH_FROM_TURN}
+         SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ?2 AND turn_id IN branch ORDER BY position"
     ))
-    .bind(conversation_id.to_string())
-    .bind(&owner.0)
-    .bind(from_turn.map(|t| t.to_string()))
+    .bind(&conversation.current_turn_id)
     .bind(conversation_id.to_string())
     .fetch_all(db.reader())
     .await?;
-    Ok(Some(
-        pair_turns(rows)?
-            .into_iter()
-            .map(|(user, reply, _)| (user, reply))
-            .collect(),
-    ))
+    let mut turns: Vec<(MessageView, MessageView)> = pair_turns(rows)?
+        .into_iter()
+        .map(|(user, reply, _)| (user, reply))
+        .collect();
+    if let Some(from) = from_turn {
+        // A page whose last turn is no longer on the branch gets the branch's last turn, whose
+        // parent tells it to load the branch afresh.
+        let start = turns
+            .iter()
+            .position(|(user, _)| user.turn_id == from)
+            .unwrap_or(turns.len().saturating_sub(1));
+        turns.drain(..start);
+    }
+    Ok(Some(turns))
 }
 
 /// The stored detail of each failed reply in a conversation, for an admin's view.

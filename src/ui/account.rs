@@ -50,7 +50,7 @@ fn go_home() {
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
-    let options = Resource::new(|| (), |_| sign_in_options());
+    let options = ArcResource::new(|| (), |_| sign_in_options());
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let creating = RwSignal::new(false);
@@ -103,16 +103,19 @@ pub fn SignInPage() -> impl IntoView {
                 </button>
             </form>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    let open = options.await.map(|o| o.open_signup).unwrap_or(false);
-                    open.then(|| view! {
-                        <p class="form-switch">
-                            <button type="button" class="link" on:click=move |_| creating.update(|c| *c = !*c)>
-                                {move || if creating.get() { "I have an account" } else { "Create an account" }}
-                            </button>
-                        </p>
+                {move || {
+                    let options = options.clone();
+                    Suspend::new(async move {
+                        let open = options.await.map(|o| o.open_signup).unwrap_or(false);
+                        open.then(|| view! {
+                            <p class="form-switch">
+                                <button type="button" class="link" on:click=move |_| creating.update(|c| *c = !*c)>
+                                    {move || if creating.get() { "I have an account" } else { "Create an account" }}
+                                </button>
+                            </p>
+                        })
                     })
-                })}
+                }}
             </Transition>
         </Panel>
     }
@@ -159,7 +162,9 @@ pub fn PasswordPage() -> impl IntoView {
 /// Under the conversation list: who is signed in, and where they can go.
 #[component]
 pub fn AccountMenu() -> impl IntoView {
-    let me = Resource::new(|| (), |_| current_user());
+    // `Arc`: a reference-counted resource is never "disposed" under a Suspense that the server
+    // checks once more as the page ends (an arena one panics there; see ARCHITECTURE.md).
+    let me = ArcResource::new(|| (), |_| current_user());
     let sign_out = ServerAction::<SignOut>::new();
     Effect::new(move || {
         if matches!(sign_out.value().get(), Some(Ok(()))) {
@@ -168,7 +173,9 @@ pub fn AccountMenu() -> impl IntoView {
     });
     view! {
         <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
+            {move || {
+                let me = me.clone();
+                Suspend::new(async move {
                 me.await.ok().map(|me| {
                     let own_password = me.accounts && !me.via_proxy;
                     view! {
@@ -185,7 +192,7 @@ pub fn AccountMenu() -> impl IntoView {
                         </div>
                     }
                 })
-            })}
+            })}}
         </Transition>
     }
 }

@@ -33,7 +33,7 @@ pub fn AdminPage() -> impl IntoView {
     let budget = ServerAction::<SetUserBudget>::new();
     let settings = ServerAction::<SetSiteSettings>::new();
     // Reloaded after every change.
-    let overview = Resource::new(
+    let overview = ArcResource::new(
         move || {
             (
                 create.version().get(),
@@ -72,44 +72,47 @@ pub fn AdminPage() -> impl IntoView {
         <Panel title="Admin" back=true>
             {move || error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match overview.await {
-                        Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
-                        Ok(view_data) => view! {
-                            <h2>"Users"</h2>
-                            <table class="figures users">
-                                <thead><tr>
-                                    <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
-                                    <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
-                                </tr></thead>
-                                <tbody>
-                                    {view_data.users.into_iter().map(|user| view! { <UserRow user actions /> }).collect_view()}
-                                </tbody>
-                            </table>
-                            <NewUserForm create local_error />
-                            <SettingsForm current=view_data.settings settings local_error />
-                            <h2>"Audit log"</h2>
-                            <table class="figures audit">
-                                <thead><tr>
-                                    <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
-                                    <th>"From"</th><th>"Detail"</th>
-                                </tr></thead>
-                                <tbody>
-                                    {view_data.audit.into_iter().map(|entry| view! {
-                                        <tr>
-                                            <td>{entry.at}</td>
-                                            <td>{entry.actor.unwrap_or_default()}</td>
-                                            <td>{entry.action}</td>
-                                            <td>{entry.target.unwrap_or_default()}</td>
-                                            <td>{entry.address.unwrap_or_default()}</td>
-                                            <td>{entry.detail.unwrap_or_default()}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
-                        }.into_any(),
-                    }
-                })}
+                {move || {
+                    let overview = overview.clone();
+                    Suspend::new(async move {
+                        match overview.await {
+                            Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+                            Ok(view_data) => view! {
+                                <h2>"Users"</h2>
+                                <table class="figures users">
+                                    <thead><tr>
+                                        <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
+                                        <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
+                                    </tr></thead>
+                                    <tbody>
+                                        {view_data.users.into_iter().map(|user| view! { <UserRow user actions /> }).collect_view()}
+                                    </tbody>
+                                </table>
+                                <NewUserForm create local_error />
+                                <SettingsForm current=view_data.settings settings local_error />
+                                <h2>"Audit log"</h2>
+                                <table class="figures audit">
+                                    <thead><tr>
+                                        <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
+                                        <th>"From"</th><th>"Detail"</th>
+                                    </tr></thead>
+                                    <tbody>
+                                        {view_data.audit.into_iter().map(|entry| view! {
+                                            <tr>
+                                                <td>{entry.at}</td>
+                                                <td>{entry.actor.unwrap_or_default()}</td>
+                                                <td>{entry.action}</td>
+                                                <td>{entry.target.unwrap_or_default()}</td>
+                                                <td>{entry.address.unwrap_or_default()}</td>
+                                                <td>{entry.detail.unwrap_or_default()}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            }.into_any(),
+                        }
+                    })
+                }}
             </Transition>
         </Panel>
     }

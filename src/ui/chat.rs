@@ -6,6 +6,7 @@ mod message;
 mod page;
 mod remembered;
 mod reply_text;
+mod settings;
 mod state;
 
 pub use page::ChatPage;

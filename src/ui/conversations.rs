@@ -1,52 +1,247 @@
-//! The list of conversations beside the chat.
+//! The list of conversations beside the chat: open, rename, delete (with Undo).
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
+use uuid::Uuid;
 
-use crate::api::conversations::list_conversations;
+use crate::api::conversations::{
+    delete_conversation, list_conversations, rename_conversation, restore_conversation,
+};
+use crate::model::{ConversationSummary, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::ChatState;
 
+/// A conversation just deleted, while Undo is offered.
+#[derive(Clone, Debug, PartialEq)]
+struct Deleted {
+    id: Uuid,
+    title: String,
+    /// It was the one on screen: Undo opens it again.
+    was_open: bool,
+}
+
+/// The conversation deleted last, while Undo is offered. Above the routes, because deleting the
+/// open conversation goes from `/c/:id` to `/`, which is another page.
+#[derive(Clone, Copy)]
+struct RecentlyDeleted(RwSignal<Option<Deleted>>);
+
+pub fn provide_recently_deleted() {
+    provide_context(RecentlyDeleted(RwSignal::new(None)));
+}
+
+/// `active`: the conversation on screen (a mirror of `ChatState::conversation_id`, see `mirror`).
 #[component]
-pub fn Sidebar(state: ChatState) -> impl IntoView {
-    let conversations = Resource::new(
+pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoView {
+    // `Arc`: see `AccountMenu`.
+    let conversations = ArcResource::new(
         move || state.conversations_changed.get(),
         |_| list_conversations(),
     );
+    let deleted =
+        use_context::<RecentlyDeleted>().map_or_else(|| RwSignal::new(None), |recent| recent.0);
+    let problem = RwSignal::new(None::<String>);
     let navigate = use_navigate();
-    let new_chat = move |_| {
-        state.start_new();
+    let go = move |path: &str| {
+        navigate(path, Default::default());
         // The address may have been set without the router (see ChatState::apply); make both agree.
-        navigate("/", Default::default());
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-            let _ =
-                history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some("/"));
+            let _ = history.replace_state_with_url(
+                &leptos::wasm_bindgen::JsValue::NULL,
+                "",
+                Some(path),
+            );
         }
+    };
+    let new_chat = {
+        let go = go.clone();
+        move |_| {
+            state.start_new();
+            go("/");
+        }
+    };
+    let on_delete = {
+        let go = go.clone();
+        move |id: Uuid, title: String| {
+            let go = go.clone();
+            spawn_local(async move {
+                match delete_conversation(id).await {
+                    Ok(()) => {
+                        let was_open = state.conversation_id.get_untracked() == Some(id);
+                        if was_open {
+                            state.start_new();
+                            go("/");
+                        }
+                        let gone = Deleted {
+                            id,
+                            title,
+                            was_open,
+                        };
+                        deleted.set(Some(gone.clone()));
+                        state.conversations_changed.update(|n| *n += 1);
+                        set_timeout(
+                            move || {
+                                if deleted.try_get_untracked().flatten().as_ref() == Some(&gone) {
+                                    deleted.try_set(None);
+                                }
+                            },
+                            std::time::Duration::from_secs(UNDO_DELETE_SECS),
+                        );
+                    }
+                    Err(e) => {
+                        problem.try_set(Some(format!("Could not delete the conversation: {e}")));
+                    }
+                }
+            });
+        }
+    };
+    let undo = move |_| {
+        let Some(gone) = deleted.get_untracked() else {
+            return;
+        };
+        deleted.set(None);
+        let go = go.clone();
+        spawn_local(async move {
+            match restore_conversation(gone.id).await {
+                Ok(()) => {
+                    state.conversations_changed.update(|n| *n += 1);
+                    if gone.was_open {
+                        go(&format!("/c/{}", gone.id));
+                    }
+                }
+                Err(e) => {
+                    problem.try_set(Some(format!("Could not restore the conversation: {e}")));
+                }
+            }
+        });
     };
     view! {
         <nav class="sidebar" aria-label="Conversations">
             <button type="button" class="new-chat" on:click=new_chat>"New chat"</button>
+            <Show when=move || problem.try_with(Option::is_some).unwrap_or(false)>
+                <p class="notice" role="alert">{move || problem.try_get().flatten()}</p>
+            </Show>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match conversations.await {
-                        Ok(list) => view! {
-                            <ul class="conversation-list">
-                                {list.into_iter().map(|c| {
-                                    let id = c.id;
-                                    let title = c.title.clone();
-                                    view! {
-                                        <li class:active=move || state.conversation_id.get() == Some(id)>
-                                            <a href=format!("/c/{id}") title=title on:click=move |_| state.menu_open.set(false)>{c.title}</a>
-                                        </li>
-                                    }
-                                }).collect_view()}
-                            </ul>
-                        }.into_any(),
-                        Err(e) => view! { <p class="notice">{format!("Could not list conversations: {e}")}</p> }.into_any(),
-                    }
-                })}
+                {move || {
+                    let on_delete = on_delete.clone();
+                    let conversations = conversations.clone();
+                    Suspend::new(async move {
+                        match conversations.await {
+                            Ok(list) => view! {
+                                <ul class="conversation-list">
+                                    {list.into_iter().map(|c| {
+                                        let on_delete = on_delete.clone();
+                                        view! { <ConversationItem state active conversation=c problem on_delete /> }
+                                    }).collect_view()}
+                                </ul>
+                            }.into_any(),
+                            Err(e) => view! { <p class="notice">{format!("Could not list conversations: {e}")}</p> }.into_any(),
+                        }
+                    })
+                }}
             </Transition>
+            <Show when=move || deleted.try_with(Option::is_some).unwrap_or(false)>
+                <div class="undo-toast" role="status">
+                    <span>{move || deleted.try_with(|d| d.as_ref().map(|d| format!("Deleted “{}”.", d.title))).flatten()}</span>
+                    <button type="button" class="link" on:click=undo.clone()>"Undo"</button>
+                </div>
+            </Show>
             <AccountMenu />
         </nav>
+    }
+}
+
+/// One line of the list: its link, and Rename / Delete beside it.
+#[component]
+fn ConversationItem(
+    state: ChatState,
+    active: RwSignal<Option<Uuid>>,
+    conversation: ConversationSummary,
+    problem: RwSignal<Option<String>>,
+    on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = conversation.id;
+    let title = RwSignal::new(conversation.title);
+    let editing = RwSignal::new(false);
+    let input = NodeRef::<leptos::html::Input>::new();
+    let save = move || {
+        // Enter saves, and the blur that follows must not save again.
+        let Some(el) = input.get_untracked().filter(|_| editing.get_untracked()) else {
+            return;
+        };
+        editing.set(false);
+        let wanted = el.value();
+        if wanted.trim().is_empty() || wanted == title.get_untracked() {
+            return;
+        }
+        spawn_local(async move {
+            match rename_conversation(id, wanted).await {
+                Ok(stored) => {
+                    title.try_set(stored);
+                }
+                Err(e) => {
+                    problem.try_set(Some(format!("Could not rename the conversation: {e}")));
+                }
+            }
+        });
+    };
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+        "Enter" => {
+            ev.prevent_default();
+            save();
+        }
+        "Escape" => {
+            // Esc here cancels the rename, and nothing else.
+            ev.prevent_default();
+            editing.set(false);
+        }
+        _ => {}
+    };
+    Effect::new(move || {
+        if editing.get() {
+            if let Some(el) = input.get() {
+                let _ = el.focus();
+                el.select();
+            }
+        }
+    });
+    view! {
+        <li class:active=move || active.try_get().flatten() == Some(id)>
+            <Show
+                when=move || editing.try_get().unwrap_or(false)
+                fallback=move || view! {
+                    <a href=format!("/c/{id}") title=move || title.try_get().unwrap_or_default() on:click=move |_| state.menu_open.set(false)>
+                        {move || title.try_get().unwrap_or_default()}
+                    </a>
+                }
+            >
+                <input
+                    node_ref=input
+                    class="rename"
+                    aria-label="Conversation title"
+                    maxlength=crate::model::MAX_TITLE_CHARS.to_string()
+                    prop:value=move || title.try_get_untracked().unwrap_or_default()
+                    on:keydown=on_keydown
+                    on:blur=move |_| save()
+                />
+            </Show>
+            <span class="item-actions">
+                <button
+                    type="button"
+                    title="Rename"
+                    aria-label=move || format!("Rename “{}”", title.try_get().unwrap_or_default())
+                    on:click=move |_| editing.set(true)
+                >"✎"</button>
+                <button
+                    type="button"
+                    title="Delete"
+                    aria-label=move || format!("Delete “{}”", title.try_get().unwrap_or_default())
+                    on:click={
+                        let on_delete = on_delete.clone();
+                        move |_| on_delete(id, title.get_untracked())
+                    }
+                >"🗑"</button>
+            </span>
+        </li>
     }
 }

@@ -10,7 +10,7 @@ use crate::ui::account::Panel;
 pub fn UsagePage() -> impl IntoView {
     let query = use_query_map();
     let user = Memo::new(move |_| query.read().get("user"));
-    let report = Resource::new(move || user.get(), monthly_usage);
+    let report = ArcResource::new(move || user.get(), monthly_usage);
     let export = move || match user.get() {
         Some(id) => format!("/usage.csv?user={id}"),
         None => "/usage.csv".to_owned(),
@@ -18,52 +18,55 @@ pub fn UsagePage() -> impl IntoView {
     view! {
         <Panel title="Usage" back=true>
             <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match report.await {
-                        Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
-                        Ok(report) => {
-                            let limit = report.budget_usd.map_or_else(
-                                || "no monthly limit".to_owned(),
-                                |b| format!("of {} this month", format_cost(b)),
-                            );
-                            let over = report.budget_usd.is_some_and(|b| report.month_cost_usd >= b);
-                            view! {
-                                <p class="usage-total" class:over=over>
-                                    <strong>{report.username.clone()}</strong>
-                                    {format!(" · {}: {} spent, {limit}", report.month, format_cost(report.month_cost_usd))}
-                                </p>
-                                {if report.rows.is_empty() {
-                                    view! { <p class="muted">"No replies this month."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <table class="figures">
-                                            <thead><tr>
-                                                <th>"Day"</th><th>"Model"</th><th class="num">"Replies"</th>
-                                                <th class="num">"Input"</th><th class="num">"Cached"</th>
-                                                <th class="num">"Output"</th><th class="num">"Cost"</th>
-                                            </tr></thead>
-                                            <tbody>
-                                                {report.rows.into_iter().map(|row| view! {
-                                                    <tr>
-                                                        <td>{row.day}</td>
-                                                        <td>{row.model}</td>
-                                                        <td class="num">{row.replies}</td>
-                                                        <td class="num">{row.input_tokens}</td>
-                                                        <td class="num">{row.cached_input_tokens}</td>
-                                                        <td class="num">{row.output_tokens}</td>
-                                                        <td class="num" title=row.estimated.then_some("includes estimates for replies the provider did not count")>
-                                                            {format_cost(row.cost_usd)}{row.estimated.then_some(" *")}
-                                                        </td>
-                                                    </tr>
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
-                                    }.into_any()
-                                }}
-                            }.into_any()
+                {move || {
+                    let report = report.clone();
+                    Suspend::new(async move {
+                        match report.await {
+                            Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+                            Ok(report) => {
+                                let limit = report.budget_usd.map_or_else(
+                                    || "no monthly limit".to_owned(),
+                                    |b| format!("of {} this month", format_cost(b)),
+                                );
+                                let over = report.budget_usd.is_some_and(|b| report.month_cost_usd >= b);
+                                view! {
+                                    <p class="usage-total" class:over=over>
+                                        <strong>{report.username.clone()}</strong>
+                                        {format!(" · {}: {} spent, {limit}", report.month, format_cost(report.month_cost_usd))}
+                                    </p>
+                                    {if report.rows.is_empty() {
+                                        view! { <p class="muted">"No replies this month."</p> }.into_any()
+                                    } else {
+                                        view! {
+                                            <table class="figures">
+                                                <thead><tr>
+                                                    <th>"Day"</th><th>"Model"</th><th class="num">"Replies"</th>
+                                                    <th class="num">"Input"</th><th class="num">"Cached"</th>
+                                                    <th class="num">"Output"</th><th class="num">"Cost"</th>
+                                                </tr></thead>
+                                                <tbody>
+                                                    {report.rows.into_iter().map(|row| view! {
+                                                        <tr>
+                                                            <td>{row.day}</td>
+                                                            <td>{row.model}</td>
+                                                            <td class="num">{row.replies}</td>
+                                                            <td class="num">{row.input_tokens}</td>
+                                                            <td class="num">{row.cached_input_tokens}</td>
+                                                            <td class="num">{row.output_tokens}</td>
+                                                            <td class="num" title=row.estimated.then_some("includes estimates for replies the provider did not count")>
+                                                                {format_cost(row.cost_usd)}{row.estimated.then_some(" *")}
+                                                            </td>
+                                                        </tr>
+                                                    }).collect_view()}
+                                                </tbody>
+                                            </table>
+                                        }.into_any()
+                                    }}
+                                }.into_any()
+                            }
                         }
-                    }
-                })}
+                    })
+                }}
             </Transition>
             <p><a href=export download>"Download every reply's figures (CSV)"</a></p>
         </Panel>

@@ -212,6 +212,12 @@ async fn deleting_a_conversation_stops_its_running_reply() {
     .await;
     let mut reader = EventReader::new(app.send(Uuid::new_v4(), None, "Talk").await);
     reader.started().await;
+    // Text is flowing: the provider request is open.
+    while let Some(envelope) = reader.next().await {
+        if matches!(envelope.event, rill::model::TurnEvent::Delta { .. }) {
+            break;
+        }
+    }
     let conversation = {
         let conversations = db::list_conversations(&app.state.db, &db::Owner("local".into()))
             .await
@@ -227,11 +233,10 @@ async fn deleting_a_conversation_stops_its_running_reply() {
         finished(&events).status,
         rill::model::MessageStatus::Stopped
     );
-    assert_eq!(
-        app.fake.disconnects().len(),
-        1,
-        "the provider request was cut"
-    );
+    eventually("the provider request is cut", || async {
+        app.fake.disconnects().len() == 1
+    })
+    .await;
 }
 
 #[tokio::test]

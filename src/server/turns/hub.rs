@@ -256,6 +256,8 @@ pub struct SendTurn {
     pub model: Option<String>,
     /// The system prompt a new conversation starts with (ignored for an existing one).
     pub system_prompt: String,
+    /// An edit or a regeneration: the turn this one replaces on the branch (kept as a sibling).
+    pub alternative_to: Option<Uuid>,
 }
 
 impl TurnHub {
@@ -358,6 +360,7 @@ impl TurnHub {
                 model: turn.model.as_deref(),
                 default_model: self.deps.models.default_model(),
                 system_prompt,
+                alternative_to: turn.alternative_to,
             };
             return match db::begin_turn(&self.deps.db, owner, new_turn).await? {
                 BeginTurn::Started(record) => {
@@ -370,6 +373,10 @@ impl TurnHub {
                 BeginTurn::NoSuchConversation => {
                     claim.refuse(Refusal::NoSuchConversation);
                     Err(TurnError::NoSuchConversation)
+                }
+                BeginTurn::NoSuchTurn => {
+                    claim.refuse(Refusal::NoSuchTurn);
+                    Err(TurnError::NoSuchTurn)
                 }
                 BeginTurn::Busy => {
                     // Busy with a reply nothing here writes (its end could not be stored)?

@@ -172,6 +172,8 @@ mod tests {
             model: None,
             run: 1,
             system_prompt_revision: None,
+            parent_turn_id: None,
+            alternatives: Vec::new(),
             outcome: Outcome {
                 status,
                 ..Outcome::complete()

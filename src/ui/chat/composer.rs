@@ -28,6 +28,12 @@ pub fn Composer(state: ChatState) -> impl IntoView {
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
             ev.prevent_default();
             submit();
+        } else if ev.key() == "ArrowUp"
+            && draft.with_untracked(String::is_empty)
+            && state.edit_last()
+        {
+            // Up in an empty composer edits the last message, as in most chat apps.
+            ev.prevent_default();
         }
     };
     let on_input = move |text: String| {

@@ -2,15 +2,20 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::remembered;
-use super::state::{ChatState, Link};
+use super::state::{mirror, ChatState, Link};
 use crate::api::models::{list_models, set_conversation_model};
+use crate::error::ApiError;
 use crate::format::{format_cost, model_name};
-use crate::model::{ModelMenu, ModelOption, Price};
+use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};
 
 /// Above the conversation: the model picker and the conversation's running totals.
 #[component]
-pub fn ChatHeader(state: ChatState) -> impl IntoView {
-    let menu = Resource::new(|| (), |_| list_models());
+pub fn ChatHeader(
+    state: ChatState,
+    conversation: ArcResource<Result<Option<ConversationView>, ApiError>>,
+) -> impl IntoView {
+    // `Arc`: see `AccountMenu`.
+    let menu = ArcResource::new(|| (), |_| list_models());
     view! {
         <header class="chat-header">
             <button
@@ -21,23 +26,47 @@ pub fn ChatHeader(state: ChatState) -> impl IntoView {
                 on:click=move |_| state.menu_open.update(|open| *open = !*open)
             >"☰"</button>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match menu.await {
-                        Ok(menu) => view! { <ModelPicker state menu /> }.into_any(),
-                        Err(e) => view! { <p class="notice">{format!("Could not list models: {e}")}</p> }.into_any(),
-                    }
-                })}
+                {move || {
+                    let menu = menu.clone();
+                    let conversation = conversation.clone();
+                    Suspend::new(async move {
+                        let shown = conversation.await.ok().flatten();
+                        match menu.await {
+                            Ok(menu) => view! { <ModelPicker state menu shown /> }.into_any(),
+                            Err(e) => view! { <p class="notice">{format!("Could not list models: {e}")}</p> }.into_any(),
+                        }
+                    })
+                }}
             </Transition>
             <Show when=move || state.link.get() == Link::Reconnecting>
                 <span class="connection" role="status" title="The connection to the server was lost; trying again">"Reconnecting…"</span>
             </Show>
+            <button
+                type="button"
+                class="settings-button"
+                aria-expanded=move || state.settings_open.get().to_string()
+                on:click=move |_| state.settings_open.update(|open| *open = !*open)
+            >"Settings"</button>
             <Totals state />
         </header>
     }
 }
 
+/// `shown`: the conversation the page opened with, whose model the server renders as chosen.
 #[component]
-fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
+fn ModelPicker(
+    state: ChatState,
+    menu: ModelMenu,
+    shown: Option<ConversationView>,
+) -> impl IntoView {
+    let busy = shown.as_ref().is_some_and(|c| {
+        c.messages
+            .iter()
+            .any(|m| m.outcome.status == MessageStatus::Streaming)
+    });
+    // Mirrors: this Suspense must not read what the conversation's writes (see `mirror`).
+    let chosen = mirror(move || state.model.get(), shown.map(|c| c.model));
+    let busy = mirror(move || state.is_streaming(), busy);
     let default_model = menu.default_model.clone();
     let offered: Vec<String> = menu
         .groups
@@ -57,7 +86,12 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
             }
         }
     });
-    let selected = move || state.model.get().unwrap_or_else(|| default_model.clone());
+    let selected = move || {
+        chosen
+            .try_get()
+            .flatten()
+            .unwrap_or_else(|| default_model.clone())
+    };
     let on_change = move |ev: leptos::ev::Event| {
         let model = event_target_value(&ev);
         remembered::save_model(&model);
@@ -82,7 +116,7 @@ fn ModelPicker(state: ChatState, menu: ModelMenu) -> impl IntoView {
                 aria-label="Model"
                 prop:value=selected.clone()
                 on:change=on_change
-                disabled=move || state.is_streaming()
+                disabled=move || busy.try_get().unwrap_or(false)
                 title=format!("Prices per million tokens, as of {as_of}")
             >
                 {menu.groups.into_iter().map(|group| {

@@ -11,15 +11,17 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
         Role::User => "user",
         Role::Assistant => "assistant",
     };
-    let status = move || entry.outcome.with(|o| o.status);
-    let thinking =
-        move || status() == MessageStatus::Streaming && entry.content.with(String::is_empty);
+    let status = move || entry.status().unwrap_or(MessageStatus::Complete);
+    let thinking = move || {
+        status() == MessageStatus::Streaming
+            && entry.content.try_with(String::is_empty).unwrap_or(false)
+    };
     view! {
         <li class=format!("message {role}") data-status=move || status().as_str()>
             <Show when=thinking>
                 <div class="thinking" aria-live="polite">
                     <span class="dot"></span><span class="dot"></span><span class="dot"></span>
-                    {move || match entry.queued.get() {
+                    {move || match entry.queued.try_get().flatten() {
                         Some(ahead) => view! {
                             <span class="queued">{format!("Waiting for the model: {ahead} {} ahead", if ahead == 1 { "reply" } else { "replies" })}</span>
                         }.into_any(),
@@ -28,7 +30,7 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
                 </div>
             </Show>
             {match entry.role {
-                Role::User => view! { <UserText entry /> }.into_any(),
+                Role::User => view! { <UserText entry state /> }.into_any(),
                 Role::Assistant => view! { <ReplyText entry state /> }.into_any(),
             }}
             {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
@@ -36,26 +38,172 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
     }
 }
 
-/// A person's message, line breaks kept; a long one shows its start with "Show more".
+/// A person's message, line breaks kept; a long one shows its start with "Show more". Below it:
+/// Copy, Edit, and `‹ 2/3 ›` when it has alternatives.
 #[component]
-fn UserText(entry: ChatEntry) -> impl IntoView {
-    let long = move || entry.content.with(|text| is_long(text));
+fn UserText(entry: ChatEntry, state: ChatState) -> impl IntoView {
+    let long = move || {
+        entry
+            .content
+            .try_with(|text| is_long(text))
+            .unwrap_or(false)
+    };
     let expanded = RwSignal::new(false);
+    let editing = move || state.editing.try_get().flatten() == Some(entry.key);
     view! {
-        <div class="content" class:collapsed=move || long() && !expanded.get()>
-            {move || entry.content.get()}
-        </div>
-        <Show when=long>
-            <button
-                type="button"
-                class="show-more"
-                aria-expanded=move || expanded.get().to_string()
-                on:click=move |_| expanded.update(|e| *e = !*e)
-            >
-                {move || if expanded.get() { "Show less" } else { "Show more" }}
-            </button>
+        <Show
+            when=editing
+            fallback=move || view! {
+                <div class="content" class:collapsed=move || long() && !expanded.try_get().unwrap_or(false)>
+                    {move || entry.content.try_get().unwrap_or_default()}
+                </div>
+                <Show when=long>
+                    <button
+                        type="button"
+                        class="show-more"
+                        aria-expanded=move || expanded.try_get().unwrap_or(false).to_string()
+                        on:click=move |_| expanded.update(|e| *e = !*e)
+                    >
+                        {move || if expanded.try_get().unwrap_or(false) { "Show less" } else { "Show more" }}
+                    </button>
+                </Show>
+                <div class="message-actions">
+                    <CopyMessage entry />
+                    <button
+                        type="button"
+                        disabled=move || state.is_streaming() || entry.turn_id.try_get_value().flatten().is_none()
+                        on:click=move |_| state.editing.set(Some(entry.key))
+                    >"Edit"</button>
+                    <Alternatives entry state />
+                </div>
+            }
+        >
+            <EditQuestion entry state />
         </Show>
     }
+}
+
+/// A question edited in place: Enter (or Send) asks it again as a new branch; Esc cancels.
+#[component]
+fn EditQuestion(entry: ChatEntry, state: ChatState) -> impl IntoView {
+    let text = RwSignal::new(entry.content.get_untracked());
+    let field = NodeRef::<leptos::html::Textarea>::new();
+    let send = move || {
+        let wanted = text.get_untracked();
+        if let Some(turn_id) = entry.turn_id.get_value() {
+            if !wanted.trim().is_empty() && !state.is_streaming() {
+                state.resend(turn_id, wanted);
+            }
+        }
+    };
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+            ev.prevent_default();
+            send();
+        } else if ev.key() == "Escape" {
+            ev.prevent_default();
+            state.editing.set(None);
+            state.focus_composer();
+        }
+    };
+    Effect::new(move || {
+        if let Some(el) = field.get() {
+            let _ = el.focus();
+            let end = u32::try_from(el.value().encode_utf16().count()).unwrap_or(0);
+            let _ = el.set_selection_range(end, end);
+        }
+    });
+    view! {
+        <form class="edit-question" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            <textarea
+                node_ref=field
+                aria-label="Edit message"
+                prop:value=move || text.try_get().unwrap_or_default()
+                on:input:target=move |ev| text.set(ev.target().value())
+                on:keydown=on_keydown
+            ></textarea>
+            <div class="message-actions">
+                <button type="submit" class="primary" disabled=move || state.is_streaming()>"Send"</button>
+                <button type="button" on:click=move |_| { state.editing.set(None); state.focus_composer(); }>"Cancel"</button>
+            </div>
+        </form>
+    }
+}
+
+/// `‹ 2/3 ›`: the versions of a question (edits and regenerations), each with its own answers.
+#[component]
+fn Alternatives(entry: ChatEntry, state: ChatState) -> impl IntoView {
+    let place = move || {
+        let turn_id = entry.turn_id.try_get_value().flatten()?;
+        entry
+            .alternatives
+            .try_with(|all| {
+                let index = all.iter().position(|t| *t == turn_id)?;
+                (all.len() > 1).then_some((index, all.len()))
+            })
+            .flatten()
+    };
+    let go = move |step: isize| {
+        let Some((index, count)) = place() else {
+            return;
+        };
+        let Some(target) = index.checked_add_signed(step).filter(|i| *i < count) else {
+            return;
+        };
+        if let Some(turn_id) = entry
+            .alternatives
+            .with_untracked(|all| all.get(target).copied())
+        {
+            state.switch_to(turn_id);
+        }
+    };
+    move || {
+        place().map(|(index, count)| {
+            view! {
+                <span class="alternatives" role="group" aria-label="Versions of this message">
+                    <button
+                        type="button"
+                        aria-label="Previous version"
+                        disabled=move || index == 0 || state.is_streaming()
+                        on:click=move |_| go(-1)
+                    >"‹"</button>
+                    <span class="alternative-place">{format!("{}/{count}", index + 1)}</span>
+                    <button
+                        type="button"
+                        aria-label="Next version"
+                        disabled=move || index + 1 >= count || state.is_streaming()
+                        on:click=move |_| go(1)
+                    >"›"</button>
+                </span>
+            }
+        })
+    }
+}
+
+/// Copies a whole message, as the markdown it was written in.
+#[component]
+fn CopyMessage(entry: ChatEntry) -> impl IntoView {
+    let label = RwSignal::new("Copy");
+    let copy = move |_| {
+        let text = entry.content.get_untracked();
+        let written = wasm_bindgen_futures::JsFuture::from(
+            window().navigator().clipboard().write_text(&text),
+        );
+        leptos::task::spawn_local(async move {
+            label.try_set(if written.await.is_ok() {
+                "Copied"
+            } else {
+                "Copy failed"
+            });
+            set_timeout(
+                move || {
+                    label.try_set("Copy");
+                },
+                std::time::Duration::from_millis(1500),
+            );
+        });
+    };
+    view! { <button type="button" class="copy-message" on:click=copy>{move || label.try_get().unwrap_or("Copy")}</button> }
 }
 
 /// Longer than about a screen: collapsed until asked.
@@ -68,18 +216,31 @@ fn is_long(text: &str) -> bool {
 /// The small row under a reply: how it ended, what was left out, tokens, cost, and Continue.
 #[component]
 fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
-    let status = move || entry.outcome.with(status_text);
-    let left_out = move || entry.outcome.with(|o| o.left_out);
+    let status = move || entry.outcome.try_with(status_text).flatten();
+    let left_out = move || entry.outcome.try_with(|o| o.left_out).unwrap_or(0);
     let can_continue = move || {
-        entry.outcome.with(|o| o.status.can_continue())
+        entry.status().is_some_and(MessageStatus::can_continue)
             && !state.is_streaming()
             && state.is_last_reply(&entry)
     };
+    // The last answer can be asked for again: "Retry" when it failed.
+    let can_regenerate =
+        move || !entry.is_streaming() && !state.is_streaming() && state.is_last_reply(&entry);
+    let finished = move || !entry.is_streaming();
     view! {
         <div class="turn-info">
-            {move || entry.model.get().map(|m| view! { <span class="turn-model" title=m.clone()>{model_name(&m).to_owned()}</span> })}
+            {move || entry.model.try_get().flatten().map(|m| view! { <span class="turn-model" title=m.clone()>{model_name(&m).to_owned()}</span> })}
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
-            {move || entry.outcome.with(|o| o.error_detail.clone()).map(|detail| view! {
+            {move || entry.prompt_revision.try_get().flatten().filter(|r| *r > 0).map(|revision| {
+                let text = state.prompt_text(revision).unwrap_or_default();
+                let title = if text.is_empty() {
+                    format!("System prompt revision {revision}: none")
+                } else {
+                    format!("System prompt revision {revision}:\n{text}")
+                };
+                view! { <span class="turn-prompt" title=title>{format!("prompt v{revision}")}</span> }
+            })}
+            {move || entry.outcome.try_with(|o| o.error_detail.clone()).flatten().map(|detail| view! {
                 <details class="error-detail">
                     <summary>"Details"</summary>
                     <code>{detail}</code>
@@ -90,13 +251,23 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
                     {left_out_text(left_out())}
                 </span>
             })}
-            {move || entry.outcome.with(|o| o.usage.is_some().then(|| view! {
+            {move || entry.outcome.try_with(|o| o.usage.is_some().then(|| view! {
                 <span class="usage" title=usage_breakdown(o)>{usage_summary(o)}</span>
-            }))}
+            })).flatten()}
             <Show when=can_continue>
                 <button type="button" class="continue" on:click=move |_| state.continue_reply(entry)>
                     "Continue"
                 </button>
+            </Show>
+            <Show when=finished>
+                <span class="message-actions">
+                    <CopyMessage entry />
+                    <Show when=can_regenerate>
+                        <button type="button" class="regenerate" on:click=move |_| state.regenerate(entry)>
+                            {move || if matches!(entry.status(), Some(MessageStatus::Failed | MessageStatus::Interrupted)) { "Retry" } else { "Regenerate" }}
+                        </button>
+                    </Show>
+                </span>
             </Show>
         </div>
     }

@@ -5,7 +5,8 @@ use uuid::Uuid;
 use super::composer::Composer;
 use super::header::ChatHeader;
 use super::message::Message;
-use super::state::ChatState;
+use super::settings::SettingsPanel;
+use super::state::{mirror, ChatState};
 use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
 use crate::ui::conversations::Sidebar;
@@ -21,7 +22,12 @@ pub fn ChatPage() -> impl IntoView {
     on_cleanup(move || state.disconnect());
     let params = use_params_map();
     let route_id = Memo::new(move |_| params.read().get("id"));
-    let conversation = Resource::new(
+    let shown_id = route_id
+        .get_untracked()
+        .and_then(|id| Uuid::parse_str(&id).ok());
+    let active = mirror(move || state.conversation_id.get(), shown_id);
+    // `Arc`: see `AccountMenu`.
+    let conversation = ArcResource::new(
         move || route_id.get(),
         |id| async move {
             match id {
@@ -72,9 +78,12 @@ pub fn ChatPage() -> impl IntoView {
 
     view! {
         <div class="layout" class:menu-open=move || state.menu_open.get()>
-            <Sidebar state />
+            <Sidebar state active />
             <main class="chat">
-                <ChatHeader state />
+                <ChatHeader state conversation=conversation.clone() />
+                <Show when=move || state.settings_open.get()>
+                    <SettingsPanel state />
+                </Show>
                 <div
                     class="messages"
                     node_ref=state.scroller
@@ -82,10 +91,13 @@ pub fn ChatPage() -> impl IntoView {
                     on:pointerdown=move |_| state.set_holding(true)
                 >
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
-                        {move || Suspend::new(async move {
-                            state.show(conversation.await);
-                            view! { <MessageList state /> }
-                        })}
+                        {move || {
+                            let conversation = conversation.clone();
+                            Suspend::new(async move {
+                                state.show(conversation.await);
+                                view! { <MessageList state /> }
+                            })
+                        }}
                     </Transition>
                 </div>
                 <Show when=move || state.detached.get()>
@@ -102,17 +114,20 @@ pub fn ChatPage() -> impl IntoView {
 #[component]
 fn MessageList(state: ChatState) -> impl IntoView {
     view! {
-        <Show when=move || state.notice.with(Option::is_some)>
-            <p class="notice" role="alert">{move || state.notice.get()}</p>
+        <Show when=move || state.notice.try_with(Option::is_some).unwrap_or(false)>
+            <p class="notice" role="alert">{move || state.notice.try_get().flatten()}</p>
         </Show>
-        <Show when=move || state.messages.with(Vec::is_empty) && state.notice.with(Option::is_none)>
+        <Show when=move || {
+            state.messages.try_with(Vec::is_empty).unwrap_or(false)
+                && state.notice.try_with(Option::is_none).unwrap_or(false)
+        }>
             <div class="empty">
                 <h1>"Rill"</h1>
                 <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
             </div>
         </Show>
         <ol class="message-list">
-            <For each=move || state.messages.get() key=|entry| entry.key let:entry>
+            <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
                 <Message entry state />
             </For>
         </ol>

@@ -34,7 +34,7 @@ impl Shown {
 
 #[component]
 pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
-    let server_html = entry.html.get_value();
+    let server_html = entry.html.try_get_value().unwrap_or_default();
     let rendered_by_server = !server_html.is_empty();
     let shown = StoredValue::new(Shown::default());
     let settled = RwSignal::new(Vec::<(usize, String)>::new());
@@ -60,10 +60,10 @@ pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
 
     view! {
         <div class="content markdown" on:click=copy_code>
-            <For each=move || settled.get() key=|(key, _)| *key let((_, html))>
+            <For each=move || settled.try_get().unwrap_or_default() key=|(key, _)| *key let((_, html))>
                 <div class="md-part" inner_html=html></div>
             </For>
-            <div class="md-part" inner_html=move || open.get()></div>
+            <div class="md-part" inner_html=move || open.try_get().unwrap_or_default()></div>
         </div>
     }
 }

@@ -13,6 +13,7 @@ use server_fn::codec::ByteStream;
 use uuid::Uuid;
 
 use super::remembered;
+use crate::api::conversations::{get_conversation, switch_branch};
 use crate::api::turns::{
     continue_reply, conversation_events, send_message, stop_turn, turn_events,
 };
@@ -53,6 +54,10 @@ pub struct ChatEntry {
     pub run: StoredValue<u32>,
     /// The system prompt revision the reply was written with (0: none).
     pub prompt_revision: RwSignal<Option<u32>>,
+    /// A question's place in the tree: the turn before it, and its alternatives (edits and
+    /// regenerations, itself included; empty when it has none).
+    pub parent_turn: StoredValue<Option<Uuid>>,
+    pub alternatives: RwSignal<Vec<Uuid>>,
 }
 
 impl ChatEntry {
@@ -69,6 +74,8 @@ impl ChatEntry {
             turn_id: StoredValue::new(Some(m.turn_id)),
             run: StoredValue::new(m.run),
             prompt_revision: RwSignal::new(m.system_prompt_revision),
+            parent_turn: StoredValue::new(m.parent_turn_id),
+            alternatives: RwSignal::new(m.alternatives),
         }
     }
 
@@ -85,6 +92,8 @@ impl ChatEntry {
             turn_id: StoredValue::new(Some(turn_id)),
             run: StoredValue::new(1),
             prompt_revision: RwSignal::new(None),
+            parent_turn: StoredValue::new(None),
+            alternatives: RwSignal::new(Vec::new()),
         }
     }
 
@@ -106,12 +115,38 @@ impl ChatEntry {
     }
 
     pub fn is_streaming(&self) -> bool {
-        self.outcome.with(|o| o.status == MessageStatus::Streaming)
+        self.status() == Some(MessageStatus::Streaming)
+    }
+
+    /// How the reply stands; `None` once the page is gone (see [`ChatState`] on `try_`).
+    pub fn status(&self) -> Option<MessageStatus> {
+        self.outcome.try_with(|o| o.status)
     }
 
     fn is_streaming_untracked(&self) -> bool {
         self.outcome
             .with_untracked(|o| o.status == MessageStatus::Streaming)
+    }
+}
+
+/// A copy of `source` for parts of the page that have a Suspense of their own (the sidebar, the
+/// model picker): the server renders `initial`, and only the browser follows `source` (an
+/// effect). On the server those parts render on other threads while the conversation's Suspense
+/// writes the page's state, and in Leptos 0.8 reading a signal that another thread is writing
+/// panics; through a mirror they never read it there.
+pub fn mirror<T>(source: impl Fn() -> T + Send + Sync + 'static, initial: T) -> RwSignal<T>
+where
+    T: Clone + PartialEq + Send + Sync + 'static,
+{
+    let copy = RwSignal::new(initial);
+    Effect::new(move || change(copy, source()));
+    copy
+}
+
+/// Sets `signal` to `value` unless it holds that already (no write, no notification).
+fn change<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {
+    if signal.try_with_untracked(|current| *current != value) == Some(true) {
+        signal.set(value);
     }
 }
 
@@ -150,6 +185,7 @@ enum Cursor {
         text: String,
         model: Option<String>,
         system_prompt: Option<String>,
+        alternative_to: Option<Uuid>,
     },
     /// A Continue this page asked for that no event has acknowledged yet: asking again is safe
     /// (the server follows the continuation already started from `from_run`). `before` is how the
@@ -204,6 +240,8 @@ pub struct ChatState {
     /// server's default).
     pub new_system_prompt: RwSignal<Option<String>>,
     pub settings_open: RwSignal<bool>,
+    /// The question being edited in place (its entry's key).
+    pub editing: RwSignal<Option<Uuid>>,
     /// Bumped when the list of conversations changed (a new one started).
     pub conversations_changed: RwSignal<u32>,
     /// Set when a conversation was shown and the page should start following it.
@@ -229,6 +267,11 @@ pub struct ChatState {
     last_line_at: StoredValue<f64>,
     /// The connection was let go while the tab was hidden.
     parked: StoredValue<bool>,
+    /// The page's reactive owner, and a child of it that owns the entries of the conversation on
+    /// screen: entries live as long as their conversation is shown, whichever component (a
+    /// message's Edit, a stream's callback) made them.
+    page: StoredValue<Option<Owner>>,
+    shown: StoredValue<Option<Owner>>,
 }
 
 impl ChatState {
@@ -246,6 +289,7 @@ impl ChatState {
             prompt_revisions: RwSignal::new(Vec::new()),
             new_system_prompt: RwSignal::new(None),
             settings_open: RwSignal::new(false),
+            editing: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
             needs_attach: RwSignal::new(false),
             scroller: NodeRef::new(),
@@ -259,11 +303,13 @@ impl ChatState {
             wake: StoredValue::new(None),
             last_line_at: StoredValue::new(0.0),
             parked: StoredValue::new(false),
+            page: StoredValue::new(Owner::current()),
+            shown: StoredValue::new(None),
         }
     }
 
     pub fn is_streaming(&self) -> bool {
-        self.writing.with(Option::is_some)
+        self.writing.try_with(Option::is_some).unwrap_or(false)
     }
 
     /// Shows a conversation loaded from the server, unless it is the one already on screen.
@@ -284,25 +330,39 @@ impl ChatState {
             }
         };
         let id = conversation.as_ref().map(|c| c.id);
-        if id.is_some() && id == self.conversation_id.get_untracked() {
+        if id.is_some() && id == self.conversation_id.try_get_untracked().flatten() {
             return;
         }
+        self.display(conversation);
+    }
+
+    /// Replaces what the page shows with `conversation` (`None`: a new one).
+    fn display(&self, conversation: Option<ConversationView>) {
         self.reset();
+        let fresh = self
+            .page
+            .try_with_value(|page| page.as_ref().map(Owner::child))
+            .flatten()
+            .unwrap_or_default();
+        // The entries of what was shown go with their owner, once the list no longer has them.
+        let _previous = self.shown.try_update_value(|shown| shown.replace(fresh));
         // Once the page is live (an effect, so only in the browser): take up the draft and, for a
         // conversation, follow it.
         self.needs_attach.set(true);
         let Some(conversation) = conversation else {
             return;
         };
-        self.conversation_id.set(Some(conversation.id));
-        self.model.set(Some(conversation.model.clone()));
-        self.system_prompt.set(conversation.system_prompt);
-        self.prompt_revisions.set(conversation.system_prompts);
-        let entries: Vec<ChatEntry> = conversation
-            .messages
-            .into_iter()
-            .map(ChatEntry::from_view)
-            .collect();
+        change(self.conversation_id, Some(conversation.id));
+        change(self.model, Some(conversation.model.clone()));
+        change(self.system_prompt, conversation.system_prompt);
+        change(self.prompt_revisions, conversation.system_prompts);
+        let entries: Vec<ChatEntry> = self.in_shown(|| {
+            conversation
+                .messages
+                .into_iter()
+                .map(ChatEntry::from_view)
+                .collect()
+        });
         // A reply still being written: Stop, not Send, until the connection takes it up.
         let writing = entries
             .iter()
@@ -313,7 +373,9 @@ impl ChatState {
                     .get_value()
                     .map(|turn_id| Writing { turn_id, reply: *e })
             });
-        self.writing.set(writing);
+        if writing.is_some() {
+            self.writing.set(writing);
+        }
         self.messages.set(entries);
     }
 
@@ -343,19 +405,26 @@ impl ChatState {
     /// server; only this page stops reading it.
     pub fn reset(&self) {
         self.disconnect();
-        self.cursor.set_value(None);
-        self.writing.set(None);
-        self.stopping.set(false);
-        self.link.set(Link::Up);
-        self.conversation_id.set(None);
-        self.messages.set(Vec::new());
-        self.notice.set(None);
-        self.detached.set(false);
-        self.menu_open.set(false);
-        self.system_prompt.set(String::new());
-        self.prompt_revisions.set(Vec::new());
-        self.new_system_prompt.set(None);
-        self.settings_open.set(false);
+        self.cursor.try_set_value(None);
+        // Only what differs is written: on the server a page starts empty, and other parts of
+        // it may be reading these signals on another thread meanwhile (ARCHITECTURE.md).
+        if self.writing.try_with_untracked(Option::is_some) == Some(true) {
+            self.writing.set(None);
+        }
+        if self.messages.try_with_untracked(Vec::is_empty) == Some(false) {
+            self.messages.set(Vec::new());
+        }
+        change(self.stopping, false);
+        change(self.link, Link::Up);
+        change(self.conversation_id, None);
+        change(self.notice, None);
+        change(self.detached, false);
+        change(self.menu_open, false);
+        change(self.system_prompt, String::new());
+        change(self.prompt_revisions, Vec::new());
+        change(self.new_system_prompt, None);
+        change(self.settings_open, false);
+        change(self.editing, None);
     }
 
     /// New chat: an empty page with the new conversation's draft and the model chosen last.
@@ -367,6 +436,93 @@ impl ChatState {
 
     /// Sends `text` as a new turn and streams the reply into the list.
     pub fn send(self, text: String) {
+        self.start_turn(text, None);
+    }
+
+    /// Edits a question (or, with its own text, regenerates its answer): a new turn that takes
+    /// its place on the branch; the old one stays as an alternative, reachable by `‹ ›`.
+    pub fn resend(self, turn_id: Uuid, text: String) {
+        self.start_turn(text, Some(turn_id));
+    }
+
+    /// Regenerates the answer to `reply`'s question.
+    pub fn regenerate(self, reply: ChatEntry) {
+        let Some(turn_id) = reply.turn_id.get_value() else {
+            return;
+        };
+        if let Some(question) = self.question_of(turn_id) {
+            self.resend(turn_id, question.content.get_untracked());
+        }
+    }
+
+    /// Opens the last question for editing (Up in an empty composer).
+    pub fn edit_last(&self) -> bool {
+        if self.is_streaming() {
+            return false;
+        }
+        let last = self.messages.with_untracked(|m| {
+            m.iter()
+                .rev()
+                .find(|e| e.role == Role::User && e.turn_id.get_value().is_some())
+                .map(|e| e.key)
+        });
+        self.editing.set(last);
+        last.is_some()
+    }
+
+    /// Shows the branch through `turn_id`, one of a question's alternatives.
+    pub fn switch_to(self, turn_id: Uuid) {
+        let Some(conversation_id) = self.conversation_id.get_untracked() else {
+            return;
+        };
+        if self.is_streaming() {
+            return;
+        }
+        spawn_local(async move {
+            match switch_branch(conversation_id, turn_id).await {
+                Ok(view) => {
+                    self.display(Some(view));
+                    self.attach();
+                }
+                Err(e) => {
+                    self.notice
+                        .try_set(Some(format!("Could not show that version: {e}")));
+                }
+            }
+        });
+    }
+
+    /// Loads the conversation afresh (its branch changed elsewhere) and follows it again.
+    fn reload(self) {
+        let Some(conversation_id) = self.conversation_id.get_untracked() else {
+            return;
+        };
+        self.disconnect();
+        spawn_local(async move {
+            match get_conversation(conversation_id).await {
+                Ok(view) => {
+                    if self.conversation_id.try_get_untracked() == Some(Some(conversation_id)) {
+                        self.display(Some(view));
+                        self.attach();
+                    }
+                }
+                Err(e) => {
+                    self.notice
+                        .try_set(Some(format!("Could not load the conversation: {e}")));
+                }
+            }
+        });
+    }
+
+    fn question_of(&self, turn_id: Uuid) -> Option<ChatEntry> {
+        self.messages.with_untracked(|m| {
+            m.iter()
+                .find(|e| e.role == Role::User && e.turn_id.get_value() == Some(turn_id))
+                .copied()
+        })
+    }
+
+    fn start_turn(self, text: String, alternative_to: Option<Uuid>) {
         if self.is_streaming() {
             return;
         }
@@ -377,19 +533,37 @@ impl ChatState {
             return;
         };
         self.notice.set(None);
-        let reply = ChatEntry::new(
-            Role::Assistant,
-            turn_id,
-            String::new(),
-            Outcome::streaming(),
-        );
+        self.editing.set(None);
+        let (question, reply) = self.in_shown(|| {
+            (
+                ChatEntry::new(Role::User, turn_id, text.clone(), Outcome::complete()),
+                ChatEntry::new(
+                    Role::Assistant,
+                    turn_id,
+                    String::new(),
+                    Outcome::streaming(),
+                ),
+            )
+        });
+        // An alternative takes the old turn's place: it and what followed leave the screen.
+        if let Some(old) = alternative_to.and_then(|t| self.question_of(t)) {
+            let mut family = old.alternatives.get_untracked();
+            if family.is_empty() {
+                family.push(alternative_to.unwrap_or_default());
+            }
+            family.push(turn_id);
+            question.alternatives.set(family);
+            question.parent_turn.set_value(old.parent_turn.get_value());
+            self.messages.update(|m| {
+                if let Some(place) = m.iter().position(|e| e.key == old.key) {
+                    m.truncate(place);
+                }
+            });
+        } else {
+            question.parent_turn.set_value(self.last_turn());
+        }
         self.messages.update(|m| {
-            m.push(ChatEntry::new(
-                Role::User,
-                turn_id,
-                text.clone(),
-                Outcome::complete(),
-            ));
+            m.push(question);
             m.push(reply);
         });
         self.writing.set(Some(Writing { turn_id, reply }));
@@ -402,7 +576,17 @@ impl ChatState {
             text,
             model: self.model.get_untracked(),
             system_prompt: self.new_system_prompt.get_untracked(),
+            alternative_to,
         });
+    }
+
+    /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
+    /// that conversation is on screen (not as long as the component whose event made it).
+    fn in_shown<T>(&self, make: impl FnOnce() -> T) -> T {
+        match self.shown.try_get_value().flatten() {
+            Some(owner) => owner.with(make),
+            None => make(),
+        }
     }
 
     /// The conversation's system prompt is now `text`, as `revision`.
@@ -425,11 +609,13 @@ impl ChatState {
 
     /// The text of a system prompt revision, if the page has it.
     pub fn prompt_text(&self, revision: u32) -> Option<String> {
-        self.prompt_revisions.with(|r| {
-            r.iter()
-                .find(|p| p.revision == revision)
-                .map(|p| p.text.clone())
-        })
+        self.prompt_revisions
+            .try_with(|r| {
+                r.iter()
+                    .find(|p| p.revision == revision)
+                    .map(|p| p.text.clone())
+            })
+            .flatten()
     }
 
     /// Asks the model to go on with a stopped or interrupted reply.
@@ -539,7 +725,18 @@ impl ChatState {
                 text,
                 model,
                 system_prompt,
-            } => send_message(turn_id, conversation_id, text, model, system_prompt).await,
+                alternative_to,
+            } => {
+                send_message(
+                    turn_id,
+                    conversation_id,
+                    text,
+                    model,
+                    system_prompt,
+                    alternative_to,
+                )
+                .await
+            }
             Cursor::Continue {
                 turn_id, from_run, ..
             } => continue_reply(turn_id, from_run).await,
@@ -629,9 +826,15 @@ impl ChatState {
                 entry.update_from(reply);
                 entry
             }
+            _ if user.parent_turn_id != self.last_turn() => {
+                // A turn on another branch (an edit or a regeneration in another tab): the
+                // page shows that branch now.
+                self.reload();
+                return self.in_shown(|| ChatEntry::from_view(reply));
+            }
             _ => {
-                let user = ChatEntry::from_view(user);
-                let entry = ChatEntry::from_view(reply);
+                let (user, entry) =
+                    self.in_shown(|| (ChatEntry::from_view(user), ChatEntry::from_view(reply)));
                 self.messages.update(|m| {
                     m.push(user);
                     m.push(entry);
@@ -763,11 +966,19 @@ impl ChatState {
     /// false when there is nothing left to follow.
     fn refused(&self, cursor: &Cursor, error: ApiError) -> bool {
         match cursor {
-            Cursor::Send { text, .. } => {
+            Cursor::Send {
+                text,
+                alternative_to,
+                ..
+            } => {
                 // Nothing was stored: take the message back off the page and into the composer.
                 self.messages.update(|m| {
                     m.truncate(m.len().saturating_sub(2));
                 });
+                if alternative_to.is_some() {
+                    // What the edit replaced on screen comes back from the server.
+                    self.reload();
+                }
                 if self.draft.with_untracked(String::is_empty) {
                     self.draft.set(text.clone());
                     remembered::save_draft(self.conversation_id.get_untracked(), text);
@@ -877,12 +1088,15 @@ impl ChatState {
 
     /// Whether `entry` is the conversation's last reply (only that one can be continued).
     pub fn is_last_reply(&self, entry: &ChatEntry) -> bool {
-        self.messages.with(|m| {
-            m.iter()
-                .rev()
-                .find(|e| e.role == Role::Assistant)
-                .map(|e| e.key)
-        }) == Some(entry.key)
+        self.messages
+            .try_with(|m| {
+                m.iter()
+                    .rev()
+                    .find(|e| e.role == Role::Assistant)
+                    .map(|e| e.key)
+            })
+            .flatten()
+            == Some(entry.key)
     }
 
     /// Call on every scroll of the message list (the reader's and our own).

@@ -1,0 +1,104 @@
+import { type Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
+import { configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
+
+type Message = { role: string; content: string };
+const lastRequestMessages = async (page: Page) => {
+  const log = await fakeLog(page);
+  return log.requests[log.requests.length - 1].messages as Message[];
+};
+const promptBox = (page: Page) => page.getByRole("textbox", { name: "System prompt" });
+
+test("the system prompt is set in the conversation's settings, applies from the next reply, and each reply says which it had", async ({ page }) => {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+  // Before the first message: the first reply uses it.
+  await page.getByRole("button", { name: "Settings" }).click();
+  await expect(promptBox(page)).toHaveValue("");
+  await promptBox(page).fill("Answer like a pirate.");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.locator(".settings-status")).toHaveText("Saved: the first reply uses it.");
+  await page.getByRole("button", { name: "Close" }).click();
+  await send(page, "Hello");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  expect((await lastRequestMessages(page))[0]).toEqual({ role: "system", content: "Answer like a pirate." });
+  const firstMark = lastReply(page).locator(".turn-prompt");
+  await expect(firstMark).toHaveText("prompt v1");
+  await expect(firstMark).toHaveAttribute("title", /Answer like a pirate\./);
+
+  // Changed: the next reply has revision 2; the first still says what it had.
+  await page.getByRole("button", { name: "Settings" }).click();
+  await expect(promptBox(page)).toHaveValue("Answer like a pirate.");
+  await promptBox(page).fill("Answer in one word.");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.locator(".settings-status")).toHaveText("Saved as revision 2: the next reply uses it.");
+  await send(page, "Again");
+  await expect(page.locator("li.message.assistant")).toHaveCount(2);
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  const messages = await lastRequestMessages(page);
+  expect(messages[0]).toEqual({ role: "system", content: "Answer in one word." });
+  expect(messages.filter((m) => m.role === "system")).toHaveLength(1);
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  const marks = page.locator(".turn-prompt");
+  await expect(marks).toHaveText(["prompt v1", "prompt v2"]);
+  await expect(marks.nth(0)).toHaveAttribute("title", /Answer like a pirate\./);
+  await expect(marks.nth(1)).toHaveAttribute("title", /Answer in one word\./);
+  await expect(page.locator("li.message")).toHaveCount(4);
+  await page.getByRole("button", { name: "Settings" }).click();
+  await expect(promptBox(page)).toHaveValue("Answer in one word.");
+});
+
+test("a conversation is renamed in place, and the name stays", async ({ page }) => {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+  const title = `To be renamed ${Date.now()}`;
+  await send(page, title);
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  await page.getByRole("button", { name: `Rename “${title}”` }).click();
+  const field = page.getByRole("textbox", { name: "Conversation title" });
+  await expect(field).toBeFocused();
+  await field.fill(`Renamed ${title}`);
+  await field.press("Enter");
+  await expect(page.getByRole("link", { name: `Renamed ${title}` })).toBeVisible();
+
+  // Esc gives up an edit.
+  await page.getByRole("button", { name: `Rename “Renamed ${title}”` }).click();
+  await field.fill("Not this");
+  await field.press("Escape");
+  await expect(page.getByRole("link", { name: `Renamed ${title}` })).toBeVisible();
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.getByRole("link", { name: `Renamed ${title}` })).toBeVisible();
+});
+
+test("a deleted conversation can be undone for a few seconds, then is gone everywhere", async ({ page }) => {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+  const title = `To be deleted ${Date.now()}`;
+  await send(page, title);
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  const address = page.url();
+
+  await page.getByRole("button", { name: `Delete “${title}”` }).click();
+  await expect(page.getByRole("link", { name: title })).toHaveCount(0);
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.locator("li.message")).toHaveCount(0);
+  await expect(page.locator(".undo-toast")).toContainText(`Deleted “${title}”.`);
+  await page.getByRole("button", { name: "Undo" }).click();
+  await expect(page.getByRole("link", { name: title })).toBeVisible();
+  await expect(page).toHaveURL(address);
+  await expect(page.locator("li.message.user .content")).toHaveText([title]);
+
+  await page.getByRole("button", { name: `Delete “${title}”` }).click();
+  await expect(page.locator(".undo-toast")).toBeVisible();
+  await expect(page.locator(".undo-toast")).toHaveCount(0, { timeout: 12_000 });
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.getByRole("link", { name: title })).toHaveCount(0);
+  await page.goto(address);
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.locator(".notice")).toHaveText(/does not exist/);
+});
