@@ -25,9 +25,18 @@ test("Regenerate asks again; both answers are kept, switchable with ‹ ›, and
   await expect(versions).toContainText("2/2");
   expect(await lastSent(page)).toEqual(["Tell me a joke"]);
 
+  await expect(versions.getByRole("button", { name: "Next version" })).toBeDisabled();
   await versions.getByRole("button", { name: "Previous version" }).click();
   await expect(versions).toContainText("1/2");
   await expect.poll(() => replyText(page)).toBe(fakeText(3));
+  await expect(versions.getByRole("button", { name: "Previous version" })).toBeDisabled();
+  // The group reads "‹ 1/2 ›" and nothing else.
+  await expect(versions).toHaveText("‹1/2›");
+  await versions.getByRole("button", { name: "Next version" }).click();
+  await expect(versions).toContainText("2/2");
+  await expect.poll(() => replyText(page)).toBe(fakeText(5));
+  await versions.getByRole("button", { name: "Previous version" }).click();
+  await expect(versions).toContainText("1/2");
   await page.reload();
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
   await expect(question(page, 0).getByRole("group", { name: "Versions of this message" })).toContainText("1/2");

@@ -171,7 +171,8 @@ fn Alternatives(entry: ChatEntry, state: ChatState) -> impl IntoView {
                     <button
                         type="button"
                         aria-label="Next version"
-                        disabled=move || index + 1 >= count || state.is_streaming()
+                        // Braces: a bare `>=` would end the tag inside `view!`.
+                        disabled=move || { index + 1 >= count || state.is_streaming() }
                         on:click=move |_| go(1)
                     >"›"</button>
                 </span>
