@@ -102,3 +102,15 @@ test("a deleted conversation can be undone for a few seconds, then is gone every
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
   await expect(page.locator(".notice")).toHaveText(/does not exist/);
 });
+
+test("what is typed into the settings is kept when the server's default arrives later", async ({ page }) => {
+  await page.route("**/api/default_system_prompt", async (route) => {
+    await new Promise((done) => setTimeout(done, 600));
+    await route.continue();
+  });
+  await openNewChat(page);
+  await page.getByRole("button", { name: "Settings" }).click();
+  await promptBox(page).fill("Typed before the default came");
+  await page.waitForTimeout(1_000);
+  await expect(promptBox(page)).toHaveValue("Typed before the default came");
+});

@@ -14,12 +14,15 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
     let text = RwSignal::new(String::new());
     let status = RwSignal::new(None::<String>);
     let saving = RwSignal::new(false);
+    // Typed into since the panel opened: a default that arrives later must not replace it.
+    let touched = RwSignal::new(false);
     // What the conversation has now: what the box starts from each time the panel opens.
     Effect::new(move || {
         if !state.settings_open.get() {
             return;
         }
         status.set(None);
+        touched.set(false);
         if state.conversation_id.get_untracked().is_some() {
             text.set(state.system_prompt.get_untracked());
         } else if let Some(pending) = state.new_system_prompt.get_untracked() {
@@ -28,7 +31,9 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
             spawn_local(async move {
                 match default_system_prompt().await {
                     Ok(default) => {
-                        text.try_set(default);
+                        if touched.try_get_untracked() == Some(false) {
+                            text.try_set(default);
+                        }
                     }
                     Err(e) => {
                         status.try_set(Some(format!("Could not load the default: {e}")));
@@ -76,7 +81,10 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                     rows="4"
                     placeholder="How the model should behave in this conversation, e.g. “Answer briefly, in French.”"
                     prop:value=move || text.get()
-                    on:input:target=move |ev| text.set(ev.target().value())
+                    on:input:target=move |ev| {
+                        touched.set(true);
+                        text.set(ev.target().value());
+                    }
                 ></textarea>
                 <p class="hint">
                     "Sent with every reply of this conversation and never shown as a message. A change applies from the next reply; hover a reply's “prompt” mark to see the one it was given. The model is chosen above."
