@@ -69,7 +69,7 @@ test("a question is edited in place and asked again; Up in an empty composer edi
   await expect(composer(page)).toBeFocused();
 
   // Edit the first question: what followed it leaves the screen, and the provider gets the edit alone.
-  await question(page, 0).getByRole("button", { name: "Edit" }).click();
+  await question(page, 0).getByRole("button", { name: "Edit", exact: true }).click();
   await field.fill("First question, better put");
   await field.press("Enter");
   await expect(page.locator("li.message.user .content")).toHaveText(["First question, better put"]);

@@ -19,8 +19,8 @@ test("a reply streams in token by token after a thinking indicator, with Send re
 
   await expect(page.locator("li.message.user .content").first()).toHaveText("Hello there");
   await expect(lastReply(page).locator(".thinking")).toBeVisible();
-  await expect(page.getByRole("button", { name: "Stop" })).toBeVisible();
-  await expect(page.getByRole("button", { name: "Send" })).toHaveCount(0);
+  await expect(page.getByRole("button", { name: "Stop", exact: true })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toHaveCount(0);
 
   // Enter while streaming does not send a second message.
   await composer(page).fill("Second message");
@@ -34,7 +34,7 @@ test("a reply streams in token by token after a thinking indicator, with Send re
 
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
   await expect(lastReply(page).locator(".usage")).toContainText("120 out");
-  await expect(page.getByRole("button", { name: "Send" })).toBeEnabled();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toBeEnabled();
   await expect(composer(page)).toHaveValue("Second message");
   await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
 });
@@ -46,10 +46,10 @@ test("Stop halts the reply, cuts the provider request, and a reload shows the sa
   await send(page, "Write a long essay");
   await expect.poll(async () => ((await lastReply(page).locator(".content").textContent()) ?? "").length).toBeGreaterThan(40);
 
-  await page.getByRole("button", { name: "Stop" }).click();
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   await expect(lastReply(page).locator(".turn-status")).toHaveText("Stopped");
-  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toBeVisible();
   const shown = await lastReply(page).locator(".content").textContent();
   await page.waitForTimeout(600);
   expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
@@ -81,7 +81,7 @@ test("a reader near the bottom is followed, one who scrolled up is left where th
   const heightBefore = (await metrics()).height;
   await expect.poll(async () => (await metrics()).height).toBeGreaterThan(heightBefore + 100);
   expect((await metrics()).top).toBe(0);
-  await page.getByRole("button", { name: "Stop" }).click();
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
 });
 
 test("Shift+Enter adds a line and Enter sends the whole message", async ({ page }) => {
@@ -163,12 +163,12 @@ test("the cursor is in the composer on the first load, after Stop, after a turn 
 
   await configureFake(page, { tokens: 400, token_delay_ms: 20 });
   await send(page, "Start, then stop");
-  await page.getByRole("button", { name: "Stop" }).click();
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   await expect(composer(page)).toBeFocused();
 
   await configureFake(page, { tokens: 10, token_delay_ms: 5 });
-  await page.getByRole("button", { name: "Send" }).focus();
+  await page.getByRole("button", { name: "Send", exact: true }).focus();
   await send(page, "A short one");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
   await expect(composer(page)).toBeFocused();

@@ -17,10 +17,10 @@ test("the composer grows with a long paste up to a limit, and shows the length l
   await expect(page.locator(".composer-count")).toHaveCount(0);
   await composer(page).fill("x".repeat(29_000));
   await expect(page.locator(".composer-count")).toHaveText("29,000 / 32,000 characters");
-  await expect(page.getByRole("button", { name: "Send" })).toBeEnabled();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toBeEnabled();
   await composer(page).fill("x".repeat(32_750));
   await expect(page.locator(".composer-count")).toHaveText("32,750 / 32,000 characters: 750 too many to send");
-  await expect(page.getByRole("button", { name: "Send" })).toBeDisabled();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toBeDisabled();
   await composer(page).press("Enter");
   await expect(page.locator("li.message")).toHaveCount(0);
   await expect(composer(page)).toHaveValue("x".repeat(32_750));

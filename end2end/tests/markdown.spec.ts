@@ -68,7 +68,7 @@ test("a reply renders as markdown while it streams: headings, emphasis, lists, t
   await expect(reply.locator(".code-block code")).toContainText("fn main() {");
   await expect(reply.locator(".code-language")).toHaveText("rust");
   await expect(lastReply(page)).toHaveAttribute("data-status", "streaming");
-  await page.getByRole("button", { name: "Stop" }).click();
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
 
   await configureFake(page, { tokens: tokens.length, token_delay_ms: 2, script: tokens });

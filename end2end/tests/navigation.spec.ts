@@ -53,7 +53,7 @@ for (const [name, viewport] of [
     expect(await scrollTop(page)).toBe(dragging);
     await page.mouse.up();
     await expect.poll(() => scrollTop(page)).toBeGreaterThan(dragging);
-    await page.getByRole("button", { name: "Stop" }).click();
+    await page.getByRole("button", { name: "Stop", exact: true }).click();
     await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   });
 }

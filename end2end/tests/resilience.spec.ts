@@ -78,16 +78,16 @@ test("a second tab shows a turn sent from the first, live, and Stop in either st
   // The other tab gets the question and the reply as they happen.
   await expect(second.locator("li.message.user .content")).toHaveText(["First question", "Second question"]);
   await expect.poll(async () => (await replyText(second)).length).toBeGreaterThan(40);
-  await expect(second.getByRole("button", { name: "Stop" })).toBeVisible();
-  await expect(second.getByRole("button", { name: "Send" })).toHaveCount(0);
+  await expect(second.getByRole("button", { name: "Stop", exact: true })).toBeVisible();
+  await expect(second.getByRole("button", { name: "Send", exact: true })).toHaveCount(0);
 
   // Stop from the second tab: both stop, with the same text, and the provider is hung up on.
-  await second.getByRole("button", { name: "Stop" }).click();
+  await second.getByRole("button", { name: "Stop", exact: true }).click();
   await expect(lastReply(second)).toHaveAttribute("data-status", "stopped");
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   expect(await replyText(page)).toBe(await replyText(second));
   expect((await fakeLog(page)).disconnects.length).toBe(before + 1);
-  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  await expect(page.getByRole("button", { name: "Send", exact: true })).toBeVisible();
   await second.close();
 });
 
@@ -146,7 +146,7 @@ test("a tab that lost its connection while another tab's reply ended shows the e
     await configureFake(page, { tokens: 120, token_delay_ms: 25 });
     await send(page, "Second");
     await expect.poll(async () => (await replyText(second)).length).toBeGreaterThan(20);
-    await expect(second.getByRole("button", { name: "Stop" })).toBeVisible();
+    await expect(second.getByRole("button", { name: "Stop", exact: true })).toBeVisible();
 
     await nginx.kill();
     await expect(second.locator(".connection")).toHaveText(/Reconnecting/);
@@ -155,8 +155,8 @@ test("a tab that lost its connection while another tab's reply ended shows the e
 
     await expect(lastReply(second)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
     expect(await replyText(second)).toBe(fakeText(120));
-    await expect(second.getByRole("button", { name: "Send" })).toBeVisible();
-    await expect(second.getByRole("button", { name: "Stop" })).toHaveCount(0);
+    await expect(second.getByRole("button", { name: "Send", exact: true })).toBeVisible();
+    await expect(second.getByRole("button", { name: "Stop", exact: true })).toHaveCount(0);
   } finally {
     await context.close();
     await nginx.kill();

@@ -13,12 +13,12 @@ test("the system prompt is set in the conversation's settings, applies from the 
   await configureFake(page, { tokens: 3, token_delay_ms: 5 });
   await openNewChat(page);
   // Before the first message: the first reply uses it.
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await expect(promptBox(page)).toHaveValue("");
   await promptBox(page).fill("Answer like a pirate.");
-  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
   await expect(page.locator(".settings-status")).toHaveText("Saved: the first reply uses it.");
-  await page.getByRole("button", { name: "Close" }).click();
+  await page.getByRole("button", { name: "Close", exact: true }).click();
   await send(page, "Hello");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
   expect((await lastRequestMessages(page))[0]).toEqual({ role: "system", content: "Answer like a pirate." });
@@ -27,10 +27,10 @@ test("the system prompt is set in the conversation's settings, applies from the 
   await expect(firstMark).toHaveAttribute("title", /Answer like a pirate\./);
 
   // Changed: the next reply has revision 2; the first still says what it had.
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await expect(promptBox(page)).toHaveValue("Answer like a pirate.");
   await promptBox(page).fill("Answer in one word.");
-  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
   await expect(page.locator(".settings-status")).toHaveText("Saved as revision 2: the next reply uses it.");
   await send(page, "Again");
   await expect(page.locator("li.message.assistant")).toHaveCount(2);
@@ -46,7 +46,7 @@ test("the system prompt is set in the conversation's settings, applies from the 
   await expect(marks.nth(0)).toHaveAttribute("title", /Answer like a pirate\./);
   await expect(marks.nth(1)).toHaveAttribute("title", /Answer in one word\./);
   await expect(page.locator("li.message")).toHaveCount(4);
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await expect(promptBox(page)).toHaveValue("Answer in one word.");
 });
 
@@ -87,7 +87,7 @@ test("a deleted conversation can be undone for a few seconds, then is gone every
   await expect(page).toHaveURL(/\/$/);
   await expect(page.locator("li.message")).toHaveCount(0);
   await expect(page.locator(".undo-toast")).toContainText(`Deleted “${title}”.`);
-  await page.getByRole("button", { name: "Undo" }).click();
+  await page.getByRole("button", { name: "Undo", exact: true }).click();
   await expect(page.getByRole("link", { name: title })).toBeVisible();
   await expect(page).toHaveURL(address);
   await expect(page.locator("li.message.user .content")).toHaveText([title]);
@@ -109,7 +109,7 @@ test("what is typed into the settings is kept when the server's default arrives 
     await route.continue();
   });
   await openNewChat(page);
-  await page.getByRole("button", { name: "Settings" }).click();
+  await page.getByRole("button", { name: "Settings", exact: true }).click();
   await promptBox(page).fill("Typed before the default came");
   await page.waitForTimeout(1_000);
   await expect(promptBox(page)).toHaveValue("Typed before the default came");
