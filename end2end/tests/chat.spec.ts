@@ -1,6 +1,6 @@
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
-import { composer, configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
+import { composer, configureFake, fakeLog, fakeText, lastReply, openNewChat, replyText, send } from "./helpers";
 
 /// Samples the reply's length every 50 ms for `ms`.
 async function sampleLengths(page: Page, ms: number): Promise<number[]> {
@@ -103,6 +103,8 @@ test("a conversation survives a reload and appears in the sidebar", async ({ pag
   await openNewChat(page);
   await send(page, "Remember me");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  // The markdown renderer's module may still be arriving: wait for the text, then take it.
+  await expect.poll(() => replyText(page)).toBe(fakeText(8));
   const reply = await lastReply(page).locator(".content").textContent();
   const url = page.url();
 
