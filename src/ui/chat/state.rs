@@ -546,10 +546,12 @@ impl ChatState {
             )
         });
         // An alternative takes the old turn's place: it and what followed leave the screen.
-        if let Some(old) = alternative_to.and_then(|t| self.question_of(t)) {
+        if let Some((replaced, old)) =
+            alternative_to.and_then(|t| self.question_of(t).map(|old| (t, old)))
+        {
             let mut family = old.alternatives.get_untracked();
             if family.is_empty() {
-                family.push(alternative_to.unwrap_or_default());
+                family.push(replaced);
             }
             family.push(turn_id);
             question.alternatives.set(family);
