@@ -192,6 +192,10 @@ pub struct MessageView {
     pub turn_id: Uuid,
     pub role: Role,
     pub content: String,
+    /// A reply's thinking (the reasoning some models stream before answering), as plain text;
+    /// shown apart, never sent back to a model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thinking: String,
     /// A reply's text rendered as safe HTML (`crate::markdown`) when the server sends a
     /// conversation to show; empty otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -241,6 +245,10 @@ pub enum TurnEvent {
         ahead: u32,
     },
     Delta {
+        text: String,
+    },
+    /// More of the reply's thinking (see [`MessageView::thinking`]).
+    Thinking {
         text: String,
     },
     /// The last event: the reply is stored exactly as the events built it.

@@ -18,7 +18,7 @@ test("a reply streams in token by token after a thinking indicator, with Send re
   await send(page, "Hello there");
 
   await expect(page.locator("li.message.user .content").first()).toHaveText("Hello there");
-  await expect(lastReply(page).locator(".thinking")).toBeVisible();
+  await expect(lastReply(page).locator(".pending")).toBeVisible();
   await expect(page.getByRole("button", { name: "Stop", exact: true })).toBeVisible();
   await expect(page.getByRole("button", { name: "Send", exact: true })).toHaveCount(0);
 

@@ -10,6 +10,8 @@ export type FakeConfig = {
   cache_write_tokens?: number;
   /// These tokens instead of the word list (`tokens` must be their count).
   script?: string[];
+  /// Reasoning tokens streamed before the text (OpenAI-compatible: `reasoning_content`).
+  thinking?: string[];
   stall_after?: number;
   fail_status?: number;
   fail_times?: number;

@@ -304,7 +304,8 @@ pub async fn get_conversation(
     }))
 }
 
-const MESSAGE_COLUMNS: &str = "id, turn_id, conversation_id, role, content, status, error, model,
+const MESSAGE_COLUMNS: &str =
+    "id, turn_id, conversation_id, role, content, thinking, status, error, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
     usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id";
 
@@ -316,6 +317,7 @@ struct MessageRow {
     conversation_id: String,
     role: String,
     content: String,
+    thinking: String,
     status: String,
     error: Option<String>,
     model: Option<String>,
@@ -356,6 +358,7 @@ impl TryFrom<MessageRow> for MessageView {
             turn_id: uuid(&r.turn_id)?,
             role,
             content: r.content,
+            thinking: r.thinking,
             html: String::new(),
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
@@ -519,6 +522,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         turn_id: turn.turn_id,
         role: Role::User,
         content: turn.text.to_owned(),
+        thinking: String::new(),
         html: String::new(),
         model: None,
         run: 1,
@@ -532,6 +536,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         turn_id: turn.turn_id,
         role: Role::Assistant,
         content: String::new(),
+        thinking: String::new(),
         html: String::new(),
         model: Some(model),
         run: 1,
@@ -749,7 +754,14 @@ pub struct ReplyRef {
 /// Text of a running reply, saved so that a crash loses only what came after it.
 pub struct Checkpoint {
     pub reply: ReplyRef,
+    pub text: ReplyText,
+}
+
+/// What a reply has written: its answer and, apart, its thinking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyText {
     pub content: String,
+    pub thinking: String,
 }
 
 /// Saves the text of every running reply in one transaction. A reply that has meanwhile ended
@@ -762,11 +774,12 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
     let mut tx = begin_write(db).await?;
     for c in checkpoints {
         sqlx::query(
-            "UPDATE messages SET content = ?, updated_at = ?
+            "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
              WHERE id = ? AND status = 'streaming' AND run = ?
                AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
         )
-        .bind(&c.content)
+        .bind(&c.text.content)
+        .bind(&c.text.thinking)
         .bind(now)
         .bind(c.reply.message_id.to_string())
         .bind(c.reply.run)
@@ -782,19 +795,20 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
 pub async fn finish_reply(
     db: &Db,
     reply: &ReplyRef,
-    content: &str,
+    text: &ReplyText,
     outcome: &Outcome,
 ) -> Result<(), DbError> {
     let usage = outcome.usage;
     let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
     sqlx::query(
-        "UPDATE messages SET content = ?, status = ?, error = ?, error_detail = ?, input_tokens = ?,
+        "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, error_detail = ?, input_tokens = ?,
             cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?,
             usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
          WHERE id = ? AND run = ?
            AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
     )
-    .bind(content)
+    .bind(&text.content)
+    .bind(&text.thinking)
     .bind(outcome.status.as_str())
     .bind(&outcome.error)
     .bind(&outcome.error_detail)
@@ -1066,14 +1080,14 @@ pub async fn restore_conversation(
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
-/// prompts, messages and error details. Tokens and costs stay, since spending limits count them.
+/// prompts, messages (thinking included) and error details. Tokens and costs stay, since spending limits count them.
 /// How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let mut tx = begin_write(db).await?;
     let doomed = "SELECT id FROM conversations
                   WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL";
     sqlx::query(&format!(
-        "UPDATE messages SET content = '', error = NULL, error_detail = NULL
+        "UPDATE messages SET content = '', thinking = '', error = NULL, error_detail = NULL
          WHERE conversation_id IN ({doomed})"
     ))
     .bind(before_ms)

@@ -106,6 +106,9 @@ pub struct ModelLimits {
     pub context_tokens: u32,
     /// Most tokens to ask for in one reply.
     pub max_output_tokens: u32,
+    /// Asks the model to think first, in at most this many tokens, and to stream its thinking
+    /// (`ChatRequest::thinking_budget`); `None` asks nothing.
+    pub thinking_tokens: Option<u32>,
 }
 
 /// A model id resolved for one turn.
@@ -219,6 +222,7 @@ impl ModelCatalog {
             ModelLimits {
                 context_tokens,
                 max_output_tokens,
+                thinking_tokens: entry.and_then(|e| e.thinking_tokens).filter(|t| *t > 0),
             }
         };
         let mut entries = Vec::new();
@@ -261,6 +265,7 @@ impl ModelCatalog {
                             .local_model
                             .as_ref()
                             .map_or(config.turns.max_output_tokens, |l| l.max_output_tokens),
+                        thinking_tokens: None,
                     },
                     provider,
                 };

@@ -28,6 +28,10 @@ pub struct PriceEntry {
     /// The most tokens the model writes in one reply.
     #[serde(default)]
     pub max_output_tokens: Option<u32>,
+    /// Ask the model to think, in at most this many tokens, and show its thinking (Anthropic's
+    /// extended thinking, Gemini's thought summaries). Unset: not asked.
+    #[serde(default)]
+    pub thinking_tokens: Option<u32>,
 }
 
 impl From<Price> for PriceEntry {
@@ -36,6 +40,7 @@ impl From<Price> for PriceEntry {
             price,
             context_tokens: None,
             max_output_tokens: None,
+            thinking_tokens: None,
         }
     }
 }
@@ -210,6 +215,7 @@ mod tests {
                     },
                     context_tokens: Some(32_768),
                     max_output_tokens: None,
+                    thinking_tokens: None,
                 },
             ),
         ]);

@@ -17,4 +17,5 @@ mod providers;
 mod security;
 mod support;
 mod tabs;
+mod thinking;
 mod turns;

@@ -8,7 +8,7 @@ use rill::server::config::{
     ProviderConfig, ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
 };
 use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
-use rill::server::pricing::PriceTable;
+use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
@@ -65,6 +65,8 @@ pub struct Setup {
     pub ops: OpsSettings,
     /// Default system prompt and purge delay (default: none, a day).
     pub conversations: ConversationSettings,
+    /// The thinking budget of the Anthropic and Gemini fakes (default: thinking not asked).
+    pub thinking_tokens: Option<u32>,
 }
 
 /// Limits no test meets unless it is about limits.
@@ -114,6 +116,7 @@ impl TestApp {
             local_queue,
             ops,
             conversations,
+            thinking_tokens,
         } = setup;
         let fake = FakeProvider::start(fake)
             .await
@@ -156,8 +159,20 @@ impl TestApp {
             local_model: None,
             price_overrides: [
                 ("fake/fake-model".to_owned(), FAKE_PRICE.into()),
-                ("claude/claude-fake".to_owned(), CLAUDE_PRICE.into()),
-                ("gemini/gemini-fake".to_owned(), FAKE_PRICE.into()),
+                (
+                    "claude/claude-fake".to_owned(),
+                    PriceEntry {
+                        thinking_tokens,
+                        ..CLAUDE_PRICE.into()
+                    },
+                ),
+                (
+                    "gemini/gemini-fake".to_owned(),
+                    PriceEntry {
+                        thinking_tokens,
+                        ..FAKE_PRICE.into()
+                    },
+                ),
             ]
             .into(),
             turns: turns.unwrap_or_else(test_turns),

@@ -24,7 +24,7 @@ const ENDLESS_PAUSE: Duration = Duration::from_millis(2);
 const ENDLESS_CAP: usize = 256 * 1024 * 1024;
 
 pub(crate) enum Event {
-    /// One text token's event: paced by `token_delay_ms` and counted.
+    /// One token's event (text or thinking): paced by `token_delay_ms` and counted.
     Token(Bytes),
     Other(Bytes),
     /// End the body here, as the fake intends (a lost connection, or the end after a fault).

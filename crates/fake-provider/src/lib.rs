@@ -84,6 +84,10 @@ pub struct FakeConfig {
     /// Send these tokens, in this order, instead of [`token`]'s words; `tokens` is then their
     /// count. For replies with chosen text (markdown, hostile markup split at awkward places).
     pub script: Option<Vec<String>>,
+    /// Reasoning tokens streamed before the text, in each protocol's own shape: OpenAI-compatible
+    /// `reasoning_content` deltas (always, as DeepSeek and vLLM do), Anthropic `thinking` blocks
+    /// and Gemini thought parts (only when the request asks for thinking, as the real APIs do).
+    pub thinking: Option<Vec<String>>,
 }
 
 impl FakeConfig {
@@ -128,6 +132,7 @@ impl Default for FakeConfig {
             context_tokens: None,
             replay: None,
             script: None,
+            thinking: None,
         }
     }
 }
@@ -408,8 +413,9 @@ async fn anthropic_messages(
     let model = body["model"].as_str().unwrap_or("claude-fake").to_owned();
     let prompt = prompt_tokens(body["messages"].as_array(), "content")
         .saturating_add(body["system"].as_str().map_or(0, word_tokens));
+    let thinking = body["thinking"]["type"] == "enabled";
     respond(&shared, call, body, move |config| {
-        wire::anthropic_events(config, &model, prompt)
+        wire::anthropic_events(config, &model, prompt, thinking)
     })
 }
 
@@ -452,8 +458,9 @@ async fn gemini_generate(
             .as_str()
             .map_or(0, word_tokens),
     );
+    let thinking = body["generationConfig"]["thinkingConfig"]["includeThoughts"] == true;
     respond(&shared, call, body, move |config| {
-        wire::gemini_events(config, &model, prompt)
+        wire::gemini_events(config, &model, prompt, thinking)
     })
 }
 

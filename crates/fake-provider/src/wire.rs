@@ -115,6 +115,12 @@ pub(crate) fn openai_events(
     let error = data(
         &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
     );
+    events.extend(thinking_events(config, |t| {
+        chunk(
+            json!({"content": null, "reasoning_content": t}),
+            Value::Null,
+        )
+    }));
     let (tokens, whole) = token_events(
         config,
         |i| chunk(json!({"content": config.token_text(i)}), Value::Null),
@@ -127,7 +133,8 @@ pub(crate) fn openai_events(
     events.push(Event::Other(chunk(json!({}), json!("stop"))));
     if include_usage {
         let input = prompt_tokens.saturating_add(config.cached_tokens);
-        let completion = count(config.token_count()).saturating_add(config.reasoning_tokens);
+        let reasoning = reasoning_tokens(config, true);
+        let completion = count(config.token_count()).saturating_add(reasoning);
         events.push(Event::Other(data(&json!({
             "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
             "choices": [],
@@ -136,7 +143,7 @@ pub(crate) fn openai_events(
                 "completion_tokens": completion,
                 "total_tokens": input.saturating_add(completion),
                 "prompt_tokens_details": {"cached_tokens": config.cached_tokens, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": config.reasoning_tokens, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
             },
         }))));
     }
@@ -149,7 +156,12 @@ fn anthropic_event(value: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {value}\n\n"))
 }
 
-pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: u32) -> Vec<Event> {
+pub(crate) fn anthropic_events(
+    config: &FakeConfig,
+    model: &str,
+    prompt_tokens: u32,
+    thinking_asked: bool,
+) -> Vec<Event> {
     let start = json!({"type": "message_start", "message": {
         "id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
         "stop_reason": null, "stop_sequence": null,
@@ -160,13 +172,30 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
             "output_tokens": 1,
         },
     }});
-    let mut events = vec![
-        Event::Other(anthropic_event(&start)),
-        Event::Other(anthropic_event(
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        )),
-        Event::Other(anthropic_event(&json!({"type": "ping"}))),
-    ];
+    let mut events = vec![Event::Other(anthropic_event(&start))];
+    // A thinking block comes first, signed at its end; the text block follows it.
+    let mut text_index = 0;
+    if thinking_asked && config.thinking.is_some() {
+        events.push(Event::Other(anthropic_event(
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        )));
+        events.extend(thinking_events(config, |t| {
+            anthropic_event(
+                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": t}}),
+            )
+        }));
+        for end in [
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "ZmFrZS1zaWduYXR1cmU="}}),
+            json!({"type": "content_block_stop", "index": 0}),
+        ] {
+            events.push(Event::Other(anthropic_event(&end)));
+        }
+        text_index = 1;
+    }
+    events.push(Event::Other(anthropic_event(
+        &json!({"type": "content_block_start", "index": text_index, "content_block": {"type": "text", "text": ""}}),
+    )));
+    events.push(Event::Other(anthropic_event(&json!({"type": "ping"}))));
     let error = anthropic_event(
         &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     );
@@ -174,7 +203,7 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
         config,
         |i| {
             anthropic_event(
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": config.token_text(i)}}),
+                &json!({"type": "content_block_delta", "index": text_index, "delta": {"type": "text_delta", "text": config.token_text(i)}}),
             )
         },
         Faults::anthropic(error),
@@ -183,9 +212,10 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
     if !whole {
         return events;
     }
-    let output = count(config.token_count()).saturating_add(config.reasoning_tokens);
+    let output =
+        count(config.token_count()).saturating_add(reasoning_tokens(config, thinking_asked));
     for end in [
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": text_index}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
         json!({"type": "message_stop"}),
     ] {
@@ -194,11 +224,16 @@ pub(crate) fn anthropic_events(config: &FakeConfig, model: &str, prompt_tokens: 
     events
 }
 
-pub(crate) fn gemini_events(config: &FakeConfig, model: &str, prompt_tokens: u32) -> Vec<Event> {
+pub(crate) fn gemini_events(
+    config: &FakeConfig,
+    model: &str,
+    prompt_tokens: u32,
+    thinking_asked: bool,
+) -> Vec<Event> {
     let prompt = prompt_tokens.saturating_add(config.cached_tokens);
-    let chunk = |text: String, finish: Option<&str>, sent: usize| {
-        let mut candidate =
-            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+    let thoughts = reasoning_tokens(config, thinking_asked);
+    let chunk = |part: Value, finish: Option<&str>, sent: usize| {
+        let mut candidate = json!({"content": {"parts": [part], "role": "model"}, "index": 0});
         if let Some(finish) = finish {
             candidate["finishReason"] = json!(finish);
         }
@@ -209,8 +244,8 @@ pub(crate) fn gemini_events(config: &FakeConfig, model: &str, prompt_tokens: u32
                 "promptTokenCount": prompt,
                 "cachedContentTokenCount": config.cached_tokens,
                 "candidatesTokenCount": candidates,
-                "thoughtsTokenCount": config.reasoning_tokens,
-                "totalTokenCount": prompt.saturating_add(candidates).saturating_add(config.reasoning_tokens),
+                "thoughtsTokenCount": thoughts,
+                "totalTokenCount": prompt.saturating_add(candidates).saturating_add(thoughts),
             },
             "modelVersion": model,
             "responseId": "fake",
@@ -219,17 +254,45 @@ pub(crate) fn gemini_events(config: &FakeConfig, model: &str, prompt_tokens: u32
     let error = data(
         &json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
     );
-    let (mut events, whole) = token_events(
+    let mut events = Vec::new();
+    if thinking_asked {
+        events.extend(thinking_events(config, |t| {
+            chunk(json!({"text": t, "thought": true}), None, 0)
+        }));
+    }
+    let (tokens, whole) = token_events(
         config,
-        |i| chunk(config.token_text(i), None, i + 1),
+        |i| chunk(json!({"text": config.token_text(i)}), None, i + 1),
         Faults::plain(error),
     );
+    events.extend(tokens);
     if whole {
         events.push(Event::Other(chunk(
-            String::new(),
+            json!({"text": ""}),
             Some("STOP"),
             config.token_count(),
         )));
     }
     events
+}
+
+/// Hidden reasoning tokens billed for a reply: the configured count, plus the streamed thinking
+/// tokens when they are sent.
+fn reasoning_tokens(config: &FakeConfig, thinking_sent: bool) -> u32 {
+    let streamed = if thinking_sent {
+        config.thinking.as_ref().map_or(0, |t| count(t.len()))
+    } else {
+        0
+    };
+    config.reasoning_tokens.saturating_add(streamed)
+}
+
+/// The configured thinking tokens, each paced like a text token.
+fn thinking_events(config: &FakeConfig, event: impl Fn(&str) -> Bytes) -> Vec<Event> {
+    config
+        .thinking
+        .iter()
+        .flatten()
+        .map(|t| Event::Token(event(t)))
+        .collect()
 }

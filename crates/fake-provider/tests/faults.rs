@@ -65,6 +65,7 @@ fn request() -> ChatRequest {
             content: "hello".into(),
         }],
         max_output_tokens: None,
+        thinking_budget: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn request(system: &str, text: &str, max: u32) -> ChatRequest {
             content: text.into(),
         }],
         max_output_tokens: Some(max),
+        thinking_budget: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Anthropic Messages streaming (`POST {base}/messages`, `stream: true`).
 //!
 //! Events: `message_start` (input usage, cache reads and writes), `content_block_start`,
-//! `content_block_delta` (`text_delta`), `content_block_stop`, `message_delta` (stop reason and
+//! `content_block_delta` (`text_delta`, and `thinking_delta` when the request enabled extended
+//! thinking), `content_block_stop`, `message_delta` (stop reason and
 //! cumulative usage), `message_stop`, `ping`, and `error` mid-stream (e.g. `overloaded_error`).
 
 use std::collections::VecDeque;
@@ -84,16 +85,33 @@ fn request_body(request: &ChatRequest) -> (serde_json::Value, String) {
         trimmed = partial[kept.len()..].to_owned();
         messages.push(json!({"role": "assistant", "content": kept}));
     }
+    let max_tokens = request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     let mut body = json!({
         "model": request.model,
-        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "max_tokens": max_tokens,
         "messages": messages,
         "stream": true,
     });
     if let Some(system) = request.system.as_deref().filter(|s| !s.trim().is_empty()) {
         body["system"] = json!(system);
     }
+    // The API refuses thinking together with a prefill, so a continuation goes on without it.
+    if let Some(budget) = request.thinking_budget.filter(|_| partial.is_none()) {
+        if let Some(budget) = thinking_budget(budget, max_tokens) {
+            body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        }
+    }
     (body, trimmed)
+}
+
+/// The smallest thinking budget the API accepts.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The thinking budget to send: thinking counts against `max_tokens` and must stay below it, so
+/// it gets at most half, leaving the answer the other half; `None` when that is under the API's
+/// minimum (a reply cap too small to think in).
+fn thinking_budget(wanted: u32, max_tokens: u32) -> Option<u32> {
+    Some(wanted.min(max_tokens / 2)).filter(|b| *b >= MIN_THINKING_BUDGET)
 }
 
 #[derive(Deserialize)]
@@ -131,7 +149,10 @@ enum BlockDelta {
     TextDelta {
         text: String,
     },
-    /// Thinking, signatures, tool input: not shown as reply text.
+    ThinkingDelta {
+        thinking: String,
+    },
+    /// Signatures, tool input: neither text nor thinking.
     #[serde(other)]
     Other,
 }
@@ -241,6 +262,13 @@ impl SseDecoder for EventDecoder {
                     out.push_back(Ok(ProviderEvent::TextDelta(text)));
                 }
             }
+            Event::ContentBlockDelta {
+                delta: BlockDelta::ThinkingDelta { thinking },
+            } => {
+                if !thinking.is_empty() {
+                    out.push_back(Ok(ProviderEvent::ThinkingDelta(thinking)));
+                }
+            }
             Event::MessageDelta { delta, usage } => {
                 self.absorb(usage.unwrap_or_default());
                 if delta.stop_reason.is_some() {
@@ -348,7 +376,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn max_tokens_is_a_length_finish_and_thinking_is_not_text() {
+    async fn max_tokens_is_a_length_finish_and_thinking_is_apart_from_text() {
         let body = concat!(
             "event: message_start\n",
             "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"c\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
@@ -365,6 +393,7 @@ mod tests {
         assert_eq!(
             events[1..],
             vec![
+                Ok(ProviderEvent::ThinkingDelta("hmm".into())),
                 Ok(ProviderEvent::TextDelta("cut".into())),
                 Ok(ProviderEvent::Finished(FinishReason::Length)),
                 Ok(ProviderEvent::Usage(Usage {
@@ -402,6 +431,7 @@ mod tests {
                 },
             ],
             max_output_tokens: None,
+            thinking_budget: None,
         });
         assert_eq!(body["system"], json!("Be brief."));
         assert_eq!(body["max_tokens"], json!(DEFAULT_MAX_TOKENS));
@@ -417,6 +447,30 @@ mod tests {
             max_output_tokens: Some(100),
             ..ChatRequest::of(messages)
         }
+    }
+
+    #[test]
+    fn thinking_is_asked_with_a_budget_inside_max_tokens_and_never_with_a_prefill() {
+        let thinking = |max: u32, budget: u32, messages: &[(Role, &str)]| {
+            let (body, _) = request_body(&ChatRequest {
+                max_output_tokens: Some(max),
+                thinking_budget: Some(budget),
+                ..ChatRequest::of(messages)
+            });
+            body.get("thinking").cloned()
+        };
+        let asked = [(Role::User, "hi")];
+        assert_eq!(
+            thinking(16_000, 4_000, &asked),
+            Some(json!({"type": "enabled", "budget_tokens": 4_000}))
+        );
+        assert_eq!(
+            thinking(4_096, 4_000, &asked),
+            Some(json!({"type": "enabled", "budget_tokens": 2_048}))
+        );
+        assert_eq!(thinking(2_000, 4_000, &asked), None, "under the minimum");
+        let continued = [(Role::User, "hi"), (Role::Assistant, "Hello")];
+        assert_eq!(thinking(16_000, 4_000, &continued), None);
     }
 
     #[test]

@@ -89,6 +89,7 @@ mod tests {
                 content: "hello there".into(),
             }],
             max_output_tokens: None,
+            thinking_budget: None,
         };
         let events: Vec<_> = DevProvider::new(Duration::ZERO)
             .stream_chat(request.clone())

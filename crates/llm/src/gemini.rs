@@ -78,7 +78,12 @@ fn request_body(request: &ChatRequest) -> serde_json::Value {
         body["systemInstruction"] = json!({"parts": [{"text": system}]});
     }
     if let Some(max) = request.max_output_tokens {
-        body["generationConfig"] = json!({"maxOutputTokens": max});
+        body["generationConfig"]["maxOutputTokens"] = json!(max);
+    }
+    if let Some(budget) = request.thinking_budget {
+        // Without `includeThoughts` a thinking model thinks (and bills it) but streams none.
+        body["generationConfig"]["thinkingConfig"] =
+            json!({"includeThoughts": true, "thinkingBudget": budget});
     }
     body
 }
@@ -108,7 +113,7 @@ struct Content {
 #[derive(Deserialize)]
 struct Part {
     text: Option<String>,
-    /// Thought summaries are not reply text.
+    /// A thought summary, not reply text.
     #[serde(default)]
     thought: bool,
 }
@@ -178,9 +183,13 @@ impl SseDecoder for ChunkDecoder {
         // Only the first candidate is asked for (candidateCount defaults to 1).
         if let Some(candidate) = chunk.candidates.into_iter().next() {
             let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
-            for part in parts.into_iter().filter(|p| !p.thought) {
+            for part in parts {
                 if let Some(text) = part.text.filter(|t| !t.is_empty()) {
-                    out.push_back(Ok(ProviderEvent::TextDelta(text)));
+                    out.push_back(Ok(if part.thought {
+                        ProviderEvent::ThinkingDelta(text)
+                    } else {
+                        ProviderEvent::TextDelta(text)
+                    }));
                 }
             }
             if let Some(reason) = candidate.finish_reason {
@@ -220,7 +229,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn any_chunking_gives_the_same_events_and_thinking_counts_as_output() {
+    async fn any_chunking_gives_the_same_events_and_thoughts_are_thinking_billed_as_output() {
         let whole = decode_chunked(STREAM.as_bytes(), STREAM.len()).await;
         let text: String = whole
             .iter()
@@ -230,6 +239,12 @@ mod tests {
             })
             .collect();
         assert_eq!(text, "Grüße, 世界 🌍");
+        assert_eq!(
+            whole.first(),
+            Some(&Ok(ProviderEvent::ThinkingDelta(
+                "Let me think about greetings.".into()
+            )))
+        );
         assert!(whole.contains(&Ok(ProviderEvent::Finished(FinishReason::Stop))));
         let last_usage = whole.iter().rev().find_map(|e| match e {
             Ok(ProviderEvent::Usage(u)) => Some(*u),
@@ -252,6 +267,21 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    #[test]
+    fn thinking_asks_for_thoughts_beside_the_reply_cap() {
+        let body = request_body(&ChatRequest {
+            max_output_tokens: Some(8_192),
+            thinking_budget: Some(2_048),
+            ..ChatRequest::of(&[(Role::User, "hi")])
+        });
+        assert_eq!(
+            body["generationConfig"],
+            json!({"maxOutputTokens": 8_192, "thinkingConfig": {"includeThoughts": true, "thinkingBudget": 2_048}})
+        );
+        let body = request_body(&ChatRequest::of(&[(Role::User, "hi")]));
+        assert!(body.get("generationConfig").is_none());
     }
 
     #[tokio::test]
@@ -291,6 +321,7 @@ mod tests {
                 },
             ],
             max_output_tokens: Some(64),
+            thinking_budget: None,
         });
         assert_eq!(
             body["systemInstruction"],
@@ -316,6 +347,7 @@ mod tests {
                 },
             ],
             max_output_tokens: None,
+            thinking_budget: None,
         });
         assert_eq!(
             body["contents"],

@@ -207,6 +207,10 @@ struct Choice {
 #[derive(Deserialize, Default)]
 struct Delta {
     content: Option<String>,
+    /// Reasoning as DeepSeek, vLLM and llama.cpp's server stream it.
+    reasoning_content: Option<String>,
+    /// The same as OpenRouter and Ollama name it.
+    reasoning: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -291,7 +295,12 @@ impl SseDecoder for ChunkDecoder {
             return out.push_back(Err(error.into_llm_error(data)));
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+            let delta = choice.delta;
+            let thinking = delta.reasoning_content.or(delta.reasoning);
+            if let Some(text) = thinking.filter(|t| !t.is_empty()) {
+                out.push_back(Ok(ProviderEvent::ThinkingDelta(text)));
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(Ok(ProviderEvent::TextDelta(text)));
             }
             if let Some(reason) = choice.finish_reason {
@@ -392,6 +401,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reasoning_content_and_reasoning_are_thinking() {
+        // DeepSeek, vLLM and llama.cpp send `reasoning_content` with a null `content`; OpenRouter
+        // and Ollama name it `reasoning`.
+        let body = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"Weigh \"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"größer\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\" then\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Yes.\",\"reasoning_content\":null},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        for size in [1, 3, body.len()] {
+            assert_eq!(
+                decode_chunked(body.as_bytes(), size).await,
+                vec![
+                    Ok(ProviderEvent::ThinkingDelta("Weigh ".into())),
+                    Ok(ProviderEvent::ThinkingDelta("größer".into())),
+                    Ok(ProviderEvent::ThinkingDelta(" then".into())),
+                    Ok(ProviderEvent::TextDelta("Yes.".into())),
+                    Ok(ProviderEvent::Finished(FinishReason::Stop)),
+                ],
+                "chunk size {size}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn crlf_line_endings_and_multi_line_data() {
         let body = "data: {\"choices\":[{\"delta\":\r\ndata: {\"content\":\"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
         let events = decode_chunked(body.as_bytes(), 5).await;
@@ -470,6 +505,7 @@ mod tests {
             system: Some("Be brief.".into()),
             messages,
             max_output_tokens,
+            thinking_budget: None,
         }
     }
 

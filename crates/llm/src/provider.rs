@@ -32,6 +32,10 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// The reply's length limit, sent in each protocol's own field.
     pub max_output_tokens: Option<u32>,
+    /// Ask the model to think first, in at most this many tokens, and to stream its thinking
+    /// (Anthropic's extended thinking, Gemini's thought summaries). Servers that stream
+    /// reasoning unasked (DeepSeek, vLLM, llama.cpp) need no field; `None` asks nothing.
+    pub thinking_budget: Option<u32>,
 }
 
 /// What OpenAI-compatible and Gemini requests ask when they continue a partial reply (they have
@@ -70,6 +74,9 @@ pub enum ProviderEvent {
         ahead: usize,
     },
     TextDelta(String),
+    /// The model's reasoning before (or between) its answer's text: shown apart, stored apart,
+    /// never sent back as history.
+    ThinkingDelta(String),
     /// Token counts so far; the last one is final. May arrive after `Finished` (OpenAI sends
     /// usage in a last chunk), or early as well (Anthropic reports the prompt first).
     Usage(Usage),
@@ -116,6 +123,7 @@ impl ChatRequest {
                 })
                 .collect(),
             max_output_tokens: None,
+            thinking_budget: None,
         }
     }
 }

@@ -53,6 +53,7 @@ fn request(text: &str, max_output_tokens: Option<u32>) -> ChatRequest {
         system: None,
         messages: vec![say(Role::User, text)],
         max_output_tokens,
+        thinking_budget: None,
     }
 }
 
@@ -360,6 +361,7 @@ fn the_cache_changes_no_reply() {
         system: Some("Answer briefly.".into()),
         messages: messages.to_vec(),
         max_output_tokens: Some(24),
+        thinking_budget: None,
     };
     let mut warm = session(2048);
     // The conversation one turn earlier, then as it grew, then with its oldest exchanges left out.

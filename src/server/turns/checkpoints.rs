@@ -25,7 +25,7 @@ pub async fn write_checkpoints(db: Db, registry: Arc<Registry>, stop: Cancellati
         let mut saved = Vec::new();
         let mut batch = Vec::new();
         for turn in registry.running() {
-            let (Some(record), Some((content, len))) = (turn.record(), turn.unsaved_text()) else {
+            let (Some(record), Some((text, mark))) = (turn.record(), turn.unsaved_text()) else {
                 continue;
             };
             batch.push(Checkpoint {
@@ -34,14 +34,14 @@ pub async fn write_checkpoints(db: Db, registry: Arc<Registry>, stop: Cancellati
                     message_id: record.reply.id,
                     run: record.reply.run,
                 },
-                content,
+                text,
             });
-            saved.push((turn, len));
+            saved.push((turn, mark));
         }
         match db::save_checkpoints(&db, &batch).await {
             Ok(()) => {
-                for (turn, len) in saved {
-                    turn.saved(len);
+                for (turn, mark) in saved {
+                    turn.saved(mark);
                 }
             }
             // The next tick tries again with the newer text.

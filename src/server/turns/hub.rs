@@ -722,7 +722,9 @@ impl TurnHub {
                     Some(turn) if !turn.is_finished() => continue,
                     // Ended since it was read: its ending is in memory.
                     Some(turn) => {
-                        reply.content = turn.text();
+                        let written = turn.written();
+                        reply.content = written.content;
+                        reply.thinking = written.thinking;
                         if let Some(outcome) = turn.outcome() {
                             reply.outcome = outcome;
                         }
@@ -831,6 +833,11 @@ fn replay_events(conversation_id: Uuid, reply: MessageView) -> Vec<TurnEnvelope>
         run: reply.run,
         system_prompt_revision: reply.system_prompt_revision,
     }];
+    if !reply.thinking.is_empty() {
+        events.push(TurnEvent::Thinking {
+            text: reply.thinking,
+        });
+    }
     if !reply.content.is_empty() {
         events.push(TurnEvent::Delta {
             text: reply.content,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::model::{Outcome, StreamLine, TurnEnvelope, TurnEvent};
-use crate::server::db::{Owner, TurnRecord};
+use crate::server::db::{Owner, ReplyText, TurnRecord};
 
 /// Why a claimed turn id did not become a run; readers that found the claim get the same answer
 /// as the request that made it.
@@ -57,11 +57,27 @@ pub struct LiveTurn {
 #[derive(Default)]
 struct Log {
     events: Vec<TurnEnvelope>,
-    /// The reply's text: the `Delta`s of `events` joined.
-    text: String,
-    /// Bytes of `text` the database holds.
-    saved: usize,
+    /// The reply's text (the `Delta`s of `events` joined) and thinking (the `Thinking`s).
+    written: ReplyText,
+    /// Bytes of each the database holds.
+    saved: Saved,
     outcome: Option<Outcome>,
+}
+
+/// Bytes of a reply's text and thinking that are stored; both only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    content: usize,
+    thinking: usize,
+}
+
+impl Saved {
+    fn of(text: &ReplyText) -> Self {
+        Self {
+            content: text.content.len(),
+            thinking: text.thinking.len(),
+        }
+    }
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,7 +173,8 @@ impl LiveTurn {
         let len = {
             let mut log = lock(&self.log);
             match &event {
-                TurnEvent::Delta { text } => log.text.push_str(text),
+                TurnEvent::Delta { text } => log.written.content.push_str(text),
+                TurnEvent::Thinking { text } => log.written.thinking.push_str(text),
                 TurnEvent::Finished(outcome) => log.outcome = Some(outcome.clone()),
                 TurnEvent::Started { .. } | TurnEvent::Queued { .. } => {}
             }
@@ -168,9 +185,9 @@ impl LiveTurn {
         self.len.send_replace(len);
     }
 
-    /// The reply's text so far.
-    pub fn text(&self) -> String {
-        lock(&self.log).text.clone()
+    /// What the reply has written so far.
+    pub fn written(&self) -> ReplyText {
+        lock(&self.log).written.clone()
     }
 
     pub fn outcome(&self) -> Option<Outcome> {
@@ -194,16 +211,20 @@ impl LiveTurn {
         self.cancel_reason.get().copied()
     }
 
-    /// The text to save if it grew since the last save, with its length for [`Self::saved`].
-    pub fn unsaved_text(&self) -> Option<(String, usize)> {
+    /// What to save if the reply wrote more since the last save, with the mark for
+    /// [`Self::saved`].
+    pub fn unsaved_text(&self) -> Option<(ReplyText, Saved)> {
         let log = lock(&self.log);
-        (log.outcome.is_none() && log.text.len() > log.saved)
-            .then(|| (log.text.clone(), log.text.len()))
+        let now = Saved::of(&log.written);
+        (log.outcome.is_none() && now != log.saved).then(|| (log.written.clone(), now))
     }
 
-    pub fn saved(&self, len: usize) {
+    pub fn saved(&self, mark: Saved) {
         let mut log = lock(&self.log);
-        log.saved = log.saved.max(len);
+        log.saved = Saved {
+            content: log.saved.content.max(mark.content),
+            thinking: log.saved.thinking.max(mark.thinking),
+        };
     }
 
     /// Waits until the turn has ended, up to `timeout`; its outcome if it did.

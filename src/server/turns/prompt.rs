@@ -134,6 +134,7 @@ pub fn build(
             system,
             messages,
             max_output_tokens: Some(max_output),
+            thinking_budget: limits.thinking_tokens,
         },
         left_out,
     })
@@ -168,6 +169,7 @@ mod tests {
             turn_id: Uuid::new_v4(),
             role,
             content: content.into(),
+            thinking: String::new(),
             html: String::new(),
             model: None,
             run: 1,
@@ -206,6 +208,7 @@ mod tests {
     const ROOMY: ModelLimits = ModelLimits {
         context_tokens: 100_000,
         max_output_tokens: 1_000,
+        thinking_tokens: None,
     };
 
     fn texts(prompt: &Prompt) -> Vec<(llm::Role, &str)> {
@@ -253,6 +256,7 @@ mod tests {
         let limits = ModelLimits {
             context_tokens: 6_000,
             max_output_tokens: 1_000,
+            thinking_tokens: None,
         };
         let prompt = build(
             &record("Stay kind.", ""),
@@ -311,6 +315,7 @@ mod tests {
         let limits = ModelLimits {
             context_tokens: 2_600,
             max_output_tokens: 500,
+            thinking_tokens: None,
         };
         let estimated = build(
             &record("", ""),
@@ -381,6 +386,7 @@ mod tests {
         let limits = ModelLimits {
             context_tokens: 4_096,
             max_output_tokens: 512,
+            thinking_tokens: None,
         };
         let mut record = record("", "");
         record.reply.model = Some("local/small".into());
@@ -401,6 +407,7 @@ mod tests {
         let limits = ModelLimits {
             context_tokens: 2_000,
             max_output_tokens: 8_192,
+            thinking_tokens: None,
         };
         let prompt = build(
             &record("", ""),

@@ -14,7 +14,7 @@ use super::hub::Deps;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
 use crate::model::{MessageStatus, Outcome, TurnEvent};
-use crate::server::db::{self, ReplyRef, TurnRecord};
+use crate::server::db::{self, ReplyRef, ReplyText, TurnRecord};
 use crate::server::metrics;
 
 /// How this run ended, before its figures are settled.
@@ -77,6 +77,9 @@ struct Reply<'a> {
     prior_chars: usize,
     /// Characters this run added.
     added_chars: usize,
+    /// Characters of thinking before this run, and those this run added.
+    prior_thinking_chars: usize,
+    thought_chars: usize,
     /// When this run began.
     started: Instant,
     /// When this run must be over.
@@ -100,6 +103,11 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         run: record.reply.run,
         system_prompt_revision: record.reply.system_prompt_revision,
     });
+    if !record.reply.thinking.is_empty() {
+        live.emit(TurnEvent::Thinking {
+            text: record.reply.thinking.clone(),
+        });
+    }
     if !record.reply.content.is_empty() {
         live.emit(TurnEvent::Delta {
             text: record.reply.content.clone(),
@@ -113,6 +121,8 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         record: &record,
         prior_chars: record.reply.content.chars().count(),
         added_chars: 0,
+        prior_thinking_chars: record.reply.thinking.chars().count(),
+        thought_chars: 0,
         started,
         deadline: deadline_after(deps.settings.max_duration),
     };
@@ -123,7 +133,7 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         }
         Err(message) => (Ending::failed(message, None), None),
     };
-    let (outcome, figures) = settle(&deps, &record, &live.text(), ending, prompt.as_ref());
+    let (outcome, figures) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
     store_and_finish(&deps, &live, &record, outcome).await;
     // Counted once stored: a task that dies before this is counted by `store_crashed` instead.
@@ -172,7 +182,7 @@ impl Reply<'_> {
             };
             metrics::provider_error(self.record.model(), error.kind());
             let wait = match self.deps.retry.decide(&error, retries) {
-                Retry::After(wait) if self.added_chars == 0 => wait,
+                Retry::After(wait) if !self.has_shown_anything() => wait,
                 _ => {
                     tracing::warn!(kind = error.kind(), "provider failed: {}", error.detail());
                     return Ending::provider_failed(&error, usage_so_far);
@@ -223,11 +233,27 @@ impl Reply<'_> {
                                 usage,
                             ));
                         }
-                        if self.added_chars == 0 && chars > 0 {
-                            metrics::first_token(self.record.model(), self.started.elapsed());
-                        }
+                        self.first_token(chars);
                         self.added_chars += chars;
                         self.live.emit(TurnEvent::Delta { text: delta });
+                    }
+                    Some(Ok(ProviderEvent::ThinkingDelta(mut delta))) => {
+                        let max = self.deps.settings.max_reply_chars;
+                        let total = self.prior_thinking_chars.saturating_add(self.thought_chars);
+                        let chars = delta.chars().count();
+                        if total.saturating_add(chars) > max {
+                            break Ok(Ending::failed(
+                                format!("the model's thinking grew past {max} characters, this server's limit; the text so far is kept"),
+                                usage,
+                            ));
+                        }
+                        // A continuation's new thinking starts a paragraph of its own.
+                        if self.thought_chars == 0 && self.prior_thinking_chars > 0 {
+                            delta.insert_str(0, "\n\n");
+                        }
+                        self.first_token(chars);
+                        self.thought_chars += chars;
+                        self.live.emit(TurnEvent::Thinking { text: delta });
                     }
                     Some(Ok(ProviderEvent::Queued { ahead })) => {
                         self.live.emit(TurnEvent::Queued { ahead: u32::try_from(ahead).unwrap_or(u32::MAX) });
@@ -248,11 +274,24 @@ impl Reply<'_> {
         // Dropping the stream closes the provider connection now, before any database write.
         drop(events);
         if let Err((error, _)) = &ending {
-            if self.added_chars > 0 {
+            if self.has_shown_anything() {
                 tracing::warn!("provider failed mid-reply: {}", error.detail());
             }
         }
         ending
+    }
+
+    /// Whether this run has shown text or thinking (after which a failure is not retried: the
+    /// person has seen it).
+    fn has_shown_anything(&self) -> bool {
+        self.added_chars > 0 || self.thought_chars > 0
+    }
+
+    /// Records the time to the first token this run shows, text or thinking.
+    fn first_token(&self, chars: usize) {
+        if !self.has_shown_anything() && chars > 0 {
+            metrics::first_token(self.record.model(), self.started.elapsed());
+        }
     }
 
     fn too_slow(&self, usage_so_far: Option<Usage>) -> Ending {
@@ -289,17 +328,19 @@ fn words(duration: Duration) -> String {
 fn settle(
     deps: &Deps,
     record: &TurnRecord,
-    text: &str,
+    written: &ReplyText,
     ending: Ending,
     prompt: Option<&Prompt>,
 ) -> (Outcome, RunFigures) {
     let (usage, estimated) = match (ending.usage, prompt) {
         (Some(usage), _) => (Some(usage), false),
         (None, Some(prompt)) => {
-            let shown: String = text
-                .chars()
-                .skip(record.reply.content.chars().count())
-                .collect();
+            // What this run wrote: the text and thinking after those it began with.
+            let after = |all: &str, before: &str| -> String {
+                all.chars().skip(before.chars().count()).collect()
+            };
+            let mut shown = after(&written.thinking, &record.reply.thinking);
+            shown.push_str(&after(&written.content, &record.reply.content));
             (
                 Some(estimate_usage(&prompt.request, &shown, ending.usage_so_far)),
                 true,
@@ -365,7 +406,7 @@ fn estimate_usage(request: &ChatRequest, shown: &str, reported: Option<Usage>) -
 /// Stores the reply, then emits `Finished`, so what a reader sees after `Finished` is exactly
 /// what a reload shows.
 async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, outcome: Outcome) {
-    let text = live.text();
+    let text = live.written();
     let reply = ReplyRef {
         owner: record.owner.clone(),
         message_id: record.reply.id,
@@ -388,7 +429,8 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
     }
     tracing::info!(
         status = outcome.status.as_str(),
-        chars = text.len(),
+        chars = text.content.len(),
+        thinking_chars = text.thinking.len(),
         "turn finished"
     );
     // The detail is for admins, who read it from the stored conversation; readers of the

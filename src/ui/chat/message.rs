@@ -12,14 +12,16 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
         Role::Assistant => "assistant",
     };
     let status = move || entry.status().unwrap_or(MessageStatus::Complete);
-    let thinking = move || {
+    // Before the first token of text or thinking.
+    let waiting = move || {
         status() == MessageStatus::Streaming
             && entry.content.try_with(String::is_empty).unwrap_or(false)
+            && entry.thinking.try_with(String::is_empty).unwrap_or(false)
     };
     view! {
         <li class=format!("message {role}") data-status=move || status().as_str()>
-            <Show when=thinking>
-                <div class="thinking" aria-live="polite">
+            <Show when=waiting>
+                <div class="pending" aria-live="polite">
                     <span class="dot"></span><span class="dot"></span><span class="dot"></span>
                     {move || match entry.queued.try_get().flatten() {
                         Some(ahead) => view! {
@@ -31,10 +33,35 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
             </Show>
             {match entry.role {
                 Role::User => view! { <UserText entry state /> }.into_any(),
-                Role::Assistant => view! { <ReplyText entry state /> }.into_any(),
+                Role::Assistant => view! { <Thinking entry /><ReplyText entry state /> }.into_any(),
             }}
             {(entry.role == Role::Assistant).then(|| view! { <TurnInfo entry state /> })}
         </li>
+    }
+}
+
+/// A reply's thinking, collapsed: "Thinking…" while the model thinks, then "Thinking". Its text
+/// is plain (line breaks kept) and is put in the page only while the section is open, so a long
+/// stream of thinking costs nothing until someone reads it.
+#[component]
+fn Thinking(entry: ChatEntry) -> impl IntoView {
+    let has_thinking = move || entry.thinking.try_with(|t| !t.is_empty()).unwrap_or(false);
+    let live =
+        move || entry.is_streaming() && entry.content.try_with(String::is_empty).unwrap_or(false);
+    let open = RwSignal::new(false);
+    view! {
+        <Show when=has_thinking>
+            <details
+                class="reasoning"
+                class:live=live
+                on:toggle:target=move |ev| open.set(ev.target().open())
+            >
+                <summary>{move || if live() { "Thinking…" } else { "Thinking" }}</summary>
+                <Show when=move || open.try_get().unwrap_or(false)>
+                    <div class="reasoning-text">{move || entry.thinking.try_get().unwrap_or_default()}</div>
+                </Show>
+            </details>
+        </Show>
     }
 }
 

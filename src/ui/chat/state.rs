@@ -40,6 +40,8 @@ pub struct ChatEntry {
     pub key: Uuid,
     pub role: Role,
     pub content: RwSignal<String>,
+    /// A reply's thinking, plain text (`MessageView::thinking`).
+    pub thinking: RwSignal<String>,
     /// The server's rendering of a reply it sent with the page (`MessageView::html`).
     pub html: StoredValue<String>,
     pub outcome: RwSignal<Outcome>,
@@ -66,6 +68,7 @@ impl ChatEntry {
             key: m.id,
             role: m.role,
             content: RwSignal::new(m.content),
+            thinking: RwSignal::new(m.thinking),
             html: StoredValue::new(m.html),
             outcome: RwSignal::new(m.outcome),
             queued: RwSignal::new(None),
@@ -84,6 +87,7 @@ impl ChatEntry {
             key: Uuid::from_u128(next_local_key()),
             role,
             content: RwSignal::new(content),
+            thinking: RwSignal::new(String::new()),
             html: StoredValue::new(String::new()),
             outcome: RwSignal::new(outcome),
             queued: RwSignal::new(None),
@@ -103,6 +107,7 @@ impl ChatEntry {
         self.turn_id.set_value(Some(m.turn_id));
         self.run.set_value(m.run);
         self.content.set(m.content);
+        self.thinking.set(m.thinking);
         self.outcome.set(m.outcome);
         self.model.set(m.model);
         self.prompt_revision.set(m.system_prompt_revision);
@@ -902,6 +907,7 @@ impl ChatState {
             } => {
                 // Every run's log starts from empty text and replays it whole.
                 reply.content.set(String::new());
+                reply.thinking.set(String::new());
                 reply.prompt_revision.set(system_prompt_revision);
                 reply.message_id.set_value(Some(message_id));
                 reply.run.set_value(run);
@@ -938,6 +944,11 @@ impl ChatState {
             TurnEvent::Delta { text } => {
                 reply.queued.set(None);
                 reply.content.update(|c| c.push_str(&text));
+                self.follow_new_text();
+            }
+            TurnEvent::Thinking { text } => {
+                reply.queued.set(None);
+                reply.thinking.update(|t| t.push_str(&text));
                 self.follow_new_text();
             }
             TurnEvent::Finished(outcome) => {

@@ -164,6 +164,7 @@ impl LocalModel {
             system: system.map(str::to_owned),
             messages: Vec::new(),
             max_output_tokens: None,
+            thinking_budget: None,
         })
         .len()
     }
