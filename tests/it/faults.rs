@@ -30,11 +30,18 @@ async fn faulty_turn(
     })
     .await;
     let started = Instant::now();
-    let events = EventReader::new(app.send_to(Uuid::new_v4(), None, "Hello", model).await)
-        .read_to_end()
-        .await;
+    let reader = EventReader::new(app.send_to(Uuid::new_v4(), None, "Hello", model).await);
+    // Heartbeats keep each line's wait short, so the turn as a whole has a bound too: a bound
+    // that failed to fire (an idle limit, a retry cap) fails the test instead of waiting on it.
+    let events = tokio::time::timeout(FAULT_BOUND, reader.read_to_end())
+        .await
+        .expect("the fault ended the turn within the bound");
     (app, events, started.elapsed())
 }
+
+/// The longest any fault may take to reach the reader (the slowest, a 429 retried twice after
+/// its one-second `retry-after`, takes about 3 s).
+const FAULT_BOUND: Duration = Duration::from_secs(30);
 
 /// The turn failed with a message containing `phrase`, said in words, and the stored reply is
 /// exactly what was shown.
@@ -435,6 +442,7 @@ async fn a_panic_in_a_turn_ends_it_for_every_reader_and_stores_it() {
             limits: ModelLimits {
                 context_tokens: 8_192,
                 max_output_tokens: 512,
+                thinking_tokens: None,
             },
         }],
         ..Setup::default()
