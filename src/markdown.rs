@@ -1,11 +1,12 @@
-//! Replies as people expect to read them: CommonMark with GitHub's tables, task lists and
-//! strikethrough, turned into HTML that is safe to put in the page.
+//! Replies as people expect to read them: CommonMark with GitHub's tables, task lists,
+//! strikethrough and bare-URL autolinks, turned into HTML that is safe to put in the page.
 //!
 //! Model output is untrusted (a poisoned document can steer it), so nothing it writes becomes
 //! live markup: raw HTML is shown as text, a link keeps only an `http`, `https` or `mailto`
 //! address and opens in a new tab with no referrer, and an image is never fetched — it becomes a
 //! link that names its host. Every attribute this module writes is escaped; the page's CSP is
-//! the second line.
+//! the second line. Code blocks in a language `hl-lite` knows are highlighted with classes (the
+//! code's text escaped like any other).
 //!
 //! Streaming renders only what changed: [`render_tail`] splits a growing reply into blocks that
 //! can no longer change (rendered once) and the open block at the end (rendered again with each
@@ -13,6 +14,7 @@
 
 use pulldown_cmark::{
     Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd,
+    TextMergeStream,
 };
 use pulldown_cmark_escape::{escape_href, escape_html};
 
@@ -23,7 +25,9 @@ fn options() -> Options {
 /// A whole reply as safe HTML.
 pub fn render(text: &str) -> String {
     let mut html = String::with_capacity(text.len() + text.len() / 2);
-    pulldown_cmark::html::push_html(&mut html, Safe::new(Parser::new_ext(text, options())));
+    // Merged text events, so a bare URL is never cut in two.
+    let events = TextMergeStream::new(Parser::new_ext(text, options()));
+    pulldown_cmark::html::push_html(&mut html, Safe::new(events));
     html
 }
 
@@ -131,6 +135,53 @@ fn language_label(info: &str) -> String {
         .collect()
 }
 
+/// `text` with its bare URLs (`https://…`, `www.…`) and email addresses made links, as GitHub
+/// does, every piece escaped; `None` when it has none.
+fn autolinked(text: &str) -> Option<String> {
+    let mut finder = linkify::LinkFinder::new();
+    finder.url_must_have_scheme(false);
+    let mut links = finder.links(text).peekable();
+    links.peek()?;
+    let mut html = String::with_capacity(text.len() * 2);
+    let mut shown = 0;
+    for link in links {
+        let href = match link.kind() {
+            linkify::LinkKind::Email => format!("mailto:{}", link.as_str()),
+            _ if link.as_str().contains("://") => link.as_str().to_owned(),
+            _ => format!("http://{}", link.as_str()),
+        };
+        // Only the schemes a written link may have (an `ftp://` stays text).
+        let Some(href) = safe_href(&href) else {
+            continue;
+        };
+        let _ = escape_html(&mut html, &text[shown..link.start()]);
+        html.push_str(&anchor(href, "", None));
+        let _ = escape_html(&mut html, link.as_str());
+        html.push_str("</a>");
+        shown = link.end();
+    }
+    let _ = escape_html(&mut html, &text[shown..]);
+    Some(html)
+}
+
+/// `code` as spans with a class per kind of token (`hl-keyword`, …); plain text bare. Every
+/// piece is escaped.
+fn highlighted(lang: hl_lite::Lang, code: &str) -> String {
+    let mut html = String::with_capacity(code.len() * 2);
+    for span in hl_lite::highlight(lang, code) {
+        if span.kind == hl_lite::Kind::Plain {
+            let _ = escape_html(&mut html, span.text);
+        } else {
+            html.push_str("<span class=\"hl-");
+            html.push_str(span.kind.class());
+            html.push_str("\">");
+            let _ = escape_html(&mut html, span.text);
+            html.push_str("</span>");
+        }
+    }
+    html
+}
+
 /// What a link or image opened, so its end closes the same thing.
 enum Opened {
     Anchor,
@@ -141,10 +192,15 @@ enum Opened {
 }
 
 /// The event filter that makes model output safe: raw HTML to text, links and images rewritten,
-/// code blocks given a header with the language and a Copy button.
+/// code blocks given a header with the language and a Copy button, and highlighted.
 struct Safe<'a, I: Iterator<Item = Event<'a>>> {
     inner: I,
     opened: Vec<Opened>,
+    /// Inside a code block in a known language: the language and the code so far (highlighted
+    /// whole at the block's end, since a lexer's state runs across lines).
+    code: Option<(hl_lite::Lang, String)>,
+    /// Inside any code block (its text is never autolinked).
+    in_code_block: bool,
     /// The open table's column alignments, the next cell's column, and whether its body began.
     table: Vec<Alignment>,
     cell: usize,
@@ -157,6 +213,8 @@ impl<'a, I: Iterator<Item = Event<'a>>> Safe<'a, I> {
         Self {
             inner,
             opened: Vec::new(),
+            code: None,
+            in_code_block: false,
             table: Vec::new(),
             cell: 0,
             in_head: false,
@@ -233,13 +291,16 @@ impl<'a, I: Iterator<Item = Event<'a>>> Safe<'a, I> {
         Self::markup(anchor(href, title, None))
     }
 
+    /// Inside an anchor this module opened (which may not hold another).
+    fn in_link(&self) -> bool {
+        self.opened
+            .iter()
+            .any(|o| matches!(o, Opened::Anchor | Opened::ImageLink))
+    }
+
     fn start_image(&mut self, dest_url: &str) -> Event<'a> {
         // Inside a link, the alt text alone: an anchor may not hold another.
-        let in_link = self
-            .opened
-            .iter()
-            .any(|o| matches!(o, Opened::Anchor | Opened::ImageLink));
-        let Some(href) = safe_href(dest_url).filter(|_| !in_link) else {
+        let Some(href) = safe_href(dest_url).filter(|_| !self.in_link()) else {
             self.opened.push(Opened::ImageText);
             return Self::markup("<span class=\"image-blocked\">".into());
         };
@@ -325,9 +386,31 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Safe<'a, I> {
                     html.push('"');
                 }
                 html.push('>');
+                self.code = hl_lite::Lang::from_slug(&language).map(|lang| (lang, String::new()));
+                self.in_code_block = true;
                 Self::markup(html)
             }
-            Event::End(TagEnd::CodeBlock) => Self::markup("</code></pre></div>\n".into()),
+            Event::Text(text) if self.code.is_some() => {
+                if let Some((_, code)) = &mut self.code {
+                    code.push_str(&text);
+                }
+                Event::Text(CowStr::Borrowed(""))
+            }
+            Event::Text(text) if !self.in_code_block && !self.in_link() => {
+                match autolinked(&text) {
+                    Some(html) => Self::markup(html),
+                    None => Event::Text(text),
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                self.in_code_block = false;
+                let mut html = match self.code.take() {
+                    Some((lang, code)) => highlighted(lang, &code),
+                    None => String::new(),
+                };
+                html.push_str("</code></pre></div>\n");
+                Self::markup(html)
+            }
             other => other,
         })
     }
@@ -369,6 +452,7 @@ mod tests {
         "- one\n- two\n  - nested\n  - nested two\n\n    still two\n- three\n\nAfter the list.\n",
         "1. first\n2. second\n\n3. third (now the list is loose)\n\nend\n",
         "Text\n```rust\nfn main() {\n\n    println!(\"hi\");\n}\n```\nafter\n\n~~~\nopen fence never closed\n\nstill code\n",
+        "```python\ndef f(x):\n    s = \"\"\"a long\n\nstring\"\"\"  # note\n    return x\n```\n\n```js\nconst a = `t${1}\n",
         "| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n\nNot a table\n| x |\n",
         "> quote\nlazy continuation\n> > nested\n\n> another\n\n---\nSetext\n===\n\n* [ ] task\n* [x] done\n",
         "Para\n# heading interrupts\npara\n    not code (continuation)\n\n    indented code\n\n#nospace\n",
@@ -411,9 +495,13 @@ mod tests {
         );
         // An unfinished fence renders as code while it streams.
         let piece = render_tail("Here:\n\n```py\nprint(1)\n", true);
-        assert!(piece
-            .open_html
-            .contains("<code class=\"language-py\">print(1)\n</code>"));
+        assert!(
+            piece
+                .open_html
+                .contains("<code class=\"language-py\"><span class=\"hl-function\">print</span>"),
+            "{}",
+            piece.open_html
+        );
     }
 
     #[test]
@@ -490,7 +578,93 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<button type=\"button\" class=\"copy-code\">Copy</button>"));
-        assert!(html.contains("let a = 1 &lt; 2;"));
+        assert!(
+            html.contains("<span class=\"hl-keyword\">let</span> a"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;"));
         assert!(!html.contains("<script"));
+    }
+
+    /// The text a browser would show for `html` (tags dropped, the entities this module writes
+    /// decoded).
+    fn text_of(html: &str) -> String {
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&")
+    }
+
+    #[test]
+    fn bare_urls_and_emails_become_safe_links_as_on_github() {
+        let html = render(
+            "See https://example.com/a_b_c?x=1&y=2, www.rill.dev/docs. or mail ops@rill.dev!\n",
+        );
+        assert!(
+            html.contains("<a href=\"https://example.com/a_b_c?x=1&amp;y=2\" target=\"_blank\" rel=\"noopener noreferrer\">https://example.com/a_b_c?x=1&amp;y=2</a>,"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"http://www.rill.dev/docs\" target=\"_blank\" rel=\"noopener noreferrer\">www.rill.dev/docs</a>."),
+            "{html}"
+        );
+        assert!(html.contains("<a href=\"mailto:ops@rill.dev\""), "{html}");
+        // Not inside code, nor inside a link, nor with another scheme.
+        let html = render("`https://a.example` [https://b.example](https://c.example)\n\n```\nhttps://d.example\n```\n\njavascript://e.example/%0Aalert(1) ftp://f.example\n");
+        assert!(!html.contains("href=\"https://a.example"), "{html}");
+        assert!(!html.contains("href=\"https://b.example"), "{html}");
+        assert!(!html.contains("href=\"https://d.example"), "{html}");
+        assert!(!html.contains("href=\"javascript"), "{html}");
+        assert!(!html.contains("href=\"ftp"), "{html}");
+        // Markup around a URL stays text.
+        let html = render("https://x.example/<img src=x onerror=alert(1)>\n");
+        assert!(!html.contains("<img"), "{html}");
+    }
+
+    #[test]
+    fn highlighted_code_keeps_its_exact_text_and_stays_inert() {
+        let code = "const s = \"</code><script>alert(1)</script>\"; // <img src=x onerror=alert(2)>\nlet t = `${a}`; /* unterminated";
+        for lang in [
+            "js", "ts", "python", "rust", "bash", "html", "json", "yaml", "toml", "css", "md",
+        ] {
+            let html = render(&format!("```{lang}\n{code}\n```\n"));
+            let code_html = html
+                .split_once("<pre><code")
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .and_then(|(_, body)| body.rsplit_once("</code>"))
+                .map(|(code, _)| code)
+                .expect("a code block");
+            assert_eq!(
+                text_of(code_html),
+                format!("{code}\n"),
+                "{lang}: the code reads as written"
+            );
+            assert!(!code_html.contains("<script"), "{lang}");
+            assert!(!code_html.contains("<img"), "{lang}");
+            // Only the highlighter's spans are markup inside the block.
+            let tags: Vec<&str> = code_html
+                .split('<')
+                .skip(1)
+                .map(|t| t.split('>').next().unwrap_or_default())
+                .collect();
+            assert!(
+                tags.iter()
+                    .all(|t| *t == "/span" || t.starts_with("span class=\"hl-")),
+                "{lang}: {tags:?}"
+            );
+        }
+        // A language it does not know is plain escaped code.
+        let html = render("```cobol\nDISPLAY 'HI' < 2.\n```\n");
+        assert!(html.contains("<code class=\"language-cobol\">DISPLAY 'HI' &lt; 2.\n</code>"));
     }
 }

@@ -35,6 +35,8 @@ test("a reply renders as markdown while it streams: headings, emphasis, lists, t
     "",
     "Some **bold**, _emphasis_, `inline code` and ~~struck~~ text, with a [link](https://example.com/docs).",
     "",
+    "Bare addresses link too: https://example.org/a_b?x=1&y=2.",
+    "",
     "1. first",
     "2. second",
     "   - nested",
@@ -94,6 +96,12 @@ test("a reply renders as markdown while it streams: headings, emphasis, lists, t
     await expect(reply.locator(".code-language")).toHaveText("rust");
     await expect(reply.locator(".code-block code")).toHaveText('fn main() {\n    println!("<b>not bold</b>");\n}\n');
     await expect(reply.locator(".code-block b")).toHaveCount(0);
+    // Highlighted: the keyword and the string have their classes, the text is unchanged.
+    await expect(reply.locator(".code-block .hl-keyword").first()).toHaveText("fn");
+    await expect(reply.locator(".code-block .hl-string")).toHaveText('"<b>not bold</b>"');
+    const bare = reply.getByRole("link", { name: "https://example.org/a_b?x=1&y=2" });
+    await expect(bare).toHaveAttribute("href", "https://example.org/a_b?x=1&y=2");
+    await expect(bare).toHaveAttribute("rel", "noopener noreferrer");
   };
   await check();
 
