@@ -457,13 +457,26 @@ impl EventReader {
     }
 }
 
+/// The reply's text the events carry (`Delta`s joined).
 pub fn text_of(events: &[TurnEnvelope]) -> String {
+    joined(events, |event| match event {
+        TurnEvent::Delta { text } => Some(text),
+        _ => None,
+    })
+}
+
+/// The reply's thinking the events carry (`Thinking`s joined).
+pub fn thinking_of(events: &[TurnEnvelope]) -> String {
+    joined(events, |event| match event {
+        TurnEvent::Thinking { text } => Some(text),
+        _ => None,
+    })
+}
+
+fn joined(events: &[TurnEnvelope], piece: impl Fn(&TurnEvent) -> Option<&String>) -> String {
     events
         .iter()
-        .filter_map(|e| match &e.event {
-            TurnEvent::Delta { text } => Some(text.as_str()),
-            _ => None,
-        })
+        .filter_map(|e| piece(&e.event).map(String::as_str))
         .collect()
 }
 

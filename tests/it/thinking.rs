@@ -2,7 +2,7 @@
 //! live apart from the text, stored apart, never sent back as history, and billed as output.
 
 use fake_provider::{expected_text, FakeConfig};
-use rill::model::{ConversationView, MessageStatus, TurnEnvelope, TurnEvent};
+use rill::model::{ConversationView, MessageStatus, TurnEvent};
 use rill::server::db;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -10,16 +10,6 @@ use uuid::Uuid;
 use crate::support::*;
 
 const THOUGHTS: [&str; 5] = ["Let me ", "weigh ", "the größe ", "of 🌍", " first."];
-
-fn thinking_of(events: &[TurnEnvelope]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match &e.event {
-            TurnEvent::Thinking { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect()
-}
 
 async fn shown(app: &TestApp, conversation: Uuid) -> ConversationView {
     db::get_conversation(&app.state.db, &db::Owner("local".into()), conversation)

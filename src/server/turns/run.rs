@@ -224,28 +224,20 @@ impl Reply<'_> {
                 () = tokio::time::sleep_until(self.deadline) => break Ok(self.too_slow(usage)),
                 event = events.next() => match event {
                     Some(Ok(ProviderEvent::TextDelta(delta))) => {
-                        let max = self.deps.settings.max_reply_chars;
-                        let total = self.prior_chars.saturating_add(self.added_chars);
                         let chars = delta.chars().count();
-                        if total.saturating_add(chars) > max {
-                            break Ok(Ending::failed(
-                                format!("the reply grew past {max} characters, this server's limit; the text so far is kept"),
-                                usage,
-                            ));
+                        let so_far = self.prior_chars.saturating_add(self.added_chars);
+                        if let Some(error) = self.past_bound("the reply", so_far, chars) {
+                            break Ok(Ending::failed(error, usage));
                         }
                         self.first_token(chars);
                         self.added_chars += chars;
                         self.live.emit(TurnEvent::Delta { text: delta });
                     }
                     Some(Ok(ProviderEvent::ThinkingDelta(mut delta))) => {
-                        let max = self.deps.settings.max_reply_chars;
-                        let total = self.prior_thinking_chars.saturating_add(self.thought_chars);
                         let chars = delta.chars().count();
-                        if total.saturating_add(chars) > max {
-                            break Ok(Ending::failed(
-                                format!("the model's thinking grew past {max} characters, this server's limit; the text so far is kept"),
-                                usage,
-                            ));
+                        let so_far = self.prior_thinking_chars.saturating_add(self.thought_chars);
+                        if let Some(error) = self.past_bound("the model's thinking", so_far, chars) {
+                            break Ok(Ending::failed(error, usage));
                         }
                         // A continuation's new thinking starts a paragraph of its own.
                         if self.thought_chars == 0 && self.prior_thinking_chars > 0 {
@@ -279,6 +271,17 @@ impl Reply<'_> {
             }
         }
         ending
+    }
+
+    /// The failure to store when `chars` more would take `what` (the reply's text or its
+    /// thinking, `so_far` characters now) past the server's bound; each has the bound alone.
+    fn past_bound(&self, what: &str, so_far: usize, chars: usize) -> Option<String> {
+        let max = self.deps.settings.max_reply_chars;
+        (so_far.saturating_add(chars) > max).then(|| {
+            format!(
+                "{what} grew past {max} characters, this server's limit; the text so far is kept"
+            )
+        })
     }
 
     /// Whether this run has shown text or thinking (after which a failure is not retried: the
