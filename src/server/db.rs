@@ -261,7 +261,7 @@ pub async fn get_conversation(
     let messages: Vec<MessageRow> = sqlx::query_as(&format!(
         "{BRANCH_FROM_TURN}
          SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ?2 AND turn_id IN branch ORDER BY position"
+         WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
     ))
     .bind(&row.current_turn_id)
     .bind(id.to_string())
@@ -303,6 +303,14 @@ pub async fn get_conversation(
             .collect::<Result<_, DbError>>()?,
     }))
 }
+
+/// A `messages` row's owner check (see the module note); the owner is bound at its bare `?`, so
+/// the query's other parameters must be bare too (sqlx numbers bare ones apart from `?N`).
+const OWNED: &str =
+    "EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)";
+/// [`OWNED`], and the conversation not deleted: what a person may see.
+const OWNED_AND_LIVE: &str = "EXISTS (SELECT 1 FROM conversations c
+    WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)";
 
 const MESSAGE_COLUMNS: &str =
     "id, turn_id, conversation_id, role, content, thinking, status, error, model,
@@ -721,9 +729,9 @@ pub async fn history(
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{BRANCH_FROM_TURN}
          SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ?2 AND turn_id IN branch
-           AND position < (SELECT position FROM messages WHERE id = ?3)
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?4)
+         WHERE conversation_id = ? AND turn_id IN branch
+           AND position < (SELECT position FROM messages WHERE id = ?)
+           AND {OWNED}
          ORDER BY position"
     ))
     .bind(reply_turn(db, reply_id).await?.map(|t| t.to_string()))
@@ -771,21 +779,21 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         return Ok(());
     }
     let now = now_ms();
+    let update = format!(
+        "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
+         WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
+    );
     let mut tx = begin_write(db).await?;
     for c in checkpoints {
-        sqlx::query(
-            "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
-             WHERE id = ? AND status = 'streaming' AND run = ?
-               AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
-        )
-        .bind(&c.text.content)
-        .bind(&c.text.thinking)
-        .bind(now)
-        .bind(c.reply.message_id.to_string())
-        .bind(c.reply.run)
-        .bind(&c.reply.owner.0)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&update)
+            .bind(&c.text.content)
+            .bind(&c.text.thinking)
+            .bind(now)
+            .bind(c.reply.message_id.to_string())
+            .bind(c.reply.run)
+            .bind(&c.reply.owner.0)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -800,12 +808,12 @@ pub async fn finish_reply(
 ) -> Result<(), DbError> {
     let usage = outcome.usage;
     let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, error_detail = ?, input_tokens = ?,
             cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?,
             usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
          WHERE id = ? AND run = ?
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
+           AND {OWNED}"),
     )
     .bind(&text.content)
     .bind(&text.thinking)
@@ -832,11 +840,11 @@ pub async fn finish_reply(
 /// Marks a reply interrupted that the database holds as streaming but no turn in this process
 /// is writing (its end could not be stored). Returns whether it was such a reply.
 pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
-    let done = sqlx::query(
+    let done = sqlx::query(&format!(
         "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
          WHERE id = ? AND run = ? AND status = 'streaming'
-           AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)",
-    )
+           AND {OWNED}"
+    ))
     .bind(INTERRUPTED_BY_RESTART)
     .bind(now_ms())
     .bind(reply.message_id.to_string())
@@ -856,8 +864,7 @@ pub async fn streaming_reply_of(
     let row: Option<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE conversation_id = ? AND status = 'streaming'
-           AND EXISTS (SELECT 1 FROM conversations c
-                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)"
+           AND {OWNED_AND_LIVE}"
     ))
     .bind(conversation_id.to_string())
     .bind(&owner.0)
@@ -875,8 +882,7 @@ async fn turn_in(
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE turn_id = ?
-           AND EXISTS (SELECT 1 FROM conversations c
-                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)
+           AND {OWNED_AND_LIVE}
          ORDER BY position"
     ))
     .bind(turn_id.to_string())
@@ -931,7 +937,7 @@ pub async fn turns_from(
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{BRANCH_FROM_TURN}
          SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ?2 AND turn_id IN branch ORDER BY position"
+         WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
     ))
     .bind(&conversation.current_turn_id)
     .bind(conversation_id.to_string())
@@ -959,12 +965,11 @@ pub async fn error_details(
     owner: &Owner,
     conversation_id: Uuid,
 ) -> Result<Vec<(Uuid, String)>, DbError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String)> = sqlx::query_as(&format!(
         "SELECT id, error_detail FROM messages
          WHERE conversation_id = ? AND error_detail IS NOT NULL
-           AND EXISTS (SELECT 1 FROM conversations c
-                       WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)",
-    )
+           AND {OWNED_AND_LIVE}"
+    ))
     .bind(conversation_id.to_string())
     .bind(&owner.0)
     .fetch_all(db.reader())

@@ -5,10 +5,11 @@ use uuid::Uuid;
 
 use super::{uuid, Db, DbError, Owner};
 
-/// The turn ids of a branch, from the turn bound first (`?1`) back to the conversation's first:
-/// a recursive walk up `parent_turn_id`. Used as `… turn_id IN branch`.
+/// The turn ids of a branch, from the turn bound first back to the conversation's first: a
+/// recursive walk up `parent_turn_id`. Used as `… turn_id IN branch`, in queries whose other
+/// parameters are bare `?` too (sqlx numbers bare ones apart from numbered ones).
 pub(super) const BRANCH_FROM_TURN: &str = "WITH RECURSIVE branch(turn_id) AS (
-        SELECT ?1
+        SELECT ?
         UNION ALL
         SELECT m.parent_turn_id FROM messages m JOIN branch b ON m.turn_id = b.turn_id
         WHERE m.role = 'user' AND m.parent_turn_id IS NOT NULL)";
