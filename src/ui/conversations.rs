@@ -240,7 +240,12 @@ fn ConversationItem(
                         let on_delete = on_delete.clone();
                         move |_| on_delete(id, title.get_untracked())
                     }
-                >"🗑"</button>
+                >
+                    // A drawn bin, not the emoji: many systems have no emoji font.
+                    <svg class="icon" viewBox="0 0 16 16" aria-hidden="true">
+                        <path d="M2.5 4h11M6 4V2.5h4V4M4 4l.7 9.5h6.6L12 4M6.5 6.5v5M9.5 6.5v5" />
+                    </svg>
+                </button>
             </span>
         </li>
     }
