@@ -312,10 +312,21 @@ const OWNED: &str =
 const OWNED_AND_LIVE: &str = "EXISTS (SELECT 1 FROM conversations c
     WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)";
 
-const MESSAGE_COLUMNS: &str =
-    "id, turn_id, conversation_id, role, content, thinking, status, error, model,
-    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id";
+/// The columns of a [`MessageRow`], `$thinking` standing for the reply's thinking.
+macro_rules! message_columns {
+    ($thinking:literal) => {
+        concat!(
+            "id, turn_id, conversation_id, role, content, ",
+            $thinking,
+            ", status, error, model,
+            input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+            usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id"
+        )
+    };
+}
+const MESSAGE_COLUMNS: &str = message_columns!("thinking");
+/// For a prompt: thinking is never sent back to a model, so it is not even read.
+const PROMPT_COLUMNS: &str = message_columns!("'' AS thinking");
 
 /// A `messages` row as stored; [`MessageView`] is what it means.
 #[derive(sqlx::FromRow)]
@@ -728,7 +739,7 @@ pub async fn history(
     // The reply's branch: its own question and the turns before it, not their siblings.
     let rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{BRANCH_FROM_TURN}
-         SELECT {MESSAGE_COLUMNS} FROM messages
+         SELECT {PROMPT_COLUMNS} FROM messages
          WHERE conversation_id = ? AND turn_id IN branch
            AND position < (SELECT position FROM messages WHERE id = ?)
            AND {OWNED}
@@ -809,12 +820,11 @@ pub async fn finish_reply(
     let usage = outcome.usage;
     let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
     sqlx::query(&format!(
-        "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, error_detail = ?, input_tokens = ?,
-            cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?, reasoning_tokens = ?,
-            usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
-         WHERE id = ? AND run = ?
-           AND {OWNED}"),
-    )
+        "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, error_detail = ?,
+            input_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
+            reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
+         WHERE id = ? AND run = ? AND {OWNED}"
+    ))
     .bind(&text.content)
     .bind(&text.thinking)
     .bind(outcome.status.as_str())
@@ -1085,8 +1095,8 @@ pub async fn restore_conversation(
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
-/// prompts, messages (thinking included) and error details. Tokens and costs stay, since spending limits count them.
-/// How many conversations were purged.
+/// prompts, messages (thinking included) and error details. Tokens and costs stay, since
+/// spending limits count them. How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let mut tx = begin_write(db).await?;
     let doomed = "SELECT id FROM conversations

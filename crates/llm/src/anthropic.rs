@@ -105,7 +105,7 @@ fn request_body(request: &ChatRequest) -> (serde_json::Value, String) {
 }
 
 /// The smallest thinking budget the API accepts.
-pub const MIN_THINKING_BUDGET: u32 = 1024;
+const MIN_THINKING_BUDGET: u32 = 1024;
 
 /// The thinking budget to send: thinking counts against `max_tokens` and must stay below it, so
 /// it gets at most half, leaving the answer the other half; `None` when that is under the API's
