@@ -2,26 +2,10 @@
 // (compressed as sent), its encoding and cache policy, and the total, in headless Chromium with
 // an empty cache. Then loads it again and counts what the cache did not answer.
 //   node end2end/first-load.mjs http://127.0.0.1:3000/
-import { chromium } from "@playwright/test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { launchHeadless } from "./headless.mjs";
 
 const url = process.argv[2] ?? "http://127.0.0.1:3000/";
-const profile = mkdtempSync(join(tmpdir(), "rill-first-load-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
-const page = context.pages()[0] ?? (await context.newPage());
+const { context, page, close } = await launchHeadless("first-load");
 const cdp = await context.newCDPSession(page);
 await cdp.send("Network.enable");
 
@@ -65,5 +49,4 @@ function report(title, entries) {
 
 report(`first load of ${url} (empty cache)`, await load());
 report("second load (warm cache)", await load());
-await context.close();
-rmSync(profile, { recursive: true, force: true });
+await close();

@@ -5,10 +5,7 @@
 // token costs the same at the end of a long reply as at its start.
 //   node end2end/render-cost.mjs http://127.0.0.1:3000/ http://127.0.0.1:4010
 // against a running Rill whose default model is the fake provider's (see playwright.config.ts).
-import { chromium } from "@playwright/test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { launchHeadless } from "./headless.mjs";
 
 const url = process.argv[2] ?? "http://127.0.0.1:3000/";
 const fakeUrl = process.argv[3] ?? "http://127.0.0.1:4010";
@@ -38,20 +35,7 @@ const configured = await fetch(`${fakeUrl}/_fake/config`, {
 });
 if (!configured.ok) throw new Error(`the fake provider refused its configuration: ${configured.status}`);
 
-const profile = mkdtempSync(join(tmpdir(), "rill-render-cost-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
-const page = context.pages()[0] ?? (await context.newPage());
+const { context, page, close } = await launchHeadless("render-cost");
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));
 page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
@@ -102,6 +86,5 @@ console.log(
   `whole reply: ${(last.m.TaskDuration - samples[0].m.TaskDuration).toFixed(2)} s of main-thread time over ${((last.at - samples[0].at) / 1000).toFixed(1)} s; page errors: ${errors.length}`,
 );
 for (const e of errors) console.log(`  ${e}`);
-await context.close();
-rmSync(profile, { recursive: true, force: true });
+await close();
 if (errors.length) process.exit(1);
