@@ -2,7 +2,9 @@
 // markdown (the document of `examples/bench_markdown.rs`), one token every few milliseconds so
 // that the page renders each on its own. Reads Chromium's own counters (CDP Performance metrics:
 // main-thread task, script and layout time) at each 2,000-token stretch; flat figures mean a
-// token costs the same at the end of a long reply as at its start.
+// token costs the same at the end of a long reply as at its start. Near the start, middle and
+// end it also records a 2-second trace and reports the browser's own work per frame (style,
+// layout, pre-paint, paint), where a page's cost on a long reply shows first.
 //   node end2end/render-cost.mjs http://127.0.0.1:3000/ http://127.0.0.1:4010
 // against a running Rill whose default model is the fake provider's (see playwright.config.ts).
 import { launchHeadless } from "./headless.mjs";
@@ -46,6 +48,34 @@ const metrics = async () => {
   return Object.fromEntries(metrics.map((m) => [m.name, m.value]));
 };
 
+/** Main-thread time per frame, by phase, over `ms` of a CDP trace. */
+const frameWork = async (ms) => {
+  const events = [];
+  const collect = ({ value }) => events.push(...value);
+  cdp.on("Tracing.dataCollected", collect);
+  const done = new Promise((resolve) => cdp.once("Tracing.tracingComplete", resolve));
+  await cdp.send("Tracing.start", {
+    categories: "devtools.timeline,disabled-by-default-devtools.timeline",
+    transferMode: "ReportEvents",
+  });
+  await new Promise((r) => setTimeout(r, ms));
+  await cdp.send("Tracing.end");
+  await done;
+  cdp.off("Tracing.dataCollected", collect);
+  const phases = { UpdateLayoutTree: 0, Layout: 0, PrePaint: 0, Paint: 0 };
+  let frames = 0;
+  for (const e of events) {
+    if (e.ph !== "X" || !(e.name in phases)) continue;
+    phases[e.name] += (e.dur ?? 0) / 1000;
+    if (e.name === "PrePaint") frames += 1;
+  }
+  const per = (k) => (phases[k] / Math.max(frames, 1)).toFixed(2).padStart(6);
+  return `${String(frames).padStart(4)} frames ${per("UpdateLayoutTree")} ${per("Layout")} ${per("PrePaint")} ${per("Paint")}`;
+};
+// Where to trace, as shares of the reply's text shown (rendered text is shorter than markdown).
+const traceAt = [0.05, 0.45, 0.8];
+const traces = [];
+
 await page.goto(url);
 await page.waitForSelector("html[data-hydrated]", { state: "attached" });
 await page.getByRole("textbox", { name: "Message" }).fill("A long answer, please.");
@@ -61,6 +91,11 @@ for (;;) {
   const status = await reply.getAttribute("data-status").catch(() => null);
   samples.push({ at: Date.now(), chars: await shownChars(), m: await metrics() });
   if (status && status !== "streaming") break;
+  const chars = samples[samples.length - 1].chars;
+  if (traceAt.length && chars >= traceAt[0] * TOKENS * 4 * 0.85) {
+    traceAt.shift();
+    traces.push({ chars, work: await frameWork(2_000) });
+  }
   if (Date.now() - started > TOKENS * DELAY_MS * 4 + 60_000) throw new Error("the reply did not end");
   await new Promise((r) => setTimeout(r, 250));
 }
@@ -81,6 +116,9 @@ for (let from = 0; from < TOKENS; from += STRETCH) {
     `  ${String(from).padStart(6)}–${String(from + STRETCH).padEnd(6)} ${per("TaskDuration")} ${per("ScriptDuration")} ${per("LayoutDuration")} ${per("RecalcStyleDuration")}`,
   );
 }
+console.log("per frame (ms), from a 2 s trace at:");
+console.log("  tokens   frames    style layout prepaint paint");
+for (const t of traces) console.log(`  ${String(Math.round(tokenAt(t))).padStart(6)}   ${t.work}`);
 const last = samples[samples.length - 1];
 console.log(
   `whole reply: ${(last.m.TaskDuration - samples[0].m.TaskDuration).toFixed(2)} s of main-thread time over ${((last.at - samples[0].at) / 1000).toFixed(1)} s; page errors: ${errors.length}`,
