@@ -117,6 +117,57 @@ test("a reply renders as markdown while it streams: headings, emphasis, lists, t
   await check();
 });
 
+test("a long reply streamed in many groups reads and measures the same as its reload", async ({ page }) => {
+  // 30 sections of 6 blocks: the page keeps a streamed reply's finished blocks in groups, and
+  // the reload renders the whole reply at once; the two must hold the same text at the same
+  // height (no margin lost or doubled where one group ends and the next begins).
+  const section = (i: number) =>
+    [
+      `## Step ${i}`,
+      "",
+      `Prose for step ${i}, with **bold**, \`code\` and a [link](https://example.com/${i}).`,
+      "",
+      "- a point",
+      "",
+      "  with a second paragraph",
+      "- another point",
+      "",
+      "> a quote",
+      "",
+      "```rust",
+      `let step = ${i};`,
+      "```",
+      "",
+      "---",
+      "",
+    ].join("\n");
+  const doc = Array.from({ length: 30 }, (_, i) => section(i + 1)).join("") + "The end.";
+  const tokens = tokenize(doc);
+  await configureFake(page, { tokens: tokens.length, token_delay_ms: 1, script: tokens });
+  await openNewChat(page);
+  await send(page, "A long answer");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 30_000 });
+  const reply = lastReply(page).locator(".content");
+  await expect(reply).toContainText("The end.");
+  expect(await reply.locator(".md-group").count()).toBeGreaterThan(2);
+  const measure = () =>
+    reply.evaluate((el) => ({
+      text: el.textContent,
+      blocks: el.querySelectorAll("h2, p, li, pre, blockquote, hr").length,
+      height: el.getBoundingClientRect().height,
+    }));
+  const streamed = await measure();
+  expect(streamed.blocks).toBe(30 * 11 + 1);
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(reply).toContainText("The end.");
+  const reloaded = await measure();
+  expect(reloaded.text).toBe(streamed.text);
+  expect(reloaded.blocks).toBe(streamed.blocks);
+  expect(Math.abs(reloaded.height - streamed.height)).toBeLessThan(1);
+});
+
 test("hostile markup from a model stays inert text, split across tokens, and no image is fetched", async ({ page }) => {
   // A server on loopback that records every request: nothing on the page may reach it.
   const seen: string[] = [];

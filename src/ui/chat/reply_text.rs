@@ -6,6 +6,14 @@
 //! fetched as its own WASM file on first use: the first load does not carry the markdown
 //! parser. Blocks that can no longer change are added once; only the open block at the end
 //! is rendered again, so a token costs about the same at the end of a long reply as at its start.
+//!
+//! Settled blocks are gathered in groups of [`PARTS_PER_GROUP`], each a real element: the
+//! browser then lays out and paints a finished group as one cached piece, where a flat list of
+//! blocks had it walk every block of the reply on every frame (measured in ARCHITECTURE.md).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -13,6 +21,18 @@ use leptos::wasm_bindgen::JsCast;
 
 use super::state::{ChatEntry, ChatState};
 use crate::markdown::{self, TailRender};
+
+/// How many rendered parts a group of settled blocks holds before the next group starts.
+const PARTS_PER_GROUP: usize = 32;
+
+/// How long a rendering waits for an animation frame before it goes ahead without one.
+const FRAME_BACKSTOP: Duration = Duration::from_millis(100);
+
+/// Rendered parts of settled blocks, each with its key.
+type Parts = ArcRwSignal<Vec<(usize, String)>>;
+
+/// The settled groups of a reply, each with its key (the key of its first part).
+type Groups = RwSignal<Vec<(usize, Parts)>>;
 
 /// What the page has rendered of a reply's text.
 #[derive(Default)]
@@ -37,7 +57,7 @@ pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
     let server_html = entry.html.try_get_value().unwrap_or_default();
     let rendered_by_server = !server_html.is_empty();
     let shown = StoredValue::new(Shown::default());
-    let settled = RwSignal::new(Vec::<(usize, String)>::new());
+    let settled: Groups = RwSignal::new(Vec::new());
     let open = RwSignal::new(server_html);
     let rendering = StoredValue::new(false);
 
@@ -51,17 +71,37 @@ pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
             return;
         }
         rendering.set_value(true);
-        spawn_local(async move {
-            render_until_current(entry, shown, settled, open).await;
-            rendering.try_set_value(false);
-            state.follow_new_text();
-        });
+        let started = Rc::new(Cell::new(false));
+        let render = move || {
+            if started.replace(true) {
+                return;
+            }
+            spawn_local(async move {
+                render_until_current(entry, shown, settled, open).await;
+                rendering.try_set_value(false);
+                state.follow_new_text();
+            });
+        };
+        // At most one rendering a frame: tokens that arrive between frames are rendered
+        // together, just before the browser lays the frame out. A hidden tab has no frames and
+        // renders as tokens come; a page the browser is not drawing although it is not hidden
+        // (a background page under automation) renders when the backstop fires.
+        if document().hidden() {
+            render();
+        } else {
+            request_animation_frame(render.clone());
+            set_timeout(render, FRAME_BACKSTOP);
+        }
     });
 
     view! {
         <div class="content markdown" on:click=copy_code>
-            <For each=move || settled.try_get().unwrap_or_default() key=|(key, _)| *key let((_, html))>
-                <div class="md-part" inner_html=html></div>
+            <For each=move || settled.try_get().unwrap_or_default() key=|(key, _)| *key let((_, parts))>
+                <div class="md-group">
+                    <For each=move || parts.get() key=|(key, _)| *key let((_, html))>
+                        <div class="md-part" inner_html=html></div>
+                    </For>
+                </div>
             </For>
             <div class="md-part" inner_html=move || open.try_get().unwrap_or_default()></div>
         </div>
@@ -74,7 +114,7 @@ pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
 async fn render_until_current(
     entry: ChatEntry,
     shown: StoredValue<Shown>,
-    settled: RwSignal<Vec<(usize, String)>>,
+    settled: Groups,
     open: RwSignal<String>,
 ) {
     loop {
@@ -108,7 +148,7 @@ async fn render_until_current(
                 now.next_key
             });
             if let Some(key) = key {
-                settled.try_update(|s| s.push((key, piece.settled_html)));
+                add_settled(settled, key, piece.settled_html);
             }
         }
         open.try_set(piece.open_html);
@@ -116,6 +156,19 @@ async fn render_until_current(
             continue;
         }
         return;
+    }
+}
+
+/// Adds a rendered part to the last group, or starts a group when that one is full.
+fn add_settled(groups: Groups, key: usize, html: String) {
+    let last = groups.try_with_untracked(|g| g.last().map(|(_, parts)| parts.clone()));
+    match last.flatten() {
+        Some(parts) if parts.with_untracked(Vec::len) < PARTS_PER_GROUP => {
+            parts.update(|p| p.push((key, html)));
+        }
+        _ => {
+            groups.try_update(|g| g.push((key, ArcRwSignal::new(vec![(key, html)]))));
+        }
     }
 }
 
@@ -152,7 +205,7 @@ fn copy_code(event: leptos::ev::MouseEvent) {
         button.set_text_content(Some(said));
         set_timeout(
             move || button.set_text_content(Some("Copy")),
-            std::time::Duration::from_millis(1500),
+            Duration::from_millis(1500),
         );
     });
 }
