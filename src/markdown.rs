@@ -5,8 +5,8 @@
 //! live markup: raw HTML is shown as text, a link keeps only an `http`, `https` or `mailto`
 //! address and opens in a new tab with no referrer, and an image is never fetched — it becomes a
 //! link that names its host. Every attribute this module writes is escaped; the page's CSP is
-//! the second line. Code blocks in a language `hl-lite` knows are highlighted with classes (the
-//! code's text escaped like any other).
+//! the second line. Code blocks in a language one of our lexers knows are highlighted with
+//! classes (`highlight`; the code's text escaped like any other).
 //!
 //! Streaming renders only what changed: [`render_tail`] splits a growing reply into blocks that
 //! can no longer change (rendered once) and the open block at the end (rendered again with each
@@ -17,6 +17,9 @@ use pulldown_cmark::{
     TextMergeStream,
 };
 use pulldown_cmark_escape::{escape_href, escape_html};
+
+mod highlight;
+use highlight::Lexer;
 
 fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
@@ -164,24 +167,6 @@ fn autolinked(text: &str) -> Option<String> {
     Some(html)
 }
 
-/// `code` as spans with a class per kind of token (`hl-keyword`, …); plain text bare. Every
-/// piece is escaped.
-fn highlighted(lang: hl_lite::Lang, code: &str) -> String {
-    let mut html = String::with_capacity(code.len() * 2);
-    for span in hl_lite::highlight(lang, code) {
-        if span.kind == hl_lite::Kind::Plain {
-            let _ = escape_html(&mut html, span.text);
-        } else {
-            html.push_str("<span class=\"hl-");
-            html.push_str(span.kind.class());
-            html.push_str("\">");
-            let _ = escape_html(&mut html, span.text);
-            html.push_str("</span>");
-        }
-    }
-    html
-}
-
 /// What a link or image opened, so its end closes the same thing.
 enum Opened {
     Anchor,
@@ -198,7 +183,7 @@ struct Safe<'a, I: Iterator<Item = Event<'a>>> {
     opened: Vec<Opened>,
     /// Inside a code block in a known language: the language and the code so far (highlighted
     /// whole at the block's end, since a lexer's state runs across lines).
-    code: Option<(hl_lite::Lang, String)>,
+    code: Option<(Lexer, String)>,
     /// Inside any code block (its text is never autolinked).
     in_code_block: bool,
     /// The open table's column alignments, the next cell's column, and whether its body began.
@@ -386,7 +371,7 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Safe<'a, I> {
                     html.push('"');
                 }
                 html.push('>');
-                self.code = hl_lite::Lang::from_slug(&language).map(|lang| (lang, String::new()));
+                self.code = Lexer::for_language(&language).map(|lexer| (lexer, String::new()));
                 self.in_code_block = true;
                 Self::markup(html)
             }
@@ -405,7 +390,7 @@ impl<'a, I: Iterator<Item = Event<'a>>> Iterator for Safe<'a, I> {
             Event::End(TagEnd::CodeBlock) => {
                 self.in_code_block = false;
                 let mut html = match self.code.take() {
-                    Some((lang, code)) => highlighted(lang, &code),
+                    Some((lexer, code)) => lexer.to_html(&code),
                     None => String::new(),
                 };
                 html.push_str("</code></pre></div>\n");
@@ -635,7 +620,8 @@ mod tests {
     fn highlighted_code_keeps_its_exact_text_and_stays_inert() {
         let code = "const s = \"</code><script>alert(1)</script>\"; // <img src=x onerror=alert(2)>\nlet t = `${a}`; /* unterminated";
         for lang in [
-            "js", "ts", "python", "rust", "bash", "html", "json", "yaml", "toml", "css", "md",
+            "js", "ts", "python", "rust", "bash", "html", "json", "yaml", "toml", "css", "md", "c",
+            "cpp", "go", "java", "sql",
         ] {
             let html = render(&format!("```{lang}\n{code}\n```\n"));
             let code_html = html
