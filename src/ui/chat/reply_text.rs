@@ -7,9 +7,10 @@
 //! parser. Blocks that can no longer change are added once; only the open block at the end
 //! is rendered again, so a token costs about the same at the end of a long reply as at its start.
 //!
-//! Settled blocks are gathered in groups of [`PARTS_PER_GROUP`], each a real element: the
-//! browser then lays out and paints a finished group as one cached piece, where a flat list of
-//! blocks had it walk every block of the reply on every frame (measured in ARCHITECTURE.md).
+//! Settled blocks are gathered in groups of [`PARTS_PER_GROUP`], each a real element that the
+//! browser skips while it is out of view (`content-visibility: auto` in `style/main.css`): with
+//! a flat list of blocks, every frame walked every block of the reply (measured in
+//! ARCHITECTURE.md).
 
 use std::cell::Cell;
 use std::rc::Rc;
