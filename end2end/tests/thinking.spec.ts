@@ -39,6 +39,30 @@ test("a reasoning model's thinking shows live in a collapsed Thinking section, a
   expect(await replyText(page)).toBe(fakeText(8));
 });
 
+test("a long stream of thinking read live keeps every line in order, and again when reopened", async ({ page }) => {
+  // 400 lines (about 16 KB): the page settles whole lines in chunks as they come.
+  const lines = Array.from({ length: 400 }, (_, i) => `Line ${i + 1}: weighing option ${i + 1} é漢.\n`);
+  const whole = lines.join("") + "So the answer is";
+  const tokens: string[] = [];
+  for (let i = 0; i < whole.length; i += 7) tokens.push(whole.slice(i, i + 7));
+  await configureFake(page, { tokens: 2, token_delay_ms: 1, thinking: tokens });
+  await openNewChat(page);
+  await send(page, "Think at length");
+
+  const reply = lastReply(page);
+  const thinking = reply.locator("details.reasoning");
+  await thinking.locator("summary").click();
+  const text = thinking.locator(".reasoning-text");
+  await expect(reply).toHaveAttribute("data-status", "complete", { timeout: 30_000 });
+  await expect.poll(() => text.evaluate((el) => el.textContent)).toBe(whole);
+  expect(await text.locator(".reasoning-chunk").count()).toBeGreaterThan(4);
+
+  // Closed and opened again, it is chunked afresh from the whole text.
+  await thinking.locator("summary").click();
+  await thinking.locator("summary").click();
+  await expect.poll(() => text.evaluate((el) => el.textContent)).toBe(whole);
+});
+
 test("a reply without thinking shows no Thinking section", async ({ page }) => {
   await configureFake(page, { tokens: 6, token_delay_ms: 5 });
   await openNewChat(page);

@@ -8,6 +8,7 @@ mod remembered;
 mod reply_text;
 mod settings;
 mod state;
+mod thinking_text;
 
 pub use page::ChatPage;
 pub use state::ChatState;

@@ -2,6 +2,7 @@ use leptos::prelude::*;
 
 use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
+use super::thinking_text::ThinkingText;
 use crate::format::{format_cost, model_name};
 use crate::model::{MessageStatus, Outcome, Role};
 
@@ -58,7 +59,7 @@ fn Thinking(entry: ChatEntry) -> impl IntoView {
             >
                 <summary>{move || if live() { "Thinking…" } else { "Thinking" }}</summary>
                 <Show when=move || open.try_get().unwrap_or(false)>
-                    <div class="reasoning-text">{move || entry.thinking.try_get().unwrap_or_default()}</div>
+                    <ThinkingText entry />
                 </Show>
             </details>
         </Show>
