@@ -6,6 +6,9 @@
 // end it also records a 2-second trace and reports the browser's own work per frame (style,
 // layout, pre-paint, paint), where a page's cost on a long reply shows first.
 //   node end2end/render-cost.mjs http://127.0.0.1:3000/ http://127.0.0.1:4010
+// With THINKING=1 the same text streams as a reasoning model's thinking, read with the Thinking
+// section open and scrolled to its newest line (plain text, no markdown), and the answer is one
+// word.
 // against a running Rill whose default model is the fake provider's (see playwright.config.ts).
 import { launchHeadless } from "./headless.mjs";
 
@@ -14,6 +17,7 @@ const fakeUrl = process.argv[3] ?? "http://127.0.0.1:4010";
 const TOKENS = Number(process.env.TOKENS ?? 20_000);
 const STRETCH = 2_000;
 const DELAY_MS = Number(process.env.DELAY_MS ?? 4);
+const THINKING = process.env.THINKING === "1";
 
 function tokens() {
   const section =
@@ -33,7 +37,11 @@ const script = tokens();
 const configured = await fetch(`${fakeUrl}/_fake/config`, {
   method: "POST",
   headers: { "content-type": "application/json" },
-  body: JSON.stringify({ tokens: script.length, token_delay_ms: DELAY_MS, script }),
+  body: JSON.stringify(
+    THINKING
+      ? { tokens: 1, token_delay_ms: DELAY_MS, script: ["Done."], thinking: script }
+      : { tokens: script.length, token_delay_ms: DELAY_MS, script },
+  ),
 });
 if (!configured.ok) throw new Error(`the fake provider refused its configuration: ${configured.status}`);
 
@@ -84,11 +92,15 @@ await page.keyboard.press("Enter");
 // How far the reply has come, in tokens: its rendered text's share of the final text (markdown
 // syntax is spread evenly through the document, so the two grow together).
 const reply = page.locator("li.message.assistant").last();
-const shownChars = () => reply.locator(".content").evaluate((el) => el.textContent.length);
+if (THINKING) await reply.locator("details.reasoning summary").click();
+const shown = reply.locator(THINKING ? ".reasoning-text" : ".content");
+const shownChars = () => shown.evaluate((el) => el.textContent.length);
 const samples = [];
 const started = Date.now();
 for (;;) {
   const status = await reply.getAttribute("data-status").catch(() => null);
+  // A reader of the thinking keeps its box scrolled to the newest line.
+  if (THINKING) await shown.evaluate((el) => el.scrollTo(0, el.scrollHeight)).catch(() => {});
   samples.push({ at: Date.now(), chars: await shownChars(), m: await metrics() });
   if (status && status !== "streaming") break;
   const chars = samples[samples.length - 1].chars;
