@@ -1192,6 +1192,10 @@ impl ChatState {
         let state = *self;
         // `try_`: the page may have left this conversation before the frame.
         request_animation_frame(move || {
+            // Asked again: the reader may have started selecting since the frame was asked for.
+            if state.selecting() {
+                return;
+            }
             if let (Some(true), Some(Some(el))) = (
                 state.following.try_get_value(),
                 state.scroller.try_get_untracked(),
