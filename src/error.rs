@@ -28,8 +28,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("something went wrong on the server; the details are in its log")]
     Internal,
-    /// Only made in the browser: the request or its response did not get through.
-    #[error("could not reach the server: {0}")]
+    /// Only made in the browser: the request or its response did not get through. The detail
+    /// (the browser's own words, such as `TypeError: Failed to fetch`) is not for the page.
+    #[error("could not reach Rill; check the connection and try again")]
     Network(String),
 }
 

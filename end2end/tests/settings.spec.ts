@@ -50,6 +50,25 @@ test("the system prompt is set in the conversation's settings, applies from the 
   await expect(promptBox(page)).toHaveValue("Answer in one word.");
 });
 
+test.describe("a save that cannot reach the server", () => {
+  test.use({ expectedErrors: /^Failed to load resource: net::ERR_FAILED/ });
+
+  test("says so in words and keeps the text", async ({ page }) => {
+    await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+    await openNewChat(page);
+    await send(page, "Hello");
+    await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+    await page.route("**/api/set_system_prompt", (route) => route.abort());
+    await page.getByRole("button", { name: "Settings", exact: true }).click();
+    await promptBox(page).fill("Be brief.");
+    await page.getByRole("button", { name: "Save", exact: true }).click();
+    const status = page.locator(".settings-status");
+    await expect(status).toHaveText("Not saved: could not reach Rill; check the connection and try again");
+    await expect(status).not.toContainText("Error");
+    await expect(promptBox(page)).toHaveValue("Be brief.");
+  });
+});
+
 test("a conversation is renamed in place, and the name stays", async ({ page }) => {
   await configureFake(page, { tokens: 3, token_delay_ms: 5 });
   await openNewChat(page);
