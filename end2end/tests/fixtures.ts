@@ -1,11 +1,12 @@
 import { expect, test as base } from "@playwright/test";
 
-/// Every browser test fails on a console error, an uncaught page error or a dialog in any page of
-/// its context (a WASM panic prints one, then throws `RuntimeError: unreachable`). A test that
-/// breaks the network on purpose says what breaking it may print in `expectedErrors`.
+/// Every browser test fails on a console error, an uncaught page error or a dialog in any page it
+/// opens, in its own context or in another it makes with `browser.newContext()` (a second person)
+/// (a WASM panic prints one, then throws `RuntimeError: unreachable`). A test that breaks the
+/// network on purpose says what breaking it may print in `expectedErrors`.
 export const test = base.extend<{ expectedErrors: RegExp | null }>({
   expectedErrors: [null, { option: true }],
-  context: async ({ context, expectedErrors }, use) => {
+  context: async ({ context, browser, expectedErrors }, use) => {
     const problems: string[] = [];
     const watch = (page: import("@playwright/test").Page) => {
       page.on("console", (m) => {
@@ -19,9 +20,23 @@ export const test = base.extend<{ expectedErrors: RegExp | null }>({
         await d.dismiss();
       });
     };
-    context.pages().forEach(watch);
-    context.on("page", watch);
-    await use(context);
+    const watchAll = (c: import("@playwright/test").BrowserContext) => {
+      c.pages().forEach(watch);
+      c.on("page", watch);
+    };
+    watchAll(context);
+    // Contexts the test makes itself are watched too, for this test only.
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (...args) => {
+      const made = await newContext(...args);
+      watchAll(made);
+      return made;
+    };
+    try {
+      await use(context);
+    } finally {
+      browser.newContext = newContext;
+    }
     expect(problems, "console errors, page errors and dialogs").toEqual([]);
   },
 });
