@@ -61,6 +61,15 @@ test("Stop halts the reply, cuts the provider request, and a reload shows the sa
   await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
   expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
   await expect(lastReply(page).locator(".usage")).toContainText("≈");
+
+  // Continue goes on from the stopped text, in the same reply.
+  const kept = await replyText(page);
+  await configureFake(page, { tokens: 6, token_delay_ms: 5 });
+  await lastReply(page).getByRole("button", { name: "Continue" }).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  expect(await replyText(page)).toBe(kept + fakeText(6));
+  await expect(page.locator("li.message.assistant")).toHaveCount(1);
+  await expect(lastReply(page).getByRole("button", { name: "Continue" })).toHaveCount(0);
 });
 
 test("a reader near the bottom is followed, one who scrolled up is left where they are", async ({ page }) => {
@@ -94,6 +103,10 @@ test("Shift+Enter adds a line and Enter sends the whole message", async ({ page 
   await expect(page.locator("li.message")).toHaveCount(0);
   await composer(page).press("Enter");
   await expect(page.locator("li.message.user .content")).toHaveText("first line\nsecond line");
+  // Shown on two lines (toHaveText alone would pass with the break collapsed to a space).
+  expect(await page.locator("li.message.user .content").evaluate((el) => (el as HTMLElement).innerText)).toBe(
+    "first line\nsecond line",
+  );
   await expect(composer(page)).toHaveValue("");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
 });

@@ -111,6 +111,11 @@ test("a reply renders as markdown while it streams: headings, emphasis, lists, t
     'fn main() {\n    println!("<b>not bold</b>");\n}\n',
   );
 
+  // The whole message copies as the markdown the model wrote, not as the rendered text.
+  await lastReply(page).locator("button.copy-message").click();
+  await expect(lastReply(page).locator("button.copy-message")).toHaveText("Copied");
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(doc);
+
   // The same from the server's rendering, after a reload.
   await page.reload();
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
@@ -143,19 +148,27 @@ test("a long reply streamed in many groups reads and measures the same as its re
     ].join("\n");
   const doc = Array.from({ length: 30 }, (_, i) => section(i + 1)).join("") + "The end.";
   const tokens = tokenize(doc);
-  await configureFake(page, { tokens: tokens.length, token_delay_ms: 1, script: tokens });
+  await configureFake(page, { tokens: tokens.length, token_delay_ms: 3, script: tokens });
   await openNewChat(page);
   await send(page, "A long answer");
-  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 30_000 });
   const reply = lastReply(page).locator(".content");
+  // A block settled early is the same element at the end: settled blocks are not rendered again.
+  const early = await reply.locator(".md-group .md-part").first().elementHandle();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "streaming");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 30_000 });
   await expect(reply).toContainText("The end.");
+  expect(await early?.evaluate((el) => el.isConnected && el.textContent?.startsWith("Step 1"))).toBe(true);
   expect(await reply.locator(".md-group").count()).toBeGreaterThan(2);
+  // Laid out in full: a group out of view may stand at an estimated height until it is seen.
   const measure = () =>
-    reply.evaluate((el) => ({
-      text: el.textContent,
-      blocks: el.querySelectorAll("h2, p, li, pre, blockquote, hr").length,
-      height: el.getBoundingClientRect().height,
-    }));
+    reply.evaluate((el) => {
+      el.querySelectorAll<HTMLElement>(".md-group").forEach((g) => (g.style.contentVisibility = "visible"));
+      return {
+        text: el.textContent,
+        blocks: el.querySelectorAll("h2, p, li, pre, blockquote, hr").length,
+        height: el.getBoundingClientRect().height,
+      };
+    });
   const streamed = await measure();
   expect(streamed.blocks).toBe(30 * 11 + 1);
 
