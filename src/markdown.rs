@@ -572,8 +572,8 @@ mod tests {
     }
 
     /// The text a browser would show for `html` (tags dropped, the entities this module writes
-    /// decoded).
-    fn text_of(html: &str) -> String {
+    /// decoded). Also used by `highlight`'s tests.
+    pub(super) fn text_of(html: &str) -> String {
         let mut text = String::new();
         let mut in_tag = false;
         for c in html.chars() {
@@ -587,6 +587,7 @@ mod tests {
         text.replace("&lt;", "<")
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
+            .replace("&#39;", "'")
             .replace("&amp;", "&")
     }
 

@@ -198,22 +198,7 @@ mod tests {
             for (cut, _) in code.char_indices() {
                 let prefix = &code[..cut];
                 let html = lexer.to_html(prefix);
-                let text = html
-                    .split('<')
-                    .enumerate()
-                    .map(|(i, piece)| {
-                        if i == 0 {
-                            piece
-                        } else {
-                            piece.split_once('>').map_or("", |(_, t)| t)
-                        }
-                    })
-                    .collect::<String>()
-                    .replace("&lt;", "<")
-                    .replace("&gt;", ">")
-                    .replace("&quot;", "\"")
-                    .replace("&#39;", "'")
-                    .replace("&amp;", "&");
+                let text = crate::markdown::tests::text_of(&html);
                 assert_eq!(text, prefix, "{label} at {cut}");
                 assert!(!html.contains("<b>"), "{label} at {cut}");
             }

@@ -1,8 +1,8 @@
 //! A reply's thinking as plain text, kept current while it streams and the section is open.
 //!
 //! Setting the whole text with each token had the browser lay all of it out again every frame:
-//! with the section open through a 20,000-token stream, layout grew from 3 to 9.6 ms a frame
-//! and the main thread was busy 94% of the time (ARCHITECTURE.md). So whole lines are settled
+//! with the section open through a 20,000-token stream, layout grew from 2.9 to 13.2 ms a frame
+//! and the main thread was busy 102 of 109 seconds (ARCHITECTURE.md). So whole lines are settled
 //! in chunks of about [`CHUNK_BYTES`], each its own block that is laid out once (and skipped out
 //! of view, `style/main.css`); only the unfinished tail changes with a token.
 
