@@ -59,7 +59,11 @@ fn main() {
     let mut per_token = Vec::with_capacity(TOKENS);
     for &cut in &cuts {
         let started = Instant::now();
-        let piece = render_tail(&text[settled_len..cut], true);
+        let piece = render_tail(
+            &text[settled_len..cut],
+            true,
+            rill::markdown::MAX_TABLE_CELLS,
+        );
         settled_len += piece.settled_len;
         settled_html.push_str(&piece.settled_html);
         open_html = piece.open_html;

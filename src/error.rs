@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The server cannot take this now (it is shutting down); trying again later will work.
     #[error("{0}")]
     Unavailable(String),
+    /// Storing this would take the person past their storage quota.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("something went wrong on the server; the details are in its log")]
     Internal,
     /// Only made in the browser: the request or its response did not get through. The detail
@@ -44,6 +47,7 @@ impl ApiError {
             Self::TooManyRequests(_) => 429,
             Self::Conflict(_) => 409,
             Self::Unavailable(_) => 503,
+            Self::InsufficientStorage(_) => 507,
             Self::Internal => 500,
             Self::Network(_) => 502,
         }

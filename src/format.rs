@@ -26,6 +26,21 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
+/// `1536` → `1.5 KB`, `1073741824` → `1.0 GB` (powers of 1,024, as storage is counted).
+pub fn byte_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.1} {}", UNITS[unit])
+}
+
 /// `openai/gpt-4o-mini` → `gpt-4o-mini`: how a model is named in the picker and under a reply.
 pub fn model_name(id: &str) -> &str {
     id.split_once('/').map_or(id, |(_, name)| name)
@@ -52,5 +67,8 @@ mod tests {
         assert_eq!(model_name("openai/gpt-4o-mini"), "gpt-4o-mini");
         assert_eq!(model_name("compat/org/model"), "org/model");
         assert_eq!(model_name("bare"), "bare");
+        assert_eq!(byte_size(0), "0 bytes");
+        assert_eq!(byte_size(1536), "1.5 KB");
+        assert_eq!(byte_size(1 << 30), "1.0 GB");
     }
 }

@@ -8,6 +8,8 @@ fn main() -> anyhow::Result<()> {
     use rill::server::cli::{self, Command};
     use rill::server::config::Config;
 
+    // Everything Rill creates (the database, its directory, backups) is its owner's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(command) => command,
@@ -22,6 +24,15 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env().context("reading configuration")?;
     rill::server::logging::init(config.ops.log_format);
+    if command == Command::Serve {
+        let files = rill::server::connections::raise_open_files_limit();
+        tracing::info!(
+            soft_before = ?files.soft_before,
+            soft = ?files.soft,
+            hard = ?files.hard,
+            "open-files limit (unlimited where none)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,6 +121,11 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     }
     // Before anything else: an open address without accounts must not start at all.
     config.access.check_listen(leptos_options.site_addr)?;
+    if config.unsafe_file_modes {
+        tracing::warn!("RILL_UNSAFE_FILE_MODES=yes: the database's file modes are not checked");
+    } else {
+        db::check_file_modes(&config.database_path)?;
+    }
     let db = db::connect(&config.database_path)
         .await
         .with_context(|| format!("opening the database {}", config.database_path.display()))?;
@@ -124,11 +140,34 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let local_model =
         tokio::task::spawn_blocking(move || LocalModelStatus::load(settings.as_ref())).await?;
     warn_if_nobody_can_sign_in(&db, &config).await?;
+    let database = db.clone();
     let state = AppState::new(db, config, local_model)
         .await
         .context("loading the price table")?;
     for notice in state.models.notices() {
         tracing::warn!("{notice}");
+    }
+    // Replies a crash cut short are billed at an estimate of what they wrote.
+    let settled = rill::server::turns::settle_open_runs(&state.db, &state.prices, None).await?;
+    if settled > 0 {
+        tracing::warn!(
+            runs = settled,
+            "runs a crash interrupted were billed at an estimate"
+        );
+    }
+    let unpriced: Vec<&str> = state
+        .models
+        .ids()
+        .filter(|id| state.prices.price(id).is_none())
+        .collect();
+    if !unpriced.is_empty() {
+        let counted = if state.config.limits.allow_unpriced_models {
+            "counted as free for people with a budget (RILL_ALLOW_UNPRICED_MODELS=yes)"
+        } else {
+            "refused to people with a budget; give them a [prices] entry, or set \
+             RILL_ALLOW_UNPRICED_MODELS=yes to count them as free"
+        };
+        tracing::warn!(models = ?unpriced, "models with no price: {counted}");
     }
     tracing::info!(models = ?state.models.ids().collect::<Vec<_>>(), default = state.models.default_model(), "models");
 
@@ -140,6 +179,8 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     http::serve(listener, state, leptos_options)
         .await
         .context("serving")?;
+    // Checkpoints the WAL into the database and removes it.
+    database.close().await;
     Ok(())
 }
 

@@ -11,6 +11,13 @@
 //! Streaming renders only what changed: [`render_tail`] splits a growing reply into blocks that
 //! can no longer change (rendered once) and the open block at the end (rendered again with each
 //! token). The same code renders a whole reply on the server, so both agree.
+//!
+//! A reply cannot make the renderer build more than [`MAX_TABLE_CELLS`] table cells. GFM pads
+//! every short row to its header's width, and pulldown-cmark builds a document's whole tree
+//! before the first event, capping the padding per table only: 128 tables of 512 columns (394 KB
+//! of text) once took 1.96 GB and 7.3 s. An upper bound on the cells is counted from the text
+//! first ([`table_cells`]); from the group of lines where the count passes the budget, the rest
+//! of the reply is shown as plain text.
 
 use pulldown_cmark::{
     Alignment, CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd,
@@ -25,13 +32,108 @@ fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
 }
 
+/// Table cells, real and padded, that one reply may make the renderer build (about 5 MB of
+/// parser tree and 1 MB of HTML at most); a real table of 20 columns and 2,000 rows uses 42,000.
+pub const MAX_TABLE_CELLS: usize = 100_000;
+
 /// A whole reply as safe HTML.
 pub fn render(text: &str) -> String {
+    match table_cells(text, MAX_TABLE_CELLS).1 {
+        None => render_markdown(text),
+        Some(cut) => {
+            let mut html = render_markdown(&text[..cut]);
+            html.push_str(&unrendered(&text[cut..]));
+            html
+        }
+    }
+}
+
+/// `text` as safe HTML, with no budget (the caller has checked it).
+fn render_markdown(text: &str) -> String {
     let mut html = String::with_capacity(text.len() + text.len() / 2);
     // Merged text events, so a bare URL is never cut in two.
     let events = TextMergeStream::new(Parser::new_ext(text, options()));
     pulldown_cmark::html::push_html(&mut html, Safe::new(events));
     html
+}
+
+/// The rest of a reply past the table budget, as the text it is.
+fn unrendered(rest: &str) -> String {
+    let mut html = String::from(
+        "<div class=\"unrendered\"><p class=\"unrendered-note\">The rest of this reply is \
+         shown as plain text: its tables are larger than Rill renders.</p><pre>",
+    );
+    let _ = escape_html(&mut html, rest);
+    html.push_str("</pre></div>\n");
+    html
+}
+
+/// An upper bound on the table cells the parser can build for `text`, and, when the running
+/// count passes `budget`, where the text must stop being rendered: the start of the group of
+/// lines (a run of non-blank lines) where it passed.
+///
+/// A table cannot span a blank line, so a delimiter row (`|---|:-:|`, after any `>` and
+/// spaces) can give at most its column count times the lines from its header to the end of its
+/// group. Rows are counted without asking whether each line really is one, so the bound holds
+/// whatever the document.
+pub fn table_cells(text: &str, budget: usize) -> (usize, Option<usize>) {
+    /// The run of non-blank lines being read.
+    #[derive(Default)]
+    struct Group {
+        start: usize,
+        lines: usize,
+        /// Each delimiter row's line in the group, and its columns.
+        delimiters: Vec<(usize, usize)>,
+    }
+    impl Group {
+        /// Cells its tables can have: each delimiter row's columns, times its header, itself
+        /// and every line after it in the group.
+        fn cells(&self) -> usize {
+            self.delimiters.iter().fold(0usize, |sum, &(at, columns)| {
+                sum.saturating_add(columns.saturating_mul(self.lines - at + 1))
+            })
+        }
+    }
+    let mut total = 0usize;
+    let mut group = Group::default();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            total = total.saturating_add(group.cells());
+            if total > budget {
+                return (total, Some(group.start));
+            }
+            group = Group::default();
+        } else {
+            if group.lines == 0 {
+                group.start = offset;
+            }
+            if let Some(columns) = delimiter_columns(line) {
+                group.delimiters.push((group.lines, columns));
+            }
+            group.lines += 1;
+        }
+        offset += line.len();
+    }
+    total = total.saturating_add(group.cells());
+    let cut = (total > budget).then_some(group.start);
+    (total, cut)
+}
+
+/// The columns a line would have as a table's delimiter row, if it can be one.
+fn delimiter_columns(line: &str) -> Option<usize> {
+    let row = line.trim_start_matches([' ', '\t', '>']).trim_end();
+    let delimiter = row.contains('|')
+        && row.contains('-')
+        && row
+            .chars()
+            .all(|c| matches!(c, '|' | '-' | ':' | ' ' | '\t'));
+    if !delimiter {
+        return None;
+    }
+    let inner = row.strip_prefix('|').unwrap_or(row);
+    let inner = inner.strip_suffix('|').unwrap_or(inner);
+    Some(inner.split('|').count())
 }
 
 /// The rendering of the part of a reply after what is already shown.
@@ -47,24 +149,39 @@ pub struct TailRender {
     /// The text defines a link reference (`[x]: url`), which changes links anywhere in the
     /// reply: the reader renders the whole reply each time from now on, settling nothing.
     pub whole: bool,
+    /// [`table_cells`] of the settled text: what the next call's budget is short of.
+    pub settled_cells: usize,
+    /// The budget ran out in this tail: its rest is shown as plain text, in `open_html`.
+    pub cut: bool,
 }
 
 /// Renders the unsettled end of a reply (`tail`, starting at a block boundary). With
 /// `settle`, blocks that no later text can change are split off, so the next call starts after
-/// them. Appending the pieces of successive calls gives exactly [`render`] of the whole text.
-pub fn render_tail(tail: &str, settle: bool) -> TailRender {
+/// them. `cells_left`: [`MAX_TABLE_CELLS`] less the `settled_cells` of the calls before.
+/// Appending the pieces of successive calls gives exactly [`render`] of the whole text, as long
+/// as the tables stay within the budget; past it, both show the rest as plain text (from the
+/// same group of lines, unless that group began in an earlier settled piece).
+pub fn render_tail(tail: &str, settle: bool, cells_left: usize) -> TailRender {
     let whole = defines_reference(tail);
+    let (_, cut) = table_cells(tail, cells_left);
+    let markdown = cut.map_or(tail, |at| &tail[..at]);
     let settled_len = if settle && !whole {
-        settled_len(tail)
+        settled_len(markdown)
     } else {
         0
     };
-    let (settled, open) = tail.split_at(settled_len);
+    let (settled, open) = markdown.split_at(settled_len);
+    let mut open_html = render_markdown(open);
+    if let Some(at) = cut {
+        open_html.push_str(&unrendered(&tail[at..]));
+    }
     TailRender {
         settled_len,
-        settled_html: render(settled),
-        open_html: render(open),
+        settled_html: render_markdown(settled),
+        open_html,
         whole,
+        settled_cells: table_cells(settled, usize::MAX).0,
+        cut: cut.is_some(),
     }
 }
 
@@ -410,23 +527,25 @@ mod tests {
     fn stream(text: &str, cuts: impl IntoIterator<Item = usize>) -> String {
         let mut settled = String::new();
         let mut settled_len = 0;
+        let mut cells_left = MAX_TABLE_CELLS;
         let mut whole = false;
         let mut open = String::new();
         for cut in cuts.into_iter().chain([text.len()]) {
             if whole {
-                open = render_tail(&text[..cut], false).open_html;
+                open = render_tail(&text[..cut], false, MAX_TABLE_CELLS).open_html;
                 continue;
             }
-            let piece = render_tail(&text[settled_len..cut], true);
+            let piece = render_tail(&text[settled_len..cut], true, cells_left);
             if piece.whole {
                 whole = true;
                 settled.clear();
                 settled_len = 0;
-                open = render_tail(&text[..cut], false).open_html;
+                open = render_tail(&text[..cut], false, MAX_TABLE_CELLS).open_html;
                 continue;
             }
             settled.push_str(&piece.settled_html);
             settled_len += piece.settled_len;
+            cells_left = cells_left.saturating_sub(piece.settled_cells);
             open = piece.open_html;
         }
         settled + &open
@@ -471,7 +590,7 @@ mod tests {
         // The last whole line could still be followed by anything, so only blocks before the
         // last one that starts on a whole line settle.
         let doc = "First paragraph.\n\nSecond paragraph.\n\nThird, still open";
-        let piece = render_tail(doc, true);
+        let piece = render_tail(doc, true, MAX_TABLE_CELLS);
         assert_eq!(&doc[..piece.settled_len], "First paragraph.\n\n");
         assert_eq!(piece.settled_html, "<p>First paragraph.</p>\n");
         assert_eq!(
@@ -479,7 +598,7 @@ mod tests {
             "<p>Second paragraph.</p>\n<p>Third, still open</p>\n"
         );
         // An unfinished fence renders as code while it streams.
-        let piece = render_tail("Here:\n\n```py\nprint(1)\n", true);
+        let piece = render_tail("Here:\n\n```py\nprint(1)\n", true, MAX_TABLE_CELLS);
         assert!(
             piece
                 .open_html
@@ -653,5 +772,111 @@ mod tests {
         // A language it does not know is plain escaped code.
         let html = render("```cobol\nDISPLAY 'HI' < 2.\n```\n");
         assert!(html.contains("<code class=\"language-cobol\">DISPLAY 'HI' &lt; 2.\n</code>"));
+    }
+
+    /// `tables` tables of `columns` columns, each with `rows` one-cell rows the parser pads to
+    /// the header's width: the shape that once took 1.96 GB to render.
+    fn table_bomb(tables: usize, columns: usize, rows: usize) -> String {
+        let table = format!(
+            "|{}\n|{}\n{}",
+            "a|".repeat(columns),
+            "-|".repeat(columns),
+            "x\n".repeat(rows)
+        );
+        vec![table; tables].join("\n")
+    }
+
+    fn cells_built(text: &str) -> usize {
+        Parser::new_ext(text, options())
+            .filter(|e| matches!(e, Event::Start(Tag::TableCell)))
+            .count()
+    }
+
+    #[test]
+    fn a_table_bomb_renders_in_bounds_with_the_rest_as_plain_text() {
+        let legit = "| name | size |\n|---|--:|\n| a | 1 |\n| b | 2 |\n\n";
+        let bomb = format!("{legit}{}", table_bomb(128, 512, 500));
+        assert!(bomb.len() > 390_000, "{}", bomb.len());
+        let html = render(&bomb);
+        assert!(html.contains("<table>"), "the real table is rendered");
+        assert!(html.contains("unrendered-note"));
+        assert!(
+            html.len() < bomb.len() * 2,
+            "{} bytes of HTML from {}",
+            html.len(),
+            bomb.len()
+        );
+        // The rest is the text itself, escaped.
+        assert!(html.contains("|a|a|a|"));
+        // Streamed in pieces of 4 KB, as tokens would come: the same, and never more.
+        let cuts: Vec<usize> = (1..bomb.len() / 4096).map(|i| i * 4096).collect();
+        assert_eq!(stream(&bomb, cuts), html);
+    }
+
+    #[test]
+    fn tables_within_the_budget_render_whole() {
+        let big = format!(
+            "|{}\n|{}\n{}",
+            "h|".repeat(20),
+            "-|".repeat(20),
+            "|1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16|17|18|19|20|\n".repeat(2_000)
+        );
+        assert!(table_cells(&big, MAX_TABLE_CELLS).1.is_none());
+        let html = render(&big);
+        assert!(!html.contains("unrendered"));
+        assert_eq!(html.matches("<tr>").count(), 2_001);
+    }
+
+    /// The count is an upper bound of what pulldown-cmark builds, whatever the document: tables
+    /// in quotes and lists, rows without pipes, delimiter rows of every shape, blank lines.
+    #[test]
+    fn the_estimate_is_never_below_the_cells_the_parser_builds() {
+        const LINES: &[&str] = &[
+            "|a|b|c|",
+            "a|b",
+            "|-|-|",
+            "---|---",
+            "|:-:|--:|:--|",
+            "x",
+            "",
+            "> |a|b|",
+            "> |---|---|",
+            "- a | b",
+            "  |---|---|",
+            "# h",
+            "| x",
+            "    |-|-|",
+            "1. a|b",
+            "```",
+            "|-|",
+            "-|-|-|-|-|-|-|-|",
+            "> x",
+            "*",
+            "a",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..3_000 {
+            let lines = 1 + next(30);
+            let doc: String = (0..lines)
+                .map(|_| format!("{}\n", LINES[next(LINES.len())]))
+                .collect();
+            let (estimate, _) = table_cells(&doc, usize::MAX);
+            assert!(
+                estimate >= cells_built(&doc),
+                "{estimate} < built for {doc:?}"
+            );
+        }
+        for doc in TRICKY {
+            assert!(
+                table_cells(doc, usize::MAX).0 >= cells_built(doc),
+                "{doc:?}"
+            );
+        }
     }
 }

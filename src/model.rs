@@ -164,6 +164,17 @@ pub struct ConversationSummary {
     pub updated_at: i64,
 }
 
+/// Where a page of the conversation list ends: the next page lists those listed after it
+/// (newest first: changed before `updated_at`, or then with a smaller id).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationCursor {
+    pub updated_at: i64,
+    pub id: Uuid,
+}
+
+/// Conversations the list shows at once; "Show more" asks for the next ones.
+pub const CONVERSATIONS_PAGE: usize = 100;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConversationView {
     pub id: Uuid,
@@ -173,9 +184,15 @@ pub struct ConversationView {
     pub system_prompt: String,
     /// The revision `system_prompt` is (0: none was ever set).
     pub system_prompt_revision: u32,
-    /// Every revision of the system prompt, oldest first, so a reply can say what it was given.
+    /// The revisions of the system prompt the replies shown were written with, and the one in
+    /// effect, oldest first, so a reply can say what it was given.
     pub system_prompts: Vec<PromptRevision>,
+    /// The newest messages of the branch on screen (a window; see `older_before`).
     pub messages: Vec<MessageView>,
+    /// Older messages exist on this branch: they are those before this position, and the page
+    /// asks for them with `get_conversation(id, before)`.
+    #[serde(default)]
+    pub older_before: Option<u32>,
 }
 
 /// One version of a conversation's system prompt (numbered from 1; the text may be empty when

@@ -6,8 +6,13 @@ pub mod accounts;
 pub mod assets;
 /// The command line: serve, or create an account.
 pub mod cli;
+/// The clock budgets count months by.
+pub mod clock;
 /// Settings from the environment and an optional TOML file, read once at start-up.
 pub mod config;
+/// Accepting connections: header and idle timeouts, caps in all and per address, the
+/// open-files limit.
+pub mod connections;
 /// All SQL: conversations and messages, each query scoped to an owner; users, usage, audit.
 pub mod db;
 /// Checks every request passes (host, origin, JSON only) and the headers every response carries.
@@ -30,10 +35,21 @@ pub mod metrics;
 pub mod models;
 /// `/healthz`, `/readyz`, `/metrics`, and the client of `rill healthcheck`.
 pub mod ops;
+/// Password hashing on threads of its own, with a short queue.
+pub mod passwords;
 /// The dated price table (prices, context windows, reply caps) and the cost of a turn.
 pub mod pricing;
+/// A person's storage quota, counted by the database.
+pub mod quota;
+/// Markdown rendered off the async workers, a few at a time, once per run of a reply.
+pub mod render;
+/// Sessions stored under a hash of their id; the session cookie's settings.
+pub mod sessions;
 /// Shared application state handed to every request.
 pub mod state;
+/// Sign-in throttles: per account and address, per address (IPv6 by /64), and the account's
+/// lockout that browsers it signed in from before are spared.
+pub mod throttle;
 /// Running turns: the provider call, its event log for readers, Stop, Continue, persistence,
 /// the drain at shutdown.
 pub mod turns;

@@ -6,7 +6,9 @@ use rill::model::{ndjson, Outcome, StreamLine, TurnEvent};
 use std::path::Path;
 use std::time::Duration;
 
-use rill::server::config::{Config, LimitSettings, ProviderConfig, ProviderKind, TurnSettings};
+use rill::server::config::{
+    Config, ConnectionSettings, LimitSettings, ProviderConfig, ProviderKind, TurnSettings,
+};
 use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
 use sqlx::SqlitePool;
@@ -18,12 +20,20 @@ use uuid::Uuid;
 pub fn bench_config(dir: &Path) -> Config {
     Config {
         database_path: dir.join("rill.db"),
+        unsafe_file_modes: false,
         owner: "bench".into(),
         access: Default::default(),
         limits: LimitSettings {
             running_per_user: usize::MAX,
             turns_per_minute: u32::MAX,
+            streams_per_user: usize::MAX,
+            writes_per_minute: u32::MAX,
             ..LimitSettings::default()
+        },
+        connections: ConnectionSettings {
+            max_connections: Some(usize::MAX),
+            max_per_address: Some(usize::MAX),
+            ..ConnectionSettings::default()
         },
         providers: Vec::new(),
         default_model: None,

@@ -21,7 +21,7 @@ pub async fn sign_in_options() -> Result<SignInInfo, ApiError> {
     Ok(SignInInfo {
         open_signup: crate::server::db::accounts::site_settings(&state.db)
             .await?
-            .open_signup,
+            .signup_is_open(),
     })
 }
 
@@ -50,13 +50,5 @@ pub async fn sign_out() -> Result<(), ApiError> {
 pub async fn change_password(current: String, new: String) -> Result<(), ApiError> {
     let (state, principal) = AppState::with_principal()?;
     let request = identity::anonymous()?.1;
-    Ok(accounts::change_password(
-        &state,
-        &request.session,
-        &principal,
-        &current,
-        &new,
-        request.address,
-    )
-    .await?)
+    Ok(accounts::change_password(&state, &request, &principal, &current, &new).await?)
 }

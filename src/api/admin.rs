@@ -3,23 +3,44 @@
 use server_fn::codec::Json;
 
 use crate::error::ApiError;
-use crate::model::accounts::{AdminView, SiteSettings};
+use crate::model::accounts::{AdminView, AuditEntry, SiteSettings};
 #[cfg(feature = "ssr")]
 use crate::server::{accounts::Admin, db::accounts as store, identity, AppState};
 
-/// How many audit entries the page shows.
-#[cfg(feature = "ssr")]
-const AUDIT_SHOWN: u32 = 200;
+/// Audit entries per page.
+pub const AUDIT_PAGE: u32 = 50;
 
 #[leptos::server(prefix = "/api", endpoint = "admin_overview", input = Json)]
 pub async fn admin_overview() -> Result<AdminView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    Admin::new(&state, &principal, None)?;
+    let admin = Admin::new(&state, &principal, None)?;
+    let month = state.month();
     Ok(AdminView {
-        users: store::list_users(&state.db).await?,
+        users: store::list_users(&state.db, &month).await?,
         settings: store::site_settings(&state.db).await?,
-        audit: store::recent_audit(&state.db, AUDIT_SHOWN).await?,
+        site_month_cost_usd: crate::server::db::usage::site_month_spent(&state.db, &month).await?,
+        lockouts: admin.lockouts(),
+        audit: store::audit_page(&state.db, "", None, AUDIT_PAGE).await?,
     })
+}
+
+/// A page of the audit log, newest first: entries older than `before` (an entry's id), those
+/// mentioning `filter` in who, what, whom, address or detail.
+#[leptos::server(prefix = "/api", endpoint = "audit_log", input = Json)]
+pub async fn audit_log(filter: String, before: Option<i64>) -> Result<Vec<AuditEntry>, ApiError> {
+    let (state, principal) = AppState::with_principal()?;
+    Admin::new(&state, &principal, None)?;
+    let filter: String = filter.chars().take(200).collect();
+    Ok(store::audit_page(&state.db, &filter, before, AUDIT_PAGE).await?)
+}
+
+/// Lifts the sign-in lockout of an account (its failed attempts are forgotten).
+#[leptos::server(prefix = "/api", endpoint = "clear_lockout", input = Json)]
+pub async fn clear_lockout(username: String) -> Result<(), ApiError> {
+    let (state, principal, address) = identity::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .clear_lockout(&username)
+        .await?)
 }
 
 #[leptos::server(prefix = "/api", endpoint = "create_user", input = Json)]

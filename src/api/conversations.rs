@@ -2,28 +2,46 @@ use server_fn::codec::Json;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::model::{ConversationSummary, ConversationView};
+use crate::model::{ConversationCursor, ConversationSummary, ConversationView};
 #[cfg(feature = "ssr")]
-use crate::server::{db, input, AppState};
+use crate::server::{db, input, quota, render, AppState};
 
+/// The conversations, most recently changed first: the first page, or the page after `after`
+/// (the last one listed). A page has at most [`crate::model::CONVERSATIONS_PAGE`].
 #[leptos::server(prefix = "/api", endpoint = "list_conversations", input = Json)]
-pub async fn list_conversations() -> Result<Vec<ConversationSummary>, ApiError> {
+pub async fn list_conversations(
+    #[server(default)] after: Option<ConversationCursor>,
+) -> Result<Vec<ConversationSummary>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    Ok(db::list_conversations(&state.db, &owner).await?)
+    Ok(db::list_conversations(&state.db, &owner, after).await?)
 }
 
+/// The conversation as the page shows it: its newest messages (a window of at most
+/// `db::WINDOW_MESSAGES`, about 1 MB unless one turn alone is more), or with `before` (a
+/// position the page was given as `older_before`) the window of messages before it.
 #[leptos::server(prefix = "/api", endpoint = "get_conversation", input = Json)]
-pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
+pub async fn get_conversation(
+    id: Uuid,
+    #[server(default)] before: Option<u32>,
+) -> Result<ConversationView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    let mut view = db::get_conversation(&state.db, &principal.owner, id)
+    let mut view = db::get_conversation(&state.db, &principal.owner, id, before)
         .await?
         .ok_or_else(no_such_conversation)?;
+    // Replies come rendered from storage; one rendered by an older renderer (or still being
+    // written) is rendered now, off the async workers, and a finished one kept.
     for message in view
         .messages
         .iter_mut()
-        .filter(|m| m.role == crate::model::Role::Assistant)
+        .filter(|m| m.role == crate::model::Role::Assistant && m.html.is_empty())
     {
-        message.html = crate::markdown::render(&message.content);
+        message.html = render::html(message.content.clone()).await;
+        if message.outcome.status != crate::model::MessageStatus::Streaming {
+            if let Err(e) = db::store_html(&state.db, message.id, message.run, &message.html).await
+            {
+                tracing::warn!("could not keep a reply's rendering: {e}");
+            }
+        }
     }
     // Admins see what failed in full; everyone sees the message in words.
     if principal.is_admin {
@@ -42,6 +60,7 @@ pub async fn get_conversation(id: Uuid) -> Result<ConversationView, ApiError> {
 pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<u32, ApiError> {
     let system_prompt = input::system_prompt(&system_prompt)?;
     let (state, owner) = AppState::from_context()?;
+    quota::room_for(&state, &owner, system_prompt.len()).await?;
     db::set_system_prompt(&state.db, &owner, id, system_prompt)
         .await?
         .ok_or_else(no_such_conversation)
@@ -58,6 +77,7 @@ pub async fn default_system_prompt() -> Result<String, ApiError> {
 pub async fn rename_conversation(id: Uuid, title: String) -> Result<String, ApiError> {
     let title = input::title(&title)?;
     let (state, owner) = AppState::from_context()?;
+    quota::room_for(&state, &owner, title.len()).await?;
     match db::rename_conversation(&state.db, &owner, id, &title).await? {
         true => Ok(title),
         false => Err(no_such_conversation()),
@@ -103,7 +123,7 @@ pub async fn switch_branch(
     use crate::server::db::branches::{self, SwitchBranch};
     let (state, owner) = AppState::from_context()?;
     match branches::switch_branch(&state.db, &owner, conversation_id, turn_id).await? {
-        SwitchBranch::Switched => get_conversation(conversation_id).await,
+        SwitchBranch::Switched => get_conversation(conversation_id, None).await,
         SwitchBranch::NoSuchTurn => Err(ApiError::NotFound("no such message".into())),
         SwitchBranch::Busy => Err(ApiError::Conflict(
             "a reply is being written; switch when it has finished".into(),

@@ -36,19 +36,43 @@ pub struct UserView {
 pub struct SiteSettings {
     /// Anyone who reaches the sign-in page may create an account.
     pub open_signup: bool,
-    /// The monthly budget a new user starts with; `None`: no limit.
+    /// The monthly budget a new user starts with; `None`: no limit. Open sign-up needs one.
     pub default_budget_usd: Option<f64>,
+    /// Everyone's spending together per calendar month (UTC); `None`: no cap.
+    #[serde(default)]
+    pub monthly_cap_usd: Option<f64>,
+}
+
+impl SiteSettings {
+    /// Sign-up is open only with a budget for the people it lets in (settings stored before
+    /// that rule may say open without one).
+    pub fn signup_is_open(&self) -> bool {
+        self.open_signup && self.default_budget_usd.is_some()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// `2026-11-27 14:55:02` (UTC).
+    /// For paging: entries older than one are those with a smaller id.
+    pub id: i64,
+    /// `2026-11-27 14:55:02` (UTC); for a repeated event, the last time.
     pub at: String,
     pub actor: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub address: Option<String>,
     pub detail: Option<String>,
+    /// How many times it happened (failed sign-ins are counted an hour at a time).
+    pub count: u32,
+}
+
+/// An account with failed sign-ins in the last hour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lockout {
+    pub username: String,
+    pub failures: u32,
+    /// Locked to browsers it never signed in from, for this many more seconds.
+    pub locked_for_secs: Option<u64>,
 }
 
 /// Everything the admin page shows.
@@ -56,6 +80,9 @@ pub struct AuditEntry {
 pub struct AdminView {
     pub users: Vec<UserView>,
     pub settings: SiteSettings,
+    /// Everyone's spending this month, against `settings.monthly_cap_usd`.
+    pub site_month_cost_usd: f64,
+    pub lockouts: Vec<Lockout>,
     pub audit: Vec<AuditEntry>,
 }
 

@@ -2,30 +2,19 @@
 //! proxy's users, admin actions, and the audit log they all write.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_sessions::Session;
 
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
 use super::db::{self, DbError};
 use super::identity::{AnonymousRequest, Principal, SessionUser, SESSION_USER};
+use super::passwords::{self, PasswordError};
+use super::throttle::Wait;
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::format_cost;
 
-/// Sign-in attempts at one account from one address per minute (a burst of this many, then one
-/// every 12 s). Keyed by the pair, so that guessing from one address cannot lock the owner out
-/// from another.
-const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
-/// Sign-in attempts at one account from all addresses per hour: bounds a guesser with many
-/// addresses (at the price that such a guesser can lock the account for a while).
-const ATTEMPTS_PER_ACCOUNT_HOURLY: u32 = 60;
-/// Sign-in attempts per client address per minute.
-const ATTEMPTS_PER_ADDRESS: u32 = 20;
 /// Passwords: at least this many characters…
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// …and at most this many bytes, so hashing cannot be made to take long.
@@ -50,6 +39,8 @@ pub enum AccountError {
     SignupClosed,
     #[error("only admins can do this")]
     NotAdmin,
+    #[error("open sign-up needs a monthly budget for new users, so that strangers cannot spend without limit")]
+    SignupNeedsBudget,
     #[error("no such user")]
     NoSuchUser,
     #[error("a budget is a number of dollars, zero or more")]
@@ -58,6 +49,8 @@ pub enum AccountError {
     DisableSelf,
     #[error("passwords belong to the single sign-on proxy here")]
     ViaProxy,
+    #[error("{0}")]
+    Passwords(#[from] PasswordError),
     #[error("the session could not be stored")]
     Session(#[from] tower_sessions::session::Error),
     #[error(transparent)]
@@ -78,8 +71,14 @@ impl From<AccountError> for ApiError {
             | AccountError::BadPassword
             | AccountError::BadBudget
             | AccountError::DisableSelf
+            | AccountError::SignupNeedsBudget
             | AccountError::ViaProxy => ApiError::BadRequest(message),
             AccountError::NoSuchUser => ApiError::NotFound(message),
+            AccountError::Passwords(PasswordError::Busy) => ApiError::Unavailable(message),
+            AccountError::Passwords(PasswordError::Stopped) => {
+                tracing::error!("{message}");
+                ApiError::Internal
+            }
             AccountError::Session(e) => {
                 tracing::error!("session store: {e}");
                 ApiError::Internal
@@ -89,47 +88,9 @@ impl From<AccountError> for ApiError {
     }
 }
 
-/// Sign-in throttles, shared by every request.
-pub struct SignInThrottle {
-    by_account_and_address: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
-    by_account: DefaultKeyedRateLimiter<String>,
-    by_address: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-impl Default for SignInThrottle {
-    fn default() -> Self {
-        let n = |n| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self {
-            by_account_and_address: RateLimiter::keyed(Quota::per_minute(n(
-                ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
-            ))),
-            by_account: RateLimiter::keyed(Quota::per_hour(n(ATTEMPTS_PER_ACCOUNT_HOURLY))),
-            by_address: RateLimiter::keyed(Quota::per_minute(n(ATTEMPTS_PER_ADDRESS))),
-        }
-    }
-}
-
-impl SignInThrottle {
-    /// Counts one attempt at `username` from `address`; `Err` says how long to wait.
-    fn attempt(&self, username: &str, address: Option<IpAddr>) -> Result<(), AccountError> {
-        let now = DefaultClock::default().now();
-        if let Some(address) = address {
-            self.by_address
-                .check_key(&address)
-                .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
-        }
-        let account = username.to_ascii_lowercase();
-        self.by_account_and_address
-            .check_key(&(account.clone(), address))
-            .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
-        self.by_account
-            .check_key(&account)
-            .map_err(|n| AccountError::Throttled(n.wait_time_from(now)))?;
-        // Forget keys whose limits have recovered, so that guessing many names grows nothing.
-        self.by_account_and_address.retain_recent();
-        self.by_account.retain_recent();
-        self.by_address.retain_recent();
-        Ok(())
+impl From<Wait> for AccountError {
+    fn from(Wait(wait): Wait) -> Self {
+        AccountError::Throttled(wait)
     }
 }
 
@@ -150,37 +111,17 @@ fn check_password(password: &str) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// argon2id with the library's recommended parameters; off the async threads (it takes tens
-/// of milliseconds of CPU by design).
+/// argon2id with the library's recommended parameters, on the hashing threads (see
+/// `passwords`).
 pub async fn hash_password(password: &str) -> Result<String, AccountError> {
     check_password(password)?;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
-        .await
-        .map_err(|e| {
-            tracing::error!("hashing task: {e}");
-            AccountError::Db(DbError::Corrupt("hashing failed".into()))
-        })
+    Ok(passwords::hash(password.to_owned()).await?)
 }
 
 /// Whether `password` matches `hash`. An account without a hash (or no account at all) is
 /// checked against a stand-in hash, so a wrong name takes as long as a wrong password.
-async fn verify_password(password: &str, hash: Option<&str>) -> bool {
-    static STAND_IN: OnceLock<String> = OnceLock::new();
-    let known = hash.is_some();
-    let hash = hash.map(str::to_owned);
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(|| {
-            STAND_IN
-                .get_or_init(|| password_auth::generate_hash("x"))
-                .clone()
-        });
-        password_auth::verify_password(password.as_bytes(), &hash).is_ok()
-    })
-    .await
-    .unwrap_or(false)
-        && known
+async fn verify_password(password: &str, hash: Option<&str>) -> Result<bool, AccountError> {
+    Ok(passwords::verify(password.to_owned(), hash.map(str::to_owned)).await?)
 }
 
 /// Writes an audit entry; a failure to write is logged, never fatal to the action.
@@ -212,19 +153,23 @@ pub async fn sign_in(
     username: &str,
     password: &str,
 ) -> Result<User, AccountError> {
-    let (session, address) = (&request.session, request.address);
+    let address = request.address;
     // A name no account can have is a wrong name, refused before anything is stored or hashed.
     let Ok(username) = check_username(username) else {
         return Err(AccountError::WrongCredentials);
     };
-    state.sign_in_throttle.attempt(username, address)?;
     let user = store::user_by_name(&state.db, username).await?;
+    let known = known_device(state, request, user.as_ref()).await?;
+    state.sign_in_throttle.attempt(username, address, known)?;
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let matches = verify_password(password, hash).await;
+    let matches = verify_password(password, hash).await?;
     let user = match user {
         Some(user) if matches => user,
-        _ => {
-            audit(state, None, "sign-in failed", Some(username), address, None).await;
+        found => {
+            if found.is_some() {
+                state.sign_in_throttle.failed(username);
+            }
+            audit_failure(state, username, address).await;
             return Err(AccountError::WrongCredentials);
         }
     };
@@ -240,7 +185,8 @@ pub async fn sign_in(
         .await;
         return Err(AccountError::Disabled);
     }
-    start_session(session, &user).await?;
+    start_session(&request.session, &user).await?;
+    remember_device(state, request, &user, known).await;
     audit(
         state,
         Some(&user.username),
@@ -253,6 +199,78 @@ pub async fn sign_in(
     Ok(user)
 }
 
+/// Failed sign-ins are written to the audit log once per account and address an hour, with a
+/// count, so a flood of guesses is one line rather than a flood.
+async fn audit_failure(state: &AppState, username: &str, address: Option<IpAddr>) {
+    let address = address.map(|a| a.to_string());
+    tracing::info!(target = username, address, "audit: sign-in failed");
+    if let Err(e) = store::audit_failure(&state.db, username, address.as_deref()).await {
+        tracing::error!("could not write the audit log: {e}");
+    }
+}
+
+/// The known-device cookie's name: `__Host-` and `Secure` over https, like the session's.
+fn device_cookie_name(state: &AppState) -> &'static str {
+    if https(state) {
+        "__Host-rill_device"
+    } else {
+        "rill_device"
+    }
+}
+
+fn https(state: &AppState) -> bool {
+    state
+        .config
+        .access
+        .public_url
+        .as_ref()
+        .is_some_and(|u| u.https)
+}
+
+/// Whether this browser has signed in to `user` before (its device cookie names them).
+async fn known_device(
+    state: &AppState,
+    request: &AnonymousRequest,
+    user: Option<&User>,
+) -> Result<bool, AccountError> {
+    let (Some(user), Some(cookie)) = (user, request.cookies.get(device_cookie_name(state))) else {
+        return Ok(false);
+    };
+    let digest = super::sessions::token_digest(cookie.value());
+    Ok(store::device_user(&state.db, &digest).await?.as_deref() == Some(user.id.as_str()))
+}
+
+/// How long a browser stays known after it last signed in.
+const DEVICE_DAYS: i64 = 365;
+
+/// Marks this browser as one `user` signs in from: a new random token in a long-lived,
+/// HTTP-only cookie, its digest stored (a browser already known keeps its token). Failing to
+/// remember is logged; the sign-in stands.
+async fn remember_device(state: &AppState, request: &AnonymousRequest, user: &User, known: bool) {
+    let name = device_cookie_name(state);
+    let token = match request.cookies.get(name) {
+        Some(cookie) if known => cookie.value().to_owned(),
+        _ => format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    };
+    let digest = super::sessions::token_digest(&token);
+    if let Err(e) = store::remember_device(&state.db, &user.id, &digest).await {
+        tracing::error!("could not remember the browser: {e}");
+        return;
+    }
+    let cookie = tower_sessions::cookie::Cookie::build((name, token))
+        .path("/")
+        .http_only(true)
+        .secure(https(state))
+        .same_site(tower_sessions::cookie::SameSite::Lax)
+        .max_age(tower_sessions::cookie::time::Duration::days(DEVICE_DAYS))
+        .build();
+    request.cookies.add(cookie);
+}
+
 async fn start_session(session: &Session, user: &User) -> Result<(), AccountError> {
     // A new id at sign-in: a session id planted before it is worth nothing after.
     session.cycle_id().await?;
@@ -262,6 +280,7 @@ async fn start_session(session: &Session, user: &User) -> Result<(), AccountErro
             SessionUser {
                 id: user.id.clone(),
                 epoch: user.session_epoch,
+                signed_in_at: db::now_ms(),
             },
         )
         .await?;
@@ -277,12 +296,12 @@ pub async fn sign_up(
 ) -> Result<User, AccountError> {
     let (session, address) = (&request.session, request.address);
     let settings = store::site_settings(&state.db).await?;
-    if !settings.open_signup {
+    if !settings.signup_is_open() {
         return Err(AccountError::SignupClosed);
     }
     let username = check_username(username)?;
     // Sign-ups count against the same throttles as sign-ins.
-    state.sign_in_throttle.attempt(username, address)?;
+    state.sign_in_throttle.attempt(username, address, false)?;
     let hash = hash_password(password).await?;
     let user = store::create_user(
         &state.db,
@@ -296,6 +315,7 @@ pub async fn sign_up(
     .await?
     .ok_or_else(|| AccountError::NameTaken(username.to_owned()))?;
     start_session(session, &user).await?;
+    remember_device(state, request, &user, false).await;
     audit(
         state,
         Some(&user.username),
@@ -330,12 +350,12 @@ pub async fn sign_out(
 /// Changes the signed-in user's own password; their other sessions end, this one stays.
 pub async fn change_password(
     state: &AppState,
-    session: &Session,
+    request: &AnonymousRequest,
     principal: &Principal,
     current: &str,
     new: &str,
-    address: Option<IpAddr>,
 ) -> Result<(), AccountError> {
+    let (session, address) = (&request.session, request.address);
     if principal.via_proxy {
         return Err(AccountError::ViaProxy);
     }
@@ -347,8 +367,12 @@ pub async fn change_password(
         .await?
         .ok_or(AccountError::NoSuchUser)?;
     // Checking the current password is a sign-in attempt, and throttled like one.
-    state.sign_in_throttle.attempt(&user.username, address)?;
-    if !verify_password(current, user.password_hash.as_deref()).await {
+    let known = known_device(state, request, Some(&user)).await?;
+    state
+        .sign_in_throttle
+        .attempt(&user.username, address, known)?;
+    if !verify_password(current, user.password_hash.as_deref()).await? {
+        state.sign_in_throttle.failed(&user.username);
         audit(
             state,
             Some(&user.username),
@@ -494,6 +518,20 @@ impl<'a> Admin<'a> {
         Ok(user)
     }
 
+    /// Accounts with failed sign-ins in the last hour.
+    pub fn lockouts(&self) -> Vec<crate::model::accounts::Lockout> {
+        self.state.sign_in_throttle.lockouts()
+    }
+
+    pub async fn clear_lockout(&self, username: &str) -> Result<(), AccountError> {
+        let username = check_username(username)?;
+        if self.state.sign_in_throttle.clear(username) {
+            self.audit("cleared sign-in lockout", Some(username), None)
+                .await;
+        }
+        Ok(())
+    }
+
     pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), AccountError> {
         let user = self.user(id).await?;
         if disabled && self.actor.user_id.as_deref() == Some(id) {
@@ -536,14 +574,21 @@ impl<'a> Admin<'a> {
         settings: &crate::model::accounts::SiteSettings,
     ) -> Result<(), AccountError> {
         check_budget(settings.default_budget_usd)?;
+        check_budget(settings.monthly_cap_usd)?;
+        if settings.open_signup && settings.default_budget_usd.is_none() {
+            return Err(AccountError::SignupNeedsBudget);
+        }
         store::set_site_settings(&self.state.db, settings).await?;
         self.audit(
             "changed settings",
             None,
             Some(format!(
-                "open sign-up {}, default budget {}",
+                "open sign-up {}, default budget {}, monthly cap {}",
                 if settings.open_signup { "on" } else { "off" },
-                budget_words(settings.default_budget_usd)
+                budget_words(settings.default_budget_usd),
+                settings
+                    .monthly_cap_usd
+                    .map_or_else(|| "none".to_owned(), format_cost),
             )),
         )
         .await;

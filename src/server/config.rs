@@ -11,6 +11,9 @@ use super::pricing::PriceEntry;
 pub struct Config {
     /// SQLite database file (`RILL_DATABASE`, default `data/rill.db`).
     pub database_path: PathBuf,
+    /// Start even if other accounts on the machine can read the database's files
+    /// (`RILL_UNSAFE_FILE_MODES=yes`; otherwise Rill refuses and says which `chmod` fixes it).
+    pub unsafe_file_modes: bool,
     /// In single-user mode, every conversation belongs to this owner (`RILL_OWNER`, default
     /// `local`).
     pub owner: String,
@@ -18,6 +21,8 @@ pub struct Config {
     pub access: AccessSettings,
     /// What one person may ask of the server.
     pub limits: LimitSettings,
+    /// How many connections the server holds, and how long it waits for a request.
+    pub connections: ConnectionSettings,
     pub providers: Vec<ProviderConfig>,
     /// `provider/model` used for new conversations (`RILL_DEFAULT_MODEL`, default: the first model).
     pub default_model: Option<String>,
@@ -62,7 +67,7 @@ pub enum AuthMode {
 }
 
 /// Who may reach the server, and from where.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AccessSettings {
     pub mode: AuthMode,
     /// The address people use, e.g. `https://chat.example.com` (`RILL_PUBLIC_URL`). Its host is
@@ -81,6 +86,23 @@ pub struct AccessSettings {
     /// The header a trusted proxy names the signed-in user with, e.g. `X-Forwarded-User`
     /// (`RILL_SSO_HEADER`; accounts mode only).
     pub sso_header: Option<axum::http::HeaderName>,
+    /// How long a sign-in lasts however busy its session is (`RILL_SESSION_MAX_DAYS`, default
+    /// 90); a session unused for 30 days ends sooner.
+    pub session_max_age: Duration,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            public_url: None,
+            allowed_hosts: Vec::new(),
+            unsafe_no_auth_on_network: false,
+            trusted_proxies: Vec::new(),
+            sso_header: None,
+            session_max_age: Duration::from_secs(DEFAULT_SESSION_MAX_DAYS * 24 * 3600),
+        }
+    }
 }
 
 impl AccessSettings {
@@ -101,6 +123,9 @@ impl AccessSettings {
     }
 }
 
+/// How long a sign-in lasts, unless `RILL_SESSION_MAX_DAYS` says otherwise.
+pub const DEFAULT_SESSION_MAX_DAYS: u64 = 90;
+
 /// The public address, reduced to what the checks need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicUrl {
@@ -120,6 +145,18 @@ pub struct LimitSettings {
     /// Turns (sends and Continues) one person may start per minute (`RILL_TURNS_PER_MINUTE`,
     /// default 30).
     pub turns_per_minute: u32,
+    /// Event streams (a tab's connection, a reply being read) one person may hold open at once
+    /// (`RILL_MAX_STREAMS_PER_USER`, default 32).
+    pub streams_per_user: usize,
+    /// People with a budget (or under a site cap) may use models that have no price, counted
+    /// as free (`RILL_ALLOW_UNPRICED_MODELS=yes`; otherwise such a turn is refused in words).
+    pub allow_unpriced_models: bool,
+    /// Changes one person may make per minute through the API besides sending (renames,
+    /// system prompts, deletes, branch switches, settings…) (`RILL_WRITES_PER_MINUTE`, default 60).
+    pub writes_per_minute: u32,
+    /// Bytes one person may store (message text, titles, system prompts); past it, what would
+    /// store more is refused in words (`RILL_STORAGE_QUOTA_MB`, default 1024; 0: no quota).
+    pub storage_quota_bytes: Option<u64>,
 }
 
 impl Default for LimitSettings {
@@ -128,6 +165,39 @@ impl Default for LimitSettings {
             max_request_bytes: 1 << 20,
             running_per_user: 4,
             turns_per_minute: 30,
+            streams_per_user: 32,
+            allow_unpriced_models: false,
+            writes_per_minute: 60,
+            storage_quota_bytes: Some(1024 * 1024 * 1024),
+        }
+    }
+}
+
+/// Connections: how many are held, and how long a request may take to arrive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionSettings {
+    /// Open connections in all; more are answered 503 and closed (`RILL_MAX_CONNECTIONS`,
+    /// default: half the open-files limit left after a reserve of 64, at most 65,536).
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address (an IPv6 /64 counts as one); trusted proxies
+    /// are not counted (`RILL_MAX_CONNECTIONS_PER_ADDRESS`, default: a quarter of the total,
+    /// between 8 and 256).
+    pub max_per_address: Option<usize>,
+    /// A request's headers must arrive within this, and an idle kept-alive connection is closed
+    /// after it (`RILL_HEADER_TIMEOUT_SECS`, default 15).
+    pub header_timeout: Duration,
+    /// A request's body must arrive whole within this; later is 408 (`RILL_BODY_TIMEOUT_SECS`,
+    /// default 30).
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            max_per_address: None,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -501,6 +571,33 @@ impl Config {
                 "RILL_TURNS_PER_MINUTE",
                 whole("RILL_TURNS_PER_MINUTE", l.turns_per_minute.into(), 1)?,
             )?,
+            streams_per_user: fits(
+                "RILL_MAX_STREAMS_PER_USER",
+                whole("RILL_MAX_STREAMS_PER_USER", l.streams_per_user as u64, 1)?,
+            )?,
+            allow_unpriced_models: var("RILL_ALLOW_UNPRICED_MODELS").as_deref() == Some("yes"),
+            writes_per_minute: fits(
+                "RILL_WRITES_PER_MINUTE",
+                whole("RILL_WRITES_PER_MINUTE", l.writes_per_minute.into(), 1)?,
+            )?,
+            storage_quota_bytes: match number("RILL_STORAGE_QUOTA_MB", 1024)? {
+                0 => None,
+                mb => Some(mb.checked_mul(1024 * 1024).ok_or_else(|| {
+                    ConfigError::Invalid(format!("RILL_STORAGE_QUOTA_MB={mb} is too large"))
+                })?),
+            },
+        };
+        let optional_count = |name: &str| -> Result<Option<usize>, ConfigError> {
+            var(name)
+                .map(|_| fits(name, whole(name, 1, 1)?))
+                .transpose()
+        };
+        let shipped = ConnectionSettings::default();
+        let connections = ConnectionSettings {
+            max_connections: optional_count("RILL_MAX_CONNECTIONS")?,
+            max_per_address: optional_count("RILL_MAX_CONNECTIONS_PER_ADDRESS")?,
+            header_timeout: seconds("RILL_HEADER_TIMEOUT_SECS", shipped.header_timeout, 1)?,
+            body_timeout: seconds("RILL_BODY_TIMEOUT_SECS", shipped.body_timeout, 1)?,
         };
         Ok(Self {
             price_overrides: file.prices,
@@ -509,9 +606,11 @@ impl Config {
                 .map(PathBuf::from)
                 .or(file.database)
                 .unwrap_or_else(|| "data/rill.db".into()),
+            unsafe_file_modes: var("RILL_UNSAFE_FILE_MODES").as_deref() == Some("yes"),
             owner: var("RILL_OWNER").unwrap_or_else(|| "local".into()),
             access,
             limits,
+            connections,
             providers,
             default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
             dev_word_delay,
@@ -593,6 +692,22 @@ fn access_settings(var: &impl Fn(&str) -> Option<String>) -> Result<AccessSettin
         unsafe_no_auth_on_network: var("RILL_UNSAFE_NO_AUTH_ON_NETWORK").as_deref() == Some("yes"),
         trusted_proxies,
         sso_header,
+        session_max_age: Duration::from_secs(
+            24 * 3600
+                * match var("RILL_SESSION_MAX_DAYS") {
+                    Some(days) => days
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|d| (1..=3650).contains(d))
+                        .ok_or_else(|| {
+                            ConfigError::Invalid(format!(
+                                "RILL_SESSION_MAX_DAYS={days}: a whole number of days, 1 to 3650"
+                            ))
+                        })?,
+                    None => DEFAULT_SESSION_MAX_DAYS,
+                },
+        ),
     })
 }
 

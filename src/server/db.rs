@@ -21,8 +21,8 @@ use uuid::Uuid;
 use self::branches::BRANCH_FROM_TURN;
 use crate::error::ApiError;
 use crate::model::{
-    ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision,
-    Role, Usage,
+    ConversationCursor, ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome,
+    PromptRevision, Role, Usage, CONVERSATIONS_PAGE,
 };
 
 pub mod accounts;
@@ -44,6 +44,8 @@ pub enum DbError {
     Corrupt(String),
     #[error("{0}")]
     Backup(String),
+    #[error("{0}")]
+    FileModes(String),
 }
 
 /// A storage fault is the server's problem: logged here in full, opaque to the person.
@@ -79,13 +81,21 @@ impl Db {
     }
 }
 
-/// Opens (creating if needed) the database and applies pending migrations.
+/// Opens (creating if needed) the database and applies pending migrations. A directory it
+/// creates is its owner's alone (0700), and so are the files SQLite creates in it, whatever the
+/// process's umask.
 pub async fn connect(path: &Path) -> Result<Db, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::Directory {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|source| DbError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
     }
     let options = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
@@ -94,7 +104,9 @@ pub async fn connect(path: &Path) -> Result<Db, DbError> {
         .synchronous(SqliteSynchronous::Normal)
         // Writers queue on the lock rather than fail; every write transaction is short.
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Deleted and purged text is overwritten with zeros, not left in free pages.
+        .pragma("secure_delete", "ON");
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options.clone())
@@ -105,6 +117,64 @@ pub async fn connect(path: &Path) -> Result<Db, DbError> {
         .connect_with(options.read_only(true))
         .await?;
     Ok(Db { reader, writer })
+}
+
+impl Db {
+    /// Closes every connection; the last one to close checkpoints the WAL into the database
+    /// and removes it, so nothing written (purged text included) lingers in `-wal`.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The database file and what SQLite keeps beside it.
+fn database_files(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    files
+}
+
+/// Refuses a database that other accounts on the machine can read or change: its files must be
+/// the owner's alone (no group or other permission bits) and so must its directory (unless it
+/// lives directly in the working directory). Missing files are fine: they are created private.
+pub fn check_file_modes(path: &Path) -> Result<(), DbError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut loose = Vec::new();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let checked = dir
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(database_files(path));
+        for file in checked {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                let wanted = if meta.is_dir() { "700" } else { "600" };
+                loose.push(format!(
+                    "{} is mode {mode:o} (run: chmod {wanted} {})",
+                    file.display(),
+                    file.display()
+                ));
+            }
+        }
+        if !loose.is_empty() {
+            return Err(DbError::FileModes(format!(
+                "the database can be read by other accounts on this machine: {}. Set \
+                 RILL_UNSAFE_FILE_MODES=yes to start anyway.",
+                loose.join("; ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the database answers (the readiness check).
@@ -191,15 +261,26 @@ pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
 /// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
 pub const INTERRUPTED_BY_RESTART: &str = "the server stopped during this reply";
 
+/// A page of the owner's conversations, most recently changed first: the first
+/// [`CONVERSATIONS_PAGE`], or those after `after`.
 pub async fn list_conversations(
     db: &Db,
     owner: &Owner,
+    after: Option<ConversationCursor>,
 ) -> Result<Vec<ConversationSummary>, DbError> {
+    let (updated_at, id) = after.map_or((i64::MAX, String::new()), |c| {
+        (c.updated_at, c.id.to_string())
+    });
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ? AND deleted_at IS NULL ORDER BY updated_at DESC LIMIT 200",
+         WHERE owner = ?1 AND deleted_at IS NULL
+           AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
+         ORDER BY updated_at DESC, id DESC LIMIT ?4",
     )
     .bind(&owner.0)
+    .bind(updated_at)
+    .bind(id)
+    .bind(i64::try_from(CONVERSATIONS_PAGE).unwrap_or(i64::MAX))
     .fetch_all(db.reader())
     .await?;
     rows.into_iter()
@@ -249,33 +330,83 @@ pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<boo
     Ok(conversation_row(db.reader(), owner, id).await?.is_some())
 }
 
+/// Messages a conversation is opened with at most (the newest; older ones on request).
+pub const WINDOW_MESSAGES: i64 = 40;
+/// Bytes of text, thinking and HTML a window holds at most, unless one turn alone is more.
+pub const WINDOW_BYTES: usize = 1 << 20;
+
+/// The conversation as the page shows it: its branch on screen, the newest
+/// [`WINDOW_MESSAGES`] messages up to [`WINDOW_BYTES`] (at least one turn) before the message at
+/// `before` (a position; `None`: from the end), and the system prompt revisions those replies
+/// were written with.
 pub async fn get_conversation(
     db: &Db,
     owner: &Owner,
     id: Uuid,
+    before: Option<u32>,
 ) -> Result<Option<ConversationView>, DbError> {
     let Some(row) = conversation_row(db.reader(), owner, id).await? else {
         return Ok(None);
     };
-    // The branch on screen: the current turn and its ancestors.
-    let messages: Vec<MessageRow> = sqlx::query_as(&format!(
+    // The branch on screen, newest first: the current turn and its ancestors.
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
         "{BRANCH_FROM_TURN}
          SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
+         WHERE conversation_id = ? AND turn_id IN branch AND position < ?
+         ORDER BY position DESC LIMIT ?"
     ))
     .bind(&row.current_turn_id)
     .bind(id.to_string())
+    .bind(before.map_or(i64::MAX, i64::from))
+    .bind(WINDOW_MESSAGES + 1)
     .fetch_all(db.reader())
     .await?;
+    let mut older = rows.len() > usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX);
+    let mut bytes = 0usize;
+    let mut kept = 0;
+    for (i, message) in rows.iter().enumerate() {
+        if i >= usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX) {
+            break;
+        }
+        // Whole turns only: the window ends at a question.
+        let at_question = message.role == "user";
+        bytes = bytes.saturating_add(message.size());
+        if at_question {
+            kept = i + 1;
+            if bytes >= WINDOW_BYTES {
+                break;
+            }
+        }
+    }
+    if kept < rows.len() {
+        older = true;
+        rows.truncate(kept);
+    }
+    rows.reverse();
+    let older_before = older
+        .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
+        .flatten();
     let alternatives = branches::alternatives(db.reader(), id).await?;
-    let revisions: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT revision, text FROM system_prompts WHERE conversation_id = ? ORDER BY revision",
-    )
-    .bind(id.to_string())
-    .fetch_all(db.reader())
-    .await?;
+    // The revisions the window's replies were written with, and the one in effect.
+    let used: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|m| m.system_prompt_revision)
+        .chain([i64::from(row.revision())])
+        .collect();
+    let query = format!(
+        "SELECT revision, text FROM system_prompts
+          WHERE conversation_id = ? AND revision IN ({}) ORDER BY revision",
+        vec!["?"; used.len()].join(", ")
+    );
+    let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(id.to_string());
+    for revision in &used {
+        revisions = revisions.bind(revision);
+    }
+    let revisions = revisions.fetch_all(db.reader()).await?;
+    let messages = rows;
     Ok(Some(ConversationView {
         id,
+        older_before,
         system_prompt_revision: row.revision(),
         system_prompts: revisions
             .into_iter()
@@ -312,21 +443,26 @@ const OWNED: &str =
 const OWNED_AND_LIVE: &str = "EXISTS (SELECT 1 FROM conversations c
     WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)";
 
-/// The columns of a [`MessageRow`], `$thinking` standing for the reply's thinking.
+/// The columns of a [`MessageRow`], `$thinking` and `$html` standing for the reply's thinking
+/// and its stored rendering.
 macro_rules! message_columns {
-    ($thinking:literal) => {
+    ($thinking:literal, $html:literal) => {
         concat!(
             "id, turn_id, conversation_id, role, content, ",
             $thinking,
+            ", ",
+            $html,
             ", status, error, model,
             input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-            usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id"
+            usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id,
+            position"
         )
     };
 }
-const MESSAGE_COLUMNS: &str = message_columns!("thinking");
-/// For a prompt: thinking is never sent back to a model, so it is not even read.
-const PROMPT_COLUMNS: &str = message_columns!("'' AS thinking");
+const MESSAGE_COLUMNS: &str = message_columns!("thinking", "html, html_version");
+/// For a prompt: thinking is never sent back to a model, so it is not even read, nor is HTML.
+const PROMPT_COLUMNS: &str =
+    message_columns!("'' AS thinking", "NULL AS html, NULL AS html_version");
 
 /// A `messages` row as stored; [`MessageView`] is what it means.
 #[derive(sqlx::FromRow)]
@@ -337,6 +473,8 @@ struct MessageRow {
     role: String,
     content: String,
     thinking: String,
+    html: Option<String>,
+    html_version: Option<i64>,
     status: String,
     error: Option<String>,
     model: Option<String>,
@@ -351,6 +489,17 @@ struct MessageRow {
     left_out: i64,
     system_prompt_revision: Option<i64>,
     parent_turn_id: Option<String>,
+    position: i64,
+}
+
+impl MessageRow {
+    /// Bytes the page receives for this message: its text, thinking and rendering.
+    fn size(&self) -> usize {
+        self.content
+            .len()
+            .saturating_add(self.thinking.len())
+            .saturating_add(self.html.as_ref().map_or(0, String::len))
+    }
 }
 
 impl TryFrom<MessageRow> for MessageView {
@@ -378,7 +527,11 @@ impl TryFrom<MessageRow> for MessageView {
             role,
             content: r.content,
             thinking: r.thinking,
-            html: String::new(),
+            // A rendering by another renderer than this one is as good as none.
+            html: r
+                .html
+                .filter(|_| r.html_version == Some(crate::server::render::RENDERER_VERSION))
+                .unwrap_or_default(),
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
             system_prompt_revision: r.system_prompt_revision.and_then(|n| u32::try_from(n).ok()),
@@ -416,6 +569,8 @@ pub struct NewTurn<'a> {
     /// An edit or a regeneration: the turn this one is an alternative to (it takes that turn's
     /// place on the branch). `None`: the turn follows the branch on screen.
     pub alternative_to: Option<Uuid>,
+    /// Bytes the owner may store in all (`None`: no quota).
+    pub quota_bytes: Option<u64>,
 }
 
 /// A turn that was just recorded (or re-opened by Continue) and must now be run.
@@ -452,6 +607,8 @@ pub enum BeginTurn {
     Busy,
     /// The turn to be an alternative to is not in this conversation.
     NoSuchTurn,
+    /// The question would take the owner past their storage quota; `used` bytes are stored.
+    OverQuota { used: u64, quota: u64 },
 }
 
 /// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
@@ -466,6 +623,14 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         .await?;
     if seen.is_some() {
         return Ok(BeginTurn::Repeated);
+    }
+    if let Some(quota) = turn.quota_bytes {
+        let used = stored_bytes(&mut *tx, owner).await?;
+        // The question, and for a new conversation its title and system prompt.
+        let adding = turn.text.len() + turn.text.len().min(64) + turn.system_prompt.len();
+        if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
+            return Ok(BeginTurn::OverQuota { used, quota });
+        }
     }
     let (conversation_id, model, system_prompt, revision, parent) = match turn.conversation_id {
         Some(id) => {
@@ -609,6 +774,18 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         reply,
         system_prompt,
     })))
+}
+
+/// Bytes the owner stores now (kept by the `storage_used` triggers).
+pub async fn stored_bytes(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    owner: &Owner,
+) -> Result<u64, DbError> {
+    let bytes: Option<i64> = sqlx::query_scalar("SELECT bytes FROM storage_used WHERE owner = ?")
+        .bind(&owner.0)
+        .fetch_optional(executor)
+        .await?;
+    Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
 }
 
 /// True if the conversation has a reply streaming now.
@@ -810,23 +987,31 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
     Ok(())
 }
 
-/// Stores how a reply ended, with its whole text.
+/// Stores how a reply ended, with its whole text, and settles this run's reservation to what
+/// it cost (`charge`), in one transaction. Without a charge the reservation stays open, for
+/// `budget::settle_open_runs` to bill at an estimate.
 pub async fn finish_reply(
     db: &Db,
     reply: &ReplyRef,
     text: &ReplyText,
+    html: &str,
     outcome: &Outcome,
+    charge: Option<&usage::Charge>,
 ) -> Result<(), DbError> {
-    let usage = outcome.usage;
-    let field = |f: fn(&Usage) -> u32| usage.as_ref().map(|u| i64::from(f(u)));
+    let figures = outcome.usage;
+    let field = |f: fn(&Usage) -> u32| figures.as_ref().map(|u| i64::from(f(u)));
+    let mut tx = begin_write(db).await?;
     sqlx::query(&format!(
-        "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, error_detail = ?,
+        "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
+            status = ?, error = ?, error_detail = ?,
             input_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
             reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
          WHERE id = ? AND run = ? AND {OWNED}"
     ))
     .bind(&text.content)
     .bind(&text.thinking)
+    .bind(Some(html).filter(|h| !h.is_empty()))
+    .bind(crate::server::render::RENDERER_VERSION)
     .bind(outcome.status.as_str())
     .bind(&outcome.error)
     .bind(&outcome.error_detail)
@@ -842,6 +1027,26 @@ pub async fn finish_reply(
     .bind(reply.message_id.to_string())
     .bind(reply.run)
     .bind(&reply.owner.0)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(charge) = charge {
+        usage::settle(&mut *tx, reply.message_id, reply.run, charge).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Keeps the rendering of a finished reply's run (made when it was first shown after the
+/// renderer changed, or before renderings were kept).
+pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE messages SET html = ?, html_version = ?
+         WHERE id = ? AND run = ? AND status <> 'streaming'",
+    )
+    .bind(html)
+    .bind(crate::server::render::RENDERER_VERSION)
+    .bind(message_id.to_string())
+    .bind(run)
     .execute(db.writer())
     .await?;
     Ok(())
@@ -989,8 +1194,12 @@ pub async fn error_details(
         .collect()
 }
 
+/// System prompt revisions kept beside those replies were written with: the newest few.
+pub const UNUSED_PROMPT_REVISIONS_KEPT: u32 = 10;
+
 /// Makes `system_prompt` the conversation's prompt from its next reply on, as a new revision
-/// (the same text again changes nothing). The revision now in effect; `None` if the
+/// (the same text again changes nothing). Revisions no reply used are forgotten once
+/// [`UNUSED_PROMPT_REVISIONS_KEPT`] newer ones exist. The revision now in effect; `None` if the
 /// conversation does not exist for this owner.
 pub async fn set_system_prompt(
     db: &Db,
@@ -1008,6 +1217,18 @@ pub async fn set_system_prompt(
     let revision = row.revision().saturating_add(1);
     let now = now_ms();
     insert_revision(&mut tx, id, revision, system_prompt, now).await?;
+    // Revisions no reply was written with are kept only while they are among the latest few.
+    sqlx::query(
+        "DELETE FROM system_prompts
+         WHERE conversation_id = ?1 AND revision <= ?2
+           AND revision NOT IN (SELECT system_prompt_revision FROM messages
+                                 WHERE conversation_id = ?1
+                                   AND system_prompt_revision IS NOT NULL)",
+    )
+    .bind(id.to_string())
+    .bind(i64::from(revision) - i64::from(UNUSED_PROMPT_REVISIONS_KEPT))
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE conversations SET system_prompt = ?, system_prompt_revision = ?, updated_at = ?
          WHERE id = ?",

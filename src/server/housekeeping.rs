@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use tower_sessions_sqlx_store::SqliteStore;
-
 use super::db::{self, Db};
+use super::sessions;
 
 const EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes expired sessions (the store only ignores them).
-pub async fn sweep_expired_sessions(store: SqliteStore) {
+pub async fn sweep_expired_sessions(store: sessions::Store) {
     use tower_sessions::session_store::ExpiredDeletion;
     let mut hourly = tokio::time::interval(EVERY);
     loop {

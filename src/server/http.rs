@@ -1,7 +1,6 @@
 //! The HTTP surface: Leptos pages (SSR), server functions under `/api`, the usage export,
 //! static assets; around them the request checks, sessions and who is asking.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +10,9 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
-use tower_sessions::cookie::{time, SameSite};
-use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
 
 use super::guard::{self, HostAllowlist};
-use super::{assets, housekeeping, identity, ops, usage, AppState};
+use super::{assets, connections, housekeeping, identity, ops, sessions, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -40,25 +36,16 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     };
     let access = &state.config.access;
     let https = access.public_url.as_ref().is_some_and(|u| u.https);
-    let store = SqliteStore::new(state.db.writer().clone());
+    let store = sessions::store(&state.db);
     tokio::spawn(housekeeping::sweep_expired_sessions(store.clone()));
     tokio::spawn(housekeeping::purge_deleted_conversations(
         state.db.clone(),
         state.config.conversations.purge_deleted_after,
     ));
-    let sessions = SessionManagerLayer::new(store)
-        // `__Host-`: the browser keeps it only if Secure, for this host alone, on every path.
-        .with_name(if https {
-            "__Host-rill_session"
-        } else {
-            "rill_session"
-        })
-        .with_secure(https)
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(30)));
+    let sessions = sessions::layer(store, https);
     let hosts = Arc::new(HostAllowlist::new(access));
     let max_request_bytes = state.config.limits.max_request_bytes;
+    let body_timeout = state.config.connections.body_timeout;
     let usage_routes = Router::new()
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
@@ -81,14 +68,87 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         // Outside the layers that read or recognise bodies by their type.
         .layer(assets::compression())
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state,
             identity::identify,
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            body_within,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_request_bytes,
         ))
+}
+
+/// A request's body must arrive whole within the body timeout (a total, not a gap between
+/// pieces: a body that trickles in a byte at a time is as late as one that never comes), and
+/// within the size limit of the layer outside this one. Every body Rill takes is a small JSON
+/// object, so holding it whole costs nothing.
+async fn body_within(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, usize::MAX)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_big {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large\n")
+            } else {
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "the request's body could not be read\n",
+                )
+            };
+        }
+        Err(_) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request's body did not arrive in time\n",
+            )
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Every server function that changes something counts against its caller's writes per minute
+/// (`limits::NOT_WRITES` names those that do not).
+async fn limit_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let endpoint = request.uri().path().strip_prefix("/api/");
+    let principal = request.extensions().get::<identity::Principal>();
+    if let (Some(endpoint), Some(principal)) = (endpoint, principal) {
+        if let Err(limit) = state.writes.check(&principal.owner, endpoint) {
+            return identity::api_error(&ApiError::TooManyRequests(limit.to_string()));
+        }
+    }
+    next.run(request).await
 }
 
 /// Event streams (server functions with streaming output) must reach the browser as they are
@@ -154,31 +214,21 @@ pub async fn serve_until(
     let app = router(state.clone(), leptos_options);
     let turns = state.turns.clone();
     let grace = state.config.turns.shutdown_grace;
-    let drained = tokio_util::sync::CancellationToken::new();
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    // Tokens are small writes: without TCP_NODELAY, Nagle holds each one until the last is
-    // acknowledged, and a client's delayed ACK makes that up to 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let drained = drained.clone();
-        async move {
-            signal.await;
-            tracing::info!(running = turns.running(), "shutting down");
-            turns.drain(grace).await;
-            drained.cancel();
-        }
-    });
-    tokio::select! {
-        served = server => served,
-        () = async { drained.cancelled().await; tokio::time::sleep(CLOSE_WAIT).await } => {
-            tracing::warn!("connections still open after the drain; exiting anyway");
-            Ok(())
-        }
-    }
+    let settings = &state.config.connections;
+    let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let listening = connections::Listening {
+        listener,
+        caps: connections::ConnectionCaps::resolve(settings, open_files),
+        header_timeout: settings.header_timeout,
+        access: state.config.access.clone(),
+    };
+    let drained = async move {
+        signal.await;
+        tracing::info!(running = turns.running(), "shutting down");
+        turns.drain(grace).await;
+    };
+    connections::serve(listening, app, drained, CLOSE_WAIT).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

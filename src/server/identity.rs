@@ -52,12 +52,16 @@ impl Principal {
     }
 }
 
-/// What the session stores about its user: whose it is, and the user's session epoch when it
-/// signed in (a password change or reset raises the epoch, ending older sessions).
+/// What the session stores about its user: whose it is, the user's session epoch when it
+/// signed in (a password change or reset raises the epoch, ending older sessions), and when it
+/// signed in (a session ends a fixed time after, however busy).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionUser {
     pub id: String,
     pub epoch: i64,
+    /// Unix milliseconds; a session without it is treated as long over.
+    #[serde(default)]
+    pub signed_in_at: i64,
 }
 
 pub const SESSION_USER: &str = "user";
@@ -143,12 +147,14 @@ async fn signed_in(
     let Some(stored) = stored else {
         return Ok(None);
     };
+    let max_age_ms = i64::try_from(access.session_max_age.as_millis()).unwrap_or(i64::MAX);
+    let fresh = super::db::now_ms().saturating_sub(stored.signed_in_at) <= max_age_ms;
     let user = super::db::accounts::user_by_id(&state.db, &stored.id).await?;
     match user {
-        Some(user) if !user.is_disabled() && user.session_epoch == stored.epoch => {
+        Some(user) if fresh && !user.is_disabled() && user.session_epoch == stored.epoch => {
             Ok(Some(Principal::of_user(&user, false)))
         }
-        // Disabled, deleted, or signed in before a password change: the session is over.
+        // Too old, disabled, deleted, or signed in before a password change: the session is over.
         _ => {
             let _ = session.flush().await;
             Ok(None)
@@ -230,21 +236,40 @@ pub fn state() -> Result<AppState, ApiError> {
     })
 }
 
-/// What the sign-in functions need of the request: its session and the client's address.
+/// What the sign-in functions need of the request: its session, the client's address, and its
+/// cookies (the known-device cookie is read and set through them).
 pub struct AnonymousRequest {
     pub session: Session,
     pub address: Option<IpAddr>,
+    pub cookies: tower_cookies::Cookies,
 }
 
 pub fn anonymous() -> Result<(AppState, AnonymousRequest), ApiError> {
     let state = state()?;
     let parts = request_parts()?;
-    let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+    let layer_missing = || {
         tracing::error!("no session layer in front of the server functions");
         ApiError::Internal
-    })?;
+    };
+    let session = parts
+        .extensions
+        .get::<Session>()
+        .cloned()
+        .ok_or_else(layer_missing)?;
+    let cookies = parts
+        .extensions
+        .get::<tower_cookies::Cookies>()
+        .cloned()
+        .ok_or_else(layer_missing)?;
     let address = client_address(&state.config.access, &parts.extensions, &parts.headers);
-    Ok((state, AnonymousRequest { session, address }))
+    Ok((
+        state,
+        AnonymousRequest {
+            session,
+            address,
+            cookies,
+        },
+    ))
 }
 
 /// The state, who is asking, and from where (for the audit log).

@@ -1,5 +1,6 @@
-//! What one person may start: replies running at once, and turns per minute. Both are checked
-//! when a turn is claimed, before anything is stored or sent, so a refusal costs nothing.
+//! What one person may start: replies running at once, turns per minute, and event streams held
+//! open. Turns are checked when a turn is claimed, before anything is stored or sent, and streams
+//! before one is opened, so a refusal costs nothing.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -18,58 +19,94 @@ pub enum LimitError {
     TooManyRunning(usize),
     #[error("too many messages in a short time; try again in {} s", .0.as_secs().max(1))]
     TooFast(Duration),
+    #[error(
+        "you have {0} live connections open (tabs, devices, replies being read); close some and try again"
+    )]
+    TooManyStreams(usize),
+    #[error("too many changes in a short time; try again in {} s", .0.as_secs().max(1))]
+    TooManyChanges(Duration),
 }
 
 pub struct TurnLimits {
-    max_running: usize,
-    running: Arc<Mutex<HashMap<Owner, usize>>>,
+    running: Counts,
     rate: DefaultKeyedRateLimiter<Owner>,
+    streams: Counts,
 }
 
-/// One running reply of an owner, counted until dropped (when the turn's task ends).
-pub struct RunningSlot {
+/// How many of something each owner holds, each under a cap.
+#[derive(Clone)]
+struct Counts {
+    max: usize,
+    held: Arc<Mutex<HashMap<Owner, usize>>>,
+}
+
+impl Counts {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            held: Arc::default(),
+        }
+    }
+
+    /// One more for `owner`, or `Err` with how many they hold.
+    fn take(&self, owner: &Owner) -> Result<Slot, usize> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(owner.clone()).or_insert(0);
+        if *n >= self.max {
+            return Err(*n);
+        }
+        *n += 1;
+        Ok(Slot {
+            owner: owner.clone(),
+            counts: self.clone(),
+        })
+    }
+}
+
+/// One thing an owner holds (a running reply, an open stream), counted until dropped.
+pub struct Slot {
     owner: Owner,
-    running: Arc<Mutex<HashMap<Owner, usize>>>,
+    counts: Counts,
 }
 
-impl Drop for RunningSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = running.get_mut(&self.owner) {
+        let mut held = self.counts.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                running.remove(&self.owner);
+                held.remove(&self.owner);
             }
         }
     }
 }
+
+/// A running reply, held until the turn's task ends.
+pub type RunningSlot = Slot;
 
 impl TurnLimits {
     pub fn new(settings: &LimitSettings) -> Self {
         let per_minute = NonZeroU32::new(settings.turns_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
-            max_running: settings.running_per_user.max(1),
-            running: Arc::default(),
+            running: Counts::new(settings.running_per_user),
             rate: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            streams: Counts::new(settings.streams_per_user),
         }
+    }
+
+    /// One more open event stream of `owner`, held until the stream is dropped.
+    pub fn open_stream(&self, owner: &Owner) -> Result<Slot, LimitError> {
+        self.streams.take(owner).map_err(LimitError::TooManyStreams)
     }
 
     /// Admits one more turn of `owner`, or says why not and when to try again.
     pub fn admit(&self, owner: &Owner) -> Result<RunningSlot, LimitError> {
-        {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            let n = running.entry(owner.clone()).or_insert(0);
-            if *n >= self.max_running {
-                return Err(LimitError::TooManyRunning(*n));
-            }
-            // Counted before the rate check so two sends cannot both take the last slot; given
-            // back below if the rate refuses.
-            *n += 1;
-        }
-        let slot = RunningSlot {
-            owner: owner.clone(),
-            running: self.running.clone(),
-        };
+        // Counted before the rate check so two sends cannot both take the last slot; given back
+        // (dropped) if the rate refuses.
+        let slot = self
+            .running
+            .take(owner)
+            .map_err(LimitError::TooManyRunning)?;
         if let Err(not_until) = self.rate.check_key(owner) {
             drop(slot);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -77,6 +114,53 @@ impl TurnLimits {
         }
         self.rate.retain_recent();
         Ok(slot)
+    }
+}
+
+/// Server functions that change nothing (or, for `stop_turn`, only ever save money), and the
+/// sign-in ones, which have throttles of their own. Every other server function writes, and
+/// counts against the person's writes per minute: a new one is limited unless named here.
+pub const NOT_WRITES: &[&str] = &[
+    "current_user",
+    "sign_in_options",
+    "sign_in",
+    "sign_up",
+    "admin_overview",
+    "audit_log",
+    "list_conversations",
+    "get_conversation",
+    "default_system_prompt",
+    "list_models",
+    "turn_events",
+    "conversation_events",
+    "stop_turn",
+    "monthly_usage",
+];
+
+/// Changes per minute, per person, through the API.
+pub struct WriteLimits {
+    rate: DefaultKeyedRateLimiter<Owner>,
+}
+
+impl WriteLimits {
+    pub fn new(settings: &LimitSettings) -> Self {
+        let per_minute = NonZeroU32::new(settings.writes_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            rate: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    /// Counts one call of `endpoint` (a server function's name) by `owner`; `Err` says when to
+    /// try again. Calls that change nothing are not counted.
+    pub fn check(&self, owner: &Owner, endpoint: &str) -> Result<(), LimitError> {
+        if NOT_WRITES.contains(&endpoint) {
+            return Ok(());
+        }
+        let checked = self.rate.check_key(owner);
+        self.rate.retain_recent();
+        checked.map_err(|not_until| {
+            LimitError::TooManyChanges(not_until.wait_time_from(DefaultClock::default().now()))
+        })
     }
 }
 
@@ -125,7 +209,45 @@ mod tests {
             }
             other => panic!("expected a rate refusal, got {:?}", other.err()),
         }
-        assert!(limits.running.lock().expect("lock").is_empty());
+        assert!(limits.running.held.lock().expect("lock").is_empty());
         assert!(limits.admit(&owner("b")).is_ok());
+    }
+
+    #[test]
+    fn writes_are_limited_per_person_and_reads_are_not() {
+        let limits = WriteLimits::new(&LimitSettings {
+            writes_per_minute: 3,
+            ..LimitSettings::default()
+        });
+        for _ in 0..3 {
+            assert!(limits.check(&owner("a"), "rename_conversation").is_ok());
+        }
+        assert!(matches!(
+            limits.check(&owner("a"), "set_system_prompt"),
+            Err(LimitError::TooManyChanges(_))
+        ));
+        assert!(limits.check(&owner("a"), "get_conversation").is_ok());
+        assert!(limits.check(&owner("b"), "rename_conversation").is_ok());
+    }
+
+    /// Every name in [`NOT_WRITES`] is a server function's (a renamed one would otherwise start
+    /// counting, or a stale name hide nothing).
+    #[test]
+    fn the_reads_named_are_server_functions() {
+        let api = [
+            include_str!("../api/account.rs"),
+            include_str!("../api/admin.rs"),
+            include_str!("../api/conversations.rs"),
+            include_str!("../api/models.rs"),
+            include_str!("../api/turns.rs"),
+            include_str!("../api/usage.rs"),
+        ]
+        .concat();
+        for name in NOT_WRITES {
+            assert!(
+                api.contains(&format!("endpoint = \"{name}\"")),
+                "{name} is not a server function"
+            );
+        }
     }
 }

@@ -21,6 +21,8 @@ const REPLY_DURATION: &str = "rill_reply_duration_seconds";
 const STREAMING: &str = "rill_replies_streaming";
 const LOCAL_QUEUE: &str = "rill_local_model_queue_depth";
 const PROVIDER_ERRORS: &str = "rill_provider_errors_total";
+const CONNECTIONS: &str = "rill_connections_open";
+const CONNECTIONS_REFUSED: &str = "rill_connections_refused_total";
 
 /// Seconds: from a fast local model's first token to a long reasoning reply.
 const BUCKETS: &[f64] = &[
@@ -80,6 +82,11 @@ fn describe() {
     describe_counter!(
         PROVIDER_ERRORS,
         "Provider failures by kind, retried ones included."
+    );
+    describe_gauge!(CONNECTIONS, "Client connections open now.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections answered 503 and closed at the caps, by which cap (full, address_full)."
     );
 }
 
@@ -163,4 +170,12 @@ pub fn turn_finished(
 pub fn provider_error(model: &str, kind: &'static str) {
     let [provider, _] = labels(model);
     counter!(PROVIDER_ERRORS, &[provider, ("kind", kind.to_owned())]).increment(1);
+}
+
+pub fn connections_open(open: usize) {
+    gauge!(CONNECTIONS).set(open as f64);
+}
+
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }

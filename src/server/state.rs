@@ -1,12 +1,13 @@
 use std::sync::Arc;
 
-use super::accounts::SignInThrottle;
+use super::clock::{self, SharedClock};
 use super::config::Config;
 use super::db::{Db, Owner};
 use super::identity::Principal;
-use super::limits::TurnLimits;
+use super::limits::WriteLimits;
 use super::models::{LocalModelStatus, ModelCatalog};
 use super::pricing::PriceTable;
+use super::throttle::SignInThrottle;
 use super::turns::TurnHub;
 use crate::error::ApiError;
 
@@ -19,6 +20,10 @@ pub struct AppState {
     pub prices: Arc<PriceTable>,
     pub turns: Arc<TurnHub>,
     pub sign_in_throttle: Arc<SignInThrottle>,
+    /// What budgets count months by (tests move it).
+    pub clock: SharedClock,
+    /// Each person's changes per minute through the API.
+    pub writes: Arc<WriteLimits>,
 }
 
 impl AppState {
@@ -37,15 +42,27 @@ impl AppState {
 
     /// The state from a catalog built by the caller (tests add providers of their own).
     pub fn from_parts(db: Db, config: Config, models: ModelCatalog, prices: PriceTable) -> Self {
+        Self::with_clock(db, config, models, prices, clock::system())
+    }
+
+    /// [`Self::from_parts`] with a clock of the caller's (tests cross month boundaries).
+    pub fn with_clock(
+        db: Db,
+        config: Config,
+        models: ModelCatalog,
+        prices: PriceTable,
+        clock: SharedClock,
+    ) -> Self {
         let models = Arc::new(models);
         let prices = Arc::new(prices);
         let turns = Arc::new(TurnHub::start(
             db.clone(),
             models.clone(),
             prices.clone(),
-            config.turns.clone(),
-            TurnLimits::new(&config.limits),
+            &config,
+            clock.clone(),
         ));
+        let writes = Arc::new(WriteLimits::new(&config.limits));
         Self {
             db,
             config: Arc::new(config),
@@ -53,7 +70,14 @@ impl AppState {
             prices,
             turns,
             sign_in_throttle: Arc::default(),
+            clock,
+            writes,
         }
+    }
+
+    /// `2026-12`: the month budgets count now.
+    pub fn month(&self) -> String {
+        clock::month_of(self.clock.now_ms())
     }
 
     /// The state and whose data the request may touch, inside a server function.

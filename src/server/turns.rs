@@ -18,5 +18,6 @@ mod live;
 mod prompt;
 mod run;
 
+pub use budget::settle_open_runs;
 pub use hub::{SendTurn, TurnError, TurnHub};
 pub use live::Lines;

@@ -43,21 +43,41 @@ pub async fn report(
     username: String,
     budget_usd: Option<f64>,
 ) -> Result<UsageReport, DbError> {
+    let month = state.month();
     Ok(UsageReport {
         username,
-        month: db::usage::current_month(&state.db).await?,
-        month_cost_usd: db::usage::month_cost(&state.db, owner).await?,
+        month_cost_usd: db::usage::month_spent(&state.db, owner, &month).await?,
         budget_usd,
-        rows: db::usage::month_usage(&state.db, owner).await?,
+        rows: db::usage::month_usage(&state.db, owner, &month).await?,
+        month,
     })
 }
 
 #[derive(Deserialize)]
 pub struct ExportQuery {
     user: Option<String>,
+    /// `2026-11`; the current month when absent.
+    month: Option<String>,
 }
 
-/// `GET /usage.csv[?user=ID]`: every reply's figures, oldest first. The columns reconcile with
+/// `2026-11`, checked: four digits, a dash, a month 01–12.
+fn parse_month(text: &str) -> Result<String, ApiError> {
+    let valid = text.len() == 7
+        && text.as_bytes()[4] == b'-'
+        && text[..4].bytes().all(|b| b.is_ascii_digit())
+        && text[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(ApiError::BadRequest(
+            "a month is written 2026-11 (year, dash, month)".into(),
+        ))
+    }
+}
+
+/// `GET /usage.csv[?user=ID][&month=2026-11]`: every run's figures in the month (the current
+/// one by default), oldest first: a send, a retry and each Continue are a row each, billed to the
+/// month they ran in. The columns reconcile with
 /// a provider's bill: input counts every prompt token, cached and cache-write tokens are parts
 /// of it; output counts every generated token, reasoning a part of it.
 pub async fn export_csv(
@@ -68,7 +88,14 @@ pub async fn export_csv(
     let Some(Extension(principal)) = principal else {
         return api_error(&ApiError::Unauthorized("sign in first".into()));
     };
-    match csv_of(&state, &principal, query.user.as_deref()).await {
+    match csv_of(
+        &state,
+        &principal,
+        query.user.as_deref(),
+        query.month.as_deref(),
+    )
+    .await
+    {
         Ok((name, bytes)) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
@@ -86,15 +113,19 @@ async fn csv_of(
     state: &AppState,
     principal: &Principal,
     user_id: Option<&str>,
+    month: Option<&str>,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let (owner, username, _) = subject(state, principal, user_id).await?;
-    let turns = db::usage::all_turn_figures(&state.db, &owner).await?;
+    let month = month.map_or_else(|| Ok(state.month()), parse_month)?;
+    let username = format!("{username}-{month}");
+    let turns = db::usage::month_runs(&state.db, &owner, &month).await?;
     let mut csv = csv::Writer::from_writer(Vec::new());
     let written = csv
         .write_record([
             "time",
             "conversation_id",
             "turn_id",
+            "run",
             "model",
             "status",
             "input_tokens",
@@ -112,6 +143,7 @@ async fn csv_of(
                     t.time.clone(),
                     t.conversation_id.clone(),
                     t.turn_id.clone(),
+                    t.run.to_string(),
                     t.model.clone(),
                     t.status.clone(),
                     number(t.input_tokens),

@@ -1,11 +1,14 @@
 use leptos::prelude::*;
 use leptos::server::ServerAction;
 
+use leptos::task::spawn_local;
+
 use crate::api::admin::{
-    admin_overview, CreateUser, ResetPassword, SetSiteSettings, SetUserBudget, SetUserDisabled,
+    admin_overview, audit_log, ClearLockout, CreateUser, ResetPassword, SetSiteSettings,
+    SetUserBudget, SetUserDisabled, AUDIT_PAGE,
 };
 use crate::format::format_cost;
-use crate::model::accounts::{SiteSettings, UserView};
+use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
 
 /// A budget as typed: empty is "no limit".
@@ -32,6 +35,7 @@ pub fn AdminPage() -> impl IntoView {
     let reset = ServerAction::<ResetPassword>::new();
     let budget = ServerAction::<SetUserBudget>::new();
     let settings = ServerAction::<SetSiteSettings>::new();
+    let clear = ServerAction::<ClearLockout>::new();
     // Reloaded after every change.
     let overview = ArcResource::new(
         move || {
@@ -41,16 +45,18 @@ pub fn AdminPage() -> impl IntoView {
                 reset.version().get(),
                 budget.version().get(),
                 settings.version().get(),
+                clear.version().get(),
             )
         },
         |_| admin_overview(),
     );
-    let (e1, e2, e3, e4, e5) = (
+    let (e1, e2, e3, e4, e5, e6) = (
         error_of(create),
         error_of(disable),
         error_of(reset),
         error_of(budget),
         error_of(settings),
+        error_of(clear),
     );
     let local_error = RwSignal::new(None::<String>);
     let error = move || {
@@ -61,6 +67,7 @@ pub fn AdminPage() -> impl IntoView {
             .or_else(e3)
             .or_else(e4)
             .or_else(e5)
+            .or_else(e6)
     };
     let actions = UserActions {
         disable,
@@ -89,32 +96,119 @@ pub fn AdminPage() -> impl IntoView {
                                     </tbody>
                                 </table>
                                 <NewUserForm create local_error />
-                                <SettingsForm current=view_data.settings settings local_error />
-                                <h2>"Audit log"</h2>
-                                <table class="figures audit">
-                                    <thead><tr>
-                                        <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
-                                        <th>"From"</th><th>"Detail"</th>
-                                    </tr></thead>
-                                    <tbody>
-                                        {view_data.audit.into_iter().map(|entry| view! {
-                                            <tr>
-                                                <td>{entry.at}</td>
-                                                <td>{entry.actor.unwrap_or_default()}</td>
-                                                <td>{entry.action}</td>
-                                                <td>{entry.target.unwrap_or_default()}</td>
-                                                <td>{entry.address.unwrap_or_default()}</td>
-                                                <td>{entry.detail.unwrap_or_default()}</td>
-                                            </tr>
-                                        }).collect_view()}
-                                    </tbody>
-                                </table>
+                                <SettingsForm current=view_data.settings spent=view_data.site_month_cost_usd settings local_error />
+                                <Lockouts lockouts=view_data.lockouts clear />
+                                <AuditLog first=view_data.audit />
                             }.into_any(),
                         }
                     })
                 }}
             </Transition>
         </Panel>
+    }
+}
+
+/// Accounts that failed to sign in lately; a locked one can be let in again. Browsers that
+/// signed in to an account before are never locked out of it.
+#[component]
+fn Lockouts(lockouts: Vec<Lockout>, clear: ServerAction<ClearLockout>) -> impl IntoView {
+    if lockouts.is_empty() {
+        return ().into_any();
+    }
+    view! {
+        <h2>"Failed sign-ins (last hour)"</h2>
+        <table class="figures lockouts">
+            <thead><tr><th>"Account"</th><th class="num">"Failures"</th><th>"Locked"</th><th></th></tr></thead>
+            <tbody>
+                {lockouts.into_iter().map(|lockout| {
+                    let name = lockout.username.clone();
+                    let account = StoredValue::new(lockout.username);
+                    let locked = lockout.locked_for_secs.map_or_else(
+                        || "no".to_owned(),
+                        |secs| format!("for {} more min, to new browsers", secs.div_ceil(60)),
+                    );
+                    view! {
+                        <tr data-account=name.clone()>
+                            <td>{name.clone()}</td>
+                            <td class="num">{lockout.failures}</td>
+                            <td>{locked}</td>
+                            <td><button type="button" on:click=move |_| {
+                                clear.dispatch(ClearLockout { username: account.get_value() });
+                            }>"Clear"</button></td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// The audit log, newest first, a page at a time, searchable.
+#[component]
+fn AuditLog(first: Vec<AuditEntry>) -> impl IntoView {
+    let more = RwSignal::new(first.len() >= AUDIT_PAGE as usize);
+    let entries = RwSignal::new(first);
+    let filter = RwSignal::new(String::new());
+    let failed = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    // `before`: the next page of the current search; `None`: the search from its newest entry.
+    let load = move |before: Option<i64>| {
+        busy.set(true);
+        let query = filter.get_untracked();
+        spawn_local(async move {
+            match audit_log(query, before).await {
+                Ok(page) => {
+                    let _ = more.try_set(page.len() >= AUDIT_PAGE as usize);
+                    let _ = entries.try_update(|shown| {
+                        if before.is_none() {
+                            shown.clear();
+                        }
+                        shown.extend(page);
+                    });
+                    let _ = failed.try_set(None);
+                }
+                Err(e) => {
+                    let _ = failed.try_set(Some(e.to_string()));
+                }
+            }
+            let _ = busy.try_set(false);
+        });
+    };
+    let search = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        load(None);
+    };
+    let older = move |_| load(entries.with_untracked(|e| e.last().map(|e| e.id)));
+    view! {
+        <h2>"Audit log"</h2>
+        <form class="inline audit-search" method="post" on:submit=search role="search">
+            <input type="search" placeholder="who, what, address…" aria-label="Search the audit log"
+                bind:value=filter />
+            <button type="submit" disabled=move || busy.get()>"Search"</button>
+        </form>
+        {move || failed.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        <table class="figures audit">
+            <thead><tr>
+                <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
+                <th>"From"</th><th>"Detail"</th>
+            </tr></thead>
+            <tbody>
+                <For each=move || entries.get() key=|entry| entry.id let:entry>
+                    <tr>
+                        <td>{entry.at}</td>
+                        <td>{entry.actor.unwrap_or_default()}</td>
+                        <td>{if entry.count > 1 { format!("{} ×{}", entry.action, entry.count) } else { entry.action }}</td>
+                        <td>{entry.target.unwrap_or_default()}</td>
+                        <td>{entry.address.unwrap_or_default()}</td>
+                        <td>{entry.detail.unwrap_or_default()}</td>
+                    </tr>
+                </For>
+            </tbody>
+        </table>
+        <Show when=move || more.get()>
+            <button type="button" class="older" on:click=older disabled=move || busy.get()>"Older entries"</button>
+        </Show>
     }
 }
 
@@ -233,23 +327,29 @@ fn NewUserForm(
     }
 }
 
+/// `spent`: everyone's spending this month, shown beside the site's cap.
 #[component]
 fn SettingsForm(
     current: SiteSettings,
+    spent: f64,
     settings: ServerAction<SetSiteSettings>,
     local_error: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let open_signup = RwSignal::new(current.open_signup);
     let default_budget = RwSignal::new(budget_text(current.default_budget_usd));
+    let monthly_cap = RwSignal::new(budget_text(current.monthly_cap_usd));
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        match parse_budget(&default_budget.get()) {
-            Ok(default_budget_usd) => {
+        let parsed = parse_budget(&default_budget.get())
+            .and_then(|budget| Ok((budget, parse_budget(&monthly_cap.get())?)));
+        match parsed {
+            Ok((default_budget_usd, monthly_cap_usd)) => {
                 local_error.set(None);
                 settings.dispatch(SetSiteSettings {
                     settings: SiteSettings {
                         open_signup: open_signup.get(),
                         default_budget_usd,
+                        monthly_cap_usd,
                     },
                 });
             }
@@ -259,8 +359,10 @@ fn SettingsForm(
     view! {
         <h2>"Settings"</h2>
         <form class="form wide" method="post" on:submit=submit>
-            <label class="check"><input type="checkbox" bind:checked=open_signup />"Anyone who reaches the sign-in page may create an account"</label>
+            <label class="check"><input type="checkbox" bind:checked=open_signup />"Anyone who reaches the sign-in page may create an account (needs a budget for new users)"</label>
             <label>"Monthly budget of new users ($, empty: no limit)" <input name="default-budget" inputmode="decimal" bind:value=default_budget /></label>
+            <label>{format!("Monthly cap for everyone together ($, empty: no cap; {} spent this month)", format_cost(spent))}
+                <input name="monthly-cap" inputmode="decimal" bind:value=monthly_cap /></label>
             <button type="submit" class="primary" disabled=move || settings.pending().get()>"Save settings"</button>
         </form>
     }

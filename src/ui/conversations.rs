@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::api::conversations::{
     delete_conversation, list_conversations, rename_conversation, restore_conversation,
 };
-use crate::model::{ConversationSummary, UNDO_DELETE_SECS};
+use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::ChatState;
 
@@ -36,7 +36,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     // `Arc`: see `AccountMenu`.
     let conversations = ArcResource::new(
         move || state.conversations_changed.get(),
-        |_| list_conversations(),
+        |_| list_conversations(None),
     );
     let deleted =
         use_context::<RecentlyDeleted>().map_or_else(|| RwSignal::new(None), |recent| recent.0);
@@ -127,14 +127,21 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                     let conversations = conversations.clone();
                     Suspend::new(async move {
                         match conversations.await {
-                            Ok(list) => view! {
-                                <ul class="conversation-list">
-                                    {list.into_iter().map(|c| {
-                                        let on_delete = on_delete.clone();
-                                        view! { <ConversationItem state active conversation=c problem on_delete /> }
-                                    }).collect_view()}
-                                </ul>
-                            }.into_any(),
+                            Ok(list) => {
+                                let more = (list.len() >= CONVERSATIONS_PAGE)
+                                    .then(|| list.last().map(cursor_of))
+                                    .flatten();
+                                let older_on_delete = on_delete.clone();
+                                view! {
+                                    <ul class="conversation-list">
+                                        {list.into_iter().map(|c| {
+                                            let on_delete = on_delete.clone();
+                                            view! { <ConversationItem state active conversation=c problem on_delete /> }
+                                        }).collect_view()}
+                                    </ul>
+                                    <OlderConversations state active problem on_delete=older_on_delete after=more />
+                                }.into_any()
+                            }
                             Err(e) => view! { <p class="notice">{format!("Could not list conversations: {e}")}</p> }.into_any(),
                         }
                     })
@@ -148,6 +155,62 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
             </Show>
             <AccountMenu />
         </nav>
+    }
+}
+
+fn cursor_of(conversation: &ConversationSummary) -> ConversationCursor {
+    ConversationCursor {
+        updated_at: conversation.updated_at,
+        id: conversation.id,
+    }
+}
+
+/// The conversations after the first page, a page at a time on request. `after`: where the
+/// shown list ends, when it may go on.
+#[component]
+fn OlderConversations(
+    state: ChatState,
+    active: RwSignal<Option<Uuid>>,
+    problem: RwSignal<Option<String>>,
+    on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
+    after: Option<ConversationCursor>,
+) -> impl IntoView {
+    let older = RwSignal::new(Vec::<ConversationSummary>::new());
+    let next = RwSignal::new(after);
+    let loading = RwSignal::new(false);
+    let show_more = move |_| {
+        let Some(cursor) = next.get_untracked() else {
+            return;
+        };
+        loading.set(true);
+        spawn_local(async move {
+            match list_conversations(Some(cursor)).await {
+                Ok(page) => {
+                    let more = (page.len() >= CONVERSATIONS_PAGE)
+                        .then(|| page.last().map(cursor_of))
+                        .flatten();
+                    older.try_update(|shown| shown.extend(page));
+                    next.try_set(more);
+                }
+                Err(e) => {
+                    problem.try_set(Some(format!("Could not list conversations: {e}")));
+                }
+            }
+            loading.try_set(false);
+        });
+    };
+    view! {
+        <ul class="conversation-list older-conversations">
+            <For each=move || older.try_get().unwrap_or_default() key=|c| c.id let:conversation>
+                <ConversationItem state active conversation problem on_delete=on_delete.clone() />
+            </For>
+        </ul>
+        <Show when=move || next.try_with(Option::is_some).unwrap_or(false)>
+            <button type="button" class="link show-more" on:click=show_more
+                disabled=move || loading.try_get().unwrap_or(false)>
+                "Show older conversations"
+            </button>
+        </Show>
     }
 }
 

@@ -48,6 +48,18 @@ fn outcome_of(events: &[rill::model::TurnEnvelope]) -> rill::model::Outcome {
         .expect("the turn finished")
 }
 
+/// The `Set-Cookie` header of the response that sets the cookie `name=`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("json")
 }
@@ -184,11 +196,11 @@ async fn the_session_cookie_is_http_only_same_site_and_renewed_at_sign_in() {
         .await
         .expect("sign in");
     assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(cookie.starts_with("rill_session="), "{cookie}");
+    let cookie = set_cookie(&response, "rill_session=");
+    let device = set_cookie(&response, "rill_device=");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=31536000"] {
+        assert!(device.contains(flag), "{flag} in {device}");
+    }
     assert!(!cookie.contains("planted-by-someone-else"));
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(flag), "{flag} in {cookie}");
@@ -215,15 +227,70 @@ async fn the_session_cookie_is_http_only_same_site_and_renewed_at_sign_in() {
             json!({"username": "carol", "password": "carol-password"}),
         )
         .await;
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .expect("ascii")
+    for name in ["__Host-rill_session=", "__Host-rill_device="] {
+        let cookie = set_cookie(&response, name);
+        assert!(
+            cookie.contains("Secure") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_session_table_holds_only_a_hash_of_the_cookie_and_a_sign_in_has_an_end() {
+    let app = TestApp::with(Setup {
+        access: AccessSettings {
+            session_max_age: Duration::from_secs(2),
+            ..accounts()
+        },
+        ..Setup::default()
+    })
+    .await;
+    app.add_user("sam", false).await;
+    let plain = reqwest::Client::new();
+    let response = plain
+        .post(format!("{}/api/sign_in", app.base_url))
+        .json(&json!({"username": "sam", "password": "sam-password"}))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status(), 200);
+    let cookie = set_cookie(&response, "rill_session=")
+        .split(';')
+        .next()
+        .expect("name=value")
         .to_owned();
-    assert!(cookie.starts_with("__Host-rill_session="), "{cookie}");
+    let id = cookie.trim_start_matches("rill_session=").to_owned();
+    assert!(!id.is_empty());
+    // Nothing stored is what the browser presents: not the key, not inside the record.
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT id, data FROM tower_sessions")
+        .fetch_all(&app.pool)
+        .await
+        .expect("sessions");
+    assert_eq!(rows.len(), 1);
+    let (stored, data) = &rows[0];
+    assert_ne!(stored, &id);
     assert!(
-        cookie.contains("Secure") && cookie.contains("HttpOnly"),
-        "{cookie}"
+        !data.windows(id.len()).any(|w| w == id.as_bytes()),
+        "the record carries the cookie's value"
     );
+    // The cookie still works.
+    let me = |cookie: String| {
+        plain
+            .post(format!("{}/api/list_conversations", app.base_url))
+            .header("cookie", cookie)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(me(cookie.clone()).await.expect("request").status(), 200);
+    // A database row copied into a cookie is worth nothing.
+    let forged = format!("rill_session={stored}");
+    assert_eq!(me(forged).await.expect("request").status(), 401);
+    // However busy, a sign-in ends after its absolute lifetime (2 s here).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(me(cookie.clone()).await.expect("request").status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(me(cookie).await.expect("request").status(), 401);
 }
 
 #[tokio::test]
@@ -267,13 +334,15 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
             .map(|r| r.status().as_u16())
             .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
-    let failures: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_log WHERE target = 'erin' AND action = 'sign-in failed'",
+    let (rows, failures): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), SUM(count) FROM audit_log
+          WHERE target = 'erin' AND action = 'sign-in failed'",
     )
     .fetch_one(&app.pool)
     .await
     .expect("audit");
-    assert_eq!(failures, 5, "each failure is in the audit log");
+    assert_eq!(failures, 5, "each failure is counted in the audit log");
+    assert_eq!(rows, 1, "in one entry for the account and address");
     // A name no account can have is refused before anything is stored.
     let audited = app.count("audit_log").await;
     let huge = app
@@ -285,6 +354,105 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
         .await;
     assert_eq!(huge.status(), 401);
     assert_eq!(app.count("audit_log").await, audited);
+}
+
+/// A browser of its own that connects from the loopback address `from` (all of 127/8 is this
+/// machine), so a test can be many clients.
+fn browser_from(app: &TestApp, from: &str) -> Person {
+    Person {
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(from.parse::<std::net::IpAddr>().expect("address"))
+            .build()
+            .expect("client"),
+        base_url: app.base_url.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_guesser_cannot_lock_the_owner_out_and_an_admin_sees_and_clears_the_lockout() {
+    let app = accounts_app().await;
+    app.add_user("root", true).await;
+    app.add_user("olga", false).await;
+    async fn sign_in(person: &Person, password: &str) -> u16 {
+        let body = json!({"username": "olga", "password": password});
+        person.post("sign_in", body).await.status().as_u16()
+    }
+    // Olga's own browser has signed in before.
+    let hers = browser_from(&app, "127.0.0.10");
+    assert_eq!(sign_in(&hers, "olga-password").await, 200);
+    assert_eq!(hers.post("sign_out", json!({})).await.status(), 200);
+    // A guesser with twelve addresses fails 60 times within the hour.
+    for i in 0..12 {
+        let guesser = browser_from(&app, &format!("127.0.1.{}", i + 1));
+        for _ in 0..5 {
+            assert_eq!(sign_in(&guesser, "guess").await, 401);
+        }
+    }
+    // A browser that never signed in to her account is locked out now, password or not…
+    let stranger = browser_from(&app, "127.0.2.1");
+    assert_eq!(sign_in(&stranger, "olga-password").await, 429);
+    // …but hers is not.
+    assert_eq!(sign_in(&hers, "olga-password").await, 200);
+    // An admin sees the lockout and lifts it.
+    let root = app.signed_in("root").await;
+    let overview: Value = json_of(root.post("admin_overview", json!({})).await).await;
+    let lockout = overview["lockouts"]
+        .as_array()
+        .expect("lockouts")
+        .iter()
+        .find(|l| l["username"] == "olga")
+        .expect("olga is listed")
+        .clone();
+    assert_eq!(lockout["failures"], 60);
+    assert!(lockout["locked_for_secs"]
+        .as_u64()
+        .is_some_and(|s| s > 3000));
+    assert_eq!(
+        root.post("clear_lockout", json!({"username": "olga"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(sign_in(&stranger, "olga-password").await, 200);
+    // The audit log holds one entry per guessing address, with its count, and pages.
+    let page: Vec<Value> = json_of(
+        root.post(
+            "audit_log",
+            json!({"filter": "sign-in failed", "before": null}),
+        )
+        .await,
+    )
+    .await
+    .as_array()
+    .expect("entries")
+    .clone();
+    assert_eq!(page.len(), 12, "{page:?}");
+    assert!(page
+        .iter()
+        .all(|e| e["count"] == 5 && e["target"] == "olga"));
+    let actions = json_of(
+        root.post("audit_log", json!({"filter": "", "before": null}))
+            .await,
+    )
+    .await;
+    let first = actions.as_array().expect("entries");
+    let oldest_shown = first.last().expect("an entry")["id"].as_i64().expect("id");
+    let older = json_of(
+        root.post("audit_log", json!({"filter": "", "before": oldest_shown}))
+            .await,
+    )
+    .await;
+    assert!(older
+        .as_array()
+        .expect("entries")
+        .iter()
+        .all(|e| e["id"].as_i64().expect("id") < oldest_shown));
+    assert!(
+        app.count("audit_log").await < 30,
+        "60 guesses are a dozen rows, not 60"
+    );
 }
 
 #[tokio::test]
@@ -628,7 +796,7 @@ async fn the_proxy_header_is_believed_only_from_trusted_proxies() {
 }
 
 #[tokio::test]
-async fn the_usage_export_lists_every_reply_and_sums_to_the_month() {
+async fn the_usage_export_lists_every_run_of_a_month_and_sums_to_it() {
     let app = accounts_app().await;
     app.add_user("nina", false).await;
     let nina = app.signed_in("nina").await;
@@ -640,29 +808,37 @@ async fn the_usage_export_lists_every_reply_and_sums_to_the_month() {
         .to_str()
         .expect("type")
         .starts_with("text/csv"));
+    let usage = json_of(nina.post("monthly_usage", json!({"user_id": null})).await).await;
+    let this_month = usage["month"].as_str().expect("month").to_owned();
     assert!(response.headers()["content-disposition"]
         .to_str()
         .expect("disposition")
-        .contains("rill-usage-nina.csv"));
+        .contains(&format!("rill-usage-nina-{this_month}.csv")));
     let csv = response.text().await.expect("csv");
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("time,conversation_id,turn_id,model,status,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,estimated")
+        Some("time,conversation_id,turn_id,run,model,status,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,estimated")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2);
     let total: f64 = rows
         .iter()
-        .map(|r| r[10].parse::<f64>().expect("cost"))
+        .map(|r| r[11].parse::<f64>().expect("cost"))
         .sum();
-    let usage = json_of(nina.post("monthly_usage", json!({"user_id": null})).await).await;
     let month = usage["month_cost_usd"].as_f64().expect("month");
     assert!((total - month).abs() < 1e-9, "{total} vs {month}");
     assert_eq!(usage["rows"][0]["replies"], 2);
     assert!(rows
         .iter()
-        .all(|r| r[3] == "fake/fake-model" && r[4] == "complete"));
+        .all(|r| r[3] == "1" && r[4] == "fake/fake-model" && r[5] == "complete"));
+    // Another month has nothing; a month that is not one is refused in words.
+    let empty = nina.get("/usage.csv?month=1999-01").await;
+    assert_eq!(empty.status(), 200);
+    assert_eq!(empty.text().await.expect("csv").lines().count(), 1);
+    let bad = nina.get("/usage.csv?month=2026-13").await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.expect("body").contains("2026-11"));
 }
 
 async fn send_hi(person: &Person) -> reqwest::Response {

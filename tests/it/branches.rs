@@ -27,10 +27,15 @@ async fn alternative(
 }
 
 async fn shown(app: &TestApp, conversation: Uuid) -> ConversationView {
-    db::get_conversation(&app.state.db, &db::Owner("local".into()), conversation)
-        .await
-        .expect("query")
-        .expect("conversation")
+    db::get_conversation(
+        &app.state.db,
+        &db::Owner("local".into()),
+        conversation,
+        None,
+    )
+    .await
+    .expect("query")
+    .expect("conversation")
 }
 
 fn texts(view: &ConversationView) -> Vec<String> {

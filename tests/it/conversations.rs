@@ -57,11 +57,13 @@ async fn conversations_are_scoped_to_their_owner() {
     let app = TestApp::start(FakeConfig::default()).await;
     let conversation = conversation_of(&app.turn(None, "Mine").await);
     let stranger = db::Owner("someone-else".into());
-    assert!(db::get_conversation(&app.state.db, &stranger, conversation)
-        .await
-        .expect("query")
-        .is_none());
-    assert!(db::list_conversations(&app.state.db, &stranger)
+    assert!(
+        db::get_conversation(&app.state.db, &stranger, conversation, None)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert!(db::list_conversations(&app.state.db, &stranger, None)
         .await
         .expect("query")
         .is_empty());
@@ -73,7 +75,7 @@ async fn conversations_are_scoped_to_their_owner() {
     );
     let owner = db::Owner("local".into());
     assert_eq!(
-        db::list_conversations(&app.state.db, &owner)
+        db::list_conversations(&app.state.db, &owner, None)
             .await
             .expect("query")
             .len(),
@@ -118,7 +120,7 @@ async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_pu
             .status(),
         200
     );
-    assert!(db::list_conversations(&app.state.db, &owner)
+    assert!(db::list_conversations(&app.state.db, &owner, None)
         .await
         .expect("list")
         .is_empty());
@@ -162,7 +164,7 @@ async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_pu
         200
     );
     assert_eq!(
-        db::list_conversations(&app.state.db, &owner)
+        db::list_conversations(&app.state.db, &owner, None)
             .await
             .expect("list")
             .len(),
@@ -219,7 +221,7 @@ async fn deleting_a_conversation_stops_its_running_reply() {
         }
     }
     let conversation = {
-        let conversations = db::list_conversations(&app.state.db, &db::Owner("local".into()))
+        let conversations = db::list_conversations(&app.state.db, &db::Owner("local".into()), None)
             .await
             .expect("list");
         conversations[0].id
@@ -252,12 +254,13 @@ async fn renaming_keeps_the_conversation_in_its_place_and_refuses_an_empty_title
         .await;
     assert_eq!(renamed.status(), 200);
     assert_eq!(renamed.json::<String>().await.expect("title"), "Trip plans");
-    let titles: Vec<String> = db::list_conversations(&app.state.db, &db::Owner("local".into()))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|c| c.title)
-        .collect();
+    let titles: Vec<String> =
+        db::list_conversations(&app.state.db, &db::Owner("local".into()), None)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| c.title)
+            .collect();
     assert_eq!(titles, ["Newer", "Trip plans"]);
     let empty = app
         .post_json("rename_conversation", json!({"id": older, "title": " \n"}))
@@ -315,10 +318,15 @@ async fn each_reply_records_the_system_prompt_revision_it_was_written_with() {
         requests[1]["messages"][0],
         json!({"role": "system", "content": "Be terse."})
     );
-    let view = db::get_conversation(&app.state.db, &db::Owner("local".into()), conversation)
-        .await
-        .expect("query")
-        .expect("conversation");
+    let view = db::get_conversation(
+        &app.state.db,
+        &db::Owner("local".into()),
+        conversation,
+        None,
+    )
+    .await
+    .expect("query")
+    .expect("conversation");
     let revisions: Vec<Option<u32>> = view
         .messages
         .iter()
@@ -354,5 +362,138 @@ async fn each_reply_records_the_system_prompt_revision_it_was_written_with() {
     assert_eq!(
         app.fake.requests()[2]["messages"][0],
         json!({"role": "system", "content": "Talk like a pirate."})
+    );
+}
+
+#[tokio::test]
+async fn a_long_conversation_opens_at_its_newest_messages_and_pages_back() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 3,
+        ..Default::default()
+    })
+    .await;
+    let conversation = conversation_of(&app.turn(None, "Question 1").await);
+    for i in 2..=30 {
+        app.turn(Some(conversation), &format!("Question {i}")).await;
+    }
+    let open = |before: Option<u32>| {
+        let app = &app;
+        async move {
+            let view: rill::model::ConversationView = app
+                .post_json(
+                    "get_conversation",
+                    json!({"id": conversation, "before": before}),
+                )
+                .await
+                .json()
+                .await
+                .expect("a conversation");
+            view
+        }
+    };
+    let newest = open(None).await;
+    assert_eq!(newest.messages.len() as i64, db::WINDOW_MESSAGES);
+    assert_eq!(
+        newest.messages[0].content, "Question 11",
+        "whole turns, newest"
+    );
+    let before = newest.older_before.expect("older messages exist");
+    let older = open(Some(before)).await;
+    assert_eq!(older.messages.len(), 20);
+    assert_eq!(older.messages[0].content, "Question 1");
+    assert_eq!(older.older_before, None, "nothing before the first");
+    let questions: Vec<String> = older
+        .messages
+        .iter()
+        .chain(&newest.messages)
+        .filter(|m| m.role == rill::model::Role::User)
+        .map(|m| m.content.clone())
+        .collect();
+    let expected: Vec<String> = (1..=30).map(|i| format!("Question {i}")).collect();
+    assert_eq!(questions, expected, "the pages join without gap or overlap");
+}
+
+#[tokio::test]
+async fn a_reply_built_to_blow_up_opens_in_bounded_size_and_is_rendered_once() {
+    // 128 tables of 512 columns whose rows are padded to the header: 394 KB of text that once
+    // rendered to 304 MB of HTML.
+    let table = format!(
+        "|{}\n|{}\n{}",
+        "a|".repeat(512),
+        "-|".repeat(512),
+        "x\n".repeat(500)
+    );
+    let bomb = vec![table; 128].join("\n");
+    let script: Vec<String> = bomb
+        .as_bytes()
+        .chunks(4096)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let app = TestApp::start(FakeConfig {
+        tokens: script.len(),
+        script: Some(script),
+        ..Default::default()
+    })
+    .await;
+    let conversation = conversation_of(&app.turn(None, "Make me tables").await);
+    let opened = std::time::Instant::now();
+    let response = app
+        .post_json("get_conversation", json!({"id": conversation}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("body");
+    println!(
+        "a 394 KB table bomb opens as {} bytes in {:?}",
+        body.len(),
+        opened.elapsed()
+    );
+    assert!(body.len() < 2 * 1024 * 1024, "{} bytes", body.len());
+    let view: rill::model::ConversationView = serde_json::from_slice(&body).expect("json");
+    assert!(view.messages[1].html.contains("unrendered-note"));
+    // Rendered when the reply ended, and kept: the stored rendering is what was sent.
+    let (stored, version): (String, i64) =
+        sqlx::query_as("SELECT html, html_version FROM messages WHERE role = 'assistant'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("stored rendering");
+    assert_eq!(stored, view.messages[1].html);
+    assert_eq!(version, rill::server::render::RENDERER_VERSION);
+}
+
+#[tokio::test]
+async fn the_conversation_list_comes_a_page_at_a_time() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 1,
+        ..Default::default()
+    })
+    .await;
+    let page = rill::model::CONVERSATIONS_PAGE;
+    for i in 0..page + 5 {
+        app.turn(None, &format!("Conversation {i}")).await;
+    }
+    let list = |after: serde_json::Value| {
+        let app = &app;
+        async move {
+            let listed: Vec<rill::model::ConversationSummary> = app
+                .post_json("list_conversations", json!({"after": after}))
+                .await
+                .json()
+                .await
+                .expect("a list");
+            listed
+        }
+    };
+    let first = list(json!(null)).await;
+    assert_eq!(first.len(), page);
+    let last = first.last().expect("a last one");
+    let rest = list(json!({"updated_at": last.updated_at, "id": last.id})).await;
+    assert_eq!(rest.len(), 5);
+    let mut all: Vec<Uuid> = first.iter().chain(&rest).map(|c| c.id).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), page + 5, "no conversation twice, none missing");
+    assert!(
+        rest.iter().any(|c| c.title == "Conversation 0"),
+        "the oldest come last"
     );
 }

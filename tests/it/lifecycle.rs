@@ -42,13 +42,43 @@ impl Server {
         settings: &[(&str, &str)],
         log: Stdio,
     ) -> Self {
+        Self::start_limited(database, fake, grace_secs, settings, log, None).await
+    }
+
+    /// [`Server::start_logging`], the process allowed at most `open_files` open files (its
+    /// hard limit too, so it cannot raise it).
+    async fn start_limited(
+        database: &Path,
+        fake: &FakeProvider,
+        grace_secs: u64,
+        settings: &[(&str, &str)],
+        log: Stdio,
+        open_files: Option<u64>,
+    ) -> Self {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("addr").port()
         };
-        let site = database.with_file_name("site");
+        // Beside the database's directory when Rill is to create that directory itself.
+        let dir = database.parent().unwrap_or(Path::new("."));
+        let site = if dir.exists() {
+            dir.join("site")
+        } else {
+            dir.with_file_name("site")
+        };
         let _ = std::fs::create_dir_all(&site);
-        let child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        let mut command = match open_files {
+            Some(n) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\""))
+                    .arg(env!("CARGO_BIN_EXE_rill"));
+                shell
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rill")),
+        };
+        let child = command
             .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
             .env("LEPTOS_SITE_ROOT", &site)
             .env("LEPTOS_OUTPUT_NAME", "rill")
@@ -157,7 +187,7 @@ async fn serving(
     })
     .await
     .expect("fake");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = private_dir();
     let db = dir.path().join("rill.db");
     let server = Server::start(&db, &fake, grace_secs).await;
     (fake, dir, db, server)
@@ -376,7 +406,7 @@ async fn at_shutdown_conversation_streams_end_and_the_server_exits() {
 
 #[tokio::test]
 async fn a_network_address_without_accounts_refuses_to_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = private_dir();
     let database = dir.path().join("rill.db");
     let output = Command::new(env!("CARGO_BIN_EXE_rill"))
         .env("LEPTOS_SITE_ADDR", "0.0.0.0:0")
@@ -398,7 +428,7 @@ async fn the_first_admin_comes_from_the_command_line_and_signs_in() {
     let fake = FakeProvider::start(FakeConfig::default())
         .await
         .expect("fake starts");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = private_dir();
     let database = dir.path().join("rill.db");
     let add = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rill"));
@@ -490,7 +520,7 @@ async fn healthcheck_backup_and_json_logs_work_beside_a_running_server() {
     let fake = FakeProvider::start(FakeConfig::default())
         .await
         .expect("fake starts");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = private_dir();
     let database = dir.path().join("rill.db");
     let log_path = dir.path().join("rill.log");
     let log = std::fs::File::create(&log_path).expect("log file");
@@ -536,7 +566,7 @@ async fn healthcheck_backup_and_json_logs_work_beside_a_running_server() {
         .await
         .expect("the copy opens");
     let owner = rill::server::db::Owner("local".into());
-    let listed = rill::server::db::list_conversations(&restored, &owner)
+    let listed = rill::server::db::list_conversations(&restored, &owner, None)
         .await
         .expect("list");
     assert_eq!(listed.len(), 1, "the conversation is in the copy");
@@ -561,4 +591,228 @@ async fn healthcheck_backup_and_json_logs_work_beside_a_running_server() {
         .unwrap_or_else(|| panic!("a turn finished line in {text}"));
     assert_eq!(finished_line["span"]["turn_id"], turn_id.to_string());
     assert_eq!(finished_line["level"], "INFO");
+}
+
+/// A connection from a loopback address of the test's choosing (all of 127/8 is this machine).
+async fn connect_from(from: &str, to: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind");
+    socket
+        .connect(to.parse().expect("address"))
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_256_open_files_a_flood_of_idle_sockets_meets_the_caps_not_the_file_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = private_dir();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server = Server::start_limited(
+        &dir.path().join("rill.db"),
+        &fake,
+        1,
+        &[
+            ("RILL_HEADER_TIMEOUT_SECS", "3"),
+            ("RUST_LOG", "info"),
+            ("RILL_LOG_FORMAT", "json"),
+        ],
+        Stdio::from(log),
+        Some(256),
+    )
+    .await;
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    // 260 idle sockets from one address: more than the process has files.
+    let started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..260 {
+        idle.push(connect_from("127.0.0.1", &addr).await);
+    }
+    // Past its share, each is turned away: answered 503 in words and closed (or, while
+    // refusals are being written at their own cap, closed at once). Its share stays open.
+    let outcomes = futures::future::join_all(idle.iter_mut().map(|stream| async move {
+        let mut buffer = [0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await {
+            Ok(Ok(n)) if buffer[..n].starts_with(b"HTTP/1.1 503") => "refused",
+            Ok(_) => "closed",
+            Err(_) => "open",
+        }
+    }))
+    .await;
+    let count = |what: &str| outcomes.iter().filter(|o| **o == what).count();
+    let (refused, closed, open) = (count("refused"), count("closed"), count("open"));
+    assert!(open <= 24, "{open} of one address's connections were kept");
+    assert!(refused > 0, "a refusal says why");
+    assert_eq!(refused + closed + open, 260);
+    // Anyone else is still served, at once.
+    let asked = Instant::now();
+    let mut health = connect_from("127.0.0.2", &addr).await;
+    health
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buffer = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(2), health.read(&mut buffer))
+        .await
+        .expect("healthz answers while the flood is held")
+        .expect("read");
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+    println!(
+        "260 idle sockets from one address: {open} kept, {refused} refused with a 503 in words, \
+         {closed} closed at once; /healthz from another address answered in {:?}",
+        asked.elapsed()
+    );
+    // The idle ones that were admitted are let go at the header timeout (3 s).
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut buffer = [0u8; 512];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_secs(6), stream.read(&mut buffer)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 260, "every idle socket is closed in the end");
+    println!(
+        "all 260 closed {:?} after the flood began",
+        started.elapsed()
+    );
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(!log.contains("accept failed"), "{log}");
+    assert!(log.contains(r#""max_connections":96"#), "{log}");
+    assert!(log.contains(r#""max_per_address":24"#), "{log}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_is_its_owners_alone_and_its_wal_is_folded_in_at_exit() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let fake = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = private_dir();
+    // The database's directory does not exist yet: Rill creates it, its owner's alone.
+    let data = dir.path().join("data");
+    let database = data.join("rill.db");
+    let mut server = Server::start(&database, &fake, 1).await;
+    let events = EventReader::new(server.send(None, "Hello").await)
+        .read_to_end()
+        .await;
+    assert!(matches!(
+        events.last().map(|e| &e.event),
+        Some(TurnEvent::Finished(_))
+    ));
+    let wal = data.join("rill.db-wal");
+    assert_eq!(mode(&data), 0o700);
+    for file in [&database, &wal, &data.join("rill.db-shm")] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    server.signal("TERM");
+    server.exited(Duration::from_secs(15)).await;
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0,
+        "the WAL is folded into the database when the server stops"
+    );
+    // Loosened by hand: refused, saying how to fix it, unless told.
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let refused = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("RILL_DATABASE", &database)
+        .env("RILL_LOCAL_MODEL", "off")
+        .output()
+        .expect("the binary runs");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("chmod 600"), "{said}");
+    assert!(said.contains("RILL_UNSAFE_FILE_MODES"), "{said}");
+    let server =
+        Server::start_with(&database, &fake, 1, &[("RILL_UNSAFE_FILE_MODES", "yes")]).await;
+    drop(server);
+}
+
+/// Resident memory of a process now and at its peak (Linux `/proc/PID/status`), in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failed_sign_ins_is_queued_or_refused_and_memory_stays_bounded() {
+    let fake = FakeProvider::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = private_dir();
+    let database = dir.path().join("rill.db");
+    let server = Server::start_with(&database, &fake, 1, &[("RILL_AUTH", "accounts")]).await;
+    let pid = server.child.id();
+    let (before, _) = memory_mib(pid);
+    // 100 at once, each from an address of its own (so that the per-address limits do not
+    // thin the burst out before it reaches the hashing).
+    let attempts = (0..100).map(|i| {
+        let client = reqwest::Client::builder()
+            .local_address(
+                format!("127.0.3.{}", i + 1)
+                    .parse::<std::net::IpAddr>()
+                    .expect("address"),
+            )
+            .build()
+            .expect("client");
+        let url = format!("{}/api/sign_in", server.base_url);
+        async move {
+            let response = client
+                .post(url)
+                .json(&json!({"username": format!("someone{i}"), "password": "a guess"}))
+                .send()
+                .await
+                .expect("reaches the server");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let wrong = answers.iter().filter(|(s, _)| *s == 401).count();
+    let busy: Vec<&String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(wrong + busy.len(), 100, "{answers:?}");
+    assert!(wrong > 0);
+    assert!(
+        busy.iter().all(|b| b.contains("busy checking passwords")),
+        "{busy:?}"
+    );
+    let (after, peak) = memory_mib(pid);
+    println!(
+        "100 failed sign-ins at once: {wrong} answered, {} told the server is busy; resident \
+         memory {before} MiB before, peak {peak} MiB, {after} MiB after",
+        busy.len()
+    );
+    // At most one argon2 block (19 MiB) per hashing thread, at most four threads.
+    assert!(
+        peak <= before + 4 * 19 + 40,
+        "peak {peak} MiB from {before} MiB"
+    );
+    drop(server);
 }

@@ -141,3 +141,75 @@ async fn a_full_local_queue_says_busy_instead_of_making_the_reply_wait() {
         "the reply being generated is not disturbed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_share_the_local_model_in_turn_and_one_cannot_fill_its_queue() {
+    use rill::server::config::{AccessSettings, AuthMode};
+    let app = TestApp::with(Setup {
+        local: true,
+        access: AccessSettings {
+            mode: AuthMode::Accounts,
+            ..AccessSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    for name in ["ann", "ben", "cai"] {
+        app.add_user(name, false).await;
+    }
+    let ann = app.signed_in("ann").await;
+    let ben = app.signed_in("ben").await;
+    let cai = app.signed_in("cai").await;
+    // Ann's first reply is generating…
+    let first = ann
+        .send(Uuid::new_v4(), None, "Tell me a story about a fox.")
+        .await;
+    assert_eq!(first.status(), 200);
+    let mut first = EventReader::new(first);
+    first.started().await;
+    // …when she asks twice more, and Ben and Cai once each, all at once.
+    let finish_order = std::sync::Mutex::new(Vec::new());
+    let ask = |who: &'static str, person: &'static Person| {
+        let finish_order = &finish_order;
+        async move {
+            let events = person.turn(None, "Say hello.").await;
+            let outcome = finished(&events).clone();
+            if outcome.status == MessageStatus::Complete {
+                finish_order.lock().expect("lock").push(who);
+            }
+            (who, outcome)
+        }
+    };
+    // The people live for the rest of the test; the futures borrow them.
+    let (ann, ben, cai): (&'static Person, &'static Person, &'static Person) = (
+        Box::leak(Box::new(ann)),
+        Box::leak(Box::new(ben)),
+        Box::leak(Box::new(cai)),
+    );
+    let (outcomes, first_done) = tokio::join!(
+        futures::future::join_all([
+            ask("ann", ann),
+            ask("ann", ann),
+            ask("ben", ben),
+            ask("cai", cai)
+        ]),
+        first.read_to_end()
+    );
+    assert_eq!(finished(&first_done).status, MessageStatus::Complete);
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| o.status == MessageStatus::Failed)
+        .collect();
+    assert_eq!(refused.len(), 1, "{outcomes:?}");
+    assert_eq!(refused[0].0, "ann");
+    let words = refused[0].1.error.clone().unwrap_or_default();
+    assert!(
+        words.contains("one waiting for the built-in model"),
+        "{words}"
+    );
+    // Ben and Cai were served before Ann's second reply.
+    let order = finish_order.lock().expect("lock").clone();
+    println!("finished in this order after Ann's first: {order:?}");
+    assert_eq!(order.len(), 3);
+    assert_eq!(order.last(), Some(&"ann"), "{order:?}");
+}

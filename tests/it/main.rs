@@ -4,7 +4,9 @@
 
 mod accounts;
 mod branches;
+mod budgets;
 mod concurrency;
+mod connections;
 mod context;
 mod continuation;
 mod conversations;
@@ -14,6 +16,7 @@ mod local_model;
 mod nginx;
 mod ops;
 mod providers;
+mod quotas;
 mod security;
 mod support;
 mod tabs;

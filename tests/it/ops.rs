@@ -281,11 +281,11 @@ async fn a_backup_taken_while_serving_holds_every_conversation() {
         .expect("backup");
     let restored = db::connect(&copy).await.expect("the copy opens");
     let owner = db::Owner("local".into());
-    let conversations = db::list_conversations(&restored, &owner)
+    let conversations = db::list_conversations(&restored, &owner, None)
         .await
         .expect("list");
     assert_eq!(conversations.len(), 1);
-    let view = db::get_conversation(&restored, &owner, conversations[0].id)
+    let view = db::get_conversation(&restored, &owner, conversations[0].id, None)
         .await
         .expect("read")
         .expect("there");

@@ -1,11 +1,15 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
+use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
-    AccessSettings, Config, ConversationSettings, LimitSettings, LocalModelSettings, OpsSettings,
-    ProviderConfig, ProviderKind, TurnSettings, DEFAULT_LOCAL_MODEL,
+    AccessSettings, Config, ConnectionSettings, ConversationSettings, LimitSettings,
+    LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
+    DEFAULT_LOCAL_MODEL,
 };
 use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
 use rill::server::pricing::{PriceEntry, PriceTable};
@@ -67,6 +71,42 @@ pub struct Setup {
     pub conversations: ConversationSettings,
     /// The thinking budget of the Anthropic and Gemini fakes (default: thinking not asked).
     pub thinking_tokens: Option<u32>,
+    /// Connection caps and timeouts (default: as shipped).
+    pub connections: Option<ConnectionSettings>,
+    /// The clock budgets count months by (default: the system's).
+    pub clock: Option<Arc<TestClock>>,
+    /// Prices laid over the tests' own (`provider/model`, entry).
+    pub prices: Vec<(String, PriceEntry)>,
+}
+
+/// A clock a test sets and moves (to cross a month boundary).
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn at(ms: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(ms)))
+    }
+
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A temporary directory only its owner may read, as Rill requires of its database's directory.
+pub fn private_dir() -> tempfile::TempDir {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder.tempdir().expect("temp dir")
 }
 
 /// Limits no test meets unless it is about limits.
@@ -74,6 +114,8 @@ pub fn generous_limits() -> LimitSettings {
     LimitSettings {
         running_per_user: 10_000,
         turns_per_minute: 1_000_000,
+        streams_per_user: 10_000,
+        writes_per_minute: 1_000_000,
         ..LimitSettings::default()
     }
 }
@@ -117,16 +159,21 @@ impl TestApp {
             ops,
             conversations,
             thinking_tokens,
+            connections,
+            clock,
+            prices,
         } = setup;
         let fake = FakeProvider::start(fake)
             .await
             .expect("fake provider starts");
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = private_dir();
         let mut config = Config {
             database_path: dir.path().join("rill.db"),
+            unsafe_file_modes: false,
             owner: "local".into(),
             access,
             limits: limits.unwrap_or_else(generous_limits),
+            connections: connections.unwrap_or_default(),
             // The same fake in three protocols; `fake` lists its models itself (GET /models).
             providers: vec![
                 ProviderConfig {
@@ -174,7 +221,9 @@ impl TestApp {
                     },
                 ),
             ]
-            .into(),
+            .into_iter()
+            .chain(prices)
+            .collect(),
             turns: turns.unwrap_or_else(test_turns),
             conversations,
             ops,
@@ -212,7 +261,11 @@ impl TestApp {
         for model in extra_models {
             models.insert(model);
         }
-        let state = AppState::from_parts(database, config, models, prices);
+        let clock: SharedClock = match clock {
+            Some(clock) => clock,
+            None => rill::server::clock::system(),
+        };
+        let state = AppState::with_clock(database, config, models, prices, clock);
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();

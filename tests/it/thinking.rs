@@ -12,10 +12,15 @@ use crate::support::*;
 const THOUGHTS: [&str; 5] = ["Let me ", "weigh ", "the größe ", "of 🌍", " first."];
 
 async fn shown(app: &TestApp, conversation: Uuid) -> ConversationView {
-    db::get_conversation(&app.state.db, &db::Owner("local".into()), conversation)
-        .await
-        .expect("query")
-        .expect("conversation")
+    db::get_conversation(
+        &app.state.db,
+        &db::Owner("local".into()),
+        conversation,
+        None,
+    )
+    .await
+    .expect("query")
+    .expect("conversation")
 }
 
 fn thinking_app_config() -> Setup {

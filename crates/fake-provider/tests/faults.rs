@@ -66,6 +66,7 @@ fn request() -> ChatRequest {
         }],
         max_output_tokens: None,
         thinking_budget: None,
+        requester: None,
     }
 }
 

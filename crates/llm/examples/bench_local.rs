@@ -30,6 +30,7 @@ fn request(system: &str, text: &str, max: u32) -> ChatRequest {
         }],
         max_output_tokens: Some(max),
         thinking_budget: None,
+        requester: None,
     }
 }
 

@@ -432,6 +432,7 @@ mod tests {
             ],
             max_output_tokens: None,
             thinking_budget: None,
+            requester: None,
         });
         assert_eq!(body["system"], json!("Be brief."));
         assert_eq!(body["max_tokens"], json!(DEFAULT_MAX_TOKENS));
@@ -455,6 +456,7 @@ mod tests {
             let (body, _) = request_body(&ChatRequest {
                 max_output_tokens: Some(max),
                 thinking_budget: Some(budget),
+                requester: None,
                 ..ChatRequest::of(messages)
             });
             body.get("thinking").cloned()

@@ -90,6 +90,7 @@ mod tests {
             }],
             max_output_tokens: None,
             thinking_budget: None,
+            requester: None,
         };
         let events: Vec<_> = DevProvider::new(Duration::ZERO)
             .stream_chat(request.clone())

@@ -80,6 +80,12 @@ pub enum LlmError {
     /// its deadline.
     #[error("the built-in model is busy with other replies; try again in a minute")]
     Busy { detail: String },
+    /// The person already has a reply generating and one waiting on the in-process model.
+    #[error(
+        "you already have a reply being written and one waiting for the built-in model; wait for \
+         one to finish, or stop one"
+    )]
+    OwnShareUsed { detail: String },
 }
 
 /// Which bound [`LlmError::TooLarge`] hit.
@@ -159,6 +165,7 @@ impl LlmError {
             Self::Provider { .. } => "provider",
             Self::Local { .. } => "local",
             Self::Busy { .. } => "busy",
+            Self::OwnShareUsed { .. } => "own_share_used",
         }
     }
 
@@ -177,7 +184,8 @@ impl LlmError {
             | Self::TooLarge { detail, .. }
             | Self::Provider { detail, .. }
             | Self::Local { detail }
-            | Self::Busy { detail } => detail.as_str(),
+            | Self::Busy { detail }
+            | Self::OwnShareUsed { detail } => detail.as_str(),
             Self::Idle { .. } => "",
         };
         if extra.is_empty() {

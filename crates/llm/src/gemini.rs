@@ -274,6 +274,7 @@ mod tests {
         let body = request_body(&ChatRequest {
             max_output_tokens: Some(8_192),
             thinking_budget: Some(2_048),
+            requester: None,
             ..ChatRequest::of(&[(Role::User, "hi")])
         });
         assert_eq!(
@@ -322,6 +323,7 @@ mod tests {
             ],
             max_output_tokens: Some(64),
             thinking_budget: None,
+            requester: None,
         });
         assert_eq!(
             body["systemInstruction"],
@@ -348,6 +350,7 @@ mod tests {
             ],
             max_output_tokens: None,
             thinking_budget: None,
+            requester: None,
         });
         assert_eq!(
             body["contents"],

@@ -3,18 +3,21 @@
 //!
 //! The model is loaded once. Generation runs on one dedicated thread, off the async runtime, one
 //! request at a time (a 135M model on a small machine gains nothing from running two at once;
-//! they would only slow each other). Other requests wait in a queue and say so. Dropping the
-//! event stream stops the generation before its next token, or during a long prompt before its
-//! next chunk. The thread keeps each conversation's key/value cache, so a new turn computes only
-//! what is new (see `local/cache.rs`).
+//! they would only slow each other). Other requests wait and say so; waiting requests are served
+//! one person at a time in turn, and a person may have one generating and one waiting, so a few
+//! people cannot fill the queue for everyone else. Dropping the event stream stops the generation
+//! before its next token, or during a long prompt before its next chunk. The thread keeps each
+//! conversation's key/value cache, so a new turn computes only what is new (see
+//! `local/cache.rs`).
 
 mod cache;
 mod model;
 mod text_stream;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -94,15 +97,115 @@ impl Default for QueueConfig {
     }
 }
 
+/// Requests one person may have on the model at once: one generating, one waiting.
+pub const PER_PERSON: usize = 2;
+
 pub struct LocalProvider {
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<Scheduler>,
     queue: QueueConfig,
     /// Requests whose reader still waits for them (queued or generating); a new request has this
     /// many ahead of it. Counted by the reader's side, so a stopped request stops counting at
     /// once, while the generation thread finishes the step it is on.
     pending: Arc<AtomicUsize>,
+    /// The same, per requester.
+    per_person: Arc<Mutex<HashMap<Option<String>, usize>>>,
     model: Arc<LocalModel>,
     pub info: ModelInfo,
+}
+
+/// Jobs waiting for the generation thread, one queue per requester. Each turn goes to the
+/// requester served longest ago (one never served first; ties in order of arrival), so someone
+/// whose reply is generating waits behind everyone else who is waiting.
+#[derive(Default)]
+struct Scheduler {
+    waiting: Mutex<Waiting>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queues: VecDeque<(Option<String>, VecDeque<Job>)>,
+    /// When each waiting requester (and the one served last) was last served, by a counter.
+    served: HashMap<Option<String>, u64>,
+    turns: u64,
+    closed: bool,
+}
+
+/// The generation thread has stopped taking jobs.
+#[derive(Debug)]
+struct Stopped;
+
+impl Scheduler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a job behind its requester's others; `Err` (the job dropped) once the thread has
+    /// stopped.
+    fn push(&self, job: Job) -> Result<(), Stopped> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Err(Stopped);
+        }
+        let requester = job.request.requester.clone();
+        match waiting.queues.iter_mut().find(|(r, _)| *r == requester) {
+            Some((_, jobs)) => jobs.push_back(job),
+            None => waiting.queues.push_back((requester, VecDeque::from([job]))),
+        }
+        drop(waiting);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, in turn; blocks while there is none. `None` once closed and empty.
+    fn next(&self) -> Option<Job> {
+        let mut waiting = self.lock();
+        loop {
+            let Waiting {
+                queues,
+                served,
+                turns,
+                ..
+            } = &mut *waiting;
+            let longest_ago = queues
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, (requester, _))| (served.get(requester).copied().unwrap_or(0), *i))
+                .map(|(i, _)| i);
+            if let Some(i) = longest_ago {
+                let (requester, jobs) = &mut queues[i];
+                let job = jobs.pop_front();
+                let requester = requester.clone();
+                if jobs.is_empty() {
+                    queues.remove(i);
+                }
+                *turns += 1;
+                served.insert(requester.clone(), *turns);
+                // Remember only those still waiting, and the one now served.
+                served.retain(|r, _| *r == requester || queues.iter().any(|(q, _)| q == r));
+                if job.is_some() {
+                    return job;
+                }
+                continue;
+            }
+            if waiting.closed {
+                return None;
+            }
+            waiting = self.ready.wait(waiting).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// No more jobs: the thread serves what is queued, then ends.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+impl Drop for LocalProvider {
+    fn drop(&mut self) {
+        self.jobs.close();
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -129,7 +232,8 @@ impl LocalProvider {
     /// generation thread, which owns the key/value cache.
     pub fn start(config: LocalModelConfig) -> Result<Self, LocalModelError> {
         let model = LocalModel::load(&config.path)?;
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Scheduler::default());
+        let queue = jobs.clone();
         let (ready, started) = mpsc::channel::<Result<usize, LocalModelError>>();
         let shared = model.clone();
         std::thread::Builder::new()
@@ -143,7 +247,7 @@ impl LocalProvider {
                     }
                 };
                 let _ = ready.send(Ok(session.context_tokens()));
-                serve(queue, |request, on_event, stopped| {
+                serve(&queue, |request, on_event, stopped| {
                     let guard = ResetOnPanic(&mut session);
                     guard
                         .0
@@ -167,6 +271,7 @@ impl LocalProvider {
             jobs,
             queue: config.queue,
             pending: Arc::new(AtomicUsize::new(0)),
+            per_person: Arc::default(),
             info: ModelInfo {
                 name: model.name().to_owned(),
                 context_length,
@@ -188,20 +293,21 @@ impl Drop for ResetOnPanic<'_, '_> {
     }
 }
 
-/// The generation thread's loop: one job at a time, until every sender is gone. A job that fails
-/// or panics sends [`LlmError::Local`] to its reader, and the loop goes on with the next job.
+/// The generation thread's loop: one job at a time, in turn, until the scheduler closes. A job
+/// that fails or panics sends [`LlmError::Local`] to its reader, and the loop goes on with the
+/// next job.
 /// (This guards the Rust around llama.cpp: llama.cpp reports errors as return values, and its
 /// internal assertions, none reachable from Rill's calls, would abort the process. A generation
 /// that fails leaves its cache slot emptied, and one that panics the whole cache.)
 fn serve(
-    queue: mpsc::Receiver<Job>,
+    queue: &Scheduler,
     mut generate: impl FnMut(
         &ChatRequest,
         &mut dyn FnMut(ProviderEvent) -> bool,
         &dyn Fn() -> bool,
     ) -> Result<(), LocalModelError>,
 ) {
-    for mut job in queue {
+    while let Some(mut job) = queue.next() {
         // A request whose reader is already gone (Stop while queued, or its wait ran out)
         // costs nothing.
         if job.events.is_closed() {
@@ -241,12 +347,49 @@ impl LocalProvider {
     }
 }
 
-/// One request counted in `pending` for as long as its reader holds the stream.
-struct Waiting(Arc<AtomicUsize>);
+/// One request counted in `pending` (and its requester's count) for as long as its reader holds
+/// the stream.
+struct Counted {
+    pending: Arc<AtomicUsize>,
+    per_person: Arc<Mutex<HashMap<Option<String>, usize>>>,
+    requester: Option<String>,
+}
 
-impl Drop for Waiting {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        let mut per_person = self.per_person.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_person.get_mut(&self.requester) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_person.remove(&self.requester);
+            }
+        }
+    }
+}
+
+impl LocalProvider {
+    /// Counts a request in, or refuses it when its requester already has their share.
+    fn count_in(&self, requester: Option<String>) -> Result<(usize, Counted), LlmError> {
+        {
+            let mut per_person = self.per_person.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = per_person.entry(requester.clone()).or_insert(0);
+            if requester.is_some() && *mine >= PER_PERSON {
+                return Err(LlmError::OwnShareUsed {
+                    detail: format!("{mine} requests of this person on the model"),
+                });
+            }
+            *mine += 1;
+        }
+        let ahead = self.pending.fetch_add(1, Ordering::AcqRel);
+        Ok((
+            ahead,
+            Counted {
+                pending: self.pending.clone(),
+                per_person: self.per_person.clone(),
+                requester,
+            },
+        ))
     }
 }
 
@@ -261,30 +404,32 @@ impl Provider for LocalProvider {
 
     fn stream_chat(&self, request: ChatRequest) -> EventStream {
         let jobs = self.jobs.clone();
-        let pending = self.pending.clone();
         let queue = self.queue;
+        let fail = |error| Box::pin(futures::stream::iter([Err(error)])) as EventStream;
+        let (ahead, waiting) = match self.count_in(request.requester.clone()) {
+            Ok(counted) => counted,
+            Err(refused) => return fail(refused),
+        };
+        // `ahead` counts the one generating too.
+        if ahead > queue.max_waiting {
+            return fail(LlmError::Busy {
+                detail: format!(
+                    "{ahead} requests ahead; the queue holds {}",
+                    queue.max_waiting
+                ),
+            });
+        }
         // Queued on first poll, like an HTTP provider's request.
         let start = async move {
             let fail = |error| futures::stream::iter([Err(error)]).left_stream();
             let (events, receiver) = tokio::sync::mpsc::channel(256);
-            let ahead = pending.fetch_add(1, Ordering::AcqRel);
-            let waiting = Waiting(pending);
-            // `ahead` counts the one generating too.
-            if ahead > queue.max_waiting {
-                return fail(LlmError::Busy {
-                    detail: format!(
-                        "{ahead} requests ahead; the queue holds {}",
-                        queue.max_waiting
-                    ),
-                });
-            }
             let (started, began) = tokio::sync::oneshot::channel();
             let job = Job {
                 request,
                 events,
                 started: Some(started),
             };
-            if jobs.send(job).is_err() {
+            if jobs.push(job).is_err() {
                 return fail(LlmError::Local {
                     detail: "the generation thread has stopped".into(),
                 });
@@ -324,7 +469,7 @@ impl Provider for LocalProvider {
 
 type Reader = (
     tokio::sync::mpsc::Receiver<Result<ProviderEvent, LlmError>>,
-    Waiting,
+    Counted,
 );
 
 /// The job's events, counted in `pending` until the reader drops them.
@@ -349,9 +494,10 @@ mod tests {
 
     #[test]
     fn a_panicking_generation_fails_its_own_request_and_the_next_one_runs() {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Scheduler::default());
+        let queue = jobs.clone();
         let worker = std::thread::spawn(move || {
-            serve(queue, |request, on_event, _stopped| {
+            serve(&queue, |request, on_event, _stopped| {
                 match request.model.as_str() {
                     "panic" => panic!("index out of bounds in a kernel"),
                     "fail" => return Err(LocalModelError::Inference("bad\n  0: backtrace".into())),
@@ -364,15 +510,15 @@ mod tests {
         let mut readers = Vec::new();
         for model in ["panic", "fine", "fail", "fine"] {
             let (events, receiver) = tokio::sync::mpsc::channel(8);
-            jobs.send(Job {
+            let pushed = jobs.push(Job {
                 request: request(model, &[(Role::User, "hi")]),
                 events,
                 started: None,
-            })
-            .expect("the thread is serving");
+            });
+            assert!(pushed.is_ok(), "the thread is serving");
             readers.push(receiver);
         }
-        drop(jobs);
+        jobs.close();
         worker.join().expect("the thread survives a panicking job");
         let mut first = |r: &mut tokio::sync::mpsc::Receiver<_>| r.blocking_recv();
         let outcomes: Vec<_> = readers.iter_mut().map(&mut first).collect();
@@ -387,5 +533,64 @@ mod tests {
         assert_eq!(failed.to_string(), "the local model failed");
         assert!(failed.detail().contains("backtrace"));
         assert_eq!(outcomes[3], Some(Ok(ProviderEvent::TextDelta("ok".into()))));
+    }
+
+    #[test]
+    fn waiting_requests_are_served_one_person_at_a_time_in_turn() {
+        let jobs = Scheduler::default();
+        let mut readers = Vec::new();
+        // Ann asks three times before Ben and Cai ask once each; nobody named asks last.
+        for (who, n) in [("ann", 1), ("ann", 2), ("ann", 3), ("ben", 1), ("cai", 1)]
+            .map(|(w, n)| (Some(w), n))
+            .into_iter()
+            .chain([(None, 1)])
+        {
+            let (events, receiver) = tokio::sync::mpsc::channel(1);
+            let pushed = jobs.push(Job {
+                request: ChatRequest {
+                    requester: who.map(str::to_owned),
+                    ..request(&format!("{}{n}", who.unwrap_or("anyone")), &[])
+                },
+                events,
+                started: None,
+            });
+            assert!(pushed.is_ok());
+            readers.push(receiver);
+        }
+        jobs.close();
+        let order: Vec<String> = std::iter::from_fn(|| jobs.next())
+            .map(|job| job.request.model)
+            .collect();
+        assert_eq!(order, ["ann1", "ben1", "cai1", "anyone1", "ann2", "ann3"]);
+    }
+
+    #[test]
+    fn someone_whose_reply_is_generating_waits_behind_the_others() {
+        let jobs = Scheduler::default();
+        let push = |who: &str, n: u32| {
+            let (events, receiver) = tokio::sync::mpsc::channel(1);
+            let pushed = jobs.push(Job {
+                request: ChatRequest {
+                    requester: Some(who.to_owned()),
+                    ..request(&format!("{who}{n}"), &[])
+                },
+                events,
+                started: None,
+            });
+            assert!(pushed.is_ok());
+            receiver
+        };
+        let _a1 = push("ann", 1);
+        assert_eq!(
+            jobs.next().map(|j| j.request.model).as_deref(),
+            Some("ann1")
+        );
+        // While Ann's first reply generates, she asks again, then Ben and Cai ask.
+        let _rest = [push("ann", 2), push("ben", 1), push("cai", 1)];
+        jobs.close();
+        let order: Vec<String> = std::iter::from_fn(|| jobs.next())
+            .map(|job| job.request.model)
+            .collect();
+        assert_eq!(order, ["ben1", "cai1", "ann2"]);
     }
 }

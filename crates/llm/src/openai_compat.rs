@@ -506,6 +506,7 @@ mod tests {
             messages,
             max_output_tokens,
             thinking_budget: None,
+            requester: None,
         }
     }
 

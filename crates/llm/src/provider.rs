@@ -36,6 +36,9 @@ pub struct ChatRequest {
     /// (Anthropic's extended thinking, Gemini's thought summaries). Servers that stream
     /// reasoning unasked (DeepSeek, vLLM, llama.cpp) need no field; `None` asks nothing.
     pub thinking_budget: Option<u32>,
+    /// Who asks (opaque), for a provider that one machine's capacity is shared by: the local
+    /// model serves people in turn and holds at most one waiting request per person. Never sent.
+    pub requester: Option<String>,
 }
 
 /// What OpenAI-compatible and Gemini requests ask when they continue a partial reply (they have
@@ -124,6 +127,7 @@ impl ChatRequest {
                 .collect(),
             max_output_tokens: None,
             thinking_budget: None,
+            requester: None,
         }
     }
 }

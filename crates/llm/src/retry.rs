@@ -86,7 +86,8 @@ fn retryable(error: &LlmError) -> bool {
         | LlmError::TooLarge { .. }
         | LlmError::Provider { .. }
         | LlmError::Local { .. }
-        | LlmError::Busy { .. } => return false,
+        | LlmError::Busy { .. }
+        | LlmError::OwnShareUsed { .. } => return false,
     };
     error
         .advice()

@@ -54,6 +54,7 @@ fn request(text: &str, max_output_tokens: Option<u32>) -> ChatRequest {
         messages: vec![say(Role::User, text)],
         max_output_tokens,
         thinking_budget: None,
+        requester: None,
     }
 }
 
@@ -362,6 +363,7 @@ fn the_cache_changes_no_reply() {
         messages: messages.to_vec(),
         max_output_tokens: Some(24),
         thinking_budget: None,
+        requester: None,
     };
     let mut warm = session(2048);
     // The conversation one turn earlier, then as it grew, then with its oldest exchanges left out.

@@ -96,17 +96,16 @@ pub async fn count_users(db: &Db) -> Result<i64, DbError> {
     Ok(n)
 }
 
-/// Every user with this month's spending, by name.
-pub async fn list_users(db: &Db) -> Result<Vec<UserView>, DbError> {
+/// Every user with their spending in `month` (`2026-12`), by name.
+pub async fn list_users(db: &Db, month: &str) -> Result<Vec<UserView>, DbError> {
     type Row = (String, String, bool, Option<i64>, Option<f64>, f64);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT u.id, u.username, u.is_admin, u.disabled_at, u.monthly_budget_usd,
-                (SELECT TOTAL(m.cost_usd) FROM conversations c
-                   JOIN messages m ON m.conversation_id = c.id
-                  WHERE c.owner = u.id AND m.role = 'assistant' AND m.created_at >= {})
+                (SELECT {} FROM spending WHERE owner = u.id AND month = ?)
          FROM users u ORDER BY u.username",
-        super::usage::MONTH_START_MS
+        super::usage::SPENT
     ))
+    .bind(month)
     .fetch_all(db.reader())
     .await?;
     Ok(rows
@@ -166,6 +165,7 @@ pub async fn set_budget(
 
 const OPEN_SIGNUP: &str = "open_signup";
 const DEFAULT_BUDGET: &str = "default_budget_usd";
+const MONTHLY_CAP: &str = "monthly_cap_usd";
 
 pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM site_settings")
@@ -175,6 +175,7 @@ pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
     Ok(SiteSettings {
         open_signup: value(OPEN_SIGNUP) == Some("true"),
         default_budget_usd: value(DEFAULT_BUDGET).and_then(|v| v.parse().ok()),
+        monthly_cap_usd: value(MONTHLY_CAP).and_then(|v| v.parse().ok()),
     })
 }
 
@@ -186,6 +187,7 @@ pub async fn set_site_settings(db: &Db, settings: &SiteSettings) -> Result<(), D
             DEFAULT_BUDGET,
             settings.default_budget_usd.map(|b| b.to_string()),
         ),
+        (MONTHLY_CAP, settings.monthly_cap_usd.map(|b| b.to_string())),
     ];
     for (key, value) in values {
         match value {
@@ -236,33 +238,137 @@ pub async fn audit(db: &Db, entry: &NewAuditEntry<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The latest audit entries, newest first.
-pub async fn recent_audit(db: &Db, limit: u32) -> Result<Vec<AuditEntry>, DbError> {
+/// Records a failed sign-in: the hour's entry for this account and address counts one more,
+/// or a new entry begins.
+pub async fn audit_failure(db: &Db, target: &str, address: Option<&str>) -> Result<(), DbError> {
+    const ACTION: &str = "sign-in failed";
+    let now = now_ms();
+    let mut tx = begin_write(db).await?;
+    let counted = sqlx::query(
+        "UPDATE audit_log SET count = count + 1, at = ?
+         WHERE id = (SELECT id FROM audit_log
+                      WHERE action = ? AND target = ? AND address IS ? AND at >= ?
+                      ORDER BY id DESC LIMIT 1)",
+    )
+    .bind(now)
+    .bind(ACTION)
+    .bind(target)
+    .bind(address)
+    .bind(now.saturating_sub(3_600_000))
+    .execute(&mut *tx)
+    .await?;
+    if counted.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, address, detail)
+             VALUES (?, NULL, ?, ?, ?, NULL)",
+        )
+        .bind(now)
+        .bind(ACTION)
+        .bind(target)
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Audit entries, newest first: `limit` of them before the entry `before` (an id; `None`: the
+/// newest), those whose who, what, whom, address or detail contain `filter` (any case).
+pub async fn audit_page(
+    db: &Db,
+    filter: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AuditEntry>, DbError> {
     type Row = (
+        i64,
         String,
         Option<String>,
         String,
         Option<String>,
         Option<String>,
         Option<String>,
+        i64,
+    );
+    // LIKE's own wildcards in the filter are matched as themselves.
+    let pattern = format!(
+        "%{}%",
+        filter
+            .trim()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT strftime('%Y-%m-%d %H:%M:%S', at / 1000, 'unixepoch'), actor, action, target,
-                    address, detail FROM audit_log
-             ORDER BY at DESC, id DESC LIMIT ?",
+        "SELECT id, strftime('%Y-%m-%d %H:%M:%S', at / 1000, 'unixepoch'), actor, action, target,
+                address, detail, count FROM audit_log
+          WHERE (?1 IS NULL OR id < ?1)
+            AND (?2 = '%%' OR actor LIKE ?2 ESCAPE '\\' OR action LIKE ?2 ESCAPE '\\'
+                 OR target LIKE ?2 ESCAPE '\\' OR address LIKE ?2 ESCAPE '\\'
+                 OR detail LIKE ?2 ESCAPE '\\')
+          ORDER BY id DESC LIMIT ?3",
     )
+    .bind(before)
+    .bind(&pattern)
     .bind(limit)
     .fetch_all(db.reader())
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(at, actor, action, target, address, detail)| AuditEntry {
-            at,
-            actor,
-            action,
-            target,
-            address,
-            detail,
-        })
+        .map(
+            |(id, at, actor, action, target, address, detail, count)| AuditEntry {
+                id,
+                at,
+                actor,
+                action,
+                target,
+                address,
+                detail,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            },
+        )
         .collect())
+}
+
+/// Browsers an account keeps known, newest first; older ones are forgotten.
+const DEVICES_PER_USER: i64 = 20;
+
+/// The user a known browser's token digest belongs to.
+pub async fn device_user(db: &Db, token_digest: &str) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT user_id FROM known_devices WHERE token_digest = ?")
+            .bind(token_digest)
+            .fetch_optional(db.reader())
+            .await?,
+    )
+}
+
+/// Remembers (or refreshes) a browser `user_id` signed in from; keeps the newest few.
+pub async fn remember_device(db: &Db, user_id: &str, token_digest: &str) -> Result<(), DbError> {
+    let now = now_ms();
+    let mut tx = begin_write(db).await?;
+    sqlx::query(
+        "INSERT INTO known_devices (token_digest, user_id, created_at, last_seen_at)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (token_digest) DO UPDATE SET last_seen_at = excluded.last_seen_at
+         WHERE known_devices.user_id = excluded.user_id",
+    )
+    .bind(token_digest)
+    .bind(user_id)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM known_devices WHERE user_id = ?1 AND token_digest NOT IN
+            (SELECT token_digest FROM known_devices WHERE user_id = ?1
+              ORDER BY last_seen_at DESC LIMIT ?2)",
+    )
+    .bind(user_id)
+    .bind(DEVICES_PER_USER)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -1,48 +1,264 @@
-//! What each owner spent: budgets, the usage page and its CSV export.
+//! What each owner spent: the ledger of runs budgets are counted from (one row per run, dated
+//! when it ran), the usage page and its CSV export.
 
-use super::{Db, DbError, Owner};
+use uuid::Uuid;
+
+use super::{begin_write, Db, DbError, Owner};
 use crate::model::accounts::UsageRow;
+use crate::model::{MessageStatus, Usage};
 
-/// The first millisecond of this calendar month, UTC, as SQL.
-pub(super) const MONTH_START_MS: &str =
-    "(CAST(strftime('%s', 'now', 'start of month') AS INTEGER) * 1000)";
+/// What a month's spending counts: settled runs at their cost, open ones at their reservation.
+pub(super) const SPENT: &str =
+    "TOTAL(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0) END)";
 
-/// The owner's recorded cost this calendar month (UTC), in USD. A reply counts in the month it
-/// was asked in, with every run of it (Continue adds to the same reply). Deleted conversations
-/// count too.
-pub async fn month_cost(db: &Db, owner: &Owner) -> Result<f64, DbError> {
-    let (cost,): (f64,) = sqlx::query_as(&format!(
-        "SELECT TOTAL(m.cost_usd) FROM conversations c
-           JOIN messages m ON m.conversation_id = c.id
-          WHERE c.owner = ? AND m.role = 'assistant' AND m.created_at >= {MONTH_START_MS}"
+/// A run about to call its provider, and the most it can cost.
+pub struct Reservation<'a> {
+    pub owner: &'a Owner,
+    pub message_id: Uuid,
+    pub run: u32,
+    pub model: &'a str,
+    /// `2026-12` and the moment, by the server's clock.
+    pub month: &'a str,
+    pub at_ms: i64,
+    pub reserved_usd: f64,
+    /// The prompt, generously counted (kept for an estimate should the run never end).
+    pub input_tokens: u32,
+    /// Characters of the reply's text and thinking before this run.
+    pub chars_before: u64,
+}
+
+/// The limits a reservation must fit under, in USD for the month.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// The person's own budget.
+    pub budget: Option<f64>,
+    /// Everyone's spending together (the site's cap).
+    pub site_cap: Option<f64>,
+}
+
+/// Whether the run may go ahead.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reserved {
+    Held,
+    /// Spent (settled and reserved) this month, and the budget it would pass.
+    OverBudget {
+        spent: f64,
+        budget: f64,
+    },
+    OverSiteCap {
+        spent: f64,
+        cap: f64,
+    },
+}
+
+/// Holds `r.reserved_usd` against the month if it fits under `limits` beside what is spent and
+/// held already; checked and written in one write transaction, so runs admitted at once cannot
+/// all see the same room.
+pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Reserved, DbError> {
+    let mut tx = begin_write(db).await?;
+    if let Some(budget) = limits.budget {
+        let (spent,): (f64,) = sqlx::query_as(&format!(
+            "SELECT {SPENT} FROM spending WHERE owner = ? AND month = ?"
+        ))
+        .bind(&r.owner.0)
+        .bind(r.month)
+        .fetch_one(&mut *tx)
+        .await?;
+        if spent + r.reserved_usd > budget {
+            return Ok(Reserved::OverBudget { spent, budget });
+        }
+    }
+    if let Some(cap) = limits.site_cap {
+        let (spent,): (f64,) =
+            sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = ?"))
+                .bind(r.month)
+                .fetch_one(&mut *tx)
+                .await?;
+        if spent + r.reserved_usd > cap {
+            return Ok(Reserved::OverSiteCap { spent, cap });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
+             input_tokens, chars_before)
+         VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)
+         ON CONFLICT (message_id, run) DO UPDATE SET
+             state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
+             at = excluded.at, input_tokens = excluded.input_tokens",
+    )
+    .bind(&r.owner.0)
+    .bind(r.message_id.to_string())
+    .bind(r.run)
+    .bind(r.model)
+    .bind(r.month)
+    .bind(r.at_ms)
+    .bind(r.reserved_usd.max(0.0))
+    .bind(r.input_tokens)
+    .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Reserved::Held)
+}
+
+/// What one run used and cost, as it is settled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Charge {
+    pub status: MessageStatus,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub estimated: bool,
+}
+
+/// Settles a run's reservation to its charge (a run that reserved nothing is left alone).
+pub(super) async fn settle(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    message_id: Uuid,
+    run: u32,
+    charge: &Charge,
+) -> Result<(), DbError> {
+    let field = |f: fn(&Usage) -> u32| charge.usage.as_ref().map(|u| i64::from(f(u)));
+    sqlx::query(
+        "UPDATE spending SET state = 'settled', cost_usd = ?, status = ?, input_tokens = ?,
+             cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
+             reasoning_tokens = ?, usage_estimated = ?
+         WHERE message_id = ? AND run = ? AND state = 'reserved'",
+    )
+    .bind(charge.cost_usd)
+    .bind(charge.status.as_str())
+    .bind(field(|u| u.input_tokens))
+    .bind(field(|u| u.cached_input_tokens))
+    .bind(field(|u| u.cache_write_tokens))
+    .bind(field(|u| u.output_tokens))
+    .bind(field(|u| u.reasoning_tokens))
+    .bind(charge.estimated)
+    .bind(message_id.to_string())
+    .bind(run)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not
+/// be stored): what its estimate needs.
+#[derive(Clone, Debug)]
+pub struct OpenRun {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub model: String,
+    pub input_tokens: u32,
+    /// Characters the run wrote: the reply's now, less those it began with.
+    pub chars_written: u64,
+}
+
+/// Runs still reserved whose reply is not being written (`message_id`: that reply's only).
+pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>, DbError> {
+    type Row = (i64, String, String, Option<i64>, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.id, s.message_id, s.model, s.input_tokens, s.chars_before,
+                length(m.content) + length(m.thinking)
+           FROM spending s JOIN messages m ON m.id = s.message_id
+          WHERE s.state = 'reserved' AND m.status <> 'streaming'
+            AND (?1 IS NULL OR s.message_id = ?1)",
+    )
+    .bind(message_id.map(|id| id.to_string()))
+    .fetch_all(db.reader())
+    .await?;
+    rows.into_iter()
+        .map(|(id, message_id, model, input, before, now)| {
+            Ok(OpenRun {
+                id,
+                message_id: super::uuid(&message_id)?,
+                model,
+                input_tokens: input.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+                chars_written: u64::try_from(now.saturating_sub(before)).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Settles an open run at an estimate, and adds it to its reply's figures (which had none for
+/// this run), both in one transaction.
+pub async fn settle_open_run(
+    db: &Db,
+    run: &OpenRun,
+    usage: Usage,
+    cost_usd: Option<f64>,
+) -> Result<(), DbError> {
+    let mut tx = begin_write(db).await?;
+    let settled = sqlx::query(
+        "UPDATE spending SET state = 'settled', cost_usd = ?,
+             status = (SELECT m.status FROM messages m WHERE m.id = spending.message_id),
+             input_tokens = ?, output_tokens = ?, cached_input_tokens = 0,
+             cache_write_tokens = 0, reasoning_tokens = 0, usage_estimated = 1
+         WHERE id = ? AND state = 'reserved'",
+    )
+    .bind(cost_usd)
+    .bind(usage.input_tokens)
+    .bind(usage.output_tokens)
+    .bind(run.id)
+    .execute(&mut *tx)
+    .await?;
+    if settled.rows_affected() == 1 {
+        sqlx::query(
+            "UPDATE messages SET
+                 input_tokens = COALESCE(input_tokens, 0) + ?,
+                 output_tokens = COALESCE(output_tokens, 0) + ?,
+                 cached_input_tokens = COALESCE(cached_input_tokens, 0),
+                 cache_write_tokens = COALESCE(cache_write_tokens, 0),
+                 reasoning_tokens = COALESCE(reasoning_tokens, 0),
+                 cost_usd = CASE WHEN ?3 IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ?3 END,
+                 usage_estimated = 1
+             WHERE id = ?",
+        )
+        .bind(usage.input_tokens)
+        .bind(usage.output_tokens)
+        .bind(cost_usd)
+        .bind(run.message_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What the owner has spent in `month` (settled runs at their cost, open ones at their
+/// reservation), in USD.
+pub async fn month_spent(db: &Db, owner: &Owner, month: &str) -> Result<f64, DbError> {
+    let (spent,): (f64,) = sqlx::query_as(&format!(
+        "SELECT {SPENT} FROM spending WHERE owner = ? AND month = ?"
     ))
     .bind(&owner.0)
+    .bind(month)
     .fetch_one(db.reader())
     .await?;
-    Ok(cost)
+    Ok(spent)
 }
 
-/// `2026-11`: the month budgets count now.
-pub async fn current_month(db: &Db) -> Result<String, DbError> {
-    let (month,): (String,) = sqlx::query_as("SELECT strftime('%Y-%m', 'now')")
+/// Everyone's spending in `month`.
+pub async fn site_month_spent(db: &Db, month: &str) -> Result<f64, DbError> {
+    let (spent,): (f64,) = sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = ?"))
+        .bind(month)
         .fetch_one(db.reader())
         .await?;
-    Ok(month)
+    Ok(spent)
 }
 
-/// This month's replies by day (newest first) and model.
-pub async fn month_usage(db: &Db, owner: &Owner) -> Result<Vec<UsageRow>, DbError> {
+/// The month's runs by day (newest first) and model. Runs still open count at their
+/// reservation, marked as estimates.
+pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<UsageRow>, DbError> {
     type Row = (String, String, i64, i64, i64, i64, f64, i64);
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT date(m.created_at / 1000, 'unixepoch') AS day, COALESCE(m.model, '') AS reply_model,
-                COUNT(*), COALESCE(SUM(m.input_tokens), 0), COALESCE(SUM(m.cached_input_tokens), 0),
-                COALESCE(SUM(m.output_tokens), 0), TOTAL(m.cost_usd),
-                COALESCE(MAX(m.usage_estimated), 0)
-           FROM conversations c JOIN messages m ON m.conversation_id = c.id
-          WHERE c.owner = ? AND m.role = 'assistant' AND m.created_at >= {MONTH_START_MS}
-          GROUP BY day, reply_model ORDER BY day DESC, reply_model"
+        "SELECT date(at / 1000, 'unixepoch') AS day, model,
+                COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cached_input_tokens), 0),
+                COALESCE(SUM(output_tokens), 0), {SPENT},
+                MAX(usage_estimated OR state = 'reserved')
+           FROM spending
+          WHERE owner = ? AND month = ?
+          GROUP BY day, model ORDER BY day DESC, model"
     ))
     .bind(&owner.0)
+    .bind(month)
     .fetch_all(db.reader())
     .await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -63,14 +279,16 @@ pub async fn month_usage(db: &Db, owner: &Owner) -> Result<Vec<UsageRow>, DbErro
         .collect())
 }
 
-/// One reply's figures, as the CSV export lists them.
+/// One run's figures, as the CSV export lists them.
 #[derive(Debug, sqlx::FromRow)]
-pub struct TurnFigures {
-    /// `2026-11-27T10:15:02Z`, when the question was asked.
+pub struct RunFigures {
+    /// `2026-11-27T10:15:02Z`, when the run began.
     pub time: String,
     pub conversation_id: String,
     pub turn_id: String,
+    pub run: i64,
     pub model: String,
+    /// How the run ended; `running` while it is open.
     pub status: String,
     pub input_tokens: Option<i64>,
     pub cached_input_tokens: Option<i64>,
@@ -81,18 +299,23 @@ pub struct TurnFigures {
     pub usage_estimated: bool,
 }
 
-/// Every reply of the owner, oldest first, with its figures.
-pub async fn all_turn_figures(db: &Db, owner: &Owner) -> Result<Vec<TurnFigures>, DbError> {
+/// Every run of the owner in `month`, oldest first, with its figures.
+pub async fn month_runs(db: &Db, owner: &Owner, month: &str) -> Result<Vec<RunFigures>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', m.created_at / 1000, 'unixepoch') AS time,
-                m.conversation_id, m.turn_id, COALESCE(m.model, '') AS model, m.status,
-                m.input_tokens, m.cached_input_tokens, m.cache_write_tokens, m.output_tokens,
-                m.reasoning_tokens, m.cost_usd, m.usage_estimated
-           FROM conversations c JOIN messages m ON m.conversation_id = c.id
-          WHERE c.owner = ? AND m.role = 'assistant'
-          ORDER BY m.created_at, m.conversation_id, m.position",
+        "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch') AS time,
+                m.conversation_id, m.turn_id, s.run, s.model,
+                CASE s.state WHEN 'reserved' THEN 'running' ELSE COALESCE(s.status, '') END
+                    AS status,
+                s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, s.output_tokens,
+                s.reasoning_tokens,
+                CASE s.state WHEN 'reserved' THEN s.reserved_usd ELSE s.cost_usd END AS cost_usd,
+                (s.usage_estimated OR s.state = 'reserved') AS usage_estimated
+           FROM spending s JOIN messages m ON m.id = s.message_id
+          WHERE s.owner = ? AND s.month = ?
+          ORDER BY s.at, s.id",
     )
     .bind(&owner.0)
+    .bind(month)
     .fetch_all(db.reader())
     .await?)
 }

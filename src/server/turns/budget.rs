@@ -1,53 +1,109 @@
-//! Monthly budgets: before a run sends anything, the owner's recorded cost this month plus the
-//! estimated cost of this prompt must fit their limit. A refusal is a failed reply that cost
-//! nothing, with the question kept; no provider request is made.
+//! Monthly budgets as a ledger. Before a run sends anything it reserves its worst case — the
+//! prompt, generously counted, and its whole output cap, at the model's prices — against the
+//! owner's month (and the site's), in the same write transaction that adds up what is settled
+//! and what other runs hold; when it ends it is settled to its real cost. So runs started at
+//! once cannot together pass a budget, and a run is billed to the month it ran in. A refusal is
+//! a failed reply that cost nothing, with the question kept; no provider request is made.
 
-use llm::{ChatRequest, Usage};
+use llm::Usage;
 
 use super::hub::Deps;
+use super::prompt::Prompt;
 use crate::format::format_cost;
-use crate::server::db::{self, TurnRecord};
+use crate::server::clock;
+use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
+use crate::server::db::{self, Db, DbError, TurnRecord};
+use crate::server::pricing::PriceTable;
 
-/// `Err` is the message the person sees.
-pub async fn check(deps: &Deps, record: &TurnRecord, request: &ChatRequest) -> Result<(), String> {
+/// Reserves this run's worst case. `Err` is the message the person sees.
+pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), String> {
     let turn_id = record.turn_id();
-    let unchecked = |e: db::DbError| {
+    let unchecked = |e: DbError| {
         tracing::error!(%turn_id, "could not check the budget: {e}");
         "the server could not check your monthly budget; try again".to_owned()
     };
     // Single-user mode has no user row, and so no budget.
-    let Some(limit) = db::accounts::user_by_id(&deps.db, &record.owner.0)
+    let budget = db::accounts::user_by_id(&deps.db, &record.owner.0)
         .await
         .map_err(unchecked)?
-        .and_then(|user| user.monthly_budget_usd)
-    else {
-        return Ok(());
-    };
-    let prompt = request
-        .system
-        .iter()
-        .map(String::as_str)
-        .chain(request.messages.iter().map(|m| m.content.as_str()));
-    let estimate = deps
-        .prices
-        .cost(record.model(), &Usage::estimate(prompt, ""))
-        .unwrap_or(0.0);
-    if estimate <= 0.0 {
-        // A model that costs nothing (the built-in one) answers whatever was spent.
-        return Ok(());
-    }
-    let spent = db::usage::month_cost(&deps.db, &record.owner)
+        .and_then(|user| user.monthly_budget_usd);
+    let site_cap = db::accounts::site_settings(&deps.db)
         .await
-        .map_err(unchecked)?;
-    if spent + estimate > limit {
-        tracing::info!(%turn_id, spent, estimate, limit, "refused: over the monthly budget");
-        return Err(format!(
-            "this message would take your spending this month past your budget of {} ({} spent, \
-             this prompt about {}); ask an admin to raise it, or pick a model that costs nothing",
-            format_cost(limit),
-            format_cost(spent),
-            format_cost(estimate)
-        ));
+        .map_err(unchecked)?
+        .monthly_cap_usd;
+    let model = record.model();
+    let worst = prompt.worst_case();
+    let reserved = match deps.prices.cost(model, &worst) {
+        Some(cost) => cost,
+        None if (budget.is_some() || site_cap.is_some()) && !deps.allow_unpriced_models => {
+            tracing::info!(%turn_id, model, "refused: a model with no price under a budget");
+            return Err(format!(
+                "{model} has no price on this server, so its cost cannot be counted against \
+                 your budget; pick another model, or ask an admin to give it a price"
+            ));
+        }
+        None => 0.0,
+    };
+    let now = deps.clock.now_ms();
+    let chars_before = |text: &str| u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
+    let reservation = Reservation {
+        owner: &record.owner,
+        message_id: record.reply.id,
+        run: record.reply.run,
+        model,
+        month: &clock::month_of(now),
+        at_ms: now,
+        reserved_usd: reserved,
+        input_tokens: worst.input_tokens,
+        chars_before: chars_before(&record.reply.content)
+            .saturating_add(chars_before(&record.reply.thinking)),
+    };
+    let limits = Limits { budget, site_cap };
+    match ledger::reserve(&deps.db, &reservation, limits)
+        .await
+        .map_err(unchecked)?
+    {
+        Reserved::Held => Ok(()),
+        Reserved::OverBudget { spent, budget } => {
+            tracing::info!(%turn_id, spent, reserved, budget, "refused: over the monthly budget");
+            Err(format!(
+                "this message could take your spending this month past your budget of {} ({} \
+                 spent or held by replies being written; this one may cost up to {}); ask an \
+                 admin to raise it, or pick a model that costs less",
+                format_cost(budget),
+                format_cost(spent),
+                format_cost(reserved)
+            ))
+        }
+        Reserved::OverSiteCap { spent, cap } => {
+            tracing::warn!(%turn_id, spent, reserved, cap, "refused: over the site's monthly cap");
+            Err(format!(
+                "this server has reached the spending limit its admins set for this month ({} of \
+                 {}); ask an admin, or pick a model that costs nothing",
+                format_cost(spent),
+                format_cost(cap)
+            ))
+        }
     }
-    Ok(())
+}
+
+/// Settles runs left reserved with no turn to end them (`message_id`: that reply's only) at an
+/// estimate: the prompt as reserved, and about four characters a token of what the run saved.
+/// At start-up this bills the replies a crash interrupted.
+pub async fn settle_open_runs(
+    db: &Db,
+    prices: &PriceTable,
+    message_id: Option<uuid::Uuid>,
+) -> Result<usize, DbError> {
+    let open = ledger::open_runs(db, message_id).await?;
+    for run in &open {
+        let usage = Usage {
+            input_tokens: run.input_tokens,
+            output_tokens: u32::try_from(run.chars_written.div_ceil(4)).unwrap_or(u32::MAX),
+            ..Usage::default()
+        };
+        let cost = prices.cost(&run.model, &usage);
+        ledger::settle_open_run(db, run, usage, cost).await?;
+    }
+    Ok(open.len())
 }

@@ -17,12 +17,13 @@ use super::live::{lock, spawn_lines, CancelReason, Lines, LiveTurn, Refusal};
 use super::run;
 use crate::error::ApiError;
 use crate::model::{MessageStatus, MessageView, Outcome, StreamLine, TurnEnvelope, TurnEvent};
-use crate::server::config::TurnSettings;
+use crate::server::clock::SharedClock;
+use crate::server::config::{Config, TurnSettings};
 use crate::server::db::{
     self, BeginContinuation, BeginTurn, Db, DbError, NewTurn, Owner, ReplyRef, TurnRecord,
 };
 use crate::server::input::{self, InputError};
-use crate::server::limits::{LimitError, RunningSlot, TurnLimits};
+use crate::server::limits::{LimitError, RunningSlot, Slot, TurnLimits};
 use crate::server::models::ModelCatalog;
 use crate::server::pricing::PriceTable;
 
@@ -53,6 +54,8 @@ pub enum TurnError {
     StopUnconfirmed,
     #[error("the turn could not be started")]
     StartFailed,
+    #[error("{0}")]
+    OverQuota(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -64,6 +67,7 @@ impl From<Refusal> for TurnError {
             Refusal::NoSuchTurn => TurnError::NoSuchTurn,
             Refusal::Busy => TurnError::Busy,
             Refusal::Limited(limit) => TurnError::Limited(limit),
+            Refusal::OverQuota(words) => TurnError::OverQuota(words),
             Refusal::AlreadyContinued(_) | Refusal::NotStored => TurnError::StartFailed,
         }
     }
@@ -116,6 +120,7 @@ impl From<TurnError> for ApiError {
             TurnError::Busy | TurnError::CannotContinue(_) => ApiError::Conflict(message),
             TurnError::Draining => ApiError::Unavailable(message),
             TurnError::Limited(_) => ApiError::TooManyRequests(message),
+            TurnError::OverQuota(_) => ApiError::InsufficientStorage(message),
             TurnError::StopUnconfirmed | TurnError::StartFailed => {
                 tracing::error!("{message}");
                 ApiError::Internal
@@ -133,6 +138,12 @@ pub(super) struct Deps {
     pub settings: TurnSettings,
     pub retry: RetryPolicy,
     pub limits: TurnLimits,
+    /// Runs are billed to the month this clock says they began in.
+    pub clock: SharedClock,
+    /// People with a budget may use models with no price (`RILL_ALLOW_UNPRICED_MODELS`).
+    pub allow_unpriced_models: bool,
+    /// Bytes one person may store (`RILL_STORAGE_QUOTA_MB`).
+    pub storage_quota: Option<u64>,
 }
 
 /// The turns in memory: running ones, and ended ones kept for late readers.
@@ -266,8 +277,8 @@ impl TurnHub {
         db: Db,
         models: Arc<ModelCatalog>,
         prices: Arc<PriceTable>,
-        settings: TurnSettings,
-        limits: TurnLimits,
+        config: &Config,
+        clock: SharedClock,
     ) -> Self {
         let registry = Arc::new(Registry::default());
         let closing = CancellationToken::new();
@@ -281,9 +292,12 @@ impl TurnHub {
                 db,
                 models,
                 prices,
-                settings,
+                settings: config.turns.clone(),
                 retry: RetryPolicy::default(),
-                limits,
+                limits: TurnLimits::new(&config.limits),
+                clock,
+                allow_unpriced_models: config.limits.allow_unpriced_models,
+                storage_quota: config.limits.storage_quota_bytes,
             }),
             registry,
             tasks: TaskTracker::new(),
@@ -320,6 +334,7 @@ impl TurnHub {
     /// `model` (a catalog id) switches the conversation to that model from this turn on.
     pub async fn send(self: &Arc<Self>, owner: &Owner, turn: SendTurn) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
+        let stream = self.open_stream(owner)?;
         if let Some(model) = turn
             .model
             .as_deref()
@@ -330,8 +345,15 @@ impl TurnHub {
         input::message_text(&turn.text)?;
         let hub = self.clone();
         let owner = owner.clone();
-        self.detached(async move { hub.start_turn(&owner, turn).await })
-            .await
+        let lines = self
+            .detached(async move { hub.start_turn(&owner, turn).await })
+            .await?;
+        Ok(held(lines, stream))
+    }
+
+    /// One more of the owner's open event streams, or the refusal that says they hold too many.
+    fn open_stream(&self, owner: &Owner) -> Result<Slot, TurnError> {
+        Ok(self.deps.limits.open_stream(owner)?)
     }
 
     async fn start_turn(&self, owner: &Owner, turn: SendTurn) -> Result<Lines, TurnError> {
@@ -361,6 +383,7 @@ impl TurnHub {
                 default_model: self.deps.models.default_model(),
                 system_prompt,
                 alternative_to: turn.alternative_to,
+                quota_bytes: self.deps.storage_quota,
             };
             return match db::begin_turn(&self.deps.db, owner, new_turn).await? {
                 BeginTurn::Started(record) => {
@@ -377,6 +400,11 @@ impl TurnHub {
                 BeginTurn::NoSuchTurn => {
                     claim.refuse(Refusal::NoSuchTurn);
                     Err(TurnError::NoSuchTurn)
+                }
+                BeginTurn::OverQuota { used, quota } => {
+                    let words = crate::server::quota::refusal(used, quota);
+                    claim.refuse(Refusal::OverQuota(words.clone()));
+                    Err(TurnError::OverQuota(words))
                 }
                 BeginTurn::Busy => {
                     // Busy with a reply nothing here writes (its end could not be stored)?
@@ -397,7 +425,9 @@ impl TurnHub {
     async fn follow_claimed(&self, owner: &Owner, live: Arc<LiveTurn>) -> Result<Lines, TurnError> {
         match live.begun().await {
             Ok(()) => Ok(live.follow(0, self.heartbeat())),
-            Err(Refusal::AlreadyContinued(run)) => self.events(owner, live.turn_id, run, 0).await,
+            Err(Refusal::AlreadyContinued(run)) => {
+                self.events_of(owner, live.turn_id, run, 0).await
+            }
             Err(refusal) => Err(refusal.into()),
         }
     }
@@ -437,10 +467,13 @@ impl TurnHub {
         from_run: u32,
     ) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
+        let stream = self.open_stream(owner)?;
         let hub = self.clone();
         let owner = owner.clone();
-        self.detached(async move { hub.start_continuation(&owner, turn_id, from_run).await })
-            .await
+        let lines = self
+            .detached(async move { hub.start_continuation(&owner, turn_id, from_run).await })
+            .await?;
+        Ok(held(lines, stream))
     }
 
     async fn start_continuation(
@@ -475,7 +508,7 @@ impl TurnHub {
                 }
                 BeginContinuation::AlreadyContinued { run } => {
                     claim.refuse(Refusal::AlreadyContinued(run));
-                    self.events(owner, turn_id, run, 0).await
+                    self.events_of(owner, turn_id, run, 0).await
                 }
                 BeginContinuation::NoSuchTurn => {
                     claim.refuse(Refusal::NoSuchTurn);
@@ -589,6 +622,19 @@ impl TurnHub {
         run: u32,
         after_seq: u32,
     ) -> Result<Lines, TurnError> {
+        let stream = self.open_stream(owner)?;
+        let lines = self.events_of(owner, turn_id, run, after_seq).await?;
+        Ok(held(lines, stream))
+    }
+
+    /// [`Self::events`] for a stream already counted.
+    async fn events_of(
+        &self,
+        owner: &Owner,
+        turn_id: Uuid,
+        run: u32,
+        after_seq: u32,
+    ) -> Result<Lines, TurnError> {
         match self.registry.get(turn_id) {
             Some(turn) if turn.owner == *owner => {
                 let from = if turn.run() == run && !turn.is_replay() {
@@ -623,6 +669,7 @@ impl TurnHub {
         conversation_id: Uuid,
         from_turn: Option<Uuid>,
     ) -> Result<Lines, TurnError> {
+        let stream = self.open_stream(owner)?;
         // Subscribe before reading the database, so no turn falls between the two.
         let mut latest = self.registry.watch(conversation_id);
         if !db::conversation_exists(&self.deps.db, owner, conversation_id).await? {
@@ -630,7 +677,7 @@ impl TurnHub {
         }
         let hub = self.clone();
         let owner = owner.clone();
-        Ok(spawn_lines(move |out| async move {
+        let lines = spawn_lines(move |out| async move {
             let mut announced: HashSet<(Uuid, u32)> = HashSet::new();
             let mut last_turn = from_turn;
             loop {
@@ -685,7 +732,8 @@ impl TurnHub {
                     }
                 }
             }
-        }))
+        });
+        Ok(held(lines, stream))
     }
 
     /// Sends the stored turns from `last_turn` on that were not announced yet; a reply still
@@ -822,6 +870,15 @@ impl TurnHub {
             lock(&self.registry.conversations).len(),
         )
     }
+}
+
+/// `lines`, holding `slot` (one of its owner's open streams) for as long as the reader reads.
+fn held(lines: Lines, slot: Slot) -> Lines {
+    use futures::StreamExt;
+    Box::pin(lines.map(move |line| {
+        let _held = &slot;
+        line
+    }))
 }
 
 /// A stored reply as the events that would have built it.

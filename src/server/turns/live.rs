@@ -25,6 +25,8 @@ pub enum Refusal {
     AlreadyContinued(u32),
     /// Storing the turn failed (the details are in the log).
     NotStored,
+    /// Storing the question would take its owner past their storage quota (the words say so).
+    OverQuota(String),
 }
 
 /// Why a turn was cancelled.

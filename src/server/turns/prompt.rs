@@ -20,6 +20,29 @@ pub struct Prompt {
     pub left_out: u32,
 }
 
+impl Prompt {
+    /// The most this prompt can use: every message counted generously ([`token_bound`]) and the
+    /// whole output cap written, thinking included. What a budget reserves before sending.
+    pub fn worst_case(&self) -> llm::Usage {
+        let request = &self.request;
+        let input = request
+            .system
+            .iter()
+            .map(String::as_str)
+            .chain(request.messages.iter().map(|m| m.content.as_str()))
+            .map(token_bound)
+            .fold(0, u32::saturating_add);
+        llm::Usage {
+            input_tokens: input,
+            output_tokens: request
+                .max_output_tokens
+                .unwrap_or(0)
+                .saturating_add(request.thinking_budget.unwrap_or(0)),
+            ..llm::Usage::default()
+        }
+    }
+}
+
 /// Framing tokens each message costs on top of its text (role markers and separators).
 const MESSAGE_OVERHEAD: u32 = 4;
 
@@ -135,6 +158,7 @@ pub fn build(
             messages,
             max_output_tokens: Some(max_output),
             thinking_budget: limits.thinking_tokens,
+            requester: Some(record.owner.0.clone()),
         },
         left_out,
     })

@@ -14,6 +14,7 @@ use super::hub::Deps;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
 use crate::model::{MessageStatus, Outcome, TurnEvent};
+use crate::server::db::usage::Charge;
 use crate::server::db::{self, ReplyRef, ReplyText, TurnRecord};
 use crate::server::metrics;
 
@@ -86,12 +87,6 @@ struct Reply<'a> {
     deadline: Instant,
 }
 
-/// What this run alone used and cost (a continuation's earlier runs are counted already).
-struct RunFigures {
-    usage: Option<Usage>,
-    cost_usd: Option<f64>,
-}
-
 pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
     let Some(record) = live.record().cloned() else {
         return;
@@ -133,15 +128,15 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         }
         Err(message) => (Ending::failed(message, None), None),
     };
-    let (outcome, figures) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
+    let (outcome, charge) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
-    store_and_finish(&deps, &live, &record, outcome).await;
+    store_and_finish(&deps, &live, &record, outcome, Some(&charge)).await;
     // Counted once stored: a task that dies before this is counted by `store_crashed` instead.
     metrics::turn_finished(
         record.model(),
         status,
-        figures.usage.as_ref(),
-        figures.cost_usd,
+        charge.usage.as_ref(),
+        charge.cost_usd,
         Some(started.elapsed()),
     );
 }
@@ -167,7 +162,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
     })?;
     let measure = prompt::Measure(Some(&*model.provider));
     let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;
-    budget::check(deps, record, &prompt.request).await?;
+    budget::reserve(deps, record, &prompt).await?;
     Ok((model.provider, prompt))
 }
 
@@ -327,14 +322,14 @@ fn words(duration: Duration) -> String {
 }
 
 /// The run's figures: the provider's where it reported them, an estimate otherwise; added to
-/// the figures of the runs before it (a continuation).
+/// the figures of the runs before it (a continuation) for the reply, and alone for the ledger.
 fn settle(
     deps: &Deps,
     record: &TurnRecord,
     written: &ReplyText,
     ending: Ending,
     prompt: Option<&Prompt>,
-) -> (Outcome, RunFigures) {
+) -> (Outcome, Charge) {
     let (usage, estimated) = match (ending.usage, prompt) {
         (Some(usage), _) => (Some(usage), false),
         (None, Some(prompt)) => {
@@ -368,13 +363,13 @@ fn settle(
         left_out: prompt.map_or(0, |p| p.left_out),
         error_detail: ending.detail,
     };
-    (
-        outcome,
-        RunFigures {
-            usage,
-            cost_usd: cost,
-        },
-    )
+    let charge = Charge {
+        status: outcome.status,
+        usage,
+        cost_usd: cost,
+        estimated,
+    };
+    (outcome, charge)
 }
 
 fn add_usage(a: Usage, b: Usage) -> Usage {
@@ -406,10 +401,18 @@ fn estimate_usage(request: &ChatRequest, shown: &str, reported: Option<Usage>) -
     }
 }
 
-/// Stores the reply, then emits `Finished`, so what a reader sees after `Finished` is exactly
-/// what a reload shows.
-async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, outcome: Outcome) {
+/// Stores the reply (and settles this run's reservation to `charge`), then emits `Finished`, so
+/// what a reader sees after `Finished` is exactly what a reload shows.
+async fn store_and_finish(
+    deps: &Deps,
+    live: &LiveTurn,
+    record: &TurnRecord,
+    outcome: Outcome,
+    charge: Option<&Charge>,
+) {
     let text = live.written();
+    // Rendered once, here, and kept: opening the conversation later renders nothing.
+    let html = crate::server::render::html(text.content.clone()).await;
     let reply = ReplyRef {
         owner: record.owner.clone(),
         message_id: record.reply.id,
@@ -419,7 +422,7 @@ async fn store_and_finish(deps: &Deps, live: &LiveTurn, record: &TurnRecord, out
     // full disk) is tried again before the turn gives up on it. A reply whose end could not be
     // stored stays `streaming` in the database; the hub repairs it as interrupted when asked.
     for (attempt, wait_ms) in [250u64, 1_000, 3_000, 0].into_iter().enumerate() {
-        match db::finish_reply(&deps.db, &reply, &text, &outcome).await {
+        match db::finish_reply(&deps.db, &reply, &text, &html, &outcome, charge).await {
             Ok(()) => break,
             Err(e) if wait_ms > 0 => {
                 tracing::warn!(attempt, "could not store the finished reply: {e}");
@@ -461,5 +464,9 @@ pub async fn store_crashed(deps: &Deps, live: &LiveTurn, error: &tokio::task::Jo
         cost_usd: before.cost_usd,
         ..Outcome::failed("an internal error ended this reply; the text so far is kept")
     };
-    store_and_finish(deps, live, record, outcome).await;
+    store_and_finish(deps, live, record, outcome, None).await;
+    // This run's figures died with its task: bill it at an estimate from what it saved.
+    if let Err(e) = budget::settle_open_runs(&deps.db, &deps.prices, Some(record.reply.id)).await {
+        tracing::error!("could not settle the run's spending: {e}");
+    }
 }

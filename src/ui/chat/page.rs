@@ -33,7 +33,7 @@ pub fn ChatPage() -> impl IntoView {
             match id {
                 None => Ok(None),
                 Some(id) => match Uuid::parse_str(&id) {
-                    Ok(id) => get_conversation(id).await.map(Some),
+                    Ok(id) => get_conversation(id, None).await.map(Some),
                     Err(_) => Err(ApiError::NotFound("no such conversation".into())),
                 },
             }
@@ -124,6 +124,18 @@ fn MessageList(state: ChatState) -> impl IntoView {
             <div class="empty">
                 <h1>"Rill"</h1>
                 <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
+            </div>
+        </Show>
+        <Show when=move || state.older_before.try_with(Option::is_some).unwrap_or(false)>
+            <div class="older">
+                <button
+                    type="button"
+                    class="link"
+                    on:click=move |_| state.show_older()
+                    disabled=move || state.loading_older.try_get().unwrap_or(false)
+                >
+                    "Show earlier messages"
+                </button>
             </div>
         </Show>
         <ol class="message-list">

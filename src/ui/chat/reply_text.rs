@@ -44,12 +44,15 @@ struct Shown {
     whole: bool,
     /// Keys for settled blocks, never reused.
     next_key: usize,
+    /// Table cells the settled blocks used of the reply's budget (`markdown::MAX_TABLE_CELLS`).
+    settled_cells: usize,
 }
 
 impl Shown {
     fn start_over(&mut self, whole: bool) {
         self.settled_text.clear();
         self.whole = whole;
+        self.settled_cells = 0;
     }
 }
 
@@ -129,13 +132,14 @@ async fn render_until_current(
                     text[now.settled_text.len()..].to_owned(),
                     text.len(),
                     now.whole,
+                    markdown::MAX_TABLE_CELLS.saturating_sub(now.settled_cells),
                 )
             })
         });
-        let Some(Some((tail, seen_len, whole))) = read else {
+        let Some(Some((tail, seen_len, whole, cells_left))) = read else {
             return;
         };
-        let piece = render_reply_tail(tail.clone(), !whole).await;
+        let piece = render_reply_tail(tail.clone(), !whole, cells_left).await;
         if piece.whole && !whole {
             shown.try_update_value(|now| now.start_over(true));
             settled.try_set(Vec::new());
@@ -145,6 +149,7 @@ async fn render_until_current(
             let settled_text = tail.get(..piece.settled_len).unwrap_or_default();
             let key = shown.try_update_value(|now| {
                 now.settled_text.push_str(settled_text);
+                now.settled_cells = now.settled_cells.saturating_add(piece.settled_cells);
                 now.next_key += 1;
                 now.next_key
             });
@@ -175,8 +180,8 @@ fn add_settled(groups: Groups, key: usize, html: String) {
 
 /// The markdown renderer, in its own WASM file (`cargo leptos --split`), loaded on first use.
 #[leptos::lazy]
-fn render_reply_tail(tail: String, settle: bool) -> TailRender {
-    markdown::render_tail(&tail, settle)
+fn render_reply_tail(tail: String, settle: bool, cells_left: usize) -> TailRender {
+    markdown::render_tail(&tail, settle, cells_left)
 }
 
 /// A code block's Copy button (written by `crate::markdown`, so handled here by delegation).

@@ -241,6 +241,10 @@ pub struct ChatState {
     /// The conversation's system prompt as the server has it, its revision, and every revision.
     pub system_prompt: RwSignal<String>,
     pub prompt_revisions: RwSignal<Vec<PromptRevision>>,
+    /// Older messages of the branch on screen exist before this position (the page opened with
+    /// the newest ones); "Show earlier messages" asks for them.
+    pub older_before: RwSignal<Option<u32>>,
+    pub loading_older: RwSignal<bool>,
     /// For a conversation not yet started: the system prompt set in its settings (`None`: the
     /// server's default).
     pub new_system_prompt: RwSignal<Option<String>>,
@@ -292,6 +296,8 @@ impl ChatState {
             model: RwSignal::new(None),
             system_prompt: RwSignal::new(String::new()),
             prompt_revisions: RwSignal::new(Vec::new()),
+            older_before: RwSignal::new(None),
+            loading_older: RwSignal::new(false),
             new_system_prompt: RwSignal::new(None),
             settings_open: RwSignal::new(false),
             editing: RwSignal::new(None),
@@ -361,6 +367,7 @@ impl ChatState {
         change(self.model, Some(conversation.model.clone()));
         change(self.system_prompt, conversation.system_prompt);
         change(self.prompt_revisions, conversation.system_prompts);
+        change(self.older_before, conversation.older_before);
         let entries: Vec<ChatEntry> = self.in_shown(|| {
             conversation
                 .messages
@@ -427,6 +434,8 @@ impl ChatState {
         change(self.menu_open, false);
         change(self.system_prompt, String::new());
         change(self.prompt_revisions, Vec::new());
+        change(self.older_before, None);
+        change(self.loading_older, false);
         change(self.new_system_prompt, None);
         change(self.settings_open, false);
         change(self.editing, None);
@@ -504,7 +513,7 @@ impl ChatState {
         };
         self.disconnect();
         spawn_local(async move {
-            match get_conversation(conversation_id).await {
+            match get_conversation(conversation_id, None).await {
                 Ok(view) => {
                     if self.conversation_id.try_get_untracked() == Some(Some(conversation_id)) {
                         self.display(Some(view));
@@ -589,6 +598,69 @@ impl ChatState {
 
     /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
     /// that conversation is on screen (not as long as the component whose event made it).
+    /// Puts the conversation's earlier messages above those shown, keeping what the reader sees
+    /// where it is.
+    pub fn show_older(self) {
+        let (Some(id), Some(before)) = (
+            self.conversation_id.get_untracked(),
+            self.older_before.get_untracked(),
+        ) else {
+            return;
+        };
+        if self.loading_older.get_untracked() {
+            return;
+        }
+        self.loading_older.set(true);
+        spawn_local(async move {
+            let loaded = get_conversation(id, Some(before)).await;
+            // The page may have moved to another conversation meanwhile.
+            if self.conversation_id.try_get_untracked().flatten() != Some(id) {
+                return;
+            }
+            match loaded {
+                Ok(page) => {
+                    let height = self
+                        .scroller
+                        .get_untracked()
+                        .map(|el| (el.scroll_height(), el.scroll_top()));
+                    let older: Vec<ChatEntry> = self.in_shown(|| {
+                        page.messages
+                            .into_iter()
+                            .map(ChatEntry::from_view)
+                            .collect()
+                    });
+                    self.messages.update(|shown| {
+                        let newer = std::mem::replace(shown, older);
+                        shown.extend(newer);
+                    });
+                    self.prompt_revisions.update(|known| {
+                        for revision in page.system_prompts {
+                            if known.iter().all(|k| k.revision != revision.revision) {
+                                known.push(revision);
+                            }
+                        }
+                        known.sort_by_key(|r| r.revision);
+                    });
+                    self.older_before.set(page.older_before);
+                    // Once the earlier messages are laid out, the same message stays in view.
+                    if let Some((before_height, top)) = height {
+                        let scroller = self.scroller;
+                        request_animation_frame(move || {
+                            if let Some(el) = scroller.try_get_untracked().flatten() {
+                                el.set_scroll_top(top + el.scroll_height() - before_height);
+                            }
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.notice
+                        .try_set(Some(format!("Could not load earlier messages: {e}")));
+                }
+            }
+            self.loading_older.try_set(false);
+        });
+    }
+
     fn in_shown<T>(&self, make: impl FnOnce() -> T) -> T {
         match self.shown.try_get_value().flatten() {
             Some(owner) => owner.with(make),

@@ -165,6 +165,7 @@ impl LocalModel {
             messages: Vec::new(),
             max_output_tokens: None,
             thinking_budget: None,
+            requester: None,
         })
         .len()
     }

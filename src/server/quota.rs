@@ -1,0 +1,33 @@
+//! A person's storage quota: what they store (message text, titles, system prompts) is counted by
+//! the database's own triggers (`storage_used`), and a change that would store more than the
+//! quota is refused, in words, before anything is written. A send is checked inside the
+//! transaction that stores it; a reply being written may finish past the quota by at most one
+//! reply (`RILL_MAX_REPLY_CHARS`).
+
+use super::db::{self, Owner};
+use super::AppState;
+use crate::error::ApiError;
+use crate::format::byte_size;
+
+/// What the person is told when `adding` bytes would not fit.
+pub fn refusal(used: u64, quota: u64) -> String {
+    format!(
+        "your conversations take {} of the {} this server keeps for each person; delete some \
+         to make room",
+        byte_size(used),
+        byte_size(quota)
+    )
+}
+
+/// Whether `adding` more bytes fit under the owner's quota.
+pub async fn room_for(state: &AppState, owner: &Owner, adding: usize) -> Result<(), ApiError> {
+    let Some(quota) = state.config.limits.storage_quota_bytes else {
+        return Ok(());
+    };
+    let used = db::stored_bytes(state.db.reader(), owner).await?;
+    let adding = u64::try_from(adding).unwrap_or(u64::MAX);
+    if used.saturating_add(adding) > quota {
+        return Err(ApiError::InsufficientStorage(refusal(used, quota)));
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Sign-in throttles, keyed three ways. Per account and address (5 a minute), so that guessing
+//! from one address cannot lock the owner out from another; per address (20 a minute), an IPv6
+//! /64 counting as one address; and per account, failures only (60 an hour), which bounds a
+//! guesser with many addresses. That last one never locks out a browser the account has signed
+//! in from before (a known device): the rightful person keeps signing in while a guesser is
+//! locked out, and an admin can see and clear a lockout.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::connections::address_key;
+use crate::model::accounts::Lockout;
+
+/// Sign-in attempts at one account from one address per minute (a burst of this many, then one
+/// every 12 s).
+const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
+/// Failed sign-ins at one account, from browsers it never signed in from, per hour.
+const FAILURES_PER_ACCOUNT_HOURLY: usize = 60;
+/// Sign-in attempts per client address (an IPv6 /64) per minute.
+const ATTEMPTS_PER_ADDRESS: u32 = 20;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Why an attempt must wait, and how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait(pub Duration);
+
+pub struct SignInThrottle {
+    by_account_and_address: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Recent failures per account (lower-case name), oldest first, at most the hourly limit.
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        let n = |n| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self {
+            by_account_and_address: RateLimiter::keyed(Quota::per_minute(n(
+                ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
+            ))),
+            by_address: RateLimiter::keyed(Quota::per_minute(n(ATTEMPTS_PER_ADDRESS))),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn account_key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
+impl SignInThrottle {
+    /// Counts one attempt at `username` from `address`. `known_device`: the browser has signed
+    /// in to this account before, so the account's lockout does not apply to it.
+    pub fn attempt(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+        known_device: bool,
+    ) -> Result<(), Wait> {
+        let now = DefaultClock::default().now();
+        let address = address.map(address_key);
+        if let Some(address) = address {
+            self.by_address
+                .check_key(&address)
+                .map_err(|n| Wait(n.wait_time_from(now)))?;
+        }
+        let account = account_key(username);
+        self.by_account_and_address
+            .check_key(&(account.clone(), address))
+            .map_err(|n| Wait(n.wait_time_from(now)))?;
+        // Forget keys whose limits have recovered, so that guessing many names grows nothing.
+        self.by_account_and_address.retain_recent();
+        self.by_address.retain_recent();
+        if !known_device {
+            if let Some(wait) = self.locked_for(&account) {
+                return Err(Wait(wait));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the account stays locked to unknown browsers, if it is.
+    fn locked_for(&self, account: &str) -> Option<Duration> {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = failures.get_mut(account)?;
+        forget_old(recent);
+        if recent.len() < FAILURES_PER_ACCOUNT_HOURLY {
+            return None;
+        }
+        let oldest = *recent.front()?;
+        Some((oldest + HOUR).saturating_duration_since(Instant::now()))
+    }
+
+    /// Records a failed sign-in at an account that exists (others have nothing to lock).
+    pub fn failed(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = failures.entry(account_key(username)).or_default();
+        forget_old(recent);
+        recent.push_back(Instant::now());
+        while recent.len() > FAILURES_PER_ACCOUNT_HOURLY {
+            recent.pop_front();
+        }
+        failures.retain(|_, recent| {
+            forget_old(recent);
+            !recent.is_empty()
+        });
+    }
+
+    /// Accounts with failed sign-ins in the last hour, most failures first.
+    pub fn lockouts(&self) -> Vec<Lockout> {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let mut list: Vec<Lockout> = failures
+            .iter_mut()
+            .filter_map(|(account, recent)| {
+                forget_old(recent);
+                let oldest = *recent.front()?;
+                let locked = recent.len() >= FAILURES_PER_ACCOUNT_HOURLY;
+                Some(Lockout {
+                    username: account.clone(),
+                    failures: u32::try_from(recent.len()).unwrap_or(u32::MAX),
+                    locked_for_secs: locked
+                        .then(|| (oldest + HOUR).saturating_duration_since(now).as_secs()),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            b.failures
+                .cmp(&a.failures)
+                .then(a.username.cmp(&b.username))
+        });
+        list
+    }
+
+    /// Forgets an account's failures (an admin lifting a lockout). Whether there were any.
+    pub fn clear(&self, username: &str) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&account_key(username)).is_some()
+    }
+}
+
+fn forget_old(recent: &mut VecDeque<Instant>) {
+    let now = Instant::now();
+    while recent
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= HOUR)
+    {
+        recent.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_lock_unknown_browsers_out_but_not_a_known_one_and_an_admin_clears_them() {
+        let throttle = SignInThrottle::default();
+        for _ in 0..FAILURES_PER_ACCOUNT_HOURLY {
+            throttle.failed("Erin");
+        }
+        // From a fresh address (the per-address limits are not what is tested here).
+        let fresh: IpAddr = "192.0.2.1".parse().expect("ip");
+        let Err(Wait(wait)) = throttle.attempt("erin", Some(fresh), false) else {
+            panic!("an unknown browser is locked out");
+        };
+        assert!(wait > Duration::from_secs(3500) && wait <= HOUR, "{wait:?}");
+        let other: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert!(throttle.attempt("erin", Some(other), true).is_ok());
+        let lockouts = throttle.lockouts();
+        assert_eq!(lockouts.len(), 1);
+        assert_eq!(lockouts[0].username, "erin");
+        assert_eq!(lockouts[0].failures, 60);
+        assert!(lockouts[0].locked_for_secs.is_some());
+        assert!(throttle.clear("ERIN"));
+        let third: IpAddr = "192.0.2.3".parse().expect("ip");
+        assert!(throttle.attempt("erin", Some(third), false).is_ok());
+        assert!(throttle.lockouts().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_address() {
+        let throttle = SignInThrottle::default();
+        let mut refused = false;
+        for i in 0..ATTEMPTS_PER_ADDRESS + 1 {
+            // A new address inside the same /64, and a new name, every time.
+            let ip: IpAddr = format!("2001:db8:0:1::{:x}", i + 1).parse().expect("ip");
+            if throttle
+                .attempt(&format!("name{i}"), Some(ip), false)
+                .is_err()
+            {
+                refused = true;
+            }
+        }
+        assert!(refused, "rotating inside a /64 gains nothing");
+    }
+}
