@@ -2,6 +2,12 @@
 //! Configuration comes from the environment (see `.env.example`). `rill user add --admin NAME`
 //! creates an account instead of serving (see `server/cli.rs`).
 
+/// jemalloc returns freed memory to the system after a burst; glibc's allocator kept what a
+/// burst of sign-ins or sends took (docs/allocator.md).
+#[cfg(feature = "ssr")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[cfg(feature = "ssr")]
 fn main() -> anyhow::Result<()> {
     use anyhow::Context;

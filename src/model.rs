@@ -85,9 +85,18 @@ pub struct Outcome {
     /// (`get_conversation`); events and everyone else never carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_detail: Option<String>,
+    /// The reply ended at its output cap, not where the model would have stopped (the
+    /// provider's finish reason); Continue asks for more.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_at_limit: bool,
 }
 
 impl Outcome {
+    /// A reply the model can be asked to go on with: cut short, or cut at its output cap.
+    pub fn can_continue(&self) -> bool {
+        self.status.can_continue() || (self.status == MessageStatus::Complete && self.cut_at_limit)
+    }
+
     /// A message that is whole and has no figures (a user message).
     pub fn complete() -> Self {
         Self::with_status(MessageStatus::Complete)
@@ -114,6 +123,7 @@ impl Outcome {
             cost_usd: None,
             left_out: 0,
             error_detail: None,
+            cut_at_limit: false,
         }
     }
 }

@@ -18,7 +18,10 @@ pub async fn list_models() -> Result<ModelMenu, ApiError> {
 pub async fn set_conversation_model(id: Uuid, model: String) -> Result<(), ApiError> {
     let (state, owner) = AppState::from_context()?;
     if !state.models.contains(&model) {
-        return Err(ApiError::BadRequest(format!("unknown model {model}")));
+        return Err(ApiError::BadRequest(format!(
+            "unknown model {}",
+            crate::server::input::shown(&model, 80)
+        )));
     }
     match db::set_conversation_model(&state.db, &owner, id, &model).await? {
         true => Ok(()),

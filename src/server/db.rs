@@ -455,7 +455,7 @@ macro_rules! message_columns {
             ", status, error, model,
             input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
             usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id,
-            position"
+            position, cut_at_limit"
         )
     };
 }
@@ -490,6 +490,7 @@ struct MessageRow {
     system_prompt_revision: Option<i64>,
     parent_turn_id: Option<String>,
     position: i64,
+    cut_at_limit: bool,
 }
 
 impl MessageRow {
@@ -545,6 +546,7 @@ impl TryFrom<MessageRow> for MessageView {
                 cost_usd: r.cost_usd,
                 left_out: u32::try_from(r.left_out).unwrap_or(0),
                 error_detail: None,
+                cut_at_limit: r.cut_at_limit,
             },
         })
     }
@@ -850,9 +852,11 @@ pub async fn begin_continuation(
     {
         return Ok(BeginContinuation::Busy { conversation_id });
     }
-    if !reply.outcome.status.can_continue() {
+    if !reply.outcome.can_continue() {
         return Ok(BeginContinuation::Refused(
-            "only a stopped or interrupted reply can be continued".into(),
+            "only a reply that was stopped, interrupted or cut at its length limit can be \
+             continued"
+                .into(),
         ));
     }
     if conversation.current_turn_id.as_deref() != Some(turn_id.to_string().as_str()) {
@@ -862,7 +866,8 @@ pub async fn begin_continuation(
     }
     let run = reply.run.saturating_add(1);
     let updated = sqlx::query(
-        "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL, run = ?, model = ?,
+        "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL,
+             cut_at_limit = 0, run = ?, model = ?,
              system_prompt_revision = ?, updated_at = ?
          WHERE id = ?",
     )
@@ -893,7 +898,11 @@ pub async fn begin_continuation(
 }
 
 fn title_from(text: &str) -> String {
-    let line = text
+    let visible: String = text
+        .chars()
+        .filter(|c| !crate::server::input::is_invisible(*c) || *c == '\n')
+        .collect();
+    let line = visible
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
@@ -1005,7 +1014,8 @@ pub async fn finish_reply(
         "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
             status = ?, error = ?, error_detail = ?,
             input_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
-            reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?, updated_at = ?
+            reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?,
+            cut_at_limit = ?, updated_at = ?
          WHERE id = ? AND run = ? AND {OWNED}"
     ))
     .bind(&text.content)
@@ -1023,6 +1033,7 @@ pub async fn finish_reply(
     .bind(outcome.usage_estimated)
     .bind(outcome.cost_usd)
     .bind(outcome.left_out)
+    .bind(outcome.cut_at_limit)
     .bind(now_ms())
     .bind(reply.message_id.to_string())
     .bind(reply.run)

@@ -13,10 +13,12 @@ use axum::middleware::Next;
 
 use super::config::AccessSettings;
 
-/// Host names this server answers for.
+/// Host names this server answers for, and whether people reach it over https.
 #[derive(Clone, Debug)]
 pub struct HostAllowlist {
     names: Vec<String>,
+    /// The public URL is https: answers tell browsers to use nothing else (HSTS).
+    https: bool,
 }
 
 impl HostAllowlist {
@@ -25,7 +27,10 @@ impl HostAllowlist {
         let mut names = vec!["localhost".to_owned()];
         names.extend(access.public_url.iter().map(|u| u.host.clone()));
         names.extend(access.allowed_hosts.iter().cloned());
-        Self { names }
+        Self {
+            names,
+            https: access.public_url.as_ref().is_some_and(|u| u.https),
+        }
     }
 
     /// An IP address cannot be rebound to another server, so any is allowed; a name must be
@@ -161,6 +166,13 @@ pub async fn check(
     if !is_asset {
         // Pages and API answers hold private data: never stored by a browser or a proxy.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if hosts.https {
+        // A year, this host only (the operator's other names are theirs to decide).
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     response
 }

@@ -129,7 +129,7 @@ async fn signed_in(
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
     let access = &state.config.access;
-    if let Some(name) = proxy_user(access, extensions, headers) {
+    if let Some(name) = proxy_user(access, extensions, headers)? {
         let address = client_address(access, extensions, headers);
         let user = accounts::proxy_sign_in(state, name, address).await?;
         return Ok(Some(Principal::of_user(&user, true)));
@@ -162,20 +162,36 @@ async fn signed_in(
     }
 }
 
-/// The single sign-on header's value, believed only from a trusted proxy.
+/// The single sign-on header's value, believed only from a trusted proxy. A header given twice,
+/// or holding a list, names nobody for sure and is refused (a proxy that appends to a header the
+/// client sent would otherwise let the client choose).
 fn proxy_user<'r>(
     access: &AccessSettings,
     extensions: &axum::http::Extensions,
     headers: &'r HeaderMap,
-) -> Option<&'r str> {
-    let header = access.sso_header.as_ref()?;
-    let value = headers.get(header)?;
-    let peer = peer_address(extensions)?;
+) -> Result<Option<&'r str>, ApiError> {
+    let Some(header) = access.sso_header.as_ref() else {
+        return Ok(None);
+    };
+    let mut values = headers.get_all(header).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let Some(peer) = peer_address(extensions) else {
+        return Ok(None);
+    };
     if !is_trusted(access, peer) {
         tracing::warn!(%peer, "ignored a single sign-on header from an untrusted address");
-        return None;
+        return Ok(None);
     }
-    value.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
+    let value = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
+    if values.next().is_some() || value.is_some_and(|v| v.contains(',')) {
+        tracing::warn!(%peer, "refused a single sign-on header naming more than one user");
+        return Err(ApiError::BadRequest(
+            "the single sign-on header must name exactly one user".into(),
+        ));
+    }
+    Ok(value)
 }
 
 fn peer_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {

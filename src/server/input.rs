@@ -20,13 +20,38 @@ impl From<InputError> for ApiError {
     }
 }
 
-/// A message as it will be stored: trimmed, not empty, not too long.
+/// A message as it will be stored: trimmed, not empty (nothing but spaces, control or format
+/// characters is empty), not too long.
 pub fn message_text(text: &str) -> Result<&str, InputError> {
     let text = text.trim();
-    if text.is_empty() {
+    if text.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         return Err(InputError::EmptyMessage);
     }
     within(text, "message", MAX_MESSAGE_CHARS)
+}
+
+/// Control characters (NUL, escapes) and Unicode format characters (bidirectional overrides and
+/// isolates, zero-width spaces, the byte-order mark, soft hyphens…): invisible, and able to make
+/// a title read differently than it is or look empty when it is not. Zero-width joiners are
+/// kept: emoji sequences need them.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}' | '\u{200E}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// `text` for a message to a person: at most `max` characters (then an ellipsis), so that an
+/// echoed name (a model id someone sent) cannot make an answer huge.
+pub fn shown(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// A system prompt as it will be stored: trimmed (empty means none), not too long.
@@ -34,9 +59,14 @@ pub fn system_prompt(text: &str) -> Result<&str, InputError> {
     within(text.trim(), "system prompt", MAX_SYSTEM_PROMPT_CHARS)
 }
 
-/// A conversation title as it will be stored: one line, trimmed, not empty, not too long.
+/// A conversation title as it will be stored: one line, without invisible characters
+/// ([`is_invisible`]), trimmed, not empty, not too long.
 pub fn title(text: &str) -> Result<String, InputError> {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let visible: String = text
+        .chars()
+        .filter(|c| !is_invisible(*c) || c.is_whitespace())
+        .collect();
+    let line = visible.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {
         return Err(InputError::EmptyTitle);
     }
@@ -69,6 +99,22 @@ mod tests {
             })
         );
         assert_eq!(system_prompt("  "), Ok(""));
+        // Invisible characters neither make a message nor survive in a title.
+        assert_eq!(
+            message_text("\u{200B}\u{202E}\u{FEFF}\u{0}\n"),
+            Err(InputError::EmptyMessage)
+        );
+        assert_eq!(message_text("a\u{0}b"), Ok("a\u{0}b"));
+        assert_eq!(
+            title("\u{202E}Invoice\u{2066}.exe\u{200B} \u{0}"),
+            Ok("Invoice.exe".to_owned())
+        );
+        assert_eq!(title("\u{200B}\u{202E}"), Err(InputError::EmptyTitle));
+        assert_eq!(
+            title("👨\u{200D}👩\u{200D}👧 trip"),
+            Ok("👨\u{200D}👩\u{200D}👧 trip".to_owned())
+        );
+        assert_eq!(shown(&"x".repeat(100_000), 80).chars().count(), 81);
         assert_eq!(title("  Trip\n plans  "), Ok("Trip plans".to_owned()));
         assert_eq!(title(" \n "), Err(InputError::EmptyTitle));
         assert!(matches!(

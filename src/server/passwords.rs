@@ -1,8 +1,9 @@
 //! Password hashing (argon2id, 19 MiB and tens of milliseconds of CPU each, by design) on a few
 //! threads of its own, one per core, with a short queue: a burst of sign-ins waits its turn or
 //! is told the server is busy, instead of running a hundred hashes at once (100 in parallel once
-//! took the server from 293 MB to 1,985 MB, kept for good). Memory for hashing is then at most
-//! one argon2 block per thread, reused, whatever the allocator does with freed memory.
+//! took the server from 293 MB to 1,985 MB, kept for good). At most one argon2 block per thread
+//! is then in use at a time; that freed blocks go back to the system is the allocator's part
+//! (jemalloc, see `main.rs` and docs/allocator.md: glibc's kept about 190 MiB per burst).
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;

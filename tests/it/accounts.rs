@@ -234,6 +234,13 @@ async fn the_session_cookie_is_http_only_same_site_and_renewed_at_sign_in() {
             "{cookie}"
         );
     }
+    // Browsers are told to come back over https only; plain http gets no such header.
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let plain = app.visitor().get("/signin").await;
+    assert!(plain.headers().get("strict-transport-security").is_none());
 }
 
 #[tokio::test]
@@ -776,6 +783,29 @@ async fn the_proxy_header_is_believed_only_from_trusted_proxies() {
     assert_eq!(me["username"], "mia@example.com");
     assert_eq!(me["via_proxy"], true);
     assert_eq!(me["is_admin"], false);
+    // A header given twice, or holding a list, names nobody for sure: refused.
+    let users = app.count("users").await;
+    for headers in [
+        vec!["mia@example.com", "root"],
+        vec!["mia@example.com, root"],
+    ] {
+        let mut request = app
+            .http
+            .post(format!("{}/api/current_user", app.base_url))
+            .header("content-type", "application/json")
+            .body("{}");
+        for value in headers {
+            request = request.header("x-forwarded-user", value);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 400);
+        assert!(response
+            .text()
+            .await
+            .expect("body")
+            .contains("exactly one user"));
+    }
+    assert_eq!(app.count("users").await, users, "nobody was created");
     // Not from a trusted address: the header names nobody.
     let untrusted = TestApp::with(Setup {
         access: sso("10.0.0.0/8"),

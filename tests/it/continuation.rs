@@ -150,7 +150,7 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
         .text()
         .await
         .unwrap_or_default()
-        .contains("stopped or interrupted"));
+        .contains("stopped, interrupted or cut at its length limit"));
     sqlx::query("UPDATE messages SET status = 'stopped' WHERE role = 'assistant'")
         .execute(&app.pool)
         .await
@@ -263,4 +263,54 @@ async fn two_continues_at_once_start_one_continuation_and_both_follow_it() {
     assert_eq!(finished(&a).status, MessageStatus::Complete);
     assert_eq!(finished(&b).status, MessageStatus::Complete);
     assert_eq!(app.fake.requests().len(), 2, "one continuation");
+}
+
+#[tokio::test]
+async fn a_reply_cut_at_its_length_limit_says_so_in_every_protocol_and_can_be_continued() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 5,
+        hit_token_limit: true,
+        ..FakeConfig::default()
+    })
+    .await;
+    for model in [
+        "fake/fake-model",
+        "claude/claude-fake",
+        "gemini/gemini-fake",
+    ] {
+        let turn_id = Uuid::new_v4();
+        let events = EventReader::new(
+            app.send_to(turn_id, None, "Tell a story", Some(model))
+                .await,
+        )
+        .read_to_end()
+        .await;
+        let outcome = finished(&events);
+        assert_eq!(outcome.status, MessageStatus::Complete, "{model}");
+        assert!(outcome.cut_at_limit, "{model}: the finish reason is kept");
+        // Stored so, and a reload says the same.
+        let view: rill::model::ConversationView = app
+            .post_json("get_conversation", json!({"id": conversation_of(&events)}))
+            .await
+            .json()
+            .await
+            .expect("view");
+        assert!(view.messages[1].outcome.cut_at_limit, "{model}");
+        // Continue asks for more, and the next run ends naturally.
+        app.fake.set_config(FakeConfig {
+            tokens: 3,
+            ..FakeConfig::default()
+        });
+        let more = EventReader::new(app.continue_reply(&turn_id, 1).await)
+            .read_to_end()
+            .await;
+        let outcome = finished(&more);
+        assert_eq!(outcome.status, MessageStatus::Complete, "{model}");
+        assert!(!outcome.cut_at_limit, "{model}");
+        app.fake.set_config(FakeConfig {
+            tokens: 5,
+            hit_token_limit: true,
+            ..FakeConfig::default()
+        });
+    }
 }

@@ -67,6 +67,13 @@ impl Server {
             dir.with_file_name("site")
         };
         let _ = std::fs::create_dir_all(&site);
+        // The fake's model costs $1 per million tokens in and $2 out, as in the in-process tests.
+        let prices = site.join("prices.toml");
+        std::fs::write(
+            &prices,
+            "[prices.\"fake/fake-model\"]\ninput = 1.0\noutput = 2.0\n",
+        )
+        .expect("prices");
         let mut command = match open_files {
             Some(n) => {
                 let mut shell = Command::new("sh");
@@ -87,6 +94,7 @@ impl Server {
             .env("RILL_OPENAI_COMPAT_NAME", "fake")
             .env("RILL_LOCAL_MODEL", "off")
             .env("RILL_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+            .env("RILL_CONFIG", &prices)
             .env("RUST_LOG", "warn")
             .envs(settings.iter().copied())
             .stdout(log)
@@ -302,6 +310,25 @@ async fn after_kill_9_the_reply_is_interrupted_and_keeps_all_but_its_last_moment
     let server = Server::start(&db, &fake, 5).await;
     let reply = &server.conversation(conversation_id).await.messages[1];
     assert_eq!(reply.outcome.status, MessageStatus::Interrupted);
+    // Billed at an estimate of what it wrote, not free: the run's reservation was settled at
+    // start-up.
+    let cost = reply.outcome.cost_usd.unwrap_or(0.0);
+    assert!(
+        cost > 0.0 && reply.outcome.usage_estimated,
+        "{:?}",
+        reply.outcome
+    );
+    let (state, ledger): (String, f64) = {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .expect("database");
+        sqlx::query_as("SELECT state, cost_usd FROM spending")
+            .fetch_one(&pool)
+            .await
+            .expect("the run's ledger row")
+    };
+    assert_eq!(state, "settled");
+    assert!((ledger - cost).abs() < 1e-12, "{ledger} vs {cost}");
     assert!(
         shown.starts_with(&reply.content) || reply.content.starts_with(&shown),
         "the stored text and the text shown are the same reply, each cut"

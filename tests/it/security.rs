@@ -5,7 +5,7 @@ use fake_provider::FakeConfig;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{conversation_of, TestApp};
 
 fn send_body() -> String {
     json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Hi", "model": null})
@@ -184,4 +184,29 @@ async fn pages_carry_a_nonce_csp_and_every_answer_the_security_headers() {
     assert_eq!(header(&api, "x-content-type-options"), "nosniff");
     let api_policy = header(&api, "content-security-policy");
     assert!(api_policy.contains("default-src 'none'"), "{api_policy}");
+}
+
+#[tokio::test]
+async fn a_huge_model_id_is_refused_with_400_and_not_echoed_whole() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let huge = "m".repeat(200_000);
+    let send = app
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Hi", "model": huge}),
+        )
+        .await;
+    assert_eq!(send.status(), 400);
+    let body = send.text().await.expect("body");
+    assert!(body.len() < 1_000, "{} bytes", body.len());
+    assert!(body.contains("unknown model mmm"), "{body}");
+    let conversation = conversation_of(&app.turn(None, "Hello").await);
+    let switch = app
+        .post_json(
+            "set_conversation_model",
+            json!({"id": conversation, "model": huge}),
+        )
+        .await;
+    assert_eq!(switch.status(), 400);
+    assert!(switch.text().await.expect("body").len() < 1_000);
 }

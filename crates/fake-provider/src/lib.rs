@@ -84,6 +84,9 @@ pub struct FakeConfig {
     /// Send these tokens, in this order, instead of [`token`]'s words; `tokens` is then their
     /// count. For replies with chosen text (markdown, hostile markup split at awkward places).
     pub script: Option<Vec<String>>,
+    /// End every reply as one cut at the request's output cap: finish reason `length`
+    /// (Anthropic `max_tokens`, Gemini `MAX_TOKENS`) instead of a natural stop.
+    pub hit_token_limit: bool,
     /// Reasoning tokens streamed before the text, in each protocol's own shape: OpenAI-compatible
     /// `reasoning_content` deltas (always, as DeepSeek and vLLM do), Anthropic `thinking` blocks
     /// and Gemini thought parts (only when the request asks for thinking, as the real APIs do).
@@ -133,6 +136,7 @@ impl Default for FakeConfig {
             replay: None,
             script: None,
             thinking: None,
+            hit_token_limit: false,
         }
     }
 }

@@ -130,7 +130,12 @@ pub(crate) fn openai_events(
     if !whole {
         return events;
     }
-    events.push(Event::Other(chunk(json!({}), json!("stop"))));
+    let finish = if config.hit_token_limit {
+        "length"
+    } else {
+        "stop"
+    };
+    events.push(Event::Other(chunk(json!({}), json!(finish))));
     if include_usage {
         let input = prompt_tokens.saturating_add(config.cached_tokens);
         let reasoning = reasoning_tokens(config, true);
@@ -216,7 +221,7 @@ pub(crate) fn anthropic_events(
         count(config.token_count()).saturating_add(reasoning_tokens(config, thinking_asked));
     for end in [
         json!({"type": "content_block_stop", "index": text_index}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": if config.hit_token_limit { "max_tokens" } else { "end_turn" }, "stop_sequence": null}, "usage": {"output_tokens": output}}),
         json!({"type": "message_stop"}),
     ] {
         events.push(Event::Other(anthropic_event(&end)));
@@ -269,7 +274,11 @@ pub(crate) fn gemini_events(
     if whole {
         events.push(Event::Other(chunk(
             json!({"text": ""}),
-            Some("STOP"),
+            Some(if config.hit_token_limit {
+                "MAX_TOKENS"
+            } else {
+                "STOP"
+            }),
             config.token_count(),
         )));
     }

@@ -272,9 +272,9 @@ pub(crate) fn provider_message(body: &[u8]) -> Option<String> {
 }
 
 /// A provider message fit for the page: one line with no links (an upstream URL is for the
-/// log), at most [`MAX_MESSAGE_CHARS`], `None` if empty.
+/// log) and no key-shaped words ([`redact_keys`]), at most [`MAX_MESSAGE_CHARS`], `None` if empty.
 pub(crate) fn shown_message(text: &str) -> Option<String> {
-    let line: String = text
+    let line: String = redact_keys(text)
         .split_whitespace()
         .map(|word| if word.contains("://") { "[link]" } else { word })
         .collect::<Vec<_>>()
@@ -291,10 +291,50 @@ pub(crate) fn shown_message(text: &str) -> Option<String> {
     }
 }
 
-/// Up to [`MAX_EXCERPT_BYTES`] of a body, on one line, for the log.
+/// `text` with every word that looks like a credential replaced by `[key]`: OpenAI and
+/// Anthropic keys (`sk-…`, `sk-ant-…`, `sk-proj-…`), Google's (`AIza…`), the word after
+/// `Bearer`, and any long run of letters and digits mixed (a token of another shape). A provider
+/// that echoes a key in an error must not show it to people or write it to the log.
+pub fn redact_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut after_bearer = false;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // Words are runs of the characters keys are made of; everything else is kept as is.
+        let key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let start = rest.find(key_char).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(|c: char| !key_char(c)).unwrap_or(rest.len());
+        // A full stop after a word ends the sentence; it is not part of the key.
+        let word = rest[..end].trim_end_matches('.');
+        if word.is_empty() {
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let secret = after_bearer || looks_like_key(word);
+        after_bearer = word.eq_ignore_ascii_case("bearer");
+        out.push_str(if secret { "[key]" } else { word });
+        out.push_str(&rest[word.len()..end]);
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn looks_like_key(word: &str) -> bool {
+    let prefixed = ["sk-", "sk_", "AIza", "xai-", "gsk_", "hf_"]
+        .iter()
+        .any(|p| word.starts_with(p) && word.len() >= p.len() + 12);
+    let letters = word.chars().filter(char::is_ascii_alphabetic).count();
+    let digits = word.chars().filter(char::is_ascii_digit).count();
+    prefixed || (word.len() >= 32 && letters >= 8 && digits >= 4)
+}
+
+/// Up to [`MAX_EXCERPT_BYTES`] of a body, on one line, for the log, with keys redacted.
 pub(crate) fn excerpt(body: &[u8]) -> String {
     let cut = body.len().min(MAX_EXCERPT_BYTES);
-    let mut text: String = String::from_utf8_lossy(&body[..cut])
+    let mut text: String = redact_keys(&String::from_utf8_lossy(&body[..cut]))
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -402,6 +442,26 @@ mod tests {
             retry_after: Some(Duration::from_secs(secs)),
             ..RetryAdvice::default()
         }
+    }
+
+    #[test]
+    fn keys_a_provider_echoes_are_shown_and_logged_as_key() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-proj-abcDEF1234567890xyz. Also AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv, sk-ant-api03-AbCdEf0123456789 and Bearer eyJhbGciOi.payload.sig"}}"#;
+        let error = LlmError::from_status(401, body, RetryAdvice::default());
+        let shown = error.to_string();
+        for secret in ["sk-proj", "AIzaSy", "sk-ant", "eyJhbGci"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(!error.detail().contains(secret), "{secret} in the log line");
+        }
+        assert!(
+            shown.contains("Incorrect API key provided: [key]."),
+            "{shown}"
+        );
+        // Ordinary words, ids and numbers stay.
+        assert_eq!(
+            redact_keys("model gpt-4o-mini at 2026-12-06, request req_123 failed (429)"),
+            "model gpt-4o-mini at 2026-12-06, request req_123 failed (429)"
+        );
     }
 
     #[test]

@@ -201,15 +201,16 @@ pub async fn settle_open_run(
     .await?;
     if settled.rows_affected() == 1 {
         sqlx::query(
+            // Numbered throughout: sqlx numbers bare `?` apart from `?N`.
             "UPDATE messages SET
-                 input_tokens = COALESCE(input_tokens, 0) + ?,
-                 output_tokens = COALESCE(output_tokens, 0) + ?,
+                 input_tokens = COALESCE(input_tokens, 0) + ?1,
+                 output_tokens = COALESCE(output_tokens, 0) + ?2,
                  cached_input_tokens = COALESCE(cached_input_tokens, 0),
                  cache_write_tokens = COALESCE(cache_write_tokens, 0),
                  reasoning_tokens = COALESCE(reasoning_tokens, 0),
                  cost_usd = CASE WHEN ?3 IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ?3 END,
                  usage_estimated = 1
-             WHERE id = ?",
+             WHERE id = ?4",
         )
         .bind(usage.input_tokens)
         .bind(usage.output_tokens)

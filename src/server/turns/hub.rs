@@ -340,7 +340,7 @@ impl TurnHub {
             .as_deref()
             .filter(|m| !self.deps.models.contains(m))
         {
-            return Err(TurnError::UnknownModel(model.to_owned()));
+            return Err(TurnError::UnknownModel(input::shown(model, 80)));
         }
         input::message_text(&turn.text)?;
         let hub = self.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use llm::{ChatRequest, LlmError, Provider, ProviderEvent, Retry, Usage};
+use llm::{ChatRequest, FinishReason, LlmError, Provider, ProviderEvent, Retry, Usage};
 use tokio::time::Instant;
 
 use super::budget;
@@ -29,6 +29,8 @@ struct Ending {
     usage_so_far: Option<Usage>,
     /// The provider's failure in full, for admins and the log.
     detail: Option<String>,
+    /// The provider said the reply ended at its output cap.
+    cut_at_limit: bool,
 }
 
 impl Ending {
@@ -39,6 +41,7 @@ impl Ending {
             usage: None,
             usage_so_far,
             detail: None,
+            cut_at_limit: false,
         }
     }
 
@@ -57,6 +60,7 @@ impl Ending {
                 usage: None,
                 usage_so_far,
                 detail: None,
+                cut_at_limit: false,
             },
             Some(CancelReason::Stop) | None => Self {
                 status: MessageStatus::Stopped,
@@ -64,6 +68,7 @@ impl Ending {
                 usage: None,
                 usage_so_far,
                 detail: None,
+                cut_at_limit: false,
             },
         }
     }
@@ -209,6 +214,7 @@ impl Reply<'_> {
     ) -> Result<Ending, (LlmError, Option<Usage>)> {
         let mut events = provider.stream_chat(request);
         let mut usage = None;
+        let mut cut_at_limit = false;
         let ending = loop {
             tokio::select! {
                 // Stop wins over any event that is ready at the same time.
@@ -246,7 +252,9 @@ impl Reply<'_> {
                         self.live.emit(TurnEvent::Queued { ahead: u32::try_from(ahead).unwrap_or(u32::MAX) });
                     }
                     Some(Ok(ProviderEvent::Usage(u))) => usage = Some(u),
-                    Some(Ok(ProviderEvent::Finished(_))) => {}
+                    Some(Ok(ProviderEvent::Finished(reason))) => {
+                        cut_at_limit = reason == FinishReason::Length;
+                    }
                     Some(Err(error)) => break Err((error, usage)),
                     None => break Ok(Ending {
                         status: MessageStatus::Complete,
@@ -254,6 +262,7 @@ impl Reply<'_> {
                         usage,
                         usage_so_far: None,
                         detail: None,
+                        cut_at_limit,
                     }),
                 },
             }
@@ -362,6 +371,7 @@ fn settle(
         },
         left_out: prompt.map_or(0, |p| p.left_out),
         error_detail: ending.detail,
+        cut_at_limit: ending.cut_at_limit,
     };
     let charge = Charge {
         status: outcome.status,

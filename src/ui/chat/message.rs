@@ -248,7 +248,10 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
     let status = move || entry.outcome.try_with(status_text).flatten();
     let left_out = move || entry.outcome.try_with(|o| o.left_out).unwrap_or(0);
     let can_continue = move || {
-        entry.status().is_some_and(MessageStatus::can_continue)
+        entry
+            .outcome
+            .try_with(Outcome::can_continue)
+            .unwrap_or(false)
             && !state.is_streaming()
             && state.is_last_reply(&entry)
     };
@@ -312,6 +315,9 @@ fn status_text(outcome: &Outcome) -> Option<String> {
         MessageStatus::Stopped => Some("Stopped".to_owned()),
         MessageStatus::Failed => Some(because("Failed")),
         MessageStatus::Interrupted => Some(because("Interrupted")),
+        MessageStatus::Complete if outcome.cut_at_limit => {
+            Some("Cut at the length limit".to_owned())
+        }
         MessageStatus::Streaming | MessageStatus::Complete => None,
     }
 }
@@ -414,6 +420,15 @@ mod tests {
             status_text(&interrupted).as_deref(),
             Some("Interrupted: the server shut down during this reply")
         );
+        let cut = Outcome {
+            cut_at_limit: true,
+            ..Outcome::complete()
+        };
+        assert_eq!(
+            status_text(&cut).as_deref(),
+            Some("Cut at the length limit")
+        );
+        assert!(cut.can_continue());
         assert_eq!(
             left_out_text(1),
             "1 earlier message not sent (context window)"
