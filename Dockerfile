@@ -5,7 +5,10 @@
 # first admin with `docker exec -it CONTAINER rill user add --admin NAME` (see README, "Container").
 # Needs BuildKit (the default builder in current Docker) for the cache mounts.
 
-ARG DEBIAN_IMAGE=debian:bookworm-slim
+# Pinned by digest: debian:bookworm-slim as published on 2026-08-03 (the index digest that
+# docker-library/repo-info records). Bump it deliberately; scripts/test-container.sh, which has
+# no registry, passes an image of its own here.
+ARG DEBIAN_IMAGE=debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241
 
 # ---- tools: Rust, cargo-leptos, wasm-bindgen, wasm-opt, cmake/clang for llama.cpp -------------
 # Rebuilt only when the install script changes.
@@ -29,14 +32,19 @@ RUN apt-get update \
 # npm and pip read the system's CA bundle too (node and pip otherwise carry their own).
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
-# rustup-init straight from rustup's distribution server (as the official Rust images do).
+# rustup-init from rustup's archive at a fixed version, checked against its SHA-256 before it
+# runs (the values the official Rust images pin).
+ARG RUSTUP_VERSION=1.28.2
 RUN case "$(dpkg --print-architecture)" in \
-      amd64) triple=x86_64-unknown-linux-gnu ;; \
-      arm64) triple=aarch64-unknown-linux-gnu ;; \
+      amd64) triple=x86_64-unknown-linux-gnu \
+             sha=20a06e644b0d9bd2fbdbfd52d42540bdde820ea7df86e92e533c073da0cdd43c ;; \
+      arm64) triple=aarch64-unknown-linux-gnu \
+             sha=e3853c5a252fca15252d07cb23a1bdd9377a8c6f3efa01531109281ae47f841c ;; \
       *) echo "unsupported architecture" >&2; exit 1 ;; \
     esac \
  && curl --proto '=https' --tlsv1.2 -sSfo /tmp/rustup-init \
-      "https://static.rust-lang.org/rustup/dist/${triple}/rustup-init" \
+      "https://static.rust-lang.org/rustup/archive/${RUSTUP_VERSION}/${triple}/rustup-init" \
+ && echo "${sha} /tmp/rustup-init" | sha256sum -c - \
  && chmod +x /tmp/rustup-init \
  && /tmp/rustup-init -y --no-modify-path --profile minimal \
       --default-toolchain "${RUST_VERSION}" --target wasm32-unknown-unknown \
@@ -68,8 +76,9 @@ RUN RILL_LOCAL_MODEL=/out/SmolLM2-135M-Instruct.Q4_1.gguf bash scripts/fetch-mod
 # ---- hosted: the runtime without a local model ----------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS hosted
 # Only the C++ runtime beyond libc, already in the base; TLS roots are compiled in (webpki-roots).
+# The data directory is the server's alone (Rill refuses a database others could read).
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home rill \
- && mkdir -p /data && chown rill:rill /data
+ && install -d -m 0700 -o rill -g rill /data
 COPY --from=build /out/rill /out/hash.txt /usr/local/bin/
 COPY --from=build /out/site /usr/local/share/rill/site
 ENV LEPTOS_SITE_ADDR=0.0.0.0:3000 \

@@ -31,11 +31,19 @@ ensure_docker() {
   fi
 }
 
-# The Dockerfile names debian:bookworm-slim. Without a registry, build the same thing from
-# Debian's archive (debootstrap minbase, trimmed like the official slim image) and tag it so.
+# The Dockerfile pins debian:bookworm-slim by digest. With a registry that is what is built on;
+# without one, the same thing is built from Debian's archive (debootstrap minbase, trimmed like
+# the official slim image), tagged debian:bookworm-slim and passed in as DEBIAN_IMAGE.
+base_image=""
 ensure_base_image() {
+  local pinned
+  pinned=$(awk -F= '/^ARG DEBIAN_IMAGE=/ { print $2; exit }' Dockerfile)
+  if docker image inspect "$pinned" >/dev/null 2>&1 || docker pull "$pinned" >/dev/null 2>&1; then
+    base_image=$pinned
+    return
+  fi
+  base_image=debian:bookworm-slim
   docker image inspect debian:bookworm-slim >/dev/null 2>&1 && return
-  docker pull debian:bookworm-slim >/dev/null 2>&1 && return
   log "no registry: making debian:bookworm-slim with debootstrap"
   command -v debootstrap >/dev/null || {
     as_root apt-get update -qq
@@ -61,7 +69,8 @@ docker_build() {
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     ca=$(cat /usr/local/share/ca-certificates/*.crt)
   fi
-  DOCKER_BUILDKIT=1 "$client" build --build-arg EXTRA_CA_CERT="$ca" "$@"
+  DOCKER_BUILDKIT=1 "$client" build --build-arg EXTRA_CA_CERT="$ca" \
+    --build-arg DEBIAN_IMAGE="$base_image" "$@"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -22,6 +22,9 @@ cargo fmt --all -- --check
 step "dependencies"
 bash scripts/check-deps.sh
 
+step "security advisories (RustSec, offline)"
+bash scripts/check-advisories.sh
+
 step "clippy (server build)"
 cargo clippy --workspace --all-targets --features ssr -- -D warnings
 step "clippy (browser build)"

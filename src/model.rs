@@ -203,6 +203,20 @@ pub struct ConversationView {
     /// asks for them with `get_conversation(id, before)`.
     #[serde(default)]
     pub older_before: Option<u32>,
+    /// The figures of the older messages not sent, so the conversation's totals stay whole.
+    #[serde(default)]
+    pub older_totals: Totals,
+}
+
+/// Tokens and cost added up over messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// `None` when no message had a known cost.
+    pub cost_usd: Option<f64>,
+    /// Some figures are estimates.
+    pub estimated: bool,
 }
 
 /// One version of a conversation's system prompt (numbered from 1; the text may be empty when

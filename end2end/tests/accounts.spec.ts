@@ -38,7 +38,12 @@ test("a team: the admin creates a user with a budget, who chats until the budget
   const database = tempDatabase();
   const prices = join(dirname(database), "rill.toml");
   writeFileSync(prices, '[prices."fake/fake-model"]\ninput = 1.0\noutput = 2.0\n');
-  const rill = new RillProcess(base + 5, database, { RILL_AUTH: "accounts", RILL_CONFIG: prices });
+  // Replies capped at 100 tokens: a budget reserves a reply's worst case before it is sent.
+  const rill = new RillProcess(base + 5, database, {
+    RILL_AUTH: "accounts",
+    RILL_CONFIG: prices,
+    RILL_MAX_OUTPUT_TOKENS: "100",
+  });
   rill.addUser("root", "root-password", true);
   await rill.start();
   try {
@@ -53,18 +58,19 @@ test("a team: the admin creates a user with a budget, who chats until the budget
     await expect(admin).toHaveURL(`${rill.url}/admin`);
     await admin.getByLabel("Username", { exact: true }).fill("alice");
     await admin.getByLabel("Password", { exact: true }).fill("alice-password");
-    await admin.getByLabel("Monthly budget ($, empty: no limit)").fill("0.0002");
+    await admin.getByLabel("Monthly budget ($, empty: no limit)").fill("0.0003");
     await admin.getByRole("button", { name: "Create user" }).click();
     const aliceRow = admin.locator('tr[data-user="alice"]');
     await expect(aliceRow).toBeVisible();
-    await expect(aliceRow.getByLabel("Monthly budget of alice")).toHaveValue("0.0002");
+    await expect(aliceRow.getByLabel("Monthly budget of alice")).toHaveValue("0.0003");
     await admin.screenshot({ path: "test-results/admin-page.png", fullPage: true });
 
     const alice = await (await browser.newContext()).newPage();
     const aliceProblems = await watch(alice);
     await signIn(alice, rill.url, "alice", "alice-password");
     await expect(alice.locator(".conversation-list li")).toHaveCount(0);
-    // 100 output tokens cost $0.0002: the first reply fits the budget, the second does not.
+    // 100 output tokens cost $0.0002: the first reply's worst case fits the budget; with it
+    // spent, the second's does not.
     await configureFake(alice, { tokens: 100, token_delay_ms: 2 });
     await send(alice, "Hello");
     await expect(lastReply(alice)).toHaveAttribute("data-status", "complete");

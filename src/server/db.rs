@@ -22,7 +22,7 @@ use self::branches::BRANCH_FROM_TURN;
 use crate::error::ApiError;
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageStatus, MessageView, Outcome,
-    PromptRevision, Role, Usage, CONVERSATIONS_PAGE,
+    PromptRevision, Role, Totals, Usage, CONVERSATIONS_PAGE,
 };
 
 pub mod accounts;
@@ -386,6 +386,10 @@ pub async fn get_conversation(
     let older_before = older
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
         .flatten();
+    let older_totals = match older_before {
+        Some(position) => branch_totals(db, &row, id, position).await?,
+        None => Totals::default(),
+    };
     let alternatives = branches::alternatives(db.reader(), id).await?;
     // The revisions the window's replies were written with, and the one in effect.
     let used: std::collections::BTreeSet<i64> = rows
@@ -407,6 +411,7 @@ pub async fn get_conversation(
     Ok(Some(ConversationView {
         id,
         older_before,
+        older_totals,
         system_prompt_revision: row.revision(),
         system_prompts: revisions
             .into_iter()
@@ -433,6 +438,34 @@ pub async fn get_conversation(
             })
             .collect::<Result<_, DbError>>()?,
     }))
+}
+
+/// The figures of the branch's messages before `position`.
+async fn branch_totals(
+    db: &Db,
+    conversation: &ConversationRow,
+    id: Uuid,
+    position: u32,
+) -> Result<Totals, DbError> {
+    let (input, output, cost, costed, estimated): (i64, i64, f64, i64, i64) =
+        sqlx::query_as(&format!(
+            "{BRANCH_FROM_TURN}
+             SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+                    TOTAL(cost_usd), COUNT(cost_usd), COALESCE(MAX(usage_estimated), 0)
+               FROM messages
+              WHERE conversation_id = ? AND turn_id IN branch AND position < ?"
+        ))
+        .bind(&conversation.current_turn_id)
+        .bind(id.to_string())
+        .bind(i64::from(position))
+        .fetch_one(db.reader())
+        .await?;
+    Ok(Totals {
+        input_tokens: u64::try_from(input).unwrap_or(0),
+        output_tokens: u64::try_from(output).unwrap_or(0),
+        cost_usd: (costed > 0).then_some(cost),
+        estimated: estimated != 0,
+    })
 }
 
 /// A `messages` row's owner check (see the module note); the owner is bound at its bare `?`, so

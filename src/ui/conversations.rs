@@ -131,6 +131,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                                 let more = (list.len() >= CONVERSATIONS_PAGE)
                                     .then(|| list.last().map(cursor_of))
                                     .flatten();
+                                let older = OlderConversations::new(more);
                                 let older_on_delete = on_delete.clone();
                                 view! {
                                     <ul class="conversation-list">
@@ -138,8 +139,16 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                                             let on_delete = on_delete.clone();
                                             view! { <ConversationItem state active conversation=c problem on_delete /> }
                                         }).collect_view()}
+                                        <For each=move || older.shown.try_get().unwrap_or_default() key=|c| c.id let:conversation>
+                                            <ConversationItem state active conversation problem on_delete=older_on_delete.clone() />
+                                        </For>
                                     </ul>
-                                    <OlderConversations state active problem on_delete=older_on_delete after=more />
+                                    <Show when=move || older.next.try_with(Option::is_some).unwrap_or(false)>
+                                        <button type="button" class="link show-more" on:click=move |_| older.load(problem)
+                                            disabled=move || older.loading.try_get().unwrap_or(false)>
+                                            "Show older conversations"
+                                        </button>
+                                    </Show>
                                 }.into_any()
                             }
                             Err(e) => view! { <p class="notice">{format!("Could not list conversations: {e}")}</p> }.into_any(),
@@ -165,52 +174,45 @@ fn cursor_of(conversation: &ConversationSummary) -> ConversationCursor {
     }
 }
 
-/// The conversations after the first page, a page at a time on request. `after`: where the
-/// shown list ends, when it may go on.
-#[component]
-fn OlderConversations(
-    state: ChatState,
-    active: RwSignal<Option<Uuid>>,
-    problem: RwSignal<Option<String>>,
-    on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
-    after: Option<ConversationCursor>,
-) -> impl IntoView {
-    let older = RwSignal::new(Vec::<ConversationSummary>::new());
-    let next = RwSignal::new(after);
-    let loading = RwSignal::new(false);
-    let show_more = move |_| {
-        let Some(cursor) = next.get_untracked() else {
+/// The conversations after the first page, a page at a time on request.
+#[derive(Clone, Copy)]
+struct OlderConversations {
+    shown: RwSignal<Vec<ConversationSummary>>,
+    /// Where the list shown so far ends, while it may go on.
+    next: RwSignal<Option<ConversationCursor>>,
+    loading: RwSignal<bool>,
+}
+
+impl OlderConversations {
+    fn new(after: Option<ConversationCursor>) -> Self {
+        Self {
+            shown: RwSignal::new(Vec::new()),
+            next: RwSignal::new(after),
+            loading: RwSignal::new(false),
+        }
+    }
+
+    /// Appends the next page.
+    fn load(self, problem: RwSignal<Option<String>>) {
+        let Some(cursor) = self.next.get_untracked() else {
             return;
         };
-        loading.set(true);
+        self.loading.set(true);
         spawn_local(async move {
             match list_conversations(Some(cursor)).await {
                 Ok(page) => {
                     let more = (page.len() >= CONVERSATIONS_PAGE)
                         .then(|| page.last().map(cursor_of))
                         .flatten();
-                    older.try_update(|shown| shown.extend(page));
-                    next.try_set(more);
+                    self.shown.try_update(|shown| shown.extend(page));
+                    self.next.try_set(more);
                 }
                 Err(e) => {
                     problem.try_set(Some(format!("Could not list conversations: {e}")));
                 }
             }
-            loading.try_set(false);
+            self.loading.try_set(false);
         });
-    };
-    view! {
-        <ul class="conversation-list older-conversations">
-            <For each=move || older.try_get().unwrap_or_default() key=|c| c.id let:conversation>
-                <ConversationItem state active conversation problem on_delete=on_delete.clone() />
-            </For>
-        </ul>
-        <Show when=move || next.try_with(Option::is_some).unwrap_or(false)>
-            <button type="button" class="link show-more" on:click=show_more
-                disabled=move || loading.try_get().unwrap_or(false)>
-                "Show older conversations"
-            </button>
-        </Show>
     }
 }
 

@@ -411,6 +411,17 @@ async fn a_long_conversation_opens_at_its_newest_messages_and_pages_back() {
         .collect();
     let expected: Vec<String> = (1..=30).map(|i| format!("Question {i}")).collect();
     assert_eq!(questions, expected, "the pages join without gap or overlap");
+    // The window's totals and the older ones' add up to the whole conversation's.
+    let output = |view: &rill::model::ConversationView| -> u64 {
+        view.messages
+            .iter()
+            .filter_map(|m| m.outcome.usage)
+            .map(|u| u64::from(u.output_tokens))
+            .sum()
+    };
+    assert_eq!(newest.older_totals.output_tokens, output(&older));
+    assert_eq!(older.older_totals.output_tokens, 0);
+    assert_eq!(newest.older_totals.output_tokens + output(&newest), 30 * 3);
 }
 
 #[tokio::test]

@@ -592,6 +592,13 @@ impl TurnHub {
         let repaired = db::interrupt_reply(&self.deps.db, &reply).await?;
         if repaired {
             tracing::warn!(message_id = %reply.message_id, "a reply left streaming with nothing writing it was marked interrupted");
+            // Its run's reservation is settled at an estimate, as after a crash.
+            super::budget::settle_open_runs(
+                &self.deps.db,
+                &self.deps.prices,
+                Some(reply.message_id),
+            )
+            .await?;
         }
         Ok(repaired)
     }

@@ -20,7 +20,7 @@ use crate::api::turns::{
 use crate::error::ApiError;
 use crate::model::{
     ndjson, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role,
-    StreamLine, TurnEvent, HEARTBEAT_SECS,
+    StreamLine, Totals, TurnEvent, HEARTBEAT_SECS,
 };
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
@@ -244,6 +244,8 @@ pub struct ChatState {
     /// Older messages of the branch on screen exist before this position (the page opened with
     /// the newest ones); "Show earlier messages" asks for them.
     pub older_before: RwSignal<Option<u32>>,
+    /// The figures of those older messages, for the conversation's totals.
+    pub older_totals: RwSignal<Totals>,
     pub loading_older: RwSignal<bool>,
     /// For a conversation not yet started: the system prompt set in its settings (`None`: the
     /// server's default).
@@ -297,6 +299,7 @@ impl ChatState {
             system_prompt: RwSignal::new(String::new()),
             prompt_revisions: RwSignal::new(Vec::new()),
             older_before: RwSignal::new(None),
+            older_totals: RwSignal::new(Totals::default()),
             loading_older: RwSignal::new(false),
             new_system_prompt: RwSignal::new(None),
             settings_open: RwSignal::new(false),
@@ -368,6 +371,7 @@ impl ChatState {
         change(self.system_prompt, conversation.system_prompt);
         change(self.prompt_revisions, conversation.system_prompts);
         change(self.older_before, conversation.older_before);
+        change(self.older_totals, conversation.older_totals);
         let entries: Vec<ChatEntry> = self.in_shown(|| {
             conversation
                 .messages
@@ -435,6 +439,7 @@ impl ChatState {
         change(self.system_prompt, String::new());
         change(self.prompt_revisions, Vec::new());
         change(self.older_before, None);
+        change(self.older_totals, Totals::default());
         change(self.loading_older, false);
         change(self.new_system_prompt, None);
         change(self.settings_open, false);
@@ -642,6 +647,7 @@ impl ChatState {
                         known.sort_by_key(|r| r.revision);
                     });
                     self.older_before.set(page.older_before);
+                    self.older_totals.set(page.older_totals);
                     // Once the earlier messages are laid out, the same message stays in view.
                     if let Some((before_height, top)) = height {
                         let scroller = self.scroller;
@@ -1152,9 +1158,16 @@ impl ChatState {
     }
 
     /// Token and cost totals of the replies on screen: (input, output, cost, any estimated).
+    /// The conversation's figures: those of the messages shown, and of the older ones not loaded.
     pub fn totals(&self) -> (u64, u64, Option<f64>, bool) {
+        let older = self.older_totals.get();
         self.messages.with(|messages| {
-            let mut totals = (0u64, 0u64, None::<f64>, false);
+            let mut totals = (
+                older.input_tokens,
+                older.output_tokens,
+                older.cost_usd,
+                older.estimated,
+            );
             for entry in messages {
                 entry.outcome.with(|o| {
                     if let Some(usage) = o.usage {

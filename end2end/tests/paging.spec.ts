@@ -1,0 +1,67 @@
+import { type Page } from "@playwright/test";
+import { expect, test } from "./fixtures";
+import { configureFake } from "./helpers";
+import { RillProcess, tempDatabase } from "./processes";
+
+const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);
+
+/// Sends `text` as the page would and reads the turn to its end; returns its conversation.
+async function turn(page: Page, url: string, text: string, conversation: string | null): Promise<string> {
+  const response = await page.request.post(`${url}/api/send_message`, {
+    data: { turn_id: crypto.randomUUID(), conversation_id: conversation, text, model: null },
+  });
+  expect(response.ok()).toBeTruthy();
+  for (const line of (await response.text()).split("\n")) {
+    if (!line) continue;
+    const parsed = JSON.parse(line);
+    if (parsed.line === "event" && parsed.event.type === "started") return parsed.event.conversation_id;
+  }
+  throw new Error("the turn did not start");
+}
+
+test("a long conversation opens at its newest messages, and earlier messages and older conversations come on request", async ({ page }) => {
+  // A server of its own, whose limits let the test build a long history quickly.
+  const rill = new RillProcess(base + 6, tempDatabase(), {
+    RILL_TURNS_PER_MINUTE: "100000",
+    RILL_WRITES_PER_MINUTE: "100000",
+  });
+  await rill.start();
+  try {
+    await configureFake(page, { tokens: 2, token_delay_ms: 0 });
+    // 105 short conversations, then one of 25 turns: the newest.
+    for (let i = 1; i <= 105; i++) await turn(page, rill.url, `Conversation ${i}`, null);
+    let conversation: string | null = null;
+    for (let i = 1; i <= 25; i++) conversation = await turn(page, rill.url, `Question ${i}`, conversation);
+
+    await page.goto(`${rill.url}/c/${conversation}`);
+    await expect(page.locator("html[data-hydrated]")).toBeAttached();
+    const questions = page.locator("li.message.user .content");
+    // The newest 40 messages: whole turns, from the 6th question.
+    await expect(questions).toHaveCount(20);
+    await expect(questions.first()).toHaveText("Question 6");
+    await expect(questions.last()).toHaveText("Question 25");
+
+    // Earlier messages come above, and what the reader was looking at stays where it was.
+    const list = page.locator(".messages");
+    await list.evaluate((el) => (el.scrollTop = 0));
+    const sixth = questions.first();
+    const before = (await sixth.boundingBox())!.y;
+    await page.getByRole("button", { name: "Show earlier messages", exact: true }).click();
+    await expect(questions).toHaveCount(25);
+    await expect(questions.first()).toHaveText("Question 1");
+    await expect(page.getByRole("button", { name: "Show earlier messages", exact: true })).toHaveCount(0);
+    const sixthNow = page.locator("li.message.user .content", { hasText: /^Question 6$/ });
+    await expect.poll(async () => Math.abs((await sixthNow.boundingBox())!.y - before)).toBeLessThan(2);
+
+    // The sidebar lists 100 conversations, and the rest on request.
+    const items = page.locator(".conversation-list li");
+    await expect(items).toHaveCount(100);
+    await page.getByRole("button", { name: "Show older conversations", exact: true }).click();
+    await expect(items).toHaveCount(106);
+    await expect(page.locator(".conversation-list li a", { hasText: /^Conversation 1$/ })).toHaveCount(1);
+    await expect(page.getByRole("button", { name: "Show older conversations", exact: true })).toHaveCount(0);
+    await page.screenshot({ path: "test-results/paging.png" });
+  } finally {
+    await rill.stop();
+  }
+});
