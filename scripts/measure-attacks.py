@@ -359,7 +359,8 @@ def main():
     time.sleep(0.5)
     try:
         print("connections")
-        rill = Rill(args.rill, fake_url)
+        # Replies capped at 100 tokens: at these prices a reply costs at most about $0.20.
+        rill = Rill(args.rill, fake_url, extra={"RILL_MAX_OUTPUT_TOKENS": "100"})
         slowloris(rill)
         idle_with_few_files(args.rill, fake_url)
         streams(rill)

@@ -149,7 +149,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let database = db.clone();
     let state = AppState::new(db, config, local_model)
         .await
-        .context("loading the price table")?;
+        .context("starting the server's state")?;
     for notice in state.models.notices() {
         tracing::warn!("{notice}");
     }

@@ -97,8 +97,12 @@ pub fn table_cells(text: &str, budget: usize) -> (usize, Option<usize>) {
     let mut total = 0usize;
     let mut group = Group::default();
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim().is_empty() {
+    for line in lines(text) {
+        // Blank as CommonMark says: spaces and tabs only (a no-break space makes a table row).
+        if line
+            .bytes()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
             total = total.saturating_add(group.cells());
             if total > budget {
                 return (total, Some(group.start));
@@ -120,9 +124,29 @@ pub fn table_cells(text: &str, budget: usize) -> (usize, Option<usize>) {
     (total, cut)
 }
 
+/// `text`'s lines with their endings, as CommonMark ends them: at `\n`, `\r\n` or a lone `\r`.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\n', '\r']) {
+            None => rest.len(),
+            Some(i) if rest[i..].starts_with("\r\n") => i + 2,
+            Some(i) => i + 1,
+        };
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
+}
+
 /// The columns a line would have as a table's delimiter row, if it can be one.
 fn delimiter_columns(line: &str) -> Option<usize> {
-    let row = line.trim_start_matches([' ', '\t', '>']).trim_end();
+    let row = line
+        .trim_start_matches([' ', '\t', '>'])
+        .trim_end_matches([' ', '\t', '\r', '\n']);
     let delimiter = row.contains('|')
         && row.contains('-')
         && row
@@ -813,6 +837,22 @@ mod tests {
         assert_eq!(stream(&bomb, cuts), html);
     }
 
+    /// The bomb with other line endings, or rows that only look blank: counted all the same.
+    #[test]
+    fn a_table_bomb_in_another_shape_is_counted_as_well() {
+        let bomb = table_bomb(16, 512, 500);
+        for shape in [
+            bomb.replace('\n', "\r"),
+            bomb.replace('\n', "\r\n"),
+            bomb.replace("x\n", "\u{A0}\n"),
+        ] {
+            let (cells, cut) = table_cells(&shape, MAX_TABLE_CELLS);
+            assert!(cells >= cells_built(&table_bomb(1, 512, 500)), "{cells}");
+            assert!(cut.is_some());
+            assert!(render(&shape).contains("unrendered-note"));
+        }
+    }
+
     #[test]
     fn tables_within_the_budget_render_whole() {
         let big = format!(
@@ -853,6 +893,12 @@ mod tests {
             "> x",
             "*",
             "a",
+            "\u{A0}",
+            "\u{3000}x",
+            "|a|b|\r|-|-|\rx\r",
+            "x\r\n",
+            "\r",
+            " \t ",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = |n: usize| {

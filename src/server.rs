@@ -4,6 +4,8 @@
 pub mod accounts;
 /// The site's build output, precompressed and cached; compression of other answers.
 pub mod assets;
+/// Request bodies read whole, bounded in time, size and memory all together.
+pub mod bodies;
 /// The command line: serve, or create an account.
 pub mod cli;
 /// The clock budgets count months by.

@@ -29,14 +29,17 @@ pub async fn get_conversation(
         .await?
         .ok_or_else(no_such_conversation)?;
     // Replies come rendered from storage; one rendered by an older renderer (or still being
-    // written) is rendered now, off the async workers, and a finished one kept.
+    // written) is rendered now if a renderer is free (else the page renders it), and a
+    // finished one kept.
     for message in view
         .messages
         .iter_mut()
         .filter(|m| m.role == crate::model::Role::Assistant && m.html.is_empty())
     {
-        message.html = render::html(message.content.clone()).await;
-        if message.outcome.status != crate::model::MessageStatus::Streaming {
+        message.html = render::html_unless_busy(message.content.clone()).await;
+        if !message.html.is_empty()
+            && message.outcome.status != crate::model::MessageStatus::Streaming
+        {
             if let Err(e) = db::store_html(&state.db, message.id, message.run, &message.html).await
             {
                 tracing::warn!("could not keep a reply's rendering: {e}");

@@ -9,7 +9,7 @@ use tower_sessions::Session;
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
 use super::db::{self, DbError};
 use super::identity::{AnonymousRequest, Principal, SessionUser, SESSION_USER};
-use super::passwords::{self, PasswordError};
+use super::passwords::{PasswordError, Passwords};
 use super::throttle::Wait;
 use super::AppState;
 use crate::error::ApiError;
@@ -113,15 +113,21 @@ fn check_password(password: &str) -> Result<(), AccountError> {
 
 /// argon2id with the library's recommended parameters, on the hashing threads (see
 /// `passwords`).
-pub async fn hash_password(password: &str) -> Result<String, AccountError> {
+pub async fn hash_password(passwords: &Passwords, password: &str) -> Result<String, AccountError> {
     check_password(password)?;
-    Ok(passwords::hash(password.to_owned()).await?)
+    Ok(passwords.hash(password.to_owned()).await?)
 }
 
 /// Whether `password` matches `hash`. An account without a hash (or no account at all) is
 /// checked against a stand-in hash, so a wrong name takes as long as a wrong password.
-async fn verify_password(password: &str, hash: Option<&str>) -> Result<bool, AccountError> {
-    Ok(passwords::verify(password.to_owned(), hash.map(str::to_owned)).await?)
+async fn verify_password(
+    passwords: &Passwords,
+    password: &str,
+    hash: Option<&str>,
+) -> Result<bool, AccountError> {
+    Ok(passwords
+        .verify(password.to_owned(), hash.map(str::to_owned))
+        .await?)
 }
 
 /// Writes an audit entry; a failure to write is logged, never fatal to the action.
@@ -162,17 +168,17 @@ pub async fn sign_in(
     let known = known_device(state, request, user.as_ref()).await?;
     state.sign_in_throttle.attempt(username, address, known)?;
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
-    let matches = verify_password(password, hash).await?;
+    let matches = verify_password(&state.passwords, password, hash).await?;
     let user = match user {
         Some(user) if matches => user,
-        found => {
-            if found.is_some() {
-                state.sign_in_throttle.failed(username);
-            }
+        _ => {
             audit_failure(state, username, address).await;
             return Err(AccountError::WrongCredentials);
         }
     };
+    if !known {
+        state.sign_in_throttle.succeeded(username);
+    }
     if user.is_disabled() {
         audit(
             state,
@@ -300,9 +306,10 @@ pub async fn sign_up(
         return Err(AccountError::SignupClosed);
     }
     let username = check_username(username)?;
-    // Sign-ups count against the same throttles as sign-ins.
+    // Few accounts per address a day; and the same throttles as sign-ins.
+    state.sign_in_throttle.sign_up(address)?;
     state.sign_in_throttle.attempt(username, address, false)?;
-    let hash = hash_password(password).await?;
+    let hash = hash_password(&state.passwords, password).await?;
     let user = store::create_user(
         &state.db,
         NewUser {
@@ -314,6 +321,7 @@ pub async fn sign_up(
     )
     .await?
     .ok_or_else(|| AccountError::NameTaken(username.to_owned()))?;
+    state.sign_in_throttle.succeeded(username);
     start_session(session, &user).await?;
     remember_device(state, request, &user, false).await;
     audit(
@@ -371,8 +379,7 @@ pub async fn change_password(
     state
         .sign_in_throttle
         .attempt(&user.username, address, known)?;
-    if !verify_password(current, user.password_hash.as_deref()).await? {
-        state.sign_in_throttle.failed(&user.username);
+    if !verify_password(&state.passwords, current, user.password_hash.as_deref()).await? {
         audit(
             state,
             Some(&user.username),
@@ -384,12 +391,17 @@ pub async fn change_password(
         .await;
         return Err(AccountError::WrongCredentials);
     }
-    let hash = hash_password(new).await?;
+    if !known {
+        state.sign_in_throttle.succeeded(&user.username);
+    }
+    let hash = hash_password(&state.passwords, new).await?;
     store::set_password(&state.db, id, &hash).await?;
     let user = store::user_by_id(&state.db, id)
         .await?
         .ok_or(AccountError::NoSuchUser)?;
     start_session(session, &user).await?;
+    // The change forgot every known browser; this one, which knows the password, stays known.
+    remember_device(state, request, &user, false).await;
     audit(
         state,
         Some(&user.username),
@@ -496,7 +508,7 @@ impl<'a> Admin<'a> {
     ) -> Result<User, AccountError> {
         let username = check_username(username)?;
         let budget = check_budget(monthly_budget_usd)?;
-        let hash = hash_password(password).await?;
+        let hash = hash_password(&self.state.passwords, password).await?;
         let user = store::create_user(
             &self.state.db,
             NewUser {
@@ -549,7 +561,7 @@ impl<'a> Admin<'a> {
 
     pub async fn reset_password(&self, id: &str, password: &str) -> Result<(), AccountError> {
         let user = self.user(id).await?;
-        let hash = hash_password(password).await?;
+        let hash = hash_password(&self.state.passwords, password).await?;
         store::set_password(&self.state.db, id, &hash).await?;
         self.audit("reset password", Some(&user.username), None)
             .await;
@@ -619,7 +631,7 @@ pub async fn add_user_from_cli(
     is_admin: bool,
 ) -> Result<User, AccountError> {
     let username = check_username(username)?;
-    let hash = hash_password(password).await?;
+    let hash = hash_password(&Passwords::start()?, password).await?;
     let settings = store::site_settings(db).await?;
     let user = store::create_user(
         db,

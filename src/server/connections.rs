@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
@@ -32,6 +32,8 @@ const RESERVED_FILES: u64 = 64;
 const MAX_DERIVED_CONNECTIONS: u64 = 65_536;
 /// How long a refused connection gets to read its 503 before it is closed.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+/// How long a refused connection's request is waited for, to be read and discarded.
+const REFUSAL_READ: Duration = Duration::from_millis(100);
 /// Refusals being written at once; past this a refused connection is closed without a word.
 const MAX_REFUSALS: usize = 64;
 
@@ -302,11 +304,17 @@ fn refuse(mut tcp: TcpStream, refused: Refused, refusals: &Arc<tokio::sync::Sema
         return;
     };
     tokio::spawn(async move {
-        let write = async {
+        let mut scratch = [0u8; 4096];
+        let answer = async {
+            // Read what the client sent first (briefly): a socket closed with unread data is
+            // reset, and the reset can reach the client before the answer does.
+            let _ = tokio::time::timeout(REFUSAL_READ, tcp.read(&mut scratch)).await;
             tcp.write_all(refused.response().as_bytes()).await?;
-            tcp.shutdown().await
+            tcp.shutdown().await?;
+            while tcp.read(&mut scratch).await? > 0 {}
+            Ok::<_, std::io::Error>(())
         };
-        let _ = tokio::time::timeout(REFUSAL_WRITE, write).await;
+        let _ = tokio::time::timeout(REFUSAL_WRITE, answer).await;
         drop(writing);
     });
 }

@@ -1360,14 +1360,15 @@ pub async fn restore_conversation(
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
-/// prompts, messages (thinking included) and error details. Tokens and costs stay, since
+/// prompts, messages (thinking and renderings included) and error details. Tokens and costs stay, since
 /// spending limits count them. How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let mut tx = begin_write(db).await?;
     let doomed = "SELECT id FROM conversations
                   WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL";
     sqlx::query(&format!(
-        "UPDATE messages SET content = '', thinking = '', error = NULL, error_detail = NULL
+        "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
+             error = NULL, error_detail = NULL
          WHERE conversation_id IN ({doomed})"
     ))
     .bind(before_ms)

@@ -12,7 +12,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
 
 use super::guard::{self, HostAllowlist};
-use super::{assets, connections, housekeeping, identity, ops, sessions, usage, AppState};
+use super::{assets, bodies, connections, housekeeping, identity, ops, sessions, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -45,7 +45,11 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let sessions = sessions::layer(store, https);
     let hosts = Arc::new(HostAllowlist::new(access));
     let max_request_bytes = state.config.limits.max_request_bytes;
-    let body_timeout = state.config.connections.body_timeout;
+    let bodies = Arc::new(bodies::BodyLimits::new(
+        state.config.connections.body_timeout,
+        max_request_bytes,
+        state.config.access.clone(),
+    ));
     let usage_routes = Router::new()
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
@@ -67,6 +71,11 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .layer(axum::middleware::map_response(event_stream_headers))
         // Outside the layers that read or recognise bodies by their type.
         .layer(assets::compression())
+        // Bodies are read once the request is known to be wanted and who sends it.
+        .layer(axum::middleware::from_fn_with_state(
+            bodies,
+            bodies::read_whole,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit_writes,
@@ -77,65 +86,13 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
-        .layer(axum::middleware::from_fn_with_state(
-            body_timeout,
-            body_within,
-        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             max_request_bytes,
         ))
 }
 
-/// A request's body must arrive whole within the body timeout (a total, not a gap between
-/// pieces: a body that trickles in a byte at a time is as late as one that never comes), and
-/// within the size limit of the layer outside this one. Every body Rill takes is a small JSON
-/// object, so holding it whole costs nothing.
-async fn body_within(
-    axum::extract::State(deadline): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, usize::MAX)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_big {
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large\n")
-            } else {
-                plain(
-                    StatusCode::BAD_REQUEST,
-                    "the request's body could not be read\n",
-                )
-            };
-        }
-        Err(_) => {
-            return plain(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request's body did not arrive in time\n",
-            )
-        }
-    };
-    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 /// Every server function that changes something counts against its caller's writes per minute
-/// (`limits::NOT_WRITES` names those that do not).
+/// (`limits::UNCOUNTED_CALLS` names those it does not count).
 async fn limit_writes(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,

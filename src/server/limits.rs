@@ -117,14 +117,17 @@ impl TurnLimits {
     }
 }
 
-/// Server functions that change nothing (or, for `stop_turn`, only ever save money), and the
-/// sign-in ones, which have throttles of their own. Every other server function writes, and
-/// counts against the person's writes per minute: a new one is limited unless named here.
-pub const NOT_WRITES: &[&str] = &[
+/// Server functions the writes per minute do not count: those that change nothing (or, for
+/// `stop_turn`, only ever save money), and those limited otherwise (sign-in and sign-up by
+/// their throttles, sends and Continues by the turns per minute). Every other server function
+/// writes, and counts: a new one is limited unless named here.
+pub const UNCOUNTED_CALLS: &[&str] = &[
     "current_user",
     "sign_in_options",
     "sign_in",
     "sign_up",
+    "send_message",
+    "continue_reply",
     "admin_overview",
     "audit_log",
     "list_conversations",
@@ -151,9 +154,9 @@ impl WriteLimits {
     }
 
     /// Counts one call of `endpoint` (a server function's name) by `owner`; `Err` says when to
-    /// try again. Calls that change nothing are not counted.
+    /// try again. The calls [`UNCOUNTED_CALLS`] names are not counted.
     pub fn check(&self, owner: &Owner, endpoint: &str) -> Result<(), LimitError> {
-        if NOT_WRITES.contains(&endpoint) {
+        if UNCOUNTED_CALLS.contains(&endpoint) {
             return Ok(());
         }
         let checked = self.rate.check_key(owner);
@@ -227,10 +230,14 @@ mod tests {
             Err(LimitError::TooManyChanges(_))
         ));
         assert!(limits.check(&owner("a"), "get_conversation").is_ok());
+        assert!(
+            limits.check(&owner("a"), "send_message").is_ok(),
+            "turns have their own"
+        );
         assert!(limits.check(&owner("b"), "rename_conversation").is_ok());
     }
 
-    /// Every name in [`NOT_WRITES`] is a server function's (a renamed one would otherwise start
+    /// Every name in [`UNCOUNTED_CALLS`] is a server function's (a renamed one would otherwise start
     /// counting, or a stale name hide nothing).
     #[test]
     fn the_reads_named_are_server_functions() {
@@ -243,7 +250,7 @@ mod tests {
             include_str!("../api/usage.rs"),
         ]
         .concat();
-        for name in NOT_WRITES {
+        for name in UNCOUNTED_CALLS {
             assert!(
                 api.contains(&format!("endpoint = \"{name}\"")),
                 "{name} is not a server function"

@@ -25,13 +25,14 @@ pub enum PasswordError {
 
 type Work = Box<dyn FnOnce() + Send>;
 
-struct Workers {
+/// The hashing threads and their queue; the threads end when this is dropped.
+pub struct Passwords {
     queue: SyncSender<Work>,
 }
 
-fn workers() -> &'static Result<Workers, String> {
-    static WORKERS: OnceLock<Result<Workers, String>> = OnceLock::new();
-    WORKERS.get_or_init(|| {
+impl Passwords {
+    /// Starts one hashing thread per core (at most [`MAX_WORKERS`]).
+    pub fn start() -> Result<Self, PasswordError> {
         let count = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .clamp(1, MAX_WORKERS);
@@ -52,51 +53,56 @@ fn workers() -> &'static Result<Workers, String> {
                         Err(_) => return,
                     }
                 })
-                .map_err(|e| format!("cannot start a password thread: {e}"))?;
+                .map_err(|e| {
+                    tracing::error!("cannot start a password thread: {e}");
+                    PasswordError::Stopped
+                })?;
         }
-        Ok(Workers { queue })
-    })
-}
-
-/// Runs `work` on a hashing thread, or refuses at once when the queue is full.
-async fn run<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PasswordError> {
-    let workers = workers().as_ref().map_err(|e| {
-        tracing::error!("{e}");
-        PasswordError::Stopped
-    })?;
-    let (done, result) = oneshot::channel();
-    let job: Work = Box::new(move || {
-        let _ = done.send(work());
-    });
-    match workers.queue.try_send(job) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => return Err(PasswordError::Busy),
-        Err(TrySendError::Disconnected(_)) => return Err(PasswordError::Stopped),
+        Ok(Self { queue })
     }
-    result.await.map_err(|_| PasswordError::Stopped)
-}
 
-/// An argon2id hash of `password` with the library's recommended parameters.
-pub async fn hash(password: String) -> Result<String, PasswordError> {
-    run(move || password_auth::generate_hash(password)).await
-}
-
-/// Whether `password` matches `hash`. `None` checks against a stand-in hash, so that a name
-/// with no password takes as long as a wrong password (and the answer is false).
-pub async fn verify(password: String, hash: Option<String>) -> Result<bool, PasswordError> {
-    static STAND_IN: OnceLock<String> = OnceLock::new();
-    run(move || {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| {
-            STAND_IN
-                .get_or_init(|| password_auth::generate_hash("x"))
-                .clone()
+    /// Runs `work` on a hashing thread, or refuses at once when the queue is full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let (done, result) = oneshot::channel();
+        let job: Work = Box::new(move || {
+            let _ = done.send(work());
         });
-        password_auth::verify_password(password.as_bytes(), &hash).is_ok() && known
-    })
-    .await
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(PasswordError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(PasswordError::Stopped),
+        }
+        result.await.map_err(|_| PasswordError::Stopped)
+    }
+
+    /// An argon2id hash of `password` with the library's recommended parameters.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.run(move || password_auth::generate_hash(password))
+            .await
+    }
+
+    /// Whether `password` matches `hash`. `None` checks against a stand-in hash, so that a name
+    /// with no password takes as long as a wrong password (and the answer is false).
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        static STAND_IN: OnceLock<String> = OnceLock::new();
+        self.run(move || {
+            let known = hash.is_some();
+            let hash = hash.unwrap_or_else(|| {
+                STAND_IN
+                    .get_or_init(|| password_auth::generate_hash("x"))
+                    .clone()
+            });
+            password_auth::verify_password(password.as_bytes(), &hash).is_ok() && known
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -105,14 +111,22 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_a_burst_is_refused_past_the_queue() {
-        let hashed = hash("correct horse".into()).await.expect("hash");
-        assert!(verify("correct horse".into(), Some(hashed.clone()))
+        let passwords = Passwords::start().expect("threads");
+        let hashed = passwords.hash("correct horse".into()).await.expect("hash");
+        assert!(passwords
+            .verify("correct horse".into(), Some(hashed.clone()))
             .await
             .expect("verify"));
-        assert!(!verify("wrong".into(), Some(hashed)).await.expect("verify"));
-        assert!(!verify("x".into(), None).await.expect("no hash is no match"));
+        assert!(!passwords
+            .verify("wrong".into(), Some(hashed))
+            .await
+            .expect("verify"));
+        assert!(!passwords
+            .verify("x".into(), None)
+            .await
+            .expect("no hash is no match"));
         // Far more at once than the threads and their queue hold: some are told to wait.
-        let burst = (0..64).map(|i| verify(format!("guess {i}"), None));
+        let burst = (0..64).map(|i| passwords.verify(format!("guess {i}"), None));
         let answers = futures::future::join_all(burst).await;
         assert!(answers
             .iter()

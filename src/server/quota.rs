@@ -1,8 +1,9 @@
 //! A person's storage quota: what they store (message text, titles, system prompts) is counted by
 //! the database's own triggers (`storage_used`), and a change that would store more than the
 //! quota is refused, in words, before anything is written. A send is checked inside the
-//! transaction that stores it; a reply being written may finish past the quota by at most one
-//! reply (`RILL_MAX_REPLY_CHARS`).
+//! transaction that stores it. Replies being written when the quota is reached may finish past
+//! it: at most `RILL_MAX_RUNNING_PER_USER` of them, each at most `RILL_MAX_REPLY_CHARS` of text
+//! and as much thinking. A reply's stored rendering is derived data and not counted.
 
 use super::db::{self, Owner};
 use super::AppState;

@@ -39,16 +39,32 @@ fn permits() -> &'static Semaphore {
         .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from)))
 }
 
-/// `text` as safe HTML (`crate::markdown::render`). Empty if rendering failed, in which case
-/// the page renders the reply itself.
+/// `text` as safe HTML (`crate::markdown::render`), waiting for a turn to render. Empty if
+/// rendering failed, in which case the page renders the reply itself.
 pub async fn html(text: String) -> String {
-    let Ok(_permit) = permits().acquire().await else {
+    let Ok(permit) = permits().acquire().await else {
         return String::new();
     };
-    tokio::task::spawn_blocking(move || crate::markdown::render(&text))
+    render_with(permit, text).await
+}
+
+/// [`html`] if a renderer is free now; empty otherwise (the page renders the reply itself). For
+/// opening a conversation, which anyone may ask for as often as they like: it must never queue
+/// ahead of the replies being stored.
+pub async fn html_unless_busy(text: String) -> String {
+    let Ok(permit) = permits().try_acquire() else {
+        return String::new();
+    };
+    render_with(permit, text).await
+}
+
+async fn render_with(permit: tokio::sync::SemaphorePermit<'static>, text: String) -> String {
+    let rendered = tokio::task::spawn_blocking(move || crate::markdown::render(&text))
         .await
         .unwrap_or_else(|e| {
             tracing::error!("rendering a reply failed: {e}");
             String::new()
-        })
+        });
+    drop(permit);
+    rendered
 }

@@ -6,10 +6,20 @@ use super::db::{Db, Owner};
 use super::identity::Principal;
 use super::limits::WriteLimits;
 use super::models::{LocalModelStatus, ModelCatalog};
+use super::passwords::{PasswordError, Passwords};
 use super::pricing::PriceTable;
 use super::throttle::SignInThrottle;
 use super::turns::TurnHub;
 use crate::error::ApiError;
+
+/// Why the state could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the shipped price table does not parse: {0}")]
+    Prices(#[from] toml::de::Error),
+    #[error("the password hashing threads could not start: {0}")]
+    Passwords(#[from] PasswordError),
+}
 
 /// Everything a request needs; cheap to clone. Provided to SSR and server functions as context.
 #[derive(Clone)]
@@ -24,24 +34,31 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Each person's changes per minute through the API.
     pub writes: Arc<WriteLimits>,
+    /// The threads passwords are hashed on.
+    pub passwords: Arc<Passwords>,
 }
 
 impl AppState {
     /// Builds the model catalog (asking OpenAI-compatible servers for their models) and starts
     /// the turn hub. Fails only if the shipped price table does not parse (a build defect that
-    /// tests catch).
+    /// tests catch) or no thread can be started.
     pub async fn new(
         db: Db,
         config: Config,
         local_model: LocalModelStatus,
-    ) -> Result<Self, toml::de::Error> {
+    ) -> Result<Self, StateError> {
         let prices = PriceTable::shipped_with(&config.price_overrides)?;
         let models = ModelCatalog::build(&config, local_model, &prices).await;
-        Ok(Self::from_parts(db, config, models, prices))
+        Self::from_parts(db, config, models, prices)
     }
 
     /// The state from a catalog built by the caller (tests add providers of their own).
-    pub fn from_parts(db: Db, config: Config, models: ModelCatalog, prices: PriceTable) -> Self {
+    pub fn from_parts(
+        db: Db,
+        config: Config,
+        models: ModelCatalog,
+        prices: PriceTable,
+    ) -> Result<Self, StateError> {
         Self::with_clock(db, config, models, prices, clock::system())
     }
 
@@ -52,7 +69,8 @@ impl AppState {
         models: ModelCatalog,
         prices: PriceTable,
         clock: SharedClock,
-    ) -> Self {
+    ) -> Result<Self, StateError> {
+        let passwords = Arc::new(Passwords::start()?);
         let models = Arc::new(models);
         let prices = Arc::new(prices);
         let turns = Arc::new(TurnHub::start(
@@ -63,7 +81,7 @@ impl AppState {
             clock.clone(),
         ));
         let writes = Arc::new(WriteLimits::new(&config.limits));
-        Self {
+        Ok(Self {
             db,
             config: Arc::new(config),
             models,
@@ -72,7 +90,8 @@ impl AppState {
             sign_in_throttle: Arc::default(),
             clock,
             writes,
-        }
+            passwords,
+        })
     }
 
     /// `2026-12`: the month budgets count now.

@@ -3,7 +3,8 @@
 //! /64 counting as one address; and per account, failures only (60 an hour), which bounds a
 //! guesser with many addresses. That last one never locks out a browser the account has signed
 //! in from before (a known device): the rightful person keeps signing in while a guesser is
-//! locked out, and an admin can see and clear a lockout.
+//! locked out, and an admin can see and clear a lockout. Names with no account are counted the
+//! same way, so the lockout does not tell which names exist. Sign-ups are few per address a day.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -24,6 +25,12 @@ const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
 const FAILURES_PER_ACCOUNT_HOURLY: usize = 60;
 /// Sign-in attempts per client address (an IPv6 /64) per minute.
 const ATTEMPTS_PER_ADDRESS: u32 = 20;
+/// Accounts created by sign-up per client address (an IPv6 /64) per day: each comes with its
+/// own budget and storage quota, so one person must not make many.
+const SIGN_UPS_PER_ADDRESS_DAILY: u32 = 3;
+/// Names whose failures are remembered at once; past it, the one that failed longest ago is
+/// forgotten first.
+const MAX_TRACKED_NAMES: usize = 100_000;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Why an attempt must wait, and how long.
@@ -33,7 +40,10 @@ pub struct Wait(pub Duration);
 pub struct SignInThrottle {
     by_account_and_address: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
-    /// Recent failures per account (lower-case name), oldest first, at most the hourly limit.
+    sign_ups: DefaultKeyedRateLimiter<IpAddr>,
+    /// Recent failures per name (lower case), oldest first, at most the hourly limit. An
+    /// attempt counts as a failure from the moment it is let through until it succeeds, so
+    /// guesses sent at once cannot pass the limit together.
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
@@ -45,6 +55,15 @@ impl Default for SignInThrottle {
                 ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
             ))),
             by_address: RateLimiter::keyed(Quota::per_minute(n(ATTEMPTS_PER_ADDRESS))),
+            sign_ups: RateLimiter::keyed(
+                Quota::with_period(Duration::from_secs(
+                    24 * 3600 / u64::from(SIGN_UPS_PER_ADDRESS_DAILY),
+                ))
+                .map_or_else(
+                    || Quota::per_hour(NonZeroU32::MIN),
+                    |q| q.allow_burst(n(SIGN_UPS_PER_ADDRESS_DAILY)),
+                ),
+            ),
             failures: Mutex::default(),
         }
     }
@@ -77,39 +96,48 @@ impl SignInThrottle {
         // Forget keys whose limits have recovered, so that guessing many names grows nothing.
         self.by_account_and_address.retain_recent();
         self.by_address.retain_recent();
-        if !known_device {
-            if let Some(wait) = self.locked_for(&account) {
-                return Err(Wait(wait));
-            }
+        if known_device {
+            return Ok(());
         }
+        // Checked and counted under one lock: the attempt is a failure until it succeeds.
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if !failures.contains_key(&account) && failures.len() >= MAX_TRACKED_NAMES {
+            forget_stalest(&mut failures);
+        }
+        let recent = failures.entry(account).or_default();
+        forget_old(recent);
+        if recent.len() >= FAILURES_PER_ACCOUNT_HOURLY {
+            let oldest = recent.front().copied().unwrap_or_else(Instant::now);
+            return Err(Wait(
+                (oldest + HOUR).saturating_duration_since(Instant::now()),
+            ));
+        }
+        recent.push_back(Instant::now());
         Ok(())
     }
 
-    /// How long the account stays locked to unknown browsers, if it is.
-    fn locked_for(&self, account: &str) -> Option<Duration> {
+    /// The attempt at `username` (from a browser not known to it) succeeded: it is no failure
+    /// (see [`Self::attempt`]).
+    pub fn succeeded(&self, username: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = failures.get_mut(account)?;
-        forget_old(recent);
-        if recent.len() < FAILURES_PER_ACCOUNT_HOURLY {
-            return None;
+        let account = account_key(username);
+        if let Some(recent) = failures.get_mut(&account) {
+            recent.pop_back();
+            if recent.is_empty() {
+                failures.remove(&account);
+            }
         }
-        let oldest = *recent.front()?;
-        Some((oldest + HOUR).saturating_duration_since(Instant::now()))
     }
 
-    /// Records a failed sign-in at an account that exists (others have nothing to lock).
-    pub fn failed(&self, username: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let recent = failures.entry(account_key(username)).or_default();
-        forget_old(recent);
-        recent.push_back(Instant::now());
-        while recent.len() > FAILURES_PER_ACCOUNT_HOURLY {
-            recent.pop_front();
-        }
-        failures.retain(|_, recent| {
-            forget_old(recent);
-            !recent.is_empty()
-        });
+    /// Counts a sign-up from `address`; `Err` says how long until another is allowed.
+    pub fn sign_up(&self, address: Option<IpAddr>) -> Result<(), Wait> {
+        let Some(address) = address.map(address_key) else {
+            return Ok(());
+        };
+        let now = DefaultClock::default().now();
+        let checked = self.sign_ups.check_key(&address);
+        self.sign_ups.retain_recent();
+        checked.map_err(|n| Wait(n.wait_time_from(now)))
     }
 
     /// Accounts with failed sign-ins in the last hour, most failures first.
@@ -145,6 +173,17 @@ impl SignInThrottle {
     }
 }
 
+/// Forgets the name whose last failure is the oldest.
+fn forget_stalest(failures: &mut HashMap<String, VecDeque<Instant>>) {
+    let stalest = failures
+        .iter()
+        .min_by_key(|(_, recent)| recent.back().copied())
+        .map(|(name, _)| name.clone());
+    if let Some(name) = stalest {
+        failures.remove(&name);
+    }
+}
+
 fn forget_old(recent: &mut VecDeque<Instant>) {
     let now = Instant::now();
     while recent
@@ -162,8 +201,10 @@ mod tests {
     #[test]
     fn failures_lock_unknown_browsers_out_but_not_a_known_one_and_an_admin_clears_them() {
         let throttle = SignInThrottle::default();
-        for _ in 0..FAILURES_PER_ACCOUNT_HOURLY {
-            throttle.failed("Erin");
+        // Sixty failures from sixty addresses (each attempt counts until it succeeds).
+        for i in 0..FAILURES_PER_ACCOUNT_HOURLY {
+            let ip: IpAddr = format!("198.51.100.{}", i + 1).parse().expect("ip");
+            assert!(throttle.attempt("Erin", Some(ip), false).is_ok());
         }
         // From a fresh address (the per-address limits are not what is tested here).
         let fresh: IpAddr = "192.0.2.1".parse().expect("ip");
@@ -181,7 +222,28 @@ mod tests {
         assert!(throttle.clear("ERIN"));
         let third: IpAddr = "192.0.2.3".parse().expect("ip");
         assert!(throttle.attempt("erin", Some(third), false).is_ok());
-        assert!(throttle.lockouts().is_empty());
+        throttle.succeeded("erin");
+        assert!(throttle.lockouts().is_empty(), "a success is no failure");
+    }
+
+    #[test]
+    fn names_with_no_account_lock_the_same_way_and_sign_ups_are_few_per_address() {
+        let throttle = SignInThrottle::default();
+        for i in 0..FAILURES_PER_ACCOUNT_HOURLY {
+            let ip: IpAddr = format!("203.0.113.{}", i + 1).parse().expect("ip");
+            assert!(throttle.attempt("nobody-here", Some(ip), false).is_ok());
+        }
+        let other: IpAddr = "192.0.2.9".parse().expect("ip");
+        assert!(throttle.attempt("nobody-here", Some(other), false).is_err());
+        let address: IpAddr = "2001:db8:5::1".parse().expect("ip");
+        for _ in 0..SIGN_UPS_PER_ADDRESS_DAILY {
+            assert!(throttle.sign_up(Some(address)).is_ok());
+        }
+        let same_64: IpAddr = "2001:db8:5::2".parse().expect("ip");
+        let Err(Wait(wait)) = throttle.sign_up(Some(same_64)) else {
+            panic!("a fourth sign-up from the same /64 in a day");
+        };
+        assert!(wait > Duration::from_secs(3600), "{wait:?}");
     }
 
     #[test]

@@ -350,8 +350,17 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
     .expect("audit");
     assert_eq!(failures, 5, "each failure is counted in the audit log");
     assert_eq!(rows, 1, "in one entry for the account and address");
-    // A name no account can have is refused before anything is stored.
+    // A name no account can have is refused before anything is stored; a body larger than a
+    // sign-in needs is not even read from someone not signed in.
     let audited = app.count("audit_log").await;
+    let long = app
+        .visitor()
+        .post(
+            "sign_in",
+            json!({"username": "x".repeat(1_000), "password": "guess"}),
+        )
+        .await;
+    assert_eq!(long.status(), 401);
     let huge = app
         .visitor()
         .post(
@@ -359,7 +368,7 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
             json!({"username": "x".repeat(100_000), "password": "guess"}),
         )
         .await;
-    assert_eq!(huge.status(), 401);
+    assert_eq!(huge.status(), 413);
     assert_eq!(app.count("audit_log").await, audited);
 }
 

@@ -58,6 +58,29 @@ async fn read_until_closed(stream: &mut TcpStream, bound: Duration) -> (String, 
     )
 }
 
+/// Reads the server's answer (its head and whatever body came with it), without waiting for the
+/// connection to close; the test fails if nothing comes within `bound`.
+async fn read_answer(stream: &mut TcpStream, bound: Duration) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&received).contains("\r\n\r\n") {
+        let left = bound.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => panic!("no answer within {bound:?}"),
+        }
+    }
+    // The body of a refusal in words follows at once.
+    if let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await
+    {
+        received.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
 
 #[tokio::test]
@@ -232,6 +255,103 @@ async fn one_person_may_hold_only_so_many_event_streams() {
     open.pop();
     eventually("a closed stream is let go", || async {
         follow().await.status() == 200
+    })
+    .await;
+}
+
+/// A request to `endpoint` whose body of `length` bytes has begun and stalls; `cookie`: whose
+/// it is.
+async fn stalled_body(
+    from: &str,
+    to: SocketAddr,
+    endpoint: &str,
+    length: usize,
+    cookie: &str,
+) -> TcpStream {
+    let mut stream = connect_from(from, to).await;
+    let head = format!(
+        "POST /api/{endpoint} HTTP/1.1\r\nhost: 127.0.0.1\r\ncookie: {cookie}\r\n\
+         content-type: application/json\r\ncontent-length: {length}\r\n\r\n{{\"id\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+const RENAME: &str = "rename_conversation";
+
+#[tokio::test]
+async fn slow_bodies_hold_at_most_a_senders_share_of_memory() {
+    let app = TestApp::with(Setup {
+        access: rill::server::config::AccessSettings {
+            mode: rill::server::config::AuthMode::Accounts,
+            ..Default::default()
+        },
+        connections: Some(ConnectionSettings {
+            body_timeout: Duration::from_secs(10),
+            ..ConnectionSettings::default()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let addr = addr_of(&app);
+    // Someone not signed in may send small bodies only: the sign-in forms'.
+    let mut anonymous = stalled_body("127.0.13.1", addr, "sign_in", 100_000, "").await;
+    let answer = read_answer(&mut anonymous, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A person's bodies of a megabyte that never finish: their share is 8 MiB, so the ninth is
+    // refused in words, while another person is served.
+    app.add_user("slow", false).await;
+    let signed_in = reqwest::Client::new()
+        .post(format!("{}/api/sign_in", app.base_url))
+        .json(&json!({"username": "slow", "password": "slow-password"}))
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("rill_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let mut slow = Vec::new();
+    for i in 0..8 {
+        slow.push(
+            stalled_body(
+                &format!("127.0.13.{}", i + 2),
+                addr,
+                RENAME,
+                1 << 20,
+                &cookie,
+            )
+            .await,
+        );
+    }
+    eventually("one sender's share is used up", || async {
+        let mut next = stalled_body("127.0.13.20", addr, RENAME, 1 << 20, &cookie).await;
+        let answer = read_answer(&mut next, Duration::from_secs(5)).await;
+        answer.starts_with("HTTP/1.1 503") && answer.contains("more at once than Rill takes")
+    })
+    .await;
+    app.add_user("other", false).await;
+    let other = app.signed_in("other").await;
+    assert_eq!(
+        other.post("list_conversations", json!({})).await.status(),
+        200,
+        "another sender is served"
+    );
+    drop(slow);
+    eventually("the share comes back", || async {
+        let mut again = stalled_body("127.0.13.21", addr, RENAME, 1 << 20, &cookie).await;
+        let answer = tokio::time::timeout(Duration::from_millis(300), async {
+            let mut buffer = [0u8; 64];
+            again.read(&mut buffer).await
+        })
+        .await;
+        // Accepted: the server waits for the rest of the body.
+        answer.is_err()
     })
     .await;
 }

@@ -185,7 +185,8 @@ async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_pu
         1
     );
     let texts: Vec<String> = sqlx::query_scalar(
-        "SELECT content FROM messages UNION ALL SELECT title FROM conversations",
+        "SELECT content FROM messages UNION ALL SELECT thinking FROM messages
+         UNION ALL SELECT COALESCE(html, '') FROM messages UNION ALL SELECT title FROM conversations",
     )
     .fetch_all(&app.pool)
     .await

@@ -178,9 +178,9 @@ async fn a_flood_of_system_prompt_changes_is_slowed_and_keeps_only_recent_revisi
         .await
         .expect("body")
         .contains("too many changes in a short time"));
-    // Sixty changes a minute: the send that began the conversation, and 59 prompts.
-    assert_eq!(accepted, 59);
-    // Of 59 revisions, the latest ten are kept (the reply was written with none).
+    // Sixty changes a minute (the send that began the conversation has a limit of its own).
+    assert_eq!(accepted, 60);
+    // Of 60 revisions, the latest ten are kept (the reply was written with none).
     let kept = app.count("system_prompts").await;
     assert!(kept <= 11, "{kept} revisions kept");
     let view: Value = app
@@ -190,7 +190,7 @@ async fn a_flood_of_system_prompt_changes_is_slowed_and_keeps_only_recent_revisi
         .await
         .expect("view");
     let size = serde_json::to_vec(&view).expect("json").len();
-    println!("59 system prompt changes of 15 KB: {kept} revisions kept, the conversation is {size} bytes");
+    println!("60 system prompt changes of 15 KB: {kept} revisions kept, the conversation is {size} bytes");
     assert!(size < 200_000, "{size}");
     // Reading is not a change: the page still loads.
     let listed = app.post_json("list_conversations", json!({})).await;

@@ -265,7 +265,8 @@ impl TestApp {
             Some(clock) => clock,
             None => rill::server::clock::system(),
         };
-        let state = AppState::with_clock(database, config, models, prices, clock);
+        let state =
+            AppState::with_clock(database, config, models, prices, clock).expect("the state");
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();

@@ -123,8 +123,11 @@ pub async fn list_users(db: &Db, month: &str) -> Result<Vec<UserView>, DbError> 
         .collect())
 }
 
-/// Sets a new password and ends every session signed in before it. False if no such user.
+/// Sets a new password and ends every session signed in before it; the browsers known to the
+/// account are forgotten (they sign in with the new password to be known again). False if no
+/// such user.
 pub async fn set_password(db: &Db, id: &str, password_hash: &str) -> Result<bool, DbError> {
+    let mut tx = begin_write(db).await?;
     let done = sqlx::query(
         "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ?
          WHERE id = ?",
@@ -132,21 +135,40 @@ pub async fn set_password(db: &Db, id: &str, password_hash: &str) -> Result<bool
     .bind(password_hash)
     .bind(now_ms())
     .bind(id)
-    .execute(db.writer())
+    .execute(&mut *tx)
     .await?;
+    forget_devices(&mut tx, id).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// A disabled user cannot sign in, and their sessions stop working at once.
+/// A disabled user cannot sign in, their sessions stop working at once, and the browsers known
+/// to the account are forgotten.
 pub async fn set_disabled(db: &Db, id: &str, disabled: bool) -> Result<bool, DbError> {
     let now = now_ms();
+    let mut tx = begin_write(db).await?;
     let done = sqlx::query("UPDATE users SET disabled_at = ?, updated_at = ? WHERE id = ?")
         .bind(disabled.then_some(now))
         .bind(now)
         .bind(id)
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await?;
+    if disabled {
+        forget_devices(&mut tx, id).await?;
+    }
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
+}
+
+async fn forget_devices(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    user_id: &str,
+) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM known_devices WHERE user_id = ?")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 pub async fn set_budget(

@@ -56,6 +56,12 @@ pub enum Reserved {
 /// all see the same room.
 pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Reserved, DbError> {
     let mut tx = begin_write(db).await?;
+    // What costs nothing fits any budget, however far past it spending already is.
+    let limits = if r.reserved_usd > 0.0 {
+        limits
+    } else {
+        Limits::default()
+    };
     if let Some(budget) = limits.budget {
         let (spent,): (f64,) = sqlx::query_as(&format!(
             "SELECT {SPENT} FROM spending WHERE owner = ? AND month = ?"

@@ -1,5 +1,5 @@
-//! Monthly budgets as a ledger. Before a run sends anything it reserves its worst case — the
-//! prompt, generously counted, and its whole output cap, at the model's prices — against the
+//! Monthly budgets as a ledger. Before a run sends anything it reserves its worst case — a token
+//! for every byte of the prompt, and its whole output cap, at the model's prices — against the
 //! owner's month (and the site's), in the same write transaction that adds up what is settled
 //! and what other runs hold; when it ends it is settled to its real cost. So runs started at
 //! once cannot together pass a budget, and a run is billed to the month it ran in. A refusal is
@@ -33,16 +33,25 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         .monthly_cap_usd;
     let model = record.model();
     let worst = prompt.worst_case();
-    let reserved = match deps.prices.cost(model, &worst) {
-        Some(cost) => cost,
-        None if (budget.is_some() || site_cap.is_some()) && !deps.allow_unpriced_models => {
+    // The prompt at the dearer of the input and cache-write rates (a provider may write it all
+    // to its cache).
+    let cached = Usage {
+        cache_write_tokens: worst.input_tokens,
+        ..worst
+    };
+    let reserved = match (
+        deps.prices.cost(model, &worst),
+        deps.prices.cost(model, &cached),
+    ) {
+        (Some(plain), Some(written)) => plain.max(written),
+        _ if (budget.is_some() || site_cap.is_some()) && !deps.allow_unpriced_models => {
             tracing::info!(%turn_id, model, "refused: a model with no price under a budget");
             return Err(format!(
                 "{model} has no price on this server, so its cost cannot be counted against \
                  your budget; pick another model, or ask an admin to give it a price"
             ));
         }
-        None => 0.0,
+        _ => 0.0,
     };
     let now = deps.clock.now_ms();
     let chars_before = |text: &str| u64::try_from(text.chars().count()).unwrap_or(u64::MAX);

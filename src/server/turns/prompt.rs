@@ -21,8 +21,9 @@ pub struct Prompt {
 }
 
 impl Prompt {
-    /// The most this prompt can use: every message counted generously ([`token_bound`]) and the
-    /// whole output cap written, thinking included. What a budget reserves before sending.
+    /// The most this prompt can use: a token for every byte of every message (a byte-level
+    /// tokenizer's worst, on text it has never seen) and the whole output cap written, thinking
+    /// included. What a budget reserves before sending.
     pub fn worst_case(&self) -> llm::Usage {
         let request = &self.request;
         let input = request
@@ -30,7 +31,11 @@ impl Prompt {
             .iter()
             .map(String::as_str)
             .chain(request.messages.iter().map(|m| m.content.as_str()))
-            .map(token_bound)
+            .map(|text| {
+                u32::try_from(text.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(MESSAGE_OVERHEAD)
+            })
             .fold(0, u32::saturating_add);
         llm::Usage {
             input_tokens: input,

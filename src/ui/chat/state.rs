@@ -247,6 +247,9 @@ pub struct ChatState {
     /// The figures of those older messages, for the conversation's totals.
     pub older_totals: RwSignal<Totals>,
     pub loading_older: RwSignal<bool>,
+    /// Counts what the page has shown (a conversation, another branch, a new chat): an answer
+    /// for something shown before is dropped.
+    shown_count: StoredValue<u64>,
     /// For a conversation not yet started: the system prompt set in its settings (`None`: the
     /// server's default).
     pub new_system_prompt: RwSignal<Option<String>>,
@@ -301,6 +304,7 @@ impl ChatState {
             older_before: RwSignal::new(None),
             older_totals: RwSignal::new(Totals::default()),
             loading_older: RwSignal::new(false),
+            shown_count: StoredValue::new(0),
             new_system_prompt: RwSignal::new(None),
             settings_open: RwSignal::new(false),
             editing: RwSignal::new(None),
@@ -441,6 +445,7 @@ impl ChatState {
         change(self.older_before, None);
         change(self.older_totals, Totals::default());
         change(self.loading_older, false);
+        self.shown_count.try_update_value(|n| *n += 1);
         change(self.new_system_prompt, None);
         change(self.settings_open, false);
         change(self.editing, None);
@@ -616,10 +621,12 @@ impl ChatState {
             return;
         }
         self.loading_older.set(true);
+        let shown = self.shown_count.get_value();
         spawn_local(async move {
             let loaded = get_conversation(id, Some(before)).await;
-            // The page may have moved to another conversation meanwhile.
-            if self.conversation_id.try_get_untracked().flatten() != Some(id) {
+            // The page may have shown something else meanwhile (another conversation, another
+            // branch, the same one reloaded): this answer belongs to what is gone.
+            if self.shown_count.try_get_value() != Some(shown) {
                 return;
             }
             match loaded {

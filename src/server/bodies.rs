@@ -1,0 +1,187 @@
+//! Request bodies, read whole before a handler sees them, bounded three ways: in time (the body
+//! timeout is a total, so a body that trickles in a byte at a time is as late as one that never
+//! comes), in size (a person's request, or a small one from someone not signed in: the sign-in
+//! forms), and in memory: all bodies being received together, and one sender's (a person, or an
+//! address for those not signed in) at most an eighth of that, so that slow bodies cannot pin
+//! the server's memory or starve everyone else's requests. Every body Rill takes is a small
+//! JSON object, so holding it whole costs nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, Response, StatusCode};
+use axum::middleware::Next;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::config::AccessSettings;
+use super::connections::address_key;
+use super::identity::{client_address, Principal};
+
+/// Largest body from someone not signed in (the sign-in and sign-up forms need a few hundred
+/// bytes).
+pub const ANONYMOUS_BODY_BYTES: usize = 16 * 1024;
+/// Bodies being received at once hold at most this many KiB (64 MiB); past it, 503.
+const IN_FLIGHT_KIB: usize = 64 * 1024;
+/// One sender's bodies being received hold at most this many KiB (8 MiB).
+const SENDER_KIB: usize = IN_FLIGHT_KIB / 8;
+
+pub struct BodyLimits {
+    deadline: Duration,
+    signed_in: usize,
+    access: AccessSettings,
+    in_flight: Arc<Semaphore>,
+    /// KiB each sender's bodies hold now.
+    senders: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl BodyLimits {
+    pub fn new(deadline: Duration, signed_in: usize, access: AccessSettings) -> Self {
+        Self {
+            deadline,
+            signed_in,
+            access,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT_KIB)),
+            senders: Arc::default(),
+        }
+    }
+
+    /// Holds `kib` for a body from `sender`, or says whose share is used up.
+    fn hold(&self, sender: String, kib: usize) -> Result<Held, &'static str> {
+        {
+            let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+            let held = senders.entry(sender.clone()).or_insert(0);
+            if held.saturating_add(kib) > SENDER_KIB {
+                return Err(
+                    "you are sending more at once than Rill takes from one sender; wait for \
+                     your other requests to finish",
+                );
+            }
+            *held += kib;
+        }
+        let mut held = Held {
+            senders: self.senders.clone(),
+            sender,
+            kib,
+            _global: None,
+        };
+        let permits = u32::try_from(kib).unwrap_or(u32::MAX);
+        // On refusal `held` is dropped, giving the sender's share back.
+        let global = self
+            .in_flight
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| "Rill is receiving as much as it can at once; try again in a moment")?;
+        held._global = Some(global);
+        Ok(held)
+    }
+}
+
+/// A body's share of memory, given back when it has been received.
+struct Held {
+    senders: Arc<Mutex<HashMap<String, usize>>>,
+    sender: String,
+    kib: usize,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = senders.get_mut(&self.sender) {
+            *held = held.saturating_sub(self.kib);
+            if *held == 0 {
+                senders.remove(&self.sender);
+            }
+        }
+    }
+}
+
+/// Reads the request's body whole, within its bounds, before the handler runs.
+pub async fn read_whole(
+    State(limits): State<Arc<BodyLimits>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bodiless = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || declared == Some(0);
+    if bodiless {
+        return next.run(request).await;
+    }
+    let principal = request.extensions().get::<Principal>();
+    let (limit, sender) = match principal {
+        Some(principal) => (limits.signed_in, format!("person {}", principal.owner.0)),
+        None => {
+            let address = client_address(&limits.access, request.extensions(), request.headers())
+                .map(address_key);
+            (
+                ANONYMOUS_BODY_BYTES.min(limits.signed_in),
+                format!("address {address:?}"),
+            )
+        }
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request is too large\n".into(),
+        );
+    }
+    // What the body may take, held while it arrives: its declared length, or the limit.
+    let kib = declared.unwrap_or(limit).div_ceil(1024).max(1);
+    let receiving = match limits.hold(sender, kib) {
+        Ok(held) => held,
+        Err(words) => return plain(StatusCode::SERVICE_UNAVAILABLE, format!("{words}\n")),
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(limits.deadline, axum::body::to_bytes(body, limit)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_big {
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request is too large\n".into(),
+                )
+            } else {
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "the request's body could not be read\n".into(),
+                )
+            };
+        }
+        Err(_) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request's body did not arrive in time\n".into(),
+            )
+        }
+    };
+    drop(receiving);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A refusal in words, and the connection closed after it (the rest of the body unread).
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
