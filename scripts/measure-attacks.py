@@ -109,9 +109,10 @@ class Rill:
                         LEPTOS_SITE_ROOT=os.path.join(self.dir, "site"), RILL_DATABASE=self.database,
                         RILL_AUTH="accounts", RILL_OPENAI_COMPAT_URL=f"{fake_url}/v1",
                         RILL_OPENAI_COMPAT_NAME="fake", RILL_LOCAL_MODEL="off", RILL_CONFIG=prices,
-                        RUST_LOG="warn", **(extra or {}))
+                        RUST_LOG="warn")
+        self.env.update(extra or {})
         self.binary = binary
-        for name, admin in (("root", True), ("alice", False), ("bob", False)):
+        for name, admin in (("root", True), ("alice", False), ("bob", False), ("carol", False)):
             subprocess.run([binary, "user", "add"] + (["--admin"] if admin else []) + [name],
                            env=dict(self.env, RILL_NEW_PASSWORD=f"{name}-password"),
                            check=True, capture_output=True)
@@ -157,8 +158,9 @@ class Rill:
 def fake_config(fake_port, **config):
     conn = http.client.HTTPConnection("127.0.0.1", fake_port, timeout=10)
     conn.request("POST", "/_fake/config", json.dumps(config), {"content-type": "application/json"})
-    assert conn.getresponse().status == 200
+    status = conn.getresponse().status
     conn.close()
+    assert 200 <= status < 300, f"the fake refused its config: {status}"
 
 
 def connect_from(source, port):
@@ -265,16 +267,20 @@ def table_bomb(rill, fake_port):
 def budget_race(rill, fake_port):
     root = rill.signed_in("root")
     users = json.loads(root.post("admin_overview")[1])["users"]
-    bob = next(u["id"] for u in users if u["username"] == "bob")
-    root.post("set_user_budget", {"user_id": bob, "monthly_budget_usd": 0.50})
+    carol = next(u["id"] for u in users if u["username"] == "carol")
+    root.post("set_user_budget", {"user_id": carol, "monthly_budget_usd": 0.50})
     fake_config(fake_port, tokens=100, token_delay_ms=5)
-    client = rill.signed_in("bob", "127.0.6.1")
+    client = rill.signed_in("carol", "127.0.6.1")
     with futures.ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda i: client.turn(f"Question {i}")[1], range(8)))
+        turns = list(pool.map(lambda i: client.turn(f"Question {i}"), range(8)))
+    outcomes = [outcome for status, outcome, _ in turns if status == 200]
     spent = sum((o or {}).get("cost_usd") or 0 for o in outcomes)
     answered = sum(1 for o in outcomes if o and o["status"] == "complete")
+    over_budget = sum(1 for o in outcomes if o and o["status"] == "failed")
+    too_many = sum(1 for status, _, _ in turns if status == 429)
     print(f"  8 sends at once into a $0.50 budget, $0.20 a reply: {answered} answered, "
-          f"{8 - answered} refused; spent ${spent:.4f}")
+          f"{over_budget} refused over budget, {too_many} refused as too many at once; "
+          f"spent ${spent:.4f}")
     fake_config(fake_port, tokens=24, token_delay_ms=5)
 
 
@@ -333,11 +339,41 @@ def argon2_burst(rill):
           f"after (peak so far {peak}), {later} 5 s later")
 
 
+def local_share(binary, fake_url):
+    """Alice sends nine at once to the built-in model; Bob and Carol one each a moment later."""
+    model = os.path.abspath("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    rill = Rill(binary, fake_url, extra={"RILL_LOCAL_MODEL": model, "RILL_LOCAL_MAX_TOKENS": "32"})
+    try:
+        people = {name: rill.signed_in(name, f"127.0.13.{i + 1}")
+                  for i, name in enumerate(("alice", "bob", "carol"))}
+        finished = []
+
+        def ask(name, delay):
+            time.sleep(delay)
+            http_status, outcome, _ = people[name].turn("Say hello.", model="local/smollm2-135m")
+            status = (outcome or {}).get("status") if http_status == 200 else str(http_status)
+            finished.append((name, status))
+            return name, status
+
+        jobs = [("alice", 0.0)] * 9 + [("bob", 0.3), ("carol", 0.3)]
+        with futures.ThreadPoolExecutor(len(jobs)) as pool:
+            outcomes = list(pool.map(lambda job: ask(*job), jobs))
+        alice = [status for name, status in outcomes if name == "alice"]
+        served = [name for name, status in finished if status == "complete"]
+        print(f"  built-in model, queue 8: Alice sends 9 at once: {alice.count('complete')} "
+              f"answered, {alice.count('failed')} refused as the built-in model's queue share, "
+              f"{alice.count('429')} as too many at once; Bob and Carol a moment later: "
+              f"{[status for name, status in outcomes if name != 'alice']}; answered in the "
+              f"order {served}")
+    finally:
+        rill.stop()
+
+
 def files_at_rest(rill):
     modes = {name: oct(os.stat(os.path.join(rill.dir, name)).st_mode & 0o777)
              for name in os.listdir(rill.dir) if name.startswith("rill.db")}
-    alice = rill.signed_in("alice", "127.0.12.1")
-    cookie = alice.cookies.get("rill_session", "")
+    bob = rill.signed_in("bob", "127.0.12.1")
+    cookie = bob.cookies.get("rill_session", "")
     stored = [row[0] for row in rill.query("SELECT id FROM tower_sessions")]
     print(f"  files: directory {oct(os.stat(rill.dir).st_mode & 0o777)}, {modes}; the cookie "
           f"{'is' if cookie in stored else 'is not'} a key of the session table")
@@ -373,6 +409,8 @@ def main():
         print("sign-in")
         lockout(rill)
         argon2_burst(rill)
+        print("built-in model")
+        local_share(args.rill, fake_url)
         print("at rest")
         files_at_rest(rill)
     finally:
