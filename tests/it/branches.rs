@@ -3,7 +3,6 @@
 
 use fake_provider::{expected_text, FakeConfig};
 use rill::model::{ConversationView, Role};
-use rill::server::db;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -24,18 +23,6 @@ async fn alternative(
         .await;
     assert_eq!(response.status(), 200);
     EventReader::new(response).read_to_end().await
-}
-
-async fn shown(app: &TestApp, conversation: Uuid) -> ConversationView {
-    db::get_conversation(
-        &app.state.db,
-        &db::Owner("local".into()),
-        conversation,
-        None,
-    )
-    .await
-    .expect("query")
-    .expect("conversation")
 }
 
 fn texts(view: &ConversationView) -> Vec<String> {
@@ -62,14 +49,14 @@ async fn edits_and_regenerations_branch_the_conversation_and_the_history_follows
     let first = app.turn(None, "Q1").await;
     let conversation = conversation_of(&first);
     app.turn(Some(conversation), "Q2").await;
-    let view = shown(&app, conversation).await;
+    let view = app.stored(conversation).await;
     let (q1, q2) = (view.messages[0].turn_id, view.messages[2].turn_id);
 
     // Regenerate the last answer: a sibling of Q2's turn, with Q2's history and not its answer.
     alternative(&app, conversation, "Q2", q2).await;
     let requests = app.fake.requests();
     assert_eq!(sent(&requests[2]), ["Q1", reply.as_str(), "Q2"]);
-    let view = shown(&app, conversation).await;
+    let view = app.stored(conversation).await;
     assert_eq!(texts(&view), ["Q1", reply.as_str(), "Q2", reply.as_str()]);
     let q2b = view.messages[2].turn_id;
     assert_ne!(q2b, q2);
@@ -79,7 +66,7 @@ async fn edits_and_regenerations_branch_the_conversation_and_the_history_follows
     // Edit the first question: a new branch from the start, sent alone.
     alternative(&app, conversation, "Q1, edited", q1).await;
     assert_eq!(sent(&app.fake.requests()[3]), ["Q1, edited"]);
-    let view = shown(&app, conversation).await;
+    let view = app.stored(conversation).await;
     assert_eq!(texts(&view), ["Q1, edited", reply.as_str()]);
     let q1b = view.messages[0].turn_id;
     assert_eq!(view.messages[0].alternatives, [q1, q1b]);
@@ -104,14 +91,14 @@ async fn edits_and_regenerations_branch_the_conversation_and_the_history_follows
     assert_eq!(view.messages[2].turn_id, q2b);
     assert_eq!(view.messages[2].alternatives, [q2, q2b]);
     // It stays chosen: a reload shows it, and the next message follows it.
-    assert_eq!(texts(&shown(&app, conversation).await), texts(&view));
+    assert_eq!(texts(&app.stored(conversation).await), texts(&view));
     app.turn(Some(conversation), "Q4").await;
     assert_eq!(
         sent(&app.fake.requests()[5]),
         ["Q1", reply.as_str(), "Q2", reply.as_str(), "Q4"]
     );
     assert_eq!(
-        shown(&app, conversation)
+        app.stored(conversation)
             .await
             .messages
             .iter()
@@ -128,7 +115,7 @@ async fn an_alternative_to_a_turn_of_another_conversation_is_refused() {
     let app = TestApp::start(FakeConfig::default()).await;
     let mine = conversation_of(&app.turn(None, "Mine").await);
     let other = conversation_of(&app.turn(None, "Other").await);
-    let foreign_turn = shown(&app, other).await.messages[0].turn_id;
+    let foreign_turn = app.stored(other).await.messages[0].turn_id;
     let response = app
         .post_json(
             "send_message",

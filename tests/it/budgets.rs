@@ -11,7 +11,6 @@ use fake_provider::FakeConfig;
 use llm::{ChatRequest, EventStream, Provider, ProviderEvent};
 use rill::model::{MessageStatus, Price};
 use rill::server::config::{AccessSettings, AuthMode, TurnSettings};
-use rill::server::models::{ModelEntry, ModelLimits};
 use rill::server::pricing::PriceEntry;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -88,6 +87,13 @@ async fn ledger(app: &TestApp, owner: &str) -> Vec<(String, String, f64)> {
 
 fn outcome(events: &[rill::model::TurnEnvelope]) -> rill::model::Outcome {
     finished(events).clone()
+}
+
+/// A refusal: a failed reply whose words say why.
+fn assert_refused(outcome: &rill::model::Outcome, because: &str) {
+    assert_eq!(outcome.status, MessageStatus::Failed, "{outcome:?}");
+    let words = outcome.error.as_deref().unwrap_or("");
+    assert!(words.contains(because), "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,11 +188,7 @@ async fn a_run_is_billed_to_the_month_it_ran_in() {
         MessageStatus::Complete
     );
     let refused = outcome(&jan.turn(None, "One more").await);
-    assert_eq!(refused.status, MessageStatus::Failed);
-    assert!(
-        refused.error.as_deref().unwrap_or("").contains("budget"),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "budget");
     // February: the stopped reply is continued, and that run is February's.
     clock.set(FIRST_MINUTE_OF_FEBRUARY);
     let continued = EventReader::new(
@@ -248,18 +250,10 @@ async fn a_model_with_no_price_is_refused_to_people_with_a_budget() {
             mode: AuthMode::Accounts,
             ..AccessSettings::default()
         },
-        extra_models: vec![ModelEntry {
-            id: "elsewhere/unpriced".into(),
-            model: "unpriced".into(),
-            note: None,
-            group: "elsewhere".into(),
-            provider: Arc::new(Unpriced(requests.clone())),
-            limits: ModelLimits {
-                context_tokens: 8_192,
-                max_output_tokens: 512,
-                thinking_tokens: None,
-            },
-        }],
+        extra_models: vec![test_model(
+            "elsewhere/unpriced",
+            Arc::new(Unpriced(requests.clone())),
+        )],
         ..Setup::default()
     })
     .await;
@@ -274,15 +268,7 @@ async fn a_model_with_no_price_is_refused_to_people_with_a_budget() {
     assert_eq!(requests.load(Ordering::SeqCst), 1);
     set_budget(&app, &id, 5.0).await;
     let refused = una_turn(&una, "elsewhere/unpriced").await;
-    assert_eq!(refused.status, MessageStatus::Failed);
-    assert!(
-        refused
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("has no price"),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "has no price");
     assert_eq!(
         requests.load(Ordering::SeqCst),
         1,
@@ -336,15 +322,7 @@ async fn the_sites_monthly_cap_holds_for_everyone_together() {
     );
     // Ben has no budget of his own, but the site has spent $0.20 of $0.30.
     let refused = outcome(&ben.turn(None, "Hello").await);
-    assert_eq!(refused.status, MessageStatus::Failed);
-    assert!(
-        refused
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("spending limit its admins set"),
-        "{refused:?}"
-    );
+    assert_refused(&refused, "spending limit its admins set");
     let overview: Value = root
         .post("admin_overview", json!({}))
         .await

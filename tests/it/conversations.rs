@@ -319,15 +319,7 @@ async fn each_reply_records_the_system_prompt_revision_it_was_written_with() {
         requests[1]["messages"][0],
         json!({"role": "system", "content": "Be terse."})
     );
-    let view = db::get_conversation(
-        &app.state.db,
-        &db::Owner("local".into()),
-        conversation,
-        None,
-    )
-    .await
-    .expect("query")
-    .expect("conversation");
+    let view = app.stored(conversation).await;
     let revisions: Vec<Option<u32>> = view
         .messages
         .iter()

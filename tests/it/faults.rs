@@ -10,7 +10,6 @@ use futures::StreamExt;
 use llm::{ChatRequest, EventStream, Provider, ProviderEvent};
 use rill::model::{MessageStatus, Outcome, TurnEnvelope};
 use rill::server::config::TurnSettings;
-use rill::server::models::{ModelEntry, ModelLimits};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -433,18 +432,7 @@ impl Provider for Panicking {
 #[tokio::test]
 async fn a_panic_in_a_turn_ends_it_for_every_reader_and_stores_it() {
     let app = TestApp::with(Setup {
-        extra_models: vec![ModelEntry {
-            id: "bug/panics".into(),
-            model: "panics".into(),
-            note: None,
-            group: "bug".into(),
-            provider: Arc::new(Panicking),
-            limits: ModelLimits {
-                context_tokens: 8_192,
-                max_output_tokens: 512,
-                thinking_tokens: None,
-            },
-        }],
+        extra_models: vec![test_model("bug/panics", Arc::new(Panicking))],
         ..Setup::default()
     })
     .await;

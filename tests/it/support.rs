@@ -11,7 +11,7 @@ use rill::server::config::{
     LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
     DEFAULT_LOCAL_MODEL,
 };
-use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry};
+use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLimits};
 use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
@@ -125,6 +125,23 @@ pub fn test_turns() -> TurnSettings {
     TurnSettings {
         heartbeat: Duration::from_millis(500),
         ..TurnSettings::default()
+    }
+}
+
+/// A model served by a provider of the test's own (`group/model`), with ordinary limits.
+pub fn test_model(id: &str, provider: Arc<dyn llm::Provider>) -> ModelEntry {
+    let (group, model) = id.split_once('/').expect("group/model");
+    ModelEntry {
+        id: id.into(),
+        model: model.into(),
+        note: None,
+        group: group.into(),
+        provider,
+        limits: ModelLimits {
+            context_tokens: 8_192,
+            max_output_tokens: 512,
+            thinking_tokens: None,
+        },
     }
 }
 
@@ -442,6 +459,19 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("count")
+    }
+
+    /// The single-user owner's conversation as `get_conversation` stores it (the newest window).
+    pub async fn stored(&self, conversation: Uuid) -> rill::model::ConversationView {
+        db::get_conversation(
+            &self.state.db,
+            &db::Owner("local".into()),
+            conversation,
+            None,
+        )
+        .await
+        .expect("query")
+        .expect("conversation")
     }
 }
 

@@ -2,26 +2,13 @@
 //! live apart from the text, stored apart, never sent back as history, and billed as output.
 
 use fake_provider::{expected_text, FakeConfig};
-use rill::model::{ConversationView, MessageStatus, TurnEvent};
-use rill::server::db;
+use rill::model::{MessageStatus, TurnEvent};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::*;
 
 const THOUGHTS: [&str; 5] = ["Let me ", "weigh ", "the größe ", "of 🌍", " first."];
-
-async fn shown(app: &TestApp, conversation: Uuid) -> ConversationView {
-    db::get_conversation(
-        &app.state.db,
-        &db::Owner("local".into()),
-        conversation,
-        None,
-    )
-    .await
-    .expect("query")
-    .expect("conversation")
-}
 
 fn thinking_app_config() -> Setup {
     Setup {
@@ -94,7 +81,7 @@ async fn each_protocol_streams_thinking_apart_stores_it_apart_and_never_sends_it
         );
 
         let conversation = conversation_of(&events);
-        let view = shown(&app, conversation).await;
+        let view = app.stored(conversation).await;
         let reply = view.messages.last().expect("reply");
         assert_eq!(reply.thinking, whole_thinking, "{model}: stored apart");
         assert_eq!(reply.content, expected_text(12), "{model}");
@@ -191,7 +178,7 @@ async fn thinking_is_saved_while_it_streams_and_kept_by_stop_with_its_tokens_est
         usage.output_tokens,
         u32::try_from(whole_thinking.chars().count().div_ceil(4)).expect("small")
     );
-    let view = shown(&app, conversation).await;
+    let view = app.stored(conversation).await;
     let reply = view.messages.last().expect("reply");
     assert_eq!(
         (reply.thinking.as_str(), reply.content.as_str()),
