@@ -97,6 +97,8 @@ class Client:
 class Rill:
     """A Rill server of its own: a temporary directory, accounts mode, the fake as provider."""
 
+    started = []  # every server, stopped at the end even when a measurement fails
+
     def __init__(self, binary, fake_url, extra=None, open_files=None):
         self.dir = tempfile.mkdtemp(prefix="rill-attack-")
         os.chmod(self.dir, 0o700)
@@ -120,6 +122,7 @@ class Rill:
             ["sh", "-c", f'ulimit -n {open_files} && exec "$0"', binary]
         self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
+        Rill.started.append(self)
         deadline = time.time() + 30
         while True:
             try:
@@ -148,6 +151,8 @@ class Rill:
             db.close()
 
     def stop(self):
+        if self.process.poll() is not None:
+            return
         self.process.terminate()
         try:
             self.process.wait(20)
@@ -414,6 +419,8 @@ def main():
         print("at rest")
         files_at_rest(rill)
     finally:
+        for rill in Rill.started:
+            rill.stop()
         fake.terminate()
 
 
