@@ -1,53 +1,66 @@
 #!/usr/bin/env bash
 # Checks Cargo.lock against the RustSec advisory database (cargo-deny), offline.
 #
-# The database is a git checkout of https://github.com/rustsec/advisory-db kept outside the
-# repository, at $RILL_ADVISORY_DB (default: $CARGO_HOME/advisory-db). None of the package
-# registries a build machine here can reach carries a copy (crates.io, PyPI, npm and Debian were
-# searched, 2026-12-06), so on a machine that cannot reach GitHub the check says plainly that it
-# did not run; it never passes silently. Keep the copy current where GitHub is reachable:
+# The database travels with the repository: .ci/advisory-db holds the advisories (crates/ and
+# rust/) of https://github.com/rustsec/advisory-db (CC0) at the commit and date in
+# .ci/advisory-db.version, because none of the package registries a build machine here reaches
+# carries a copy (crates.io, PyPI, npm and Debian were searched, 2026-12-06). A fresher git
+# checkout at $RILL_ADVISORY_DB is used instead when there is one. Refresh the snapshot where
+# GitHub is reachable, and commit it:
 #   bash scripts/check-advisories.sh --update
-# A copy older than $RILL_ADVISORY_MAX_AGE_DAYS (default 90) is used with a warning.
+# A snapshot older than $RILL_ADVISORY_MAX_AGE_DAYS (default 90) is used with a warning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DENY_VERSION=0.20.2
-db=${RILL_ADVISORY_DB:-${CARGO_HOME:-$HOME/.cargo}/advisory-db}
+UPSTREAM=https://github.com/rustsec/advisory-db
+snapshot=.ci/advisory-db
+version_file=.ci/advisory-db.version
 max_age_days=${RILL_ADVISORY_MAX_AGE_DAYS:-90}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 
 if [ "${1:-}" = "--update" ]; then
-  if [ -d "$db/.git" ]; then
-    git -C "$db" pull --ff-only --quiet
-  else
-    git clone --quiet https://github.com/rustsec/advisory-db "$db"
-  fi
-  echo "advisories: database at $db updated to $(git -C "$db" log -1 --format=%cs)"
-  exit 0
-fi
-
-if [ ! -d "$db/crates" ] || ! git -C "$db" rev-parse --git-dir >/dev/null 2>&1; then
-  echo "advisories: NOT CHECKED - no RustSec advisory database at $db."
-  echo "  None of the registries this machine reaches carries one; where GitHub is reachable,"
-  echo "  run: bash scripts/check-advisories.sh --update"
+  git clone --quiet --depth 1 "$UPSTREAM" "$work/upstream"
+  rm -rf "$snapshot"
+  mkdir -p "$snapshot"
+  cp -r "$work/upstream"/{crates,rust,LICENSE.txt,support.toml} "$snapshot/"
+  git -C "$work/upstream" log -1 --format='%H %cI' > "$version_file"
+  echo "advisories: $snapshot is now $UPSTREAM at $(cat "$version_file"); commit it"
   exit 0
 fi
 
 if ! cargo deny --version 2>/dev/null | grep -q "$DENY_VERSION"; then
-  echo "advisories: building cargo-deny $DENY_VERSION from crates.io (about 3 min)" >&2
+  echo "advisories: building cargo-deny $DENY_VERSION from crates.io" >&2
   cargo install --locked cargo-deny --version "$DENY_VERSION" >/dev/null
 fi
 
-last=$(git -C "$db" log -1 --format=%ct)
-age_days=$(( ($(date +%s) - last) / 86400 ))
-echo "advisories: RustSec database at $db, last changed $(date -u -d "@$last" +%F) (${age_days} days ago)"
-if [ "$age_days" -gt "$max_age_days" ]; then
-  echo "advisories: WARNING - the database is older than ${max_age_days} days; advisories since then are not known"
+# cargo-deny reads the database from a git checkout (it asks git for the last commit's date),
+# under a name derived from its URL.
+db="$work/advisory-db-3157b0e258782691"
+if [ -n "${RILL_ADVISORY_DB:-}" ]; then
+  git -C "$RILL_ADVISORY_DB" rev-parse --git-dir >/dev/null
+  ln -s "$(readlink -f "$RILL_ADVISORY_DB")" "$db"
+  dated=$(git -C "$db" log -1 --format=%cI)
+  source="the checkout at $RILL_ADVISORY_DB"
+else
+  read -r commit dated < "$version_file"
+  mkdir "$db"
+  cp -r "$snapshot"/. "$db/"
+  git -C "$db" init --quiet
+  git -C "$db" add --all
+  GIT_COMMITTER_DATE=$dated GIT_AUTHOR_DATE=$dated git -C "$db" \
+    -c user.name=rill -c user.email=rill@localhost commit --quiet -m "advisory-db $commit"
+  source="the snapshot in $snapshot ($UPSTREAM at ${commit:0:12})"
 fi
 
-# cargo-deny looks for the database under a name derived from its URL: link the copy there.
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-ln -s "$(readlink -f "$db")" "$root/advisory-db-3157b0e258782691"
-config="$root/deny.toml"
-sed "s|^db-urls|db-path = \"$root\"\ndb-urls|" deny.toml > "$config"
+age_days=$(( ($(date +%s) - $(date -d "$dated" +%s)) / 86400 ))
+echo "advisories: RustSec database from $source, last changed ${dated:0:10} (${age_days} days ago)"
+if [ "$age_days" -gt "$max_age_days" ]; then
+  echo "advisories: WARNING - the database is older than ${max_age_days} days; advisories since then" \
+    "are not known (refresh: bash scripts/check-advisories.sh --update)"
+fi
+
+config="$work/deny.toml"
+sed "s|^db-urls|db-path = \"$work\"\ndb-urls|" deny.toml > "$config"
 cargo deny --manifest-path Cargo.toml --config "$config" --offline --locked check advisories
