@@ -3,25 +3,40 @@
 use server_fn::codec::Json;
 
 use crate::error::ApiError;
-use crate::model::accounts::{AdminView, AuditEntry, SiteSettings};
+use crate::model::accounts::{AdminView, AuditEntry, SiteSettings, UserView};
 #[cfg(feature = "ssr")]
 use crate::server::{accounts::Admin, db::accounts as store, identity, AppState};
 
 /// Audit entries per page.
 pub const AUDIT_PAGE: u32 = 50;
+/// Users per page, by name (searchable, and more on request).
+pub const USERS_PAGE: u32 = 100;
 
 #[leptos::server(prefix = "/api", endpoint = "admin_overview", input = Json)]
 pub async fn admin_overview() -> Result<AdminView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
     let admin = Admin::new(&state, &principal, None)?;
     let month = state.month();
+    let (lockouts, lockouts_total) = admin.lockouts();
     Ok(AdminView {
-        users: store::list_users(&state.db, &month).await?,
+        users: store::list_users(&state.db, &month, "", None, USERS_PAGE).await?,
         settings: store::site_settings(&state.db).await?,
         site_month_cost_usd: crate::server::db::usage::site_month_spent(&state.db, &month).await?,
-        lockouts: admin.lockouts(),
+        lockouts,
+        lockouts_total: u32::try_from(lockouts_total).unwrap_or(u32::MAX),
         audit: store::audit_page(&state.db, "", None, AUDIT_PAGE).await?,
     })
+}
+
+/// A page of users by name: those after the name `after` whose name holds `filter`.
+#[leptos::server(prefix = "/api", endpoint = "list_users", input = Json)]
+pub async fn list_users(filter: String, after: Option<String>) -> Result<Vec<UserView>, ApiError> {
+    let (state, principal) = AppState::with_principal()?;
+    Admin::new(&state, &principal, None)?;
+    let filter: String = filter.chars().take(200).collect();
+    let after: Option<String> = after.map(|name| name.chars().take(200).collect());
+    let month = state.month();
+    Ok(store::list_users(&state.db, &month, &filter, after.as_deref(), USERS_PAGE).await?)
 }
 
 /// A page of the audit log, newest first: entries older than `before` (an entry's id), those

@@ -75,14 +75,22 @@ pub struct Lockout {
     pub locked_for_secs: Option<u64>,
 }
 
+/// Accounts with failed sign-ins the admin page lists: those with the most failures. Names
+/// with no account are counted too, so a guesser could make the whole list very long.
+pub const LOCKOUTS_SHOWN: usize = 50;
+
 /// Everything the admin page shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdminView {
+    /// The first page of users by name.
     pub users: Vec<UserView>,
     pub settings: SiteSettings,
     /// Everyone's spending this month, against `settings.monthly_cap_usd`.
     pub site_month_cost_usd: f64,
+    /// At most [`LOCKOUTS_SHOWN`], the most failures first.
     pub lockouts: Vec<Lockout>,
+    /// Accounts (and names) with failed sign-ins in the last hour, listed or not.
+    pub lockouts_total: u32,
     pub audit: Vec<AuditEntry>,
 }
 

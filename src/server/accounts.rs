@@ -530,9 +530,11 @@ impl<'a> Admin<'a> {
         Ok(user)
     }
 
-    /// Accounts with failed sign-ins in the last hour.
-    pub fn lockouts(&self) -> Vec<crate::model::accounts::Lockout> {
-        self.state.sign_in_throttle.lockouts()
+    /// Accounts with failed sign-ins in the last hour: the most failures first, and how many.
+    pub fn lockouts(&self) -> (Vec<crate::model::accounts::Lockout>, usize) {
+        self.state
+            .sign_in_throttle
+            .lockouts(crate::model::accounts::LOCKOUTS_SHOWN)
     }
 
     pub async fn clear_lockout(&self, username: &str) -> Result<(), AccountError> {

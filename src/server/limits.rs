@@ -130,6 +130,7 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "continue_reply",
     "admin_overview",
     "audit_log",
+    "list_users",
     "list_conversations",
     "get_conversation",
     "default_system_prompt",

@@ -140,8 +140,9 @@ impl SignInThrottle {
         checked.map_err(|n| Wait(n.wait_time_from(now)))
     }
 
-    /// Accounts with failed sign-ins in the last hour, most failures first.
-    pub fn lockouts(&self) -> Vec<Lockout> {
+    /// Accounts (and names with none) with failed sign-ins in the last hour: the `most` with
+    /// the most failures, first, and how many there are in all.
+    pub fn lockouts(&self, most: usize) -> (Vec<Lockout>, usize) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let mut list: Vec<Lockout> = failures
@@ -158,12 +159,14 @@ impl SignInThrottle {
                 })
             })
             .collect();
+        let total = list.len();
         list.sort_by(|a, b| {
             b.failures
                 .cmp(&a.failures)
                 .then(a.username.cmp(&b.username))
         });
-        list
+        list.truncate(most);
+        (list, total)
     }
 
     /// Forgets an account's failures (an admin lifting a lockout). Whether there were any.
@@ -214,8 +217,8 @@ mod tests {
         assert!(wait > Duration::from_secs(3500) && wait <= HOUR, "{wait:?}");
         let other: IpAddr = "192.0.2.2".parse().expect("ip");
         assert!(throttle.attempt("erin", Some(other), true).is_ok());
-        let lockouts = throttle.lockouts();
-        assert_eq!(lockouts.len(), 1);
+        let (lockouts, total) = throttle.lockouts(10);
+        assert_eq!((lockouts.len(), total), (1, 1));
         assert_eq!(lockouts[0].username, "erin");
         assert_eq!(lockouts[0].failures, 60);
         assert!(lockouts[0].locked_for_secs.is_some());
@@ -223,7 +226,35 @@ mod tests {
         let third: IpAddr = "192.0.2.3".parse().expect("ip");
         assert!(throttle.attempt("erin", Some(third), false).is_ok());
         throttle.succeeded("erin");
-        assert!(throttle.lockouts().is_empty(), "a success is no failure");
+        assert_eq!(
+            throttle.lockouts(10),
+            (Vec::new(), 0),
+            "a success is no failure"
+        );
+    }
+
+    #[test]
+    fn the_lockout_list_is_bounded_and_shows_the_most_failures_first() {
+        let throttle = SignInThrottle::default();
+        // A guesser spraying names: one failure each from many addresses, and three on one.
+        for i in 0..60u32 {
+            let ip: IpAddr = format!("198.18.{}.{}", i / 200, i % 200 + 1)
+                .parse()
+                .expect("ip");
+            assert!(throttle
+                .attempt(&format!("name{i}"), Some(ip), false)
+                .is_ok());
+        }
+        for i in 0..2 {
+            let ip: IpAddr = format!("198.19.0.{}", i + 1).parse().expect("ip");
+            assert!(throttle.attempt("name42", Some(ip), false).is_ok());
+        }
+        let (shown, total) = throttle.lockouts(50);
+        assert_eq!((shown.len(), total), (50, 60));
+        assert_eq!(
+            (shown[0].username.as_str(), shown[0].failures),
+            ("name42", 3)
+        );
     }
 
     #[test]

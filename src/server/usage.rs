@@ -75,11 +75,15 @@ fn parse_month(text: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Runs read and written at a time by the CSV export: what one download holds in memory.
+const CSV_PAGE: u32 = 1_000;
+
 /// `GET /usage.csv[?user=ID][&month=2026-11]`: every run's figures in the month (the current
-/// one by default), oldest first: a send, a retry and each Continue are a row each, billed to the
-/// month they ran in. The columns reconcile with
-/// a provider's bill: input counts every prompt token, cached and cache-write tokens are parts
-/// of it; output counts every generated token, reasoning a part of it.
+/// one by default), oldest first: a send, a retry and each Continue are a
+/// row each, billed to the month they ran in. The columns reconcile with a provider's bill:
+/// input counts every prompt token, cached and cache-write tokens are parts of it; output
+/// counts every generated token, reasoning a part of it. Streamed a page of runs at a time, so a
+/// month of any length is downloaded in bounded memory.
 pub async fn export_csv(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
@@ -88,87 +92,123 @@ pub async fn export_csv(
     let Some(Extension(principal)) = principal else {
         return api_error(&ApiError::Unauthorized("sign in first".into()));
     };
-    match csv_of(
-        &state,
-        &principal,
-        query.user.as_deref(),
-        query.month.as_deref(),
-    )
-    .await
-    {
-        Ok((name, bytes)) => Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
-            .header(
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"rill-usage-{name}.csv\""),
-            )
-            .body(Body::from(bytes))
-            .unwrap_or_default(),
-        Err(error) => api_error(&error),
-    }
+    let asked = async {
+        let (owner, username, _) = subject(&state, &principal, query.user.as_deref()).await?;
+        let month = query
+            .month
+            .as_deref()
+            .map_or_else(|| Ok(state.month()), parse_month)?;
+        Ok::<_, ApiError>((owner, username, month))
+    };
+    let (owner, username, month) = match asked.await {
+        Ok(asked) => asked,
+        Err(error) => return api_error(&error),
+    };
+    let name = file_name(&format!("{username}-{month}"));
+    let pages = csv_pages(state.db.clone(), owner, month);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"rill-usage-{name}.csv\""),
+        )
+        .body(Body::from_stream(pages))
+        .unwrap_or_default()
 }
 
-async fn csv_of(
-    state: &AppState,
-    principal: &Principal,
-    user_id: Option<&str>,
-    month: Option<&str>,
-) -> Result<(String, Vec<u8>), ApiError> {
-    let (owner, username, _) = subject(state, principal, user_id).await?;
-    let month = month.map_or_else(|| Ok(state.month()), parse_month)?;
-    let username = format!("{username}-{month}");
-    let turns = db::usage::month_runs(&state.db, &owner, &month).await?;
+const CSV_COLUMNS: [&str; 13] = [
+    "time",
+    "conversation_id",
+    "turn_id",
+    "run",
+    "model",
+    "status",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "estimated",
+];
+
+/// Where the export has got to: after which run (`(at, id)`) it reads on, or done.
+enum Read {
+    From(Option<(i64, i64)>),
+    Done,
+}
+
+/// The CSV a page of runs at a time: the header row with the first. A failed read ends the
+/// download with an error (the browser shows it as failed), never as a file cut short.
+fn csv_pages(
+    db: db::Db,
+    owner: Owner,
+    month: String,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+    futures::stream::unfold(Read::From(None), move |read| {
+        let (db, owner, month) = (db.clone(), owner.clone(), month.clone());
+        async move {
+            let Read::From(after) = read else {
+                return None;
+            };
+            let page = match db::usage::month_runs(&db, &owner, &month, after, CSV_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!("reading the usage CSV: {e}");
+                    return Some((
+                        Err(std::io::Error::other("the usage could not be read")),
+                        Read::Done,
+                    ));
+                }
+            };
+            let next = match page.last() {
+                Some(last) if page.len() >= CSV_PAGE as usize => {
+                    Read::From(Some((last.at, last.id)))
+                }
+                _ => Read::Done,
+            };
+            let written = csv_rows(after.is_none(), &page).map_err(|e| {
+                tracing::error!("writing the usage CSV: {e}");
+                std::io::Error::other("the usage could not be written")
+            });
+            let next = if written.is_ok() { next } else { Read::Done };
+            Some((written, next))
+        }
+    })
+}
+
+/// A page of runs as CSV lines, after the header row when `header`.
+fn csv_rows(header: bool, runs: &[db::usage::RunFigures]) -> Result<Vec<u8>, csv::Error> {
     let mut csv = csv::Writer::from_writer(Vec::new());
-    let written = csv
-        .write_record([
-            "time",
-            "conversation_id",
-            "turn_id",
-            "run",
-            "model",
-            "status",
-            "input_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-            "cost_usd",
-            "estimated",
-        ])
-        .and_then(|()| {
-            let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
-            for t in &turns {
-                csv.write_record([
-                    t.time.clone(),
-                    t.conversation_id.clone(),
-                    t.turn_id.clone(),
-                    t.run.to_string(),
-                    t.model.clone(),
-                    t.status.clone(),
-                    number(t.input_tokens),
-                    number(t.cached_input_tokens),
-                    number(t.cache_write_tokens),
-                    number(t.output_tokens),
-                    number(t.reasoning_tokens),
-                    t.cost_usd.map(|c| format!("{c:.8}")).unwrap_or_default(),
-                    t.usage_estimated.to_string(),
-                ])?;
-            }
-            Ok(())
-        });
-    let bytes = written
-        .and_then(|()| {
-            csv.into_inner()
-                .map_err(|e| csv::Error::from(e.into_error()))
-        })
-        .map_err(|e| {
-            tracing::error!("writing the usage CSV: {e}");
-            ApiError::Internal
-        })?;
-    // The file name carries only characters a username may have that are safe in a header.
-    let name: String = username
-        .chars()
+    if header {
+        csv.write_record(CSV_COLUMNS)?;
+    }
+    let number = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+    for t in runs {
+        csv.write_record([
+            t.time.clone(),
+            t.conversation_id.clone(),
+            t.turn_id.clone(),
+            t.run.to_string(),
+            t.model.clone(),
+            t.status.clone(),
+            number(t.input_tokens),
+            number(t.cached_input_tokens),
+            number(t.cache_write_tokens),
+            number(t.output_tokens),
+            number(t.reasoning_tokens),
+            t.cost_usd.map(|c| format!("{c:.8}")).unwrap_or_default(),
+            t.usage_estimated.to_string(),
+        ])?;
+    }
+    csv.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// A file name of only characters a username may have that are safe in a header.
+fn file_name(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -176,6 +216,5 @@ async fn csv_of(
                 '_'
             }
         })
-        .collect();
-    Ok((name, bytes))
+        .collect()
 }

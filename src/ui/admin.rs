@@ -4,9 +4,10 @@ use leptos::server::ServerAction;
 use leptos::task::spawn_local;
 
 use crate::api::admin::{
-    admin_overview, audit_log, ClearLockout, CreateUser, ResetPassword, SetSiteSettings,
-    SetUserBudget, SetUserDisabled, AUDIT_PAGE,
+    admin_overview, audit_log, list_users, ClearLockout, CreateUser, ResetPassword,
+    SetSiteSettings, SetUserBudget, SetUserDisabled, AUDIT_PAGE, USERS_PAGE,
 };
+use crate::error::ApiError;
 use crate::format::format_cost;
 use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
@@ -85,19 +86,10 @@ pub fn AdminPage() -> impl IntoView {
                         match overview.await {
                             Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
                             Ok(view_data) => view! {
-                                <h2>"Users"</h2>
-                                <table class="figures users">
-                                    <thead><tr>
-                                        <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
-                                        <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
-                                    </tr></thead>
-                                    <tbody>
-                                        {view_data.users.into_iter().map(|user| view! { <UserRow user actions /> }).collect_view()}
-                                    </tbody>
-                                </table>
+                                <Users first=view_data.users actions />
                                 <NewUserForm create local_error />
                                 <SettingsForm current=view_data.settings spent=view_data.site_month_cost_usd settings local_error />
-                                <Lockouts lockouts=view_data.lockouts clear />
+                                <Lockouts lockouts=view_data.lockouts total=view_data.lockouts_total clear />
                                 <AuditLog first=view_data.audit />
                             }.into_any(),
                         }
@@ -111,10 +103,17 @@ pub fn AdminPage() -> impl IntoView {
 /// Accounts that failed to sign in lately; a locked one can be let in again. Browsers that
 /// signed in to an account before are never locked out of it.
 #[component]
-fn Lockouts(lockouts: Vec<Lockout>, clear: ServerAction<ClearLockout>) -> impl IntoView {
+fn Lockouts(
+    lockouts: Vec<Lockout>,
+    total: u32,
+    clear: ServerAction<ClearLockout>,
+) -> impl IntoView {
     if lockouts.is_empty() {
         return ().into_any();
     }
+    let not_shown = usize::try_from(total)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(lockouts.len());
     view! {
         <h2>"Failed sign-ins (last hour)"</h2>
         <table class="figures lockouts">
@@ -140,61 +139,145 @@ fn Lockouts(lockouts: Vec<Lockout>, clear: ServerAction<ClearLockout>) -> impl I
                 }).collect_view()}
             </tbody>
         </table>
+        {(not_shown > 0).then(|| view! {
+            <p class="note">{format!("…and {not_shown} more names with fewer failures (the audit log has them all)")}</p>
+        })}
     }
     .into_any()
+}
+
+/// A list shown a page at a time and searchable: the users and the audit log.
+struct Paged<T: Send + Sync + 'static> {
+    entries: RwSignal<Vec<T>>,
+    filter: RwSignal<String>,
+    more: RwSignal<bool>,
+    busy: RwSignal<bool>,
+    failed: RwSignal<Option<String>>,
+    page: usize,
+}
+
+impl<T: Send + Sync + 'static> Clone for Paged<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Send + Sync + 'static> Copy for Paged<T> {}
+
+impl<T: Send + Sync + 'static> Paged<T> {
+    fn new(first: Vec<T>, page: u32) -> Self {
+        let page = usize::try_from(page).unwrap_or(usize::MAX);
+        Self {
+            more: RwSignal::new(first.len() >= page),
+            entries: RwSignal::new(first),
+            filter: RwSignal::new(String::new()),
+            busy: RwSignal::new(false),
+            failed: RwSignal::new(None),
+            page,
+        }
+    }
+
+    /// Fetches the page after `after` of the current search (`None`: from its start) and shows
+    /// it below the others (or instead of them).
+    fn load<K: 'static, F>(
+        self,
+        after: Option<K>,
+        fetch: impl FnOnce(String, Option<K>) -> F + 'static,
+    ) where
+        F: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    {
+        self.busy.set(true);
+        let from_start = after.is_none();
+        let query = self.filter.get_untracked();
+        spawn_local(async move {
+            match fetch(query, after).await {
+                Ok(page) => {
+                    let _ = self.more.try_set(page.len() >= self.page);
+                    let _ = self.entries.try_update(|shown| {
+                        if from_start {
+                            shown.clear();
+                        }
+                        shown.extend(page);
+                    });
+                    let _ = self.failed.try_set(None);
+                }
+                Err(e) => {
+                    let _ = self.failed.try_set(Some(e.to_string()));
+                }
+            }
+            let _ = self.busy.try_set(false);
+        });
+    }
+
+    /// The search box, and what went wrong with the last page asked for.
+    fn search_form(
+        self,
+        label: &'static str,
+        placeholder: &'static str,
+        search: impl Fn() + 'static,
+    ) -> impl IntoView {
+        let submit = move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            search();
+        };
+        view! {
+            <form class="inline list-search" method="post" on:submit=submit role="search">
+                <input type="search" placeholder=placeholder aria-label=label bind:value=self.filter />
+                <button type="submit" disabled=move || self.busy.get()>"Search"</button>
+            </form>
+            {move || self.failed.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        }
+    }
+}
+
+/// Users by name, a page at a time, searchable by name.
+#[component]
+fn Users(first: Vec<UserView>, actions: UserActions) -> impl IntoView {
+    let users = Paged::new(first, USERS_PAGE);
+    let more = move |_| {
+        let last = users
+            .entries
+            .with_untracked(|shown| shown.last().map(|u| u.username.clone()));
+        users.load(last, list_users);
+    };
+    view! {
+        <h2>"Users"</h2>
+        {users.search_form("Find users by name", "name…", move || users.load(None, list_users))}
+        <table class="figures users">
+            <thead><tr>
+                <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
+                <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
+            </tr></thead>
+            <tbody>
+                <For each=move || users.entries.get() key=|user| user.id.clone() let:user>
+                    <UserRow user actions />
+                </For>
+            </tbody>
+        </table>
+        <Show when=move || users.more.get()>
+            <button type="button" class="older" on:click=more disabled=move || users.busy.get()>"More users"</button>
+        </Show>
+    }
 }
 
 /// The audit log, newest first, a page at a time, searchable.
 #[component]
 fn AuditLog(first: Vec<AuditEntry>) -> impl IntoView {
-    let more = RwSignal::new(first.len() >= AUDIT_PAGE as usize);
-    let entries = RwSignal::new(first);
-    let filter = RwSignal::new(String::new());
-    let failed = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    // `before`: the next page of the current search; `None`: the search from its newest entry.
-    let load = move |before: Option<i64>| {
-        busy.set(true);
-        let query = filter.get_untracked();
-        spawn_local(async move {
-            match audit_log(query, before).await {
-                Ok(page) => {
-                    let _ = more.try_set(page.len() >= AUDIT_PAGE as usize);
-                    let _ = entries.try_update(|shown| {
-                        if before.is_none() {
-                            shown.clear();
-                        }
-                        shown.extend(page);
-                    });
-                    let _ = failed.try_set(None);
-                }
-                Err(e) => {
-                    let _ = failed.try_set(Some(e.to_string()));
-                }
-            }
-            let _ = busy.try_set(false);
-        });
+    let log = Paged::new(first, AUDIT_PAGE);
+    let older = move |_| {
+        let oldest = log.entries.with_untracked(|e| e.last().map(|e| e.id));
+        log.load(oldest, audit_log);
     };
-    let search = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        load(None);
-    };
-    let older = move |_| load(entries.with_untracked(|e| e.last().map(|e| e.id)));
     view! {
         <h2>"Audit log"</h2>
-        <form class="inline audit-search" method="post" on:submit=search role="search">
-            <input type="search" placeholder="who, what, address…" aria-label="Search the audit log"
-                bind:value=filter />
-            <button type="submit" disabled=move || busy.get()>"Search"</button>
-        </form>
-        {move || failed.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        {log.search_form("Search the audit log", "who, what, address…", move || log.load(None, audit_log))}
         <table class="figures audit">
             <thead><tr>
                 <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
                 <th>"From"</th><th>"Detail"</th>
             </tr></thead>
             <tbody>
-                <For each=move || entries.get() key=|entry| entry.id let:entry>
+                <For each=move || log.entries.get() key=|entry| entry.id let:entry>
                     <tr>
                         <td>{entry.at}</td>
                         <td>{entry.actor.unwrap_or_default()}</td>
@@ -206,8 +289,8 @@ fn AuditLog(first: Vec<AuditEntry>) -> impl IntoView {
                 </For>
             </tbody>
         </table>
-        <Show when=move || more.get()>
-            <button type="button" class="older" on:click=older disabled=move || busy.get()>"Older entries"</button>
+        <Show when=move || log.more.get()>
+            <button type="button" class="older" on:click=older disabled=move || log.busy.get()>"Older entries"</button>
         </Show>
     }
 }

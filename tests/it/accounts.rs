@@ -472,6 +472,79 @@ async fn a_guesser_cannot_lock_the_owner_out_and_an_admin_sees_and_clears_the_lo
 }
 
 #[tokio::test]
+async fn the_admin_page_lists_users_a_page_at_a_time_and_finds_them_by_name() {
+    let app = accounts_app().await;
+    app.add_user("root", true).await;
+    // 120 more people (no password: made directly, so no argon2 for each).
+    for i in 0..120 {
+        sqlx::query(
+            "INSERT INTO users (id, username, created_at, updated_at) VALUES (?1, ?2, 0, 0)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(format!("member-{i:03}"))
+        .execute(&app.pool)
+        .await
+        .expect("user");
+    }
+    let visitor = app.visitor();
+    for name in ["nobody-1", "nobody-2", "member-007"] {
+        let refused = visitor
+            .post("sign_in", json!({"username": name, "password": "a guess"}))
+            .await;
+        assert_eq!(refused.status(), 401);
+    }
+    let root = app.signed_in("root").await;
+    let overview = json_of(root.post("admin_overview", json!({})).await).await;
+    let names = |page: &Value| -> Vec<String> {
+        page.as_array()
+            .expect("users")
+            .iter()
+            .map(|u| u["username"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let first = names(&overview["users"]);
+    assert_eq!(first.len(), rill::api::admin::USERS_PAGE as usize);
+    assert_eq!(first[0], "member-000");
+    assert_eq!(first.last().map(String::as_str), Some("member-099"));
+    assert_eq!(overview["lockouts_total"], 3);
+    let rest = names(
+        &json_of(
+            root.post("list_users", json!({"filter": "", "after": "member-099"}))
+                .await,
+        )
+        .await,
+    );
+    assert_eq!(rest.len(), 21, "{rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("root"));
+    let found = names(
+        &json_of(
+            root.post("list_users", json!({"filter": "MEMBER-11", "after": null}))
+                .await,
+        )
+        .await,
+    );
+    assert_eq!(found.len(), 10, "{found:?}");
+    // LIKE's wildcards are matched as themselves.
+    for filter in ["_", "%"] {
+        let none = json_of(
+            root.post("list_users", json!({"filter": filter, "after": null}))
+                .await,
+        )
+        .await;
+        assert_eq!(none, json!([]), "{filter}");
+    }
+    let member = app.add_user("mia", false).await;
+    let mia = app.signed_in("mia").await;
+    assert_eq!(
+        mia.post("list_users", json!({"filter": "", "after": null}))
+            .await
+            .status(),
+        403,
+        "{member} is no admin"
+    );
+}
+
+#[tokio::test]
 async fn checking_a_password_to_change_it_is_throttled_like_a_sign_in() {
     let app = accounts_app().await;
     app.add_user("quinn", false).await;
@@ -878,6 +951,50 @@ async fn the_usage_export_lists_every_run_of_a_month_and_sums_to_it() {
     let bad = nina.get("/usage.csv?month=2026-13").await;
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.expect("body").contains("2026-11"));
+}
+
+#[tokio::test]
+async fn a_long_month_is_exported_whole_a_page_at_a_time() {
+    let app = accounts_app().await;
+    let owner = app.add_user("olive", false).await;
+    let olive = app.signed_in("olive").await;
+    olive.turn(None, "One").await;
+    // 2,500 more runs of that reply this month: more than two of the export's pages, two runs
+    // to each millisecond, so that a page ends between two runs admitted at the same time.
+    let (message, month, at): (String, String, i64) =
+        sqlx::query_as("SELECT message_id, month, at FROM spending WHERE owner = ?1")
+            .bind(&owner)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the run");
+    for run in 2..=2_501 {
+        sqlx::query(
+            "INSERT INTO spending (owner, message_id, run, model, month, at, state, cost_usd,
+                                   status)
+             VALUES (?1, ?2, ?3, 'fake/fake-model', ?4, ?5, 'settled', 0.001, 'complete')",
+        )
+        .bind(&owner)
+        .bind(&message)
+        .bind(run)
+        .bind(&month)
+        .bind(at + run / 2)
+        .execute(&app.pool)
+        .await
+        .expect("a run");
+    }
+    let csv = olive.get("/usage.csv").await.text().await.expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2_501, "the header once, then every run");
+    assert!(lines[0].starts_with("time,"));
+    let runs: Vec<u32> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(3).expect("run").parse().expect("number"))
+        .collect();
+    assert_eq!(
+        runs,
+        (1..=2_501).collect::<Vec<u32>>(),
+        "each once, in order"
+    );
 }
 
 async fn send_hi(person: &Person) -> reqwest::Response {

@@ -96,16 +96,28 @@ pub async fn count_users(db: &Db) -> Result<i64, DbError> {
     Ok(n)
 }
 
-/// Every user with their spending in `month` (`2026-12`), by name.
-pub async fn list_users(db: &Db, month: &str) -> Result<Vec<UserView>, DbError> {
+/// A page of users by name with their spending in `month` (`2026-12`): at most `limit` after
+/// the name `after`, those whose name holds `filter`.
+pub async fn list_users(
+    db: &Db,
+    month: &str,
+    filter: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<UserView>, DbError> {
     type Row = (String, String, bool, Option<i64>, Option<f64>, f64);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT u.id, u.username, u.is_admin, u.disabled_at, u.monthly_budget_usd,
-                (SELECT {} FROM spending WHERE owner = u.id AND month = ?)
-         FROM users u ORDER BY u.username",
+                (SELECT {} FROM spending WHERE owner = u.id AND month = ?1)
+         FROM users u
+         WHERE (?2 IS NULL OR u.username > ?2) AND u.username LIKE ?3 ESCAPE '\\'
+         ORDER BY u.username LIMIT ?4",
         super::usage::SPENT
     ))
     .bind(month)
+    .bind(after)
+    .bind(contains_pattern(filter))
+    .bind(limit)
     .fetch_all(db.reader())
     .await?;
     Ok(rows
@@ -121,6 +133,19 @@ pub async fn list_users(db: &Db, month: &str) -> Result<Vec<UserView>, DbError> 
             },
         )
         .collect())
+}
+
+/// A LIKE pattern for text holding `filter`, LIKE's own wildcards in it matched as themselves
+/// (with `ESCAPE '\'`).
+fn contains_pattern(filter: &str) -> String {
+    format!(
+        "%{}%",
+        filter
+            .trim()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
 }
 
 /// Sets a new password and ends every session signed in before it; the browsers known to the
@@ -313,15 +338,7 @@ pub async fn audit_page(
         Option<String>,
         i64,
     );
-    // LIKE's own wildcards in the filter are matched as themselves.
-    let pattern = format!(
-        "%{}%",
-        filter
-            .trim()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let pattern = contains_pattern(filter);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, strftime('%Y-%m-%d %H:%M:%S', at / 1000, 'unixepoch'), actor, action, target,
                 address, detail, count FROM audit_log

@@ -289,6 +289,10 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
 /// One run's figures, as the CSV export lists them.
 #[derive(Debug, sqlx::FromRow)]
 pub struct RunFigures {
+    /// When the run was admitted (ms) and its row in the ledger: the export reads on after
+    /// the last pair it wrote.
+    pub at: i64,
+    pub id: i64,
     /// `2026-11-27T10:15:02Z`, when the run began.
     pub time: String,
     pub conversation_id: String,
@@ -306,10 +310,18 @@ pub struct RunFigures {
     pub usage_estimated: bool,
 }
 
-/// Every run of the owner in `month`, oldest first, with its figures.
-pub async fn month_runs(db: &Db, owner: &Owner, month: &str) -> Result<Vec<RunFigures>, DbError> {
+/// The owner's runs in `month`, oldest first, with their figures: at most `limit`, those after
+/// `after` (a run's `(at, id)`).
+pub async fn month_runs(
+    db: &Db,
+    owner: &Owner,
+    month: &str,
+    after: Option<(i64, i64)>,
+    limit: u32,
+) -> Result<Vec<RunFigures>, DbError> {
+    let (after_at, after_id) = after.unzip();
     Ok(sqlx::query_as(
-        "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch') AS time,
+        "SELECT s.at, s.id, strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch') AS time,
                 m.conversation_id, m.turn_id, s.run, s.model,
                 CASE s.state WHEN 'reserved' THEN 'running' ELSE COALESCE(s.status, '') END
                     AS status,
@@ -318,11 +330,15 @@ pub async fn month_runs(db: &Db, owner: &Owner, month: &str) -> Result<Vec<RunFi
                 CASE s.state WHEN 'reserved' THEN s.reserved_usd ELSE s.cost_usd END AS cost_usd,
                 (s.usage_estimated OR s.state = 'reserved') AS usage_estimated
            FROM spending s JOIN messages m ON m.id = s.message_id
-          WHERE s.owner = ? AND s.month = ?
-          ORDER BY s.at, s.id",
+          WHERE s.owner = ?1 AND s.month = ?2
+            AND (?3 IS NULL OR s.at > ?3 OR (s.at = ?3 AND s.id > ?4))
+          ORDER BY s.at, s.id LIMIT ?5",
     )
     .bind(&owner.0)
     .bind(month)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
     .fetch_all(db.reader())
     .await?)
 }
