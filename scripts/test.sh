@@ -5,6 +5,31 @@
 # tests in headless Chromium against the built app and the fake provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's time, printed at the end (and when a step fails), so a slow step shows itself.
+started=$SECONDS
+steps=()
+step_name="" step_started=$SECONDS
+end_step() {
+  [ -n "$step_name" ] && steps+=("$(printf '%5ds  %s' "$((SECONDS - step_started))" "$step_name")")
+  step_name=""
+}
+step() {
+  end_step
+  step_name=$*
+  step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+print_steps() {
+  end_step
+  printf '\nsteps:\n'
+  printf '  %s\n' "${steps[@]}"
+  printf '%5ds  in all\n' "$((SECONDS - started))"
+}
+
+logs=$(mktemp -d)
+trap 'status=$?; [ "$status" -ne 0 ] && print_steps; rm -rf "$logs"' EXIT
+
+step "set-up (tools, browser, test packages, local model)"
 source scripts/install-tools.sh
 ensure_build_tools
 ensure_chromium
@@ -12,9 +37,6 @@ ensure_nginx
 ensure_cargo_machete
 ensure_end2end_packages
 bash scripts/fetch-model.sh
-
-step() { printf '\n==> %s\n' "$*"; }
-started=$SECONDS
 
 step "format"
 cargo fmt --all -- --check
@@ -30,9 +52,6 @@ cargo clippy --workspace --all-targets --features ssr -- -D warnings
 step "clippy (browser build)"
 cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
-
 step "unit and HTTP-level tests"
 cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 
@@ -44,6 +63,7 @@ step "browser tests (headless Chromium)"
 (cd end2end && npx playwright test) 2>&1 | tee "$logs/playwright.txt"
 
 # One closing line for the whole run (set -o pipefail has already stopped at any failure).
+print_steps
 rust=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$logs/cargo-test.txt")
 browser=$(awk '/^ *[0-9]+ passed/ { n = $1 } END { print n + 0 }' "$logs/playwright.txt")
 printf '\nall checks passed in %ss (%s Rust tests, %s browser tests)\n' "$((SECONDS - started))" "$rust" "$browser"
