@@ -12,7 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DENY_VERSION=0.20.2
 UPSTREAM=https://github.com/rustsec/advisory-db
 snapshot=.ci/advisory-db
 version_file=.ci/advisory-db.version
@@ -30,10 +29,8 @@ if [ "${1:-}" = "--update" ]; then
   exit 0
 fi
 
-if ! cargo deny --version 2>/dev/null | grep -q "$DENY_VERSION"; then
-  echo "advisories: building cargo-deny $DENY_VERSION from crates.io" >&2
-  cargo install --locked cargo-deny --version "$DENY_VERSION" >/dev/null
-fi
+source scripts/install-tools.sh
+ensure_cargo_deny
 
 # cargo-deny reads the database from a git checkout (it asks git for the last commit's date),
 # under a name derived from its URL.

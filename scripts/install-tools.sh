@@ -18,6 +18,13 @@ log() { printf '[install-tools] %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# `cargo install` for a tool: without the link-time optimisation some tools' release profiles
+# ask for (cargo-leptos and cargo-deny: fat LTO in one codegen unit, most of their build on 2
+# cores, run on one). A build tool does not need it; see ARCHITECTURE.md, "Toolchain".
+install_tool() {
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo install "$@"
+}
+
 ensure_wasm_target() {
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "adding rust target wasm32-unknown-unknown"
@@ -31,7 +38,7 @@ ensure_cargo_leptos() {
   if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then return; fi
   log "building cargo-leptos $CARGO_LEPTOS_VERSION from crates.io source (about 30 min on 2 cores)"
   # This install is expected to fail on the rustc check; it leaves the crate source unpacked.
-  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads \
+  install_tool cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads \
     >/dev/null 2>&1 || true
   local src
   src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cargo-leptos-"$CARGO_LEPTOS_VERSION" | head -n1)
@@ -40,7 +47,7 @@ ensure_cargo_leptos() {
   cp -r "$src" "$work/cargo-leptos"
   (cd "$work/cargo-leptos" &&
     cargo update -p cargo-util-schemas --precise 0.14.1 &&
-    cargo install --path . --locked --features no_downloads)
+    install_tool --path . --locked --features no_downloads)
   rm -rf "$work"
 }
 
@@ -48,7 +55,7 @@ ensure_cargo_leptos() {
 ensure_wasm_bindgen() {
   if wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then return; fi
   log "building wasm-bindgen-cli $WASM_BINDGEN_VERSION from crates.io source"
-  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked >/dev/null 2>&1 || true
+  install_tool wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked >/dev/null 2>&1 || true
   if wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then return; fi
   local src work
   src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasm-bindgen-cli-"$WASM_BINDGEN_VERSION" | head -n1)
@@ -56,7 +63,7 @@ ensure_wasm_bindgen() {
   cp -r "$src" "$work/wasm-bindgen-cli"
   (cd "$work/wasm-bindgen-cli" &&
     { cargo update -p webpki-roots --precise 1.0.10 || true; } &&
-    cargo install --path . --locked)
+    install_tool --path . --locked)
   rm -rf "$work"
 }
 
@@ -89,7 +96,15 @@ CARGO_MACHETE_VERSION=0.9.2
 ensure_cargo_machete() {
   if cargo machete --version 2>/dev/null | grep -q "$CARGO_MACHETE_VERSION"; then return; fi
   log "building cargo-machete $CARGO_MACHETE_VERSION from crates.io"
-  cargo install cargo-machete --version "$CARGO_MACHETE_VERSION" --locked
+  install_tool cargo-machete --version "$CARGO_MACHETE_VERSION" --locked
+}
+
+# Checks Cargo.lock against the RustSec advisories (scripts/check-advisories.sh).
+CARGO_DENY_VERSION=0.20.2
+ensure_cargo_deny() {
+  if cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then return; fi
+  log "building cargo-deny $CARGO_DENY_VERSION from crates.io"
+  install_tool cargo-deny --version "$CARGO_DENY_VERSION" --locked
 }
 
 ensure_end2end_packages() {
@@ -122,5 +137,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_chromium
   ensure_nginx
   ensure_cargo_machete
+  ensure_cargo_deny
   ensure_end2end_packages
 fi

@@ -35,6 +35,7 @@ ensure_build_tools
 ensure_chromium
 ensure_nginx
 ensure_cargo_machete
+ensure_cargo_deny
 ensure_end2end_packages
 bash scripts/fetch-model.sh
 
