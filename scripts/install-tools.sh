@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, idempotently, every tool Rill's build and tests need on a fresh Debian machine
-# that reaches only the package registries (see ARCHITECTURE.md, "Toolchain").
+# that reaches only the package registries (README, "Run it"; ARCHITECTURE.md, "CI time").
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run again: each step checks first.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # `cargo install` for a tool: without the link-time optimisation some tools' release profiles
 # ask for (cargo-leptos and cargo-deny: fat LTO in one codegen unit, most of their build on 2
-# cores, run on one). A build tool does not need it; see ARCHITECTURE.md, "Toolchain".
+# cores, run on one). A build tool does not need it; ARCHITECTURE.md, "CI time, measured".
 install_tool() {
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo install "$@"
 }
@@ -36,7 +36,7 @@ ensure_wasm_target() {
 # machine has; building from the crate source with that one dependency set back works.
 ensure_cargo_leptos() {
   if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then return; fi
-  log "building cargo-leptos $CARGO_LEPTOS_VERSION from crates.io source (about 30 min on 2 cores)"
+  log "building cargo-leptos $CARGO_LEPTOS_VERSION from crates.io source (about 10 min on 2 cores)"
   # This install is expected to fail on the rustc check; it leaves the crate source unpacked.
   install_tool cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads \
     >/dev/null 2>&1 || true
