@@ -145,28 +145,33 @@ impl SignInThrottle {
     pub fn lockouts(&self, most: usize) -> (Vec<Lockout>, usize) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let mut list: Vec<Lockout> = failures
+        // Up to 100,000 names are tracked: only the shown ones are sorted and copied.
+        let mut listed: Vec<(usize, &String, Instant)> = failures
             .iter_mut()
-            .filter_map(|(account, recent)| {
+            .filter_map(|(name, recent)| {
                 forget_old(recent);
-                let oldest = *recent.front()?;
-                let locked = recent.len() >= FAILURES_PER_ACCOUNT_HOURLY;
-                Some(Lockout {
-                    username: account.clone(),
-                    failures: u32::try_from(recent.len()).unwrap_or(u32::MAX),
-                    locked_for_secs: locked
-                        .then(|| (oldest + HOUR).saturating_duration_since(now).as_secs()),
-                })
+                Some((recent.len(), name, *recent.front()?))
             })
             .collect();
-        let total = list.len();
-        list.sort_by(|a, b| {
-            b.failures
-                .cmp(&a.failures)
-                .then(a.username.cmp(&b.username))
-        });
-        list.truncate(most);
-        (list, total)
+        let total = listed.len();
+        let first = |a: &(usize, &String, Instant), b: &(usize, &String, Instant)| {
+            b.0.cmp(&a.0).then(a.1.cmp(b.1))
+        };
+        if most < listed.len() {
+            listed.select_nth_unstable_by(most, first);
+            listed.truncate(most);
+        }
+        listed.sort_by(first);
+        let shown = listed
+            .into_iter()
+            .map(|(count, name, oldest)| Lockout {
+                username: name.clone(),
+                failures: u32::try_from(count).unwrap_or(u32::MAX),
+                locked_for_secs: (count >= FAILURES_PER_ACCOUNT_HOURLY)
+                    .then(|| (oldest + HOUR).saturating_duration_since(now).as_secs()),
+            })
+            .collect();
+        (shown, total)
     }
 
     /// Forgets an account's failures (an admin lifting a lockout). Whether there were any.

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, Response, StatusCode};
 use axum::Extension;
+use futures::StreamExt;
 use serde::Deserialize;
 
 use super::db::{self, accounts as store, DbError, Owner};
@@ -105,7 +106,21 @@ pub async fn export_csv(
         Err(error) => return api_error(&error),
     };
     let name = file_name(&format!("{username}-{month}"));
-    let pages = csv_pages(state.db.clone(), owner, month);
+    // The first page is read before answering, so that a failure is an error in words rather
+    // than an empty file.
+    let first = match db::usage::month_runs(&state.db, &owner, &month, None, CSV_PAGE).await {
+        Ok(first) => first,
+        Err(e) => return api_error(&ApiError::from(e)),
+    };
+    let head = match csv_rows(true, &first) {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::error!("writing the usage CSV: {e}");
+            return api_error(&ApiError::Internal);
+        }
+    };
+    let rest = csv_pages(state.db.clone(), owner, month, read_on(&first));
+    let pages = futures::stream::once(async { Ok(head) }).chain(rest);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
@@ -135,24 +150,34 @@ const CSV_COLUMNS: [&str; 13] = [
 
 /// Where the export has got to: after which run (`(at, id)`) it reads on, or done.
 enum Read {
-    From(Option<(i64, i64)>),
+    After((i64, i64)),
     Done,
 }
 
-/// The CSV a page of runs at a time: the header row with the first. A failed read ends the
-/// download with an error (the browser shows it as failed), never as a file cut short.
+/// After a page: on from its last run if it was full.
+fn read_on(page: &[db::usage::RunFigures]) -> Read {
+    match page.last() {
+        Some(last) if page.len() >= CSV_PAGE as usize => Read::After((last.at, last.id)),
+        _ => Read::Done,
+    }
+}
+
+/// The CSV's pages after the first. A failed read ends the download with an error (the
+/// browser shows it as failed), never as a file cut short.
 fn csv_pages(
     db: db::Db,
     owner: Owner,
     month: String,
+    from: Read,
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
-    futures::stream::unfold(Read::From(None), move |read| {
+    futures::stream::unfold(from, move |read| {
         let (db, owner, month) = (db.clone(), owner.clone(), month.clone());
         async move {
-            let Read::From(after) = read else {
+            let Read::After(after) = read else {
                 return None;
             };
-            let page = match db::usage::month_runs(&db, &owner, &month, after, CSV_PAGE).await {
+            let page = match db::usage::month_runs(&db, &owner, &month, Some(after), CSV_PAGE).await
+            {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!("reading the usage CSV: {e}");
@@ -162,13 +187,8 @@ fn csv_pages(
                     ));
                 }
             };
-            let next = match page.last() {
-                Some(last) if page.len() >= CSV_PAGE as usize => {
-                    Read::From(Some((last.at, last.id)))
-                }
-                _ => Read::Done,
-            };
-            let written = csv_rows(after.is_none(), &page).map_err(|e| {
+            let next = read_on(&page);
+            let written = csv_rows(false, &page).map_err(|e| {
                 tracing::error!("writing the usage CSV: {e}");
                 std::io::Error::other("the usage could not be written")
             });

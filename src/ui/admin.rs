@@ -76,6 +76,8 @@ pub fn AdminPage() -> impl IntoView {
         budget,
         local_error,
     };
+    let users = Paged::new(USERS_PAGE, |user: &UserView| user.username.clone());
+    let log = Paged::new(AUDIT_PAGE, |entry: &AuditEntry| entry.id);
     view! {
         <Panel title="Admin" back=true>
             {move || error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
@@ -86,11 +88,11 @@ pub fn AdminPage() -> impl IntoView {
                         match overview.await {
                             Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
                             Ok(view_data) => view! {
-                                <Users first=view_data.users actions />
+                                <Users first=view_data.users users actions />
                                 <NewUserForm create local_error />
                                 <SettingsForm current=view_data.settings spent=view_data.site_month_cost_usd settings local_error />
                                 <Lockouts lockouts=view_data.lockouts total=view_data.lockouts_total clear />
-                                <AuditLog first=view_data.audit />
+                                <AuditLog first=view_data.audit log />
                             }.into_any(),
                         }
                     })
@@ -140,71 +142,143 @@ fn Lockouts(
             </tbody>
         </table>
         {(not_shown > 0).then(|| view! {
-            <p class="note">{format!("…and {not_shown} more names with fewer failures (the audit log has them all)")}</p>
+            <p class="note">{format!("…and {not_shown} more names, none with more failures than these (the audit log has them all)")}</p>
         })}
     }
     .into_any()
 }
 
-/// A list shown a page at a time and searchable: the users and the audit log.
-struct Paged<T: Send + Sync + 'static> {
+/// A list shown a page at a time and searchable: the users and the audit log. It lives as long
+/// as the admin page, so that reloading the page's figures after a change keeps the search and
+/// the pages shown (they are fetched again, with the change in them).
+struct Paged<T: Send + Sync + 'static, K: 'static> {
     entries: RwSignal<Vec<T>>,
+    /// What the search box holds.
     filter: RwSignal<String>,
+    /// The search the entries are for: what "more" and a refresh ask for.
+    applied: RwSignal<String>,
     more: RwSignal<bool>,
     busy: RwSignal<bool>,
     failed: RwSignal<Option<String>>,
+    /// Bumped by every request, so that only the newest one's answer is shown.
+    generation: RwSignal<u64>,
     page: usize,
+    /// Where the page after an entry starts.
+    cursor: fn(&T) -> K,
 }
 
-impl<T: Send + Sync + 'static> Clone for Paged<T> {
+impl<T: Send + Sync + 'static, K: 'static> Clone for Paged<T, K> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<T: Send + Sync + 'static> Copy for Paged<T> {}
+impl<T: Send + Sync + 'static, K: 'static> Copy for Paged<T, K> {}
 
-impl<T: Send + Sync + 'static> Paged<T> {
-    fn new(first: Vec<T>, page: u32) -> Self {
-        let page = usize::try_from(page).unwrap_or(usize::MAX);
+impl<T: Send + Sync + 'static, K: 'static> Paged<T, K> {
+    fn new(page: u32, cursor: fn(&T) -> K) -> Self {
         Self {
-            more: RwSignal::new(first.len() >= page),
-            entries: RwSignal::new(first),
+            entries: RwSignal::new(Vec::new()),
             filter: RwSignal::new(String::new()),
+            applied: RwSignal::new(String::new()),
+            more: RwSignal::new(false),
             busy: RwSignal::new(false),
             failed: RwSignal::new(None),
-            page,
+            generation: RwSignal::new(0),
+            page: usize::try_from(page).unwrap_or(usize::MAX),
+            cursor,
         }
     }
 
-    /// Fetches the page after `after` of the current search (`None`: from its start) and shows
-    /// it below the others (or instead of them).
-    fn load<K: 'static, F>(
-        self,
-        after: Option<K>,
-        fetch: impl FnOnce(String, Option<K>) -> F + 'static,
-    ) where
-        F: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    /// Shows `first`, the unfiltered first page that came with the admin page, unless more is
+    /// shown (a search, or further pages): then that is fetched again.
+    fn show<F, Fut>(self, first: Vec<T>, fetch: F)
+    where
+        F: Fn(String, Option<K>) -> Fut + Copy + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    {
+        let searched = !self.applied.with_untracked(String::is_empty);
+        let pages = self
+            .entries
+            .with_untracked(Vec::len)
+            .div_ceil(self.page.max(1));
+        if searched || pages > 1 {
+            self.fetch(false, pages.max(1), fetch);
+        } else {
+            self.more.set(first.len() >= self.page);
+            self.entries.set(first);
+        }
+    }
+
+    /// The first page of what the search box holds.
+    fn search<F, Fut>(self, fetch: F)
+    where
+        F: Fn(String, Option<K>) -> Fut + Copy + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    {
+        self.applied.set(self.filter.get_untracked());
+        self.fetch(false, 1, fetch);
+    }
+
+    /// The next page of the search shown, below the others.
+    fn next<F, Fut>(self, fetch: F)
+    where
+        F: Fn(String, Option<K>) -> Fut + Copy + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    {
+        self.fetch(true, 1, fetch);
+    }
+
+    /// Fetches `pages` pages of the applied search: after the last entry shown when
+    /// `below`, otherwise from its start, in place of what is shown.
+    fn fetch<F, Fut>(self, below: bool, pages: usize, fetch: F)
+    where
+        F: Fn(String, Option<K>) -> Fut + Copy + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
     {
         self.busy.set(true);
-        let from_start = after.is_none();
-        let query = self.filter.get_untracked();
+        self.generation.update(|n| *n = n.wrapping_add(1));
+        let generation = self.generation.get_untracked();
+        let query = self.applied.get_untracked();
+        let mut after = if below {
+            self.entries
+                .with_untracked(|shown| shown.last().map(self.cursor))
+        } else {
+            None
+        };
         spawn_local(async move {
-            match fetch(query, after).await {
-                Ok(page) => {
-                    let _ = self.more.try_set(page.len() >= self.page);
-                    let _ = self.entries.try_update(|shown| {
-                        if from_start {
-                            shown.clear();
+            let mut fetched = Vec::new();
+            let mut full = false;
+            let mut failure = None;
+            for _ in 0..pages {
+                match fetch(query.clone(), after).await {
+                    Ok(page) => {
+                        full = page.len() >= self.page;
+                        after = page.last().map(self.cursor);
+                        fetched.extend(page);
+                        if !full {
+                            break;
                         }
-                        shown.extend(page);
-                    });
-                    let _ = self.failed.try_set(None);
-                }
-                Err(e) => {
-                    let _ = self.failed.try_set(Some(e.to_string()));
+                    }
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
                 }
             }
+            if self.generation.try_get_untracked() != Some(generation) {
+                return;
+            }
+            if failure.is_none() {
+                let _ = self.more.try_set(full);
+                let _ = self.entries.try_update(|shown| {
+                    if !below {
+                        shown.clear();
+                    }
+                    shown.extend(fetched);
+                });
+            }
+            let _ = self.failed.try_set(failure);
             let _ = self.busy.try_set(false);
         });
     }
@@ -232,52 +306,58 @@ impl<T: Send + Sync + 'static> Paged<T> {
 
 /// Users by name, a page at a time, searchable by name.
 #[component]
-fn Users(first: Vec<UserView>, actions: UserActions) -> impl IntoView {
-    let users = Paged::new(first, USERS_PAGE);
-    let more = move |_| {
-        let last = users
-            .entries
-            .with_untracked(|shown| shown.last().map(|u| u.username.clone()));
-        users.load(last, list_users);
-    };
+fn Users(
+    first: Vec<UserView>,
+    users: Paged<UserView, String>,
+    actions: UserActions,
+) -> impl IntoView {
+    users.show(first, list_users);
     view! {
         <h2>"Users"</h2>
-        {users.search_form("Find users by name", "name…", move || users.load(None, list_users))}
+        {users.search_form("Find users by name", "name…", move || users.search(list_users))}
         <table class="figures users">
             <thead><tr>
                 <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
                 <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
             </tr></thead>
             <tbody>
-                <For each=move || users.entries.get() key=|user| user.id.clone() let:user>
+                <For each=move || users.entries.get() key=row_key let:user>
                     <UserRow user actions />
                 </For>
             </tbody>
         </table>
         <Show when=move || users.more.get()>
-            <button type="button" class="older" on:click=more disabled=move || users.busy.get()>"More users"</button>
+            <button type="button" class="older" on:click=move |_| users.next(list_users)
+                disabled=move || users.busy.get()>"More users"</button>
         </Show>
     }
 }
 
+/// A row is drawn again when anything it shows changes.
+fn row_key(user: &UserView) -> (String, bool, bool, Option<u64>, u64) {
+    (
+        user.id.clone(),
+        user.is_admin,
+        user.disabled,
+        user.monthly_budget_usd.map(f64::to_bits),
+        user.month_cost_usd.to_bits(),
+    )
+}
+
 /// The audit log, newest first, a page at a time, searchable.
 #[component]
-fn AuditLog(first: Vec<AuditEntry>) -> impl IntoView {
-    let log = Paged::new(first, AUDIT_PAGE);
-    let older = move |_| {
-        let oldest = log.entries.with_untracked(|e| e.last().map(|e| e.id));
-        log.load(oldest, audit_log);
-    };
+fn AuditLog(first: Vec<AuditEntry>, log: Paged<AuditEntry, i64>) -> impl IntoView {
+    log.show(first, audit_log);
     view! {
         <h2>"Audit log"</h2>
-        {log.search_form("Search the audit log", "who, what, address…", move || log.load(None, audit_log))}
+        {log.search_form("Search the audit log", "who, what, address…", move || log.search(audit_log))}
         <table class="figures audit">
             <thead><tr>
                 <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
                 <th>"From"</th><th>"Detail"</th>
             </tr></thead>
             <tbody>
-                <For each=move || log.entries.get() key=|entry| entry.id let:entry>
+                <For each=move || log.entries.get() key=|entry| (entry.id, entry.count) let:entry>
                     <tr>
                         <td>{entry.at}</td>
                         <td>{entry.actor.unwrap_or_default()}</td>
@@ -290,7 +370,8 @@ fn AuditLog(first: Vec<AuditEntry>) -> impl IntoView {
             </tbody>
         </table>
         <Show when=move || log.more.get()>
-            <button type="button" class="older" on:click=older disabled=move || log.busy.get()>"Older entries"</button>
+            <button type="button" class="older" on:click=move |_| log.next(audit_log)
+                disabled=move || log.busy.get()>"Older entries"</button>
         </Show>
     }
 }

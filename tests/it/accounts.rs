@@ -475,19 +475,24 @@ async fn a_guesser_cannot_lock_the_owner_out_and_an_admin_sees_and_clears_the_lo
 async fn the_admin_page_lists_users_a_page_at_a_time_and_finds_them_by_name() {
     let app = accounts_app().await;
     app.add_user("root", true).await;
-    // 120 more people (no password: made directly, so no argon2 for each).
+    // 120 more people (no password: made directly, so no argon2 for each), every other name
+    // capitalised: names are ordered and paged without regard to case.
     for i in 0..120 {
         sqlx::query(
             "INSERT INTO users (id, username, created_at, updated_at) VALUES (?1, ?2, 0, 0)",
         )
         .bind(Uuid::new_v4().to_string())
-        .bind(format!("member-{i:03}"))
+        .bind(if i % 2 == 0 {
+            format!("member-{i:03}")
+        } else {
+            format!("Member-{i:03}")
+        })
         .execute(&app.pool)
         .await
         .expect("user");
     }
     let visitor = app.visitor();
-    for name in ["nobody-1", "nobody-2", "member-007"] {
+    for name in ["nobody-1", "nobody-2", "Member-007"] {
         let refused = visitor
             .post("sign_in", json!({"username": name, "password": "a guess"}))
             .await;
@@ -505,16 +510,17 @@ async fn the_admin_page_lists_users_a_page_at_a_time_and_finds_them_by_name() {
     let first = names(&overview["users"]);
     assert_eq!(first.len(), rill::api::admin::USERS_PAGE as usize);
     assert_eq!(first[0], "member-000");
-    assert_eq!(first.last().map(String::as_str), Some("member-099"));
+    assert_eq!(first.last().map(String::as_str), Some("Member-099"));
     assert_eq!(overview["lockouts_total"], 3);
     let rest = names(
         &json_of(
-            root.post("list_users", json!({"filter": "", "after": "member-099"}))
+            root.post("list_users", json!({"filter": "", "after": "Member-099"}))
                 .await,
         )
         .await,
     );
     assert_eq!(rest.len(), 21, "{rest:?}");
+    assert_eq!(rest[0], "member-100");
     assert_eq!(rest.last().map(String::as_str), Some("root"));
     let found = names(
         &json_of(
@@ -524,6 +530,26 @@ async fn the_admin_page_lists_users_a_page_at_a_time_and_finds_them_by_name() {
         .await,
     );
     assert_eq!(found.len(), 10, "{found:?}");
+    let found_after = names(
+        &json_of(
+            root.post(
+                "list_users",
+                json!({"filter": "member-11", "after": "member-114"}),
+            )
+            .await,
+        )
+        .await,
+    );
+    assert_eq!(
+        found_after,
+        [
+            "Member-115",
+            "member-116",
+            "Member-117",
+            "member-118",
+            "Member-119"
+        ]
+    );
     // LIKE's wildcards are matched as themselves.
     for filter in ["_", "%"] {
         let none = json_of(
@@ -967,21 +993,19 @@ async fn a_long_month_is_exported_whole_a_page_at_a_time() {
             .fetch_one(&app.pool)
             .await
             .expect("the run");
-    for run in 2..=2_501 {
-        sqlx::query(
-            "INSERT INTO spending (owner, message_id, run, model, month, at, state, cost_usd,
-                                   status)
-             VALUES (?1, ?2, ?3, 'fake/fake-model', ?4, ?5, 'settled', 0.001, 'complete')",
-        )
-        .bind(&owner)
-        .bind(&message)
-        .bind(run)
-        .bind(&month)
-        .bind(at + run / 2)
-        .execute(&app.pool)
-        .await
-        .expect("a run");
-    }
+    sqlx::query(
+        "WITH RECURSIVE runs(run) AS (SELECT 2 UNION ALL SELECT run + 1 FROM runs WHERE run < 2501)
+         INSERT INTO spending (owner, message_id, run, model, month, at, state, cost_usd, status)
+         SELECT ?1, ?2, run, 'fake/fake-model', ?3, ?4 + run / 2, 'settled', 0.001, 'complete'
+           FROM runs",
+    )
+    .bind(&owner)
+    .bind(&message)
+    .bind(&month)
+    .bind(at)
+    .execute(&app.pool)
+    .await
+    .expect("the runs");
     let csv = olive.get("/usage.csv").await.text().await.expect("csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 2_501, "the header once, then every run");

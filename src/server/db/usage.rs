@@ -319,7 +319,7 @@ pub async fn month_runs(
     after: Option<(i64, i64)>,
     limit: u32,
 ) -> Result<Vec<RunFigures>, DbError> {
-    let (after_at, after_id) = after.unzip();
+    let (after_at, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
     Ok(sqlx::query_as(
         "SELECT s.at, s.id, strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch') AS time,
                 m.conversation_id, m.turn_id, s.run, s.model,
@@ -330,8 +330,7 @@ pub async fn month_runs(
                 CASE s.state WHEN 'reserved' THEN s.reserved_usd ELSE s.cost_usd END AS cost_usd,
                 (s.usage_estimated OR s.state = 'reserved') AS usage_estimated
            FROM spending s JOIN messages m ON m.id = s.message_id
-          WHERE s.owner = ?1 AND s.month = ?2
-            AND (?3 IS NULL OR s.at > ?3 OR (s.at = ?3 AND s.id > ?4))
+          WHERE s.owner = ?1 AND s.month = ?2 AND (s.at, s.id) > (?3, ?4)
           ORDER BY s.at, s.id LIMIT ?5",
     )
     .bind(&owner.0)
