@@ -64,6 +64,21 @@ test("a team: the admin creates a user with a budget, who chats until the budget
     await expect(aliceRow).toBeVisible();
     await expect(aliceRow.getByLabel("Monthly budget of alice")).toHaveValue("0.0003");
     await admin.screenshot({ path: "test-results/admin-page.png", fullPage: true });
+    // A search and a change: the list stays as searched, with the change in it.
+    await admin.getByLabel("Username", { exact: true }).fill("bob");
+    await admin.getByLabel("Password", { exact: true }).fill("bob-password");
+    await admin.getByRole("button", { name: "Create user" }).click();
+    await expect(admin.locator('tr[data-user="bob"]')).toBeVisible();
+    await admin.getByLabel("Find users by name").fill("ali");
+    await admin.getByLabel("Find users by name").press("Enter");
+    await expect(admin.locator("table.users tbody tr")).toHaveCount(1);
+    // The row is drawn again from the server's answer: its button says what it now does.
+    await aliceRow.getByRole("button", { name: "Disable" }).click();
+    await expect(aliceRow.getByRole("button", { name: "Enable" })).toBeVisible();
+    await expect(admin.locator("table.users tbody tr")).toHaveCount(1);
+    await aliceRow.getByRole("button", { name: "Enable" }).click();
+    await expect(aliceRow.getByRole("button", { name: "Disable" })).toBeVisible();
+    await expect(admin.locator("table.users tbody tr")).toHaveCount(1);
 
     const alice = await (await browser.newContext()).newPage();
     const aliceProblems = await watch(alice);
