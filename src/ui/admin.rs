@@ -283,6 +283,20 @@ impl<T: Send + Sync + 'static, K: 'static> Paged<T, K> {
         });
     }
 
+    /// The button that shows the next page, while there is one.
+    fn more_button<F, Fut>(self, label: &'static str, fetch: F) -> impl IntoView
+    where
+        F: Fn(String, Option<K>) -> Fut + Copy + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, ApiError>> + 'static,
+    {
+        view! {
+            <Show when=move || self.more.get()>
+                <button type="button" class="older" on:click=move |_| self.next(fetch)
+                    disabled=move || self.busy.get()>{label}</button>
+            </Show>
+        }
+    }
+
     /// The search box, and what went wrong with the last page asked for.
     fn search_form(
         self,
@@ -326,10 +340,7 @@ fn Users(
                 </For>
             </tbody>
         </table>
-        <Show when=move || users.more.get()>
-            <button type="button" class="older" on:click=move |_| users.next(list_users)
-                disabled=move || users.busy.get()>"More users"</button>
-        </Show>
+        {users.more_button("More users", list_users)}
     }
 }
 
@@ -369,10 +380,7 @@ fn AuditLog(first: Vec<AuditEntry>, log: Paged<AuditEntry, i64>) -> impl IntoVie
                 </For>
             </tbody>
         </table>
-        <Show when=move || log.more.get()>
-            <button type="button" class="older" on:click=move |_| log.next(audit_log)
-                disabled=move || log.busy.get()>"Older entries"</button>
-        </Show>
+        {log.more_button("Older entries", audit_log)}
     }
 }
 
