@@ -6,7 +6,9 @@ import { randomUUID } from "node:crypto";
 
 const rill = process.env.RILL_URL;
 const fake = process.env.FAKE_URL;
-let cookie = "";
+// Every cookie the server set (the session, and the browser it now knows), as a browser keeps them.
+const cookies = new Map();
+const cookieHeader = () => [...cookies].map(([name, value]) => `${name}=${value}`).join("; ");
 
 function fail(message) {
   console.error(`container-check: ${message}`);
@@ -16,11 +18,14 @@ function fail(message) {
 async function api(endpoint, body) {
   const response = await fetch(`${rill}/api/${endpoint}`, {
     method: "POST",
-    headers: { "content-type": "application/json", cookie },
+    headers: { "content-type": "application/json", cookie: cookieHeader() },
     body: JSON.stringify(body),
   });
-  const set = response.headers.get("set-cookie");
-  if (set) cookie = set.split(";")[0];
+  for (const set of response.headers.getSetCookie()) {
+    const pair = set.split(";")[0];
+    const equals = pair.indexOf("=");
+    if (equals > 0) cookies.set(pair.slice(0, equals), pair.slice(equals + 1));
+  }
   return response;
 }
 
