@@ -67,7 +67,7 @@ test("Stop halts the reply, cuts the provider request, and a reload shows the sa
   await configureFake(page, { tokens: 6, token_delay_ms: 5 });
   await lastReply(page).getByRole("button", { name: "Continue" }).click();
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
-  expect(await replyText(page)).toBe(kept + fakeText(6));
+  await expect.poll(() => replyText(page)).toBe(kept + fakeText(6));
   await expect(page.locator("li.message.assistant")).toHaveCount(1);
   await expect(lastReply(page).getByRole("button", { name: "Continue" })).toHaveCount(0);
 });

@@ -28,7 +28,8 @@ test("tokens stream one by one through a default nginx reverse proxy", async ({ 
     const distinct = new Set(lengths.filter((n) => n > 0));
     expect(distinct.size, `lengths seen: ${lengths.join(",")}`).toBeGreaterThanOrEqual(5);
     await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
-    expect(await replyText(page)).toBe(fakeText(60));
+    // The text is drawn at the next frame, the status at once.
+    await expect.poll(() => replyText(page)).toBe(fakeText(60));
   } finally {
     await nginx.kill();
   }
@@ -51,7 +52,7 @@ test("the network drops mid-reply and the reply completes by itself, with no gap
 
     await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
     await expect(page.locator(".connection")).toHaveCount(0);
-    expect(await replyText(page)).toBe(fakeText(150));
+    await expect.poll(() => replyText(page)).toBe(fakeText(150));
     // And it is what the server stored.
     await page.reload();
     await expect(page.locator("html[data-hydrated]")).toBeAttached();
@@ -157,7 +158,7 @@ test("a tab that lost its connection while another tab's reply ended shows the e
     await nginx.start();
 
     await expect(lastReply(second)).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
-    expect(await replyText(second)).toBe(fakeText(120));
+    await expect.poll(() => replyText(second)).toBe(fakeText(120));
     await expect(second.getByRole("button", { name: "Send", exact: true })).toBeVisible();
     await expect(second.getByRole("button", { name: "Stop", exact: true })).toHaveCount(0);
   } finally {
