@@ -258,6 +258,26 @@ pub struct MessageView {
     pub outcome: Outcome,
 }
 
+/// A message to send, as the browser asks for it (`send_message`). The browser mints `turn_id`:
+/// sending the same request again re-attaches to that turn instead of starting another. The
+/// server validates it once, into `server::input::ValidSend`, before anything is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub turn_id: Uuid,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<Uuid>,
+    pub text: String,
+    /// A catalog id (`provider/model`) from the picker: the conversation uses it from this turn
+    /// on. `None` keeps the conversation's model (or, for a new one, the default).
+    pub model: Option<String>,
+    /// For a new conversation: the system prompt its settings set (`None`: the server's default).
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// An edit or a regeneration: the turn this one replaces on the branch (kept as a sibling).
+    #[serde(default)]
+    pub alternative_to: Option<Uuid>,
+}
+
 /// One event of a turn, numbered from 1 within one run of the turn, so that a reader can
 /// re-attach after the last `seq` it saw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

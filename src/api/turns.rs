@@ -2,39 +2,20 @@ use server_fn::codec::{ByteStream, Json, Streaming};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::model::Outcome;
+use crate::model::{Outcome, SendRequest};
 #[cfg(feature = "ssr")]
-use crate::server::turns::{Lines, SendTurn};
+use crate::server::turns::Lines;
 #[cfg(feature = "ssr")]
 use crate::server::AppState;
 
-/// Sends a message and streams the turn as newline-delimited [`crate::model::StreamLine`]s. The
-/// browser mints `turn_id`; sending the same id again re-attaches to that turn instead of
-/// starting another. `conversation_id: None` starts a new conversation, with `system_prompt`
-/// if the page set one (else the server's default). `model` (from the picker) switches the
-/// conversation to that model from this turn on. `alternative_to` makes this turn an edit or a
-/// regeneration of that turn: a sibling that takes its place on the branch.
+/// Sends a message and streams the turn as newline-delimited [`crate::model::StreamLine`]s
+/// (see [`SendRequest`]; its fields are the request body's).
 #[leptos::server(prefix = "/api", endpoint = "send_message", input = Json, output = Streaming)]
 pub async fn send_message(
-    turn_id: Uuid,
-    conversation_id: Option<Uuid>,
-    text: String,
-    model: Option<String>,
-    #[server(default)] system_prompt: Option<String>,
-    #[server(default)] alternative_to: Option<Uuid>,
+    #[server(flatten)] request: SendRequest,
 ) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
-    let system_prompt =
-        system_prompt.unwrap_or_else(|| state.config.conversations.default_system_prompt.clone());
-    let turn = SendTurn {
-        turn_id,
-        conversation_id,
-        text,
-        model,
-        system_prompt,
-        alternative_to,
-    };
-    Ok(lines(state.turns.send(&owner, turn).await?))
+    Ok(lines(state.turns.send(&owner, request).await?))
 }
 
 /// Re-attaches to a turn: the events of its run `run` after `after_seq`, live while it runs.

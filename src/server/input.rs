@@ -1,6 +1,10 @@
 //! The rules for what a person may send, next to their limits.
 
+use uuid::Uuid;
+
 use crate::error::ApiError;
+use crate::model::SendRequest;
+use crate::server::models::ModelCatalog;
 
 pub use crate::model::{MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS, MAX_TITLE_CHARS};
 
@@ -12,6 +16,8 @@ pub enum InputError {
     EmptyTitle,
     #[error("the {what} is longer than {max} characters")]
     TooLong { what: &'static str, max: usize },
+    #[error("unknown model {0}")]
+    UnknownModel(String),
 }
 
 impl From<InputError> for ApiError {
@@ -28,6 +34,78 @@ pub fn message_text(text: &str) -> Result<&str, InputError> {
         return Err(InputError::EmptyMessage);
     }
     within(text, "message", MAX_MESSAGE_CHARS)
+}
+
+/// A send that passed every check: its text is a message, its model is in the catalog, its
+/// system prompt is within bounds. Only [`ValidSend::new`] makes one, so whatever takes a
+/// `ValidSend` (the turn engine, storage) never checks again.
+#[derive(Clone, Debug)]
+pub struct ValidSend {
+    turn_id: Uuid,
+    conversation_id: Option<Uuid>,
+    text: String,
+    model: Option<String>,
+    system_prompt: String,
+    alternative_to: Option<Uuid>,
+}
+
+impl ValidSend {
+    /// Checks `request`; a new conversation without a system prompt of its own gets
+    /// `default_system_prompt`.
+    pub fn new(
+        request: SendRequest,
+        models: &ModelCatalog,
+        default_system_prompt: &str,
+    ) -> Result<Self, InputError> {
+        if let Some(model) = request.model.as_deref().filter(|m| !models.contains(m)) {
+            return Err(InputError::UnknownModel(shown(model, 80)));
+        }
+        let text = message_text(&request.text)?.to_owned();
+        let system_prompt = system_prompt(
+            request
+                .system_prompt
+                .as_deref()
+                .unwrap_or(default_system_prompt),
+        )?
+        .to_owned();
+        Ok(Self {
+            turn_id: request.turn_id,
+            conversation_id: request.conversation_id,
+            text,
+            model: request.model,
+            system_prompt,
+            alternative_to: request.alternative_to,
+        })
+    }
+
+    pub fn turn_id(&self) -> Uuid {
+        self.turn_id
+    }
+
+    /// `None` starts a new conversation.
+    pub fn conversation_id(&self) -> Option<Uuid> {
+        self.conversation_id
+    }
+
+    /// Trimmed, not empty, within [`MAX_MESSAGE_CHARS`].
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// A catalog id, or `None` for the conversation's model.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The system prompt a new conversation starts with (ignored for an existing one).
+    pub fn system_prompt(&self) -> &str {
+        &self.system_prompt
+    }
+
+    /// An edit or a regeneration: the turn this one replaces on the branch.
+    pub fn alternative_to(&self) -> Option<Uuid> {
+        self.alternative_to
+    }
 }
 
 /// Control characters (NUL, escapes) and Unicode format characters (bidirectional overrides and

@@ -8,16 +8,23 @@
 //! completion, so its text is stored in full and the page re-attaches to it.
 //!
 //! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `prompt`
-//! (what is sent), `budget` (whether the owner may spend it), `live` (the event log),
-//! `checkpoints` (saving running text).
+//! (what is sent), `budget` (whether the owner may spend it), `follow` (the readers' side:
+//! re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live` (one
+//! run's event log), `checkpoints` (saving running text); `deps` and `error` are shared by all.
+//! Arrows only point down this list's dependencies: nothing imports `hub`.
 
 mod budget;
 mod checkpoints;
+mod deps;
+mod error;
+mod follow;
 mod hub;
 mod live;
 mod prompt;
+mod registry;
 mod run;
 
 pub use budget::settle_open_runs;
-pub use hub::{SendTurn, TurnError, TurnHub};
+pub use error::TurnError;
+pub use hub::TurnHub;
 pub use live::Lines;

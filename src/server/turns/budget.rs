@@ -7,20 +7,20 @@
 
 use llm::Usage;
 
-use super::hub::Deps;
+use super::deps::Deps;
+use super::error::RunError;
 use super::prompt::Prompt;
-use crate::format::format_cost;
 use crate::server::clock;
 use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
 use crate::server::db::{self, Db, DbError, TurnRecord};
 use crate::server::pricing::PriceTable;
 
-/// Reserves this run's worst case. `Err` is the message the person sees.
-pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), String> {
+/// Reserves this run's worst case.
+pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), RunError> {
     let turn_id = record.turn_id();
     let unchecked = |e: DbError| {
         tracing::error!(%turn_id, "could not check the budget: {e}");
-        "the server could not check your monthly budget; try again".to_owned()
+        RunError::BudgetUnchecked
     };
     // Single-user mode has no user row, and so no budget.
     let budget = db::accounts::user_by_id(&deps.db, &record.owner.0)
@@ -46,10 +46,9 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         (Some(plain), Some(written)) => plain.max(written),
         _ if (budget.is_some() || site_cap.is_some()) && !deps.allow_unpriced_models => {
             tracing::info!(%turn_id, model, "refused: a model with no price under a budget");
-            return Err(format!(
-                "{model} has no price on this server, so its cost cannot be counted against \
-                 your budget; pick another model, or ask an admin to give it a price"
-            ));
+            return Err(RunError::Unpriced {
+                model: model.to_owned(),
+            });
         }
         _ => 0.0,
     };
@@ -75,23 +74,15 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         Reserved::Held => Ok(()),
         Reserved::OverBudget { spent, budget } => {
             tracing::info!(%turn_id, spent, reserved, budget, "refused: over the monthly budget");
-            Err(format!(
-                "this message could take your spending this month past your budget of {} ({} \
-                 spent or held by replies being written; this one may cost up to {}); ask an \
-                 admin to raise it, or pick a model that costs less",
-                format_cost(budget),
-                format_cost(spent),
-                format_cost(reserved)
-            ))
+            Err(RunError::OverBudget {
+                budget,
+                spent,
+                reserved,
+            })
         }
         Reserved::OverSiteCap { spent, cap } => {
             tracing::warn!(%turn_id, spent, reserved, cap, "refused: over the site's monthly cap");
-            Err(format!(
-                "this server has reached the spending limit its admins set for this month ({} of \
-                 {}); ask an admin, or pick a model that costs nothing",
-                format_cost(spent),
-                format_cost(cap)
-            ))
+            Err(RunError::OverSiteCap { spent, cap })
         }
     }
 }

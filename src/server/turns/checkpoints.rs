@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::hub::Registry;
+use super::registry::Registry;
 use crate::server::db::{self, Checkpoint, Db, ReplyRef};
 
 /// How often running text is written to the database.

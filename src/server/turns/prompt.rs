@@ -8,6 +8,7 @@
 
 use llm::{ChatMessage, ChatRequest, Provider};
 
+use super::error::RunError;
 use crate::model::{MessageStatus, MessageView, Role};
 use crate::server::db::TurnRecord;
 use crate::server::models::ModelLimits;
@@ -87,7 +88,7 @@ pub fn build(
     provider_model: &str,
     limits: ModelLimits,
     measure: &Measure,
-) -> Result<Prompt, String> {
+) -> Result<Prompt, RunError> {
     let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
     // A reply is worth sending back if it has text and did not fail.
@@ -133,12 +134,12 @@ pub fn build(
         .map(|m| measure.message(&m.content))
         .fold(0, u32::saturating_add);
     if required_tokens > budget {
-        return Err(format!(
-            "This message is too long for {model}: it is about {required_tokens} tokens, and the \
-             model reads at most {budget} (its context window of {} tokens, less the system prompt \
-             and room for the reply). Shorten it, or pick a model with a larger window.",
-            limits.context_tokens
-        ));
+        return Err(RunError::TooLong {
+            model: model.to_owned(),
+            tokens: required_tokens,
+            fits: budget,
+            window: limits.context_tokens,
+        });
     }
     let mut used = required_tokens;
     let mut first_kept = required;
@@ -426,7 +427,8 @@ mod tests {
             limits,
             &Measure(None),
         )
-        .expect_err("too long");
+        .expect_err("too long")
+        .to_string();
         assert!(error.contains("too long for local/small"), "{error}");
         assert!(error.contains("4096"), "{error}");
     }

@@ -10,7 +10,8 @@ use llm::{ChatRequest, FinishReason, LlmError, Provider, ProviderEvent, Retry, U
 use tokio::time::Instant;
 
 use super::budget;
-use super::hub::Deps;
+use super::deps::Deps;
+use super::error::RunError;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
 use crate::model::{MessageStatus, Outcome, TurnEvent};
@@ -131,7 +132,7 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
             let ending = reply.stream(provider.as_ref(), &prompt.request).await;
             (ending, Some(prompt))
         }
-        Err(message) => (Ending::failed(message, None), None),
+        Err(refused) => (Ending::failed(refused.to_string(), None), None),
     };
     let (outcome, charge) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
@@ -146,14 +147,15 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
     );
 }
 
-/// The provider and the prompt for this run. Errors are messages for the person.
-async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>, Prompt), String> {
-    let model = deps.models.resolve(record.model()).ok_or_else(|| {
-        format!(
-            "the model {} is not configured on this server; pick another",
-            record.model()
-        )
-    })?;
+/// The provider and the prompt for this run.
+async fn prepare(
+    deps: &Deps,
+    record: &TurnRecord,
+) -> Result<(Arc<dyn Provider>, Prompt), RunError> {
+    let model = deps
+        .models
+        .resolve(record.model())
+        .ok_or_else(|| RunError::ModelGone(record.model().to_owned()))?;
     let history = db::history(
         &deps.db,
         &record.owner,
@@ -163,7 +165,7 @@ async fn prepare(deps: &Deps, record: &TurnRecord) -> Result<(Arc<dyn Provider>,
     .await
     .map_err(|e| {
         tracing::error!("could not read history: {e}");
-        "the server could not read this conversation".to_owned()
+        RunError::HistoryUnreadable
     })?;
     let measure = prompt::Measure(Some(&*model.provider));
     let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;

@@ -20,7 +20,7 @@ use crate::api::turns::{
 use crate::error::ApiError;
 use crate::model::{
     ndjson, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role,
-    StreamLine, Totals, TurnEvent, HEARTBEAT_SECS,
+    SendRequest, StreamLine, Totals, TurnEvent, HEARTBEAT_SECS,
 };
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
@@ -184,14 +184,7 @@ pub enum Link {
 enum Cursor {
     /// This page's send that no event has acknowledged yet: sending it again is safe (the server
     /// knows the turn id).
-    Send {
-        turn_id: Uuid,
-        conversation_id: Option<Uuid>,
-        text: String,
-        model: Option<String>,
-        system_prompt: Option<String>,
-        alternative_to: Option<Uuid>,
-    },
+    Send(SendRequest),
     /// A Continue this page asked for that no event has acknowledged yet: asking again is safe
     /// (the server follows the continuation already started from `from_run`). `before` is how the
     /// reply stood, to put back if the server says no.
@@ -596,14 +589,14 @@ impl ChatState {
         // Sending is a request to see the reply.
         self.following.set_value(true);
         self.scroll_to_bottom();
-        self.connect(Cursor::Send {
+        self.connect(Cursor::Send(SendRequest {
             turn_id,
             conversation_id: self.conversation_id.get_untracked(),
             text,
             model: self.model.get_untracked(),
             system_prompt: self.new_system_prompt.get_untracked(),
             alternative_to,
-        });
+        }));
     }
 
     /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
@@ -811,24 +804,7 @@ impl ChatState {
     async fn follow(self, cursor: Cursor) -> Ended {
         let watching = matches!(cursor, Cursor::Watch { .. });
         let request = match cursor {
-            Cursor::Send {
-                turn_id,
-                conversation_id,
-                text,
-                model,
-                system_prompt,
-                alternative_to,
-            } => {
-                send_message(
-                    turn_id,
-                    conversation_id,
-                    text,
-                    model,
-                    system_prompt,
-                    alternative_to,
-                )
-                .await
-            }
+            Cursor::Send(request) => send_message(request).await,
             Cursor::Continue {
                 turn_id, from_run, ..
             } => continue_reply(turn_id, from_run).await,
@@ -999,13 +975,8 @@ impl ChatState {
                 reply.model.set(Some(model));
                 reply.outcome.set(Outcome::streaming());
                 // The server has the message: its draft is no longer needed.
-                if let Some(Cursor::Send {
-                    conversation_id: sent_in,
-                    text,
-                    ..
-                }) = self.cursor.get_value()
-                {
-                    remembered::forget_sent_draft(sent_in, &text);
+                if let Some(Cursor::Send(sent)) = self.cursor.get_value() {
+                    remembered::forget_sent_draft(sent.conversation_id, &sent.text);
                 }
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
@@ -1064,11 +1035,11 @@ impl ChatState {
     /// false when there is nothing left to follow.
     fn refused(&self, cursor: &Cursor, error: ApiError) -> bool {
         match cursor {
-            Cursor::Send {
+            Cursor::Send(SendRequest {
                 text,
                 alternative_to,
                 ..
-            } => {
+            }) => {
                 // Nothing was stored: take the message back off the page and into the composer.
                 self.messages.update(|m| {
                     m.truncate(m.len().saturating_sub(2));

@@ -1,0 +1,52 @@
+//! What a turn needs from the rest of the server, handed down to every part of the engine.
+
+use std::sync::Arc;
+
+use llm::RetryPolicy;
+
+use crate::server::clock::SharedClock;
+use crate::server::config::{Config, TurnSettings};
+use crate::server::db::Db;
+use crate::server::limits::TurnLimits;
+use crate::server::models::ModelCatalog;
+use crate::server::pricing::PriceTable;
+
+pub(super) struct Deps {
+    pub db: Db,
+    pub models: Arc<ModelCatalog>,
+    pub prices: Arc<PriceTable>,
+    pub settings: TurnSettings,
+    pub retry: RetryPolicy,
+    pub limits: TurnLimits,
+    /// Runs are billed to the month this clock says they began in.
+    pub clock: SharedClock,
+    /// People with a budget may use models with no price (`RILL_ALLOW_UNPRICED_MODELS`).
+    pub allow_unpriced_models: bool,
+    /// Bytes one person may store (`RILL_STORAGE_QUOTA_MB`).
+    pub storage_quota: Option<u64>,
+    /// The system prompt a new conversation starts with when the page sets none.
+    pub default_system_prompt: String,
+}
+
+impl Deps {
+    pub fn new(
+        db: Db,
+        models: Arc<ModelCatalog>,
+        prices: Arc<PriceTable>,
+        config: &Config,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            db,
+            models,
+            prices,
+            settings: config.turns.clone(),
+            retry: RetryPolicy::default(),
+            limits: TurnLimits::new(&config.limits),
+            clock,
+            allow_unpriced_models: config.limits.allow_unpriced_models,
+            storage_quota: config.limits.storage_quota_bytes,
+            default_system_prompt: config.conversations.default_system_prompt.clone(),
+        }
+    }
+}
