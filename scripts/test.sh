@@ -45,6 +45,9 @@ cargo fmt --all -- --check
 step "dependencies"
 bash scripts/check-deps.sh
 
+step "module arrows (no two server modules depend on each other)"
+python3 scripts/check-module-arrows.py
+
 step "security advisories (RustSec, offline)"
 bash scripts/check-advisories.sh
 

@@ -15,8 +15,12 @@ pub mod config;
 /// Accepting connections: header and idle timeouts, caps in all and per address, the
 /// open-files limit.
 pub mod connections;
+/// What a server function knows of its request: the state, who is asking, from where.
+pub mod context;
 /// All SQL: conversations and messages, each query scoped to an owner; users, usage, audit.
 pub mod db;
+/// An API error as an HTTP answer, shaped like a server function's.
+pub mod error_response;
 /// Checks every request passes (host, origin, JSON only) and the headers every response carries.
 pub mod guard;
 /// Hourly upkeep: expired sessions deleted, deleted conversations purged.
@@ -41,6 +45,10 @@ pub mod ops;
 pub mod passwords;
 /// The dated price table (prices, context windows, reply caps) and the cost of a turn.
 pub mod pricing;
+/// Who a request acts for; what a session remembers of its user.
+pub mod principal;
+/// The paths anyone may reach, signed in or not.
+pub mod public_paths;
 /// A person's storage quota, counted by the database.
 pub mod quota;
 /// Markdown rendered off the async workers, a few at a time, once per run of a reply.

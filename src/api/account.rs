@@ -5,19 +5,19 @@ use server_fn::codec::Json;
 use crate::error::ApiError;
 use crate::model::accounts::{Me, SignInInfo};
 #[cfg(feature = "ssr")]
-use crate::server::{accounts, identity, AppState};
+use crate::server::{accounts, context, AppState};
 
 /// Who is signed in (in single-user mode: the owner, who is the admin).
 #[leptos::server(prefix = "/api", endpoint = "current_user", input = Json)]
 pub async fn current_user() -> Result<Me, ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    Ok(identity::me(&state, &principal))
+    Ok(accounts::me(&state, &principal))
 }
 
 /// What the sign-in page offers before anyone is signed in.
 #[leptos::server(prefix = "/api", endpoint = "sign_in_options", input = Json)]
 pub async fn sign_in_options() -> Result<SignInInfo, ApiError> {
-    let state = identity::state()?;
+    let state = context::state()?;
     Ok(SignInInfo {
         open_signup: crate::server::db::accounts::site_settings(&state.db)
             .await?
@@ -27,28 +27,28 @@ pub async fn sign_in_options() -> Result<SignInInfo, ApiError> {
 
 #[leptos::server(prefix = "/api", endpoint = "sign_in", input = Json)]
 pub async fn sign_in(username: String, password: String) -> Result<Me, ApiError> {
-    let (state, request) = identity::anonymous()?;
+    let (state, request) = context::anonymous()?;
     let user = accounts::sign_in(&state, &request, &username, &password).await?;
-    Ok(identity::me_as(&state, &user))
+    Ok(accounts::me_as(&state, &user))
 }
 
 #[leptos::server(prefix = "/api", endpoint = "sign_up", input = Json)]
 pub async fn sign_up(username: String, password: String) -> Result<Me, ApiError> {
-    let (state, request) = identity::anonymous()?;
+    let (state, request) = context::anonymous()?;
     let user = accounts::sign_up(&state, &request, &username, &password).await?;
-    Ok(identity::me_as(&state, &user))
+    Ok(accounts::me_as(&state, &user))
 }
 
 #[leptos::server(prefix = "/api", endpoint = "sign_out", input = Json)]
 pub async fn sign_out() -> Result<(), ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    let request = identity::anonymous()?.1;
+    let request = context::anonymous()?.1;
     Ok(accounts::sign_out(&state, &request.session, &principal, request.address).await?)
 }
 
 #[leptos::server(prefix = "/api", endpoint = "change_password", input = Json)]
 pub async fn change_password(current: String, new: String) -> Result<(), ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    let request = identity::anonymous()?.1;
+    let request = context::anonymous()?.1;
     Ok(accounts::change_password(&state, &request, &principal, &current, &new).await?)
 }

@@ -5,7 +5,7 @@ use server_fn::codec::Json;
 use crate::error::ApiError;
 use crate::model::accounts::{AdminView, AuditEntry, SiteSettings, UserView};
 #[cfg(feature = "ssr")]
-use crate::server::{accounts::Admin, db::accounts as store, identity, AppState};
+use crate::server::{accounts::Admin, context, db::accounts as store, AppState};
 
 /// Audit entries per page.
 pub const AUDIT_PAGE: u32 = 50;
@@ -52,7 +52,7 @@ pub async fn audit_log(filter: String, before: Option<i64>) -> Result<Vec<AuditE
 /// Lifts the sign-in lockout of an account (its failed attempts are forgotten).
 #[leptos::server(prefix = "/api", endpoint = "clear_lockout", input = Json)]
 pub async fn clear_lockout(username: String) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .clear_lockout(&username)
         .await?)
@@ -65,7 +65,7 @@ pub async fn create_user(
     is_admin: bool,
     monthly_budget_usd: Option<f64>,
 ) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Admin::new(&state, &principal, address)?
         .create_user(&username, &password, is_admin, monthly_budget_usd)
         .await?;
@@ -74,7 +74,7 @@ pub async fn create_user(
 
 #[leptos::server(prefix = "/api", endpoint = "set_user_disabled", input = Json)]
 pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .set_disabled(&user_id, disabled)
         .await?)
@@ -82,7 +82,7 @@ pub async fn set_user_disabled(user_id: String, disabled: bool) -> Result<(), Ap
 
 #[leptos::server(prefix = "/api", endpoint = "reset_password", input = Json)]
 pub async fn reset_password(user_id: String, password: String) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .reset_password(&user_id, &password)
         .await?)
@@ -93,7 +93,7 @@ pub async fn set_user_budget(
     user_id: String,
     monthly_budget_usd: Option<f64>,
 ) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .set_budget(&user_id, monthly_budget_usd)
         .await?)
@@ -101,7 +101,7 @@ pub async fn set_user_budget(
 
 #[leptos::server(prefix = "/api", endpoint = "set_site_settings", input = Json)]
 pub async fn set_site_settings(settings: SiteSettings) -> Result<(), ApiError> {
-    let (state, principal, address) = identity::acting()?;
+    let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .set_site_settings(&settings)
         .await?)

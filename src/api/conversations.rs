@@ -63,7 +63,13 @@ pub async fn get_conversation(
 pub async fn set_system_prompt(id: Uuid, system_prompt: String) -> Result<u32, ApiError> {
     let system_prompt = input::system_prompt(&system_prompt)?;
     let (state, owner) = AppState::from_context()?;
-    quota::room_for(&state, &owner, system_prompt.len()).await?;
+    quota::room_for(
+        &state.db,
+        state.config.limits.storage_quota_bytes,
+        &owner,
+        system_prompt.len(),
+    )
+    .await?;
     db::set_system_prompt(&state.db, &owner, id, system_prompt)
         .await?
         .ok_or_else(no_such_conversation)
@@ -80,7 +86,13 @@ pub async fn default_system_prompt() -> Result<String, ApiError> {
 pub async fn rename_conversation(id: Uuid, title: String) -> Result<String, ApiError> {
     let title = input::title(&title)?;
     let (state, owner) = AppState::from_context()?;
-    quota::room_for(&state, &owner, title.len()).await?;
+    quota::room_for(
+        &state.db,
+        state.config.limits.storage_quota_bytes,
+        &owner,
+        title.len(),
+    )
+    .await?;
     match db::rename_conversation(&state.db, &owner, id, &title).await? {
         true => Ok(title),
         false => Err(no_such_conversation()),

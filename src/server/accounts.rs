@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tower_sessions::Session;
 
+use super::context::AnonymousRequest;
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
 use super::db::{self, DbError};
-use super::identity::{AnonymousRequest, Principal, SessionUser, SESSION_USER};
 use super::passwords::{PasswordError, Passwords};
+use super::principal::{Principal, SessionUser, SESSION_USER};
 use super::throttle::Wait;
 use super::AppState;
 use crate::error::ApiError;
@@ -659,4 +660,18 @@ pub async fn add_user_from_cli(
     };
     store::audit(db, &entry).await?;
     Ok(user)
+}
+
+/// What the page is told of a user who has just signed in (or up) with a password.
+pub fn me_as(state: &AppState, user: &User) -> crate::model::accounts::Me {
+    me(state, &Principal::of_user(user, false))
+}
+
+pub fn me(state: &AppState, principal: &Principal) -> crate::model::accounts::Me {
+    crate::model::accounts::Me {
+        username: principal.username.clone(),
+        is_admin: principal.is_admin,
+        accounts: state.config.access.mode == super::config::AuthMode::Accounts,
+        via_proxy: principal.via_proxy,
+    }
 }

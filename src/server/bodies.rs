@@ -18,7 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config::AccessSettings;
 use super::connections::address_key;
-use super::identity::{client_address, Principal};
+use super::context::client_address;
+use super::principal::Principal;
 
 /// Largest body from someone not signed in (the sign-in and sign-up forms need a few hundred
 /// bytes).

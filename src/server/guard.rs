@@ -140,7 +140,7 @@ pub async fn check(
             );
         }
     }
-    let is_asset = super::identity::is_site_file(request.uri().path());
+    let is_asset = super::public_paths::is_site_file(request.uri().path());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // Pages set their own policy (with their script nonce, see `page_policy`); anything else

@@ -10,8 +10,11 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
+use server_fn::error::SERVER_FN_ERROR_HEADER;
 
+use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
+use super::principal::Principal;
 use super::{assets, bodies, connections, housekeeping, identity, ops, sessions, usage, AppState};
 use crate::app::{shell, App};
 use crate::error::ApiError;
@@ -99,10 +102,10 @@ async fn limit_writes(
     next: axum::middleware::Next,
 ) -> Response<Body> {
     let endpoint = request.uri().path().strip_prefix("/api/");
-    let principal = request.extensions().get::<identity::Principal>();
+    let principal = request.extensions().get::<Principal>();
     if let (Some(endpoint), Some(principal)) = (endpoint, principal) {
         if let Err(limit) = state.writes.check(&principal.owner, endpoint) {
-            return identity::api_error(&ApiError::TooManyRequests(limit.to_string()));
+            return api_error(&ApiError::TooManyRequests(limit.to_string()));
         }
     }
     next.run(request).await
@@ -128,7 +131,7 @@ async fn event_stream_headers(mut response: Response<Body>) -> Response<Body> {
 /// can tell them apart.
 async fn api_error_status(response: Response<Body>) -> Response<Body> {
     let is_api_error = response.status() == StatusCode::INTERNAL_SERVER_ERROR
-        && response.headers().contains_key("serverfnerror")
+        && response.headers().contains_key(SERVER_FN_ERROR_HEADER)
         && response
             .headers()
             .get(header::CONTENT_TYPE)

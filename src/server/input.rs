@@ -4,7 +4,6 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::model::SendRequest;
-use crate::server::models::ModelCatalog;
 
 pub use crate::model::{MAX_MESSAGE_CHARS, MAX_SYSTEM_PROMPT_CHARS, MAX_TITLE_CHARS};
 
@@ -50,14 +49,14 @@ pub struct ValidSend {
 }
 
 impl ValidSend {
-    /// Checks `request`; a new conversation without a system prompt of its own gets
-    /// `default_system_prompt`.
+    /// Checks `request`; `is_model` says which model ids the catalog has. A new conversation
+    /// without a system prompt of its own gets `default_system_prompt`.
     pub fn new(
         request: SendRequest,
-        models: &ModelCatalog,
+        is_model: impl Fn(&str) -> bool,
         default_system_prompt: &str,
     ) -> Result<Self, InputError> {
-        if let Some(model) = request.model.as_deref().filter(|m| !models.contains(m)) {
+        if let Some(model) = request.model.as_deref().filter(|m| !is_model(m)) {
             return Err(InputError::UnknownModel(shown(model, 80)));
         }
         let text = message_text(&request.text)?.to_owned();
@@ -163,6 +162,61 @@ fn within<'a>(text: &'a str, what: &'static str, max: usize) -> Result<&'a str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(text: &str) -> SendRequest {
+        SendRequest {
+            turn_id: Uuid::from_u128(1),
+            conversation_id: None,
+            text: text.into(),
+            model: None,
+            system_prompt: None,
+            alternative_to: None,
+        }
+    }
+
+    #[test]
+    fn a_send_is_checked_once_into_a_valid_send() {
+        let known = |id: &str| id == "openai/gpt-4o-mini";
+        let send = ValidSend::new(request("  hello \n"), known, " Be brief. ").expect("valid");
+        assert_eq!(send.text(), "hello");
+        // A new conversation without a prompt of its own gets the server's default, trimmed.
+        assert_eq!(send.system_prompt(), "Be brief.");
+        assert_eq!(send.model(), None);
+
+        let own_prompt = SendRequest {
+            system_prompt: Some("Answer in French.".into()),
+            model: Some("openai/gpt-4o-mini".into()),
+            ..request("bonjour")
+        };
+        let send = ValidSend::new(own_prompt, known, "Be brief.").expect("valid");
+        assert_eq!(send.system_prompt(), "Answer in French.");
+        assert_eq!(send.model(), Some("openai/gpt-4o-mini"));
+
+        let unknown = SendRequest {
+            model: Some(format!("x/{}", "y".repeat(500))),
+            ..request("hi")
+        };
+        match ValidSend::new(unknown, known, "") {
+            // The echoed id is cut short, so a huge one cannot make the answer huge.
+            Err(InputError::UnknownModel(shown)) => assert_eq!(shown.chars().count(), 81),
+            other => panic!("expected an unknown model, got {other:?}"),
+        }
+        assert_eq!(
+            ValidSend::new(request(" \u{200B} "), known, "").map(|s| s.text().to_owned()),
+            Err(InputError::EmptyMessage)
+        );
+        let long_prompt = SendRequest {
+            system_prompt: Some("x".repeat(MAX_SYSTEM_PROMPT_CHARS + 1)),
+            ..request("hi")
+        };
+        assert!(matches!(
+            ValidSend::new(long_prompt, known, ""),
+            Err(InputError::TooLong {
+                what: "system prompt",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn messages_are_trimmed_and_bounded_in_characters_not_bytes() {

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use subtle::ConstantTimeEq;
 
-use super::identity::Principal;
+use super::principal::Principal;
 use super::{db, metrics, AppState};
 
 pub fn routes(state: AppState) -> Router {
@@ -25,11 +25,6 @@ pub fn routes(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
-}
-
-/// Paths these routes answer; anyone may reach them (`/metrics` checks its own access).
-pub fn is_ops_path(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -5,8 +5,7 @@
 //! it: at most `RILL_MAX_RUNNING_PER_USER` of them, each at most `RILL_MAX_REPLY_CHARS` of text
 //! and as much thinking. A reply's stored rendering is derived data and not counted.
 
-use super::db::{self, Owner};
-use super::AppState;
+use super::db::{self, Db, Owner};
 use crate::error::ApiError;
 use crate::format::byte_size;
 
@@ -20,12 +19,17 @@ pub fn refusal(used: u64, quota: u64) -> String {
     )
 }
 
-/// Whether `adding` more bytes fit under the owner's quota.
-pub async fn room_for(state: &AppState, owner: &Owner, adding: usize) -> Result<(), ApiError> {
-    let Some(quota) = state.config.limits.storage_quota_bytes else {
+/// Whether `adding` more bytes fit under the owner's `quota` (`None`: no quota).
+pub async fn room_for(
+    db: &Db,
+    quota: Option<u64>,
+    owner: &Owner,
+    adding: usize,
+) -> Result<(), ApiError> {
+    let Some(quota) = quota else {
         return Ok(());
     };
-    let used = db::stored_bytes(state.db.reader(), owner).await?;
+    let used = db::stored_bytes(db.reader(), owner).await?;
     let adding = u64::try_from(adding).unwrap_or(u64::MAX);
     if used.saturating_add(adding) > quota {
         return Err(ApiError::InsufficientStorage(refusal(used, quota)));

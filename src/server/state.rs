@@ -2,15 +2,13 @@ use std::sync::Arc;
 
 use super::clock::{self, SharedClock};
 use super::config::Config;
-use super::db::{Db, Owner};
-use super::identity::Principal;
+use super::db::Db;
 use super::limits::WriteLimits;
 use super::models::{LocalModelStatus, ModelCatalog};
 use super::passwords::{PasswordError, Passwords};
 use super::pricing::PriceTable;
 use super::throttle::SignInThrottle;
 use super::turns::TurnHub;
-use crate::error::ApiError;
 
 /// Why the state could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -97,26 +95,5 @@ impl AppState {
     /// `2026-12`: the month budgets count now.
     pub fn month(&self) -> String {
         clock::month_of(self.clock.now_ms())
-    }
-
-    /// The state and whose data the request may touch, inside a server function.
-    pub fn from_context() -> Result<(Self, Owner), ApiError> {
-        let (state, principal) = Self::with_principal()?;
-        Ok((state, principal.owner))
-    }
-
-    /// The state and who is asking, inside a server function. Nobody signed in is 401 (the
-    /// identity layer lets anonymous requests reach only the sign-in functions).
-    pub fn with_principal() -> Result<(Self, Principal), ApiError> {
-        let state = leptos::prelude::use_context::<Self>().ok_or_else(|| {
-            tracing::error!("AppState missing from the request context");
-            ApiError::Internal
-        })?;
-        let principal = super::identity::request_parts()?
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
-        Ok((state, principal))
     }
 }

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::db::{self, accounts as store, DbError, Owner};
-use super::identity::{api_error, Principal};
+use super::error_response::api_error;
+use super::principal::Principal;
 use super::AppState;
 use crate::error::ApiError;
 use crate::model::accounts::UsageReport;

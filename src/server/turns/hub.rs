@@ -162,7 +162,12 @@ impl TurnHub {
     ) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
         let stream = self.open_stream(owner)?;
-        let send = ValidSend::new(request, &self.deps.models, &self.deps.default_system_prompt)?;
+        let models = &self.deps.models;
+        let send = ValidSend::new(
+            request,
+            |id| models.contains(id),
+            &self.deps.default_system_prompt,
+        )?;
         let hub = self.clone();
         let owner = owner.clone();
         let lines = self
