@@ -1,21 +1,28 @@
-//! Every setting Rill reads, in one place. Each is documented in `.env.example`.
+//! Every setting Rill reads. Each environment variable is named once, in the table in
+//! [`settings`] with its default, doc and bounds; this module gathers them into [`Config`] for
+//! the rest of the server. `.env.example` documents them, and a test holds it to the table.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::pricing::PriceEntry;
+
+mod providers;
+pub mod settings;
+
+use providers::FileConfig;
+pub use providers::{ProviderConfig, ProviderKind};
+use settings::Env;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// SQLite database file (`RILL_DATABASE`, default `data/rill.db`).
+    /// SQLite database file ([`settings::DATABASE`], or `database` in the file).
     pub database_path: PathBuf,
     /// Start even if other accounts on the machine can read the database's files
-    /// (`RILL_UNSAFE_FILE_MODES=yes`; otherwise Rill refuses and says which `chmod` fixes it).
+    /// ([`settings::UNSAFE_FILE_MODES`]; otherwise Rill refuses and says which `chmod` fixes it).
     pub unsafe_file_modes: bool,
-    /// In single-user mode, every conversation belongs to this owner (`RILL_OWNER`, default
-    /// `local`).
+    /// In single-user mode, every conversation belongs to this owner ([`settings::OWNER`]).
     pub owner: String,
     /// Who may use the server and how requests are checked.
     pub access: AccessSettings,
@@ -24,13 +31,14 @@ pub struct Config {
     /// How many connections the server holds, and how long it waits for a request.
     pub connections: ConnectionSettings,
     pub providers: Vec<ProviderConfig>,
-    /// `provider/model` used for new conversations (`RILL_DEFAULT_MODEL`, default: the first model).
+    /// `provider/model` used for new conversations ([`settings::DEFAULT_MODEL`], or
+    /// `default_model` in the file; else the first model).
     pub default_model: Option<String>,
-    /// Delay between the development model's words (`RILL_DEV_WORD_DELAY_MS`, default 40).
+    /// Delay between the development model's words ([`settings::DEV_WORD_DELAY_MS`]).
     pub dev_word_delay: Duration,
     /// Per-model prices laid over the shipped table (`[prices."provider/model"]` in the file).
-    pub price_overrides: std::collections::HashMap<String, PriceEntry>,
-    /// The in-process model; `None` when switched off (`RILL_LOCAL_MODEL=off`).
+    pub price_overrides: HashMap<String, PriceEntry>,
+    /// The in-process model; `None` when switched off ([`settings::LOCAL_MODEL`] `off`).
     pub local_model: Option<LocalModelSettings>,
     pub turns: TurnSettings,
     pub conversations: ConversationSettings,
@@ -41,13 +49,14 @@ pub struct Config {
 /// How the server reports on itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OpsSettings {
-    /// Log lines as JSON objects for log shippers, or text for people (`RILL_LOG_FORMAT=json`,
-    /// default `text`).
+    /// Log lines as JSON objects for log shippers, or text for people ([`settings::LOG_FORMAT`]).
     pub log_format: LogFormat,
-    /// A bearer token that may read `/metrics` (`RILL_METRICS_TOKEN`); admins may always read it.
+    /// A bearer token that may read `/metrics` ([`settings::METRICS_TOKEN`]); admins may always
+    /// read it.
     pub metrics_token: Option<String>,
 }
 
+/// The default is the first of [`settings::LOG_FORMAT`]'s words (a test checks they agree).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     #[default]
@@ -55,14 +64,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// How people are told apart.
+/// How people are told apart ([`settings::AUTH`], whose first word is the default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuthMode {
-    /// No sign-in; every request is the one owner. Only on a loopback address (`RILL_AUTH=single-user`,
-    /// the default).
+    /// No sign-in; every request is the one owner. Only on a loopback address.
     #[default]
     SingleUser,
-    /// Sign-in required: local accounts, or a trusted proxy's header (`RILL_AUTH=accounts`).
+    /// Sign-in required: local accounts, or a trusted proxy's header.
     Accounts,
 }
 
@@ -70,24 +78,24 @@ pub enum AuthMode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccessSettings {
     pub mode: AuthMode,
-    /// The address people use, e.g. `https://chat.example.com` (`RILL_PUBLIC_URL`). Its host is
-    /// allowed, and `https` makes the session cookie `Secure`.
+    /// The address people use, e.g. `https://chat.example.com` ([`settings::PUBLIC_URL`]). Its
+    /// host is allowed, and `https` makes the session cookie `Secure`.
     pub public_url: Option<PublicUrl>,
-    /// More host names this server answers for (`RILL_ALLOWED_HOSTS`, comma-separated). Loopback
-    /// names and IP addresses are always allowed; any other `Host` is refused (421), which ends
-    /// DNS rebinding.
+    /// More host names this server answers for ([`settings::ALLOWED_HOSTS`]). Loopback names and
+    /// IP addresses are always allowed; any other `Host` is refused (421), which ends DNS
+    /// rebinding.
     pub allowed_hosts: Vec<String>,
     /// Serve a non-loopback address without accounts anyway
-    /// (`RILL_UNSAFE_NO_AUTH_ON_NETWORK=yes`): anyone who reaches the port is the owner.
+    /// ([`settings::UNSAFE_NO_AUTH_ON_NETWORK`]): anyone who reaches the port is the owner.
     pub unsafe_no_auth_on_network: bool,
     /// Reverse proxies whose `X-Forwarded-For` and single sign-on header are believed
-    /// (`RILL_TRUSTED_PROXIES`, comma-separated addresses or CIDR ranges).
+    /// ([`settings::TRUSTED_PROXIES`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header a trusted proxy names the signed-in user with, e.g. `X-Forwarded-User`
-    /// (`RILL_SSO_HEADER`; accounts mode only).
+    /// ([`settings::SSO_HEADER`]; accounts mode only).
     pub sso_header: Option<axum::http::HeaderName>,
-    /// How long a sign-in lasts however busy its session is (`RILL_SESSION_MAX_DAYS`, default
-    /// 90); a session unused for 30 days ends sooner.
+    /// How long a sign-in lasts however busy its session is ([`settings::SESSION_MAX_DAYS`]); a
+    /// session unused for 30 days ends sooner.
     pub session_max_age: Duration,
 }
 
@@ -100,7 +108,7 @@ impl Default for AccessSettings {
             unsafe_no_auth_on_network: false,
             trusted_proxies: Vec::new(),
             sso_header: None,
-            session_max_age: Duration::from_secs(DEFAULT_SESSION_MAX_DAYS * 24 * 3600),
+            session_max_age: days(DEFAULT_SESSION_MAX_DAYS),
         }
     }
 }
@@ -114,17 +122,77 @@ impl AccessSettings {
         {
             return Ok(());
         }
+        let (auth, unsafe_open) = (
+            settings::AUTH.name,
+            settings::UNSAFE_NO_AUTH_ON_NETWORK.name,
+        );
         Err(ConfigError::Invalid(format!(
             "refusing to listen on {addr} without accounts: anyone who reaches it would read every \
-             conversation and spend your API keys. Set RILL_AUTH=accounts and create an admin with \
+             conversation and spend your API keys. Set {auth}=accounts and create an admin with \
              `rill user add --admin NAME`, or listen on 127.0.0.1 (LEPTOS_SITE_ADDR). To serve \
-             it open anyway, set RILL_UNSAFE_NO_AUTH_ON_NETWORK=yes."
+             it open anyway, set {unsafe_open}=yes."
         )))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let mode = env.word(&settings::AUTH)?;
+        let public_url = env
+            .optional(&settings::PUBLIC_URL)
+            .map(|text| PublicUrl::parse(&text))
+            .transpose()?;
+        let proxies = &settings::TRUSTED_PROXIES;
+        let trusted_proxies = env
+            .list(proxies)
+            .iter()
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| proxies.refuse_as("addresses or CIDR ranges", item))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = &settings::SSO_HEADER;
+        let sso_header = env
+            .optional(header)
+            .map(|name| {
+                axum::http::HeaderName::try_from(name.trim())
+                    .map_err(|_| header.refuse_as("a header name", &name))
+            })
+            .transpose()?;
+        if sso_header.is_some() && mode != AuthMode::Accounts {
+            return Err(ConfigError::Invalid(format!(
+                "{} needs {}=accounts",
+                header.name,
+                settings::AUTH.name
+            )));
+        }
+        if sso_header.is_some() && trusted_proxies.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{} needs {}: the header is believed only from them",
+                header.name, proxies.name
+            )));
+        }
+        Ok(Self {
+            mode,
+            public_url,
+            allowed_hosts: env
+                .list(&settings::ALLOWED_HOSTS)
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            unsafe_no_auth_on_network: env.yes(&settings::UNSAFE_NO_AUTH_ON_NETWORK),
+            trusted_proxies,
+            sso_header,
+            session_max_age: days(env.range(&settings::SESSION_MAX_DAYS)?),
+        })
     }
 }
 
-/// How long a sign-in lasts, unless `RILL_SESSION_MAX_DAYS` says otherwise.
-pub const DEFAULT_SESSION_MAX_DAYS: u64 = 90;
+/// How long a sign-in lasts, unless [`settings::SESSION_MAX_DAYS`] says otherwise.
+pub const DEFAULT_SESSION_MAX_DAYS: u64 = settings::SESSION_MAX_DAYS.kind.default;
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 24 * 3600)
+}
 
 /// The public address, reduced to what the checks need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,60 +202,95 @@ pub struct PublicUrl {
     pub host: String,
 }
 
+impl PublicUrl {
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let setting = &settings::PUBLIC_URL;
+        let url = url::Url::parse(text.trim())
+            .map_err(|e| setting.refuse_as(format_args!("a URL ({e})"), text))?;
+        let host = url
+            .host_str()
+            .filter(|_| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| setting.refuse_as("an http:// or https:// address", text))?;
+        Ok(Self {
+            https: url.scheme() == "https",
+            host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
+        })
+    }
+}
+
 /// What one person may ask of the server at once and per minute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimitSettings {
-    /// Largest request body in bytes; more is refused with 413 (`RILL_MAX_REQUEST_BYTES`, default
-    /// 1048576).
+    /// Largest request body in bytes; more is refused with 413 ([`settings::MAX_REQUEST_BYTES`]).
     pub max_request_bytes: usize,
-    /// Replies one person may have running at once (`RILL_MAX_RUNNING_PER_USER`, default 4).
+    /// Replies one person may have running at once ([`settings::MAX_RUNNING_PER_USER`]).
     pub running_per_user: usize,
-    /// Turns (sends and Continues) one person may start per minute (`RILL_TURNS_PER_MINUTE`,
-    /// default 30).
+    /// Turns (sends and Continues) one person may start per minute
+    /// ([`settings::TURNS_PER_MINUTE`]).
     pub turns_per_minute: u32,
     /// Event streams (a tab's connection, a reply being read) one person may hold open at once
-    /// (`RILL_MAX_STREAMS_PER_USER`, default 32).
+    /// ([`settings::MAX_STREAMS_PER_USER`]).
     pub streams_per_user: usize,
     /// People with a budget (or under a site cap) may use models that have no price, counted
-    /// as free (`RILL_ALLOW_UNPRICED_MODELS=yes`; otherwise such a turn is refused in words).
+    /// as free ([`settings::ALLOW_UNPRICED_MODELS`]; otherwise such a turn is refused in words).
     pub allow_unpriced_models: bool,
     /// Changes one person may make per minute through the API besides sending (renames,
-    /// system prompts, deletes, branch switches, settings…) (`RILL_WRITES_PER_MINUTE`, default 60).
+    /// system prompts, deletes, branch switches, settings…) ([`settings::WRITES_PER_MINUTE`]).
     pub writes_per_minute: u32,
     /// Bytes one person may store (message text, titles, system prompts); past it, what would
-    /// store more is refused in words (`RILL_STORAGE_QUOTA_MB`, default 1024; 0: no quota).
+    /// store more is refused in words ([`settings::STORAGE_QUOTA_MB`]; `None`: no quota).
     pub storage_quota_bytes: Option<u64>,
 }
 
+// The table's bounds keep each default within its field's type, so these casts lose nothing.
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            max_request_bytes: 1 << 20,
-            running_per_user: 4,
-            turns_per_minute: 30,
-            streams_per_user: 32,
+            max_request_bytes: settings::MAX_REQUEST_BYTES.kind.default as usize,
+            running_per_user: settings::MAX_RUNNING_PER_USER.kind.default as usize,
+            turns_per_minute: settings::TURNS_PER_MINUTE.kind.default as u32,
+            streams_per_user: settings::MAX_STREAMS_PER_USER.kind.default as usize,
             allow_unpriced_models: false,
-            writes_per_minute: 60,
-            storage_quota_bytes: Some(1024 * 1024 * 1024),
+            writes_per_minute: settings::WRITES_PER_MINUTE.kind.default as u32,
+            storage_quota_bytes: quota_bytes(settings::STORAGE_QUOTA_MB.kind.default),
         }
     }
+}
+
+impl LimitSettings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_request_bytes: env.whole(&settings::MAX_REQUEST_BYTES)?,
+            running_per_user: env.whole(&settings::MAX_RUNNING_PER_USER)?,
+            turns_per_minute: env.whole(&settings::TURNS_PER_MINUTE)?,
+            streams_per_user: env.whole(&settings::MAX_STREAMS_PER_USER)?,
+            allow_unpriced_models: env.yes(&settings::ALLOW_UNPRICED_MODELS),
+            writes_per_minute: env.whole(&settings::WRITES_PER_MINUTE)?,
+            storage_quota_bytes: quota_bytes(env.whole(&settings::STORAGE_QUOTA_MB)?),
+        })
+    }
+}
+
+/// Megabytes of quota in bytes; 0 is no quota. The table bounds megabytes so this fits.
+fn quota_bytes(mb: u64) -> Option<u64> {
+    (mb > 0).then(|| mb.saturating_mul(1024 * 1024))
 }
 
 /// Connections: how many are held, and how long a request may take to arrive.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConnectionSettings {
-    /// Open connections in all; more are answered 503 and closed (`RILL_MAX_CONNECTIONS`,
-    /// default: half the open-files limit left after a reserve of 64, at most 65,536).
+    /// Open connections in all; more are answered 503 and closed ([`settings::MAX_CONNECTIONS`];
+    /// `None`: half the open-files limit left after a reserve of 64, at most 65,536).
     pub max_connections: Option<usize>,
     /// Open connections from one client address (an IPv6 /64 counts as one); trusted proxies
-    /// are not counted (`RILL_MAX_CONNECTIONS_PER_ADDRESS`, default: a quarter of the total,
-    /// between 8 and 256).
+    /// are not counted ([`settings::MAX_CONNECTIONS_PER_ADDRESS`]; `None`: a quarter of the
+    /// total, between 8 and 256).
     pub max_per_address: Option<usize>,
     /// A request's headers must arrive within this, and an idle kept-alive connection is closed
-    /// after it (`RILL_HEADER_TIMEOUT_SECS`, default 15).
+    /// after it ([`settings::HEADER_TIMEOUT_SECS`]).
     pub header_timeout: Duration,
-    /// A request's body must arrive whole within this; later is 408 (`RILL_BODY_TIMEOUT_SECS`,
-    /// default 30).
+    /// A request's body must arrive whole within this; later is 408
+    /// ([`settings::BODY_TIMEOUT_SECS`]).
     pub body_timeout: Duration,
 }
 
@@ -196,9 +299,20 @@ impl Default for ConnectionSettings {
         Self {
             max_connections: None,
             max_per_address: None,
-            header_timeout: Duration::from_secs(15),
-            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(settings::HEADER_TIMEOUT_SECS.kind.default),
+            body_timeout: Duration::from_secs(settings::BODY_TIMEOUT_SECS.kind.default),
         }
+    }
+}
+
+impl ConnectionSettings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_connections: env.auto_whole(&settings::MAX_CONNECTIONS)?,
+            max_per_address: env.auto_whole(&settings::MAX_CONNECTIONS_PER_ADDRESS)?,
+            header_timeout: env.seconds(&settings::HEADER_TIMEOUT_SECS)?,
+            body_timeout: env.seconds(&settings::BODY_TIMEOUT_SECS)?,
+        })
     }
 }
 
@@ -206,10 +320,10 @@ impl Default for ConnectionSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationSettings {
     /// The system prompt of every new conversation; each person can change it per conversation
-    /// (`RILL_DEFAULT_SYSTEM_PROMPT`, default none).
+    /// ([`settings::DEFAULT_SYSTEM_PROMPT`], default none).
     pub default_system_prompt: String,
     /// A deleted conversation can be undone at once, and its text is purged this long after
-    /// (`RILL_PURGE_DELETED_AFTER_SECS`, default 86400: a day, for an operator to undo a mistake
+    /// ([`settings::PURGE_DELETED_AFTER_SECS`], default a day, for an operator to undo a mistake
     /// from a backup-free database by hand). Tokens and costs are kept for spending limits.
     pub purge_deleted_after: Duration,
 }
@@ -218,8 +332,23 @@ impl Default for ConversationSettings {
     fn default() -> Self {
         Self {
             default_system_prompt: String::new(),
-            purge_deleted_after: Duration::from_secs(24 * 3600),
+            purge_deleted_after: Duration::from_secs(
+                settings::PURGE_DELETED_AFTER_SECS.kind.default,
+            ),
         }
+    }
+}
+
+impl ConversationSettings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let prompt = &settings::DEFAULT_SYSTEM_PROMPT;
+        let default_system_prompt = env.optional(prompt).unwrap_or_default();
+        Ok(Self {
+            default_system_prompt: crate::server::input::system_prompt(&default_system_prompt)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", prompt.name)))?
+                .to_owned(),
+            purge_deleted_after: env.seconds(&settings::PURGE_DELETED_AFTER_SECS)?,
+        })
     }
 }
 
@@ -227,21 +356,21 @@ impl Default for ConversationSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TurnSettings {
     /// A provider that sends no bytes at all for this long fails the turn; pings and keep-alives
-    /// count as life (`RILL_PROVIDER_IDLE_SECS`, default 120).
+    /// count as life ([`settings::PROVIDER_IDLE_SECS`]).
     pub provider_idle: Duration,
-    /// Longest a turn may run, queueing included (`RILL_TURN_MAX_SECS`, default 900).
+    /// Longest a turn may run, queueing included ([`settings::TURN_MAX_SECS`]).
     pub max_duration: Duration,
     /// Cap on generated tokens per reply, sent to the provider in its own field; lowered to a
-    /// model's own maximum where the price table knows it (`RILL_MAX_OUTPUT_TOKENS`, default 8192).
+    /// model's own maximum where the price table knows it ([`settings::MAX_OUTPUT_TOKENS`]).
     pub max_output_tokens: u32,
     /// Longest reply Rill keeps, in characters, whatever the provider sends
-    /// (`RILL_MAX_REPLY_CHARS`, default 400000).
+    /// ([`settings::MAX_REPLY_CHARS`]).
     pub max_reply_chars: usize,
     /// Context window assumed for models whose window is not known
-    /// (`RILL_DEFAULT_CONTEXT_TOKENS`, default 8192).
+    /// ([`settings::DEFAULT_CONTEXT_TOKENS`]).
     pub default_context_tokens: u32,
     /// On SIGTERM, how long running replies get to finish before they are stored as interrupted
-    /// (`RILL_SHUTDOWN_GRACE_SECS`, default 8: inside `docker stop`'s 10 s).
+    /// ([`settings::SHUTDOWN_GRACE_SECS`]; the default, 8 s, is inside `docker stop`'s 10 s).
     pub shutdown_grace: Duration,
     /// How often a quiet event stream carries a heartbeat (fixed in production; tests shorten it).
     pub heartbeat: Duration,
@@ -252,73 +381,93 @@ pub struct TurnSettings {
 impl Default for TurnSettings {
     fn default() -> Self {
         Self {
-            provider_idle: Duration::from_secs(120),
-            max_duration: Duration::from_secs(900),
-            max_output_tokens: 8192,
-            max_reply_chars: 400_000,
-            default_context_tokens: 8192,
-            shutdown_grace: Duration::from_secs(8),
+            provider_idle: Duration::from_secs(settings::PROVIDER_IDLE_SECS.kind.default),
+            max_duration: Duration::from_secs(settings::TURN_MAX_SECS.kind.default),
+            max_output_tokens: settings::MAX_OUTPUT_TOKENS.kind.default as u32,
+            max_reply_chars: settings::MAX_REPLY_CHARS.kind.default as usize,
+            default_context_tokens: settings::DEFAULT_CONTEXT_TOKENS.kind.default as u32,
+            shutdown_grace: Duration::from_secs(settings::SHUTDOWN_GRACE_SECS.kind.default),
             heartbeat: Duration::from_secs(crate::model::HEARTBEAT_SECS),
             keep_finished: Duration::from_secs(60),
         }
     }
 }
 
+impl TurnSettings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            provider_idle: env.seconds(&settings::PROVIDER_IDLE_SECS)?,
+            max_duration: env.seconds(&settings::TURN_MAX_SECS)?,
+            max_output_tokens: env.whole(&settings::MAX_OUTPUT_TOKENS)?,
+            max_reply_chars: env.whole(&settings::MAX_REPLY_CHARS)?,
+            default_context_tokens: env.whole(&settings::DEFAULT_CONTEXT_TOKENS)?,
+            shutdown_grace: env.seconds(&settings::SHUTDOWN_GRACE_SECS)?,
+            ..Self::default()
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct LocalModelSettings {
-    /// GGUF file (`RILL_LOCAL_MODEL`, default `models/SmolLM2-135M-Instruct.Q4_1.gguf`, which
-    /// `scripts/fetch-model.sh` puts there).
+    /// GGUF file ([`settings::LOCAL_MODEL`]; the default is where `scripts/fetch-model.sh` puts
+    /// SmolLM2-135M-Instruct).
     pub path: PathBuf,
-    /// Inference threads (`RILL_LOCAL_THREADS`, default 1: a second thread only helps on an idle
-    /// machine and collapses when the other core is busy serving).
+    /// Inference threads ([`settings::LOCAL_THREADS`], default 1: a second thread only helps on
+    /// an idle machine and collapses when the other core is busy serving).
     pub threads: usize,
-    /// Longest reply in tokens (`RILL_LOCAL_MAX_TOKENS`, default 512).
+    /// Longest reply in tokens ([`settings::LOCAL_MAX_TOKENS`]).
     pub max_output_tokens: u32,
-    /// Token cells of the key/value cache (`RILL_LOCAL_CONTEXT`, default 8192, SmolLM2's own
-    /// context length; never more than the model's). Also the longest prompt plus reply. The
+    /// Token cells of the key/value cache ([`settings::LOCAL_CONTEXT`], default 8192, SmolLM2's
+    /// own context length; never more than the model's). Also the longest prompt plus reply. The
     /// cells are shared by the conversations whose cache is kept, and cost about 17 KB each
     /// with SmolLM2-135M: 140 MB at the default.
     pub context_tokens: usize,
     /// Requests that may wait for the local model behind the one generating; more are refused
-    /// as busy (`RILL_LOCAL_QUEUE`, default 8).
+    /// as busy ([`settings::LOCAL_QUEUE`]).
     pub queue: usize,
     /// Longest a request waits for its turn before it is refused as busy
-    /// (`RILL_LOCAL_QUEUE_WAIT_SECS`, default 120).
+    /// ([`settings::LOCAL_QUEUE_WAIT_SECS`]).
     pub queue_wait: Duration,
 }
 
-pub const DEFAULT_LOCAL_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// Which wire protocol a provider speaks.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// OpenAI itself: chat completions, models from the config.
-    Openai,
-    /// Any server speaking OpenAI chat completions (Ollama, llama.cpp, vLLM, OpenRouter, Groq …):
-    /// the key is optional and the models are listed by the server where it offers `GET /models`.
-    #[default]
-    OpenaiCompatible,
-    Anthropic,
-    Gemini,
+impl LocalModelSettings {
+    /// `None` when the setting is `off`.
+    fn read(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let path = env.text(&settings::LOCAL_MODEL);
+        if path == "off" {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            path: PathBuf::from(path),
+            threads: env.whole(&settings::LOCAL_THREADS)?,
+            max_output_tokens: env.whole(&settings::LOCAL_MAX_TOKENS)?,
+            context_tokens: env.whole(&settings::LOCAL_CONTEXT)?,
+            queue: env.whole(&settings::LOCAL_QUEUE)?,
+            queue_wait: env.seconds(&settings::LOCAL_QUEUE_WAIT_SECS)?,
+        }))
+    }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct ProviderConfig {
-    /// Prefix of this provider's model ids (`openai` → `openai/gpt-4o-mini`).
-    pub id: String,
-    #[serde(default)]
-    pub kind: ProviderKind,
-    /// The API root, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
-    /// The key itself is never put in the file; only the name of the variable holding it.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(skip)]
-    pub api_key: Option<String>,
-    /// For `openai_compatible`, optional: the server's own list is used where it offers one.
-    #[serde(default)]
-    pub models: Vec<String>,
+pub const DEFAULT_LOCAL_MODEL: &str = settings::LOCAL_MODEL.kind.0;
+
+impl OpsSettings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let token = &settings::METRICS_TOKEN;
+        let metrics_token = match env.optional(token) {
+            // The token is a secret: the message leaves it out.
+            Some(t) if t.trim().len() < 16 => {
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be at least 16 characters",
+                    token.name
+                )))
+            }
+            t => t.map(|t| t.trim().to_owned()),
+        };
+        Ok(Self {
+            log_format: env.word(&settings::LOG_FORMAT)?,
+            metrics_token,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -337,18 +486,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The optional TOML file named by `RILL_CONFIG`; the environment wins over it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    database: Option<PathBuf>,
-    default_model: Option<String>,
-    #[serde(default)]
-    providers: Vec<ProviderConfig>,
-    #[serde(default)]
-    prices: std::collections::HashMap<String, PriceEntry>,
-}
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
@@ -356,369 +493,31 @@ impl Config {
 
     /// Builds the config from any variable source, so tests need not touch the process environment.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let file = match var("RILL_CONFIG") {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?
-            }
-            None => FileConfig::default(),
-        };
-        let mut providers = file.providers;
-        for provider in &mut providers {
-            provider.api_key = provider.api_key_env.as_deref().and_then(&var);
-        }
-        // Hosted providers: each is added when its key is set.
-        let hosted = [
-            (
-                ProviderKind::Openai,
-                "openai",
-                "OPENAI_API_KEY",
-                "https://api.openai.com/v1",
-                &["gpt-4o-mini", "gpt-4o"][..],
-            ),
-            (
-                ProviderKind::Anthropic,
-                "anthropic",
-                "ANTHROPIC_API_KEY",
-                "https://api.anthropic.com/v1",
-                &["claude-sonnet-4-5", "claude-haiku-4-5"][..],
-            ),
-            (
-                ProviderKind::Gemini,
-                "gemini",
-                "GEMINI_API_KEY",
-                "https://generativelanguage.googleapis.com/v1beta",
-                &["gemini-2.5-flash", "gemini-2.5-pro"][..],
-            ),
-        ];
-        for (kind, id, key_var, default_url, default_models) in hosted {
-            let Some(key) = var(key_var) else { continue };
-            let upper = id.to_uppercase();
-            providers.push(ProviderConfig {
-                id: id.into(),
-                kind,
-                base_url: var(&format!("RILL_{upper}_BASE_URL"))
-                    .unwrap_or_else(|| default_url.into()),
-                api_key_env: Some(key_var.into()),
-                api_key: Some(key),
-                models: list(var(&format!("RILL_{upper}_MODELS")))
-                    .unwrap_or_else(|| default_models.iter().map(|m| m.to_string()).collect()),
-            });
-        }
-        if let Some(base_url) = var("RILL_OPENAI_COMPAT_URL") {
-            providers.push(ProviderConfig {
-                id: var("RILL_OPENAI_COMPAT_NAME").unwrap_or_else(|| "compat".into()),
-                kind: ProviderKind::OpenaiCompatible,
-                base_url,
-                api_key_env: Some("RILL_OPENAI_COMPAT_API_KEY".into()),
-                api_key: var("RILL_OPENAI_COMPAT_API_KEY"),
-                models: list(var("RILL_OPENAI_COMPAT_MODELS")).unwrap_or_default(),
-            });
-        }
-        for p in &providers {
-            if p.id.is_empty() || p.id.contains('/') {
-                return Err(ConfigError::Invalid(format!(
-                    "provider id {:?} must be non-empty and contain no '/'",
-                    p.id
-                )));
-            }
-            if p.id == "local" || p.id == "dev" {
-                return Err(ConfigError::Invalid(format!(
-                    "provider id {:?} is reserved for the built-in models",
-                    p.id
-                )));
-            }
-            if providers.iter().filter(|q| q.id == p.id).count() > 1 {
-                return Err(ConfigError::Invalid(format!(
-                    "provider id {:?} is used twice",
-                    p.id
-                )));
-            }
-            if p.kind != ProviderKind::OpenaiCompatible {
-                if p.models.is_empty() {
-                    return Err(ConfigError::Invalid(format!(
-                        "provider {} lists no models",
-                        p.id
-                    )));
-                }
-                if p.api_key.is_none() {
-                    return Err(ConfigError::Invalid(format!(
-                        "provider {} needs an API key: set {}",
-                        p.id,
-                        p.api_key_env
-                            .as_deref()
-                            .unwrap_or("its api_key_env variable")
-                    )));
-                }
-            }
-        }
-        let dev_word_delay = match var("RILL_DEV_WORD_DELAY_MS") {
-            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
-                ConfigError::Invalid(format!("RILL_DEV_WORD_DELAY_MS={ms} is not a number"))
-            })?),
-            None => Duration::from_millis(40),
-        };
-        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            match var(name) {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError::Invalid(format!("{name}={v} is not a whole number"))),
-                None => Ok(default),
-            }
-        };
-        // A whole number, at least `min`, that fits the setting's type.
-        let whole = |name: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            Ok(number(name, default)?.max(min))
-        };
-        fn fits<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T, ConfigError> {
-            T::try_from(value)
-                .map_err(|_| ConfigError::Invalid(format!("{name}={value} is too large")))
-        }
-        // A time limit past this is no limit; the cap keeps every deadline computable.
-        const MAX_SECS: u64 = 30 * 24 * 3600;
-        let seconds = |name: &str, default: Duration, min: u64| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs(
-                whole(name, default.as_secs(), min)?.min(MAX_SECS),
-            ))
-        };
-        let d = TurnSettings::default();
-        let turns = TurnSettings {
-            provider_idle: seconds("RILL_PROVIDER_IDLE_SECS", d.provider_idle, 1)?,
-            max_duration: seconds("RILL_TURN_MAX_SECS", d.max_duration, 1)?,
-            shutdown_grace: seconds("RILL_SHUTDOWN_GRACE_SECS", d.shutdown_grace, 0)?,
-            max_output_tokens: fits(
-                "RILL_MAX_OUTPUT_TOKENS",
-                whole("RILL_MAX_OUTPUT_TOKENS", d.max_output_tokens.into(), 1)?,
-            )?,
-            max_reply_chars: fits(
-                "RILL_MAX_REPLY_CHARS",
-                whole("RILL_MAX_REPLY_CHARS", d.max_reply_chars as u64, 1)?,
-            )?,
-            default_context_tokens: fits(
-                "RILL_DEFAULT_CONTEXT_TOKENS",
-                whole(
-                    "RILL_DEFAULT_CONTEXT_TOKENS",
-                    d.default_context_tokens.into(),
-                    512,
-                )?,
-            )?,
-            ..d
-        };
-        let local_model = match var("RILL_LOCAL_MODEL").as_deref() {
-            Some("off") => None,
-            path => Some(LocalModelSettings {
-                path: PathBuf::from(path.unwrap_or(DEFAULT_LOCAL_MODEL)),
-                threads: usize::try_from(number("RILL_LOCAL_THREADS", 1)?.max(1)).unwrap_or(1),
-                max_output_tokens: u32::try_from(number("RILL_LOCAL_MAX_TOKENS", 512)?.max(1))
-                    .unwrap_or(512),
-                context_tokens: usize::try_from(number("RILL_LOCAL_CONTEXT", 8192)?.max(256))
-                    .unwrap_or(8192),
-                queue: fits("RILL_LOCAL_QUEUE", number("RILL_LOCAL_QUEUE", 8)?)?,
-                queue_wait: seconds("RILL_LOCAL_QUEUE_WAIT_SECS", Duration::from_secs(120), 1)?,
-            }),
-        };
-        let c = ConversationSettings::default();
-        let default_system_prompt = var("RILL_DEFAULT_SYSTEM_PROMPT").unwrap_or_default();
-        let conversations = ConversationSettings {
-            default_system_prompt: crate::server::input::system_prompt(&default_system_prompt)
-                .map_err(|e| ConfigError::Invalid(format!("RILL_DEFAULT_SYSTEM_PROMPT: {e}")))?
-                .to_owned(),
-            purge_deleted_after: seconds(
-                "RILL_PURGE_DELETED_AFTER_SECS",
-                c.purge_deleted_after,
-                0,
-            )?,
-        };
-        let access = access_settings(&var)?;
-        let ops = OpsSettings {
-            log_format: match var("RILL_LOG_FORMAT").as_deref().map(str::trim) {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    return Err(ConfigError::Invalid(format!(
-                        "RILL_LOG_FORMAT={other}: use text or json"
-                    )))
-                }
-            },
-            metrics_token: match var("RILL_METRICS_TOKEN") {
-                Some(token) if token.trim().len() < 16 => {
-                    return Err(ConfigError::Invalid(
-                        "RILL_METRICS_TOKEN must be at least 16 characters".into(),
-                    ))
-                }
-                token => token.map(|t| t.trim().to_owned()),
-            },
-        };
-        let l = LimitSettings::default();
-        let limits = LimitSettings {
-            max_request_bytes: fits(
-                "RILL_MAX_REQUEST_BYTES",
-                whole(
-                    "RILL_MAX_REQUEST_BYTES",
-                    l.max_request_bytes as u64,
-                    64 * 1024,
-                )?,
-            )?,
-            running_per_user: fits(
-                "RILL_MAX_RUNNING_PER_USER",
-                whole("RILL_MAX_RUNNING_PER_USER", l.running_per_user as u64, 1)?,
-            )?,
-            turns_per_minute: fits(
-                "RILL_TURNS_PER_MINUTE",
-                whole("RILL_TURNS_PER_MINUTE", l.turns_per_minute.into(), 1)?,
-            )?,
-            streams_per_user: fits(
-                "RILL_MAX_STREAMS_PER_USER",
-                whole("RILL_MAX_STREAMS_PER_USER", l.streams_per_user as u64, 1)?,
-            )?,
-            allow_unpriced_models: var("RILL_ALLOW_UNPRICED_MODELS").as_deref() == Some("yes"),
-            writes_per_minute: fits(
-                "RILL_WRITES_PER_MINUTE",
-                whole("RILL_WRITES_PER_MINUTE", l.writes_per_minute.into(), 1)?,
-            )?,
-            storage_quota_bytes: match number("RILL_STORAGE_QUOTA_MB", 1024)? {
-                0 => None,
-                mb => Some(mb.checked_mul(1024 * 1024).ok_or_else(|| {
-                    ConfigError::Invalid(format!("RILL_STORAGE_QUOTA_MB={mb} is too large"))
-                })?),
-            },
-        };
-        let optional_count = |name: &str| -> Result<Option<usize>, ConfigError> {
-            var(name)
-                .map(|_| fits(name, whole(name, 1, 1)?))
-                .transpose()
-        };
-        let shipped = ConnectionSettings::default();
-        let connections = ConnectionSettings {
-            max_connections: optional_count("RILL_MAX_CONNECTIONS")?,
-            max_per_address: optional_count("RILL_MAX_CONNECTIONS_PER_ADDRESS")?,
-            header_timeout: seconds("RILL_HEADER_TIMEOUT_SECS", shipped.header_timeout, 1)?,
-            body_timeout: seconds("RILL_BODY_TIMEOUT_SECS", shipped.body_timeout, 1)?,
-        };
+        let env = Env(&var);
+        let file = FileConfig::read(&env)?;
         Ok(Self {
+            providers: providers::providers(&env, file.providers)?,
             price_overrides: file.prices,
-            local_model,
-            database_path: var("RILL_DATABASE")
+            local_model: LocalModelSettings::read(&env)?,
+            database_path: env
+                .raw(&settings::DATABASE)
                 .map(PathBuf::from)
                 .or(file.database)
-                .unwrap_or_else(|| "data/rill.db".into()),
-            unsafe_file_modes: var("RILL_UNSAFE_FILE_MODES").as_deref() == Some("yes"),
-            owner: var("RILL_OWNER").unwrap_or_else(|| "local".into()),
-            access,
-            limits,
-            connections,
-            providers,
-            default_model: var("RILL_DEFAULT_MODEL").or(file.default_model),
-            dev_word_delay,
-            turns,
-            conversations,
-            ops,
+                .unwrap_or_else(|| settings::DATABASE.kind.0.into()),
+            unsafe_file_modes: env.yes(&settings::UNSAFE_FILE_MODES),
+            owner: env.text(&settings::OWNER),
+            access: AccessSettings::read(&env)?,
+            limits: LimitSettings::read(&env)?,
+            connections: ConnectionSettings::read(&env)?,
+            default_model: env
+                .optional(&settings::DEFAULT_MODEL)
+                .or(file.default_model),
+            dev_word_delay: Duration::from_millis(env.whole(&settings::DEV_WORD_DELAY_MS)?),
+            turns: TurnSettings::read(&env)?,
+            conversations: ConversationSettings::read(&env)?,
+            ops: OpsSettings::read(&env)?,
         })
     }
-}
-
-fn access_settings(var: &impl Fn(&str) -> Option<String>) -> Result<AccessSettings, ConfigError> {
-    let mode = match var("RILL_AUTH").as_deref().map(str::trim) {
-        None | Some("single-user") => AuthMode::SingleUser,
-        Some("accounts") => AuthMode::Accounts,
-        Some(other) => {
-            return Err(ConfigError::Invalid(format!(
-                "RILL_AUTH={other}: use single-user or accounts"
-            )))
-        }
-    };
-    let public_url = var("RILL_PUBLIC_URL")
-        .map(|text| {
-            let url = url::Url::parse(text.trim()).map_err(|e| {
-                ConfigError::Invalid(format!("RILL_PUBLIC_URL={text} is not a URL: {e}"))
-            })?;
-            let host = url
-                .host_str()
-                .filter(|_| matches!(url.scheme(), "http" | "https"))
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "RILL_PUBLIC_URL={text} must be an http:// or https:// address"
-                    ))
-                })?;
-            Ok(PublicUrl {
-                https: url.scheme() == "https",
-                host: host.trim_matches(['[', ']']).to_ascii_lowercase(),
-            })
-        })
-        .transpose()?;
-    let trusted_proxies: Vec<ipnet::IpNet> = list(var("RILL_TRUSTED_PROXIES"))
-        .unwrap_or_default()
-        .iter()
-        .map(|item| {
-            item.parse::<ipnet::IpNet>()
-                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ConfigError::Invalid(format!(
-                        "RILL_TRUSTED_PROXIES: {item} is not an address or CIDR range"
-                    ))
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let sso_header = var("RILL_SSO_HEADER")
-        .map(|name| {
-            axum::http::HeaderName::try_from(name.trim()).map_err(|_| {
-                ConfigError::Invalid(format!("RILL_SSO_HEADER={name} is not a header name"))
-            })
-        })
-        .transpose()?;
-    if sso_header.is_some() && mode != AuthMode::Accounts {
-        return Err(ConfigError::Invalid(
-            "RILL_SSO_HEADER needs RILL_AUTH=accounts".into(),
-        ));
-    }
-    if sso_header.is_some() && trusted_proxies.is_empty() {
-        return Err(ConfigError::Invalid(
-            "RILL_SSO_HEADER needs RILL_TRUSTED_PROXIES: the header is believed only from them"
-                .into(),
-        ));
-    }
-    Ok(AccessSettings {
-        mode,
-        public_url,
-        allowed_hosts: list(var("RILL_ALLOWED_HOSTS"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect(),
-        unsafe_no_auth_on_network: var("RILL_UNSAFE_NO_AUTH_ON_NETWORK").as_deref() == Some("yes"),
-        trusted_proxies,
-        sso_header,
-        session_max_age: Duration::from_secs(
-            24 * 3600
-                * match var("RILL_SESSION_MAX_DAYS") {
-                    Some(days) => days
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|d| (1..=3650).contains(d))
-                        .ok_or_else(|| {
-                            ConfigError::Invalid(format!(
-                                "RILL_SESSION_MAX_DAYS={days}: a whole number of days, 1 to 3650"
-                            ))
-                        })?,
-                    None => DEFAULT_SESSION_MAX_DAYS,
-                },
-        ),
-    })
-}
-
-fn list(value: Option<String>) -> Option<Vec<String>> {
-    let items: Vec<String> = value?
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    (!items.is_empty()).then_some(items)
 }
 
 #[cfg(test)]
@@ -847,30 +646,70 @@ mod tests {
         assert!(config(&[("RILL_LOCAL_THREADS", "two")]).is_err());
     }
 
-    /// Every `RILL_*` variable this module (and the command line) reads is documented in
-    /// `.env.example`, and the file documents nothing they do not read.
+    /// Reading nothing gives each group's `Default` (which tests build servers from), and
+    /// setting every variable to the default the table shows for it changes nothing.
     #[test]
-    fn every_setting_is_documented_in_env_example() {
-        fn names(text: &str) -> std::collections::BTreeSet<String> {
-            text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-                .filter(|word| word.starts_with("RILL_") && word.len() > "RILL_".len())
-                .map(str::to_owned)
-                .collect()
-        }
-        let code = include_str!("config.rs");
-        let code = &code[..code.find("#[cfg(test)]").unwrap_or(code.len())];
-        let mut read = names(code);
-        // The command line's one variable.
-        read.extend(names(include_str!("cli.rs")));
-        // Built from the provider's name: RILL_{OPENAI,ANTHROPIC,GEMINI}_{BASE_URL,MODELS}.
-        read.retain(|n| n != "RILL_" && !n.ends_with('_'));
-        for provider in ["OPENAI", "ANTHROPIC", "GEMINI"] {
-            for setting in ["BASE_URL", "MODELS"] {
-                read.insert(format!("RILL_{provider}_{setting}"));
-            }
-        }
-        let documented = names(include_str!("../../.env.example"));
-        assert_eq!(read, documented);
+    fn the_tables_defaults_are_the_defaults() {
+        let c = config(&[]).expect("config");
+        assert_eq!(c.access, AccessSettings::default());
+        assert_eq!(c.limits, LimitSettings::default());
+        assert_eq!(c.connections, ConnectionSettings::default());
+        assert_eq!(c.conversations, ConversationSettings::default());
+        assert_eq!(c.ops, OpsSettings::default());
+        assert_eq!(c.dev_word_delay, Duration::from_millis(40));
+        let shown: Vec<(&str, String)> = settings::ALL
+            .iter()
+            .filter_map(|s| Some((s.name(), s.default_text()?)))
+            .filter(|(_, value)| !value.is_empty())
+            .collect();
+        let shown: Vec<(&str, &str)> = shown.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let d = config(&shown).expect("every default is accepted");
+        assert_eq!(
+            (d.database_path, d.owner, d.local_model, d.dev_word_delay),
+            (c.database_path, c.owner, c.local_model, c.dev_word_delay)
+        );
+        assert_eq!(
+            (d.access, d.limits, d.connections),
+            (c.access, c.limits, c.connections)
+        );
+        assert_eq!(
+            (d.turns, d.conversations, d.ops),
+            (c.turns, c.conversations, c.ops)
+        );
+        assert!(d.providers.is_empty());
+    }
+
+    #[test]
+    fn bad_numbers_are_refused_naming_the_variable_and_what_it_takes() {
+        let err = config(&[("RILL_TURNS_PER_MINUTE", "lots")]).expect_err("not a number");
+        assert_eq!(
+            err.to_string(),
+            "RILL_TURNS_PER_MINUTE must be a whole number up to 4294967295, got \"lots\""
+        );
+        let err = config(&[("RILL_SESSION_MAX_DAYS", "0")]).expect_err("out of range");
+        assert_eq!(
+            err.to_string(),
+            "RILL_SESSION_MAX_DAYS must be a whole number of days from 1 to 3650, got \"0\""
+        );
+        let err = config(&[("RILL_AUTH", "none")]).expect_err("unknown word");
+        assert_eq!(
+            err.to_string(),
+            "RILL_AUTH must be single-user or accounts, got \"none\""
+        );
+        // Below a limit's least it counts as the least: 0 would stop everything.
+        let c = config(&[
+            ("RILL_TURNS_PER_MINUTE", " 0 "),
+            ("RILL_MAX_CONNECTIONS", "0"),
+        ])
+        .expect("config");
+        assert_eq!(c.limits.turns_per_minute, 1);
+        assert_eq!(c.connections.max_connections, Some(1));
+        let c = config(&[("RILL_STORAGE_QUOTA_MB", "0")]).expect("config");
+        assert_eq!(c.limits.storage_quota_bytes, None);
+        assert!(config(&[("RILL_STORAGE_QUOTA_MB", "17592186044416")]).is_err());
+        // The metrics token is a secret: a refusal does not repeat it.
+        let err = config(&[("RILL_METRICS_TOKEN", "hunter2")]).expect_err("short");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
