@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::TurnEvent;
+use rill::server::catalog::LocalModelStatus;
 use rill::server::config::{AccessSettings, AuthMode, Config};
-use rill::server::models::LocalModelStatus;
 use rill::server::{accounts, db};
 
 const BLOCKS: usize = 10;

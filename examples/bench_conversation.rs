@@ -17,8 +17,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rill::model::{MessageStatus, TurnEvent};
+use rill::server::catalog::LocalModelStatus;
 use rill::server::config::{Config, LocalModelSettings, DEFAULT_LOCAL_MODEL};
-use rill::server::models::LocalModelStatus;
 use uuid::Uuid;
 
 const TURN_LIMIT: Duration = Duration::from_secs(120);

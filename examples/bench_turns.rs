@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use fake_provider::{FakeConfig, FakeProvider};
 use rill::model::MessageStatus;
+use rill::server::catalog::LocalModelStatus;
 use rill::server::config::Config;
-use rill::server::models::LocalModelStatus;
 
 const LEVELS: [usize; 8] = [50, 100, 200, 400, 800, 1_600, 3_200, 4_800];
 const LEVEL_LIMIT: Duration = Duration::from_secs(180);

@@ -19,7 +19,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rill::server::models::LocalModelStatus;
+use rill::server::catalog::LocalModelStatus;
 
 static DISPOSED_READS: AtomicUsize = AtomicUsize::new(0);
 const ROUNDS: u64 = 10;

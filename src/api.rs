@@ -4,7 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod catalog;
 pub mod conversations;
-pub mod models;
 pub mod turns;
 pub mod usage;

@@ -111,7 +111,7 @@ async fn add_user(
 #[cfg(feature = "ssr")]
 async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    use rill::server::models::LocalModelStatus;
+    use rill::server::catalog::LocalModelStatus;
     use rill::server::{db, http, AppState};
 
     let mut leptos_options = leptos::config::get_configuration(None)
@@ -150,7 +150,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let state = AppState::new(db, config, local_model)
         .await
         .context("starting the server's state")?;
-    for notice in state.models.notices() {
+    for notice in state.catalog.notices() {
         tracing::warn!("{notice}");
     }
     // Replies a crash cut short are billed at an estimate of what they wrote.
@@ -162,7 +162,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
         );
     }
     let unpriced: Vec<&str> = state
-        .models
+        .catalog
         .ids()
         .filter(|id| state.prices.price(id).is_none())
         .collect();
@@ -175,7 +175,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
         };
         tracing::warn!(models = ?unpriced, "models with no price: {counted}");
     }
-    tracing::info!(models = ?state.models.ids().collect::<Vec<_>>(), default = state.models.default_model(), "models");
+    tracing::info!(models = ?state.catalog.ids().collect::<Vec<_>>(), default = state.catalog.default_model(), "models");
 
     let addr = leptos_options.site_addr;
     let listener = tokio::net::TcpListener::bind(addr)

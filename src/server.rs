@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod assets;
 /// Request bodies read whole, bounded in time, size and memory all together.
 pub mod bodies;
+/// Which models exist and which provider serves each.
+pub mod catalog;
 /// The command line: serve, or create an account.
 pub mod cli;
 /// The clock budgets count months by.
@@ -37,8 +39,6 @@ pub mod limits;
 pub mod logging;
 /// Prometheus metrics: turns, tokens, cost, latencies, queue depth, provider errors.
 pub mod metrics;
-/// Which models exist and which provider serves each.
-pub mod models;
 /// `/healthz`, `/readyz`, `/metrics`, and the client of `rill healthcheck`.
 pub mod ops;
 /// Password hashing on threads of its own, with a short queue.

@@ -6,10 +6,10 @@ use rill::model::{ndjson, Outcome, StreamLine, TurnEvent};
 use std::path::Path;
 use std::time::Duration;
 
+use rill::server::catalog::LocalModelStatus;
 use rill::server::config::{
     Config, ConnectionSettings, LimitSettings, ProviderConfig, ProviderKind, TurnSettings,
 };
-use rill::server::models::LocalModelStatus;
 use rill::server::{db, http, AppState};
 use sqlx::SqlitePool;
 use uuid::Uuid;

@@ -246,7 +246,7 @@ mod tests {
             include_str!("../api/account.rs"),
             include_str!("../api/admin.rs"),
             include_str!("../api/conversations.rs"),
-            include_str!("../api/models.rs"),
+            include_str!("../api/catalog.rs"),
             include_str!("../api/turns.rs"),
             include_str!("../api/usage.rs"),
         ]

@@ -93,7 +93,7 @@ async fn metrics_text(State(state): State<AppState>, request: Request) -> Respon
     let body = metrics::render(
         handle,
         state.turns.running(),
-        state.models.local_queue_depth(),
+        state.catalog.local_queue_depth(),
     );
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
+use super::catalog::{LocalModelStatus, ModelCatalog};
 use super::clock::{self, SharedClock};
 use super::config::Config;
 use super::db::Db;
 use super::limits::WriteLimits;
-use super::models::{LocalModelStatus, ModelCatalog};
 use super::passwords::{PasswordError, Passwords};
 use super::pricing::PriceTable;
 use super::throttle::SignInThrottle;
@@ -24,7 +24,7 @@ pub enum StateError {
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
-    pub models: Arc<ModelCatalog>,
+    pub catalog: Arc<ModelCatalog>,
     pub prices: Arc<PriceTable>,
     pub turns: Arc<TurnHub>,
     pub sign_in_throttle: Arc<SignInThrottle>,
@@ -46,34 +46,34 @@ impl AppState {
         local_model: LocalModelStatus,
     ) -> Result<Self, StateError> {
         let prices = PriceTable::shipped_with(&config.price_overrides)?;
-        let models = ModelCatalog::build(&config, local_model, &prices).await;
-        Self::from_parts(db, config, models, prices)
+        let catalog = ModelCatalog::build(&config, local_model, &prices).await;
+        Self::from_parts(db, config, catalog, prices)
     }
 
     /// The state from a catalog built by the caller (tests add providers of their own).
     pub fn from_parts(
         db: Db,
         config: Config,
-        models: ModelCatalog,
+        catalog: ModelCatalog,
         prices: PriceTable,
     ) -> Result<Self, StateError> {
-        Self::with_clock(db, config, models, prices, clock::system())
+        Self::with_clock(db, config, catalog, prices, clock::system())
     }
 
     /// [`Self::from_parts`] with a clock of the caller's (tests cross month boundaries).
     pub fn with_clock(
         db: Db,
         config: Config,
-        models: ModelCatalog,
+        catalog: ModelCatalog,
         prices: PriceTable,
         clock: SharedClock,
     ) -> Result<Self, StateError> {
         let passwords = Arc::new(Passwords::start()?);
-        let models = Arc::new(models);
+        let catalog = Arc::new(catalog);
         let prices = Arc::new(prices);
         let turns = Arc::new(TurnHub::start(
             db.clone(),
-            models.clone(),
+            catalog.clone(),
             prices.clone(),
             &config,
             clock.clone(),
@@ -82,7 +82,7 @@ impl AppState {
         Ok(Self {
             db,
             config: Arc::new(config),
-            models,
+            catalog,
             prices,
             turns,
             sign_in_throttle: Arc::default(),

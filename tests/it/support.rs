@@ -5,13 +5,13 @@ use std::time::Duration;
 use fake_provider::{FakeConfig, FakeProvider};
 use futures::StreamExt;
 use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
+use rill::server::catalog::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLimits};
 use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
     AccessSettings, Config, ConnectionSettings, ConversationSettings, LimitSettings,
     LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
     DEFAULT_LOCAL_MODEL,
 };
-use rill::server::models::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLimits};
 use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};

@@ -4,16 +4,16 @@ use std::sync::Arc;
 
 use llm::RetryPolicy;
 
+use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::{Config, TurnSettings};
 use crate::server::db::Db;
 use crate::server::limits::TurnLimits;
-use crate::server::models::ModelCatalog;
 use crate::server::pricing::PriceTable;
 
 pub(super) struct Deps {
     pub db: Db,
-    pub models: Arc<ModelCatalog>,
+    pub catalog: Arc<ModelCatalog>,
     pub prices: Arc<PriceTable>,
     pub settings: TurnSettings,
     pub retry: RetryPolicy,
@@ -31,14 +31,14 @@ pub(super) struct Deps {
 impl Deps {
     pub fn new(
         db: Db,
-        models: Arc<ModelCatalog>,
+        catalog: Arc<ModelCatalog>,
         prices: Arc<PriceTable>,
         config: &Config,
         clock: SharedClock,
     ) -> Self {
         Self {
             db,
-            models,
+            catalog,
             prices,
             settings: config.turns.clone(),
             retry: RetryPolicy::default(),

@@ -19,12 +19,12 @@ use super::live::{CancelReason, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
 use super::run;
 use crate::model::{Outcome, SendRequest};
+use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::Config;
 use crate::server::db::{self, BeginContinuation, BeginTurn, Db, NewTurn, Owner, TurnRecord};
 use crate::server::input::ValidSend;
 use crate::server::limits::{RunningSlot, Slot};
-use crate::server::models::ModelCatalog;
 use crate::server::pricing::PriceTable;
 
 /// How long Stop waits for the turn to store its text before it says it could not.
@@ -97,7 +97,7 @@ impl TurnHub {
     /// Starts the hub and its checkpoint writer (call inside the runtime).
     pub fn start(
         db: Db,
-        models: Arc<ModelCatalog>,
+        catalog: Arc<ModelCatalog>,
         prices: Arc<PriceTable>,
         config: &Config,
         clock: SharedClock,
@@ -109,7 +109,7 @@ impl TurnHub {
             registry.clone(),
             closing.clone(),
         ));
-        let deps = Arc::new(Deps::new(db, models, prices, config, clock));
+        let deps = Arc::new(Deps::new(db, catalog, prices, config, clock));
         Self {
             readers: Arc::new(Readers::new(
                 deps.clone(),
@@ -162,10 +162,10 @@ impl TurnHub {
     ) -> Result<Lines, TurnError> {
         self.refuse_while_draining()?;
         let stream = self.open_stream(owner)?;
-        let models = &self.deps.models;
+        let catalog = &self.deps.catalog;
         let send = ValidSend::new(
             request,
-            |id| models.contains(id),
+            |id| catalog.contains(id),
             &self.deps.default_system_prompt,
         )?;
         let hub = self.clone();
@@ -179,7 +179,7 @@ impl TurnHub {
                         conversation_id: send.conversation_id(),
                         text: send.text(),
                         model: send.model(),
-                        default_model: deps.models.default_model(),
+                        default_model: deps.catalog.default_model(),
                         system_prompt: send.system_prompt(),
                         alternative_to: send.alternative_to(),
                         quota_bytes: deps.storage_quota,

@@ -10,8 +10,8 @@ use llm::{ChatMessage, ChatRequest, Provider};
 
 use super::error::RunError;
 use crate::model::{MessageStatus, MessageView, Role};
+use crate::server::catalog::ModelLimits;
 use crate::server::db::TurnRecord;
-use crate::server::models::ModelLimits;
 
 /// A prompt ready to send.
 #[derive(Debug)]

@@ -153,7 +153,7 @@ async fn prepare(
     record: &TurnRecord,
 ) -> Result<(Arc<dyn Provider>, Prompt), RunError> {
     let model = deps
-        .models
+        .catalog
         .resolve(record.model())
         .ok_or_else(|| RunError::ModelGone(record.model().to_owned()))?;
     let history = db::history(

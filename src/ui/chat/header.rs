@@ -3,7 +3,7 @@ use leptos::task::spawn_local;
 
 use super::remembered;
 use super::state::{mirror, ChatState, Link};
-use crate::api::models::{list_models, set_conversation_model};
+use crate::api::catalog::{list_models, set_conversation_model};
 use crate::error::ApiError;
 use crate::format::{format_cost, model_name};
 use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};

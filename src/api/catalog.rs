@@ -10,14 +10,14 @@ use crate::server::{db, AppState};
 #[leptos::server(prefix = "/api", endpoint = "list_models", input = Json)]
 pub async fn list_models() -> Result<ModelMenu, ApiError> {
     let (state, _owner) = AppState::from_context()?;
-    Ok(state.models.menu(&state.prices))
+    Ok(state.catalog.menu(&state.prices))
 }
 
 /// Switches the model a conversation's next turns use.
 #[leptos::server(prefix = "/api", endpoint = "set_conversation_model", input = Json)]
 pub async fn set_conversation_model(id: Uuid, model: String) -> Result<(), ApiError> {
     let (state, owner) = AppState::from_context()?;
-    if !state.models.contains(&model) {
+    if !state.catalog.contains(&model) {
         return Err(ApiError::BadRequest(format!(
             "unknown model {}",
             crate::server::input::shown(&model, 80)
