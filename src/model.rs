@@ -335,6 +335,11 @@ pub enum StreamLine {
 /// Stream lines travel as newline-delimited JSON; a line is only parsed once it is whole, so
 /// network chunking (which may split a multi-byte character) never matters.
 pub mod ndjson {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+
+    use futures::{Stream, StreamExt};
+
     use super::StreamLine;
 
     pub fn encode(line: &StreamLine) -> Vec<u8> {
@@ -371,6 +376,73 @@ pub mod ndjson {
         }
     }
 
+    /// Why a stream of lines ended early.
+    #[derive(Debug)]
+    pub enum LineError<E> {
+        /// Reading the bytes failed.
+        Read(E),
+        /// A line was not a [`StreamLine`].
+        Malformed(serde_json::Error),
+    }
+
+    impl<E: std::fmt::Display> std::fmt::Display for LineError<E> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Self::Read(e) => e.fmt(f),
+                Self::Malformed(e) => write!(f, "a malformed line: {e}"),
+            }
+        }
+    }
+
+    /// The lines of a byte stream, however its chunks split them: the one read loop the page,
+    /// the tests and the examples share. An error is the last item (a bad line ends the stream,
+    /// as a broken read does); a trailing line without its newline is not a line.
+    pub fn lines<S, B, E>(bytes: S) -> impl Stream<Item = Result<StreamLine, LineError<E>>>
+    where
+        S: Stream<Item = Result<B, E>>,
+        B: AsRef<[u8]>,
+    {
+        struct Reading<S> {
+            bytes: Pin<Box<S>>,
+            decoder: Decoder,
+            /// Decoded from chunks already read, not handed out yet.
+            pending: VecDeque<Result<StreamLine, serde_json::Error>>,
+            ended: bool,
+        }
+        let reading = Reading {
+            bytes: Box::pin(bytes),
+            decoder: Decoder::default(),
+            pending: VecDeque::new(),
+            ended: false,
+        };
+        futures::stream::unfold(reading, |mut reading| async move {
+            loop {
+                if reading.ended {
+                    return None;
+                }
+                match reading.pending.pop_front() {
+                    Some(Ok(line)) => return Some((Ok(line), reading)),
+                    Some(Err(e)) => {
+                        reading.ended = true;
+                        return Some((Err(LineError::Malformed(e)), reading));
+                    }
+                    None => {}
+                }
+                match reading.bytes.next().await {
+                    Some(Ok(chunk)) => {
+                        let decoded = reading.decoder.push(chunk.as_ref());
+                        reading.pending.extend(decoded);
+                    }
+                    Some(Err(e)) => {
+                        reading.ended = true;
+                        return Some((Err(LineError::Read(e)), reading));
+                    }
+                    None => return None,
+                }
+            }
+        })
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -399,6 +471,69 @@ pub mod ndjson {
                     .expect("valid lines");
                 assert_eq!(decoded, lines, "chunk size {size}");
             }
+        }
+
+        fn delta(seq: u32, text: &str) -> StreamLine {
+            StreamLine::Event(TurnEnvelope {
+                seq,
+                event: TurnEvent::Delta { text: text.into() },
+            })
+        }
+
+        /// Everything `lines` yields from these chunks, errors as their text.
+        fn read_all(chunks: Vec<Result<Vec<u8>, &'static str>>) -> Vec<Result<StreamLine, String>> {
+            futures::executor::block_on(
+                lines(futures::stream::iter(chunks))
+                    .map(|line| line.map_err(|e| e.to_string()))
+                    .collect(),
+            )
+        }
+
+        #[test]
+        fn lines_come_whole_across_chunks() {
+            let bytes: Vec<u8> = [delta(1, "é"), StreamLine::Heartbeat, delta(2, "b")]
+                .iter()
+                .flat_map(encode)
+                .collect();
+            let chunks = bytes.chunks(3).map(|c| Ok(c.to_vec())).collect();
+            assert_eq!(
+                read_all(chunks),
+                vec![
+                    Ok(delta(1, "é")),
+                    Ok(StreamLine::Heartbeat),
+                    Ok(delta(2, "b"))
+                ]
+            );
+        }
+
+        #[test]
+        fn a_bad_line_ends_the_lines() {
+            let mut bytes = encode(&delta(1, "a"));
+            bytes.extend_from_slice(b"{not json}\n");
+            bytes.extend(encode(&delta(2, "b")));
+            let read = read_all(vec![Ok(bytes)]);
+            assert_eq!(read.len(), 2, "{read:?}");
+            assert_eq!(read[0], Ok(delta(1, "a")));
+            assert!(read[1]
+                .as_ref()
+                .is_err_and(|e| e.starts_with("a malformed line")));
+        }
+
+        #[test]
+        fn a_read_error_ends_the_lines_after_what_came_before() {
+            let read = read_all(vec![
+                Ok(encode(&delta(1, "a"))),
+                Err("reset"),
+                Ok(encode(&delta(2, "b"))),
+            ]);
+            assert_eq!(read, vec![Ok(delta(1, "a")), Err("reset".to_owned())]);
+        }
+
+        #[test]
+        fn an_unfinished_last_line_is_not_a_line() {
+            let mut bytes = encode(&delta(1, "a"));
+            bytes.extend_from_slice(br#"{"line":"heartbeat"}"#);
+            assert_eq!(read_all(vec![Ok(bytes)]), vec![Ok(delta(1, "a"))]);
         }
     }
 }

@@ -99,16 +99,12 @@ pub async fn send_turn(
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    let mut bytes = response.bytes_stream();
-    let mut decoder = ndjson::Decoder::default();
-    while let Some(chunk) = bytes.next().await {
-        let chunk = chunk.map_err(|e| format!("read: {e}"))?;
-        for line in decoder.push(&chunk) {
-            if let Ok(StreamLine::Event(event)) = line {
-                on_event(&event.event);
-                if let TurnEvent::Finished(outcome) = event.event {
-                    return Ok(outcome);
-                }
+    let mut lines = std::pin::pin!(ndjson::lines(response.bytes_stream()));
+    while let Some(line) = lines.next().await {
+        if let StreamLine::Event(event) = line.map_err(|e| format!("read: {e}"))? {
+            on_event(&event.event);
+            if let TurnEvent::Finished(outcome) = event.event {
+                return Ok(outcome);
             }
         }
     }

@@ -1,6 +1,10 @@
 //! The chat: the page, its message list, the composer, and the client-side turn state.
 
+mod browser;
 mod composer;
+mod connection;
+mod cursor;
+mod follow;
 mod header;
 mod message;
 mod page;

@@ -475,19 +475,20 @@ impl TestApp {
     }
 }
 
-/// Reads NDJSON stream lines off a streaming response, however the bytes are chunked.
+type Lines = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<StreamLine, ndjson::LineError<reqwest::Error>>> + Send>,
+>;
+
+/// Reads NDJSON stream lines off a streaming response, however the bytes are chunked (with the
+/// reader the page uses).
 pub struct EventReader {
-    response: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    decoder: ndjson::Decoder,
-    pending: std::collections::VecDeque<StreamLine>,
+    lines: Lines,
 }
 
 impl EventReader {
     pub fn new(response: reqwest::Response) -> Self {
         Self {
-            response: Box::pin(response.bytes_stream()),
-            decoder: ndjson::Decoder::default(),
-            pending: Default::default(),
+            lines: Box::pin(ndjson::lines(response.bytes_stream())),
         }
     }
 
@@ -497,19 +498,14 @@ impl EventReader {
     }
 
     pub async fn next_line_within(&mut self, bound: Duration) -> Option<StreamLine> {
-        loop {
-            if let Some(line) = self.pending.pop_front() {
-                return Some(line);
-            }
-            let chunk = tokio::time::timeout(bound, self.response.next())
-                .await
-                .expect("next line within the bound")?;
-            let Ok(chunk) = chunk else {
-                return None;
-            };
-            for line in self.decoder.push(&chunk) {
-                self.pending.push_back(line.expect("valid NDJSON line"));
-            }
+        let line = tokio::time::timeout(bound, self.lines.next())
+            .await
+            .expect("next line within the bound")?;
+        match line {
+            Ok(line) => Some(line),
+            // A broken connection ends the stream, as it does for the page.
+            Err(ndjson::LineError::Read(_)) => None,
+            Err(ndjson::LineError::Malformed(e)) => panic!("invalid NDJSON line: {e}"),
         }
     }
 

@@ -1,8 +1,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::connection::Link;
 use super::remembered;
-use super::state::{mirror, ChatState, Link};
+use super::state::{mirror, ChatState};
 use crate::api::catalog::{list_models, set_conversation_model};
 use crate::error::ApiError;
 use crate::format::{format_cost, model_name};
@@ -38,7 +39,7 @@ pub fn ChatHeader(
                     })
                 }}
             </Transition>
-            <Show when=move || state.link.get() == Link::Reconnecting>
+            <Show when=move || state.connection.link.get() == Link::Reconnecting>
                 <span class="connection" role="status" title="The connection to the server was lost; trying again">"Reconnecting…"</span>
             </Show>
             <button

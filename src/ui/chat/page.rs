@@ -19,7 +19,7 @@ pub fn ChatPage() -> impl IntoView {
     provide_context(state);
     // The connection loop and its callbacks use the page's signals: end it with the page (a
     // link to another route while a reply streams), or it would touch them after they are gone.
-    on_cleanup(move || state.disconnect());
+    on_cleanup(move || state.connection.disconnect());
     let params = use_params_map();
     let route_id = Memo::new(move |_| params.read().get("id"));
     let shown_id = route_id
@@ -52,7 +52,7 @@ pub fn ChatPage() -> impl IntoView {
         let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
             let hidden = document().hidden();
             if hidden {
-                state.on_hidden()
+                state.connection.on_hidden()
             } else {
                 state.on_back()
             }
@@ -63,10 +63,12 @@ pub fn ChatPage() -> impl IntoView {
                 state.stop();
             }
         });
-        let released =
-            window_event_listener(leptos::ev::pointerup, move |_| state.set_holding(false));
-        let cancelled =
-            window_event_listener(leptos::ev::pointercancel, move |_| state.set_holding(false));
+        let released = window_event_listener(leptos::ev::pointerup, move |_| {
+            state.follow.set_holding(false)
+        });
+        let cancelled = window_event_listener(leptos::ev::pointercancel, move |_| {
+            state.follow.set_holding(false)
+        });
         on_cleanup(move || {
             online.remove();
             visibility.remove();
@@ -86,9 +88,9 @@ pub fn ChatPage() -> impl IntoView {
                 </Show>
                 <div
                     class="messages"
-                    node_ref=state.scroller
-                    on:scroll=move |_| state.on_scroll()
-                    on:pointerdown=move |_| state.set_holding(true)
+                    node_ref=state.follow.scroller
+                    on:scroll=move |_| state.follow.on_scroll()
+                    on:pointerdown=move |_| state.follow.set_holding(true)
                 >
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                         {move || {
@@ -100,8 +102,8 @@ pub fn ChatPage() -> impl IntoView {
                         }}
                     </Transition>
                 </div>
-                <Show when=move || state.detached.get()>
-                    <button type="button" class="jump-to-latest" on:click=move |_| state.jump_to_latest()>
+                <Show when=move || state.follow.detached.get()>
+                    <button type="button" class="jump-to-latest" on:click=move |_| state.follow.jump_to_latest()>
                         "↓ Jump to latest"
                     </button>
                 </Show>

@@ -83,7 +83,7 @@ pub fn ReplyText(entry: ChatEntry, state: ChatState) -> impl IntoView {
             spawn_local(async move {
                 render_until_current(entry, shown, settled, open).await;
                 rendering.try_set_value(false);
-                state.follow_new_text();
+                state.follow.new_text();
             });
         };
         // At most one rendering a frame: tokens that arrive between frames are rendered

@@ -1,38 +1,24 @@
-//! The page's client state, and its one connection to the server: a loop that follows either the
-//! turn this page started or the conversation (turns started in other tabs), applies each event to
-//! the messages, and re-attaches by itself after a dropped connection, from the last event seen.
+//! The page's client state: the conversation on screen, and sending, steering and continuing
+//! its turns. The connection (`connection.rs`) hands it what the server says, line by line, and
+//! this gives the lines their meaning; following new text is `follow.rs`.
 
-use std::time::Duration;
-
-use futures::future::{AbortHandle, Abortable, Either};
-use futures::StreamExt;
-use leptos::html::{Div, Textarea};
+use leptos::html::Textarea;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use server_fn::codec::ByteStream;
 use uuid::Uuid;
 
+use super::browser::{new_turn_id, set_address};
+use super::connection::{Connection, Heard, Listener};
+use super::cursor::Cursor;
+use super::follow::Follow;
 use super::remembered;
 use crate::api::conversations::{get_conversation, switch_branch};
-use crate::api::turns::{
-    continue_reply, conversation_events, send_message, stop_turn, turn_events,
-};
+use crate::api::turns::stop_turn;
 use crate::error::ApiError;
 use crate::model::{
-    ndjson, ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role,
-    SendRequest, StreamLine, Totals, TurnEvent, HEARTBEAT_SECS,
+    ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role, SendRequest,
+    Totals, TurnEvent,
 };
-
-/// How close to the bottom (px) the reader must be for new text to scroll the list.
-const FOLLOW_THRESHOLD_PX: i32 = 100;
-/// A stream silent for this long (no event, no heartbeat) is taken for dead.
-const SILENCE_LIMIT: Duration = Duration::from_secs(HEARTBEAT_SECS * 5 / 2);
-/// Waits between reconnection attempts grow from the first to the last.
-const FIRST_RETRY: Duration = Duration::from_millis(500);
-const LAST_RETRY: Duration = Duration::from_secs(8);
-/// A hidden tab lets go of its connection after this long (browsers allow six per server), and
-/// takes it up again when shown.
-const PARK_HIDDEN_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy)]
 pub struct ChatEntry {
@@ -169,54 +155,6 @@ pub struct Writing {
     pub reply: ChatEntry,
 }
 
-/// The state of the page's connection to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    /// Connected, or not needed.
-    Up,
-    /// Lost; trying again by itself.
-    Reconnecting,
-}
-
-/// What the page's connection asks for next, and from where; kept up to date event by event so
-/// that a reconnection carries on exactly where the last one stopped.
-#[derive(Clone, Debug, PartialEq)]
-enum Cursor {
-    /// This page's send that no event has acknowledged yet: sending it again is safe (the server
-    /// knows the turn id).
-    Send(SendRequest),
-    /// A Continue this page asked for that no event has acknowledged yet: asking again is safe
-    /// (the server follows the continuation already started from `from_run`). `before` is how the
-    /// reply stood, to put back if the server says no.
-    Continue {
-        turn_id: Uuid,
-        from_run: u32,
-        before: Outcome,
-    },
-    /// Following one run of a turn, after the event numbered `seq`.
-    Turn {
-        conversation_id: Uuid,
-        turn_id: Uuid,
-        run: u32,
-        seq: u32,
-    },
-    /// Following the conversation, having its turns up to `from_turn`.
-    Watch {
-        conversation_id: Uuid,
-        from_turn: Option<Uuid>,
-    },
-}
-
-/// How one connection ended.
-enum Ended {
-    /// The followed turn finished; the page goes on to watch its conversation.
-    TurnDone,
-    /// The connection dropped or went silent; try again. `heard`: it had worked for a while.
-    Lost { heard: bool },
-    /// The server refused the request.
-    Refused(ApiError),
-}
-
 #[derive(Clone, Copy)]
 pub struct ChatState {
     pub conversation_id: RwSignal<Option<Uuid>>,
@@ -224,7 +162,8 @@ pub struct ChatState {
     pub writing: RwSignal<Option<Writing>>,
     /// Set while Stop waits for the server to confirm.
     pub stopping: RwSignal<bool>,
-    pub link: RwSignal<Link>,
+    /// The page's one connection to the server.
+    pub connection: Connection,
     /// A problem that belongs to no single message (e.g. an unknown conversation).
     pub notice: RwSignal<Option<String>>,
     /// The composer's text; a refused send puts its text back here.
@@ -253,27 +192,11 @@ pub struct ChatState {
     pub conversations_changed: RwSignal<u32>,
     /// Set when a conversation was shown and the page should start following it.
     pub needs_attach: RwSignal<bool>,
-    pub scroller: NodeRef<Div>,
+    /// The message list, scrolled along as new text arrives.
+    pub follow: Follow,
     pub composer: NodeRef<Textarea>,
-    /// The reader scrolled away from the newest text (shows "Jump to latest").
-    pub detached: RwSignal<bool>,
     /// On a narrow screen: the conversation list is shown over the chat.
     pub menu_open: RwSignal<bool>,
-    /// Whether new text scrolls the list: true while the reader is within reach of the bottom.
-    /// Updated from scroll events, so a scroll already queued by an earlier token cannot pull a
-    /// reader back down after they scrolled up.
-    following: StoredValue<bool>,
-    /// A mouse button or finger is down on the list (selecting, dragging the scrollbar).
-    holding: StoredValue<bool>,
-    cursor: StoredValue<Option<Cursor>>,
-    /// Ends the running connection loop.
-    connection: StoredValue<Option<AbortHandle>>,
-    /// Cuts a reconnection wait short (the network came back, the tab was shown).
-    wake: StoredValue<Option<futures::channel::oneshot::Sender<()>>>,
-    /// When the last line arrived (ms since the page loaded), to spot a dead connection.
-    last_line_at: StoredValue<f64>,
-    /// The connection was let go while the tab was hidden.
-    parked: StoredValue<bool>,
     /// The page's reactive owner, and a child of it that owns the entries of the conversation on
     /// screen: entries live as long as their conversation is shown, whichever component (a
     /// message's Edit, a stream's callback) made them.
@@ -288,7 +211,7 @@ impl ChatState {
             messages: RwSignal::new(Vec::new()),
             writing: RwSignal::new(None),
             stopping: RwSignal::new(false),
-            link: RwSignal::new(Link::Up),
+            connection: Connection::new(),
             notice: RwSignal::new(None),
             draft: RwSignal::new(String::new()),
             model: RwSignal::new(None),
@@ -303,17 +226,9 @@ impl ChatState {
             editing: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
             needs_attach: RwSignal::new(false),
-            scroller: NodeRef::new(),
+            follow: Follow::new(),
             composer: NodeRef::new(),
-            detached: RwSignal::new(false),
             menu_open: RwSignal::new(false),
-            following: StoredValue::new(true),
-            holding: StoredValue::new(false),
-            cursor: StoredValue::new(None),
-            connection: StoredValue::new(None),
-            wake: StoredValue::new(None),
-            last_line_at: StoredValue::new(0.0),
-            parked: StoredValue::new(false),
             page: StoredValue::new(Owner::current()),
             shown: StoredValue::new(None),
         }
@@ -405,20 +320,21 @@ impl ChatState {
             return;
         };
         // A conversation opens at its latest message, following it.
-        self.following.set_value(true);
-        self.scroll_to_bottom();
+        self.follow.show_latest();
         let from_turn = self.last_turn();
-        self.connect(Cursor::Watch {
-            conversation_id,
-            from_turn,
-        });
+        self.connection.connect(
+            self,
+            Cursor::Watch {
+                conversation_id,
+                from_turn,
+            },
+        );
     }
 
     /// Empties the page for a new conversation. A turn still streaming keeps running on the
     /// server; only this page stops reading it.
     pub fn reset(&self) {
-        self.disconnect();
-        self.cursor.try_set_value(None);
+        self.connection.close();
         // Only what differs is written: on the server a page starts empty, and other parts of
         // it may be reading these signals on another thread meanwhile (ARCHITECTURE.md).
         if self.writing.try_with_untracked(Option::is_some) == Some(true) {
@@ -428,10 +344,9 @@ impl ChatState {
             self.messages.set(Vec::new());
         }
         change(self.stopping, false);
-        change(self.link, Link::Up);
         change(self.conversation_id, None);
         change(self.notice, None);
-        change(self.detached, false);
+        change(self.follow.detached, false);
         change(self.menu_open, false);
         change(self.system_prompt, String::new());
         change(self.prompt_revisions, Vec::new());
@@ -514,7 +429,7 @@ impl ChatState {
         let Some(conversation_id) = self.conversation_id.get_untracked() else {
             return;
         };
-        self.disconnect();
+        self.connection.disconnect();
         spawn_local(async move {
             match get_conversation(conversation_id, None).await {
                 Ok(view) => {
@@ -587,20 +502,18 @@ impl ChatState {
         });
         self.writing.set(Some(Writing { turn_id, reply }));
         // Sending is a request to see the reply.
-        self.following.set_value(true);
-        self.scroll_to_bottom();
-        self.connect(Cursor::Send(SendRequest {
+        self.follow.show_latest();
+        let request = SendRequest {
             turn_id,
             conversation_id: self.conversation_id.get_untracked(),
             text,
             model: self.model.get_untracked(),
             system_prompt: self.new_system_prompt.get_untracked(),
             alternative_to,
-        }));
+        };
+        self.connection.connect(self, Cursor::Send(request));
     }
 
-    /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
-    /// that conversation is on screen (not as long as the component whose event made it).
     /// Puts the conversation's earlier messages above those shown, keeping what the reader sees
     /// where it is.
     pub fn show_older(self) {
@@ -625,6 +538,7 @@ impl ChatState {
             match loaded {
                 Ok(page) => {
                     let height = self
+                        .follow
                         .scroller
                         .get_untracked()
                         .map(|el| (el.scroll_height(), el.scroll_top()));
@@ -650,7 +564,7 @@ impl ChatState {
                     self.older_totals.set(page.older_totals);
                     // Once the earlier messages are laid out, the same message stays in view.
                     if let Some((before_height, top)) = height {
-                        let scroller = self.scroller;
+                        let scroller = self.follow.scroller;
                         request_animation_frame(move || {
                             if let Some(el) = scroller.try_get_untracked().flatten() {
                                 el.set_scroll_top(top + el.scroll_height() - before_height);
@@ -667,6 +581,8 @@ impl ChatState {
         });
     }
 
+    /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
+    /// that conversation is on screen (not as long as the component whose event made it).
     fn in_shown<T>(&self, make: impl FnOnce() -> T) -> T {
         match self.shown.try_get_value().flatten() {
             Some(owner) => owner.with(make),
@@ -705,7 +621,10 @@ impl ChatState {
 
     /// Asks the model to go on with a stopped or interrupted reply.
     pub fn continue_reply(self, reply: ChatEntry) {
-        let Some(turn_id) = reply.turn_id.get_value() else {
+        let (Some(turn_id), Some(conversation_id)) = (
+            reply.turn_id.get_value(),
+            self.conversation_id.get_untracked(),
+        ) else {
             return;
         };
         if self.is_streaming() {
@@ -717,11 +636,15 @@ impl ChatState {
             .outcome
             .update(|o| o.status = MessageStatus::Streaming);
         self.writing.set(Some(Writing { turn_id, reply }));
-        self.connect(Cursor::Continue {
-            turn_id,
-            from_run: reply.run.get_value(),
-            before,
-        });
+        self.connection.connect(
+            self,
+            Cursor::Continue {
+                conversation_id,
+                turn_id,
+                from_run: reply.run.get_value(),
+                before,
+            },
+        );
     }
 
     /// Asks the server to stop the reply being written. Text keeps arriving until the server
@@ -747,131 +670,20 @@ impl ChatState {
             .with_untracked(|m| m.iter().rev().find_map(|e| e.turn_id.get_value()))
     }
 
-    /// Ends the page's connection; also when the page goes (its signals go with it).
-    pub(super) fn disconnect(&self) {
-        if let Some(handle) = self.connection.try_update_value(Option::take).flatten() {
-            handle.abort();
-        }
+    /// Call when the network comes back or the tab is shown again (see [`Connection::on_back`]).
+    pub fn on_back(self) {
+        self.connection.on_back(self);
     }
 
-    /// Replaces the page's connection with one that starts at `cursor`.
-    fn connect(self, cursor: Cursor) {
-        self.disconnect();
-        self.parked.set_value(false);
-        self.cursor.set_value(Some(cursor));
-        let (handle, registration) = AbortHandle::new_pair();
-        self.connection.set_value(Some(handle));
-        spawn_local(async move {
-            let _ = Abortable::new(self.run_connection(), registration).await;
-        });
-    }
-
-    /// The connection loop: one request at a time, following the cursor, until the page leaves
-    /// this conversation or the server refuses for good.
-    async fn run_connection(self) {
-        let mut failures: u32 = 0;
-        loop {
-            let Some(cursor) = self.cursor.get_value() else {
-                return;
-            };
-            let ended = self.follow(cursor.clone()).await;
-            match ended {
-                Ended::TurnDone => {
-                    failures = 0;
-                    self.link.set(Link::Up);
-                }
-                Ended::Refused(error) if !error.is_transient() => {
-                    self.link.set(Link::Up);
-                    if !self.refused(&cursor, error) {
-                        return;
-                    }
-                    failures = 0;
-                }
-                Ended::Refused(_) | Ended::Lost { .. } => {
-                    if matches!(ended, Ended::Lost { heard: true }) {
-                        // A connection that worked starts the waits over.
-                        failures = 0;
-                    }
-                    self.link.set(Link::Reconnecting);
-                    failures = failures.saturating_add(1);
-                    self.wait_before_retry(failures).await;
-                }
-            }
-        }
-    }
-
-    /// One request and its stream, read to the end.
-    async fn follow(self, cursor: Cursor) -> Ended {
-        let watching = matches!(cursor, Cursor::Watch { .. });
-        let request = match cursor {
-            Cursor::Send(request) => send_message(request).await,
-            Cursor::Continue {
-                turn_id, from_run, ..
-            } => continue_reply(turn_id, from_run).await,
-            Cursor::Turn {
-                turn_id, run, seq, ..
-            } => turn_events(turn_id, run, seq).await,
-            Cursor::Watch {
-                conversation_id,
-                from_turn,
-            } => conversation_events(conversation_id, from_turn).await,
-        };
-        match request {
-            Ok(stream) => {
-                self.link.set(Link::Up);
-                self.read(stream, watching).await
-            }
-            Err(error) => Ended::Refused(error),
-        }
-    }
-
-    /// Applies every line of one stream; says how the stream ended. A turn's own stream ends with
-    /// its `Finished`; a conversation's stream goes on to the next turn.
-    async fn read(self, stream: ByteStream<ApiError>, watching: bool) -> Ended {
-        let mut stream = stream.into_inner();
-        let mut decoder = ndjson::Decoder::default();
-        // The reply the events build: this page's own, or the one the last `Turn` announced.
-        let mut target = if watching {
-            None
-        } else {
-            self.writing.get_untracked().map(|w| w.reply)
-        };
-        let mut heard = false;
-        loop {
-            self.last_line_at.set_value(now_ms());
-            let next = futures::future::select(stream.next(), Box::pin(sleep(SILENCE_LIMIT)));
-            let chunk = match next.await {
-                Either::Left((Some(Ok(bytes)), _)) => bytes,
-                // Ended, broken, or silent past every heartbeat: the connection is gone.
-                Either::Left((None | Some(Err(_)), _)) | Either::Right(_) => {
-                    return Ended::Lost { heard };
-                }
-            };
-            for line in decoder.push(&chunk) {
-                let Ok(line) = line else {
-                    return Ended::Lost { heard };
-                };
-                heard = true;
-                match line {
-                    StreamLine::Heartbeat => {}
-                    StreamLine::Turn { user, reply } => {
-                        target = Some(self.announce(*user, *reply));
-                    }
-                    StreamLine::Event(envelope) => {
-                        let Some(reply) = target else { continue };
-                        let done = matches!(envelope.event, TurnEvent::Finished(_));
-                        self.apply(&reply, envelope.seq, envelope.event);
-                        if done && !watching {
-                            return Ended::TurnDone;
-                        }
-                    }
-                }
-            }
-        }
+    /// The reply the events of `turn_id` build: the one being written (this page's own, or one
+    /// the conversation's stream announced).
+    fn reply_to(&self, turn_id: Uuid) -> Option<ChatEntry> {
+        self.writing
+            .with_untracked(|w| w.filter(|w| w.turn_id == turn_id).map(|w| w.reply))
     }
 
     /// A turn the server announced: update the entries the page has for it, or add them.
-    fn announce(&self, user: MessageView, reply: MessageView) -> ChatEntry {
+    fn announce(&self, user: MessageView, reply: MessageView) {
         let find = |role: Role, id: Uuid, turn_id: Uuid| {
             self.messages.with_untracked(|m| {
                 m.iter()
@@ -885,7 +697,6 @@ impl ChatState {
         };
         let turn_id = reply.turn_id;
         let streaming = reply.outcome.status == MessageStatus::Streaming;
-        let run = reply.run;
         let entry = match (
             find(Role::User, user.id, turn_id),
             find(Role::Assistant, reply.id, turn_id),
@@ -898,7 +709,7 @@ impl ChatState {
                 // A turn on another branch (an edit or a regeneration in another tab): the
                 // page shows that branch now.
                 self.reload();
-                return self.in_shown(|| ChatEntry::from_view(reply));
+                return;
             }
             _ => {
                 let (user, entry) =
@@ -907,7 +718,7 @@ impl ChatState {
                     m.push(user);
                     m.push(entry);
                 });
-                self.follow_new_text();
+                self.follow.new_text();
                 entry
             }
         };
@@ -924,40 +735,9 @@ impl ChatState {
             self.writing.set(None);
             self.stopping.set(false);
         }
-        if let Some(conversation_id) = self.conversation_id.get_untracked() {
-            if streaming {
-                // Until its events say otherwise, the turn is followed from its start.
-                self.set_turn_cursor(conversation_id, turn_id, run, 0);
-            } else {
-                self.watch_from(conversation_id, turn_id);
-            }
-        }
-        entry
     }
 
-    fn set_turn_cursor(&self, conversation_id: Uuid, turn_id: Uuid, run: u32, seq: u32) {
-        // In a conversation's stream the cursor only says where to resume a turn after a drop.
-        let watching = self
-            .cursor
-            .with_value(|c| matches!(c, Some(Cursor::Watch { .. })));
-        if !watching {
-            self.cursor.set_value(Some(Cursor::Turn {
-                conversation_id,
-                turn_id,
-                run,
-                seq,
-            }));
-        }
-    }
-
-    fn watch_from(&self, conversation_id: Uuid, turn_id: Uuid) {
-        self.cursor.set_value(Some(Cursor::Watch {
-            conversation_id,
-            from_turn: Some(turn_id),
-        }));
-    }
-
-    fn apply(&self, reply: &ChatEntry, seq: u32, event: TurnEvent) {
+    fn apply(&self, reply: &ChatEntry, event: TurnEvent) {
         match event {
             TurnEvent::Started {
                 conversation_id,
@@ -974,10 +754,6 @@ impl ChatState {
                 reply.run.set_value(run);
                 reply.model.set(Some(model));
                 reply.outcome.set(Outcome::streaming());
-                // The server has the message: its draft is no longer needed.
-                if let Some(Cursor::Send(sent)) = self.cursor.get_value() {
-                    remembered::forget_sent_draft(sent.conversation_id, &sent.text);
-                }
                 if self.conversation_id.get_untracked().is_none() {
                     self.conversation_id.set(Some(conversation_id));
                     set_address(&format!("/c/{conversation_id}"));
@@ -993,19 +769,18 @@ impl ChatState {
                         turn_id,
                         reply: *reply,
                     }));
-                    self.set_turn_cursor(conversation_id, turn_id, run, seq);
                 }
             }
             TurnEvent::Queued { ahead } => reply.queued.set(Some(ahead)),
             TurnEvent::Delta { text } => {
                 reply.queued.set(None);
                 reply.content.update(|c| c.push_str(&text));
-                self.follow_new_text();
+                self.follow.new_text();
             }
             TurnEvent::Thinking { text } => {
                 reply.queued.set(None);
                 reply.thinking.update(|t| t.push_str(&text));
-                self.follow_new_text();
+                self.follow.new_text();
             }
             TurnEvent::Finished(outcome) => {
                 reply.queued.set(None);
@@ -1013,126 +788,8 @@ impl ChatState {
                 self.writing.set(None);
                 self.stopping.set(false);
                 self.return_focus();
-                if let (Some(conversation_id), Some(turn_id)) = (
-                    self.conversation_id.get_untracked(),
-                    reply.turn_id.get_value(),
-                ) {
-                    self.watch_from(conversation_id, turn_id);
-                }
-                return;
             }
         }
-        // Count the event, so a reconnection resumes after it.
-        self.cursor.update_value(|c| {
-            if let Some(Cursor::Turn { seq: last, .. }) = c {
-                *last = seq;
-            }
-        });
-    }
-
-    /// The server said no to the cursor's request, for a reason trying again will not change.
-    /// Says so where it belongs, then goes on following the conversation if there is one;
-    /// false when there is nothing left to follow.
-    fn refused(&self, cursor: &Cursor, error: ApiError) -> bool {
-        match cursor {
-            Cursor::Send(SendRequest {
-                text,
-                alternative_to,
-                ..
-            }) => {
-                // Nothing was stored: take the message back off the page and into the composer.
-                self.messages.update(|m| {
-                    m.truncate(m.len().saturating_sub(2));
-                });
-                if alternative_to.is_some() {
-                    // What the edit replaced on screen comes back from the server.
-                    self.reload();
-                }
-                if self.draft.with_untracked(String::is_empty) {
-                    self.draft.set(text.clone());
-                    remembered::save_draft(self.conversation_id.get_untracked(), text);
-                }
-                self.notice
-                    .set(Some(format!("The message was not sent: {error}")));
-            }
-            Cursor::Continue { before, .. } => {
-                if let Some(writing) = self.writing.get_untracked() {
-                    writing.reply.outcome.set(before.clone());
-                }
-                self.notice
-                    .set(Some(format!("The reply was not continued: {error}")));
-            }
-            Cursor::Turn { .. } => {
-                if let Some(writing) = self.writing.get_untracked() {
-                    writing.reply.fail(error.to_string());
-                }
-            }
-            Cursor::Watch { .. } => {
-                self.notice.set(Some(format!(
-                    "This page stopped following the conversation: {error}"
-                )));
-                self.writing.set(None);
-                self.stopping.set(false);
-                self.cursor.set_value(None);
-                return false;
-            }
-        }
-        self.writing.set(None);
-        self.stopping.set(false);
-        // If the conversation itself is gone, following it is refused in turn, and that ends it.
-        let next = self
-            .conversation_id
-            .get_untracked()
-            .map(|conversation_id| Cursor::Watch {
-                conversation_id,
-                from_turn: self.last_turn(),
-            });
-        let follow = next.is_some();
-        self.cursor.set_value(next);
-        follow
-    }
-
-    /// Backs off before the next attempt (up to [`LAST_RETRY`], with jitter so that many pages
-    /// do not come back at once), unless woken early.
-    async fn wait_before_retry(&self, failures: u32) {
-        let exponent = failures.saturating_sub(1).min(5);
-        let wait = FIRST_RETRY
-            .saturating_mul(1 << exponent)
-            .min(LAST_RETRY)
-            .mul_f64(0.75 + 0.25 * random_fraction());
-        let (wake, woken) = futures::channel::oneshot::channel();
-        self.wake.set_value(Some(wake));
-        let _ = futures::future::select(Box::pin(sleep(wait)), woken).await;
-        self.wake.set_value(None);
-    }
-
-    /// Call when the network comes back or the tab is shown again: reconnect now, and take up a
-    /// connection that was let go or that went quiet while the tab was away.
-    pub fn on_back(self) {
-        if let Some(wake) = self.wake.try_update_value(Option::take).flatten() {
-            let _ = wake.send(());
-        }
-        let quiet =
-            now_ms() - self.last_line_at.get_value() > (HEARTBEAT_SECS as f64 + 5.0) * 1000.0;
-        let cursor = self.cursor.get_value();
-        if let Some(cursor) = cursor {
-            if self.parked.get_value() || (quiet && self.connection.with_value(Option::is_some)) {
-                self.connect(cursor);
-            }
-        }
-    }
-
-    /// Call when the tab is hidden: after a while, let go of the connection.
-    pub fn on_hidden(self) {
-        set_timeout(
-            move || {
-                if is_hidden() && self.cursor.try_with_value(Option::is_some) == Some(true) {
-                    self.disconnect();
-                    self.parked.try_set_value(true);
-                }
-            },
-            PARK_HIDDEN_AFTER,
-        );
     }
 
     /// Token and cost totals of the replies on screen: (input, output, cost, any estimated).
@@ -1175,25 +832,6 @@ impl ChatState {
             == Some(entry.key)
     }
 
-    /// Call on every scroll of the message list (the reader's and our own).
-    pub fn on_scroll(&self) {
-        if let Some(el) = self.scroller.get_untracked() {
-            let distance = el.scroll_height() - el.scroll_top() - el.client_height();
-            let following = distance <= FOLLOW_THRESHOLD_PX;
-            self.following.set_value(following);
-            if self.detached.get_untracked() == following {
-                self.detached.set(!following);
-            }
-        }
-    }
-
-    /// "Jump to latest": back to the newest text, following it again.
-    pub fn jump_to_latest(&self) {
-        self.following.set_value(true);
-        self.detached.set(false);
-        self.scroll_to_bottom();
-    }
-
     /// Puts the cursor in the composer once the DOM is there (a new page, New chat).
     pub fn focus_composer(&self) {
         let composer = self.composer;
@@ -1214,115 +852,77 @@ impl ChatState {
             self.focus_composer();
         }
     }
+}
 
-    /// Keeps the newest text in view while the reader is near the bottom: called when text
-    /// arrives and again when it has been rendered (the markdown renderer may be a frame later).
-    pub fn follow_new_text(&self) {
-        // A reader selecting text keeps their place: the list moves again once they let go.
-        if self.following.try_get_value() == Some(true) && !self.selecting() {
-            self.scroll_to_bottom();
-        }
-    }
-
-    /// Call when a pointer goes down on the list (`true`) and when it is let go anywhere.
-    pub fn set_holding(&self, holding: bool) {
-        self.holding.try_set_value(holding);
-        if !holding {
-            self.follow_new_text();
-        }
-    }
-
-    /// Whether the reader is selecting, or has selected, text in the message list.
-    fn selecting(&self) -> bool {
-        if self.holding.try_get_value() == Some(true) {
-            return true;
-        }
-        let Some(Some(list)) = self.scroller.try_get_untracked() else {
-            return false;
-        };
-        let Some(selection) = web_sys::window().and_then(|w| w.get_selection().ok().flatten())
-        else {
-            return false;
-        };
-        !selection.is_collapsed()
-            && selection
-                .anchor_node()
-                .is_some_and(|node| list.contains(Some(&node)))
-    }
-
-    /// Scrolls after the DOM has taken the new text, unless the reader scrolled away meanwhile.
-    fn scroll_to_bottom(&self) {
-        let state = *self;
-        // `try_`: the page may have left this conversation before the frame.
-        request_animation_frame(move || {
-            // Asked again: the reader may have started selecting since the frame was asked for.
-            if state.selecting() {
-                return;
+/// The meaning of what the connection hears.
+impl Listener for ChatState {
+    fn heard(&self, heard: Heard) {
+        match heard {
+            // The server has the message: its draft is no longer needed.
+            Heard::Accepted(sent) => {
+                remembered::forget_sent_draft(sent.conversation_id, &sent.text)
             }
-            if let (Some(true), Some(Some(el))) = (
-                state.following.try_get_value(),
-                state.scroller.try_get_untracked(),
-            ) {
-                el.set_scroll_top(el.scroll_height());
+            Heard::Turn { user, reply } => self.announce(*user, *reply),
+            Heard::Event { turn_id, event } => {
+                if let Some(reply) = self.reply_to(turn_id) {
+                    self.apply(&reply, event);
+                }
             }
-        });
+        }
+    }
+
+    /// Takes back what the refused request was for, and says why.
+    fn refused(&self, cursor: &Cursor, error: ApiError) {
+        match cursor {
+            Cursor::Send(SendRequest {
+                text,
+                alternative_to,
+                ..
+            }) => {
+                // Nothing was stored: take the message back off the page and into the composer.
+                self.messages.update(|m| {
+                    m.truncate(m.len().saturating_sub(2));
+                });
+                if alternative_to.is_some() {
+                    // What the edit replaced on screen comes back from the server.
+                    self.reload();
+                }
+                if self.draft.with_untracked(String::is_empty) {
+                    self.draft.set(text.clone());
+                    remembered::save_draft(self.conversation_id.get_untracked(), text);
+                }
+                self.notice
+                    .set(Some(format!("The message was not sent: {error}")));
+            }
+            Cursor::Continue { before, .. } => {
+                if let Some(writing) = self.writing.get_untracked() {
+                    writing.reply.outcome.set(before.clone());
+                }
+                self.notice
+                    .set(Some(format!("The reply was not continued: {error}")));
+            }
+            Cursor::Turn { .. } => {
+                if let Some(writing) = self.writing.get_untracked() {
+                    writing.reply.fail(error.to_string());
+                }
+            }
+            Cursor::Watch { .. } => {
+                self.notice.set(Some(format!(
+                    "This page stopped following the conversation: {error}"
+                )));
+            }
+        }
+        self.writing.set(None);
+        self.stopping.set(false);
+    }
+
+    fn last_turn(&self) -> Option<Uuid> {
+        ChatState::last_turn(self)
     }
 }
 
 impl Default for ChatState {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Resolves after `duration` (a browser timer).
-async fn sleep(duration: Duration) {
-    let (done, wait) = futures::channel::oneshot::channel::<()>();
-    set_timeout(
-        move || {
-            let _ = done.send(());
-        },
-        duration,
-    );
-    let _ = wait.await;
-}
-
-fn now_ms() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map_or(0.0, |p| p.now())
-}
-
-fn is_hidden() -> bool {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .is_some_and(|d| d.hidden())
-}
-
-/// Random bytes from the browser's CSPRNG.
-fn random_bytes<const N: usize>() -> Option<[u8; N]> {
-    let mut bytes = [0u8; N];
-    let crypto = web_sys::window()?.crypto().ok()?;
-    crypto.get_random_values_with_u8_array(&mut bytes).ok()?;
-    Some(bytes)
-}
-
-/// A number in [0, 1).
-fn random_fraction() -> f64 {
-    random_bytes::<2>().map_or(0.5, |b| f64::from(u16::from_le_bytes(b)) / 65_536.0)
-}
-
-/// A random (v4) id from the browser's CSPRNG, which unlike `crypto.randomUUID` also exists on
-/// plain-http LAN addresses.
-fn new_turn_id() -> Option<Uuid> {
-    random_bytes::<16>().map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
-}
-
-/// Changes the address bar without a router navigation, which would reload the page's data
-/// mid-stream.
-fn set_address(path: &str) {
-    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-        let _ =
-            history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some(path));
     }
 }
