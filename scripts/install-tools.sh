@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, idempotently, every tool Rill's build and tests need on a fresh Debian machine
-# that reaches only the package registries (README, "Run it"; ARCHITECTURE.md, "CI time").
+# that reaches only the package registries (README, "Run it"; docs/decisions.md, "CI time, measured").
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run again: each step checks first.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # `cargo install` for a tool: without the link-time optimisation some tools' release profiles
 # ask for (cargo-leptos and cargo-deny: fat LTO in one codegen unit, most of their build on 2
-# cores, run on one). A build tool does not need it; ARCHITECTURE.md, "CI time, measured".
+# cores, run on one). A build tool does not need it; docs/decisions.md, "CI time, measured".
 install_tool() {
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo install "$@"
 }

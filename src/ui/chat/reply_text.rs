@@ -10,7 +10,7 @@
 //! Settled blocks are gathered in groups of [`PARTS_PER_GROUP`], each a real element that the
 //! browser skips while it is out of view (`content-visibility: auto` in `style/main.css`): with
 //! a flat list of blocks, every frame walked every block of the reply (measured in
-//! ARCHITECTURE.md).
+//! docs/decisions.md).
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -2,7 +2,7 @@
 //!
 //! Setting the whole text with each token had the browser lay all of it out again every frame:
 //! with the section open through a 20,000-token stream, layout grew from 2.9 to 13.2 ms a frame
-//! and the main thread was busy 102 of 109 seconds (ARCHITECTURE.md). So whole lines are settled
+//! and the main thread was busy 102 of 109 seconds (docs/decisions.md). So whole lines are settled
 //! in chunks of about [`CHUNK_BYTES`], each its own block that is laid out once (and skipped out
 //! of view, `style/main.css`); only the unfinished tail changes with a token.
 

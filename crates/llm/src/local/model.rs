@@ -217,7 +217,7 @@ impl LocalModel {
             .with_kv_unified(true)
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
-            // Measured on one thread (ARCHITECTURE.md): flash attention slows decode of long
+            // Measured on one thread (docs/decisions.md): flash attention slows decode of long
             // conversations here, and an 8-bit K cache costs nothing in speed for a quarter
             // less memory (an 8-bit V cache would need flash attention).
             .with_flash_attention_policy(FLASH_ATTENTION_DISABLED)
