@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{uuid, Db, DbError, Owner};
+use super::messages::uuid;
+use super::{Db, DbError, Owner};
 
 /// The turn ids of a branch, from the turn bound first back to the conversation's first: a
 /// recursive walk up `parent_turn_id`. Used as `… turn_id IN branch`, in queries whose other
@@ -75,7 +76,7 @@ pub async fn switch_branch(
     if known.is_none() {
         return Ok(SwitchBranch::NoSuchTurn);
     }
-    if super::streaming_reply(&mut tx, conversation_id).await? {
+    if super::turns::streaming_reply(&mut tx, conversation_id).await? {
         return Ok(SwitchBranch::Busy);
     }
     let (leaf,): (String,) = sqlx::query_as(

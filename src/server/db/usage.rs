@@ -174,7 +174,7 @@ pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>
         .map(|(id, message_id, model, input, before, now)| {
             Ok(OpenRun {
                 id,
-                message_id: super::uuid(&message_id)?,
+                message_id: super::messages::uuid(&message_id)?,
                 model,
                 input_tokens: input.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
                 chars_written: u64::try_from(now.saturating_sub(before)).unwrap_or(0),
