@@ -9,6 +9,7 @@
 //! - `replies`: a running reply's checkpoints, how it ended, its rendering, interruptions;
 //! - `prompts`: system prompt revisions;
 //! - `messages`: a `messages` row and what it means, and the owner checks on messages;
+//! - `ids`: uuids as they are stored (text);
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
@@ -29,6 +30,7 @@ use crate::error::ApiError;
 pub mod accounts;
 pub mod branches;
 pub mod conversations;
+mod ids;
 mod messages;
 pub mod pool;
 pub mod prompts;
@@ -63,8 +65,6 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
     #[error("{0}")]
     Backup(String),
     #[error("{0}")]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::branches::{self, BRANCH_FROM_TURN};
-use super::messages::{uuid, MessageRow, MESSAGE_COLUMNS};
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
@@ -20,10 +21,11 @@ pub async fn list_conversations(
     owner: &Owner,
     after: Option<ConversationCursor>,
 ) -> Result<Vec<ConversationSummary>, DbError> {
+    // No cursor is the id '' (the query's own test), so the id is bound as text here.
     let (updated_at, id) = after.map_or((i64::MAX, String::new()), |c| {
         (c.updated_at, c.id.to_string())
     });
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
          WHERE owner = ?1 AND deleted_at IS NULL
            AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
@@ -35,15 +37,14 @@ pub async fn list_conversations(
     .bind(i64::try_from(CONVERSATIONS_PAGE).unwrap_or(i64::MAX))
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter()
-        .map(|(id, title, updated_at)| {
-            Ok(ConversationSummary {
-                id: uuid(&id)?,
-                title,
-                updated_at,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|(id, title, updated_at)| ConversationSummary {
+            id: id.0,
+            title,
+            updated_at,
         })
-        .collect()
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -53,7 +54,7 @@ pub(super) struct ConversationRow {
     pub(super) system_prompt: String,
     pub(super) system_prompt_revision: i64,
     /// The last turn of the branch on screen.
-    pub(super) current_turn_id: Option<String>,
+    pub(super) current_turn_id: Option<TextUuid>,
 }
 
 impl ConversationRow {
@@ -71,7 +72,7 @@ pub(super) async fn conversation_row(
         "SELECT title, model, system_prompt, system_prompt_revision, current_turn_id FROM conversations
          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(&owner.0)
     .fetch_optional(executor)
     .await?)
@@ -107,8 +108,8 @@ pub async fn get_conversation(
          WHERE conversation_id = ? AND turn_id IN branch AND position < ?
          ORDER BY position DESC LIMIT ?"
     ))
-    .bind(&row.current_turn_id)
-    .bind(id.to_string())
+    .bind(row.current_turn_id)
+    .bind(TextUuid(id))
     .bind(before.map_or(i64::MAX, i64::from))
     .bind(WINDOW_MESSAGES + 1)
     .fetch_all(db.reader())
@@ -121,7 +122,7 @@ pub async fn get_conversation(
             break;
         }
         // Whole turns only: the window ends at a question.
-        let at_question = message.role == "user";
+        let at_question = message.role == Role::User;
         bytes = bytes.saturating_add(message.size());
         if at_question {
             kept = i + 1;
@@ -154,7 +155,7 @@ pub async fn get_conversation(
           WHERE conversation_id = ? AND revision IN ({}) ORDER BY revision",
         vec!["?"; used.len()].join(", ")
     );
-    let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(id.to_string());
+    let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(TextUuid(id));
     for revision in &used {
         revisions = revisions.bind(revision);
     }
@@ -178,7 +179,7 @@ pub async fn get_conversation(
         messages: messages
             .into_iter()
             .map(|row| {
-                let mut message = MessageView::try_from(row)?;
+                let mut message = MessageView::from(row);
                 if message.role == Role::User {
                     message.alternatives = alternatives
                         .iter()
@@ -186,9 +187,9 @@ pub async fn get_conversation(
                         .map(|(_, all)| all.clone())
                         .unwrap_or_default();
                 }
-                Ok(message)
+                message
             })
-            .collect::<Result<_, DbError>>()?,
+            .collect(),
     }))
 }
 
@@ -207,8 +208,8 @@ async fn branch_totals(
                FROM messages
               WHERE conversation_id = ? AND turn_id IN branch AND position < ?"
         ))
-        .bind(&conversation.current_turn_id)
-        .bind(id.to_string())
+        .bind(conversation.current_turn_id)
+        .bind(TextUuid(id))
         .bind(i64::from(position))
         .fetch_one(db.reader())
         .await?;
@@ -232,7 +233,7 @@ pub async fn rename_conversation(
         "UPDATE conversations SET title = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(title)
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(&owner.0)
     .execute(db.writer())
     .await?;
@@ -246,7 +247,7 @@ pub async fn delete_conversation(db: &Db, owner: &Owner, id: Uuid) -> Result<boo
         "UPDATE conversations SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(now_ms())
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(&owner.0)
     .execute(db.writer())
     .await?;
@@ -265,7 +266,7 @@ pub async fn restore_conversation(
         "UPDATE conversations SET deleted_at = NULL
          WHERE id = ? AND owner = ? AND deleted_at >= ? AND purged_at IS NULL",
     )
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(&owner.0)
     .bind(since)
     .execute(db.writer())
@@ -329,7 +330,7 @@ async fn set_metadata(
     ))
     .bind(value)
     .bind(now_ms())
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(&owner.0)
     .execute(db.writer())
     .await?;

@@ -1,9 +1,7 @@
 //! A `messages` row as stored and what it means, and the owner checks that queries on messages
 //! share.
 
-use uuid::Uuid;
-
-use super::DbError;
+use super::ids::TextUuid;
 use crate::model::{MessageStatus, MessageView, Outcome, Role, Usage};
 
 /// A `messages` row's owner check (see the module note); the owner is bound at its bare `?`, so
@@ -35,18 +33,19 @@ pub(super) const MESSAGE_COLUMNS: &str = message_columns!("thinking", "html, htm
 pub(super) const PROMPT_COLUMNS: &str =
     message_columns!("'' AS thinking", "NULL AS html, NULL AS html_version");
 
-/// A `messages` row as stored; [`MessageView`] is what it means.
+/// A `messages` row as stored (role, status and ids read as their types); [`MessageView`] is
+/// what it means.
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
-    pub(super) id: String,
-    pub(super) turn_id: String,
-    pub(super) conversation_id: String,
-    pub(super) role: String,
+    pub(super) id: TextUuid,
+    pub(super) turn_id: TextUuid,
+    pub(super) conversation_id: TextUuid,
+    pub(super) role: Role,
     pub(super) content: String,
     pub(super) thinking: String,
     pub(super) html: Option<String>,
     pub(super) html_version: Option<i64>,
-    pub(super) status: String,
+    pub(super) status: MessageStatus,
     pub(super) error: Option<String>,
     pub(super) model: Option<String>,
     pub(super) input_tokens: Option<i64>,
@@ -59,7 +58,7 @@ pub(super) struct MessageRow {
     pub(super) run: i64,
     pub(super) left_out: i64,
     pub(super) system_prompt_revision: Option<i64>,
-    pub(super) parent_turn_id: Option<String>,
+    pub(super) parent_turn_id: Option<TextUuid>,
     pub(super) position: i64,
     pub(super) cut_at_limit: bool,
 }
@@ -74,17 +73,8 @@ impl MessageRow {
     }
 }
 
-impl TryFrom<MessageRow> for MessageView {
-    type Error = DbError;
-
-    fn try_from(r: MessageRow) -> Result<Self, DbError> {
-        let role = match r.role.as_str() {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            other => return Err(DbError::Corrupt(format!("role {other}"))),
-        };
-        let status = MessageStatus::parse(&r.status)
-            .ok_or_else(|| DbError::Corrupt(format!("status {}", r.status)))?;
+impl From<MessageRow> for MessageView {
+    fn from(r: MessageRow) -> Self {
         let count = |n: Option<i64>| n.map(|n| u32::try_from(n).unwrap_or(0));
         let usage = count(r.input_tokens).map(|input_tokens| Usage {
             input_tokens,
@@ -93,10 +83,10 @@ impl TryFrom<MessageRow> for MessageView {
             output_tokens: count(r.output_tokens).unwrap_or(0),
             reasoning_tokens: count(r.reasoning_tokens).unwrap_or(0),
         });
-        Ok(MessageView {
-            id: uuid(&r.id)?,
-            turn_id: uuid(&r.turn_id)?,
-            role,
+        MessageView {
+            id: r.id.0,
+            turn_id: r.turn_id.0,
+            role: r.role,
             content: r.content,
             thinking: r.thinking,
             // A rendering by another renderer than this one is as good as none.
@@ -107,10 +97,10 @@ impl TryFrom<MessageRow> for MessageView {
             model: r.model,
             run: u32::try_from(r.run).unwrap_or(1),
             system_prompt_revision: r.system_prompt_revision.and_then(|n| u32::try_from(n).ok()),
-            parent_turn_id: r.parent_turn_id.as_deref().map(uuid).transpose()?,
+            parent_turn_id: r.parent_turn_id.map(|t| t.0),
             alternatives: Vec::new(),
             outcome: Outcome {
-                status,
+                status: r.status,
                 error: r.error,
                 usage,
                 usage_estimated: r.usage_estimated,
@@ -119,10 +109,80 @@ impl TryFrom<MessageRow> for MessageView {
                 error_detail: None,
                 cut_at_limit: r.cut_at_limit,
             },
-        })
+        }
     }
 }
 
-pub(super) fn uuid(text: &str) -> Result<Uuid, DbError> {
-    Uuid::parse_str(text).map_err(|_| DbError::Corrupt(format!("id {text}")))
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+    use sqlx::SqlitePool;
+    use uuid::Uuid;
+
+    use super::*;
+
+    async fn pool() -> SqlitePool {
+        SqlitePoolOptions::new()
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory database")
+    }
+
+    /// What is bound is stored as given back by `SELECT ?`.
+    async fn stored<T>(pool: &SqlitePool, value: T) -> String
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+    {
+        let (text,): (String,) = sqlx::query_as("SELECT ?")
+            .bind(value)
+            .fetch_one(pool)
+            .await
+            .expect("select");
+        text
+    }
+
+    async fn read<T>(pool: &SqlitePool, text: &str) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+    {
+        let (value,): (T,) = sqlx::query_as("SELECT ?")
+            .bind(text)
+            .fetch_one(pool)
+            .await?;
+        Ok(value)
+    }
+
+    // The columns' `CHECK`s and rows written before the types were derived hold these texts.
+    #[tokio::test]
+    async fn roles_statuses_and_ids_are_the_text_they_always_were() {
+        let pool = pool().await;
+        for (role, text) in [(Role::User, "user"), (Role::Assistant, "assistant")] {
+            assert_eq!(stored(&pool, role).await, text);
+            assert_eq!(read::<Role>(&pool, text).await.ok(), Some(role));
+        }
+        for status in [
+            MessageStatus::Streaming,
+            MessageStatus::Complete,
+            MessageStatus::Stopped,
+            MessageStatus::Failed,
+            MessageStatus::Interrupted,
+        ] {
+            assert_eq!(stored(&pool, status).await, status.as_str());
+            assert_eq!(
+                read::<MessageStatus>(&pool, status.as_str()).await.ok(),
+                Some(status)
+            );
+        }
+        let id = Uuid::new_v4();
+        assert_eq!(
+            stored(&pool, TextUuid(id)).await,
+            id.hyphenated().to_string()
+        );
+        assert_eq!(
+            read::<TextUuid>(&pool, &id.to_string()).await.ok(),
+            Some(TextUuid(id))
+        );
+        assert!(read::<TextUuid>(&pool, "not-an-id").await.is_err());
+        assert!(read::<MessageStatus>(&pool, "Complete").await.is_err());
+    }
 }

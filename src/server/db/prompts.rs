@@ -4,6 +4,7 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::conversations::conversation_row;
+use super::ids::TextUuid;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 
 /// System prompt revisions kept beside those replies were written with: the newest few.
@@ -37,7 +38,7 @@ pub async fn set_system_prompt(
                                  WHERE conversation_id = ?1
                                    AND system_prompt_revision IS NOT NULL)",
     )
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .bind(i64::from(revision) - i64::from(UNUSED_PROMPT_REVISIONS_KEPT))
     .execute(&mut *tx)
     .await?;
@@ -48,7 +49,7 @@ pub async fn set_system_prompt(
     .bind(system_prompt)
     .bind(revision)
     .bind(now)
-    .bind(id.to_string())
+    .bind(TextUuid(id))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -65,7 +66,7 @@ pub(super) async fn insert_revision(
     sqlx::query(
         "INSERT INTO system_prompts (conversation_id, revision, text, created_at) VALUES (?, ?, ?, ?)",
     )
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(conversation_id))
     .bind(revision)
     .bind(text)
     .bind(now)

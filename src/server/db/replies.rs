@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::messages::{uuid, MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
 use super::{begin_write, now_ms, usage, Db, DbError, Owner};
 use crate::model::{MessageView, Outcome, Usage};
 
@@ -61,7 +62,7 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
             .bind(&c.text.content)
             .bind(&c.text.thinking)
             .bind(now)
-            .bind(c.reply.message_id.to_string())
+            .bind(TextUuid(c.reply.message_id))
             .bind(c.reply.run)
             .bind(&c.reply.owner.0)
             .execute(&mut *tx)
@@ -97,7 +98,7 @@ pub async fn finish_reply(
     .bind(&text.thinking)
     .bind(Some(html).filter(|h| !h.is_empty()))
     .bind(crate::server::render::RENDERER_VERSION)
-    .bind(outcome.status.as_str())
+    .bind(outcome.status)
     .bind(&outcome.error)
     .bind(&outcome.error_detail)
     .bind(field(|u| u.input_tokens))
@@ -110,7 +111,7 @@ pub async fn finish_reply(
     .bind(outcome.left_out)
     .bind(outcome.cut_at_limit)
     .bind(now_ms())
-    .bind(reply.message_id.to_string())
+    .bind(TextUuid(reply.message_id))
     .bind(reply.run)
     .bind(&reply.owner.0)
     .execute(&mut *tx)
@@ -131,7 +132,7 @@ pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Resu
     )
     .bind(html)
     .bind(crate::server::render::RENDERER_VERSION)
-    .bind(message_id.to_string())
+    .bind(TextUuid(message_id))
     .bind(run)
     .execute(db.writer())
     .await?;
@@ -148,7 +149,7 @@ pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError>
     ))
     .bind(INTERRUPTED_BY_RESTART)
     .bind(now_ms())
-    .bind(reply.message_id.to_string())
+    .bind(TextUuid(reply.message_id))
     .bind(reply.run)
     .bind(&reply.owner.0)
     .execute(db.writer())
@@ -167,11 +168,11 @@ pub async fn streaming_reply_of(
          WHERE conversation_id = ? AND status = 'streaming'
            AND {OWNED_AND_LIVE}"
     ))
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(conversation_id))
     .bind(&owner.0)
     .fetch_optional(db.reader())
     .await?;
-    row.map(MessageView::try_from).transpose()
+    Ok(row.map(MessageView::from))
 }
 
 /// The stored detail of each failed reply in a conversation, for an admin's view.
@@ -180,16 +181,17 @@ pub async fn error_details(
     owner: &Owner,
     conversation_id: Uuid,
 ) -> Result<Vec<(Uuid, String)>, DbError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+    let rows: Vec<(TextUuid, String)> = sqlx::query_as(&format!(
         "SELECT id, error_detail FROM messages
          WHERE conversation_id = ? AND error_detail IS NOT NULL
            AND {OWNED_AND_LIVE}"
     ))
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(conversation_id))
     .bind(&owner.0)
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter()
-        .map(|(id, detail)| Ok((uuid(&id)?, detail)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(id, detail)| (id.0, detail))
+        .collect())
 }

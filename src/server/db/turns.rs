@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::branches::{self, BRANCH_FROM_TURN};
 use super::conversations::conversation_row;
-use super::messages::{uuid, MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
@@ -75,7 +76,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     // Turn ids are unique across owners (the browser mints random ones); one seen under another
     // owner is answered as unknown by the owner-scoped read that follows.
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
-        .bind(turn.turn_id.to_string())
+        .bind(TextUuid(turn.turn_id))
         .fetch_optional(&mut *tx)
         .await?;
     if seen.is_some() {
@@ -99,20 +100,20 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             }
             let revision = row.revision();
             let parent = match turn.alternative_to {
-                None => row.current_turn_id.as_deref().map(uuid).transpose()?,
+                None => row.current_turn_id.map(|t| t.0),
                 Some(sibling) => {
-                    let found: Option<(Option<String>,)> = sqlx::query_as(
+                    let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
                         "SELECT parent_turn_id FROM messages
                          WHERE turn_id = ? AND role = 'user' AND conversation_id = ?",
                     )
-                    .bind(sibling.to_string())
-                    .bind(id.to_string())
+                    .bind(TextUuid(sibling))
+                    .bind(TextUuid(id))
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some((parent,)) = found else {
                         return Ok(BeginTurn::NoSuchTurn);
                     };
-                    parent.as_deref().map(uuid).transpose()?
+                    parent.map(|p| p.0)
                 }
             };
             let model = turn.model.map_or(row.model, str::to_owned);
@@ -121,8 +122,8 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             )
             .bind(now)
             .bind(&model)
-            .bind(turn.turn_id.to_string())
-            .bind(id.to_string())
+            .bind(TextUuid(turn.turn_id))
+            .bind(TextUuid(id))
                 .execute(&mut *tx)
                 .await?;
             (id, model, row.system_prompt, revision, parent)
@@ -136,13 +137,13 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                                             system_prompt_revision, current_turn_id, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(id.to_string())
+            .bind(TextUuid(id))
             .bind(&owner.0)
             .bind(title_from(turn.text))
             .bind(&model)
             .bind(turn.system_prompt)
             .bind(revision)
-            .bind(turn.turn_id.to_string())
+            .bind(TextUuid(turn.turn_id))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -155,7 +156,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     };
     let (last_position,): (i64,) =
         sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = ?")
-            .bind(conversation_id.to_string())
+            .bind(TextUuid(conversation_id))
             .fetch_one(&mut *tx)
             .await?;
     let user = MessageView {
@@ -192,19 +193,16 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                                    system_prompt_revision, parent_turn_id, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(message.id.to_string())
-        .bind(conversation_id.to_string())
-        .bind(turn.turn_id.to_string())
-        .bind(match message.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        })
+        .bind(TextUuid(message.id))
+        .bind(TextUuid(conversation_id))
+        .bind(TextUuid(turn.turn_id))
+        .bind(message.role)
         .bind(&message.content)
-        .bind(message.outcome.status.as_str())
+        .bind(message.outcome.status)
         .bind(&message.model)
         .bind(position)
         .bind(message.system_prompt_revision)
-        .bind(message.parent_turn_id.map(|p| p.to_string()))
+        .bind(message.parent_turn_id.map(TextUuid))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -252,7 +250,7 @@ pub(super) async fn streaming_reply(
 ) -> Result<bool, DbError> {
     Ok(
         sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
-            .bind(conversation_id.to_string())
+            .bind(TextUuid(conversation_id))
             .fetch_optional(&mut **tx)
             .await?
             .is_some(),
@@ -314,7 +312,7 @@ pub async fn begin_continuation(
                 .into(),
         ));
     }
-    if conversation.current_turn_id.as_deref() != Some(turn_id.to_string().as_str()) {
+    if conversation.current_turn_id != Some(TextUuid(turn_id)) {
         return Ok(BeginContinuation::Refused(
             "only the last reply of a conversation can be continued".into(),
         ));
@@ -330,7 +328,7 @@ pub async fn begin_continuation(
     .bind(&conversation.model)
     .bind(conversation.revision())
     .bind(now_ms())
-    .bind(reply.id.to_string())
+    .bind(TextUuid(reply.id))
     .execute(&mut *tx)
     .await;
     if is_one_streaming_violation(&updated) {
@@ -386,21 +384,21 @@ pub async fn history(
            AND {OWNED}
          ORDER BY position"
     ))
-    .bind(reply_turn(db, reply_id).await?.map(|t| t.to_string()))
-    .bind(conversation_id.to_string())
-    .bind(reply_id.to_string())
+    .bind(reply_turn(db, reply_id).await?.map(TextUuid))
+    .bind(TextUuid(conversation_id))
+    .bind(TextUuid(reply_id))
     .bind(&owner.0)
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter().map(MessageView::try_from).collect()
+    Ok(rows.into_iter().map(MessageView::from).collect())
 }
 
 async fn reply_turn(db: &Db, reply_id: Uuid) -> Result<Option<Uuid>, DbError> {
-    let found: Option<(String,)> = sqlx::query_as("SELECT turn_id FROM messages WHERE id = ?")
-        .bind(reply_id.to_string())
+    let found: Option<(TextUuid,)> = sqlx::query_as("SELECT turn_id FROM messages WHERE id = ?")
+        .bind(TextUuid(reply_id))
         .fetch_optional(db.reader())
         .await?;
-    found.map(|(t,)| uuid(&t)).transpose()
+    Ok(found.map(|(t,)| t.0))
 }
 
 /// A turn's question and reply, and its conversation.
@@ -415,21 +413,21 @@ async fn turn_in(
            AND {OWNED_AND_LIVE}
          ORDER BY position"
     ))
-    .bind(turn_id.to_string())
+    .bind(TextUuid(turn_id))
     .bind(&owner.0)
     .fetch_all(executor)
     .await?;
-    Ok(pair_turns(rows)?.pop())
+    Ok(pair_turns(rows).pop())
 }
 
 /// Rows of whole turns, oldest first → (question, reply, conversation) per turn. A question
 /// without its reply (which `begin_turn` never writes) is skipped.
-fn pair_turns(rows: Vec<MessageRow>) -> Result<Vec<(MessageView, MessageView, Uuid)>, DbError> {
+fn pair_turns(rows: Vec<MessageRow>) -> Vec<(MessageView, MessageView, Uuid)> {
     let mut turns = Vec::new();
     let mut question: Option<MessageView> = None;
     for row in rows {
-        let conversation_id = uuid(&row.conversation_id)?;
-        let message = MessageView::try_from(row)?;
+        let conversation_id = row.conversation_id.0;
+        let message = MessageView::from(row);
         match message.role {
             Role::User => question = Some(message),
             Role::Assistant => {
@@ -439,7 +437,7 @@ fn pair_turns(rows: Vec<MessageRow>) -> Result<Vec<(MessageView, MessageView, Uu
             }
         }
     }
-    Ok(turns)
+    turns
 }
 
 /// A turn's question and reply as stored, with the conversation they belong to.
@@ -469,11 +467,11 @@ pub async fn turns_from(
          SELECT {MESSAGE_COLUMNS} FROM messages
          WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
     ))
-    .bind(&conversation.current_turn_id)
-    .bind(conversation_id.to_string())
+    .bind(conversation.current_turn_id)
+    .bind(TextUuid(conversation_id))
     .fetch_all(db.reader())
     .await?;
-    let mut turns: Vec<(MessageView, MessageView)> = pair_turns(rows)?
+    let mut turns: Vec<(MessageView, MessageView)> = pair_turns(rows)
         .into_iter()
         .map(|(user, reply, _)| (user, reply))
         .collect();
