@@ -19,14 +19,21 @@ pub const MAX_TITLE_CHARS: usize = 200;
 /// How long the page offers Undo after a conversation is deleted.
 pub const UNDO_DELETE_SECS: u64 = 8;
 
+/// Stored as the text `user` or `assistant`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
+#[cfg_attr(feature = "ssr", sqlx(type_name = "text", rename_all = "lowercase"))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     User,
     Assistant,
 }
 
+/// Stored as its name in lower case (`streaming`, `complete`, …), as [`MessageStatus::as_str`]
+/// spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
+#[cfg_attr(feature = "ssr", sqlx(type_name = "text", rename_all = "lowercase"))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// The reply is being generated; its text grows.
@@ -49,17 +56,6 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "streaming" => Self::Streaming,
-            "complete" => Self::Complete,
-            "stopped" => Self::Stopped,
-            "failed" => Self::Failed,
-            "interrupted" => Self::Interrupted,
-            _ => return None,
-        })
     }
 
     /// A reply cut short that the model can be asked to go on with.

@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{uuid, Db, DbError, Owner};
+use super::ids::TextUuid;
+use super::{Db, DbError, Owner};
 
 /// The turn ids of a branch, from the turn bound first back to the conversation's first: a
 /// recursive walk up `parent_turn_id`. Used as `… turn_id IN branch`, in queries whose other
@@ -20,16 +21,15 @@ pub(super) async fn alternatives(
     executor: impl sqlx::SqliteExecutor<'_>,
     conversation_id: Uuid,
 ) -> Result<Vec<(Uuid, Vec<Uuid>)>, DbError> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(TextUuid, Option<TextUuid>)> = sqlx::query_as(
         "SELECT turn_id, parent_turn_id FROM messages
          WHERE conversation_id = ? AND role = 'user' ORDER BY position",
     )
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(conversation_id))
     .fetch_all(executor)
     .await?;
-    let mut families: Vec<(Option<String>, Vec<Uuid>)> = Vec::new();
-    for (turn_id, parent) in rows {
-        let turn_id = uuid(&turn_id)?;
+    let mut families: Vec<(Option<TextUuid>, Vec<Uuid>)> = Vec::new();
+    for (TextUuid(turn_id), parent) in rows {
         match families.iter_mut().find(|(p, _)| *p == parent) {
             Some((_, children)) => children.push(turn_id),
             None => families.push((parent, vec![turn_id])),
@@ -67,18 +67,18 @@ pub async fn switch_branch(
         "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.turn_id = ? AND m.role = 'user' AND c.id = ? AND c.owner = ? AND c.deleted_at IS NULL",
     )
-    .bind(turn_id.to_string())
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(turn_id))
+    .bind(TextUuid(conversation_id))
     .bind(&owner.0)
     .fetch_optional(&mut *tx)
     .await?;
     if known.is_none() {
         return Ok(SwitchBranch::NoSuchTurn);
     }
-    if super::streaming_reply(&mut tx, conversation_id).await? {
+    if super::turns::streaming_reply(&mut tx, conversation_id).await? {
         return Ok(SwitchBranch::Busy);
     }
-    let (leaf,): (String,) = sqlx::query_as(
+    let (leaf,): (TextUuid,) = sqlx::query_as(
         "WITH RECURSIVE down(turn_id, depth) AS (
              SELECT ?1, 0
              UNION ALL
@@ -88,13 +88,13 @@ pub async fn switch_branch(
              FROM down d WHERE d.turn_id IS NOT NULL)
          SELECT turn_id FROM down WHERE turn_id IS NOT NULL ORDER BY depth DESC LIMIT 1",
     )
-    .bind(turn_id.to_string())
-    .bind(conversation_id.to_string())
+    .bind(TextUuid(turn_id))
+    .bind(TextUuid(conversation_id))
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("UPDATE conversations SET current_turn_id = ? WHERE id = ?")
         .bind(leaf)
-        .bind(conversation_id.to_string())
+        .bind(TextUuid(conversation_id))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::ids::TextUuid;
 use super::{begin_write, Db, DbError, Owner};
 use crate::model::accounts::UsageRow;
 use crate::model::{MessageStatus, Usage};
@@ -93,7 +94,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
              at = excluded.at, input_tokens = excluded.input_tokens",
     )
     .bind(&r.owner.0)
-    .bind(r.message_id.to_string())
+    .bind(TextUuid(r.message_id))
     .bind(r.run)
     .bind(r.model)
     .bind(r.month)
@@ -131,14 +132,14 @@ pub(super) async fn settle(
          WHERE message_id = ? AND run = ? AND state = 'reserved'",
     )
     .bind(charge.cost_usd)
-    .bind(charge.status.as_str())
+    .bind(charge.status)
     .bind(field(|u| u.input_tokens))
     .bind(field(|u| u.cached_input_tokens))
     .bind(field(|u| u.cache_write_tokens))
     .bind(field(|u| u.output_tokens))
     .bind(field(|u| u.reasoning_tokens))
     .bind(charge.estimated)
-    .bind(message_id.to_string())
+    .bind(TextUuid(message_id))
     .bind(run)
     .execute(executor)
     .await?;
@@ -159,7 +160,7 @@ pub struct OpenRun {
 
 /// Runs still reserved whose reply is not being written (`message_id`: that reply's only).
 pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>, DbError> {
-    type Row = (i64, String, String, Option<i64>, i64, i64);
+    type Row = (i64, TextUuid, String, Option<i64>, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT s.id, s.message_id, s.model, s.input_tokens, s.chars_before,
                 length(m.content) + length(m.thinking)
@@ -167,20 +168,19 @@ pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>
           WHERE s.state = 'reserved' AND m.status <> 'streaming'
             AND (?1 IS NULL OR s.message_id = ?1)",
     )
-    .bind(message_id.map(|id| id.to_string()))
+    .bind(message_id.map(TextUuid))
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter()
-        .map(|(id, message_id, model, input, before, now)| {
-            Ok(OpenRun {
-                id,
-                message_id: super::uuid(&message_id)?,
-                model,
-                input_tokens: input.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-                chars_written: u64::try_from(now.saturating_sub(before)).unwrap_or(0),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|(id, message_id, model, input, before, now)| OpenRun {
+            id,
+            message_id: message_id.0,
+            model,
+            input_tokens: input.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            chars_written: u64::try_from(now.saturating_sub(before)).unwrap_or(0),
         })
-        .collect()
+        .collect())
 }
 
 /// Settles an open run at an estimate, and adds it to its reply's figures (which had none for
@@ -221,7 +221,7 @@ pub async fn settle_open_run(
         .bind(usage.input_tokens)
         .bind(usage.output_tokens)
         .bind(cost_usd)
-        .bind(run.message_id.to_string())
+        .bind(TextUuid(run.message_id))
         .execute(&mut *tx)
         .await?;
     }

@@ -1,0 +1,338 @@
+//! Conversations: the owner's list, one opened as the page shows it, and renaming, deleting,
+//! restoring and purging them.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::branches::{self, BRANCH_FROM_TURN};
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS};
+use super::{begin_write, now_ms, Db, DbError, Owner};
+use crate::model::{
+    ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
+    Totals, CONVERSATIONS_PAGE,
+};
+
+/// A page of the owner's conversations, most recently changed first: the first
+/// [`CONVERSATIONS_PAGE`], or those after `after`.
+pub async fn list_conversations(
+    db: &Db,
+    owner: &Owner,
+    after: Option<ConversationCursor>,
+) -> Result<Vec<ConversationSummary>, DbError> {
+    // No cursor is the id '' (the query's own test), so the id is bound as text here.
+    let (updated_at, id) = after.map_or((i64::MAX, String::new()), |c| {
+        (c.updated_at, c.id.to_string())
+    });
+    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+        "SELECT id, title, updated_at FROM conversations
+         WHERE owner = ?1 AND deleted_at IS NULL
+           AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
+         ORDER BY updated_at DESC, id DESC LIMIT ?4",
+    )
+    .bind(&owner.0)
+    .bind(updated_at)
+    .bind(id)
+    .bind(i64::try_from(CONVERSATIONS_PAGE).unwrap_or(i64::MAX))
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, title, updated_at)| ConversationSummary {
+            id: id.0,
+            title,
+            updated_at,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ConversationRow {
+    pub(super) title: String,
+    pub(super) model: String,
+    pub(super) system_prompt: String,
+    pub(super) system_prompt_revision: i64,
+    /// The last turn of the branch on screen.
+    pub(super) current_turn_id: Option<TextUuid>,
+}
+
+impl ConversationRow {
+    pub(super) fn revision(&self) -> u32 {
+        u32::try_from(self.system_prompt_revision).unwrap_or(0)
+    }
+}
+
+pub(super) async fn conversation_row(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    owner: &Owner,
+    id: Uuid,
+) -> Result<Option<ConversationRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT title, model, system_prompt, system_prompt_revision, current_turn_id FROM conversations
+         WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .fetch_optional(executor)
+    .await?)
+}
+
+/// Whether the conversation exists for this owner.
+pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
+    Ok(conversation_row(db.reader(), owner, id).await?.is_some())
+}
+
+/// Messages a conversation is opened with at most (the newest; older ones on request).
+pub const WINDOW_MESSAGES: i64 = 40;
+/// Bytes of text, thinking and HTML a window holds at most, unless one turn alone is more.
+pub const WINDOW_BYTES: usize = 1 << 20;
+
+/// The conversation as the page shows it: its branch on screen, the newest
+/// [`WINDOW_MESSAGES`] messages up to [`WINDOW_BYTES`] (at least one turn) before the message at
+/// `before` (a position; `None`: from the end), and the system prompt revisions those replies
+/// were written with.
+pub async fn get_conversation(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    before: Option<u32>,
+) -> Result<Option<ConversationView>, DbError> {
+    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
+        return Ok(None);
+    };
+    // The branch on screen, newest first: the current turn and its ancestors.
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{BRANCH_FROM_TURN}
+         SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND turn_id IN branch AND position < ?
+         ORDER BY position DESC LIMIT ?"
+    ))
+    .bind(row.current_turn_id)
+    .bind(TextUuid(id))
+    .bind(before.map_or(i64::MAX, i64::from))
+    .bind(WINDOW_MESSAGES + 1)
+    .fetch_all(db.reader())
+    .await?;
+    let mut older = rows.len() > usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX);
+    let mut bytes = 0usize;
+    let mut kept = 0;
+    for (i, message) in rows.iter().enumerate() {
+        if i >= usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX) {
+            break;
+        }
+        // Whole turns only: the window ends at a question.
+        let at_question = message.role == Role::User;
+        bytes = bytes.saturating_add(message.size());
+        if at_question {
+            kept = i + 1;
+            if bytes >= WINDOW_BYTES {
+                break;
+            }
+        }
+    }
+    if kept < rows.len() {
+        older = true;
+        rows.truncate(kept);
+    }
+    rows.reverse();
+    let older_before = older
+        .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
+        .flatten();
+    let older_totals = match older_before {
+        Some(position) => branch_totals(db, &row, id, position).await?,
+        None => Totals::default(),
+    };
+    let alternatives = branches::alternatives(db.reader(), id).await?;
+    // The revisions the window's replies were written with, and the one in effect.
+    let used: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .filter_map(|m| m.system_prompt_revision)
+        .chain([i64::from(row.revision())])
+        .collect();
+    let query = format!(
+        "SELECT revision, text FROM system_prompts
+          WHERE conversation_id = ? AND revision IN ({}) ORDER BY revision",
+        vec!["?"; used.len()].join(", ")
+    );
+    let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(TextUuid(id));
+    for revision in &used {
+        revisions = revisions.bind(revision);
+    }
+    let revisions = revisions.fetch_all(db.reader()).await?;
+    let messages = rows;
+    Ok(Some(ConversationView {
+        id,
+        older_before,
+        older_totals,
+        system_prompt_revision: row.revision(),
+        system_prompts: revisions
+            .into_iter()
+            .map(|(revision, text)| PromptRevision {
+                revision: u32::try_from(revision).unwrap_or(0),
+                text,
+            })
+            .collect(),
+        title: row.title,
+        model: row.model,
+        system_prompt: row.system_prompt,
+        messages: messages
+            .into_iter()
+            .map(|row| {
+                let mut message = MessageView::from(row);
+                if message.role == Role::User {
+                    message.alternatives = alternatives
+                        .iter()
+                        .find(|(turn, _)| *turn == message.turn_id)
+                        .map(|(_, all)| all.clone())
+                        .unwrap_or_default();
+                }
+                message
+            })
+            .collect(),
+    }))
+}
+
+/// The figures of the branch's messages before `position`.
+async fn branch_totals(
+    db: &Db,
+    conversation: &ConversationRow,
+    id: Uuid,
+    position: u32,
+) -> Result<Totals, DbError> {
+    let (input, output, cost, costed, estimated): (i64, i64, f64, i64, i64) =
+        sqlx::query_as(&format!(
+            "{BRANCH_FROM_TURN}
+             SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+                    TOTAL(cost_usd), COUNT(cost_usd), COALESCE(MAX(usage_estimated), 0)
+               FROM messages
+              WHERE conversation_id = ? AND turn_id IN branch AND position < ?"
+        ))
+        .bind(conversation.current_turn_id)
+        .bind(TextUuid(id))
+        .bind(i64::from(position))
+        .fetch_one(db.reader())
+        .await?;
+    Ok(Totals {
+        input_tokens: u64::try_from(input).unwrap_or(0),
+        output_tokens: u64::try_from(output).unwrap_or(0),
+        cost_usd: (costed > 0).then_some(cost),
+        estimated: estimated != 0,
+    })
+}
+
+/// Renames a live conversation; it keeps its place in the list. False if there is no such
+/// conversation for this owner.
+pub async fn rename_conversation(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    title: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET title = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(title)
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a conversation for its owner: from now on it is found nowhere, until
+/// [`restore_conversation`] undoes it or [`purge_deleted`] empties it.
+pub async fn delete_conversation(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Undoes a delete made at most `within` ago; false once that is too late (or never was).
+pub async fn restore_conversation(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    within: Duration,
+) -> Result<bool, DbError> {
+    let since = now_ms().saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
+    let done = sqlx::query(
+        "UPDATE conversations SET deleted_at = NULL
+         WHERE id = ? AND owner = ? AND deleted_at >= ? AND purged_at IS NULL",
+    )
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .bind(since)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
+/// prompts, messages (thinking and renderings included) and error details. Tokens and costs stay, since
+/// spending limits count them. How many conversations were purged.
+pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
+    let mut tx = begin_write(db).await?;
+    let doomed = "SELECT id FROM conversations
+                  WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL";
+    sqlx::query(&format!(
+        "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
+             error = NULL, error_detail = NULL
+         WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "DELETE FROM system_prompts WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    let purged = sqlx::query(
+        "UPDATE conversations SET title = '', system_prompt = '', purged_at = ?2
+         WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL",
+    )
+    .bind(before_ms)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(purged.rows_affected())
+}
+
+/// Returns false if the conversation does not exist for this owner.
+pub async fn set_conversation_model(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    model: &str,
+) -> Result<bool, DbError> {
+    set_metadata(db, owner, id, "model", model).await
+}
+
+/// Sets one metadata column of a live conversation; `column` is one of the callers' constants.
+async fn set_metadata(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    column: &'static str,
+    value: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(&format!(
+        "UPDATE conversations SET {column} = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL"
+    ))
+    .bind(value)
+    .bind(now_ms())
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,162 @@
+//! Opening the database, its files (their modes, a backup copy) and the readiness check.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Db, DbError};
+
+/// Opens (creating if needed) the database and applies pending migrations. A directory it
+/// creates is its owner's alone (0700), and so are the files SQLite creates in it, whatever the
+/// process's umask.
+pub async fn connect(path: &Path) -> Result<Db, DbError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|source| DbError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        // Writers queue on the lock rather than fail; every write transaction is short.
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // Deleted and purged text is overwritten with zeros, not left in free pages.
+        .pragma("secure_delete", "ON");
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::migrate!("./migrations").run(&writer).await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Db { reader, writer })
+}
+
+impl Db {
+    /// Closes every connection; the last one to close checkpoints the WAL into the database
+    /// and removes it, so nothing written (purged text included) lingers in `-wal`.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The database file and what SQLite keeps beside it.
+fn database_files(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    files
+}
+
+/// Refuses a database that other accounts on the machine can read or change: its files must be
+/// the owner's alone (no group or other permission bits) and so must its directory (unless it
+/// lives directly in the working directory). Missing files are fine: they are created private.
+pub fn check_file_modes(path: &Path) -> Result<(), DbError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut loose = Vec::new();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let checked = dir
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(database_files(path));
+        for file in checked {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                let wanted = if meta.is_dir() { "700" } else { "600" };
+                loose.push(format!(
+                    "{} is mode {mode:o} (run: chmod {wanted} {})",
+                    file.display(),
+                    file.display()
+                ));
+            }
+        }
+        if !loose.is_empty() {
+            return Err(DbError::FileModes(format!(
+                "the database can be read by other accounts on this machine: {}. Set \
+                 RILL_UNSAFE_FILE_MODES=yes to start anyway.",
+                loose.join("; ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the database answers (the readiness check).
+pub async fn ping(db: &Db) -> Result<(), DbError> {
+    sqlx::query("SELECT 1").execute(&db.reader).await?;
+    Ok(())
+}
+
+/// A consistent copy of the database at `source` into the new file `destination`, while a
+/// server may be using it: `VACUUM INTO` reads one snapshot (WAL: writers carry on) and writes a
+/// compact, self-contained file with no `-wal` beside it.
+pub async fn backup(source: &Path, destination: &Path) -> Result<(), DbError> {
+    if !source.exists() {
+        return Err(DbError::Backup(format!(
+            "there is no database at {} (set RILL_DATABASE)",
+            source.display()
+        )));
+    }
+    let Some(target) = destination.to_str() else {
+        return Err(DbError::Backup(format!(
+            "{} is not a UTF-8 path",
+            destination.display()
+        )));
+    };
+    // Created here, empty and readable by its owner alone (it holds password hashes and session
+    // ids); `create_new` also refuses to overwrite anything. VACUUM INTO fills an empty file.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    if let Err(e) = file.open(destination) {
+        return Err(DbError::Backup(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{} already exists; name a new file", destination.display())
+            }
+            _ => format!("cannot create {}: {e}", destination.display()),
+        }));
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(source)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    let copied = async {
+        let mut connection = sqlx::ConnectOptions::connect(&options).await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&mut connection)
+            .await?;
+        sqlx::Connection::close(connection).await
+    }
+    .await;
+    if let Err(e) = copied {
+        // No half-written copy left behind to be mistaken for a backup.
+        let _ = std::fs::remove_file(destination);
+        return Err(e.into());
+    }
+    Ok(())
+}

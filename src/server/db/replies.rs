@@ -1,0 +1,197 @@
+//! Replies as the turn engine writes them: checkpoints of their text, how they ended, their
+//! rendering, interrupting those left streaming, and the details of failures.
+
+use uuid::Uuid;
+
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
+use super::{begin_write, now_ms, usage, Db, DbError, Owner};
+use crate::model::{MessageView, Outcome, Usage};
+
+/// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
+pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
+         WHERE status = 'streaming'",
+    )
+    .bind(INTERRUPTED_BY_RESTART)
+    .bind(now_ms())
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
+pub const INTERRUPTED_BY_RESTART: &str = "the server stopped during this reply";
+
+/// Addresses one run of a reply the turn engine is writing.
+#[derive(Clone, Debug)]
+pub struct ReplyRef {
+    pub owner: Owner,
+    pub message_id: Uuid,
+    pub run: u32,
+}
+
+/// Text of a running reply, saved so that a crash loses only what came after it.
+pub struct Checkpoint {
+    pub reply: ReplyRef,
+    pub text: ReplyText,
+}
+
+/// What a reply has written: its answer and, apart, its thinking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyText {
+    pub content: String,
+    pub thinking: String,
+}
+
+/// Saves the text of every running reply in one transaction. A reply that has meanwhile ended
+/// (or moved on to a later run) is left alone.
+pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(), DbError> {
+    if checkpoints.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let update = format!(
+        "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
+         WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
+    );
+    let mut tx = begin_write(db).await?;
+    for c in checkpoints {
+        sqlx::query(&update)
+            .bind(&c.text.content)
+            .bind(&c.text.thinking)
+            .bind(now)
+            .bind(TextUuid(c.reply.message_id))
+            .bind(c.reply.run)
+            .bind(&c.reply.owner.0)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores how a reply ended, with its whole text, and settles this run's reservation to what
+/// it cost (`charge`), in one transaction. Without a charge the reservation stays open, for
+/// `budget::settle_open_runs` to bill at an estimate.
+pub async fn finish_reply(
+    db: &Db,
+    reply: &ReplyRef,
+    text: &ReplyText,
+    html: &str,
+    outcome: &Outcome,
+    charge: Option<&usage::Charge>,
+) -> Result<(), DbError> {
+    let figures = outcome.usage;
+    let field = |f: fn(&Usage) -> u32| figures.as_ref().map(|u| i64::from(f(u)));
+    let mut tx = begin_write(db).await?;
+    sqlx::query(&format!(
+        "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
+            status = ?, error = ?, error_detail = ?,
+            input_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
+            reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?,
+            cut_at_limit = ?, updated_at = ?
+         WHERE id = ? AND run = ? AND {OWNED}"
+    ))
+    .bind(&text.content)
+    .bind(&text.thinking)
+    .bind(Some(html).filter(|h| !h.is_empty()))
+    .bind(crate::server::render::RENDERER_VERSION)
+    .bind(outcome.status)
+    .bind(&outcome.error)
+    .bind(&outcome.error_detail)
+    .bind(field(|u| u.input_tokens))
+    .bind(field(|u| u.cached_input_tokens))
+    .bind(field(|u| u.cache_write_tokens))
+    .bind(field(|u| u.output_tokens))
+    .bind(field(|u| u.reasoning_tokens))
+    .bind(outcome.usage_estimated)
+    .bind(outcome.cost_usd)
+    .bind(outcome.left_out)
+    .bind(outcome.cut_at_limit)
+    .bind(now_ms())
+    .bind(TextUuid(reply.message_id))
+    .bind(reply.run)
+    .bind(&reply.owner.0)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(charge) = charge {
+        usage::settle(&mut *tx, reply.message_id, reply.run, charge).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Keeps the rendering of a finished reply's run (made when it was first shown after the
+/// renderer changed, or before renderings were kept).
+pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE messages SET html = ?, html_version = ?
+         WHERE id = ? AND run = ? AND status <> 'streaming'",
+    )
+    .bind(html)
+    .bind(crate::server::render::RENDERER_VERSION)
+    .bind(TextUuid(message_id))
+    .bind(run)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Marks a reply interrupted that the database holds as streaming but no turn in this process
+/// is writing (its end could not be stored). Returns whether it was such a reply.
+pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
+    let done = sqlx::query(&format!(
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
+         WHERE id = ? AND run = ? AND status = 'streaming'
+           AND {OWNED}"
+    ))
+    .bind(INTERRUPTED_BY_RESTART)
+    .bind(now_ms())
+    .bind(TextUuid(reply.message_id))
+    .bind(reply.run)
+    .bind(&reply.owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The reply streaming in a conversation, if any.
+pub async fn streaming_reply_of(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+) -> Result<Option<MessageView>, DbError> {
+    let row: Option<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND status = 'streaming'
+           AND {OWNED_AND_LIVE}"
+    ))
+    .bind(TextUuid(conversation_id))
+    .bind(&owner.0)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(MessageView::from))
+}
+
+/// The stored detail of each failed reply in a conversation, for an admin's view.
+pub async fn error_details(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+) -> Result<Vec<(Uuid, String)>, DbError> {
+    let rows: Vec<(TextUuid, String)> = sqlx::query_as(&format!(
+        "SELECT id, error_detail FROM messages
+         WHERE conversation_id = ? AND error_detail IS NOT NULL
+           AND {OWNED_AND_LIVE}"
+    ))
+    .bind(TextUuid(conversation_id))
+    .bind(&owner.0)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, detail)| (id.0, detail))
+        .collect())
+}

@@ -1,0 +1,488 @@
+//! Turns: recording a question with its reply to come (and re-opening a reply to continue it),
+//! reading turns back, and the history a prompt is made from.
+
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::branches::{self, BRANCH_FROM_TURN};
+use super::conversations::conversation_row;
+use super::ids::TextUuid;
+use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
+use super::prompts::insert_revision;
+use super::{begin_write, now_ms, Db, DbError, Owner};
+use crate::model::{MessageStatus, MessageView, Outcome, Role};
+
+/// What the browser asked for when it sent a message.
+pub struct NewTurn<'a> {
+    pub turn_id: Uuid,
+    /// `None` starts a new conversation.
+    pub conversation_id: Option<Uuid>,
+    pub text: &'a str,
+    /// The model picked for this turn; it becomes the conversation's model. `None` keeps the
+    /// conversation's model (or, for a new one, the default).
+    pub model: Option<&'a str>,
+    pub default_model: &'a str,
+    /// For a new conversation: its system prompt (from the page, else the server's default).
+    pub system_prompt: &'a str,
+    /// An edit or a regeneration: the turn this one is an alternative to (it takes that turn's
+    /// place on the branch). `None`: the turn follows the branch on screen.
+    pub alternative_to: Option<Uuid>,
+    /// Bytes the owner may store in all (`None`: no quota).
+    pub quota_bytes: Option<u64>,
+}
+
+/// A turn that was just recorded (or re-opened by Continue) and must now be run.
+#[derive(Debug, Clone)]
+pub struct TurnRecord {
+    pub owner: Owner,
+    pub conversation_id: Uuid,
+    /// The question, as stored.
+    pub user: MessageView,
+    /// The reply as it stands now: empty for a new turn, the text so far for a continuation.
+    pub reply: MessageView,
+    pub system_prompt: String,
+}
+
+impl TurnRecord {
+    pub fn turn_id(&self) -> Uuid {
+        self.reply.turn_id
+    }
+
+    /// The model this run uses (the conversation's, stored on the reply).
+    pub fn model(&self) -> &str {
+        self.reply.model.as_deref().unwrap_or_default()
+    }
+}
+
+pub enum BeginTurn {
+    /// Stored the user message and an empty `streaming` reply.
+    Started(Box<TurnRecord>),
+    /// This turn id was seen before; nothing was written.
+    Repeated,
+    /// The conversation does not exist for this owner.
+    NoSuchConversation,
+    /// The conversation already has a reply streaming.
+    Busy,
+    /// The turn to be an alternative to is not in this conversation.
+    NoSuchTurn,
+    /// The question would take the owner past their storage quota; `used` bytes are stored.
+    OverQuota { used: u64, quota: u64 },
+}
+
+/// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
+pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<BeginTurn, DbError> {
+    let now = now_ms();
+    let mut tx = begin_write(db).await?;
+    // Turn ids are unique across owners (the browser mints random ones); one seen under another
+    // owner is answered as unknown by the owner-scoped read that follows.
+    let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
+        .bind(TextUuid(turn.turn_id))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if seen.is_some() {
+        return Ok(BeginTurn::Repeated);
+    }
+    if let Some(quota) = turn.quota_bytes {
+        let used = stored_bytes(&mut *tx, owner).await?;
+        // The question, and for a new conversation its title and system prompt.
+        let adding = turn.text.len() + turn.text.len().min(64) + turn.system_prompt.len();
+        if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
+            return Ok(BeginTurn::OverQuota { used, quota });
+        }
+    }
+    let (conversation_id, model, system_prompt, revision, parent) = match turn.conversation_id {
+        Some(id) => {
+            let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
+                return Ok(BeginTurn::NoSuchConversation);
+            };
+            if streaming_reply(&mut tx, id).await? {
+                return Ok(BeginTurn::Busy);
+            }
+            let revision = row.revision();
+            let parent = match turn.alternative_to {
+                None => row.current_turn_id.map(|t| t.0),
+                Some(sibling) => {
+                    let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
+                        "SELECT parent_turn_id FROM messages
+                         WHERE turn_id = ? AND role = 'user' AND conversation_id = ?",
+                    )
+                    .bind(TextUuid(sibling))
+                    .bind(TextUuid(id))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((parent,)) = found else {
+                        return Ok(BeginTurn::NoSuchTurn);
+                    };
+                    parent.map(|p| p.0)
+                }
+            };
+            let model = turn.model.map_or(row.model, str::to_owned);
+            sqlx::query(
+                "UPDATE conversations SET updated_at = ?, model = ?, current_turn_id = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(&model)
+            .bind(TextUuid(turn.turn_id))
+            .bind(TextUuid(id))
+                .execute(&mut *tx)
+                .await?;
+            (id, model, row.system_prompt, revision, parent)
+        }
+        None => {
+            let id = Uuid::new_v4();
+            let model = turn.model.unwrap_or(turn.default_model).to_owned();
+            let revision = u32::from(!turn.system_prompt.is_empty());
+            sqlx::query(
+                "INSERT INTO conversations (id, owner, title, model, system_prompt,
+                                            system_prompt_revision, current_turn_id, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(TextUuid(id))
+            .bind(&owner.0)
+            .bind(title_from(turn.text))
+            .bind(&model)
+            .bind(turn.system_prompt)
+            .bind(revision)
+            .bind(TextUuid(turn.turn_id))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if revision > 0 {
+                insert_revision(&mut tx, id, revision, turn.system_prompt, now).await?;
+            }
+            (id, model, turn.system_prompt.to_owned(), revision, None)
+        }
+    };
+    let (last_position,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = ?")
+            .bind(TextUuid(conversation_id))
+            .fetch_one(&mut *tx)
+            .await?;
+    let user = MessageView {
+        id: Uuid::new_v4(),
+        turn_id: turn.turn_id,
+        role: Role::User,
+        content: turn.text.to_owned(),
+        thinking: String::new(),
+        html: String::new(),
+        model: None,
+        run: 1,
+        system_prompt_revision: None,
+        parent_turn_id: parent,
+        alternatives: Vec::new(),
+        outcome: Outcome::complete(),
+    };
+    let reply = MessageView {
+        id: Uuid::new_v4(),
+        turn_id: turn.turn_id,
+        role: Role::Assistant,
+        content: String::new(),
+        thinking: String::new(),
+        html: String::new(),
+        model: Some(model),
+        run: 1,
+        system_prompt_revision: Some(revision),
+        parent_turn_id: None,
+        alternatives: Vec::new(),
+        outcome: Outcome::streaming(),
+    };
+    for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
+                                   system_prompt_revision, parent_turn_id, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(TextUuid(message.id))
+        .bind(TextUuid(conversation_id))
+        .bind(TextUuid(turn.turn_id))
+        .bind(message.role)
+        .bind(&message.content)
+        .bind(message.outcome.status)
+        .bind(&message.model)
+        .bind(position)
+        .bind(message.system_prompt_revision)
+        .bind(message.parent_turn_id.map(TextUuid))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        if is_one_streaming_violation(&inserted) {
+            return Ok(BeginTurn::Busy);
+        }
+        inserted?;
+    }
+    let mut user = user;
+    if turn.alternative_to.is_some() {
+        user.alternatives = branches::alternatives(&mut *tx, conversation_id)
+            .await?
+            .into_iter()
+            .find(|(t, _)| *t == turn.turn_id)
+            .map(|(_, all)| all)
+            .unwrap_or_default();
+    }
+    tx.commit().await?;
+    Ok(BeginTurn::Started(Box::new(TurnRecord {
+        owner: owner.clone(),
+        conversation_id,
+        user,
+        reply,
+        system_prompt,
+    })))
+}
+
+/// Bytes the owner stores now (kept by the `storage_used` triggers).
+pub async fn stored_bytes(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    owner: &Owner,
+) -> Result<u64, DbError> {
+    let bytes: Option<i64> = sqlx::query_scalar("SELECT bytes FROM storage_used WHERE owner = ?")
+        .bind(&owner.0)
+        .fetch_optional(executor)
+        .await?;
+    Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
+}
+
+/// True if the conversation has a reply streaming now.
+pub(super) async fn streaming_reply(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation_id: Uuid,
+) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
+            .bind(TextUuid(conversation_id))
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The `one_streaming_reply_per_conversation` index refused a second streaming reply.
+fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
+    matches!(result, Err(sqlx::Error::Database(e))
+        if e.message() == "UNIQUE constraint failed: messages.conversation_id")
+}
+
+pub enum BeginContinuation {
+    /// The reply is `streaming` again; its run number went up by one.
+    Started(Box<TurnRecord>),
+    /// The reply was already continued past `from_run` (a repeated request): this is its run now.
+    AlreadyContinued { run: u32 },
+    /// No such turn for this owner.
+    NoSuchTurn,
+    /// The reply cannot be continued; the reason, in words.
+    Refused(String),
+    /// The conversation already has a reply streaming.
+    Busy { conversation_id: Uuid },
+}
+
+/// Re-opens a stopped or interrupted reply, the last of its conversation, so that the model can
+/// go on from its text; `from_run` is the run the asker saw, so that asking twice continues once.
+/// The conversation's current model writes the continuation.
+pub async fn begin_continuation(
+    db: &Db,
+    owner: &Owner,
+    turn_id: Uuid,
+    from_run: u32,
+) -> Result<BeginContinuation, DbError> {
+    let mut tx = begin_write(db).await?;
+    let Some((user, reply, conversation_id)) = turn_in(&mut *tx, owner, turn_id).await? else {
+        return Ok(BeginContinuation::NoSuchTurn);
+    };
+    if reply.run > from_run {
+        return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
+    }
+    if reply.run < from_run {
+        return Ok(BeginContinuation::Refused(
+            "this reply is not the one on the page; reload it".into(),
+        ));
+    }
+    let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
+        return Ok(BeginContinuation::NoSuchTurn);
+    };
+    if reply.outcome.status == MessageStatus::Streaming
+        || streaming_reply(&mut tx, conversation_id).await?
+    {
+        return Ok(BeginContinuation::Busy { conversation_id });
+    }
+    if !reply.outcome.can_continue() {
+        return Ok(BeginContinuation::Refused(
+            "only a reply that was stopped, interrupted or cut at its length limit can be \
+             continued"
+                .into(),
+        ));
+    }
+    if conversation.current_turn_id != Some(TextUuid(turn_id)) {
+        return Ok(BeginContinuation::Refused(
+            "only the last reply of a conversation can be continued".into(),
+        ));
+    }
+    let run = reply.run.saturating_add(1);
+    let updated = sqlx::query(
+        "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL,
+             cut_at_limit = 0, run = ?, model = ?,
+             system_prompt_revision = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(run)
+    .bind(&conversation.model)
+    .bind(conversation.revision())
+    .bind(now_ms())
+    .bind(TextUuid(reply.id))
+    .execute(&mut *tx)
+    .await;
+    if is_one_streaming_violation(&updated) {
+        return Ok(BeginContinuation::Busy { conversation_id });
+    }
+    updated?;
+    tx.commit().await?;
+    Ok(BeginContinuation::Started(Box::new(TurnRecord {
+        owner: owner.clone(),
+        conversation_id,
+        user,
+        reply: MessageView {
+            run,
+            system_prompt_revision: Some(conversation.revision()),
+            model: Some(conversation.model),
+            ..reply
+        },
+        system_prompt: conversation.system_prompt,
+    })))
+}
+
+fn title_from(text: &str) -> String {
+    let visible: String = text
+        .chars()
+        .filter(|c| !crate::server::input::is_invisible(*c) || *c == '\n')
+        .collect();
+    let line = visible
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
+    let mut title: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    title
+}
+
+/// The conversation's messages before `reply_id`, oldest first, as candidates for the prompt
+/// (the turn engine decides which are sent).
+pub async fn history(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+    reply_id: Uuid,
+) -> Result<Vec<MessageView>, DbError> {
+    // The reply's branch: its own question and the turns before it, not their siblings.
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{BRANCH_FROM_TURN}
+         SELECT {PROMPT_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND turn_id IN branch
+           AND position < (SELECT position FROM messages WHERE id = ?)
+           AND {OWNED}
+         ORDER BY position"
+    ))
+    .bind(reply_turn(db, reply_id).await?.map(TextUuid))
+    .bind(TextUuid(conversation_id))
+    .bind(TextUuid(reply_id))
+    .bind(&owner.0)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.into_iter().map(MessageView::from).collect())
+}
+
+async fn reply_turn(db: &Db, reply_id: Uuid) -> Result<Option<Uuid>, DbError> {
+    let found: Option<(TextUuid,)> = sqlx::query_as("SELECT turn_id FROM messages WHERE id = ?")
+        .bind(TextUuid(reply_id))
+        .fetch_optional(db.reader())
+        .await?;
+    Ok(found.map(|(t,)| t.0))
+}
+
+/// A turn's question and reply, and its conversation.
+async fn turn_in(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    owner: &Owner,
+    turn_id: Uuid,
+) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE turn_id = ?
+           AND {OWNED_AND_LIVE}
+         ORDER BY position"
+    ))
+    .bind(TextUuid(turn_id))
+    .bind(&owner.0)
+    .fetch_all(executor)
+    .await?;
+    Ok(pair_turns(rows).pop())
+}
+
+/// Rows of whole turns, oldest first → (question, reply, conversation) per turn. A question
+/// without its reply (which `begin_turn` never writes) is skipped.
+fn pair_turns(rows: Vec<MessageRow>) -> Vec<(MessageView, MessageView, Uuid)> {
+    let mut turns = Vec::new();
+    let mut question: Option<MessageView> = None;
+    for row in rows {
+        let conversation_id = row.conversation_id.0;
+        let message = MessageView::from(row);
+        match message.role {
+            Role::User => question = Some(message),
+            Role::Assistant => {
+                if let Some(user) = question.take().filter(|q| q.turn_id == message.turn_id) {
+                    turns.push((user, message, conversation_id));
+                }
+            }
+        }
+    }
+    turns
+}
+
+/// A turn's question and reply as stored, with the conversation they belong to.
+pub async fn turn(
+    db: &Db,
+    owner: &Owner,
+    turn_id: Uuid,
+) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
+    turn_in(db.reader(), owner, turn_id).await
+}
+
+/// The conversation's turns from `from_turn` on (that turn included), or all of them, oldest
+/// first: what a page that has seen up to `from_turn` may be missing. `None` if the conversation
+/// does not exist for this owner.
+pub async fn turns_from(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+    from_turn: Option<Uuid>,
+) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
+    let Some(conversation) = conversation_row(db.reader(), owner, conversation_id).await? else {
+        return Ok(None);
+    };
+    // The branch on screen only: turns on other branches belong to no page following this one.
+    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "{BRANCH_FROM_TURN}
+         SELECT {MESSAGE_COLUMNS} FROM messages
+         WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
+    ))
+    .bind(conversation.current_turn_id)
+    .bind(TextUuid(conversation_id))
+    .fetch_all(db.reader())
+    .await?;
+    let mut turns: Vec<(MessageView, MessageView)> = pair_turns(rows)
+        .into_iter()
+        .map(|(user, reply, _)| (user, reply))
+        .collect();
+    if let Some(from) = from_turn {
+        // A page whose last turn is no longer on the branch gets the branch's last turn, whose
+        // parent tells it to load the branch afresh.
+        let start = turns
+            .iter()
+            .position(|(user, _)| user.turn_id == from)
+            .unwrap_or(turns.len().saturating_sub(1));
+        turns.drain(..start);
+    }
+    Ok(Some(turns))
+}
