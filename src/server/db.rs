@@ -10,6 +10,7 @@
 //! - `prompts`: system prompt revisions;
 //! - `messages`: a `messages` row and what it means, and the owner checks on messages;
 //! - `ids`: uuids as they are stored (text);
+//! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
@@ -29,13 +30,14 @@ use crate::error::ApiError;
 
 pub mod accounts;
 pub mod branches;
-pub mod conversations;
+mod conversations;
 mod ids;
+mod lookups;
 mod messages;
-pub mod pool;
-pub mod prompts;
-pub mod replies;
-pub mod turns;
+mod pool;
+mod prompts;
+mod replies;
+mod turns;
 pub mod usage;
 
 pub use self::conversations::{
@@ -51,7 +53,7 @@ pub use self::replies::{
 };
 pub use self::turns::{
     begin_continuation, begin_turn, history, stored_bytes, turn, turns_from, BeginContinuation,
-    BeginTurn, NewTurn, TurnRecord,
+    BeginTurn, CannotContinue, NewTurn, TurnRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -75,7 +75,7 @@ pub async fn switch_branch(
     if known.is_none() {
         return Ok(SwitchBranch::NoSuchTurn);
     }
-    if super::turns::streaming_reply(&mut tx, conversation_id).await? {
+    if super::lookups::streaming_reply(&mut tx, conversation_id).await? {
         return Ok(SwitchBranch::Busy);
     }
     let (leaf,): (TextUuid,) = sqlx::query_as(

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::branches::{self, BRANCH_FROM_TURN};
 use super::ids::TextUuid;
+use super::lookups::{conversation_row, ConversationRow};
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{
@@ -45,37 +46,6 @@ pub async fn list_conversations(
             updated_at,
         })
         .collect())
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ConversationRow {
-    pub(super) title: String,
-    pub(super) model: String,
-    pub(super) system_prompt: String,
-    pub(super) system_prompt_revision: i64,
-    /// The last turn of the branch on screen.
-    pub(super) current_turn_id: Option<TextUuid>,
-}
-
-impl ConversationRow {
-    pub(super) fn revision(&self) -> u32 {
-        u32::try_from(self.system_prompt_revision).unwrap_or(0)
-    }
-}
-
-pub(super) async fn conversation_row(
-    executor: impl sqlx::SqliteExecutor<'_>,
-    owner: &Owner,
-    id: Uuid,
-) -> Result<Option<ConversationRow>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT title, model, system_prompt, system_prompt_revision, current_turn_id FROM conversations
-         WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(TextUuid(id))
-    .bind(&owner.0)
-    .fetch_optional(executor)
-    .await?)
 }
 
 /// Whether the conversation exists for this owner.

@@ -3,8 +3,8 @@
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::conversations::conversation_row;
 use super::ids::TextUuid;
+use super::lookups::conversation_row;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 
 /// System prompt revisions kept beside those replies were written with: the newest few.

@@ -1,32 +1,23 @@
 //! Turns: recording a question with its reply to come (and re-opening a reply to continue it),
 //! reading turns back, and the history a prompt is made from.
 
-use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::branches::{self, BRANCH_FROM_TURN};
-use super::conversations::conversation_row;
 use super::ids::TextUuid;
+use super::lookups::{conversation_row, streaming_reply};
 use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
+use crate::server::input::ValidSend;
 
-/// What the browser asked for when it sent a message.
+/// A send to record: the request as checked (`ValidSend`: its text, model and system prompt are
+/// fit to store), and what the server adds.
 pub struct NewTurn<'a> {
-    pub turn_id: Uuid,
-    /// `None` starts a new conversation.
-    pub conversation_id: Option<Uuid>,
-    pub text: &'a str,
-    /// The model picked for this turn; it becomes the conversation's model. `None` keeps the
-    /// conversation's model (or, for a new one, the default).
-    pub model: Option<&'a str>,
+    pub send: &'a ValidSend,
+    /// The model of a new conversation that names none.
     pub default_model: &'a str,
-    /// For a new conversation: its system prompt (from the page, else the server's default).
-    pub system_prompt: &'a str,
-    /// An edit or a regeneration: the turn this one is an alternative to (it takes that turn's
-    /// place on the branch). `None`: the turn follows the branch on screen.
-    pub alternative_to: Option<Uuid>,
     /// Bytes the owner may store in all (`None`: no quota).
     pub quota_bytes: Option<u64>,
 }
@@ -71,12 +62,13 @@ pub enum BeginTurn {
 
 /// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
 pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<BeginTurn, DbError> {
+    let send = turn.send;
     let now = now_ms();
     let mut tx = begin_write(db).await?;
     // Turn ids are unique across owners (the browser mints random ones); one seen under another
     // owner is answered as unknown by the owner-scoped read that follows.
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
-        .bind(TextUuid(turn.turn_id))
+        .bind(TextUuid(send.turn_id()))
         .fetch_optional(&mut *tx)
         .await?;
     if seen.is_some() {
@@ -85,12 +77,12 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     if let Some(quota) = turn.quota_bytes {
         let used = stored_bytes(&mut *tx, owner).await?;
         // The question, and for a new conversation its title and system prompt.
-        let adding = turn.text.len() + turn.text.len().min(64) + turn.system_prompt.len();
+        let adding = send.text().len() + send.text().len().min(64) + send.system_prompt().len();
         if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
             return Ok(BeginTurn::OverQuota { used, quota });
         }
     }
-    let (conversation_id, model, system_prompt, revision, parent) = match turn.conversation_id {
+    let (conversation_id, model, system_prompt, revision, parent) = match send.conversation_id() {
         Some(id) => {
             let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
                 return Ok(BeginTurn::NoSuchConversation);
@@ -99,7 +91,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                 return Ok(BeginTurn::Busy);
             }
             let revision = row.revision();
-            let parent = match turn.alternative_to {
+            let parent = match send.alternative_to() {
                 None => row.current_turn_id.map(|t| t.0),
                 Some(sibling) => {
                     let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
@@ -116,13 +108,13 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                     parent.map(|p| p.0)
                 }
             };
-            let model = turn.model.map_or(row.model, str::to_owned);
+            let model = send.model().map_or(row.model, str::to_owned);
             sqlx::query(
                 "UPDATE conversations SET updated_at = ?, model = ?, current_turn_id = ? WHERE id = ?",
             )
             .bind(now)
             .bind(&model)
-            .bind(TextUuid(turn.turn_id))
+            .bind(TextUuid(send.turn_id()))
             .bind(TextUuid(id))
                 .execute(&mut *tx)
                 .await?;
@@ -130,8 +122,8 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         }
         None => {
             let id = Uuid::new_v4();
-            let model = turn.model.unwrap_or(turn.default_model).to_owned();
-            let revision = u32::from(!turn.system_prompt.is_empty());
+            let model = send.model().unwrap_or(turn.default_model).to_owned();
+            let revision = u32::from(!send.system_prompt().is_empty());
             sqlx::query(
                 "INSERT INTO conversations (id, owner, title, model, system_prompt,
                                             system_prompt_revision, current_turn_id, created_at, updated_at)
@@ -139,19 +131,19 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             )
             .bind(TextUuid(id))
             .bind(&owner.0)
-            .bind(title_from(turn.text))
+            .bind(title_from(send.text()))
             .bind(&model)
-            .bind(turn.system_prompt)
+            .bind(send.system_prompt())
             .bind(revision)
-            .bind(TextUuid(turn.turn_id))
+            .bind(TextUuid(send.turn_id()))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
             .await?;
             if revision > 0 {
-                insert_revision(&mut tx, id, revision, turn.system_prompt, now).await?;
+                insert_revision(&mut tx, id, revision, send.system_prompt(), now).await?;
             }
-            (id, model, turn.system_prompt.to_owned(), revision, None)
+            (id, model, send.system_prompt().to_owned(), revision, None)
         }
     };
     let (last_position,): (i64,) =
@@ -161,9 +153,9 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             .await?;
     let user = MessageView {
         id: Uuid::new_v4(),
-        turn_id: turn.turn_id,
+        turn_id: send.turn_id(),
         role: Role::User,
-        content: turn.text.to_owned(),
+        content: send.text().to_owned(),
         thinking: String::new(),
         html: String::new(),
         model: None,
@@ -175,7 +167,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     };
     let reply = MessageView {
         id: Uuid::new_v4(),
-        turn_id: turn.turn_id,
+        turn_id: send.turn_id(),
         role: Role::Assistant,
         content: String::new(),
         thinking: String::new(),
@@ -195,7 +187,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         )
         .bind(TextUuid(message.id))
         .bind(TextUuid(conversation_id))
-        .bind(TextUuid(turn.turn_id))
+        .bind(TextUuid(send.turn_id()))
         .bind(message.role)
         .bind(&message.content)
         .bind(message.outcome.status)
@@ -213,11 +205,11 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         inserted?;
     }
     let mut user = user;
-    if turn.alternative_to.is_some() {
+    if send.alternative_to().is_some() {
         user.alternatives = branches::alternatives(&mut *tx, conversation_id)
             .await?
             .into_iter()
-            .find(|(t, _)| *t == turn.turn_id)
+            .find(|(t, _)| *t == send.turn_id())
             .map(|(_, all)| all)
             .unwrap_or_default();
     }
@@ -243,24 +235,23 @@ pub async fn stored_bytes(
     Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
 }
 
-/// True if the conversation has a reply streaming now.
-pub(super) async fn streaming_reply(
-    tx: &mut Transaction<'static, Sqlite>,
-    conversation_id: Uuid,
-) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
-            .bind(TextUuid(conversation_id))
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some(),
-    )
-}
-
 /// The `one_streaming_reply_per_conversation` index refused a second streaming reply.
 fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
     matches!(result, Err(sqlx::Error::Database(e))
         if e.message() == "UNIQUE constraint failed: messages.conversation_id")
+}
+
+/// Why a reply cannot be continued; the words are the person's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CannotContinue {
+    #[error("this reply is not the one on the page; reload it")]
+    NotOnThePage,
+    #[error(
+        "only a reply that was stopped, interrupted or cut at its length limit can be continued"
+    )]
+    NotCut,
+    #[error("only the last reply of a conversation can be continued")]
+    NotLast,
 }
 
 pub enum BeginContinuation {
@@ -270,8 +261,8 @@ pub enum BeginContinuation {
     AlreadyContinued { run: u32 },
     /// No such turn for this owner.
     NoSuchTurn,
-    /// The reply cannot be continued; the reason, in words.
-    Refused(String),
+    /// The reply cannot be continued, for this reason.
+    Refused(CannotContinue),
     /// The conversation already has a reply streaming.
     Busy { conversation_id: Uuid },
 }
@@ -293,9 +284,7 @@ pub async fn begin_continuation(
         return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
     }
     if reply.run < from_run {
-        return Ok(BeginContinuation::Refused(
-            "this reply is not the one on the page; reload it".into(),
-        ));
+        return Ok(BeginContinuation::Refused(CannotContinue::NotOnThePage));
     }
     let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
         return Ok(BeginContinuation::NoSuchTurn);
@@ -306,16 +295,10 @@ pub async fn begin_continuation(
         return Ok(BeginContinuation::Busy { conversation_id });
     }
     if !reply.outcome.can_continue() {
-        return Ok(BeginContinuation::Refused(
-            "only a reply that was stopped, interrupted or cut at its length limit can be \
-             continued"
-                .into(),
-        ));
+        return Ok(BeginContinuation::Refused(CannotContinue::NotCut));
     }
     if conversation.current_turn_id != Some(TextUuid(turn_id)) {
-        return Ok(BeginContinuation::Refused(
-            "only the last reply of a conversation can be continued".into(),
-        ));
+        return Ok(BeginContinuation::Refused(CannotContinue::NotLast));
     }
     let run = reply.run.saturating_add(1);
     let updated = sqlx::query(

@@ -5,7 +5,7 @@
 use super::live::Refusal;
 use crate::error::ApiError;
 use crate::format::format_cost;
-use crate::server::db::DbError;
+use crate::server::db::{CannotContinue, DbError};
 use crate::server::input::InputError;
 use crate::server::limits::LimitError;
 
@@ -19,8 +19,8 @@ pub enum TurnError {
     NoSuchTurn,
     #[error("a reply is already being written in this conversation; wait for it, or stop it")]
     Busy,
-    #[error("{0}")]
-    CannotContinue(String),
+    #[error(transparent)]
+    CannotContinue(#[from] CannotContinue),
     #[error("the server is restarting; try again in a moment")]
     Draining,
     #[error(transparent)]

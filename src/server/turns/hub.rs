@@ -175,13 +175,8 @@ impl TurnHub {
                 let deps = &hub.deps;
                 let begin = || async {
                     let turn = NewTurn {
-                        turn_id: send.turn_id(),
-                        conversation_id: send.conversation_id(),
-                        text: send.text(),
-                        model: send.model(),
+                        send: &send,
                         default_model: deps.catalog.default_model(),
-                        system_prompt: send.system_prompt(),
-                        alternative_to: send.alternative_to(),
                         quota_bytes: deps.storage_quota,
                     };
                     let begun = db::begin_turn(&deps.db, &owner, turn).await?;
