@@ -26,6 +26,11 @@ print_steps() {
   printf '%5ds  in all\n' "$((SECONDS - started))"
 }
 
+# cargo-leptos builds the server with LEPTOS_OUTPUT_NAME set, and leptos_config reads it at
+# compile time: the same value for every cargo step lets the app build reuse what clippy and the
+# tests compiled, instead of building leptos and the app again.
+export LEPTOS_OUTPUT_NAME=rill
+
 logs=$(mktemp -d)
 trap 'status=$?; [ "$status" -ne 0 ] && print_steps; rm -rf "$logs"' EXIT
 
