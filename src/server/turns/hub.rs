@@ -303,8 +303,7 @@ impl TurnHub {
         ));
     }
 
-    /// Events of a turn's run after `after_seq`: live while it runs, from the database once it is
-    /// done. A reader of an earlier run (the reply was continued since) gets the current run whole.
+    /// A turn's events after `after_seq` (see `follow`), as one of the owner's open streams.
     pub async fn events(
         &self,
         owner: &Owner,
