@@ -65,7 +65,9 @@ step "unit and HTTP-level tests"
 cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 
 step "build the app and the fake provider"
-cargo leptos build --split
+# The server binary is the one the tests just built (the same features, the same
+# LEPTOS_OUTPUT_NAME, at target/debug/rill): only the WASM and the site are left to build.
+cargo leptos build --split --frontend-only
 cargo build -p fake-provider
 
 step "browser tests (headless Chromium)"
