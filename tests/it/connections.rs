@@ -293,8 +293,8 @@ async fn slow_bodies_hold_at_most_a_senders_share_of_memory() {
             mode: rill::server::config::AuthMode::Accounts,
             ..Default::default()
         },
-        // Longer than the test: the stalled bodies must still be held while it probes, however
-        // slowly a loaded machine gets there (a run beside three builds failed with 10 s).
+        // Longer than the test takes on a loaded machine: its stalled bodies must be held, not
+        // timed out, until it lets them go.
         connections: Some(ConnectionSettings {
             body_timeout: Duration::from_secs(120),
             ..ConnectionSettings::default()
