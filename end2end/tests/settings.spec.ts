@@ -78,7 +78,8 @@ test("a conversation is renamed in place, and the name stays", async ({ page }) 
   await page.getByRole("button", { name: `Rename “${title}”` }).click();
   const field = page.getByRole("textbox", { name: "Conversation title" });
   await expect(field).toBeFocused();
-  await field.fill(`Renamed ${title}`);
+  // Typed as a person types: the old title is selected, so typing replaces it.
+  await page.keyboard.type(`Renamed ${title}`);
   await field.press("Enter");
   await expect(page.getByRole("link", { name: `Renamed ${title}` })).toBeVisible();
 

@@ -265,6 +265,9 @@ fn ConversationItem(
     Effect::new(move || {
         if editing.get() {
             if let Some(el) = input.get() {
+                // The title is put in and selected here, together: selecting before the value
+                // arrived left the caret at its end, and typing appended to the old title.
+                el.set_value(&title.get_untracked());
                 let _ = el.focus();
                 el.select();
             }
