@@ -13,8 +13,8 @@ pub fn format_cost(usd: f64) -> String {
     }
 }
 
-/// `32000` → `32,000`.
-pub fn thousands(n: usize) -> String {
+/// `32000` → `32,000`: a whole number, of any unsigned integer type, as people read counts.
+pub fn thousands(n: impl std::fmt::Display) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -64,6 +64,8 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(32_000), "32,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(2_387_745_u64), "2,387,745");
+        assert_eq!(thousands(u32::MAX), "4,294,967,295");
         assert_eq!(model_name("openai/gpt-4o-mini"), "gpt-4o-mini");
         assert_eq!(model_name("compat/org/model"), "org/model");
         assert_eq!(model_name("bare"), "bare");

@@ -22,9 +22,9 @@ test("a second provider picked from the dropdown answers, with its tokens and co
   await expect(lastReply(page).locator(".content")).toHaveText("Hello wörld, this is a");
   // (9 × $3 + 1,000 × $0.30 + 200 × $3.75 + 6 × $15) per million = $0.001167
   const usage = lastReply(page).locator(".usage");
-  await expect(usage).toHaveText("1209 in · 6 out · $0.0012");
-  await expect(usage).toHaveAttribute("title", /1000 from cache, 200 written to cache/);
-  await expect(page.locator(".chat-header .totals")).toHaveText("1209 in · 6 out · $0.0012");
+  await expect(usage).toHaveText("1,209 in · 6 out · $0.0012");
+  await expect(usage).toHaveAttribute("title", /1,000 from cache, 200 written to cache/);
+  await expect(page.locator(".chat-header .totals")).toHaveText("1,209 in · 6 out · $0.0012");
 
   // The choice is stored on the conversation: a reload keeps it, and the next turn uses it.
   await page.reload();
@@ -35,7 +35,7 @@ test("a second provider picked from the dropdown answers, with its tokens and co
   await expect(page.locator("li.message.assistant")).toHaveCount(2);
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
   // "Again" is 1 word + 4; the history (2 messages of 5 and 6 words, + 4 each) is resent too.
-  await expect(lastReply(page).locator(".usage")).toHaveText(/^\d+ in · 3 out · \$0\.0\d{3}$/);
+  await expect(lastReply(page).locator(".usage")).toHaveText(/^[\d,]+ in · 3 out · \$0\.0\d{3}$/);
   const log = await fakeLog(page);
   const last = log.calls[log.calls.length - 1];
   expect(last.protocol).toBe("anthropic");
@@ -50,6 +50,6 @@ test("the local model answers in the browser with no key and no network", async 
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 45_000 });
   const text = (await lastReply(page).locator(".content").textContent()) ?? "";
   expect(text.trim().length).toBeGreaterThan(0);
-  await expect(lastReply(page).locator(".usage")).toHaveText(/^\d+ in · \d+ out · \$0$/);
+  await expect(lastReply(page).locator(".usage")).toHaveText(/^[\d,]+ in · [\d,]+ out · \$0$/);
   expect((await fakeLog(page)).requests.length, "nothing went to a provider").toBe(before);
 });

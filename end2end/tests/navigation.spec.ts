@@ -128,5 +128,5 @@ test("a model with no known price says so, in the picker and under its replies",
   await picker(page).selectOption("fake/fake-unpriced");
   await send(page, "What does this cost?");
   await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
-  await expect(lastReply(page).locator(".usage")).toHaveText(/^\d+ in · 3 out · price unknown$/);
+  await expect(lastReply(page).locator(".usage")).toHaveText(/^[\d,]+ in · 3 out · price unknown$/);
 });

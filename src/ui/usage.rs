@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::usage::monthly_usage;
-use crate::format::format_cost;
+use crate::format::{format_cost, thousands};
 use crate::ui::account::Panel;
 
 /// `/usage` (one's own) and `/usage?user=ID` (an admin looking at a user).
@@ -50,9 +50,9 @@ pub fn UsagePage() -> impl IntoView {
                                                             <td>{row.day}</td>
                                                             <td>{row.model}</td>
                                                             <td class="num">{row.replies}</td>
-                                                            <td class="num">{row.input_tokens}</td>
-                                                            <td class="num">{row.cached_input_tokens}</td>
-                                                            <td class="num">{row.output_tokens}</td>
+                                                            <td class="num">{thousands(row.input_tokens)}</td>
+                                                            <td class="num">{thousands(row.cached_input_tokens)}</td>
+                                                            <td class="num">{thousands(row.output_tokens)}</td>
                                                             <td class="num" title=row.estimated.then_some("includes estimates for replies the provider did not count")>
                                                                 {format_cost(row.cost_usd)}{row.estimated.then_some(" *")}
                                                             </td>

@@ -6,7 +6,7 @@ use super::remembered;
 use super::state::{mirror, ChatState};
 use crate::api::catalog::{list_models, set_conversation_model};
 use crate::error::ApiError;
-use crate::format::{format_cost, model_name};
+use crate::format::{format_cost, model_name, thousands};
 use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};
 
 /// Above the conversation: the model picker and the conversation's running totals.
@@ -180,7 +180,7 @@ fn Totals(state: ChatState) -> impl IntoView {
                 let cost = cost.map(|c| format!(" · {}", format_cost(c))).unwrap_or_default();
                 view! {
                     <span class="totals" title="This conversation so far (≈: includes estimates for stopped or failed replies)">
-                        {format!("{approx}{input} in · {output} out{cost}")}
+                        {format!("{approx}{} in · {} out{cost}", thousands(input), thousands(output))}
                     </span>
                 }
             })

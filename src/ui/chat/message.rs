@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
 use super::thinking_text::ThinkingText;
-use crate::format::{format_cost, model_name};
+use crate::format::{format_cost, model_name, thousands};
 use crate::model::{MessageStatus, Outcome, Role};
 
 #[component]
@@ -332,7 +332,11 @@ fn left_out_text(n: u32) -> String {
 fn usage_summary(info: &Outcome) -> String {
     let u = info.usage.unwrap_or_default();
     let approx = if info.usage_estimated { "≈ " } else { "" };
-    let mut text = format!("{approx}{} in · {} out", u.input_tokens, u.output_tokens);
+    let mut text = format!(
+        "{approx}{} in · {} out",
+        thousands(u.input_tokens),
+        thousands(u.output_tokens)
+    );
     match info.cost_usd {
         Some(cost) => text.push_str(&format!(" · {}", format_cost(cost))),
         None => text.push_str(" · price unknown"),
@@ -348,11 +352,14 @@ fn usage_breakdown(info: &Outcome) -> String {
     let mut lines = vec![
         format!(
             "Input: {} tokens ({} from cache, {} written to cache)",
-            u.input_tokens, u.cached_input_tokens, u.cache_write_tokens
+            thousands(u.input_tokens),
+            thousands(u.cached_input_tokens),
+            thousands(u.cache_write_tokens)
         ),
         format!(
             "Output: {} tokens ({} reasoning)",
-            u.output_tokens, u.reasoning_tokens
+            thousands(u.output_tokens),
+            thousands(u.reasoning_tokens)
         ),
     ];
     lines.push(match info.cost_usd {
@@ -393,6 +400,14 @@ mod tests {
             "≈ 412 in · 138 out · $0.0003 · estimated"
         );
         assert!(usage_breakdown(&info).contains("Estimated"));
+        // Long conversations run into millions of tokens: they read with separators.
+        info.usage_estimated = false;
+        info.usage = Some(Usage {
+            input_tokens: 2_387_745,
+            output_tokens: 12_034,
+            ..Usage::default()
+        });
+        assert_eq!(usage_summary(&info), "2,387,745 in · 12,034 out · $0.0003");
     }
 
     #[test]
