@@ -134,3 +134,19 @@ test("what is typed into the settings is kept when the server's default arrives 
   await page.waitForTimeout(1_000);
   await expect(promptBox(page)).toHaveValue("Typed before the default came");
 });
+
+test("Esc closes the settings, leaves a reply being written alone, and gives the focus back to Settings", async ({ page }) => {
+  await configureFake(page, { tokens: 40, token_delay_ms: 50 });
+  await openNewChat(page);
+  await send(page, "A long one, please");
+  await expect(page.getByRole("button", { name: "Stop", exact: true })).toBeVisible();
+  const settings = page.getByRole("button", { name: "Settings", exact: true });
+  await settings.click();
+  await promptBox(page).click();
+  await page.keyboard.press("Escape");
+  await expect(promptBox(page)).toBeHidden();
+  await expect(settings).toBeFocused();
+  await expect(settings).toHaveAttribute("aria-expanded", "false");
+  // The Esc was the panel's: the reply goes on to its end.
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete", { timeout: 15_000 });
+});

@@ -3,6 +3,7 @@ use leptos::task::spawn_local;
 
 use super::connection::Link;
 use super::remembered;
+use super::settings::SETTINGS_BUTTON_ID;
 use super::state::{mirror, ChatState};
 use crate::api::catalog::{list_models, set_conversation_model};
 use crate::error::ApiError;
@@ -45,6 +46,8 @@ pub fn ChatHeader(
             <button
                 type="button"
                 class="settings-button"
+                id=SETTINGS_BUTTON_ID
+                aria-controls="conversation-settings"
                 aria-expanded=move || state.settings_open.get().to_string()
                 on:click=move |_| state.settings_open.update(|open| *open = !*open)
             >"Settings"</button>

@@ -9,6 +9,9 @@ use crate::api::conversations::{default_system_prompt, set_system_prompt};
 use crate::format::thousands;
 use crate::model::MAX_SYSTEM_PROMPT_CHARS;
 
+/// The header's Settings button, where the focus goes back when the panel closes.
+pub const SETTINGS_BUTTON_ID: &str = "settings-button";
+
 #[component]
 pub fn SettingsPanel(state: ChatState) -> impl IntoView {
     let text = RwSignal::new(String::new());
@@ -71,8 +74,31 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
             saving.try_set(false);
         });
     };
+    // Esc closes the panel (and only that: a reply being written goes on), and the focus goes
+    // back to the button that opened it.
+    let close = move || {
+        state.settings_open.set(false);
+        if let Some(button) = document().get_element_by_id(SETTINGS_BUTTON_ID) {
+            if let Ok(button) =
+                leptos::wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(button)
+            {
+                let _ = button.focus();
+            }
+        }
+    };
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" {
+            ev.prevent_default();
+            close();
+        }
+    };
     view! {
-        <section class="settings-panel" aria-label="Conversation settings">
+        <section
+            class="settings-panel"
+            id="conversation-settings"
+            aria-label="Conversation settings"
+            on:keydown=on_keydown
+        >
             <form on:submit=move |ev| { ev.prevent_default(); save(); }>
                 <label for="system-prompt">"System prompt"</label>
                 <textarea
@@ -91,7 +117,7 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                 </p>
                 <div class="settings-actions">
                     <button type="submit" class="primary" disabled=move || too_long() || saving.get()>"Save"</button>
-                    <button type="button" on:click=move |_| state.settings_open.set(false)>"Close"</button>
+                    <button type="button" on:click=move |_| close()>"Close"</button>
                     <span class="settings-status" role="status" class:over=too_long>
                         {move || if too_long() {
                             Some(format!("{} / {} characters: too long to save", thousands(length.get()), thousands(MAX_SYSTEM_PROMPT_CHARS)))
