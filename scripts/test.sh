@@ -26,9 +26,9 @@ print_steps() {
   printf '%5ds  in all\n' "$((SECONDS - started))"
 }
 
-# cargo-leptos builds the server with LEPTOS_OUTPUT_NAME set, and leptos_config reads it at
-# compile time: the same value for every cargo step lets the app build reuse what clippy and the
-# tests compiled, instead of building leptos and the app again.
+# leptos_config reads LEPTOS_OUTPUT_NAME at compile time (cargo-leptos sets it for its builds):
+# the browser tests run the server binary the Rust tests build, which must name the site's files
+# as the WASM build does, and every step compiles leptos the same way.
 export LEPTOS_OUTPUT_NAME=rill
 
 logs=$(mktemp -d)
