@@ -15,9 +15,20 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         <html lang="en">
             <head>
                 <meta charset="utf-8" />
-                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                // `viewport-fit=cover`: the page reaches under a phone's notch and home bar, and
+                // keeps its controls inside the safe area itself (`env(safe-area-inset-*)`).
+                <meta
+                    name="viewport"
+                    content="width=device-width, initial-scale=1, viewport-fit=cover, interactive-widget=resizes-content"
+                />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                // Installable (`public/manifest.webmanifest`, `public/sw.js`); the bar's colour
+                // follows the scheme, which a manifest cannot say.
+                <link rel="manifest" href="/manifest.webmanifest" />
+                <link rel="apple-touch-icon" href="/icons/apple-touch-icon.png" />
+                <meta name="theme-color" content="#ffffff" media="(prefers-color-scheme: light)" />
+                <meta name="theme-color" content="#1e2127" media="(prefers-color-scheme: dark)" />
                 // Named with the build's content hash when built with hashed files, so browsers
                 // may keep it for good (see `server/assets.rs`).
                 <HashedStylesheet options=options.clone() id="leptos" />

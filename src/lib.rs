@@ -40,5 +40,6 @@ pub fn hydrate() {
         if let Some(root) = document.document_element() {
             let _ = root.set_attribute("data-hydrated", "");
         }
+        ui::phone::setup();
     });
 }

@@ -140,7 +140,9 @@ pub async fn check(
             );
         }
     }
-    let is_asset = super::public_paths::is_site_file(request.uri().path());
+    let path = request.uri().path();
+    let is_asset = super::public_paths::is_site_file(path);
+    let is_worker = path == super::public_paths::SERVICE_WORKER;
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // Pages set their own policy (with their script nonce, see `page_policy`); anything else
@@ -148,7 +150,13 @@ pub async fn check(
     let is_page = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if !is_page || !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+    if is_worker {
+        // The service worker's policy governs what it fetches: the site's own files only.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(WORKER_POLICY),
+        );
+    } else if !is_page || !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -164,7 +172,8 @@ pub async fn check(
         headers.insert(name, HeaderValue::from_static(value));
     }
     if !is_asset {
-        // Pages and API answers hold private data: never stored by a browser or a proxy.
+        // Pages and API answers hold private data: never stored by a browser or a proxy. The
+        // service worker is not kept either, so a new version is picked up at the next visit.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if hosts.https {
@@ -176,6 +185,10 @@ pub async fn check(
     }
     response
 }
+
+/// The service worker (`public/sw.js`) fetches the site's hashed files and icons on a cache miss,
+/// and nothing else.
+const WORKER_POLICY: &str = "default-src 'none'; connect-src 'self'";
 
 /// The Content-Security-Policy of a page: its scripts are the site's own files, the inline
 /// hydration script with this response's nonce, and WebAssembly compilation; nothing inline

@@ -1,12 +1,23 @@
 //! The paths anyone may reach, signed in or not.
 
-/// Paths anyone may reach: the sign-in page and its functions, the static files, and the
-/// operator's endpoints (`/metrics` checks for an admin or its token itself).
+/// The service worker's address (`public/sw.js`): at the root, so its scope is the whole site.
+pub const SERVICE_WORKER: &str = "/sw.js";
+
+/// Paths anyone may reach: the sign-in page and its functions, the static files, what installs
+/// the app (browsers fetch the manifest and its icons without cookies), and the operator's
+/// endpoints (`/metrics` checks for an admin or its token itself).
 pub fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/signin" | "/favicon.svg" | "/api/sign_in" | "/api/sign_up" | "/api/sign_in_options"
+        "/signin"
+            | "/favicon.svg"
+            | "/manifest.webmanifest"
+            | SERVICE_WORKER
+            | "/api/sign_in"
+            | "/api/sign_up"
+            | "/api/sign_in_options"
     ) || is_site_file(path)
+        || is_icon(path)
         || is_ops_path(path)
 }
 
@@ -15,7 +26,46 @@ pub fn is_site_file(path: &str) -> bool {
     path.starts_with("/pkg/") && !path.split('/').any(|segment| segment == "..")
 }
 
+/// The app's icons (`public/icons/`), named by the manifest.
+fn is_icon(path: &str) -> bool {
+    path.strip_prefix("/icons/").is_some_and(|name| {
+        name.ends_with(".png")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !name.contains("..")
+    })
+}
+
 /// The operator's endpoints (`ops.rs`); `/metrics` checks its own access.
 fn is_ops_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn what_installs_the_app_is_public_and_nothing_beside_it() {
+        for path in [
+            "/manifest.webmanifest",
+            "/sw.js",
+            "/icons/icon-192.png",
+            "/icons/maskable-512.png",
+            "/favicon.svg",
+        ] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in [
+            "/icons/../c/1",
+            "/icons/",
+            "/icons/x.png/..",
+            "/icons/sub/icon.png",
+            "/sw.js/x",
+            "/c/3",
+        ] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
 }

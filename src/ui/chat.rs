@@ -4,6 +4,8 @@ mod browser;
 mod composer;
 mod connection;
 mod cursor;
+mod drawer;
+mod empty;
 mod follow;
 mod header;
 mod message;

@@ -243,6 +243,77 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
     );
 }
 
+/// What installs the app (the manifest, its icons, the service worker) reaches a browser that is
+/// not signed in (a manifest is fetched without cookies), and the worker may fetch the site's own
+/// files and is never kept, so a new version of it is taken up at the next visit.
+#[tokio::test]
+async fn the_manifest_icons_and_service_worker_are_public_and_the_worker_is_not_kept() {
+    let app = TestApp::with(Setup {
+        access: AccessSettings {
+            mode: AuthMode::Accounts,
+            ..AccessSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let site = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(site.path().join("icons")).expect("icons dir");
+    for (name, body) in [
+        ("sw.js", "self.addEventListener('fetch', () => {});"),
+        ("manifest.webmanifest", r#"{"name":"Rill"}"#),
+        ("icons/icon-192.png", "png"),
+    ] {
+        std::fs::write(site.path().join(name), body).expect("write");
+    }
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("rill")
+        .site_root(site.path().to_string_lossy().into_owned())
+        .hash_files(true)
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(http::serve_until(
+        listener,
+        app.state.clone(),
+        options,
+        std::future::pending(),
+    ));
+
+    let worker = get(&format!("{base}/sw.js"), &[]).await;
+    assert_eq!(worker.status(), 200, "no sign-in needed");
+    let headers = worker.headers();
+    assert!(headers["content-type"]
+        .to_str()
+        .expect("ascii")
+        .contains("javascript"));
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; connect-src 'self'"
+    );
+    let manifest = get(&format!("{base}/manifest.webmanifest"), &[]).await;
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(
+        manifest.headers()["content-type"],
+        "application/manifest+json"
+    );
+    let icon = get(&format!("{base}/icons/icon-192.png"), &[]).await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/png");
+    // Everything else still asks who is there.
+    let page = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("request reaches the app");
+    assert_eq!(page.status(), 303);
+}
+
 #[tokio::test]
 async fn pages_are_compressed_and_event_streams_never_are() {
     let app = TestApp::start(FakeConfig::default()).await;

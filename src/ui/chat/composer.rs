@@ -5,12 +5,14 @@ use super::remembered;
 use super::state::ChatState;
 use crate::format::thousands;
 use crate::model::MAX_MESSAGE_CHARS;
+use crate::ui::phone::is_touch_first;
 
 /// The count shows from this many characters on, so a long paste knows where it stands.
 const SHOW_COUNT_FROM: usize = MAX_MESSAGE_CHARS * 9 / 10;
 
-/// Enter sends, Shift+Enter adds a line. While a reply streams, Send becomes Stop. The text is
-/// kept per conversation until the server has it (see `remembered`).
+/// Enter sends, Shift+Enter adds a line; on a touch screen Enter adds a line and Send sends (a
+/// phone keyboard has no Shift+Enter). While a reply streams, Send becomes Stop. The text is kept
+/// per conversation until the server has it (see `remembered`).
 #[component]
 pub fn Composer(state: ChatState) -> impl IntoView {
     let draft = state.draft;
@@ -23,9 +25,12 @@ pub fn Composer(state: ChatState) -> impl IntoView {
             draft.set(String::new());
         }
     };
+    // Known once the page runs in the browser; the server renders the desktop's hint.
+    let touch = RwSignal::new(false);
+    Effect::new(move || touch.set(is_touch_first()));
     let on_keydown = move |ev: KeyboardEvent| {
         // `is_composing`: Enter that confirms an IME candidate must not send.
-        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() && !touch.get_untracked() {
             ev.prevent_default();
             submit();
         } else if ev.key() == "ArrowUp"
@@ -49,7 +54,14 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                     node_ref=state.composer
                     name="message"
                     rows="2"
-                    placeholder="Message Rill (Enter to send, Shift+Enter for a new line)"
+                    placeholder=move || {
+                        if touch.get() {
+                            "Message Rill"
+                        } else {
+                            "Message Rill (Enter to send, Shift+Enter for a new line)"
+                        }
+                    }
+                    enterkeyhint=move || if touch.get() { "enter" } else { "send" }
                     aria-label="Message"
                     aria-describedby="composer-count"
                     prop:value=move || draft.get()

@@ -2,10 +2,11 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::connection::Link;
+use super::drawer::MENU_BUTTON_ID;
 use super::remembered;
 use super::settings::SETTINGS_BUTTON_ID;
 use super::state::{mirror, ChatState};
-use crate::api::catalog::{list_models, set_conversation_model};
+use crate::api::catalog::set_conversation_model;
 use crate::error::ApiError;
 use crate::format::{format_cost, model_name, thousands};
 use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};
@@ -15,14 +16,14 @@ use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Pric
 pub fn ChatHeader(
     state: ChatState,
     conversation: ArcResource<Result<Option<ConversationView>, ApiError>>,
+    menu: ArcResource<Result<ModelMenu, ApiError>>,
 ) -> impl IntoView {
-    // `Arc`: see `AccountMenu`.
-    let menu = ArcResource::new(|| (), |_| list_models());
     view! {
         <header class="chat-header">
             <button
                 type="button"
                 class="menu-button"
+                id=MENU_BUTTON_ID
                 aria-label="Conversations"
                 aria-expanded=move || state.menu_open.get().to_string()
                 on:click=move |_| state.menu_open.update(|open| *open = !*open)

@@ -5,6 +5,7 @@ use super::state::{ChatEntry, ChatState};
 use super::thinking_text::ThinkingText;
 use crate::format::{format_cost, model_name, thousands};
 use crate::model::{MessageStatus, Outcome, Role};
+use crate::ui::phone::is_touch_first;
 
 #[component]
 pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
@@ -111,7 +112,8 @@ fn UserText(entry: ChatEntry, state: ChatState) -> impl IntoView {
     }
 }
 
-/// A question edited in place: Enter (or Send) asks it again as a new branch; Esc cancels.
+/// A question edited in place: Enter (or Send) asks it again as a new branch (on a touch screen,
+/// Send); Esc cancels.
 #[component]
 fn EditQuestion(entry: ChatEntry, state: ChatState) -> impl IntoView {
     let text = RwSignal::new(entry.content.get_untracked());
@@ -125,7 +127,8 @@ fn EditQuestion(entry: ChatEntry, state: ChatState) -> impl IntoView {
         }
     };
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+        // As in the composer: on a touch screen Enter adds a line, and Send sends.
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() && !is_touch_first() {
             ev.prevent_default();
             send();
         } else if ev.key() == "Escape" {

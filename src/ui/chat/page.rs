@@ -3,12 +3,16 @@ use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
 use super::composer::Composer;
+use super::drawer::{self, Swipe};
+use super::empty::EmptyConversation;
 use super::header::ChatHeader;
 use super::message::Message;
 use super::settings::SettingsPanel;
 use super::state::{mirror, ChatState};
+use crate::api::catalog::list_models;
 use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
+use crate::model::ModelMenu;
 use crate::ui::conversations::Sidebar;
 
 /// `/` (a new conversation) and `/c/:id`. The conversation is loaded and rendered on the server;
@@ -39,6 +43,11 @@ pub fn ChatPage() -> impl IntoView {
             }
         },
     );
+    // The model picker's contents, also read by an empty conversation (which model answers).
+    // `Arc`: see `AccountMenu`.
+    let menu = ArcResource::new(|| (), |_| list_models());
+    let swipe = Swipe::new();
+    drawer::follow_focus(state);
     // Effects run only in the browser: follow the conversation shown (turns from other tabs, a
     // reply still being written), and come back quickly after a lost network or a hidden tab.
     Effect::new(move || {
@@ -57,9 +66,15 @@ pub fn ChatPage() -> impl IntoView {
                 state.on_back()
             }
         });
-        // Esc stops the reply being written, wherever the focus is.
+        // Esc closes the phone's drawer when it is open; otherwise it stops the reply being
+        // written, wherever the focus is.
         let escape = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.key() == "Escape" && state.is_streaming() && !ev.default_prevented() {
+            if ev.key() != "Escape" || ev.default_prevented() {
+                return;
+            }
+            if state.menu_open.get_untracked() {
+                drawer::close(state);
+            } else if state.is_streaming() {
                 state.stop();
             }
         });
@@ -79,10 +94,18 @@ pub fn ChatPage() -> impl IntoView {
     });
 
     view! {
-        <div class="layout" class:menu-open=move || state.menu_open.get()>
+        <div
+            class="layout"
+            class:menu-open=move || state.menu_open.get()
+            on:touchstart=move |ev| swipe.on_start(&ev)
+            on:touchend=move |ev| swipe.on_end(&ev, state)
+        >
             <Sidebar state active />
+            <Show when=move || state.menu_open.get()>
+                <div class="drawer-backdrop" on:click=move |_| drawer::close(state)></div>
+            </Show>
             <main class="chat">
-                <ChatHeader state conversation=conversation.clone() />
+                <ChatHeader state conversation=conversation.clone() menu=menu.clone() />
                 <Show when=move || state.settings_open.get()>
                     <SettingsPanel state />
                 </Show>
@@ -95,18 +118,22 @@ pub fn ChatPage() -> impl IntoView {
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                         {move || {
                             let conversation = conversation.clone();
+                            let menu = menu.clone();
                             Suspend::new(async move {
                                 state.show(conversation.await);
-                                view! { <MessageList state /> }
+                                view! { <MessageList state menu /> }
                             })
                         }}
                     </Transition>
                 </div>
-                <Show when=move || state.follow.detached.get()>
-                    <button type="button" class="jump-to-latest" on:click=move |_| state.follow.jump_to_latest()>
-                        "↓ Jump to latest"
-                    </button>
-                </Show>
+                // Just above the composer, however tall a draft makes it.
+                <div class="jump-anchor">
+                    <Show when=move || state.follow.detached.get()>
+                        <button type="button" class="jump-to-latest" on:click=move |_| state.follow.jump_to_latest()>
+                            "↓ Jump to latest"
+                        </button>
+                    </Show>
+                </div>
                 <Composer state />
             </main>
         </div>
@@ -114,7 +141,7 @@ pub fn ChatPage() -> impl IntoView {
 }
 
 #[component]
-fn MessageList(state: ChatState) -> impl IntoView {
+fn MessageList(state: ChatState, menu: ArcResource<Result<ModelMenu, ApiError>>) -> impl IntoView {
     view! {
         <Show when=move || state.notice.try_with(Option::is_some).unwrap_or(false)>
             <p class="notice" role="alert">{move || state.notice.try_get().flatten()}</p>
@@ -123,10 +150,7 @@ fn MessageList(state: ChatState) -> impl IntoView {
             state.messages.try_with(Vec::is_empty).unwrap_or(false)
                 && state.notice.try_with(Option::is_none).unwrap_or(false)
         }>
-            <div class="empty">
-                <h1>"Rill"</h1>
-                <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
-            </div>
+            <EmptyConversation state menu=menu.clone() />
         </Show>
         <Show when=move || state.older_before.try_with(Option::is_some).unwrap_or(false)>
             <div class="older">
