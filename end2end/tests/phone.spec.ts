@@ -207,6 +207,10 @@ test.describe("on a 360 px phone", () => {
       `|${" --- |".repeat(9)}`,
       `| ${Array.from({ length: 9 }, (_, i) => `value_${i}_${wide}`).join(" | ")} |`,
       "",
+      "| name | value | notes |",
+      "| --- | --- | --- |",
+      "| alpha | 1 | the first one, with a note long enough to need the whole width of a phone |",
+      "",
       `A long address: https://example.com/${wide}${wide}${wide}`,
     ].join("\n");
     const script = reply.match(/[\s\S]{1,7}/g)!;
@@ -215,7 +219,7 @@ test.describe("on a 360 px phone", () => {
     await composer(page).fill("Show me something wide");
     await sendButton(page).tap();
     await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
-    await expect(lastReply(page).locator("table")).toBeVisible();
+    await expect(lastReply(page).locator("table")).toHaveCount(2);
 
     const widths = await page.evaluate(() => {
       const messages = document.querySelector(".messages")!;
@@ -235,6 +239,17 @@ test.describe("on a 360 px phone", () => {
     expect(widths.pre[1]).toBeLessThanOrEqual(360);
     expect(widths.table[0], "the table scrolls inside itself").toBe(true);
     expect(widths.table[1]).toBeLessThanOrEqual(360);
+    // A narrow table's words stay whole: "name", not "nam" and "e".
+    const heads = lastReply(page).locator("table").last().locator("th");
+    await expect(heads).toHaveText(["name", "value", "notes"]);
+    const lines = await heads.evaluateAll((cells) =>
+      cells.map((cell) => {
+        const text = document.createRange();
+        text.selectNodeContents(cell);
+        return text.getClientRects().length;
+      }),
+    );
+    expect(lines, "each heading on one line").toEqual([1, 1, 1]);
   });
 
   test("the usage and admin pages do not scroll sideways either: their tables scroll inside themselves", async ({ page }) => {
