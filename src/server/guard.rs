@@ -143,6 +143,7 @@ pub async fn check(
     let path = request.uri().path();
     let is_asset = super::public_paths::is_site_file(path);
     let is_worker = path == super::public_paths::SERVICE_WORKER;
+    let is_public_file = super::public_paths::is_public_file(path);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     // Pages set their own policy (with their script nonce, see `page_policy`); anything else
@@ -171,7 +172,15 @@ pub async fn check(
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    if !is_asset {
+    if is_public_file {
+        // The manifest and icons are fetched with every page: kept a day (the static file
+        // handler answers no conditional requests, so `no-cache` would send them again each
+        // time). A changed icon shows within a day.
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+    } else if !is_asset {
         // Pages and API answers hold private data: never stored by a browser or a proxy. The
         // service worker is not kept either, so a new version is picked up at the next visit.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

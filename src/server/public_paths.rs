@@ -26,6 +26,12 @@ pub fn is_site_file(path: &str) -> bool {
     path.starts_with("/pkg/") && !path.split('/').any(|segment| segment == "..")
 }
 
+/// The files under fixed names that are the same for everyone (`public/`, less the service
+/// worker): browsers may keep them a while.
+pub fn is_public_file(path: &str) -> bool {
+    matches!(path, "/favicon.svg" | "/manifest.webmanifest") || is_icon(path)
+}
+
 /// The app's icons (`public/icons/`), named by the manifest.
 fn is_icon(path: &str) -> bool {
     path.strip_prefix("/icons/").is_some_and(|name| {
@@ -44,7 +50,7 @@ fn is_ops_path(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_public;
+    use super::{is_public, is_public_file};
 
     #[test]
     fn what_installs_the_app_is_public_and_nothing_beside_it() {
@@ -67,5 +73,10 @@ mod tests {
         ] {
             assert!(!is_public(path), "{path}");
         }
+        // Kept a while; the service worker is never kept.
+        assert!(is_public_file("/manifest.webmanifest"));
+        assert!(is_public_file("/icons/icon-512.png"));
+        assert!(!is_public_file("/sw.js"));
+        assert!(!is_public_file("/"));
     }
 }

@@ -244,8 +244,9 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
 }
 
 /// What installs the app (the manifest, its icons, the service worker) reaches a browser that is
-/// not signed in (a manifest is fetched without cookies), and the worker may fetch the site's own
-/// files and is never kept, so a new version of it is taken up at the next visit.
+/// not signed in (a manifest is fetched without cookies); the worker may fetch the site's own
+/// files and is never kept, so a new version of it is taken up at the next visit; the manifest,
+/// fetched with every page, is kept for a day rather than sent again.
 #[tokio::test]
 async fn the_manifest_icons_and_service_worker_are_public_and_the_worker_is_not_kept() {
     let app = TestApp::with(Setup {
@@ -293,15 +294,16 @@ async fn the_manifest_icons_and_service_worker_are_public_and_the_worker_is_not_
         headers["content-security-policy"],
         "default-src 'none'; connect-src 'self'"
     );
+    // The manifest and its icons come with every page: kept by the browser for a day.
     let manifest = get(&format!("{base}/manifest.webmanifest"), &[]).await;
     assert_eq!(manifest.status(), 200);
-    assert_eq!(
-        manifest.headers()["content-type"],
-        "application/manifest+json"
-    );
+    let headers = manifest.headers();
+    assert_eq!(headers["content-type"], "application/manifest+json");
+    assert_eq!(headers["cache-control"], "public, max-age=86400");
     let icon = get(&format!("{base}/icons/icon-192.png"), &[]).await;
     assert_eq!(icon.status(), 200);
     assert_eq!(icon.headers()["content-type"], "image/png");
+    assert_eq!(icon.headers()["cache-control"], "public, max-age=86400");
     // Everything else still asks who is there.
     let page = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
