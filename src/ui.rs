@@ -7,5 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod chat;
 pub mod conversations;
+/// The theme switch (system, light, dark).
+pub mod theme;
 /// The usage page: this month's spending by day and model, and the CSV export.
 pub mod usage;

@@ -1,15 +1,27 @@
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
+use super::announcer::{Announcements, Announcer};
 use super::composer::Composer;
 use super::header::ChatHeader;
 use super::message::Message;
 use super::settings::SettingsPanel;
+use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
 use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
-use crate::ui::conversations::Sidebar;
+use crate::ui::conversations::{use_new_chat, Sidebar};
+
+/// The conversation's title, for the tab and the page's heading; `None` for a new chat. Set in
+/// the browser by the sidebar's entry of the conversation on screen (which follows renames).
+#[derive(Clone, Copy)]
+pub struct TabTitle(pub RwSignal<Option<String>>);
+
+/// The target of the skip link: the conversation, past the sidebar.
+const CONVERSATION_ID: &str = "conversation";
 
 /// `/` (a new conversation) and `/c/:id`. The conversation is loaded and rendered on the server;
 /// after hydration the page streams new turns into the same list.
@@ -17,6 +29,10 @@ use crate::ui::conversations::Sidebar;
 pub fn ChatPage() -> impl IntoView {
     let state = ChatState::new();
     provide_context(state);
+    let announcements = Announcements::provide();
+    provide_help();
+    let tab_title = TabTitle(RwSignal::new(None));
+    provide_context(tab_title);
     // The connection loop and its callbacks use the page's signals: end it with the page (a
     // link to another route while a reply streams), or it would touch them after they are gone.
     on_cleanup(move || state.connection.disconnect());
@@ -59,7 +75,12 @@ pub fn ChatPage() -> impl IntoView {
         });
         // Esc stops the reply being written, wherever the focus is.
         let escape = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.key() == "Escape" && state.is_streaming() && !ev.default_prevented() {
+            // Shift+Esc is a shortcut of its own (the message box).
+            if ev.key() == "Escape"
+                && !ev.shift_key()
+                && state.is_streaming()
+                && !ev.default_prevented()
+            {
                 state.stop();
             }
         });
@@ -78,10 +99,38 @@ pub fn ChatPage() -> impl IntoView {
         });
     });
 
+    // A new chat has no title, whatever the sidebar said last.
+    Effect::new(move || {
+        if active.get().is_none() {
+            tab_title.0.set(None);
+        }
+    });
+    let heading = move || {
+        tab_title
+            .0
+            .try_get()
+            .flatten()
+            .unwrap_or_else(|| "New chat".to_owned())
+    };
+    // The skip link moves the focus itself: the router would otherwise take the click as a
+    // navigation (before the page is live, the browser follows the link as usual).
+    let skip = move |ev: leptos::ev::MouseEvent| {
+        ev.prevent_default();
+        if let Some(main) = document().get_element_by_id(CONVERSATION_ID) {
+            if let Ok(main) = main.dyn_into::<web_sys::HtmlElement>() {
+                let _ = main.focus();
+            }
+        }
+    };
     view! {
+        <Title text=move || tab_title.0.try_get().flatten().unwrap_or_else(|| "Rill".to_owned()) />
+        <a class="skip-link" href=format!("#{CONVERSATION_ID}") on:click=skip>"Skip to the conversation"</a>
+        <Announcer state announcements />
+        <Shortcuts state announcements new_chat=use_new_chat(state) />
         <div class="layout" class:menu-open=move || state.menu_open.get()>
             <Sidebar state active />
-            <main class="chat">
+            <main class="chat" id=CONVERSATION_ID tabindex="-1" aria-labelledby="conversation-title">
+                <h1 class="sr-only" id="conversation-title">{heading}</h1>
                 <ChatHeader state conversation=conversation.clone() />
                 <Show when=move || state.settings_open.get()>
                     <SettingsPanel state />
@@ -124,7 +173,7 @@ fn MessageList(state: ChatState) -> impl IntoView {
                 && state.notice.try_with(Option::is_none).unwrap_or(false)
         }>
             <div class="empty">
-                <h1>"Rill"</h1>
+                <h2>"Rill"</h2>
                 <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
             </div>
         </Show>
@@ -140,7 +189,7 @@ fn MessageList(state: ChatState) -> impl IntoView {
                 </button>
             </div>
         </Show>
-        <ol class="message-list">
+        <ol class="message-list" aria-label="Messages">
             <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
                 <Message entry state />
             </For>
