@@ -157,9 +157,21 @@ test("ten conversations take one Tab each; F2, Delete and the arrows reach a row
   await expect(row.getByRole("button", { name: /^Rename/ })).toBeFocused();
   await page.keyboard.press("Escape");
   await expect(tenth).toBeFocused();
-  // Delete on the link deletes it (with Undo).
+  // Delete on the link deletes it; the focus goes to Undo, which Enter presses.
   await page.keyboard.press("Delete");
   await expect(page.locator(".undo-toast")).toContainText("Conversation 1");
+  await expect(page.getByRole("button", { name: "Undo" })).toBeFocused();
+  await expect(conversationLinks(page)).toHaveCount(before + 9);
+  await page.keyboard.press("Enter");
+  await expect(conversationLinks(page)).toHaveCount(before + 10);
+  // F2 renames from the keyboard too.
+  await conversationLinks(page).first().focus();
+  await page.keyboard.press("F2");
+  await expect(page.getByLabel("Conversation title")).toBeFocused();
+  await page.keyboard.press("Escape");
+  // Delete again, for the count below.
+  await tenth.focus();
+  await page.keyboard.press("Delete");
   await expect(conversationLinks(page)).toHaveCount(before + 9);
 });
 

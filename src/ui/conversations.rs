@@ -75,10 +75,17 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
         let open = use_new_chat(state);
         move |_| open()
     };
+    let undo_button = NodeRef::<leptos::html::Button>::new();
     let on_delete = {
         let go = go.clone();
         move |id: Uuid, title: String| {
             let go = go.clone();
+            // Deleted from the list (by its key or its button): the focus, whose element goes
+            // with the row, moves to Undo.
+            let from_list = document()
+                .active_element()
+                .and_then(|el| el.closest(".conversation-list").ok().flatten())
+                .is_some();
             spawn_local(async move {
                 match delete_conversation(id).await {
                     Ok(()) => {
@@ -93,6 +100,9 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                             was_open,
                         };
                         deleted.set(Some(gone.clone()));
+                        if from_list {
+                            request_animation_frame(move || focus(undo_button.get_untracked()));
+                        }
                         state.conversations_changed.update(|n| *n += 1);
                         set_timeout(
                             move || {
@@ -174,7 +184,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
             <Show when=move || deleted.try_with(Option::is_some).unwrap_or(false)>
                 <div class="undo-toast" role="status">
                     <span>{move || deleted.try_with(|d| d.as_ref().map(|d| format!("Deleted “{}”.", d.title))).flatten()}</span>
-                    <button type="button" class="link" on:click=undo.clone()>"Undo"</button>
+                    <button type="button" class="link" node_ref=undo_button on:click=undo.clone()>"Undo"</button>
                 </div>
             </Show>
             <AccountMenu />

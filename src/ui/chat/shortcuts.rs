@@ -138,23 +138,29 @@ fn copy_last_answer(state: ChatState, announcements: Announcements) {
     });
 }
 
+thread_local! {
+    /// Where the focus was when the dialog opened, to give it back. A browser's page is one
+    /// thread with one such dialog; not a reactive value, which the server would create on one
+    /// thread and drop on another.
+    static CAME_FROM: std::cell::RefCell<Option<web_sys::HtmlElement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The list of shortcuts in a modal dialog: the page behind is inert, Tab stays on its one
 /// control, Esc or Close shuts it, and the focus goes back where it was.
 #[component]
 fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
     let dialog = NodeRef::<Dialog>::new();
     let close_button = NodeRef::<Button>::new();
-    let came_from = StoredValue::new_local(None::<web_sys::HtmlElement>);
     Effect::new(move || {
         let Some(dialog) = dialog.get() else {
             return;
         };
         if open.get() && !dialog.open() {
-            came_from.set_value(
-                document()
-                    .active_element()
-                    .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok()),
-            );
+            let focused = document()
+                .active_element()
+                .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
+            CAME_FROM.with(|from| from.replace(focused));
             if dialog.show_modal().is_ok() {
                 if let Some(button) = close_button.get_untracked() {
                     let _ = button.focus();
@@ -166,7 +172,7 @@ fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
     });
     let on_close = move |_| {
         open.set(false);
-        if let Some(el) = came_from.get_value() {
+        if let Some(el) = CAME_FROM.with(|from| from.take()) {
             let _ = el.focus();
         }
     };
