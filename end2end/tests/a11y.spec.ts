@@ -10,6 +10,9 @@ import { RillProcess, tempDatabase } from "./processes";
 // switch on "System") and the theme switch set to "Dark" on a light device.
 // Shared links do not exist yet (issue 25): their page joins this list when they do.
 
+// Each state is checked four times (two schemes, two sizes): the chat's test does about forty runs.
+test.setTimeout(180_000);
+
 const WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
 const SIZES = [
   { name: "desktop", width: 1280, height: 800 },
