@@ -3,6 +3,7 @@ use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
+use crate::model::accounts::Theme;
 use crate::ui::account::{PasswordPage, SignInPage};
 use crate::ui::admin::AdminPage;
 use crate::ui::chat::ChatPage;
@@ -10,9 +11,11 @@ use crate::ui::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The colours the person chose (a cookie, read in `server::http`), drawn from the first paint.
+    let theme = use_context::<Theme>().unwrap_or_default();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang="en" data-theme=theme.attribute()>
             <head>
                 <meta charset="utf-8" />
                 // `viewport-fit=cover`: the page reaches under a phone's notch and home bar, and

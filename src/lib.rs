@@ -33,9 +33,17 @@ pub fn hydrate() {
         let Some(body) = document.body() else {
             return;
         };
-        leptos::mount::hydrate_from_async(body, app::App)
-            .await
-            .forget();
+        // The theme the server drew the page with, for the theme switch (see `ui::theme`).
+        let theme = document
+            .document_element()
+            .and_then(|root| root.get_attribute("data-theme"))
+            .map_or_else(Default::default, |t| model::accounts::Theme::parse(&t));
+        leptos::mount::hydrate_from_async(body, move || {
+            leptos::prelude::provide_context(theme);
+            app::App()
+        })
+        .await
+        .forget();
         // A mark that the page is live (event handlers attached), for browser tests and styling.
         if let Some(root) = document.document_element() {
             let _ = root.set_attribute("data-hydrated", "");

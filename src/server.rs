@@ -43,6 +43,8 @@ pub mod metrics;
 pub mod ops;
 /// Password hashing on threads of its own, with a short queue.
 pub mod passwords;
+/// A person's page preferences (the theme): a cookie read at render time, kept on the account.
+pub mod preferences;
 /// The dated price table (prices, context windows, reply caps) and the cost of a turn.
 pub mod pricing;
 /// Who a request acts for; what a session remembers of its user.

@@ -9,5 +9,7 @@ pub mod chat;
 pub mod conversations;
 /// The service worker, the on-screen keyboard, touch.
 pub mod phone;
+/// The theme switch (system, light, dark).
+pub mod theme;
 /// The usage page: this month's spending by day and model, and the CSV export.
 pub mod usage;

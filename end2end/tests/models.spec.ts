@@ -23,7 +23,9 @@ test("a second provider picked from the dropdown answers, with its tokens and co
   // (9 × $3 + 1,000 × $0.30 + 200 × $3.75 + 6 × $15) per million = $0.001167
   const usage = lastReply(page).locator(".usage");
   await expect(usage).toHaveText("1,209 in · 6 out · $0.0012");
-  await expect(usage).toHaveAttribute("title", /1,000 from cache, 200 written to cache/);
+  // The breakdown opens from the figures (a disclosure, for keyboard and touch alike).
+  await usage.click();
+  await expect(lastReply(page).locator(".usage-breakdown")).toContainText("1,000 from cache, 200 written to cache");
   await expect(page.locator(".chat-header .totals")).toHaveText("1,209 in · 6 out · $0.0012");
 
   // The choice is stored on the conversation: a reload keeps it, and the next turn uses it.

@@ -3,7 +3,7 @@
 use server_fn::codec::Json;
 
 use crate::error::ApiError;
-use crate::model::accounts::{Me, SignInInfo};
+use crate::model::accounts::{Me, SignInInfo, Theme};
 #[cfg(feature = "ssr")]
 use crate::server::{accounts, context, AppState};
 
@@ -51,4 +51,14 @@ pub async fn change_password(current: String, new: String) -> Result<(), ApiErro
     let (state, principal) = AppState::with_principal()?;
     let request = context::anonymous()?.1;
     Ok(accounts::change_password(&state, &request, &principal, &current, &new).await?)
+}
+
+/// The page's colours: remembered by this browser (a cookie the server renders pages with) and,
+/// with accounts, by the account.
+#[leptos::server(prefix = "/api", endpoint = "set_theme", input = Json)]
+pub async fn set_theme(theme: Theme) -> Result<(), ApiError> {
+    let (state, principal) = AppState::with_principal()?;
+    let request = context::anonymous()?.1;
+    crate::server::preferences::choose_theme(&state, &principal, &request.cookies, theme).await?;
+    Ok(())
 }

@@ -119,3 +119,49 @@ pub struct UsageRow {
     /// Some figures are estimates (stopped or failed replies the provider did not count).
     pub estimated: bool,
 }
+
+/// The colours a person chose for the page. `System` follows the device (`prefers-color-scheme`).
+/// Kept in a cookie the server reads when it renders a page (so the first paint is right) and,
+/// with accounts, on the account (a new browser gets it at sign-in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Theme {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+impl Theme {
+    pub const ALL: [Theme; 3] = [Theme::System, Theme::Light, Theme::Dark];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Theme::System => "system",
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+        }
+    }
+
+    /// Anything unknown is `System`: a cookie is whatever the browser sends.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "light" => Theme::Light,
+            "dark" => Theme::Dark,
+            _ => Theme::System,
+        }
+    }
+
+    /// The `data-theme` attribute of `<html>`: none when the device decides.
+    pub fn attribute(self) -> Option<&'static str> {
+        (self != Theme::System).then(|| self.as_str())
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Theme::System => "System",
+            Theme::Light => "Light",
+            Theme::Dark => "Dark",
+        }
+    }
+}

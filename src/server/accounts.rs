@@ -194,6 +194,8 @@ pub async fn sign_in(
     }
     start_session(&request.session, &user).await?;
     remember_device(state, request, &user, known).await;
+    // A new browser draws the page in the colours this person chose elsewhere.
+    super::preferences::adopt_account_theme(&request.cookies, &user);
     audit(
         state,
         Some(&user.username),

@@ -27,6 +27,10 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         let state = state.clone();
         move || {
             provide_context(state.clone());
+            // The page is drawn in the colours its cookie names (`app::shell`).
+            if let Some(parts) = leptos::prelude::use_context::<axum::http::request::Parts>() {
+                provide_context(super::preferences::theme_of(&parts.headers));
+            }
             // A page gets its policy with the nonce of its hydration script.
             let nonce = leptos::prelude::use_context::<leptos::nonce::Nonce>();
             let response = leptos::prelude::use_context::<ResponseOptions>();

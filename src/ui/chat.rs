@@ -1,5 +1,6 @@
 //! The chat: the page, its message list, the composer, and the client-side turn state.
 
+mod announcer;
 mod browser;
 mod composer;
 mod connection;
@@ -13,8 +14,10 @@ mod page;
 mod remembered;
 mod reply_text;
 mod settings;
+mod shortcuts;
 mod state;
 mod thinking_text;
 
-pub use page::ChatPage;
+pub use page::{ChatPage, TabTitle};
+pub use shortcuts::ShortcutsButton;
 pub use state::ChatState;

@@ -10,7 +10,11 @@ use crate::api::conversations::{
 };
 use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
-use crate::ui::chat::ChatState;
+use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
+use crate::ui::theme::ThemeSwitch;
+
+/// The description every conversation link points to (`aria-describedby`).
+const ROW_KEYS_ID: &str = "conversation-keys";
 
 /// A conversation just deleted, while Undo is offered.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +34,31 @@ pub fn provide_recently_deleted() {
     provide_context(RecentlyDeleted(RwSignal::new(None)));
 }
 
+/// Going to `path` in the app, from outside a link.
+fn use_go() -> impl Fn(&str) + Clone + Send + Sync + 'static {
+    let navigate = use_navigate();
+    move |path: &str| {
+        navigate(path, Default::default());
+        // The address may have been set without the router (see ChatState::apply); make both agree.
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(
+                &leptos::wasm_bindgen::JsValue::NULL,
+                "",
+                Some(path),
+            );
+        }
+    }
+}
+
+/// Opens a new chat: the sidebar's "New chat", and its keyboard shortcut.
+pub fn use_new_chat(state: ChatState) -> impl Fn() + Clone + Send + Sync + 'static {
+    let go = use_go();
+    move || {
+        state.start_new();
+        go("/");
+    }
+}
+
 /// `active`: the conversation on screen (a mirror of `ChatState::conversation_id`, see `mirror`).
 #[component]
 pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoView {
@@ -41,29 +70,22 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     let deleted =
         use_context::<RecentlyDeleted>().map_or_else(|| RwSignal::new(None), |recent| recent.0);
     let problem = RwSignal::new(None::<String>);
-    let navigate = use_navigate();
-    let go = move |path: &str| {
-        navigate(path, Default::default());
-        // The address may have been set without the router (see ChatState::apply); make both agree.
-        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-            let _ = history.replace_state_with_url(
-                &leptos::wasm_bindgen::JsValue::NULL,
-                "",
-                Some(path),
-            );
-        }
-    };
+    let go = use_go();
     let new_chat = {
-        let go = go.clone();
-        move |_| {
-            state.start_new();
-            go("/");
-        }
+        let open = use_new_chat(state);
+        move |_| open()
     };
+    let undo_button = NodeRef::<leptos::html::Button>::new();
     let on_delete = {
         let go = go.clone();
         move |id: Uuid, title: String| {
             let go = go.clone();
+            // Deleted from the list (by its key or its button): the focus, whose element goes
+            // with the row, moves to Undo.
+            let from_list = document()
+                .active_element()
+                .and_then(|el| el.closest(".conversation-list").ok().flatten())
+                .is_some();
             spawn_local(async move {
                 match delete_conversation(id).await {
                     Ok(()) => {
@@ -78,6 +100,9 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                             was_open,
                         };
                         deleted.set(Some(gone.clone()));
+                        if from_list {
+                            request_animation_frame(move || focus(undo_button.get_untracked()));
+                        }
                         state.conversations_changed.update(|n| *n += 1);
                         set_timeout(
                             move || {
@@ -159,10 +184,16 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
             <Show when=move || deleted.try_with(Option::is_some).unwrap_or(false)>
                 <div class="undo-toast" role="status">
                     <span>{move || deleted.try_with(|d| d.as_ref().map(|d| format!("Deleted “{}”.", d.title))).flatten()}</span>
-                    <button type="button" class="link" on:click=undo.clone()>"Undo"</button>
+                    <button type="button" class="link" node_ref=undo_button on:click=undo.clone()>"Undo"</button>
                 </div>
             </Show>
             <AccountMenu />
+            <div class="page-options">
+                <ThemeSwitch />
+                <ShortcutsButton />
+            </div>
+            // What the keyboard does on a conversation's link (its buttons take no Tab stop).
+            <p id=ROW_KEYS_ID class="sr-only">"F2 renames, Delete deletes, the right arrow reaches its buttons."</p>
         </nav>
     }
 }
@@ -262,6 +293,60 @@ fn ConversationItem(
         }
         _ => {}
     };
+    let is_active = move || active.try_get().flatten() == Some(id);
+    // The tab and the page's heading carry the title of the conversation on screen, renamed or
+    // not (browser only: an effect).
+    let tab_title = use_context::<TabTitle>();
+    Effect::new(move || {
+        if let Some(tab_title) = tab_title.filter(|_| is_active()) {
+            let now = title.get();
+            if tab_title.0.get_untracked().as_deref() != Some(now.as_str()) {
+                tab_title.0.set(Some(now));
+            }
+        }
+    });
+    // One Tab stop per conversation: its link. Rename and Delete are reached from it by keys
+    // (and by pointer or touch as before), not by Tab.
+    let link = NodeRef::<leptos::html::A>::new();
+    let rename_button = NodeRef::<leptos::html::Button>::new();
+    let delete_button = NodeRef::<leptos::html::Button>::new();
+    let delete = {
+        let on_delete = on_delete.clone();
+        move || on_delete(id, title.get_untracked())
+    };
+    let on_link_keys = {
+        let delete = delete.clone();
+        move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+            "F2" => {
+                ev.prevent_default();
+                editing.set(true);
+            }
+            "Delete" => {
+                ev.prevent_default();
+                delete();
+            }
+            "ArrowRight" => {
+                ev.prevent_default();
+                focus(rename_button.get_untracked());
+            }
+            _ => {}
+        }
+    };
+    let on_button_keys = move |ev: leptos::ev::KeyboardEvent| {
+        let on_rename = ev.current_target().is_some_and(|t| {
+            rename_button.get_untracked().is_some_and(|b| {
+                let b: &web_sys::EventTarget = b.as_ref();
+                *b == t
+            })
+        });
+        match ev.key().as_str() {
+            "ArrowRight" if on_rename => focus(delete_button.get_untracked()),
+            "ArrowLeft" if !on_rename => focus(rename_button.get_untracked()),
+            "ArrowLeft" | "Escape" => focus(link.get_untracked()),
+            _ => return,
+        }
+        ev.prevent_default();
+    };
     Effect::new(move || {
         if editing.get() {
             if let Some(el) = input.get() {
@@ -274,11 +359,20 @@ fn ConversationItem(
         }
     });
     view! {
-        <li class:active=move || active.try_get().flatten() == Some(id)>
+        <li class:active=is_active>
             <Show
                 when=move || editing.try_get().unwrap_or(false)
                 fallback=move || view! {
-                    <a href=format!("/c/{id}") title=move || title.try_get().unwrap_or_default() on:click=move |_| state.menu_open.set(false)>
+                    <a
+                        href=format!("/c/{id}")
+                        node_ref=link
+                        title=move || title.try_get().unwrap_or_default()
+                        aria-current=move || is_active().then_some("page")
+                        aria-describedby=ROW_KEYS_ID
+                        aria-keyshortcuts="F2 Delete"
+                        on:click=move |_| state.menu_open.set(false)
+                        on:keydown=on_link_keys.clone()
+                    >
                         {move || title.try_get().unwrap_or_default()}
                     </a>
                 }
@@ -296,18 +390,21 @@ fn ConversationItem(
             <span class="item-actions">
                 <button
                     type="button"
+                    tabindex="-1"
+                    node_ref=rename_button
                     title="Rename"
                     aria-label=move || format!("Rename “{}”", title.try_get().unwrap_or_default())
                     on:click=move |_| editing.set(true)
+                    on:keydown=on_button_keys
                 >"✎"</button>
                 <button
                     type="button"
+                    tabindex="-1"
+                    node_ref=delete_button
                     title="Delete"
                     aria-label=move || format!("Delete “{}”", title.try_get().unwrap_or_default())
-                    on:click={
-                        let on_delete = on_delete.clone();
-                        move |_| on_delete(id, title.get_untracked())
-                    }
+                    on:click=move |_| delete()
+                    on:keydown=on_button_keys
                 >
                     // A drawn bin, not the emoji: many systems have no emoji font.
                     <svg class="icon" viewBox="0 0 16 16" aria-hidden="true">
@@ -316,5 +413,11 @@ fn ConversationItem(
                 </button>
             </span>
         </li>
+    }
+}
+
+fn focus(el: Option<impl AsRef<web_sys::HtmlElement>>) {
+    if let Some(el) = el {
+        let _ = el.as_ref().focus();
     }
 }

@@ -1061,3 +1061,32 @@ async fn a_failure_in_full_is_shown_to_admins_and_in_words_to_everyone_else() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_theme_is_kept_with_the_account_and_drawn_by_the_server_from_the_first_byte() {
+    let app = accounts_app().await;
+    app.add_user("theo", false).await;
+    let laptop = app.signed_in("theo").await;
+    assert!(
+        page_of(&laptop).await.contains(r#"<html lang="en">"#),
+        "nothing chosen: the device decides"
+    );
+    let chosen = laptop.post("set_theme", json!({"theme": "dark"})).await;
+    assert_eq!(chosen.status(), 200);
+    assert!(page_of(&laptop)
+        .await
+        .contains(r#"<html lang="en" data-theme="dark">"#));
+    // Another browser is given the account's theme when it signs in.
+    let phone = app.signed_in("theo").await;
+    assert!(page_of(&phone)
+        .await
+        .contains(r#"<html lang="en" data-theme="dark">"#));
+    // A theme that does not exist is refused, and changes nothing.
+    let refused = phone.post("set_theme", json!({"theme": "neon"})).await;
+    assert_eq!(refused.status(), 400);
+    assert!(page_of(&laptop).await.contains(r#"data-theme="dark""#));
+}
+
+async fn page_of(person: &Person) -> String {
+    person.get("/usage").await.text().await.expect("page")
+}

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{begin_write, now_ms, Db, DbError, Owner};
-use crate::model::accounts::{AuditEntry, SiteSettings, UserView};
+use crate::model::accounts::{AuditEntry, SiteSettings, Theme, UserView};
 
 /// A user as stored.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -15,6 +15,8 @@ pub struct User {
     pub disabled_at: Option<i64>,
     pub monthly_budget_usd: Option<f64>,
     pub session_epoch: i64,
+    /// The page's colours: `model::accounts::Theme` as text.
+    pub theme: String,
 }
 
 impl User {
@@ -29,7 +31,7 @@ impl User {
 }
 
 const USER_COLUMNS: &str =
-    "id, username, password_hash, is_admin, disabled_at, monthly_budget_usd, session_epoch";
+    "id, username, password_hash, is_admin, disabled_at, monthly_budget_usd, session_epoch, theme";
 
 /// What a new user starts with.
 pub struct NewUser<'a> {
@@ -68,6 +70,7 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbEr
         disabled_at: None,
         monthly_budget_usd: new.monthly_budget_usd,
         session_epoch: 0,
+        theme: Theme::System.as_str().to_owned(),
     }))
 }
 
@@ -192,6 +195,17 @@ async fn forget_devices(
     sqlx::query("DELETE FROM known_devices WHERE user_id = ?")
         .bind(user_id)
         .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the page's colours with the account.
+pub async fn set_theme(db: &Db, id: &str, theme: Theme) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET theme = ?, updated_at = ? WHERE id = ?")
+        .bind(theme.as_str())
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.writer())
         .await?;
     Ok(())
 }

@@ -42,7 +42,7 @@ pub fn EmptyConversation(
     };
     view! {
         <div class="empty">
-            <h1>"Rill"</h1>
+            <h2>"Rill"</h2>
             <p>"Ask anything. Replies stream as they are written; Stop ends one at once."</p>
             <Transition fallback=|| ()>
                 {move || {

@@ -22,6 +22,8 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
     };
     view! {
         <li class=format!("message {role}") data-status=move || status().as_str()>
+            // Who wrote it, for screen readers (and a heading to move between messages by).
+            <h2 class="sr-only">{move || author(&entry)}</h2>
             <Show when=waiting>
                 <div class="pending" aria-live="polite">
                     <span class="dot"></span><span class="dot"></span><span class="dot"></span>
@@ -286,8 +288,13 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
                     {left_out_text(left_out())}
                 </span>
             })}
+            // The figures, and their breakdown on request: a disclosure reachable by keyboard and
+            // touch (a `title` tooltip is neither).
             {move || entry.outcome.try_with(|o| o.usage.is_some().then(|| view! {
-                <span class="usage" title=usage_breakdown(o)>{usage_summary(o)}</span>
+                <details class="usage-details">
+                    <summary class="usage" aria-label=format!("Usage: {}", usage_summary(o))>{usage_summary(o)}</summary>
+                    <p class="usage-breakdown">{usage_breakdown(o)}</p>
+                </details>
             })).flatten()}
             <Show when=can_continue>
                 <button type="button" class="continue" on:click=move |_| state.continue_reply(entry)>
@@ -305,6 +312,17 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
                 </span>
             </Show>
         </div>
+    }
+}
+
+/// Who wrote a message, as its heading says to screen readers.
+fn author(entry: &ChatEntry) -> String {
+    match entry.role {
+        Role::User => "You said:".to_owned(),
+        Role::Assistant => match entry.model.try_get().flatten() {
+            Some(model) => format!("{} said:", model_name(&model)),
+            None => "The assistant said:".to_owned(),
+        },
     }
 }
 

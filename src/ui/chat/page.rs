@@ -1,19 +1,31 @@
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use uuid::Uuid;
 
+use super::announcer::{Announcements, Announcer};
 use super::composer::Composer;
 use super::drawer::{self, Swipe};
 use super::empty::EmptyConversation;
 use super::header::ChatHeader;
 use super::message::Message;
 use super::settings::SettingsPanel;
+use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
 use crate::api::catalog::list_models;
 use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
 use crate::model::ModelMenu;
-use crate::ui::conversations::Sidebar;
+use crate::ui::conversations::{use_new_chat, Sidebar};
+
+/// The conversation's title, for the tab and the page's heading; `None` for a new chat. Set in
+/// the browser by the sidebar's entry of the conversation on screen (which follows renames).
+#[derive(Clone, Copy)]
+pub struct TabTitle(pub RwSignal<Option<String>>);
+
+/// The target of the skip link: the conversation, past the sidebar.
+const CONVERSATION_ID: &str = "conversation";
 
 /// `/` (a new conversation) and `/c/:id`. The conversation is loaded and rendered on the server;
 /// after hydration the page streams new turns into the same list.
@@ -21,6 +33,10 @@ use crate::ui::conversations::Sidebar;
 pub fn ChatPage() -> impl IntoView {
     let state = ChatState::new();
     provide_context(state);
+    let announcements = Announcements::provide();
+    provide_help();
+    let tab_title = TabTitle(RwSignal::new(None));
+    provide_context(tab_title);
     // The connection loop and its callbacks use the page's signals: end it with the page (a
     // link to another route while a reply streams), or it would touch them after they are gone.
     on_cleanup(move || state.connection.disconnect());
@@ -69,7 +85,8 @@ pub fn ChatPage() -> impl IntoView {
         // Esc closes the phone's drawer when it is open; otherwise it stops the reply being
         // written, wherever the focus is.
         let escape = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.key() != "Escape" || ev.default_prevented() {
+            // Shift+Esc is a shortcut of its own (the message box).
+            if ev.key() != "Escape" || ev.shift_key() || ev.default_prevented() {
                 return;
             }
             if state.menu_open.get_untracked() {
@@ -93,7 +110,34 @@ pub fn ChatPage() -> impl IntoView {
         });
     });
 
+    // A new chat has no title, whatever the sidebar said last.
+    Effect::new(move || {
+        if active.get().is_none() {
+            tab_title.0.set(None);
+        }
+    });
+    let heading = move || {
+        tab_title
+            .0
+            .try_get()
+            .flatten()
+            .unwrap_or_else(|| "New chat".to_owned())
+    };
+    // The skip link moves the focus itself: the router would otherwise take the click as a
+    // navigation (before the page is live, the browser follows the link as usual).
+    let skip = move |ev: leptos::ev::MouseEvent| {
+        ev.prevent_default();
+        if let Some(main) = document().get_element_by_id(CONVERSATION_ID) {
+            if let Ok(main) = main.dyn_into::<web_sys::HtmlElement>() {
+                let _ = main.focus();
+            }
+        }
+    };
     view! {
+        <Title text=move || tab_title.0.try_get().flatten().unwrap_or_else(|| "Rill".to_owned()) />
+        <a class="skip-link" href=format!("#{CONVERSATION_ID}") on:click=skip>"Skip to the conversation"</a>
+        <Announcer state announcements />
+        <Shortcuts state announcements new_chat=use_new_chat(state) />
         <div
             class="layout"
             class:menu-open=move || state.menu_open.get()
@@ -104,7 +148,8 @@ pub fn ChatPage() -> impl IntoView {
             <Show when=move || state.menu_open.get()>
                 <div class="drawer-backdrop" on:click=move |_| drawer::close(state)></div>
             </Show>
-            <main class="chat">
+            <main class="chat" id=CONVERSATION_ID tabindex="-1" aria-labelledby="conversation-title">
+                <h1 class="sr-only" id="conversation-title">{heading}</h1>
                 <ChatHeader state conversation=conversation.clone() menu=menu.clone() />
                 <Show when=move || state.settings_open.get()>
                     <SettingsPanel state />
@@ -164,7 +209,7 @@ fn MessageList(state: ChatState, menu: ArcResource<Result<ModelMenu, ApiError>>)
                 </button>
             </div>
         </Show>
-        <ol class="message-list">
+        <ol class="message-list" aria-label="Messages">
             <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
                 <Message entry state />
             </For>
