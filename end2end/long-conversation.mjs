@@ -8,8 +8,9 @@
 //     `html[data-hydrated]`, median of 3), DOM elements, JS heap and WASM memory,
 //   - while a 1,500-token reply streams at its end: main-thread time per token (CDP Performance
 //     metrics) and keydown-to-next-frame latency (p95, max) of typing in the composer,
-// then the WASM memory after switching five times between two 1,000-turn conversations, and
-// the issue's budgets, met or not.
+// then the same for a 1,000-turn conversation with every window loaded (a reader who scrolled
+// back to its start), the WASM memory after switching five times between two 1,000-turn
+// conversations, and the issue's budgets, met or not.
 //   node end2end/long-conversation.mjs
 // Uses target/release/rill (`cargo leptos build --release --split --precompress`),
 // target/site and target/debug/fake-provider unless RILL_BIN, SITE_ROOT, FAKE_BIN say
@@ -32,7 +33,7 @@ const PORT = Number(process.env.PORT ?? 3000);
 const FAKE_PORT = Number(process.env.FAKE_PORT ?? 4000);
 const url = `http://127.0.0.1:${PORT}`;
 const fakeUrl = `http://127.0.0.1:${FAKE_PORT}`;
-const SIZES = (process.env.SIZES ?? "3,10,1000,5000").split(",").map(Number);
+const SIZES = (process.env.SIZES ?? "3,10,1000,5000").split(",").filter(Boolean).map(Number);
 const STREAM_TOKENS = 1_500;
 const STREAM_DELAY_MS = 8;
 
@@ -328,6 +329,31 @@ for (const n of SIZES) {
   console.error(`  measured ${n} turns`);
 }
 
+// A reader who went back to the start of a 1,000-turn conversation (every window loaded: by
+// scrolling up, or by "Show earlier messages" where the page has only that), then to its end.
+const loadedAll = await (async () => {
+  const id = ids["1000 turns"];
+  await page.goto(`${url}/c/${id}`);
+  await page.waitForSelector("html[data-hydrated]", { state: "attached" });
+  const list = page.locator(".messages");
+  const button = page.getByRole("button", { name: "Show earlier messages", exact: true });
+  for (let i = 0; i < 200 && (await page.locator(".older").count()); i++) {
+    const shown = await page.locator("li.message").count();
+    await list.evaluate((el) => (el.scrollTop = 0));
+    await button.click({ timeout: 1_000 }).catch(() => {});
+    await page
+      .waitForFunction((n) => document.querySelectorAll("li.message").length > n, shown, { timeout: 10_000 })
+      .catch(() => {});
+  }
+  await list.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  const dom = await page.evaluate(() => document.getElementsByTagName("*").length);
+  const messages = await page.locator("li.message").count();
+  const mem = await memory();
+  const stream = await streamAtEnd();
+  console.error("  measured 1000 turns, every window loaded");
+  return { dom, messages, mem, stream };
+})();
+
 // Switching between two long conversations by the sidebar, as a reader does.
 await page.goto(`${url}/c/${ids["Switch A"]}`);
 await page.waitForSelector("html[data-hydrated]", { state: "attached" });
@@ -360,7 +386,10 @@ line("main thread per streamed token", (r) => `${r.stream.perToken.toFixed(2)} m
 line("main thread busy while streaming", (r) => `${(r.stream.busy * 100).toFixed(0)} %`);
 line("keydown to next frame p95 / max", (r) => `${r.stream.p95.toFixed(0)} / ${r.stream.max.toFixed(0)} ms`);
 console.log(
-  `\nWASM memory switching between two 1,000-turn conversations (start, then after each round trip): ${switches.map((s) => mb(s.wasm)).join(" → ")}`,
+  `\n1,000 turns with every window loaded: ${loadedAll.dom} DOM elements (${loadedAll.messages} messages), JS heap ${mb(loadedAll.mem.heap)}, WASM memory ${mb(loadedAll.mem.wasm)}; streaming at the end: ${loadedAll.stream.perToken.toFixed(2)} ms main thread per token (${(loadedAll.stream.busy * 100).toFixed(0)} % busy), keydown to next frame p95 / max ${loadedAll.stream.p95.toFixed(0)} / ${loadedAll.stream.max.toFixed(0)} ms`,
+);
+console.log(
+  `WASM memory switching between two 1,000-turn conversations (start, then after each round trip): ${switches.map((s) => mb(s.wasm)).join(" → ")}`,
 );
 console.log(`JS heap over the same: ${switches.map((s) => mb(s.heap)).join(" → ")}`);
 
