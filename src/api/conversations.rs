@@ -48,7 +48,10 @@ pub async fn get_conversation(
     }
     // Admins see what failed in full; everyone sees the message in words.
     if principal.is_admin {
-        for (message_id, detail) in db::error_details(&state.db, &principal.owner, id).await? {
+        let shown: Vec<Uuid> = view.messages.iter().map(|m| m.id).collect();
+        for (message_id, detail) in
+            db::error_details(&state.db, &principal.owner, id, &shown).await?
+        {
             if let Some(message) = view.messages.iter_mut().find(|m| m.id == message_id) {
                 message.outcome.error_detail = Some(detail);
             }

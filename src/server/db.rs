@@ -11,6 +11,7 @@
 //! - `messages`: a `messages` row and what it means, and the owner checks on messages;
 //! - `ids`: uuids as they are stored (text);
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
+//! - `totals`: the figures kept per turn (the totals before each question, on its row);
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
@@ -37,6 +38,7 @@ mod messages;
 mod pool;
 mod prompts;
 mod replies;
+mod totals;
 mod turns;
 pub mod usage;
 

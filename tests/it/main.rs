@@ -13,6 +13,7 @@ mod conversations;
 mod faults;
 mod lifecycle;
 mod local_model;
+mod long_conversations;
 mod nginx;
 mod ops;
 mod providers;

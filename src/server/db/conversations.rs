@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::branches::{self, BRANCH_FROM_TURN};
+use super::branches;
 use super::ids::TextUuid;
-use super::lookups::{conversation_row, ConversationRow};
-use super::messages::{MessageRow, MESSAGE_COLUMNS};
+use super::lookups::conversation_row;
+use super::messages::MessageRow;
+use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
@@ -57,6 +58,8 @@ pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<boo
 pub const WINDOW_MESSAGES: i64 = 40;
 /// Bytes of text, thinking and HTML a window holds at most, unless one turn alone is more.
 pub const WINDOW_BYTES: usize = 1 << 20;
+/// Turns read for a window: one more than it holds, to know whether older ones exist.
+const WINDOW_TURNS: u32 = (WINDOW_MESSAGES / 2 + 1) as u32;
 
 /// The conversation as the page shows it: its branch on screen, the newest
 /// [`WINDOW_MESSAGES`] messages up to [`WINDOW_BYTES`] (at least one turn) before the message at
@@ -71,19 +74,16 @@ pub async fn get_conversation(
     let Some(row) = conversation_row(db.reader(), owner, id).await? else {
         return Ok(None);
     };
-    // The branch on screen, newest first: the current turn and its ancestors.
-    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{BRANCH_FROM_TURN}
-         SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND turn_id IN branch AND position < ?
-         ORDER BY position DESC LIMIT ?"
-    ))
-    .bind(row.current_turn_id)
-    .bind(TextUuid(id))
-    .bind(before.map_or(i64::MAX, i64::from))
-    .bind(WINDOW_MESSAGES + 1)
-    .fetch_all(db.reader())
-    .await?;
+    // The branch on screen, newest first: from the current turn (or the turn before the
+    // window the page has) back, one turn more than a window holds (to know of older ones).
+    let last = match before {
+        None => row.current_turn_id.map(|t| t.0),
+        Some(position) => branches::turn_before_position(db.reader(), id, position).await?,
+    };
+    let mut rows: Vec<MessageRow> = match last {
+        Some(last) => branches::newest_turns(db.reader(), id, last, None, WINDOW_TURNS).await?,
+        None => Vec::new(),
+    };
     let mut older = rows.len() > usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX);
     let mut bytes = 0usize;
     let mut kept = 0;
@@ -109,11 +109,16 @@ pub async fn get_conversation(
     let older_before = older
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
         .flatten();
-    let older_totals = match older_before {
-        Some(position) => branch_totals(db, &row, id, position).await?,
+    let older_totals = match rows.first().filter(|_| older_before.is_some()) {
+        Some(first) => totals::prior(db.reader(), first.turn_id.0).await?,
         None => Totals::default(),
     };
-    let alternatives = branches::alternatives(db.reader(), id).await?;
+    let parents: Vec<Option<Uuid>> = rows
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.parent_turn_id.map(|p| p.0))
+        .collect();
+    let alternatives = branches::alternatives(db.reader(), id, &parents).await?;
     // The revisions the window's replies were written with, and the one in effect.
     let used: std::collections::BTreeSet<i64> = rows
         .iter()
@@ -161,34 +166,6 @@ pub async fn get_conversation(
             })
             .collect(),
     }))
-}
-
-/// The figures of the branch's messages before `position`.
-async fn branch_totals(
-    db: &Db,
-    conversation: &ConversationRow,
-    id: Uuid,
-    position: u32,
-) -> Result<Totals, DbError> {
-    let (input, output, cost, costed, estimated): (i64, i64, f64, i64, i64) =
-        sqlx::query_as(&format!(
-            "{BRANCH_FROM_TURN}
-             SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
-                    TOTAL(cost_usd), COUNT(cost_usd), COALESCE(MAX(usage_estimated), 0)
-               FROM messages
-              WHERE conversation_id = ? AND turn_id IN branch AND position < ?"
-        ))
-        .bind(conversation.current_turn_id)
-        .bind(TextUuid(id))
-        .bind(i64::from(position))
-        .fetch_one(db.reader())
-        .await?;
-    Ok(Totals {
-        input_tokens: u64::try_from(input).unwrap_or(0),
-        output_tokens: u64::try_from(output).unwrap_or(0),
-        cost_usd: (costed > 0).then_some(cost),
-        estimated: estimated != 0,
-    })
 }
 
 /// Renames a live conversation; it keeps its place in the list. False if there is no such

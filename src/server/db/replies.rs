@@ -175,21 +175,29 @@ pub async fn streaming_reply_of(
     Ok(row.map(MessageView::from))
 }
 
-/// The stored detail of each failed reply in a conversation, for an admin's view.
+/// The stored detail of each failed reply among `messages` (those a page was sent) of a
+/// conversation, for an admin's view.
 pub async fn error_details(
     db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
+    messages: &[Uuid],
 ) -> Result<Vec<(Uuid, String)>, DbError> {
-    let rows: Vec<(TextUuid, String)> = sqlx::query_as(&format!(
+    let query = format!(
         "SELECT id, error_detail FROM messages
-         WHERE conversation_id = ? AND error_detail IS NOT NULL
-           AND {OWNED_AND_LIVE}"
-    ))
-    .bind(TextUuid(conversation_id))
-    .bind(&owner.0)
-    .fetch_all(db.reader())
-    .await?;
+         WHERE id IN ({}) AND conversation_id = ? AND error_detail IS NOT NULL
+           AND {OWNED_AND_LIVE}",
+        vec!["?"; messages.len()].join(", ")
+    );
+    let mut rows = sqlx::query_as::<_, (TextUuid, String)>(&query);
+    for id in messages {
+        rows = rows.bind(TextUuid(*id));
+    }
+    let rows = rows
+        .bind(TextUuid(conversation_id))
+        .bind(&owner.0)
+        .fetch_all(db.reader())
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, detail)| (id.0, detail))

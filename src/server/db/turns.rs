@@ -8,6 +8,7 @@ use super::ids::TextUuid;
 use super::lookups::{conversation_row, streaming_reply};
 use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
+use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
 use crate::server::input::ValidSend;
@@ -204,9 +205,12 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         }
         inserted?;
     }
+    if let Some(parent) = parent {
+        totals::record_prior(&mut *tx, send.turn_id(), parent).await?;
+    }
     let mut user = user;
     if send.alternative_to().is_some() {
-        user.alternatives = branches::alternatives(&mut *tx, conversation_id)
+        user.alternatives = branches::alternatives(&mut *tx, conversation_id, &[parent])
             .await?
             .into_iter()
             .find(|(t, _)| *t == send.turn_id())
@@ -432,9 +436,13 @@ pub async fn turn(
     turn_in(db.reader(), owner, turn_id).await
 }
 
-/// The conversation's turns from `from_turn` on (that turn included), or all of them, oldest
-/// first: what a page that has seen up to `from_turn` may be missing. `None` if the conversation
-/// does not exist for this owner.
+/// Turns a page following a conversation reads back at most: a page further behind loads the
+/// branch afresh.
+const FOLLOWED_TURNS: u32 = 64;
+
+/// The conversation's turns from `from_turn` on (that turn included), or all of them (at most
+/// [`FOLLOWED_TURNS`]; else the last), oldest first: what a page that has seen up to
+/// `from_turn` may be missing. `None` if the conversation does not exist for this owner.
 pub async fn turns_from(
     db: &Db,
     owner: &Owner,
@@ -444,28 +452,33 @@ pub async fn turns_from(
     let Some(conversation) = conversation_row(db.reader(), owner, conversation_id).await? else {
         return Ok(None);
     };
-    // The branch on screen only: turns on other branches belong to no page following this one.
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{BRANCH_FROM_TURN}
-         SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND turn_id IN branch ORDER BY position"
-    ))
-    .bind(conversation.current_turn_id)
-    .bind(TextUuid(conversation_id))
-    .fetch_all(db.reader())
+    let Some(TextUuid(last)) = conversation.current_turn_id else {
+        return Ok(Some(Vec::new()));
+    };
+    // The branch on screen only (turns on other branches belong to no page following this
+    // one), walked back from its end to `from_turn`, at most `FOLLOWED_TURNS`: a page further
+    // behind gets the last turn, whose parent tells it to load the branch afresh.
+    let mut rows = branches::newest_turns(
+        db.reader(),
+        conversation_id,
+        last,
+        from_turn,
+        FOLLOWED_TURNS,
+    )
     .await?;
+    rows.reverse();
     let mut turns: Vec<(MessageView, MessageView)> = pair_turns(rows)
         .into_iter()
         .map(|(user, reply, _)| (user, reply))
         .collect();
-    if let Some(from) = from_turn {
-        // A page whose last turn is no longer on the branch gets the branch's last turn, whose
-        // parent tells it to load the branch afresh.
-        let start = turns
-            .iter()
-            .position(|(user, _)| user.turn_id == from)
-            .unwrap_or(turns.len().saturating_sub(1));
-        turns.drain(..start);
-    }
+    let reached_first = turns
+        .first()
+        .is_some_and(|(user, _)| user.parent_turn_id.is_none());
+    let start = match from_turn {
+        Some(from) => turns.iter().position(|(user, _)| user.turn_id == from),
+        // All of them, when that is few enough.
+        None => reached_first.then_some(0),
+    };
+    turns.drain(..start.unwrap_or(turns.len().saturating_sub(1)));
     Ok(Some(turns))
 }

@@ -1,11 +1,26 @@
 //! Following new text: the message list keeps the newest text in view while the reader is near
-//! the bottom, and leaves them be once they scroll up or select text.
+//! the bottom, and leaves them be once they scroll up or select text. Near the top, earlier
+//! messages are due.
 
 use leptos::html::Div;
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use web_sys::HtmlElement;
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
 const FOLLOW_THRESHOLD_PX: i32 = 100;
+/// How close to the top (px) the reader may come before earlier messages load: about a
+/// screen, so they are usually there before the reader arrives.
+const EARLIER_THRESHOLD_PX: i32 = 800;
+/// Frames after earlier messages arrive in which the message being read is put back: the
+/// browser sizes messages it skipped (`content-visibility`) only once they come near the view.
+const KEEP_PLACE_FRAMES: u8 = 4;
+
+/// A message the reader sees, and how far below the top of the list's view it is (px).
+pub struct Place {
+    message: HtmlElement,
+    seen_at: i32,
+}
 
 #[derive(Clone, Copy)]
 pub struct Follow {
@@ -40,6 +55,59 @@ impl Follow {
                 self.detached.set(!following);
             }
         }
+    }
+
+    /// Whether the reader is near the start of what the list holds (earlier messages are due).
+    pub fn near_top(&self) -> bool {
+        self.scroller
+            .try_get_untracked()
+            .flatten()
+            .is_some_and(|el| el.scroll_top() < EARLIER_THRESHOLD_PX)
+    }
+
+    /// The first message the reader sees at the top of the list.
+    pub fn reading(&self) -> Option<Place> {
+        let list = self.scroller.try_get_untracked().flatten()?;
+        let (origin, seen_from) = (list.offset_top(), list.scroll_top());
+        let mut item = list.query_selector("li.message").ok().flatten()?;
+        loop {
+            if let Some(message) = item.dyn_ref::<HtmlElement>() {
+                let at = message.offset_top().saturating_sub(origin);
+                if at.saturating_add(message.offset_height()) > seen_from {
+                    return Some(Place {
+                        message: message.clone(),
+                        seen_at: at.saturating_sub(seen_from),
+                    });
+                }
+            }
+            item = item.next_element_sibling()?;
+        }
+    }
+
+    /// Keeps `place`'s message where the reader saw it while the list changes above it (earlier
+    /// messages arriving, then laid out as they come near the view). What the browser's own
+    /// scroll anchoring already did needs no correction.
+    pub fn keep(&self, place: Place) {
+        self.keep_for(place, KEEP_PLACE_FRAMES);
+    }
+
+    fn keep_for(&self, place: Place, frames: u8) {
+        let follow = *self;
+        request_animation_frame(move || {
+            let Some(Some(list)) = follow.scroller.try_get_untracked() else {
+                return;
+            };
+            let at = place.message.offset_top().saturating_sub(list.offset_top());
+            let moved = at
+                .saturating_sub(list.scroll_top())
+                .saturating_sub(place.seen_at);
+            if moved != 0 {
+                list.set_scroll_top(list.scroll_top().saturating_add(moved));
+            }
+            if frames > 1 {
+                follow.keep_for(place, frames - 1);
+            }
+        });
     }
 
     /// "Jump to latest": back to the newest text, following it again.

@@ -157,7 +157,13 @@ pub fn ChatPage() -> impl IntoView {
                 <div
                     class="messages"
                     node_ref=state.follow.scroller
-                    on:scroll=move |_| state.follow.on_scroll()
+                    on:scroll=move |_| {
+                        state.follow.on_scroll();
+                        // Earlier messages come before the reader reaches the top.
+                        if state.follow.near_top() {
+                            state.show_older();
+                        }
+                    }
                     on:pointerdown=move |_| state.follow.set_holding(true)
                 >
                     <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>

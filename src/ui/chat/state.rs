@@ -174,7 +174,7 @@ pub struct ChatState {
     pub system_prompt: RwSignal<String>,
     pub prompt_revisions: RwSignal<Vec<PromptRevision>>,
     /// Older messages of the branch on screen exist before this position (the page opened with
-    /// the newest ones); "Show earlier messages" asks for them.
+    /// the newest ones); scrolling near the top, or "Show earlier messages", asks for them.
     pub older_before: RwSignal<Option<u32>>,
     /// The figures of those older messages, for the conversation's totals.
     pub older_totals: RwSignal<Totals>,
@@ -537,11 +537,7 @@ impl ChatState {
             }
             match loaded {
                 Ok(page) => {
-                    let height = self
-                        .follow
-                        .scroller
-                        .get_untracked()
-                        .map(|el| (el.scroll_height(), el.scroll_top()));
+                    let reading = self.follow.reading();
                     let older: Vec<ChatEntry> = self.in_shown(|| {
                         page.messages
                             .into_iter()
@@ -563,13 +559,8 @@ impl ChatState {
                     self.older_before.set(page.older_before);
                     self.older_totals.set(page.older_totals);
                     // Once the earlier messages are laid out, the same message stays in view.
-                    if let Some((before_height, top)) = height {
-                        let scroller = self.follow.scroller;
-                        request_animation_frame(move || {
-                            if let Some(el) = scroller.try_get_untracked().flatten() {
-                                el.set_scroll_top(top + el.scroll_height() - before_height);
-                            }
-                        });
+                    if let Some(place) = reading {
+                        self.follow.keep(place);
                     }
                 }
                 Err(e) => {

@@ -1,0 +1,60 @@
+//! Figures kept per turn: each question's row carries the totals of every message before its
+//! turn on its branch (`prior_*`, see `migrations/…_turn_totals.sql`), so the totals of what a
+//! page has not loaded are one row's read at any length.
+
+use uuid::Uuid;
+
+use super::ids::TextUuid;
+use super::DbError;
+use crate::model::Totals;
+
+/// Gives the question of `turn_id` the totals before it: those before `parent`, and `parent`'s
+/// own messages. Called as the turn is stored; `parent` is finished by then (no turn begins
+/// while a reply is written), and a turn's figures change only while it ends its branch.
+pub(super) async fn record_prior(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    turn_id: Uuid,
+    parent: Uuid,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE messages SET (prior_input_tokens, prior_output_tokens, prior_cost_usd,
+                              prior_costed, prior_estimated) = (
+             SELECT p.prior_input_tokens + COALESCE(SUM(m.input_tokens), 0),
+                    p.prior_output_tokens + COALESCE(SUM(m.output_tokens), 0),
+                    p.prior_cost_usd + TOTAL(m.cost_usd),
+                    p.prior_costed + COUNT(m.cost_usd),
+                    MAX(p.prior_estimated, COALESCE(MAX(m.usage_estimated), 0))
+               FROM messages p JOIN messages m ON m.turn_id = p.turn_id
+              WHERE p.turn_id = ?1 AND p.role = 'user')
+         WHERE turn_id = ?2 AND role = 'user'",
+    )
+    .bind(TextUuid(parent))
+    .bind(TextUuid(turn_id))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The totals of every message before `turn_id` on its branch.
+pub(super) async fn prior(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    turn_id: Uuid,
+) -> Result<Totals, DbError> {
+    let found: Option<(i64, i64, f64, i64, i64)> = sqlx::query_as(
+        "SELECT prior_input_tokens, prior_output_tokens, prior_cost_usd, prior_costed,
+                prior_estimated
+           FROM messages WHERE turn_id = ? AND role = 'user'",
+    )
+    .bind(TextUuid(turn_id))
+    .fetch_optional(executor)
+    .await?;
+    let Some((input, output, cost, costed, estimated)) = found else {
+        return Ok(Totals::default());
+    };
+    Ok(Totals {
+        input_tokens: u64::try_from(input).unwrap_or(0),
+        output_tokens: u64::try_from(output).unwrap_or(0),
+        cost_usd: (costed > 0).then_some(cost),
+        estimated: estimated != 0,
+    })
+}
