@@ -108,9 +108,13 @@ ensure_cargo_deny() {
 }
 
 ensure_end2end_packages() {
-  if [ -d "$repo_root/end2end/node_modules/@playwright/test" ]; then return; fi
+  # Installed for this lock file (a copy kept beside the packages): a pull that adds a package
+  # installs again.
+  local stamp="$repo_root/end2end/node_modules/.installed-package-lock.json"
+  if cmp -s "$repo_root/end2end/package-lock.json" "$stamp"; then return; fi
   log "installing end2end npm packages (no browser download)"
   (cd "$repo_root/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  cp "$repo_root/end2end/package-lock.json" "$stamp"
 }
 
 # The local model runs on llama.cpp, which the llama-cpp-sys-2 crate builds from source with

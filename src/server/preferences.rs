@@ -3,6 +3,7 @@
 //! browser is given at sign-in.
 
 use axum::http::{header, HeaderMap};
+use tower_sessions::cookie::Cookie;
 
 use super::db::accounts::{self as store, User};
 use super::db::DbError;
@@ -22,15 +23,15 @@ pub fn theme_of(headers: &HeaderMap) -> Theme {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == THEME_COOKIE)
-        .map_or(Theme::System, |(_, value)| Theme::parse(value))
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == THEME_COOKIE)
+        .map_or(Theme::System, |cookie| Theme::parse(cookie.value()))
 }
 
 /// Sets this browser's cookie to `theme`.
 pub fn set_cookie(cookies: &tower_cookies::Cookies, theme: Theme) {
-    let cookie = tower_sessions::cookie::Cookie::build((THEME_COOKIE, theme.as_str()))
+    let cookie = Cookie::build((THEME_COOKIE, theme.as_str()))
         .path("/")
         .same_site(tower_sessions::cookie::SameSite::Lax)
         .max_age(tower_sessions::cookie::time::Duration::days(THEME_DAYS))
