@@ -33,6 +33,10 @@ pub fn hydrate() {
         let Some(body) = document.body() else {
             return;
         };
+        // A conversation's messages are their own WASM file: in place before they hydrate.
+        if let Ok(path) = leptos::prelude::window().location().pathname() {
+            ui::chat::preload_for_page(&path).await;
+        }
         leptos::mount::hydrate_from_async(body, app::App)
             .await
             .forget();

@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::format::format_cost;
 use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
+use crate::ui::wire;
 
 /// A budget as typed: empty is "no limit".
 fn parse_budget(text: &str) -> Result<Option<f64>, String> {
@@ -38,7 +39,7 @@ pub fn AdminPage() -> impl IntoView {
     let settings = ServerAction::<SetSiteSettings>::new();
     let clear = ServerAction::<ClearLockout>::new();
     // Reloaded after every change.
-    let overview = ArcResource::new(
+    let overview = wire::resource(
         move || {
             (
                 create.version().get(),

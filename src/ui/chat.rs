@@ -7,6 +7,7 @@ mod cursor;
 mod follow;
 mod header;
 mod message;
+mod on_demand;
 mod page;
 mod remembered;
 mod reply_text;
@@ -14,5 +15,6 @@ mod settings;
 mod state;
 mod thinking_text;
 
+pub use on_demand::preload_for_page;
 pub use page::ChatPage;
 pub use state::ChatState;

@@ -11,6 +11,7 @@ use crate::api::conversations::{
 use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::ChatState;
+use crate::ui::wire;
 
 /// A conversation just deleted, while Undo is offered.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,7 +35,7 @@ pub fn provide_recently_deleted() {
 #[component]
 pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoView {
     // `Arc`: see `AccountMenu`.
-    let conversations = ArcResource::new(
+    let conversations = wire::resource(
         move || state.conversations_changed.get(),
         |_| list_conversations(None),
     );

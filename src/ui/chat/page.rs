@@ -5,11 +5,14 @@ use uuid::Uuid;
 use super::composer::Composer;
 use super::header::ChatHeader;
 use super::message::Message;
-use super::settings::SettingsPanel;
+use super::on_demand::{
+    message_items, name_conversation_file, on_demand, preload_messages, settings_panel,
+};
 use super::state::{mirror, ChatState};
 use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
 use crate::ui::conversations::Sidebar;
+use crate::ui::wire;
 
 /// `/` (a new conversation) and `/c/:id`. The conversation is loaded and rendered on the server;
 /// after hydration the page streams new turns into the same list.
@@ -26,8 +29,13 @@ pub fn ChatPage() -> impl IntoView {
         .get_untracked()
         .and_then(|id| Uuid::parse_str(&id).ok());
     let active = mirror(move || state.conversation_id.get(), shown_id);
+    // On the server: a conversation's page names its messages' file in a preload link, so the
+    // browser fetches it beside the module (`on_demand.rs`). Nothing in the browser.
+    if shown_id.is_some() {
+        name_conversation_file();
+    }
     // `Arc`: see `AccountMenu`.
-    let conversation = ArcResource::new(
+    let conversation = wire::resource(
         move || route_id.get(),
         |id| async move {
             match id {
@@ -84,7 +92,7 @@ pub fn ChatPage() -> impl IntoView {
             <main class="chat">
                 <ChatHeader state conversation=conversation.clone() />
                 <Show when=move || state.settings_open.get()>
-                    <SettingsPanel state />
+                    {on_demand(move || settings_panel(state))}
                 </Show>
                 <div
                     class="messages"
@@ -97,6 +105,10 @@ pub fn ChatPage() -> impl IntoView {
                             let conversation = conversation.clone();
                             Suspend::new(async move {
                                 state.show(conversation.await);
+                                // Their code first, so the list never shows empty before them.
+                                if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
+                                    preload_messages().await;
+                                }
                                 view! { <MessageList state /> }
                             })
                         }}
@@ -141,9 +153,21 @@ fn MessageList(state: ChatState) -> impl IntoView {
             </div>
         </Show>
         <ol class="message-list">
-            <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
-                <Message entry state />
-            </For>
+            // The messages' code is fetched with the first message (`on_demand.rs`); a new chat's
+            // first screen has none.
+            <Show when=move || state.messages.try_with(|m| !m.is_empty()).unwrap_or(false)>
+                {on_demand(move || message_items(state))}
+            </Show>
         </ol>
+    }
+}
+
+/// The conversation's messages, in order (`on_demand::message_items`).
+#[component]
+pub(super) fn MessageItems(state: ChatState) -> impl IntoView {
+    view! {
+        <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
+            <Message entry state />
+        </For>
     }
 }
