@@ -62,7 +62,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo leptos build --release --precompress --split \
+    bash scripts/release-build.sh \
  && mkdir -p /out \
  && cp target/release/rill target/release/hash.txt /out/ \
  && cp -r target/site /out/site

@@ -1,10 +1,20 @@
 // Measures a page's first load as a browser makes it: every response's bytes on the wire
 // (compressed as sent), its encoding and cache policy, and the total, in headless Chromium with
 // an empty cache. Then loads it again and counts what the cache did not answer.
-//   node end2end/first-load.mjs http://127.0.0.1:3000/
+//   node end2end/first-load.mjs http://127.0.0.1:3000/ [--budget 250000]
+// With a budget (bytes on the wire), it exits with status 1 when the first load is larger. Only a
+// release build's figure means anything (`cargo leptos build --release --split --precompress`): a
+// debug build's WASM is ten times the size and not optimised.
 import { launchHeadless } from "./headless.mjs";
 
-const url = process.argv[2] ?? "http://127.0.0.1:3000/";
+const args = process.argv.slice(2);
+const budgetAt = args.indexOf("--budget");
+const budget = budgetAt >= 0 ? Number(args.splice(budgetAt, 2)[1]) : undefined;
+if (budget !== undefined && !(budget > 0)) {
+  console.error("--budget takes a number of bytes");
+  process.exit(2);
+}
+const url = args[0] ?? "http://127.0.0.1:3000/";
 const { context, page, close } = await launchHeadless("first-load");
 const cdp = await context.newCDPSession(page);
 await cdp.send("Network.enable");
@@ -25,9 +35,11 @@ async function load() {
   };
   cdp.on("Network.responseReceived", onResponse);
   cdp.on("Network.loadingFinished", onFinished);
-  await page.goto(url, { waitUntil: "networkidle" });
-  // Hydrated: the composer answers typing only once the WASM runs.
-  await page.waitForSelector("body");
+  await page.goto(url, { waitUntil: "load" });
+  // Hydrated: the page marks itself live once the WASM has run (`lib.rs`).
+  await page.waitForSelector("html[data-hydrated]", { state: "attached" });
+  // Then whatever follows (a conversation's page keeps its event stream open: never idle).
+  await page.waitForLoadState("networkidle", { timeout: 5000 }).catch(() => {});
   cdp.off("Network.responseReceived", onResponse);
   cdp.off("Network.loadingFinished", onFinished);
   return [...seen.values()];
@@ -45,8 +57,16 @@ function report(title, entries) {
     );
   }
   console.log(`  ${String(total).padStart(8)} B  total on the wire`);
+  return total;
 }
 
-report(`first load of ${url} (empty cache)`, await load());
+const first = report(`first load of ${url} (empty cache)`, await load());
 report("second load (warm cache)", await load());
 await close();
+if (budget !== undefined) {
+  if (first > budget) {
+    console.error(`first load ${first} B is over the budget of ${budget} B`);
+    process.exit(1);
+  }
+  console.log(`first load ${first} B is within the budget of ${budget} B`);
+}

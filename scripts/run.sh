@@ -12,7 +12,9 @@ ensure_build_tools
 bash scripts/fetch-model.sh || echo "[run] the local model could not be fetched; see the model picker" >&2
 if [ "${1:-}" = "--release" ]; then
   ensure_wasm_opt
-  # Brotli and gzip copies of the site's files, served to browsers that accept them.
+  # The release build's flags (scripts/release-build.sh), and brotli and gzip copies of the
+  # site's files, served to browsers that accept them.
+  source scripts/release-build.sh
   set -- "$@" --precompress
 fi
 exec cargo leptos serve --split "$@"

@@ -56,7 +56,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <p class="notice">"Page not found."</p> }>
                 <Route path=path!("/") view=ChatPage />
                 <Route path=path!("/c/:id") view=ChatPage />
-                <Route path=path!("/signin") view=SignInPage />
+                <Route path=path!("/signin") view={Lazy::<SignInRoute>::new()} />
                 <Route path=path!("/account") view={Lazy::<PasswordRoute>::new()} />
                 <Route path=path!("/usage") view={Lazy::<UsageRoute>::new()} />
                 <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} />
@@ -67,7 +67,21 @@ pub fn App() -> impl IntoView {
 
 // Pages few visits need are split out of the first load: built with `cargo leptos --split`, each
 // is its own WASM file fetched when the route is first opened (a fifth of the module). Without
-// `--split` they stay in the main module and work the same.
+// `--split` they stay in the main module and work the same. Sign-in too: a browser sees it once
+// per session, and only in accounts mode.
+
+struct SignInRoute;
+
+#[lazy_route]
+impl LazyRoute for SignInRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <SignInPage /> }.into_any()
+    }
+}
 
 struct PasswordRoute;
 

@@ -7,9 +7,28 @@ pub fn format_cost(usd: f64) -> String {
     } else if usd < 0.0001 {
         "<$0.0001".into()
     } else if usd < 0.01 {
-        format!("${usd:.4}")
+        format!("${}", fixed(usd, 4))
     } else {
-        format!("${usd:.2}")
+        format!("${}", fixed(usd, 2))
+    }
+}
+
+/// `x` with `decimals` digits after the point (at most 9), as `format!("{x:.2}")` writes the
+/// figures the page shows (halves round away from zero). Integer arithmetic: core's float
+/// formatting is about 5 KB of the browser's module after compression, for these few figures.
+pub fn fixed(x: f64, decimals: u32) -> String {
+    let scale = 10_u64.pow(decimals.min(9));
+    // `as` saturates (and maps NaN to 0): no figure the page shows comes near the limit.
+    let scaled = (x.abs() * scale as f64).round() as u64;
+    let sign = if x < 0.0 && scaled > 0 { "-" } else { "" };
+    let (whole, fraction) = (scaled / scale, scaled % scale);
+    if decimals == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!(
+            "{sign}{whole}.{fraction:0width$}",
+            width = decimals.min(9) as usize
+        )
     }
 }
 
@@ -38,7 +57,7 @@ pub fn byte_size(bytes: u64) -> String {
         size /= 1024.0;
         unit += 1;
     }
-    format!("{size:.1} {}", UNITS[unit])
+    format!("{} {}", fixed(size, 1), UNITS[unit])
 }
 
 /// `openai/gpt-4o-mini` → `gpt-4o-mini`: how a model is named in the picker and under a reply.
@@ -56,6 +75,31 @@ mod tests {
         assert_eq!(format_cost(0.000_003), "<$0.0001");
         assert_eq!(format_cost(0.000_312), "$0.0003");
         assert_eq!(format_cost(1.234), "$1.23");
+        assert_eq!(format_cost(12.5), "$12.50");
+    }
+
+    #[test]
+    fn fixed_point_figures_read_as_format_writes_them() {
+        for (x, decimals) in [
+            (0.0, 2),
+            (1.234, 2),
+            (0.000_312, 4),
+            (1.5, 1),
+            (1024.0, 1),
+            (2.5, 3),
+            (0.15, 3),
+            (-3.26, 1),
+            (123_456.789, 2),
+            (7.0, 0),
+        ] {
+            assert_eq!(
+                fixed(x, decimals),
+                format!("{x:.*}", decimals as usize),
+                "{x} to {decimals}"
+            );
+        }
+        assert_eq!(fixed(-0.000_01, 2), "0.00");
+        assert_eq!(fixed(f64::NAN, 2), "0.00");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub fn hydrate() {
         let Some(body) = document.body() else {
             return;
         };
+        // A conversation's messages are their own WASM file: in place before they hydrate.
+        if let Ok(path) = leptos::prelude::window().location().pathname() {
+            ui::chat::preload_for_page(&path).await;
+        }
         // The theme the server drew the page with, for the theme switch (see `ui::theme`).
         let theme = document
             .document_element()

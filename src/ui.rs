@@ -13,3 +13,5 @@ pub mod phone;
 pub mod theme;
 /// The usage page: this month's spending by day and model, and the CSV export.
 pub mod usage;
+/// How resources travel in the page (one JSON reader for them and the server functions).
+pub mod wire;

@@ -4,6 +4,7 @@ use leptos::server_fn::ServerFn;
 
 use crate::api::account::{current_user, sign_in_options, ChangePassword, SignIn, SignOut, SignUp};
 use crate::error::ApiError;
+use crate::ui::wire;
 
 /// A page of its own (sign-in, password, usage, admin): a title, a way back, and its content.
 #[component]
@@ -50,7 +51,7 @@ fn go_home() {
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
-    let options = ArcResource::new(|| (), |_| sign_in_options());
+    let options = wire::resource(|| (), |_| sign_in_options());
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let creating = RwSignal::new(false);
@@ -164,7 +165,7 @@ pub fn PasswordPage() -> impl IntoView {
 pub fn AccountMenu() -> impl IntoView {
     // `Arc`: a reference-counted resource is never "disposed" under a Suspense that the server
     // checks once more as the page ends (an arena one panics there; see ARCHITECTURE.md).
-    let me = ArcResource::new(|| (), |_| current_user());
+    let me = wire::resource(|| (), |_| current_user());
     let sign_out = ServerAction::<SignOut>::new();
     Effect::new(move || {
         if matches!(sign_out.value().get(), Some(Ok(()))) {

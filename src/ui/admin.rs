@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::format::format_cost;
 use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
+use crate::ui::wire;
 
 /// A budget as typed: empty is "no limit".
 fn parse_budget(text: &str) -> Result<Option<f64>, String> {
@@ -38,7 +39,7 @@ pub fn AdminPage() -> impl IntoView {
     let settings = ServerAction::<SetSiteSettings>::new();
     let clear = ServerAction::<ClearLockout>::new();
     // Reloaded after every change.
-    let overview = ArcResource::new(
+    let overview = wire::resource(
         move || {
             (
                 create.version().get(),
@@ -362,7 +363,8 @@ fn AuditLog(first: Vec<AuditEntry>, log: Paged<AuditEntry, i64>) -> impl IntoVie
     view! {
         <h2>"Audit log"</h2>
         {log.search_form("Search the audit log", "who, what, address…", move || log.search(audit_log))}
-        <table class="figures audit">
+        // It scrolls sideways on a phone: focusable, so a keyboard can scroll it too.
+        <table class="figures audit" tabindex="0" aria-label="Audit log">
             <thead><tr>
                 <th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Whom"</th>
                 <th>"From"</th><th>"Detail"</th>

@@ -10,6 +10,7 @@ mod empty;
 mod follow;
 mod header;
 mod message;
+mod on_demand;
 mod page;
 mod remembered;
 mod reply_text;
@@ -18,6 +19,7 @@ mod shortcuts;
 mod state;
 mod thinking_text;
 
+pub use on_demand::preload_for_page;
 pub use page::{ChatPage, TabTitle};
 pub use shortcuts::ShortcutsButton;
 pub use state::ChatState;

@@ -12,6 +12,7 @@ use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, 
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
 use crate::ui::theme::ThemeSwitch;
+use crate::ui::wire;
 
 /// The description every conversation link points to (`aria-describedby`).
 const ROW_KEYS_ID: &str = "conversation-keys";
@@ -63,7 +64,7 @@ pub fn use_new_chat(state: ChatState) -> impl Fn() + Clone + Send + Sync + 'stat
 #[component]
 pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoView {
     // `Arc`: see `AccountMenu`.
-    let conversations = ArcResource::new(
+    let conversations = wire::resource(
         move || state.conversations_changed.get(),
         |_| list_conversations(None),
     );

@@ -4,13 +4,14 @@ use leptos_router::hooks::use_query_map;
 use crate::api::usage::monthly_usage;
 use crate::format::{format_cost, thousands};
 use crate::ui::account::Panel;
+use crate::ui::wire;
 
 /// `/usage` (one's own) and `/usage?user=ID` (an admin looking at a user).
 #[component]
 pub fn UsagePage() -> impl IntoView {
     let query = use_query_map();
     let user = Memo::new(move |_| query.read().get("user"));
-    let report = ArcResource::new(move || user.get(), monthly_usage);
+    let report = wire::resource(move || user.get(), monthly_usage);
     let export = move || match user.get() {
         Some(id) => format!("/usage.csv?user={id}"),
         None => "/usage.csv".to_owned(),
@@ -38,7 +39,8 @@ pub fn UsagePage() -> impl IntoView {
                                         view! { <p class="muted">"No replies this month."</p> }.into_any()
                                     } else {
                                         view! {
-                                            <table class="figures">
+                                            // It scrolls sideways on a phone: focusable, so a keyboard can scroll it too.
+                                            <table class="figures" tabindex="0" aria-label="Spending by day and model">
                                                 <thead><tr>
                                                     <th>"Day"</th><th>"Model"</th><th class="num">"Replies"</th>
                                                     <th class="num">"Input"</th><th class="num">"Cached"</th>

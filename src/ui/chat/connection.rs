@@ -14,6 +14,8 @@ use super::browser::{is_hidden, now_ms, random_fraction, sleep};
 use super::cursor::{
     failures_after_loss, missed_heartbeat, retry_wait, Cursor, Request, SILENCE_LIMIT,
 };
+use super::on_demand::{self, NotLoaded};
+use super::state::ChatState;
 use crate::api::turns::{continue_reply, conversation_events, send_message, turn_events};
 use crate::error::ApiError;
 use crate::model::{ndjson, MessageView, SendRequest, StreamLine, TurnEvent};
@@ -110,20 +112,36 @@ impl Connection {
     }
 
     /// Replaces the running loop with one that starts at `cursor` and tells `page` what it hears.
-    pub fn connect(self, page: impl Listener, cursor: Cursor) {
+    /// The loop (and the reading of the lines) is its own WASM file, fetched when the page first
+    /// connects (`on_demand.rs`); a failed fetch is a lost connection, tried again the same way.
+    pub fn connect(self, page: ChatState, cursor: Cursor) {
         self.disconnect();
         self.parked.set_value(false);
         self.cursor.set_value(Some(cursor));
         let (handle, registration) = AbortHandle::new_pair();
         self.running.set_value(Some(handle));
         spawn_local(async move {
-            let _ = Abortable::new(self.run(page), registration).await;
+            let following = async move {
+                let mut failures: u32 = 0;
+                let run = loop {
+                    match on_demand::follow(self, page).await {
+                        Ok(run) => break run,
+                        Err(NotLoaded) => {
+                            failures = failures_after_loss(failures, false);
+                            self.link.set(Link::Reconnecting);
+                            self.wait_before_retry(failures).await;
+                        }
+                    }
+                };
+                run.await;
+            };
+            let _ = Abortable::new(following, registration).await;
         });
     }
 
     /// Call when the network comes back or the tab is shown again: reconnect now, and take up a
     /// connection that was let go or that went quiet while the tab was away.
-    pub fn on_back(self, page: impl Listener) {
+    pub fn on_back(self, page: ChatState) {
         if let Some(wake) = self.wake.try_update_value(Option::take).flatten() {
             let _ = wake.send(());
         }
@@ -151,7 +169,7 @@ impl Connection {
 
     /// The loop: one request at a time, following the cursor, until the page leaves this
     /// conversation or the server refuses for good.
-    async fn run(self, page: impl Listener) {
+    pub(super) async fn run(self, page: impl Listener) {
         let mut failures: u32 = 0;
         loop {
             let Some(cursor) = self.cursor.get_value() else {

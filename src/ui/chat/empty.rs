@@ -33,7 +33,7 @@ const EXAMPLES: [(&str, &str); 4] = [
 #[component]
 pub fn EmptyConversation(
     state: ChatState,
-    menu: ArcResource<Result<ModelMenu, ApiError>>,
+    menu: crate::ui::wire::Resource<Result<ModelMenu, ApiError>>,
 ) -> impl IntoView {
     let fill = move |text: &'static str| {
         remembered::save_draft(state.conversation_id.get_untracked(), text);

@@ -3,20 +3,22 @@ use leptos::task::spawn_local;
 
 use super::connection::Link;
 use super::drawer::MENU_BUTTON_ID;
+use super::on_demand::preload_settings;
 use super::remembered;
 use super::settings::SETTINGS_BUTTON_ID;
 use super::state::{mirror, ChatState};
 use crate::api::catalog::set_conversation_model;
 use crate::error::ApiError;
-use crate::format::{format_cost, model_name, thousands};
+use crate::format::{fixed, format_cost, model_name, thousands};
 use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};
+use crate::ui::wire;
 
 /// Above the conversation: the model picker and the conversation's running totals.
 #[component]
 pub fn ChatHeader(
     state: ChatState,
-    conversation: ArcResource<Result<Option<ConversationView>, ApiError>>,
-    menu: ArcResource<Result<ModelMenu, ApiError>>,
+    conversation: wire::Resource<Result<Option<ConversationView>, ApiError>>,
+    menu: wire::Resource<Result<ModelMenu, ApiError>>,
 ) -> impl IntoView {
     view! {
         <header class="chat-header">
@@ -50,6 +52,8 @@ pub fn ChatHeader(
                 id=SETTINGS_BUTTON_ID
                 aria-controls="conversation-settings"
                 aria-expanded=move || state.settings_open.get().to_string()
+                on:pointerenter=|_| preload_settings()
+                on:focus=|_| preload_settings()
                 on:click=move |_| state.settings_open.update(|open| *open = !*open)
             >"Settings"</button>
             <Totals state />
@@ -170,7 +174,7 @@ fn price_label(p: &Price) -> String {
 }
 
 fn trim_number(n: f64) -> String {
-    let s = format!("{n:.3}");
+    let s = fixed(n, 3);
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 

@@ -1,8 +1,8 @@
 use leptos::prelude::*;
 
+use super::on_demand::{on_demand, preload_thinking, thinking_text};
 use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
-use super::thinking_text::ThinkingText;
 use crate::format::{format_cost, model_name, thousands};
 use crate::model::{MessageStatus, Outcome, Role};
 use crate::ui::phone::is_touch_first;
@@ -60,9 +60,9 @@ fn Thinking(entry: ChatEntry) -> impl IntoView {
                 class:live=live
                 on:toggle:target=move |ev| open.set(ev.target().open())
             >
-                <summary>{move || if live() { "Thinking…" } else { "Thinking" }}</summary>
+                <summary on:pointerenter=|_| preload_thinking() on:focus=|_| preload_thinking()>{move || if live() { "Thinking…" } else { "Thinking" }}</summary>
                 <Show when=move || open.try_get().unwrap_or(false)>
-                    <ThinkingText entry />
+                    {on_demand(move || thinking_text(entry))}
                 </Show>
             </details>
         </Show>

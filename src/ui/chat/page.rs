@@ -10,7 +10,9 @@ use super::drawer::{self, Swipe};
 use super::empty::EmptyConversation;
 use super::header::ChatHeader;
 use super::message::Message;
-use super::settings::SettingsPanel;
+use super::on_demand::{
+    message_items, name_conversation_file, on_demand, preload_messages, settings_panel,
+};
 use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
 use crate::api::catalog::list_models;
@@ -18,6 +20,7 @@ use crate::api::conversations::get_conversation;
 use crate::error::ApiError;
 use crate::model::ModelMenu;
 use crate::ui::conversations::{use_new_chat, Sidebar};
+use crate::ui::wire;
 
 /// The conversation's title, for the tab and the page's heading; `None` for a new chat. Set in
 /// the browser by the sidebar's entry of the conversation on screen (which follows renames).
@@ -46,8 +49,13 @@ pub fn ChatPage() -> impl IntoView {
         .get_untracked()
         .and_then(|id| Uuid::parse_str(&id).ok());
     let active = mirror(move || state.conversation_id.get(), shown_id);
+    // On the server: a conversation's page names its messages' file in a preload link, so the
+    // browser fetches it beside the module (`on_demand.rs`). Nothing in the browser.
+    if shown_id.is_some() {
+        name_conversation_file();
+    }
     // `Arc`: see `AccountMenu`.
-    let conversation = ArcResource::new(
+    let conversation = wire::resource(
         move || route_id.get(),
         |id| async move {
             match id {
@@ -61,7 +69,7 @@ pub fn ChatPage() -> impl IntoView {
     );
     // The model picker's contents, also read by an empty conversation (which model answers).
     // `Arc`: see `AccountMenu`.
-    let menu = ArcResource::new(|| (), |_| list_models());
+    let menu = wire::resource(|| (), |_| list_models());
     let swipe = Swipe::new();
     drawer::follow_focus(state);
     // Effects run only in the browser: follow the conversation shown (turns from other tabs, a
@@ -152,7 +160,7 @@ pub fn ChatPage() -> impl IntoView {
                 <h1 class="sr-only" id="conversation-title">{heading}</h1>
                 <ChatHeader state conversation=conversation.clone() menu=menu.clone() />
                 <Show when=move || state.settings_open.get()>
-                    <SettingsPanel state />
+                    {on_demand(move || settings_panel(state))}
                 </Show>
                 <div
                     class="messages"
@@ -172,6 +180,10 @@ pub fn ChatPage() -> impl IntoView {
                             let menu = menu.clone();
                             Suspend::new(async move {
                                 state.show(conversation.await);
+                                // Their code first, so the list never shows empty before them.
+                                if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
+                                    preload_messages().await;
+                                }
                                 view! { <MessageList state menu /> }
                             })
                         }}
@@ -192,7 +204,10 @@ pub fn ChatPage() -> impl IntoView {
 }
 
 #[component]
-fn MessageList(state: ChatState, menu: ArcResource<Result<ModelMenu, ApiError>>) -> impl IntoView {
+fn MessageList(
+    state: ChatState,
+    menu: wire::Resource<Result<ModelMenu, ApiError>>,
+) -> impl IntoView {
     view! {
         <Show when=move || state.notice.try_with(Option::is_some).unwrap_or(false)>
             <p class="notice" role="alert">{move || state.notice.try_get().flatten()}</p>
@@ -216,9 +231,21 @@ fn MessageList(state: ChatState, menu: ArcResource<Result<ModelMenu, ApiError>>)
             </div>
         </Show>
         <ol class="message-list" aria-label="Messages">
-            <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
-                <Message entry state />
-            </For>
+            // The messages' code is fetched with the first message (`on_demand.rs`); a new chat's
+            // first screen has none.
+            <Show when=move || state.messages.try_with(|m| !m.is_empty()).unwrap_or(false)>
+                {on_demand(move || message_items(state))}
+            </Show>
         </ol>
+    }
+}
+
+/// The conversation's messages, in order (`on_demand::message_items`).
+#[component]
+pub(super) fn MessageItems(state: ChatState) -> impl IntoView {
+    view! {
+        <For each=move || state.messages.try_get().unwrap_or_default() key=|entry| entry.key let:entry>
+            <Message entry state />
+        </For>
     }
 }

@@ -1,0 +1,148 @@
+//! Parts of the chat the first screen never shows, each in its own WASM file (`cargo leptos
+//! --split`), fetched when first used: the conversation's settings, a reply's thinking read open,
+//! and a conversation's messages with the connection that streams replies (fetched with a new
+//! chat's first message, or before a conversation's page hydrates). Editing a question comes
+//! with the messages: it is only reached from them, so it is in their file and in place at once.
+//! The first load is smaller by their code and by what only they use (docs/decisions.md,
+//! "Smaller first load").
+//!
+//! A part's file is fetched as soon as a person shows they are about to use it (the pointer over
+//! its button, or the focus on it), so it is usually in place before the click: the part then
+//! shows at once, as it did when it was in the main module. A failed fetch says so in words and
+//! is tried again the next time the part is opened (it never stops the page).
+//!
+//! Built without `--split` (or on the server, which never renders these parts for a first load)
+//! the functions are called directly.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
+
+use super::connection::Connection;
+use super::page::MessageItems;
+use super::settings::SettingsPanel;
+use super::state::{ChatEntry, ChatState};
+use super::thinking_text::ThinkingText;
+
+/// A part's WASM file could not be fetched (the network dropped, or a deploy replaced it).
+#[derive(Debug, Clone, Copy)]
+pub struct NotLoaded;
+
+impl From<SplitLoaderError> for NotLoaded {
+    fn from(_: SplitLoaderError) -> Self {
+        NotLoaded
+    }
+}
+
+/// Shows a part once its file is in: nothing before that (never a placeholder that the part then
+/// replaces), and a sentence if it cannot be fetched.
+pub fn on_demand<F>(part: impl Fn() -> F + Send + Sync + 'static) -> impl IntoView
+where
+    F: Future<Output = Result<AnyView, NotLoaded>> + Send + 'static,
+{
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let loading = part();
+                Suspend::new(async move {
+                    loading.await.unwrap_or_else(|NotLoaded| {
+                        view! {
+                            <p class="notice" role="alert">
+                                "This part of the page could not be loaded. Check the connection and try again."
+                            </p>
+                        }
+                        .into_any()
+                    })
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// Starts fetching a part's file without showing it (the pointer is over its button).
+fn preload<F>(load: fn() -> F)
+where
+    F: Future<Output = Result<(), SplitLoaderError>> + 'static,
+{
+    leptos::task::spawn_local(async move {
+        // A failure here is reported when the part is opened (the load is tried again then).
+        let _ = load().await;
+    });
+}
+
+#[wasm_split(
+    chat_settings,
+    wasm_split_path = ::leptos::wasm_split,
+    fallible,
+    preload(preload_settings_file)
+)]
+pub fn settings_panel(state: ChatState) -> Result<AnyView, NotLoaded> {
+    Ok(view! { <SettingsPanel state /> }.into_any())
+}
+
+pub fn preload_settings() {
+    preload(preload_settings_file);
+}
+
+#[wasm_split(
+    chat_thinking,
+    wasm_split_path = ::leptos::wasm_split,
+    fallible,
+    preload(preload_thinking_file)
+)]
+pub fn thinking_text(entry: ChatEntry) -> Result<AnyView, NotLoaded> {
+    Ok(view! { <ThinkingText entry /> }.into_any())
+}
+
+pub fn preload_thinking() {
+    preload(preload_thinking_file);
+}
+
+// A conversation's file: its messages and the connection that streams replies into them, needed
+// together (a new chat fetches it with its first message; a conversation's page before it
+// hydrates, see `preload_for_page`).
+
+/// The conversation's file in the split manifest: the module named in `wasm_split` below.
+const CONVERSATION_FILE: &str = "chat_conversation";
+
+#[wasm_split(
+    chat_conversation,
+    wasm_split_path = ::leptos::wasm_split,
+    fallible,
+    preload(preload_conversation_file)
+)]
+pub fn message_items(state: ChatState) -> Result<AnyView, NotLoaded> {
+    Ok(view! { <MessageItems state /> }.into_any())
+}
+
+/// On the server, while a conversation's page renders: a preload link for its file in the
+/// page's head (it must be named before the head is sent, so not from inside the list's
+/// Suspense). In the browser, nothing.
+pub fn name_conversation_file() {
+    leptos::prefetch_lazy_fn_on_server(CONVERSATION_FILE);
+}
+
+/// Fetches the conversation's file (a failure shows where the messages go, and is tried again).
+pub async fn preload_messages() {
+    let _ = preload_conversation_file().await;
+}
+
+/// Before a conversation's page hydrates: its messages were rendered by the server, and hydrating
+/// them needs their code in place (a part still loading would not match the page's HTML).
+pub async fn preload_for_page(path: &str) {
+    if path.starts_with("/c/") {
+        preload_messages().await;
+    }
+}
+
+/// The connection's loop (`Connection::connect`): requests, the lines of their streams, and
+/// what the page makes of them (`Listener for ChatState`).
+#[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn follow(
+    connection: Connection,
+    page: ChatState,
+) -> Result<Pin<Box<dyn Future<Output = ()>>>, NotLoaded> {
+    Ok(Box::pin(connection.run(page)))
+}
