@@ -29,7 +29,8 @@ test("a long conversation opens at its newest messages, and earlier messages com
   try {
     await configureFake(page, { tokens: 2, token_delay_ms: 0 });
     // 105 short conversations, then one of 25 turns: the newest.
-    for (let i = 1; i <= 105; i++) await turn(page, rill.url, `Conversation ${i}`, null);
+    const oldest = await turn(page, rill.url, "Conversation 1", null);
+    for (let i = 2; i <= 105; i++) await turn(page, rill.url, `Conversation ${i}`, null);
     let conversation: string | null = null;
     for (let i = 1; i <= 25; i++) conversation = await turn(page, rill.url, `Question ${i}`, conversation);
 
@@ -57,6 +58,13 @@ test("a long conversation opens at its newest messages, and earlier messages com
     await expect(page.locator(".conversation-list li a", { hasText: /^Conversation 1$/ })).toHaveCount(1);
     await expect(page.getByRole("button", { name: "Show older conversations", exact: true })).toHaveCount(0);
     await page.screenshot({ path: "test-results/paging.png" });
+
+    // A conversation the sidebar's first page does not list still names the tab and the page.
+    await page.goto(`${rill.url}/c/${oldest}`);
+    await expect(page.locator("html[data-hydrated]")).toBeAttached();
+    await expect(items).toHaveCount(100);
+    await expect(page).toHaveTitle("Conversation 1");
+    await expect(page.getByRole("heading", { level: 1 })).toHaveText("Conversation 1");
   } finally {
     await rill.stop();
   }

@@ -179,7 +179,14 @@ pub fn ChatPage() -> impl IntoView {
                             let conversation = conversation.clone();
                             let menu = menu.clone();
                             Suspend::new(async move {
-                                state.show(conversation.await);
+                                let loaded = conversation.await;
+                                // The stored title, also for a conversation the sidebar does not
+                                // list (older than its pages); its entry follows renames.
+                                if let Ok(Some(view)) = &loaded {
+                                    let title = Some(view.title.clone()).filter(|t| !t.is_empty());
+                                    tab_title.0.try_set(title);
+                                }
+                                state.show(loaded);
                                 // Their code first, so the list never shows empty before them.
                                 if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
                                     preload_messages().await;
