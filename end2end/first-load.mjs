@@ -3,7 +3,7 @@
 // an empty cache. Then loads it again and counts what the cache did not answer.
 //   node end2end/first-load.mjs http://127.0.0.1:3000/ [--budget 250000]
 // With a budget (bytes on the wire), it exits with status 1 when the first load is larger. Only a
-// release build's figure means anything (`cargo leptos build --release --split --precompress`): a
+// release build's figure means anything (`bash scripts/release-build.sh`): a
 // debug build's WASM is ten times the size and not optimised.
 import { launchHeadless } from "./headless.mjs";
 

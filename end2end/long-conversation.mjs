@@ -12,7 +12,7 @@
 // back to its start), the WASM memory after switching five times between two 1,000-turn
 // conversations, and the issue's budgets, met or not.
 //   node end2end/long-conversation.mjs
-// Uses target/release/rill (`cargo leptos build --release --split --precompress`),
+// Uses target/release/rill (`bash scripts/release-build.sh`),
 // target/site and target/debug/fake-provider unless RILL_BIN, SITE_ROOT, FAKE_BIN say
 // otherwise; serves on PORT (3000) and FAKE_PORT (4000). DB=path keeps the database and the
 // conversations' ids (path.json) between runs, so a second run skips building them.
