@@ -58,3 +58,20 @@ export async function send(page: Page, text: string) {
   await composer(page).fill(text);
   await composer(page).press("Enter");
 }
+
+/// Sends `text` through the API as the page would, to a server at `url` (a test's own), and reads
+/// the turn to its end; returns its conversation.
+export async function sendTurn(page: Page, url: string, text: string, conversation: string | null = null): Promise<string> {
+  const response = await page.request.post(`${url}/api/send_message`, {
+    data: { turn_id: crypto.randomUUID(), conversation_id: conversation, text, model: null },
+  });
+  expect(response.ok()).toBeTruthy();
+  let started: string | null = null;
+  for (const line of (await response.text()).split("\n")) {
+    if (!line) continue;
+    const parsed = JSON.parse(line);
+    if (parsed.line === "event" && parsed.event.type === "started") started ??= parsed.event.conversation_id;
+  }
+  if (!started) throw new Error("the turn did not start");
+  return started;
+}

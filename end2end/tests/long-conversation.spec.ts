@@ -1,23 +1,9 @@
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
-import { configureFake } from "./helpers";
+import { configureFake, sendTurn } from "./helpers";
 import { RillProcess, tempDatabase } from "./processes";
 
 const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);
-
-/// Sends `text` as the page would and reads the turn to its end; returns its conversation.
-async function turn(page: Page, url: string, text: string, conversation: string | null): Promise<string> {
-  const response = await page.request.post(`${url}/api/send_message`, {
-    data: { turn_id: crypto.randomUUID(), conversation_id: conversation, text, model: null },
-  });
-  expect(response.ok()).toBeTruthy();
-  for (const line of (await response.text()).split("\n")) {
-    if (!line) continue;
-    const parsed = JSON.parse(line);
-    if (parsed.line === "event" && parsed.event.type === "started") return parsed.event.conversation_id;
-  }
-  throw new Error("the turn did not start");
-}
 
 test("a long conversation loads earlier messages as the reader scrolls up, keeping their place, and the browser skips messages out of view", async ({
   page,
@@ -31,7 +17,7 @@ test("a long conversation loads earlier messages as the reader scrolls up, keepi
   try {
     await configureFake(page, { tokens: 12, token_delay_ms: 0 });
     let conversation: string | null = null;
-    for (let i = 1; i <= 70; i++) conversation = await turn(page, rill.url, `Question ${i}`, conversation);
+    for (let i = 1; i <= 70; i++) conversation = await sendTurn(page, rill.url, `Question ${i}`, conversation);
 
     // Each window's request waits until the test has noted where the reader is.
     let release: (() => void) | null = null;

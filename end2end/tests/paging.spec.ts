@@ -1,23 +1,9 @@
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
-import { configureFake } from "./helpers";
+import { configureFake, sendTurn } from "./helpers";
 import { RillProcess, tempDatabase } from "./processes";
 
 const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);
-
-/// Sends `text` as the page would and reads the turn to its end; returns its conversation.
-async function turn(page: Page, url: string, text: string, conversation: string | null): Promise<string> {
-  const response = await page.request.post(`${url}/api/send_message`, {
-    data: { turn_id: crypto.randomUUID(), conversation_id: conversation, text, model: null },
-  });
-  expect(response.ok()).toBeTruthy();
-  for (const line of (await response.text()).split("\n")) {
-    if (!line) continue;
-    const parsed = JSON.parse(line);
-    if (parsed.line === "event" && parsed.event.type === "started") return parsed.event.conversation_id;
-  }
-  throw new Error("the turn did not start");
-}
 
 test("a long conversation opens at its newest messages, and earlier messages come as the reader scrolls up, older conversations on request", async ({ page }) => {
   // A server of its own, whose limits let the test build a long history quickly.
@@ -29,10 +15,10 @@ test("a long conversation opens at its newest messages, and earlier messages com
   try {
     await configureFake(page, { tokens: 2, token_delay_ms: 0 });
     // 105 short conversations, then one of 25 turns: the newest.
-    const oldest = await turn(page, rill.url, "Conversation 1", null);
-    for (let i = 2; i <= 105; i++) await turn(page, rill.url, `Conversation ${i}`, null);
+    const oldest = await sendTurn(page, rill.url, "Conversation 1", null);
+    for (let i = 2; i <= 105; i++) await sendTurn(page, rill.url, `Conversation ${i}`, null);
     let conversation: string | null = null;
-    for (let i = 1; i <= 25; i++) conversation = await turn(page, rill.url, `Question ${i}`, conversation);
+    for (let i = 1; i <= 25; i++) conversation = await sendTurn(page, rill.url, `Question ${i}`, conversation);
 
     await page.goto(`${rill.url}/c/${conversation}`);
     await expect(page.locator("html[data-hydrated]")).toBeAttached();

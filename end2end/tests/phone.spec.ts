@@ -1,6 +1,6 @@
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
-import { composer, configureFake, lastReply, openNewChat, send } from "./helpers";
+import { composer, configureFake, lastReply, openNewChat, send, sendTurn } from "./helpers";
 import { RillProcess, tempDatabase } from "./processes";
 
 // Rill on a phone (issue 24): installable (manifest, icons, a service worker that keeps only the
@@ -13,15 +13,6 @@ const large = { viewport: { width: 430, height: 932 }, hasTouch: true, isMobile:
 const sidebar = (page: Page) => page.locator("nav.sidebar");
 const menuButton = (page: Page) => page.getByRole("button", { name: "Conversations", exact: true });
 const sendButton = (page: Page) => page.getByRole("button", { name: "Send", exact: true });
-
-/// Sends a turn as the page would and reads it to its end (a server of the test's own).
-async function turn(page: Page, url: string, text: string): Promise<void> {
-  const response = await page.request.post(`${url}/api/send_message`, {
-    data: { turn_id: crypto.randomUUID(), conversation_id: null, text, model: null },
-  });
-  expect(response.ok()).toBeTruthy();
-  await response.text();
-}
 
 /// A reply stopped after a few tokens: its row holds the model, "Stopped", the usage, Continue,
 /// Copy and Regenerate.
@@ -368,7 +359,7 @@ test.describe("on a 430 px phone", () => {
     await rill.start();
     try {
       await configureFake(page, { tokens: 2, token_delay_ms: 0 });
-      for (let i = 1; i <= 30; i++) await turn(page, rill.url, `Conversation ${i}`);
+      for (let i = 1; i <= 30; i++) await sendTurn(page, rill.url, `Conversation ${i}`);
       await page.goto(rill.url);
       await expect(page.locator("html[data-hydrated]")).toBeAttached();
       await menuButton(page).tap();
