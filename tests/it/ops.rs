@@ -184,21 +184,7 @@ fn hashed_site() -> tempfile::TempDir {
 async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_names() {
     let app = TestApp::start(FakeConfig::default()).await;
     let site = hashed_site();
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("rill")
-        .site_root(site.path().to_string_lossy().into_owned())
-        .hash_files(true)
-        .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(http::serve_until(
-        listener,
-        app.state.clone(),
-        options,
-        std::future::pending(),
-    ));
+    let base = serve_site(&app, site.path()).await;
     let wasm = format!("{base}/pkg/rill.l5erbZPiJa6CHD1v9808Fg.wasm");
 
     for (accepts, encoding, body) in [
@@ -266,21 +252,7 @@ async fn the_manifest_icons_and_service_worker_are_public_and_the_worker_is_not_
     ] {
         std::fs::write(site.path().join(name), body).expect("write");
     }
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("rill")
-        .site_root(site.path().to_string_lossy().into_owned())
-        .hash_files(true)
-        .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(http::serve_until(
-        listener,
-        app.state.clone(),
-        options,
-        std::future::pending(),
-    ));
+    let base = serve_site(&app, site.path()).await;
 
     let worker = get(&format!("{base}/sw.js"), &[]).await;
     assert_eq!(worker.status(), 200, "no sign-in needed");
@@ -374,4 +346,25 @@ async fn a_backup_taken_while_serving_holds_every_conversation() {
     let again = db::backup(&app.state.config.database_path, &copy).await;
     let message = again.expect_err("never overwrites").to_string();
     assert!(message.contains("already exists"), "{message}");
+}
+
+/// Serves the app with `site` as its site root (hashed file names, as a release serves them);
+/// returns its base URL.
+async fn serve_site(app: &TestApp, site: &std::path::Path) -> String {
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("rill")
+        .site_root(site.to_string_lossy().into_owned())
+        .hash_files(true)
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(http::serve_until(
+        listener,
+        app.state.clone(),
+        options,
+        std::future::pending(),
+    ));
+    base
 }
