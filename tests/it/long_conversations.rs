@@ -230,18 +230,6 @@ async fn the_backfill_of_stored_conversations_computes_the_totals_turns_record()
     assert_eq!(priors().await, recorded);
 }
 
-/// The conversation's stream, as a page that has seen up to `from_turn` opens it.
-async fn watch(app: &TestApp, conversation: Uuid, from_turn: Uuid) -> EventReader {
-    let response = app
-        .post_json(
-            "conversation_events",
-            json!({"conversation_id": conversation, "from_turn": from_turn}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    EventReader::new(response)
-}
-
 /// The questions of the next `n` turns a stream announces.
 async fn announced(tab: &mut EventReader, n: usize) -> Vec<String> {
     let mut seen = Vec::new();
@@ -268,11 +256,15 @@ async fn a_page_following_a_long_conversation_reads_back_only_what_it_missed() {
     };
     let windows = all_windows(&app, conversation).await;
     // A page a few turns behind gets those turns…
-    let mut near = watch(&app, conversation, turn_of(&windows, "Question 95")).await;
+    let mut near = app
+        .watch(conversation, Some(turn_of(&windows, "Question 95")))
+        .await;
     let expected: Vec<String> = (95..=100).map(|i| format!("Question {i}")).collect();
     assert_eq!(announced(&mut near, 6).await, expected);
     // …one far behind gets the last turn, whose parent is not its own last: it loads afresh.
-    let mut far = watch(&app, conversation, turn_of(&windows, "Question 10")).await;
+    let mut far = app
+        .watch(conversation, Some(turn_of(&windows, "Question 10")))
+        .await;
     assert_eq!(
         announced(&mut far, 1).await,
         vec!["Question 100".to_owned()]

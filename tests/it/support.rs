@@ -335,6 +335,18 @@ impl TestApp {
         self.server.take().expect("the server runs")
     }
 
+    /// Opens a conversation's stream, as a page showing it does (having seen up to `from_turn`).
+    pub async fn watch(&self, conversation: Uuid, from_turn: Option<Uuid>) -> EventReader {
+        let response = self
+            .post_json(
+                "conversation_events",
+                json!({"conversation_id": conversation, "from_turn": from_turn}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        EventReader::new(response)
+    }
+
     pub async fn post_json(&self, endpoint: &str, body: Value) -> reqwest::Response {
         post_api(&self.http, &self.base_url, endpoint, body).await
     }

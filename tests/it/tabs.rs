@@ -11,18 +11,6 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// Opens a conversation's stream, as a page showing it does.
-async fn watch(app: &TestApp, conversation: Uuid, from_turn: Option<Uuid>) -> EventReader {
-    let response = app
-        .post_json(
-            "conversation_events",
-            json!({"conversation_id": conversation, "from_turn": from_turn}),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    EventReader::new(response)
-}
-
 /// Reads a watched conversation until the announced turn `turn_id` finishes; returns its events.
 async fn read_turn(tab: &mut EventReader, turn_id: Uuid) -> Vec<TurnEnvelope> {
     let mut following = false;
@@ -58,7 +46,7 @@ async fn a_second_tab_sees_a_turn_started_in_the_first_live_and_identically() {
     let conversation = conversation_of(&first);
     let second_turn = Uuid::new_v4();
     // Tab B shows the conversation (it has everything up to the first turn)…
-    let mut tab_b = watch(&app, conversation, None).await;
+    let mut tab_b = app.watch(conversation, None).await;
     match tab_b.next_line().await.expect("the stored turn") {
         StreamLine::Turn { user, reply } => {
             assert_eq!(user.content, "First");
@@ -130,7 +118,7 @@ async fn stop_in_one_tab_stops_the_reply_in_both_and_cuts_the_upstream() {
     let turn_id = Uuid::new_v4();
     let mut tab_a = EventReader::new(app.send(turn_id, None, "Talk for a long time").await);
     let conversation_id = tab_a.started().await;
-    let mut tab_b = watch(&app, conversation_id, None).await;
+    let mut tab_b = app.watch(conversation_id, None).await;
     // Tab B follows the running turn; once it has seen text, it presses Stop.
     let mut seen_by_b = Vec::new();
     loop {
@@ -209,12 +197,9 @@ async fn a_page_that_missed_turns_while_away_gets_them_first() {
     app.turn(Some(conversation), "Two").await;
     app.turn(Some(conversation), "Three").await;
     // The page has turn One; it comes back and asks from there.
-    let mut tab = watch(
-        &app,
-        conversation,
-        Some(Uuid::parse_str(&one.0).expect("id")),
-    )
-    .await;
+    let mut tab = app
+        .watch(conversation, Some(Uuid::parse_str(&one.0).expect("id")))
+        .await;
     let mut questions = Vec::new();
     for _ in 0..3 {
         match tab.next_line().await.expect("a turn") {
@@ -325,7 +310,7 @@ async fn ended_turns_and_unwatched_conversations_are_let_go() {
     for _ in 0..5 {
         conversations.push(conversation_of(&app.turn(None, "Hi").await));
     }
-    let tab = watch(&app, conversations[0], None).await;
+    let tab = app.watch(conversations[0], None).await;
     eventually("ended turns are let go", || async {
         app.state.turns.held().0 == 0
     })
