@@ -5,7 +5,8 @@
 //!
 //! - `pool`: opening the database, its files' modes, backups, the readiness check;
 //! - `conversations`: the list, a conversation as the page shows it, rename, delete, purge;
-//! - `turns`: recording a turn or a continuation, reading turns back, a prompt's history;
+//! - `turns`: recording a turn or a continuation, reading turns back, a prompt's history
+//!   (newest first, a page of turns at a time);
 //! - `replies`: a running reply's checkpoints, how it ended, its rendering, interruptions;
 //! - `prompts`: system prompt revisions;
 //! - `messages`: a `messages` row and what it means, and the owner checks on messages;
@@ -54,8 +55,8 @@ pub use self::replies::{
     store_html, streaming_reply_of, Checkpoint, ReplyRef, ReplyText, INTERRUPTED_BY_RESTART,
 };
 pub use self::turns::{
-    begin_continuation, begin_turn, history, stored_bytes, turn, turns_from, BeginContinuation,
-    BeginTurn, CannotContinue, NewTurn, TurnRecord,
+    begin_continuation, begin_turn, history_page, stored_bytes, turn, turns_from,
+    BeginContinuation, BeginTurn, CannotContinue, HistoryPage, NewTurn, TurnRecord,
 };
 
 #[derive(Debug, thiserror::Error)]

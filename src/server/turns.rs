@@ -7,10 +7,11 @@
 //! that goes away without Stop (closed tab, reload, lost network) leaves the turn running to
 //! completion, so its text is stored in full and the page re-attaches to it.
 //!
-//! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `prompt`
-//! (what is sent), `budget` (whether the owner may spend it), `follow` (the readers' side:
-//! re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live` (one
-//! run's event log), `checkpoints` (saving running text); `deps` and `error` are shared by all.
+//! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `history`
+//! (what of the branch a send reads), `prompt` (what is sent), `budget` (whether the owner may
+//! spend it), `follow` (the readers' side: re-attach, replay, a conversation's stream),
+//! `registry` (the turns in memory), `live` (one run's event log), `checkpoints` (saving running
+//! text); `deps` and `error` are shared by all.
 //! Arrows only point down this list's dependencies: nothing imports `hub`.
 
 mod budget;
@@ -18,6 +19,7 @@ mod checkpoints;
 mod deps;
 mod error;
 mod follow;
+mod history;
 mod hub;
 mod live;
 mod prompt;

@@ -79,3 +79,44 @@ async fn a_message_too_long_for_the_window_fails_clearly_and_the_next_one_works(
     assert_eq!(outcome.status, MessageStatus::Complete);
     assert_eq!(outcome.left_out, 1, "the long paste was left out");
 }
+
+#[tokio::test]
+async fn a_long_conversation_reads_back_what_fits_and_counts_every_earlier_message_left_out() {
+    // Forty turns of about 100 tokens each against a 1,000-token window: a send reads the newest
+    // turns only, and the messages it never read count as left out by the same rule as those it
+    // read and did not send (a failed reply is never sent, so it is not counted).
+    let config = FakeConfig {
+        tokens: 20,
+        context_tokens: Some(1_000),
+        ..FakeConfig::default()
+    };
+    let app = TestApp::start(config.clone()).await;
+    let mut conversation = None;
+    let mut last = None;
+    for i in 0..40 {
+        app.fake.set_config(FakeConfig {
+            fail_status: (i == 3).then_some(400),
+            ..config.clone()
+        });
+        let events = app
+            .turn(
+                conversation,
+                &format!("Question {i}: tell me more about rivers, please."),
+            )
+            .await;
+        conversation = Some(conversation_of(&events));
+        let expected = if i == 3 {
+            MessageStatus::Failed
+        } else {
+            MessageStatus::Complete
+        };
+        assert_eq!(finished(&events).status, expected, "turn {i}");
+        last = Some(finished(&events).clone());
+    }
+    let last = last.expect("forty turns");
+    let request = app.fake.requests().pop().expect("a request");
+    let sent = request["messages"].as_array().expect("messages").len();
+    assert!(sent < 20, "only the newest turns fit: {sent} sent");
+    // 40 questions and the 38 replies before the last that did not fail.
+    assert_eq!(last.left_out as usize + sent, 40 + 38);
+}

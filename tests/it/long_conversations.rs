@@ -192,7 +192,7 @@ async fn the_backfill_of_stored_conversations_computes_the_totals_turns_record()
     let priors = || async {
         sqlx::query(
             "SELECT turn_id, prior_input_tokens, prior_output_tokens, prior_cost_usd,
-                    prior_costed, prior_estimated
+                    prior_costed, prior_estimated, prior_sendable
                FROM messages WHERE role = 'user' ORDER BY turn_id",
         )
         .fetch_all(&app.pool)
@@ -207,26 +207,35 @@ async fn the_backfill_of_stored_conversations_computes_the_totals_turns_record()
                 r.get::<f64, _>(3),
                 r.get::<i64, _>(4),
                 r.get::<i64, _>(5),
+                r.get::<i64, _>(6),
             )
         })
         .collect::<Vec<_>>()
     };
     let recorded = priors().await;
     assert!(recorded.iter().any(|p| p.1 > 0), "figures were recorded");
+    assert!(
+        recorded.iter().any(|p| p.6 > 0),
+        "sendable messages were counted"
+    );
     // As if stored before the figures were kept: the migration's backfill computes them again.
     sqlx::query(
         "UPDATE messages SET prior_input_tokens = 0, prior_output_tokens = 0, prior_cost_usd = 0,
-                             prior_costed = 0, prior_estimated = 0",
+                             prior_costed = 0, prior_estimated = 0, prior_sendable = 0",
     )
     .execute(&app.pool)
     .await
     .expect("cleared");
-    let migration = include_str!("../../migrations/20261206000009_turn_totals.sql");
-    let backfill = &migration[migration.find("WITH RECURSIVE").expect("the backfill")..];
-    sqlx::raw_sql(backfill)
-        .execute(&app.pool)
-        .await
-        .expect("backfilled");
+    for migration in [
+        include_str!("../../migrations/20261206000009_turn_totals.sql"),
+        include_str!("../../migrations/20261206000013_prior_sent.sql"),
+    ] {
+        let backfill = &migration[migration.find("WITH RECURSIVE").expect("the backfill")..];
+        sqlx::raw_sql(backfill)
+            .execute(&app.pool)
+            .await
+            .expect("backfilled");
+    }
     assert_eq!(priors().await, recorded);
 }
 

@@ -4,20 +4,12 @@
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::messages::{MessageRow, MESSAGE_COLUMNS};
+use super::messages::MessageRow;
 use super::{Db, DbError, Owner};
 
-/// The turn ids of a branch, from the turn bound first back to the conversation's first: a
-/// recursive walk up `parent_turn_id`. Used as `… turn_id IN branch`, in queries whose other
-/// parameters are bare `?` too (sqlx numbers bare ones apart from numbered ones).
-pub(super) const BRANCH_FROM_TURN: &str = "WITH RECURSIVE branch(turn_id) AS (
-        SELECT ?
-        UNION ALL
-        SELECT m.parent_turn_id FROM messages m JOIN branch b ON m.turn_id = b.turn_id
-        WHERE m.role = 'user' AND m.parent_turn_id IS NOT NULL)";
-
 /// The messages of a branch's newest turns, newest first: the turn `last` and those before it,
-/// at most `turns` turns, and none before `stop_at` once that is met. Each step is one lookup of
+/// at most `turns` turns, and none before `stop_at` once that is met; `columns` as in
+/// `messages.rs` (a prompt reads no thinking or HTML). Each step is one lookup of
 /// a question by its turn id, so the cost is that of the turns read, whatever the branch's
 /// length.
 pub(super) async fn newest_turns(
@@ -26,6 +18,7 @@ pub(super) async fn newest_turns(
     last: Uuid,
     stop_at: Option<Uuid>,
     turns: u32,
+    columns: &str,
 ) -> Result<Vec<MessageRow>, DbError> {
     // `CROSS JOIN` keeps the walk's few turns the outer loop, and `+` keeps the conversation's
     // index out of the inner one: each message is found by its turn id. (Without the `+`,
@@ -37,7 +30,7 @@ pub(super) async fn newest_turns(
              SELECT m.parent_turn_id, b.depth + 1 FROM branch b JOIN messages m ON m.turn_id = b.tid
               WHERE m.role = 'user' AND m.parent_turn_id IS NOT NULL
                 AND b.tid IS NOT ?2 AND b.depth < ?3)
-         SELECT {MESSAGE_COLUMNS} FROM branch CROSS JOIN messages ON messages.turn_id = branch.tid
+         SELECT {columns} FROM branch CROSS JOIN messages ON messages.turn_id = branch.tid
           WHERE +messages.conversation_id = ?4
           ORDER BY messages.position DESC"
     ))

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::branches;
 use super::ids::TextUuid;
 use super::lookups::conversation_row;
-use super::messages::MessageRow;
+use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
 use crate::model::{
@@ -81,7 +81,10 @@ pub async fn get_conversation(
         Some(position) => branches::turn_before_position(db.reader(), id, position).await?,
     };
     let mut rows: Vec<MessageRow> = match last {
-        Some(last) => branches::newest_turns(db.reader(), id, last, None, WINDOW_TURNS).await?,
+        Some(last) => {
+            branches::newest_turns(db.reader(), id, last, None, WINDOW_TURNS, MESSAGE_COLUMNS)
+                .await?
+        }
         None => Vec::new(),
     };
     let mut older = rows.len() > usize::try_from(WINDOW_MESSAGES).unwrap_or(usize::MAX);

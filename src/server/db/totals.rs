@@ -8,6 +8,10 @@ use super::ids::TextUuid;
 use super::DbError;
 use crate::model::Totals;
 
+/// A message `m` a prompt could send: `turns::prompt`'s rule (every question; a reply with text
+/// that did not fail), so that `prior_sendable` counts what a prompt leaves out unread.
+const SENDABLE: &str = "(m.role = 'user' OR (m.content <> '' AND m.status <> 'failed'))";
+
 /// Gives the question of `turn_id` the totals before it: those before `parent`, and `parent`'s
 /// own messages. Called as the turn is stored; `parent` is finished by then (no turn begins
 /// while a reply is written), and a turn's figures change only while it ends its branch.
@@ -16,18 +20,19 @@ pub(super) async fn record_prior(
     turn_id: Uuid,
     parent: Uuid,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE messages SET (prior_input_tokens, prior_output_tokens, prior_cost_usd,
-                              prior_costed, prior_estimated) = (
+                              prior_costed, prior_estimated, prior_sendable) = (
              SELECT p.prior_input_tokens + COALESCE(SUM(m.input_tokens), 0),
                     p.prior_output_tokens + COALESCE(SUM(m.output_tokens), 0),
                     p.prior_cost_usd + TOTAL(m.cost_usd),
                     p.prior_costed + COUNT(m.cost_usd),
-                    MAX(p.prior_estimated, COALESCE(MAX(m.usage_estimated), 0))
+                    MAX(p.prior_estimated, COALESCE(MAX(m.usage_estimated), 0)),
+                    p.prior_sendable + COUNT(CASE WHEN {SENDABLE} THEN 1 END)
                FROM messages p JOIN messages m ON m.turn_id = p.turn_id
               WHERE p.turn_id = ?1 AND p.role = 'user')
          WHERE turn_id = ?2 AND role = 'user'",
-    )
+    ))
     .bind(TextUuid(parent))
     .bind(TextUuid(turn_id))
     .execute(executor)
@@ -57,4 +62,17 @@ pub(super) async fn prior(
         cost_usd: (costed > 0).then_some(cost),
         estimated: estimated != 0,
     })
+}
+
+/// How many messages before `turn_id` on its branch a prompt could send.
+pub(super) async fn prior_sendable(
+    executor: impl sqlx::SqliteExecutor<'_>,
+    turn_id: Uuid,
+) -> Result<u32, DbError> {
+    let found: Option<(i64,)> =
+        sqlx::query_as("SELECT prior_sendable FROM messages WHERE turn_id = ? AND role = 'user'")
+            .bind(TextUuid(turn_id))
+            .fetch_optional(executor)
+            .await?;
+    Ok(found.map_or(0, |(n,)| u32::try_from(n).unwrap_or(0)))
 }

@@ -3,10 +3,10 @@
 
 use uuid::Uuid;
 
-use super::branches::{self, BRANCH_FROM_TURN};
+use super::branches;
 use super::ids::TextUuid;
 use super::lookups::{conversation_row, streaming_reply};
-use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE, PROMPT_COLUMNS};
+use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED_AND_LIVE, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
 use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
@@ -354,38 +354,60 @@ fn title_from(text: &str) -> String {
     title
 }
 
-/// The conversation's messages before `reply_id`, oldest first, as candidates for the prompt
-/// (the turn engine decides which are sent).
-pub async fn history(
+/// Some of a reply's history: the messages of a few turns of its branch, newest first.
+#[derive(Debug, Default)]
+pub struct HistoryPage {
+    /// Newest first; the reply itself is not among them.
+    pub messages: Vec<MessageView>,
+    /// The turn before the oldest one read (`None`: the branch's first turn was read).
+    pub older: Option<Uuid>,
+    /// How many messages before the oldest turn read a prompt could send (`prior_sendable`).
+    pub sendable_before: u32,
+}
+
+/// The messages of the turn `from_turn` and up to `turns - 1` turns before it on its branch,
+/// newest first, without the reply `reply_id`: a prompt's candidates, read newest first so that
+/// a send reads only as far back as its model's window reaches. Empty if the conversation is
+/// not the owner's.
+pub async fn history_page(
     db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
     reply_id: Uuid,
-) -> Result<Vec<MessageView>, DbError> {
-    // The reply's branch: its own question and the turns before it, not their siblings.
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
-        "{BRANCH_FROM_TURN}
-         SELECT {PROMPT_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND turn_id IN branch
-           AND position < (SELECT position FROM messages WHERE id = ?)
-           AND {OWNED}
-         ORDER BY position"
-    ))
-    .bind(reply_turn(db, reply_id).await?.map(TextUuid))
-    .bind(TextUuid(conversation_id))
-    .bind(TextUuid(reply_id))
-    .bind(&owner.0)
-    .fetch_all(db.reader())
+    from_turn: Uuid,
+    turns: u32,
+) -> Result<HistoryPage, DbError> {
+    if conversation_row(db.reader(), owner, conversation_id)
+        .await?
+        .is_none()
+    {
+        return Ok(HistoryPage::default());
+    }
+    let rows = branches::newest_turns(
+        db.reader(),
+        conversation_id,
+        from_turn,
+        None,
+        turns,
+        PROMPT_COLUMNS,
+    )
     .await?;
-    Ok(rows.into_iter().map(MessageView::from).collect())
-}
-
-async fn reply_turn(db: &Db, reply_id: Uuid) -> Result<Option<Uuid>, DbError> {
-    let found: Option<(TextUuid,)> = sqlx::query_as("SELECT turn_id FROM messages WHERE id = ?")
-        .bind(TextUuid(reply_id))
-        .fetch_optional(db.reader())
-        .await?;
-    Ok(found.map(|(t,)| t.0))
+    let messages: Vec<MessageView> = rows
+        .into_iter()
+        .map(MessageView::from)
+        .filter(|m| m.id != reply_id)
+        .collect();
+    let oldest = messages.iter().rev().find(|m| m.role == Role::User);
+    let older = oldest.and_then(|q| q.parent_turn_id);
+    let sendable_before = match oldest {
+        Some(q) if older.is_some() => totals::prior_sendable(db.reader(), q.turn_id).await?,
+        _ => 0,
+    };
+    Ok(HistoryPage {
+        messages,
+        older,
+        sendable_before,
+    })
 }
 
 /// A turn's question and reply, and its conversation.
@@ -464,6 +486,7 @@ pub async fn turns_from(
         last,
         from_turn,
         FOLLOWED_TURNS,
+        MESSAGE_COLUMNS,
     )
     .await?;
     rows.reverse();

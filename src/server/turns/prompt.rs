@@ -9,6 +9,7 @@
 use llm::{ChatMessage, ChatRequest, Provider};
 
 use super::error::RunError;
+use super::history::History;
 use crate::model::{MessageStatus, MessageView, Role};
 use crate::server::catalog::ModelLimits;
 use crate::server::db::TurnRecord;
@@ -66,7 +67,7 @@ pub fn token_bound(text: &str) -> u32 {
 pub struct Measure<'a>(pub Option<&'a dyn Provider>);
 
 impl Measure<'_> {
-    fn message(&self, text: &str) -> u32 {
+    pub(super) fn message(&self, text: &str) -> u32 {
         self.0
             .and_then(|p| p.message_tokens(text))
             .unwrap_or_else(|| token_bound(text))
@@ -80,24 +81,28 @@ impl Measure<'_> {
     }
 }
 
-/// Builds the request for `record` from the messages stored before its reply, for the model the
+/// Whether a stored message is worth sending back: every question, and a reply with text that
+/// did not fail. (`db/totals.rs` counts by the same rule in SQL.)
+pub fn is_sendable(message: &MessageView) -> bool {
+    message.role == Role::User
+        || (!message.content.is_empty() && message.outcome.status != MessageStatus::Failed)
+}
+
+/// Builds the request for `record` from the messages read before its reply, for the model the
 /// provider calls `provider_model`.
 pub fn build(
     record: &TurnRecord,
-    history: Vec<MessageView>,
+    history: History,
     provider_model: &str,
     limits: ModelLimits,
     measure: &Measure,
 ) -> Result<Prompt, RunError> {
     let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
-    // A reply is worth sending back if it has text and did not fail.
     let mut candidates: Vec<ChatMessage> = history
+        .messages
         .into_iter()
-        .filter(|m| {
-            m.role == Role::User
-                || (!m.content.is_empty() && m.outcome.status != MessageStatus::Failed)
-        })
+        .filter(is_sendable)
         .map(|m| ChatMessage {
             role: match m.role {
                 Role::User => llm::Role::User,
@@ -155,7 +160,9 @@ pub fn build(
     while first_kept < required && candidates[first_kept].role == llm::Role::Assistant {
         first_kept += 1;
     }
-    let left_out = u32::try_from(first_kept).unwrap_or(u32::MAX);
+    let left_out = u32::try_from(first_kept)
+        .unwrap_or(u32::MAX)
+        .saturating_add(history.unread);
     let messages = join_same_roles(candidates.split_off(first_kept));
     Ok(Prompt {
         request: ChatRequest {
@@ -235,6 +242,14 @@ mod tests {
         }
     }
 
+    /// A history read whole.
+    fn read(messages: Vec<MessageView>) -> History {
+        History {
+            messages,
+            unread: 0,
+        }
+    }
+
     const ROOMY: ModelLimits = ModelLimits {
         context_tokens: 100_000,
         max_output_tokens: 1_000,
@@ -255,7 +270,7 @@ mod tests {
         let history = vec![user("a"), reply("b"), user("c")];
         let prompt = build(
             &record("Be brief.", ""),
-            history,
+            read(history),
             "m",
             ROOMY,
             &Measure(None),
@@ -283,6 +298,7 @@ mod tests {
             history.push(reply(&long));
         }
         history.push(user("the newest question"));
+        let history_tail = history[11..].to_vec();
         let limits = ModelLimits {
             context_tokens: 6_000,
             max_output_tokens: 1_000,
@@ -290,7 +306,7 @@ mod tests {
         };
         let prompt = build(
             &record("Stay kind.", ""),
-            history,
+            read(history),
             "m",
             limits,
             &Measure(None),
@@ -309,6 +325,21 @@ mod tests {
         );
         assert_eq!(prompt.left_out as usize + sent.len(), 21);
         assert!(prompt.left_out >= 16, "left out {}", prompt.left_out);
+        // Read partly (the messages older than what was read were never measured), it sends the
+        // same and counts the unread ones as left out too.
+        let partly = build(
+            &record("Stay kind.", ""),
+            History {
+                messages: history_tail.clone(),
+                unread: 11,
+            },
+            "m",
+            limits,
+            &Measure(None),
+        )
+        .expect("fits");
+        assert_eq!(partly.request.messages, prompt.request.messages);
+        assert_eq!(partly.left_out, prompt.left_out);
         let total: u32 = sent.iter().map(|m| token_bound(&m.content)).sum();
         assert!(total + token_bound("Stay kind.") + 1_000 <= 6_000);
     }
@@ -349,7 +380,7 @@ mod tests {
         };
         let estimated = build(
             &record("", ""),
-            history.clone(),
+            read(history.clone()),
             "m",
             limits,
             &Measure(None),
@@ -358,7 +389,7 @@ mod tests {
         assert_eq!(estimated.left_out, 0);
         let counted = build(
             &record("", ""),
-            history,
+            read(history),
             "m",
             limits,
             &Measure(Some(&OneABytes)),
@@ -383,7 +414,8 @@ mod tests {
             message(Role::Assistant, "", MessageStatus::Stopped),
             message(Role::User, "third", MessageStatus::Complete),
         ];
-        let prompt = build(&record("", ""), history, "m", ROOMY, &Measure(None)).expect("fits");
+        let prompt =
+            build(&record("", ""), read(history), "m", ROOMY, &Measure(None)).expect("fits");
         assert_eq!(
             texts(&prompt),
             [(llm::Role::User, "first\n\nsecond\n\nthird")]
@@ -396,7 +428,7 @@ mod tests {
         let history = vec![user("tell me")];
         let prompt = build(
             &record("", "Once upon"),
-            history,
+            read(history),
             "m",
             ROOMY,
             &Measure(None),
@@ -422,7 +454,7 @@ mod tests {
         record.reply.model = Some("local/small".into());
         let error = build(
             &record,
-            vec![user(&"word ".repeat(4_000))],
+            read(vec![user(&"word ".repeat(4_000))]),
             "small",
             limits,
             &Measure(None),
@@ -442,7 +474,7 @@ mod tests {
         };
         let prompt = build(
             &record("", ""),
-            vec![user("hi")],
+            read(vec![user("hi")]),
             "m",
             limits,
             &Measure(None),

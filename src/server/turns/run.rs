@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::budget;
 use super::deps::Deps;
 use super::error::RunError;
+use super::history;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
 use crate::model::{MessageStatus, Outcome, TurnEvent};
@@ -156,18 +157,13 @@ async fn prepare(
         .catalog
         .resolve(record.model())
         .ok_or_else(|| RunError::ModelGone(record.model().to_owned()))?;
-    let history = db::history(
-        &deps.db,
-        &record.owner,
-        record.conversation_id,
-        record.reply.id,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!("could not read history: {e}");
-        RunError::HistoryUnreadable
-    })?;
     let measure = prompt::Measure(Some(&*model.provider));
+    let history = history::read(&deps.db, record, model.limits.context_tokens, &measure)
+        .await
+        .map_err(|e| {
+            tracing::error!("could not read history: {e}");
+            RunError::HistoryUnreadable
+        })?;
     let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;
     budget::reserve(deps, record, &prompt).await?;
     Ok((model.provider, prompt))

@@ -1,0 +1,67 @@
+//! What a turn reads of its branch to build its prompt: the newest turns first, a page at a time,
+//! until what has been read would overflow the model's window on its own. Older messages could
+//! never be sent, so a send in a conversation of thousands of turns reads about what it sends
+//! (`prior_sendable` still says how many it left out).
+
+use uuid::Uuid;
+
+use super::prompt::{is_sendable, Measure};
+use crate::model::MessageView;
+use crate::server::db::{self, Db, DbError, TurnRecord};
+
+/// The first page's turns; each next page is twice as many, up to [`MAX_PAGE_TURNS`], so a
+/// short conversation is one read and a long one a few.
+const FIRST_PAGE_TURNS: u32 = 16;
+const MAX_PAGE_TURNS: u32 = 256;
+
+/// A prompt's candidates as read.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// Messages before the oldest read that a prompt could have sent: left out unread.
+    pub unread: u32,
+}
+
+/// Reads `record`'s history back from its reply until the messages a prompt could send
+/// measure more than `window` tokens (or the branch's first turn is reached).
+pub async fn read(
+    db: &Db,
+    record: &TurnRecord,
+    window: u32,
+    measure: &Measure<'_>,
+) -> Result<History, DbError> {
+    let mut newest_first = Vec::new();
+    let mut measured: u32 = 0;
+    let mut next: Option<Uuid> = Some(record.reply.turn_id);
+    let mut page_turns = FIRST_PAGE_TURNS;
+    let mut unread = 0;
+    while let Some(from_turn) = next {
+        let page = db::history_page(
+            db,
+            &record.owner,
+            record.conversation_id,
+            record.reply.id,
+            from_turn,
+            page_turns,
+        )
+        .await?;
+        for message in &page.messages {
+            if is_sendable(message) {
+                measured = measured.saturating_add(measure.message(&message.content));
+            }
+        }
+        newest_first.extend(page.messages);
+        next = page.older;
+        if measured > window {
+            unread = page.sendable_before;
+            break;
+        }
+        page_turns = page_turns.saturating_mul(2).min(MAX_PAGE_TURNS);
+    }
+    newest_first.reverse();
+    Ok(History {
+        messages: newest_first,
+        unread,
+    })
+}
