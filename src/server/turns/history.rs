@@ -5,23 +5,13 @@
 
 use uuid::Uuid;
 
-use super::prompt::{is_sendable, Measure};
-use crate::model::MessageView;
+use super::prompt::{is_sendable, History, Measure};
 use crate::server::db::{self, Db, DbError, TurnRecord};
 
 /// The first page's turns; each next page is twice as many, up to [`MAX_PAGE_TURNS`], so a
 /// short conversation is one read and a long one a few.
 const FIRST_PAGE_TURNS: u32 = 16;
 const MAX_PAGE_TURNS: u32 = 256;
-
-/// A prompt's candidates as read.
-#[derive(Debug, Default)]
-pub struct History {
-    /// Oldest first.
-    pub messages: Vec<MessageView>,
-    /// Messages before the oldest read that a prompt could have sent: left out unread.
-    pub unread: u32,
-}
 
 /// Reads `record`'s history back from its reply until the messages a prompt could send
 /// measure more than `window` tokens (or the branch's first turn is reached).

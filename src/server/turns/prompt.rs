@@ -9,7 +9,6 @@
 use llm::{ChatMessage, ChatRequest, Provider};
 
 use super::error::RunError;
-use super::history::History;
 use crate::model::{MessageStatus, MessageView, Role};
 use crate::server::catalog::ModelLimits;
 use crate::server::db::TurnRecord;
@@ -79,6 +78,15 @@ impl Measure<'_> {
             .and_then(|p| p.framing_tokens(system))
             .unwrap_or_else(|| system.map_or(0, token_bound))
     }
+}
+
+/// A prompt's candidates as read (`turns::history`).
+#[derive(Debug, Default)]
+pub struct History {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    /// Messages before the oldest read that a prompt could have sent: left out unread.
+    pub unread: u32,
 }
 
 /// Whether a stored message is worth sending back: every question, and a reply with text that
