@@ -120,6 +120,21 @@ test("a long conversation loads earlier messages as the reader scrolls up and la
     await expect(questions.last()).toHaveText("Question 71");
     await expect.poll(() => replyText(page)).toBe(fakeText(12));
     await expect(page.locator("li.message").last()).toBeInViewport();
+
+    // Sent from far up, where the page let go of the newest: the message goes after the newest
+    // all the same, which comes back to show it and its reply.
+    await list.hover();
+    for (let wheel = 0; (await page.getByRole("button", { name: "Show later messages", exact: true }).count()) === 0; wheel++) {
+      expect(wheel, "scrolling up let go of the newest").toBeLessThan(300);
+      await page.mouse.wheel(0, -1200);
+      await page.waitForTimeout(50);
+    }
+    expect(await messagesHeld()).toBeLessThanOrEqual(HELD_MESSAGES);
+    await send(page, "Question 72");
+    await expect(questions.last()).toHaveText("Question 72");
+    await expect(questions.nth(-2)).toHaveText("Question 71");
+    await expect.poll(() => replyText(page)).toBe(fakeText(12));
+    await expect(page.getByRole("button", { name: "Show later messages", exact: true })).toHaveCount(0);
   } finally {
     await rill.stop();
   }

@@ -491,6 +491,9 @@ impl ChatState {
                 Ok(view) => {
                     if self.conversation_id.try_get_untracked() == Some(Some(conversation_id)) {
                         self.display(Some(view));
+                        // Attached here, before `then` (a send would otherwise be replaced by
+                        // the page's own attaching, which follows).
+                        self.needs_attach.set(false);
                         self.attach();
                         then(self);
                     }
