@@ -588,7 +588,7 @@ impl ChatState {
         ) else {
             return;
         };
-        if self.loading_older.get_untracked() {
+        if self.loading_window() {
             return;
         }
         self.loading_older.set(true);
@@ -643,7 +643,7 @@ impl ChatState {
         ) else {
             return;
         };
-        if self.loading_newer.get_untracked() {
+        if self.loading_window() {
             return;
         }
         self.loading_newer.set(true);
@@ -654,6 +654,14 @@ impl ChatState {
                 return;
             }
             self.loading_newer.try_set(false);
+            // An edit replaced the end of the branch meanwhile: what was asked for is gone.
+            if self
+                .newer
+                .try_with_untracked(|newer| newer.last() != Some(&next))
+                != Some(false)
+            {
+                return;
+            }
             let page = match loaded {
                 Ok(page) => page,
                 Err(e) => {
@@ -709,6 +717,11 @@ impl ChatState {
                 );
             }
         });
+    }
+
+    /// One window at a time, either way: each changes the other end of what the page holds.
+    fn loading_window(&self) -> bool {
+        self.loading_older.get_untracked() || self.loading_newer.get_untracked()
     }
 
     /// Adds system prompt revisions that came with a window to those the page knows.
