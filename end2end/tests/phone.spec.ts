@@ -368,6 +368,8 @@ test.describe("on a 360 px phone", () => {
     await openNewChat(page);
     const height = () => page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--viewport-height").trim());
     expect(await height()).toBe("740px");
+    // Nothing moved the visual viewport down the page (iOS does when its keyboard opens).
+    expect(await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--viewport-top").trim())).toBe("0px");
     // What a keyboard leaves of the screen.
     await page.setViewportSize({ width: 360, height: 420 });
     await expect.poll(height).toBe("420px");
