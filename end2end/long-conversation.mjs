@@ -329,22 +329,43 @@ for (const n of SIZES) {
   console.error(`  measured ${n} turns`);
 }
 
-// A reader who went back to the start of a 1,000-turn conversation (every window loaded: by
-// scrolling up, or by "Show earlier messages" where the page has only that), then to its end.
+// A reader who went back to the start of a 1,000-turn conversation (every window loaded once: by
+// scrolling up, or by "Show earlier messages" where the page has only that), then to its end
+// (the page holds a few windows around what is seen: the newest come back on the way down).
 const loadedAll = await (async () => {
   const id = ids["1000 turns"];
   await page.goto(`${url}/c/${id}`);
   await page.waitForSelector("html[data-hydrated]", { state: "attached" });
   const list = page.locator(".messages");
-  const button = page.getByRole("button", { name: "Show earlier messages", exact: true });
-  for (let i = 0; i < 200 && (await page.locator(".older").count()); i++) {
-    const shown = await page.locator("li.message").count();
-    await list.evaluate((el) => (el.scrollTop = 0));
-    await button.click({ timeout: 1_000 }).catch(() => {});
-    await page
-      .waitForFunction((n) => document.querySelectorAll("li.message").length > n, shown, { timeout: 10_000 })
-      .catch(() => {});
-  }
+  // Goes one window further while `part` ("older" or "newer") is offered; a window has come when
+  // the list's first (or last) message is another.
+  const walk = async (part, name, edge) => {
+    const button = page.getByRole("button", { name, exact: true });
+    for (let i = 0; i < 400 && (await page.locator(`.${part}`).count()); i++) {
+      const key = () =>
+        page.evaluate((e) => {
+          const items = document.querySelectorAll("li.message");
+          const item = e === "first" ? items[0] : items[items.length - 1];
+          return `${items.length} ${item?.textContent ?? ""}`;
+        }, edge);
+      const was = await key();
+      await list.evaluate((el, e) => (el.scrollTop = e === "first" ? 0 : el.scrollHeight), edge);
+      await button.click({ timeout: 1_000 }).catch(() => {});
+      await page
+        .waitForFunction(
+          ([e, w]) => {
+            const items = document.querySelectorAll("li.message");
+            const item = e === "first" ? items[0] : items[items.length - 1];
+            return `${items.length} ${item?.textContent ?? ""}` !== w;
+          },
+          [edge, was],
+          { timeout: 10_000 },
+        )
+        .catch(() => {});
+    }
+  };
+  await walk("older", "Show earlier messages", "first");
+  await walk("newer", "Show later messages", "last");
   await list.evaluate((el) => (el.scrollTop = el.scrollHeight));
   const dom = await page.evaluate(() => document.getElementsByTagName("*").length);
   const messages = await page.locator("li.message").count();

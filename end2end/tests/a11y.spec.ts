@@ -59,6 +59,13 @@ test("the chat has no axe violations: empty, with a finished reply, a stopped on
   await lastReply(page).locator(".usage").click();
   await expect(lastReply(page).locator(".usage-breakdown")).toBeVisible();
   await checkEverywhere(page, "a reply's usage breakdown");
+  // The conversation's totals say what they are on request, by keyboard as by touch.
+  await page.locator(".chat-header .totals").focus();
+  await page.keyboard.press("Enter");
+  await expect(page.locator(".totals-note")).toHaveText("Tokens and cost of this conversation so far.");
+  await checkEverywhere(page, "the conversation's totals explained");
+  await page.keyboard.press("Enter");
+  await expect(page.locator(".totals-note")).toBeHidden();
 
   await configureFake(page, { tokens: 1000, token_delay_ms: 30 });
   await send(page, "A question whose answer is stopped");
@@ -77,7 +84,17 @@ test("the chat has no axe violations: empty, with a finished reply, a stopped on
   await page.getByRole("button", { name: "Settings" }).click();
   await expect(page.locator("#conversation-settings")).toBeVisible();
   await checkEverywhere(page, "the conversation's settings");
+  // A system prompt: the next reply's `prompt v1` mark opens to say what it was.
+  await page.getByRole("textbox", { name: "System prompt" }).fill("Be brief.");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
   await page.getByRole("button", { name: "Settings" }).click();
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await send(page, "A question with a system prompt");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  await lastReply(page).locator(".turn-prompt").focus();
+  await page.keyboard.press("Enter");
+  await expect(lastReply(page).locator(".prompt-text")).toHaveText("Be brief.");
+  await checkEverywhere(page, "a reply's system prompt shown");
 
   await composer(page).blur();
   await page.keyboard.press("?");

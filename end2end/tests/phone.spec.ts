@@ -170,6 +170,55 @@ test.describe("on a 360 px phone", () => {
     await expect(page).not.toHaveURL(before);
   });
 
+  test("while the drawer is open the page behind it is inert and Tab goes round the drawer and ☰", async ({ page }) => {
+    await openNewChat(page);
+    const inert = (selector: string) =>
+      page.evaluate((s) => !!document.querySelector(s)?.closest("[inert]"), selector);
+    const focusInDrawer = () =>
+      page.evaluate(() => {
+        const active = document.activeElement;
+        return !!active && (active.id === "menu-button" || !!active.closest(".sidebar"));
+      });
+    expect(await inert("textarea")).toBe(false);
+
+    await menuButton(page).tap();
+    await expect(page.locator(".sidebar .new-chat")).toBeFocused();
+    // The composer, the header's other controls and the skip link are out of reach; the drawer,
+    // ☰ and the backdrop are not.
+    for (const behind of ["textarea", ".settings-button", ".messages", ".skip-link"]) {
+      expect(await inert(behind), `${behind} is inert`).toBe(true);
+    }
+    for (const kept of [".sidebar .new-chat", "#menu-button", ".drawer-backdrop", "[aria-live]"]) {
+      expect(await inert(kept), `${kept} is not inert`).toBe(false);
+    }
+    // ☰ is the last stop: Tab from it goes to the drawer's first, Shift+Tab back to it.
+    await menuButton(page).focus();
+    await page.keyboard.press("Tab");
+    expect(await focusInDrawer()).toBe(true);
+    await expect(menuButton(page)).not.toBeFocused();
+    await page.keyboard.press("Shift+Tab");
+    await expect(menuButton(page)).toBeFocused();
+    // And round: however far Tab goes, it stays in the drawer.
+    for (let i = 0; i < 12; i++) {
+      await page.keyboard.press(i % 3 === 2 ? "Shift+Tab" : "Tab");
+      expect(await focusInDrawer(), `Tab ${i}`).toBe(true);
+    }
+
+    await page.keyboard.press("Escape");
+    await expect(sidebar(page)).toBeHidden();
+    await expect(menuButton(page)).toBeFocused();
+    expect(await page.evaluate(() => document.querySelectorAll("[inert]").length)).toBe(0);
+    // The backdrop closes it too, and frees the page as well.
+    await menuButton(page).tap();
+    await expect(sidebar(page)).toBeVisible();
+    expect(await inert("textarea")).toBe(true);
+    await page.touchscreen.tap(345, 500);
+    await expect(sidebar(page)).toBeHidden();
+    expect(await inert("textarea")).toBe(false);
+    await composer(page).tap();
+    await expect(composer(page)).toBeFocused();
+  });
+
   test("Enter inserts a line on a touch screen, and Send sends", async ({ page }) => {
     await configureFake(page, { tokens: 3, token_delay_ms: 5 });
     await openNewChat(page);
@@ -319,6 +368,8 @@ test.describe("on a 360 px phone", () => {
     await openNewChat(page);
     const height = () => page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--viewport-height").trim());
     expect(await height()).toBe("740px");
+    // Nothing moved the visual viewport down the page (iOS does when its keyboard opens).
+    expect(await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--viewport-top").trim())).toBe("0px");
     // What a keyboard leaves of the screen.
     await page.setViewportSize({ width: 360, height: 420 });
     await expect.poll(height).toBe("420px");

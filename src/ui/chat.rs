@@ -18,6 +18,7 @@ mod settings;
 mod shortcuts;
 mod state;
 mod thinking_text;
+mod windows;
 
 pub use on_demand::preload_for_page;
 pub use page::{ChatPage, TabTitle};

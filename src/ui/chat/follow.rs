@@ -9,8 +9,8 @@ use web_sys::HtmlElement;
 
 /// How close to the bottom (px) the reader must be for new text to scroll the list.
 const FOLLOW_THRESHOLD_PX: i32 = 100;
-/// How close to the top (px) the reader may come before earlier messages load: about a
-/// screen, so they are usually there before the reader arrives.
+/// How close to the top (or the bottom) the reader may come before earlier (later) messages
+/// load (px): about a screen, so they are usually there before the reader arrives.
 const EARLIER_THRESHOLD_PX: i32 = 800;
 /// Frames after earlier messages arrive in which the message being read is put back: the
 /// browser sizes messages it skipped (`content-visibility`) only once they come near the view.
@@ -63,6 +63,17 @@ impl Follow {
             .try_get_untracked()
             .flatten()
             .is_some_and(|el| el.scroll_top() < EARLIER_THRESHOLD_PX)
+    }
+
+    /// Whether the reader is near the end of what the list holds (later messages are due, if
+    /// the page let go of them).
+    pub fn near_bottom(&self) -> bool {
+        self.scroller
+            .try_get_untracked()
+            .flatten()
+            .is_some_and(|el| {
+                el.scroll_height() - el.scroll_top() - el.client_height() < EARLIER_THRESHOLD_PX
+            })
     }
 
     /// The first message the reader sees at the top of the list.

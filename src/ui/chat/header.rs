@@ -186,10 +186,18 @@ fn Totals(state: ChatState) -> impl IntoView {
             (input + output > 0).then(|| {
                 let approx = if estimated { "≈ " } else { "" };
                 let cost = cost.map(|c| format!(" · {}", format_cost(c))).unwrap_or_default();
+                let figures = format!("{approx}{} in · {} out{cost}", thousands(input), thousands(output));
+                let note = if estimated {
+                    "Tokens and cost of this conversation so far. ≈: some are estimates, for replies that were stopped or failed."
+                } else {
+                    "Tokens and cost of this conversation so far."
+                };
+                // What the figures are, on request: a disclosure reachable by keyboard and touch.
                 view! {
-                    <span class="totals" title="This conversation so far (≈: includes estimates for stopped or failed replies)">
-                        {format!("{approx}{} in · {} out{cost}", thousands(input), thousands(output))}
-                    </span>
+                    <details class="totals-details">
+                        <summary class="totals" aria-label=format!("Conversation totals: {figures}")>{figures.clone()}</summary>
+                        <p class="totals-note">{note}</p>
+                    </details>
                 }
             })
         }}

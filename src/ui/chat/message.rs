@@ -270,12 +270,16 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
             {move || status().map(|s| view! { <span class="turn-status">{s}</span> })}
             {move || entry.prompt_revision.try_get().flatten().filter(|r| *r > 0).map(|revision| {
                 let text = state.prompt_text(revision).unwrap_or_default();
-                let title = if text.is_empty() {
-                    format!("System prompt revision {revision}: none")
-                } else {
-                    format!("System prompt revision {revision}:\n{text}")
-                };
-                view! { <span class="turn-prompt" title=title>{format!("prompt v{revision}")}</span> }
+                let text = if text.is_empty() { "None.".to_owned() } else { text };
+                // What it was, on request: a disclosure, as the usage below (not a tooltip).
+                view! {
+                    <details class="prompt-details">
+                        <summary class="turn-prompt" aria-label=format!("System prompt: revision {revision}")>
+                            {format!("prompt v{revision}")}
+                        </summary>
+                        <p class="prompt-text">{text}</p>
+                    </details>
+                }
             })}
             {move || entry.outcome.try_with(|o| o.error_detail.clone()).flatten().map(|detail| view! {
                 <details class="error-detail">

@@ -171,6 +171,10 @@ pub fn ChatPage() -> impl IntoView {
                         if state.follow.near_top() {
                             state.show_older();
                         }
+                        // And later ones the page let go of, before the reader reaches the end.
+                        if state.follow.near_bottom() {
+                            state.show_newer();
+                        }
                     }
                     on:pointerdown=move |_| state.follow.set_holding(true)
                 >
@@ -199,7 +203,7 @@ pub fn ChatPage() -> impl IntoView {
                 // Just above the composer, however tall a draft makes it.
                 <div class="jump-anchor">
                     <Show when=move || state.follow.detached.get()>
-                        <button type="button" class="jump-to-latest" on:click=move |_| state.follow.jump_to_latest()>
+                        <button type="button" class="jump-to-latest" on:click=move |_| state.jump_to_latest()>
                             "↓ Jump to latest"
                         </button>
                     </Show>
@@ -244,6 +248,18 @@ fn MessageList(
                 {on_demand(move || message_items(state))}
             </Show>
         </ol>
+        <Show when=move || state.newer.try_with(|newer| !newer.is_empty()).unwrap_or(false)>
+            <div class="newer">
+                <button
+                    type="button"
+                    class="link"
+                    on:click=move |_| state.show_newer()
+                    disabled=move || state.loading_newer.try_get().unwrap_or(false)
+                >
+                    "Show later messages"
+                </button>
+            </div>
+        </Show>
     }
 }
 

@@ -12,6 +12,7 @@ use super::connection::{Connection, Heard, Listener};
 use super::cursor::Cursor;
 use super::follow::Follow;
 use super::remembered;
+use super::windows::{self, Dropped, Window, HELD_WINDOWS};
 use crate::api::conversations::{get_conversation, switch_branch};
 use crate::api::turns::stop_turn;
 use crate::error::ApiError;
@@ -179,6 +180,14 @@ pub struct ChatState {
     /// The figures of those older messages, for the conversation's totals.
     pub older_totals: RwSignal<Totals>,
     pub loading_older: RwSignal<bool>,
+    /// Newer windows the page let go of while the reader was further up (`windows.rs`), the
+    /// nearest last: scrolling down asks for them again.
+    pub newer: RwSignal<Vec<Dropped>>,
+    pub loading_newer: RwSignal<bool>,
+    /// While newer windows are let go of: the conversation's last turn the page knows of.
+    latest_turn: StoredValue<Option<Uuid>>,
+    /// The windows the page holds, oldest first; the entries of each live as long as it does.
+    windows: StoredValue<Vec<Window>>,
     /// Counts what the page has shown (a conversation, another branch, a new chat): an answer
     /// for something shown before is dropped.
     shown_count: StoredValue<u64>,
@@ -220,6 +229,10 @@ impl ChatState {
             older_before: RwSignal::new(None),
             older_totals: RwSignal::new(Totals::default()),
             loading_older: RwSignal::new(false),
+            newer: RwSignal::new(Vec::new()),
+            loading_newer: RwSignal::new(false),
+            latest_turn: StoredValue::new(None),
+            windows: StoredValue::new(Vec::new()),
             shown_count: StoredValue::new(0),
             new_system_prompt: RwSignal::new(None),
             settings_open: RwSignal::new(false),
@@ -278,13 +291,14 @@ impl ChatState {
         let Some(conversation) = conversation else {
             return;
         };
+        let window = self.new_window(None, &conversation);
         change(self.conversation_id, Some(conversation.id));
         change(self.model, Some(conversation.model.clone()));
         change(self.system_prompt, conversation.system_prompt);
         change(self.prompt_revisions, conversation.system_prompts);
         change(self.older_before, conversation.older_before);
         change(self.older_totals, conversation.older_totals);
-        let entries: Vec<ChatEntry> = self.in_shown(|| {
+        let entries: Vec<ChatEntry> = window.owner.with(|| {
             conversation
                 .messages
                 .into_iter()
@@ -305,6 +319,24 @@ impl ChatState {
             self.writing.set(writing);
         }
         self.messages.set(entries);
+        self.windows
+            .try_update_value(|windows| windows.push(window));
+    }
+
+    /// A window for the entries of `view`, loaded with `before` as `key`; owned by what is shown.
+    fn new_window(&self, key: Option<u32>, view: &ConversationView) -> Window {
+        let owner = self
+            .shown
+            .try_with_value(|shown| shown.as_ref().map(Owner::child))
+            .flatten()
+            .unwrap_or_default();
+        Window {
+            owner,
+            key,
+            older_before: view.older_before,
+            older_totals: view.older_totals,
+            first: view.messages.first().map(|m| m.id),
+        }
     }
 
     /// Takes up the conversation on screen in the browser: its unsent draft, and then turns from
@@ -353,10 +385,14 @@ impl ChatState {
         change(self.older_before, None);
         change(self.older_totals, Totals::default());
         change(self.loading_older, false);
+        change(self.newer, Vec::new());
+        change(self.loading_newer, false);
         self.shown_count.try_update_value(|n| *n += 1);
         change(self.new_system_prompt, None);
         change(self.settings_open, false);
         change(self.editing, None);
+        // Their entries go with them, now that the list no longer has them.
+        let _gone = self.windows.try_update_value(std::mem::take);
     }
 
     /// New chat: an empty page with the new conversation's draft and the model chosen last.
@@ -368,7 +404,21 @@ impl ChatState {
 
     /// Sends `text` as a new turn and streams the reply into the list.
     pub fn send(self, text: String) {
-        self.start_turn(text, None);
+        // A new turn goes after the newest: bring it back first if the page let it go.
+        if self.newer.with_untracked(Vec::is_empty) {
+            self.start_turn(text, None);
+        } else {
+            self.reload_then(move |state| state.start_turn(text, None));
+        }
+    }
+
+    /// "Jump to latest": the newest text, brought back first if the page let it go.
+    pub fn jump_to_latest(self) {
+        if self.newer.with_untracked(Vec::is_empty) {
+            self.follow.jump_to_latest();
+        } else {
+            self.reload();
+        }
     }
 
     /// Edits a question (or, with its own text, regenerates its answer): a new turn that takes
@@ -426,6 +476,12 @@ impl ChatState {
 
     /// Loads the conversation afresh (its branch changed elsewhere) and follows it again.
     fn reload(self) {
+        self.reload_then(|_| ());
+    }
+
+    /// Loads the conversation afresh at its newest messages, follows it again, and then does
+    /// `then`.
+    fn reload_then(self, then: impl FnOnce(ChatState) + 'static) {
         let Some(conversation_id) = self.conversation_id.get_untracked() else {
             return;
         };
@@ -435,7 +491,11 @@ impl ChatState {
                 Ok(view) => {
                     if self.conversation_id.try_get_untracked() == Some(Some(conversation_id)) {
                         self.display(Some(view));
+                        // Attached here, before `then` (a send would otherwise be replaced by
+                        // the page's own attaching, which follows).
+                        self.needs_attach.set(false);
                         self.attach();
+                        then(self);
                     }
                 }
                 Err(e) => {
@@ -466,6 +526,18 @@ impl ChatState {
         };
         self.notice.set(None);
         self.editing.set(None);
+        // An alternative takes the old turn's place: it and what followed leave the screen
+        // (first, so that the new entries belong to a window that stays).
+        let replaced = alternative_to.and_then(|t| self.question_of(t).map(|old| (t, old)));
+        let mut gone = Vec::new();
+        if let Some((_, old)) = replaced {
+            self.messages.update(|m| {
+                if let Some(place) = m.iter().position(|e| e.key == old.key) {
+                    m.truncate(place);
+                }
+            });
+            gone = self.forget_windows_after_branch();
+        }
         let (question, reply) = self.in_shown(|| {
             (
                 ChatEntry::new(Role::User, turn_id, text.clone(), Outcome::complete()),
@@ -477,10 +549,7 @@ impl ChatState {
                 ),
             )
         });
-        // An alternative takes the old turn's place: it and what followed leave the screen.
-        if let Some((replaced, old)) =
-            alternative_to.and_then(|t| self.question_of(t).map(|old| (t, old)))
-        {
+        if let Some((replaced, old)) = replaced {
             let mut family = old.alternatives.get_untracked();
             if family.is_empty() {
                 family.push(replaced);
@@ -488,11 +557,6 @@ impl ChatState {
             family.push(turn_id);
             question.alternatives.set(family);
             question.parent_turn.set_value(old.parent_turn.get_value());
-            self.messages.update(|m| {
-                if let Some(place) = m.iter().position(|e| e.key == old.key) {
-                    m.truncate(place);
-                }
-            });
         } else {
             question.parent_turn.set_value(self.last_turn());
         }
@@ -500,6 +564,7 @@ impl ChatState {
             m.push(question);
             m.push(reply);
         });
+        drop(gone);
         self.writing.set(Some(Writing { turn_id, reply }));
         // Sending is a request to see the reply.
         self.follow.show_latest();
@@ -523,7 +588,7 @@ impl ChatState {
         ) else {
             return;
         };
-        if self.loading_older.get_untracked() {
+        if self.loading_window() {
             return;
         }
         self.loading_older.set(true);
@@ -538,7 +603,8 @@ impl ChatState {
             match loaded {
                 Ok(page) => {
                     let reading = self.follow.reading();
-                    let older: Vec<ChatEntry> = self.in_shown(|| {
+                    let window = self.new_window(Some(before), &page);
+                    let older: Vec<ChatEntry> = window.owner.with(|| {
                         page.messages
                             .into_iter()
                             .map(ChatEntry::from_view)
@@ -548,16 +614,12 @@ impl ChatState {
                         let newer = std::mem::replace(shown, older);
                         shown.extend(newer);
                     });
-                    self.prompt_revisions.update(|known| {
-                        for revision in page.system_prompts {
-                            if known.iter().all(|k| k.revision != revision.revision) {
-                                known.push(revision);
-                            }
-                        }
-                        known.sort_by_key(|r| r.revision);
-                    });
+                    self.windows
+                        .update_value(|windows| windows.insert(0, window));
+                    self.learn_revisions(page.system_prompts);
                     self.older_before.set(page.older_before);
                     self.older_totals.set(page.older_totals);
+                    self.let_go_of_newest();
                     // Once the earlier messages are laid out, the same message stays in view.
                     if let Some(place) = reading {
                         self.follow.keep(place);
@@ -572,10 +634,197 @@ impl ChatState {
         });
     }
 
-    /// Runs `make` with the shown conversation's owner, so that what it creates lives as long as
-    /// that conversation is on screen (not as long as the component whose event made it).
+    /// Puts the next newer window the page let go of back below those shown; the reader's
+    /// place holds.
+    pub fn show_newer(self) {
+        let (Some(id), Some(next)) = (
+            self.conversation_id.get_untracked(),
+            self.newer.with_untracked(|newer| newer.last().copied()),
+        ) else {
+            return;
+        };
+        if self.loading_window() {
+            return;
+        }
+        self.loading_newer.set(true);
+        let shown = self.shown_count.get_value();
+        spawn_local(async move {
+            let loaded = get_conversation(id, next.key).await;
+            if self.shown_count.try_get_value() != Some(shown) {
+                return;
+            }
+            self.loading_newer.try_set(false);
+            // An edit replaced the end of the branch meanwhile: what was asked for is gone.
+            if self
+                .newer
+                .try_with_untracked(|newer| newer.last() != Some(&next))
+                != Some(false)
+            {
+                return;
+            }
+            let page = match loaded {
+                Ok(page) => page,
+                Err(e) => {
+                    self.notice
+                        .try_set(Some(format!("Could not load later messages: {e}")));
+                    return;
+                }
+            };
+            // The newest window may have grown while it was away (turns from another tab): it
+            // follows the page's last turn, or the page starts again from the newest.
+            let follows = page
+                .messages
+                .first()
+                .is_some_and(|m| m.parent_turn_id == self.last_turn());
+            if !follows {
+                self.reload();
+                return;
+            }
+            let reading = self.follow.reading();
+            let window = self.new_window(next.key, &page);
+            let newer: Vec<ChatEntry> = window.owner.with(|| {
+                page.messages
+                    .into_iter()
+                    .map(ChatEntry::from_view)
+                    .collect()
+            });
+            let writing = newer
+                .iter()
+                .rev()
+                .find(|e| e.role == Role::Assistant && e.is_streaming_untracked())
+                .copied();
+            self.messages.update(|shown| shown.extend(newer));
+            self.windows.update_value(|windows| windows.push(window));
+            self.newer.update(|newer| {
+                newer.pop();
+            });
+            self.learn_revisions(page.system_prompts);
+            self.let_go_of_oldest();
+            if let Some(place) = reading {
+                self.follow.keep(place);
+            }
+            // A reply another tab is writing: follow it from here on, as when the page opened.
+            if let (Some(reply), Some(turn_id)) =
+                (writing, writing.and_then(|w| w.turn_id.get_value()))
+            {
+                self.writing.set(Some(Writing { turn_id, reply }));
+                self.connection.connect(
+                    self,
+                    Cursor::Watch {
+                        conversation_id: id,
+                        from_turn: Some(turn_id),
+                    },
+                );
+            }
+        });
+    }
+
+    /// One window at a time, either way: each changes the other end of what the page holds.
+    fn loading_window(&self) -> bool {
+        self.loading_older.get_untracked() || self.loading_newer.get_untracked()
+    }
+
+    /// Adds system prompt revisions that came with a window to those the page knows.
+    fn learn_revisions(&self, revisions: Vec<PromptRevision>) {
+        self.prompt_revisions.update(|known| {
+            for revision in revisions {
+                if known.iter().all(|k| k.revision != revision.revision) {
+                    known.push(revision);
+                }
+            }
+            known.sort_by_key(|r| r.revision);
+        });
+    }
+
+    /// Lets go of the newest windows beyond [`HELD_WINDOWS`] (the reader went up), remembering
+    /// how to ask for them again. Not while a reply is being written: it is in the newest.
+    fn let_go_of_newest(&self) {
+        while self.windows.with_value(Vec::len) > HELD_WINDOWS && !self.is_streaming() {
+            let first = self.windows.with_value(|w| w.last().map(|w| w.first));
+            let start = first.and_then(|first| {
+                self.messages
+                    .with_untracked(|m| windows::start_of(m.iter().map(|e| e.key), first))
+            });
+            let Some(start) = start else {
+                return;
+            };
+            let Some(window) = self.windows.try_update_value(Vec::pop).flatten() else {
+                return;
+            };
+            if self.newer.with_untracked(Vec::is_empty) {
+                self.latest_turn.set_value(self.last_turn());
+            }
+            let mut totals = Totals::default();
+            self.messages.update(|m| {
+                for entry in m.drain(start..) {
+                    entry
+                        .outcome
+                        .with_untracked(|o| windows::add(&mut totals, o));
+                }
+            });
+            self.newer.update(|newer| {
+                newer.push(Dropped {
+                    key: window.key,
+                    totals,
+                })
+            });
+            // `window` goes here, and its entries with it.
+        }
+    }
+
+    /// Lets go of the oldest windows beyond [`HELD_WINDOWS`] (the reader went down); the
+    /// oldest held then says how to ask for them again (`older_before`).
+    fn let_go_of_oldest(&self) {
+        while self.windows.with_value(Vec::len) > HELD_WINDOWS {
+            let second = self.windows.with_value(|w| w.get(1).map(|w| w.first));
+            let end = second.and_then(|first| {
+                self.messages
+                    .with_untracked(|m| windows::start_of(m.iter().map(|e| e.key), first))
+            });
+            let Some(end) = end else {
+                return;
+            };
+            let _gone = self.windows.try_update_value(|w| w.remove(0));
+            self.messages.update(|m| {
+                m.drain(..end);
+            });
+            if let Some((before, totals)) = self
+                .windows
+                .with_value(|w| w.first().map(|w| (w.older_before, w.older_totals)))
+            {
+                self.older_before.set(before);
+                self.older_totals.set(totals);
+            }
+        }
+    }
+
+    /// After an edit or a regeneration replaced the end of the branch: the windows that went
+    /// with it (to be dropped once the list no longer has them), and newer ones are gone too.
+    fn forget_windows_after_branch(&self) -> Vec<Window> {
+        self.newer.set(Vec::new());
+        let keys: Vec<Uuid> = self
+            .messages
+            .with_untracked(|m| m.iter().map(|e| e.key).collect());
+        self.windows
+            .try_update_value(|windows| {
+                let (kept, gone) = std::mem::take(windows)
+                    .into_iter()
+                    .partition(|w| windows::start_of(keys.iter().copied(), w.first).is_some());
+                *windows = kept;
+                gone
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs `make` with the newest window's owner (or the shown conversation's), so that what
+    /// it creates lives as long as it is on screen (not as long as the component whose event
+    /// made it).
     fn in_shown<T>(&self, make: impl FnOnce() -> T) -> T {
-        match self.shown.try_get_value().flatten() {
+        let newest = self
+            .windows
+            .try_with_value(|w| w.last().map(|w| w.owner.clone()))
+            .flatten();
+        match newest.or_else(|| self.shown.try_get_value().flatten()) {
             Some(owner) => owner.with(make),
             None => make(),
         }
@@ -696,6 +945,11 @@ impl ChatState {
                 entry.update_from(reply);
                 entry
             }
+            // The page let go of the newest windows: the turn is there when they come back.
+            _ if !self.newer.with_untracked(Vec::is_empty) => {
+                self.latest_turn.set_value(Some(turn_id));
+                return;
+            }
             _ if user.parent_turn_id != self.last_turn() => {
                 // A turn on another branch (an edit or a regeneration in another tab): the
                 // page shows that branch now.
@@ -786,41 +1040,39 @@ impl ChatState {
     /// Token and cost totals of the replies on screen: (input, output, cost, any estimated).
     /// The conversation's figures: those of the messages shown, and of the older ones not loaded.
     pub fn totals(&self) -> (u64, u64, Option<f64>, bool) {
-        let older = self.older_totals.get();
-        self.messages.with(|messages| {
-            let mut totals = (
-                older.input_tokens,
-                older.output_tokens,
-                older.cost_usd,
-                older.estimated,
-            );
+        let away = self.newer.with(|newer| {
+            newer.iter().fold(self.older_totals.get(), |all, w| {
+                windows::sum(all, w.totals)
+            })
+        });
+        let totals = self.messages.with(|messages| {
+            let mut totals = away;
             for entry in messages {
-                entry.outcome.with(|o| {
-                    if let Some(usage) = o.usage {
-                        totals.0 += u64::from(usage.input_tokens);
-                        totals.1 += u64::from(usage.output_tokens);
-                    }
-                    if let Some(cost) = o.cost_usd {
-                        totals.2 = Some(totals.2.unwrap_or(0.0) + cost);
-                    }
-                    totals.3 |= o.usage_estimated;
-                });
+                entry.outcome.with(|o| windows::add(&mut totals, o));
             }
             totals
-        })
+        });
+        (
+            totals.input_tokens,
+            totals.output_tokens,
+            totals.cost_usd,
+            totals.estimated,
+        )
     }
 
     /// Whether `entry` is the conversation's last reply (only that one can be continued).
     pub fn is_last_reply(&self, entry: &ChatEntry) -> bool {
-        self.messages
-            .try_with(|m| {
-                m.iter()
-                    .rev()
-                    .find(|e| e.role == Role::Assistant)
-                    .map(|e| e.key)
-            })
-            .flatten()
-            == Some(entry.key)
+        self.newer.try_with(Vec::is_empty) == Some(true)
+            && self
+                .messages
+                .try_with(|m| {
+                    m.iter()
+                        .rev()
+                        .find(|e| e.role == Role::Assistant)
+                        .map(|e| e.key)
+                })
+                .flatten()
+                == Some(entry.key)
     }
 
     /// Puts the cursor in the composer once the DOM is there (a new page, New chat).
@@ -908,7 +1160,11 @@ impl Listener for ChatState {
     }
 
     fn last_turn(&self) -> Option<Uuid> {
-        ChatState::last_turn(self)
+        if self.newer.with_untracked(Vec::is_empty) {
+            ChatState::last_turn(self)
+        } else {
+            self.latest_turn.get_value()
+        }
     }
 }
 
