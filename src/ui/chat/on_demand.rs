@@ -1,7 +1,7 @@
 //! Parts of the chat the first screen never shows, each in its own WASM file (`cargo leptos
 //! --split`), fetched when first used: the conversation's settings, a reply's thinking read open,
 //! the keyboard shortcuts' list, and a conversation's messages with the connection that streams
-//! replies and what loads its earlier messages (fetched with a new chat's first message, or
+//! replies, what loads its earlier messages and what stops a reply (fetched with a new chat's first message, or
 //! before a conversation's page hydrates). Editing a question comes
 //! with the messages: it is only reached from them, so it is in their file and in place at once.
 //! The first load is smaller by their code and by what only they use (docs/decisions.md,
@@ -176,6 +176,25 @@ pub fn show_older(state: ChatState) {
         if load_older(state).await.is_err() {
             state.notice.try_set(Some(
                 "Could not load earlier messages: this part of the page could not be loaded. Check the connection and try again."
+                    .into(),
+            ));
+        }
+    });
+}
+
+/// Only a reply being written can be stopped, and it streams through this file's connection.
+#[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn stop_reply(state: ChatState) -> Result<(), NotLoaded> {
+    state.stop();
+    Ok(())
+}
+
+/// Asks the server to stop the reply being written (`ChatState::stop`).
+pub fn stop(state: ChatState) {
+    leptos::task::spawn_local(async move {
+        if stop_reply(state).await.is_err() {
+            state.notice.try_set(Some(
+                "Could not stop the reply: this part of the page could not be loaded. Check the connection and try again."
                     .into(),
             ));
         }

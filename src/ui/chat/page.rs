@@ -100,7 +100,7 @@ pub fn ChatPage() -> impl IntoView {
             if state.menu_open.get_untracked() {
                 drawer::close(state);
             } else if state.is_streaming() {
-                state.stop();
+                super::on_demand::stop(state);
             }
         });
         let released = window_event_listener(leptos::ev::pointerup, move |_| {
