@@ -189,15 +189,22 @@ pub(super) fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
             return;
         };
         if open.get() && !dialog.open() {
-            let focused = document()
-                .active_element()
-                .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
-            CAME_FROM.with(|from| from.replace(focused));
-            if dialog.show_modal().is_ok() {
-                if let Some(button) = close_button.get_untracked() {
-                    let _ = button.focus();
+            // In the next frame: the element is made before it is in the page (it comes in
+            // when its file does), and only a dialog in the page can be shown.
+            request_animation_frame(move || {
+                if !dialog.is_connected() || dialog.open() {
+                    return;
                 }
-            }
+                let focused = document()
+                    .active_element()
+                    .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
+                CAME_FROM.with(|from| from.replace(focused));
+                if dialog.show_modal().is_ok() {
+                    if let Some(button) = close_button.get_untracked() {
+                        let _ = button.focus();
+                    }
+                }
+            });
         } else if !open.get() && dialog.open() {
             dialog.close();
         }
