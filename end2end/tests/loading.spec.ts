@@ -75,6 +75,46 @@ test.describe("a part whose file cannot be fetched", () => {
     await expect(page.getByRole("textbox", { name: "System prompt" })).toBeVisible();
     await expect(page.getByRole("alert")).toHaveCount(0);
   });
+
+  test("the shortcuts' list says so in words, and is fetched again when next asked for", async ({ page }) => {
+    await openNewChat(page);
+    await page.route("**/split_chat_shortcuts*", (route) => route.fulfill({ status: 503, body: "busy" }));
+    const button = page.getByRole("button", { name: "Keyboard shortcuts" });
+    await button.click();
+    await expect(page.getByRole("alert")).toHaveText(/could not be loaded/);
+    await page.unroute("**/split_chat_shortcuts*");
+
+    await button.click();
+    await expect(page.getByRole("dialog", { name: "Keyboard shortcuts" })).toBeVisible();
+    await expect(page.getByRole("alert")).toHaveCount(0);
+  });
+});
+
+test("the keyboard shortcuts' list is fetched when first wanted: by ? on a fresh page, and ahead of a click on its button", async ({ page }) => {
+  const wasm = wasmNames(page);
+  const shortcutsFile = () => wasm.some((name) => name.startsWith("split_chat_shortcuts"));
+  await openNewChat(page);
+  expect(wasm).toHaveLength(1);
+
+  // Straight from the keyboard: the file comes with the key, then the list opens with the focus in it.
+  const settings = page.getByRole("button", { name: "Settings", exact: true });
+  await settings.focus();
+  await page.keyboard.press("?");
+  const dialog = page.getByRole("dialog", { name: "Keyboard shortcuts" });
+  await expect(dialog).toBeVisible();
+  await expect(dialog.getByRole("button", { name: "Close" })).toBeFocused();
+  expect(shortcutsFile()).toBe(true);
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+  await expect(settings).toBeFocused();
+
+  // On a fresh page, the pointer over the sidebar's button fetches it before any click.
+  await page.goto("/");
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  wasm.length = 0;
+  await page.getByRole("button", { name: "Keyboard shortcuts" }).hover();
+  await expect.poll(shortcutsFile).toBe(true);
+  await expect(dialog).toBeHidden();
 });
 
 test("a conversation's page fetches its messages' file before it hydrates, and a new chat with its first message", async ({ page }) => {

@@ -2,7 +2,9 @@ use leptos::prelude::*;
 use leptos::server::ServerAction;
 use leptos::server_fn::ServerFn;
 
-use crate::api::account::{current_user, sign_in_options, ChangePassword, SignIn, SignOut, SignUp};
+use crate::api::account::{
+    current_user, sign_in_options, sign_out, ChangePassword, SignIn, SignUp,
+};
 use crate::error::ApiError;
 use crate::ui::wire;
 
@@ -166,12 +168,15 @@ pub fn AccountMenu() -> impl IntoView {
     // `Arc`: a reference-counted resource is never "disposed" under a Suspense that the server
     // checks once more as the page ends (an arena one panics there; see ARCHITECTURE.md).
     let me = wire::resource(|| (), |_| current_user());
-    let sign_out = ServerAction::<SignOut>::new();
-    Effect::new(move || {
-        if matches!(sign_out.value().get(), Some(Ok(()))) {
-            go_home();
-        }
-    });
+    // A plain call, not a `ServerAction`: the action's form-error decoding (base64 and more) would
+    // be the first screen's only use of it (docs/decisions.md, "Smaller first load").
+    let leave = move || {
+        leptos::task::spawn_local(async {
+            if sign_out().await.is_ok() {
+                go_home();
+            }
+        });
+    };
     view! {
         <Transition fallback=|| ()>
             {move || {
@@ -186,7 +191,7 @@ pub fn AccountMenu() -> impl IntoView {
                             {(me.is_admin && me.accounts).then(|| view! { <a href="/admin">"Admin"</a> })}
                             {own_password.then(|| view! { <a href="/account">"Password"</a> })}
                             {own_password.then(|| view! {
-                                <button type="button" class="link" on:click=move |_| { sign_out.dispatch(SignOut {}); }>
+                                <button type="button" class="link" on:click=move |_| leave()>
                                     "Sign out"
                                 </button>
                             })}

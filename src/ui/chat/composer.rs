@@ -1,6 +1,7 @@
 use leptos::ev::KeyboardEvent;
 use leptos::prelude::*;
 
+use super::on_demand;
 use super::remembered;
 use super::state::ChatState;
 use crate::format::thousands;
@@ -85,7 +86,7 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                     class="stop"
                     title="Stop the reply (Esc)"
                     disabled=move || state.stopping.get()
-                    on:click=move |_| state.stop()
+                    on:click=move |_| on_demand::stop(state)
                 >
                     {move || if state.stopping.get() { "Stopping…" } else { "Stop" }}
                 </button>

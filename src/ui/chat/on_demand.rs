@@ -1,7 +1,8 @@
 //! Parts of the chat the first screen never shows, each in its own WASM file (`cargo leptos
 //! --split`), fetched when first used: the conversation's settings, a reply's thinking read open,
-//! and a conversation's messages with the connection that streams replies (fetched with a new
-//! chat's first message, or before a conversation's page hydrates). Editing a question comes
+//! the keyboard shortcuts' list, and a conversation's messages with the connection that streams
+//! replies, what loads its earlier messages and what stops a reply (fetched with a new chat's first message, or
+//! before a conversation's page hydrates). Editing a question comes
 //! with the messages: it is only reached from them, so it is in their file and in place at once.
 //! The first load is smaller by their code and by what only they use (docs/decisions.md,
 //! "Smaller first load").
@@ -23,6 +24,7 @@ use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use super::connection::Connection;
 use super::page::MessageItems;
 use super::settings::SettingsPanel;
+use super::shortcuts::ShortcutsDialog;
 use super::state::{ChatEntry, ChatState};
 use super::thinking_text::ThinkingText;
 
@@ -100,6 +102,20 @@ pub fn preload_thinking() {
     preload(preload_thinking_file);
 }
 
+#[wasm_split(
+    chat_shortcuts,
+    wasm_split_path = ::leptos::wasm_split,
+    fallible,
+    preload(preload_shortcuts_file)
+)]
+pub fn shortcuts_dialog(open: RwSignal<bool>) -> Result<AnyView, NotLoaded> {
+    Ok(view! { <ShortcutsDialog open /> }.into_any())
+}
+
+pub fn preload_shortcuts() {
+    preload(preload_shortcuts_file);
+}
+
 // A conversation's file: its messages and the connection that streams replies into them, needed
 // together (a new chat fetches it with its first message; a conversation's page before it
 // hydrates, see `preload_for_page`).
@@ -145,4 +161,42 @@ pub fn follow(
     page: ChatState,
 ) -> Result<Pin<Box<dyn Future<Output = ()>>>, NotLoaded> {
     Ok(Box::pin(connection.run(page)))
+}
+
+/// Earlier messages are only asked for in a conversation on screen, whose file is in by then.
+#[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn load_older(state: ChatState) -> Result<(), NotLoaded> {
+    state.show_older();
+    Ok(())
+}
+
+/// Puts the conversation's earlier messages above those shown (`ChatState::show_older`).
+pub fn show_older(state: ChatState) {
+    leptos::task::spawn_local(async move {
+        if load_older(state).await.is_err() {
+            state.notice.try_set(Some(
+                "Could not load earlier messages: this part of the page could not be loaded. Check the connection and try again."
+                    .into(),
+            ));
+        }
+    });
+}
+
+/// Only a reply being written can be stopped, and it streams through this file's connection.
+#[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn stop_reply(state: ChatState) -> Result<(), NotLoaded> {
+    state.stop();
+    Ok(())
+}
+
+/// Asks the server to stop the reply being written (`ChatState::stop`).
+pub fn stop(state: ChatState) {
+    leptos::task::spawn_local(async move {
+        if stop_reply(state).await.is_err() {
+            state.notice.try_set(Some(
+                "Could not stop the reply: this part of the page could not be loaded. Check the connection and try again."
+                    .into(),
+            ));
+        }
+    });
 }

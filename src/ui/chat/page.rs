@@ -11,7 +11,7 @@ use super::empty::EmptyConversation;
 use super::header::ChatHeader;
 use super::message::Message;
 use super::on_demand::{
-    message_items, name_conversation_file, on_demand, preload_messages, settings_panel,
+    message_items, name_conversation_file, on_demand, preload_messages, settings_panel, show_older,
 };
 use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
@@ -100,7 +100,7 @@ pub fn ChatPage() -> impl IntoView {
             if state.menu_open.get_untracked() {
                 drawer::close(state);
             } else if state.is_streaming() {
-                state.stop();
+                super::on_demand::stop(state);
             }
         });
         let released = window_event_listener(leptos::ev::pointerup, move |_| {
@@ -169,7 +169,7 @@ pub fn ChatPage() -> impl IntoView {
                         state.follow.on_scroll();
                         // Earlier messages come before the reader reaches the top.
                         if state.follow.near_top() {
-                            state.show_older();
+                            show_older(state);
                         }
                         // And later ones the page let go of, before the reader reaches the end.
                         if state.follow.near_bottom() {
@@ -234,7 +234,7 @@ fn MessageList(
                 <button
                     type="button"
                     class="link"
-                    on:click=move |_| state.show_older()
+                    on:click=move |_| show_older(state)
                     disabled=move || state.loading_older.try_get().unwrap_or(false)
                 >
                     "Show earlier messages"

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 
 use super::announcer::Announcements;
+use super::on_demand::{on_demand, preload_shortcuts, shortcuts_dialog};
 use super::state::ChatState;
 use crate::model::Role;
 
@@ -54,12 +55,17 @@ pub fn Shortcuts(
                 Shortcut::NewChat => new_chat(),
                 Shortcut::FocusComposer => state.focus_composer(),
                 Shortcut::CopyLastAnswer => copy_last_answer(state, announcements),
-                Shortcut::Help => open.set(true),
+                Shortcut::Help => show_help(open),
             }
         });
         on_cleanup(move || keys.remove());
     });
-    view! { <ShortcutsDialog open /> }
+    // The list is its own WASM file, fetched when it is first opened (`on_demand.rs`).
+    view! {
+        <Show when=move || open.get()>
+            {on_demand(move || shortcuts_dialog(open))}
+        </Show>
+    }
 }
 
 /// The sidebar's way to the list, for those who do not know `?`.
@@ -68,11 +74,35 @@ pub fn ShortcutsButton() -> impl IntoView {
     let open = use_context::<HelpOpen>();
     open.map(|open| {
         view! {
-            <button type="button" class="link shortcuts-button" on:click=move |_| open.0.set(true)>
+            <button
+                type="button"
+                class="link shortcuts-button"
+                on:pointerenter=|_| preload_shortcuts()
+                on:focus=|_| preload_shortcuts()
+                on:click=move |_| show_help(open.0)
+            >
                 "Keyboard shortcuts"
             </button>
         }
     })
+}
+
+/// Opens the list. Asked again while its file could not be fetched (the sentence is showing), it
+/// tries once more: hidden, then shown on the next turn, which fetches the file again.
+fn show_help(open: RwSignal<bool>) {
+    let showing = document()
+        .query_selector("dialog.shortcuts-help[open]")
+        .ok()
+        .flatten()
+        .is_some();
+    if !open.get_untracked() {
+        open.set(true);
+    } else if !showing {
+        open.set(false);
+        leptos::task::spawn_local(async move {
+            open.try_set(true);
+        });
+    }
 }
 
 /// Provides [`HelpOpen`] for the page.
@@ -147,9 +177,11 @@ thread_local! {
 }
 
 /// The list of shortcuts in a modal dialog: the page behind is inert, Tab stays on its one
-/// control, Esc or Close shuts it, and the focus goes back where it was.
+/// control, Esc or Close shuts it, and the focus goes back where it was. Shown while `open`
+/// (`Shortcuts`), so it opens as it appears; Esc and Close close the dialog itself, whose `close`
+/// event then gives the focus back and takes it off the page.
 #[component]
-fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
+pub(super) fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
     let dialog = NodeRef::<Dialog>::new();
     let close_button = NodeRef::<Button>::new();
     Effect::new(move || {
@@ -157,15 +189,22 @@ fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
             return;
         };
         if open.get() && !dialog.open() {
-            let focused = document()
-                .active_element()
-                .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
-            CAME_FROM.with(|from| from.replace(focused));
-            if dialog.show_modal().is_ok() {
-                if let Some(button) = close_button.get_untracked() {
-                    let _ = button.focus();
+            // In the next frame: the element is made before it is in the page (it comes in
+            // when its file does), and only a dialog in the page can be shown.
+            request_animation_frame(move || {
+                if !dialog.is_connected() || dialog.open() {
+                    return;
                 }
-            }
+                let focused = document()
+                    .active_element()
+                    .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok());
+                CAME_FROM.with(|from| from.replace(focused));
+                if dialog.show_modal().is_ok() {
+                    if let Some(button) = close_button.get_untracked() {
+                        let _ = button.focus();
+                    }
+                }
+            });
         } else if !open.get() && dialog.open() {
             dialog.close();
         }
@@ -181,7 +220,7 @@ fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
         "Escape" => {
             ev.prevent_default();
             ev.stop_propagation();
-            open.set(false);
+            close(dialog);
         }
         "Tab" => {
             ev.prevent_default();
@@ -211,7 +250,14 @@ fn ShortcutsDialog(open: RwSignal<bool>) -> impl IntoView {
                     </div>
                 }).collect_view()}
             </dl>
-            <button type="button" node_ref=close_button on:click=move |_| open.set(false)>"Close"</button>
+            <button type="button" node_ref=close_button on:click=move |_| close(dialog)>"Close"</button>
         </dialog>
+    }
+}
+
+/// Closes the dialog; its `close` event does the rest (`ShortcutsDialog`).
+fn close(dialog: NodeRef<Dialog>) {
+    if let Some(dialog) = dialog.get_untracked() {
+        dialog.close();
     }
 }
