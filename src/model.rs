@@ -536,3 +536,4 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+pub mod shares;

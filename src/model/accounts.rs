@@ -41,6 +41,14 @@ pub struct SiteSettings {
     /// Everyone's spending together per calendar month (UTC); `None`: no cap.
     #[serde(default)]
     pub monthly_cap_usd: Option<f64>,
+    /// People may share conversations by link; off, every link answers 404 (and comes back
+    /// when it is on again, unless revoked).
+    #[serde(default = "on")]
+    pub sharing: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl SiteSettings {

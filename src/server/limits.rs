@@ -139,6 +139,7 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "conversation_events",
     "stop_turn",
     "monthly_usage",
+    "list_shares",
 ];
 
 /// Changes per minute, per person, through the API.

@@ -19,6 +19,7 @@ mod ops;
 mod providers;
 mod quotas;
 mod security;
+mod shares;
 mod support;
 mod tabs;
 mod thinking;

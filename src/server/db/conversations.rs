@@ -222,7 +222,7 @@ pub async fn restore_conversation(
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
-/// prompts, messages (thinking and renderings included) and error details. Tokens and costs stay, since
+/// prompts, messages (thinking and renderings included), error details and share links. Tokens and costs stay, since
 /// spending limits count them. How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let mut tx = begin_write(db).await?;
@@ -232,6 +232,13 @@ pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
         "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
              error = NULL, error_detail = NULL
          WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    // Its share links go for good (deleting it alone already made them answer 404).
+    sqlx::query(&format!(
+        "DELETE FROM shares WHERE conversation_id IN ({doomed})"
     ))
     .bind(before_ms)
     .execute(&mut *tx)
