@@ -119,6 +119,9 @@ pub struct UsageRow {
     /// `2026-11-27` (UTC).
     pub day: String,
     pub model: String,
+    /// Conversations' titles, not replies: `replies` counts the titles asked.
+    #[serde(default)]
+    pub titles: bool,
     pub replies: u32,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,

@@ -232,7 +232,7 @@ async fn page(snapshot: &SharedSnapshot, stylesheet: &str, theme: Option<&str>) 
     html.push_str(&format!(
         "<header class=\"shared-banner\"><p class=\"shared-mark\">Shared conversation \
          <span>· a read-only snapshot, made {}</span></p><h1 id=\"shared-title\">{}</h1></header>",
-        date_of(snapshot.created_at),
+        crate::format::date_of(snapshot.created_at),
         escape(title)
     ));
     if snapshot.turns_left_out {
@@ -299,22 +299,6 @@ fn not_found(stylesheet: &str) -> String {
     html
 }
 
-/// `2026-12-06`, the day (UTC) of a unix time in milliseconds.
-fn date_of(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,12 +320,5 @@ mod tests {
             escape("<script>\"a\" & 'b'</script>"),
             "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
         );
-    }
-
-    #[test]
-    fn dates_are_days_of_the_calendar() {
-        assert_eq!(date_of(0), "1970-01-01");
-        assert_eq!(date_of(1_796_515_200_000), "2026-12-06");
-        assert_eq!(date_of(951_782_400_000), "2000-02-29");
     }
 }

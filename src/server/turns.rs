@@ -8,7 +8,8 @@
 //! completion, so its text is stored in full and the page re-attaches to it.
 //!
 //! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `prompt`
-//! (what is sent), `budget` (whether the owner may spend it), `follow` (the readers' side:
+//! (what is sent), `budget` (whether the owner may spend it), `titles` (a conversation's title
+//! from its first exchange), `follow` (the readers' side:
 //! re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live` (one
 //! run's event log), `checkpoints` (saving running text); `deps` and `error` are shared by all.
 //! Arrows only point down this list's dependencies: nothing imports `hub`.
@@ -23,6 +24,7 @@ mod live;
 mod prompt;
 mod registry;
 mod run;
+mod titles;
 
 pub use budget::settle_open_runs;
 pub use error::TurnError;

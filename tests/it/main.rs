@@ -23,4 +23,5 @@ mod shares;
 mod support;
 mod tabs;
 mod thinking;
+mod titles;
 mod turns;

@@ -168,8 +168,9 @@ pub async fn get_conversation(
     }))
 }
 
-/// Renames a live conversation; it keeps its place in the list. False if there is no such
-/// conversation for this owner.
+/// Renames a live conversation; it keeps its place in the list, and its title is the person's
+/// from now on (no model's title replaces it). False if there is no such conversation for this
+/// owner.
 pub async fn rename_conversation(
     db: &Db,
     owner: &Owner,
@@ -177,7 +178,8 @@ pub async fn rename_conversation(
     title: &str,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE conversations SET title = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+        "UPDATE conversations SET title = ?, title_source = 'person'
+          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(title)
     .bind(TextUuid(id))
