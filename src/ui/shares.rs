@@ -79,7 +79,7 @@ pub fn SharedLinks(
                     "Share a snapshot"
                 </button>
             })}
-            <p class="settings-status" role="status">{move || status.get()}</p>
+            <p class="share-status" role="status">{move || status.get()}</p>
             {move || links.get().map(|all| if all.is_empty() {
                 view! { <p class="muted">"No shared links."</p> }.into_any()
             } else {
