@@ -73,6 +73,9 @@ export default defineConfig({
         // The real local model (scripts/fetch-model.sh), with short replies to bound the run.
         RILL_LOCAL_MODEL: "../models/SmolLM2-135M-Instruct.Q4_1.gguf",
         RILL_LOCAL_MAX_TOKENS: "40",
+        // Titles stay the first words here, so no test sees a title's request or cost it did not
+        // ask for; titles.spec.ts starts a server of its own with them.
+        RILL_PLAIN_TITLES: "yes",
         RUST_LOG: "warn",
       },
     },

@@ -6,5 +6,6 @@ pub mod account;
 pub mod admin;
 pub mod catalog;
 pub mod conversations;
+pub mod shares;
 pub mod turns;
 pub mod usage;

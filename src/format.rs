@@ -65,9 +65,32 @@ pub fn model_name(id: &str) -> &str {
     id.split_once('/').map_or(id, |(_, name)| name)
 }
 
+/// `2026-12-06`, the day (UTC) of a unix time in milliseconds.
+pub fn date_of(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_days_of_the_calendar() {
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(date_of(1_796_515_200_000), "2026-12-06");
+        assert_eq!(date_of(951_782_400_000), "2000-02-29");
+    }
 
     #[test]
     fn costs_show_sub_cent_amounts_without_rounding_to_zero() {

@@ -324,6 +324,11 @@ pub enum StreamLine {
         reply: Box<MessageView>,
     },
     Event(TurnEnvelope),
+    /// The conversation's title: as it is when the stream opens, and again whenever it changes
+    /// (a model's title from the first exchange).
+    Title {
+        title: String,
+    },
     /// Nothing happened for a while; the connection is alive.
     Heartbeat,
 }
@@ -536,3 +541,4 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+pub mod shares;

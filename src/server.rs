@@ -57,6 +57,8 @@ pub mod quota;
 pub mod render;
 /// Sessions stored under a hash of their id; the session cookie's settings.
 pub mod sessions;
+/// Share links: a pinned snapshot of a conversation at an unguessable address, and its page.
+pub mod shares;
 /// Shared application state handed to every request.
 pub mod state;
 /// Sign-in throttles: per account and address, per address (IPv6 by /64), and the account's

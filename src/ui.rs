@@ -9,6 +9,8 @@ pub mod chat;
 pub mod conversations;
 /// The service worker, the on-screen keyboard, touch.
 pub mod phone;
+/// A person's share links: Share, copy, open, revoke.
+pub mod shares;
 /// The theme switch (system, light, dark).
 pub mod theme;
 /// The usage page: this month's spending by day and model, and the CSV export.

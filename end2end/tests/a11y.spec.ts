@@ -1,14 +1,13 @@
 import AxeBuilder from "@axe-core/playwright";
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
-import { composer, configureFake, lastReply, openNewChat, send } from "./helpers";
+import { composer, configureFake, lastReply, openNewChat, send, sendTurn } from "./helpers";
 import { RillProcess, tempDatabase } from "./processes";
 
 // axe-core (WCAG 2.0 and 2.1, levels A and AA) on every page Rill has, in light and dark, at a
 // desktop and a phone size: any violation fails the test, listed rule by rule. Dark is checked
 // both ways a page becomes dark: the device's preference (`prefers-color-scheme`, the theme
 // switch on "System") and the theme switch set to "Dark" on a light device.
-// Shared links do not exist yet (issue 25): their page joins this list when they do.
 
 // Each state is checked four times (two schemes, two sizes): the chat's test does about forty runs.
 test.setTimeout(180_000);
@@ -114,6 +113,16 @@ test("the usage page has no axe violations", async ({ page }) => {
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
   await expect(page.getByRole("heading", { level: 1 })).toBeVisible();
   await checkEverywhere(page, "the usage page");
+});
+
+test("a shared conversation's page has no axe violations", async ({ page, baseURL }) => {
+  await configureFake(page, { tokens: 2, token_delay_ms: 0, script: ["Rivers **flow** to the sea.\n\n", "```rust\nfn main() {}\n```"] });
+  const conversation = await sendTurn(page, baseURL ?? "", "Where do rivers go?");
+  const shared = await page.request.post("/api/share_conversation", { data: { conversation_id: conversation } });
+  expect(shared.ok()).toBeTruthy();
+  await page.goto((await shared.json()).path);
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Where do rivers go?");
+  await checkEverywhere(page, "a shared conversation");
 });
 
 test("sign-in, admin, account and usage pages with accounts have no axe violations", async ({ browser }) => {

@@ -15,6 +15,10 @@ export type FakeConfig = {
   stall_after?: number;
   fail_status?: number;
   fail_times?: number;
+  /// A title request's answer (default: the question's first line), its failure, its delay.
+  title?: string;
+  title_fail_status?: number;
+  title_delay_ms?: number;
 };
 
 // The fake's reply, token by token (crates/fake-provider's `token` and `expected_text`).

@@ -49,6 +49,8 @@ export class RillProcess {
       RILL_OPENAI_COMPAT_NAME: "fake",
       RILL_OPENAI_COMPAT_MODELS: "fake-model",
       RILL_LOCAL_MODEL: "off",
+      // As the shared server (playwright.config.ts): a test asks for model titles itself.
+      RILL_PLAIN_TITLES: "yes",
       RUST_LOG: "warn",
       ...this.settings,
     };

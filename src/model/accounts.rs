@@ -41,6 +41,14 @@ pub struct SiteSettings {
     /// Everyone's spending together per calendar month (UTC); `None`: no cap.
     #[serde(default)]
     pub monthly_cap_usd: Option<f64>,
+    /// People may share conversations by link; off, every link answers 404 (and comes back
+    /// when it is on again, unless revoked).
+    #[serde(default = "on")]
+    pub sharing: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl SiteSettings {
@@ -111,6 +119,9 @@ pub struct UsageRow {
     /// `2026-11-27` (UTC).
     pub day: String,
     pub model: String,
+    /// Conversations' titles, not replies: `replies` counts the titles asked.
+    #[serde(default)]
+    pub titles: bool,
     pub replies: u32,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,

@@ -600,12 +600,13 @@ impl<'a> Admin<'a> {
             "changed settings",
             None,
             Some(format!(
-                "open sign-up {}, default budget {}, monthly cap {}",
+                "open sign-up {}, default budget {}, monthly cap {}, sharing {}",
                 if settings.open_signup { "on" } else { "off" },
                 budget_words(settings.default_budget_usd),
                 settings
                     .monthly_cap_usd
                     .map_or_else(|| "none".to_owned(), format_cost),
+                if settings.sharing { "on" } else { "off" },
             )),
         )
         .await;

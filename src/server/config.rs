@@ -326,6 +326,8 @@ pub struct ConversationSettings {
     /// ([`settings::PURGE_DELETED_AFTER_SECS`], default a day, for an operator to undo a mistake
     /// from a backup-free database by hand). Tokens and costs are kept for spending limits.
     pub purge_deleted_after: Duration,
+    /// Titles stay the first words; no model is asked ([`settings::PLAIN_TITLES`], default no).
+    pub plain_titles: bool,
 }
 
 impl Default for ConversationSettings {
@@ -335,6 +337,7 @@ impl Default for ConversationSettings {
             purge_deleted_after: Duration::from_secs(
                 settings::PURGE_DELETED_AFTER_SECS.kind.default,
             ),
+            plain_titles: false,
         }
     }
 }
@@ -348,6 +351,7 @@ impl ConversationSettings {
                 .map_err(|e| ConfigError::Invalid(format!("{}: {e}", prompt.name)))?
                 .to_owned(),
             purge_deleted_after: env.seconds(&settings::PURGE_DELETED_AFTER_SECS)?,
+            plain_titles: env.yes(&settings::PLAIN_TITLES),
         })
     }
 }

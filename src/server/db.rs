@@ -13,7 +13,9 @@
 //! - `ids`: uuids as they are stored (text);
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `totals`: the figures kept per turn (the totals before each question, on its row);
-//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
+//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
+//! - `shares`: share links, each a pinned snapshot of a branch;
+//! - `titles`: titles from the first exchange, never over a person's.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -39,6 +41,8 @@ mod messages;
 mod pool;
 mod prompts;
 mod replies;
+pub mod shares;
+pub mod titles;
 mod totals;
 mod turns;
 pub mod usage;

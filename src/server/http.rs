@@ -15,7 +15,9 @@ use server_fn::error::SERVER_FN_ERROR_HEADER;
 use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
-use super::{assets, bodies, connections, housekeeping, identity, ops, sessions, usage, AppState};
+use super::{
+    assets, bodies, connections, housekeeping, identity, ops, sessions, shares, usage, AppState,
+};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -62,6 +64,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .with_state(state.clone());
     let asset_routes = assets::routes(&leptos_options);
     let ops_routes = ops::routes(state.clone());
+    let share_routes = shares::routes(state.clone(), &leptos_options);
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -74,6 +77,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .merge(usage_routes)
         .merge(asset_routes)
         .merge(ops_routes)
+        .merge(share_routes)
         .layer(axum::middleware::map_response(api_error_status))
         .layer(axum::middleware::map_response(event_stream_headers))
         // Outside the layers that read or recognise bodies by their type.

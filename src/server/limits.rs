@@ -139,6 +139,7 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "conversation_events",
     "stop_turn",
     "monthly_usage",
+    "list_shares",
 ];
 
 /// Changes per minute, per person, through the API.
@@ -247,6 +248,7 @@ mod tests {
             include_str!("../api/admin.rs"),
             include_str!("../api/conversations.rs"),
             include_str!("../api/catalog.rs"),
+            include_str!("../api/shares.rs"),
             include_str!("../api/turns.rs"),
             include_str!("../api/usage.rs"),
         ]

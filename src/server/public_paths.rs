@@ -3,7 +3,8 @@
 /// The service worker's address (`public/sw.js`): at the root, so its scope is the whole site.
 pub const SERVICE_WORKER: &str = "/sw.js";
 
-/// Paths anyone may reach: the sign-in page and its functions, the static files, what installs
+/// Paths anyone may reach: the sign-in page and its functions, the static files, shared
+/// conversations' pages (a token's form; the page checks the rest), what installs
 /// the app (browsers fetch the manifest and its icons without cookies), and the operator's
 /// endpoints (`/metrics` checks for an admin or its token itself).
 pub fn is_public(path: &str) -> bool {
@@ -17,6 +18,7 @@ pub fn is_public(path: &str) -> bool {
             | "/api/sign_up"
             | "/api/sign_in_options"
     ) || is_site_file(path)
+        || is_shared_page(path)
         || is_icon(path)
         || is_ops_path(path)
 }
@@ -43,6 +45,12 @@ fn is_icon(path: &str) -> bool {
     })
 }
 
+/// A shared conversation's page (`shares.rs`): the link is the permission.
+fn is_shared_page(path: &str) -> bool {
+    path.strip_prefix("/s/")
+        .is_some_and(super::shares::is_token)
+}
+
 /// The operator's endpoints (`ops.rs`); `/metrics` checks its own access.
 fn is_ops_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
@@ -60,6 +68,7 @@ mod tests {
             "/icons/icon-192.png",
             "/icons/maskable-512.png",
             "/favicon.svg",
+            "/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             assert!(is_public(path), "{path}");
         }
@@ -70,6 +79,11 @@ mod tests {
             "/icons/sub/icon.png",
             "/sw.js/x",
             "/c/3",
+            "/s/",
+            "/s/x",
+            "/s/../c/1",
+            "/api/share_conversation",
+            "/api/list_shares",
         ] {
             assert!(!is_public(path), "{path}");
         }

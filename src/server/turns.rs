@@ -9,9 +9,10 @@
 //!
 //! Read in this order: `hub` (what the API calls), `run` (one turn, top to bottom), `history`
 //! (what of the branch a send reads), `prompt` (what is sent), `budget` (whether the owner may
-//! spend it), `follow` (the readers' side: re-attach, replay, a conversation's stream),
-//! `registry` (the turns in memory), `live` (one run's event log), `checkpoints` (saving running
-//! text); `deps` and `error` are shared by all.
+//! spend it), `titles` (a conversation's title from its first exchange), `follow` (the readers'
+//! side: re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live`
+//! (one run's event log), `checkpoints` (saving running text); `deps` and `error` are shared by
+//! all.
 //! Arrows only point down this list's dependencies: nothing imports `hub`.
 
 mod budget;
@@ -25,6 +26,7 @@ mod live;
 mod prompt;
 mod registry;
 mod run;
+mod titles;
 
 pub use budget::settle_open_runs;
 pub use error::TurnError;

@@ -512,6 +512,7 @@ fn SettingsForm(
     let open_signup = RwSignal::new(current.open_signup);
     let default_budget = RwSignal::new(budget_text(current.default_budget_usd));
     let monthly_cap = RwSignal::new(budget_text(current.monthly_cap_usd));
+    let sharing = RwSignal::new(current.sharing);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let parsed = parse_budget(&default_budget.get())
@@ -524,6 +525,7 @@ fn SettingsForm(
                         open_signup: open_signup.get(),
                         default_budget_usd,
                         monthly_cap_usd,
+                        sharing: sharing.get(),
                     },
                 });
             }
@@ -537,6 +539,7 @@ fn SettingsForm(
             <label>"Monthly budget of new users ($, empty: no limit)" <input name="default-budget" inputmode="decimal" bind:value=default_budget /></label>
             <label>{format!("Monthly cap for everyone together ($, empty: no cap; {} spent this month)", format_cost(spent))}
                 <input name="monthly-cap" inputmode="decimal" bind:value=monthly_cap /></label>
+            <label class="check"><input type="checkbox" name="sharing" bind:checked=sharing />"People may share conversations by link (off: every link answers “not found” until it is on again)"</label>
             <button type="submit" class="primary" disabled=move || settings.pending().get()>"Save settings"</button>
         </form>
     }

@@ -4,6 +4,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::usage::monthly_usage;
 use crate::format::{format_cost, thousands};
 use crate::ui::account::Panel;
+use crate::ui::shares::SharedLinks;
 use crate::ui::wire;
 
 /// `/usage` (one's own) and `/usage?user=ID` (an admin looking at a user).
@@ -50,7 +51,7 @@ pub fn UsagePage() -> impl IntoView {
                                                     {report.rows.into_iter().map(|row| view! {
                                                         <tr>
                                                             <td>{row.day}</td>
-                                                            <td>{row.model}</td>
+                                                            <td>{row.model}{row.titles.then_some(" (titles)")}</td>
                                                             <td class="num">{row.replies}</td>
                                                             <td class="num">{thousands(row.input_tokens)}</td>
                                                             <td class="num">{thousands(row.cached_input_tokens)}</td>
@@ -71,6 +72,8 @@ pub fn UsagePage() -> impl IntoView {
                 }}
             </Transition>
             <p><a href=export download>"Download every reply's figures (CSV)"</a></p>
+            // One's own links only: an admin looking at someone's usage does not see theirs.
+            {move || user.get().is_none().then(|| view! { <SharedLinks /> })}
         </Panel>
     }
 }

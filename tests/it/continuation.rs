@@ -218,13 +218,7 @@ async fn a_page_opened_during_a_continuation_sees_the_reply_being_written() {
     });
     let mut first = EventReader::new(app.continue_reply(&turn_id, 1).await);
     first.started().await;
-    let mut opened = EventReader::new(
-        app.post_json(
-            "conversation_events",
-            json!({"conversation_id": conversation, "from_turn": turn_id}),
-        )
-        .await,
-    );
+    let mut opened = app.watch(conversation, Some(turn_id)).await;
     match opened.next_line().await {
         Some(rill::model::StreamLine::Turn { reply, .. }) => {
             assert_eq!(reply.outcome.status, MessageStatus::Streaming);

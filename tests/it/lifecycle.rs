@@ -410,13 +410,7 @@ async fn at_shutdown_conversation_streams_end_and_the_server_exits() {
     })
     .await;
     let events = app.turn(None, "Hi").await;
-    let mut watching = EventReader::new(
-        app.post_json(
-            "conversation_events",
-            json!({"conversation_id": conversation_of(&events), "from_turn": null}),
-        )
-        .await,
-    );
+    let mut watching = app.watch(conversation_of(&events), None).await;
     assert!(matches!(
         watching.next_line().await,
         Some(rill::model::StreamLine::Turn { .. })

@@ -77,6 +77,9 @@ pub struct Setup {
     pub clock: Option<Arc<TestClock>>,
     /// Prices laid over the tests' own (`provider/model`, entry).
     pub prices: Vec<(String, PriceEntry)>,
+    /// Titles asked of the model after the first reply (default: first words only, so that the
+    /// tests of everything else see only their own requests and spending).
+    pub model_titles: bool,
 }
 
 /// A clock a test sets and moves (to cross a month boundary).
@@ -179,7 +182,12 @@ impl TestApp {
             connections,
             clock,
             prices,
+            model_titles,
         } = setup;
+        let conversations = ConversationSettings {
+            plain_titles: !model_titles,
+            ..conversations
+        };
         let fake = FakeProvider::start(fake)
             .await
             .expect("fake provider starts");
@@ -344,7 +352,13 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), 200);
-        EventReader::new(response)
+        let mut reader = EventReader::new(response);
+        // Every conversation stream opens with the title as it is.
+        match reader.next_line().await {
+            Some(StreamLine::Title { .. }) => {}
+            other => panic!("expected the title first, got {other:?}"),
+        }
+        reader
     }
 
     pub async fn post_json(&self, endpoint: &str, body: Value) -> reqwest::Response {

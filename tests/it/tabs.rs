@@ -29,7 +29,7 @@ async fn read_turn(tab: &mut EventReader, turn_id: Uuid) -> Vec<TurnEnvelope> {
                     return events;
                 }
             }
-            StreamLine::Event(_) | StreamLine::Heartbeat => {}
+            StreamLine::Event(_) | StreamLine::Heartbeat | StreamLine::Title { .. } => {}
         }
     }
 }

@@ -91,7 +91,19 @@ pub struct FakeConfig {
     /// `reasoning_content` deltas (always, as DeepSeek and vLLM do), Anthropic `thinking` blocks
     /// and Gemini thought parts (only when the request asks for thinking, as the real APIs do).
     pub thinking: Option<Vec<String>>,
+    /// A request for a conversation's title (its system text starts with [`TITLE_REQUEST`]) is
+    /// answered with this, word by word; by default with the first line of its question (so a
+    /// title reads as the first words did). Title requests are kept apart: not in `requests`,
+    /// `calls` or `completed`, and no fault above applies to them.
+    pub title: Option<String>,
+    /// Title requests fail with this status instead.
+    pub title_fail_status: Option<u16>,
+    /// Milliseconds before a title's first word.
+    pub title_delay_ms: u64,
 }
+
+/// How Rill's request for a title begins (`server/turns/titles.rs`).
+pub const TITLE_REQUEST: &str = "Write a short title";
 
 impl FakeConfig {
     /// How many text tokens a reply has.
@@ -137,6 +149,9 @@ impl Default for FakeConfig {
             script: None,
             thinking: None,
             hit_token_limit: false,
+            title: None,
+            title_fail_status: None,
+            title_delay_ms: 0,
         }
     }
 }
@@ -157,6 +172,8 @@ pub struct Recorded {
     pub calls: Vec<Call>,
     pub disconnects: Vec<Disconnect>,
     pub completed: usize,
+    /// Title requests' bodies, in arrival order.
+    pub title_requests: Vec<Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -297,6 +314,10 @@ impl FakeProvider {
     /// Forgets every recorded request, call, disconnect and completion.
     pub fn reset_log(&self) {
         *lock(&self.shared.recorded) = Recorded::default();
+    }
+
+    pub fn title_requests(&self) -> Vec<Value> {
+        lock(&self.shared.recorded).title_requests.clone()
     }
 
     pub fn requests(&self) -> Vec<Value> {
@@ -498,6 +519,9 @@ fn respond(
     body: Value,
     events: impl FnOnce(&FakeConfig) -> Vec<body::Event>,
 ) -> Response {
+    if let Some(question) = title_request(&body) {
+        return answer_title(shared, call.protocol, body, &question, events);
+    }
     let (config, failure) = {
         let mut settings = lock(&shared.settings);
         let failure = settings.failure(settings.chat_requests);
@@ -525,6 +549,60 @@ fn respond(
         None => events(&config),
     };
     body::stream_response(&shared.recorded, &config, events)
+}
+
+/// The first line of the question a title request asks about, if `body` is one.
+fn title_request(body: &Value) -> Option<String> {
+    let mut texts = Vec::new();
+    strings(body, &mut texts);
+    if !texts.iter().any(|t| t.starts_with(TITLE_REQUEST)) {
+        return None;
+    }
+    let asked = texts.iter().find_map(|t| t.strip_prefix("Question:\n"))?;
+    Some(asked.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+fn strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A title, word by word, in the request's protocol; or the configured title failure.
+fn answer_title(
+    shared: &Shared,
+    protocol: Protocol,
+    body: Value,
+    question: &str,
+    events: impl FnOnce(&FakeConfig) -> Vec<body::Event>,
+) -> Response {
+    let config = lock(&shared.settings).config.clone();
+    lock(&shared.recorded).title_requests.push(body);
+    if let Some(status) = config.title_fail_status {
+        return error_response(protocol, status, &config);
+    }
+    let title = config.title.clone().unwrap_or_else(|| question.to_owned());
+    let mut words: Vec<String> = Vec::new();
+    for (i, word) in title.split(' ').enumerate() {
+        words.push(if i == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        });
+    }
+    let answer = FakeConfig {
+        tokens: words.len(),
+        script: Some(words),
+        token_delay_ms: config.token_delay_ms,
+        first_token_delay_ms: config.title_delay_ms,
+        ..FakeConfig::default()
+    };
+    // Streamed into a record of its own, so the chat's counts stay the chat's.
+    let apart = Arc::new(Mutex::new(Recorded::default()));
+    body::stream_response(&apart, &answer, events(&answer))
 }
 
 /// Each protocol's documented error body (padded to `error_body_bytes`), with the configured retry

@@ -219,6 +219,8 @@ settings! {
     /// A deleted conversation's text is purged this long after.
     PURGE_DELETED_AFTER_SECS: Seconds = "RILL_PURGE_DELETED_AFTER_SECS",
         Seconds { default: 86400, least: 0 };
+    /// Keep a conversation's first words as its title: no model is asked for one.
+    PLAIN_TITLES: Yes = "RILL_PLAIN_TITLES", Yes;
     /// Model for new conversations, as provider/model (default: the first configured).
     DEFAULT_MODEL: Optional = "RILL_DEFAULT_MODEL", Optional;
     /// Pause between the development model's words, in milliseconds.

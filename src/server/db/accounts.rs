@@ -227,6 +227,8 @@ pub async fn set_budget(
 const OPEN_SIGNUP: &str = "open_signup";
 const DEFAULT_BUDGET: &str = "default_budget_usd";
 const MONTHLY_CAP: &str = "monthly_cap_usd";
+/// Stored only when off (`"off"`): sharing is on unless an admin turned it off.
+const SHARING: &str = "sharing";
 
 pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM site_settings")
@@ -237,6 +239,7 @@ pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
         open_signup: value(OPEN_SIGNUP) == Some("true"),
         default_budget_usd: value(DEFAULT_BUDGET).and_then(|v| v.parse().ok()),
         monthly_cap_usd: value(MONTHLY_CAP).and_then(|v| v.parse().ok()),
+        sharing: value(SHARING) != Some("off"),
     })
 }
 
@@ -249,6 +252,7 @@ pub async fn set_site_settings(db: &Db, settings: &SiteSettings) -> Result<(), D
             settings.default_budget_usd.map(|b| b.to_string()),
         ),
         (MONTHLY_CAP, settings.monthly_cap_usd.map(|b| b.to_string())),
+        (SHARING, (!settings.sharing).then(|| "off".to_owned())),
     ];
     for (key, value) in values {
         match value {

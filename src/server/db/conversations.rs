@@ -171,8 +171,9 @@ pub async fn get_conversation(
     }))
 }
 
-/// Renames a live conversation; it keeps its place in the list. False if there is no such
-/// conversation for this owner.
+/// Renames a live conversation; it keeps its place in the list, and its title is the person's
+/// from now on (no model's title replaces it). False if there is no such conversation for this
+/// owner.
 pub async fn rename_conversation(
     db: &Db,
     owner: &Owner,
@@ -180,7 +181,8 @@ pub async fn rename_conversation(
     title: &str,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE conversations SET title = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+        "UPDATE conversations SET title = ?, title_source = 'person'
+          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
     )
     .bind(title)
     .bind(TextUuid(id))
@@ -225,7 +227,7 @@ pub async fn restore_conversation(
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
-/// prompts, messages (thinking and renderings included) and error details. Tokens and costs stay, since
+/// prompts, messages (thinking and renderings included), error details and share links. Tokens and costs stay, since
 /// spending limits count them. How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     let mut tx = begin_write(db).await?;
@@ -235,6 +237,13 @@ pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
         "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
              error = NULL, error_detail = NULL
          WHERE conversation_id IN ({doomed})"
+    ))
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    // Its share links go for good (deleting it alone already made them answer 404).
+    sqlx::query(&format!(
+        "DELETE FROM shares WHERE conversation_id IN ({doomed})"
     ))
     .bind(before_ms)
     .execute(&mut *tx)

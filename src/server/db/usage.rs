@@ -26,6 +26,24 @@ pub struct Reservation<'a> {
     pub input_tokens: u32,
     /// Characters of the reply's text and thinking before this run.
     pub chars_before: u64,
+    pub purpose: Purpose,
+}
+
+/// What a run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Reply,
+    /// A conversation's title, keyed by its question's message id.
+    Title,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reply => "reply",
+            Self::Title => "title",
+        }
+    }
 }
 
 /// The limits a reservation must fit under, in USD for the month.
@@ -87,8 +105,8 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     }
     sqlx::query(
         "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
-             input_tokens, chars_before)
-         VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)
+             input_tokens, chars_before, purpose)
+         VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)
          ON CONFLICT (message_id, run) DO UPDATE SET
              state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
              at = excluded.at, input_tokens = excluded.input_tokens",
@@ -102,6 +120,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     .bind(r.reserved_usd.max(0.0))
     .bind(r.input_tokens)
     .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
+    .bind(r.purpose.as_str())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -144,6 +163,16 @@ pub(super) async fn settle(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Settles a title's run (`run` of the title of the question `question_id`).
+pub async fn settle_title(
+    db: &Db,
+    question_id: Uuid,
+    run: u32,
+    charge: &Charge,
+) -> Result<(), DbError> {
+    settle(db.writer(), question_id, run, charge).await
 }
 
 /// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not
@@ -216,7 +245,7 @@ pub async fn settle_open_run(
                  reasoning_tokens = COALESCE(reasoning_tokens, 0),
                  cost_usd = CASE WHEN ?3 IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ?3 END,
                  usage_estimated = 1
-             WHERE id = ?4",
+             WHERE id = ?4 AND role = 'assistant'",
         )
         .bind(usage.input_tokens)
         .bind(usage.output_tokens)
@@ -254,15 +283,15 @@ pub async fn site_month_spent(db: &Db, month: &str) -> Result<f64, DbError> {
 /// The month's runs by day (newest first) and model. Runs still open count at their
 /// reservation, marked as estimates.
 pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<UsageRow>, DbError> {
-    type Row = (String, String, i64, i64, i64, i64, f64, i64);
+    type Row = (String, String, String, i64, i64, i64, i64, f64, i64);
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT date(at / 1000, 'unixepoch') AS day, model,
+        "SELECT date(at / 1000, 'unixepoch') AS day, model, purpose,
                 COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cached_input_tokens), 0),
                 COALESCE(SUM(output_tokens), 0), {SPENT},
                 MAX(usage_estimated OR state = 'reserved')
            FROM spending
           WHERE owner = ? AND month = ?
-          GROUP BY day, model ORDER BY day DESC, model"
+          GROUP BY day, model, purpose ORDER BY day DESC, model, purpose"
     ))
     .bind(&owner.0)
     .bind(month)
@@ -272,9 +301,10 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
     Ok(rows
         .into_iter()
         .map(
-            |(day, model, replies, input, cached, output, cost_usd, estimated)| UsageRow {
+            |(day, model, purpose, replies, input, cached, output, cost_usd, estimated)| UsageRow {
                 day,
                 model,
+                titles: purpose == "title",
                 replies: u32::try_from(replies).unwrap_or(u32::MAX),
                 input_tokens: count(input),
                 cached_input_tokens: count(cached),

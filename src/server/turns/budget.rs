@@ -65,6 +65,7 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         input_tokens: worst.input_tokens,
         chars_before: chars_before(&record.reply.content)
             .saturating_add(chars_before(&record.reply.thinking)),
+        purpose: ledger::Purpose::Reply,
     };
     let limits = Limits { budget, site_cap };
     match ledger::reserve(&deps.db, &reservation, limits)

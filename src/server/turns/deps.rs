@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use llm::RetryPolicy;
+use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
@@ -26,6 +28,10 @@ pub(super) struct Deps {
     pub storage_quota: Option<u64>,
     /// The system prompt a new conversation starts with when the page sets none.
     pub default_system_prompt: String,
+    /// Titles are asked of a model after the first reply (`RILL_PLAIN_TITLES` unset).
+    pub model_titles: bool,
+    /// Where a new title is told to the pages following its conversation.
+    pub titles: broadcast::Sender<TitleChange>,
 }
 
 impl Deps {
@@ -47,6 +53,17 @@ impl Deps {
             allow_unpriced_models: config.limits.allow_unpriced_models,
             storage_quota: config.limits.storage_quota_bytes,
             default_system_prompt: config.conversations.default_system_prompt.clone(),
+            model_titles: !config.conversations.plain_titles,
+            // A title sent while a page's stream is busy waits here; a burst past this is
+            // skipped (the page reads the title when it next loads).
+            titles: broadcast::channel(64).0,
         }
     }
+}
+
+/// A conversation's title changed (for the pages following it).
+#[derive(Clone, Debug)]
+pub struct TitleChange {
+    pub conversation_id: Uuid,
+    pub title: String,
 }

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -120,14 +121,21 @@ impl Readers {
     ) -> Result<Lines, TurnError> {
         // Subscribe before reading the database, so no turn falls between the two.
         let mut latest = self.registry.watch(conversation_id);
-        if !db::conversation_exists(&self.deps.db, owner, conversation_id).await? {
+        let mut titles = self.deps.titles.subscribe();
+        let Some(title) =
+            db::titles::conversation_title(&self.deps.db, owner, conversation_id).await?
+        else {
             return Err(TurnError::NoSuchConversation);
-        }
+        };
         let readers = self.clone();
         let owner = owner.clone();
         Ok(spawn_lines(move |out| async move {
             let mut announced: HashSet<(Uuid, u32)> = HashSet::new();
             let mut last_turn = from_turn;
+            // The title now: one that arrived while the page was between streams is not missed.
+            if out.send(StreamLine::Title { title }).await.is_err() {
+                return;
+            }
             loop {
                 // Turns stored since the last one announced: ones that began and ended while
                 // this stream was busy with another turn are not skipped.
@@ -173,6 +181,17 @@ impl Readers {
                 tokio::select! {
                     () = readers.closing.cancelled() => return,
                     changed = latest.changed() => if changed.is_err() { return },
+                    change = titles.recv() => match change {
+                        Ok(change) if change.conversation_id == conversation_id => {
+                            let line = StreamLine::Title { title: change.title };
+                            if out.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Another conversation's, or missed in a burst (the next load reads it).
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
                     () = tokio::time::sleep(readers.heartbeat()) => {
                         if out.send(StreamLine::Heartbeat).await.is_err() {
                             return;

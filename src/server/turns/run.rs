@@ -15,6 +15,7 @@ use super::error::RunError;
 use super::history;
 use super::live::{CancelReason, LiveTurn};
 use super::prompt::{self, Prompt};
+use super::titles;
 use crate::model::{MessageStatus, Outcome, TurnEvent};
 use crate::server::db::usage::Charge;
 use crate::server::db::{self, ReplyRef, ReplyText, TurnRecord};
@@ -138,6 +139,12 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
     let (outcome, charge) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
     store_and_finish(&deps, &live, &record, outcome, Some(&charge)).await;
+    if deps.model_titles && titles::wanted_after(&record, status) {
+        // After `Finished`: the reply is the person's to read while its title is asked.
+        let deps = deps.clone();
+        let record = record.clone();
+        tokio::spawn(async move { titles::name_conversation(&deps, &record).await });
+    }
     // Counted once stored: a task that dies before this is counted by `store_crashed` instead.
     metrics::turn_finished(
         record.model(),

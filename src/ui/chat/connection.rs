@@ -44,6 +44,8 @@ pub enum Heard {
     },
     /// An event of the reply to `turn_id`: this page's own turn, or the one announced last.
     Event { turn_id: Uuid, event: TurnEvent },
+    /// The conversation's title, as the server has it now.
+    Title(String),
 }
 
 /// What the lines mean: the page's side of the connection.
@@ -254,6 +256,7 @@ impl Connection {
             heard = true;
             match line {
                 StreamLine::Heartbeat => {}
+                StreamLine::Title { title } => page.heard(Heard::Title(title)),
                 StreamLine::Turn { user, reply } => {
                     let (turn_id, run) = (reply.turn_id, reply.run);
                     let streaming = reply.outcome.status == crate::model::MessageStatus::Streaming;

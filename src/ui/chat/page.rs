@@ -124,6 +124,14 @@ pub fn ChatPage() -> impl IntoView {
             tab_title.0.set(None);
         }
     });
+    // A title the server names while the page is open (a model's, after the first reply).
+    Effect::new(move || {
+        if let Some(title) = state.title.get().filter(|t| !t.is_empty()) {
+            if tab_title.0.get_untracked().as_deref() != Some(title.as_str()) {
+                tab_title.0.set(Some(title));
+            }
+        }
+    });
     let heading = move || {
         tab_title
             .0

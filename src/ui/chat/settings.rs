@@ -1,5 +1,6 @@
-//! The conversation's own settings: its system prompt (the model is the picker above). A change
-//! applies from the next reply; each reply says which revision it was written with.
+//! The conversation's own settings: its system prompt (the model is the picker above) and its
+//! share links. A prompt change applies from the next reply; each reply says which revision it
+//! was written with.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -8,6 +9,7 @@ use super::state::ChatState;
 use crate::api::conversations::{default_system_prompt, set_system_prompt};
 use crate::format::thousands;
 use crate::model::MAX_SYSTEM_PROMPT_CHARS;
+use crate::ui::shares::SharedLinks;
 
 /// The header's Settings button, where the focus goes back when the panel closes.
 pub const SETTINGS_BUTTON_ID: &str = "settings-button";
@@ -127,6 +129,7 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                     </span>
                 </div>
             </form>
+            {move || state.conversation_id.get().map(|id| view! { <SharedLinks conversation=id /> })}
         </section>
     }
 }

@@ -197,8 +197,11 @@ pub struct ChatState {
     pub settings_open: RwSignal<bool>,
     /// The question being edited in place (its entry's key).
     pub editing: RwSignal<Option<Uuid>>,
-    /// Bumped when the list of conversations changed (a new one started).
+    /// Bumped when the list of conversations changed (a new one started, a title arrived).
     pub conversations_changed: RwSignal<u32>,
+    /// The conversation's title as the server last named it (loaded, or a stream's title line:
+    /// a model's title from the first exchange arrives that way).
+    pub title: RwSignal<Option<String>>,
     /// Set when a conversation was shown and the page should start following it.
     pub needs_attach: RwSignal<bool>,
     /// The message list, scrolled along as new text arrives.
@@ -238,6 +241,7 @@ impl ChatState {
             settings_open: RwSignal::new(false),
             editing: RwSignal::new(None),
             conversations_changed: RwSignal::new(0),
+            title: RwSignal::new(None),
             needs_attach: RwSignal::new(false),
             follow: Follow::new(),
             composer: NodeRef::new(),
@@ -293,6 +297,7 @@ impl ChatState {
         };
         let window = self.new_window(None, &conversation);
         change(self.conversation_id, Some(conversation.id));
+        change(self.title, Some(conversation.title.clone()));
         change(self.model, Some(conversation.model.clone()));
         change(self.system_prompt, conversation.system_prompt);
         change(self.prompt_revisions, conversation.system_prompts);
@@ -391,6 +396,7 @@ impl ChatState {
         change(self.new_system_prompt, None);
         change(self.settings_open, false);
         change(self.editing, None);
+        change(self.title, None);
         // Their entries go with them, now that the list no longer has them.
         let _gone = self.windows.try_update_value(std::mem::take);
     }
@@ -1106,6 +1112,14 @@ impl Listener for ChatState {
                 remembered::forget_sent_draft(sent.conversation_id, &sent.text)
             }
             Heard::Turn { user, reply } => self.announce(*user, *reply),
+            // A new title (or the first the page hears of a new conversation's): the list and
+            // the tab take it up.
+            Heard::Title(title) => {
+                if self.title.get_untracked().as_deref() != Some(title.as_str()) {
+                    self.title.set(Some(title));
+                    self.conversations_changed.update(|n| *n += 1);
+                }
+            }
             Heard::Event { turn_id, event } => {
                 if let Some(reply) = self.reply_to(turn_id) {
                     self.apply(&reply, event);

@@ -1,0 +1,82 @@
+//! Titles from the first exchange: whether one is wanted, and storing it only over first words
+//! (see `migrations/…_titles.sql`).
+
+use uuid::Uuid;
+
+use super::ids::TextUuid;
+use super::{Db, DbError, Owner};
+
+/// A conversation's first exchange, whose title is still its first words.
+#[derive(Clone, Debug)]
+pub struct FirstExchange {
+    /// The question's message id: what the title's runs in the ledger are keyed by.
+    pub question_id: Uuid,
+    pub question: String,
+    pub reply: String,
+}
+
+/// The first exchange of the owner's conversation if `turn_id` is it, its reply is complete,
+/// the title is still the first words, and no title was asked for this question yet.
+pub async fn title_wanted(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+    turn_id: Uuid,
+) -> Result<Option<FirstExchange>, DbError> {
+    let row: Option<(TextUuid, String, String)> = sqlx::query_as(
+        "SELECT q.id, q.content, a.content
+           FROM conversations c
+           JOIN messages q ON q.conversation_id = c.id AND q.turn_id = ?1 AND q.role = 'user'
+           JOIN messages a ON a.turn_id = q.turn_id AND a.role = 'assistant'
+          WHERE c.id = ?2 AND c.owner = ?3 AND c.deleted_at IS NULL
+            AND c.title_source = 'words' AND q.parent_turn_id IS NULL
+            AND a.status = 'complete'
+            AND NOT EXISTS (SELECT 1 FROM spending s WHERE s.message_id = q.id)",
+    )
+    .bind(TextUuid(turn_id))
+    .bind(TextUuid(conversation_id))
+    .bind(&owner.0)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|(id, question, reply)| FirstExchange {
+        question_id: id.0,
+        question,
+        reply,
+    }))
+}
+
+/// Stores a model's title, unless the title is no longer the first words (a rename came
+/// first: it wins) or the conversation is gone. Whether it was stored.
+pub async fn store_generated_title(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+    title: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET title = ?, title_source = 'model'
+          WHERE id = ? AND owner = ? AND title_source = 'words' AND deleted_at IS NULL",
+    )
+    .bind(title)
+    .bind(TextUuid(conversation_id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The owner's live conversation's title; `None` if there is no such conversation.
+pub async fn conversation_title(
+    db: &Db,
+    owner: &Owner,
+    conversation_id: Uuid,
+) -> Result<Option<String>, DbError> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT title FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    )
+    .bind(TextUuid(conversation_id))
+    .bind(&owner.0)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(|(title,)| title))
+}
