@@ -62,6 +62,8 @@ pub mod state;
 /// Sign-in throttles: per account and address, per address (IPv6 by /64), and the account's
 /// lockout that browsers it signed in from before are spared.
 pub mod throttle;
+/// Import and export: one conversation or all of them out; ChatGPT's, Claude's and Rill's in.
+pub mod transfer;
 /// Running turns: the provider call, its event log for readers, Stop, Continue, persistence,
 /// the drain at shutdown.
 pub mod turns;

@@ -12,7 +12,8 @@
 //! - `ids`: uuids as they are stored (text);
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `totals`: the figures kept per turn (the totals before each question, on its row);
-//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
+//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
+//! - `transfer`: a conversation read whole for an export, an import stored in one transaction.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -39,6 +40,7 @@ mod pool;
 mod prompts;
 mod replies;
 mod totals;
+pub mod transfer;
 mod turns;
 pub mod usage;
 

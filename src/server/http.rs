@@ -15,7 +15,9 @@ use server_fn::error::SERVER_FN_ERROR_HEADER;
 use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
-use super::{assets, bodies, connections, housekeeping, identity, ops, sessions, usage, AppState};
+use super::{
+    assets, bodies, connections, housekeeping, identity, ops, sessions, transfer, usage, AppState,
+};
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
@@ -52,6 +54,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let sessions = sessions::layer(store, https);
     let hosts = Arc::new(HostAllowlist::new(access));
     let max_request_bytes = state.config.limits.max_request_bytes;
+    let max_import_bytes = state.config.limits.max_import_bytes;
     let bodies = Arc::new(bodies::BodyLimits::new(
         state.config.connections.body_timeout,
         max_request_bytes,
@@ -60,6 +63,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let usage_routes = Router::new()
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
+    let transfer_routes = transfer::routes(state.clone());
     let asset_routes = assets::routes(&leptos_options);
     let ops_routes = ops::routes(state.clone());
     Router::new()
@@ -72,6 +76,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .with_state(leptos_options)
         .merge(usage_routes)
+        .merge(transfer_routes)
         .merge(asset_routes)
         .merge(ops_routes)
         .layer(axum::middleware::map_response(api_error_status))
@@ -93,8 +98,12 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            max_request_bytes,
+        .layer(axum::middleware::from_fn_with_state(
+            bodies::SizeLimits {
+                request: max_request_bytes,
+                import: max_import_bytes,
+            },
+            bodies::limit_size,
         ))
 }
 
