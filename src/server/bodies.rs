@@ -101,12 +101,11 @@ impl Drop for Held {
     }
 }
 
-/// The largest bodies: a request's, and an import's upload (which is written to disk as it
-/// arrives, never read whole: see `transfer::import`).
+/// The largest body of a request (an import's upload is bounded by its handler, which writes it
+/// to disk as it arrives: see `transfer::import`).
 #[derive(Clone, Copy)]
 pub struct SizeLimits {
     pub request: usize,
-    pub import: u64,
 }
 
 /// An import's upload: a signed-in person's POST to the import path.
@@ -123,13 +122,12 @@ pub async fn limit_size(
     request: Request,
     next: Next,
 ) -> Response<Body> {
-    // Who is asking is not known yet: the import path gets the import's limit, and
-    // `read_whole` holds anyone else's POST there to a request's.
-    let limit = if request.uri().path() == crate::model::transfer::IMPORT_PATH {
-        usize::try_from(limits.import).unwrap_or(usize::MAX)
-    } else {
-        limits.request
-    };
+    // Who is asking is not known yet: the import path is bounded by its handler (which says
+    // the limit in words), and `read_whole` holds anyone not signed in to their small bodies.
+    if request.uri().path() == crate::model::transfer::IMPORT_PATH {
+        return next.run(request).await;
+    }
+    let limit = limits.request;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

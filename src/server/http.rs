@@ -54,7 +54,6 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let sessions = sessions::layer(store, https);
     let hosts = Arc::new(HostAllowlist::new(access));
     let max_request_bytes = state.config.limits.max_request_bytes;
-    let max_import_bytes = state.config.limits.max_import_bytes;
     let bodies = Arc::new(bodies::BodyLimits::new(
         state.config.connections.body_timeout,
         max_request_bytes,
@@ -101,7 +100,6 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             bodies::SizeLimits {
                 request: max_request_bytes,
-                import: max_import_bytes,
             },
             bodies::limit_size,
         ))

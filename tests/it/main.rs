@@ -22,4 +22,5 @@ mod security;
 mod support;
 mod tabs;
 mod thinking;
+mod transfer;
 mod turns;
