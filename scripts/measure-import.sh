@@ -16,17 +16,19 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 peak() { local top=0 now; while [ ! -e "$1" ]; do now=$(rss); [ "$now" -gt "$top" ] && top=$now; sleep 0.1; done; echo "$top"; }
 before=$(rss)
 peak "$dir/imported" > "$dir/import-peak" &
+sampler=$!
 start=$(date +%s.%N)
 curl -fsS -H 'content-type: application/octet-stream' --data-binary "@$archive" \
   "http://127.0.0.1:$port/import" | tail -1 > "$dir/summary"
 end=$(date +%s.%N)
-touch "$dir/imported"; wait
+touch "$dir/imported"; wait "$sampler"
 echo "import: $(stat -c %s "$archive") bytes in $(echo "$end - $start" | bc) s; RSS before $before KiB, peak $(cat "$dir/import-peak") KiB (+$(( $(cat "$dir/import-peak") - before )) KiB)"
 echo "summary: $(cut -c1-300 "$dir/summary")"
 before=$(rss)
 peak "$dir/exported" > "$dir/export-peak" &
+sampler=$!
 start=$(date +%s.%N)
 curl -fsS "http://127.0.0.1:$port/export/all.zip" -o "$dir/all.zip"
 end=$(date +%s.%N)
-touch "$dir/exported"; wait
+touch "$dir/exported"; wait "$sampler"
 echo "export: $(stat -c %s "$dir/all.zip") bytes in $(echo "$end - $start" | bc) s; RSS before $before KiB, peak $(cat "$dir/export-peak") KiB (+$(( $(cat "$dir/export-peak") - before )) KiB)"
