@@ -567,3 +567,44 @@ async fn an_upload_past_the_limit_is_refused_and_the_quota_holds() {
         .expect("counted");
     assert!(used <= 300, "{used}");
 }
+
+#[tokio::test]
+async fn a_person_imports_one_file_at_a_time() {
+    use futures::SinkExt;
+    let app = TestApp::start(FakeConfig::default()).await;
+    // An upload that has begun and not ended.
+    let (mut sending, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let first = tokio::spawn({
+        let http = app.http.clone();
+        let url = format!("{}/import", app.base_url);
+        async move {
+            http.post(url)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .expect("the first import answers")
+                .text()
+                .await
+                .expect("its lines")
+        }
+    });
+    sending.send(Ok(b"[".to_vec())).await.expect("sent");
+    eventually(
+        "the second import is refused while the first runs",
+        || async {
+            let (status, _, body) =
+                import_with(&app.http, &app.base_url, CLAUDE.as_bytes().to_vec()).await;
+            status == 409 && body.contains("an import of yours is running already")
+        },
+    )
+    .await;
+    // The first ends (cut short: not JSON), and the next is taken.
+    drop(sending);
+    let answer = first.await.expect("the first import");
+    let last: ImportLine =
+        serde_json::from_str(answer.lines().last().expect("a line")).expect("an import line");
+    assert!(matches!(last, ImportLine::Failed { .. }), "{last:?}");
+    let (imported, _, _, error) = ending(&import(&app, CLAUDE.as_bytes().to_vec()).await);
+    assert_eq!((imported, error), (2, None));
+}

@@ -28,6 +28,9 @@ use crate::server::principal::Principal;
 use crate::server::quota;
 use crate::server::AppState;
 
+/// How often an import tells its progress at most.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The people importing now.
 #[derive(Default)]
 pub struct Imports(Mutex<HashSet<String>>);
@@ -217,6 +220,8 @@ async fn run(
     });
     let mut summary = ImportSummary::default();
     let mut failure: Option<String> = None;
+    // Progress is told at most every `PROGRESS_EVERY` (the summary at the end says it all).
+    let mut told = tokio::time::Instant::now();
     while let Some(item) = received.recv().await {
         let line = match item {
             Item::Format(format) => ImportLine::Started { format },
@@ -243,6 +248,15 @@ async fn run(
                 ImportLine::Progress(summary.clone())
             }
         };
+        if matches!(line, ImportLine::Progress(_)) {
+            if lines.is_closed() {
+                break;
+            }
+            if told.elapsed() < PROGRESS_EVERY {
+                continue;
+            }
+            told = tokio::time::Instant::now();
+        }
         if lines.send(line).await.is_err() {
             // The page has gone: stop reading (each conversation stored is whole).
             break;
