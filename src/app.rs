@@ -7,6 +7,7 @@ use crate::model::accounts::Theme;
 use crate::ui::account::{PasswordPage, SignInPage};
 use crate::ui::admin::AdminPage;
 use crate::ui::chat::ChatPage;
+use crate::ui::transfer::TransferPage;
 use crate::ui::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server only.
@@ -59,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/signin") view={Lazy::<SignInRoute>::new()} />
                 <Route path=path!("/account") view={Lazy::<PasswordRoute>::new()} />
                 <Route path=path!("/usage") view={Lazy::<UsageRoute>::new()} />
+                <Route path=path!("/import-export") view={Lazy::<TransferRoute>::new()} />
                 <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} />
             </Routes>
         </Router>
@@ -106,6 +108,19 @@ impl LazyRoute for UsageRoute {
 
     fn view(_this: Self) -> AnyView {
         view! { <UsagePage /> }.into_any()
+    }
+}
+
+struct TransferRoute;
+
+#[lazy_route]
+impl LazyRoute for TransferRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <TransferPage /> }.into_any()
     }
 }
 

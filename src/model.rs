@@ -85,6 +85,10 @@ pub struct Outcome {
     /// provider's finish reason); Continue asks for more.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_at_limit: bool,
+    /// A reply brought in by an import: its figures were not spent here (the page says
+    /// "imported" where a cost would be).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
 }
 
 impl Outcome {
@@ -120,6 +124,7 @@ impl Outcome {
             left_out: 0,
             error_detail: None,
             cut_at_limit: false,
+            imported: false,
         }
     }
 }
@@ -542,3 +547,5 @@ pub mod ndjson {
 /// Accounts, usage and the admin page.
 pub mod accounts;
 pub mod shares;
+/// Import and export: an import's progress lines.
+pub mod transfer;

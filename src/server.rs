@@ -23,6 +23,8 @@ pub mod context;
 pub mod db;
 /// An API error as an HTTP answer, shaped like a server function's.
 pub mod error_response;
+/// Rill's own export format: a conversation with every branch, as JSON (what imports become).
+pub mod export_format;
 /// Checks every request passes (host, origin, JSON only) and the headers every response carries.
 pub mod guard;
 /// Hourly upkeep: expired sessions deleted, deleted conversations purged.
@@ -31,6 +33,8 @@ pub mod housekeeping;
 pub mod http;
 /// Who a request is: the single owner, a session's user, or a trusted proxy's.
 pub mod identity;
+/// One import per person at a time.
+pub mod imports;
 /// The rules for what a person may send: message and system prompt limits.
 pub mod input;
 /// What one person may start: replies at once, turns per minute.
@@ -64,6 +68,8 @@ pub mod state;
 /// Sign-in throttles: per account and address, per address (IPv6 by /64), and the account's
 /// lockout that browsers it signed in from before are spared.
 pub mod throttle;
+/// Import and export: one conversation or all of them out; ChatGPT's, Claude's and Rill's in.
+pub mod transfer;
 /// Running turns: the provider call, its event log for readers, Stop, Continue, persistence,
 /// the drain at shutdown.
 pub mod turns;

@@ -13,6 +13,10 @@ pub mod phone;
 pub mod shares;
 /// The theme switch (system, light, dark).
 pub mod theme;
+/// The import and export page: the archive out, an export of ChatGPT, Claude or Rill in.
+pub mod transfer;
+/// The browser's side of an import: the upload and its progress.
+pub mod upload;
 /// The usage page: this month's spending by day and model, and the CSV export.
 pub mod usage;
 /// How resources travel in the page (one JSON reader for them and the server functions).

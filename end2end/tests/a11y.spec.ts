@@ -125,6 +125,13 @@ test("a shared conversation's page has no axe violations", async ({ page, baseUR
   await checkEverywhere(page, "a shared conversation");
 });
 
+test("the import and export page has no axe violations", async ({ page }) => {
+  await page.goto("/import-export");
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Import and export");
+  await checkEverywhere(page, "the import and export page");
+});
+
 test("sign-in, admin, account and usage pages with accounts have no axe violations", async ({ browser }) => {
   const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);
   const rill = new RillProcess(base + 7, tempDatabase(), { RILL_AUTH: "accounts" });

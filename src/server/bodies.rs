@@ -4,7 +4,8 @@
 //! forms), and in memory: all bodies being received together, and one sender's (a person, or an
 //! address for those not signed in) at most an eighth of that, so that slow bodies cannot pin
 //! the server's memory or starve everyone else's requests. Every body Rill takes is a small
-//! JSON object, so holding it whole costs nothing.
+//! JSON object, so holding it whole costs nothing; the one exception, an import's upload, is
+//! written to disk by its handler as it arrives (`transfer::import`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,6 +101,49 @@ impl Drop for Held {
     }
 }
 
+/// The largest body of a request (an import's upload is bounded by its handler, which writes it
+/// to disk as it arrives: see `transfer::import`).
+#[derive(Clone, Copy)]
+pub struct SizeLimits {
+    pub request: usize,
+}
+
+/// An import's upload: a signed-in person's POST to the import path.
+fn is_import(request: &Request) -> bool {
+    request.method() == Method::POST
+        && request.uri().path() == crate::model::transfer::IMPORT_PATH
+        && request.extensions().get::<Principal>().is_some()
+}
+
+/// Refuses a body declared larger than its limit (413) and cuts one that grows past it, before
+/// anything else reads it.
+pub async fn limit_size(
+    State(limits): State<SizeLimits>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    // Who is asking is not known yet: the import path is bounded by its handler (which says
+    // the limit in words), and `read_whole` holds anyone not signed in to their small bodies.
+    if request.uri().path() == crate::model::transfer::IMPORT_PATH {
+        return next.run(request).await;
+    }
+    let limit = limits.request;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request is too large\n".into(),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
+}
+
 /// Reads the request's body whole, within its bounds, before the handler runs.
 pub async fn read_whole(
     State(limits): State<Arc<BodyLimits>>,
@@ -115,7 +159,7 @@ pub async fn read_whole(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) || declared == Some(0);
-    if bodiless {
+    if bodiless || is_import(&request) {
         return next.run(request).await;
     }
     let principal = request.extensions().get::<Principal>();

@@ -240,6 +240,8 @@ pub struct LimitSettings {
     /// Bytes one person may store (message text, titles, system prompts); past it, what would
     /// store more is refused in words ([`settings::STORAGE_QUOTA_MB`]; `None`: no quota).
     pub storage_quota_bytes: Option<u64>,
+    /// Bytes an import's upload may be ([`settings::MAX_IMPORT_MB`]).
+    pub max_import_bytes: u64,
 }
 
 // The table's bounds keep each default within its field's type, so these casts lose nothing.
@@ -253,6 +255,7 @@ impl Default for LimitSettings {
             allow_unpriced_models: false,
             writes_per_minute: settings::WRITES_PER_MINUTE.kind.default as u32,
             storage_quota_bytes: quota_bytes(settings::STORAGE_QUOTA_MB.kind.default),
+            max_import_bytes: settings::MAX_IMPORT_MB.kind.default << 20,
         }
     }
 }
@@ -267,6 +270,9 @@ impl LimitSettings {
             allow_unpriced_models: env.yes(&settings::ALLOW_UNPRICED_MODELS),
             writes_per_minute: env.whole(&settings::WRITES_PER_MINUTE)?,
             storage_quota_bytes: quota_bytes(env.whole(&settings::STORAGE_QUOTA_MB)?),
+            max_import_bytes: env
+                .whole::<u64>(&settings::MAX_IMPORT_MB)?
+                .saturating_mul(1 << 20),
         })
     }
 }

@@ -16,6 +16,7 @@
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `titles`: titles from the first exchange, never over a person's.
+//! - `transfer`: a conversation read whole for an export, an import stored in one transaction.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -44,6 +45,7 @@ mod replies;
 pub mod shares;
 pub mod titles;
 mod totals;
+pub mod transfer;
 mod turns;
 pub mod usage;
 

@@ -16,7 +16,8 @@ use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
 use super::{
-    assets, bodies, connections, housekeeping, identity, ops, sessions, shares, usage, AppState,
+    assets, bodies, connections, housekeeping, identity, ops, sessions, shares, transfer, usage,
+    AppState,
 };
 use crate::app::{shell, App};
 use crate::error::ApiError;
@@ -62,6 +63,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let usage_routes = Router::new()
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
+    let transfer_routes = transfer::routes(state.clone());
     let asset_routes = assets::routes(&leptos_options);
     let ops_routes = ops::routes(state.clone());
     let share_routes = shares::routes(state.clone(), &leptos_options);
@@ -75,6 +77,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .with_state(leptos_options)
         .merge(usage_routes)
+        .merge(transfer_routes)
         .merge(asset_routes)
         .merge(ops_routes)
         .merge(share_routes)
@@ -97,8 +100,11 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            max_request_bytes,
+        .layer(axum::middleware::from_fn_with_state(
+            bodies::SizeLimits {
+                request: max_request_bytes,
+            },
+            bodies::limit_size,
         ))
 }
 

@@ -4,6 +4,7 @@ use super::catalog::{LocalModelStatus, ModelCatalog};
 use super::clock::{self, SharedClock};
 use super::config::Config;
 use super::db::Db;
+use super::imports::Imports;
 use super::limits::WriteLimits;
 use super::passwords::{PasswordError, Passwords};
 use super::pricing::PriceTable;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub writes: Arc<WriteLimits>,
     /// The threads passwords are hashed on.
     pub passwords: Arc<Passwords>,
+    /// Who is importing now (one import per person at a time).
+    pub imports: Arc<Imports>,
 }
 
 impl AppState {
@@ -89,6 +92,7 @@ impl AppState {
             clock,
             writes,
             passwords,
+            imports: Arc::default(),
         })
     }
 

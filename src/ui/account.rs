@@ -188,6 +188,7 @@ pub fn AccountMenu() -> impl IntoView {
                         <div class="account-menu">
                             <span class="who" title="Signed in as">{me.username.clone()}</span>
                             <a href="/usage">"Usage"</a>
+                            <a href="/import-export">"Import/export"</a>
                             {(me.is_admin && me.accounts).then(|| view! { <a href="/admin">"Admin"</a> })}
                             {own_password.then(|| view! { <a href="/account">"Password"</a> })}
                             {own_password.then(|| view! {

@@ -24,4 +24,5 @@ mod support;
 mod tabs;
 mod thinking;
 mod titles;
+mod transfer;
 mod turns;

@@ -135,6 +135,9 @@ settings! {
     /// Megabytes of text one person may store; 0: no quota.
     STORAGE_QUOTA_MB: Whole = "RILL_STORAGE_QUOTA_MB",
         Whole { default: 1024, least: 0, most: u64::MAX >> 20 };
+    /// Megabytes an import's upload may be.
+    MAX_IMPORT_MB: Whole = "RILL_MAX_IMPORT_MB",
+        Whole { default: 512, least: 1, most: u64::MAX >> 20 };
 
     // Connections.
     /// Open connections in all (default: from the open-files limit).

@@ -24,7 +24,7 @@ macro_rules! message_columns {
             ", status, error, model,
             input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
             usage_estimated, cost_usd, run, left_out, system_prompt_revision, parent_turn_id,
-            position, cut_at_limit"
+            position, cut_at_limit, imported"
         )
     };
 }
@@ -61,6 +61,7 @@ pub(super) struct MessageRow {
     pub(super) parent_turn_id: Option<TextUuid>,
     pub(super) position: i64,
     pub(super) cut_at_limit: bool,
+    pub(super) imported: bool,
 }
 
 impl MessageRow {
@@ -108,6 +109,7 @@ impl From<MessageRow> for MessageView {
                 left_out: u32::try_from(r.left_out).unwrap_or(0),
                 error_detail: None,
                 cut_at_limit: r.cut_at_limit,
+                imported: r.imported,
             },
         }
     }

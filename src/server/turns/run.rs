@@ -377,6 +377,8 @@ fn settle(
         left_out: prompt.map_or(0, |p| p.left_out),
         error_detail: ending.detail,
         cut_at_limit: ending.cut_at_limit,
+        // A continued import stays marked: its earlier figures were not spent here.
+        imported: before.imported,
     };
     let charge = Charge {
         status: outcome.status,

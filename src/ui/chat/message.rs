@@ -300,6 +300,10 @@ fn TurnInfo(entry: ChatEntry, state: ChatState) -> impl IntoView {
                     <p class="usage-breakdown">{usage_breakdown(o)}</p>
                 </details>
             })).flatten()}
+            // An import without figures still says where its reply came from.
+            {move || entry.outcome.try_with(|o| (o.imported && o.usage.is_none()).then(|| view! {
+                <span class="usage imported" title="Brought in by an import: written elsewhere, not counted in this server's spending">"imported"</span>
+            })).flatten()}
             <Show when=can_continue>
                 <button type="button" class="continue" on:click=move |_| state.continue_reply(entry)>
                     "Continue"
@@ -363,6 +367,8 @@ fn usage_summary(info: &Outcome) -> String {
         thousands(u.output_tokens)
     );
     match info.cost_usd {
+        // Brought in by an import: whatever it cost was not spent here.
+        _ if info.imported => text.push_str(" · imported"),
         Some(cost) => text.push_str(&format!(" · {}", format_cost(cost))),
         None => text.push_str(" · price unknown"),
     }
@@ -388,6 +394,9 @@ fn usage_breakdown(info: &Outcome) -> String {
         ),
     ];
     lines.push(match info.cost_usd {
+        _ if info.imported => {
+            "Cost: imported (written elsewhere; not counted in this server's spending)".to_owned()
+        }
         Some(cost) => format!(
             "Cost: {} (approximate, from Rill's price table)",
             format_cost(cost)
@@ -433,6 +442,22 @@ mod tests {
             ..Usage::default()
         });
         assert_eq!(usage_summary(&info), "2,387,745 in · 12,034 out · $0.0003");
+    }
+
+    #[test]
+    fn an_imported_reply_reads_imported_where_its_cost_would_be() {
+        let info = Outcome {
+            usage: Some(Usage {
+                input_tokens: 10,
+                output_tokens: 20,
+                ..Usage::default()
+            }),
+            cost_usd: Some(0.5),
+            imported: true,
+            ..Outcome::complete()
+        };
+        assert_eq!(usage_summary(&info), "10 in · 20 out · imported");
+        assert!(usage_breakdown(&info).contains("Cost: imported"));
     }
 
     #[test]

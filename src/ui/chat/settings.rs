@@ -130,6 +130,18 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                 </div>
             </form>
             {move || state.conversation_id.get().map(|id| view! { <SharedLinks conversation=id /> })}
+            // Take it out: as it reads (the branch on screen), or whole (every branch).
+            {move || state.conversation_id.get().map(|id| view! {
+                <p class="settings-export">
+                    "Export this conversation: "
+                    <a href=format!("/export/{id}/markdown") download>"Markdown"</a>
+                    " (as it reads) · "
+                    <a href=format!("/export/{id}/json") download>"JSON"</a>
+                    " (every branch). All of them: "
+                    <a href="/import-export">"Import and export"</a>
+                    "."
+                </p>
+            })}
         </section>
     }
 }
