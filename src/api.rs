@@ -6,5 +6,6 @@ pub mod account;
 pub mod admin;
 pub mod catalog;
 pub mod conversations;
+pub mod search;
 pub mod turns;
 pub mod usage;

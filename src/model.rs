@@ -536,3 +536,6 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+
+/// Search results: where the words were found, the matched words as text ranges.
+pub mod search;

@@ -25,9 +25,21 @@ pub async fn get_conversation(
     #[server(default)] before: Option<u32>,
 ) -> Result<ConversationView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    let mut view = db::get_conversation(&state.db, &principal.owner, id, before)
+    let view = db::get_conversation(&state.db, &principal.owner, id, before)
         .await?
         .ok_or_else(no_such_conversation)?;
+    as_shown(&state, &principal, view).await
+}
+
+/// A conversation's view as the page gets it: every reply rendered, and for admins the details
+/// of what failed.
+#[cfg(feature = "ssr")]
+pub(crate) async fn as_shown(
+    state: &AppState,
+    principal: &crate::server::principal::Principal,
+    mut view: ConversationView,
+) -> Result<ConversationView, ApiError> {
+    let id = view.id;
     // Replies come rendered from storage; one rendered by an older renderer (or still being
     // written) is rendered now if a renderer is free (else the page renders it), and a
     // finished one kept.

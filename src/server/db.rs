@@ -12,7 +12,8 @@
 //! - `ids`: uuids as they are stored (text);
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `totals`: the figures kept per turn (the totals before each question, on its row);
-//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger.
+//! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
+//! - `search`: titles and messages through the FTS5 indexes the triggers keep in step.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -38,14 +39,15 @@ mod messages;
 mod pool;
 mod prompts;
 mod replies;
+pub mod search;
 mod totals;
 mod turns;
 pub mod usage;
 
 pub use self::conversations::{
-    conversation_exists, delete_conversation, get_conversation, list_conversations, purge_deleted,
-    rename_conversation, restore_conversation, set_conversation_model, WINDOW_BYTES,
-    WINDOW_MESSAGES,
+    conversation_exists, delete_conversation, get_conversation, get_conversation_through,
+    list_conversations, purge_deleted, rename_conversation, restore_conversation,
+    set_conversation_model, THROUGH_TURNS, WINDOW_BYTES, WINDOW_MESSAGES,
 };
 pub use self::pool::{backup, check_file_modes, connect, ping};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};

@@ -133,6 +133,7 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "list_users",
     "list_conversations",
     "get_conversation",
+    "search",
     "default_system_prompt",
     "list_models",
     "turn_events",

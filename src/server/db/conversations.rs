@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::branches;
 use super::ids::TextUuid;
-use super::lookups::conversation_row;
+use super::lookups::{conversation_row, ConversationRow};
 use super::messages::MessageRow;
 use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
@@ -105,6 +105,47 @@ pub async fn get_conversation(
         older = true;
         rows.truncate(kept);
     }
+    view_of(db, id, row, rows, older).await.map(Some)
+}
+
+/// Turns read at most to open a conversation at a message (a search result): from the end of
+/// its branch back to that message's turn.
+pub const THROUGH_TURNS: u32 = 1000;
+
+/// The conversation as the page shows it, from the end of the branch on screen back to the turn
+/// `turn` (a message a search found), whatever the window's usual size, so the page opens with
+/// that message in its list. `None`: no such conversation, or that turn is not on the branch on
+/// screen within [`THROUGH_TURNS`] turns of its end.
+pub async fn get_conversation_through(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    turn: Uuid,
+) -> Result<Option<ConversationView>, DbError> {
+    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
+        return Ok(None);
+    };
+    let Some(last) = row.current_turn_id.map(|t| t.0) else {
+        return Ok(None);
+    };
+    let rows = branches::newest_turns(db.reader(), id, last, Some(turn), THROUGH_TURNS).await?;
+    // Newest first: the oldest read is the found turn's question, if the walk reached it.
+    let Some(first) = rows.last().filter(|m| m.turn_id.0 == turn) else {
+        return Ok(None);
+    };
+    let older = first.parent_turn_id.is_some();
+    view_of(db, id, row, rows, older).await.map(Some)
+}
+
+/// The page's view of `rows` (a branch's messages, newest first, whole turns); `older`: the
+/// branch goes on before them.
+async fn view_of(
+    db: &Db,
+    id: Uuid,
+    row: ConversationRow,
+    mut rows: Vec<MessageRow>,
+    older: bool,
+) -> Result<ConversationView, DbError> {
     rows.reverse();
     let older_before = older
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
@@ -136,7 +177,7 @@ pub async fn get_conversation(
     }
     let revisions = revisions.fetch_all(db.reader()).await?;
     let messages = rows;
-    Ok(Some(ConversationView {
+    Ok(ConversationView {
         id,
         older_before,
         older_totals,
@@ -165,7 +206,7 @@ pub async fn get_conversation(
                 message
             })
             .collect(),
-    }))
+    })
 }
 
 /// Renames a live conversation; it keeps its place in the list. False if there is no such
