@@ -9,6 +9,8 @@ pub mod chat;
 pub mod conversations;
 /// The service worker, the on-screen keyboard, touch.
 pub mod phone;
+/// Search in the sidebar: the box, the results (a WASM file of their own), landing on a message.
+pub mod search;
 /// The theme switch (system, light, dark).
 pub mod theme;
 /// The usage page: this month's spending by day and model, and the CSV export.

@@ -192,30 +192,37 @@ mod tests {
     #[test]
     fn words_are_quoted_prefixes_and_all_must_match() {
         assert_eq!(
-            fts_query("pyth  lists").unwrap().as_deref(),
+            fts_query("pyth  lists").expect("accepted").as_deref(),
             Some("\"pyth\"* \"lists\"*")
         );
-        assert_eq!(fts_query("a").unwrap().as_deref(), Some("\"a\""));
+        assert_eq!(fts_query("a").expect("accepted").as_deref(), Some("\"a\""));
     }
 
     #[test]
     fn quotes_make_a_phrase() {
         assert_eq!(
-            fts_query("say \"hello  world\" now").unwrap().as_deref(),
+            fts_query("say \"hello  world\" now")
+                .expect("accepted")
+                .as_deref(),
             Some("\"say\"* \"hello  world\" \"now\"*")
         );
         // Unclosed: the phrase runs to the end.
-        assert_eq!(fts_query("\"to be").unwrap().as_deref(), Some("\"to be\""));
+        assert_eq!(
+            fts_query("\"to be").expect("accepted").as_deref(),
+            Some("\"to be\"")
+        );
     }
 
     #[test]
     fn query_syntax_is_only_text() {
         assert_eq!(
-            fts_query("NOT a* OR (b:c) NEAR").unwrap().as_deref(),
+            fts_query("NOT a* OR (b:c) NEAR")
+                .expect("accepted")
+                .as_deref(),
             Some("\"NOT\"* \"a*\" \"OR\"* \"(b:c)\"* \"NEAR\"*")
         );
-        assert_eq!(fts_query("*** \"\" ( ) -").unwrap(), None);
-        assert_eq!(fts_query("   ").unwrap(), None);
+        assert_eq!(fts_query("*** \"\" ( ) -").expect("accepted"), None);
+        assert_eq!(fts_query("   ").expect("accepted"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The list of conversations beside the chat: open, rename, delete (with Undo).
+//! The list of conversations beside the chat: search, open, rename, delete (with Undo).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -11,6 +11,7 @@ use crate::api::conversations::{
 use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
+use crate::ui::search::SearchBox;
 use crate::ui::theme::ThemeSwitch;
 use crate::ui::wire;
 
@@ -144,6 +145,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     view! {
         <nav class="sidebar" aria-label="Conversations">
             <button type="button" class="new-chat" on:click=new_chat>"New chat"</button>
+            <SearchBox state />
             <Show when=move || problem.try_with(Option::is_some).unwrap_or(false)>
                 <p class="notice" role="alert">{move || problem.try_get().flatten()}</p>
             </Show>
