@@ -12,8 +12,12 @@ use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, 
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
 use crate::ui::search::SearchBox;
+
+mod groups;
+
 use crate::ui::theme::ThemeSwitch;
 use crate::ui::wire;
+use groups::{browser_clock, Clock};
 
 /// The description every conversation link points to (`aria-describedby`).
 const ROW_KEYS_ID: &str = "conversation-keys";
@@ -72,6 +76,13 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     let deleted =
         use_context::<RecentlyDeleted>().map_or_else(|| RwSignal::new(None), |recent| recent.0);
     let problem = RwSignal::new(None::<String>);
+    // The person's clock, for the groups by last activity: only in the browser (an effect), read
+    // again whenever the list is.
+    let clock = RwSignal::new(None::<Clock>);
+    Effect::new(move || {
+        state.conversations_changed.track();
+        clock.set(Some(browser_clock()));
+    });
     let go = use_go();
     let new_chat = {
         let open = use_new_chat(state);
@@ -161,14 +172,29 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                                     .flatten();
                                 let older = OlderConversations::new(more);
                                 let older_on_delete = on_delete.clone();
+                                // Each row knows the one above it, for its group's heading.
+                                let last_of_page = list.last().map(|c| c.updated_at);
+                                let firsts: Vec<Option<i64>> = std::iter::once(None)
+                                    .chain(list.iter().map(|c| Some(c.updated_at)))
+                                    .collect();
                                 view! {
                                     <ul class="conversation-list">
-                                        {list.into_iter().map(|c| {
+                                        {list.into_iter().zip(firsts).map(|(c, above)| {
                                             let on_delete = on_delete.clone();
-                                            view! { <ConversationItem state active conversation=c problem on_delete /> }
+                                            view! { <ConversationItem state active conversation=c above clock problem on_delete /> }
                                         }).collect_view()}
-                                        <For each=move || older.shown.try_get().unwrap_or_default() key=|c| c.id let:conversation>
-                                            <ConversationItem state active conversation problem on_delete=older_on_delete.clone() />
+                                        <For
+                                            each=move || {
+                                                let shown = older.shown.try_get().unwrap_or_default();
+                                                let above: Vec<Option<i64>> = std::iter::once(last_of_page)
+                                                    .chain(shown.iter().map(|c| Some(c.updated_at)))
+                                                    .collect();
+                                                shown.into_iter().zip(above).collect::<Vec<_>>()
+                                            }
+                                            key=|(c, _)| c.id
+                                            let:((conversation, above))
+                                        >
+                                            <ConversationItem state active conversation above clock problem on_delete=older_on_delete.clone() />
                                         </For>
                                     </ul>
                                     <Show when=move || older.next.try_with(Option::is_some).unwrap_or(false)>
@@ -250,16 +276,25 @@ impl OlderConversations {
     }
 }
 
-/// One line of the list: its link, and Rename / Delete beside it.
+/// One line of the list: its link, and Rename / Delete beside it; above it, the heading of its
+/// group when the line above (changed at `above`) is in another.
 #[component]
 fn ConversationItem(
     state: ChatState,
     active: RwSignal<Option<Uuid>>,
     conversation: ConversationSummary,
+    above: Option<i64>,
+    clock: RwSignal<Option<Clock>>,
     problem: RwSignal<Option<String>>,
     on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
     let id = conversation.id;
+    let changed_at = conversation.updated_at;
+    let heading = move || {
+        let clock = clock.try_get().flatten()?;
+        let group = clock.group_of(changed_at);
+        (above.map(|at| clock.group_of(at)) != Some(group.clone())).then(|| group.heading())
+    };
     let title = RwSignal::new(conversation.title);
     let editing = RwSignal::new(false);
     let input = NodeRef::<leptos::html::Input>::new();
@@ -363,6 +398,7 @@ fn ConversationItem(
     });
     view! {
         <li class:active=is_active>
+            {move || heading().map(|text| view! { <h2 class="conversation-group">{text}</h2> })}
             <Show
                 when=move || editing.try_get().unwrap_or(false)
                 fallback=move || view! {
