@@ -60,6 +60,15 @@ test("Ctrl+K finds an old conversation by a word in an answer, and its result op
     // Words found nowhere say so.
     await box.pressSequentially("zzyzx");
     await expect(page.getByText("No conversation holds those words.")).toBeVisible();
+
+    // Pinned: listed apart, above the others, until unpinned.
+    await page.getByRole("button", { name: "Pin “Newer chat 1”" }).click();
+    const pinned = page.getByRole("list", { name: "Pinned" });
+    await expect(pinned.getByRole("link")).toHaveText(["Newer chat 1"]);
+    await expect(page.locator(".conversation-list:not(.pinned) a", { hasText: "Newer chat 1" })).toHaveCount(0);
+    await pinned.getByRole("button", { name: "Unpin “Newer chat 1”" }).click();
+    await expect(pinned).toHaveCount(0);
+    await expect(page.locator(".conversation-list a", { hasText: "Newer chat 1" })).toHaveCount(1);
   } finally {
     await rill.stop();
   }

@@ -426,3 +426,39 @@ async fn opening_a_result_reaches_back_to_its_message_on_its_branch() {
     assert!(app.stored(id).await.messages.iter().any(|m| m.id == old));
     assert_eq!(open(Uuid::new_v4()).await.status(), 404);
 }
+
+async fn listed(app: &TestApp, endpoint: &str) -> Vec<Uuid> {
+    let response = app.post_json(endpoint, json!({})).await;
+    assert_eq!(response.status(), 200, "{endpoint}");
+    let list: Vec<rill::model::ConversationSummary> = response.json().await.expect("list");
+    list.into_iter().map(|c| c.id).collect()
+}
+
+#[tokio::test]
+async fn pinned_conversations_are_listed_apart_until_unpinned() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let first = conversation_with(&app, "first", "one").await;
+    let second = conversation_with(&app, "second", "two").await;
+    let pin = |id: Uuid, pinned: bool| {
+        app.post_json("pin_conversation", json!({"id": id, "pinned": pinned}))
+    };
+    assert_eq!(pin(first, true).await.status(), 200);
+    assert_eq!(listed(&app, "list_pinned").await, [first]);
+    assert_eq!(listed(&app, "list_conversations").await, [second]);
+    // Most recently pinned first; pinning changes nothing else of the conversation.
+    let changed = app.stored(second).await;
+    assert_eq!(pin(second, true).await.status(), 200);
+    assert_eq!(listed(&app, "list_pinned").await, [second, first]);
+    assert!(listed(&app, "list_conversations").await.is_empty());
+    assert_eq!(app.stored(second).await, changed);
+    // Unpinned, it is back in its place by last activity.
+    assert_eq!(pin(first, false).await.status(), 200);
+    assert_eq!(listed(&app, "list_pinned").await, [second]);
+    assert_eq!(listed(&app, "list_conversations").await, [first]);
+    // Deleted: listed nowhere; nor can one pin what does not exist.
+    app.post_json("delete_conversation", json!({ "id": second }))
+        .await;
+    assert!(listed(&app, "list_pinned").await.is_empty());
+    assert_eq!(pin(second, true).await.status(), 404);
+    assert_eq!(pin(Uuid::new_v4(), true).await.status(), 404);
+}

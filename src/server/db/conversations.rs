@@ -16,8 +16,8 @@ use crate::model::{
     Totals, CONVERSATIONS_PAGE,
 };
 
-/// A page of the owner's conversations, most recently changed first: the first
-/// [`CONVERSATIONS_PAGE`], or those after `after`.
+/// A page of the owner's conversations (those not pinned), most recently changed first: the
+/// first [`CONVERSATIONS_PAGE`], or those after `after`.
 pub async fn list_conversations(
     db: &Db,
     owner: &Owner,
@@ -29,7 +29,7 @@ pub async fn list_conversations(
     });
     let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND deleted_at IS NULL
+         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NULL
            AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
          ORDER BY updated_at DESC, id DESC LIMIT ?4",
     )
@@ -47,6 +47,46 @@ pub async fn list_conversations(
             updated_at,
         })
         .collect())
+}
+
+/// Pinned conversations at most: a short list by nature, read whole.
+pub const PINNED_MAX: u32 = 100;
+
+/// The owner's pinned conversations, most recently pinned first (at most [`PINNED_MAX`]).
+pub async fn pinned_conversations(
+    db: &Db,
+    owner: &Owner,
+) -> Result<Vec<ConversationSummary>, DbError> {
+    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+        "SELECT id, title, updated_at FROM conversations
+         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
+         ORDER BY pinned_at DESC, id DESC LIMIT ?2",
+    )
+    .bind(&owner.0)
+    .bind(PINNED_MAX)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, title, updated_at)| ConversationSummary {
+            id: id.0,
+            title,
+            updated_at,
+        })
+        .collect())
+}
+
+/// Pins or unpins a live conversation. False if there is no such conversation for this owner.
+pub async fn set_pinned(db: &Db, owner: &Owner, id: Uuid, pinned: bool) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET pinned_at = ?1 WHERE id = ?2 AND owner = ?3 AND deleted_at IS NULL",
+    )
+    .bind(pinned.then(now_ms))
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether the conversation exists for this owner.
