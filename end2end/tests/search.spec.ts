@@ -62,10 +62,13 @@ test("Ctrl+K finds an old conversation by a word in an answer, and its result op
     await expect(page.getByText("No conversation holds those words.")).toBeVisible();
 
     // Pinned: listed apart, above the others, until unpinned.
+    // (A row's buttons show when it is hovered or focused.)
+    await page.locator(".conversation-list li", { hasText: "Newer chat 1" }).hover();
     await page.getByRole("button", { name: "Pin “Newer chat 1”" }).click();
     const pinned = page.getByRole("list", { name: "Pinned" });
     await expect(pinned.getByRole("link")).toHaveText(["Newer chat 1"]);
     await expect(page.locator(".conversation-list:not(.pinned) a", { hasText: "Newer chat 1" })).toHaveCount(0);
+    await pinned.locator("li").hover();
     await pinned.getByRole("button", { name: "Unpin “Newer chat 1”" }).click();
     await expect(pinned).toHaveCount(0);
     await expect(page.locator(".conversation-list a", { hasText: "Newer chat 1" })).toHaveCount(1);
