@@ -128,13 +128,19 @@ mod tests {
         assert_eq!(clock.group_of(NOW - 10 * HOUR), Group::Today);
         assert_eq!(clock.group_of(NOW - 11 * HOUR), Group::Yesterday);
         assert_eq!(clock.group_of(NOW + HOUR), Group::Today);
-        // In UTC-11 it is 23:00 of the 5th: 10 hours ago was the 4th there.
+        // In UTC-11 it is 23:00 of the 5th: 11 hours ago was noon of the same day there.
         let west = Clock {
             offset_minutes: -11 * 60,
             ..clock
         };
-        assert_eq!(west.group_of(NOW - 10 * HOUR), Group::Yesterday);
-        assert_eq!(west.group_of(NOW - 20 * HOUR), Group::Previous7Days);
+        assert_eq!(west.group_of(NOW - 11 * HOUR), Group::Today);
+        assert_eq!(west.group_of(NOW - 24 * HOUR), Group::Yesterday);
+        // In UTC+14 it is midnight of the 7th: an hour ago was yesterday there.
+        let east = Clock {
+            offset_minutes: 14 * 60,
+            ..clock
+        };
+        assert_eq!(east.group_of(NOW - HOUR), Group::Yesterday);
     }
 
     #[test]
