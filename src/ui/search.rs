@@ -99,18 +99,37 @@ pub fn SearchBox(state: ChatState) -> impl IntoView {
     }
 }
 
-/// Moves the focus to the search box (Ctrl/⌘+K); on a phone the drawer opens first.
+/// Moves the focus to the search box (Ctrl/⌘+K); on a phone the drawer it is in opens first.
 pub fn focus_search(state: ChatState) {
+    let Some(input) = search_input() else {
+        return;
+    };
+    if input.offset_parent().is_some() {
+        take_focus(&input);
+        return;
+    }
+    // Hidden with the drawer: open it, and once it has put the focus on its first control
+    // (`drawer::follow_focus`, a frame later), move it to the box.
     state.menu_open.set(true);
-    request_animation_frame(|| {
-        if let Some(input) = document()
-            .get_element_by_id(SEARCH_BOX_ID)
-            .and_then(|el| el.dyn_into::<web_sys::HtmlInputElement>().ok())
-        {
-            let _ = input.focus();
-            input.select();
-        }
-    });
+    set_timeout(
+        || {
+            if let Some(input) = search_input() {
+                take_focus(&input);
+            }
+        },
+        Duration::from_millis(60),
+    );
+}
+
+fn search_input() -> Option<web_sys::HtmlInputElement> {
+    document()
+        .get_element_by_id(SEARCH_BOX_ID)
+        .and_then(|el| el.dyn_into::<web_sys::HtmlInputElement>().ok())
+}
+
+fn take_focus(input: &web_sys::HtmlInputElement) {
+    let _ = input.focus();
+    input.select();
 }
 
 fn focus_first_result() {
