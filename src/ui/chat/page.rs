@@ -78,6 +78,14 @@ pub fn ChatPage() -> impl IntoView {
             }
         },
     );
+    // The message a search result opened the conversation at: scrolled to and highlighted once
+    // it is on the page (an effect: in the browser only).
+    let landed = RwSignal::new(None::<Uuid>);
+    Effect::new(move || {
+        if let Some(message) = landed.get() {
+            land_on(message);
+        }
+    });
     // The model picker's contents, also read by an empty conversation (which model answers).
     // `Arc`: see `AccountMenu`.
     let menu = wire::resource(|| (), |_| list_models());
@@ -208,9 +216,7 @@ pub fn ChatPage() -> impl IntoView {
                                 if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
                                     preload_messages().await;
                                 }
-                                if let Some(message) = landing {
-                                    land_on(message);
-                                }
+                                landed.try_set(landing);
                                 view! { <MessageList state menu /> }
                             })
                         }}
