@@ -51,6 +51,11 @@ test("Ctrl+K finds an old conversation by a word in an answer, and its result op
     await expect(page.locator("li.message.user").last()).toContainText("Follow-up 30");
     // The highlight is brief.
     await expect(answer).not.toHaveAttribute("data-found", "", { timeout: 5_000 });
+    // The address opens there too, rendered by the server.
+    await page.reload();
+    await expect(page.locator("html[data-hydrated]")).toBeAttached();
+    await expect(answer).toBeInViewport();
+    await expect(answer).toHaveAttribute("data-found", "");
 
     // Esc empties the box; nothing typed, no results.
     await box.focus();
