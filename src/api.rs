@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod catalog;
 pub mod conversations;
+pub mod search;
 pub mod shares;
 pub mod turns;
 pub mod usage;

@@ -546,6 +546,9 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+/// Search results: where the words were found, the matched words as text ranges.
+pub mod search;
+/// Share links: a person's links and what a shared page shows.
 pub mod shares;
 /// Import and export: an import's progress lines.
 pub mod transfer;

@@ -59,6 +59,8 @@ pub mod public_paths;
 pub mod quota;
 /// Markdown rendered off the async workers, a few at a time, once per run of a reply.
 pub mod render;
+/// Search as typed: free text to an FTS5 query, the index's marked snippets to text ranges.
+pub mod search;
 /// Sessions stored under a hash of their id; the session cookie's settings.
 pub mod sessions;
 /// Share links: a pinned snapshot of a conversation at an unguessable address, and its page.

@@ -9,6 +9,8 @@ pub mod chat;
 pub mod conversations;
 /// The service worker, the on-screen keyboard, touch.
 pub mod phone;
+/// Search in the sidebar: the box, the results (a WASM file of their own), landing on a message.
+pub mod search;
 /// A person's share links: Share, copy, open, revoke.
 pub mod shares;
 /// The theme switch (system, light, dark).

@@ -131,7 +131,8 @@ test("ten conversations take one Tab each; F2, Delete and the arrows reach a row
     await expect(conversationLinks(page)).toHaveCount(before + i);
   }
   await focusNothing(page);
-  // Skip link, New chat, then each conversation's link once: the tenth is the 12th stop.
+  // Skip link, New chat, the search box, then each conversation's link once: the tenth is the
+  // 13th stop.
   let tabs = 0;
   const tenth = conversationLinks(page).nth(9);
   await expect(tenth).toHaveText("Conversation 1");
@@ -140,7 +141,7 @@ test("ten conversations take one Tab each; F2, Delete and the arrows reach a row
     tabs++;
     if (await tenth.evaluate((el) => el === document.activeElement)) break;
   }
-  expect(tabs, "Tabs to reach the tenth conversation").toBe(12);
+  expect(tabs, "Tabs to reach the tenth conversation").toBe(13);
   // The next Tab goes on to the next conversation or past the list, not to a button of the row.
   await page.keyboard.press("Tab");
   expect(await page.evaluate(() => document.activeElement?.tagName)).not.toBe("BUTTON");

@@ -16,6 +16,23 @@ pub async fn list_conversations(
     Ok(db::list_conversations(&state.db, &owner, after).await?)
 }
 
+/// The pinned conversations, most recently pinned first (not in `list_conversations`).
+#[leptos::server(prefix = "/api", endpoint = "list_pinned", input = Json)]
+pub async fn list_pinned() -> Result<Vec<ConversationSummary>, ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    Ok(db::pinned_conversations(&state.db, &owner).await?)
+}
+
+/// Pins a conversation above the others, or unpins it.
+#[leptos::server(prefix = "/api", endpoint = "pin_conversation", input = Json)]
+pub async fn pin_conversation(id: Uuid, pinned: bool) -> Result<(), ApiError> {
+    let (state, owner) = AppState::from_context()?;
+    match db::set_pinned(&state.db, &owner, id, pinned).await? {
+        true => Ok(()),
+        false => Err(no_such_conversation()),
+    }
+}
+
 /// The conversation as the page shows it: its newest messages (a window of at most
 /// `db::WINDOW_MESSAGES`, about 1 MB unless one turn alone is more), or with `before` (a
 /// position the page was given as `older_before`) the window of messages before it.
@@ -25,9 +42,21 @@ pub async fn get_conversation(
     #[server(default)] before: Option<u32>,
 ) -> Result<ConversationView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
-    let mut view = db::get_conversation(&state.db, &principal.owner, id, before)
+    let view = db::get_conversation(&state.db, &principal.owner, id, before)
         .await?
         .ok_or_else(no_such_conversation)?;
+    as_shown(&state, &principal, view).await
+}
+
+/// A conversation's view as the page gets it: every reply rendered, and for admins the details
+/// of what failed.
+#[cfg(feature = "ssr")]
+pub(crate) async fn as_shown(
+    state: &AppState,
+    principal: &crate::server::principal::Principal,
+    mut view: ConversationView,
+) -> Result<ConversationView, ApiError> {
+    let id = view.id;
     // Replies come rendered from storage; one rendered by an older renderer (or still being
     // written) is rendered now if a renderer is free (else the page renders it), and a
     // finished one kept.

@@ -14,8 +14,9 @@
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `totals`: the figures kept per turn (the totals before each question, on its row);
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
+//! - `search`: titles and messages through the FTS5 indexes the triggers keep in step;
 //! - `shares`: share links, each a pinned snapshot of a branch;
-//! - `titles`: titles from the first exchange, never over a person's.
+//! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
@@ -42,6 +43,7 @@ mod messages;
 mod pool;
 mod prompts;
 mod replies;
+pub mod search;
 pub mod shares;
 pub mod titles;
 mod totals;
@@ -50,9 +52,10 @@ mod turns;
 pub mod usage;
 
 pub use self::conversations::{
-    conversation_exists, delete_conversation, get_conversation, list_conversations, purge_deleted,
-    rename_conversation, restore_conversation, set_conversation_model, WINDOW_BYTES,
-    WINDOW_MESSAGES,
+    conversation_exists, delete_conversation, get_conversation, get_conversation_through,
+    list_conversations, pinned_conversations, purge_deleted, rename_conversation,
+    restore_conversation, set_conversation_model, set_pinned, PINNED_MAX, THROUGH_TURNS,
+    WINDOW_BYTES, WINDOW_MESSAGES,
 };
 pub use self::pool::{backup, check_file_modes, connect, ping};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};

@@ -133,6 +133,8 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "list_users",
     "list_conversations",
     "get_conversation",
+    "search",
+    "list_pinned",
     "default_system_prompt",
     "list_models",
     "turn_events",

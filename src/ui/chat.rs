@@ -20,7 +20,7 @@ mod state;
 mod thinking_text;
 mod windows;
 
-pub use on_demand::preload_for_page;
+pub use on_demand::{on_demand, preload_for_page, NotLoaded};
 pub use page::{ChatPage, TabTitle};
 pub use shortcuts::ShortcutsButton;
 pub use state::ChatState;

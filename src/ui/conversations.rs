@@ -1,18 +1,25 @@
-//! The list of conversations beside the chat: open, rename, delete (with Undo).
+//! The list of conversations beside the chat: search, open, rename, delete (with Undo).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos::wasm_bindgen::JsCast;
 use leptos_router::hooks::use_navigate;
 use uuid::Uuid;
 
 use crate::api::conversations::{
-    delete_conversation, list_conversations, rename_conversation, restore_conversation,
+    delete_conversation, list_conversations, list_pinned, pin_conversation, rename_conversation,
+    restore_conversation,
 };
 use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
+use crate::ui::search::SearchBox;
+
+mod groups;
+
 use crate::ui::theme::ThemeSwitch;
 use crate::ui::wire;
+use groups::{browser_clock, Clock};
 
 /// The description every conversation link points to (`aria-describedby`).
 const ROW_KEYS_ID: &str = "conversation-keys";
@@ -68,9 +75,17 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
         move || state.conversations_changed.get(),
         |_| list_conversations(None),
     );
+    let pinned = wire::resource(move || state.conversations_changed.get(), |_| list_pinned());
     let deleted =
         use_context::<RecentlyDeleted>().map_or_else(|| RwSignal::new(None), |recent| recent.0);
     let problem = RwSignal::new(None::<String>);
+    // The person's clock, for the groups by last activity: only in the browser (an effect), read
+    // again whenever the list is.
+    let clock = RwSignal::new(None::<Clock>);
+    Effect::new(move || {
+        state.conversations_changed.track();
+        clock.set(Some(browser_clock()));
+    });
     let go = use_go();
     let new_chat = {
         let open = use_new_chat(state);
@@ -141,12 +156,37 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
             }
         });
     };
+    let pinned_on_delete = on_delete.clone();
     view! {
         <nav class="sidebar" aria-label="Conversations">
             <button type="button" class="new-chat" on:click=new_chat>"New chat"</button>
+            <SearchBox state />
             <Show when=move || problem.try_with(Option::is_some).unwrap_or(false)>
                 <p class="notice" role="alert">{move || problem.try_get().flatten()}</p>
             </Show>
+            <Transition fallback=|| ()>
+                {move || {
+                    let on_delete = pinned_on_delete.clone();
+                    let pinned = pinned.clone();
+                    Suspend::new(async move {
+                        // A failure here shows with the list below, which is read alike.
+                        let list = pinned.await.unwrap_or_default();
+                        (!list.is_empty()).then(|| {
+                            // Pinned rows have no groups: a clock never set.
+                            let clock = RwSignal::new(None);
+                            view! {
+                                <h2 class="conversation-group" id="pinned-heading">"Pinned"</h2>
+                                <ul class="conversation-list pinned" aria-labelledby="pinned-heading">
+                                    {list.into_iter().map(|c| {
+                                        let on_delete = on_delete.clone();
+                                        view! { <ConversationItem state active conversation=c above=None clock pinned=true problem on_delete /> }
+                                    }).collect_view()}
+                                </ul>
+                            }
+                        })
+                    })
+                }}
+            </Transition>
             <Transition fallback=|| ()>
                 {move || {
                     let on_delete = on_delete.clone();
@@ -159,14 +199,29 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                                     .flatten();
                                 let older = OlderConversations::new(more);
                                 let older_on_delete = on_delete.clone();
+                                // Each row knows the one above it, for its group's heading.
+                                let last_of_page = list.last().map(|c| c.updated_at);
+                                let firsts: Vec<Option<i64>> = std::iter::once(None)
+                                    .chain(list.iter().map(|c| Some(c.updated_at)))
+                                    .collect();
                                 view! {
                                     <ul class="conversation-list">
-                                        {list.into_iter().map(|c| {
+                                        {list.into_iter().zip(firsts).map(|(c, above)| {
                                             let on_delete = on_delete.clone();
-                                            view! { <ConversationItem state active conversation=c problem on_delete /> }
+                                            view! { <ConversationItem state active conversation=c above clock pinned=false problem on_delete /> }
                                         }).collect_view()}
-                                        <For each=move || older.shown.try_get().unwrap_or_default() key=|c| c.id let:conversation>
-                                            <ConversationItem state active conversation problem on_delete=older_on_delete.clone() />
+                                        <For
+                                            each=move || {
+                                                let shown = older.shown.try_get().unwrap_or_default();
+                                                let above: Vec<Option<i64>> = std::iter::once(last_of_page)
+                                                    .chain(shown.iter().map(|c| Some(c.updated_at)))
+                                                    .collect();
+                                                shown.into_iter().zip(above).collect::<Vec<_>>()
+                                            }
+                                            key=|(c, _)| c.id
+                                            let:((conversation, above))
+                                        >
+                                            <ConversationItem state active conversation above clock pinned=false problem on_delete=older_on_delete.clone() />
                                         </For>
                                     </ul>
                                     <Show when=move || older.next.try_with(Option::is_some).unwrap_or(false)>
@@ -248,16 +303,27 @@ impl OlderConversations {
     }
 }
 
-/// One line of the list: its link, and Rename / Delete beside it.
+/// One line of the list: its link, and Rename / Delete beside it; above it, the heading of its
+/// group when the line above (changed at `above`) is in another.
 #[component]
 fn ConversationItem(
     state: ChatState,
     active: RwSignal<Option<Uuid>>,
     conversation: ConversationSummary,
+    above: Option<i64>,
+    clock: RwSignal<Option<Clock>>,
+    /// Listed among the pinned: its button unpins.
+    pinned: bool,
     problem: RwSignal<Option<String>>,
     on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
 ) -> impl IntoView {
     let id = conversation.id;
+    let changed_at = conversation.updated_at;
+    let heading = move || {
+        let clock = clock.try_get().flatten()?;
+        let group = clock.group_of(changed_at);
+        (above.map(|at| clock.group_of(at)) != Some(group.clone())).then(|| group.heading())
+    };
     let title = RwSignal::new(conversation.title);
     let editing = RwSignal::new(false);
     let input = NodeRef::<leptos::html::Input>::new();
@@ -333,21 +399,45 @@ fn ConversationItem(
             _ => {}
         }
     };
+    // The row's buttons in order (Rename, Delete, Pin): the arrows go along them, and back to
+    // the link from the first.
     let on_button_keys = move |ev: leptos::ev::KeyboardEvent| {
-        let on_rename = ev.current_target().is_some_and(|t| {
-            rename_button.get_untracked().is_some_and(|b| {
-                let b: &web_sys::EventTarget = b.as_ref();
-                *b == t
-            })
-        });
+        let Some(button) = ev
+            .current_target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        let sibling = |next: bool| {
+            let el = if next {
+                button.next_element_sibling()
+            } else {
+                button.previous_element_sibling()
+            };
+            el.and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
+        };
         match ev.key().as_str() {
-            "ArrowRight" if on_rename => focus(delete_button.get_untracked()),
-            "ArrowLeft" if !on_rename => focus(rename_button.get_untracked()),
-            "ArrowLeft" | "Escape" => focus(link.get_untracked()),
+            "ArrowRight" => focus(sibling(true)),
+            "ArrowLeft" => match sibling(false) {
+                Some(before) => focus(Some(before)),
+                None => focus(link.get_untracked()),
+            },
+            "Escape" => focus(link.get_untracked()),
             _ => return,
         }
         ev.prevent_default();
     };
+    let toggle_pin = move |_| {
+        spawn_local(async move {
+            match pin_conversation(id, !pinned).await {
+                Ok(()) => state.conversations_changed.update(|n| *n += 1),
+                Err(e) => {
+                    problem.try_set(Some(format!("Could not pin the conversation: {e}")));
+                }
+            }
+        });
+    };
+    let pin_label = if pinned { "Unpin" } else { "Pin" };
     Effect::new(move || {
         if editing.get() {
             if let Some(el) = input.get() {
@@ -361,6 +451,7 @@ fn ConversationItem(
     });
     view! {
         <li class:active=is_active>
+            {move || heading().map(|text| view! { <h2 class="conversation-group">{text}</h2> })}
             <Show
                 when=move || editing.try_get().unwrap_or(false)
                 fallback=move || view! {
@@ -410,6 +501,21 @@ fn ConversationItem(
                     // A drawn bin, not the emoji: many systems have no emoji font.
                     <svg class="icon" viewBox="0 0 16 16" aria-hidden="true">
                         <path d="M2.5 4h11M6 4V2.5h4V4M4 4l.7 9.5h6.6L12 4M6.5 6.5v5M9.5 6.5v5" />
+                    </svg>
+                </button>
+                <button
+                    type="button"
+                    tabindex="-1"
+                    class="pin"
+                    class:pinned=pinned
+                    title=pin_label
+                    aria-label=move || format!("{pin_label} “{}”", title.try_get().unwrap_or_default())
+                    on:click=toggle_pin
+                    on:keydown=on_button_keys
+                >
+                    // A drawn pin, as the bin is drawn.
+                    <svg class="icon" viewBox="0 0 16 16" aria-hidden="true">
+                        <path d="M6 2.5h4M7 2.5v4L4.5 9h7L9 6.5v-4M8 9v4.5" />
                     </svg>
                 </button>
             </span>

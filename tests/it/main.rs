@@ -18,6 +18,7 @@ mod nginx;
 mod ops;
 mod providers;
 mod quotas;
+mod search;
 mod security;
 mod shares;
 mod support;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::branches;
 use super::ids::TextUuid;
-use super::lookups::conversation_row;
+use super::lookups::{conversation_row, ConversationRow};
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::totals;
 use super::{begin_write, now_ms, Db, DbError, Owner};
@@ -16,8 +16,8 @@ use crate::model::{
     Totals, CONVERSATIONS_PAGE,
 };
 
-/// A page of the owner's conversations, most recently changed first: the first
-/// [`CONVERSATIONS_PAGE`], or those after `after`.
+/// A page of the owner's conversations (those not pinned), most recently changed first: the
+/// first [`CONVERSATIONS_PAGE`], or those after `after`.
 pub async fn list_conversations(
     db: &Db,
     owner: &Owner,
@@ -29,7 +29,7 @@ pub async fn list_conversations(
     });
     let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND deleted_at IS NULL
+         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NULL
            AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
          ORDER BY updated_at DESC, id DESC LIMIT ?4",
     )
@@ -47,6 +47,46 @@ pub async fn list_conversations(
             updated_at,
         })
         .collect())
+}
+
+/// Pinned conversations at most: a short list by nature, read whole.
+pub const PINNED_MAX: u32 = 100;
+
+/// The owner's pinned conversations, most recently pinned first (at most [`PINNED_MAX`]).
+pub async fn pinned_conversations(
+    db: &Db,
+    owner: &Owner,
+) -> Result<Vec<ConversationSummary>, DbError> {
+    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+        "SELECT id, title, updated_at FROM conversations
+         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
+         ORDER BY pinned_at DESC, id DESC LIMIT ?2",
+    )
+    .bind(&owner.0)
+    .bind(PINNED_MAX)
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, title, updated_at)| ConversationSummary {
+            id: id.0,
+            title,
+            updated_at,
+        })
+        .collect())
+}
+
+/// Pins or unpins a live conversation. False if there is no such conversation for this owner.
+pub async fn set_pinned(db: &Db, owner: &Owner, id: Uuid, pinned: bool) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE conversations SET pinned_at = ?1 WHERE id = ?2 AND owner = ?3 AND deleted_at IS NULL",
+    )
+    .bind(pinned.then(now_ms))
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Whether the conversation exists for this owner.
@@ -108,6 +148,55 @@ pub async fn get_conversation(
         older = true;
         rows.truncate(kept);
     }
+    view_of(db, id, row, rows, older).await.map(Some)
+}
+
+/// Turns read at most to open a conversation at a message (a search result): from the end of
+/// its branch back to that message's turn.
+pub const THROUGH_TURNS: u32 = 1000;
+
+/// The conversation as the page shows it, from the end of the branch on screen back to the turn
+/// `turn` (a message a search found), whatever the window's usual size, so the page opens with
+/// that message in its list. `None`: no such conversation, or that turn is not on the branch on
+/// screen within [`THROUGH_TURNS`] turns of its end.
+pub async fn get_conversation_through(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    turn: Uuid,
+) -> Result<Option<ConversationView>, DbError> {
+    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
+        return Ok(None);
+    };
+    let Some(last) = row.current_turn_id.map(|t| t.0) else {
+        return Ok(None);
+    };
+    let rows = branches::newest_turns(
+        db.reader(),
+        id,
+        last,
+        Some(turn),
+        THROUGH_TURNS,
+        MESSAGE_COLUMNS,
+    )
+    .await?;
+    // Newest first: the oldest read is the found turn's question, if the walk reached it.
+    let Some(first) = rows.last().filter(|m| m.turn_id.0 == turn) else {
+        return Ok(None);
+    };
+    let older = first.parent_turn_id.is_some();
+    view_of(db, id, row, rows, older).await.map(Some)
+}
+
+/// The page's view of `rows` (a branch's messages, newest first, whole turns); `older`: the
+/// branch goes on before them.
+async fn view_of(
+    db: &Db,
+    id: Uuid,
+    row: ConversationRow,
+    mut rows: Vec<MessageRow>,
+    older: bool,
+) -> Result<ConversationView, DbError> {
     rows.reverse();
     let older_before = older
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
@@ -139,7 +228,7 @@ pub async fn get_conversation(
     }
     let revisions = revisions.fetch_all(db.reader()).await?;
     let messages = rows;
-    Ok(Some(ConversationView {
+    Ok(ConversationView {
         id,
         older_before,
         older_totals,
@@ -168,7 +257,7 @@ pub async fn get_conversation(
                 message
             })
             .collect(),
-    }))
+    })
 }
 
 /// Renames a live conversation; it keeps its place in the list, and its title is the person's

@@ -21,7 +21,12 @@ pub fn Message(entry: ChatEntry, state: ChatState) -> impl IntoView {
             && entry.thinking.try_with(String::is_empty).unwrap_or(false)
     };
     view! {
-        <li class=format!("message {role}") data-status=move || status().as_str()>
+        // Its id, for a search result to land on (none until the server named it).
+        <li
+            class=format!("message {role}")
+            data-status=move || status().as_str()
+            data-message-id=move || entry.message_id.try_get_value().flatten().map(|id| id.to_string())
+        >
             // Who wrote it, for screen readers (and a heading to move between messages by).
             <h2 class="sr-only">{move || author(&entry)}</h2>
             <Show when=waiting>

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use uuid::Uuid;
 
 use super::announcer::{Announcements, Announcer};
@@ -17,9 +17,11 @@ use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
 use crate::api::catalog::list_models;
 use crate::api::conversations::get_conversation;
+use crate::api::search::open_at;
 use crate::error::ApiError;
 use crate::model::ModelMenu;
 use crate::ui::conversations::{use_new_chat, Sidebar};
+use crate::ui::search::land_on;
 use crate::ui::wire;
 
 /// The conversation's title, for the tab and the page's heading; `None` for a new chat. Set in
@@ -45,6 +47,14 @@ pub fn ChatPage() -> impl IntoView {
     on_cleanup(move || state.connection.disconnect());
     let params = use_params_map();
     let route_id = Memo::new(move |_| params.read().get("id"));
+    // `?at=<message>`: opened from a search result, at that message (`ui/search.rs`).
+    let query = use_query_map();
+    let at = Memo::new(move |_| {
+        query
+            .read()
+            .get("at")
+            .and_then(|m| Uuid::parse_str(&m).ok())
+    });
     let shown_id = route_id
         .get_untracked()
         .and_then(|id| Uuid::parse_str(&id).ok());
@@ -56,17 +66,26 @@ pub fn ChatPage() -> impl IntoView {
     }
     // `Arc`: see `AccountMenu`.
     let conversation = wire::resource(
-        move || route_id.get(),
-        |id| async move {
+        move || (route_id.get(), at.get()),
+        |(id, at)| async move {
             match id {
                 None => Ok(None),
-                Some(id) => match Uuid::parse_str(&id) {
-                    Ok(id) => get_conversation(id, None).await.map(Some),
-                    Err(_) => Err(ApiError::NotFound("no such conversation".into())),
+                Some(id) => match (Uuid::parse_str(&id), at) {
+                    (Ok(id), None) => get_conversation(id, None).await.map(Some),
+                    (Ok(id), Some(message)) => open_at(id, message).await.map(Some),
+                    (Err(_), _) => Err(ApiError::NotFound("no such conversation".into())),
                 },
             }
         },
     );
+    // The message a search result opened the conversation at: scrolled to and highlighted once
+    // it is on the page (an effect: in the browser only).
+    let landed = RwSignal::new(None::<Uuid>);
+    Effect::new(move || {
+        if let Some(message) = landed.get() {
+            land_on(message);
+        }
+    });
     // The model picker's contents, also read by an empty conversation (which model answers).
     // `Arc`: see `AccountMenu`.
     let menu = wire::resource(|| (), |_| list_models());
@@ -198,11 +217,18 @@ pub fn ChatPage() -> impl IntoView {
                                     let title = Some(view.title.clone()).filter(|t| !t.is_empty());
                                     tab_title.0.try_set(title);
                                 }
-                                state.show(loaded);
+                                let landing = at.get_untracked();
+                                match landing {
+                                    // Shown again even if it is on screen: the version or the
+                                    // messages listed may differ.
+                                    Some(_) => state.show_found(loaded),
+                                    None => state.show(loaded),
+                                }
                                 // Their code first, so the list never shows empty before them.
                                 if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
                                     preload_messages().await;
                                 }
+                                landed.try_set(landing);
                                 view! { <MessageList state menu /> }
                             })
                         }}

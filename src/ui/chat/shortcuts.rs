@@ -1,6 +1,6 @@
 //! Keyboard shortcuts, as the chat apps people know have them (ChatGPT's): Ctrl/⌘+Shift+O a new
 //! chat, Shift+Esc the message box, Ctrl/⌘+Shift+C copies the last answer, and `?` (when not
-//! typing) opens their list in a modal dialog. Search (Ctrl/⌘+K) comes with conversation search.
+//! typing) opens their list in a modal dialog; Ctrl/⌘+K goes to the conversations' search box.
 
 use leptos::ev::KeyboardEvent;
 use leptos::html::{Button, Dialog};
@@ -20,6 +20,7 @@ pub struct HelpOpen(RwSignal<bool>);
 /// What the keyboard can do: (keys, what they do), in the order the dialog lists them.
 const SHORTCUTS: &[(&[&str], &str)] = &[
     (&["Ctrl", "Shift", "O"], "New chat"),
+    (&["Ctrl", "K"], "Search the conversations"),
     (&["Shift", "Esc"], "Go to the message box"),
     (&["Ctrl", "Shift", "C"], "Copy the last answer"),
     (&["Enter"], "Send the message"),
@@ -56,6 +57,7 @@ pub fn Shortcuts(
                 Shortcut::FocusComposer => state.focus_composer(),
                 Shortcut::CopyLastAnswer => copy_last_answer(state, announcements),
                 Shortcut::Help => show_help(open),
+                Shortcut::Search => crate::ui::search::focus_search(state),
             }
         });
         on_cleanup(move || keys.remove());
@@ -116,6 +118,7 @@ enum Shortcut {
     FocusComposer,
     CopyLastAnswer,
     Help,
+    Search,
 }
 
 /// The shortcut a key press means, if any. Ctrl or ⌘ (Apple keyboards) alike.
@@ -129,6 +132,7 @@ fn shortcut_of(ev: &KeyboardEvent) -> Option<Shortcut> {
         "o" | "O" if command && ev.shift_key() && !ev.alt_key() => Some(Shortcut::NewChat),
         "c" | "C" if command && ev.shift_key() && !ev.alt_key() => Some(Shortcut::CopyLastAnswer),
         "Escape" if ev.shift_key() && !command => Some(Shortcut::FocusComposer),
+        "k" | "K" if command && !ev.shift_key() && !ev.alt_key() => Some(Shortcut::Search),
         "?" if !command && !ev.alt_key() && !typing(ev) => Some(Shortcut::Help),
         _ => None,
     }

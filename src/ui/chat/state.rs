@@ -279,6 +279,14 @@ impl ChatState {
         self.display(conversation);
     }
 
+    /// Shows a conversation opened at a message (a search result), even if it is on screen.
+    pub fn show_found(&self, loaded: Result<Option<ConversationView>, ApiError>) {
+        match loaded {
+            Ok(Some(conversation)) => self.display(Some(conversation)),
+            other => self.show(other),
+        }
+    }
+
     /// Replaces what the page shows with `conversation` (`None`: a new one).
     fn display(&self, conversation: Option<ConversationView>) {
         self.reset();
