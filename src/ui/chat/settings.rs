@@ -115,7 +115,7 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                     }
                 ></textarea>
                 <p class="hint">
-                    "Sent with every reply of this conversation and never shown as a message. A change applies from the next reply; hover a reply's “prompt” mark to see the one it was given. The model is chosen above."
+                    "Sent with every reply of this conversation and never shown as a message. A change applies from the next reply; open a reply's “prompt” mark to read the one it was given. The model is chosen above."
                 </p>
                 <div class="settings-actions">
                     <button type="submit" class="primary" disabled=move || too_long() || saving.get()>"Save"</button>
