@@ -250,6 +250,7 @@ mod tests {
             include_str!("../api/admin.rs"),
             include_str!("../api/conversations.rs"),
             include_str!("../api/catalog.rs"),
+            include_str!("../api/search.rs"),
             include_str!("../api/shares.rs"),
             include_str!("../api/turns.rs"),
             include_str!("../api/usage.rs"),
