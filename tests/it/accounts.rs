@@ -5,22 +5,15 @@ use std::time::Duration;
 
 use fake_provider::FakeConfig;
 use rill::model::{MessageStatus, TurnEvent};
-use rill::server::config::{AccessSettings, AuthMode, LimitSettings, PublicUrl};
+use rill::server::config::{AccessSettings, LimitSettings, PublicUrl};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{text_of, EventReader, Person, Setup, TestApp};
-
-fn accounts() -> AccessSettings {
-    AccessSettings {
-        mode: AuthMode::Accounts,
-        ..AccessSettings::default()
-    }
-}
+use crate::support::{accounts_mode, text_of, EventReader, Person, Setup, TestApp};
 
 async fn accounts_app() -> TestApp {
     TestApp::with(Setup {
-        access: accounts(),
+        access: accounts_mode(),
         ..Setup::default()
     })
     .await
@@ -214,7 +207,7 @@ async fn the_session_cookie_is_http_only_same_site_and_renewed_at_sign_in() {
                 https: true,
                 host: "127.0.0.1".into(),
             }),
-            ..accounts()
+            ..accounts_mode()
         },
         ..Setup::default()
     })
@@ -248,7 +241,7 @@ async fn the_session_table_holds_only_a_hash_of_the_cookie_and_a_sign_in_has_an_
     let app = TestApp::with(Setup {
         access: AccessSettings {
             session_max_age: Duration::from_secs(2),
-            ..accounts()
+            ..accounts_mode()
         },
         ..Setup::default()
     })
@@ -812,7 +805,7 @@ async fn replies_at_once_and_turns_per_minute_are_bounded_per_user() {
             token_delay_ms: 25,
             ..FakeConfig::default()
         },
-        access: accounts(),
+        access: accounts_mode(),
         limits: Some(LimitSettings {
             running_per_user: 1,
             turns_per_minute: 3,
@@ -858,7 +851,7 @@ async fn the_proxy_header_is_believed_only_from_trusted_proxies() {
     let sso = |trusted: &str| AccessSettings {
         trusted_proxies: vec![trusted.parse().expect("net")],
         sso_header: Some(axum::http::HeaderName::from_static("x-forwarded-user")),
-        ..accounts()
+        ..accounts_mode()
     };
     // The test client connects from 127.0.0.1: a trusted proxy here.
     let app = TestApp::with(Setup {
@@ -1032,7 +1025,7 @@ async fn a_failure_in_full_is_shown_to_admins_and_in_words_to_everyone_else() {
             fail_status: Some(400),
             ..FakeConfig::default()
         },
-        access: accounts(),
+        access: accounts_mode(),
         ..Setup::default()
     })
     .await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fake_provider::FakeConfig;
 use llm::{ChatRequest, EventStream, Provider, ProviderEvent};
 use rill::model::{MessageStatus, Price};
-use rill::server::config::{AccessSettings, AuthMode, TurnSettings};
+use rill::server::config::TurnSettings;
 use rill::server::pricing::PriceEntry;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -40,10 +40,7 @@ fn dear() -> (String, PriceEntry) {
 /// 100 tokens.
 async fn dear_app(clock: Option<Arc<TestClock>>, fake: FakeConfig) -> TestApp {
     TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         fake,
         turns: Some(TurnSettings {
             max_output_tokens: 100,
@@ -246,10 +243,7 @@ impl Provider for Unpriced {
 async fn a_model_with_no_price_is_refused_to_people_with_a_budget() {
     let requests = Arc::new(AtomicUsize::new(0));
     let app = TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         extra_models: vec![test_model(
             "elsewhere/unpriced",
             Arc::new(Unpriced(requests.clone())),

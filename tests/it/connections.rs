@@ -289,10 +289,7 @@ const RENAME: &str = "rename_conversation";
 #[tokio::test]
 async fn slow_bodies_hold_at_most_a_senders_share_of_memory() {
     let app = TestApp::with(Setup {
-        access: rill::server::config::AccessSettings {
-            mode: rill::server::config::AuthMode::Accounts,
-            ..Default::default()
-        },
+        access: accounts_mode(),
         // Longer than the test takes on a loaded machine: its stalled bodies must be held, not
         // timed out, until it lets them go.
         connections: Some(ConnectionSettings {

@@ -149,13 +149,9 @@ async fn a_full_local_queue_says_busy_instead_of_making_the_reply_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_share_the_local_model_in_turn_and_one_cannot_fill_its_queue() {
-    use rill::server::config::{AccessSettings, AuthMode};
     let app = TestApp::with(Setup {
         local: true,
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         ..Setup::default()
     })
     .await;

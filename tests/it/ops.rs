@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use fake_provider::FakeConfig;
 use rill::model::MessageStatus;
-use rill::server::config::{AccessSettings, AuthMode, OpsSettings};
+use rill::server::config::OpsSettings;
 use rill::server::{db, http};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{finished, Setup, TestApp};
+use crate::support::{accounts_mode, finished, Setup, TestApp};
 
 const TOKEN: &str = "metrics-token-for-the-tests";
 
@@ -55,10 +55,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
 #[tokio::test]
 async fn metrics_count_turns_tokens_cost_and_latency_for_admins_and_the_token_only() {
     let app = TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         ops: OpsSettings {
             metrics_token: Some(TOKEN.into()),
             ..OpsSettings::default()
@@ -235,14 +232,7 @@ async fn site_files_are_served_precompressed_and_cached_for_a_year_under_hashed_
 /// fetched with every page, is kept for a day rather than sent again.
 #[tokio::test]
 async fn the_manifest_icons_and_service_worker_are_public_and_the_worker_is_not_kept() {
-    let app = TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let app = TestApp::with_accounts().await;
     let site = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(site.path().join("icons")).expect("icons dir");
     for (name, body) in [

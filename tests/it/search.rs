@@ -6,7 +6,6 @@
 use fake_provider::FakeConfig;
 use rill::model::search::{SearchHit, MAX_SEARCH_CHARS};
 use rill::model::{ConversationView, Role};
-use rill::server::config::{AccessSettings, AuthMode};
 use rill::server::db;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -153,14 +152,7 @@ async fn open(person: &Person, conversation_id: Uuid, message_id: Uuid) -> reqwe
 
 #[tokio::test]
 async fn people_find_only_their_own_conversations() {
-    let app = TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let app = TestApp::with_accounts().await;
     app.add_user("alice", false).await;
     app.add_user("bob", false).await;
     let alice = app.signed_in("alice").await;

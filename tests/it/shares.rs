@@ -3,20 +3,16 @@
 
 use fake_provider::FakeConfig;
 use rill::model::shares::SharedLink;
-use rill::server::config::{AccessSettings, AuthMode};
 use rill::server::db;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{conversation_of, Person, Setup, TestApp};
+use crate::support::{accounts_mode, conversation_of, Person, Setup, TestApp};
 
 async fn team(fake: FakeConfig) -> TestApp {
     let app = TestApp::with(Setup {
         fake,
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         ..Setup::default()
     })
     .await;

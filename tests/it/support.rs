@@ -8,7 +8,7 @@ use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::catalog::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLimits};
 use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
-    AccessSettings, Config, ConnectionSettings, ConversationSettings, LimitSettings,
+    AccessSettings, AuthMode, Config, ConnectionSettings, ConversationSettings, LimitSettings,
     LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
     DEFAULT_LOCAL_MODEL,
 };
@@ -148,6 +148,14 @@ pub fn test_model(id: &str, provider: Arc<dyn llm::Provider>) -> ModelEntry {
     }
 }
 
+/// Access with accounts, as a team's server has it.
+pub fn accounts_mode() -> AccessSettings {
+    AccessSettings {
+        mode: AuthMode::Accounts,
+        ..AccessSettings::default()
+    }
+}
+
 impl TestApp {
     pub async fn start(fake: FakeConfig) -> Self {
         Self::with(Setup {
@@ -161,6 +169,15 @@ impl TestApp {
     pub async fn start_local() -> Self {
         Self::with(Setup {
             local: true,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    /// With accounts: people sign up and sign in (`add_user`, `signed_in`).
+    pub async fn with_accounts() -> Self {
+        Self::with(Setup {
+            access: accounts_mode(),
             ..Setup::default()
         })
         .await

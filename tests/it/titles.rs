@@ -7,11 +7,10 @@ use std::time::Duration;
 use fake_provider::FakeConfig;
 use rill::model::accounts::UsageReport;
 use rill::model::{ConversationSummary, StreamLine};
-use rill::server::config::{AccessSettings, AuthMode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{conversation_of, eventually, EventReader, Setup, TestApp};
+use crate::support::{accounts_mode, conversation_of, eventually, EventReader, Setup, TestApp};
 
 async fn titled(fake: FakeConfig) -> TestApp {
     TestApp::with(Setup {
@@ -179,10 +178,7 @@ async fn a_budget_spent_by_the_reply_leaves_the_first_words_and_asks_nothing() {
             title: Some("Never asked".into()),
             ..Default::default()
         },
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
+        access: accounts_mode(),
         model_titles: true,
         ..Setup::default()
     })

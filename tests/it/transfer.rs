@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use fake_provider::FakeConfig;
 use rill::model::transfer::ImportLine;
 use rill::model::{ConversationSummary, Role};
-use rill::server::config::{AccessSettings, AuthMode, LimitSettings};
+use rill::server::config::LimitSettings;
 use rill::server::db::{self, Owner};
 use rill::server::export_format::Conversation;
 use serde_json::{json, Value};
@@ -220,14 +220,7 @@ fn zipped(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_archive_holds_every_conversation_and_imports_into_another_account() {
-    let app = TestApp::with(Setup {
-        access: AccessSettings {
-            mode: AuthMode::Accounts,
-            ..AccessSettings::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let app = TestApp::with_accounts().await;
     app.add_user("ana", false).await;
     app.add_user("ben", false).await;
     let ana = app.signed_in("ana").await;

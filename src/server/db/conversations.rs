@@ -39,14 +39,18 @@ pub async fn list_conversations(
     .bind(i64::try_from(CONVERSATIONS_PAGE).unwrap_or(i64::MAX))
     .fetch_all(db.reader())
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(summaries(rows))
+}
+
+/// The list's rows as the page reads them.
+fn summaries(rows: Vec<(TextUuid, String, i64)>) -> Vec<ConversationSummary> {
+    rows.into_iter()
         .map(|(id, title, updated_at)| ConversationSummary {
             id: id.0,
             title,
             updated_at,
         })
-        .collect())
+        .collect()
 }
 
 /// Pinned conversations at most: a short list by nature, read whole.
@@ -66,14 +70,7 @@ pub async fn pinned_conversations(
     .bind(PINNED_MAX)
     .fetch_all(db.reader())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, title, updated_at)| ConversationSummary {
-            id: id.0,
-            title,
-            updated_at,
-        })
-        .collect())
+    Ok(summaries(rows))
 }
 
 /// Pins or unpins a live conversation. False if there is no such conversation for this owner.

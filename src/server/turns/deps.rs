@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use llm::RetryPolicy;
 use tokio::sync::broadcast;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::server::catalog::ModelCatalog;
@@ -32,6 +33,9 @@ pub(super) struct Deps {
     pub model_titles: bool,
     /// Where a new title is told to the pages following its conversation.
     pub titles: broadcast::Sender<TitleChange>,
+    /// Every task a turn runs in, and what a run leaves behind it (a title's request): shutdown
+    /// waits for them all, so none is writing when the database closes.
+    pub tasks: TaskTracker,
 }
 
 impl Deps {
@@ -57,6 +61,7 @@ impl Deps {
             // A title sent while a page's stream is busy waits here; a burst past this is
             // skipped (the page reads the title when it next loads).
             titles: broadcast::channel(64).0,
+            tasks: TaskTracker::new(),
         }
     }
 }

@@ -110,6 +110,7 @@ impl TurnHub {
             closing.clone(),
         ));
         let deps = Arc::new(Deps::new(db, catalog, prices, config, clock));
+        let tasks = deps.tasks.clone();
         Self {
             readers: Arc::new(Readers::new(
                 deps.clone(),
@@ -118,7 +119,7 @@ impl TurnHub {
             )),
             deps,
             registry,
-            tasks: TaskTracker::new(),
+            tasks,
             draining: AtomicBool::new(false),
             cutting: AtomicBool::new(false),
             closing,

@@ -143,7 +143,8 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
         // After `Finished`: the reply is the person's to read while its title is asked.
         let deps = deps.clone();
         let record = record.clone();
-        tokio::spawn(async move { titles::name_conversation(&deps, &record).await });
+        let tasks = deps.tasks.clone();
+        tasks.spawn(async move { titles::name_conversation(&deps, &record).await });
     }
     // Counted once stored: a task that dies before this is counted by `store_crashed` instead.
     metrics::turn_finished(
