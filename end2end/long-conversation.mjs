@@ -16,23 +16,15 @@
 // target/site and target/debug/fake-provider unless RILL_BIN, SITE_ROOT, FAKE_BIN say
 // otherwise; serves on PORT (3000) and FAKE_PORT (4000). DB=path keeps the database and the
 // conversations' ids (path.json) between runs, so a second run skips building them.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { dirname, join } from "node:path";
+import * as bench from "./bench-server.mjs";
+import { median } from "./bench-server.mjs";
 import { launchHeadless } from "./headless.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const RILL_BIN = process.env.RILL_BIN ?? join(root, "target/release/rill");
-const SITE_ROOT = process.env.SITE_ROOT ?? join(root, "target/site");
-const FAKE_BIN = process.env.FAKE_BIN ?? join(root, "target/debug/fake-provider");
 const PORT = Number(process.env.PORT ?? 3000);
 const FAKE_PORT = Number(process.env.FAKE_PORT ?? 4000);
-const url = `http://127.0.0.1:${PORT}`;
-const fakeUrl = `http://127.0.0.1:${FAKE_PORT}`;
 const SIZES = (process.env.SIZES ?? "3,10,1000,5000").split(",").filter(Boolean).map(Number);
 const STREAM_TOKENS = 1_500;
 const STREAM_DELAY_MS = 8;
@@ -52,86 +44,14 @@ const LONG_REPLY = (() => {
   return Array.from({ length: STREAM_TOKENS }, (_, i) => text.slice(i * 4, i * 4 + 4));
 })();
 
-// ---- processes ----------------------------------------------------------------------------
-const children = [];
-let stopping = false;
-function start(bin, args, env) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing (see the comment at the top)`);
-  const child = spawn(bin, args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...env } });
-  child.on("exit", (code, signal) => {
-    if (stopping) return;
-    console.error(`${bin} ended (${code ?? signal}) before the measurements did`);
-    process.exit(1);
-  });
-  children.push(child);
-  return child;
-}
-async function waitForHttp(address) {
-  for (let i = 0; i < 600; i++) {
-    try {
-      await fetch(address);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`${address} did not come up`);
-}
-function stopAll() {
-  stopping = true;
-  for (const child of children) child.kill("SIGTERM");
-}
-process.on("exit", stopAll);
-
 const dbPath = process.env.DB ?? join(mkdtempSync(join(tmpdir(), "rill-long-")), "rill.db");
 const idsPath = `${dbPath}.json`;
-start(FAKE_BIN, ["--port", String(FAKE_PORT), "--tokens", "16", "--delay-ms", "0"], {});
-start(RILL_BIN, [], {
-  LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
-  LEPTOS_SITE_ROOT: SITE_ROOT,
-  RILL_DATABASE: dbPath,
-  RILL_OPENAI_COMPAT_URL: `${fakeUrl}/v1`,
-  RILL_OPENAI_COMPAT_NAME: "fake",
-  RILL_OPENAI_COMPAT_MODELS: "fake-model",
-  RILL_LOCAL_MODEL: "off",
-  RILL_TURNS_PER_MINUTE: "1000000",
-  RILL_WRITES_PER_MINUTE: "1000000",
-  RILL_MAX_RUNNING_PER_USER: "16",
-  RUST_LOG: "warn",
-});
-await waitForHttp(`${fakeUrl}/v1/models`);
-await waitForHttp(`${url}/healthz`);
-
-async function configureFake(config) {
-  const answer = await fetch(`${fakeUrl}/_fake/config`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(config),
-  });
-  if (!answer.ok) throw new Error(`the fake provider refused its configuration: ${answer.status}`);
-}
+const fakeUrl = await bench.startFake(FAKE_PORT);
+const { url, stop } = await bench.startRill(PORT, dbPath, fakeUrl);
+const configureFake = (config) => bench.configureFake(fakeUrl, config);
 
 // ---- building conversations through the API ------------------------------------------------
-/** Sends one turn as the page does and reads it to its end; the conversation's id. */
-async function turn(text, conversation) {
-  const answer = await fetch(`${url}/api/send_message`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ turn_id: crypto.randomUUID(), conversation_id: conversation, text, model: null }),
-  });
-  if (!answer.ok) throw new Error(`send_message answered ${answer.status}: ${await answer.text()}`);
-  let id = conversation;
-  let finished = false;
-  for (const line of (await answer.text()).split("\n")) {
-    if (!line) continue;
-    const parsed = JSON.parse(line);
-    if (parsed.line !== "event") continue;
-    if (parsed.event.type === "started") id = parsed.event.conversation_id;
-    if (parsed.event.type === "finished") finished = true;
-  }
-  if (!id || !finished) throw new Error("a turn did not run to its end");
-  return id;
-}
+const turn = (text, conversation) => bench.sendTurn(url, text, conversation);
 
 async function build(name, turns) {
   let id = null;
@@ -159,38 +79,7 @@ if (missing.length) {
 }
 
 // ---- the server's side of an open -----------------------------------------------------------
-/** One HTTP exchange: milliseconds to the whole body, bytes on the wire and decoded. */
-function exchange(method, path, body) {
-  return new Promise((resolvePromise, reject) => {
-    const started = performance.now();
-    const req = request(
-      `${url}${path}`,
-      {
-        method,
-        headers: {
-          "accept-encoding": "br, gzip",
-          ...(body ? { "content-type": "application/json" } : { accept: "text/html" }),
-        },
-      },
-      (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => {
-          const ms = performance.now() - started;
-          const raw = Buffer.concat(chunks);
-          const encoding = res.headers["content-encoding"];
-          const decoded =
-            encoding === "br" ? brotliDecompressSync(raw) : encoding === "gzip" ? gunzipSync(raw) : raw;
-          if (res.statusCode !== 200) reject(new Error(`${path} answered ${res.statusCode}`));
-          else resolvePromise({ ms, wire: raw.length, decoded: decoded.length });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const exchange = (method, path, body) => bench.exchange(url, method, path, body);
 async function serverOpen(id) {
   const api = [];
   const page = [];
@@ -430,6 +319,6 @@ if (at(10) && at(5000) && at(3)) {
 }
 console.log(`page errors: ${errors.length}`);
 for (const e of errors) console.log(`  ${e}`);
-stopAll();
+await stop();
 if (!process.env.DB) rmSync(dirname(dbPath), { recursive: true, force: true });
 process.exit(errors.length ? 1 : 0);
