@@ -50,7 +50,7 @@ test("a ChatGPT export is imported with its progress and summary, and one of its
 
   // Taken out again from its settings: Markdown as it reads.
   await page.getByRole("button", { name: "Settings", exact: true }).click();
-  const markdown = page.getByRole("link", { name: "Markdown" });
+  const markdown = page.getByRole("link", { name: "Markdown", exact: true });
   const href = await markdown.getAttribute("href");
   expect(href).toMatch(/^\/export\/[0-9a-f-]+\/markdown$/);
   const text = await (await page.request.get(href!)).text();
