@@ -5,8 +5,11 @@
 //! - `format`: Rill's export format, which every import is turned into;
 //! - `export`, `markdown`: the downloads;
 //! - `import`: the upload, spooled to disk, and the importer's loop; `reader`: the file read a
-//!   conversation at a time; `chatgpt`, `claude`: their formats; `convert`: the checks all share.
+//!   conversation at a time (`central_directory`: an archive's list measured first);
+//!   `chatgpt`, `claude`: their formats; `convert`: the checks all share; `tree`: a tree of
+//!   messages as branches of turns.
 
+mod central_directory;
 pub mod chatgpt;
 pub mod claude;
 pub mod convert;
@@ -14,6 +17,7 @@ pub mod export;
 pub mod import;
 mod markdown;
 pub mod reader;
+mod tree;
 
 use axum::routing::{get, post};
 use axum::Router;

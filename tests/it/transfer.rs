@@ -18,6 +18,7 @@ use crate::support::*;
 
 const CHATGPT: &str = include_str!("fixtures/chatgpt-conversations.json");
 const CLAUDE: &str = include_str!("fixtures/claude-conversations.json");
+const CLAUDE_BRANCHES: &str = include_str!("fixtures/claude-branches.json");
 
 /// Posts `bytes` to `/import` as the page does and reads every line of the answer.
 async fn import_with(
@@ -438,6 +439,97 @@ async fn claude_conversations_import_with_attachments_tools_and_thinking() {
     assert!(conversations.iter().any(|c| c.title == "Name three rivers"));
 }
 
+/// A conversation's turns as (question, answer, the question of the turn it follows).
+fn turns_shape(c: &Conversation) -> Vec<(String, String, Option<String>)> {
+    c.turns
+        .iter()
+        .map(|t| {
+            let parent = t.parent_turn_id.as_ref().map(|p| {
+                c.turns
+                    .iter()
+                    .find(|o| &o.turn_id == p)
+                    .map(|o| o.question.text.clone())
+                    .expect("a parent among the turns")
+            });
+            (t.question.text.clone(), t.reply.text.clone(), parent)
+        })
+        .collect()
+}
+
+fn current_answer(c: &Conversation) -> String {
+    let current = c.current_turn_id.as_ref().expect("a branch on screen");
+    c.turns
+        .iter()
+        .find(|t| &t.turn_id == current)
+        .map(|t| t.reply.text.clone())
+        .expect("the current turn")
+}
+
+#[tokio::test]
+async fn claude_branches_are_kept_from_parent_message_uuids() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let lines = import(&app, CLAUDE_BRANCHES.as_bytes().to_vec()).await;
+    let (imported, skipped, reasons, error) = ending(&lines);
+    assert_eq!((imported, skipped, error), (2, 1, None));
+    assert!(
+        reasons[0].contains("conversation 3 (“Circle”)")
+            && reasons[0].contains("2 of its messages follow one another in a circle"),
+        "{reasons:?}"
+    );
+    let conversations = list(&app).await;
+    let id_of = |title: &str| {
+        conversations
+            .iter()
+            .find(|c| c.title == title)
+            .map(|c| c.id)
+            .expect("imported")
+    };
+    // An edited question and a retried answer: each a branch after the first turn.
+    let trip = exported(&app, id_of("Trip")).await;
+    let first = Some("Plan a trip".to_owned());
+    assert_eq!(
+        turns_shape(&trip),
+        [
+            ("Plan a trip".into(), "Where to?".into(), None),
+            (
+                "Lisbon".into(),
+                "Lisbon: ride the trams.".into(),
+                first.clone()
+            ),
+            (
+                "Porto".into(),
+                "Porto: taste the wine.".into(),
+                first.clone()
+            ),
+            ("Porto".into(), "Porto: walk the bridges.".into(), first),
+        ]
+    );
+    // The leaf Claude names is the branch on screen, not the last message listed.
+    assert_eq!(current_answer(&trip), "Porto: taste the wine.");
+    // The first question edited: two roots; with no leaf named, the last message's branch.
+    let edited = exported(&app, id_of("First question edited")).await;
+    assert_eq!(
+        turns_shape(&edited),
+        [
+            ("Hello".into(), "Hello to you.".into(), None),
+            ("Hi".into(), "Hi there.".into(), None),
+        ]
+    );
+    assert_eq!(current_answer(&edited), "Hi there.");
+    // What the page shows after the import is that branch.
+    let shown = app.stored(id_of("Trip")).await;
+    let texts: Vec<&str> = shown.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Plan a trip",
+            "Where to?",
+            "Porto",
+            "Porto: taste the wine."
+        ]
+    );
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_files_are_refused_in_words_naming_where() {
     let app = TestApp::start(FakeConfig::default()).await;
@@ -467,9 +559,18 @@ async fn malformed_and_hostile_files_are_refused_in_words_naming_where() {
     let mut broken = zipped(&[("conversations.json", CHATGPT.as_bytes())]);
     broken.truncate(broken.len() / 2);
     let (_, _, _, error) = ending(&import(&app, broken).await);
-    assert!(error
-        .expect("an error")
-        .starts_with("the zip archive cannot be read"));
+    assert_eq!(
+        error.as_deref(),
+        Some("the zip archive has no end record (is it whole?)")
+    );
+    // An archive listing more files than Rill holds is refused before its list is read.
+    let names: Vec<String> = (0..100_001).map(|i| i.to_string()).collect();
+    let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+    let (_, _, _, error) = ending(&import(&app, zipped(&many)).await);
+    assert_eq!(
+        error.as_deref(),
+        Some("the zip archive lists 100001 files; Rill reads archives of at most 100000")
+    );
     // Conversations Rill cannot make sense of are skipped, each named, nothing of them stored.
     let rill = |turns: Value| {
         json!({"format": "rill.conversation", "version": 1, "id": "x", "title": "Loop",

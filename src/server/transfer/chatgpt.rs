@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::convert::{seconds_to_ms, Builder, ConvertError, OpenTurn};
+use super::convert::{seconds_to_ms, Builder, ConvertError};
+use super::tree::{self, Piece};
 use crate::server::export_format::Conversation;
 
 #[derive(Deserialize)]
@@ -62,22 +63,6 @@ struct Author {
     name: Option<String>,
 }
 
-/// What one node adds to a turn.
-enum Piece {
-    /// A question's text.
-    Question(String),
-    /// Part of an answer: its text and its thinking.
-    Answer {
-        text: String,
-        thinking: String,
-        model: Option<String>,
-    },
-    /// Custom instructions: the system prompt.
-    Instructions(String),
-    /// Nothing to show.
-    Nothing,
-}
-
 /// Whether a conversation of an array looks like ChatGPT's.
 pub fn recognises(value: &Value) -> bool {
     value.get("mapping").is_some_and(Value::is_object)
@@ -103,15 +88,42 @@ pub fn convert(value: Value) -> Result<Conversation, ConvertError> {
         created,
         updated,
     );
-    let roots: Vec<&String> = export
-        .mapping
+    // The mapping as the tree every import walks: its ids as indices, children the mapping
+    // names but does not hold left out.
+    let ids: Vec<&String> = export.mapping.keys().collect();
+    let index_of: HashMap<&str, usize> = ids
         .iter()
-        .filter(|(_, node)| {
-            node.parent
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let nodes: Vec<tree::Node> = ids
+        .iter()
+        .filter_map(|id| export.mapping.get(*id))
+        .map(|node| tree::Node {
+            piece: node.message.as_ref().map_or(Piece::Nothing, piece_of),
+            at: node
+                .message
                 .as_ref()
-                .is_none_or(|p| !export.mapping.contains_key(p))
+                .and_then(|m| m.create_time)
+                .map_or(updated, seconds_to_ms),
+            children: node
+                .children
+                .iter()
+                .filter_map(|c| index_of.get(c.as_str()).copied())
+                .collect(),
         })
-        .map(|(id, _)| id)
+        .collect();
+    let roots: Vec<usize> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| {
+            export.mapping.get(**id).is_some_and(|node| {
+                node.parent
+                    .as_ref()
+                    .is_none_or(|p| !export.mapping.contains_key(p))
+            })
+        })
+        .map(|(i, _)| i)
         .collect();
     let [root] = roots.as_slice() else {
         return Err(ConvertError::Invalid(format!(
@@ -119,126 +131,12 @@ pub fn convert(value: Value) -> Result<Conversation, ConvertError> {
             roots.len()
         )));
     };
-    // Depth first, without recursion (a hostile tree may be deep): each entry is a node, the
-    // turn it continues (or the turn it follows, when a question starts), and the state of the
-    // answer being gathered.
-    let mut stack = vec![Walk {
-        node: (*root).clone(),
-        parent_turn: None,
-        open: None,
-    }];
-    let mut visited = 0usize;
-    // The turn each leaf ends (a branch's last turn).
-    let mut turn_of_leaf: HashMap<String, String> = HashMap::new();
-    while let Some(Walk {
-        node: node_id,
-        parent_turn,
-        open,
-    }) = stack.pop()
-    {
-        visited += 1;
-        if visited > export.mapping.len() {
-            return Err(ConvertError::Invalid(
-                "its message tree has a cycle".to_owned(),
-            ));
-        }
-        let node = export.mapping.get(&node_id).ok_or_else(|| {
-            ConvertError::Invalid(format!("node {node_id:?} is named but missing"))
-        })?;
-        let piece = node.message.as_ref().map_or(Piece::Nothing, piece_of);
-        let time = node
-            .message
-            .as_ref()
-            .and_then(|m| m.create_time)
-            .map_or(updated, seconds_to_ms);
-        // The turn being gathered after this node, if any.
-        let mut open = open;
-        let mut parent_turn = parent_turn;
-        match piece {
-            Piece::Question(text) => {
-                // A question straight after another (its answer missing) ends that one.
-                if let Some(turn) = open.take() {
-                    parent_turn = Some(builder.finish(turn));
-                }
-                open = Some(builder.start(text, parent_turn.clone(), time));
-            }
-            Piece::Answer {
-                text,
-                thinking,
-                model,
-            } => {
-                let turn = open
-                    .get_or_insert_with(|| builder.start(String::new(), parent_turn.clone(), time));
-                turn.answer(&text, &thinking, model, time);
-            }
-            Piece::Instructions(text) => builder.instructions(text, time),
-            Piece::Nothing => {}
-        }
-        let children: Vec<&Node> = node
-            .children
-            .iter()
-            .filter_map(|c| export.mapping.get(c))
-            .collect();
-        if children.is_empty() {
-            // A leaf: the end of a branch.
-            let turn = match open {
-                Some(turn) => Some(builder.finish(turn)),
-                None => parent_turn,
-            };
-            if let Some(turn) = turn {
-                turn_of_leaf.insert(node_id, turn);
-            }
-            continue;
-        }
-        // Questions after an answer (one, or several: edits) follow the turn it ends, which is
-        // stored once; answers after a question (several: regenerations) are each a turn of
-        // their own with a copy of the question.
-        let asks = children.iter().any(|c| is_question(c));
-        let (question_parent, question_open) = match (&open, asks) {
-            (Some(turn), true) => (Some(builder.finish(turn.clone())), None),
-            _ => (parent_turn.clone(), open.clone()),
-        };
-        for child_id in node.children.iter().rev() {
-            let Some(child) = export.mapping.get(child_id) else {
-                continue;
-            };
-            let (parent_turn, open) = if is_question(child) {
-                (question_parent.clone(), question_open.clone())
-            } else {
-                (parent_turn.clone(), open.clone())
-            };
-            stack.push(Walk {
-                node: child_id.clone(),
-                parent_turn,
-                open,
-            });
-        }
-    }
-    // `current_node` is a leaf in every export seen; from an inner node, its first branch.
-    let mut current = export.current_node;
-    for _ in 0..export.mapping.len() {
-        match current.as_ref().and_then(|n| export.mapping.get(n)) {
-            Some(node) if !turn_of_leaf.contains_key(current.as_deref().unwrap_or_default()) => {
-                current = node.children.first().cloned();
-            }
-            _ => break,
-        }
-    }
-    let current = current.and_then(|node| turn_of_leaf.get(&node)).cloned();
-    builder.build(current)
-}
-
-/// A node that starts a turn: a question the person could see.
-fn is_question(node: &Node) -> bool {
-    node.message
-        .as_ref()
-        .is_some_and(|m| matches!(piece_of(m), Piece::Question(_)))
-}
-
-struct Walk {
-    node: String,
-    parent_turn: Option<String>,
-    open: Option<OpenTurn>,
+    let branches = tree::add_branches(&mut builder, &nodes, *root)?;
+    let current = export
+        .current_node
+        .as_deref()
+        .and_then(|n| index_of.get(n).copied());
+    builder.build(tree::current_turn(&nodes, &branches, current))
 }
 
 /// `gpt-4o` → `chatgpt/gpt-4o`: where an imported reply came from, as Rill names models.

@@ -2,13 +2,18 @@
 //! `chat_messages` in order, each from the `human` or the `assistant`, its text in `content`
 //! blocks (`text`, `thinking`, `tool_use`, `tool_result`) or, in older exports, in `text`, with
 //! `attachments` (their extracted text is kept) and `files` (shown as placeholders: the export
-//! does not hold them). The export names no model; replies say they came from Claude.
+//! does not hold them). The export names no model; replies say they came from Claude. Each
+//! message names the one it follows (`parent_message_uuid`): an edited question or a retried
+//! answer starts a branch, and `current_leaf_message_uuid` ends the branch on screen.
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::chatgpt::{fenced, quoted};
-use super::convert::{iso_ms, Builder, ConvertError, OpenTurn};
+use super::convert::{iso_ms, Builder, ConvertError};
+use super::tree::{self, Node, Piece};
 use crate::server::export_format::Conversation;
 
 /// What Rill calls the model of an imported Claude reply.
@@ -23,11 +28,17 @@ struct Export {
     created_at: Option<String>,
     #[serde(default)]
     updated_at: Option<String>,
+    #[serde(default)]
+    current_leaf_message_uuid: Option<String>,
     chat_messages: Vec<Message>,
 }
 
 #[derive(Deserialize)]
 struct Message {
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    parent_message_uuid: Option<String>,
     sender: String,
     #[serde(default)]
     text: Option<String>,
@@ -62,26 +73,41 @@ pub fn convert(value: Value) -> Result<Conversation, ConvertError> {
         created,
         updated,
     );
-    let mut parent: Option<String> = None;
-    let mut open: Option<OpenTurn> = None;
-    for (n, message) in export.chat_messages.iter().enumerate() {
+    let messages = &export.chat_messages;
+    // Node 0 is a root above the first messages (editing the first question makes several).
+    let index_of: HashMap<&str, usize> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((m.uuid.as_deref()?, i + 1)))
+        .collect();
+    // Exports before branches were kept name no parents: each message then follows the one
+    // listed before it.
+    let tree = messages.iter().any(|m| {
+        m.parent_message_uuid
+            .as_deref()
+            .is_some_and(|p| index_of.contains_key(p))
+    });
+    let mut nodes = Vec::with_capacity(messages.len() + 1);
+    nodes.push(Node {
+        piece: Piece::Nothing,
+        at: created,
+        children: Vec::new(),
+    });
+    for (n, message) in messages.iter().enumerate() {
         let at = message
             .created_at
             .as_deref()
             .and_then(iso_ms)
             .unwrap_or(updated);
-        match message.sender.as_str() {
-            "human" | "user" => {
-                if let Some(turn) = open.take() {
-                    parent = Some(builder.finish(turn));
-                }
-                open = Some(builder.start(question_text(message), parent.clone(), at));
-            }
+        let piece = match message.sender.as_str() {
+            "human" | "user" => Piece::Question(question_text(message)),
             "assistant" => {
                 let (text, thinking) = answer_text(message);
-                let turn =
-                    open.get_or_insert_with(|| builder.start(String::new(), parent.clone(), at));
-                turn.answer(&text, &thinking, Some(MODEL.to_owned()), at);
+                Piece::Answer {
+                    text,
+                    thinking,
+                    model: Some(MODEL.to_owned()),
+                }
             }
             other => {
                 return Err(ConvertError::Invalid(format!(
@@ -89,12 +115,42 @@ pub fn convert(value: Value) -> Result<Conversation, ConvertError> {
                     n + 1
                 )))
             }
+        };
+        nodes.push(Node {
+            piece,
+            at,
+            children: Vec::new(),
+        });
+    }
+    for (n, message) in messages.iter().enumerate() {
+        let parent = if tree {
+            message
+                .parent_message_uuid
+                .as_deref()
+                .and_then(|p| index_of.get(p).copied())
+                .filter(|p| *p != n + 1)
+                .unwrap_or(0)
+        } else {
+            n
+        };
+        if let Some(node) = nodes.get_mut(parent) {
+            node.children.push(n + 1);
         }
     }
-    if let Some(turn) = open {
-        builder.finish(turn);
+    let branches = tree::add_branches(&mut builder, &nodes, 0)?;
+    if branches.reached < nodes.len() {
+        return Err(ConvertError::Invalid(format!(
+            "{} of its messages follow one another in a circle",
+            nodes.len() - branches.reached
+        )));
     }
-    builder.build(None)
+    // The branch on screen: the leaf Claude names, else the last message listed.
+    let current = export
+        .current_leaf_message_uuid
+        .as_deref()
+        .and_then(|leaf| index_of.get(leaf).copied())
+        .or(Some(messages.len()));
+    builder.build(tree::current_turn(&nodes, &branches, current))
 }
 
 /// A question: its text, the text extracted from its attachments, placeholders for its files.

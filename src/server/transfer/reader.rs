@@ -3,7 +3,8 @@
 //! conversations, one per line, or one alone), or a zip archive holding either (ChatGPT's
 //! `conversations-000.json`, `-001.json`, … in order; Rill's `conversations.jsonl`). Memory holds
 //! one conversation at a time: each is at most [`MAX_CONVERSATION_BYTES`] of JSON, and all the
-//! JSON read out of an archive at most a multiple of the upload's limit (a zip bomb ends there).
+//! JSON read out of an archive at most a multiple of the upload's limit (a zip bomb ends there),
+//! and an archive's list of files is measured before it is read (`central_directory`).
 
 use std::cell::Cell;
 use std::fmt;
@@ -13,6 +14,7 @@ use std::rc::Rc;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::central_directory;
 use super::convert::{checked, ConvertError};
 use super::{chatgpt, claude};
 use crate::server::export_format::{self as format, Conversation};
@@ -105,10 +107,12 @@ fn conversation_files(names: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn read_zip(
-    file: std::fs::File,
+    mut file: std::fs::File,
     unpacked_limit: u64,
     emit: &mut dyn FnMut(Item) -> bool,
 ) -> Result<(), ReadError> {
+    central_directory::check(&mut file).map_err(|e| ReadError::Unreadable(e.to_string()))?;
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| ReadError::Unreadable(format!("the zip archive cannot be read: {e}")))?;
     let files = conversation_files(archive.file_names().map(str::to_owned));
