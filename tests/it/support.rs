@@ -55,6 +55,8 @@ pub struct Setup {
     pub turns: Option<TurnSettings>,
     /// The real local model (fetched by scripts/fetch-model.sh) as the only model.
     pub local: bool,
+    /// With `local`, the fake's providers stay beside it (else the local model is alone).
+    pub fake_beside_local: bool,
     /// The local model's context in tokens (default 8192, the model's own).
     pub local_context: Option<usize>,
     /// Models of the test's own, added to the catalog.
@@ -188,6 +190,7 @@ impl TestApp {
             fake,
             turns,
             local,
+            fake_beside_local,
             local_context,
             extra_models,
             access,
@@ -271,7 +274,9 @@ impl TestApp {
             ops,
         };
         let local_model = if local {
-            config.providers.clear();
+            if !fake_beside_local {
+                config.providers.clear();
+            }
             let settings = LocalModelSettings {
                 path: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_LOCAL_MODEL),
                 threads: 1,

@@ -170,6 +170,50 @@ async fn a_failing_title_request_leaves_the_first_words_and_the_reply_alone() {
 }
 
 #[tokio::test]
+async fn the_built_in_model_writes_the_title_when_the_provider_fails() {
+    let app = TestApp::with(Setup {
+        fake: FakeConfig {
+            tokens: 3,
+            title_fail_status: Some(500),
+            ..Default::default()
+        },
+        model_titles: true,
+        local: true,
+        fake_beside_local: true,
+        ..Setup::default()
+    })
+    .await;
+    let question = "Which planet has the most moons?";
+    let conversation = conversation_of(&app.turn_on("fake/fake-model", None, question).await);
+    // The provider's run fails; the local model's (run 2) is asked next and settled.
+    eventually("the local model's title run is settled", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM spending WHERE purpose = 'title' AND state = 'settled'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
+            == 2
+    })
+    .await;
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT model, status FROM spending WHERE purpose = 'title' ORDER BY run")
+            .fetch_all(&app.pool)
+            .await
+            .expect("runs");
+    assert_eq!(
+        runs,
+        [
+            ("fake/fake-model".to_owned(), "failed".to_owned()),
+            ("local/smollm2-135m".to_owned(), "complete".to_owned())
+        ]
+    );
+    let (title, source) = title_of(&app, conversation).await;
+    assert_eq!(source, "model", "{title:?}");
+    assert!(!title.is_empty() && title != question, "{title:?}");
+}
+
+#[tokio::test]
 async fn a_budget_spent_by_the_reply_leaves_the_first_words_and_asks_nothing() {
     let app = TestApp::with(Setup {
         fake: FakeConfig {
