@@ -27,7 +27,7 @@ pub async fn read(
     let mut page_turns = FIRST_PAGE_TURNS;
     let mut unread = 0;
     while let Some(from_turn) = next {
-        let page = db::history_page(
+        let mut page = db::history_page(
             db,
             &record.owner,
             record.conversation_id,
@@ -36,6 +36,9 @@ pub async fn read(
             page_turns,
         )
         .await?;
+        // A question's text files are part of its text from here on (measured, sent, billed).
+        crate::server::attachments::prompt::add_files(db, &record.owner, &mut page.messages)
+            .await?;
         for message in &page.messages {
             if is_sendable(message) {
                 measured = measured.saturating_add(measure.message(&message.content));

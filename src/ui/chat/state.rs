@@ -589,6 +589,7 @@ impl ChatState {
             model: self.model.get_untracked(),
             system_prompt: self.new_system_prompt.get_untracked(),
             alternative_to,
+            attachments: Vec::new(),
         };
         self.connection.connect(self, Cursor::Send(request));
     }
