@@ -257,6 +257,9 @@ pub struct MessageView {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<Uuid>,
     pub outcome: Outcome,
+    /// A question's files, in the order attached (filled where a page is sent messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<attachments::AttachmentView>,
 }
 
 /// A message to send, as the browser asks for it (`send_message`). The browser mints `turn_id`:

@@ -9,6 +9,7 @@
 //! Why the database holds the bytes: ARCHITECTURE.md ("Attachments").
 
 pub mod download;
+pub mod images;
 pub mod prompt;
 pub mod sniff;
 pub mod upload;
@@ -29,6 +30,25 @@ pub fn routes(state: AppState) -> Router {
         .route(ATTACHMENTS_PATH, post(upload::upload))
         .route("/attachments/{id}", get(download::download))
         .with_state(state)
+}
+
+/// Puts each question's files on it, for the page.
+pub async fn show(
+    db: &db::Db,
+    owner: &Owner,
+    messages: &mut [crate::model::MessageView],
+) -> Result<(), ApiError> {
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.role == crate::model::Role::User)
+    {
+        message.attachments = db::attachments::turn_attachments(db, owner, message.turn_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.view)
+            .collect();
+    }
+    Ok(())
 }
 
 /// Links the uploads a send names to its turn, before the turn is begun: each must be the

@@ -9,14 +9,31 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// A 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
-    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
-    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
+/// A picture `width` × `height` in `format`, a gradient so that it is not trivially small.
+fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(pixels)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .expect("encodes");
+    bytes
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    picture(width, height, image::ImageFormat::Png)
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let decoded = image::load_from_memory(bytes).expect("an image");
+    (decoded.width(), decoded.height())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 
 async fn upload_with(
     http: &reqwest::Client,
@@ -90,16 +107,17 @@ async fn types_come_from_the_bytes_and_nothing_uploaded_runs() {
     let app = TestApp::start(FakeConfig::default()).await;
 
     // A PNG named .txt is an image, shown inline as one.
-    let png = upload(&app, "screenshot.txt", PNG).await;
-    assert_eq!(png.kind, AttachmentKind::Image);
-    assert_eq!(png.mime, "image/png");
-    assert_eq!(png.size, PNG.len() as u64);
-    let served = download(&app, png.id).await;
+    let shot = upload(&app, "screenshot.txt", &png(8, 6)).await;
+    assert_eq!(shot.kind, AttachmentKind::Image);
+    assert_eq!(shot.mime, "image/png");
+    let served = download(&app, shot.id).await;
     assert_eq!(served.status(), 200);
     assert_eq!(header(&served, "content-type"), "image/png");
     assert!(header(&served, "content-disposition").starts_with("inline;"));
     assert_eq!(header(&served, "x-content-type-options"), "nosniff");
-    assert_eq!(served.bytes().await.expect("bytes").as_ref(), PNG);
+    let bytes = served.bytes().await.expect("bytes");
+    assert_eq!(bytes.len() as u64, shot.size);
+    assert_eq!(dimensions(&bytes), (8, 6));
 
     // HTML named .png is text, and a download.
     let html = b"<!doctype html><script>alert(document.cookie)</script>";
@@ -138,8 +156,8 @@ async fn types_come_from_the_bytes_and_nothing_uploaded_runs() {
 #[tokio::test]
 async fn a_person_uploading_the_same_file_twice_stores_it_once() {
     let app = TestApp::start(FakeConfig::default()).await;
-    let first = upload(&app, "a.png", PNG).await;
-    let second = upload(&app, "b.png", PNG).await;
+    let first = upload(&app, "a.png", &png(4, 4)).await;
+    let second = upload(&app, "b.png", &png(4, 4)).await;
     assert_ne!(first.id, second.id, "two uploads, each with its own name");
     assert_eq!(app.count("attachments").await, 2);
     assert_eq!(app.count("blobs").await, 1, "one blob for one content");
@@ -261,7 +279,6 @@ async fn text_files_reach_each_provider_as_named_blocks_and_are_billed() {
     let app = TestApp::start(FakeConfig::default()).await;
     let notes = upload(&app, "notes.md", "# Plan\nShip it — soon.".as_bytes()).await;
     let table = upload(&app, "sales.csv", b"month,total\njan,3\n").await;
-    let image = upload(&app, "shot.png", PNG).await;
     let binary = upload(&app, "blob.bin", &[0u8, 159, 146, 150]).await;
     let files = [notes.id, table.id, binary.id];
     let expected = "Summarise these\n\n<file name=\"notes.md\">\n# Plan\nShip it — soon.\n</file>\
@@ -303,7 +320,6 @@ async fn text_files_reach_each_provider_as_named_blocks_and_are_billed() {
             .is_some_and(|t| t.contains("<file name=\"notes.md\">")),
         "{body}"
     );
-    let _ = image;
 }
 
 #[tokio::test]
@@ -352,4 +368,208 @@ async fn a_purge_deletes_the_files_nobody_else_carries() {
         .expect("sweep");
     assert_eq!(gone, 1);
     assert_eq!(app.count("blobs").await, 0);
+}
+
+#[tokio::test]
+async fn images_reach_each_provider_in_its_own_format_beside_the_files() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let shot = upload(&app, "error.png", &png(30, 20)).await;
+    let notes = upload(&app, "log.txt", b"panic at line 3").await;
+    let stored = download(&app, shot.id).await.bytes().await.expect("bytes");
+    let data = base64(&stored);
+    let text = "What went wrong?\n\n<file name=\"log.txt\">\npanic at line 3\n</file>";
+    for model in [
+        "fake/fake-model",
+        "claude/claude-fake",
+        "gemini/gemini-fake",
+    ] {
+        app.fake.reset_log();
+        let events = send_with(
+            &app,
+            None,
+            "What went wrong?",
+            Some(model),
+            &[shot.id, notes.id],
+        )
+        .await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete,
+            "{model}"
+        );
+        let requests = app.fake.requests();
+        let body = requests.last().expect("the provider was asked");
+        match model {
+            "fake/fake-model" => assert_eq!(
+                body["messages"][0]["content"],
+                json!([
+                    {"type": "text", "text": text},
+                    {"type": "image_url",
+                     "image_url": {"url": format!("data:image/png;base64,{data}")}},
+                ]),
+                "{body}"
+            ),
+            "claude/claude-fake" => assert_eq!(
+                body["messages"][0]["content"],
+                json!([
+                    {"type": "image",
+                     "source": {"type": "base64", "media_type": "image/png", "data": data}},
+                    {"type": "text", "text": text},
+                ]),
+                "{body}"
+            ),
+            _ => assert_eq!(
+                body["contents"][0]["parts"],
+                json!([
+                    {"inline_data": {"mime_type": "image/png", "data": data}},
+                    {"text": text},
+                ]),
+                "{body}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_see_is_never_sent_an_image() {
+    let app = TestApp::with(Setup {
+        prices: vec![(
+            "fake/fake-model".into(),
+            rill::server::pricing::PriceEntry {
+                images: Some(false),
+                ..FAKE_PRICE.into()
+            },
+        )],
+        ..Setup::default()
+    })
+    .await;
+    let shot = upload(&app, "shot.png", &png(10, 10)).await;
+    let events = send_with(
+        &app,
+        None,
+        "What is this?",
+        Some("fake/fake-model"),
+        &[shot.id],
+    )
+    .await;
+    let outcome = finished(&events);
+    assert_eq!(outcome.status, rill::model::MessageStatus::Failed);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some(
+            "fake/fake-model cannot see images; pick a model that can (the picker marks them), \
+             or send the message without its images"
+        )
+    );
+    assert!(app.fake.requests().is_empty(), "nothing was sent");
+    // A model that sees takes the same conversation on; going back to the blind one, the
+    // earlier image is left out with a note rather than refusing every later message.
+    let conversation = conversation_of(&events);
+    let seen = send_with(
+        &app,
+        Some(conversation),
+        "And now?",
+        Some("claude/claude-fake"),
+        &[],
+    )
+    .await;
+    assert_eq!(finished(&seen).status, rill::model::MessageStatus::Complete);
+    app.fake.reset_log();
+    let blind = send_with(
+        &app,
+        Some(conversation),
+        "Thanks",
+        Some("fake/fake-model"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        finished(&blind).status,
+        rill::model::MessageStatus::Complete
+    );
+    let requests = app.fake.requests();
+    let first = &requests.last().expect("asked")["messages"][0]["content"];
+    assert!(
+        // The first question's reply failed, so it is joined with the next question.
+        first.as_str().is_some_and(|t| t.starts_with(
+            "What is this?\n\n[1 image(s) attached here are not shown: this model cannot see \
+             images]\n\nAnd now?"
+        )),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn images_are_scaled_stripped_of_metadata_and_bounded_when_decoded() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    // A photo with EXIF (an APP1 segment right after the start of the JPEG) and 3,000 px wide.
+    let photo = picture(3000, 1000, image::ImageFormat::Jpeg);
+    let mut with_exif = photo[..2].to_vec();
+    let exif = b"Exif\0\0MM\0*\0\0\0\x08\0\0GPS-SECRET";
+    with_exif.extend_from_slice(&[0xFF, 0xE1]);
+    with_exif.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    with_exif.extend_from_slice(exif);
+    with_exif.extend_from_slice(&photo[2..]);
+    let stored = upload(&app, "photo.jpg", &with_exif).await;
+    assert_eq!(stored.mime, "image/jpeg");
+    let bytes = download(&app, stored.id)
+        .await
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(dimensions(&bytes), (2048, 683));
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(b"Exif") && !has(b"GPS-SECRET"), "the metadata is gone");
+
+    // WebP and GIF are kept as PNG.
+    let webp = upload(&app, "a.webp", &picture(5, 5, image::ImageFormat::WebP)).await;
+    assert_eq!(
+        (webp.kind, webp.mime.as_str()),
+        (AttachmentKind::Image, "image/png")
+    );
+    let gif = upload(&app, "a.gif", &picture(5, 5, image::ImageFormat::Gif)).await;
+    assert_eq!(gif.mime, "image/png");
+
+    // A small file that declares 100,000 × 100,000 pixels is refused before it is decoded.
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let refused = upload_with(&app.http, &app.base_url, "bomb.png", &bomb).await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(
+        error_text(refused).await,
+        "the image is too large to open: at most 16384 pixels a side and 256 MB once decoded"
+    );
+    // A damaged image is refused in words too.
+    let damaged = upload_with(
+        &app.http,
+        &app.base_url,
+        "x.png",
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .await;
+    assert_eq!(damaged.status(), 400);
+    assert_eq!(
+        error_text(damaged).await,
+        "the image could not be read; it may be damaged"
+    );
+    assert_eq!(app.count("attachments").await, 3);
+}
+
+/// CRC-32 as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

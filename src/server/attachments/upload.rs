@@ -1,7 +1,8 @@
 //! `POST /attachments?name=…`: one file's bytes as the request's body. They are written to an
 //! unlinked temporary file beside the database as they arrive (at most the per-file limit, each
 //! piece within the body timeout), hashed and checked on the way, then stored a chunk at a time.
-//! Nothing holds the whole file in memory. The answer is the upload as the page shows it.
+//! Nothing holds the whole file in memory, except an image's pixels while it is re-encoded
+//! (`images`, bounded). The answer is the upload as the page shows it.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +16,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::images;
 use super::sniff::{sniff, TextCheck, HEAD_BYTES};
 use crate::error::ApiError;
 use crate::format::byte_size;
+use crate::model::attachments::AttachmentKind;
 use crate::server::db::attachments::NewAttachment;
 use crate::server::db::{self, Owner};
 use crate::server::error_response::api_error;
@@ -103,7 +106,12 @@ async fn receive(
     }
     let found = sniff(&spooled.head, spooled.text);
     let name = file_name(name);
-    let new = NewAttachment {
+    let mut file = spooled.file;
+    file.rewind().await.map_err(|e| {
+        tracing::error!("rewinding an upload's temporary file: {e}");
+        ApiError::Internal
+    })?;
+    let mut new = NewAttachment {
         id: Uuid::new_v4(),
         sha256: &spooled.sha256,
         size: spooled.size,
@@ -111,13 +119,36 @@ async fn receive(
         name: &name,
         kind: found.kind,
     };
-    let mut file = spooled.file;
-    file.rewind().await.map_err(|e| {
-        tracing::error!("rewinding an upload's temporary file: {e}");
-        ApiError::Internal
-    })?;
-    let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
+    if found.kind != AttachmentKind::Image {
+        let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
+        return Ok(stored.view);
+    }
+    // An image is kept as it will be shown and sent: scaled, re-encoded, without metadata.
+    let file = file.into_std().await;
+    let mime = found.mime;
+    let image = tokio::task::spawn_blocking(move || images::reencode(file, mime))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|refusal| match refusal {
+            images::ImageRefusal::TooLarge => ApiError::PayloadTooLarge(refusal.to_string()),
+            images::ImageRefusal::Unreadable => ApiError::BadRequest(refusal.to_string()),
+        })?;
+    let sha256 = hex_sha256(&image.bytes);
+    new.sha256 = &sha256;
+    new.size = u64::try_from(image.bytes.len()).unwrap_or(u64::MAX);
+    new.mime = image.mime;
+    let stored =
+        db::attachments::store_attachment(&state.db, owner, &new, &mut image.bytes.as_slice())
+            .await?;
     Ok(stored.view)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An upload written to disk: its size, digest, first bytes and whether it was all text.
@@ -187,11 +218,7 @@ async fn spool(
         })?;
     }
     file.flush().await.map_err(|_| ApiError::Internal)?;
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = hex(&hasher.finalize());
     Ok(Some(Spooled {
         file,
         size,

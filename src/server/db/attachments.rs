@@ -3,7 +3,7 @@
 //! once nothing uses them.
 
 use sqlx::{Sqlite, Transaction};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use uuid::Uuid;
 
 use super::ids::TextUuid;
@@ -62,13 +62,13 @@ pub async fn uploaded_since(db: &Db, owner: &Owner, since_ms: i64) -> Result<u64
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
 
-/// Stores an upload whose bytes are `file` (read from its start): the blob once per owner and
-/// content, a chunk at a time, and the upload's row, in one transaction.
+/// Stores an upload whose bytes `file` reads: the blob once per owner and content, a chunk at a
+/// time, and the upload's row, in one transaction.
 pub async fn store_attachment(
     db: &Db,
     owner: &Owner,
     new: &NewAttachment<'_>,
-    file: &mut tokio::fs::File,
+    file: &mut (impl AsyncRead + Unpin),
 ) -> Result<StoredAttachment, DbError> {
     let now = now_ms();
     let mut tx = begin_write(db).await?;
@@ -116,7 +116,7 @@ async fn write_chunks(
     tx: &mut Transaction<'static, Sqlite>,
     owner: &Owner,
     sha256: &str,
-    file: &mut tokio::fs::File,
+    file: &mut (impl AsyncRead + Unpin),
 ) -> Result<(), DbError> {
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut seq: i64 = 0;
