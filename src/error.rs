@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Storing this would take the person past their storage quota.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Larger than its limit (a file, a message's files); the text says the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("something went wrong on the server; the details are in its log")]
     Internal,
     /// Only made in the browser: the request or its response did not get through. The detail
@@ -48,6 +51,7 @@ impl ApiError {
             Self::Conflict(_) => 409,
             Self::Unavailable(_) => 503,
             Self::InsufficientStorage(_) => 507,
+            Self::PayloadTooLarge(_) => 413,
             Self::Internal => 500,
             Self::Network(_) => 502,
         }

@@ -257,6 +257,9 @@ pub struct MessageView {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<Uuid>,
     pub outcome: Outcome,
+    /// A question's files, in the order attached (filled where a page is sent messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<attachments::AttachmentView>,
 }
 
 /// A message to send, as the browser asks for it (`send_message`). The browser mints `turn_id`:
@@ -277,6 +280,9 @@ pub struct SendRequest {
     /// An edit or a regeneration: the turn this one replaces on the branch (kept as a sibling).
     #[serde(default)]
     pub alternative_to: Option<Uuid>,
+    /// Files uploaded before the send (`ATTACHMENTS_PATH`), in the order shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Uuid>,
 }
 
 /// One event of a turn, numbered from 1 within one run of the turn, so that a reader can
@@ -546,6 +552,8 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+/// Attachments: an upload's answer, what a question carries.
+pub mod attachments;
 /// Search results: where the words were found, the matched words as text ranges.
 pub mod search;
 /// Share links: a person's links and what a shared page shows.

@@ -4,6 +4,8 @@
 pub mod accounts;
 /// The site's build output, precompressed and cached; compression of other answers.
 pub mod assets;
+/// Attached files: upload, download, what they add to a prompt.
+pub mod attachments;
 /// Request bodies read whole, bounded in time, size and memory all together.
 pub mod bodies;
 /// Which models exist and which provider serves each.

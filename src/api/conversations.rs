@@ -75,6 +75,8 @@ pub(crate) async fn as_shown(
             }
         }
     }
+    // Questions show the files they carried.
+    crate::server::attachments::show(&state.db, &principal.owner, &mut view.messages).await?;
     // Admins see what failed in full; everyone sees the message in words.
     if principal.is_admin {
         let shown: Vec<Uuid> = view.messages.iter().map(|m| m.id).collect();

@@ -15,6 +15,8 @@ pub async fn send_message(
     #[server(flatten)] request: SendRequest,
 ) -> Result<ByteStream<ApiError>, ApiError> {
     let (state, owner) = AppState::from_context()?;
+    let (turn_id, files) = (request.turn_id, &request.attachments);
+    crate::server::attachments::link_to_turn(&state, &owner, turn_id, files).await?;
     Ok(lines(state.turns.send(&owner, request).await?))
 }
 

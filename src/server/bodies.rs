@@ -108,10 +108,17 @@ pub struct SizeLimits {
     pub request: usize,
 }
 
-/// An import's upload: a signed-in person's POST to the import path.
-fn is_import(request: &Request) -> bool {
+/// The paths whose handlers read their bodies as they arrive, within limits of their own: an
+/// import's file and an attachment.
+fn is_streamed_upload(path: &str) -> bool {
+    path == crate::model::transfer::IMPORT_PATH
+        || path == crate::model::attachments::ATTACHMENTS_PATH
+}
+
+/// An upload written to disk as it arrives: a signed-in person's POST to an upload path.
+fn is_upload(request: &Request) -> bool {
     request.method() == Method::POST
-        && request.uri().path() == crate::model::transfer::IMPORT_PATH
+        && is_streamed_upload(request.uri().path())
         && request.extensions().get::<Principal>().is_some()
 }
 
@@ -124,7 +131,7 @@ pub async fn limit_size(
 ) -> Response<Body> {
     // Who is asking is not known yet: the import path is bounded by its handler (which says
     // the limit in words), and `read_whole` holds anyone not signed in to their small bodies.
-    if request.uri().path() == crate::model::transfer::IMPORT_PATH {
+    if is_streamed_upload(request.uri().path()) {
         return next.run(request).await;
     }
     let limit = limits.request;
@@ -159,7 +166,7 @@ pub async fn read_whole(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) || declared == Some(0);
-    if bodiless || is_import(&request) {
+    if bodiless || is_upload(&request) {
         return next.run(request).await;
     }
     let principal = request.extensions().get::<Principal>();

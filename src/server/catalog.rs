@@ -109,6 +109,10 @@ pub struct ModelLimits {
     /// Asks the model to think first, in at most this many tokens, and to stream its thinking
     /// (`ChatRequest::thinking_budget`); `None` asks nothing.
     pub thinking_tokens: Option<u32>,
+    /// The model reads images (hosted models unless their price entry says `images = false`;
+    /// never the local or development model). An image sent to one that cannot is refused
+    /// before any request.
+    pub sees_images: bool,
 }
 
 /// A model id resolved for one turn.
@@ -223,6 +227,7 @@ impl ModelCatalog {
                 context_tokens,
                 max_output_tokens,
                 thinking_tokens: entry.and_then(|e| e.thinking_tokens).filter(|t| *t > 0),
+                sees_images: entry.and_then(|e| e.images).unwrap_or(true),
             }
         };
         let mut entries = Vec::new();
@@ -266,6 +271,7 @@ impl ModelCatalog {
                             .as_ref()
                             .map_or(config.turns.max_output_tokens, |l| l.max_output_tokens),
                         thinking_tokens: None,
+                        sees_images: false,
                     },
                     provider,
                 };
@@ -286,7 +292,10 @@ impl ModelCatalog {
                 note: Some("canned replies, for development".to_owned()),
                 group: "dev".to_owned(),
                 provider: Arc::new(DevProvider::new(config.dev_word_delay)),
-                limits: limits_for(DEV_MODEL, None),
+                limits: ModelLimits {
+                    sees_images: false,
+                    ..limits_for(DEV_MODEL, None)
+                },
             });
         }
         let default_model = config

@@ -242,6 +242,12 @@ pub struct LimitSettings {
     pub storage_quota_bytes: Option<u64>,
     /// Bytes an import's upload may be ([`settings::MAX_IMPORT_MB`]).
     pub max_import_bytes: u64,
+    /// Bytes one attached file may be ([`settings::MAX_ATTACHMENT_MB`]).
+    pub max_attachment_bytes: u64,
+    /// Bytes of files one message may carry ([`settings::MAX_MESSAGE_ATTACHMENTS_MB`]).
+    pub max_message_attachment_bytes: u64,
+    /// Bytes of files one person may upload in 24 hours ([`settings::ATTACHMENTS_MB_PER_DAY`]).
+    pub attachment_bytes_per_day: u64,
 }
 
 // The table's bounds keep each default within its field's type, so these casts lose nothing.
@@ -256,6 +262,9 @@ impl Default for LimitSettings {
             writes_per_minute: settings::WRITES_PER_MINUTE.kind.default as u32,
             storage_quota_bytes: quota_bytes(settings::STORAGE_QUOTA_MB.kind.default),
             max_import_bytes: settings::MAX_IMPORT_MB.kind.default << 20,
+            max_attachment_bytes: settings::MAX_ATTACHMENT_MB.kind.default << 20,
+            max_message_attachment_bytes: settings::MAX_MESSAGE_ATTACHMENTS_MB.kind.default << 20,
+            attachment_bytes_per_day: settings::ATTACHMENTS_MB_PER_DAY.kind.default << 20,
         }
     }
 }
@@ -272,6 +281,15 @@ impl LimitSettings {
             storage_quota_bytes: quota_bytes(env.whole(&settings::STORAGE_QUOTA_MB)?),
             max_import_bytes: env
                 .whole::<u64>(&settings::MAX_IMPORT_MB)?
+                .saturating_mul(1 << 20),
+            max_attachment_bytes: env
+                .whole::<u64>(&settings::MAX_ATTACHMENT_MB)?
+                .saturating_mul(1 << 20),
+            max_message_attachment_bytes: env
+                .whole::<u64>(&settings::MAX_MESSAGE_ATTACHMENTS_MB)?
+                .saturating_mul(1 << 20),
+            attachment_bytes_per_day: env
+                .whole::<u64>(&settings::ATTACHMENTS_MB_PER_DAY)?
                 .saturating_mul(1 << 20),
         })
     }

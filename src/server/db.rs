@@ -17,7 +17,8 @@
 //! - `search`: titles and messages through the FTS5 indexes the triggers keep in step;
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `titles`: titles from the first exchange, never over a person's;
-//! - `transfer`: a conversation read whole for an export, an import stored in one transaction.
+//! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
+//! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them.
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -35,6 +36,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::error::ApiError;
 
 pub mod accounts;
+pub mod attachments;
 pub mod branches;
 mod conversations;
 mod ids;

@@ -6,6 +6,8 @@ use super::db::{self, Db};
 use super::sessions;
 
 const EVERY: Duration = Duration::from_secs(3600);
+/// How long an uploaded file that no message carries is kept.
+const UNSENT_FILES_KEPT_MS: i64 = 24 * 3600 * 1000;
 
 /// Deletes expired sessions (the store only ignores them).
 pub async fn sweep_expired_sessions(store: sessions::Store) {
@@ -19,7 +21,8 @@ pub async fn sweep_expired_sessions(store: sessions::Store) {
     }
 }
 
-/// Empties the text of conversations deleted longer than `after` ago (see `db::purge_deleted`).
+/// Empties the text of conversations deleted longer than `after` ago (see `db::purge_deleted`),
+/// and deletes files uploaded a day ago that no message carries.
 pub async fn purge_deleted_conversations(db: Db, after: Duration) {
     let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
     let mut hourly = tokio::time::interval(EVERY);
@@ -29,6 +32,13 @@ pub async fn purge_deleted_conversations(db: Db, after: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(conversations = n, "purged deleted conversations"),
             Err(e) => tracing::warn!("could not purge deleted conversations: {e}"),
+        }
+        // Files uploaded but never sent are kept a day (a draft waiting to be sent).
+        let day_ago = db::now_ms().saturating_sub(UNSENT_FILES_KEPT_MS);
+        match db::attachments::delete_unsent(&db, day_ago).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "deleted files never sent"),
+            Err(e) => tracing::warn!("could not delete files never sent: {e}"),
         }
     }
 }

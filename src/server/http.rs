@@ -16,8 +16,8 @@ use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
 use super::{
-    assets, bodies, connections, housekeeping, identity, ops, sessions, shares, transfer, usage,
-    AppState,
+    assets, attachments, bodies, connections, housekeeping, identity, ops, sessions, shares,
+    transfer, usage, AppState,
 };
 use crate::app::{shell, App};
 use crate::error::ApiError;
@@ -64,6 +64,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .route("/usage.csv", axum::routing::get(usage::export_csv))
         .with_state(state.clone());
     let transfer_routes = transfer::routes(state.clone());
+    let attachment_routes = attachments::routes(state.clone());
     let asset_routes = assets::routes(&leptos_options);
     let ops_routes = ops::routes(state.clone());
     let share_routes = shares::routes(state.clone(), &leptos_options);
@@ -78,6 +79,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .with_state(leptos_options)
         .merge(usage_routes)
         .merge(transfer_routes)
+        .merge(attachment_routes)
         .merge(asset_routes)
         .merge(ops_routes)
         .merge(share_routes)

@@ -171,6 +171,7 @@ mod tests {
             model: None,
             system_prompt: None,
             alternative_to: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct PriceEntry {
     /// extended thinking, Gemini's thought summaries). Unset: not asked.
     #[serde(default)]
     pub thinking_tokens: Option<u32>,
+    /// Whether the model reads images; unset: a hosted model does.
+    #[serde(default)]
+    pub images: Option<bool>,
 }
 
 impl From<Price> for PriceEntry {
@@ -41,6 +44,7 @@ impl From<Price> for PriceEntry {
             context_tokens: None,
             max_output_tokens: None,
             thinking_tokens: None,
+            images: None,
         }
     }
 }
@@ -216,6 +220,7 @@ mod tests {
                     context_tokens: Some(32_768),
                     max_output_tokens: None,
                     thinking_tokens: None,
+                    images: None,
                 },
             ),
         ]);

@@ -1,12 +1,15 @@
 //! The chat: the page, its message list, the composer, and the client-side turn state.
 
 mod announcer;
+mod attach;
+mod attachments;
 mod browser;
 mod composer;
 mod connection;
 mod cursor;
 mod drawer;
 mod empty;
+mod files;
 mod follow;
 mod header;
 mod message;

@@ -146,6 +146,7 @@ pub fn test_model(id: &str, provider: Arc<dyn llm::Provider>) -> ModelEntry {
             context_tokens: 8_192,
             max_output_tokens: 512,
             thinking_tokens: None,
+            sees_images: true,
         },
     }
 }

@@ -474,7 +474,7 @@ async fn gemini_generate(
         .as_array()
         .map(|cs| {
             cs.iter()
-                .map(|c| json!({"text": c["parts"][0]["text"].clone()}))
+                .map(|c| json!({"text": text_of(&c["parts"])}))
                 .collect()
         })
         .unwrap_or_default();
@@ -506,10 +506,23 @@ fn word_tokens(text: &str) -> u32 {
 fn prompt_tokens(messages: Option<&Vec<Value>>, field: &str) -> u32 {
     messages.map_or(0, |ms| {
         ms.iter()
-            .filter_map(|m| m[field].as_str())
-            .map(word_tokens)
+            .map(|m| word_tokens(&text_of(&m[field])))
             .fold(0, u32::saturating_add)
     })
+}
+
+/// A message's text: a string, or the text parts of a list (images beside text are parts too:
+/// OpenAI's `image_url`, Anthropic's `image` blocks, Gemini's `inline_data`).
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
 }
 
 /// Records the call, then answers with the configured redirect, failure, replay or `events`.

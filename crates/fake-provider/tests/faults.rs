@@ -60,10 +60,7 @@ fn request() -> ChatRequest {
     ChatRequest {
         model: "fake-model".into(),
         system: None,
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: "hello".into(),
-        }],
+        messages: vec![ChatMessage::text(Role::User, "hello")],
         max_output_tokens: None,
         thinking_budget: None,
         requester: None,

@@ -24,10 +24,7 @@ fn request(system: &str, text: &str, max: u32) -> ChatRequest {
     ChatRequest {
         model: "local".into(),
         system: Some(system.into()),
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: text.into(),
-        }],
+        messages: vec![ChatMessage::text(Role::User, text)],
         max_output_tokens: Some(max),
         thinking_budget: None,
         requester: None,
@@ -191,17 +188,16 @@ async fn main() {
                 rss_mb()
             );
         }
-        conversation.messages.push(ChatMessage {
-            role: Role::Assistant,
-            content: t.text,
-        });
-        conversation.messages.push(ChatMessage {
-            role: Role::User,
-            content: format!(
+        conversation
+            .messages
+            .push(ChatMessage::text(Role::Assistant, t.text));
+        conversation.messages.push(ChatMessage::text(
+            Role::User,
+            format!(
                 "Thanks. Question {}: name one more fact about the number {turn}.",
                 turn + 1
             ),
-        });
+        ));
     }
     drop(session);
 

@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::error::{shown_message, StreamFault};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, StreamLimits,
-    Usage,
+    ChatMessage, ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role,
+    StreamLimits, Usage,
 };
 
 /// The API version this decoder follows (sent as `anthropic-version`).
@@ -66,6 +66,24 @@ impl Provider for Anthropic {
 
 /// The request body, and the whitespace cut from the end of a prefill (the API rejects a final
 /// assistant message that ends in whitespace).
+/// A message's content: its text, or with images, blocks (each image, then the text, as
+/// Anthropic advises).
+fn content(message: &ChatMessage) -> serde_json::Value {
+    if message.images.is_empty() {
+        return json!(message.content);
+    }
+    let mut blocks: Vec<_> = message
+        .images
+        .iter()
+        .map(|image| {
+            json!({"type": "image", "source": {
+                "type": "base64", "media_type": image.mime, "data": &*image.base64}})
+        })
+        .collect();
+    blocks.push(json!({"type": "text", "text": message.content}));
+    serde_json::Value::Array(blocks)
+}
+
 fn request_body(request: &ChatRequest) -> (serde_json::Value, String) {
     let (history, partial) = request.split_partial();
     let mut messages: Vec<_> = history
@@ -75,7 +93,7 @@ fn request_body(request: &ChatRequest) -> (serde_json::Value, String) {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            json!({"role": role, "content": m.content})
+            json!({"role": role, "content": content(m)})
         })
         .collect();
     let mut trimmed = String::new();
@@ -421,14 +439,8 @@ mod tests {
             model: "claude-x".into(),
             system: Some("Be brief.".into()),
             messages: vec![
-                ChatMessage {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
-                ChatMessage {
-                    role: Role::Assistant,
-                    content: "hello".into(),
-                },
+                ChatMessage::text(Role::User, "hi"),
+                ChatMessage::text(Role::Assistant, "hello"),
             ],
             max_output_tokens: None,
             thinking_budget: None,

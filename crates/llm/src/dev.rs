@@ -84,10 +84,7 @@ mod tests {
         let request = ChatRequest {
             model: "echo".into(),
             system: None,
-            messages: vec![ChatMessage {
-                role: Role::User,
-                content: "hello there".into(),
-            }],
+            messages: vec![ChatMessage::text(Role::User, "hello there")],
             max_output_tokens: None,
             thinking_budget: None,
             requester: None,

@@ -65,7 +65,16 @@ fn request_body(request: &ChatRequest) -> serde_json::Value {
                 Role::User => "user",
                 Role::Assistant => "model",
             };
-            turn(role, &m.content)
+            // Images go before the text, each as inline data.
+            let mut parts: Vec<_> = m
+                .images
+                .iter()
+                .map(|image| {
+                    json!({"inline_data": {"mime_type": image.mime, "data": &*image.base64}})
+                })
+                .collect();
+            parts.push(json!({"text": m.content}));
+            json!({"role": role, "parts": parts})
         })
         .collect();
     // No portable prefill: show the partial reply and ask for the rest.
@@ -312,14 +321,8 @@ mod tests {
             model: "gemini-2.5-flash".into(),
             system: Some("Be brief.".into()),
             messages: vec![
-                ChatMessage {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
-                ChatMessage {
-                    role: Role::Assistant,
-                    content: "hello".into(),
-                },
+                ChatMessage::text(Role::User, "hi"),
+                ChatMessage::text(Role::Assistant, "hello"),
             ],
             max_output_tokens: Some(64),
             thinking_budget: None,
@@ -339,14 +342,8 @@ mod tests {
             model: "gemini-2.5-flash".into(),
             system: None,
             messages: vec![
-                ChatMessage {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
-                ChatMessage {
-                    role: Role::Assistant,
-                    content: "Hello, wor".into(),
-                },
+                ChatMessage::text(Role::User, "hi"),
+                ChatMessage::text(Role::Assistant, "Hello, wor"),
             ],
             max_output_tokens: None,
             thinking_budget: None,

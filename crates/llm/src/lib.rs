@@ -40,7 +40,7 @@ pub use limits::StreamLimits;
 pub use openai_compat::{ListedModel, MaxTokensField};
 #[cfg(feature = "client")]
 pub use provider::{
-    ChatMessage, ChatRequest, EventStream, FinishReason, Provider, ProviderEvent, Role,
+    ChatMessage, ChatRequest, EventStream, FinishReason, Image, Provider, ProviderEvent, Role,
     CONTINUE_INSTRUCTION,
 };
 #[cfg(feature = "client")]

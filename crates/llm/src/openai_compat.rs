@@ -11,8 +11,8 @@ use crate::error::{excerpt, shown_message, Oversized, StreamFault};
 use crate::http::{read_bounded, send, BodyEnd};
 use crate::sse::{body_ended, parse_event, stream_sse, Decoded, SseDecoder};
 use crate::{
-    ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role, StreamLimits,
-    Usage, CONTINUE_INSTRUCTION,
+    ChatMessage, ChatRequest, EventStream, FinishReason, LlmError, Provider, ProviderEvent, Role,
+    StreamLimits, Usage, CONTINUE_INSTRUCTION,
 };
 
 /// The largest model list read (OpenRouter's, with descriptions, is several hundred KiB).
@@ -151,6 +151,20 @@ impl Provider for OpenAiCompatible {
     }
 }
 
+/// A message's content: its text, or with images, parts (the text, then each image as a data
+/// URL).
+fn content(message: &ChatMessage) -> Value {
+    if message.images.is_empty() {
+        return json!(message.content);
+    }
+    let mut parts = vec![json!({"type": "text", "text": message.content})];
+    parts.extend(message.images.iter().map(|image| {
+        let url = format!("data:{};base64,{}", image.mime, image.base64);
+        json!({"type": "image_url", "image_url": {"url": url}})
+    }));
+    Value::Array(parts)
+}
+
 fn request_body(request: &ChatRequest, max_tokens_field: MaxTokensField) -> Value {
     let role = |role: Role| match role {
         Role::User => "user",
@@ -166,7 +180,7 @@ fn request_body(request: &ChatRequest, max_tokens_field: MaxTokensField) -> Valu
     messages.extend(
         history
             .iter()
-            .map(|m| json!({"role": role(m.role), "content": m.content})),
+            .map(|m| json!({"role": role(m.role), "content": content(m)})),
     );
     // No portable prefill: show the partial reply and ask for the rest.
     if let Some(partial) = partial {
@@ -486,17 +500,11 @@ mod tests {
     }
 
     fn user(text: &str) -> ChatMessage {
-        ChatMessage {
-            role: Role::User,
-            content: text.into(),
-        }
+        ChatMessage::text(Role::User, text)
     }
 
     fn assistant(text: &str) -> ChatMessage {
-        ChatMessage {
-            role: Role::Assistant,
-            content: text.into(),
-        }
+        ChatMessage::text(Role::Assistant, text)
     }
 
     fn chat(messages: Vec<ChatMessage>, max_output_tokens: Option<u32>) -> ChatRequest {

@@ -14,6 +14,30 @@ pub enum Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// Images that go with the text (a question's attachments), in order. Each provider sends
+    /// them in its own format; a provider whose models cannot see ignores them (the caller
+    /// refuses to send images to such a model before asking).
+    pub images: Vec<Image>,
+}
+
+impl ChatMessage {
+    /// A message of text alone.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            images: Vec::new(),
+        }
+    }
+}
+
+/// An image as providers take it: its type and its bytes in base64 (shared, since a prompt
+/// is cloned for each retry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub mime: String,
+    pub base64: std::sync::Arc<str>,
 }
 
 /// One provider call: the whole conversation so far, rebuilt from storage by the caller.
@@ -120,10 +144,7 @@ impl ChatRequest {
             system: None,
             messages: messages
                 .iter()
-                .map(|(role, content)| ChatMessage {
-                    role: *role,
-                    content: (*content).into(),
-                })
+                .map(|(role, content)| ChatMessage::text(*role, *content))
                 .collect(),
             max_output_tokens: None,
             thinking_budget: None,

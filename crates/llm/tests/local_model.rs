@@ -130,10 +130,7 @@ fn run_with(session: &mut Session<'_>, request: &ChatRequest, sampling: &Samplin
 }
 
 fn say(role: Role, content: impl Into<String>) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.into(),
-    }
+    ChatMessage::text(role, content)
 }
 
 fn ids(tokens: &[LlamaToken]) -> Vec<i32> {

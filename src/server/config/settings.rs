@@ -138,6 +138,15 @@ settings! {
     /// Megabytes an import's upload may be.
     MAX_IMPORT_MB: Whole = "RILL_MAX_IMPORT_MB",
         Whole { default: 512, least: 1, most: u64::MAX >> 20 };
+    /// Megabytes one attached file may be.
+    MAX_ATTACHMENT_MB: Whole = "RILL_MAX_ATTACHMENT_MB",
+        Whole { default: 20, least: 1, most: u64::MAX >> 20 };
+    /// Megabytes of attached files one message may carry.
+    MAX_MESSAGE_ATTACHMENTS_MB: Whole = "RILL_MAX_MESSAGE_ATTACHMENTS_MB",
+        Whole { default: 50, least: 1, most: u64::MAX >> 20 };
+    /// Megabytes of files one person may upload in a day.
+    ATTACHMENTS_MB_PER_DAY: Whole = "RILL_ATTACHMENTS_MB_PER_DAY",
+        Whole { default: 500, least: 1, most: u64::MAX >> 20 };
 
     // Connections.
     /// Open connections in all (default: from the open-files limit).

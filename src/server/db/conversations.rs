@@ -340,6 +340,8 @@ pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
     .bind(before_ms)
     .execute(&mut *tx)
     .await?;
+    // Files its questions carried, and their bytes once nobody else's question holds them.
+    super::attachments::purge_in(&mut tx, doomed, before_ms).await?;
     let purged = sqlx::query(
         "UPDATE conversations SET title = '', system_prompt = '', purged_at = ?2
          WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL",

@@ -100,6 +100,7 @@ impl From<MessageRow> for MessageView {
             system_prompt_revision: r.system_prompt_revision.and_then(|n| u32::try_from(n).ok()),
             parent_turn_id: r.parent_turn_id.map(|t| t.0),
             alternatives: Vec::new(),
+            attachments: Vec::new(),
             outcome: Outcome {
                 status: r.status,
                 error: r.error,

@@ -165,6 +165,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         parent_turn_id: parent,
         alternatives: Vec::new(),
         outcome: Outcome::complete(),
+        attachments: Vec::new(),
     };
     let reply = MessageView {
         id: Uuid::new_v4(),
@@ -179,6 +180,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
         parent_turn_id: None,
         alternatives: Vec::new(),
         outcome: Outcome::streaming(),
+        attachments: Vec::new(),
     };
     for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
         let inserted = sqlx::query(

@@ -76,6 +76,11 @@ pub enum RunError {
     #[error("the server could not read this conversation")]
     HistoryUnreadable,
     #[error(
+        "{model} cannot see images; pick a model that can (the picker marks them), or send the \
+         message without its images"
+    )]
+    CannotSee { model: String },
+    #[error(
         "This message is too long for {model}: it is about {tokens} tokens, and the model reads \
          at most {fits} (its context window of {window} tokens, less the system prompt and room \
          for the reply). Shorten it, or pick a model with a larger window."

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::prompt::{is_sendable, History, Measure};
+use super::prompt::{image_tokens, is_sendable, History, Measure};
 use crate::server::db::{self, Db, DbError, TurnRecord};
 
 /// The first page's turns; each next page is twice as many, up to [`MAX_PAGE_TURNS`], so a
@@ -26,8 +26,9 @@ pub async fn read(
     let mut next: Option<Uuid> = Some(record.reply.turn_id);
     let mut page_turns = FIRST_PAGE_TURNS;
     let mut unread = 0;
+    let mut images = std::collections::HashMap::new();
     while let Some(from_turn) = next {
-        let page = db::history_page(
+        let mut page = db::history_page(
             db,
             &record.owner,
             record.conversation_id,
@@ -36,11 +37,20 @@ pub async fn read(
             page_turns,
         )
         .await?;
+        // A question's text files are part of its text from here on (measured, sent, billed);
+        // its images go beside it.
+        let found =
+            crate::server::attachments::prompt::add_files(db, &record.owner, &mut page.messages)
+                .await?;
         for message in &page.messages {
             if is_sendable(message) {
-                measured = measured.saturating_add(measure.message(&message.content));
+                let pictures = found.get(&message.id).map_or(0, Vec::len);
+                measured = measured
+                    .saturating_add(measure.message(&message.content))
+                    .saturating_add(image_tokens(pictures));
             }
         }
+        images.extend(found);
         newest_first.extend(page.messages);
         next = page.older;
         if measured > window {
@@ -53,5 +63,6 @@ pub async fn read(
     Ok(History {
         messages: newest_first,
         unread,
+        images,
     })
 }

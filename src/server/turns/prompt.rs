@@ -37,6 +37,12 @@ impl Prompt {
                     .unwrap_or(u32::MAX)
                     .saturating_add(MESSAGE_OVERHEAD)
             })
+            .chain(
+                request
+                    .messages
+                    .iter()
+                    .map(|m| image_tokens(m.images.len())),
+            )
             .fold(0, u32::saturating_add);
         llm::Usage {
             input_tokens: input,
@@ -51,6 +57,18 @@ impl Prompt {
 
 /// Framing tokens each message costs on top of its text (role markers and separators).
 const MESSAGE_OVERHEAD: u32 = 4;
+
+/// The most tokens one image (long side at most 2,048 px) can cost with any provider: Gemini
+/// tiles it into at most 9 tiles of 258 tokens (2,322), Anthropic about 1,600, OpenAI's high
+/// detail 765. Counted for fitting and for the budget's worst case alike.
+pub const IMAGE_TOKENS: u32 = 2_400;
+
+/// Tokens `count` images may cost.
+pub fn image_tokens(count: usize) -> u32 {
+    u32::try_from(count)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(IMAGE_TOKENS)
+}
 
 /// A deliberately high token count for `text`, so that a prompt judged to fit does fit: one token
 /// per three bytes (English runs about four characters a token; CJK about one a character, i.e.
@@ -72,6 +90,12 @@ impl Measure<'_> {
             .unwrap_or_else(|| token_bound(text))
     }
 
+    /// A message as sent: its text and its images.
+    fn chat_message(&self, message: &ChatMessage) -> u32 {
+        self.message(&message.content)
+            .saturating_add(image_tokens(message.images.len()))
+    }
+
     /// Everything but the messages: the system prompt and the provider's framing.
     fn framing(&self, system: Option<&str>) -> u32 {
         self.0
@@ -87,6 +111,8 @@ pub struct History {
     pub messages: Vec<MessageView>,
     /// Messages before the oldest read that a prompt could have sent: left out unread.
     pub unread: u32,
+    /// The images questions carry, by message id (`attachments::prompt::add_files`).
+    pub images: std::collections::HashMap<uuid::Uuid, Vec<llm::Image>>,
 }
 
 /// Whether a stored message is worth sending back: every question, and a reply with text that
@@ -107,11 +133,16 @@ pub fn build(
 ) -> Result<Prompt, RunError> {
     let model = record.model();
     let system = Some(record.system_prompt.clone()).filter(|s| !s.trim().is_empty());
-    let mut candidates: Vec<ChatMessage> = history
-        .messages
+    let History {
+        messages,
+        unread,
+        mut images,
+    } = history;
+    let mut candidates: Vec<ChatMessage> = messages
         .into_iter()
         .filter(is_sendable)
         .map(|m| ChatMessage {
+            images: images.remove(&m.id).unwrap_or_default(),
             role: match m.role {
                 Role::User => llm::Role::User,
                 Role::Assistant => llm::Role::Assistant,
@@ -119,13 +150,14 @@ pub fn build(
             content: m.content,
         })
         .collect();
+    see_or_refuse(&mut candidates, model, limits.sees_images)?;
     // The text being continued is the last message: the model goes on from it.
     let continuing = !record.reply.content.is_empty();
     if continuing {
-        candidates.push(ChatMessage {
-            role: llm::Role::Assistant,
-            content: record.reply.content.clone(),
-        });
+        candidates.push(ChatMessage::text(
+            llm::Role::Assistant,
+            record.reply.content.clone(),
+        ));
     }
     // The newest question (and the continued text) are always sent.
     let required = candidates
@@ -144,7 +176,7 @@ pub fn build(
         .saturating_sub(measure.framing(system.as_deref()));
     let required_tokens: u32 = candidates[required..]
         .iter()
-        .map(|m| measure.message(&m.content))
+        .map(|m| measure.chat_message(m))
         .fold(0, u32::saturating_add);
     if required_tokens > budget {
         return Err(RunError::TooLong {
@@ -157,7 +189,7 @@ pub fn build(
     let mut used = required_tokens;
     let mut first_kept = required;
     while first_kept > 0 {
-        let cost = measure.message(&candidates[first_kept - 1].content);
+        let cost = measure.chat_message(&candidates[first_kept - 1]);
         if used.saturating_add(cost) > budget {
             break;
         }
@@ -170,7 +202,7 @@ pub fn build(
     }
     let left_out = u32::try_from(first_kept)
         .unwrap_or(u32::MAX)
-        .saturating_add(history.unread);
+        .saturating_add(unread);
     let messages = join_same_roles(candidates.split_off(first_kept));
     Ok(Prompt {
         request: ChatRequest {
@@ -185,6 +217,36 @@ pub fn build(
     })
 }
 
+/// For a model that cannot see: the newest question's images are refused (before any request,
+/// in words); an earlier question's are left out with a note, so that switching to such a model
+/// mid-conversation goes on.
+fn see_or_refuse(
+    candidates: &mut [ChatMessage],
+    model: &str,
+    sees_images: bool,
+) -> Result<(), RunError> {
+    if sees_images {
+        return Ok(());
+    }
+    let newest_question = candidates.iter().rposition(|m| m.role == llm::Role::User);
+    for (at, message) in candidates.iter_mut().enumerate() {
+        if message.images.is_empty() {
+            continue;
+        }
+        if Some(at) == newest_question {
+            return Err(RunError::CannotSee {
+                model: model.to_owned(),
+            });
+        }
+        let count = message.images.len();
+        message.images.clear();
+        message.content.push_str(&format!(
+            "\n\n[{count} image(s) attached here are not shown: this model cannot see images]"
+        ));
+    }
+    Ok(())
+}
+
 /// Joins neighbours of the same role (a question whose reply failed, then the next question).
 fn join_same_roles(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
     let mut joined: Vec<ChatMessage> = Vec::with_capacity(messages.len());
@@ -193,6 +255,7 @@ fn join_same_roles(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
             Some(last) if last.role == message.role => {
                 last.content.push_str("\n\n");
                 last.content.push_str(&message.content);
+                last.images.extend(message.images);
             }
             _ => joined.push(message),
         }
@@ -221,6 +284,7 @@ mod tests {
             system_prompt_revision: None,
             parent_turn_id: None,
             alternatives: Vec::new(),
+            attachments: Vec::new(),
             outcome: Outcome {
                 status,
                 ..Outcome::complete()
@@ -254,7 +318,7 @@ mod tests {
     fn read(messages: Vec<MessageView>) -> History {
         History {
             messages,
-            unread: 0,
+            ..History::default()
         }
     }
 
@@ -262,6 +326,7 @@ mod tests {
         context_tokens: 100_000,
         max_output_tokens: 1_000,
         thinking_tokens: None,
+        sees_images: true,
     };
 
     fn texts(prompt: &Prompt) -> Vec<(llm::Role, &str)> {
@@ -311,6 +376,7 @@ mod tests {
             context_tokens: 6_000,
             max_output_tokens: 1_000,
             thinking_tokens: None,
+            sees_images: true,
         };
         let prompt = build(
             &record("Stay kind.", ""),
@@ -340,6 +406,7 @@ mod tests {
             History {
                 messages: history_tail.clone(),
                 unread: 11,
+                ..History::default()
             },
             "m",
             limits,
@@ -385,6 +452,7 @@ mod tests {
             context_tokens: 2_600,
             max_output_tokens: 500,
             thinking_tokens: None,
+            sees_images: true,
         };
         let estimated = build(
             &record("", ""),
@@ -457,6 +525,7 @@ mod tests {
             context_tokens: 4_096,
             max_output_tokens: 512,
             thinking_tokens: None,
+            sees_images: true,
         };
         let mut record = record("", "");
         record.reply.model = Some("local/small".into());
@@ -479,6 +548,7 @@ mod tests {
             context_tokens: 2_000,
             max_output_tokens: 8_192,
             thinking_tokens: None,
+            sees_images: true,
         };
         let prompt = build(
             &record("", ""),

@@ -107,14 +107,14 @@ async fn ask(
     let request = ChatRequest {
         model: model.model.clone(),
         system: Some(TITLE_INSTRUCTION.to_owned()),
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: format!(
+        messages: vec![ChatMessage::text(
+            Role::User,
+            format!(
                 "Question:\n{}\n\nAnswer:\n{}",
                 excerpt(&first.question),
                 excerpt(&first.reply)
             ),
-        }],
+        )],
         max_output_tokens: Some(TITLE_TOKENS.min(model.limits.max_output_tokens)),
         thinking_budget: None,
         requester: Some(record.owner.0.clone()),

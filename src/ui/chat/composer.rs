@@ -1,6 +1,7 @@
 use leptos::ev::KeyboardEvent;
 use leptos::prelude::*;
 
+use super::files::PendingFile;
 use super::on_demand;
 use super::remembered;
 use super::state::ChatState;
@@ -19,7 +20,9 @@ pub fn Composer(state: ChatState) -> impl IntoView {
     let draft = state.draft;
     let length = Memo::new(move |_| draft.with(|d| d.trim().chars().count()));
     let too_long = move || length.get() > MAX_MESSAGE_CHARS;
-    let can_send = move || !state.is_streaming() && length.get() > 0 && !too_long();
+    // Send waits for every upload to end (a refused file is left out).
+    let uploading = move || state.files.with(|f| f.iter().any(PendingFile::is_sending));
+    let can_send = move || !state.is_streaming() && length.get() > 0 && !too_long() && !uploading();
     let submit = move || {
         if can_send() {
             state.send(draft.get_untracked());
@@ -46,10 +49,58 @@ pub fn Composer(state: ChatState) -> impl IntoView {
         remembered::save_draft(state.conversation_id.get_untracked(), &text);
         draft.set(text);
     };
+    // Files come by the button, a drop onto the composer, or a paste (a screenshot).
+    let picker = NodeRef::<leptos::html::Input>::new();
+    let on_paste = move |ev: web_sys::ClipboardEvent| {
+        let files = files_of(transferred(&ev, "clipboardData"));
+        if !files.is_empty() {
+            ev.prevent_default();
+            on_demand::attach_files(state, files);
+        }
+    };
+    let on_drop = move |ev: web_sys::DragEvent| {
+        let files = files_of(transferred(&ev, "dataTransfer"));
+        // Dropped text goes where the browser puts it; dropped files are attached, not opened.
+        if !files.is_empty() {
+            ev.prevent_default();
+            on_demand::attach_files(state, files);
+        }
+    };
     // The page opens ready to type (effects run only in the browser).
     Effect::new(move || state.focus_composer());
     view! {
-        <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+        <form
+            class="composer"
+            on:submit=move |ev| { ev.prevent_default(); submit(); }
+            on:dragover=move |ev: web_sys::DragEvent| ev.prevent_default()
+            on:drop=on_drop
+        >
+            <Show when=move || state.files.with(|f| !f.is_empty())>
+                {on_demand::on_demand(move || on_demand::file_tray(state))}
+            </Show>
+            <input
+                node_ref=picker
+                type="file"
+                multiple
+                hidden
+                on:change:target=move |ev| {
+                    let input = ev.target();
+                    on_demand::attach_files(state, files_of(input.files()));
+                    // The same file can be picked again after it was removed.
+                    input.set_value("");
+                }
+            />
+            <button
+                type="button"
+                class="attach"
+                aria-label="Attach files"
+                title="Attach files (or drop or paste them)"
+                on:click=move |_| {
+                    if let Some(input) = picker.get() {
+                        input.click();
+                    }
+                }
+            >"+"</button>
             <div class="composer-field">
                 <textarea
                     node_ref=state.composer
@@ -68,6 +119,7 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                     prop:value=move || draft.get()
                     on:input:target=move |ev| on_input(ev.target().value())
                     on:keydown=on_keydown
+                    on:paste=on_paste
                 ></textarea>
                 <Show when=move || { length.get() >= SHOW_COUNT_FROM }>
                     <p id="composer-count" class="composer-count" class:over=too_long aria-live="polite">
@@ -93,6 +145,26 @@ pub fn Composer(state: ChatState) -> impl IntoView {
             </Show>
         </form>
     }
+}
+
+/// The files an event carries in its `DataTransfer` (`field`: `clipboardData` of a paste,
+/// `dataTransfer` of a drop).
+fn transferred(event: &web_sys::Event, field: &str) -> Option<web_sys::FileList> {
+    use leptos::wasm_bindgen::JsCast;
+    use web_sys::js_sys::Reflect;
+    let transfer = Reflect::get(event, &field.into()).ok()?;
+    Reflect::get(&transfer, &"files".into())
+        .ok()?
+        .dyn_into::<web_sys::FileList>()
+        .ok()
+}
+
+/// The files of a picker, a drop or a paste.
+fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
 }
 
 fn count_text(length: usize) -> String {

@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use super::attachments::MessageFiles;
 use super::on_demand::{on_demand, preload_thinking, thinking_text};
 use super::reply_text::ReplyText;
 use super::state::{ChatEntry, ChatState};
@@ -93,6 +94,7 @@ fn UserText(entry: ChatEntry, state: ChatState) -> impl IntoView {
                 <div class="content" class:collapsed=move || long() && !expanded.try_get().unwrap_or(false)>
                     {move || entry.content.try_get().unwrap_or_default()}
                 </div>
+                <MessageFiles entry />
                 <Show when=long>
                     <button
                         type="button"

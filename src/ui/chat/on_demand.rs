@@ -21,6 +21,7 @@ use std::pin::Pin;
 use leptos::prelude::*;
 use leptos::wasm_split::{wasm_split, SplitLoaderError};
 
+use super::attach::{add_files, FileTray};
 use super::connection::Connection;
 use super::page::MessageItems;
 use super::settings::SettingsPanel;
@@ -114,6 +115,35 @@ pub fn shortcuts_dialog(open: RwSignal<bool>) -> Result<AnyView, NotLoaded> {
 
 pub fn preload_shortcuts() {
     preload(preload_shortcuts_file);
+}
+
+// Attaching files: their uploads and the composer's chips, fetched with the first file picked,
+// dropped or pasted.
+
+#[wasm_split(chat_attach, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn start_uploads(state: ChatState, files: Vec<web_sys::File>) -> Result<(), NotLoaded> {
+    add_files(state, files);
+    Ok(())
+}
+
+/// Uploads `files` to go with the message being written.
+pub fn attach_files(state: ChatState, files: Vec<web_sys::File>) {
+    if files.is_empty() {
+        return;
+    }
+    leptos::task::spawn_local(async move {
+        if start_uploads(state, files).await.is_err() {
+            state.notice.try_set(Some(
+                "Could not attach the files: this part of the page could not be loaded. Check the connection and try again."
+                    .into(),
+            ));
+        }
+    });
+}
+
+#[wasm_split(chat_attach, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn file_tray(state: ChatState) -> Result<AnyView, NotLoaded> {
+    Ok(view! { <FileTray state /> }.into_any())
 }
 
 // A conversation's file: its messages and the connection that streams replies into them, needed

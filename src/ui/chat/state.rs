@@ -10,12 +10,14 @@ use uuid::Uuid;
 use super::browser::{new_turn_id, set_address};
 use super::connection::{Connection, Heard, Listener};
 use super::cursor::Cursor;
+use super::files::PendingFile;
 use super::follow::Follow;
 use super::remembered;
 use super::windows::{self, Dropped, Window, HELD_WINDOWS};
 use crate::api::conversations::{get_conversation, switch_branch};
 use crate::api::turns::stop_turn;
 use crate::error::ApiError;
+use crate::model::attachments::AttachmentView;
 use crate::model::{
     ConversationView, MessageStatus, MessageView, Outcome, PromptRevision, Role, SendRequest,
     Totals, TurnEvent,
@@ -47,6 +49,8 @@ pub struct ChatEntry {
     /// regenerations, itself included; empty when it has none).
     pub parent_turn: StoredValue<Option<Uuid>>,
     pub alternatives: RwSignal<Vec<Uuid>>,
+    /// A question's files.
+    pub attachments: StoredValue<Vec<AttachmentView>>,
 }
 
 impl ChatEntry {
@@ -66,6 +70,7 @@ impl ChatEntry {
             prompt_revision: RwSignal::new(m.system_prompt_revision),
             parent_turn: StoredValue::new(m.parent_turn_id),
             alternatives: RwSignal::new(m.alternatives),
+            attachments: StoredValue::new(m.attachments),
         }
     }
 
@@ -85,6 +90,7 @@ impl ChatEntry {
             prompt_revision: RwSignal::new(None),
             parent_turn: StoredValue::new(None),
             alternatives: RwSignal::new(Vec::new()),
+            attachments: StoredValue::new(Vec::new()),
         }
     }
 
@@ -209,6 +215,8 @@ pub struct ChatState {
     pub composer: NodeRef<Textarea>,
     /// On a narrow screen: the conversation list is shown over the chat.
     pub menu_open: RwSignal<bool>,
+    /// Files attached to the message being written (`files.rs`).
+    pub files: RwSignal<Vec<PendingFile>>,
     /// The page's reactive owner, and a child of it that owns the entries of the conversation on
     /// screen: entries live as long as their conversation is shown, whichever component (a
     /// message's Edit, a stream's callback) made them.
@@ -246,6 +254,7 @@ impl ChatState {
             follow: Follow::new(),
             composer: NodeRef::new(),
             menu_open: RwSignal::new(false),
+            files: RwSignal::new(Vec::new()),
             page: StoredValue::new(Owner::current()),
             shown: StoredValue::new(None),
         }
@@ -563,6 +572,23 @@ impl ChatState {
                 ),
             )
         });
+        // A new question carries the composer's files; an edit or a regeneration keeps those of
+        // the question it replaces.
+        let files = match replaced {
+            Some((_, old)) => old.attachments.get_value(),
+            None => {
+                let files = self
+                    .files
+                    .get_untracked()
+                    .iter()
+                    .filter_map(PendingFile::ready)
+                    .collect();
+                self.files.set(Vec::new());
+                files
+            }
+        };
+        let attachments = files.iter().map(|f| f.id).collect();
+        question.attachments.set_value(files);
         if let Some((replaced, old)) = replaced {
             let mut family = old.alternatives.get_untracked();
             if family.is_empty() {
@@ -589,6 +615,7 @@ impl ChatState {
             model: self.model.get_untracked(),
             system_prompt: self.new_system_prompt.get_untracked(),
             alternative_to,
+            attachments,
         };
         self.connection.connect(self, Cursor::Send(request));
     }

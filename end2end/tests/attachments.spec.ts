@@ -1,0 +1,76 @@
+import { expect, test } from "./fixtures";
+import { composer, configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
+
+// A 24 × 16 PNG.
+const PNG_BASE64 =
+  "iVBORw0KGgoAAAANSUhEUgAAABgAAAAQCAIAAACDRijCAAACn0lEQVR4nA3MkRqFMACA0XEyicdJEo+TSTxOJvHw/5JJPE4m8TiZxONk0nPcex7gCCHoBL1ACQbBJNCCWbAIrGAVbAIv2AWHIApOwSXIglvwCKrgFXwCISSdpJcoySCZJFoySxaJlaySTeIlu+SQRMkpuSRZckseSZW8kk/+I0Wn6BVKMSgmhVbMikVhFatiU3jFrjgUUXEqLkVW3IpHURWv4lP/aKQb6UfUyDAyjeiReWQZsSPryDbiR/aRYySOnCPXSB65R56ROvKOfOM/0nSaXqM0g2bSaM2sWTRWs2o2jdfsmkMTNafm0mTNrXk0VfNqPv2PDJ2hNyjDYJgM2jAbFoM1rIbN4A274TBEw2m4DNlwGx5DNbyGz/wjS2fpLcoyWCaLtsyWxWItq2WzeMtuOSzRclouS7bclsdSLa/ls//I0Tl6h3IMjsmhHbNjcVjH6tgc3rE7Dkd0nI7LkR2343FUx+v43D/ydJ7eozyDZ/Joz+xZPNazejaP9+yewxM9p+fyZM/teTzV83o+/48CXaAPqMAQmAI6MAeWgA2sgS3gA3vgCMTAGbgCOXAHnkANvIEv/KNIF+kjKjJEpoiOzJElYiNrZIv4yB45IjFyRq5IjtyRJ1Ijb+SL/yjRJfqESgyJKaETc2JJ2MSa2BI+sSeOREyciSuRE3fiSdTEm/jSP8p0mT6jMkNmyujMnFkyNrNmtozP7JkjEzNn5srkzJ15MjXzZr78jwpdoS+owlCYCrowF5aCLayFreALe+EoxMJZuAq5cBeeQi28ha/8o0pX6SuqMlSmiq7MlaViK2tlq/jKXjkqsXJWrkqu3JWnUitv5av/qNE1+oZqDI2poRtzY2nYxtrYGr6xN45GbJyNq5Ebd+Np1Mbb+Bo/5nEVX8BSaqMAAAAASUVORK5CYII=";
+
+test("a pasted screenshot and a picked file go with a message, show in it after a reload, open full size and download", async ({ page }) => {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+
+  // A screenshot pasted into the composer, as the clipboard gives it.
+  await composer(page).focus();
+  await page.evaluate((data) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], "screenshot.png", { type: "image/png" }));
+    const paste = new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true });
+    document.querySelector("textarea")!.dispatchEvent(paste);
+  }, PNG_BASE64);
+  // A file picked with the Attach button's picker.
+  await page.locator('.composer input[type="file"]').setInputFiles({
+    name: "notes.md",
+    mimeType: "text/markdown",
+    buffer: Buffer.from("# Notes\nThe build fails on line 3.\n"),
+  });
+  const tray = page.locator(".file-tray");
+  await expect(tray.locator(".file-chip")).toHaveCount(2);
+  await expect(tray.locator(".file-chip").first().locator("img.file-thumb")).toBeVisible();
+  await expect(tray.locator(".file-chip").nth(1)).toContainText("notes.md");
+  await expect(tray.locator("progress")).toHaveCount(0);
+  await page.screenshot({ path: test.info().outputPath("composer-files.png") });
+
+  // A file taken off the message before sending is not sent.
+  await page.locator('.composer input[type="file"]').setInputFiles({
+    name: "unwanted.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("not this one"),
+  });
+  await expect(tray.locator(".file-chip")).toHaveCount(3);
+  await page.getByRole("button", { name: "Remove unwanted.txt" }).click();
+  await expect(tray.locator(".file-chip")).toHaveCount(2);
+
+  await send(page, "What went wrong?");
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  await expect(page.locator(".file-tray")).toHaveCount(0);
+  // The model got the file as text and the image beside it.
+  const log = await fakeLog(page);
+  const body = JSON.stringify(log.requests[log.requests.length - 1]);
+  expect(body).toContain('<file name=\\"notes.md\\">');
+  expect(body).toContain("data:image/png;base64,");
+  expect(body).not.toContain("unwanted.txt");
+
+  // After a reload the question still shows its files.
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  const question = page.locator("li.message.user").last();
+  const thumbnail = question.getByRole("button", { name: "Open screenshot.png" });
+  await expect(thumbnail.locator("img")).toBeVisible();
+  const chip = question.locator("a.file-chip");
+  await expect(chip).toContainText("notes.md");
+  await expect(chip).toHaveAttribute("download", "notes.md");
+  const download = await page.request.get((await chip.getAttribute("href"))!);
+  expect(download.status()).toBe(200);
+  expect(download.headers()["content-disposition"]).toMatch(/^attachment;/);
+  expect(await download.text()).toBe("# Notes\nThe build fails on line 3.\n");
+
+  // The image opens full size over the page and Esc closes it.
+  await thumbnail.click();
+  const overlay = page.getByRole("dialog", { name: "screenshot.png" });
+  await expect(overlay).toBeVisible();
+  await expect(overlay.getByRole("button", { name: "Close" })).toBeFocused();
+  await page.screenshot({ path: test.info().outputPath("overlay.png") });
+  await page.keyboard.press("Escape");
+  await expect(overlay).toHaveCount(0);
+});

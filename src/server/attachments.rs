@@ -1,0 +1,82 @@
+//! Attachments (issue 26): files a person uploads and sends with a question.
+//!
+//! - `upload`: `POST /attachments?name=…`, the body streamed to an unlinked temporary file while
+//!   it is hashed (SHA-256) and its type found in its bytes (`sniff`), then stored in the
+//!   database a chunk at a time, once per person and content;
+//! - `download`: `GET /attachments/{id}`, to its owner only, a chunk at a time;
+//! - `prompt`: what a question's files add to what the model is sent.
+//!
+//! Why the database holds the bytes: ARCHITECTURE.md ("Attachments").
+
+pub mod download;
+pub mod images;
+pub mod prompt;
+pub mod sniff;
+pub mod upload;
+
+use axum::routing::{get, post};
+use axum::Router;
+use uuid::Uuid;
+
+use super::db::{self, attachments::CannotLink, Owner};
+use super::AppState;
+use crate::error::ApiError;
+use crate::format::byte_size;
+use crate::model::attachments::{ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE};
+
+/// The upload and download routes.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route(ATTACHMENTS_PATH, post(upload::upload))
+        .route("/attachments/{id}", get(download::download))
+        .with_state(state)
+}
+
+/// Puts each question's files on it, for the page.
+pub async fn show(
+    db: &db::Db,
+    owner: &Owner,
+    messages: &mut [crate::model::MessageView],
+) -> Result<(), ApiError> {
+    for message in messages
+        .iter_mut()
+        .filter(|m| m.role == crate::model::Role::User)
+    {
+        message.attachments = db::attachments::turn_attachments(db, owner, message.turn_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.view)
+            .collect();
+    }
+    Ok(())
+}
+
+/// Links the uploads a send names to its turn, before the turn is begun: each must be the
+/// sender's, and together within the message's limit.
+pub async fn link_to_turn(
+    state: &AppState,
+    owner: &Owner,
+    turn_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if ids.len() > MAX_FILES_PER_MESSAGE {
+        return Err(ApiError::BadRequest(format!(
+            "a message can carry at most {MAX_FILES_PER_MESSAGE} files"
+        )));
+    }
+    let limit = state.config.limits.max_message_attachment_bytes;
+    match db::attachments::link_to_turn(&state.db, owner, turn_id, ids, limit).await? {
+        Ok(()) => Ok(()),
+        Err(CannotLink::Unknown) => Err(ApiError::NotFound(
+            "one of the attached files is not there any more; attach it again".into(),
+        )),
+        Err(CannotLink::TooLarge { total }) => Err(ApiError::PayloadTooLarge(format!(
+            "the attached files take {}, more than the {} one message may carry",
+            byte_size(total),
+            byte_size(limit)
+        ))),
+    }
+}

@@ -1,0 +1,69 @@
+//! What a question's files add to its prompt. Text files go into the question's text as blocks
+//! with their names, so the prompt fitter measures them like any text (the whole question, files
+//! and all, is sent or left out: never half a file) and the budget's worst case counts their
+//! bytes. Images go beside the text, in base64 as every provider takes them, each counted as
+//! `turns::prompt::IMAGE_TOKENS`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use uuid::Uuid;
+
+use crate::model::attachments::AttachmentKind;
+use crate::model::{MessageView, Role};
+use crate::server::db::{self, Db, DbError, Owner};
+
+/// Adds each question's text files to its text, in the order they were attached; returns the
+/// images each question carries, by message id.
+pub async fn add_files(
+    db: &Db,
+    owner: &Owner,
+    messages: &mut [MessageView],
+) -> Result<HashMap<Uuid, Vec<llm::Image>>, DbError> {
+    let mut images: HashMap<Uuid, Vec<llm::Image>> = HashMap::new();
+    for message in messages.iter_mut().filter(|m| m.role == Role::User) {
+        let files = db::attachments::turn_attachments(db, owner, message.turn_id).await?;
+        for file in files {
+            match file.view.kind {
+                AttachmentKind::Text => {
+                    let bytes = db::attachments::blob_bytes(db, owner, &file.sha256).await?;
+                    // Stored as text only when it was UTF-8 throughout.
+                    let text = String::from_utf8_lossy(&bytes);
+                    message
+                        .content
+                        .push_str(&text_block(&file.view.name, &text));
+                }
+                AttachmentKind::Image => {
+                    let bytes = db::attachments::blob_bytes(db, owner, &file.sha256).await?;
+                    let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    images.entry(message.id).or_default().push(llm::Image {
+                        mime: file.view.mime,
+                        base64: Arc::from(base64),
+                    });
+                }
+                AttachmentKind::File => {}
+            }
+        }
+    }
+    Ok(images)
+}
+
+/// A file as the model reads it: its name, then its text, fenced so that where it ends is plain.
+pub fn text_block(name: &str, text: &str) -> String {
+    let name = name.replace('"', "'");
+    format!("\n\n<file name=\"{name}\">\n{text}\n</file>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_block;
+
+    #[test]
+    fn a_file_is_named_and_fenced() {
+        assert_eq!(
+            text_block("say \"hi\".md", "# Hi"),
+            "\n\n<file name=\"say 'hi'.md\">\n# Hi\n</file>"
+        );
+    }
+}

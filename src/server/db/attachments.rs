@@ -1,0 +1,362 @@
+//! Attachments (see `migrations/…_attachments.sql`): blobs stored a chunk at a time, uploads
+//! named by their owner, the links from a turn to the uploads it carries, and their deletion
+//! once nothing uses them.
+
+use sqlx::{Sqlite, Transaction};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use uuid::Uuid;
+
+use super::ids::TextUuid;
+use super::{begin_write, now_ms, Db, DbError, Owner};
+use crate::model::attachments::{AttachmentKind, AttachmentView};
+
+/// Bytes in one `blob_chunks` row: what is held in memory while a blob is written or read.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// An upload about to be stored.
+pub struct NewAttachment<'a> {
+    pub id: Uuid,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub mime: &'a str,
+    pub name: &'a str,
+    pub kind: AttachmentKind,
+}
+
+/// An upload as stored.
+#[derive(Clone, Debug)]
+pub struct StoredAttachment {
+    pub view: AttachmentView,
+    pub sha256: String,
+}
+
+type AttachmentRow = (TextUuid, String, String, i64, String, String);
+
+const ATTACHMENT_COLUMNS: &str = "a.id, a.name, a.kind, b.size, b.mime, a.sha256";
+
+fn stored(row: AttachmentRow) -> StoredAttachment {
+    let (TextUuid(id), name, kind, size, mime, sha256) = row;
+    StoredAttachment {
+        view: AttachmentView {
+            id,
+            name,
+            size: u64::try_from(size).unwrap_or(0),
+            mime,
+            kind: AttachmentKind::parse(&kind).unwrap_or(AttachmentKind::File),
+        },
+        sha256,
+    }
+}
+
+/// Bytes the owner uploaded since `since_ms` (every upload counts, stored anew or not).
+pub async fn uploaded_since(db: &Db, owner: &Owner, since_ms: i64) -> Result<u64, DbError> {
+    let (bytes,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(SUM(b.size), 0) FROM attachments a
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+          WHERE a.owner = ? AND a.created_at >= ?",
+    )
+    .bind(&owner.0)
+    .bind(since_ms)
+    .fetch_one(db.reader())
+    .await?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// Stores an upload whose bytes `file` reads: the blob once per owner and content, a chunk at a
+/// time, and the upload's row, in one transaction.
+pub async fn store_attachment(
+    db: &Db,
+    owner: &Owner,
+    new: &NewAttachment<'_>,
+    file: &mut (impl AsyncRead + Unpin),
+) -> Result<StoredAttachment, DbError> {
+    let now = now_ms();
+    let mut tx = begin_write(db).await?;
+    let size = i64::try_from(new.size).unwrap_or(i64::MAX);
+    let added = sqlx::query(
+        "INSERT OR IGNORE INTO blobs (owner, sha256, size, mime, created_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&owner.0)
+    .bind(new.sha256)
+    .bind(size)
+    .bind(new.mime)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if added.rows_affected() == 1 {
+        write_chunks(&mut tx, owner, new.sha256, file).await?;
+    }
+    sqlx::query(
+        "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(TextUuid(new.id))
+    .bind(&owner.0)
+    .bind(new.sha256)
+    .bind(new.name)
+    .bind(new.kind.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StoredAttachment {
+        view: AttachmentView {
+            id: new.id,
+            name: new.name.to_owned(),
+            size: new.size,
+            mime: new.mime.to_owned(),
+            kind: new.kind,
+        },
+        sha256: new.sha256.to_owned(),
+    })
+}
+
+async fn write_chunks(
+    tx: &mut Transaction<'static, Sqlite>,
+    owner: &Owner,
+    sha256: &str,
+    file: &mut (impl AsyncRead + Unpin),
+) -> Result<(), DbError> {
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut seq: i64 = 0;
+    loop {
+        // Fill the chunk (a read may return less than asked).
+        let mut filled = 0;
+        while filled < CHUNK_BYTES {
+            let Some(rest) = chunk.get_mut(filled..) else {
+                break;
+            };
+            let n = file
+                .read(rest)
+                .await
+                .map_err(|e| DbError::Backup(format!("reading an upload's spooled file: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        let data = chunk.get(..filled).unwrap_or_default();
+        sqlx::query("INSERT INTO blob_chunks (owner, sha256, seq, data) VALUES (?, ?, ?, ?)")
+            .bind(&owner.0)
+            .bind(sha256)
+            .bind(seq)
+            .bind(data)
+            .execute(&mut **tx)
+            .await?;
+        seq += 1;
+        if filled < CHUNK_BYTES {
+            return Ok(());
+        }
+    }
+}
+
+/// The owner's upload `id`; `None` for anyone else's, as for one that does not exist.
+pub async fn find_attachment(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+) -> Result<Option<StoredAttachment>, DbError> {
+    let row: Option<AttachmentRow> = sqlx::query_as(&format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM attachments a
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+          WHERE a.id = ? AND a.owner = ?"
+    ))
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(row.map(stored))
+}
+
+/// Chunk `seq` of the owner's blob (`None` past its end).
+pub async fn blob_chunk(
+    db: &Db,
+    owner: &Owner,
+    sha256: &str,
+    seq: i64,
+) -> Result<Option<Vec<u8>>, DbError> {
+    let row: Option<(Vec<u8>,)> =
+        sqlx::query_as("SELECT data FROM blob_chunks WHERE owner = ? AND sha256 = ? AND seq = ?")
+            .bind(&owner.0)
+            .bind(sha256)
+            .bind(seq)
+            .fetch_optional(db.reader())
+            .await?;
+    Ok(row.map(|(data,)| data))
+}
+
+/// The owner's blob whole (for a prompt: text and images the model is sent whole anyway).
+pub async fn blob_bytes(db: &Db, owner: &Owner, sha256: &str) -> Result<Vec<u8>, DbError> {
+    let chunks: Vec<(Vec<u8>,)> =
+        sqlx::query_as("SELECT data FROM blob_chunks WHERE owner = ? AND sha256 = ? ORDER BY seq")
+            .bind(&owner.0)
+            .bind(sha256)
+            .fetch_all(db.reader())
+            .await?;
+    Ok(chunks.into_iter().flat_map(|(data,)| data).collect())
+}
+
+/// Why uploads could not go with a turn.
+#[derive(Debug, PartialEq)]
+pub enum CannotLink {
+    /// One of them is not the owner's (or does not exist).
+    Unknown,
+    /// Together they are `total` bytes, more than the message may carry.
+    TooLarge { total: u64 },
+}
+
+/// Links the owner's uploads `ids` to the question of `turn_id`, in order, unless that turn was
+/// sent before (a repeated send links nothing new).
+pub async fn link_to_turn(
+    db: &Db,
+    owner: &Owner,
+    turn_id: Uuid,
+    ids: &[Uuid],
+    max_total: u64,
+) -> Result<Result<(), CannotLink>, DbError> {
+    let mut tx = begin_write(db).await?;
+    let sent = sqlx::query(
+        "SELECT 1 FROM messages WHERE turn_id = ?1
+         UNION ALL SELECT 1 FROM turn_attachments WHERE owner = ?2 AND turn_id = ?1 LIMIT 1",
+    )
+    .bind(TextUuid(turn_id))
+    .bind(&owner.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if sent.is_some() {
+        return Ok(Ok(()));
+    }
+    let mut total: u64 = 0;
+    for (position, id) in ids.iter().enumerate() {
+        let size: Option<(i64,)> = sqlx::query_as(
+            "SELECT b.size FROM attachments a
+               JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+              WHERE a.id = ? AND a.owner = ?",
+        )
+        .bind(TextUuid(*id))
+        .bind(&owner.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((size,)) = size else {
+            return Ok(Err(CannotLink::Unknown));
+        };
+        total = total.saturating_add(u64::try_from(size).unwrap_or(0));
+        sqlx::query(
+            "INSERT INTO turn_attachments (owner, turn_id, position, attachment_id)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&owner.0)
+        .bind(TextUuid(turn_id))
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(TextUuid(*id))
+        .execute(&mut *tx)
+        .await?;
+    }
+    if total > max_total {
+        // Dropping the transaction rolls the links back.
+        return Ok(Err(CannotLink::TooLarge { total }));
+    }
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// The uploads each of `turn_ids` carries (the owner's links only), in their order.
+pub async fn turn_attachments(
+    db: &Db,
+    owner: &Owner,
+    turn_id: Uuid,
+) -> Result<Vec<StoredAttachment>, DbError> {
+    let rows: Vec<AttachmentRow> = sqlx::query_as(&format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM turn_attachments t
+           JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+          WHERE t.owner = ? AND t.turn_id = ?
+          ORDER BY t.position"
+    ))
+    .bind(&owner.0)
+    .bind(TextUuid(turn_id))
+    .fetch_all(db.reader())
+    .await?;
+    Ok(rows.into_iter().map(stored).collect())
+}
+
+/// In a purge's transaction: the links of the doomed conversations' turns, the uploads no
+/// other turn links, and the blobs no upload holds. `doomed` selects the conversations' ids
+/// with `?1` as its one parameter (`before_ms`).
+pub(super) async fn purge_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    doomed: &str,
+    before_ms: i64,
+) -> Result<(), DbError> {
+    // The uploads the doomed turns carried, remembered before their links go.
+    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS purged_attachments (id TEXT PRIMARY KEY)")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM purged_attachments")
+        .execute(&mut **tx)
+        .await?;
+    // A turn's links are doomed with its conversation (scoped by the conversation's owner).
+    let doomed_link = |t: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                      WHERE m.turn_id = {t}.turn_id AND c.owner = {t}.owner
+                        AND c.id IN ({doomed}))"
+        )
+    };
+    sqlx::query(&format!(
+        "INSERT OR IGNORE INTO purged_attachments
+         SELECT t.attachment_id FROM turn_attachments t WHERE {}",
+        doomed_link("t")
+    ))
+    .bind(before_ms)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!(
+        "DELETE FROM turn_attachments WHERE {}",
+        doomed_link("turn_attachments")
+    ))
+    .bind(before_ms)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM attachments WHERE id IN (SELECT id FROM purged_attachments)
+            AND NOT EXISTS (SELECT 1 FROM turn_attachments t WHERE t.attachment_id = attachments.id)",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM purged_attachments")
+        .execute(&mut **tx)
+        .await?;
+    delete_unheld_blobs(tx).await
+}
+
+/// Blobs no upload holds (their chunks go with them).
+async fn delete_unheld_blobs(tx: &mut Transaction<'static, Sqlite>) -> Result<(), DbError> {
+    sqlx::query(
+        "DELETE FROM blobs WHERE NOT EXISTS (
+             SELECT 1 FROM attachments a WHERE a.owner = blobs.owner AND a.sha256 = blobs.sha256)",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Uploads never sent, made before `before_ms`, and the blobs nobody holds after them. How
+/// many uploads went.
+pub async fn delete_unsent(db: &Db, before_ms: i64) -> Result<u64, DbError> {
+    let mut tx = begin_write(db).await?;
+    let gone = sqlx::query(
+        "DELETE FROM attachments WHERE created_at < ?
+            AND NOT EXISTS (SELECT 1 FROM turn_attachments t WHERE t.attachment_id = attachments.id)",
+    )
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    delete_unheld_blobs(&mut tx).await?;
+    tx.commit().await?;
+    Ok(gone.rows_affected())
+}

@@ -1,0 +1,575 @@
+//! Attachments (issue 26): uploads typed by their bytes, served safely and to their owner only,
+//! deduplicated per person, bounded per file, per message and per day, sent to each provider
+//! as text blocks, and deleted with the conversations that carried them.
+
+use fake_provider::FakeConfig;
+use rill::model::attachments::{AttachmentKind, AttachmentView};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// A picture `width` × `height` in `format`, a gradient so that it is not trivially small.
+fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(pixels)
+        .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+        .expect("encodes");
+    bytes
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    picture(width, height, image::ImageFormat::Png)
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let decoded = image::load_from_memory(bytes).expect("an image");
+    (decoded.width(), decoded.height())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn upload_with(
+    http: &reqwest::Client,
+    base_url: &str,
+    name: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
+    http.post(format!("{base_url}/attachments"))
+        .query(&[("name", name)])
+        // What the browser says the type is counts for nothing.
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("request reaches the app")
+}
+
+async fn upload(app: &TestApp, name: &str, bytes: &[u8]) -> AttachmentView {
+    let response = upload_with(&app.http, &app.base_url, name, bytes).await;
+    assert_eq!(response.status(), 200, "{name} uploads");
+    response.json().await.expect("an attachment")
+}
+
+async fn download(app: &TestApp, id: Uuid) -> reqwest::Response {
+    app.http
+        .get(format!("{}/attachments/{id}", app.base_url))
+        .send()
+        .await
+        .expect("request reaches the app")
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Sends `text` with `files` (on `model`) and reads the turn to its end.
+async fn send_with(
+    app: &TestApp,
+    conversation: Option<Uuid>,
+    text: &str,
+    model: Option<&str>,
+    files: &[Uuid],
+) -> Vec<rill::model::TurnEnvelope> {
+    let response = app
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": text,
+                   "model": model, "attachments": files}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "the send is accepted");
+    EventReader::new(response).read_to_end().await
+}
+
+async fn error_text(response: reqwest::Response) -> String {
+    let error: Value = response.json().await.expect("an error body");
+    error
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn types_come_from_the_bytes_and_nothing_uploaded_runs() {
+    let app = TestApp::start(FakeConfig::default()).await;
+
+    // A PNG named .txt is an image, shown inline as one.
+    let shot = upload(&app, "screenshot.txt", &png(8, 6)).await;
+    assert_eq!(shot.kind, AttachmentKind::Image);
+    assert_eq!(shot.mime, "image/png");
+    let served = download(&app, shot.id).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(header(&served, "content-type"), "image/png");
+    assert!(header(&served, "content-disposition").starts_with("inline;"));
+    assert_eq!(header(&served, "x-content-type-options"), "nosniff");
+    let bytes = served.bytes().await.expect("bytes");
+    assert_eq!(bytes.len() as u64, shot.size);
+    assert_eq!(dimensions(&bytes), (8, 6));
+
+    // HTML named .png is text, and a download.
+    let html = b"<!doctype html><script>alert(document.cookie)</script>";
+    let page = upload(&app, "cat.png", html).await;
+    assert_eq!(page.kind, AttachmentKind::Text);
+    assert_eq!(page.mime, "text/plain; charset=utf-8");
+    let served = download(&app, page.id).await;
+    assert_eq!(header(&served, "content-type"), "text/plain; charset=utf-8");
+    assert!(header(&served, "content-disposition").starts_with("attachment;"));
+    assert_eq!(served.bytes().await.expect("bytes").as_ref(), html);
+
+    // An SVG with a script: text, a download, under a policy that runs nothing.
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#;
+    let drawing = upload(&app, "logo.svg", svg).await;
+    assert_eq!(drawing.kind, AttachmentKind::Text);
+    let served = download(&app, drawing.id).await;
+    assert_eq!(header(&served, "content-type"), "text/plain; charset=utf-8");
+    assert_eq!(
+        header(&served, "content-disposition"),
+        "attachment; filename=\"logo.svg\"; filename*=UTF-8''logo.svg"
+    );
+    assert_eq!(header(&served, "x-content-type-options"), "nosniff");
+    assert!(header(&served, "content-security-policy").starts_with("default-src 'none'"));
+
+    // Binary that is no known type: a download as octet-stream.
+    let blob = upload(&app, "data.bin", &[0u8, 1, 2, 3, 0xFF]).await;
+    assert_eq!(blob.kind, AttachmentKind::File);
+    assert_eq!(blob.mime, "application/octet-stream");
+
+    // Nothing at all is refused in words.
+    let empty = upload_with(&app.http, &app.base_url, "empty.txt", b"").await;
+    assert_eq!(empty.status(), 400);
+    assert_eq!(error_text(empty).await, "the file is empty");
+}
+
+#[tokio::test]
+async fn a_person_uploading_the_same_file_twice_stores_it_once() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let first = upload(&app, "a.png", &png(4, 4)).await;
+    let second = upload(&app, "b.png", &png(4, 4)).await;
+    assert_ne!(first.id, second.id, "two uploads, each with its own name");
+    assert_eq!(app.count("attachments").await, 2);
+    assert_eq!(app.count("blobs").await, 1, "one blob for one content");
+    assert_eq!(app.count("blob_chunks").await, 1);
+    // A file over one chunk is stored and read back in chunks, byte for byte.
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let stored = upload(&app, "big.bin", &big).await;
+    assert_eq!(app.count("blob_chunks").await, 1 + 3);
+    let served = download(&app, stored.id).await;
+    assert_eq!(header(&served, "content-length"), "700000");
+    assert_eq!(
+        served.bytes().await.expect("bytes").as_ref(),
+        big.as_slice()
+    );
+}
+
+#[tokio::test]
+async fn files_are_served_to_their_owner_alone() {
+    let app = TestApp::with_accounts().await;
+    app.add_user("ada", false).await;
+    app.add_user("bob", false).await;
+    let ada = app.signed_in("ada").await;
+    let bob = app.signed_in("bob").await;
+    let response = upload_with(&ada.http, &ada.base_url, "secret.txt", b"ada's secret").await;
+    assert_eq!(response.status(), 200);
+    let file: AttachmentView = response.json().await.expect("an attachment");
+    let mine = ada.get(&format!("/attachments/{}", file.id)).await;
+    assert_eq!(mine.status(), 200);
+    assert_eq!(mine.text().await.expect("text"), "ada's secret");
+
+    // Bob gets exactly what an id that does not exist gets.
+    let theirs = bob.get(&format!("/attachments/{}", file.id)).await;
+    let nobody = bob.get(&format!("/attachments/{}", Uuid::new_v4())).await;
+    assert_eq!(theirs.status(), 404);
+    assert_eq!(nobody.status(), 404);
+    assert_eq!(
+        theirs.bytes().await.expect("body"),
+        nobody.bytes().await.expect("body")
+    );
+    // Nor can Bob send it with a message of his.
+    let sent = bob
+        .post(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "what is this?",
+                   "model": null, "attachments": [file.id]}),
+        )
+        .await;
+    assert_eq!(sent.status(), 404);
+    // And someone not signed in is sent to sign in, whether uploading or downloading.
+    let visitor = app.visitor();
+    let upload = upload_with(&visitor.http, &visitor.base_url, "x.txt", b"x").await;
+    assert_eq!(upload.status(), 303);
+    assert_eq!(header(&upload, "location"), "/signin");
+    let download = visitor.get(&format!("/attachments/{}", file.id)).await;
+    assert_eq!(download.status(), 303);
+}
+
+#[tokio::test]
+async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
+    let app = TestApp::with(Setup {
+        limits: Some(rill::server::config::LimitSettings {
+            max_attachment_bytes: 1000,
+            max_message_attachment_bytes: 1500,
+            attachment_bytes_per_day: 3500,
+            ..generous_limits()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let too_big = upload_with(&app.http, &app.base_url, "big.txt", &[b'a'; 1001]).await;
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(
+        error_text(too_big).await,
+        "the file is larger than the 1000 bytes this server takes for one file"
+    );
+    // A body with no declared length is cut at the limit all the same.
+    let stream = futures::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'b'; 400]))),
+    );
+    let chunked = app
+        .http
+        .post(format!("{}/attachments?name=s.txt", app.base_url))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("request reaches the app");
+    assert_eq!(chunked.status(), 413);
+
+    let a = upload(&app, "a.txt", &[b'a'; 1000]).await;
+    let b = upload(&app, "b.txt", &[b'b'; 1000]).await;
+    let sent = app
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "both",
+                   "model": null, "attachments": [a.id, b.id]}),
+        )
+        .await;
+    assert_eq!(sent.status(), 413);
+    assert_eq!(
+        error_text(sent).await,
+        "the attached files take 2.0 KB, more than the 1.5 KB one message may carry"
+    );
+    assert_eq!(app.count("messages").await, 0, "nothing was stored");
+    assert_eq!(app.count("turn_attachments").await, 0);
+
+    // 2000 bytes uploaded today (refused uploads do not count); 1000 more fit, then no more.
+    upload(&app, "c.txt", &[b'c'; 1000]).await;
+    let over = upload_with(&app.http, &app.base_url, "d.txt", &[b'd'; 600]).await;
+    assert_eq!(over.status(), 429);
+    assert_eq!(
+        error_text(over).await,
+        "you have uploaded 2.9 KB of files today, and this server takes 3.4 KB a day from \
+         each person; try again tomorrow"
+    );
+}
+
+#[tokio::test]
+async fn text_files_reach_each_provider_as_named_blocks_and_are_billed() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let notes = upload(&app, "notes.md", "# Plan\nShip it — soon.".as_bytes()).await;
+    let table = upload(&app, "sales.csv", b"month,total\njan,3\n").await;
+    let binary = upload(&app, "blob.bin", &[0u8, 159, 146, 150]).await;
+    let files = [notes.id, table.id, binary.id];
+    let expected = "Summarise these\n\n<file name=\"notes.md\">\n# Plan\nShip it — soon.\n</file>\
+                    \n\n<file name=\"sales.csv\">\nmonth,total\njan,3\n\n</file>";
+    for model in [
+        "fake/fake-model",
+        "claude/claude-fake",
+        "gemini/gemini-fake",
+    ] {
+        app.fake.reset_log();
+        let events = send_with(&app, None, "Summarise these", Some(model), &files).await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete,
+            "{model}"
+        );
+        let requests = app.fake.requests();
+        let body = requests.last().expect("the provider was asked");
+        let text = match model {
+            "gemini/gemini-fake" => body["contents"][0]["parts"][0]["text"].clone(),
+            _ => body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+                .map(|m| m["content"].clone())
+                .unwrap_or_default(),
+        };
+        assert_eq!(text.as_str(), Some(expected), "{model}: {body}");
+    }
+    // A later turn sends the earlier question with its files again.
+    app.fake.reset_log();
+    let first = send_with(&app, None, "Read this", None, &[notes.id]).await;
+    let conversation = conversation_of(&first);
+    send_with(&app, Some(conversation), "And again?", None, &[]).await;
+    let requests = app.fake.requests();
+    let body = requests.last().expect("asked");
+    assert!(
+        body["messages"][0]["content"]
+            .as_str()
+            .is_some_and(|t| t.contains("<file name=\"notes.md\">")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_purge_deletes_the_files_nobody_else_carries() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let first = upload(&app, "a.txt", b"shared words").await;
+    let second = upload(&app, "b.txt", b"shared words").await;
+    let only = upload(&app, "c.txt", b"only in the first").await;
+    let one = conversation_of(&send_with(&app, None, "one", None, &[first.id, only.id]).await);
+    let two = conversation_of(&send_with(&app, None, "two", None, &[second.id]).await);
+    assert_eq!(app.count("blobs").await, 2);
+
+    let app = &app;
+    let purge = || async move {
+        rill::server::db::purge_deleted(&app.state.db, rill::server::db::now_ms() + 1)
+            .await
+            .expect("purge")
+    };
+    let delete = |id: Uuid| async move {
+        let response = app
+            .post_json("delete_conversation", json!({"id": id}))
+            .await;
+        assert_eq!(response.status(), 200);
+    };
+    delete(one).await;
+    purge().await;
+    // The first conversation's files went; the words the second still carries stay.
+    assert_eq!(app.count("attachments").await, 1);
+    assert_eq!(app.count("blobs").await, 1);
+    assert_eq!(download(app, first.id).await.status(), 404);
+    assert_eq!(download(app, only.id).await.status(), 404);
+    let kept = download(app, second.id).await;
+    assert_eq!(kept.text().await.expect("text"), "shared words");
+
+    delete(two).await;
+    purge().await;
+    assert_eq!(app.count("attachments").await, 0);
+    assert_eq!(app.count("blobs").await, 0);
+    assert_eq!(app.count("blob_chunks").await, 0);
+    assert_eq!(app.count("turn_attachments").await, 0);
+
+    // Uploads never sent go after a day, with their bytes.
+    upload(app, "draft.txt", b"never sent").await;
+    let gone = rill::server::db::attachments::delete_unsent(&app.state.db, i64::MAX)
+        .await
+        .expect("sweep");
+    assert_eq!(gone, 1);
+    assert_eq!(app.count("blobs").await, 0);
+}
+
+#[tokio::test]
+async fn images_reach_each_provider_in_its_own_format_beside_the_files() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let shot = upload(&app, "error.png", &png(30, 20)).await;
+    let notes = upload(&app, "log.txt", b"panic at line 3").await;
+    let stored = download(&app, shot.id).await.bytes().await.expect("bytes");
+    let data = base64(&stored);
+    let text = "What went wrong?\n\n<file name=\"log.txt\">\npanic at line 3\n</file>";
+    for model in [
+        "fake/fake-model",
+        "claude/claude-fake",
+        "gemini/gemini-fake",
+    ] {
+        app.fake.reset_log();
+        let events = send_with(
+            &app,
+            None,
+            "What went wrong?",
+            Some(model),
+            &[shot.id, notes.id],
+        )
+        .await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete,
+            "{model}"
+        );
+        let requests = app.fake.requests();
+        let body = requests.last().expect("the provider was asked");
+        match model {
+            "fake/fake-model" => assert_eq!(
+                body["messages"][0]["content"],
+                json!([
+                    {"type": "text", "text": text},
+                    {"type": "image_url",
+                     "image_url": {"url": format!("data:image/png;base64,{data}")}},
+                ]),
+                "{body}"
+            ),
+            "claude/claude-fake" => assert_eq!(
+                body["messages"][0]["content"],
+                json!([
+                    {"type": "image",
+                     "source": {"type": "base64", "media_type": "image/png", "data": data}},
+                    {"type": "text", "text": text},
+                ]),
+                "{body}"
+            ),
+            _ => assert_eq!(
+                body["contents"][0]["parts"],
+                json!([
+                    {"inline_data": {"mime_type": "image/png", "data": data}},
+                    {"text": text},
+                ]),
+                "{body}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_see_is_never_sent_an_image() {
+    let app = TestApp::with(Setup {
+        prices: vec![(
+            "fake/fake-model".into(),
+            rill::server::pricing::PriceEntry {
+                images: Some(false),
+                ..FAKE_PRICE.into()
+            },
+        )],
+        ..Setup::default()
+    })
+    .await;
+    let shot = upload(&app, "shot.png", &png(10, 10)).await;
+    let events = send_with(
+        &app,
+        None,
+        "What is this?",
+        Some("fake/fake-model"),
+        &[shot.id],
+    )
+    .await;
+    let outcome = finished(&events);
+    assert_eq!(outcome.status, rill::model::MessageStatus::Failed);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some(
+            "fake/fake-model cannot see images; pick a model that can (the picker marks them), \
+             or send the message without its images"
+        )
+    );
+    assert!(app.fake.requests().is_empty(), "nothing was sent");
+    // A model that sees takes the same conversation on; going back to the blind one, the
+    // earlier image is left out with a note rather than refusing every later message.
+    let conversation = conversation_of(&events);
+    let seen = send_with(
+        &app,
+        Some(conversation),
+        "And now?",
+        Some("claude/claude-fake"),
+        &[],
+    )
+    .await;
+    assert_eq!(finished(&seen).status, rill::model::MessageStatus::Complete);
+    app.fake.reset_log();
+    let blind = send_with(
+        &app,
+        Some(conversation),
+        "Thanks",
+        Some("fake/fake-model"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        finished(&blind).status,
+        rill::model::MessageStatus::Complete
+    );
+    let requests = app.fake.requests();
+    let first = &requests.last().expect("asked")["messages"][0]["content"];
+    assert!(
+        // The first question's reply failed, so it is joined with the next question.
+        first.as_str().is_some_and(|t| t.starts_with(
+            "What is this?\n\n[1 image(s) attached here are not shown: this model cannot see \
+             images]\n\nAnd now?"
+        )),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn images_are_scaled_stripped_of_metadata_and_bounded_when_decoded() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    // A photo with EXIF (an APP1 segment right after the start of the JPEG) and 3,000 px wide.
+    let photo = picture(3000, 1000, image::ImageFormat::Jpeg);
+    let mut with_exif = photo[..2].to_vec();
+    let exif = b"Exif\0\0MM\0*\0\0\0\x08\0\0GPS-SECRET";
+    with_exif.extend_from_slice(&[0xFF, 0xE1]);
+    with_exif.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    with_exif.extend_from_slice(exif);
+    with_exif.extend_from_slice(&photo[2..]);
+    let stored = upload(&app, "photo.jpg", &with_exif).await;
+    assert_eq!(stored.mime, "image/jpeg");
+    let bytes = download(&app, stored.id)
+        .await
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(dimensions(&bytes), (2048, 683));
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(b"Exif") && !has(b"GPS-SECRET"), "the metadata is gone");
+
+    // WebP and GIF are kept as PNG.
+    let webp = upload(&app, "a.webp", &picture(5, 5, image::ImageFormat::WebP)).await;
+    assert_eq!(
+        (webp.kind, webp.mime.as_str()),
+        (AttachmentKind::Image, "image/png")
+    );
+    let gif = upload(&app, "a.gif", &picture(5, 5, image::ImageFormat::Gif)).await;
+    assert_eq!(gif.mime, "image/png");
+
+    // A small file that declares 100,000 × 100,000 pixels is refused before it is decoded.
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let refused = upload_with(&app.http, &app.base_url, "bomb.png", &bomb).await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(
+        error_text(refused).await,
+        "the image is too large to open: at most 16384 pixels a side and 256 MB once decoded"
+    );
+    // A damaged image is refused in words too.
+    let damaged = upload_with(
+        &app.http,
+        &app.base_url,
+        "x.png",
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .await;
+    assert_eq!(damaged.status(), 400);
+    assert_eq!(
+        error_text(damaged).await,
+        "the image could not be read; it may be damaged"
+    );
+    assert_eq!(app.count("attachments").await, 3);
+}
+
+/// CRC-32 as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
