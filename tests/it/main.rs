@@ -3,6 +3,7 @@
 //! (crates/fake-provider). One test binary, modules by area.
 
 mod accounts;
+mod batches;
 mod branches;
 mod budgets;
 mod concurrency;

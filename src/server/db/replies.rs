@@ -1,8 +1,10 @@
 //! Replies as the turn engine writes them: checkpoints of their text, how they ended, their
 //! rendering, interrupting those left streaming, and the details of failures.
 
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::batch::Written;
 use super::ids::TextUuid;
 use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
 use super::{begin_write, now_ms, usage, Db, DbError, Owner};
@@ -75,6 +77,7 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
 /// Stores how a reply ended, with its whole text, and settles this run's reservation to what
 /// it cost (`charge`), in one transaction. Without a charge the reservation stays open, for
 /// `budget::settle_open_runs` to bill at an estimate.
+/// Committed with the other writes of the moment (see `batch`).
 pub async fn finish_reply(
     db: &Db,
     reply: &ReplyRef,
@@ -83,9 +86,32 @@ pub async fn finish_reply(
     outcome: &Outcome,
     charge: Option<&usage::Charge>,
 ) -> Result<(), DbError> {
+    let reply = reply.clone();
+    let text = text.clone();
+    let html = html.to_owned();
+    let outcome = outcome.clone();
+    let charge = charge.cloned();
+    db.batcher
+        .write(move |conn| {
+            Box::pin(async move {
+                store_ending(conn, &reply, &text, &html, &outcome, charge.as_ref()).await?;
+                Ok(Written::Keep(()))
+            })
+        })
+        .await
+}
+
+/// [`finish_reply`]'s statements, on the batch's connection.
+async fn store_ending(
+    tx: &mut SqliteConnection,
+    reply: &ReplyRef,
+    text: &ReplyText,
+    html: &str,
+    outcome: &Outcome,
+    charge: Option<&usage::Charge>,
+) -> Result<(), DbError> {
     let figures = outcome.usage;
     let field = |f: fn(&Usage) -> u32| figures.as_ref().map(|u| i64::from(f(u)));
-    let mut tx = begin_write(db).await?;
     sqlx::query(&format!(
         "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
             status = ?, error = ?, error_detail = ?,
@@ -119,7 +145,6 @@ pub async fn finish_reply(
     if let Some(charge) = charge {
         usage::settle(&mut *tx, reply.message_id, reply.run, charge).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
