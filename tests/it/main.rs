@@ -6,6 +6,7 @@ mod accounts;
 mod batches;
 mod branches;
 mod budgets;
+mod checkpoints;
 mod concurrency;
 mod connections;
 mod context;
