@@ -100,7 +100,7 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
     // What a page opening the conversation reads now.
     let view = app.stored(conversation).await;
     assert_eq!(view.messages[1].content, "Once upon a time");
-    assert_eq!(view.messages[1].thinking, "hm.");
+    assert_eq!(view.messages[1].thinking, "hmm.");
     // The start-up recovery takes the pieces into the row.
     let interrupted: (String, String, String) = {
         sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
@@ -120,7 +120,7 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
         (
             "interrupted".to_owned(),
             "Once upon a time".to_owned(),
-            "hm.".to_owned()
+            "hmm.".to_owned()
         )
     );
     assert_eq!(app.count("reply_pieces").await, 0);
