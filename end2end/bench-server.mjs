@@ -75,7 +75,7 @@ export async function startRill(port, db, fakeUrl, env = {}) {
       child.once("exit", done);
       child.kill("SIGTERM");
     });
-  return { url, stop };
+  return { url, stop, pid: child.pid };
 }
 
 export async function configureFake(fakeUrl, config) {

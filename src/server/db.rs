@@ -26,8 +26,10 @@
 //!
 //! Writes are built for many turns at once: every transaction that writes takes SQLite's write
 //! lock up front (`BEGIN IMMEDIATE`, so it waits its turn instead of failing to upgrade a read),
-//! transactions are a few statements long, and the text of running replies is written by one
-//! task in batches ([`save_checkpoints`]) rather than by each turn.
+//! transactions are a few statements long, the turn engine's writes (a turn begun, a run's
+//! reservation, a reply's end) are committed many at a time by one task (`batch`: group
+//! commit), and the text of running replies is written by one task in batches
+//! ([`save_checkpoints`]) rather than by each turn.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +39,7 @@ use crate::error::ApiError;
 
 pub mod accounts;
 pub mod attachments;
+mod batch;
 pub mod branches;
 mod conversations;
 mod ids;
@@ -85,6 +88,9 @@ pub enum DbError {
     Backup(String),
     #[error("{0}")]
     FileModes(String),
+    /// A batched write whose transaction could not be committed (see `batch`).
+    #[error("{0}")]
+    NotWritten(&'static str),
 }
 
 /// A storage fault is the server's problem: logged here in full, opaque to the person.
@@ -106,6 +112,8 @@ pub struct Owner(pub String);
 pub struct Db {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// The turn engine's small writes, many in one transaction.
+    batcher: batch::Batcher,
 }
 
 impl Db {
@@ -117,6 +125,16 @@ impl Db {
     /// The one connection that writes.
     pub fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Write transactions the batch writer has committed or tried (see `batch`).
+    pub fn batches(&self) -> u64 {
+        self.batcher.batches()
+    }
+
+    /// Writes asked of the batch writer and not yet answered.
+    pub fn pending_writes(&self) -> usize {
+        self.batcher.pending()
     }
 }
 

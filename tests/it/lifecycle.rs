@@ -386,8 +386,13 @@ async fn watch_saves(
             _ = &mut stop => return saves,
             _ = poll.tick() => {}
         }
+        // The reply's row, and the pieces checkpoints appended beside it since it was last
+        // written whole.
         let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT length(CAST(content AS BLOB)) FROM messages WHERE role = 'assistant'",
+            "SELECT length(CAST(content AS BLOB))
+                    + (SELECT COALESCE(SUM(length(CAST(p.content AS BLOB))), 0)
+                         FROM reply_pieces p WHERE p.message_id = messages.id)
+             FROM messages WHERE role = 'assistant'",
         )
         .fetch_optional(&pool)
         .await

@@ -4,8 +4,10 @@
 
 mod accounts;
 mod attachments;
+mod batches;
 mod branches;
 mod budgets;
+mod checkpoints;
 mod concurrency;
 mod connections;
 mod context;

@@ -160,6 +160,9 @@ impl Drop for DisconnectGuard {
             recorded.disconnects.push(Disconnect {
                 tokens_sent: self.tokens_sent,
                 at: Some(Instant::now()),
+                at_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1_000.0),
             });
         }
     }

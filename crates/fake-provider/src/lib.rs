@@ -162,6 +162,9 @@ pub struct Disconnect {
     pub tokens_sent: usize,
     #[serde(skip)]
     pub at: Option<Instant>,
+    /// When, in milliseconds since the Unix epoch: what a benchmark in another process compares
+    /// with the moment it asked to stop (`scripts/bench.sh`).
+    pub at_unix_ms: f64,
 }
 
 #[derive(Default, Debug, Serialize)]

@@ -1,7 +1,7 @@
 //! Reads the topics share, kept below them all: a conversation's row as its owner may see it, and
 //! whether it has a reply streaming.
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::ids::TextUuid;
@@ -40,13 +40,13 @@ pub(super) async fn conversation_row(
 
 /// True if the conversation has a reply streaming now.
 pub(super) async fn streaming_reply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     conversation_id: Uuid,
 ) -> Result<bool, DbError> {
     Ok(
         sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
             .bind(TextUuid(conversation_id))
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?
             .is_some(),
     )

@@ -12,12 +12,32 @@ pub(super) const OWNED: &str =
 pub(super) const OWNED_AND_LIVE: &str = "EXISTS (SELECT 1 FROM conversations c
     WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)";
 
+/// A streaming reply's saved `$column` (`content` or `thinking`): its row's, then the pieces
+/// checkpoints appended since the row was last written whole (`reply_pieces`).
+macro_rules! saved_text {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN messages.status = 'streaming' THEN messages.",
+            $column,
+            " || COALESCE((SELECT group_concat(p.",
+            $column,
+            ", '' ORDER BY p.id) FROM reply_pieces p WHERE p.message_id = messages.id), '')
+             ELSE messages.",
+            $column,
+            " END AS ",
+            $column
+        )
+    };
+}
+
 /// The columns of a [`MessageRow`], `$thinking` and `$html` standing for the reply's thinking
 /// and its stored rendering.
 macro_rules! message_columns {
-    ($thinking:literal, $html:literal) => {
+    ($thinking:expr, $html:literal) => {
         concat!(
-            "id, turn_id, conversation_id, role, content, ",
+            "id, turn_id, conversation_id, role, ",
+            saved_text!("content"),
+            ", ",
             $thinking,
             ", ",
             $html,
@@ -28,7 +48,8 @@ macro_rules! message_columns {
         )
     };
 }
-pub(super) const MESSAGE_COLUMNS: &str = message_columns!("thinking", "html, html_version");
+pub(super) const MESSAGE_COLUMNS: &str =
+    message_columns!(saved_text!("thinking"), "html, html_version");
 /// For a prompt: thinking is never sent back to a model, so it is not even read, nor is HTML.
 pub(super) const PROMPT_COLUMNS: &str =
     message_columns!("'' AS thinking", "NULL AS html, NULL AS html_version");

@@ -43,7 +43,12 @@ pub async fn connect(path: &Path) -> Result<Db, DbError> {
         .max_connections(8)
         .connect_with(options.read_only(true))
         .await?;
-    Ok(Db { reader, writer })
+    let batcher = super::batch::Batcher::start(writer.clone());
+    Ok(Db {
+        reader,
+        writer,
+        batcher,
+    })
 }
 
 impl Db {

@@ -1,6 +1,6 @@
 //! A conversation's system prompt and the revisions of it that replies were written with.
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::ids::TextUuid;
@@ -57,7 +57,7 @@ pub async fn set_system_prompt(
 }
 
 pub(super) async fn insert_revision(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     conversation_id: Uuid,
     revision: u32,
     text: &str,
@@ -70,7 +70,7 @@ pub(super) async fn insert_revision(
     .bind(revision)
     .bind(text)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

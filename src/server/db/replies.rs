@@ -1,23 +1,38 @@
 //! Replies as the turn engine writes them: checkpoints of their text, how they ended, their
 //! rendering, interrupting those left streaming, and the details of failures.
 
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::batch::Written;
 use super::ids::TextUuid;
 use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
 use super::{begin_write, now_ms, usage, Db, DbError, Owner};
 use crate::model::{MessageView, Outcome, Usage};
 
+/// A streaming reply's row takes in its pieces (see `reply_pieces`) as it is marked interrupted.
+const FOLD_PIECES: &str =
+    "content = content || COALESCE((SELECT group_concat(p.content, '' ORDER BY p.id)
+                                    FROM reply_pieces p WHERE p.message_id = messages.id), ''),
+     thinking = thinking || COALESCE((SELECT group_concat(p.thinking, '' ORDER BY p.id)
+                                      FROM reply_pieces p WHERE p.message_id = messages.id), '')";
+
 /// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
 pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
-    let done = sqlx::query(
-        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
-         WHERE status = 'streaming'",
-    )
+    let mut tx = begin_write(db).await?;
+    let done = sqlx::query(&format!(
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?, {FOLD_PIECES}
+         WHERE status = 'streaming'"
+    ))
     .bind(INTERRUPTED_BY_RESTART)
     .bind(now_ms())
-    .execute(db.writer())
+    .execute(&mut *tx)
     .await?;
+    // Nothing streams now: every piece was taken in.
+    sqlx::query("DELETE FROM reply_pieces")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -36,6 +51,9 @@ pub struct ReplyRef {
 pub struct Checkpoint {
     pub reply: ReplyRef,
     pub text: ReplyText,
+    /// `text` is the whole reply, to be written into its row; else it is what came since the
+    /// last checkpoint, a piece appended beside the row.
+    pub whole: bool,
 }
 
 /// What a reply has written: its answer and, apart, its thinking.
@@ -56,25 +74,46 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
          WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
     );
+    let append = format!(
+        "INSERT INTO reply_pieces (message_id, content, thinking)
+         SELECT id, ?, ? FROM messages WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
+    );
     let mut tx = begin_write(db).await?;
     for c in checkpoints {
-        sqlx::query(&update)
+        let text = if c.whole { &update } else { &append };
+        let mut query = sqlx::query(text)
             .bind(&c.text.content)
-            .bind(&c.text.thinking)
-            .bind(now)
+            .bind(&c.text.thinking);
+        if c.whole {
+            query = query.bind(now);
+        }
+        let written = query
             .bind(TextUuid(c.reply.message_id))
             .bind(c.reply.run)
             .bind(&c.reply.owner.0)
             .execute(&mut *tx)
             .await?;
+        if c.whole && written.rows_affected() == 1 {
+            drop_pieces(&mut tx, c.reply.message_id).await?;
+        }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes a reply's pieces, once its row holds their text.
+async fn drop_pieces(tx: &mut SqliteConnection, message_id: Uuid) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM reply_pieces WHERE message_id = ?")
+        .bind(TextUuid(message_id))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
 /// Stores how a reply ended, with its whole text, and settles this run's reservation to what
 /// it cost (`charge`), in one transaction. Without a charge the reservation stays open, for
 /// `budget::settle_open_runs` to bill at an estimate.
+/// Committed with the other writes of the moment (see `batch`).
 pub async fn finish_reply(
     db: &Db,
     reply: &ReplyRef,
@@ -83,9 +122,32 @@ pub async fn finish_reply(
     outcome: &Outcome,
     charge: Option<&usage::Charge>,
 ) -> Result<(), DbError> {
+    let reply = reply.clone();
+    let text = text.clone();
+    let html = html.to_owned();
+    let outcome = outcome.clone();
+    let charge = charge.cloned();
+    db.batcher
+        .write(move |conn| {
+            Box::pin(async move {
+                store_ending(conn, &reply, &text, &html, &outcome, charge.as_ref()).await?;
+                Ok(Written::Keep(()))
+            })
+        })
+        .await
+}
+
+/// [`finish_reply`]'s statements, on the batch's connection.
+async fn store_ending(
+    tx: &mut SqliteConnection,
+    reply: &ReplyRef,
+    text: &ReplyText,
+    html: &str,
+    outcome: &Outcome,
+    charge: Option<&usage::Charge>,
+) -> Result<(), DbError> {
     let figures = outcome.usage;
     let field = |f: fn(&Usage) -> u32| figures.as_ref().map(|u| i64::from(f(u)));
-    let mut tx = begin_write(db).await?;
     sqlx::query(&format!(
         "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
             status = ?, error = ?, error_detail = ?,
@@ -116,10 +178,10 @@ pub async fn finish_reply(
     .bind(&reply.owner.0)
     .execute(&mut *tx)
     .await?;
+    drop_pieces(&mut *tx, reply.message_id).await?;
     if let Some(charge) = charge {
         usage::settle(&mut *tx, reply.message_id, reply.run, charge).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -142,8 +204,9 @@ pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Resu
 /// Marks a reply interrupted that the database holds as streaming but no turn in this process
 /// is writing (its end could not be stored). Returns whether it was such a reply.
 pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
+    let mut tx = begin_write(db).await?;
     let done = sqlx::query(&format!(
-        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?
+        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?, {FOLD_PIECES}
          WHERE id = ? AND run = ? AND status = 'streaming'
            AND {OWNED}"
     ))
@@ -152,9 +215,14 @@ pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError>
     .bind(TextUuid(reply.message_id))
     .bind(reply.run)
     .bind(&reply.owner.0)
-    .execute(db.writer())
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let interrupted = done.rows_affected() == 1;
+    if interrupted {
+        drop_pieces(&mut tx, reply.message_id).await?;
+    }
+    tx.commit().await?;
+    Ok(interrupted)
 }
 
 /// The reply streaming in a conversation, if any.

@@ -1,15 +1,17 @@
 //! Turns: recording a question with its reply to come (and re-opening a reply to continue it),
 //! reading turns back, and the history a prompt is made from.
 
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::batch::Written;
 use super::branches;
 use super::ids::TextUuid;
 use super::lookups::{conversation_row, streaming_reply};
 use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED_AND_LIVE, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
 use super::totals;
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{now_ms, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
 use crate::server::input::ValidSend;
 
@@ -61,11 +63,40 @@ pub enum BeginTurn {
     OverQuota { used: u64, quota: u64 },
 }
 
-/// Stores the user message and a placeholder reply in one transaction. Idempotent on `turn_id`.
+/// Stores the user message and a placeholder reply, committed with the other turns beginning
+/// now (see `batch`), and answers once that is durable. Idempotent on `turn_id`.
 pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<BeginTurn, DbError> {
+    let owner = owner.clone();
+    let send = turn.send.clone();
+    let default_model = turn.default_model.to_owned();
+    let quota_bytes = turn.quota_bytes;
+    db.batcher
+        .write(move |conn| {
+            Box::pin(async move {
+                let turn = NewTurn {
+                    send: &send,
+                    default_model: &default_model,
+                    quota_bytes,
+                };
+                Ok(match store_turn(conn, &owner, turn).await? {
+                    begun @ BeginTurn::Started(_) => Written::Keep(begun),
+                    // Nothing of a refused turn is kept (a `Busy` found by the index wrote the
+                    // question first).
+                    refused => Written::Undo(refused),
+                })
+            })
+        })
+        .await
+}
+
+/// [`begin_turn`]'s statements, on the batch's connection.
+async fn store_turn(
+    tx: &mut SqliteConnection,
+    owner: &Owner,
+    turn: NewTurn<'_>,
+) -> Result<BeginTurn, DbError> {
     let send = turn.send;
     let now = now_ms();
-    let mut tx = begin_write(db).await?;
     // Turn ids are unique across owners (the browser mints random ones); one seen under another
     // owner is answered as unknown by the owner-scoped read that follows.
     let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
@@ -88,7 +119,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
                 return Ok(BeginTurn::NoSuchConversation);
             };
-            if streaming_reply(&mut tx, id).await? {
+            if streaming_reply(&mut *tx, id).await? {
                 return Ok(BeginTurn::Busy);
             }
             let revision = row.revision();
@@ -142,7 +173,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             .execute(&mut *tx)
             .await?;
             if revision > 0 {
-                insert_revision(&mut tx, id, revision, send.system_prompt(), now).await?;
+                insert_revision(&mut *tx, id, revision, send.system_prompt(), now).await?;
             }
             (id, model, send.system_prompt().to_owned(), revision, None)
         }
@@ -219,7 +250,6 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
             .map(|(_, all)| all)
             .unwrap_or_default();
     }
-    tx.commit().await?;
     Ok(BeginTurn::Started(Box::new(TurnRecord {
         owner: owner.clone(),
         conversation_id,
@@ -276,13 +306,33 @@ pub enum BeginContinuation {
 /// Re-opens a stopped or interrupted reply, the last of its conversation, so that the model can
 /// go on from its text; `from_run` is the run the asker saw, so that asking twice continues once.
 /// The conversation's current model writes the continuation.
+/// Committed with the other writes of the moment (see `batch`).
 pub async fn begin_continuation(
     db: &Db,
     owner: &Owner,
     turn_id: Uuid,
     from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
-    let mut tx = begin_write(db).await?;
+    let owner = owner.clone();
+    db.batcher
+        .write(move |conn| {
+            Box::pin(async move {
+                Ok(match reopen_reply(conn, &owner, turn_id, from_run).await? {
+                    begun @ BeginContinuation::Started(_) => Written::Keep(begun),
+                    refused => Written::Undo(refused),
+                })
+            })
+        })
+        .await
+}
+
+/// [`begin_continuation`]'s statements, on the batch's connection.
+async fn reopen_reply(
+    tx: &mut SqliteConnection,
+    owner: &Owner,
+    turn_id: Uuid,
+    from_run: u32,
+) -> Result<BeginContinuation, DbError> {
     let Some((user, reply, conversation_id)) = turn_in(&mut *tx, owner, turn_id).await? else {
         return Ok(BeginContinuation::NoSuchTurn);
     };
@@ -296,7 +346,7 @@ pub async fn begin_continuation(
         return Ok(BeginContinuation::NoSuchTurn);
     };
     if reply.outcome.status == MessageStatus::Streaming
-        || streaming_reply(&mut tx, conversation_id).await?
+        || streaming_reply(&mut *tx, conversation_id).await?
     {
         return Ok(BeginContinuation::Busy { conversation_id });
     }
@@ -324,7 +374,6 @@ pub async fn begin_continuation(
         return Ok(BeginContinuation::Busy { conversation_id });
     }
     updated?;
-    tx.commit().await?;
     Ok(BeginContinuation::Started(Box::new(TurnRecord {
         owner: owner.clone(),
         conversation_id,

@@ -1,8 +1,10 @@
 //! What each owner spent: the ledger of runs budgets are counted from (one row per run, dated
 //! when it ran), the usage page and its CSV export.
 
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
+use super::batch::Written;
 use super::ids::TextUuid;
 use super::{begin_write, Db, DbError, Owner};
 use crate::model::accounts::UsageRow;
@@ -73,8 +75,43 @@ pub enum Reserved {
 /// Holds `r.reserved_usd` against the month if it fits under `limits` beside what is spent and
 /// held already; checked and written in one write transaction, so runs admitted at once cannot
 /// all see the same room.
+/// Committed with the other writes of the moment (see `batch`).
 pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Reserved, DbError> {
-    let mut tx = begin_write(db).await?;
+    let owner = r.owner.clone();
+    let model = r.model.to_owned();
+    let month = r.month.to_owned();
+    let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
+    let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
+    db.batcher
+        .write(move |conn| {
+            Box::pin(async move {
+                let r = Reservation {
+                    owner: &owner,
+                    message_id,
+                    run,
+                    model: &model,
+                    month: &month,
+                    at_ms,
+                    reserved_usd,
+                    input_tokens,
+                    chars_before,
+                    purpose,
+                };
+                Ok(match hold(conn, &r, limits).await? {
+                    Reserved::Held => Written::Keep(Reserved::Held),
+                    refused => Written::Undo(refused),
+                })
+            })
+        })
+        .await
+}
+
+/// [`reserve`]'s statements, on the batch's connection.
+async fn hold(
+    tx: &mut SqliteConnection,
+    r: &Reservation<'_>,
+    limits: Limits,
+) -> Result<Reserved, DbError> {
     // What costs nothing fits any budget, however far past it spending already is.
     let limits = if r.reserved_usd > 0.0 {
         limits
@@ -123,7 +160,6 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     .bind(r.purpose.as_str())
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Reserved::Held)
 }
 

@@ -1,6 +1,7 @@
 //! Saving the text of running replies: one task writes every running reply's new text in one
 //! transaction each [`INTERVAL`], so a crash loses at most about that much of any reply, and many
-//! turns at once cost one write lock per interval rather than one each.
+//! turns at once cost one write lock per interval rather than one each. What each reply writes
+//! is mostly a piece, the text since its last checkpoint (see `LiveTurn::unsaved_text`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub async fn write_checkpoints(db: Db, registry: Arc<Registry>, stop: Cancellati
         let mut saved = Vec::new();
         let mut batch = Vec::new();
         for turn in registry.running() {
-            let (Some(record), Some((text, mark))) = (turn.record(), turn.unsaved_text()) else {
+            let (Some(record), Some(unsaved)) = (turn.record(), turn.unsaved_text()) else {
                 continue;
             };
             batch.push(Checkpoint {
@@ -34,14 +35,15 @@ pub async fn write_checkpoints(db: Db, registry: Arc<Registry>, stop: Cancellati
                     message_id: record.reply.id,
                     run: record.reply.run,
                 },
-                text,
+                text: unsaved.text.clone(),
+                whole: unsaved.whole,
             });
-            saved.push((turn, mark));
+            saved.push((turn, unsaved));
         }
         match db::save_checkpoints(&db, &batch).await {
             Ok(()) => {
-                for (turn, mark) in saved {
-                    turn.saved(mark);
+                for (turn, unsaved) in &saved {
+                    turn.saved(unsaved);
                 }
             }
             // The next tick tries again with the newer text.

@@ -31,8 +31,23 @@ pub enum TurnError {
     StartFailed,
     #[error("{0}")]
     OverQuota(String),
+    /// The turn's batch could not be committed: nothing of it was stored.
+    #[error("the server could not store this message; send it again")]
+    NotStored,
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(DbError),
+}
+
+impl From<DbError> for TurnError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::NotWritten(_) => {
+                tracing::warn!("a turn was not stored: {error}");
+                TurnError::NotStored
+            }
+            error => TurnError::Db(error),
+        }
+    }
 }
 
 impl From<Refusal> for TurnError {
@@ -55,7 +70,7 @@ impl From<TurnError> for ApiError {
             TurnError::Input(e) => e.into(),
             TurnError::NoSuchConversation | TurnError::NoSuchTurn => ApiError::NotFound(message),
             TurnError::Busy | TurnError::CannotContinue(_) => ApiError::Conflict(message),
-            TurnError::Draining => ApiError::Unavailable(message),
+            TurnError::Draining | TurnError::NotStored => ApiError::Unavailable(message),
             TurnError::Limited(_) => ApiError::TooManyRequests(message),
             TurnError::OverQuota(_) => ApiError::InsufficientStorage(message),
             TurnError::StopUnconfirmed | TurnError::StartFailed => {

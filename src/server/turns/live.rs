@@ -58,12 +58,42 @@ pub struct LiveTurn {
 
 #[derive(Default)]
 struct Log {
-    events: Vec<TurnEnvelope>,
+    /// Event `seq` is `events[seq - 1]`.
+    events: Vec<Logged>,
     /// The reply's text (the `Delta`s of `events` joined) and thinking (the `Thinking`s).
     written: ReplyText,
-    /// Bytes of each the database holds.
+    /// Bytes of each the database holds (its row and the pieces beside it).
     saved: Saved,
+    /// Bytes of each the reply's row holds (written whole, see [`LiveTurn::unsaved_text`]).
+    whole: Saved,
     outcome: Option<Outcome>,
+}
+
+/// An event as the log keeps it: a piece of text as its place in the reply's text or thinking
+/// (held once, in `Log::written`), so that a reply's log costs a few bytes per event beside its
+/// text rather than an event and a copy of its piece each; any other event as it came.
+enum Logged {
+    Delta(std::ops::Range<usize>),
+    Thinking(std::ops::Range<usize>),
+    Other(Box<TurnEvent>),
+}
+
+impl Logged {
+    /// The event as readers get it.
+    fn event(&self, written: &ReplyText) -> TurnEvent {
+        let piece = |text: &str, range: &std::ops::Range<usize>| {
+            text.get(range.clone()).unwrap_or_default().to_owned()
+        };
+        match self {
+            Logged::Delta(range) => TurnEvent::Delta {
+                text: piece(&written.content, range),
+            },
+            Logged::Thinking(range) => TurnEvent::Thinking {
+                text: piece(&written.thinking, range),
+            },
+            Logged::Other(event) => (**event).clone(),
+        }
+    }
 }
 
 /// Bytes of a reply's text and thinking that are stored; both only grow.
@@ -80,6 +110,19 @@ impl Saved {
             thinking: text.thinking.len(),
         }
     }
+
+    fn total(self) -> usize {
+        self.content.saturating_add(self.thinking)
+    }
+}
+
+/// What a checkpoint writes of a running reply (see [`LiveTurn::unsaved_text`]).
+pub struct Unsaved {
+    /// The whole text, or what came since the last checkpoint.
+    pub text: ReplyText,
+    pub whole: bool,
+    /// What the database holds once it is written, for [`LiveTurn::saved`].
+    pub mark: Saved,
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,6 +172,16 @@ impl LiveTurn {
     }
 
     pub fn set_record(&self, record: TurnRecord) {
+        // A continuation's row holds the text so far already: checkpoints add what comes after.
+        {
+            let mut log = lock(&self.log);
+            let stored = Saved {
+                content: record.reply.content.len(),
+                thinking: record.reply.thinking.len(),
+            };
+            log.saved = stored;
+            log.whole = stored;
+        }
         let _ = self.record.set(record);
     }
 
@@ -174,14 +227,26 @@ impl LiveTurn {
     pub fn emit(&self, event: TurnEvent) {
         let len = {
             let mut log = lock(&self.log);
-            match &event {
-                TurnEvent::Delta { text } => log.written.content.push_str(text),
-                TurnEvent::Thinking { text } => log.written.thinking.push_str(text),
-                TurnEvent::Finished(outcome) => log.outcome = Some(outcome.clone()),
-                TurnEvent::Started { .. } | TurnEvent::Queued { .. } => {}
-            }
-            let seq = u32::try_from(log.events.len() + 1).unwrap_or(u32::MAX);
-            log.events.push(TurnEnvelope { seq, event });
+            let logged = match event {
+                TurnEvent::Delta { text } => {
+                    let start = log.written.content.len();
+                    log.written.content.push_str(&text);
+                    Logged::Delta(start..log.written.content.len())
+                }
+                TurnEvent::Thinking { text } => {
+                    let start = log.written.thinking.len();
+                    log.written.thinking.push_str(&text);
+                    Logged::Thinking(start..log.written.thinking.len())
+                }
+                TurnEvent::Finished(outcome) => {
+                    log.outcome = Some(outcome.clone());
+                    Logged::Other(Box::new(TurnEvent::Finished(outcome)))
+                }
+                other @ (TurnEvent::Started { .. } | TurnEvent::Queued { .. }) => {
+                    Logged::Other(Box::new(other))
+                }
+            };
+            log.events.push(logged);
             log.events.len()
         };
         self.len.send_replace(len);
@@ -213,20 +278,54 @@ impl LiveTurn {
         self.cancel_reason.get().copied()
     }
 
-    /// What to save if the reply wrote more since the last save, with the mark for
-    /// [`Self::saved`].
-    pub fn unsaved_text(&self) -> Option<(ReplyText, Saved)> {
+    /// What to save of a running reply, if anything. Usually the text since the last save, a
+    /// piece appended beside the reply's row; the whole text, rewriting the row (and its search
+    /// index), only once it has doubled since the row was last written, or when the reply has
+    /// gone quiet with pieces beside its row. So the bytes written for a reply grow with its
+    /// length, not with its length times its checkpoints, and its row is never more than one
+    /// doubling (or one quiet interval) behind what is saved.
+    pub fn unsaved_text(&self) -> Option<Unsaved> {
         let log = lock(&self.log);
+        if log.outcome.is_some() {
+            return None;
+        }
         let now = Saved::of(&log.written);
-        (log.outcome.is_none() && now != log.saved).then(|| (log.written.clone(), now))
+        let quiet = now == log.saved;
+        if quiet && log.whole == log.saved {
+            return None;
+        }
+        let doubled = now.total().saturating_sub(log.whole.total()) >= log.whole.total();
+        let piece = ReplyText {
+            content: log
+                .written
+                .content
+                .get(log.saved.content..)
+                .map(str::to_owned)?,
+            thinking: log
+                .written
+                .thinking
+                .get(log.saved.thinking..)
+                .map(str::to_owned)?,
+        };
+        let whole = quiet || doubled;
+        Some(Unsaved {
+            text: if whole { log.written.clone() } else { piece },
+            whole,
+            mark: now,
+        })
     }
 
-    pub fn saved(&self, mark: Saved) {
+    /// `unsaved` is stored.
+    pub fn saved(&self, unsaved: &Unsaved) {
         let mut log = lock(&self.log);
+        let mark = unsaved.mark;
         log.saved = Saved {
             content: log.saved.content.max(mark.content),
             thinking: log.saved.thinking.max(mark.thinking),
         };
+        if unsaved.whole {
+            log.whole = log.saved;
+        }
     }
 
     /// Waits until the turn has ended, up to `timeout`; its outcome if it did.
@@ -256,7 +355,11 @@ impl LiveTurn {
             // One look under one lock: `Finished` and the outcome are set together.
             let (event, finished) = {
                 let log = lock(&self.log);
-                (log.events.get(next).cloned(), log.outcome.is_some())
+                let event = log.events.get(next).map(|logged| TurnEnvelope {
+                    seq: u32::try_from(next + 1).unwrap_or(u32::MAX),
+                    event: logged.event(&log.written),
+                });
+                (event, log.outcome.is_some())
             };
             if let Some(event) = event {
                 next += 1;

@@ -1,0 +1,190 @@
+//! Group commit: the turn engine's small writes (a turn begun, a run's reservation, a reply's
+//! end) go to one task that takes every write waiting, runs them in one write transaction, each
+//! inside a savepoint of its own, commits once, and only then answers each. So a thousand sends
+//! at once cost a handful of commits rather than a thousand turns at the writer's lock, and
+//! nothing is answered before it is durable.
+//!
+//! A write that fails (or refuses, having written something first) is rolled back to its own
+//! savepoint: the others in its batch are kept. A batch whose commit fails answers every write
+//! it kept with [`DbError::NotWritten`]; a write that never ran (the batch failed before it) is
+//! answered the same way.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::DbError;
+
+/// Most writes one transaction holds: every asker in a batch waits for its commit.
+const MOST: usize = 256;
+/// Writes that may wait for the batcher before askers wait to hand theirs over.
+const QUEUE: usize = 8_192;
+
+/// What a write did: keep it, or undo it (a refusal that may have written something first).
+pub(super) enum Written<T> {
+    Keep(T),
+    Undo(T),
+}
+
+/// A write, ready to run on the batch's connection.
+type Work = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Done> + Send>;
+
+/// A write that ran: whether to keep it, and how to answer its asker once the batch's fate is
+/// known (`None`: committed).
+struct Done {
+    keep: bool,
+    answer: Box<dyn FnOnce(Option<&'static str>) + Send>,
+}
+
+/// Said of a write whose batch could not be committed.
+const BATCH_FAILED: &str = "the database could not store this; try again";
+
+/// The askers' side of the batch writer.
+#[derive(Clone)]
+pub(super) struct Batcher {
+    queue: mpsc::Sender<Work>,
+    /// Transactions committed (or tried), for the tests and benchmarks.
+    batches: Arc<AtomicU64>,
+    /// Writes handed over and not yet answered.
+    pending: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    /// Starts the batch writer on `writer` (call inside the runtime). It ends once every
+    /// `Batcher` is dropped.
+    pub(super) fn start(writer: SqlitePool) -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let batches = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_batches(writer, jobs, batches.clone()));
+        Self {
+            queue,
+            batches,
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `work` in the next batch and answers once that batch is committed (a kept write) or
+    /// rolled back (an undone one).
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Written<T>, DbError>>
+            + Send
+            + 'static,
+    {
+        let (tell, told) = oneshot::channel::<Result<T, DbError>>();
+        let job: Work = Box::new(move |conn| {
+            Box::pin(async move {
+                let written = work(conn).await;
+                let keep = matches!(written, Ok(Written::Keep(_)));
+                let answer = move |failed: Option<&'static str>| {
+                    let answer = match (written, failed) {
+                        (Ok(Written::Keep(_)), Some(words)) => Err(DbError::NotWritten(words)),
+                        (Ok(Written::Keep(t) | Written::Undo(t)), _) => Ok(t),
+                        (Err(e), _) => Err(e),
+                    };
+                    // An asker that went away needs no answer.
+                    let _ = tell.send(answer);
+                };
+                Done {
+                    keep,
+                    answer: Box::new(answer),
+                }
+            })
+        });
+        let _pending = Pending::count(&self.pending);
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| DbError::NotWritten(BATCH_FAILED))?;
+        told.await.unwrap_or(Err(DbError::NotWritten(BATCH_FAILED)))
+    }
+
+    /// Transactions the batch writer has committed or tried.
+    pub(super) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Writes asked for and not yet answered.
+    pub(super) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+}
+
+/// One write asked for and not yet answered (or given up by its asker).
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn count(pending: &'a AtomicUsize) -> Self {
+        pending.fetch_add(1, Ordering::Relaxed);
+        Self(pending)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The batch writer: every write waiting (up to [`MOST`]) in one transaction, until the
+/// askers are gone.
+async fn write_batches(
+    writer: SqlitePool,
+    mut jobs: mpsc::Receiver<Work>,
+    batches: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(MOST);
+    while jobs.recv_many(&mut batch, MOST).await > 0 {
+        let size = batch.len();
+        let mut done = Vec::with_capacity(size);
+        let committed = run(&writer, std::mem::take(&mut batch), &mut done).await;
+        batches.fetch_add(1, Ordering::Relaxed);
+        let failed = match committed {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(
+                    writes = size,
+                    ran = done.len(),
+                    "a batch of writes failed: {e}"
+                );
+                Some(BATCH_FAILED)
+            }
+        };
+        for write in done {
+            (write.answer)(failed);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each write in its savepoint; what ran goes to `done`. A
+/// write that did not run (the batch failed first) is dropped, which answers its asker.
+async fn run(writer: &SqlitePool, batch: Vec<Work>, done: &mut Vec<Done>) -> Result<(), DbError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    for work in batch {
+        let mut savepoint = tx.begin().await?;
+        let write = work(&mut savepoint).await;
+        let keep = write.keep;
+        done.push(write);
+        if keep {
+            savepoint.commit().await?;
+        } else {
+            // Fails if SQLite rolled the whole transaction back (a full disk, say): then the
+            // batch fails, and nothing of it was stored.
+            savepoint.rollback().await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
