@@ -123,29 +123,35 @@ pub async fn search(db: &Db, owner: &Owner, typed: &str) -> Result<Vec<SearchHit
             message: None,
         })
         .collect();
-    let mut shown: HashMap<Uuid, usize> = HashMap::new();
-    for m in db::search::messages(db, owner, &query, MESSAGE_MATCHES_READ).await? {
-        if hits.len() >= SEARCH_RESULTS {
-            break;
-        }
-        let count = shown.entry(m.conversation_id).or_default();
-        if *count >= PER_CONVERSATION {
-            continue;
-        }
-        *count += 1;
-        hits.push(SearchHit {
-            conversation_id: m.conversation_id,
-            title: Marked {
-                text: m.title,
-                marks: Vec::new(),
-            },
-            message: Some(FoundMessage {
-                id: m.message_id,
-                role: m.role,
-                snippet: marked(&m.snippet),
-            }),
-        });
-    }
+    // Which matches are shown is settled first: only they get a snippet.
+    let mut per_conversation: HashMap<Uuid, usize> = HashMap::new();
+    let shown: Vec<_> = db::search::messages(db, owner, &query, MESSAGE_MATCHES_READ)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            let count = per_conversation.entry(m.conversation_id).or_default();
+            let keep = *count < PER_CONVERSATION;
+            if keep {
+                *count += 1;
+            }
+            keep
+        })
+        .take(SEARCH_RESULTS.saturating_sub(hits.len()))
+        .collect();
+    let docs: Vec<i64> = shown.iter().map(|m| m.doc).collect();
+    let mut snippets = db::search::snippets(db, &query, &docs).await?;
+    hits.extend(shown.into_iter().map(|m| SearchHit {
+        conversation_id: m.conversation_id,
+        title: Marked {
+            text: m.title,
+            marks: Vec::new(),
+        },
+        message: Some(FoundMessage {
+            id: m.message_id,
+            role: m.role,
+            snippet: marked(&snippets.remove(&m.doc).unwrap_or_default()),
+        }),
+    }));
     Ok(hits)
 }
 
