@@ -27,7 +27,9 @@ pub async fn owner_docs(db: &Db, owner: &Owner) -> Result<Option<OwnerDocs>, DbE
             .fetch_optional(db.reader())
             .await?;
     Ok(number.and_then(|n| {
-        let first = n.checked_shl(OWNER_SHIFT).filter(|f| f >> OWNER_SHIFT == n)?;
+        let first = n
+            .checked_shl(OWNER_SHIFT)
+            .filter(|f| f >> OWNER_SHIFT == n)?;
         Some(OwnerDocs {
             first,
             last: first | ((1 << OWNER_SHIFT) - 1),
@@ -177,15 +179,22 @@ pub async fn mark(
     )
     .execute(&mut *connection)
     .await?;
+    // All in one statement: [[text, whole], …], numbered from 0.
+    let rows_in = serde_json::to_string(
+        &texts
+            .iter()
+            .map(|(text, marking)| (text, *marking == Marking::Whole))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let mut tx = sqlx::Connection::begin(&mut *connection).await?;
-    for (i, (text, marking)) in texts.iter().enumerate() {
-        sqlx::query("INSERT INTO temp.search_marks (rowid, text, whole) VALUES (?1, ?2, ?3)")
-            .bind(i64::try_from(i).unwrap_or(i64::MAX))
-            .bind(*text)
-            .bind(*marking == Marking::Whole)
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::query(
+        "INSERT INTO temp.search_marks (rowid, text, whole)
+         SELECT key, value ->> 0, value ->> 1 FROM json_each(?1)",
+    )
+    .bind(rows_in)
+    .execute(&mut *tx)
+    .await?;
     let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
         "SELECT rowid, CASE WHEN whole THEN highlight(search_marks, 0, char(2), char(3))
                 ELSE snippet(search_marks, 0, char(2), char(3), '…', {SNIPPET_TOKENS}) END
