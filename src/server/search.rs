@@ -15,6 +15,7 @@ use crate::model::search::{
 };
 use crate::model::ConversationView;
 use crate::server::db::branches::{self, SwitchBranch};
+use crate::server::db::search::Marking;
 use crate::server::db::{self, Db, Owner};
 
 /// Where the index marks a matched word's start and end in a snippet: control characters that a
@@ -109,30 +110,59 @@ const TITLES_SHOWN: u32 = 5;
 const PER_CONVERSATION: usize = 2;
 
 /// What the owner's conversations hold of `typed`: titles that match first, then messages, best
-/// first (bm25), at most [`SEARCH_RESULTS`].
+/// first (bm25 among the newest that match), at most [`SEARCH_RESULTS`]; snippets only for the
+/// messages shown.
 pub async fn search(db: &Db, owner: &Owner, typed: &str) -> Result<Vec<SearchHit>, ApiError> {
     let Some(query) = fts_query(typed).map_err(|e| ApiError::BadRequest(e.to_string()))? else {
         return Ok(Vec::new());
     };
-    let mut hits: Vec<SearchHit> = db::search::titles(db, owner, &query, TITLES_SHOWN)
-        .await?
+    let Some(docs) = db::search::owner_docs(db, owner).await? else {
+        return Ok(Vec::new());
+    };
+    // Apart, on two connections of the pool.
+    let (titles, messages) = tokio::try_join!(
+        db::search::titles(db, owner, docs, &query, TITLES_SHOWN),
+        db::search::messages(db, owner, docs, &query, MESSAGE_MATCHES_READ),
+    )?;
+    // Which messages are shown is settled first: only they get a snippet.
+    let mut per_conversation: HashMap<Uuid, usize> = HashMap::new();
+    let shown: Vec<_> = messages
         .into_iter()
-        .map(|t| SearchHit {
-            conversation_id: t.conversation_id,
-            title: marked(&t.title),
-            message: None,
+        .filter(|m| {
+            let count = per_conversation.entry(m.conversation_id).or_default();
+            let keep = *count < PER_CONVERSATION;
+            if keep {
+                *count += 1;
+            }
+            keep
         })
+        .take(SEARCH_RESULTS.saturating_sub(titles.len()))
         .collect();
-    let mut shown: HashMap<Uuid, usize> = HashMap::new();
-    for m in db::search::messages(db, owner, &query, MESSAGE_MATCHES_READ).await? {
-        if hits.len() >= SEARCH_RESULTS {
-            break;
-        }
-        let count = shown.entry(m.conversation_id).or_default();
-        if *count >= PER_CONVERSATION {
-            continue;
-        }
-        *count += 1;
+    let texts: Vec<(&str, Marking)> = titles
+        .iter()
+        .map(|t| (t.title.as_str(), Marking::Whole))
+        .chain(shown.iter().map(|m| (m.content.as_str(), Marking::Snippet)))
+        .collect();
+    let mut marks = db::search::mark(db, &query, &texts).await?.into_iter();
+    let mut hits = Vec::with_capacity(texts.len());
+    for t in titles {
+        // A title renamed since it matched is shown as it is now, unmarked.
+        let title = match marks.next().flatten() {
+            Some(raw) => marked(&raw),
+            None => Marked {
+                text: t.title,
+                marks: Vec::new(),
+            },
+        };
+        hits.push(SearchHit {
+            conversation_id: t.conversation_id,
+            title,
+            message: None,
+        });
+    }
+    for (m, mark) in shown.into_iter().zip(marks) {
+        // A message whose text no longer matches (purged since) is not shown.
+        let Some(raw) = mark else { continue };
         hits.push(SearchHit {
             conversation_id: m.conversation_id,
             title: Marked {
@@ -142,7 +172,7 @@ pub async fn search(db: &Db, owner: &Owner, typed: &str) -> Result<Vec<SearchHit
             message: Some(FoundMessage {
                 id: m.message_id,
                 role: m.role,
-                snippet: marked(&m.snippet),
+                snippet: marked(&raw),
             }),
         });
     }

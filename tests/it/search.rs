@@ -454,3 +454,165 @@ async fn pinned_conversations_are_listed_apart_until_unpinned() {
     assert_eq!(pin(second, true).await.status(), 404);
     assert_eq!(pin(Uuid::new_v4(), true).await.status(), 404);
 }
+
+/// Stores a conversation of `owner`'s straight into the database (the search triggers index it
+/// as they index what the server stores): its title and one message per text, oldest first.
+async fn store(pool: &sqlx::SqlitePool, owner: &str, title: &str, texts: &[&str]) -> Uuid {
+    let mut tx = pool.begin().await.expect("transaction");
+    let id = store_in(&mut tx, owner, title, texts).await;
+    tx.commit().await.expect("commit");
+    id
+}
+
+async fn store_in(
+    tx: &mut sqlx::SqliteConnection,
+    owner: &str,
+    title: &str,
+    texts: &[&str],
+) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO conversations (id, owner, title, model, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'fake/fake-model', 1, 1)",
+    )
+    .bind(id.to_string())
+    .bind(owner)
+    .bind(title)
+    .execute(&mut *tx)
+    .await
+    .expect("conversation");
+    for (i, text) in texts.iter().enumerate() {
+        let position = i64::try_from(i).expect("small") + 1;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, position,
+                 created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'user', ?4, 'complete', ?5, 1, 1)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(id.to_string())
+        .bind(Uuid::new_v4().to_string())
+        .bind(*text)
+        .bind(position)
+        .execute(&mut *tx)
+        .await
+        .expect("message");
+    }
+    id
+}
+
+async fn search_as(db: &db::Db, owner: &str, typed: &str) -> Vec<SearchHit> {
+    rill::server::search::search(db, &db::Owner(owner.into()), typed)
+        .await
+        .expect("search")
+}
+
+#[tokio::test]
+async fn another_persons_many_newer_matches_neither_crowd_out_nor_show() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    let db = &app.state.db;
+    let mine = store(&app.pool, "ana", "an old note", &["a zebra and a kiwi"]).await;
+    // More than a search ranks, all newer than mine, in a title and a message each.
+    let mut tx = app.pool.begin().await.expect("transaction");
+    for i in 0..2_100 {
+        store_in(&mut tx, "ben", &format!("zebra {i}"), &["zebra herds"]).await;
+    }
+    tx.commit().await.expect("commit");
+    let hits = search_as(db, "ana", "zebra").await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].conversation_id, mine);
+    assert_eq!(marked(&hits), [["zebra"]]);
+    // Ben's are his: titles first, then messages, as many as a search shows.
+    let hits = search_as(db, "ben", "zebra").await;
+    assert_eq!(hits.len(), rill::model::search::SEARCH_RESULTS);
+    assert!(hits.iter().all(|h| h.conversation_id != mine));
+    assert!(search_as(db, "ben", "kiwi").await.is_empty());
+    // Someone who never stored anything finds nothing.
+    assert!(search_as(db, "cleo", "zebra").await.is_empty());
+}
+
+#[tokio::test]
+async fn every_result_shown_has_its_snippet_marked() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    // Words the index has no prefix table for (four letters on), in more conversations than are
+    // shown, each with more matching messages than one conversation shows.
+    for i in 0..30 {
+        store(
+            &app.pool,
+            "ana",
+            &format!("notes {i}"),
+            &[
+                &format!("the pangolins of {i}"),
+                "nothing here",
+                &format!("{i} pangolin scales"),
+                "pangolin again",
+            ],
+        )
+        .await;
+    }
+    let hits = search_as(&app.state.db, "ana", "pangol").await;
+    assert_eq!(hits.len(), rill::model::search::SEARCH_RESULTS);
+    for hit in &hits {
+        let snippet = &hit.message.as_ref().expect("a message").snippet;
+        let words: Vec<&str> = snippet
+            .pieces()
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(text, _)| text)
+            .collect();
+        assert!(
+            words == ["pangolins"] || words == ["pangolin"],
+            "{snippet:?}"
+        );
+    }
+    // At most two of one conversation.
+    let mut per_conversation = std::collections::HashMap::<Uuid, usize>::new();
+    for hit in &hits {
+        *per_conversation.entry(hit.conversation_id).or_default() += 1;
+    }
+    assert!(per_conversation.values().all(|&n| n <= 2));
+}
+
+#[tokio::test]
+async fn what_was_stored_before_the_per_owner_index_is_found_after_it() {
+    let dir = private_dir();
+    let path = dir.path().join("rill.db");
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .expect("database");
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 20261207000100)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.expect("earlier migrations");
+    let ana = store(&pool, "ana", "Walrus facts", &["tusks", "a walrus naps"]).await;
+    store(&pool, "ben", "other things", &["walrus too"]).await;
+    pool.close().await;
+
+    let db = db::connect(&path).await.expect("migrated");
+    let hits = search_as(&db, "ana", "walrus").await;
+    assert_eq!(found(&hits), ["Walrus facts", "a walrus naps"]);
+    assert!(hits.iter().all(|h| h.conversation_id == ana));
+    assert_eq!(search_as(&db, "ben", "walrus").await.len(), 1);
+    // Stored after it, found too, and the indexes agree with their rows.
+    let pool = db.writer();
+    store(pool, "ana", "later", &["walrus again"]).await;
+    store(pool, "dora", "new person", &["walrus at last"]).await;
+    assert_eq!(search_as(&db, "ana", "walrus").await.len(), 3);
+    assert_eq!(search_as(&db, "dora", "walrus").await.len(), 1);
+    for table in ["message_search", "title_search"] {
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"
+        ))
+        .execute(pool)
+        .await
+        .expect("the index matches its rows");
+    }
+}
