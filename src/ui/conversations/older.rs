@@ -1,0 +1,155 @@
+//! The list beyond its first page: older conversations a page at a time as the reader scrolls
+//! toward the end of the list (or presses "Show older conversations"), and the list read again
+//! after a change as long as it was, so the reader keeps their place.
+
+use std::collections::HashSet;
+
+use leptos::prelude::*;
+use uuid::Uuid;
+
+use crate::api::conversations::list_conversations;
+use crate::error::ApiError;
+use crate::model::{
+    ConversationCursor, ConversationSummary, CONVERSATIONS_MAX, CONVERSATIONS_PAGE,
+    OLDER_CONVERSATIONS_PAGE,
+};
+
+/// How close to the end of the list (px) the next page is asked for: about a dozen rows, so it
+/// is usually in before the reader gets there.
+pub const NEAR_END_PX: i32 = 400;
+
+/// The first part of the list as the page reads it (with the page, or again after a change), and
+/// whether more may follow it.
+pub type Listed = Result<(Vec<ConversationSummary>, bool), ApiError>;
+
+/// Reads the first part of the list: the first page, or after a change everything down to the
+/// row the list ended at (`through`).
+pub async fn read_first(through: Option<ConversationCursor>, went_on: bool) -> Listed {
+    let rows = list_conversations(None, through).await?;
+    let more = match through {
+        None => rows.len() >= CONVERSATIONS_PAGE,
+        Some(_) => went_on || rows.len() >= CONVERSATIONS_MAX,
+    };
+    Ok((rows, more))
+}
+
+/// The rows after the first part, and where the list goes on.
+#[derive(Clone, Copy)]
+pub struct OlderConversations {
+    /// Rows listed after the first part, oldest last.
+    pub shown: RwSignal<Vec<ConversationSummary>>,
+    /// Where the list shown so far ends, while it may go on.
+    pub next: RwSignal<Option<ConversationCursor>>,
+    pub loading: RwSignal<bool>,
+    /// Why the last page could not be had. Scrolling asks for none until "Try again" does.
+    pub failed: RwSignal<Option<String>>,
+    /// The last row listed, and whether the list went on after it: what a change reads again.
+    end: StoredValue<Option<(ConversationCursor, bool)>>,
+    /// Every row listed, so a page that overlaps the last (a row changed meanwhile) adds none
+    /// twice.
+    listed: StoredValue<HashSet<Uuid>>,
+}
+
+impl OlderConversations {
+    pub fn new() -> Self {
+        Self {
+            shown: RwSignal::new(Vec::new()),
+            next: RwSignal::new(None),
+            loading: RwSignal::new(false),
+            failed: RwSignal::new(None),
+            end: StoredValue::new(None),
+            listed: StoredValue::new(HashSet::new()),
+        }
+    }
+
+    /// What a change reads again: down to the last row listed, once the list was longer than its
+    /// first page (a shorter one is read whole by the first page). Untracked.
+    pub fn read_again(self) -> (Option<ConversationCursor>, bool) {
+        match self.end.get_value() {
+            Some((cursor, went_on)) => (Some(cursor), went_on),
+            None => (None, false),
+        }
+    }
+
+    /// The first part came: the older rows go (it holds them now), and the list goes on after
+    /// its last row if `more`.
+    pub fn restart(self, first: &[ConversationSummary], more: bool) {
+        let last = first.last().map(cursor_of);
+        self.end.set_value(
+            last.filter(|_| first.len() >= CONVERSATIONS_PAGE)
+                .map(|cursor| (cursor, more)),
+        );
+        self.listed
+            .set_value(first.iter().map(|c| c.id).collect::<HashSet<_>>());
+        if self.shown.with_untracked(|shown| !shown.is_empty()) {
+            self.shown.set(Vec::new());
+        }
+        self.next.set(last.filter(|_| more));
+        self.failed.set(None);
+        self.loading.set(false);
+    }
+
+    /// Whether a page should be asked for now: the list goes on, none is on its way, and the
+    /// last did not fail.
+    pub fn wants_more(self) -> bool {
+        self.next.with_untracked(Option::is_some)
+            && !self.loading.get_untracked()
+            && self.failed.with_untracked(Option::is_none)
+    }
+
+    /// Asks for the next page and appends it (the on-demand file's part: see `on_demand.rs`).
+    pub fn fetch(self) {
+        let Some(cursor) = self.next.get_untracked() else {
+            return;
+        };
+        self.loading.set(true);
+        self.failed.set(None);
+        leptos::task::spawn_local(async move {
+            match list_conversations(Some(cursor), None).await {
+                Ok(page) => self.append(page),
+                Err(e) => {
+                    self.failed
+                        .try_set(Some(format!("Could not load older conversations: {e}")));
+                }
+            }
+            self.loading.try_set(false);
+        });
+    }
+
+    /// The older pages' file could not be fetched.
+    pub fn not_loaded(self) {
+        self.failed.set(Some(
+            "Could not load older conversations: this part of the page could not be loaded. Check the connection and try again."
+                .into(),
+        ));
+        self.loading.set(false);
+    }
+
+    fn append(self, page: Vec<ConversationSummary>) {
+        let more = page.len() >= OLDER_CONVERSATIONS_PAGE;
+        let last = page.last().map(cursor_of);
+        let fresh: Vec<ConversationSummary> = self
+            .listed
+            .try_update_value(|listed| page.into_iter().filter(|c| listed.insert(c.id)).collect())
+            .unwrap_or_default();
+        if let Some(cursor) = last {
+            self.end.try_set_value(Some((cursor, more)));
+        }
+        self.shown.try_update(|shown| shown.extend(fresh));
+        self.next.try_set(last.filter(|_| more));
+    }
+}
+
+pub fn cursor_of(conversation: &ConversationSummary) -> ConversationCursor {
+    ConversationCursor {
+        updated_at: conversation.updated_at,
+        id: conversation.id,
+    }
+}
+
+/// Whether the list's scrolled end is within [`NEAR_END_PX`] of what is seen. A list not shown
+/// (a phone's closed drawer) is never near its end.
+pub fn near_end(list: &web_sys::Element) -> bool {
+    let seen = list.client_height();
+    seen > 0 && list.scroll_height() - list.scroll_top() - seen < NEAR_END_PX
+}
