@@ -1,3 +1,4 @@
+import AxeBuilder from "@axe-core/playwright";
 import { type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
 import { configureFake, sendTurn } from "./helpers";
@@ -15,12 +16,23 @@ const OLDER_PAGE = 100;
 const list = (page: Page) => page.locator(".conversation-list:not(.pinned)");
 const titles = (page: Page) => list(page).locator("li a");
 const scrollToEnd = (page: Page) => list(page).evaluate((el) => el.scrollTo(0, el.scrollHeight));
+/** axe (WCAG 2.0/2.1 A and AA) on the page as it is, in light and dark: violations in words. */
+async function violations(page: Page): Promise<string[]> {
+  const found: string[] = [];
+  for (const scheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+    for (const v of results.violations) found.push(`${scheme}: ${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join("; ")}`);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+  return found;
+}
 const expected = (from: number, to: number) =>
   Array.from({ length: from - to + 1 }, (_, i) => `Conversation ${from - i}`);
 
 test.describe("a long list of conversations", () => {
-  // A failed page is answered with a 503 on purpose below.
-  test.use({ expectedErrors: /Failed to load resource/ });
+  // A failed page and a failed file are answered with a 503 on purpose below.
+  test.use({ expectedErrors: /Failed to load resource|WebAssembly|TypeError/ });
   let rill: RillProcess;
 
   test.beforeAll(async ({ browser }) => {
@@ -84,6 +96,7 @@ test.describe("a long list of conversations", () => {
     await expect(page.locator("html[data-hydrated]")).toBeAttached();
     await expect(titles(page)).toHaveCount(FIRST_PAGE);
     const more = page.getByRole("button", { name: "Show older conversations" });
+    expect(await violations(page), "axe violations with the button under the list").toEqual([]);
     await more.focus();
     await page.keyboard.press("Enter");
     await expect(titles(page)).toHaveCount(FIRST_PAGE + OLDER_PAGE);
@@ -96,20 +109,48 @@ test.describe("a long list of conversations", () => {
     await expect(page.locator("html[data-hydrated]")).toBeAttached();
     await expect(titles(page)).toHaveCount(FIRST_PAGE);
     // The server is unreachable for a moment (only the list's next pages: those name a cursor).
-    await page.route("**/api/list_conversations", (route) =>
-      route.request().postData()?.includes('"after":{')
-        ? route.fulfill({ status: 503, body: "busy" })
-        : route.fallback(),
-    );
+    let failed = 0;
+    await page.route("**/api/list_conversations", (route) => {
+      if (!route.request().postData()?.includes('"after":{')) return route.fallback();
+      failed++;
+      return route.fulfill({ status: 503, body: "busy" });
+    });
     await scrollToEnd(page);
     const alert = page.locator(".older-conversations [role=alert]");
     await expect(alert).toHaveText(/^Could not load older conversations/);
     await expect(titles(page)).toHaveCount(FIRST_PAGE);
+    expect(await violations(page), "axe violations with a page failed").toEqual([]);
     // Scrolling on does not ask again by itself; Try again does.
+    await list(page).evaluate((el) => el.scrollTo(0, 0));
+    await scrollToEnd(page);
+    await page.waitForTimeout(300);
+    expect(failed, "pages asked for while one had failed").toBe(1);
     await page.unroute("**/api/list_conversations");
     await page.getByRole("button", { name: "Try again" }).click();
     await expect(titles(page)).toHaveCount(FIRST_PAGE + OLDER_PAGE);
     await expect(alert).toHaveCount(0);
     await expect(titles(page)).toHaveText(expected(COUNT, COUNT - FIRST_PAGE - OLDER_PAGE + 1));
+  });
+
+  test("a row's actions whose file cannot be fetched say so in words, and it is fetched again with the next", async ({ page }) => {
+    await page.route("**/split_sidebar_actions*", (route) => route.fulfill({ status: 503, body: "busy" }));
+    await page.goto(rill.url);
+    await expect(page.locator("html[data-hydrated]")).toBeAttached();
+    const row = list(page).locator("li").first();
+    const title = await row.locator("a").textContent();
+    await row.hover();
+    await page.getByRole("button", { name: `Pin “${title}”` }).click();
+    await expect(page.getByRole("alert")).toHaveText(/^Could not pin the conversation: this part of the page could not be loaded/);
+    await page.unroute("**/split_sidebar_actions*");
+
+    await row.hover();
+    await page.getByRole("button", { name: `Pin “${title}”` }).click();
+    const pinned = page.getByRole("list", { name: "Pinned" });
+    await expect(pinned.getByRole("link")).toHaveText([title!]);
+    await expect(page.getByRole("alert")).toHaveCount(0);
+    await pinned.locator("li").hover();
+    await pinned.getByRole("button", { name: `Unpin “${title}”` }).click();
+    await expect(pinned).toHaveCount(0);
+    await expect(titles(page).first()).toHaveText(title!);
   });
 });

@@ -29,6 +29,7 @@ use crate::ui::wire;
 use actions::{Actions, Deleted};
 use groups::{browser_clock, Clock};
 use older::{near_end, read_first, OlderConversations};
+use on_demand::Act;
 
 /// The description every conversation link points to (`aria-describedby`).
 const ROW_KEYS_ID: &str = "conversation-keys";
@@ -108,7 +109,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
         move |_| {
             if let Some(gone) = deleted.get_untracked() {
                 deleted.set(None);
-                on_demand::undo(actions.clone(), gone);
+                on_demand::act(Act::Undo(actions.clone(), gone));
             }
         }
     };
@@ -303,7 +304,7 @@ fn ConversationItem(
             if wanted.trim().is_empty() || wanted == title.get_untracked() {
                 return;
             }
-            on_demand::rename(actions.clone(), id, wanted, title);
+            on_demand::act(Act::Rename(actions.clone(), id, wanted, title));
         }
     };
     let on_keydown = {
@@ -340,7 +341,7 @@ fn ConversationItem(
     let delete_button = NodeRef::<leptos::html::Button>::new();
     let delete = {
         let actions = actions.clone();
-        move || on_demand::delete(actions.clone(), id, title.get_untracked())
+        move || on_demand::act(Act::Delete(actions.clone(), id, title.get_untracked()))
     };
     let on_link_keys = {
         let delete = delete.clone();
@@ -388,7 +389,7 @@ fn ConversationItem(
         }
         ev.prevent_default();
     };
-    let toggle_pin = move |_| on_demand::pin(actions.clone(), id, !pinned);
+    let toggle_pin = move |_| on_demand::act(Act::Pin(actions.clone(), id, !pinned));
     let pin_label = if pinned { "Unpin" } else { "Pin" };
     Effect::new(move || {
         if editing.get() {

@@ -34,15 +34,6 @@ pub struct Actions {
     pub go: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
-impl Actions {
-    /// Says that a part of the list could not be had (its file was not fetched).
-    pub fn not_loaded(&self, what: &str) {
-        self.problem.try_set(Some(format!(
-            "Could not {what}: this part of the page could not be loaded. Check the connection and try again."
-        )));
-    }
-}
-
 pub fn rename(actions: Actions, id: Uuid, wanted: String, title: RwSignal<String>) {
     spawn_local(async move {
         match rename_conversation(id, wanted).await {

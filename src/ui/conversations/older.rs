@@ -45,9 +45,9 @@ pub struct OlderConversations {
     pub failed: RwSignal<Option<String>>,
     /// The last row listed, and whether the list went on after it: what a change reads again.
     end: StoredValue<Option<(ConversationCursor, bool)>>,
-    /// Every row listed, so a page that overlaps the last (a row changed meanwhile) adds none
-    /// twice.
-    listed: StoredValue<HashSet<Uuid>>,
+    /// The first part's rows, so a page that overlaps what is listed (a row changed meanwhile)
+    /// adds none twice.
+    first: StoredValue<Vec<Uuid>>,
 }
 
 impl OlderConversations {
@@ -58,7 +58,7 @@ impl OlderConversations {
             loading: RwSignal::new(false),
             failed: RwSignal::new(None),
             end: StoredValue::new(None),
-            listed: StoredValue::new(HashSet::new()),
+            first: StoredValue::new(Vec::new()),
         }
     }
 
@@ -79,8 +79,7 @@ impl OlderConversations {
             last.filter(|_| first.len() >= CONVERSATIONS_PAGE)
                 .map(|cursor| (cursor, more)),
         );
-        self.listed
-            .set_value(first.iter().map(|c| c.id).collect::<HashSet<_>>());
+        self.first.set_value(first.iter().map(|c| c.id).collect());
         if self.shown.with_untracked(|shown| !shown.is_empty()) {
             self.shown.set(Vec::new());
         }
@@ -128,10 +127,11 @@ impl OlderConversations {
     fn append(self, page: Vec<ConversationSummary>) {
         let more = page.len() >= OLDER_CONVERSATIONS_PAGE;
         let last = page.last().map(cursor_of);
-        let fresh: Vec<ConversationSummary> = self
-            .listed
-            .try_update_value(|listed| page.into_iter().filter(|c| listed.insert(c.id)).collect())
-            .unwrap_or_default();
+        let mut listed: HashSet<Uuid> = self.first.get_value().into_iter().collect();
+        self.shown
+            .with_untracked(|shown| listed.extend(shown.iter().map(|c| c.id)));
+        let fresh: Vec<ConversationSummary> =
+            page.into_iter().filter(|c| listed.insert(c.id)).collect();
         if let Some(cursor) = last {
             self.end.try_set_value(Some((cursor, more)));
         }

@@ -6,6 +6,9 @@
 //! The file is fetched when the pointer comes over the list or the focus into it, or the list is
 //! scrolled, so it is usually in before a button is pressed. A failed fetch says so in words
 //! where the sidebar's problems show, and is tried again with the next action.
+//!
+//! One way into the file for every action (`Act`): each function split out brings its own
+//! loader into the main module.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -15,6 +18,17 @@ use uuid::Uuid;
 use super::actions::{self, Actions, Deleted};
 use super::older::OlderConversations;
 use crate::ui::chat::NotLoaded;
+
+/// What the file is asked to do.
+pub enum Act {
+    /// Rename to the text wanted; the title shown becomes the one stored.
+    Rename(Actions, Uuid, String, RwSignal<String>),
+    Delete(Actions, Uuid, String),
+    Undo(Actions, Deleted),
+    Pin(Actions, Uuid, bool),
+    /// Append the list's next page.
+    Older(OlderConversations),
+}
 
 /// Starts fetching the file (the pointer or the focus is on the list).
 pub fn preload() {
@@ -30,77 +44,35 @@ pub fn preload() {
     fallible,
     preload(preload_sidebar_file)
 )]
-fn rename_in_file(
-    actions: Actions,
-    id: Uuid,
-    wanted: String,
-    title: RwSignal<String>,
-) -> Result<(), NotLoaded> {
-    actions::rename(actions, id, wanted, title);
+fn in_file(act: Act) -> Result<(), NotLoaded> {
+    match act {
+        Act::Rename(actions, id, wanted, title) => actions::rename(actions, id, wanted, title),
+        Act::Delete(actions, id, title) => actions::delete(actions, id, title),
+        Act::Undo(actions, gone) => actions::undo(actions, gone),
+        Act::Pin(actions, id, pinned) => actions::pin(actions, id, pinned),
+        Act::Older(older) => older.fetch(),
+    }
     Ok(())
 }
 
-/// Renames the conversation to `wanted`; `title` becomes the title stored.
-pub fn rename(actions: Actions, id: Uuid, wanted: String, title: RwSignal<String>) {
+/// Does what a row's button, a key or Undo asked (not `Act::Older`: see `load_older`).
+pub fn act(act: Act) {
+    let (actions, what) = match &act {
+        Act::Rename(actions, ..) => (actions.clone(), "rename the conversation"),
+        Act::Delete(actions, ..) => (actions.clone(), "delete the conversation"),
+        Act::Undo(actions, _) => (actions.clone(), "restore the conversation"),
+        Act::Pin(actions, ..) => (actions.clone(), "pin the conversation"),
+        Act::Older(older) => return load_older(*older),
+    };
+    // A new action: what the last one said is no longer the news.
+    actions.problem.set(None);
     spawn_local(async move {
-        if rename_in_file(actions.clone(), id, wanted, title)
-            .await
-            .is_err()
-        {
-            actions.not_loaded("rename the conversation");
+        if in_file(act).await.is_err() {
+            actions.problem.try_set(Some(format!(
+                "Could not {what}: this part of the page could not be loaded. Check the connection and try again."
+            )));
         }
     });
-}
-
-#[wasm_split(sidebar_actions, wasm_split_path = ::leptos::wasm_split, fallible)]
-fn delete_in_file(actions: Actions, id: Uuid, title: String) -> Result<(), NotLoaded> {
-    actions::delete(actions, id, title);
-    Ok(())
-}
-
-/// Deletes the conversation, and offers Undo.
-pub fn delete(actions: Actions, id: Uuid, title: String) {
-    spawn_local(async move {
-        if delete_in_file(actions.clone(), id, title).await.is_err() {
-            actions.not_loaded("delete the conversation");
-        }
-    });
-}
-
-#[wasm_split(sidebar_actions, wasm_split_path = ::leptos::wasm_split, fallible)]
-fn undo_in_file(actions: Actions, gone: Deleted) -> Result<(), NotLoaded> {
-    actions::undo(actions, gone);
-    Ok(())
-}
-
-/// Restores the conversation deleted last.
-pub fn undo(actions: Actions, gone: Deleted) {
-    spawn_local(async move {
-        if undo_in_file(actions.clone(), gone).await.is_err() {
-            actions.not_loaded("restore the conversation");
-        }
-    });
-}
-
-#[wasm_split(sidebar_actions, wasm_split_path = ::leptos::wasm_split, fallible)]
-fn pin_in_file(actions: Actions, id: Uuid, pinned: bool) -> Result<(), NotLoaded> {
-    actions::pin(actions, id, pinned);
-    Ok(())
-}
-
-/// Pins the conversation, or unpins it.
-pub fn pin(actions: Actions, id: Uuid, pinned: bool) {
-    spawn_local(async move {
-        if pin_in_file(actions.clone(), id, pinned).await.is_err() {
-            actions.not_loaded("pin the conversation");
-        }
-    });
-}
-
-#[wasm_split(sidebar_actions, wasm_split_path = ::leptos::wasm_split, fallible)]
-fn fetch_in_file(older: OlderConversations) -> Result<(), NotLoaded> {
-    older.fetch();
-    Ok(())
 }
 
 /// Appends the list's next page.
@@ -108,7 +80,7 @@ pub fn load_older(older: OlderConversations) {
     // Marked at once, so scrolling on meanwhile asks for it once.
     older.loading.set(true);
     spawn_local(async move {
-        if fetch_in_file(older).await.is_err() {
+        if in_file(Act::Older(older)).await.is_err() {
             older.not_loaded();
         }
     });
