@@ -28,7 +28,7 @@ use crate::ui::theme::ThemeSwitch;
 use crate::ui::wire;
 use actions::{Actions, Deleted};
 use groups::{browser_clock, Clock};
-use older::{near_end, read_first, OlderConversations};
+use older::{near_end, OlderConversations};
 use on_demand::Act;
 
 /// The description every conversation link points to (`aria-describedby`).
@@ -76,10 +76,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     // it keeps its length and the reader their place.
     let conversations = wire::resource(
         move || state.conversations_changed.get(),
-        move |_| {
-            let (through, went_on) = older.read_again();
-            read_first(through, went_on)
-        },
+        move |_| older.read_first(),
     );
     let pinned = wire::resource(move || state.conversations_changed.get(), |_| list_pinned());
     let deleted =
@@ -172,8 +169,8 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                         let conversations = conversations.clone();
                         Suspend::new(async move {
                             match conversations.await {
-                                Ok((list, more)) => {
-                                    older.restart(&list, more);
+                                Ok(list) => {
+                                    older.restart(&list);
                                     // Each row knows the one above it, for its group's heading.
                                     let last_of_page = list.last().map(|c| c.updated_at);
                                     let firsts: Vec<Option<i64>> = std::iter::once(None)
@@ -243,29 +240,20 @@ fn OlderStatus(older: OlderConversations, live: RwSignal<bool>) -> impl IntoView
             on_demand::load_older(older);
         }
     };
+    // One element throughout, its parts changed in place (every view put in or taken out costs
+    // the first load its own code).
     view! {
-        <Show when=goes_on>
-            {move || match failed() {
-                Some(why) => view! {
-                    <div class="older-conversations">
-                        <p class="notice" role="alert">{why}</p>
-                        <button type="button" class="link show-more" on:click=ask>"Try again"</button>
-                    </div>
-                }.into_any(),
-                None => view! {
-                    <div class="older-conversations">
-                        <button type="button" class="link show-more" on:click=ask
-                            on:pointerenter=|_| on_demand::preload() on:focus=|_| on_demand::preload()
-                            aria-disabled=move || loading().then_some("true")>
-                            "Show older conversations"
-                        </button>
-                        <Show when=loading>
-                            <span class="older-loading">"Loading…"</span>
-                        </Show>
-                    </div>
-                }.into_any(),
-            }}
-        </Show>
+        <div class="older-conversations" hidden=move || !goes_on()>
+            <Show when=move || failed().is_some()>
+                <p class="notice" role="alert">{failed}</p>
+            </Show>
+            <button type="button" class="link show-more" on:click=ask
+                on:pointerenter=|_| on_demand::preload() on:focus=|_| on_demand::preload()
+                aria-disabled=move || loading().then_some("true")>
+                {move || if failed().is_some() { "Try again" } else { "Show older conversations" }}
+            </button>
+            <span class="older-loading">{move || if loading() { "Loading…" } else { "" }}</span>
+        </div>
     }
 }
 

@@ -8,7 +8,6 @@ use leptos::prelude::*;
 use uuid::Uuid;
 
 use crate::api::conversations::list_conversations;
-use crate::error::ApiError;
 use crate::model::{
     ConversationCursor, ConversationSummary, CONVERSATIONS_MAX, CONVERSATIONS_PAGE,
     OLDER_CONVERSATIONS_PAGE,
@@ -17,21 +16,6 @@ use crate::model::{
 /// How close to the end of the list (px) the next page is asked for: about a dozen rows, so it
 /// is usually in before the reader gets there.
 pub const NEAR_END_PX: i32 = 400;
-
-/// The first part of the list as the page reads it (with the page, or again after a change), and
-/// whether more may follow it.
-pub type Listed = Result<(Vec<ConversationSummary>, bool), ApiError>;
-
-/// Reads the first part of the list: the first page, or after a change everything down to the
-/// row the list ended at (`through`).
-pub async fn read_first(through: Option<ConversationCursor>, went_on: bool) -> Listed {
-    let rows = list_conversations(None, through).await?;
-    let more = match through {
-        None => rows.len() >= CONVERSATIONS_PAGE,
-        Some(_) => went_on || rows.len() >= CONVERSATIONS_MAX,
-    };
-    Ok((rows, more))
-}
 
 /// The rows after the first part, and where the list goes on.
 #[derive(Clone, Copy)]
@@ -45,6 +29,9 @@ pub struct OlderConversations {
     pub failed: RwSignal<Option<String>>,
     /// The last row listed, and whether the list went on after it: what a change reads again.
     end: StoredValue<Option<(ConversationCursor, bool)>>,
+    /// What the first part was last read with (`read_first`): `through`, and whether the list
+    /// went on after it.
+    asked: StoredValue<(Option<ConversationCursor>, bool)>,
     /// The first part's rows, so a page that overlaps what is listed (a row changed meanwhile)
     /// adds none twice.
     first: StoredValue<Vec<Uuid>>,
@@ -58,22 +45,34 @@ impl OlderConversations {
             loading: RwSignal::new(false),
             failed: RwSignal::new(None),
             end: StoredValue::new(None),
+            asked: StoredValue::new((None, false)),
             first: StoredValue::new(Vec::new()),
         }
     }
 
-    /// What a change reads again: down to the last row listed, once the list was longer than its
-    /// first page (a shorter one is read whole by the first page). Untracked.
-    pub fn read_again(self) -> (Option<ConversationCursor>, bool) {
-        match self.end.get_value() {
-            Some((cursor, went_on)) => (Some(cursor), went_on),
-            None => (None, false),
-        }
+    /// Reads the first part of the list: the first page, or after a change everything down to
+    /// the last row listed (once the list was longer than its first page; a shorter one is read
+    /// whole by the first page). The resource's value is the server function's own (one
+    /// deserializer in the module for both, see `ui/wire.rs`); what was asked is kept here.
+    pub fn read_first(
+        self,
+    ) -> impl std::future::Future<Output = Result<Vec<ConversationSummary>, crate::error::ApiError>>
+    {
+        let asked = self
+            .end
+            .get_value()
+            .map_or((None, false), |(cursor, went_on)| (Some(cursor), went_on));
+        self.asked.set_value(asked);
+        list_conversations(None, asked.0)
     }
 
     /// The first part came: the older rows go (it holds them now), and the list goes on after
-    /// its last row if `more`.
-    pub fn restart(self, first: &[ConversationSummary], more: bool) {
+    /// its last row if it may.
+    pub fn restart(self, first: &[ConversationSummary]) {
+        let more = match self.asked.get_value() {
+            (None, _) => first.len() >= CONVERSATIONS_PAGE,
+            (Some(_), went_on) => went_on || first.len() >= CONVERSATIONS_MAX,
+        };
         let last = first.last().map(cursor_of);
         self.end.set_value(
             last.filter(|_| first.len() >= CONVERSATIONS_PAGE)
@@ -132,9 +131,13 @@ impl OlderConversations {
             .with_untracked(|shown| listed.extend(shown.iter().map(|c| c.id)));
         let fresh: Vec<ConversationSummary> =
             page.into_iter().filter(|c| listed.insert(c.id)).collect();
-        if let Some(cursor) = last {
-            self.end.try_set_value(Some((cursor, more)));
-        }
+        // An empty page ends the list where it was (a change then reads it again without asking
+        // for more).
+        self.end.try_update_value(|end| {
+            *end = last
+                .or(end.map(|(cursor, _)| cursor))
+                .map(|cursor| (cursor, more));
+        });
         self.shown.try_update(|shown| shown.extend(fresh));
         self.next.try_set(last.filter(|_| more));
     }
