@@ -183,8 +183,14 @@ pub struct ConversationCursor {
     pub id: Uuid,
 }
 
-/// Conversations the list shows at once; "Show more" asks for the next ones.
-pub const CONVERSATIONS_PAGE: usize = 100;
+/// Conversations the page comes with: about what fills a screen (the groups' headings and the
+/// pinned ones take the rest), so a person with 10,000 opens the page as fast as one with 10.
+pub const CONVERSATIONS_PAGE: usize = 30;
+/// Conversations asked for at once as the reader scrolls toward the end of the list.
+pub const OLDER_CONVERSATIONS_PAGE: usize = 100;
+/// The most one request lists: after a change the list is read again as long as it was, up to
+/// this.
+pub const CONVERSATIONS_MAX: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConversationView {

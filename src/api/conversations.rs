@@ -6,14 +6,23 @@ use crate::model::{ConversationCursor, ConversationSummary, ConversationView};
 #[cfg(feature = "ssr")]
 use crate::server::{db, input, quota, render, AppState};
 
-/// The conversations, most recently changed first: the first page, or the page after `after`
-/// (the last one listed). A page has at most [`crate::model::CONVERSATIONS_PAGE`].
+/// The conversations, most recently changed first: the first page
+/// ([`crate::model::CONVERSATIONS_PAGE`]), or with `after` (the last one listed) the next
+/// ([`crate::model::OLDER_CONVERSATIONS_PAGE`]), or with `through` all of them down to that one
+/// (the list read again as long as it was, [`crate::model::CONVERSATIONS_MAX`] at most).
 #[leptos::server(prefix = "/api", endpoint = "list_conversations", input = Json)]
 pub async fn list_conversations(
     #[server(default)] after: Option<ConversationCursor>,
+    #[server(default)] through: Option<ConversationCursor>,
 ) -> Result<Vec<ConversationSummary>, ApiError> {
+    use crate::model::{CONVERSATIONS_MAX, CONVERSATIONS_PAGE, OLDER_CONVERSATIONS_PAGE};
     let (state, owner) = AppState::from_context()?;
-    Ok(db::list_conversations(&state.db, &owner, after).await?)
+    let limit = match (after, through) {
+        (_, Some(_)) => CONVERSATIONS_MAX,
+        (Some(_), None) => OLDER_CONVERSATIONS_PAGE,
+        (None, None) => CONVERSATIONS_PAGE,
+    };
+    Ok(db::conversations_between(&state.db, &owner, after, through, limit).await?)
 }
 
 /// The pinned conversations, most recently pinned first (not in `list_conversations`).

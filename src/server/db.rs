@@ -57,10 +57,10 @@ mod turns;
 pub mod usage;
 
 pub use self::conversations::{
-    conversation_exists, delete_conversation, get_conversation, get_conversation_through,
-    list_conversations, pinned_conversations, purge_deleted, rename_conversation,
-    restore_conversation, set_conversation_model, set_pinned, PINNED_MAX, THROUGH_TURNS,
-    WINDOW_BYTES, WINDOW_MESSAGES,
+    conversation_exists, conversations_between, delete_conversation, get_conversation,
+    get_conversation_through, list_conversations, pinned_conversations, purge_deleted,
+    rename_conversation, restore_conversation, set_conversation_model, set_pinned, PINNED_MAX,
+    THROUGH_TURNS, WINDOW_BYTES, WINDOW_MESSAGES,
 };
 pub use self::pool::{backup, check_file_modes, connect, ping};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};

@@ -1,37 +1,38 @@
-//! The list of conversations beside the chat: search, open, rename, delete (with Undo).
+//! The list of conversations beside the chat: search, open, rename, delete (with Undo), pin.
+//!
+//! The page comes with the newest [`crate::model::CONVERSATIONS_PAGE`] (about a screenful), so a person with
+//! 10,000 conversations opens it as fast as one with 10; older ones come a page at a time as the
+//! reader scrolls toward the end of the list (`older.rs`). What a row's buttons do and the loading
+//! of older pages are a WASM file of their own (`on_demand.rs`), fetched when the pointer or the
+//! focus comes to the list.
+
+use std::sync::Arc;
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
 use leptos_router::hooks::use_navigate;
 use uuid::Uuid;
 
-use crate::api::conversations::{
-    delete_conversation, list_conversations, list_pinned, pin_conversation, rename_conversation,
-    restore_conversation,
-};
-use crate::model::{ConversationCursor, ConversationSummary, CONVERSATIONS_PAGE, UNDO_DELETE_SECS};
+use crate::api::conversations::list_pinned;
+use crate::model::ConversationSummary;
 use crate::ui::account::AccountMenu;
 use crate::ui::chat::{ChatState, ShortcutsButton, TabTitle};
 use crate::ui::search::SearchBox;
 
+mod actions;
 mod groups;
+mod older;
+mod on_demand;
 
 use crate::ui::theme::ThemeSwitch;
 use crate::ui::wire;
+use actions::{Actions, Deleted};
 use groups::{browser_clock, Clock};
+use older::{near_end, OlderConversations};
+use on_demand::Act;
 
 /// The description every conversation link points to (`aria-describedby`).
 const ROW_KEYS_ID: &str = "conversation-keys";
-
-/// A conversation just deleted, while Undo is offered.
-#[derive(Clone, Debug, PartialEq)]
-struct Deleted {
-    id: Uuid,
-    title: String,
-    /// It was the one on screen: Undo opens it again.
-    was_open: bool,
-}
 
 /// The conversation deleted last, while Undo is offered. Above the routes, because deleting the
 /// open conversation goes from `/c/:id` to `/`, which is another page.
@@ -70,10 +71,12 @@ pub fn use_new_chat(state: ChatState) -> impl Fn() + Clone + Send + Sync + 'stat
 /// `active`: the conversation on screen (a mirror of `ChatState::conversation_id`, see `mirror`).
 #[component]
 pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoView {
-    // `Arc`: see `AccountMenu`.
+    let older = OlderConversations::new();
+    // After a change the list is read again as long as it was (down to the row it ended at), so
+    // it keeps its length and the reader their place.
     let conversations = wire::resource(
         move || state.conversations_changed.get(),
-        |_| list_conversations(None),
+        move |_| older.read_first(),
     );
     let pinned = wire::resource(move || state.conversations_changed.get(), |_| list_pinned());
     let deleted =
@@ -86,77 +89,44 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
         state.conversations_changed.track();
         clock.set(Some(browser_clock()));
     });
-    let go = use_go();
     let new_chat = {
         let open = use_new_chat(state);
         move |_| open()
     };
     let undo_button = NodeRef::<leptos::html::Button>::new();
-    let on_delete = {
-        let go = go.clone();
-        move |id: Uuid, title: String| {
-            let go = go.clone();
-            // Deleted from the list (by its key or its button): the focus, whose element goes
-            // with the row, moves to Undo.
-            let from_list = document()
-                .active_element()
-                .and_then(|el| el.closest(".conversation-list").ok().flatten())
-                .is_some();
-            spawn_local(async move {
-                match delete_conversation(id).await {
-                    Ok(()) => {
-                        let was_open = state.conversation_id.get_untracked() == Some(id);
-                        if was_open {
-                            state.start_new();
-                            go("/");
-                        }
-                        let gone = Deleted {
-                            id,
-                            title,
-                            was_open,
-                        };
-                        deleted.set(Some(gone.clone()));
-                        if from_list {
-                            request_animation_frame(move || focus(undo_button.get_untracked()));
-                        }
-                        state.conversations_changed.update(|n| *n += 1);
-                        set_timeout(
-                            move || {
-                                if deleted.try_get_untracked().flatten().as_ref() == Some(&gone) {
-                                    deleted.try_set(None);
-                                }
-                            },
-                            std::time::Duration::from_secs(UNDO_DELETE_SECS),
-                        );
-                    }
-                    Err(e) => {
-                        problem.try_set(Some(format!("Could not delete the conversation: {e}")));
-                    }
-                }
-            });
+    let actions = Actions {
+        state,
+        deleted,
+        undo_button,
+        problem,
+        go: Arc::new(use_go()),
+    };
+    let undo = {
+        let actions = actions.clone();
+        move |_| {
+            if let Some(gone) = deleted.get_untracked() {
+                deleted.set(None);
+                on_demand::act(Act::Undo(actions.clone(), gone));
+            }
         }
     };
-    let undo = move |_| {
-        let Some(gone) = deleted.get_untracked() else {
-            return;
-        };
-        deleted.set(None);
-        let go = go.clone();
-        spawn_local(async move {
-            match restore_conversation(gone.id).await {
-                Ok(()) => {
-                    state.conversations_changed.update(|n| *n += 1);
-                    if gone.was_open {
-                        go(&format!("/c/{}", gone.id));
-                    }
-                }
-                Err(e) => {
-                    problem.try_set(Some(format!("Could not restore the conversation: {e}")));
-                }
-            }
-        });
+    // The list scrolls on its own (style/main.css): near its end, the next page is asked for;
+    // again once a page is in (it may not fill the list), and once the page is live.
+    let list = NodeRef::<leptos::html::Ul>::new();
+    let load_if_near_end = move || {
+        if older.wants_more() && list.get_untracked().is_some_and(|el| near_end(&el)) {
+            on_demand::load_older(older);
+        }
     };
-    let pinned_on_delete = on_delete.clone();
+    Effect::new(move || {
+        older.next.track();
+        request_animation_frame(load_if_near_end);
+    });
+    // Set once the page is live: what is under the list shows from then on (the server renders
+    // it before it knows whether the list goes on, and a button does nothing without the WASM).
+    let live = RwSignal::new(false);
+    Effect::new(move || live.set(true));
+    let pinned_actions = actions.clone();
     view! {
         <nav class="sidebar" aria-label="Conversations">
             <button type="button" class="new-chat" on:click=new_chat>"New chat"</button>
@@ -166,7 +136,7 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
             </Show>
             <Transition fallback=|| ()>
                 {move || {
-                    let on_delete = pinned_on_delete.clone();
+                    let actions = pinned_actions.clone();
                     let pinned = pinned.clone();
                     Suspend::new(async move {
                         // A failure here shows with the list below, which is read alike.
@@ -176,10 +146,11 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                             let clock = RwSignal::new(None);
                             view! {
                                 <h2 class="conversation-group" id="pinned-heading">"Pinned"</h2>
-                                <ul class="conversation-list pinned" aria-labelledby="pinned-heading">
+                                <ul class="conversation-list pinned" aria-labelledby="pinned-heading"
+                                    on:pointerenter=|_| on_demand::preload() on:focusin=|_| on_demand::preload()>
                                     {list.into_iter().map(|c| {
-                                        let on_delete = on_delete.clone();
-                                        view! { <ConversationItem state active conversation=c above=None clock pinned=true problem on_delete /> }
+                                        let actions = actions.clone();
+                                        view! { <ConversationItem active conversation=c above=None clock pinned=true actions /> }
                                     }).collect_view()}
                                 </ul>
                             }
@@ -187,28 +158,29 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                     })
                 }}
             </Transition>
-            <Transition fallback=|| ()>
-                {move || {
-                    let on_delete = on_delete.clone();
-                    let conversations = conversations.clone();
-                    Suspend::new(async move {
-                        match conversations.await {
-                            Ok(list) => {
-                                let more = (list.len() >= CONVERSATIONS_PAGE)
-                                    .then(|| list.last().map(cursor_of))
-                                    .flatten();
-                                let older = OlderConversations::new(more);
-                                let older_on_delete = on_delete.clone();
-                                // Each row knows the one above it, for its group's heading.
-                                let last_of_page = list.last().map(|c| c.updated_at);
-                                let firsts: Vec<Option<i64>> = std::iter::once(None)
-                                    .chain(list.iter().map(|c| Some(c.updated_at)))
-                                    .collect();
-                                view! {
-                                    <ul class="conversation-list">
+            // The list stays while it is read again (only its rows change), so it keeps its
+            // scroll position.
+            <ul class="conversation-list" node_ref=list
+                on:scroll=move |_| load_if_near_end()
+                on:pointerenter=|_| on_demand::preload() on:focusin=|_| on_demand::preload()>
+                <Transition fallback=|| ()>
+                    {move || {
+                        let actions = actions.clone();
+                        let conversations = conversations.clone();
+                        Suspend::new(async move {
+                            match conversations.await {
+                                Ok(list) => {
+                                    older.restart(&list);
+                                    // Each row knows the one above it, for its group's heading.
+                                    let last_of_page = list.last().map(|c| c.updated_at);
+                                    let firsts: Vec<Option<i64>> = std::iter::once(None)
+                                        .chain(list.iter().map(|c| Some(c.updated_at)))
+                                        .collect();
+                                    let older_actions = actions.clone();
+                                    view! {
                                         {list.into_iter().zip(firsts).map(|(c, above)| {
-                                            let on_delete = on_delete.clone();
-                                            view! { <ConversationItem state active conversation=c above clock pinned=false problem on_delete /> }
+                                            let actions = actions.clone();
+                                            view! { <ConversationItem active conversation=c above clock pinned=false actions /> }
                                         }).collect_view()}
                                         <For
                                             each=move || {
@@ -221,22 +193,19 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
                                             key=|(c, _)| c.id
                                             let:((conversation, above))
                                         >
-                                            <ConversationItem state active conversation above clock pinned=false problem on_delete=older_on_delete.clone() />
+                                            <ConversationItem active conversation above clock pinned=false actions=older_actions.clone() />
                                         </For>
-                                    </ul>
-                                    <Show when=move || older.next.try_with(Option::is_some).unwrap_or(false)>
-                                        <button type="button" class="link show-more" on:click=move |_| older.load(problem)
-                                            disabled=move || older.loading.try_get().unwrap_or(false)>
-                                            "Show older conversations"
-                                        </button>
-                                    </Show>
-                                }.into_any()
+                                    }.into_any()
+                                }
+                                Err(e) => view! {
+                                    <li class="notice">{format!("Could not list conversations: {e}")}</li>
+                                }.into_any(),
                             }
-                            Err(e) => view! { <p class="notice">{format!("Could not list conversations: {e}")}</p> }.into_any(),
-                        }
-                    })
-                }}
-            </Transition>
+                        })
+                    }}
+                </Transition>
+            </ul>
+            <OlderStatus older live />
             <Show when=move || deleted.try_with(Option::is_some).unwrap_or(false)>
                 <div class="undo-toast" role="status">
                     <span>{move || deleted.try_with(|d| d.as_ref().map(|d| format!("Deleted “{}”.", d.title))).flatten()}</span>
@@ -254,52 +223,37 @@ pub fn Sidebar(state: ChatState, active: RwSignal<Option<Uuid>>) -> impl IntoVie
     }
 }
 
-fn cursor_of(conversation: &ConversationSummary) -> ConversationCursor {
-    ConversationCursor {
-        updated_at: conversation.updated_at,
-        id: conversation.id,
-    }
-}
-
-/// The conversations after the first page, a page at a time on request.
-#[derive(Clone, Copy)]
-struct OlderConversations {
-    shown: RwSignal<Vec<ConversationSummary>>,
-    /// Where the list shown so far ends, while it may go on.
-    next: RwSignal<Option<ConversationCursor>>,
-    loading: RwSignal<bool>,
-}
-
-impl OlderConversations {
-    fn new(after: Option<ConversationCursor>) -> Self {
-        Self {
-            shown: RwSignal::new(Vec::new()),
-            next: RwSignal::new(after),
-            loading: RwSignal::new(false),
+/// Under the list while it goes on: "Show older conversations" (what the keyboard and a screen
+/// reader reach; scrolling asks by itself), that a page is on its way, or why one failed, with
+/// Try again.
+#[component]
+fn OlderStatus(older: OlderConversations, live: RwSignal<bool>) -> impl IntoView {
+    let goes_on = move || {
+        live.try_get().unwrap_or(false) && older.next.try_with(Option::is_some).unwrap_or(false)
+    };
+    let failed = move || older.failed.try_get().flatten();
+    let loading = move || older.loading.try_get().unwrap_or(false);
+    let ask = move |_| {
+        // A press while a page is on its way waits for it (the button keeps the focus).
+        if !older.loading.get_untracked() {
+            older.failed.set(None);
+            on_demand::load_older(older);
         }
-    }
-
-    /// Appends the next page.
-    fn load(self, problem: RwSignal<Option<String>>) {
-        let Some(cursor) = self.next.get_untracked() else {
-            return;
-        };
-        self.loading.set(true);
-        spawn_local(async move {
-            match list_conversations(Some(cursor)).await {
-                Ok(page) => {
-                    let more = (page.len() >= CONVERSATIONS_PAGE)
-                        .then(|| page.last().map(cursor_of))
-                        .flatten();
-                    self.shown.try_update(|shown| shown.extend(page));
-                    self.next.try_set(more);
-                }
-                Err(e) => {
-                    problem.try_set(Some(format!("Could not list conversations: {e}")));
-                }
-            }
-            self.loading.try_set(false);
-        });
+    };
+    // One element throughout, its parts changed in place (every view put in or taken out costs
+    // the first load its own code).
+    view! {
+        <div class="older-conversations" hidden=move || !goes_on()>
+            <Show when=move || failed().is_some()>
+                <p class="notice" role="alert">{failed}</p>
+            </Show>
+            <button type="button" class="link show-more" on:click=ask
+                on:pointerenter=|_| on_demand::preload() on:focus=|_| on_demand::preload()
+                aria-disabled=move || loading().then_some("true")>
+                {move || if failed().is_some() { "Try again" } else { "Show older conversations" }}
+            </button>
+            <span class="older-loading">{move || if loading() { "Loading…" } else { "" }}</span>
+        </div>
     }
 }
 
@@ -307,16 +261,15 @@ impl OlderConversations {
 /// group when the line above (changed at `above`) is in another.
 #[component]
 fn ConversationItem(
-    state: ChatState,
     active: RwSignal<Option<Uuid>>,
     conversation: ConversationSummary,
     above: Option<i64>,
     clock: RwSignal<Option<Clock>>,
     /// Listed among the pinned: its button unpins.
     pinned: bool,
-    problem: RwSignal<Option<String>>,
-    on_delete: impl Fn(Uuid, String) + Clone + Send + Sync + 'static,
+    actions: Actions,
 ) -> impl IntoView {
+    let state = actions.state;
     let id = conversation.id;
     let changed_at = conversation.updated_at;
     let heading = move || {
@@ -327,38 +280,35 @@ fn ConversationItem(
     let title = RwSignal::new(conversation.title);
     let editing = RwSignal::new(false);
     let input = NodeRef::<leptos::html::Input>::new();
-    let save = move || {
-        // Enter saves, and the blur that follows must not save again.
-        let Some(el) = input.get_untracked().filter(|_| editing.get_untracked()) else {
-            return;
-        };
-        editing.set(false);
-        let wanted = el.value();
-        if wanted.trim().is_empty() || wanted == title.get_untracked() {
-            return;
-        }
-        spawn_local(async move {
-            match rename_conversation(id, wanted).await {
-                Ok(stored) => {
-                    title.try_set(stored);
-                }
-                Err(e) => {
-                    problem.try_set(Some(format!("Could not rename the conversation: {e}")));
-                }
-            }
-        });
-    };
-    let on_keydown = move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
-        "Enter" => {
-            ev.prevent_default();
-            save();
-        }
-        "Escape" => {
-            // Esc here cancels the rename, and nothing else.
-            ev.prevent_default();
+    let save = {
+        let actions = actions.clone();
+        move || {
+            // Enter saves, and the blur that follows must not save again.
+            let Some(el) = input.get_untracked().filter(|_| editing.get_untracked()) else {
+                return;
+            };
             editing.set(false);
+            let wanted = el.value();
+            if wanted.trim().is_empty() || wanted == title.get_untracked() {
+                return;
+            }
+            on_demand::act(Act::Rename(actions.clone(), id, wanted, title));
         }
-        _ => {}
+    };
+    let on_keydown = {
+        let save = save.clone();
+        move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+            "Enter" => {
+                ev.prevent_default();
+                save();
+            }
+            "Escape" => {
+                // Esc here cancels the rename, and nothing else.
+                ev.prevent_default();
+                editing.set(false);
+            }
+            _ => {}
+        }
     };
     let is_active = move || active.try_get().flatten() == Some(id);
     // The tab and the page's heading carry the title of the conversation on screen, renamed or
@@ -378,8 +328,8 @@ fn ConversationItem(
     let rename_button = NodeRef::<leptos::html::Button>::new();
     let delete_button = NodeRef::<leptos::html::Button>::new();
     let delete = {
-        let on_delete = on_delete.clone();
-        move || on_delete(id, title.get_untracked())
+        let actions = actions.clone();
+        move || on_demand::act(Act::Delete(actions.clone(), id, title.get_untracked()))
     };
     let on_link_keys = {
         let delete = delete.clone();
@@ -427,16 +377,7 @@ fn ConversationItem(
         }
         ev.prevent_default();
     };
-    let toggle_pin = move |_| {
-        spawn_local(async move {
-            match pin_conversation(id, !pinned).await {
-                Ok(()) => state.conversations_changed.update(|n| *n += 1),
-                Err(e) => {
-                    problem.try_set(Some(format!("Could not pin the conversation: {e}")));
-                }
-            }
-        });
-    };
+    let toggle_pin = move |_| on_demand::act(Act::Pin(actions.clone(), id, !pinned));
     let pin_label = if pinned { "Unpin" } else { "Pin" };
     Effect::new(move || {
         if editing.get() {
@@ -475,8 +416,11 @@ fn ConversationItem(
                     aria-label="Conversation title"
                     maxlength=crate::model::MAX_TITLE_CHARS.to_string()
                     prop:value=move || title.try_get_untracked().unwrap_or_default()
-                    on:keydown=on_keydown
-                    on:blur=move |_| save()
+                    on:keydown=on_keydown.clone()
+                    on:blur={
+                        let save = save.clone();
+                        move |_| save()
+                    }
                 />
             </Show>
             <span class="item-actions">
@@ -495,7 +439,10 @@ fn ConversationItem(
                     node_ref=delete_button
                     title="Delete"
                     aria-label=move || format!("Delete “{}”", title.try_get().unwrap_or_default())
-                    on:click=move |_| delete()
+                    on:click={
+                        let delete = delete.clone();
+                        move |_| delete()
+                    }
                     on:keydown=on_button_keys
                 >
                     // A drawn bin, not the emoji: many systems have no emoji font.

@@ -501,3 +501,51 @@ async fn the_conversation_list_comes_a_page_at_a_time() {
         "the oldest come last"
     );
 }
+
+#[tokio::test]
+async fn the_conversation_list_is_read_again_down_to_where_it_ended() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 1,
+        ..Default::default()
+    })
+    .await;
+    let page = rill::model::CONVERSATIONS_PAGE;
+    for i in 0..page + 5 {
+        app.turn(None, &format!("Conversation {i}")).await;
+    }
+    let list = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let listed: Vec<rill::model::ConversationSummary> = app
+                .post_json("list_conversations", body)
+                .await
+                .json()
+                .await
+                .expect("a list");
+            listed
+        }
+    };
+    let first = list(json!({})).await;
+    let tenth = &first[9];
+    let through = json!({"through": {"updated_at": tenth.updated_at, "id": tenth.id}});
+    let again = list(through.clone()).await;
+    assert_eq!(
+        again.iter().map(|c| c.id).collect::<Vec<_>>(),
+        first[..10].iter().map(|c| c.id).collect::<Vec<_>>(),
+        "the same ten, down to the tenth and no further"
+    );
+
+    // A new conversation comes on top, and the list still ends where it did.
+    app.turn(None, "A newer one").await;
+    let again = list(through.clone()).await;
+    assert_eq!(again.len(), 11);
+    assert_eq!(again[0].title, "A newer one");
+    assert_eq!(again[10].id, tenth.id);
+    // One deleted goes, and none from beyond the end takes its place.
+    app.post_json("delete_conversation", json!({"id": first[3].id}))
+        .await;
+    let again = list(through).await;
+    assert_eq!(again.len(), 10);
+    assert!(again.iter().all(|c| c.id != first[3].id));
+    assert_eq!(again[9].id, tenth.id);
+}

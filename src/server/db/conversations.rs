@@ -23,20 +23,42 @@ pub async fn list_conversations(
     owner: &Owner,
     after: Option<ConversationCursor>,
 ) -> Result<Vec<ConversationSummary>, DbError> {
-    // No cursor is the id '' (the query's own test), so the id is bound as text here.
-    let (updated_at, id) = after.map_or((i64::MAX, String::new()), |c| {
+    conversations_between(db, owner, after, None, CONVERSATIONS_PAGE).await
+}
+
+/// At most `limit` of the owner's conversations (those not pinned), most recently changed
+/// first: those after `after` (from the newest without it), down to the one at `through`
+/// (included; without it, as many as `limit` allows).
+pub async fn conversations_between(
+    db: &Db,
+    owner: &Owner,
+    after: Option<ConversationCursor>,
+    through: Option<ConversationCursor>,
+    limit: usize,
+) -> Result<Vec<ConversationSummary>, DbError> {
+    // No cursor is the id '' (the query's own test), so ids are bound as text here. The bounds
+    // on `updated_at` alone let the index start at the cursor, rather than walk every
+    // conversation listed before it.
+    let (after_at, after_id) = after.map_or((i64::MAX, String::new()), |c| {
+        (c.updated_at, c.id.to_string())
+    });
+    let (through_at, through_id) = through.map_or((i64::MIN, String::new()), |c| {
         (c.updated_at, c.id.to_string())
     });
     let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NULL
-           AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '')
-         ORDER BY updated_at DESC, id DESC LIMIT ?4",
+         WHERE owner = ?1 AND updated_at <= ?2 AND updated_at >= ?4
+           AND deleted_at IS NULL AND pinned_at IS NULL
+           AND (updated_at < ?2 OR id < ?3 OR ?3 = '')
+           AND (updated_at > ?4 OR id >= ?5 OR ?5 = '')
+         ORDER BY updated_at DESC, id DESC LIMIT ?6",
     )
     .bind(&owner.0)
-    .bind(updated_at)
-    .bind(id)
-    .bind(i64::try_from(CONVERSATIONS_PAGE).unwrap_or(i64::MAX))
+    .bind(after_at)
+    .bind(after_id)
+    .bind(through_at)
+    .bind(through_id)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(db.reader())
     .await?;
     Ok(summaries(rows))
