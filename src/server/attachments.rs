@@ -4,13 +4,12 @@
 //!   it is hashed (SHA-256) and its type found in its bytes (`sniff`), then stored in the
 //!   database a chunk at a time, once per person and content;
 //! - `download`: `GET /attachments/{id}`, to its owner only, a chunk at a time;
-//! - `prompt`: what a question's files add to what the model is sent.
+//! What a question's files add to what the model is sent is the turn engine's (`turns/files.rs`).
 //!
 //! Why the database holds the bytes: ARCHITECTURE.md ("Attachments").
 
 pub mod download;
 pub mod images;
-pub mod prompt;
 pub mod sniff;
 pub mod upload;
 

@@ -19,6 +19,7 @@ mod budget;
 mod checkpoints;
 mod deps;
 mod error;
+mod files;
 mod follow;
 mod history;
 mod hub;

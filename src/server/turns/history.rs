@@ -39,9 +39,7 @@ pub async fn read(
         .await?;
         // A question's text files are part of its text from here on (measured, sent, billed);
         // its images go beside it.
-        let found =
-            crate::server::attachments::prompt::add_files(db, &record.owner, &mut page.messages)
-                .await?;
+        let found = super::files::add_files(db, &record.owner, &mut page.messages).await?;
         for message in &page.messages {
             if is_sendable(message) {
                 let pictures = found.get(&message.id).map_or(0, Vec::len);

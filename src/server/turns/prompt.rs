@@ -111,7 +111,7 @@ pub struct History {
     pub messages: Vec<MessageView>,
     /// Messages before the oldest read that a prompt could have sent: left out unread.
     pub unread: u32,
-    /// The images questions carry, by message id (`attachments::prompt::add_files`).
+    /// The images questions carry, by message id (`files::add_files`).
     pub images: std::collections::HashMap<uuid::Uuid, Vec<llm::Image>>,
 }
 
