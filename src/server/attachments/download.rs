@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::Extension;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -76,6 +77,14 @@ fn chunks(
     })
 }
 
+/// What RFC 5987 leaves as it is in a file name (the unreserved characters); the rest is
+/// percent-encoded UTF-8.
+const FILENAME: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `Content-Disposition`: the name as ASCII (anything else an underscore) and, for browsers
 /// that read it, exactly (RFC 5987/6266).
 fn disposition(inline: bool, name: &str) -> String {
@@ -89,14 +98,7 @@ fn disposition(inline: bool, name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    let encoded = utf8_percent_encode(name, FILENAME);
     let how = if inline { "inline" } else { "attachment" };
     format!("{how}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }

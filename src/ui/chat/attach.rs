@@ -53,7 +53,7 @@ pub fn add_files(state: ChatState, files: Vec<web_sys::File>) {
 fn send(file: web_sys::File, upload: RwSignal<Upload>) -> Result<(), String> {
     let fail = |_| "the browser could not send the file".to_owned();
     let request = web_sys::XmlHttpRequest::new().map_err(fail)?;
-    let name = js_sys_encode(&file.name());
+    let name = String::from(web_sys::js_sys::encode_uri_component(&file.name()));
     request
         .open("POST", &format!("{ATTACHMENTS_PATH}?name={name}"))
         .map_err(fail)?;
@@ -97,19 +97,6 @@ fn send(file: web_sys::File, upload: RwSignal<Upload>) -> Result<(), String> {
     on_load.forget();
     on_error.forget();
     Ok(())
-}
-
-/// A file name as a query value (percent-encoded UTF-8).
-fn js_sys_encode(name: &str) -> String {
-    let mut encoded = String::new();
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 /// A refusal's words: the server's (an API error's JSON), or the status's.
