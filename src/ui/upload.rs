@@ -94,8 +94,9 @@ pub fn send(
     Ok(())
 }
 
-/// A refusal's words: the server's (an API error's JSON), or the status's.
-fn refusal(status: u16, text: &str) -> String {
+/// A refusal's words: the server's (an API error's JSON), or the status's (an import's, and an
+/// attachment's upload).
+pub fn refusal(status: u16, text: &str) -> String {
     if let Ok(error) = serde_json::from_str::<crate::error::ApiError>(text) {
         return error.to_string();
     }

@@ -13,6 +13,7 @@ use crate::format::byte_size;
 use crate::model::attachments::{
     AttachmentKind, AttachmentView, ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE,
 };
+use crate::ui::upload::refusal;
 
 thread_local! {
     static NEXT_KEY: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
@@ -97,18 +98,6 @@ fn send(file: web_sys::File, upload: RwSignal<Upload>) -> Result<(), String> {
     on_load.forget();
     on_error.forget();
     Ok(())
-}
-
-/// A refusal's words: the server's (an API error's JSON), or the status's.
-fn refusal(status: u16, text: &str) -> String {
-    if let Ok(error) = serde_json::from_str::<crate::error::ApiError>(text) {
-        return error.to_string();
-    }
-    match status {
-        413 => "the file is larger than this server takes".into(),
-        0 => "the server could not be reached".into(),
-        _ => format!("the server refused the file ({status})"),
-    }
 }
 
 /// The composer's files, as chips.
