@@ -28,7 +28,15 @@ test("a ChatGPT export is imported with its progress and summary, and one of its
 
   // Opened from the list: the branch ChatGPT showed, its replies marked as imported.
   await page.getByRole("link", { name: "Open your conversations" }).click();
-  await page.getByRole("link", { name: "Trip to Lisbon" }).click();
+  // Imported conversations keep their own dates, so they sit among the oldest: below the first
+  // screenful when the other specs have made theirs. Scrolled to as a person would.
+  const trip = page.getByRole("link", { name: "Trip to Lisbon" });
+  const list = page.locator(".conversation-list:not(.pinned)");
+  await expect(async () => {
+    await list.evaluate((el) => el.scrollTo(0, el.scrollHeight));
+    await expect(trip).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
+  await trip.click();
   await expect(lastReply(page).locator(".content")).toHaveText("You are welcome!");
   await expect(page.locator("li.message")).toHaveCount(6);
   await expect(page.locator("li.message.user").nth(1)).toContainText("[image, 800×600: not included in the export]");
