@@ -67,6 +67,8 @@ pub mod search;
 pub mod sessions;
 /// Share links: a pinned snapshot of a conversation at an unguessable address, and its page.
 pub mod shares;
+/// An upload's body spooled to a temporary file beside the database (imports, attachments).
+pub mod spool;
 /// Shared application state handed to every request.
 pub mod state;
 /// Sign-in throttles: per account and address, per address (IPv6 by /64), and the account's

@@ -4,16 +4,13 @@
 //! Nothing holds the whole file in memory, except an image's pixels while it is re-encoded
 //! (`images`, bounded). The answer is the upload as the page shows it.
 
-use std::path::{Path, PathBuf};
-
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, Response};
 use axum::{Extension, Json};
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use uuid::Uuid;
 
 use super::images;
@@ -26,6 +23,7 @@ use crate::server::db::{self, Owner};
 use crate::server::error_response::api_error;
 use crate::server::input::is_invisible;
 use crate::server::principal::Principal;
+use crate::server::spool;
 use crate::server::AppState;
 
 /// A file name's most characters (longer names are cut, keeping their extension's end).
@@ -160,69 +158,36 @@ struct Spooled {
     text: bool,
 }
 
-/// Where temporary files go: beside the database (a disk the operator sized for data, where
-/// `/tmp` may be memory).
-fn spool_dir(database: &Path) -> PathBuf {
-    match database.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Writes the body to an unlinked temporary file; `None` if it grows past `limit`.
+/// Writes the body to an unlinked temporary file (`spool`), hashing it and learning its type
+/// as it comes; `None` if it grows past `limit`.
 async fn spool(
     state: &AppState,
     request: Request,
     limit: u64,
 ) -> Result<Option<Spooled>, ApiError> {
-    let dir = spool_dir(&state.config.database_path);
-    let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
-            tracing::error!("creating an upload's temporary file: {e}");
-            ApiError::Internal
-        })?;
-    let mut file = tokio::fs::File::from_std(file);
-    let mut body = request.into_body();
-    let wait = state.config.connections.body_timeout;
-    let mut size: u64 = 0;
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut text = TextCheck::default();
-    loop {
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => return Err(ApiError::BadRequest("the upload stalled; try again".into())),
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(ApiError::BadRequest(
-                    "the upload was cut off before its end; try again".into(),
-                ))
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        size = size.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
-        if size > limit {
-            return Ok(None);
-        }
-        hasher.update(&data);
-        text.feed(&data);
-        let wanted = HEAD_BYTES.saturating_sub(head.len());
-        head.extend_from_slice(data.get(..wanted.min(data.len())).unwrap_or_default());
-        file.write_all(&data).await.map_err(|e| {
-            tracing::error!("writing an upload's temporary file: {e}");
-            ApiError::InsufficientStorage("the server has no room for this file now".into())
-        })?;
-    }
-    file.flush().await.map_err(|_| ApiError::Internal)?;
-    let sha256 = hex(&hasher.finalize());
+    let spooled = spool::spool(
+        &state.config.database_path,
+        state.config.connections.body_timeout,
+        request.into_body(),
+        limit,
+        |data| {
+            hasher.update(data);
+            text.feed(data);
+            let wanted = HEAD_BYTES.saturating_sub(head.len());
+            head.extend_from_slice(data.get(..wanted.min(data.len())).unwrap_or_default());
+        },
+    )
+    .await?;
+    let spool::Spooled::Whole { file, size } = spooled else {
+        return Ok(None);
+    };
     Ok(Some(Spooled {
         file,
         size,
-        sha256,
+        sha256: hex(&hasher.finalize()),
         head,
         text: text.finish(),
     }))

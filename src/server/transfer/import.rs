@@ -4,15 +4,11 @@
 //! is newline-delimited JSON (`ImportLine`): the format, progress after every conversation, and
 //! a summary; what was stored before a failure stays, whole. One import per person at a time.
 
-use std::path::{Path, PathBuf};
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, Response, StatusCode};
 use axum::Extension;
 use futures::StreamExt;
-use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::reader::{read_upload, Item, ReadError};
@@ -25,6 +21,7 @@ use crate::server::export_format::Conversation;
 use crate::server::imports::Running;
 use crate::server::principal::Principal;
 use crate::server::quota;
+use crate::server::spool::{self, Spooled};
 use crate::server::AppState;
 
 /// How often an import tells its progress at most.
@@ -70,17 +67,8 @@ fn tokio_stream_of<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-/// Where temporary files go: beside the database (a disk the operator sized for data, where
-/// `/tmp` may be memory).
-fn spool_dir(database: &Path) -> PathBuf {
-    match database.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Writes the request's body to an unlinked temporary file, at most `limit` bytes, each piece
-/// arriving within the body timeout; the file, read from its start.
+/// Writes the request's body to an unlinked temporary file (`spool`), at most `limit` bytes;
+/// the file, read from its start.
 async fn spool(state: &AppState, request: Request, limit: u64) -> Result<std::fs::File, Refusal> {
     let too_large = || {
         Refusal::TooLarge(format!(
@@ -96,55 +84,24 @@ async fn spool(state: &AppState, request: Request, limit: u64) -> Result<std::fs
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let dir = spool_dir(&state.config.database_path);
-    let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-        .await
-        .map_err(|_| Refusal::Api(ApiError::Internal))?
-        .map_err(|e| {
-            tracing::error!("creating an import's temporary file: {e}");
-            Refusal::Api(ApiError::Internal)
-        })?;
-    let mut file = tokio::fs::File::from_std(file);
-    let mut body = request.into_body();
-    let wait = state.config.connections.body_timeout;
-    let mut written: u64 = 0;
-    loop {
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => {
-                return Err(Refusal::Api(ApiError::BadRequest(
-                    "the upload stalled; try again".into(),
-                )))
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(Refusal::Api(ApiError::BadRequest(
-                    "the upload was cut off before its end; try again".into(),
-                )))
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        written = written.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
-        if written > limit {
-            return Err(too_large());
+    let spooled = spool::spool(
+        &state.config.database_path,
+        state.config.connections.body_timeout,
+        request.into_body(),
+        limit,
+        |_| {},
+    )
+    .await
+    .map_err(Refusal::Api)?;
+    let file = match spooled {
+        Spooled::TooLarge => return Err(too_large()),
+        Spooled::Whole { size: 0, .. } => {
+            return Err(Refusal::Api(ApiError::BadRequest(
+                "the file is empty".into(),
+            )))
         }
-        file.write_all(&data).await.map_err(|e| {
-            tracing::error!("writing an import's temporary file: {e}");
-            Refusal::Api(ApiError::InsufficientStorage(
-                "the server has no room for this file now".into(),
-            ))
-        })?;
-    }
-    if written == 0 {
-        return Err(Refusal::Api(ApiError::BadRequest(
-            "the file is empty".into(),
-        )));
-    }
-    file.flush()
-        .await
-        .map_err(|_| Refusal::Api(ApiError::Internal))?;
+        Spooled::Whole { file, .. } => file,
+    };
     let mut file = file.into_std().await;
     tokio::task::spawn_blocking(move || {
         use std::io::Seek;
