@@ -10,7 +10,7 @@
 # no registry, passes an image of its own here.
 ARG DEBIAN_IMAGE=debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241
 
-# ---- tools: Rust, cargo-leptos, wasm-bindgen, wasm-opt, cmake/clang for llama.cpp -------------
+# ---- tools: Rust (stable, and the WASM's nightly), cargo-leptos, wasm-bindgen, wasm-opt, cmake/clang (llama.cpp)
 # Rebuilt only when the install script changes.
 FROM ${DEBIAN_IMAGE} AS tools
 ARG RUST_VERSION=1.95.0
@@ -52,6 +52,10 @@ RUN case "$(dpkg --print-architecture)" in \
 COPY scripts/install-tools.sh /opt/rill-tools/scripts/install-tools.sh
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     bash -c 'source /opt/rill-tools/scripts/install-tools.sh && ensure_build_tools && ensure_wasm_opt'
+# The browser's WASM is built on a pinned nightly (with rust-src, for -Zbuild-std), named in
+# scripts/release-build.sh: a layer of its own, so editing that script reinstalls only the nightly.
+COPY scripts/release-build.sh /opt/rill-tools/scripts/release-build.sh
+RUN bash /opt/rill-tools/scripts/release-build.sh --install-toolchain
 
 # ---- build: the release server and the optimised, precompressed site ---------------------------
 # The cache mounts keep compiled dependencies across source edits: a one-line change rebuilds

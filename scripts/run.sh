@@ -12,9 +12,10 @@ ensure_build_tools
 bash scripts/fetch-model.sh || echo "[run] the local model could not be fetched; see the model picker" >&2
 if [ "${1:-}" = "--release" ]; then
   ensure_wasm_opt
-  # The release build's flags (scripts/release-build.sh), and brotli and gzip copies of the
-  # site's files, served to browsers that accept them.
+  # The release build (scripts/release-build.sh: the WASM on its pinned nightly, the server on
+  # stable, brotli and gzip copies of the site's files), then served by the server it built.
+  bash scripts/release-build.sh
   source scripts/release-build.sh
-  set -- "$@" --precompress
+  set -- "$@" --precompress --server-only
 fi
 exec cargo leptos serve --split "$@"

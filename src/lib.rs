@@ -25,6 +25,9 @@ pub mod ui;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
+    // The release WASM aborts at a panic without running a hook (`-Cpanic=immediate-abort`,
+    // scripts/release-build.sh): the hook and its formatting would be dead weight there.
+    #[cfg(not(panic = "immediate-abort"))]
     console_error_panic_hook::set_once();
     // Some routes are lazy (`app.rs`): their WASM is fetched before they hydrate, so hydration
     // is async (what `leptos::mount::hydrate_lazy` does, with the page marked live at its end).

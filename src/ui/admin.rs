@@ -21,7 +21,9 @@ fn parse_budget(text: &str) -> Result<Option<f64>, String> {
     }
     match text.parse::<f64>() {
         Ok(b) if b.is_finite() && b >= 0.0 => Ok(Some(b)),
-        _ => Err(format!("{text:?} is not an amount in dollars")),
+        // Quoted by hand, not with `{:?}`: the release WASM writes no Debug text
+        // (`-Zfmt-debug=none`, scripts/release-build.sh).
+        _ => Err(format!("“{text}” is not an amount in dollars")),
     }
 }
 
@@ -555,7 +557,10 @@ mod tests {
         assert_eq!(parse_budget(" $12.5 "), Ok(Some(12.5)));
         assert_eq!(parse_budget("0"), Ok(Some(0.0)));
         assert!(parse_budget("-1").is_err());
-        assert!(parse_budget("ten").is_err());
+        assert_eq!(
+            parse_budget(" ten "),
+            Err("“ten” is not an amount in dollars".to_owned())
+        );
         assert!(parse_budget("NaN").is_err());
         for budget in [Some(0.0002), Some(5.0), Some(12.5), None] {
             assert_eq!(parse_budget(&budget_text(budget)), Ok(budget), "{budget:?}");
