@@ -20,7 +20,7 @@
 # machinery; pinned to a date so a release build is reproducible and a new nightly (which may
 # rename these unstable flags, as it did panic_immediate_abort) is a deliberate change here.
 wasm_toolchain=nightly-2026-05-20
-# What the nightly buys, smallest first load first (each measured in docs/decisions.md):
+# What each flag is for (its bytes are in docs/decisions.md):
 #   -Zbuild-std               std, core and alloc compiled with the flags below and the
 #                             wasm-release profile, not the prebuilt, speed-optimised ones
 #   -Cpanic=immediate-abort   a panic is a trap: no panic messages, hook or formatting (the
