@@ -1,10 +1,13 @@
 // Measures a page's first load as a browser makes it: every response's bytes on the wire
 // (compressed as sent), its encoding and cache policy, and the total, in headless Chromium with
 // an empty cache. Then loads it again and counts what the cache did not answer.
-//   node end2end/first-load.mjs http://127.0.0.1:3000/ [--budget 250000]
-// With a budget (bytes on the wire), it exits with status 1 when the first load is larger. Only a
+//   node end2end/first-load.mjs http://127.0.0.1:3000/ [--budget 250000] [--turns 3]
+// With a budget (bytes on the wire), it exits with status 1 when the first load is larger. With
+// `--turns N` it first sends N messages to the server (its default model answers: serve it with
+// the fake provider) and measures that conversation's page (`/c/:id`) instead. Only a
 // release build's figure means anything (`bash scripts/release-build.sh`): a
 // debug build's WASM is ten times the size and not optimised.
+import { sendTurn } from "./bench-server.mjs";
 import { launchHeadless } from "./headless.mjs";
 
 const args = process.argv.slice(2);
@@ -14,7 +17,19 @@ if (budget !== undefined && !(budget > 0)) {
   console.error("--budget takes a number of bytes");
   process.exit(2);
 }
-const url = args[0] ?? "http://127.0.0.1:3000/";
+const turnsAt = args.indexOf("--turns");
+const turns = turnsAt >= 0 ? Number(args.splice(turnsAt, 2)[1]) : 0;
+if (!Number.isInteger(turns) || turns < 0) {
+  console.error("--turns takes a number of messages");
+  process.exit(2);
+}
+let url = args[0] ?? "http://127.0.0.1:3000/";
+if (turns > 0) {
+  const origin = new URL(url).origin;
+  let id = null;
+  for (let i = 1; i <= turns; i++) id = await sendTurn(origin, `Question ${i}`, id);
+  url = `${origin}/c/${id}`;
+}
 const { context, page, close } = await launchHeadless("first-load");
 const cdp = await context.newCDPSession(page);
 await cdp.send("Network.enable");
