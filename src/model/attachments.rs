@@ -11,6 +11,10 @@ pub const ATTACHMENTS_PATH: &str = "/attachments";
 /// Files one message may carry at most.
 pub const MAX_FILES_PER_MESSAGE: usize = 10;
 
+/// Most bytes of text kept from one PDF: about half a million tokens, more than any model's
+/// window holds; a longer text is cut there, and the model and the person are told.
+pub const MAX_PDF_TEXT_BYTES: u64 = 2 << 20;
+
 /// What the model is sent of a file, decided by its bytes (never its name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,4 +56,7 @@ pub struct AttachmentView {
     /// The type found in its bytes, as it is served.
     pub mime: String,
     pub kind: AttachmentKind,
+    /// What the person should know of how the model reads it (a PDF with no text, or cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

@@ -10,6 +10,7 @@
 
 pub mod download;
 pub mod images;
+pub mod pdf;
 pub mod sniff;
 pub mod upload;
 

@@ -133,7 +133,10 @@ fn FileChip(file: PendingFile, state: ChatState) -> impl IntoView {
                     <progress max="100" value=percent aria-label=format!("Uploading {}", file.name.get_value())></progress>
                 }.into_any(),
                 Upload::Failed(words) => view! { <span class="file-error" role="alert">{words}</span> }.into_any(),
-                Upload::Ready(_) => ().into_any(),
+                Upload::Ready(view) => match view.note {
+                    Some(note) => view! { <span class="file-note">{note}</span> }.into_any(),
+                    None => ().into_any(),
+                },
             }}
             <button type="button" class="file-remove" aria-label=label title="Remove" on:click=remove>"×"</button>
         </li>
