@@ -227,6 +227,25 @@ async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
         ..Setup::default()
     })
     .await;
+    // The page is told the limits before it uploads anything (it refuses a file beyond them
+    // without sending it; end2end/tests/attachments.spec.ts).
+    let limits = || async {
+        let answer = app.post_json("file_limits", json!({})).await;
+        assert_eq!(answer.status(), 200);
+        answer
+            .json::<rill::model::attachments::AttachmentLimits>()
+            .await
+            .expect("the limits")
+    };
+    assert_eq!(
+        limits().await,
+        rill::model::attachments::AttachmentLimits {
+            per_file: 1000,
+            per_message: 1500,
+            per_day: 3500,
+            used_today: 0,
+        }
+    );
     let too_big = upload_with(&app.http, &app.base_url, "big.txt", &[b'a'; 1001]).await;
     assert_eq!(too_big.status(), 413);
     assert_eq!(
@@ -264,6 +283,7 @@ async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
     assert_eq!(app.count("turn_attachments").await, 0);
 
     // 2000 bytes uploaded today (refused uploads do not count); 1000 more fit, then no more.
+    assert_eq!(limits().await.used_today, 2000);
     upload(&app, "c.txt", &[b'c'; 1000]).await;
     let over = upload_with(&app.http, &app.base_url, "d.txt", &[b'd'; 600]).await;
     assert_eq!(over.status(), 429);
@@ -443,6 +463,27 @@ async fn a_model_that_cannot_see_is_never_sent_an_image() {
         ..Setup::default()
     })
     .await;
+    // The picker says which models see, before anything is sent.
+    let menu: rill::model::ModelMenu = app
+        .post_json("list_models", json!({}))
+        .await
+        .json()
+        .await
+        .expect("the menu");
+    let notes: Vec<(&str, Option<&str>)> = menu
+        .groups
+        .iter()
+        .flat_map(|g| &g.models)
+        .map(|m| (m.id.as_str(), m.note.as_deref()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("fake/fake-model", Some("cannot see images")),
+            ("claude/claude-fake", Some("sees images")),
+            ("gemini/gemini-fake", Some("sees images")),
+        ]
+    );
     let shot = upload(&app, "shot.png", &png(10, 10)).await;
     let events = send_with(
         &app,
@@ -812,4 +853,101 @@ async fn a_pdf_built_to_blow_up_or_damaged_is_refused_in_words() {
     // And the server goes on as before.
     let fine = upload(&app, "report.pdf", &fixture("report.pdf")).await;
     assert_eq!(fine.note, None);
+}
+
+#[tokio::test]
+async fn files_stay_with_continue_regenerate_edit_branches_and_a_switch_of_provider() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let notes = upload(&app, "notes.md", b"# Plan\nShip it.").await;
+    let block = "\n\n<file name=\"notes.md\">\n# Plan\nShip it.\n</file>";
+    let send = |turn_id: Uuid, conversation: Option<Uuid>, text: &str, extra: Value| {
+        let mut request = json!({"turn_id": turn_id, "conversation_id": conversation,
+                                 "text": text, "model": null});
+        if let (Some(request), Some(extra)) = (request.as_object_mut(), extra.as_object()) {
+            request.extend(extra.clone());
+        }
+        app.post_json("send_message", request)
+    };
+
+    // Continue: the question with its file, stopped mid-reply, goes on with the file.
+    let q1 = Uuid::new_v4();
+    let mut reader =
+        EventReader::new(send(q1, None, "Read this", json!({"attachments": [notes.id]})).await);
+    let mut events = Vec::new();
+    while !events.iter().any(|e: &rill::model::TurnEnvelope| {
+        matches!(e.event, rill::model::TurnEvent::Delta { .. })
+    }) {
+        events.push(reader.next().await.expect("streaming"));
+    }
+    assert_eq!(app.stop(q1).await.status(), 200);
+    events.extend(reader.read_to_end().await);
+    let conversation = conversation_of(&events);
+    app.fake.set_config(FakeConfig {
+        tokens: 6,
+        ..FakeConfig::default()
+    });
+    app.fake.reset_log();
+    EventReader::new(app.continue_reply(q1, 1).await)
+        .read_to_end()
+        .await;
+    assert_eq!(
+        asked_text(&app, "fake/fake-model"),
+        format!("Read this{block}"),
+        "continued"
+    );
+
+    // Regenerate and Edit: the page sends the question's files again with the new turn.
+    for (text, name) in [
+        ("Read this", "regenerated"),
+        ("Read this, please", "edited"),
+    ] {
+        app.fake.reset_log();
+        let events = EventReader::new(
+            send(
+                Uuid::new_v4(),
+                Some(conversation),
+                text,
+                json!({"alternative_to": q1, "attachments": [notes.id]}),
+            )
+            .await,
+        )
+        .read_to_end()
+        .await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete
+        );
+        assert_eq!(
+            asked_text(&app, "fake/fake-model"),
+            format!("{text}{block}"),
+            "{name}"
+        );
+    }
+
+    // Back on the first branch, each provider in turn gets the earlier question's file.
+    let switched = app
+        .post_json(
+            "switch_branch",
+            json!({"conversation_id": conversation, "turn_id": q1}),
+        )
+        .await;
+    assert_eq!(switched.status(), 200);
+    for model in ["claude/claude-fake", "gemini/gemini-fake"] {
+        app.fake.reset_log();
+        let events = send_with(&app, Some(conversation), "And then?", Some(model), &[]).await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete
+        );
+        assert_eq!(
+            asked_text(&app, model),
+            format!("Read this{block}"),
+            "{model}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ use crate::server::AppState;
 
 /// A file name's most characters (longer names are cut, keeping their extension's end).
 const MAX_NAME_CHARS: usize = 200;
-const DAY_MS: i64 = 24 * 3600 * 1000;
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
