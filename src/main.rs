@@ -28,6 +28,10 @@ fn main() -> anyhow::Result<()> {
     if command == Command::Healthcheck {
         return healthcheck();
     }
+    // A child the server runs to read one PDF: nothing else is set up for it.
+    if let Command::ReadPdf { max_bytes } = &command {
+        std::process::exit(i32::from(rill::server::attachments::pdf::worker(max_bytes)));
+    }
     let config = Config::from_env().context("reading configuration")?;
     rill::server::logging::init(config.ops.log_format);
     if command == Command::Serve {
@@ -62,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         // Answered above, before any setting is read.
-        Command::Healthcheck => Ok(()),
+        Command::Healthcheck | Command::ReadPdf { .. } => Ok(()),
     }
 }
 

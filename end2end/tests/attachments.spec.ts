@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
 import { composer, configureFake, fakeLog, lastReply, openNewChat, send } from "./helpers";
 
@@ -73,4 +76,97 @@ test("a pasted screenshot and a picked file go with a message, show in it after 
   await page.screenshot({ path: test.info().outputPath("overlay.png") });
   await page.keyboard.press("Escape");
   await expect(overlay).toHaveCount(0);
+});
+
+// A one-page PDF printed by Chromium (the Rust tests' fixture): "42 blue whales in October."
+const REPORT_PDF = readFileSync(join(__dirname, "../../tests/it/fixtures/report.pdf"));
+
+/// Drops `name` (its bytes `bytes`) onto the composer, as a file dragged from the desktop.
+async function dropFile(page: Page, name: string, type: string, bytes: Buffer) {
+  await page.evaluate(
+    ([name, type, data]) => {
+      const raw = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([raw], name, { type }));
+      const target = document.querySelector("form.composer")!;
+      target.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      target.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    },
+    [name, type, bytes.toString("base64")],
+  );
+}
+
+/// Drops a PDF, sends it, sees its chip, reloads, downloads it; `tap` sends with the button (a
+/// phone), else Enter.
+async function pdfRoundTrip(page: Page, tap: boolean) {
+  await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+  await openNewChat(page);
+  await dropFile(page, "report.pdf", "application/pdf", REPORT_PDF);
+  const tray = page.locator(".file-tray");
+  await expect(tray.locator(".file-chip")).toContainText("report.pdf");
+  await expect(tray.locator("progress")).toHaveCount(0);
+  await expect(tray.locator(".file-error")).toHaveCount(0);
+  // The server's limits are shown with the files.
+  await expect(page.locator(".file-limits")).toContainText(/^Up to 20\.0 MB a file, 50\.0 MB a message; [\d.]+ MB left today$/);
+  await composer(page).fill("How many whales?");
+  if (tap) {
+    await page.getByRole("button", { name: "Send", exact: true }).tap();
+  } else {
+    await composer(page).press("Enter");
+  }
+  await expect(lastReply(page)).toHaveAttribute("data-status", "complete");
+  // The model read the PDF's text.
+  const log = await fakeLog(page);
+  const body = JSON.stringify(log.requests[log.requests.length - 1]);
+  expect(body).toContain('<file name=\\"report.pdf\\">');
+  expect(body).toContain("42 blue whales in October.");
+
+  await page.reload();
+  await expect(page.locator("html[data-hydrated]")).toBeAttached();
+  const chip = page.locator("li.message.user").last().locator("a.file-chip");
+  await expect(chip).toContainText("report.pdf");
+  await expect(chip).toBeVisible();
+  await page.screenshot({ path: test.info().outputPath(tap ? "pdf-phone.png" : "pdf.png") });
+  const download = await page.request.get((await chip.getAttribute("href"))!);
+  expect(download.status()).toBe(200);
+  expect(download.headers()["content-type"]).toBe("application/pdf");
+  expect(Buffer.compare(await download.body(), REPORT_PDF)).toBe(0);
+}
+
+test("a dropped PDF goes with a message as its text, shows as a chip after a reload and downloads", async ({ page }) => {
+  await pdfRoundTrip(page, false);
+});
+
+test("a file beyond the server's limit is refused in words before a byte is uploaded", async ({ page }) => {
+  await openNewChat(page);
+  const uploads: string[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname === "/attachments") uploads.push(r.url());
+  });
+  await page.locator('.composer input[type="file"]').setInputFiles({
+    name: "huge.bin",
+    mimeType: "application/octet-stream",
+    buffer: Buffer.alloc(21 * 1024 * 1024, 7),
+  });
+  const chip = page.locator(".file-tray .file-chip");
+  await expect(chip.locator(".file-error")).toHaveText(
+    "Not sent: 21.0 MB is larger than the 20.0 MB this server takes for one file",
+  );
+  await expect(page.locator(".file-limits")).toBeVisible();
+  expect(uploads).toEqual([]);
+  // Taking it off leaves nothing.
+  await page.getByRole("button", { name: "Remove huge.bin" }).click();
+  await expect(page.locator(".file-tray")).toHaveCount(0);
+});
+
+test.describe("on a 360 px phone", () => {
+  test.use({ viewport: { width: 360, height: 740 }, hasTouch: true, isMobile: true });
+
+  test("a dropped PDF is sent with the Send button, and its chip fits and downloads", async ({ page }) => {
+    await pdfRoundTrip(page, true);
+    const chip = page.locator("li.message.user").last().locator("a.file-chip");
+    const box = (await chip.boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(360);
+  });
 });

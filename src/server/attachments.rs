@@ -10,6 +10,7 @@
 
 pub mod download;
 pub mod images;
+pub mod pdf;
 pub mod sniff;
 pub mod upload;
 
@@ -21,7 +22,7 @@ use super::db::{self, attachments::CannotLink, Owner};
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::byte_size;
-use crate::model::attachments::{ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE};
+use crate::model::attachments::{AttachmentLimits, ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE};
 
 /// The upload and download routes.
 pub fn routes(state: AppState) -> Router {
@@ -29,6 +30,18 @@ pub fn routes(state: AppState) -> Router {
         .route(ATTACHMENTS_PATH, post(upload::upload))
         .route("/attachments/{id}", get(download::download))
         .with_state(state)
+}
+
+/// The configured limits and what `owner` uploaded in the last day.
+pub async fn limits(state: &AppState, owner: &Owner) -> Result<AttachmentLimits, ApiError> {
+    let limits = &state.config.limits;
+    let since = db::now_ms().saturating_sub(upload::DAY_MS);
+    Ok(AttachmentLimits {
+        per_file: limits.max_attachment_bytes,
+        per_message: limits.max_message_attachment_bytes,
+        per_day: limits.attachment_bytes_per_day,
+        used_today: db::attachments::uploaded_since(&state.db, owner, since).await?,
+    })
 }
 
 /// Puts each question's files on it, for the page.

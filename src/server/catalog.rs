@@ -115,6 +115,20 @@ pub struct ModelLimits {
     pub sees_images: bool,
 }
 
+/// What the picker says after a model's name: its own note, and whether it sees images (an
+/// image sent to one that cannot is refused; the refusal points here).
+fn picker_note(entry: &ModelEntry) -> String {
+    let sight = if entry.limits.sees_images {
+        "sees images"
+    } else {
+        "cannot see images"
+    };
+    match &entry.note {
+        Some(note) => format!("{note}; {sight}"),
+        None => sight.to_owned(),
+    }
+}
+
 /// A model id resolved for one turn.
 #[derive(Clone)]
 pub struct ResolvedModel {
@@ -357,7 +371,7 @@ impl ModelCatalog {
         for e in &self.entries {
             let option = ModelOption {
                 id: e.id.clone(),
-                note: e.note.clone(),
+                note: Some(picker_note(e)),
                 price: prices.price(&e.id).cloned(),
             };
             match groups.iter_mut().find(|g| g.provider == e.group) {

@@ -6,9 +6,19 @@
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve,
-    AddUser { username: String, admin: bool },
+    AddUser {
+        username: String,
+        admin: bool,
+    },
     Healthcheck,
-    Backup { destination: std::path::PathBuf },
+    Backup {
+        destination: std::path::PathBuf,
+    },
+    /// The server's PDF reader (`attachments/pdf.rs`), run by the server itself; not in the
+    /// usage text.
+    ReadPdf {
+        max_bytes: String,
+    },
     Help,
 }
 
@@ -39,6 +49,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [] => Ok(Command::Serve),
         ["-h" | "--help" | "help"] => Ok(Command::Help),
         ["healthcheck"] => Ok(Command::Healthcheck),
+        [crate::server::attachments::pdf::COMMAND, max_bytes] => Ok(Command::ReadPdf {
+            max_bytes: (*max_bytes).to_owned(),
+        }),
         ["backup", path] if !path.starts_with('-') => Ok(Command::Backup {
             destination: path.into(),
         }),

@@ -227,6 +227,25 @@ async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
         ..Setup::default()
     })
     .await;
+    // The page is told the limits before it uploads anything (it refuses a file beyond them
+    // without sending it; end2end/tests/attachments.spec.ts).
+    let limits = || async {
+        let answer = app.post_json("file_limits", json!({})).await;
+        assert_eq!(answer.status(), 200);
+        answer
+            .json::<rill::model::attachments::AttachmentLimits>()
+            .await
+            .expect("the limits")
+    };
+    assert_eq!(
+        limits().await,
+        rill::model::attachments::AttachmentLimits {
+            per_file: 1000,
+            per_message: 1500,
+            per_day: 3500,
+            used_today: 0,
+        }
+    );
     let too_big = upload_with(&app.http, &app.base_url, "big.txt", &[b'a'; 1001]).await;
     assert_eq!(too_big.status(), 413);
     assert_eq!(
@@ -264,6 +283,7 @@ async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
     assert_eq!(app.count("turn_attachments").await, 0);
 
     // 2000 bytes uploaded today (refused uploads do not count); 1000 more fit, then no more.
+    assert_eq!(limits().await.used_today, 2000);
     upload(&app, "c.txt", &[b'c'; 1000]).await;
     let over = upload_with(&app.http, &app.base_url, "d.txt", &[b'd'; 600]).await;
     assert_eq!(over.status(), 429);
@@ -443,6 +463,27 @@ async fn a_model_that_cannot_see_is_never_sent_an_image() {
         ..Setup::default()
     })
     .await;
+    // The picker says which models see, before anything is sent.
+    let menu: rill::model::ModelMenu = app
+        .post_json("list_models", json!({}))
+        .await
+        .json()
+        .await
+        .expect("the menu");
+    let notes: Vec<(&str, Option<&str>)> = menu
+        .groups
+        .iter()
+        .flat_map(|g| &g.models)
+        .map(|m| (m.id.as_str(), m.note.as_deref()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("fake/fake-model", Some("cannot see images")),
+            ("claude/claude-fake", Some("sees images")),
+            ("gemini/gemini-fake", Some("sees images")),
+        ]
+    );
     let shot = upload(&app, "shot.png", &png(10, 10)).await;
     let events = send_with(
         &app,
@@ -556,4 +597,357 @@ async fn images_are_scaled_stripped_of_metadata_and_bounded_when_decoded() {
         "the image could not be read; it may be damaged"
     );
     assert_eq!(app.count("attachments").await, 3);
+}
+
+/// The user's text in the last request the fake provider received, whatever its protocol.
+fn asked_text(app: &TestApp, model: &str) -> String {
+    let requests = app.fake.requests();
+    let body = requests.last().expect("the provider was asked");
+    let text = match model {
+        "gemini/gemini-fake" => body["contents"][0]["parts"][0]["text"].clone(),
+        _ => body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+            .map(|m| m["content"].clone())
+            .unwrap_or_default(),
+    };
+    text.as_str().unwrap_or_default().to_owned()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/it/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("the fixture is there")
+}
+
+/// A PDF whose objects are `objects` (numbered from 1, the first the catalog), with a correct
+/// cross-reference table.
+fn pdf(objects: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    let size = objects.len() + 1;
+    out.extend(format!("xref\n0 {size}\n0000000000 65535 f \n").bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!("trailer\n<< /Size {size} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").bytes(),
+    );
+    out
+}
+
+fn pdf_stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\nendstream");
+    out
+}
+
+/// One page of Helvetica whose content stream is `content` (its dictionary's other entries
+/// `content_dict`), and `extra` objects after it.
+fn one_page_pdf(content_dict: &str, content: &[u8], extra: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+        pdf_stream(content_dict, content),
+    ];
+    objects.extend(extra);
+    pdf(&objects)
+}
+
+/// A zlib stream that inflates to `zeros` zero bytes (a multiple of 258, plus one), in about
+/// 13 bits per 258 bytes: one literal, then copies of length 258 at distance 1, in deflate's
+/// fixed Huffman codes.
+fn zlib_bomb(copies: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u32,
+        n: u32,
+    }
+    impl Bits {
+        /// `count` bits of `value`, least significant first (deflate's order for headers).
+        fn put(&mut self, value: u32, count: u32) {
+            for i in 0..count {
+                self.acc |= ((value >> i) & 1) << self.n;
+                self.n += 1;
+                if self.n == 8 {
+                    self.out.push(self.acc as u8);
+                    self.acc = 0;
+                    self.n = 0;
+                }
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u32, length: u32) {
+            for i in (0..length).rev() {
+                self.put((code >> i) & 1, 1);
+            }
+        }
+    }
+    let mut bits = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        n: 0,
+    };
+    bits.put(1, 1); // the last block
+    bits.put(1, 2); // fixed codes
+    bits.code(0x30, 8); // literal 0
+    for _ in 0..copies {
+        bits.code(0b1100_0101, 8); // length 258 (symbol 285)
+        bits.code(0, 5); // distance 1
+    }
+    bits.code(0, 7); // end of block
+    if bits.n > 0 {
+        bits.out.push(bits.acc as u8);
+    }
+    // Adler-32 of n zero bytes: a = 1, b = n (mod 65521).
+    let n = copies * 258 + 1;
+    let adler = ((n % 65521) << 16) as u32 | 1;
+    bits.out.extend_from_slice(&adler.to_be_bytes());
+    bits.out
+}
+
+#[tokio::test]
+async fn a_pdf_s_text_reaches_each_provider_and_a_scan_says_it_has_none() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    // Printed by Chromium (Skia): a subset TrueType font with a ToUnicode map, as real PDFs are.
+    let report = upload(&app, "report.pdf", &fixture("report.pdf")).await;
+    assert_eq!(report.mime, "application/pdf");
+    assert_eq!(report.note, None, "its text is all there");
+    // Only a picture on the page: no text to read, and the person is told before sending.
+    let scan = upload(&app, "scan.pdf", &fixture("scan.pdf")).await;
+    assert!(
+        scan.note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("no text in this PDF")),
+        "{scan:?}"
+    );
+    for model in [
+        "fake/fake-model",
+        "claude/claude-fake",
+        "gemini/gemini-fake",
+    ] {
+        app.fake.reset_log();
+        let events = send_with(
+            &app,
+            None,
+            "What did they count?",
+            Some(model),
+            &[report.id, scan.id],
+        )
+        .await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete,
+            "{model}"
+        );
+        let text = asked_text(&app, model);
+        assert!(
+            text.starts_with(
+                "What did they count?\n\n<file name=\"report.pdf\">\nQuarterly report"
+            ),
+            "{model}: {text}"
+        );
+        assert!(
+            text.contains("42 blue whales in October."),
+            "{model}: {text}"
+        );
+        assert!(
+            text.contains("<file name=\"scan.pdf\">\n[This PDF has no text to read"),
+            "{model}: {text}"
+        );
+    }
+    // The PDF itself is kept as it came, a download.
+    let served = download(&app, report.id).await;
+    assert!(header(&served, "content-disposition").starts_with("attachment;"));
+    assert_eq!(
+        served.bytes().await.expect("bytes").as_ref(),
+        fixture("report.pdf")
+    );
+}
+
+#[tokio::test]
+async fn a_50_mb_pdf_uploads_and_its_text_is_read() {
+    let app = TestApp::with(Setup {
+        limits: Some(rill::server::config::LimitSettings {
+            max_attachment_bytes: 60 << 20,
+            max_message_attachment_bytes: 60 << 20,
+            ..generous_limits()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    // 50 MB of an embedded file's bytes (not compressible: a simple generator's output) beside
+    // one page of text.
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let padding: Vec<u8> = (0..50 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let big = one_page_pdf(
+        "",
+        b"BT /F1 12 Tf 72 720 Td (Fifty megabytes, and the words still arrive.) Tj ET",
+        vec![pdf_stream("/Type /EmbeddedFile", &padding)],
+    );
+    drop(padding);
+    assert!(big.len() > 50 << 20);
+    let file = upload(&app, "big.pdf", &big).await;
+    assert_eq!(file.size, big.len() as u64);
+    assert_eq!(file.note, None);
+    send_with(&app, None, "Read it", None, &[file.id]).await;
+    let text = asked_text(&app, "fake/fake-model");
+    assert_eq!(
+        text,
+        "Read it\n\n<file name=\"big.pdf\">\nFifty megabytes, and the words still arrive.\n</file>"
+    );
+    let served = download(&app, file.id).await;
+    assert_eq!(served.bytes().await.expect("bytes").len(), big.len());
+}
+
+#[tokio::test]
+async fn a_pdf_built_to_blow_up_or_damaged_is_refused_in_words() {
+    let app = TestApp::start(FakeConfig::default()).await;
+    // 7 MB that inflate to 1 GiB of page content: the reader runs out of its memory, not the
+    // server out of its own.
+    let bomb = one_page_pdf("/Filter /FlateDecode", &zlib_bomb(4 << 20), Vec::new());
+    assert!(bomb.len() < 8 << 20);
+    let refused = upload_with(&app.http, &app.base_url, "bomb.pdf", &bomb).await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(
+        error_text(refused).await,
+        "this PDF takes more memory or time to read than this server allows (a file built to \
+         do that, or one far too complex); it was not kept"
+    );
+    let damaged = upload_with(
+        &app.http,
+        &app.base_url,
+        "torn.pdf",
+        b"%PDF-1.7\n1 0 obj <<",
+    )
+    .await;
+    assert_eq!(damaged.status(), 400);
+    assert_eq!(
+        error_text(damaged).await,
+        "this PDF could not be read: it is damaged, or locked with a password"
+    );
+    assert_eq!(app.count("attachments").await, 0, "neither was kept");
+    assert_eq!(app.count("blobs").await, 0);
+    // And the server goes on as before.
+    let fine = upload(&app, "report.pdf", &fixture("report.pdf")).await;
+    assert_eq!(fine.note, None);
+}
+
+#[tokio::test]
+async fn files_stay_with_continue_regenerate_edit_branches_and_a_switch_of_provider() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let notes = upload(&app, "notes.md", b"# Plan\nShip it.").await;
+    let block = "\n\n<file name=\"notes.md\">\n# Plan\nShip it.\n</file>";
+    let send = |turn_id: Uuid, conversation: Option<Uuid>, text: &str, extra: Value| {
+        let mut request = json!({"turn_id": turn_id, "conversation_id": conversation,
+                                 "text": text, "model": null});
+        if let (Some(request), Some(extra)) = (request.as_object_mut(), extra.as_object()) {
+            request.extend(extra.clone());
+        }
+        app.post_json("send_message", request)
+    };
+
+    // Continue: the question with its file, stopped mid-reply, goes on with the file.
+    let q1 = Uuid::new_v4();
+    let mut reader =
+        EventReader::new(send(q1, None, "Read this", json!({"attachments": [notes.id]})).await);
+    let mut events = Vec::new();
+    while !events.iter().any(|e: &rill::model::TurnEnvelope| {
+        matches!(e.event, rill::model::TurnEvent::Delta { .. })
+    }) {
+        events.push(reader.next().await.expect("streaming"));
+    }
+    assert_eq!(app.stop(q1).await.status(), 200);
+    events.extend(reader.read_to_end().await);
+    let conversation = conversation_of(&events);
+    app.fake.set_config(FakeConfig {
+        tokens: 6,
+        ..FakeConfig::default()
+    });
+    app.fake.reset_log();
+    EventReader::new(app.continue_reply(q1, 1).await)
+        .read_to_end()
+        .await;
+    assert_eq!(
+        asked_text(&app, "fake/fake-model"),
+        format!("Read this{block}"),
+        "continued"
+    );
+
+    // Regenerate and Edit: the page sends the question's files again with the new turn.
+    for (text, name) in [
+        ("Read this", "regenerated"),
+        ("Read this, please", "edited"),
+    ] {
+        app.fake.reset_log();
+        let events = EventReader::new(
+            send(
+                Uuid::new_v4(),
+                Some(conversation),
+                text,
+                json!({"alternative_to": q1, "attachments": [notes.id]}),
+            )
+            .await,
+        )
+        .read_to_end()
+        .await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete
+        );
+        assert_eq!(
+            asked_text(&app, "fake/fake-model"),
+            format!("{text}{block}"),
+            "{name}"
+        );
+    }
+
+    // Back on the first branch, each provider in turn gets the earlier question's file.
+    let switched = app
+        .post_json(
+            "switch_branch",
+            json!({"conversation_id": conversation, "turn_id": q1}),
+        )
+        .await;
+    assert_eq!(switched.status(), 200);
+    for model in ["claude/claude-fake", "gemini/gemini-fake"] {
+        app.fake.reset_log();
+        let events = send_with(&app, Some(conversation), "And then?", Some(model), &[]).await;
+        assert_eq!(
+            finished(&events).status,
+            rill::model::MessageStatus::Complete
+        );
+        assert_eq!(
+            asked_text(&app, model),
+            format!("Read this{block}"),
+            "{model}"
+        );
+    }
 }

@@ -33,6 +33,17 @@ async fn the_local_model_answers_with_no_key_and_no_network() {
         app.fake.requests().is_empty(),
         "nothing went over the network"
     );
+    // The picker says the built-in model cannot see images (an image sent to it is refused).
+    let menu: rill::model::ModelMenu = app
+        .post_json("list_models", serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .expect("the menu");
+    assert_eq!(
+        menu.groups[0].models[0].note.as_deref(),
+        Some("SmolLM2-135M-Instruct, on this server, no key; cannot see images")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

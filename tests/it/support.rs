@@ -187,6 +187,8 @@ impl TestApp {
     }
 
     pub async fn with(setup: Setup) -> Self {
+        // PDFs are read by the `rill` binary as a child process; the tests run in their own.
+        rill::server::attachments::pdf::use_reader(env!("CARGO_BIN_EXE_rill").into());
         let Setup {
             fake,
             turns,

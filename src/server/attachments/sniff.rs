@@ -3,6 +3,9 @@
 
 use crate::model::attachments::AttachmentKind;
 
+/// A PDF's type (its text is read: `pdf.rs`).
+pub const PDF: &str = "application/pdf";
+
 /// Bytes kept from the start of a file to find its signature.
 pub const HEAD_BYTES: usize = 16;
 
@@ -39,7 +42,7 @@ pub fn sniff(head: &[u8], text: bool) -> Sniffed {
     }
     if head.starts_with(b"%PDF-") {
         return Sniffed {
-            mime: "application/pdf",
+            mime: PDF,
             kind: AttachmentKind::File,
         };
     }

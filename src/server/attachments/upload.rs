@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncSeekExt;
 use uuid::Uuid;
 
-use super::images;
-use super::sniff::{sniff, TextCheck, HEAD_BYTES};
+use super::sniff::{sniff, TextCheck, HEAD_BYTES, PDF};
+use super::{images, pdf};
 use crate::error::ApiError;
 use crate::format::byte_size;
 use crate::model::attachments::AttachmentKind;
@@ -28,7 +28,7 @@ use crate::server::AppState;
 
 /// A file name's most characters (longer names are cut, keeping their extension's end).
 const MAX_NAME_CHARS: usize = 200;
-const DAY_MS: i64 = 24 * 3600 * 1000;
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
@@ -116,7 +116,32 @@ async fn receive(
         mime: found.mime,
         name: &name,
         kind: found.kind,
+        pdf_text: None,
     };
+    if found.mime == PDF {
+        // Read by a bounded child process (`pdf`), from its own handle on the same file.
+        let reader_file = file.try_clone().await.map_err(|e| {
+            tracing::error!("a second handle on an upload's temporary file: {e}");
+            ApiError::Internal
+        })?;
+        let read = pdf::read_text(reader_file.into_std().await, spooled.size).await;
+        let text = read.map_err(|refusal| match refusal {
+            pdf::PdfError::Unreadable => ApiError::BadRequest(refusal.to_string()),
+            pdf::PdfError::TooCostly => ApiError::PayloadTooLarge(refusal.to_string()),
+            pdf::PdfError::Start(e) => {
+                tracing::error!("starting the PDF reader: {e}");
+                ApiError::Internal
+            }
+        })?;
+        // The child read from the shared file position: start again for the store.
+        file.rewind().await.map_err(|e| {
+            tracing::error!("rewinding an upload's temporary file: {e}");
+            ApiError::Internal
+        })?;
+        new.pdf_text = Some((&text.text, text.cut));
+        let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
+        return Ok(stored.view);
+    }
     if found.kind != AttachmentKind::Image {
         let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
         return Ok(stored.view);

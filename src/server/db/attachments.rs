@@ -21,6 +21,8 @@ pub struct NewAttachment<'a> {
     pub mime: &'a str,
     pub name: &'a str,
     pub kind: AttachmentKind,
+    /// A PDF's text (`attachments/pdf.rs`) and whether it was cut; stored with its blob.
+    pub pdf_text: Option<(&'a str, bool)>,
 }
 
 /// An upload as stored.
@@ -30,12 +32,24 @@ pub struct StoredAttachment {
     pub sha256: String,
 }
 
-type AttachmentRow = (TextUuid, String, String, i64, String, String);
+type AttachmentRow = (
+    TextUuid,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
 
-const ATTACHMENT_COLUMNS: &str = "a.id, a.name, a.kind, b.size, b.mime, a.sha256";
+/// Read from `attachments a` joined with `blobs b` and [`PDF_TEXT_JOIN`].
+const ATTACHMENT_COLUMNS: &str =
+    "a.id, a.name, a.kind, b.size, b.mime, a.sha256, length(p.text), p.cut";
+const PDF_TEXT_JOIN: &str = "LEFT JOIN pdf_texts p ON p.owner = b.owner AND p.sha256 = b.sha256";
 
 fn stored(row: AttachmentRow) -> StoredAttachment {
-    let (TextUuid(id), name, kind, size, mime, sha256) = row;
+    let (TextUuid(id), name, kind, size, mime, sha256, text_length, cut) = row;
     StoredAttachment {
         view: AttachmentView {
             id,
@@ -43,8 +57,23 @@ fn stored(row: AttachmentRow) -> StoredAttachment {
             size: u64::try_from(size).unwrap_or(0),
             mime,
             kind: AttachmentKind::parse(&kind).unwrap_or(AttachmentKind::File),
+            note: pdf_note(text_length.map(|length| (length, cut == Some(1)))),
         },
         sha256,
+    }
+}
+
+/// What the person is told of a PDF's text: nothing when it is all there.
+fn pdf_note(text: Option<(i64, bool)>) -> Option<String> {
+    match text? {
+        (0, _) => Some(
+            "no text in this PDF (a scan?): the model is told it could not read the pages".into(),
+        ),
+        (_, true) => Some(format!(
+            "a long PDF: the model reads its first {} of text",
+            crate::format::byte_size(crate::model::attachments::MAX_PDF_TEXT_BYTES)
+        )),
+        (_, false) => None,
     }
 }
 
@@ -87,6 +116,17 @@ pub async fn store_attachment(
     if added.rows_affected() == 1 {
         write_chunks(&mut tx, owner, new.sha256, file).await?;
     }
+    if let Some((text, cut)) = new.pdf_text {
+        sqlx::query(
+            "INSERT OR IGNORE INTO pdf_texts (owner, sha256, text, cut) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&owner.0)
+        .bind(new.sha256)
+        .bind(text)
+        .bind(i64::from(cut))
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -107,6 +147,10 @@ pub async fn store_attachment(
             size: new.size,
             mime: new.mime.to_owned(),
             kind: new.kind,
+            note: pdf_note(
+                new.pdf_text
+                    .map(|(text, cut)| (i64::try_from(text.len()).unwrap_or(i64::MAX), cut)),
+            ),
         },
         sha256: new.sha256.to_owned(),
     })
@@ -162,7 +206,7 @@ pub async fn find_attachment(
 ) -> Result<Option<StoredAttachment>, DbError> {
     let row: Option<AttachmentRow> = sqlx::query_as(&format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM attachments a
-           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
           WHERE a.id = ? AND a.owner = ?"
     ))
     .bind(TextUuid(id))
@@ -198,6 +242,21 @@ pub async fn blob_bytes(db: &Db, owner: &Owner, sha256: &str) -> Result<Vec<u8>,
             .fetch_all(db.reader())
             .await?;
     Ok(chunks.into_iter().flat_map(|(data,)| data).collect())
+}
+
+/// The text of the owner's PDF blob and whether it was cut (`None`: none was read).
+pub async fn pdf_text(
+    db: &Db,
+    owner: &Owner,
+    sha256: &str,
+) -> Result<Option<(String, bool)>, DbError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT text, cut FROM pdf_texts WHERE owner = ? AND sha256 = ?")
+            .bind(&owner.0)
+            .bind(sha256)
+            .fetch_optional(db.reader())
+            .await?;
+    Ok(row.map(|(text, cut)| (text, cut == 1)))
 }
 
 /// Why uploads could not go with a turn.
@@ -273,7 +332,7 @@ pub async fn turn_attachments(
     let rows: Vec<AttachmentRow> = sqlx::query_as(&format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM turn_attachments t
            JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
-           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
           WHERE t.owner = ? AND t.turn_id = ?
           ORDER BY t.position"
     ))

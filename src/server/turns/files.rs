@@ -2,7 +2,8 @@
 //! with their names, so the prompt fitter measures them like any text (the whole question, files
 //! and all, is sent or left out: never half a file) and the budget's worst case counts their
 //! bytes. Images go beside the text, in base64 as every provider takes them, each counted as
-//! `turns::prompt::IMAGE_TOKENS`.
+//! `turns::prompt::IMAGE_TOKENS`. A PDF goes as the text read from it when it was uploaded
+//! (`attachments/pdf.rs`), or a note that it has none.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +43,16 @@ pub async fn add_files(
                         base64: Arc::from(base64),
                     });
                 }
-                AttachmentKind::File => {}
+                AttachmentKind::File => {
+                    let Some((text, cut)) =
+                        db::attachments::pdf_text(db, owner, &file.sha256).await?
+                    else {
+                        continue;
+                    };
+                    message
+                        .content
+                        .push_str(&text_block(&file.view.name, &pdf_text(&text, cut)));
+                }
             }
         }
     }
@@ -55,9 +65,29 @@ pub fn text_block(name: &str, text: &str) -> String {
     format!("\n\n<file name=\"{name}\">\n{text}\n</file>")
 }
 
+/// A PDF's text as the model reads it, with a note where there is none or it was cut.
+fn pdf_text(text: &str, cut: bool) -> String {
+    if text.is_empty() {
+        return "[This PDF has no text to read: its pages are probably scanned images. Say so if \
+                the question needs its contents.]"
+            .into();
+    }
+    if cut {
+        return format!("{text}\n[The PDF's text goes on; only this much of it was kept.]");
+    }
+    text.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::text_block;
+    use super::{pdf_text, text_block};
+
+    #[test]
+    fn a_pdf_without_text_or_cut_says_so() {
+        assert!(pdf_text("", false).contains("no text to read"));
+        assert!(pdf_text("abc", true).starts_with("abc\n[The PDF's text goes on"));
+        assert_eq!(pdf_text("abc", false), "abc");
+    }
 
     #[test]
     fn a_file_is_named_and_fenced() {

@@ -1,7 +1,9 @@
 //! Attaching files to the message being written, in a WASM file of its own (`on_demand`):
 //! each file uploads at once (`XMLHttpRequest`, for its progress) and shows as a chip with its
 //! name, its size, its progress or why it was refused, a thumbnail once an image is in, and a
-//! button that takes it off the message.
+//! button that takes it off the message. Each file is measured against the server's limits
+//! (`file_limits`, shown above the chips) before it is sent: one beyond them is refused
+//! in words without uploading a byte.
 
 use leptos::prelude::*;
 use leptos::wasm_bindgen::closure::Closure;
@@ -9,14 +11,18 @@ use leptos::wasm_bindgen::JsCast;
 
 use super::files::{PendingFile, Upload};
 use super::state::ChatState;
+use crate::api::attachments::file_limits;
 use crate::format::byte_size;
 use crate::model::attachments::{
-    AttachmentKind, AttachmentView, ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE,
+    AttachmentKind, AttachmentLimits, AttachmentView, ATTACHMENTS_PATH, MAX_FILES_PER_MESSAGE,
 };
 use crate::ui::upload::refusal;
 
 thread_local! {
     static NEXT_KEY: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+    /// The limits last read from the server, shown above the chips. An `Arc` signal belongs to
+    /// no component, so it lives as long as the page.
+    static LIMITS: ArcRwSignal<Option<AttachmentLimits>> = ArcRwSignal::new(None);
 }
 
 fn next_key() -> u64 {
@@ -27,27 +33,50 @@ fn next_key() -> u64 {
     })
 }
 
-/// Starts uploading each of `files` (at most as many as a message carries).
+/// Checks each of `files` against the server's limits and starts uploading those within them
+/// (at most as many as a message carries); one beyond a limit is shown refused, in words, and
+/// never sent.
 pub fn add_files(state: ChatState, files: Vec<web_sys::File>) {
-    for file in files {
-        let held = state.files.with_untracked(Vec::len);
-        if held >= MAX_FILES_PER_MESSAGE {
-            state.notice.set(Some(format!(
-                "A message can carry at most {MAX_FILES_PER_MESSAGE} files."
-            )));
-            return;
+    leptos::task::spawn_local(async move {
+        // Asked each time (another tab may have uploaded since); without an answer the
+        // server's own checks still refuse in words.
+        let limits = file_limits().await.ok();
+        if limits.is_some() {
+            LIMITS.with(|shown| shown.set(limits));
         }
-        let pending = PendingFile {
-            key: next_key(),
-            name: StoredValue::new(file.name()),
-            size: file.size(),
-            upload: RwSignal::new(Upload::Sending(0)),
-        };
-        state.files.update(|f| f.push(pending));
-        if let Err(words) = send(file, pending.upload) {
-            pending.upload.set(Upload::Failed(words));
+        let mut uploading: u64 = 0;
+        for file in files {
+            let held = state.files.try_with_untracked(Vec::len).unwrap_or(0);
+            if held >= MAX_FILES_PER_MESSAGE {
+                state.notice.try_set(Some(format!(
+                    "A message can carry at most {MAX_FILES_PER_MESSAGE} files."
+                )));
+                return;
+            }
+            let size = file.size().max(0.0) as u64;
+            let message_bytes: u64 = state
+                .files
+                .try_with_untracked(|f| f.iter().filter_map(PendingFile::counted_bytes).sum())
+                .unwrap_or(0);
+            let pending = PendingFile {
+                key: next_key(),
+                name: StoredValue::new(file.name()),
+                size: file.size(),
+                upload: RwSignal::new(Upload::Sending(0)),
+            };
+            state.files.try_update(|f| f.push(pending));
+            if let Some(words) = limits.and_then(|l| l.refusal(size, message_bytes, uploading)) {
+                pending
+                    .upload
+                    .set(Upload::Failed(format!("Not sent: {words}")));
+                continue;
+            }
+            uploading = uploading.saturating_add(size);
+            if let Err(words) = send(file, pending.upload) {
+                pending.upload.set(Upload::Failed(words));
+            }
         }
-    }
+    });
 }
 
 /// Sends one file; `upload` follows it to its end.
@@ -103,7 +132,9 @@ fn send(file: web_sys::File, upload: RwSignal<Upload>) -> Result<(), String> {
 /// The composer's files, as chips.
 #[component]
 pub fn FileTray(state: ChatState) -> impl IntoView {
+    let limits = LIMITS.with(ArcRwSignal::clone);
     view! {
+        {move || limits.get().map(|l| view! { <p class="file-limits">{l.summary()}</p> })}
         <ul class="file-tray" aria-label="Attached files">
             <For each=move || state.files.get() key=|f| f.key let:file>
                 <FileChip file state />
@@ -133,7 +164,10 @@ fn FileChip(file: PendingFile, state: ChatState) -> impl IntoView {
                     <progress max="100" value=percent aria-label=format!("Uploading {}", file.name.get_value())></progress>
                 }.into_any(),
                 Upload::Failed(words) => view! { <span class="file-error" role="alert">{words}</span> }.into_any(),
-                Upload::Ready(_) => ().into_any(),
+                Upload::Ready(view) => match view.note {
+                    Some(note) => view! { <span class="file-note">{note}</span> }.into_any(),
+                    None => ().into_any(),
+                },
             }}
             <button type="button" class="file-remove" aria-label=label title="Remove" on:click=remove>"×"</button>
         </li>

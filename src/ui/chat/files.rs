@@ -33,6 +33,16 @@ impl PendingFile {
             .unwrap_or(false)
     }
 
+    /// The bytes it adds to the message: its own while it uploads or once it is in, none
+    /// once refused.
+    pub fn counted_bytes(&self) -> Option<u64> {
+        let refused = self
+            .upload
+            .try_with_untracked(|u| matches!(u, Upload::Failed(_)))
+            .unwrap_or(true);
+        (!refused).then_some(self.size.max(0.0) as u64)
+    }
+
     pub fn ready(&self) -> Option<AttachmentView> {
         self.upload.try_with(|u| match u {
             Upload::Ready(view) => Some(view.clone()),
