@@ -1,7 +1,8 @@
 //! The command line: `rill` serves; `rill user add [--admin] NAME` creates an account (the first
 //! admin, before anyone can sign in), its password from `RILL_NEW_PASSWORD` or one line of stdin;
 //! `rill healthcheck` asks a running server whether it is alive (a container's health check,
-//! with no shell tools); `rill backup PATH` copies the database while the server runs.
+//! with no shell tools); `rill backup PATH` copies the database while the server runs; `rill
+//! migrate` brings the database's schema up to date and exits.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -9,6 +10,7 @@ pub enum Command {
     AddUser { username: String, admin: bool },
     Healthcheck,
     Backup { destination: std::path::PathBuf },
+    Migrate,
     Help,
 }
 
@@ -18,7 +20,10 @@ pub const USAGE: &str = "usage:
                                 or else from the first line of standard input
   rill healthcheck              exit 0 if the server at LEPTOS_SITE_ADDR answers /healthz, else 1
   rill backup PATH              copy the database (RILL_DATABASE) to the new file PATH, consistently,
-                                while the server runs; restore: stop Rill, put the copy in its place";
+                                while the server runs; restore: stop Rill, put the copy in its place
+                                (on Postgres it says to use pg_dump)
+  rill migrate                  apply the database's pending migrations (RILL_DATABASE: a SQLite file
+                                or a postgres:// URL) and exit; replicas also migrate as they start";
 
 /// The new account's password: `RILL_NEW_PASSWORD`, or else the first line of standard input
 /// (so that it never appears in the process list or the shell history).
@@ -39,6 +44,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [] => Ok(Command::Serve),
         ["-h" | "--help" | "help"] => Ok(Command::Help),
         ["healthcheck"] => Ok(Command::Healthcheck),
+        ["migrate"] => Ok(Command::Migrate),
         ["backup", path] if !path.starts_with('-') => Ok(Command::Backup {
             destination: path.into(),
         }),
@@ -88,6 +94,8 @@ mod tests {
         assert!(parse_str("user add a b").is_err());
         assert!(parse_str("serve --now").is_err());
         assert_eq!(parse_str("healthcheck"), Ok(Command::Healthcheck));
+        assert_eq!(parse_str("migrate"), Ok(Command::Migrate));
+        assert!(parse_str("migrate now").is_err());
         assert_eq!(
             parse_str("backup /data/copy.db"),
             Ok(Command::Backup {

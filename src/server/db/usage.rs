@@ -11,8 +11,9 @@ use crate::model::accounts::UsageRow;
 use crate::model::{MessageStatus, Usage};
 
 /// What a month's spending counts: settled runs at their cost, open ones at their reservation.
+/// (Written for both engines: SQLite's `TOTAL` is `COALESCE(SUM(…), 0.0)` elsewhere.)
 pub(super) const SPENT: &str =
-    "TOTAL(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0) END)";
+    "COALESCE(SUM(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0.0) END), 0.0)";
 
 /// A run about to call its provider, and the most it can cost.
 pub struct Reservation<'a> {
@@ -82,7 +83,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let month = r.month.to_owned();
     let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
-    db.batcher
+    db.batcher()?
         .write(move |conn| {
             Box::pin(async move {
                 let r = Reservation {
@@ -208,7 +209,7 @@ pub async fn settle_title(
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
-    settle(db.writer(), question_id, run, charge).await
+    settle(db.writer()?, question_id, run, charge).await
 }
 
 /// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not
@@ -234,7 +235,7 @@ pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>
             AND (?1 IS NULL OR s.message_id = ?1)",
     )
     .bind(message_id.map(TextUuid))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows
         .into_iter()
@@ -302,7 +303,7 @@ pub async fn month_spent(db: &Db, owner: &Owner, month: &str) -> Result<f64, DbE
     ))
     .bind(&owner.0)
     .bind(month)
-    .fetch_one(db.reader())
+    .fetch_one(db.reader()?)
     .await?;
     Ok(spent)
 }
@@ -311,7 +312,7 @@ pub async fn month_spent(db: &Db, owner: &Owner, month: &str) -> Result<f64, DbE
 pub async fn site_month_spent(db: &Db, month: &str) -> Result<f64, DbError> {
     let (spent,): (f64,) = sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = ?"))
         .bind(month)
-        .fetch_one(db.reader())
+        .fetch_one(db.reader()?)
         .await?;
     Ok(spent)
 }
@@ -331,7 +332,7 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
     ))
     .bind(&owner.0)
     .bind(month)
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(rows
@@ -404,6 +405,6 @@ pub async fn month_runs(
     .bind(after_at)
     .bind(after_id)
     .bind(limit)
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?)
 }
