@@ -65,6 +65,19 @@ fn main() -> anyhow::Result<()> {
             println!("{} is up to date", config.database.describe());
             Ok(())
         }),
+        Command::MigrateToPostgres { sqlite, url } => runtime.block_on(async {
+            let copied = rill::server::db::to_postgres::copy(&sqlite, &url).await?;
+            for (table, rows) in &copied.0 {
+                println!("{table}: {rows} rows");
+            }
+            println!(
+                "copied {} into {}; every table's rows counted alike. Sessions were not copied: \
+                 people sign in again.",
+                sqlite.display(),
+                rill::server::config::Database::Postgres(url).describe()
+            );
+            Ok(())
+        }),
         Command::Help => {
             println!("{}", cli::USAGE);
             Ok(())

@@ -7,10 +7,19 @@
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve,
-    AddUser { username: String, admin: bool },
+    AddUser {
+        username: String,
+        admin: bool,
+    },
     Healthcheck,
-    Backup { destination: std::path::PathBuf },
+    Backup {
+        destination: std::path::PathBuf,
+    },
     Migrate,
+    MigrateToPostgres {
+        sqlite: std::path::PathBuf,
+        url: String,
+    },
     Help,
 }
 
@@ -23,7 +32,10 @@ pub const USAGE: &str = "usage:
                                 while the server runs; restore: stop Rill, put the copy in its place
                                 (on Postgres it says to use pg_dump)
   rill migrate                  apply the database's pending migrations (RILL_DATABASE: a SQLite file
-                                or a postgres:// URL) and exit; replicas also migrate as they start";
+                                or a postgres:// URL) and exit; replicas also migrate as they start
+  rill migrate-to-postgres SQLITE_FILE URL
+                                copy a stopped single-node database into an empty Postgres database
+                                (URL: postgres://…), checked table by table by counting rows";
 
 /// The new account's password: `RILL_NEW_PASSWORD`, or else the first line of standard input
 /// (so that it never appears in the process list or the shell history).
@@ -45,6 +57,21 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["-h" | "--help" | "help"] => Ok(Command::Help),
         ["healthcheck"] => Ok(Command::Healthcheck),
         ["migrate"] => Ok(Command::Migrate),
+        ["migrate-to-postgres", file, url]
+            if !file.starts_with('-')
+                && matches!(
+                    crate::server::config::Database::parse(url),
+                    crate::server::config::Database::Postgres(_)
+                ) =>
+        {
+            Ok(Command::MigrateToPostgres {
+                sqlite: file.into(),
+                url: (*url).to_owned(),
+            })
+        }
+        ["migrate-to-postgres", ..] => Err(format!(
+            "rill migrate-to-postgres takes a SQLite file and a postgres:// URL\n{USAGE}"
+        )),
         ["backup", path] if !path.starts_with('-') => Ok(Command::Backup {
             destination: path.into(),
         }),
@@ -96,6 +123,15 @@ mod tests {
         assert_eq!(parse_str("healthcheck"), Ok(Command::Healthcheck));
         assert_eq!(parse_str("migrate"), Ok(Command::Migrate));
         assert!(parse_str("migrate now").is_err());
+        assert_eq!(
+            parse_str("migrate-to-postgres data/rill.db postgres://rill@db/rill"),
+            Ok(Command::MigrateToPostgres {
+                sqlite: "data/rill.db".into(),
+                url: "postgres://rill@db/rill".into()
+            })
+        );
+        assert!(parse_str("migrate-to-postgres data/rill.db other.db").is_err());
+        assert!(parse_str("migrate-to-postgres data/rill.db").is_err());
         assert_eq!(
             parse_str("backup /data/copy.db"),
             Ok(Command::Backup {

@@ -18,7 +18,8 @@
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
-//! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them.
+//! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
+//! - `to_postgres`: a single-node database copied into Postgres, checked by counts.
 //!
 //! Two engines: SQLite (the default) and Postgres, chosen at start-up by `RILL_DATABASE`. A
 //! [`Db`] knows its engine. Where the engines agree, a query's text is written once (`$1`
@@ -112,6 +113,7 @@ mod replies;
 pub mod search;
 pub mod shares;
 pub mod titles;
+pub mod to_postgres;
 mod totals;
 pub mod transfer;
 mod turns;
@@ -152,6 +154,9 @@ pub enum DbError {
     /// A batched write whose transaction could not be committed (see `batch`).
     #[error("{0}")]
     NotWritten(&'static str),
+    /// `rill migrate-to-postgres` refused or found the copy short.
+    #[error("{0}")]
+    Copy(String),
     /// A storage call with no Postgres version yet (see [`POSTGRES_MISSING`]).
     #[error("this storage call runs on SQLite only so far; Postgres lacks: {}", POSTGRES_MISSING.join(", "))]
     NotOnPostgres,

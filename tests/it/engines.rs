@@ -410,3 +410,89 @@ async fn a_backup_of_postgres_points_to_pg_dump_and_never_shows_the_password() {
     assert!(!said.contains("s3cret"), "{said}");
     assert!(!copy.exists());
 }
+
+#[tokio::test]
+async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
+    let app = crate::support::TestApp::with_accounts().await;
+    app.add_user("ada", true).await;
+    app.add_user("bob", false).await;
+    let ada = app.signed_in("ada").await;
+    let first = crate::support::conversation_of(&ada.turn(None, "hello there").await);
+    ada.turn(Some(first), "and again").await;
+    app.signed_in("bob").await.turn(None, "bob's own").await;
+    let wrong = app
+        .visitor()
+        .post(
+            "sign_in",
+            serde_json::json!({"username": "bob", "password": "not it"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+
+    let Database::Sqlite(path) = &app.state.config.database else {
+        unreachable!("the harness's SQLite file")
+    };
+    let target = postgres::fresh_database().await;
+    let Database::Postgres(url) = &target else {
+        unreachable!("a Postgres database")
+    };
+    let copied = db::to_postgres::copy(path, url).await.expect("copied");
+    for (table, rows) in &copied.0 {
+        let here = app.count(table).await;
+        assert_eq!(i64::try_from(*rows).expect("a count"), here, "{table}");
+    }
+    let rows = |table: &str| copied.0.iter().find(|(t, _)| *t == table).map(|(_, n)| *n);
+    assert_eq!(rows("users"), Some(2));
+    assert_eq!(rows("conversations"), Some(2));
+    assert_eq!(rows("messages"), Some(6));
+    assert!(rows("spending") >= Some(3), "a run per reply at least");
+
+    // Read back through the same calls on each engine, the answers are the same.
+    let sqlite = &app.state.db;
+    let postgres = db::connect(&target).await.expect("opens");
+    let month: String = sqlx::query_scalar("SELECT month FROM spending LIMIT 1")
+        .fetch_one(sqlite.reader().expect("SQLite"))
+        .await
+        .expect("a month");
+    assert_eq!(
+        accounts::list_users(&postgres, &month, "", None, 10)
+            .await
+            .expect("listed"),
+        accounts::list_users(sqlite, &month, "", None, 10)
+            .await
+            .expect("listed")
+    );
+    assert_eq!(
+        accounts::audit_page(&postgres, "", None, 50)
+            .await
+            .expect("read"),
+        accounts::audit_page(sqlite, "", None, 50)
+            .await
+            .expect("read")
+    );
+    assert_eq!(
+        accounts::user_by_name(&postgres, "ADA")
+            .await
+            .expect("read")
+            .map(|u| u.username),
+        Some("ada".to_owned())
+    );
+    // New audit entries number on after the copied ones.
+    accounts::audit_failure(&postgres, "carla", None)
+        .await
+        .expect("audited");
+    let newest = accounts::audit_page(&postgres, "", None, 1)
+        .await
+        .expect("read");
+    assert_eq!(newest[0].target.as_deref(), Some("carla"));
+    assert_eq!(
+        newest[0].id,
+        i64::try_from(rows("audit_log").expect("copied")).expect("a count") + 1
+    );
+    postgres.close().await;
+
+    // A second copy into the same database is refused, and changes nothing.
+    let again = db::to_postgres::copy(path, url).await;
+    let said = again.expect_err("refused").to_string();
+    assert!(said.contains("already holds"), "{said}");
+}

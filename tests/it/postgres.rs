@@ -130,13 +130,15 @@ fn cluster() -> &'static Cluster {
             data = data.display(),
             dir = dir.display(),
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &stop])
+        // `setsid --fork` leaves the watchdog running in its own session and returns at once.
+        let watchdog = Command::new("setsid")
+            .args(["--fork", "sh", "-c", &stop])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("the cluster's watchdog starts");
+        assert!(watchdog.success(), "the cluster's watchdog starts");
         Cluster { port }
     })
 }
