@@ -414,8 +414,8 @@ async fn a_backup_of_postgres_points_to_pg_dump_and_never_shows_the_password() {
 #[tokio::test]
 async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
     let app = crate::support::TestApp::with_accounts().await;
-    app.add_user("ada", true).await;
-    app.add_user("bob", false).await;
+    let ada_id = app.add_user("ada", true).await;
+    let bob_id = app.add_user("bob", false).await;
     let ada = app.signed_in("ada").await;
     let first = crate::support::conversation_of(&ada.turn(None, "hello there").await);
     ada.turn(Some(first), "and again").await;
@@ -477,6 +477,101 @@ async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
             .map(|u| u.username),
         Some("ada".to_owned())
     );
+    // The ported reads of conversations and spending agree too.
+    for owner in [&ada_id, &bob_id] {
+        let owner = db::Owner(owner.clone());
+        assert_eq!(
+            db::list_conversations(&postgres, &owner, None)
+                .await
+                .expect("listed"),
+            db::list_conversations(sqlite, &owner, None)
+                .await
+                .expect("listed")
+        );
+        close(
+            db::usage::month_spent(&postgres, &owner, &month)
+                .await
+                .expect("read"),
+            db::usage::month_spent(sqlite, &owner, &month)
+                .await
+                .expect("read"),
+        );
+        let usage = db::usage::month_usage(&postgres, &owner, &month)
+            .await
+            .expect("read");
+        assert!(!usage.is_empty());
+        let here = db::usage::month_usage(sqlite, &owner, &month)
+            .await
+            .expect("read");
+        assert_eq!(usage.len(), here.len());
+        for (there, here) in usage.into_iter().zip(here) {
+            close(there.cost_usd, here.cost_usd);
+            assert_eq!(
+                rill::model::accounts::UsageRow {
+                    cost_usd: here.cost_usd,
+                    ..there
+                },
+                here
+            );
+        }
+        let runs = db::usage::month_runs(&postgres, &owner, &month, None, 100)
+            .await
+            .expect("read");
+        assert!(!runs.is_empty());
+        assert_eq!(
+            runs,
+            db::usage::month_runs(sqlite, &owner, &month, None, 100)
+                .await
+                .expect("read")
+        );
+        // Paged after the first run, the same again.
+        let after = Some((runs[0].at, runs[0].id));
+        assert_eq!(
+            db::usage::month_runs(&postgres, &owner, &month, after, 100)
+                .await
+                .expect("read"),
+            db::usage::month_runs(sqlite, &owner, &month, after, 100)
+                .await
+                .expect("read")
+        );
+    }
+    close(
+        db::usage::site_month_spent(&postgres, &month)
+            .await
+            .expect("read"),
+        db::usage::site_month_spent(sqlite, &month)
+            .await
+            .expect("read"),
+    );
+    // Pinning on each engine moves the conversation out of the list into the pinned ones.
+    let ada_owner = db::Owner(ada_id.clone());
+    for engine in [sqlite, &postgres] {
+        assert!(db::set_pinned(engine, &ada_owner, first, true)
+            .await
+            .expect("pinned"));
+        let pinned = db::pinned_conversations(engine, &ada_owner)
+            .await
+            .expect("read");
+        assert_eq!(pinned.iter().map(|c| c.id).collect::<Vec<_>>(), [first]);
+        let listed = db::list_conversations(engine, &ada_owner, None)
+            .await
+            .expect("read");
+        assert!(listed.iter().all(|c| c.id != first));
+        assert!(
+            !db::set_pinned(engine, &db::Owner(bob_id.clone()), first, false)
+                .await
+                .expect("asked")
+        );
+    }
+    assert_eq!(
+        db::pinned_conversations(&postgres, &ada_owner)
+            .await
+            .expect("read"),
+        db::pinned_conversations(sqlite, &ada_owner)
+            .await
+            .expect("read")
+    );
+
     // New audit entries number on after the copied ones.
     accounts::audit_failure(&postgres, "carla", None)
         .await
@@ -491,8 +586,25 @@ async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
     );
     postgres.close().await;
 
-    // A second copy into the same database is refused, and changes nothing.
-    let again = db::to_postgres::copy(path, url).await;
-    let said = again.expect_err("refused").to_string();
+    // A second copy into the same database is refused (here through the command line), and
+    // changes nothing.
+    let again = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .arg("migrate-to-postgres")
+        .arg(path)
+        .arg(url)
+        .env("RILL_LOCAL_MODEL", "off")
+        .output()
+        .expect("the binary runs");
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("already holds"), "{said}");
+    let postgres = db::connect(&target).await.expect("opens");
+    assert_eq!(accounts::count_users(&postgres).await.expect("counted"), 2);
+    postgres.close().await;
+}
+
+/// Sums of the same dollars, to within rounding: SQLite adds floats with compensated
+/// summation, Postgres in plain order.
+fn close(there: f64, here: f64) {
+    assert!((there - here).abs() < 1e-12, "{there} vs {here}");
 }

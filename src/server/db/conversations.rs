@@ -10,7 +10,7 @@ use super::ids::TextUuid;
 use super::lookups::{conversation_row, ConversationRow};
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::totals;
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{begin_write, now_ms, Db, DbError, Engine, Owner};
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
     Totals, CONVERSATIONS_PAGE,
@@ -45,22 +45,30 @@ pub async fn conversations_between(
     let (through_at, through_id) = through.map_or((i64::MIN, String::new()), |c| {
         (c.updated_at, c.id.to_string())
     });
-    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+    // Ids compare byte by byte on both engines (Postgres would otherwise use its locale).
+    let id = match db.engine() {
+        Engine::Sqlite => "id",
+        Engine::Postgres => "id COLLATE \"C\"",
+    };
+    let sql = format!(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND updated_at <= ?2 AND updated_at >= ?4
+         WHERE owner = $1 AND updated_at <= $2 AND updated_at >= $4
            AND deleted_at IS NULL AND pinned_at IS NULL
-           AND (updated_at < ?2 OR id < ?3 OR ?3 = '')
-           AND (updated_at > ?4 OR id >= ?5 OR ?5 = '')
-         ORDER BY updated_at DESC, id DESC LIMIT ?6",
-    )
-    .bind(&owner.0)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(through_at)
-    .bind(through_id)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(db.reader()?)
-    .await?;
+           AND (updated_at < $2 OR {id} < $3 OR $3 = '')
+           AND (updated_at > $4 OR {id} >= $5 OR $5 = '')
+         ORDER BY updated_at DESC, {id} DESC LIMIT $6"
+    );
+    let rows: Vec<(TextUuid, String, i64)> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(after_at)
+            .bind(&after_id)
+            .bind(through_at)
+            .bind(&through_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(summaries(rows))
 }
 
@@ -83,29 +91,40 @@ pub async fn pinned_conversations(
     db: &Db,
     owner: &Owner,
 ) -> Result<Vec<ConversationSummary>, DbError> {
-    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+    let id = match db.engine() {
+        Engine::Sqlite => "id",
+        Engine::Postgres => "id COLLATE \"C\"",
+    };
+    let sql = format!(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
-         ORDER BY pinned_at DESC, id DESC LIMIT ?2",
-    )
-    .bind(&owner.0)
-    .bind(PINNED_MAX)
-    .fetch_all(db.reader()?)
-    .await?;
+         WHERE owner = $1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
+         ORDER BY pinned_at DESC, {id} DESC LIMIT $2"
+    );
+    let rows: Vec<(TextUuid, String, i64)> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(i64::from(PINNED_MAX))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(summaries(rows))
 }
 
 /// Pins or unpins a live conversation. False if there is no such conversation for this owner.
 pub async fn set_pinned(db: &Db, owner: &Owner, id: Uuid, pinned: bool) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET pinned_at = ?1 WHERE id = ?2 AND owner = ?3 AND deleted_at IS NULL",
-    )
-    .bind(pinned.then(now_ms))
-    .bind(TextUuid(id))
-    .bind(&owner.0)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = on_writer!(db, |pool| {
+        sqlx::query(
+            "UPDATE conversations SET pinned_at = $1
+             WHERE id = $2 AND owner = $3 AND deleted_at IS NULL",
+        )
+        .bind(pinned.then(now_ms))
+        .bind(TextUuid(id))
+        .bind(&owner.0)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
 }
 
 /// Whether the conversation exists for this owner.
