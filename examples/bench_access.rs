@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let accounts_config = config(accounts_dir.path(), &fake, AuthMode::Accounts);
-    let database = db::connect(&accounts_config.database_path).await?;
+    let database = db::connect(&accounts_config.database).await?;
     let user = accounts::add_user_from_cli(&database, "bench", "bench-password", false).await?;
     db::accounts::set_budget(&database, &user.id, Some(1_000.0)).await?;
     let (url, _) = support::start_server(accounts_config, LocalModelStatus::Disabled).await?;

@@ -79,7 +79,12 @@ async fn fill(
     random: &mut Random,
     words: &[String],
 ) {
-    let mut tx = db.writer().begin().await.expect("transaction");
+    let mut tx = db
+        .writer()
+        .expect("SQLite")
+        .begin()
+        .await
+        .expect("transaction");
     let now = db::now_ms();
     for c in 0..conversations {
         let id = uuid::Uuid::new_v4().to_string();
@@ -159,11 +164,13 @@ fn report(name: &str, times: &mut [Duration]) {
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = std::env::var_os("DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
-    let db = db::connect(&path).await.expect("database");
+    let db = db::connect(&rill::server::config::Database::Sqlite(path.clone()))
+        .await
+        .expect("database");
     let mut random = Random(0x9E37_79B9_7F4A_7C15);
     let words = vocabulary(&mut random);
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations")
-        .fetch_one(db.reader())
+        .fetch_one(db.reader().expect("SQLite"))
         .await
         .expect("count");
     if stored == 0 {
@@ -185,7 +192,7 @@ async fn main() {
     let stored: Vec<String> =
         sqlx::query_scalar("SELECT content FROM messages ORDER BY random() LIMIT ?")
             .bind(QUERIES_PER_KIND as i64)
-            .fetch_all(db.reader())
+            .fetch_all(db.reader().expect("SQLite"))
             .await
             .expect("messages");
     let mut kinds: Vec<(&str, Vec<String>)> = vec![

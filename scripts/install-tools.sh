@@ -91,6 +91,15 @@ ensure_nginx() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx-light >/dev/null
 }
 
+# The storage tests run on Postgres too (tests/it/postgres.rs starts a throwaway cluster from
+# these binaries, as the package's `postgres` user). The package's own cluster is not used.
+ensure_postgres() {
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then return; fi
+  log "installing postgresql from apt (for the storage tests on Postgres)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+}
+
 # Finds dependencies that are declared but not used (scripts/check-deps.sh).
 CARGO_MACHETE_VERSION=0.9.2
 ensure_cargo_machete() {
@@ -140,6 +149,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_wasm_opt
   ensure_chromium
   ensure_nginx
+  ensure_postgres
   ensure_cargo_machete
   ensure_cargo_deny
   ensure_end2end_packages

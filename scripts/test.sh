@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine, installing what is missing (idempotent):
 # formatting, unused or duplicated dependencies, clippy for both builds, unit and HTTP-level tests
-# (faults, concurrency, shutdown and kill -9 of the real binary, nginx in front), then browser
+# (faults, concurrency, shutdown and kill -9 of the real binary, nginx in front; the storage
+# tests in tests/it/engines.rs on SQLite and on a throwaway Postgres), then browser
 # tests in headless Chromium against the built app and the fake provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ source scripts/install-tools.sh
 ensure_build_tools
 ensure_chromium
 ensure_nginx
+ensure_postgres
 ensure_cargo_machete
 ensure_cargo_deny
 ensure_end2end_packages

@@ -53,11 +53,32 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(add_user(config, &username, admin))
         }
         Command::Backup { destination } => runtime.block_on(async {
-            rill::server::db::backup(&config.database_path, &destination).await?;
+            rill::server::db::backup(&config.database, &destination).await?;
             println!(
                 "copied {} to {}",
-                config.database_path.display(),
+                config.database.describe(),
                 destination.display()
+            );
+            Ok(())
+        }),
+        Command::Migrate => runtime.block_on(async {
+            use anyhow::Context;
+            rill::server::db::migrate(&config.database)
+                .await
+                .with_context(|| format!("migrating {}", config.database.describe()))?;
+            println!("{} is up to date", config.database.describe());
+            Ok(())
+        }),
+        Command::MigrateToPostgres { sqlite, url } => runtime.block_on(async {
+            let copied = rill::server::db::to_postgres::copy(&sqlite, &url).await?;
+            for (table, rows) in &copied.0 {
+                println!("{table}: {rows} rows");
+            }
+            println!(
+                "copied {} into {}; every table's rows counted alike. Sessions were not copied: \
+                 people sign in again.",
+                sqlite.display(),
+                rill::server::config::Database::Postgres(url).describe()
             );
             Ok(())
         }),
@@ -103,9 +124,9 @@ async fn add_user(
 
     let password = rill::server::cli::new_password(username)
         .context("reading the password from standard input")?;
-    let db = db::connect(&config.database_path)
+    let db = db::connect(&config.database)
         .await
-        .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+        .with_context(|| format!("opening the database {}", config.database.describe()))?;
     let user = accounts::add_user_from_cli(&db, username, &password, admin).await?;
     let role = if admin { "admin" } else { "user" };
     println!("created {role} {}", user.username);
@@ -131,14 +152,24 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     }
     // Before anything else: an open address without accounts must not start at all.
     config.access.check_listen(leptos_options.site_addr)?;
-    if config.unsafe_file_modes {
-        tracing::warn!("RILL_UNSAFE_FILE_MODES=yes: the database's file modes are not checked");
-    } else {
-        db::check_file_modes(&config.database_path)?;
+    match config.database.sqlite_path() {
+        Some(_) if config.unsafe_file_modes => {
+            tracing::warn!("RILL_UNSAFE_FILE_MODES=yes: the database's file modes are not checked");
+        }
+        Some(path) => db::check_file_modes(path)?,
+        // Never a half-working mode: serving needs every topic on the engine.
+        None if !db::POSTGRES_MISSING.is_empty() => anyhow::bail!(
+            "RILL_DATABASE names a Postgres server, but this version of Rill cannot serve from \
+             Postgres yet: accounts, settings, the audit log and sessions are stored there, \
+             while {} are not. Use a SQLite file for now (the default, data/rill.db); `rill \
+             migrate` and `rill user add` already work on Postgres.",
+            db::POSTGRES_MISSING.join(", ")
+        ),
+        None => {}
     }
-    let db = db::connect(&config.database_path)
+    let db = db::connect(&config.database)
         .await
-        .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+        .with_context(|| format!("opening the database {}", config.database.describe()))?;
     let interrupted = db::interrupt_streaming(&db).await?;
     if interrupted > 0 {
         tracing::warn!(

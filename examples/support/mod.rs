@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// what is measured). Each benchmark adds what it needs.
 pub fn bench_config(dir: &Path) -> Config {
     Config {
-        database_path: dir.join("rill.db"),
+        database: rill::server::config::Database::Sqlite(dir.join("rill.db")),
         unsafe_file_modes: false,
         owner: "bench".into(),
         access: Default::default(),
@@ -68,8 +68,8 @@ pub async fn start_server(
     config: Config,
     local: LocalModelStatus,
 ) -> Result<(String, SqlitePool), Box<dyn std::error::Error>> {
-    let database = db::connect(&config.database_path).await?;
-    let pool = database.reader().clone();
+    let database = db::connect(&config.database).await?;
+    let pool = database.reader()?.clone();
     let state = AppState::new(database, config, local).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/send_message", listener.local_addr()?);

@@ -1,7 +1,8 @@
 //! The command line: `rill` serves; `rill user add [--admin] NAME` creates an account (the first
 //! admin, before anyone can sign in), its password from `RILL_NEW_PASSWORD` or one line of stdin;
 //! `rill healthcheck` asks a running server whether it is alive (a container's health check,
-//! with no shell tools); `rill backup PATH` copies the database while the server runs.
+//! with no shell tools); `rill backup PATH` copies the database while the server runs; `rill
+//! migrate` brings the database's schema up to date and exits.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -19,6 +20,11 @@ pub enum Command {
     ReadPdf {
         max_bytes: String,
     },
+    Migrate,
+    MigrateToPostgres {
+        sqlite: std::path::PathBuf,
+        url: String,
+    },
     Help,
 }
 
@@ -28,7 +34,13 @@ pub const USAGE: &str = "usage:
                                 or else from the first line of standard input
   rill healthcheck              exit 0 if the server at LEPTOS_SITE_ADDR answers /healthz, else 1
   rill backup PATH              copy the database (RILL_DATABASE) to the new file PATH, consistently,
-                                while the server runs; restore: stop Rill, put the copy in its place";
+                                while the server runs; restore: stop Rill, put the copy in its place
+                                (on Postgres it says to use pg_dump)
+  rill migrate                  apply the database's pending migrations (RILL_DATABASE: a SQLite file
+                                or a postgres:// URL) and exit; replicas also migrate as they start
+  rill migrate-to-postgres SQLITE_FILE URL
+                                copy a stopped single-node database into an empty Postgres database
+                                (URL: postgres://…), checked table by table by counting rows";
 
 /// The new account's password: `RILL_NEW_PASSWORD`, or else the first line of standard input
 /// (so that it never appears in the process list or the shell history).
@@ -52,6 +64,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [crate::server::attachments::pdf::COMMAND, max_bytes] => Ok(Command::ReadPdf {
             max_bytes: (*max_bytes).to_owned(),
         }),
+        ["migrate"] => Ok(Command::Migrate),
+        ["migrate-to-postgres", file, url]
+            if !file.starts_with('-')
+                && matches!(
+                    crate::server::config::Database::parse(url),
+                    crate::server::config::Database::Postgres(_)
+                ) =>
+        {
+            Ok(Command::MigrateToPostgres {
+                sqlite: file.into(),
+                url: (*url).to_owned(),
+            })
+        }
+        ["migrate-to-postgres", ..] => Err(format!(
+            "rill migrate-to-postgres takes a SQLite file and a postgres:// URL\n{USAGE}"
+        )),
         ["backup", path] if !path.starts_with('-') => Ok(Command::Backup {
             destination: path.into(),
         }),
@@ -101,6 +129,17 @@ mod tests {
         assert!(parse_str("user add a b").is_err());
         assert!(parse_str("serve --now").is_err());
         assert_eq!(parse_str("healthcheck"), Ok(Command::Healthcheck));
+        assert_eq!(parse_str("migrate"), Ok(Command::Migrate));
+        assert!(parse_str("migrate now").is_err());
+        assert_eq!(
+            parse_str("migrate-to-postgres data/rill.db postgres://rill@db/rill"),
+            Ok(Command::MigrateToPostgres {
+                sqlite: "data/rill.db".into(),
+                url: "postgres://rill@db/rill".into()
+            })
+        );
+        assert!(parse_str("migrate-to-postgres data/rill.db other.db").is_err());
+        assert!(parse_str("migrate-to-postgres data/rill.db").is_err());
         assert_eq!(
             parse_str("backup /data/copy.db"),
             Ok(Command::Backup {

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use super::pricing::PriceEntry;
 
+mod database;
 mod providers;
 pub mod settings;
 
+pub use database::Database;
 use providers::FileConfig;
 pub use providers::{ProviderConfig, ProviderKind};
 use settings::Env;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// SQLite database file ([`settings::DATABASE`], or `database` in the file).
-    pub database_path: PathBuf,
+    /// The SQLite file or the Postgres server ([`settings::DATABASE`], or `database` in the file).
+    pub database: Database,
     /// Start even if other accounts on the machine can read the database's files
     /// ([`settings::UNSAFE_FILE_MODES`]; otherwise Rill refuses and says which `chmod` fixes it).
     pub unsafe_file_modes: bool,
@@ -527,11 +529,11 @@ impl Config {
             providers: providers::providers(&env, file.providers)?,
             price_overrides: file.prices,
             local_model: LocalModelSettings::read(&env)?,
-            database_path: env
-                .raw(&settings::DATABASE)
-                .map(PathBuf::from)
-                .or(file.database)
-                .unwrap_or_else(|| settings::DATABASE.kind.0.into()),
+            database: Database::parse(
+                &env.raw(&settings::DATABASE)
+                    .or(file.database)
+                    .unwrap_or_else(|| settings::DATABASE.kind.0.into()),
+            ),
             unsafe_file_modes: env.yes(&settings::UNSAFE_FILE_MODES),
             owner: env.text(&settings::OWNER),
             access: AccessSettings::read(&env)?,
@@ -564,7 +566,7 @@ mod tests {
     #[test]
     fn defaults_need_nothing() {
         let c = config(&[]).expect("config");
-        assert_eq!(c.database_path, PathBuf::from("data/rill.db"));
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("data/rill.db")));
         assert_eq!(c.owner, "local");
         assert!(c.providers.is_empty());
         let local = c.local_model.expect("the local model is on by default");
@@ -693,8 +695,8 @@ mod tests {
         let shown: Vec<(&str, &str)> = shown.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let d = config(&shown).expect("every default is accepted");
         assert_eq!(
-            (d.database_path, d.owner, d.local_model, d.dev_word_delay),
-            (c.database_path, c.owner, c.local_model, c.dev_word_delay)
+            (d.database, d.owner, d.local_model, d.dev_word_delay),
+            (c.database, c.owner, c.local_model, c.dev_word_delay)
         );
         assert_eq!(
             (d.access, d.limits, d.connections),

@@ -18,7 +18,16 @@
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
-//! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them.
+//! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
+//! - `to_postgres`: a single-node database copied into Postgres, checked by counts.
+//!
+//! Two engines: SQLite (the default) and Postgres, chosen at start-up by `RILL_DATABASE`. A
+//! [`Db`] knows its engine. Where the engines agree, a query's text is written once (`$1`
+//! parameters, which SQLite reads too) and run on either pool by [`on_reader!`], [`on_writer!`]
+//! or [`in_transaction!`], which repeat the body once per engine; where they differ (upserts on
+//! a case-blind name, time functions, full-text search), `match db.engine()` holds each
+//! engine's text side by side. [`POSTGRES_MISSING`] names the topics not yet on Postgres: while
+//! it is not empty, Rill refuses to serve from Postgres (and says which).
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -33,9 +42,62 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{PgPool, Sqlite, SqlitePool, Transaction};
 
 use crate::error::ApiError;
+
+/// Runs `$body` with `$pool` the engine's pool for reading (the body is compiled once per
+/// engine, so one query's text serves both).
+macro_rules! on_reader {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db.pools() {
+            $crate::server::db::Pools::Sqlite { reader, .. } => {
+                let $pool = reader;
+                $body
+            }
+            $crate::server::db::Pools::Postgres(pool) => {
+                let $pool = pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` the engine's pool for a single-statement write (on SQLite the one
+/// writer connection).
+macro_rules! on_writer {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db.pools() {
+            $crate::server::db::Pools::Sqlite { writer, .. } => {
+                let $pool = writer;
+                $body
+            }
+            $crate::server::db::Pools::Postgres(pool) => {
+                let $pool = pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$tx` a write transaction begun on the engine (SQLite: `BEGIN IMMEDIATE`,
+/// taking the write lock up front); the body commits it.
+macro_rules! in_transaction {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        match $db.pools() {
+            $crate::server::db::Pools::Sqlite { writer, .. } => {
+                #[allow(unused_mut)]
+                let mut $tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            $crate::server::db::Pools::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                $body
+            }
+        }
+    };
+}
 
 pub mod accounts;
 pub mod attachments;
@@ -51,6 +113,7 @@ mod replies;
 pub mod search;
 pub mod shares;
 pub mod titles;
+pub mod to_postgres;
 mod totals;
 pub mod transfer;
 mod turns;
@@ -62,7 +125,7 @@ pub use self::conversations::{
     rename_conversation, restore_conversation, set_conversation_model, set_pinned, PINNED_MAX,
     THROUGH_TURNS, WINDOW_BYTES, WINDOW_MESSAGES,
 };
-pub use self::pool::{backup, check_file_modes, connect, ping};
+pub use self::pool::{backup, check_file_modes, connect, migrate, ping, POSTGRES_MISSING};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};
 pub use self::replies::{
     error_details, finish_reply, interrupt_reply, interrupt_streaming, save_checkpoints,
@@ -91,6 +154,12 @@ pub enum DbError {
     /// A batched write whose transaction could not be committed (see `batch`).
     #[error("{0}")]
     NotWritten(&'static str),
+    /// `rill migrate-to-postgres` refused or found the copy short.
+    #[error("{0}")]
+    Copy(String),
+    /// A storage call with no Postgres version yet (see [`POSTGRES_MISSING`]).
+    #[error("this storage call runs on SQLite only so far; Postgres lacks: {}", POSTGRES_MISSING.join(", "))]
+    NotOnPostgres,
 }
 
 /// A storage fault is the server's problem: logged here in full, opaque to the person.
@@ -105,42 +174,84 @@ impl From<DbError> for ApiError {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Owner(pub String);
 
-/// The database: a pool of readers and one writer. SQLite lets one connection write at a time;
-/// here writers wait their turn in the pool, in order, instead of racing for the lock and
-/// sleeping in SQLite's busy handler, and no write of ours ever sees SQLITE_BUSY from another.
+/// The database: on SQLite a pool of readers and one writer (SQLite lets one connection write
+/// at a time; here writers wait their turn in the pool, in order, instead of racing for the
+/// lock and sleeping in SQLite's busy handler, and no write of ours ever sees SQLITE_BUSY from
+/// another); on Postgres one pool, its concurrency the server's own.
 #[derive(Clone, Debug)]
 pub struct Db {
-    reader: SqlitePool,
-    writer: SqlitePool,
-    /// The turn engine's small writes, many in one transaction.
-    batcher: batch::Batcher,
+    pools: Pools,
+}
+
+/// Which engine holds the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Each engine's connections (what the dispatch macros match on).
+#[derive(Clone, Debug)]
+pub enum Pools {
+    Sqlite {
+        reader: SqlitePool,
+        writer: SqlitePool,
+        /// The turn engine's small writes, many in one transaction.
+        batcher: batch::Batcher,
+    },
+    Postgres(PgPool),
 }
 
 impl Db {
-    /// Connections for reading (WAL: they never wait for the writer).
-    pub fn reader(&self) -> &SqlitePool {
-        &self.reader
+    pub fn engine(&self) -> Engine {
+        match self.pools {
+            Pools::Sqlite { .. } => Engine::Sqlite,
+            Pools::Postgres(_) => Engine::Postgres,
+        }
     }
 
-    /// The one connection that writes.
-    pub fn writer(&self) -> &SqlitePool {
-        &self.writer
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Connections for reading (WAL: they never wait for the writer), for the topics that run
+    /// on SQLite only so far.
+    pub fn reader(&self) -> Result<&SqlitePool, DbError> {
+        match &self.pools {
+            Pools::Sqlite { reader, .. } => Ok(reader),
+            Pools::Postgres(_) => Err(DbError::NotOnPostgres),
+        }
+    }
+
+    /// The one connection that writes, for the topics that run on SQLite only so far.
+    pub fn writer(&self) -> Result<&SqlitePool, DbError> {
+        match &self.pools {
+            Pools::Sqlite { writer, .. } => Ok(writer),
+            Pools::Postgres(_) => Err(DbError::NotOnPostgres),
+        }
+    }
+
+    fn batcher(&self) -> Result<&batch::Batcher, DbError> {
+        match &self.pools {
+            Pools::Sqlite { batcher, .. } => Ok(batcher),
+            Pools::Postgres(_) => Err(DbError::NotOnPostgres),
+        }
     }
 
     /// Write transactions the batch writer has committed or tried (see `batch`).
     pub fn batches(&self) -> u64 {
-        self.batcher.batches()
+        self.batcher().map_or(0, batch::Batcher::batches)
     }
 
     /// Writes asked of the batch writer and not yet answered.
     pub fn pending_writes(&self) -> usize {
-        self.batcher.pending()
+        self.batcher().map_or(0, batch::Batcher::pending)
     }
 }
 
 /// A transaction holding the write lock from its first statement.
 async fn begin_write(db: &Db) -> Result<Transaction<'static, Sqlite>, DbError> {
-    Ok(db.writer.begin_with("BEGIN IMMEDIATE").await?)
+    Ok(db.writer()?.begin_with("BEGIN IMMEDIATE").await?)
 }
 
 pub fn now_ms() -> i64 {

@@ -1,4 +1,6 @@
-//! Sessions: tower-sessions rows in the same SQLite file, stored under a hash of their id. The
+//! Sessions: tower-sessions rows in Rill's own database (its SQLite store or its Postgres store,
+//! the table `tower_sessions.session` that `migrations/postgres` creates), stored under a hash
+//! of their id. The
 //! cookie carries the id itself; the table holds only SHA-256 of it, so someone who reads the
 //! database (a backup, a local account) holds nothing a browser could present.
 
@@ -10,9 +12,9 @@ use tower_sessions::cookie::{time, SameSite};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-use super::db::Db;
+use super::db::{Db, Pools};
 
 /// A session no request has used for this long is over.
 pub const IDLE_LIFETIME_DAYS: i64 = 30;
@@ -102,12 +104,64 @@ impl<S: ExpiredDeletion + Clone> ExpiredDeletion for HashedIds<S> {
     }
 }
 
-pub type Store = HashedIds<SqliteStore>;
+/// tower-sessions' store for the database's engine.
+#[derive(Clone, Debug)]
+pub enum EngineStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
 
-/// The store, writing through the one writer connection (so it never races our writes for
-/// SQLite's lock).
+#[async_trait]
+impl SessionStore for EngineStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.create(record).await,
+            Self::Postgres(store) => store.create(record).await,
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.save(record).await,
+            Self::Postgres(store) => store.save(record).await,
+        }
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        match self {
+            Self::Sqlite(store) => store.load(session_id).await,
+            Self::Postgres(store) => store.load(session_id).await,
+        }
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete(session_id).await,
+            Self::Postgres(store) => store.delete(session_id).await,
+        }
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for EngineStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete_expired().await,
+            Self::Postgres(store) => store.delete_expired().await,
+        }
+    }
+}
+
+pub type Store = HashedIds<EngineStore>;
+
+/// The store: on SQLite writing through the one writer connection (so it never races our
+/// writes for SQLite's lock), on Postgres through the pool (its table the store's default,
+/// `tower_sessions.session`).
 pub fn store(db: &Db) -> Store {
-    HashedIds::new(SqliteStore::new(db.writer().clone()))
+    HashedIds::new(match db.pools() {
+        Pools::Sqlite { writer, .. } => EngineStore::Sqlite(SqliteStore::new(writer.clone())),
+        Pools::Postgres(pool) => EngineStore::Postgres(PostgresStore::new(pool.clone())),
+    })
 }
 
 /// The session layer: `__Host-` and `Secure` when served over https, HTTP-only, `SameSite=Lax`,

@@ -588,7 +588,7 @@ async fn healthcheck_backup_and_json_logs_work_beside_a_running_server() {
         "{}",
         String::from_utf8_lossy(&backup.stderr)
     );
-    let restored = rill::server::db::connect(&copy)
+    let restored = rill::server::db::connect(&rill::server::config::Database::Sqlite(copy.clone()))
         .await
         .expect("the copy opens");
     let owner = rill::server::db::Owner("local".into());

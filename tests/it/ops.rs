@@ -311,10 +311,12 @@ async fn a_backup_taken_while_serving_holds_every_conversation() {
     let dir = tempfile::tempdir().expect("temp dir");
     let copy = dir.path().join("copy.db");
 
-    db::backup(&app.state.config.database_path, &copy)
+    db::backup(&app.state.config.database, &copy)
         .await
         .expect("backup");
-    let restored = db::connect(&copy).await.expect("the copy opens");
+    let restored = db::connect(&rill::server::config::Database::Sqlite(copy.clone()))
+        .await
+        .expect("the copy opens");
     let owner = db::Owner("local".into());
     let conversations = db::list_conversations(&restored, &owner, None)
         .await
@@ -333,7 +335,7 @@ async fn a_backup_taken_while_serving_holds_every_conversation() {
         let mode = std::fs::metadata(&copy).expect("copy").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "only its owner may read the copy");
     }
-    let again = db::backup(&app.state.config.database_path, &copy).await;
+    let again = db::backup(&app.state.config.database, &copy).await;
     let message = again.expect_err("never overwrites").to_string();
     assert!(message.contains("already exists"), "{message}");
 }

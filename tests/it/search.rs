@@ -596,13 +596,15 @@ async fn what_was_stored_before_the_per_owner_index_is_found_after_it() {
     store(&pool, "ben", "other things", &["walrus too"]).await;
     pool.close().await;
 
-    let db = db::connect(&path).await.expect("migrated");
+    let db = db::connect(&rill::server::config::Database::Sqlite(path.clone()))
+        .await
+        .expect("migrated");
     let hits = search_as(&db, "ana", "walrus").await;
     assert_eq!(found(&hits), ["Walrus facts", "a walrus naps"]);
     assert!(hits.iter().all(|h| h.conversation_id == ana));
     assert_eq!(search_as(&db, "ben", "walrus").await.len(), 1);
     // Stored after it, found too, and the indexes agree with their rows.
-    let pool = db.writer();
+    let pool = db.writer().expect("SQLite");
     store(pool, "ana", "later", &["walrus again"]).await;
     store(pool, "dora", "new person", &["walrus at last"]).await;
     assert_eq!(search_as(&db, "ana", "walrus").await.len(), 3);

@@ -8,8 +8,8 @@ use rill::model::{ndjson, Outcome, Price, StreamLine, TurnEnvelope, TurnEvent};
 use rill::server::catalog::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLimits};
 use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
-    AccessSettings, AuthMode, Config, ConnectionSettings, ConversationSettings, LimitSettings,
-    LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
+    AccessSettings, AuthMode, Config, ConnectionSettings, ConversationSettings, Database,
+    LimitSettings, LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
     DEFAULT_LOCAL_MODEL,
 };
 use rill::server::pricing::{PriceEntry, PriceTable};
@@ -216,7 +216,7 @@ impl TestApp {
             .expect("fake provider starts");
         let dir = private_dir();
         let mut config = Config {
-            database_path: dir.path().join("rill.db"),
+            database: Database::Sqlite(dir.path().join("rill.db")),
             unsafe_file_modes: false,
             owner: "local".into(),
             access,
@@ -301,11 +301,9 @@ impl TestApp {
         } else {
             LocalModelStatus::Disabled
         };
-        let database = db::connect(&config.database_path)
-            .await
-            .expect("database opens");
+        let database = db::connect(&config.database).await.expect("database opens");
         // The tests' own statements go through the one writer, like the server's.
-        let pool = database.writer().clone();
+        let pool = database.writer().expect("SQLite").clone();
         let prices = PriceTable::shipped_with(&config.price_overrides).expect("prices");
         let mut models = ModelCatalog::build(&config, local_model, &prices).await;
         for model in extra_models {

@@ -194,7 +194,7 @@ async fn spool(
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut text = TextCheck::default();
     let spooled = spool::spool(
-        &state.config.database_path,
+        &state.config.database.spool_anchor(),
         state.config.connections.body_timeout,
         request.into_body(),
         limit,

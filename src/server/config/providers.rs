@@ -2,7 +2,6 @@
 //! `[[providers]]` of the optional TOML file, which also carries prices and a few settings.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -46,7 +45,7 @@ pub struct ProviderConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
     pub default_model: Option<String>,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,

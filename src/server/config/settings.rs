@@ -93,7 +93,7 @@ macro_rules! settings {
 
 settings! {
     // Storage and who may use Rill.
-    /// SQLite database file; its directory is created if missing.
+    /// SQLite database file (its directory is created if missing), or a `postgres://` URL.
     DATABASE: Text = "RILL_DATABASE", Text("data/rill.db");
     /// Start even if other accounts on the machine can read the database's files.
     UNSAFE_FILE_MODES: Yes = "RILL_UNSAFE_FILE_MODES", Yes;

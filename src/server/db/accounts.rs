@@ -1,8 +1,11 @@
-//! Users, site settings and the audit log.
+//! Users, site settings, the audit log and known devices, on both engines. The engines differ
+//! in two ways here: names compare without case (SQLite: the column's NOCASE; Postgres:
+//! `lower()`, which its unique index is on), and so do LIKE filters (SQLite's LIKE ignores ASCII
+//! case; Postgres's ILIKE).
 
 use uuid::Uuid;
 
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{now_ms, Db, DbError, Engine, Owner};
 use crate::model::accounts::{AuditEntry, SiteSettings, Theme, UserView};
 
 /// A user as stored.
@@ -45,19 +48,22 @@ pub struct NewUser<'a> {
 pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbError> {
     let id = Uuid::new_v4().to_string();
     let now = now_ms();
-    let inserted = sqlx::query(
+    let inserted = on_writer!(db, |pool| {
+        sqlx::query(
         "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(new.username)
-    .bind(new.password_hash)
-    .bind(new.is_admin)
-    .bind(new.monthly_budget_usd)
-    .bind(now)
-    .bind(now)
-    .execute(db.writer())
-    .await;
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(new.username)
+        .bind(new.password_hash)
+        .bind(new.is_admin)
+        .bind(new.monthly_budget_usd)
+        .bind(now)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    });
     match inserted {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
         other => other?,
@@ -75,28 +81,35 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbEr
 }
 
 pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, DbError> {
-    Ok(
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(db.reader())
-            .await?,
-    )
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_as(&sql).bind(id).fetch_optional(pool).await
+    })?)
 }
 
+/// The user of that name, whatever its case.
 pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<User>, DbError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
-    ))
-    .bind(username)
-    .fetch_optional(db.reader())
-    .await?)
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {}",
+        match db.engine() {
+            Engine::Sqlite => "username = $1",
+            Engine::Postgres => "lower(username) = lower($1)",
+        }
+    );
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(username)
+            .fetch_optional(pool)
+            .await
+    })?)
 }
 
 pub async fn count_users(db: &Db) -> Result<i64, DbError> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-        .fetch_one(db.reader())
-        .await?;
-    Ok(n)
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(pool)
+            .await
+    })?)
 }
 
 /// A page of users by name with their spending in `month` (`2026-12`): at most `limit` after
@@ -109,20 +122,34 @@ pub async fn list_users(
     limit: u32,
 ) -> Result<Vec<UserView>, DbError> {
     type Row = (String, String, bool, Option<i64>, Option<f64>, f64);
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    // Ordered as SQLite's NOCASE orders: lower case, then byte by byte (not the server's
+    // locale, which would set punctuation aside).
+    let (name, like) = match db.engine() {
+        Engine::Sqlite => ("u.username", "LIKE"),
+        Engine::Postgres => ("lower(u.username) COLLATE \"C\"", "ILIKE"),
+    };
+    let sql = format!(
         "SELECT u.id, u.username, u.is_admin, u.disabled_at, u.monthly_budget_usd,
-                (SELECT {} FROM spending WHERE owner = u.id AND month = ?1)
+                (SELECT {spent} FROM spending WHERE owner = u.id AND month = $1)
          FROM users u
-         WHERE (?2 IS NULL OR u.username > ?2) AND u.username LIKE ?3 ESCAPE '\\'
-         ORDER BY u.username LIMIT ?4",
-        super::usage::SPENT
-    ))
-    .bind(month)
-    .bind(after)
-    .bind(contains_pattern(filter))
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
+         WHERE ($2 IS NULL OR {name} > {after}) AND u.username {like} $3 ESCAPE '\\'
+         ORDER BY {name} LIMIT $4",
+        spent = super::usage::SPENT,
+        after = match db.engine() {
+            Engine::Sqlite => "$2",
+            Engine::Postgres => "lower($2) COLLATE \"C\"",
+        },
+    );
+    let pattern = contains_pattern(filter);
+    let rows: Vec<Row> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(month)
+            .bind(after)
+            .bind(&pattern)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(rows
         .into_iter()
         .map(
@@ -155,58 +182,62 @@ fn contains_pattern(filter: &str) -> String {
 /// account are forgotten (they sign in with the new password to be known again). False if no
 /// such user.
 pub async fn set_password(db: &Db, id: &str, password_hash: &str) -> Result<bool, DbError> {
-    let mut tx = begin_write(db).await?;
-    let done = sqlx::query(
-        "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ?
-         WHERE id = ?",
-    )
-    .bind(password_hash)
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    forget_devices(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    in_transaction!(db, |tx| {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, session_epoch = session_epoch + 1,
+                              updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(FORGET_DEVICES)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    })
 }
 
 /// A disabled user cannot sign in, their sessions stop working at once, and the browsers known
 /// to the account are forgotten.
 pub async fn set_disabled(db: &Db, id: &str, disabled: bool) -> Result<bool, DbError> {
     let now = now_ms();
-    let mut tx = begin_write(db).await?;
-    let done = sqlx::query("UPDATE users SET disabled_at = ?, updated_at = ? WHERE id = ?")
-        .bind(disabled.then_some(now))
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if disabled {
-        forget_devices(&mut tx, id).await?;
-    }
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    in_transaction!(db, |tx| {
+        let done = sqlx::query("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE id = $3")
+            .bind(disabled.then_some(now))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if disabled {
+            sqlx::query(FORGET_DEVICES)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    })
 }
 
-async fn forget_devices(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    user_id: &str,
-) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM known_devices WHERE user_id = ?")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+/// Forgets every browser known to the account `$1`.
+const FORGET_DEVICES: &str = "DELETE FROM known_devices WHERE user_id = $1";
 
 /// Keeps the page's colours with the account.
 pub async fn set_theme(db: &Db, id: &str, theme: Theme) -> Result<(), DbError> {
-    sqlx::query("UPDATE users SET theme = ?, updated_at = ? WHERE id = ?")
-        .bind(theme.as_str())
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
+    on_writer!(db, |pool| {
+        sqlx::query("UPDATE users SET theme = $1, updated_at = $2 WHERE id = $3")
+            .bind(theme.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -215,13 +246,16 @@ pub async fn set_budget(
     id: &str,
     monthly_budget_usd: Option<f64>,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query("UPDATE users SET monthly_budget_usd = ?, updated_at = ? WHERE id = ?")
-        .bind(monthly_budget_usd)
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.writer())
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = on_writer!(db, |pool| {
+        sqlx::query("UPDATE users SET monthly_budget_usd = $1, updated_at = $2 WHERE id = $3")
+            .bind(monthly_budget_usd)
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
 }
 
 const OPEN_SIGNUP: &str = "open_signup";
@@ -231,9 +265,11 @@ const MONTHLY_CAP: &str = "monthly_cap_usd";
 const SHARING: &str = "sharing";
 
 pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM site_settings")
-        .fetch_all(db.reader())
-        .await?;
+    let rows: Vec<(String, String)> = on_reader!(db, |pool| {
+        sqlx::query_as("SELECT key, value FROM site_settings")
+            .fetch_all(pool)
+            .await
+    })?;
     let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     Ok(SiteSettings {
         open_signup: value(OPEN_SIGNUP) == Some("true"),
@@ -244,7 +280,6 @@ pub async fn site_settings(db: &Db) -> Result<SiteSettings, DbError> {
 }
 
 pub async fn set_site_settings(db: &Db, settings: &SiteSettings) -> Result<(), DbError> {
-    let mut tx = begin_write(db).await?;
     let values = [
         (OPEN_SIGNUP, Some(settings.open_signup.to_string())),
         (
@@ -254,28 +289,30 @@ pub async fn set_site_settings(db: &Db, settings: &SiteSettings) -> Result<(), D
         (MONTHLY_CAP, settings.monthly_cap_usd.map(|b| b.to_string())),
         (SHARING, (!settings.sharing).then(|| "off".to_owned())),
     ];
-    for (key, value) in values {
-        match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO site_settings (key, value) VALUES (?, ?)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM site_settings WHERE key = ?")
-                    .bind(key)
+    in_transaction!(db, |tx| {
+        for (key, value) in &values {
+            match value {
+                Some(value) => {
+                    sqlx::query(
+                        "INSERT INTO site_settings (key, value) VALUES ($1, $2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(*key)
+                    .bind(value)
                     .execute(&mut *tx)
                     .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM site_settings WHERE key = $1")
+                        .bind(*key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
-    }
-    tx.commit().await?;
-    Ok(())
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// An event for the audit log, stamped when it is written.
@@ -289,17 +326,21 @@ pub struct NewAuditEntry<'a> {
 
 /// Records an event in the audit log.
 pub async fn audit(db: &Db, entry: &NewAuditEntry<'_>) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target, address, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(now_ms())
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(&entry.address)
-    .bind(&entry.detail)
-    .execute(db.writer())
-    .await?;
+    on_writer!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, address, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now_ms())
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(&entry.address)
+        .bind(&entry.detail)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -308,34 +349,36 @@ pub async fn audit(db: &Db, entry: &NewAuditEntry<'_>) -> Result<(), DbError> {
 pub async fn audit_failure(db: &Db, target: &str, address: Option<&str>) -> Result<(), DbError> {
     const ACTION: &str = "sign-in failed";
     let now = now_ms();
-    let mut tx = begin_write(db).await?;
-    let counted = sqlx::query(
-        "UPDATE audit_log SET count = count + 1, at = ?
-         WHERE id = (SELECT id FROM audit_log
-                      WHERE action = ? AND target = ? AND address IS ? AND at >= ?
-                      ORDER BY id DESC LIMIT 1)",
-    )
-    .bind(now)
-    .bind(ACTION)
-    .bind(target)
-    .bind(address)
-    .bind(now.saturating_sub(3_600_000))
-    .execute(&mut *tx)
-    .await?;
-    if counted.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, address, detail)
-             VALUES (?, NULL, ?, ?, ?, NULL)",
+    in_transaction!(db, |tx| {
+        let counted = sqlx::query(
+            "UPDATE audit_log SET count = count + 1, at = $1
+             WHERE id = (SELECT id FROM audit_log
+                          WHERE action = $2 AND target = $3 AND address IS NOT DISTINCT FROM $4
+                            AND at >= $5
+                          ORDER BY id DESC LIMIT 1)",
         )
         .bind(now)
         .bind(ACTION)
         .bind(target)
         .bind(address)
+        .bind(now.saturating_sub(3_600_000))
         .execute(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+        if counted.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, target, address, detail)
+                 VALUES ($1, NULL, $2, $3, $4, NULL)",
+            )
+            .bind(now)
+            .bind(ACTION)
+            .bind(target)
+            .bind(address)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// Audit entries, newest first: `limit` of them before the entry `before` (an id; `None`: the
@@ -357,20 +400,32 @@ pub async fn audit_page(
         i64,
     );
     let pattern = contains_pattern(filter);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, strftime('%Y-%m-%d %H:%M:%S', at / 1000, 'unixepoch'), actor, action, target,
-                address, detail, count FROM audit_log
-          WHERE (?1 IS NULL OR id < ?1)
-            AND (?2 = '%%' OR actor LIKE ?2 ESCAPE '\\' OR action LIKE ?2 ESCAPE '\\'
-                 OR target LIKE ?2 ESCAPE '\\' OR address LIKE ?2 ESCAPE '\\'
-                 OR detail LIKE ?2 ESCAPE '\\')
-          ORDER BY id DESC LIMIT ?3",
-    )
-    .bind(before)
-    .bind(&pattern)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?;
+    let (at, like) = match db.engine() {
+        Engine::Sqlite => (
+            "strftime('%Y-%m-%d %H:%M:%S', at / 1000, 'unixepoch')",
+            "LIKE",
+        ),
+        Engine::Postgres => (
+            "to_char(to_timestamp(at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
+            "ILIKE",
+        ),
+    };
+    let sql = format!(
+        "SELECT id, {at}, actor, action, target, address, detail, count FROM audit_log
+          WHERE ($1 IS NULL OR id < $1)
+            AND ($2 = '%%' OR actor {like} $2 ESCAPE '\\' OR action {like} $2 ESCAPE '\\'
+                 OR target {like} $2 ESCAPE '\\' OR address {like} $2 ESCAPE '\\'
+                 OR detail {like} $2 ESCAPE '\\')
+          ORDER BY id DESC LIMIT $3"
+    );
+    let rows: Vec<Row> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(before)
+            .bind(&pattern)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(rows
         .into_iter()
         .map(
@@ -393,39 +448,40 @@ const DEVICES_PER_USER: i64 = 20;
 
 /// The user a known browser's token digest belongs to.
 pub async fn device_user(db: &Db, token_digest: &str) -> Result<Option<String>, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT user_id FROM known_devices WHERE token_digest = ?")
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_scalar("SELECT user_id FROM known_devices WHERE token_digest = $1")
             .bind(token_digest)
-            .fetch_optional(db.reader())
-            .await?,
-    )
+            .fetch_optional(pool)
+            .await
+    })?)
 }
 
 /// Remembers (or refreshes) a browser `user_id` signed in from; keeps the newest few.
 pub async fn remember_device(db: &Db, user_id: &str, token_digest: &str) -> Result<(), DbError> {
     let now = now_ms();
-    let mut tx = begin_write(db).await?;
-    sqlx::query(
-        "INSERT INTO known_devices (token_digest, user_id, created_at, last_seen_at)
-         VALUES (?, ?, ?, ?)
-         ON CONFLICT (token_digest) DO UPDATE SET last_seen_at = excluded.last_seen_at
-         WHERE known_devices.user_id = excluded.user_id",
-    )
-    .bind(token_digest)
-    .bind(user_id)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM known_devices WHERE user_id = ?1 AND token_digest NOT IN
-            (SELECT token_digest FROM known_devices WHERE user_id = ?1
-              ORDER BY last_seen_at DESC LIMIT ?2)",
-    )
-    .bind(user_id)
-    .bind(DEVICES_PER_USER)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    in_transaction!(db, |tx| {
+        sqlx::query(
+            "INSERT INTO known_devices (token_digest, user_id, created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token_digest) DO UPDATE SET last_seen_at = excluded.last_seen_at
+             WHERE known_devices.user_id = excluded.user_id",
+        )
+        .bind(token_digest)
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM known_devices WHERE user_id = $1 AND token_digest NOT IN
+                (SELECT token_digest FROM known_devices WHERE user_id = $1
+                  ORDER BY last_seen_at DESC LIMIT $2)",
+        )
+        .bind(user_id)
+        .bind(DEVICES_PER_USER)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    })
 }

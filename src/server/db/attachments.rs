@@ -86,7 +86,7 @@ pub async fn uploaded_since(db: &Db, owner: &Owner, since_ms: i64) -> Result<u64
     )
     .bind(&owner.0)
     .bind(since_ms)
-    .fetch_one(db.reader())
+    .fetch_one(db.reader()?)
     .await?;
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
@@ -211,7 +211,7 @@ pub async fn find_attachment(
     ))
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     Ok(row.map(stored))
 }
@@ -228,7 +228,7 @@ pub async fn blob_chunk(
             .bind(&owner.0)
             .bind(sha256)
             .bind(seq)
-            .fetch_optional(db.reader())
+            .fetch_optional(db.reader()?)
             .await?;
     Ok(row.map(|(data,)| data))
 }
@@ -239,7 +239,7 @@ pub async fn blob_bytes(db: &Db, owner: &Owner, sha256: &str) -> Result<Vec<u8>,
         sqlx::query_as("SELECT data FROM blob_chunks WHERE owner = ? AND sha256 = ? ORDER BY seq")
             .bind(&owner.0)
             .bind(sha256)
-            .fetch_all(db.reader())
+            .fetch_all(db.reader()?)
             .await?;
     Ok(chunks.into_iter().flat_map(|(data,)| data).collect())
 }
@@ -338,7 +338,7 @@ pub async fn turn_attachments(
     ))
     .bind(&owner.0)
     .bind(TextUuid(turn_id))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows.into_iter().map(stored).collect())
 }

@@ -44,7 +44,7 @@ const BATCH_FAILED: &str = "the database could not store this; try again";
 
 /// The askers' side of the batch writer.
 #[derive(Clone)]
-pub(super) struct Batcher {
+pub struct Batcher {
     queue: mpsc::Sender<Work>,
     /// Transactions committed (or tried), for the tests and benchmarks.
     batches: Arc<AtomicU64>,

@@ -10,7 +10,7 @@ use super::ids::TextUuid;
 use super::lookups::{conversation_row, ConversationRow};
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::totals;
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{begin_write, now_ms, Db, DbError, Engine, Owner};
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
     Totals, CONVERSATIONS_PAGE,
@@ -45,22 +45,30 @@ pub async fn conversations_between(
     let (through_at, through_id) = through.map_or((i64::MIN, String::new()), |c| {
         (c.updated_at, c.id.to_string())
     });
-    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+    // Ids compare byte by byte on both engines (Postgres would otherwise use its locale).
+    let id = match db.engine() {
+        Engine::Sqlite => "id",
+        Engine::Postgres => "id COLLATE \"C\"",
+    };
+    let sql = format!(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND updated_at <= ?2 AND updated_at >= ?4
+         WHERE owner = $1 AND updated_at <= $2 AND updated_at >= $4
            AND deleted_at IS NULL AND pinned_at IS NULL
-           AND (updated_at < ?2 OR id < ?3 OR ?3 = '')
-           AND (updated_at > ?4 OR id >= ?5 OR ?5 = '')
-         ORDER BY updated_at DESC, id DESC LIMIT ?6",
-    )
-    .bind(&owner.0)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(through_at)
-    .bind(through_id)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(db.reader())
-    .await?;
+           AND (updated_at < $2 OR {id} < $3 OR $3 = '')
+           AND (updated_at > $4 OR {id} >= $5 OR $5 = '')
+         ORDER BY updated_at DESC, {id} DESC LIMIT $6"
+    );
+    let rows: Vec<(TextUuid, String, i64)> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(after_at)
+            .bind(&after_id)
+            .bind(through_at)
+            .bind(&through_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(summaries(rows))
 }
 
@@ -83,34 +91,45 @@ pub async fn pinned_conversations(
     db: &Db,
     owner: &Owner,
 ) -> Result<Vec<ConversationSummary>, DbError> {
-    let rows: Vec<(TextUuid, String, i64)> = sqlx::query_as(
+    let id = match db.engine() {
+        Engine::Sqlite => "id",
+        Engine::Postgres => "id COLLATE \"C\"",
+    };
+    let sql = format!(
         "SELECT id, title, updated_at FROM conversations
-         WHERE owner = ?1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
-         ORDER BY pinned_at DESC, id DESC LIMIT ?2",
-    )
-    .bind(&owner.0)
-    .bind(PINNED_MAX)
-    .fetch_all(db.reader())
-    .await?;
+         WHERE owner = $1 AND deleted_at IS NULL AND pinned_at IS NOT NULL
+         ORDER BY pinned_at DESC, {id} DESC LIMIT $2"
+    );
+    let rows: Vec<(TextUuid, String, i64)> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(i64::from(PINNED_MAX))
+            .fetch_all(pool)
+            .await
+    })?;
     Ok(summaries(rows))
 }
 
 /// Pins or unpins a live conversation. False if there is no such conversation for this owner.
 pub async fn set_pinned(db: &Db, owner: &Owner, id: Uuid, pinned: bool) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET pinned_at = ?1 WHERE id = ?2 AND owner = ?3 AND deleted_at IS NULL",
-    )
-    .bind(pinned.then(now_ms))
-    .bind(TextUuid(id))
-    .bind(&owner.0)
-    .execute(db.writer())
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = on_writer!(db, |pool| {
+        sqlx::query(
+            "UPDATE conversations SET pinned_at = $1
+             WHERE id = $2 AND owner = $3 AND deleted_at IS NULL",
+        )
+        .bind(pinned.then(now_ms))
+        .bind(TextUuid(id))
+        .bind(&owner.0)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
 }
 
 /// Whether the conversation exists for this owner.
 pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
-    Ok(conversation_row(db.reader(), owner, id).await?.is_some())
+    Ok(conversation_row(db.reader()?, owner, id).await?.is_some())
 }
 
 /// Messages a conversation is opened with at most (the newest; older ones on request).
@@ -130,18 +149,18 @@ pub async fn get_conversation(
     id: Uuid,
     before: Option<u32>,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
+    let Some(row) = conversation_row(db.reader()?, owner, id).await? else {
         return Ok(None);
     };
     // The branch on screen, newest first: from the current turn (or the turn before the
     // window the page has) back, one turn more than a window holds (to know of older ones).
     let last = match before {
         None => row.current_turn_id.map(|t| t.0),
-        Some(position) => branches::turn_before_position(db.reader(), id, position).await?,
+        Some(position) => branches::turn_before_position(db.reader()?, id, position).await?,
     };
     let mut rows: Vec<MessageRow> = match last {
         Some(last) => {
-            branches::newest_turns(db.reader(), id, last, None, WINDOW_TURNS, MESSAGE_COLUMNS)
+            branches::newest_turns(db.reader()?, id, last, None, WINDOW_TURNS, MESSAGE_COLUMNS)
                 .await?
         }
         None => Vec::new(),
@@ -184,14 +203,14 @@ pub async fn get_conversation_through(
     id: Uuid,
     turn: Uuid,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = conversation_row(db.reader(), owner, id).await? else {
+    let Some(row) = conversation_row(db.reader()?, owner, id).await? else {
         return Ok(None);
     };
     let Some(last) = row.current_turn_id.map(|t| t.0) else {
         return Ok(None);
     };
     let rows = branches::newest_turns(
-        db.reader(),
+        db.reader()?,
         id,
         last,
         Some(turn),
@@ -221,7 +240,7 @@ async fn view_of(
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
         .flatten();
     let older_totals = match rows.first().filter(|_| older_before.is_some()) {
-        Some(first) => totals::prior(db.reader(), first.turn_id.0).await?,
+        Some(first) => totals::prior(db.reader()?, first.turn_id.0).await?,
         None => Totals::default(),
     };
     let parents: Vec<Option<Uuid>> = rows
@@ -229,7 +248,7 @@ async fn view_of(
         .filter(|m| m.role == Role::User)
         .map(|m| m.parent_turn_id.map(|p| p.0))
         .collect();
-    let alternatives = branches::alternatives(db.reader(), id, &parents).await?;
+    let alternatives = branches::alternatives(db.reader()?, id, &parents).await?;
     // The revisions the window's replies were written with, and the one in effect.
     let used: std::collections::BTreeSet<i64> = rows
         .iter()
@@ -245,7 +264,7 @@ async fn view_of(
     for revision in &used {
         revisions = revisions.bind(revision);
     }
-    let revisions = revisions.fetch_all(db.reader()).await?;
+    let revisions = revisions.fetch_all(db.reader()?).await?;
     let messages = rows;
     Ok(ConversationView {
         id,
@@ -295,7 +314,7 @@ pub async fn rename_conversation(
     .bind(title)
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -309,7 +328,7 @@ pub async fn delete_conversation(db: &Db, owner: &Owner, id: Uuid) -> Result<boo
     .bind(now_ms())
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -329,7 +348,7 @@ pub async fn restore_conversation(
     .bind(TextUuid(id))
     .bind(&owner.0)
     .bind(since)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -401,7 +420,7 @@ async fn set_metadata(
     .bind(now_ms())
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,17 +1,66 @@
-//! Opening the database, its files (their modes, a backup copy) and the readiness check.
+//! Opening the database (either engine), its files (their modes, a backup copy) and the
+//! readiness check.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Db, DbError};
+use super::{Db, DbError, Pools};
+use crate::server::config::Database;
 
-/// Opens (creating if needed) the database and applies pending migrations. A directory it
-/// creates is its owner's alone (0700), and so are the files SQLite creates in it, whatever the
-/// process's umask.
-pub async fn connect(path: &Path) -> Result<Db, DbError> {
+/// The topics whose queries run on SQLite only so far. Rill refuses to serve from Postgres
+/// while any is listed (never a half-working mode); accounts, site settings, the audit log,
+/// known devices and sessions are on both engines.
+pub const POSTGRES_MISSING: &[&str] = &[
+    "conversations",
+    "turns and their batched writes",
+    "replies",
+    "system prompts",
+    "branches",
+    "spending and usage",
+    "search",
+    "shares",
+    "titles",
+    "import and export",
+    "attachments",
+];
+
+/// Connections to a Postgres server: enough for every request of a busy replica, fewer than a
+/// default server's 100 so that a few replicas fit.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// Opens the database and applies pending migrations (each engine its own: `migrations/` for
+/// SQLite, `migrations/postgres/` for Postgres, where sqlx holds an advisory lock while it
+/// migrates, so replicas starting together apply each migration once, one after another).
+pub async fn connect(database: &Database) -> Result<Db, DbError> {
+    match database {
+        Database::Sqlite(path) => connect_sqlite(path).await,
+        Database::Postgres(url) => {
+            let pool = PgPoolOptions::new()
+                .max_connections(POSTGRES_CONNECTIONS)
+                .connect(url)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Ok(Db {
+                pools: Pools::Postgres(pool),
+            })
+        }
+    }
+}
+
+/// `rill migrate`: brings the database's schema up to date and closes it (a deployment's
+/// step before replicas start, though each replica migrates at start too).
+pub async fn migrate(database: &Database) -> Result<(), DbError> {
+    connect(database).await?.close().await;
+    Ok(())
+}
+
+/// Opens (creating if needed) a SQLite file. A directory it creates is its owner's alone
+/// (0700), and so are the files SQLite creates in it, whatever the process's umask.
+async fn connect_sqlite(path: &Path) -> Result<Db, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             let mut builder = std::fs::DirBuilder::new();
@@ -45,9 +94,11 @@ pub async fn connect(path: &Path) -> Result<Db, DbError> {
         .await?;
     let batcher = super::batch::Batcher::start(writer.clone());
     Ok(Db {
-        reader,
-        writer,
-        batcher,
+        pools: Pools::Sqlite {
+            reader,
+            writer,
+            batcher,
+        },
     })
 }
 
@@ -55,8 +106,13 @@ impl Db {
     /// Closes every connection; the last one to close checkpoints the WAL into the database
     /// and removes it, so nothing written (purged text included) lingers in `-wal`.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        match &self.pools {
+            Pools::Sqlite { reader, writer, .. } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
     }
 }
 
@@ -111,14 +167,27 @@ pub fn check_file_modes(path: &Path) -> Result<(), DbError> {
 
 /// Whether the database answers (the readiness check).
 pub async fn ping(db: &Db) -> Result<(), DbError> {
-    sqlx::query("SELECT 1").execute(&db.reader).await?;
+    on_reader!(db, |pool| sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }
 
-/// A consistent copy of the database at `source` into the new file `destination`, while a
-/// server may be using it: `VACUUM INTO` reads one snapshot (WAL: writers carry on) and writes a
-/// compact, self-contained file with no `-wal` beside it.
-pub async fn backup(source: &Path, destination: &Path) -> Result<(), DbError> {
+/// A consistent copy of the database into the new file `destination`, while a server may be
+/// using it. On SQLite, `VACUUM INTO` reads one snapshot (WAL: writers carry on) and writes a
+/// compact, self-contained file with no `-wal` beside it; a Postgres server has its own tools.
+pub async fn backup(database: &Database, destination: &Path) -> Result<(), DbError> {
+    let source =
+        match database {
+            Database::Sqlite(path) => path,
+            Database::Postgres(_) => return Err(DbError::Backup(
+                "RILL_DATABASE is a Postgres server: back it up with Postgres's own tools, for \
+                 example `pg_dump --format=custom --file=rill.dump \"$RILL_DATABASE\"` (restore \
+                 with pg_restore), or the server's continuous archiving"
+                    .to_owned(),
+            )),
+        };
     if !source.exists() {
         return Err(DbError::Backup(format!(
             "there is no database at {} (set RILL_DATABASE)",

@@ -127,7 +127,7 @@ pub async fn finish_reply(
     let html = html.to_owned();
     let outcome = outcome.clone();
     let charge = charge.cloned();
-    db.batcher
+    db.batcher()?
         .write(move |conn| {
             Box::pin(async move {
                 store_ending(conn, &reply, &text, &html, &outcome, charge.as_ref()).await?;
@@ -196,7 +196,7 @@ pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Resu
     .bind(crate::server::render::RENDERER_VERSION)
     .bind(TextUuid(message_id))
     .bind(run)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(())
 }
@@ -238,7 +238,7 @@ pub async fn streaming_reply_of(
     ))
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     Ok(row.map(MessageView::from))
 }
@@ -264,7 +264,7 @@ pub async fn error_details(
     let rows = rows
         .bind(TextUuid(conversation_id))
         .bind(&owner.0)
-        .fetch_all(db.reader())
+        .fetch_all(db.reader()?)
         .await?;
     Ok(rows
         .into_iter()

@@ -24,7 +24,7 @@ pub async fn owner_docs(db: &Db, owner: &Owner) -> Result<Option<OwnerDocs>, DbE
     let number: Option<i64> =
         sqlx::query_scalar("SELECT number FROM search_owners WHERE owner = ?1")
             .bind(&owner.0)
-            .fetch_optional(db.reader())
+            .fetch_optional(db.reader()?)
             .await?;
     Ok(number.and_then(|n| {
         let first = n
@@ -83,7 +83,7 @@ pub async fn titles(
     .bind(TITLES_RANKED_MAX)
     .bind(&owner.0)
     .bind(limit)
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows
         .into_iter()
@@ -133,7 +133,7 @@ pub async fn messages(
     .bind(RANKED_MAX)
     .bind(&owner.0)
     .bind(limit)
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows
         .into_iter()
@@ -172,7 +172,7 @@ pub async fn mark(
     if texts.is_empty() {
         return Ok(Vec::new());
     }
-    let mut connection = db.reader().acquire().await?;
+    let mut connection = db.reader()?.acquire().await?;
     sqlx::query(
         "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_marks USING fts5(
              text, whole UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')",
@@ -229,7 +229,7 @@ pub async fn turn_of(
     .bind(TextUuid(message_id))
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     Ok(found.map(|(turn,)| turn.0))
 }
@@ -253,7 +253,7 @@ pub async fn on_branch_on_screen(
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
     .bind(TextUuid(turn))
-    .fetch_one(db.reader())
+    .fetch_one(db.reader()?)
     .await?;
     Ok(found)
 }

@@ -113,7 +113,7 @@ pub async fn list_shares(
     .bind(&owner.0)
     .bind(conversation_id.map(TextUuid))
     .bind(i64::try_from(MAX_SHARES).unwrap_or(i64::MAX))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows
         .into_iter()
@@ -134,7 +134,7 @@ pub async fn revoke_share(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbEr
     let done = sqlx::query("DELETE FROM shares WHERE id = ? AND owner = ?")
         .bind(TextUuid(id))
         .bind(&owner.0)
-        .execute(db.writer())
+        .execute(db.writer()?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -179,14 +179,14 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
                              AND u.disabled_at IS NOT NULL)",
     )
     .bind(key_hash)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     let Some((conversation_id, end_turn, end_chars, title, created_at)) = found else {
         return Ok(None);
     };
     // One turn more than shown, to know whether earlier ones exist.
     let mut rows: Vec<MessageRow> = branches::newest_turns(
-        db.reader(),
+        db.reader()?,
         conversation_id.0,
         end_turn.0,
         None,

@@ -36,7 +36,7 @@ pub async fn title_wanted(
     .bind(TextUuid(turn_id))
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     Ok(row.map(|(id, question, reply)| FirstExchange {
         question_id: id.0,
@@ -60,7 +60,7 @@ pub async fn store_generated_title(
     .bind(title)
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .execute(db.writer())
+    .execute(db.writer()?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -76,7 +76,7 @@ pub async fn conversation_title(
     )
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     Ok(row.map(|(title,)| title))
 }

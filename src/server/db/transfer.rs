@@ -53,7 +53,7 @@ pub async fn export_conversation(
     )
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .fetch_optional(db.reader())
+    .fetch_optional(db.reader()?)
     .await?;
     let Some((title, model, created_at, updated_at, current, revision)) = row else {
         return Ok(None);
@@ -63,7 +63,7 @@ pub async fn export_conversation(
           WHERE conversation_id = ? ORDER BY revision",
     )
     .bind(TextUuid(id))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     let rows: Vec<ExportRow> = sqlx::query_as(
         "SELECT turn_id, role, content, thinking, status, error, model, input_tokens,
@@ -73,7 +73,7 @@ pub async fn export_conversation(
            FROM messages WHERE conversation_id = ? ORDER BY position",
     )
     .bind(TextUuid(id))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     let mut conversation = Conversation::new(id.to_string(), title, model, created_at, updated_at);
     conversation.current_turn_id = current.map(|t| t.0.to_string());
@@ -155,7 +155,7 @@ pub async fn conversation_ids(
     .bind(&owner.0)
     .bind(after)
     .bind(limit)
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows.into_iter().map(|(row, id)| (row, id.0)).collect())
 }

@@ -70,7 +70,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     let send = turn.send.clone();
     let default_model = turn.default_model.to_owned();
     let quota_bytes = turn.quota_bytes;
-    db.batcher
+    db.batcher()?
         .write(move |conn| {
             Box::pin(async move {
                 let turn = NewTurn {
@@ -314,7 +314,7 @@ pub async fn begin_continuation(
     from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
     let owner = owner.clone();
-    db.batcher
+    db.batcher()?
         .write(move |conn| {
             Box::pin(async move {
                 Ok(match reopen_reply(conn, &owner, turn_id, from_run).await? {
@@ -428,14 +428,14 @@ pub async fn history_page(
     from_turn: Uuid,
     turns: u32,
 ) -> Result<HistoryPage, DbError> {
-    if conversation_row(db.reader(), owner, conversation_id)
+    if conversation_row(db.reader()?, owner, conversation_id)
         .await?
         .is_none()
     {
         return Ok(HistoryPage::default());
     }
     let rows = branches::newest_turns(
-        db.reader(),
+        db.reader()?,
         conversation_id,
         from_turn,
         None,
@@ -451,7 +451,7 @@ pub async fn history_page(
     let oldest = messages.iter().rev().find(|m| m.role == Role::User);
     let older = oldest.and_then(|q| q.parent_turn_id);
     let sendable_before = match oldest {
-        Some(q) if older.is_some() => totals::prior_sendable(db.reader(), q.turn_id).await?,
+        Some(q) if older.is_some() => totals::prior_sendable(db.reader()?, q.turn_id).await?,
         _ => 0,
     };
     Ok(HistoryPage {
@@ -506,7 +506,7 @@ pub async fn turn(
     owner: &Owner,
     turn_id: Uuid,
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
-    turn_in(db.reader(), owner, turn_id).await
+    turn_in(db.reader()?, owner, turn_id).await
 }
 
 /// Turns a page following a conversation reads back at most: a page further behind loads the
@@ -522,7 +522,7 @@ pub async fn turns_from(
     conversation_id: Uuid,
     from_turn: Option<Uuid>,
 ) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
-    let Some(conversation) = conversation_row(db.reader(), owner, conversation_id).await? else {
+    let Some(conversation) = conversation_row(db.reader()?, owner, conversation_id).await? else {
         return Ok(None);
     };
     let Some(TextUuid(last)) = conversation.current_turn_id else {
@@ -532,7 +532,7 @@ pub async fn turns_from(
     // one), walked back from its end to `from_turn`, at most `FOLLOWED_TURNS`: a page further
     // behind gets the last turn, whose parent tells it to load the branch afresh.
     let mut rows = branches::newest_turns(
-        db.reader(),
+        db.reader()?,
         conversation_id,
         last,
         from_turn,

@@ -6,13 +6,14 @@ use uuid::Uuid;
 
 use super::batch::Written;
 use super::ids::TextUuid;
-use super::{begin_write, Db, DbError, Owner};
+use super::{begin_write, Db, DbError, Engine, Owner};
 use crate::model::accounts::UsageRow;
 use crate::model::{MessageStatus, Usage};
 
 /// What a month's spending counts: settled runs at their cost, open ones at their reservation.
+/// (Written for both engines: SQLite's `TOTAL` is `COALESCE(SUM(…), 0.0)` elsewhere.)
 pub(super) const SPENT: &str =
-    "TOTAL(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0) END)";
+    "COALESCE(SUM(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0.0) END), 0.0)";
 
 /// A run about to call its provider, and the most it can cost.
 pub struct Reservation<'a> {
@@ -82,7 +83,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let month = r.month.to_owned();
     let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
-    db.batcher
+    db.batcher()?
         .write(move |conn| {
             Box::pin(async move {
                 let r = Reservation {
@@ -208,7 +209,7 @@ pub async fn settle_title(
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
-    settle(db.writer(), question_id, run, charge).await
+    settle(db.writer()?, question_id, run, charge).await
 }
 
 /// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not
@@ -234,7 +235,7 @@ pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>
             AND (?1 IS NULL OR s.message_id = ?1)",
     )
     .bind(message_id.map(TextUuid))
-    .fetch_all(db.reader())
+    .fetch_all(db.reader()?)
     .await?;
     Ok(rows
         .into_iter()
@@ -297,42 +298,57 @@ pub async fn settle_open_run(
 /// What the owner has spent in `month` (settled runs at their cost, open ones at their
 /// reservation), in USD.
 pub async fn month_spent(db: &Db, owner: &Owner, month: &str) -> Result<f64, DbError> {
-    let (spent,): (f64,) = sqlx::query_as(&format!(
-        "SELECT {SPENT} FROM spending WHERE owner = ? AND month = ?"
-    ))
-    .bind(&owner.0)
-    .bind(month)
-    .fetch_one(db.reader())
-    .await?;
-    Ok(spent)
+    let sql = format!("SELECT {SPENT} FROM spending WHERE owner = $1 AND month = $2");
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_scalar(&sql)
+            .bind(&owner.0)
+            .bind(month)
+            .fetch_one(pool)
+            .await
+    })?)
 }
 
 /// Everyone's spending in `month`.
 pub async fn site_month_spent(db: &Db, month: &str) -> Result<f64, DbError> {
-    let (spent,): (f64,) = sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = ?"))
-        .bind(month)
-        .fetch_one(db.reader())
-        .await?;
-    Ok(spent)
+    let sql = format!("SELECT {SPENT} FROM spending WHERE month = $1");
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_scalar(&sql).bind(month).fetch_one(pool).await
+    })?)
 }
 
 /// The month's runs by day (newest first) and model. Runs still open count at their
 /// reservation, marked as estimates.
 pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<UsageRow>, DbError> {
-    type Row = (String, String, String, i64, i64, i64, i64, f64, i64);
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT date(at / 1000, 'unixepoch') AS day, model, purpose,
-                COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cached_input_tokens), 0),
-                COALESCE(SUM(output_tokens), 0), {SPENT},
-                MAX(usage_estimated OR state = 'reserved')
+    type Row = (String, String, String, i64, i64, i64, i64, f64, bool);
+    // (Postgres sums BIGINT as NUMERIC, hence the casts; ordered byte by byte on both.)
+    let (day, estimated, order) = match db.engine() {
+        Engine::Sqlite => (
+            "date(at / 1000, 'unixepoch')",
+            "MAX(usage_estimated OR state = 'reserved')",
+            "",
+        ),
+        Engine::Postgres => (
+            "to_char(to_timestamp(at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            "bool_or(usage_estimated OR state = 'reserved')",
+            " COLLATE \"C\"",
+        ),
+    };
+    let sql = format!(
+        "SELECT {day} AS day, model, purpose, COUNT(*),
+                CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT),
+                CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT),
+                CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), {SPENT}, {estimated}
            FROM spending
-          WHERE owner = ? AND month = ?
-          GROUP BY day, model, purpose ORDER BY day DESC, model, purpose"
-    ))
-    .bind(&owner.0)
-    .bind(month)
-    .fetch_all(db.reader())
-    .await?;
+          WHERE owner = $1 AND month = $2
+          GROUP BY day, model, purpose ORDER BY day DESC, model{order}, purpose"
+    );
+    let rows: Vec<Row> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(month)
+            .fetch_all(pool)
+            .await
+    })?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(rows
         .into_iter()
@@ -346,14 +362,14 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
                 cached_input_tokens: count(cached),
                 output_tokens: count(output),
                 cost_usd,
-                estimated: estimated != 0,
+                estimated,
             },
         )
         .collect())
 }
 
 /// One run's figures, as the CSV export lists them.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, PartialEq, sqlx::FromRow)]
 pub struct RunFigures {
     /// When the run was admitted (ms) and its row in the ledger: the export reads on after
     /// the last pair it wrote.
@@ -386,8 +402,14 @@ pub async fn month_runs(
     limit: u32,
 ) -> Result<Vec<RunFigures>, DbError> {
     let (after_at, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
-    Ok(sqlx::query_as(
-        "SELECT s.at, s.id, strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch') AS time,
+    let time = match db.engine() {
+        Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%SZ', s.at / 1000, 'unixepoch')",
+        Engine::Postgres => {
+            "to_char(to_timestamp(s.at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        }
+    };
+    let sql = format!(
+        "SELECT s.at, s.id, {time} AS time,
                 m.conversation_id, m.turn_id, s.run, s.model,
                 CASE s.state WHEN 'reserved' THEN 'running' ELSE COALESCE(s.status, '') END
                     AS status,
@@ -396,14 +418,17 @@ pub async fn month_runs(
                 CASE s.state WHEN 'reserved' THEN s.reserved_usd ELSE s.cost_usd END AS cost_usd,
                 (s.usage_estimated OR s.state = 'reserved') AS usage_estimated
            FROM spending s JOIN messages m ON m.id = s.message_id
-          WHERE s.owner = ?1 AND s.month = ?2 AND (s.at, s.id) > (?3, ?4)
-          ORDER BY s.at, s.id LIMIT ?5",
-    )
-    .bind(&owner.0)
-    .bind(month)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(db.reader())
-    .await?)
+          WHERE s.owner = $1 AND s.month = $2 AND (s.at, s.id) > ($3, $4)
+          ORDER BY s.at, s.id LIMIT $5"
+    );
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(month)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+    })?)
 }

@@ -85,7 +85,7 @@ async fn spool(state: &AppState, request: Request, limit: u64) -> Result<std::fs
         return Err(too_large());
     }
     let spooled = spool::spool(
-        &state.config.database_path,
+        &state.config.database.spool_anchor(),
         state.config.connections.body_timeout,
         request.into_body(),
         limit,

@@ -1,0 +1,381 @@
+-- Rill's whole schema on Postgres, as the SQLite migrations in ../ leave it after
+-- 20261207000400_reply_pieces (issue 28). Later changes come as further files here, beside
+-- their SQLite twins in ../. The database must be UTF8 (sizes count UTF-8 bytes, as on SQLite).
+--
+-- Differences from SQLite, by design:
+-- - every integer is BIGINT (SQLite's INTEGER is 64-bit; Rust reads i64 on both);
+-- - flags are BOOLEAN (SQLite stores 0/1; sqlx reads a Rust bool from either);
+-- - user names are unique without case through an index on lower(username) (SQLite: NOCASE);
+-- - ids that SQLite numbers by rowid are identity columns;
+-- - sessions live in tower-sessions' own default table, tower_sessions.session;
+-- - search has no FTS5 tables: a tsvector per message and per title, kept by Postgres itself
+--   (generated columns), with GIN indexes.
+
+CREATE TABLE conversations (
+    id                     TEXT PRIMARY KEY NOT NULL,
+    -- Every query is scoped by owner.
+    owner                  TEXT NOT NULL,
+    title                  TEXT NOT NULL,
+    -- `provider/model` used for the next turn.
+    model                  TEXT NOT NULL,
+    system_prompt          TEXT NOT NULL DEFAULT '',
+    created_at             BIGINT NOT NULL,
+    updated_at             BIGINT NOT NULL,
+    deleted_at             BIGINT,
+    system_prompt_revision BIGINT NOT NULL DEFAULT 0 CHECK (system_prompt_revision >= 0),
+    purged_at              BIGINT,
+    current_turn_id        TEXT,
+    imported_from          TEXT,
+    pinned_at              BIGINT,
+    title_source           TEXT NOT NULL DEFAULT 'words'
+                           CHECK (title_source IN ('words', 'model', 'person')),
+    title_search           tsvector GENERATED ALWAYS AS (to_tsvector('simple', title)) STORED
+);
+
+CREATE INDEX conversations_by_owner ON conversations (owner, updated_at DESC);
+CREATE INDEX conversations_to_purge ON conversations (deleted_at)
+    WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
+CREATE INDEX conversations_imported ON conversations (owner, imported_from)
+    WHERE imported_from IS NOT NULL;
+CREATE INDEX conversations_pinned ON conversations (owner, pinned_at DESC)
+    WHERE pinned_at IS NOT NULL;
+CREATE INDEX conversations_title_search ON conversations USING GIN (title_search);
+
+CREATE TABLE messages (
+    id                     TEXT PRIMARY KEY NOT NULL,
+    conversation_id        TEXT NOT NULL REFERENCES conversations (id),
+    -- Minted by the browser, so a repeated send of the same turn is recognised.
+    turn_id                TEXT NOT NULL,
+    role                   TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content                TEXT NOT NULL,
+    status                 TEXT NOT NULL
+                           CHECK (status IN ('streaming', 'complete', 'stopped', 'failed', 'interrupted')),
+    error                  TEXT,
+    error_detail           TEXT,
+    model                  TEXT,
+    -- Normalised usage (see llm::Usage): cached is part of input, reasoning part of output.
+    input_tokens           BIGINT,
+    cached_input_tokens    BIGINT,
+    cache_write_tokens     BIGINT,
+    output_tokens          BIGINT,
+    reasoning_tokens       BIGINT,
+    usage_estimated        BOOLEAN NOT NULL DEFAULT FALSE,
+    cost_usd               DOUBLE PRECISION,
+    run                    BIGINT NOT NULL DEFAULT 1 CHECK (run >= 1),
+    left_out               BIGINT NOT NULL DEFAULT 0 CHECK (left_out >= 0),
+    position               BIGINT NOT NULL CHECK (position >= 1),
+    created_at             BIGINT NOT NULL,
+    updated_at             BIGINT NOT NULL,
+    system_prompt_revision BIGINT,
+    parent_turn_id         TEXT,
+    thinking               TEXT NOT NULL DEFAULT '',
+    html                   TEXT,
+    html_version           BIGINT,
+    cut_at_limit           BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The totals before this question (kept per turn, see db/totals.rs).
+    prior_input_tokens     BIGINT NOT NULL DEFAULT 0,
+    prior_output_tokens    BIGINT NOT NULL DEFAULT 0,
+    prior_cost_usd         DOUBLE PRECISION NOT NULL DEFAULT 0,
+    prior_costed           BIGINT NOT NULL DEFAULT 0,
+    prior_estimated        BOOLEAN NOT NULL DEFAULT FALSE,
+    prior_sendable         BIGINT NOT NULL DEFAULT 0,
+    imported               BOOLEAN NOT NULL DEFAULT FALSE,
+    content_search         tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED,
+    UNIQUE (turn_id, role)
+);
+
+CREATE UNIQUE INDEX messages_by_conversation ON messages (conversation_id, position);
+CREATE UNIQUE INDEX one_streaming_reply_per_conversation ON messages (conversation_id)
+    WHERE status = 'streaming';
+CREATE INDEX questions_by_parent ON messages (conversation_id, parent_turn_id) WHERE role = 'user';
+CREATE INDEX messages_content_search ON messages USING GIN (content_search);
+
+-- A running reply's new text, appended beside its row between rewrites (db/replies.rs).
+CREATE TABLE reply_pieces (
+    id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    content    TEXT NOT NULL,
+    thinking   TEXT NOT NULL
+);
+
+CREATE INDEX reply_pieces_by_message ON reply_pieces (message_id);
+
+CREATE TABLE system_prompts (
+    conversation_id TEXT NOT NULL REFERENCES conversations (id),
+    revision        BIGINT NOT NULL CHECK (revision >= 1),
+    text            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    PRIMARY KEY (conversation_id, revision)
+);
+
+CREATE TABLE users (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    username           TEXT NOT NULL,
+    -- argon2id, PHC string. NULL: signs in only through the trusted proxy's header.
+    password_hash      TEXT,
+    is_admin           BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled_at        BIGINT,
+    -- Spending limit per calendar month (UTC), in USD. NULL: no limit.
+    monthly_budget_usd DOUBLE PRECISION
+                       CHECK (monthly_budget_usd IS NULL OR monthly_budget_usd >= 0),
+    -- Raised by a password change or reset: sessions signed in before it end.
+    session_epoch      BIGINT NOT NULL DEFAULT 0,
+    created_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL,
+    theme              TEXT NOT NULL DEFAULT 'system' CHECK (theme IN ('system', 'light', 'dark'))
+);
+
+-- Names compare without case, as SQLite's NOCASE does.
+CREATE UNIQUE INDEX users_by_name ON users (lower(username));
+
+CREATE TABLE site_settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+-- Sign-ins, sign-in failures (counted an hour at a time) and admin actions.
+CREATE TABLE audit_log (
+    id      BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    at      BIGINT NOT NULL,
+    actor   TEXT,
+    action  TEXT NOT NULL,
+    target  TEXT,
+    address TEXT,
+    detail  TEXT,
+    count   BIGINT NOT NULL DEFAULT 1 CHECK (count >= 1)
+);
+
+CREATE INDEX audit_log_by_time ON audit_log (at DESC);
+CREATE INDEX audit_log_failures ON audit_log (action, target, at);
+
+CREATE TABLE known_devices (
+    token_digest TEXT PRIMARY KEY NOT NULL,
+    user_id      TEXT NOT NULL REFERENCES users (id),
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL
+);
+
+CREATE INDEX known_devices_by_user ON known_devices (user_id, last_seen_at DESC);
+
+-- tower-sessions' Postgres store, in its default schema and table; rows are deleted as they
+-- expire. Ids are SHA-256 of the cookie's (src/server/sessions.rs).
+CREATE SCHEMA tower_sessions;
+CREATE TABLE tower_sessions.session (
+    id          TEXT PRIMARY KEY NOT NULL,
+    data        BYTEA NOT NULL,
+    expiry_date TIMESTAMPTZ NOT NULL
+);
+
+-- The spending ledger: a row per run of a reply or a title (db/usage.rs).
+CREATE TABLE spending (
+    id                  BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    owner               TEXT NOT NULL,
+    message_id          TEXT NOT NULL,
+    run                 BIGINT NOT NULL CHECK (run >= 1),
+    model               TEXT NOT NULL,
+    -- `2026-12`: the calendar month (UTC) the run began in; `at`: when, unix milliseconds.
+    month               TEXT NOT NULL,
+    at                  BIGINT NOT NULL,
+    state               TEXT NOT NULL CHECK (state IN ('reserved', 'settled')),
+    reserved_usd        DOUBLE PRECISION NOT NULL DEFAULT 0 CHECK (reserved_usd >= 0),
+    cost_usd            DOUBLE PRECISION,
+    status              TEXT,
+    input_tokens        BIGINT,
+    cached_input_tokens BIGINT,
+    cache_write_tokens  BIGINT,
+    output_tokens       BIGINT,
+    reasoning_tokens    BIGINT,
+    usage_estimated     BOOLEAN NOT NULL DEFAULT FALSE,
+    chars_before        BIGINT NOT NULL DEFAULT 0,
+    purpose             TEXT NOT NULL DEFAULT 'reply' CHECK (purpose IN ('reply', 'title')),
+    UNIQUE (message_id, run)
+);
+
+CREATE INDEX spending_by_month ON spending (month);
+CREATE INDEX spending_open ON spending (state) WHERE state = 'reserved';
+CREATE INDEX spending_by_owner_month_at ON spending (owner, month, at);
+
+CREATE TABLE shares (
+    id              TEXT PRIMARY KEY NOT NULL,
+    key_hash        TEXT NOT NULL UNIQUE,
+    token           TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    end_turn_id     TEXT NOT NULL,
+    end_chars       BIGINT NOT NULL CHECK (end_chars >= 0),
+    title           TEXT NOT NULL,
+    created_at      BIGINT NOT NULL
+);
+
+CREATE INDEX shares_by_owner ON shares (owner, created_at);
+CREATE INDEX shares_by_conversation ON shares (conversation_id);
+
+-- Attachments: a blob per owner and content, stored a chunk at a time (db/attachments.rs).
+CREATE TABLE blobs (
+    owner      TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       BIGINT NOT NULL CHECK (size >= 0),
+    mime       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (owner, sha256)
+);
+
+CREATE TABLE blob_chunks (
+    owner  TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    seq    BIGINT NOT NULL CHECK (seq >= 0),
+    data   BYTEA NOT NULL,
+    PRIMARY KEY (owner, sha256, seq),
+    FOREIGN KEY (owner, sha256) REFERENCES blobs (owner, sha256) ON DELETE CASCADE
+);
+
+CREATE TABLE attachments (
+    id         TEXT PRIMARY KEY NOT NULL,
+    owner      TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('image', 'text', 'file')),
+    created_at BIGINT NOT NULL,
+    FOREIGN KEY (owner, sha256) REFERENCES blobs (owner, sha256)
+);
+
+CREATE INDEX attachments_by_owner ON attachments (owner, created_at);
+CREATE INDEX attachments_by_blob ON attachments (owner, sha256);
+
+CREATE TABLE turn_attachments (
+    owner         TEXT NOT NULL,
+    turn_id       TEXT NOT NULL,
+    position      BIGINT NOT NULL CHECK (position >= 0),
+    attachment_id TEXT NOT NULL REFERENCES attachments (id),
+    PRIMARY KEY (owner, turn_id, position)
+);
+
+CREATE INDEX turn_attachments_by_attachment ON turn_attachments (attachment_id);
+
+-- What each person stores (message text and thinking, titles, system prompts), kept by the
+-- triggers below in the same transaction as every change, as on SQLite. A streaming reply is
+-- counted once it ends; a deleted conversation stops counting, and counts again if restored.
+CREATE TABLE storage_used (
+    owner TEXT PRIMARY KEY NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION storage_count(counted_owner TEXT, delta BIGINT) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO storage_used (owner, bytes) VALUES (counted_owner, delta)
+    ON CONFLICT (owner) DO UPDATE SET bytes = storage_used.bytes + excluded.bytes;
+$$;
+
+-- The owner of a conversation that is not deleted (NULL otherwise).
+CREATE FUNCTION storage_live_owner(conversation TEXT) RETURNS TEXT
+LANGUAGE sql STABLE AS $$
+    SELECT owner FROM conversations WHERE id = conversation AND deleted_at IS NULL;
+$$;
+
+CREATE FUNCTION storage_message_counts(status TEXT, content TEXT, thinking TEXT) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN status = 'streaming' THEN 0
+                ELSE octet_length(content) + octet_length(thinking) END;
+$$;
+
+CREATE FUNCTION storage_message_added() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    counted_owner TEXT := storage_live_owner(NEW.conversation_id);
+BEGIN
+    IF counted_owner IS NOT NULL THEN
+        PERFORM storage_count(counted_owner,
+                              storage_message_counts(NEW.status, NEW.content, NEW.thinking));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_message_added AFTER INSERT ON messages
+FOR EACH ROW WHEN (NEW.status <> 'streaming')
+EXECUTE FUNCTION storage_message_added();
+
+CREATE FUNCTION storage_message_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    counted_owner TEXT := storage_live_owner(NEW.conversation_id);
+BEGIN
+    IF counted_owner IS NOT NULL THEN
+        PERFORM storage_count(counted_owner,
+                              storage_message_counts(NEW.status, NEW.content, NEW.thinking)
+                            - storage_message_counts(OLD.status, OLD.content, OLD.thinking));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_message_changed AFTER UPDATE OF content, thinking, status ON messages
+FOR EACH ROW WHEN (OLD.status <> 'streaming' OR NEW.status <> 'streaming')
+EXECUTE FUNCTION storage_message_changed();
+
+CREATE FUNCTION storage_prompt_added() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    counted_owner TEXT := storage_live_owner(NEW.conversation_id);
+BEGIN
+    IF counted_owner IS NOT NULL THEN
+        PERFORM storage_count(counted_owner, octet_length(NEW.text));
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_prompt_added AFTER INSERT ON system_prompts
+FOR EACH ROW EXECUTE FUNCTION storage_prompt_added();
+
+CREATE FUNCTION storage_prompt_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    counted_owner TEXT := storage_live_owner(OLD.conversation_id);
+BEGIN
+    IF counted_owner IS NOT NULL THEN
+        UPDATE storage_used SET bytes = bytes - octet_length(OLD.text)
+         WHERE owner = counted_owner;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_prompt_removed AFTER DELETE ON system_prompts
+FOR EACH ROW EXECUTE FUNCTION storage_prompt_removed();
+
+CREATE FUNCTION storage_conversation_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM storage_count(NEW.owner, octet_length(NEW.title));
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_conversation_added AFTER INSERT ON conversations
+FOR EACH ROW EXECUTE FUNCTION storage_conversation_added();
+
+CREATE FUNCTION storage_conversation_renamed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE storage_used SET bytes = bytes + octet_length(NEW.title) - octet_length(OLD.title)
+     WHERE owner = NEW.owner;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_conversation_renamed AFTER UPDATE OF title ON conversations
+FOR EACH ROW WHEN (NEW.deleted_at IS NULL AND OLD.deleted_at IS NULL)
+EXECUTE FUNCTION storage_conversation_renamed();
+
+CREATE FUNCTION storage_conversation_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE storage_used
+       SET bytes = bytes + (CASE WHEN NEW.deleted_at IS NULL THEN 1 ELSE -1 END) * (
+               octet_length(NEW.title)
+             + COALESCE((SELECT SUM(storage_message_counts(m.status, m.content, m.thinking))
+                           FROM messages m WHERE m.conversation_id = NEW.id), 0)
+             + COALESCE((SELECT SUM(octet_length(p.text))
+                           FROM system_prompts p WHERE p.conversation_id = NEW.id), 0))
+     WHERE owner = NEW.owner;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER storage_conversation_deleted AFTER UPDATE OF deleted_at ON conversations
+FOR EACH ROW WHEN ((OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL))
+EXECUTE FUNCTION storage_conversation_deleted();
