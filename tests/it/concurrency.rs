@@ -88,3 +88,55 @@ async fn two_hundred_sends_at_once_while_fifty_replies_are_being_written() {
     assert_all_stored_complete(&app, &burst_turns, &expected_text(24)).await;
     assert_all_stored_complete(&app, &long_turns, &expected_text(300)).await;
 }
+
+/// Connections from this process to `port` on 127.0.0.1 that are open (`/proc/net/tcp`: the
+/// remote address and port are the third field, in hex; state `01` is established).
+#[cfg(target_os = "linux")]
+fn open_connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// A burst's provider connections are not all kept once it is over: at most
+/// `llm::IDLE_CONNECTIONS_PER_HOST` stay for the next requests, the rest are closed as their
+/// replies end (each kept one held about 25 KB until reqwest's idle timeout, 90 s or more).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_only_a_few_idle_provider_connections_are_kept() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 8,
+        token_delay_ms: 20,
+        ..FakeConfig::default()
+    })
+    .await;
+    let port = app.fake.base_url()["http://127.0.0.1:".len()..]
+        .trim_end_matches("/v1")
+        .parse::<u16>()
+        .expect("the fake's port");
+    let turns = burst(&app, 120).await;
+    assert_all_stored_complete(&app, &turns, &expected_text(8)).await;
+    // A connection over the bound is closed once its reply's body has been read to the end.
+    let kept = llm::IDLE_CONNECTIONS_PER_HOST;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut open = open_connections_to(port);
+    while open > kept && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        open = open_connections_to(port);
+    }
+    assert!(
+        open <= kept,
+        "{open} connections to the provider still open after the burst (at most {kept} kept)"
+    );
+    assert!(
+        open > 0,
+        "the idle connections are kept for the next requests"
+    );
+}

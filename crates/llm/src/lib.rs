@@ -50,14 +50,22 @@ pub use retry::{Retry, RetryAdvice, RetryPolicy};
 #[cfg(feature = "client")]
 pub type HttpClient = reqwest::Client;
 
+/// Idle connections kept per provider host for the next request. Without a bound a burst of
+/// 1,000 replies left 1,000 idle connections (about 25 KB each) for reqwest's 90 s idle timeout
+/// and beyond; past this many, a connection is closed when its reply ends.
+#[cfg(feature = "client")]
+pub const IDLE_CONNECTIONS_PER_HOST: usize = 32;
+
 /// An HTTP client suited to streaming providers: a connect timeout but no overall timeout (a long
 /// reply is not a hung one; [`StreamLimits::idle`] bounds each wait). Redirects are not followed:
 /// API keys travel in custom headers (`x-api-key`, `x-goog-api-key`) that would go to any host a
-/// redirect names; a 3xx answer becomes [`LlmError::Redirected`].
+/// redirect names; a 3xx answer becomes [`LlmError::Redirected`]. At most
+/// [`IDLE_CONNECTIONS_PER_HOST`] idle connections are kept per host.
 #[cfg(feature = "client")]
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rill/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -66,6 +74,7 @@ pub fn http_client() -> reqwest::Client {
         .or_else(|_| {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
                 .build()
         })
         .unwrap_or_default()

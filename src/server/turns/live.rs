@@ -351,6 +351,10 @@ impl LiveTurn {
         if next > lock(&self.log).events.len() {
             next = 0;
         }
+        // One timer for the reader, moved later as events go out (cheap), not one made and
+        // dropped per event.
+        let quiet = tokio::time::sleep(heartbeat);
+        tokio::pin!(quiet);
         loop {
             // One look under one lock: `Finished` and the outcome are set together.
             let (event, finished) = {
@@ -367,6 +371,9 @@ impl LiveTurn {
                 if out.send(StreamLine::Event(event)).await.is_err() || last {
                     return;
                 }
+                quiet
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + heartbeat);
                 continue;
             }
             // Ended, and the reader has every event up to `Finished`.
@@ -375,10 +382,11 @@ impl LiveTurn {
             }
             tokio::select! {
                 changed = changed.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(heartbeat) => {
+                () = &mut quiet => {
                     if out.send(StreamLine::Heartbeat).await.is_err() {
                         return;
                     }
+                    quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
                 }
             }
         }
