@@ -254,7 +254,7 @@ pub async fn pdf_text(
         sqlx::query_as("SELECT text, cut FROM pdf_texts WHERE owner = ? AND sha256 = ?")
             .bind(&owner.0)
             .bind(sha256)
-            .fetch_optional(db.reader())
+            .fetch_optional(db.reader()?)
             .await?;
     Ok(row.map(|(text, cut)| (text, cut == 1)))
 }
