@@ -115,17 +115,15 @@ pub struct ModelLimits {
     pub sees_images: bool,
 }
 
-/// What the picker says after a model's name: its own note, and whether it sees images (an
-/// image sent to one that cannot is refused; the refusal points here).
-fn picker_note(entry: &ModelEntry) -> String {
-    let sight = if entry.limits.sees_images {
-        "sees images"
-    } else {
-        "cannot see images"
-    };
-    match &entry.note {
-        Some(note) => format!("{note}; {sight}"),
-        None => sight.to_owned(),
+/// What the picker says after a model's name: its own note, and "cannot see images" for a model
+/// that cannot (an image sent to it is refused; the refusal points here). Models that see carry
+/// no mark: most do, and on a phone the picker's row has no room for a word more.
+fn picker_note(entry: &ModelEntry) -> Option<String> {
+    const BLIND: &str = "cannot see images";
+    match (&entry.note, entry.limits.sees_images) {
+        (Some(note), false) => Some(format!("{note}; {BLIND}")),
+        (None, false) => Some(BLIND.to_owned()),
+        (note, true) => note.clone(),
     }
 }
 
@@ -371,7 +369,7 @@ impl ModelCatalog {
         for e in &self.entries {
             let option = ModelOption {
                 id: e.id.clone(),
-                note: Some(picker_note(e)),
+                note: picker_note(e),
                 price: prices.price(&e.id).cloned(),
             };
             match groups.iter_mut().find(|g| g.provider == e.group) {

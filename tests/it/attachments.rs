@@ -480,8 +480,8 @@ async fn a_model_that_cannot_see_is_never_sent_an_image() {
         notes,
         [
             ("fake/fake-model", Some("cannot see images")),
-            ("claude/claude-fake", Some("sees images")),
-            ("gemini/gemini-fake", Some("sees images")),
+            ("claude/claude-fake", None),
+            ("gemini/gemini-fake", None),
         ]
     );
     let shot = upload(&app, "shot.png", &png(10, 10)).await;
