@@ -498,8 +498,8 @@ async fn a_model_that_cannot_see_is_never_sent_an_image() {
     assert_eq!(
         outcome.error.as_deref(),
         Some(
-            "fake/fake-model cannot see images; pick a model that can (the picker marks them), \
-             or send the message without its images"
+            "fake/fake-model cannot see images; pick a model that can (the picker marks those that \
+             cannot), or send the message without its images"
         )
     );
     assert!(app.fake.requests().is_empty(), "nothing was sent");

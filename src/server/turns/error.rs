@@ -91,8 +91,8 @@ pub enum RunError {
     #[error("the server could not read this conversation")]
     HistoryUnreadable,
     #[error(
-        "{model} cannot see images; pick a model that can (the picker marks them), or send the \
-         message without its images"
+        "{model} cannot see images; pick a model that can (the picker marks those that cannot), or \
+         send the message without its images"
     )]
     CannotSee { model: String },
     #[error(
