@@ -608,3 +608,40 @@ async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
 fn close(there: f64, here: f64) {
     assert!((there - here).abs() < 1e-12, "{there} vs {here}");
 }
+
+#[tokio::test]
+async fn a_table_the_copy_does_not_know_stops_it_before_anything_is_copied() {
+    let dir = private_dir();
+    let path = dir.path().join("rill.db");
+    let sqlite = db::connect(&Database::Sqlite(path.clone()))
+        .await
+        .expect("SQLite opens");
+    accounts::create_user(&sqlite, new_user("ada"))
+        .await
+        .expect("ada");
+    sqlite.close().await;
+    // A table a later migration might add without listing it for the copy.
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut connection = sqlx::ConnectOptions::connect(&options)
+        .await
+        .expect("opened by hand");
+    sqlx::query("CREATE TABLE reminders (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
+        .execute(&mut connection)
+        .await
+        .expect("a new table");
+    sqlx::Connection::close(connection).await.expect("closed");
+
+    let target = postgres::fresh_database().await;
+    let Database::Postgres(url) = &target else {
+        unreachable!("a Postgres database")
+    };
+    let refused = db::to_postgres::copy(&path, url)
+        .await
+        .expect_err("an unknown table is refused");
+    let said = refused.to_string();
+    assert!(said.contains("reminders"), "{said}");
+    assert!(said.contains("nothing was copied"), "{said}");
+    let postgres = db::connect(&target).await.expect("Postgres opens");
+    assert_eq!(accounts::count_users(&postgres).await.expect("counted"), 0);
+    postgres.close().await;
+}

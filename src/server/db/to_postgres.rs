@@ -40,6 +40,19 @@ const TABLES: &[&str] = &[
     "storage_used",
 ];
 
+/// SQLite's tables that are not copied, by name or by prefix (`*`): its own and sqlx's
+/// bookkeeping, sessions (people sign in again) and the search index (Postgres keeps its own).
+/// Any other table must be in [`TABLES`]: a table added later and not listed makes the copy
+/// refuse, rather than leave its rows behind.
+const NOT_COPIED: &[&str] = &[
+    "sqlite_*",
+    "_sqlx_migrations",
+    "tower_sessions",
+    "search_owners",
+    "message_search*",
+    "title_search*",
+];
+
 /// Tables whose ids Postgres numbers (identity columns): their sequences continue after the
 /// copied ids.
 const NUMBERED: &[&str] = &["audit_log", "reply_pieces", "spending"];
@@ -82,6 +95,16 @@ pub async fn copy(sqlite: &Path, url: &str) -> Result<Copied, DbError> {
         .busy_timeout(std::time::Duration::from_secs(10));
     let mut source = sqlx::SqliteConnection::connect_with(&options).await?;
     let mut snapshot = source.begin().await?;
+    let in_source: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&mut *snapshot)
+            .await?;
+    if let Some((unknown,)) = in_source.iter().find(|(name,)| !is_copied_or_left(name)) {
+        return Err(DbError::Copy(format!(
+            "the SQLite database has a table this Rill does not know how to copy ({unknown}); \
+             nothing was copied"
+        )));
+    }
     let mut tx = pool.begin().await?;
     let (present,): (i64,) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM conversations)",
@@ -151,6 +174,17 @@ pub async fn copy(sqlite: &Path, url: &str) -> Result<Copied, DbError> {
     source.close().await?;
     target.close().await;
     Ok(Copied(copied))
+}
+
+/// Whether a SQLite table is either copied or deliberately left behind.
+fn is_copied_or_left(table: &str) -> bool {
+    TABLES.contains(&table)
+        || NOT_COPIED
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => table.starts_with(prefix),
+                None => table == *pattern,
+            })
 }
 
 /// The table's columns on Postgres, in order, without the generated ones.
