@@ -303,29 +303,9 @@ async fn text_files_reach_each_provider_as_named_blocks_and_are_billed() {
     let files = [notes.id, table.id, binary.id];
     let expected = "Summarise these\n\n<file name=\"notes.md\">\n# Plan\nShip it — soon.\n</file>\
                     \n\n<file name=\"sales.csv\">\nmonth,total\njan,3\n\n</file>";
-    for model in [
-        "fake/fake-model",
-        "claude/claude-fake",
-        "gemini/gemini-fake",
-    ] {
-        app.fake.reset_log();
-        let events = send_with(&app, None, "Summarise these", Some(model), &files).await;
-        assert_eq!(
-            finished(&events).status,
-            rill::model::MessageStatus::Complete,
-            "{model}"
-        );
-        let requests = app.fake.requests();
-        let body = requests.last().expect("the provider was asked");
-        let text = match model {
-            "gemini/gemini-fake" => body["contents"][0]["parts"][0]["text"].clone(),
-            _ => body["messages"]
-                .as_array()
-                .and_then(|m| m.iter().find(|m| m["role"] == "user"))
-                .map(|m| m["content"].clone())
-                .unwrap_or_default(),
-        };
-        assert_eq!(text.as_str(), Some(expected), "{model}: {body}");
+    for model in EACH_PROVIDER {
+        let body = asked_with(&app, "Summarise these", model, &files).await;
+        assert_eq!(user_text(&body, model), expected, "{model}: {body}");
     }
     // A later turn sends the earlier question with its files again.
     app.fake.reset_log();
@@ -398,27 +378,8 @@ async fn images_reach_each_provider_in_its_own_format_beside_the_files() {
     let stored = download(&app, shot.id).await.bytes().await.expect("bytes");
     let data = base64(&stored);
     let text = "What went wrong?\n\n<file name=\"log.txt\">\npanic at line 3\n</file>";
-    for model in [
-        "fake/fake-model",
-        "claude/claude-fake",
-        "gemini/gemini-fake",
-    ] {
-        app.fake.reset_log();
-        let events = send_with(
-            &app,
-            None,
-            "What went wrong?",
-            Some(model),
-            &[shot.id, notes.id],
-        )
-        .await;
-        assert_eq!(
-            finished(&events).status,
-            rill::model::MessageStatus::Complete,
-            "{model}"
-        );
-        let requests = app.fake.requests();
-        let body = requests.last().expect("the provider was asked");
+    for model in EACH_PROVIDER {
+        let body = &asked_with(&app, "What went wrong?", model, &[shot.id, notes.id]).await;
         match model {
             "fake/fake-model" => assert_eq!(
                 body["messages"][0]["content"],
@@ -599,10 +560,32 @@ async fn images_are_scaled_stripped_of_metadata_and_bounded_when_decoded() {
     assert_eq!(app.count("attachments").await, 3);
 }
 
-/// The user's text in the last request the fake provider received, whatever its protocol.
-fn asked_text(app: &TestApp, model: &str) -> String {
-    let requests = app.fake.requests();
-    let body = requests.last().expect("the provider was asked");
+/// The three providers' fake models, each speaking its own protocol.
+const EACH_PROVIDER: [&str; 3] = [
+    "fake/fake-model",
+    "claude/claude-fake",
+    "gemini/gemini-fake",
+];
+
+/// Sends `question` with `files` to `model` in a new conversation, expects a complete reply, and
+/// gives the body of the request the fake provider received for it.
+async fn asked_with(app: &TestApp, question: &str, model: &str, files: &[Uuid]) -> Value {
+    app.fake.reset_log();
+    let events = send_with(app, None, question, Some(model), files).await;
+    assert_eq!(
+        finished(&events).status,
+        rill::model::MessageStatus::Complete,
+        "{model}"
+    );
+    app.fake
+        .requests()
+        .last()
+        .cloned()
+        .expect("the provider was asked")
+}
+
+/// The user's text in a request body, whatever its protocol.
+fn user_text(body: &Value, model: &str) -> String {
     let text = match model {
         "gemini/gemini-fake" => body["contents"][0]["parts"][0]["text"].clone(),
         _ => body["messages"]
@@ -612,6 +595,12 @@ fn asked_text(app: &TestApp, model: &str) -> String {
             .unwrap_or_default(),
     };
     text.as_str().unwrap_or_default().to_owned()
+}
+
+/// The user's text in the last request the fake provider received.
+fn asked_text(app: &TestApp, model: &str) -> String {
+    let requests = app.fake.requests();
+    user_text(requests.last().expect("the provider was asked"), model)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -736,26 +725,9 @@ async fn a_pdf_s_text_reaches_each_provider_and_a_scan_says_it_has_none() {
             .is_some_and(|n| n.starts_with("no text in this PDF")),
         "{scan:?}"
     );
-    for model in [
-        "fake/fake-model",
-        "claude/claude-fake",
-        "gemini/gemini-fake",
-    ] {
-        app.fake.reset_log();
-        let events = send_with(
-            &app,
-            None,
-            "What did they count?",
-            Some(model),
-            &[report.id, scan.id],
-        )
-        .await;
-        assert_eq!(
-            finished(&events).status,
-            rill::model::MessageStatus::Complete,
-            "{model}"
-        );
-        let text = asked_text(&app, model);
+    for model in EACH_PROVIDER {
+        let body = asked_with(&app, "What did they count?", model, &[report.id, scan.id]).await;
+        let text = user_text(&body, model);
         assert!(
             text.starts_with(
                 "What did they count?\n\n<file name=\"report.pdf\">\nQuarterly report"
