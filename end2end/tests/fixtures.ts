@@ -1,4 +1,15 @@
 import { expect, test as base } from "@playwright/test";
+import { stoppedOrigins } from "./processes";
+
+/** A request refused by a server the test itself stopped (a page left open on it reconnects). */
+function refusedByStoppedServer(m: import("@playwright/test").ConsoleMessage, pageUrl: string) {
+  if (!m.text().includes("net::ERR_CONNECTION_REFUSED")) return false;
+  try {
+    return stoppedOrigins.has(new URL(m.location().url || pageUrl).origin);
+  } catch {
+    return false;
+  }
+}
 
 /// Every browser test fails on a console error, an uncaught page error or a dialog in any page it
 /// opens, in its own context or in another it makes with `browser.newContext()` (a second person)
@@ -8,9 +19,10 @@ export const test = base.extend<{ expectedErrors: RegExp | null }>({
   expectedErrors: [null, { option: true }],
   context: async ({ context, browser, expectedErrors }, use) => {
     const problems: string[] = [];
+    stoppedOrigins.clear();
     const watch = (page: import("@playwright/test").Page) => {
       page.on("console", (m) => {
-        if (m.type() === "error" && !expectedErrors?.test(m.text())) {
+        if (m.type() === "error" && !expectedErrors?.test(m.text()) && !refusedByStoppedServer(m, page.url())) {
           problems.push(`console error on ${page.url()}: ${m.text()}`);
         }
       });

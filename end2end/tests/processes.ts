@@ -26,6 +26,10 @@ async function exited(child: ChildProcess, ms: number) {
   ]);
 }
 
+/** Origins of servers a test has stopped or killed (until it starts them again): a page still open
+ * on one may fail to reach it after that, which is the test's doing, not a fault (`fixtures.ts`). */
+export const stoppedOrigins = new Set<string>();
+
 /** A Rill server of the test's own (the debug binary), on its own port and database. */
 export class RillProcess {
   private child?: ChildProcess;
@@ -67,6 +71,7 @@ export class RillProcess {
   }
 
   async start() {
+    stoppedOrigins.delete(this.url);
     this.child = spawn("../target/debug/rill", [], { stdio: "ignore", env: this.env() });
     await waitForHttp(`${this.url}/`, 30_000);
   }
@@ -75,6 +80,7 @@ export class RillProcess {
   async stop() {
     const child = this.child;
     if (!child) return;
+    stoppedOrigins.add(this.url);
     child.kill("SIGTERM");
     await exited(child, 15_000);
   }
@@ -83,6 +89,7 @@ export class RillProcess {
   async kill() {
     const child = this.child;
     if (!child) return;
+    stoppedOrigins.add(this.url);
     child.kill("SIGKILL");
     await exited(child, 10_000);
   }
@@ -99,6 +106,7 @@ export class NginxProcess {
   }
 
   async start() {
+    stoppedOrigins.delete(this.url);
     const d = this.dir;
     for (const sub of ["body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(d, sub), { recursive: true });
     writeFileSync(
@@ -122,6 +130,7 @@ export class NginxProcess {
   async kill() {
     const child = this.child;
     if (!child) return;
+    stoppedOrigins.add(this.url);
     child.kill("SIGKILL");
     await exited(child, 10_000);
     // The worker goes with its master's connections; give the port a moment to be free.
