@@ -77,5 +77,6 @@ pub async fn continue_reply(
 #[cfg(feature = "ssr")]
 fn lines(events: Lines) -> ByteStream<ApiError> {
     use futures::StreamExt;
-    ByteStream::new(events.map(|line| Ok::<_, ApiError>(crate::model::ndjson::encode(&line))))
+    // Every line ready at once goes out as one chunk (one write to the connection).
+    ByteStream::new(crate::server::turns::ndjson_chunks(events).map(Ok::<_, ApiError>))
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::budget;
 use super::deps::Deps;
 use super::error::TurnError;
+use super::follower::Follower;
 use super::live::{spawn_lines, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
 use crate::model::{MessageStatus, MessageView, StreamLine, TurnEnvelope, TurnEvent};
@@ -173,7 +174,7 @@ impl Readers {
                         return;
                     }
                     tokio::select! {
-                        () = turn.pump(0, readers.heartbeat(), &out) => {}
+                        () = Follower::new(turn.clone(), 0, readers.heartbeat()).pump(&out) => {}
                         () = readers.closing.cancelled() => return,
                     }
                     continue;

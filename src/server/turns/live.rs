@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::follower::Follower;
 use crate::model::{Outcome, StreamLine, TurnEnvelope, TurnEvent};
 use crate::server::db::{Owner, ReplyText, TurnRecord};
 
@@ -54,6 +55,8 @@ pub struct LiveTurn {
     len: watch::Sender<usize>,
     cancel: CancellationToken,
     cancel_reason: OnceLock<CancelReason>,
+    /// Cancelled once `Finished` is logged (readers holding text back wake for it).
+    ended: CancellationToken,
 }
 
 #[derive(Default)]
@@ -96,6 +99,12 @@ impl Logged {
     }
 }
 
+/// A running reply's row is rewritten whole (and reindexed for search) once the text beside it
+/// is at least this long, besides doubling: a short reply's row was rewritten at each of its
+/// first checkpoints (four times in 100 tokens), each a search reindex, where its pieces are a
+/// row each. A reply under this size is written whole only when it goes quiet and at its end.
+const WHOLE_AFTER_BYTES: usize = 16 * 1024;
+
 /// Bytes of a reply's text and thinking that are stored; both only grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Saved {
@@ -135,6 +144,41 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Lines for one reader. The stream ends when the turn has ended (or the server closes it).
 pub type Lines = std::pin::Pin<Box<dyn Stream<Item = StreamLine> + Send>>;
 
+/// A chunk is handed on once it holds this much, even with more lines ready.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// `lines` as newline-delimited JSON for the reader's connection, every line that is ready at
+/// once in one chunk: a batch of events is one write, not one per event.
+pub fn ndjson_chunks(mut lines: Lines) -> impl Stream<Item = Vec<u8>> + Send {
+    use std::task::Poll;
+    let mut ended = false;
+    futures::stream::poll_fn(move |cx| {
+        if ended {
+            return Poll::Ready(None);
+        }
+        let mut chunk = Vec::new();
+        loop {
+            match lines.as_mut().poll_next(cx) {
+                Poll::Ready(Some(line)) => {
+                    // Serialising these plain structs into memory cannot fail.
+                    if serde_json::to_writer(&mut chunk, &line).is_ok() {
+                        chunk.push(b'\n');
+                    }
+                    if chunk.len() >= CHUNK_BYTES {
+                        return Poll::Ready(Some(chunk));
+                    }
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    return Poll::Ready((!chunk.is_empty()).then_some(chunk));
+                }
+                Poll::Pending if chunk.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Some(chunk)),
+            }
+        }
+    })
+}
+
 /// Runs `pump` as a task that feeds a reader's stream; the task ends when the reader goes away.
 pub fn spawn_lines<F, Fut>(pump: F) -> Lines
 where
@@ -168,6 +212,7 @@ impl LiveTurn {
             len: watch::Sender::new(0),
             cancel: CancellationToken::new(),
             cancel_reason: OnceLock::new(),
+            ended: CancellationToken::new(),
         }
     }
 
@@ -225,7 +270,7 @@ impl LiveTurn {
     }
 
     pub fn emit(&self, event: TurnEvent) {
-        let len = {
+        let (len, ended) = {
             let mut log = lock(&self.log);
             let logged = match event {
                 TurnEvent::Delta { text } => {
@@ -247,9 +292,12 @@ impl LiveTurn {
                 }
             };
             log.events.push(logged);
-            log.events.len()
+            (log.events.len(), log.outcome.is_some())
         };
         self.len.send_replace(len);
+        if ended {
+            self.ended.cancel();
+        }
     }
 
     /// What the reply has written so far.
@@ -280,8 +328,8 @@ impl LiveTurn {
 
     /// What to save of a running reply, if anything. Usually the text since the last save, a
     /// piece appended beside the reply's row; the whole text, rewriting the row (and its search
-    /// index), only once it has doubled since the row was last written, or when the reply has
-    /// gone quiet with pieces beside its row. So the bytes written for a reply grow with its
+    /// index), only once it has doubled since the row was last written (and grown by
+    /// [`WHOLE_AFTER_BYTES`]), or when the reply has gone quiet with pieces beside its row. So the bytes written for a reply grow with its
     /// length, not with its length times its checkpoints, and its row is never more than one
     /// doubling (or one quiet interval) behind what is saved.
     pub fn unsaved_text(&self) -> Option<Unsaved> {
@@ -294,7 +342,8 @@ impl LiveTurn {
         if quiet && log.whole == log.saved {
             return None;
         }
-        let doubled = now.total().saturating_sub(log.whole.total()) >= log.whole.total();
+        let grown = now.total().saturating_sub(log.whole.total());
+        let doubled = grown >= log.whole.total().max(WHOLE_AFTER_BYTES);
         let piece = ReplyText {
             content: log
                 .written
@@ -342,58 +391,74 @@ impl LiveTurn {
         self.outcome()
     }
 
-    /// Sends the events after `after_seq` to `out` as they come, with a heartbeat whenever
-    /// nothing happened for `heartbeat`; returns once `Finished` is sent (or the reader left).
-    /// A reader past the end of the log (it cannot have seen those numbers) gets it whole.
-    pub async fn pump(&self, after_seq: u32, heartbeat: Duration, out: &mpsc::Sender<StreamLine>) {
-        let mut changed = self.len.subscribe();
-        let mut next = after_seq as usize;
-        if next > lock(&self.log).events.len() {
-            next = 0;
-        }
-        // One timer for the reader, moved later as events go out (cheap), not one made and
-        // dropped per event.
-        let quiet = tokio::time::sleep(heartbeat);
-        tokio::pin!(quiet);
-        loop {
-            // One look under one lock: `Finished` and the outcome are set together.
-            let (event, finished) = {
-                let log = lock(&self.log);
-                let event = log.events.get(next).map(|logged| TurnEnvelope {
-                    seq: u32::try_from(next + 1).unwrap_or(u32::MAX),
-                    event: logged.event(&log.written),
-                });
-                (event, log.outcome.is_some())
-            };
-            if let Some(event) = event {
-                next += 1;
-                let last = matches!(event.event, TurnEvent::Finished(_));
-                if out.send(StreamLine::Event(event)).await.is_err() || last {
-                    return;
-                }
-                quiet
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + heartbeat);
-                continue;
-            }
-            // Ended, and the reader has every event up to `Finished`.
-            if finished {
-                return;
-            }
-            tokio::select! {
-                changed = changed.changed() => if changed.is_err() { return },
-                () = &mut quiet => {
-                    if out.send(StreamLine::Heartbeat).await.is_err() {
-                        return;
-                    }
-                    quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
-                }
-            }
-        }
+    /// A receiver told of each event logged (the log's length).
+    pub fn subscribe(&self) -> watch::Receiver<usize> {
+        self.len.subscribe()
     }
 
-    /// A reader's stream of the events after `after_seq`.
+    /// The number of events logged.
+    pub fn len(&self) -> usize {
+        lock(&self.log).events.len()
+    }
+
+    /// Up to `most` events from index `next` of the log, numbered, and whether the run has
+    /// ended (one look under one lock: `Finished` and the outcome are set together).
+    pub fn events_after(&self, next: usize, most: usize) -> (Vec<TurnEnvelope>, bool) {
+        let log = lock(&self.log);
+        let events = log
+            .events
+            .iter()
+            .enumerate()
+            .skip(next)
+            .take(most)
+            .map(|(at, logged)| TurnEnvelope {
+                seq: u32::try_from(at.saturating_add(1)).unwrap_or(u32::MAX),
+                event: logged.event(&log.written),
+            })
+            .collect();
+        (events, log.outcome.is_some())
+    }
+
+    /// Resolves once `Finished` is logged.
+    pub async fn ended(&self) {
+        self.ended.cancelled().await;
+    }
+
+    /// A reader's stream of the events after `after_seq` (see [`Follower`]), polled by the
+    /// reader's connection itself: no task or channel of its own.
     pub fn follow(self: Arc<Self>, after_seq: u32, heartbeat: Duration) -> Lines {
-        spawn_lines(move |out| async move { self.pump(after_seq, heartbeat, &out).await })
+        let follower = Follower::new(self, after_seq, heartbeat);
+        Box::pin(
+            futures::stream::unfold(follower, |mut follower| async move {
+                let lines = follower.next_lines().await?;
+                Some((futures::stream::iter(lines), follower))
+            })
+            .flatten(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_ready_at_once_are_one_chunk() {
+        let lines: Lines = Box::pin(futures::stream::iter([
+            StreamLine::Heartbeat,
+            StreamLine::Title { title: "t".into() },
+            StreamLine::Heartbeat,
+        ]));
+        let chunks: Vec<Vec<u8>> = ndjson_chunks(lines).collect().await;
+        assert_eq!(chunks.len(), 1, "one write for the three lines");
+        let text = String::from_utf8(chunks.concat()).expect("text");
+        let mut decoder = crate::model::ndjson::Decoder::default();
+        let parsed: Vec<StreamLine> = decoder
+            .push(text.as_bytes())
+            .into_iter()
+            .map(|line| line.expect("a line"))
+            .collect();
+        assert_eq!(parsed.len(), 3);
+        assert!(matches!(&parsed[1], StreamLine::Title { title } if title == "t"));
     }
 }

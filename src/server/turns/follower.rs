@@ -1,0 +1,234 @@
+//! One reader of a run's log: its events as they come, in batches. Every event ready is taken at
+//! once, and text that follows text waits out [`TEXT_INTERVAL`], so a reader's connection gets
+//! one write per interval rather than one per token (at thousands of replies at once the write,
+//! and the loopback or network work behind it, was most of the server's CPU; issue 27). The first
+//! text, and every other event (the end above all), goes out as soon as it is logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::live::LiveTurn;
+use crate::model::{StreamLine, TurnEvent};
+
+/// The least time between two writes of text to one reader: 20 a second, smoother than a
+/// provider's own bursts and below what a person reading can tell apart.
+pub const TEXT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Events taken in one batch at most, so a late reader of a long reply is not sent its whole
+/// log in one buffer.
+const MOST_PER_BATCH: usize = 128;
+
+pub struct Follower {
+    turn: Arc<LiveTurn>,
+    changed: watch::Receiver<usize>,
+    /// Index in the log of the next event to send.
+    next: usize,
+    heartbeat: Duration,
+    quiet: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Text that comes before this waits for it (set by a write of text).
+    text_held_until: Option<Instant>,
+    /// [`TEXT_INTERVAL`] (tests set their own).
+    text_interval: Duration,
+    /// `Finished` was sent.
+    done: bool,
+}
+
+impl Follower {
+    /// A reader of the events after `after_seq`. One past the end of the log (it cannot have
+    /// seen those numbers) gets it whole.
+    pub fn new(turn: Arc<LiveTurn>, after_seq: u32, heartbeat: Duration) -> Self {
+        let changed = turn.subscribe();
+        let mut next = after_seq as usize;
+        if next > turn.len() {
+            next = 0;
+        }
+        Self {
+            turn,
+            changed,
+            next,
+            heartbeat,
+            // One timer for the reader, moved later as lines go out (cheap), not one per line.
+            quiet: Box::pin(tokio::time::sleep(heartbeat)),
+            text_held_until: None,
+            text_interval: TEXT_INTERVAL,
+            done: false,
+        }
+    }
+
+    #[cfg(test)]
+    fn holding_text_for(mut self, interval: Duration) -> Self {
+        self.text_interval = interval;
+        self
+    }
+
+    /// The next lines to send: the events logged since the last batch, or a heartbeat after
+    /// `heartbeat` of quiet. `None` once `Finished` was sent, or the log was dropped.
+    pub async fn next_lines(&mut self) -> Option<Vec<StreamLine>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let (events, finished) = self.turn.events_after(self.next, MOST_PER_BATCH);
+            if events.is_empty() {
+                // Ended, and the reader has every event up to `Finished`.
+                if finished {
+                    return None;
+                }
+                tokio::select! {
+                    changed = self.changed.changed() => if changed.is_err() { return None },
+                    () = self.quiet.as_mut() => {
+                        self.sent();
+                        return Some(vec![StreamLine::Heartbeat]);
+                    }
+                }
+                continue;
+            }
+            let all_text = events.iter().all(|e| is_text(&e.event));
+            if let Some(until) = self.text_held_until.take() {
+                if all_text && Instant::now() < until {
+                    // More text gathers meanwhile; the end is not kept waiting.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = self.turn.ended() => {}
+                    }
+                    continue;
+                }
+            }
+            self.next = self.next.saturating_add(events.len());
+            self.done = events
+                .last()
+                .is_some_and(|e| matches!(e.event, TurnEvent::Finished(_)));
+            if events.iter().any(|e| is_text(&e.event)) {
+                self.text_held_until = Some(Instant::now() + self.text_interval);
+            }
+            self.sent();
+            return Some(events.into_iter().map(StreamLine::Event).collect());
+        }
+    }
+
+    /// Lines went out: the next heartbeat is due `heartbeat` from now.
+    fn sent(&mut self) {
+        self.quiet.as_mut().reset(Instant::now() + self.heartbeat);
+    }
+
+    /// Sends every batch to `out`, line by line; returns once `Finished` is sent (or the reader
+    /// left).
+    pub async fn pump(mut self, out: &mpsc::Sender<StreamLine>) {
+        while let Some(lines) = self.next_lines().await {
+            for line in lines {
+                if out.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_text(event: &TurnEvent) -> bool {
+    matches!(event, TurnEvent::Delta { .. } | TurnEvent::Thinking { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Outcome;
+    use crate::server::db::Owner;
+    use uuid::Uuid;
+
+    const HEARTBEAT: Duration = Duration::from_secs(60);
+
+    fn turn() -> Arc<LiveTurn> {
+        Arc::new(LiveTurn::new(Uuid::new_v4(), Owner("someone".into()), 1))
+    }
+
+    fn delta(text: &str) -> TurnEvent {
+        TurnEvent::Delta { text: text.into() }
+    }
+
+    /// The batch's events as (seq, text of a delta or "end").
+    fn seen(lines: &[StreamLine]) -> Vec<(u32, String)> {
+        lines
+            .iter()
+            .filter_map(|line| match line {
+                StreamLine::Event(e) => Some(match &e.event {
+                    TurnEvent::Delta { text } => (e.seq, text.clone()),
+                    TurnEvent::Finished(_) => (e.seq, "end".into()),
+                    _ => (e.seq, "other".into()),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_event_ready_goes_out_in_one_batch_and_text_after_text_is_gathered() {
+        let turn = turn();
+        turn.emit(delta("a"));
+        turn.emit(delta("b"));
+        // An interval no test outlasts: only the end lets held text go.
+        let mut follower =
+            Follower::new(turn.clone(), 0, HEARTBEAT).holding_text_for(Duration::from_secs(600));
+        let first = follower.next_lines().await.expect("a batch");
+        assert_eq!(seen(&first), [(1, "a".into()), (2, "b".into())]);
+
+        let last = {
+            // Text right after a write of text waits, and what comes meanwhile joins it.
+            turn.emit(delta("c"));
+            let mut next = std::pin::pin!(follower.next_lines());
+            assert!(futures::poll!(next.as_mut()).is_pending(), "text is held");
+            turn.emit(delta("d"));
+            assert!(
+                futures::poll!(next.as_mut()).is_pending(),
+                "text is still held"
+            );
+            // The end is not held: it wakes the reader, and the held text goes out with it.
+            turn.emit(TurnEvent::Finished(Outcome::complete()));
+            let std::task::Poll::Ready(last) = futures::poll!(next.as_mut()) else {
+                panic!("the end was held back");
+            };
+            last
+        };
+        assert_eq!(
+            last.map(|l| seen(&l)),
+            Some(vec![(3, "c".into()), (4, "d".into()), (5, "end".into())])
+        );
+        assert!(
+            follower.next_lines().await.is_none(),
+            "nothing after the end"
+        );
+    }
+
+    #[tokio::test]
+    async fn held_text_goes_out_once_the_interval_has_passed() {
+        let turn = turn();
+        turn.emit(delta("a"));
+        let mut follower =
+            Follower::new(turn.clone(), 0, HEARTBEAT).holding_text_for(Duration::from_millis(5));
+        assert_eq!(
+            follower.next_lines().await.map(|l| seen(&l)),
+            Some(vec![(1, "a".into())])
+        );
+        turn.emit(delta("b"));
+        assert_eq!(
+            follower.next_lines().await.map(|l| seen(&l)),
+            Some(vec![(2, "b".into())])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_gets_the_log_after_the_event_it_saw() {
+        let turn = turn();
+        for text in ["a", "b", "c"] {
+            turn.emit(delta(text));
+        }
+        let mut after_two = Follower::new(turn.clone(), 2, HEARTBEAT);
+        let lines = after_two.next_lines().await.map(|l| seen(&l));
+        assert_eq!(lines, Some(vec![(3, "c".into())]));
+        // Past the end of the log: numbers it cannot have seen, so the log whole.
+        let mut past = Follower::new(turn, 9, HEARTBEAT);
+        assert_eq!(past.next_lines().await.map(|l| seen(&l).len()), Some(3));
+    }
+}
