@@ -1,5 +1,5 @@
 import { expect, test } from "./fixtures";
-import { configureFake, lastReply, openNewChat, send } from "./helpers";
+import { configureFake, lastReply, openNewChat, send, sendTurn } from "./helpers";
 
 // The chat's first load carries only the main WASM module; the usage, account and admin pages are
 // split out (`app.rs`) and fetched when first opened, by a link or by loading their address.
@@ -136,4 +136,35 @@ test("a conversation's page fetches its messages' file before it hydrates, and a
   await expect(page.getByRole("textbox", { name: "Edit message" })).toHaveValue("Hello");
   await page.getByRole("button", { name: "Cancel", exact: true }).click();
   await expect(page.getByRole("textbox", { name: "Edit message" })).toHaveCount(0);
+});
+
+// A conversation is read in its file (`ui/chat/loaded.rs`): opened from the sidebar on a page
+// that has not fetched that file yet, a failed fetch is said in words, and the next conversation
+// opened fetches it again.
+test.describe("a conversation whose file cannot be fetched", () => {
+  test.use({ expectedErrors: /Failed to load resource|WebAssembly|TypeError/ });
+
+  test("a conversation opened from the sidebar when its file cannot be fetched says so, and the next one opens", async ({ page, baseURL }) => {
+    await configureFake(page, { tokens: 3, token_delay_ms: 5 });
+    const stamp = Date.now() % 100000;
+    const [first, second] = [`First read in its file ${stamp}`, `Second read in its file ${stamp}`];
+    // Sent through the API: the page's first load is this test's only one, so no service worker
+    // answers for it yet (it would serve the file from its cache, past the refusal below).
+    for (const title of [first, second]) await sendTurn(page, baseURL ?? "", title);
+
+    // `/`: its module alone, without the conversation's file.
+    const wasm = wasmNames(page);
+    await openNewChat(page);
+    expect(wasm.some((name) => name.startsWith("split_chat_conversation"))).toBe(false);
+    await page.route("**/split_chat_conversation*", (route) => route.fulfill({ status: 503, body: "busy" }));
+    await page.getByRole("link", { name: first }).click();
+    await expect(page.getByRole("alert")).toHaveText(/Could not load the conversation: could not reach Rill/);
+    await expect(page.locator("li.message")).toHaveCount(0);
+
+    await page.unroute("**/split_chat_conversation*");
+    await page.getByRole("link", { name: second }).click();
+    await expect(page.locator("li.message")).toHaveCount(2);
+    await expect(page.locator("li.message.user")).toContainText(second);
+    await expect(page.getByRole("alert")).toHaveCount(0);
+  });
 });

@@ -12,6 +12,7 @@ mod empty;
 mod files;
 mod follow;
 mod header;
+mod loaded;
 mod message;
 mod on_demand;
 mod page;

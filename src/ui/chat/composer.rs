@@ -138,7 +138,7 @@ pub fn Composer(state: ChatState) -> impl IntoView {
                     class="stop"
                     title="Stop the reply (Esc)"
                     disabled=move || state.stopping.get()
-                    on:click=move |_| on_demand::stop(state)
+                    on:click=move |_| on_demand::act(state, on_demand::Act::Stop)
                 >
                     {move || if state.stopping.get() { "Stopping…" } else { "Stop" }}
                 </button>

@@ -3,6 +3,7 @@ use leptos::task::spawn_local;
 
 use super::connection::Link;
 use super::drawer::MENU_BUTTON_ID;
+use super::loaded::{self, Loaded};
 use super::on_demand::preload_settings;
 use super::remembered;
 use super::settings::SETTINGS_BUTTON_ID;
@@ -10,14 +11,14 @@ use super::state::{mirror, ChatState};
 use crate::api::catalog::set_conversation_model;
 use crate::error::ApiError;
 use crate::format::{fixed, format_cost, model_name, thousands};
-use crate::model::{ConversationView, MessageStatus, ModelMenu, ModelOption, Price};
+use crate::model::{ModelMenu, ModelOption, Price};
 use crate::ui::wire;
 
 /// Above the conversation: the model picker and the conversation's running totals.
 #[component]
 pub fn ChatHeader(
     state: ChatState,
-    conversation: wire::Resource<Result<Option<ConversationView>, ApiError>>,
+    conversation: loaded::Resource,
     menu: wire::Resource<Result<ModelMenu, ApiError>>,
 ) -> impl IntoView {
     view! {
@@ -63,18 +64,10 @@ pub fn ChatHeader(
 
 /// `shown`: the conversation the page opened with, whose model the server renders as chosen.
 #[component]
-fn ModelPicker(
-    state: ChatState,
-    menu: ModelMenu,
-    shown: Option<ConversationView>,
-) -> impl IntoView {
-    let busy = shown.as_ref().is_some_and(|c| {
-        c.messages
-            .iter()
-            .any(|m| m.outcome.status == MessageStatus::Streaming)
-    });
+fn ModelPicker(state: ChatState, menu: ModelMenu, shown: Option<Loaded>) -> impl IntoView {
+    let busy = shown.as_ref().is_some_and(|c| c.glance.streaming);
     // Mirrors: this Suspense must not read what the conversation's writes (see `mirror`).
-    let chosen = mirror(move || state.model.get(), shown.map(|c| c.model));
+    let chosen = mirror(move || state.model.get(), shown.map(|c| c.glance.model));
     let busy = mirror(move || state.is_streaming(), busy);
     let default_model = menu.default_model.clone();
     let offered: Vec<String> = menu

@@ -1,8 +1,9 @@
 //! Parts of the chat the first screen never shows, each in its own WASM file (`cargo leptos
 //! --split`), fetched when first used: the conversation's settings, a reply's thinking read open,
 //! the keyboard shortcuts' list, and a conversation's messages with the connection that streams
-//! replies, what loads its earlier messages and what stops a reply (fetched with a new chat's first message, or
-//! before a conversation's page hydrates). Editing a question comes
+//! replies, what reads a conversation, loads its earlier and later windows and stops a reply
+//! (fetched with a new chat's first message, or before a conversation's page hydrates).
+//! Editing a question comes
 //! with the messages: it is only reached from them, so it is in their file and in place at once.
 //! The first load is smaller by their code and by what only they use (docs/decisions.md,
 //! "Smaller first load").
@@ -20,14 +21,19 @@ use std::pin::Pin;
 
 use leptos::prelude::*;
 use leptos::wasm_split::{wasm_split, SplitLoaderError};
+use uuid::Uuid;
 
 use super::attach::{add_files, FileTray};
 use super::connection::Connection;
+use super::loaded::{Answer, Loaded};
 use super::page::MessageItems;
 use super::settings::SettingsPanel;
 use super::shortcuts::ShortcutsDialog;
 use super::state::{ChatEntry, ChatState};
 use super::thinking_text::ThinkingText;
+use crate::api::conversations::get_conversation;
+use crate::api::search::open_at;
+use crate::error::ApiError;
 
 /// A part's WASM file could not be fetched (the network dropped, or a deploy replaced it).
 #[derive(Debug, Clone, Copy)]
@@ -171,8 +177,13 @@ pub fn name_conversation_file() {
 }
 
 /// Fetches the conversation's file (a failure shows where the messages go, and is tried again).
+/// Each function split out has a loader of its own, which answers at once only after it has
+/// run: both that the page's Suspense calls (`Act::Show`, then the list) are made ready here,
+/// so hydrating them never waits (a wait would hydrate the list as nothing, and the server's
+/// messages would stay beside the browser's).
 pub async fn preload_messages() {
     let _ = preload_conversation_file().await;
+    let _ = preload_acts().await;
 }
 
 /// Before a conversation's page hydrates: its messages were rendered by the server, and hydrating
@@ -193,40 +204,108 @@ pub fn follow(
     Ok(Box::pin(connection.run(page)))
 }
 
-/// Earlier messages are only asked for in a conversation on screen, whose file is in by then.
-#[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
-pub fn load_older(state: ChatState) -> Result<(), NotLoaded> {
-    state.show_older();
+/// What the conversation's file is asked to do with the conversation on screen (or, for `Show`,
+/// the one loaded for the page). One way into the file for all of them: each function split out
+/// brings its own loader into the main module.
+pub enum Act {
+    /// Read and show a conversation the page loaded (`ChatState::show_loaded`).
+    Show(Loaded),
+    /// Its earlier messages, above those shown: only asked for in a conversation on screen,
+    /// whose file is in by then.
+    Older,
+    /// The next newer window the page let go of.
+    Newer,
+    /// The newest messages again (the page let go of them), and then follow them.
+    Latest,
+    /// Send this text as a new turn once the newest messages are back.
+    SendAtLatest(String),
+    /// Stop the reply being written: only a reply streaming through this file's connection can
+    /// be stopped.
+    Stop,
+}
+
+impl Act {
+    /// What could not be done when the file could not be fetched.
+    fn what(&self) -> &'static str {
+        match self {
+            Act::Show(_) => "show the conversation",
+            Act::Older => "load earlier messages",
+            Act::Newer => "load later messages",
+            Act::Latest => "show the latest messages",
+            Act::SendAtLatest(_) => "send the message",
+            Act::Stop => "stop the reply",
+        }
+    }
+}
+
+#[wasm_split(
+    chat_conversation,
+    wasm_split_path = ::leptos::wasm_split,
+    fallible,
+    preload(preload_acts)
+)]
+fn in_conversation_file(state: ChatState, act: Act) -> Result<(), NotLoaded> {
+    match act {
+        Act::Show(loaded) => state.show_loaded(loaded),
+        Act::Older => state.show_older(),
+        Act::Newer => state.show_newer(),
+        Act::Latest => state.reload(),
+        Act::SendAtLatest(text) => state.send_at_latest(text),
+        Act::Stop => state.stop(),
+    }
     Ok(())
 }
 
-/// Puts the conversation's earlier messages above those shown (`ChatState::show_older`).
-pub fn show_older(state: ChatState) {
-    leptos::task::spawn_local(async move {
-        if load_older(state).await.is_err() {
-            state.notice.try_set(Some(
-                "Could not load earlier messages: this part of the page could not be loaded. Check the connection and try again."
-                    .into(),
-            ));
-        }
-    });
+/// Does `act` in the conversation's file; if the file cannot be fetched, says so (and a message
+/// to send goes back into the composer).
+pub fn act(state: ChatState, act: Act) {
+    leptos::task::spawn_local(run(state, act));
 }
 
-/// Only a reply being written can be stopped, and it streams through this file's connection.
+async fn run(state: ChatState, act: Act) {
+    let what = act.what();
+    let unsent = match &act {
+        Act::SendAtLatest(text) => Some(text.clone()),
+        _ => None,
+    };
+    if in_conversation_file(state, act).await.is_err() {
+        if let Some(text) = unsent {
+            if state.draft.try_with_untracked(String::is_empty) == Some(true) {
+                state.draft.try_set(text);
+            }
+        }
+        state.notice.try_set(Some(format!(
+            "Could not {what}: this part of the page could not be loaded. Check the connection and try again."
+        )));
+    }
+}
+
+/// Shows what the page's resource loaded (in the page's Suspense, so the list waits for it): an
+/// error or a new chat at once, a conversation through its file.
+pub async fn show(state: ChatState, loaded: Answer, found: bool) {
+    if let Some(conversation) = state.show(loaded, found) {
+        run(state, Act::Show(conversation)).await;
+    }
+}
+
+/// A conversation for the page's resource: asked for in the browser (a link followed), it is
+/// read in the conversation's file; on the server this is a plain call.
+pub async fn fetch_conversation(id: Uuid, at: Option<Uuid>) -> Answer {
+    match fetch(id, at).await {
+        Ok(fetching) => fetching.await.map(Some),
+        Err(NotLoaded) => Err(ApiError::Network("the conversation's file".into())),
+    }
+}
+
 #[wasm_split(chat_conversation, wasm_split_path = ::leptos::wasm_split, fallible)]
-pub fn stop_reply(state: ChatState) -> Result<(), NotLoaded> {
-    state.stop();
-    Ok(())
+fn fetch(id: Uuid, at: Option<Uuid>) -> Result<Fetching, NotLoaded> {
+    Ok(Box::pin(async move {
+        let view = match at {
+            None => get_conversation(id, None).await,
+            Some(message) => open_at(id, message).await,
+        };
+        view.map(Loaded::new)
+    }))
 }
 
-/// Asks the server to stop the reply being written (`ChatState::stop`).
-pub fn stop(state: ChatState) {
-    leptos::task::spawn_local(async move {
-        if stop_reply(state).await.is_err() {
-            state.notice.try_set(Some(
-                "Could not stop the reply: this part of the page could not be loaded. Check the connection and try again."
-                    .into(),
-            ));
-        }
-    });
-}
+type Fetching = Pin<Box<dyn Future<Output = Result<Loaded, ApiError>> + Send>>;

@@ -9,15 +9,15 @@ use super::composer::Composer;
 use super::drawer::{self, Swipe};
 use super::empty::EmptyConversation;
 use super::header::ChatHeader;
+use super::loaded;
 use super::message::Message;
 use super::on_demand::{
-    message_items, name_conversation_file, on_demand, preload_messages, settings_panel, show_older,
+    self, act, fetch_conversation, message_items, name_conversation_file, on_demand,
+    settings_panel, Act,
 };
 use super::shortcuts::{provide_help, Shortcuts};
 use super::state::{mirror, ChatState};
 use crate::api::catalog::list_models;
-use crate::api::conversations::get_conversation;
-use crate::api::search::open_at;
 use crate::error::ApiError;
 use crate::model::ModelMenu;
 use crate::ui::conversations::{use_new_chat, Sidebar};
@@ -65,16 +65,15 @@ pub fn ChatPage() -> impl IntoView {
         name_conversation_file();
     }
     // `Arc`: see `AccountMenu`.
-    let conversation = wire::resource(
+    // Read in the conversation's file (`loaded.rs`), both what the server sends with the page
+    // and what the browser asks for.
+    let conversation = loaded::resource(
         move || (route_id.get(), at.get()),
         |(id, at)| async move {
-            match id {
+            match id.map(|id| Uuid::parse_str(&id)) {
                 None => Ok(None),
-                Some(id) => match (Uuid::parse_str(&id), at) {
-                    (Ok(id), None) => get_conversation(id, None).await.map(Some),
-                    (Ok(id), Some(message)) => open_at(id, message).await.map(Some),
-                    (Err(_), _) => Err(ApiError::NotFound("no such conversation".into())),
-                },
+                Some(Ok(id)) => fetch_conversation(id, at).await,
+                Some(Err(_)) => Err(ApiError::NotFound("no such conversation".into())),
             }
         },
     );
@@ -119,7 +118,7 @@ pub fn ChatPage() -> impl IntoView {
             if state.menu_open.get_untracked() {
                 drawer::close(state);
             } else if state.is_streaming() {
-                super::on_demand::stop(state);
+                act(state, Act::Stop);
             }
         });
         let released = window_event_listener(leptos::ev::pointerup, move |_| {
@@ -195,12 +194,12 @@ pub fn ChatPage() -> impl IntoView {
                     on:scroll=move |_| {
                         state.follow.on_scroll();
                         // Earlier messages come before the reader reaches the top.
-                        if state.follow.near_top() {
-                            show_older(state);
+                        if state.follow.near_top() && has_older(state) {
+                            act(state, Act::Older);
                         }
                         // And later ones the page let go of, before the reader reaches the end.
-                        if state.follow.near_bottom() {
-                            state.show_newer();
+                        if state.follow.near_bottom() && has_newer(state) {
+                            act(state, Act::Newer);
                         }
                     }
                     on:pointerdown=move |_| state.follow.set_holding(true)
@@ -213,21 +212,17 @@ pub fn ChatPage() -> impl IntoView {
                                 let loaded = conversation.await;
                                 // The stored title, also for a conversation the sidebar does not
                                 // list (older than its pages); its entry follows renames.
-                                if let Ok(Some(view)) = &loaded {
-                                    let title = Some(view.title.clone()).filter(|t| !t.is_empty());
+                                if let Ok(Some(shown)) = &loaded {
+                                    let title = Some(shown.glance.title.clone())
+                                        .filter(|t| !t.is_empty());
                                     tab_title.0.try_set(title);
                                 }
                                 let landing = at.get_untracked();
-                                match landing {
-                                    // Shown again even if it is on screen: the version or the
-                                    // messages listed may differ.
-                                    Some(_) => state.show_found(loaded),
-                                    None => state.show(loaded),
-                                }
-                                // Their code first, so the list never shows empty before them.
-                                if state.messages.try_with_untracked(|m| !m.is_empty()) == Some(true) {
-                                    preload_messages().await;
-                                }
+                                // Through the conversation's file, which the messages need too:
+                                // the list never shows empty before their code is in. A found
+                                // message is shown again even if its conversation is on screen
+                                // (the version or the messages listed may differ).
+                                on_demand::show(state, loaded, landing.is_some()).await;
                                 landed.try_set(landing);
                                 view! { <MessageList state menu /> }
                             })
@@ -246,6 +241,16 @@ pub fn ChatPage() -> impl IntoView {
             </main>
         </div>
     }
+}
+
+/// Earlier messages exist (asking the file for them would do nothing otherwise).
+fn has_older(state: ChatState) -> bool {
+    state.older_before.try_with_untracked(Option::is_some) == Some(true)
+}
+
+/// Later windows were let go of.
+fn has_newer(state: ChatState) -> bool {
+    state.newer.try_with_untracked(Vec::is_empty) == Some(false)
 }
 
 #[component]
@@ -268,7 +273,7 @@ fn MessageList(
                 <button
                     type="button"
                     class="link"
-                    on:click=move |_| show_older(state)
+                    on:click=move |_| act(state, Act::Older)
                     disabled=move || state.loading_older.try_get().unwrap_or(false)
                 >
                     "Show earlier messages"
@@ -287,7 +292,7 @@ fn MessageList(
                 <button
                     type="button"
                     class="link"
-                    on:click=move |_| state.show_newer()
+                    on:click=move |_| act(state, Act::Newer)
                     disabled=move || state.loading_newer.try_get().unwrap_or(false)
                 >
                     "Show later messages"

@@ -12,6 +12,8 @@ use super::connection::{Connection, Heard, Listener};
 use super::cursor::Cursor;
 use super::files::PendingFile;
 use super::follow::Follow;
+use super::loaded::{Answer, Loaded, Unreadable};
+use super::on_demand::{self, Act};
 use super::remembered;
 use super::windows::{self, Dropped, Window, HELD_WINDOWS};
 use crate::api::conversations::{get_conversation, switch_branch};
@@ -264,40 +266,51 @@ impl ChatState {
         self.writing.try_with(Option::is_some).unwrap_or(false)
     }
 
-    /// Shows a conversation loaded from the server, unless it is the one already on screen.
-    pub fn show(&self, loaded: Result<Option<ConversationView>, ApiError>) {
-        let conversation = match loaded {
-            Ok(c) => c,
+    /// Takes what the page's resource loaded: an error or a new chat is shown here; a
+    /// conversation is returned for the conversation's file to show (`show_loaded`), unless it
+    /// is the one already on screen. `found`: opened at a message (a search result), shown again
+    /// even if it is on screen.
+    pub fn show(&self, loaded: Answer, found: bool) -> Option<Loaded> {
+        match loaded {
+            Ok(Some(conversation)) => {
+                let id = Some(conversation.glance.id);
+                (found || id != self.conversation_id.try_get_untracked().flatten())
+                    .then_some(conversation)
+            }
+            Ok(None) => {
+                self.begin_showing();
+                None
+            }
             Err(ApiError::NotFound(_)) => {
                 self.reset();
                 self.notice.set(Some(
                     "That conversation does not exist. Start a new one below.".into(),
                 ));
-                return;
+                None
             }
             Err(e) => {
                 self.notice
                     .set(Some(format!("Could not load the conversation: {e}")));
-                return;
+                None
             }
-        };
-        let id = conversation.as_ref().map(|c| c.id);
-        if id.is_some() && id == self.conversation_id.try_get_untracked().flatten() {
-            return;
-        }
-        self.display(conversation);
-    }
-
-    /// Shows a conversation opened at a message (a search result), even if it is on screen.
-    pub fn show_found(&self, loaded: Result<Option<ConversationView>, ApiError>) {
-        match loaded {
-            Ok(Some(conversation)) => self.display(Some(conversation)),
-            other => self.show(other),
         }
     }
 
-    /// Replaces what the page shows with `conversation` (`None`: a new one).
-    fn display(&self, conversation: Option<ConversationView>) {
+    /// Shows a conversation loaded for the page (in the conversation's file: it reads it).
+    pub fn show_loaded(&self, conversation: Loaded) {
+        match conversation.read() {
+            Ok(view) => self.display(Some(view)),
+            Err(Unreadable) => {
+                self.reset();
+                self.notice.set(Some(
+                    "Could not read the conversation. Reload the page to try again.".into(),
+                ));
+            }
+        }
+    }
+
+    /// Empties the page for what is shown next, under a fresh owner for its entries.
+    fn begin_showing(&self) {
         self.reset();
         let fresh = self
             .page
@@ -309,6 +322,11 @@ impl ChatState {
         // Once the page is live (an effect, so only in the browser): take up the draft and, for a
         // conversation, follow it.
         self.needs_attach.set(true);
+    }
+
+    /// Replaces what the page shows with `conversation` (`None`: a new one).
+    fn display(&self, conversation: Option<ConversationView>) {
+        self.begin_showing();
         let Some(conversation) = conversation else {
             return;
         };
@@ -431,8 +449,13 @@ impl ChatState {
         if self.newer.with_untracked(Vec::is_empty) {
             self.start_turn(text, None);
         } else {
-            self.reload_then(move |state| state.start_turn(text, None));
+            on_demand::act(self, Act::SendAtLatest(text));
         }
+    }
+
+    /// Brings the newest messages back, then sends `text` (in the conversation's file).
+    pub fn send_at_latest(self, text: String) {
+        self.reload_then(move |state| state.start_turn(text, None));
     }
 
     /// "Jump to latest": the newest text, brought back first if the page let it go.
@@ -440,7 +463,7 @@ impl ChatState {
         if self.newer.with_untracked(Vec::is_empty) {
             self.follow.jump_to_latest();
         } else {
-            self.reload();
+            on_demand::act(self, Act::Latest);
         }
     }
 
@@ -498,7 +521,7 @@ impl ChatState {
     }
 
     /// Loads the conversation afresh (its branch changed elsewhere) and follows it again.
-    fn reload(self) {
+    pub fn reload(self) {
         self.reload_then(|_| ());
     }
 
