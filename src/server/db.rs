@@ -14,7 +14,8 @@
 //! - `lookups`: reads the topics share (a conversation's row, whether a reply is streaming);
 //! - `totals`: the figures kept per turn (the totals before each question, on its row);
 //! - `branches`, `accounts`, `usage`: the turn tree, users and settings, the spending ledger;
-//! - `search`: titles and messages through the FTS5 indexes the triggers keep in step;
+//! - `search`: titles and messages through the FTS5 indexes the triggers keep in step (on
+//!   Postgres its tsvector columns);
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
@@ -26,8 +27,10 @@
 //! parameters, which SQLite reads too) and run on either pool by [`on_reader!`], [`on_writer!`]
 //! or [`in_transaction!`], which repeat the body once per engine; where they differ (upserts on
 //! a case-blind name, time functions, full-text search), `match db.engine()` holds each
-//! engine's text side by side. [`POSTGRES_MISSING`] names the topics not yet on Postgres: while
-//! it is not empty, Rill refuses to serve from Postgres (and says which).
+//! engine's text side by side. Steps several calls share take a [`Conn`] (either engine's
+//! connection, inside a transaction or the batch's savepoint) and run through [`on_conn!`].
+//! [`POSTGRES_MISSING`] names the topics not yet tested on Postgres: while it is not empty,
+//! Rill refuses to serve from Postgres (and says which).
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -42,7 +45,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{PgPool, Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::ApiError;
 
@@ -93,6 +97,24 @@ macro_rules! in_transaction {
             $crate::server::db::Pools::Postgres(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin().await?;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` the plain connection (`&mut SqliteConnection` or `&mut PgConnection`)
+/// inside the [`Conn`] `$conn`: the statements of a step that several calls share, inside their
+/// transaction, the batch's savepoint or a connection a read took from its pool.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match &mut *$conn {
+            $crate::server::db::Conn::Sqlite(connection) => {
+                let $c = &mut **connection;
+                $body
+            }
+            $crate::server::db::Conn::Postgres(connection) => {
+                let $c = &mut **connection;
                 $body
             }
         }
@@ -181,6 +203,8 @@ pub struct Owner(pub String);
 #[derive(Clone, Debug)]
 pub struct Db {
     pools: Pools,
+    /// The turn engine's small writes, many in one transaction (on either engine).
+    batcher: batch::Batcher,
 }
 
 /// Which engine holds the data.
@@ -196,8 +220,6 @@ pub enum Pools {
     Sqlite {
         reader: SqlitePool,
         writer: SqlitePool,
-        /// The turn engine's small writes, many in one transaction.
-        batcher: batch::Batcher,
     },
     Postgres(PgPool),
 }
@@ -231,27 +253,61 @@ impl Db {
         }
     }
 
-    fn batcher(&self) -> Result<&batch::Batcher, DbError> {
-        match &self.pools {
-            Pools::Sqlite { batcher, .. } => Ok(batcher),
-            Pools::Postgres(_) => Err(DbError::NotOnPostgres),
-        }
+    fn batcher(&self) -> &batch::Batcher {
+        &self.batcher
     }
 
     /// Write transactions the batch writer has committed or tried (see `batch`).
     pub fn batches(&self) -> u64 {
-        self.batcher().map_or(0, batch::Batcher::batches)
+        self.batcher.batches()
     }
 
     /// Writes asked of the batch writer and not yet answered.
     pub fn pending_writes(&self) -> usize {
-        self.batcher().map_or(0, batch::Batcher::pending)
+        self.batcher.pending()
+    }
+
+    /// A connection for reading (on SQLite a reader's), for steps that several calls share.
+    async fn read(&self) -> Result<Held, DbError> {
+        Ok(match &self.pools {
+            Pools::Sqlite { reader, .. } => Held::Sqlite(reader.acquire().await?),
+            Pools::Postgres(pool) => Held::Postgres(pool.acquire().await?),
+        })
     }
 }
 
-/// A transaction holding the write lock from its first statement.
-async fn begin_write(db: &Db) -> Result<Transaction<'static, Sqlite>, DbError> {
-    Ok(db.writer()?.begin_with("BEGIN IMMEDIATE").await?)
+/// A connection of either engine, borrowed: what the steps several calls share run on (see
+/// [`on_conn!`]).
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl<'c> From<&'c mut SqliteConnection> for Conn<'c> {
+    fn from(connection: &'c mut SqliteConnection) -> Self {
+        Self::Sqlite(connection)
+    }
+}
+
+impl<'c> From<&'c mut PgConnection> for Conn<'c> {
+    fn from(connection: &'c mut PgConnection) -> Self {
+        Self::Postgres(connection)
+    }
+}
+
+/// A connection taken from a pool for a read of several steps.
+enum Held {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl Held {
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(c) => Conn::Sqlite(c),
+            Self::Postgres(c) => Conn::Postgres(c),
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {

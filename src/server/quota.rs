@@ -29,7 +29,7 @@ pub async fn room_for(
     let Some(quota) = quota else {
         return Ok(());
     };
-    let used = db::stored_bytes(db.reader()?, owner).await?;
+    let used = db::stored_bytes(db, owner).await?;
     let adding = u64::try_from(adding).unwrap_or(u64::MAX);
     if used.saturating_add(adding) > quota {
         return Err(ApiError::InsufficientStorage(refusal(used, quota)));

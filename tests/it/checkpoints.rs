@@ -64,7 +64,7 @@ async fn a_long_reply_appends_its_checkpoints_and_rewrites_its_row_only_as_it_do
     // The end is written whole, and no piece outlives it.
     let conversation = conversation_of(&events);
     assert_eq!(
-        last_reply(&app.pool, conversation).await,
+        last_reply(&app, conversation).await,
         ("complete".to_owned(), text)
     );
     assert_eq!(app.count("reply_pieces").await, 0);

@@ -33,7 +33,7 @@ async fn assert_all_stored_complete(
         assert_eq!(finished(events).status, MessageStatus::Complete);
         assert_eq!(text_of(events), text);
         assert_eq!(
-            last_reply(&app.pool, conversation_of(events)).await,
+            last_reply(app, conversation_of(events)).await,
             ("complete".to_owned(), text.to_owned())
         );
     }

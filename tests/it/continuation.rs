@@ -63,7 +63,7 @@ async fn continue_goes_on_from_the_stopped_text_in_the_same_reply() {
     assert!(outcome.usage_estimated, "part of it was estimated");
     assert!(outcome.cost_usd > before.cost_usd);
     assert_eq!(
-        last_reply(&app.pool, conversation).await,
+        last_reply(&app, conversation).await,
         ("complete".into(), whole)
     );
     assert_eq!(app.count("messages").await, 2, "no new message");
@@ -125,7 +125,7 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
         .await;
     assert_eq!(finished(&events).status, MessageStatus::Complete);
     assert_eq!(
-        last_reply(&app.pool, conversation).await,
+        last_reply(&app, conversation).await,
         ("complete".into(), format!("Hello wör{}", expected_text(5)))
     );
 }
@@ -197,7 +197,7 @@ async fn asking_to_continue_twice_continues_once_and_the_second_ask_follows_it()
     assert_eq!(text_of(&late), text_of(&again));
     assert_eq!(app.fake.requests().len(), 2, "one continuation");
     assert_eq!(
-        last_reply(&app.pool, conversation).await,
+        last_reply(&app, conversation).await,
         ("complete".into(), text_of(&again))
     );
 }

@@ -47,7 +47,7 @@ async fn replies_cut_short_by_a_crash_are_kept_and_marked_interrupted_at_start_u
     // Simulate a crash mid-reply: a reply left `streaming` with some text.
     assert_eq!(app.crash_mid_reply("partial").await, 1);
     assert_eq!(
-        last_reply(&app.pool, conversation).await,
+        last_reply(&app, conversation).await,
         ("interrupted".to_owned(), "partial".to_owned())
     );
 }

@@ -58,7 +58,7 @@ async fn assert_failed(app: &TestApp, events: &[TurnEnvelope], phrase: &str) -> 
             "{error:?} shows internals ({internal})"
         );
     }
-    let stored = last_reply(&app.pool, conversation_of(events)).await;
+    let stored = last_reply(app, conversation_of(events)).await;
     assert_eq!(stored, ("failed".to_owned(), text_of(events)));
     error
 }

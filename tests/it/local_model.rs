@@ -26,7 +26,7 @@ async fn the_local_model_answers_with_no_key_and_no_network() {
     assert!(!usage_estimated, "real token counts");
     assert!(usage.is_some_and(|u| u.input_tokens > 10 && u.output_tokens > 0));
     assert_eq!(
-        last_reply(&app.pool, conversation_of(&events)).await,
+        last_reply(&app, conversation_of(&events)).await,
         ("complete".to_owned(), text)
     );
     assert!(
@@ -74,7 +74,7 @@ async fn stop_ends_local_generation_and_keeps_the_text() {
     let Outcome { status, .. } = finished(&events);
     assert_eq!(*status, MessageStatus::Stopped);
     assert_eq!(
-        last_reply(&app.pool, conversation_of(&events)).await,
+        last_reply(&app, conversation_of(&events)).await,
         ("stopped".to_owned(), text_of(&events))
     );
     // The generation thread is free again: a new turn's first text comes without queueing (it

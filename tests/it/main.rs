@@ -21,6 +21,7 @@ mod long_conversations;
 mod nginx;
 mod ops;
 mod postgres;
+mod postgres_turns;
 mod providers;
 mod quotas;
 mod search;

@@ -82,6 +82,14 @@ pub struct Setup {
     /// Titles asked of the model after the first reply (default: first words only, so that the
     /// tests of everything else see only their own requests and spending).
     pub model_titles: bool,
+    /// Stored on Postgres whatever `RILL_TEST_ENGINE` says (see [`on_postgres`]).
+    pub postgres: bool,
+}
+
+/// Whether the tests' apps store on Postgres: `RILL_TEST_ENGINE=postgres` runs them on a
+/// database of their own in the throwaway cluster (`postgres.rs`), else each has a SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("RILL_TEST_ENGINE").is_ok_and(|engine| engine == "postgres")
 }
 
 /// A clock a test sets and moves (to cross a month boundary).
@@ -206,6 +214,7 @@ impl TestApp {
             clock,
             prices,
             model_titles,
+            postgres,
         } = setup;
         let conversations = ConversationSettings {
             plain_titles: !model_titles,
@@ -216,7 +225,11 @@ impl TestApp {
             .expect("fake provider starts");
         let dir = private_dir();
         let mut config = Config {
-            database: Database::Sqlite(dir.path().join("rill.db")),
+            database: if postgres || on_postgres() {
+                crate::postgres::fresh_database().await
+            } else {
+                Database::Sqlite(dir.path().join("rill.db"))
+            },
             unsafe_file_modes: false,
             owner: "local".into(),
             access,
@@ -303,7 +316,15 @@ impl TestApp {
         };
         let database = db::connect(&config.database).await.expect("database opens");
         // The tests' own statements go through the one writer, like the server's.
-        let pool = database.writer().expect("SQLite").clone();
+        // On Postgres, a test's own SQLite statements fail at once, naming why (they are for
+        // SQLite only so far).
+        let pool = match database.writer() {
+            Ok(writer) => writer.clone(),
+            Err(_) => SqlitePool::connect_lazy(
+                "sqlite:///this-test-app-stores-on-postgres-not-sqlite.db?mode=ro",
+            )
+            .expect("a lazy pool"),
+        };
         let prices = PriceTable::shipped_with(&config.price_overrides).expect("prices");
         let mut models = ModelCatalog::build(&config, local_model, &prices).await;
         for model in extra_models {
@@ -346,12 +367,19 @@ impl TestApp {
     /// Leaves every reply as a kill mid-reply would (`streaming`, with `content` as the last
     /// checkpoint), then runs the start-up recovery; returns how many replies it marked.
     pub async fn crash_mid_reply(&self, content: &str) -> u64 {
-        sqlx::query(
-            "UPDATE messages SET status = 'streaming', content = ? WHERE role = 'assistant'",
-        )
-        .bind(content)
-        .execute(&self.pool)
-        .await
+        let sql = "UPDATE messages SET status = 'streaming', content = $1 WHERE role = 'assistant'";
+        match self.state.db.pools() {
+            db::Pools::Postgres(pool) => sqlx::query(sql)
+                .bind(content)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            db::Pools::Sqlite { .. } => sqlx::query(sql)
+                .bind(content)
+                .execute(&self.pool)
+                .await
+                .map(|_| ()),
+        }
         .expect("update");
         db::interrupt_streaming(&self.state.db)
             .await
@@ -503,11 +531,14 @@ impl TestApp {
         person
     }
 
+    /// Rows in `table`, on either engine.
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&self.pool)
-            .await
-            .expect("count")
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self.state.db.pools() {
+            db::Pools::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
+            db::Pools::Sqlite { .. } => sqlx::query_scalar(&sql).fetch_one(&self.pool).await,
+        }
+        .expect("count")
     }
 
     /// The single-user owner's conversation as `get_conversation` stores it (the newest window).
@@ -642,15 +673,16 @@ where
     }
 }
 
-/// The stored assistant reply of the conversation's last turn: (status, content).
-pub async fn last_reply(pool: &SqlitePool, conversation_id: Uuid) -> (String, String) {
-    sqlx::query_as(
-        "SELECT status, content FROM messages WHERE conversation_id = ? AND role = 'assistant'
-         ORDER BY position DESC LIMIT 1",
-    )
-    .bind(conversation_id.to_string())
-    .fetch_one(pool)
-    .await
+/// The stored assistant reply of the conversation's last turn: (status, content), on either
+/// engine.
+pub async fn last_reply(app: &TestApp, conversation_id: Uuid) -> (String, String) {
+    let sql = "SELECT status, content FROM messages WHERE conversation_id = $1
+                 AND role = 'assistant' ORDER BY position DESC LIMIT 1";
+    let id = conversation_id.to_string();
+    match app.state.db.pools() {
+        db::Pools::Postgres(pool) => sqlx::query_as(sql).bind(id).fetch_one(pool).await,
+        db::Pools::Sqlite { .. } => sqlx::query_as(sql).bind(id).fetch_one(&app.pool).await,
+    }
     .expect("a stored reply")
 }
 

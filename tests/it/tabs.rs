@@ -162,7 +162,7 @@ async fn stop_in_one_tab_stops_the_reply_in_both_and_cuts_the_upstream() {
         "both tabs end with the same text"
     );
     assert_eq!(
-        last_reply(&app.pool, conversation_id).await,
+        last_reply(&app, conversation_id).await,
         ("stopped".to_owned(), text_of(&seen_by_b))
     );
 }

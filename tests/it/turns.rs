@@ -55,7 +55,7 @@ async fn a_turn_streams_every_token_in_order_with_multibyte_text_intact() {
         "priced from the table: {cost_usd:?} != {expected}"
     );
 
-    let stored = last_reply(&app.pool, conversation_of(&events)).await;
+    let stored = last_reply(&app, conversation_of(&events)).await;
     assert_eq!(stored, ("complete".to_owned(), expected_text(40)));
 }
 
@@ -150,7 +150,7 @@ async fn stop_closes_the_provider_connection_and_keeps_the_shown_text_as_stopped
     assert!(expected_text(2_000).starts_with(&shown));
     // Stop returned after the reply was stored: the database holds exactly what was shown.
     assert_eq!(
-        last_reply(&app.pool, conversation_of(&events)).await,
+        last_reply(&app, conversation_of(&events)).await,
         ("stopped".to_owned(), shown)
     );
     assert_eq!(app.fake.completed(), 0);
@@ -236,7 +236,7 @@ async fn a_reader_that_goes_away_without_stop_leaves_the_turn_to_complete() {
     drop(reader);
 
     let deadline = tokio::time::Instant::now() + WAIT;
-    while last_reply(&app.pool, conversation_id).await.0 == "streaming" {
+    while last_reply(&app, conversation_id).await.0 == "streaming" {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the turn did not complete"
@@ -244,7 +244,7 @@ async fn a_reader_that_goes_away_without_stop_leaves_the_turn_to_complete() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        last_reply(&app.pool, conversation_id).await,
+        last_reply(&app, conversation_id).await,
         ("complete".to_owned(), expected_text(30))
     );
     assert!(app.fake.disconnects().is_empty());
@@ -324,10 +324,7 @@ async fn provider_errors_end_the_turn_with_a_specific_message() {
         error.contains("API key") && error.contains("fake failure 401"),
         "{error}"
     );
-    assert_eq!(
-        last_reply(&app.pool, conversation_of(&events)).await.0,
-        "failed"
-    );
+    assert_eq!(last_reply(&app, conversation_of(&events)).await.0, "failed");
     assert_eq!(app.fake.requests().len(), 1, "a bad key is not retried");
 }
 
@@ -349,7 +346,7 @@ async fn a_connection_lost_mid_reply_keeps_the_text_and_says_so() {
     assert_eq!(text_of(&events), expected_text(4));
     assert_eq!(app.fake.requests().len(), 1, "text was shown, so no retry");
     assert_eq!(
-        last_reply(&app.pool, conversation_of(&events)).await,
+        last_reply(&app, conversation_of(&events)).await,
         ("failed".to_owned(), expected_text(4))
     );
 }

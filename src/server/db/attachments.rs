@@ -2,12 +2,11 @@
 //! named by their owner, the links from a turn to the uploads it carries, and their deletion
 //! once nothing uses them.
 
-use sqlx::{Sqlite, Transaction};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{now_ms, Conn, Db, DbError, Owner};
 use crate::model::attachments::{AttachmentKind, AttachmentView};
 
 /// Bytes in one `blob_chunks` row: what is held in memory while a blob is written or read.
@@ -40,12 +39,12 @@ type AttachmentRow = (
     String,
     String,
     Option<i64>,
-    Option<i64>,
+    Option<bool>,
 );
 
 /// Read from `attachments a` joined with `blobs b` and [`PDF_TEXT_JOIN`].
 const ATTACHMENT_COLUMNS: &str =
-    "a.id, a.name, a.kind, b.size, b.mime, a.sha256, length(p.text), p.cut";
+    "a.id, a.name, a.kind, b.size, b.mime, a.sha256, CAST(length(p.text) AS BIGINT), p.cut";
 const PDF_TEXT_JOIN: &str = "LEFT JOIN pdf_texts p ON p.owner = b.owner AND p.sha256 = b.sha256";
 
 fn stored(row: AttachmentRow) -> StoredAttachment {
@@ -57,7 +56,7 @@ fn stored(row: AttachmentRow) -> StoredAttachment {
             size: u64::try_from(size).unwrap_or(0),
             mime,
             kind: AttachmentKind::parse(&kind).unwrap_or(AttachmentKind::File),
-            note: pdf_note(text_length.map(|length| (length, cut == Some(1)))),
+            note: pdf_note(text_length.map(|length| (length, cut == Some(true)))),
         },
         sha256,
     }
@@ -67,7 +66,7 @@ fn stored(row: AttachmentRow) -> StoredAttachment {
 fn pdf_note(text: Option<(i64, bool)>) -> Option<String> {
     match text? {
         (0, _) => Some(
-            "no text in this PDF (a scan?): the model is told it could not read the pages".into(),
+            "no text in this PDF (a scan$1): the model is told it could not read the pages".into(),
         ),
         (_, true) => Some(format!(
             "a long PDF: the model reads its first {} of text",
@@ -79,15 +78,15 @@ fn pdf_note(text: Option<(i64, bool)>) -> Option<String> {
 
 /// Bytes the owner uploaded since `since_ms` (every upload counts, stored anew or not).
 pub async fn uploaded_since(db: &Db, owner: &Owner, since_ms: i64) -> Result<u64, DbError> {
-    let (bytes,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(SUM(b.size), 0) FROM attachments a
+    let (bytes,): (i64,) = on_reader!(db, |pool| sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM attachments a
            JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
-          WHERE a.owner = ? AND a.created_at >= ?",
+          WHERE a.owner = $1 AND a.created_at >= $2",
     )
     .bind(&owner.0)
     .bind(since_ms)
-    .fetch_one(db.reader()?)
-    .await?;
+    .fetch_one(pool)
+    .await)?;
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
 
@@ -100,64 +99,67 @@ pub async fn store_attachment(
     file: &mut (impl AsyncRead + Unpin),
 ) -> Result<StoredAttachment, DbError> {
     let now = now_ms();
-    let mut tx = begin_write(db).await?;
-    let size = i64::try_from(new.size).unwrap_or(i64::MAX);
-    let added = sqlx::query(
-        "INSERT OR IGNORE INTO blobs (owner, sha256, size, mime, created_at)
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&owner.0)
-    .bind(new.sha256)
-    .bind(size)
-    .bind(new.mime)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if added.rows_affected() == 1 {
-        write_chunks(&mut tx, owner, new.sha256, file).await?;
-    }
-    if let Some((text, cut)) = new.pdf_text {
-        sqlx::query(
-            "INSERT OR IGNORE INTO pdf_texts (owner, sha256, text, cut) VALUES (?, ?, ?, ?)",
+    in_transaction!(db, |tx| {
+        let size = i64::try_from(new.size).unwrap_or(i64::MAX);
+        let added = sqlx::query(
+            "INSERT INTO blobs (owner, sha256, size, mime, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
         )
         .bind(&owner.0)
         .bind(new.sha256)
-        .bind(text)
-        .bind(i64::from(cut))
+        .bind(size)
+        .bind(new.mime)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
-    }
-    sqlx::query(
-        "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(TextUuid(new.id))
-    .bind(&owner.0)
-    .bind(new.sha256)
-    .bind(new.name)
-    .bind(new.kind.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(StoredAttachment {
-        view: AttachmentView {
-            id: new.id,
-            name: new.name.to_owned(),
-            size: new.size,
-            mime: new.mime.to_owned(),
-            kind: new.kind,
-            note: pdf_note(
-                new.pdf_text
-                    .map(|(text, cut)| (i64::try_from(text.len()).unwrap_or(i64::MAX), cut)),
-            ),
-        },
-        sha256: new.sha256.to_owned(),
+        if added.rows_affected() == 1 {
+            write_chunks(&mut Conn::from(&mut *tx), owner, new.sha256, file).await?;
+        }
+        if let Some((text, cut)) = new.pdf_text {
+            sqlx::query(
+                "INSERT INTO pdf_texts (owner, sha256, text, cut) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&owner.0)
+            .bind(new.sha256)
+            .bind(text)
+            .bind(cut)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(TextUuid(new.id))
+        .bind(&owner.0)
+        .bind(new.sha256)
+        .bind(new.name)
+        .bind(new.kind.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredAttachment {
+            view: AttachmentView {
+                id: new.id,
+                name: new.name.to_owned(),
+                size: new.size,
+                mime: new.mime.to_owned(),
+                kind: new.kind,
+                note: pdf_note(
+                    new.pdf_text
+                        .map(|(text, cut)| (i64::try_from(text.len()).unwrap_or(i64::MAX), cut)),
+                ),
+            },
+            sha256: new.sha256.to_owned(),
+        })
     })
 }
 
 async fn write_chunks(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut Conn<'_>,
     owner: &Owner,
     sha256: &str,
     file: &mut (impl AsyncRead + Unpin),
@@ -184,13 +186,16 @@ async fn write_chunks(
             return Ok(());
         }
         let data = chunk.get(..filled).unwrap_or_default();
-        sqlx::query("INSERT INTO blob_chunks (owner, sha256, seq, data) VALUES (?, ?, ?, ?)")
-            .bind(&owner.0)
-            .bind(sha256)
-            .bind(seq)
-            .bind(data)
-            .execute(&mut **tx)
-            .await?;
+        on_conn!(conn, |c| sqlx::query(
+            "INSERT INTO blob_chunks (owner, sha256, seq, data) VALUES ($1, $2, $3, $4)"
+        )
+        .bind(&owner.0)
+        .bind(sha256)
+        .bind(seq)
+        .bind(data)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
         seq += 1;
         if filled < CHUNK_BYTES {
             return Ok(());
@@ -204,15 +209,15 @@ pub async fn find_attachment(
     owner: &Owner,
     id: Uuid,
 ) -> Result<Option<StoredAttachment>, DbError> {
-    let row: Option<AttachmentRow> = sqlx::query_as(&format!(
+    let row: Option<AttachmentRow> = on_reader!(db, |pool| sqlx::query_as(&format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM attachments a
            JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
-          WHERE a.id = ? AND a.owner = ?"
+          WHERE a.id = $1 AND a.owner = $2"
     ))
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+    .fetch_optional(pool)
+    .await)?;
     Ok(row.map(stored))
 }
 
@@ -223,24 +228,26 @@ pub async fn blob_chunk(
     sha256: &str,
     seq: i64,
 ) -> Result<Option<Vec<u8>>, DbError> {
-    let row: Option<(Vec<u8>,)> =
-        sqlx::query_as("SELECT data FROM blob_chunks WHERE owner = ? AND sha256 = ? AND seq = ?")
-            .bind(&owner.0)
-            .bind(sha256)
-            .bind(seq)
-            .fetch_optional(db.reader()?)
-            .await?;
+    let row: Option<(Vec<u8>,)> = on_reader!(db, |pool| sqlx::query_as(
+        "SELECT data FROM blob_chunks WHERE owner = $1 AND sha256 = $2 AND seq = $3"
+    )
+    .bind(&owner.0)
+    .bind(sha256)
+    .bind(seq)
+    .fetch_optional(pool)
+    .await)?;
     Ok(row.map(|(data,)| data))
 }
 
 /// The owner's blob whole (for a prompt: text and images the model is sent whole anyway).
 pub async fn blob_bytes(db: &Db, owner: &Owner, sha256: &str) -> Result<Vec<u8>, DbError> {
-    let chunks: Vec<(Vec<u8>,)> =
-        sqlx::query_as("SELECT data FROM blob_chunks WHERE owner = ? AND sha256 = ? ORDER BY seq")
-            .bind(&owner.0)
-            .bind(sha256)
-            .fetch_all(db.reader()?)
-            .await?;
+    let chunks: Vec<(Vec<u8>,)> = on_reader!(db, |pool| sqlx::query_as(
+        "SELECT data FROM blob_chunks WHERE owner = $1 AND sha256 = $2 ORDER BY seq"
+    )
+    .bind(&owner.0)
+    .bind(sha256)
+    .fetch_all(pool)
+    .await)?;
     Ok(chunks.into_iter().flat_map(|(data,)| data).collect())
 }
 
@@ -250,13 +257,14 @@ pub async fn pdf_text(
     owner: &Owner,
     sha256: &str,
 ) -> Result<Option<(String, bool)>, DbError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT text, cut FROM pdf_texts WHERE owner = ? AND sha256 = ?")
-            .bind(&owner.0)
-            .bind(sha256)
-            .fetch_optional(db.reader()?)
-            .await?;
-    Ok(row.map(|(text, cut)| (text, cut == 1)))
+    let row: Option<(String, bool)> = on_reader!(db, |pool| sqlx::query_as(
+        "SELECT text, cut FROM pdf_texts WHERE owner = $1 AND sha256 = $2"
+    )
+    .bind(&owner.0)
+    .bind(sha256)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(row)
 }
 
 /// Why uploads could not go with a turn.
@@ -277,50 +285,51 @@ pub async fn link_to_turn(
     ids: &[Uuid],
     max_total: u64,
 ) -> Result<Result<(), CannotLink>, DbError> {
-    let mut tx = begin_write(db).await?;
-    let sent = sqlx::query(
-        "SELECT 1 FROM messages WHERE turn_id = ?1
-         UNION ALL SELECT 1 FROM turn_attachments WHERE owner = ?2 AND turn_id = ?1 LIMIT 1",
-    )
-    .bind(TextUuid(turn_id))
-    .bind(&owner.0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if sent.is_some() {
-        return Ok(Ok(()));
-    }
-    let mut total: u64 = 0;
-    for (position, id) in ids.iter().enumerate() {
-        let size: Option<(i64,)> = sqlx::query_as(
-            "SELECT b.size FROM attachments a
-               JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
-              WHERE a.id = ? AND a.owner = ?",
+    in_transaction!(db, |tx| {
+        let sent = sqlx::query(
+            "SELECT 1 FROM messages WHERE turn_id = $1
+             UNION ALL SELECT 1 FROM turn_attachments WHERE owner = $2 AND turn_id = $1 LIMIT 1",
         )
-        .bind(TextUuid(*id))
+        .bind(TextUuid(turn_id))
         .bind(&owner.0)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((size,)) = size else {
-            return Ok(Err(CannotLink::Unknown));
-        };
-        total = total.saturating_add(u64::try_from(size).unwrap_or(0));
-        sqlx::query(
-            "INSERT INTO turn_attachments (owner, turn_id, position, attachment_id)
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(&owner.0)
-        .bind(TextUuid(turn_id))
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .bind(TextUuid(*id))
-        .execute(&mut *tx)
-        .await?;
-    }
-    if total > max_total {
-        // Dropping the transaction rolls the links back.
-        return Ok(Err(CannotLink::TooLarge { total }));
-    }
-    tx.commit().await?;
-    Ok(Ok(()))
+        if sent.is_some() {
+            return Ok(Ok(()));
+        }
+        let mut total: u64 = 0;
+        for (position, id) in ids.iter().enumerate() {
+            let size: Option<(i64,)> = sqlx::query_as(
+                "SELECT b.size FROM attachments a
+                   JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+                  WHERE a.id = $1 AND a.owner = $2",
+            )
+            .bind(TextUuid(*id))
+            .bind(&owner.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((size,)) = size else {
+                return Ok(Err(CannotLink::Unknown));
+            };
+            total = total.saturating_add(u64::try_from(size).unwrap_or(0));
+            sqlx::query(
+                "INSERT INTO turn_attachments (owner, turn_id, position, attachment_id)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&owner.0)
+            .bind(TextUuid(turn_id))
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(TextUuid(*id))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if total > max_total {
+            // Dropping the transaction rolls the links back.
+            return Ok(Err(CannotLink::TooLarge { total }));
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    })
 }
 
 /// The uploads each of `turn_ids` carries (the owner's links only), in their order.
@@ -329,35 +338,28 @@ pub async fn turn_attachments(
     owner: &Owner,
     turn_id: Uuid,
 ) -> Result<Vec<StoredAttachment>, DbError> {
-    let rows: Vec<AttachmentRow> = sqlx::query_as(&format!(
+    let rows: Vec<AttachmentRow> = on_reader!(db, |pool| sqlx::query_as(&format!(
         "SELECT {ATTACHMENT_COLUMNS} FROM turn_attachments t
            JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
            JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
-          WHERE t.owner = ? AND t.turn_id = ?
+          WHERE t.owner = $1 AND t.turn_id = $2
           ORDER BY t.position"
     ))
     .bind(&owner.0)
     .bind(TextUuid(turn_id))
-    .fetch_all(db.reader()?)
-    .await?;
+    .fetch_all(pool)
+    .await)?;
     Ok(rows.into_iter().map(stored).collect())
 }
 
 /// In a purge's transaction: the links of the doomed conversations' turns, the uploads no
 /// other turn links, and the blobs no upload holds. `doomed` selects the conversations' ids
-/// with `?1` as its one parameter (`before_ms`).
+/// with `$1` as its one parameter (`before_ms`).
 pub(super) async fn purge_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut Conn<'_>,
     doomed: &str,
     before_ms: i64,
 ) -> Result<(), DbError> {
-    // The uploads the doomed turns carried, remembered before their links go.
-    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS purged_attachments (id TEXT PRIMARY KEY)")
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM purged_attachments")
-        .execute(&mut **tx)
-        .await?;
     // A turn's links are doomed with its conversation (scoped by the conversation's owner).
     let doomed_link = |t: &str| {
         format!(
@@ -366,56 +368,64 @@ pub(super) async fn purge_in(
                         AND c.id IN ({doomed}))"
         )
     };
-    sqlx::query(&format!(
-        "INSERT OR IGNORE INTO purged_attachments
-         SELECT t.attachment_id FROM turn_attachments t WHERE {}",
+    let remember = format!(
+        "INSERT INTO purged_attachments
+         SELECT t.attachment_id FROM turn_attachments t WHERE {}
+         ON CONFLICT DO NOTHING",
         doomed_link("t")
-    ))
-    .bind(before_ms)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(&format!(
+    );
+    let unlink = format!(
         "DELETE FROM turn_attachments WHERE {}",
         doomed_link("turn_attachments")
-    ))
-    .bind(before_ms)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM attachments WHERE id IN (SELECT id FROM purged_attachments)
-            AND NOT EXISTS (SELECT 1 FROM turn_attachments t WHERE t.attachment_id = attachments.id)",
-    )
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM purged_attachments")
-        .execute(&mut **tx)
+    );
+    on_conn!(conn, |c| {
+        // The uploads the doomed turns carried, remembered before their links go.
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS purged_attachments (id TEXT PRIMARY KEY)")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM purged_attachments")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(&remember)
+            .bind(before_ms)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(&unlink)
+            .bind(before_ms)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(
+            "DELETE FROM attachments WHERE id IN (SELECT id FROM purged_attachments)
+                AND NOT EXISTS (SELECT 1 FROM turn_attachments t
+                                 WHERE t.attachment_id = attachments.id)",
+        )
+        .execute(&mut *c)
         .await?;
-    delete_unheld_blobs(tx).await
+        sqlx::query("DELETE FROM purged_attachments")
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(DELETE_UNHELD_BLOBS).execute(&mut *c).await?;
+    });
+    Ok(())
 }
 
 /// Blobs no upload holds (their chunks go with them).
-async fn delete_unheld_blobs(tx: &mut Transaction<'static, Sqlite>) -> Result<(), DbError> {
-    sqlx::query(
-        "DELETE FROM blobs WHERE NOT EXISTS (
-             SELECT 1 FROM attachments a WHERE a.owner = blobs.owner AND a.sha256 = blobs.sha256)",
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+const DELETE_UNHELD_BLOBS: &str = "DELETE FROM blobs WHERE NOT EXISTS (
+     SELECT 1 FROM attachments a WHERE a.owner = blobs.owner AND a.sha256 = blobs.sha256)";
 
 /// Uploads never sent, made before `before_ms`, and the blobs nobody holds after them. How
 /// many uploads went.
 pub async fn delete_unsent(db: &Db, before_ms: i64) -> Result<u64, DbError> {
-    let mut tx = begin_write(db).await?;
-    let gone = sqlx::query(
-        "DELETE FROM attachments WHERE created_at < ?
-            AND NOT EXISTS (SELECT 1 FROM turn_attachments t WHERE t.attachment_id = attachments.id)",
-    )
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    delete_unheld_blobs(&mut tx).await?;
-    tx.commit().await?;
-    Ok(gone.rows_affected())
+    in_transaction!(db, |tx| {
+        let gone = sqlx::query(
+            "DELETE FROM attachments WHERE created_at < $1
+                AND NOT EXISTS (SELECT 1 FROM turn_attachments t WHERE t.attachment_id = attachments.id)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(DELETE_UNHELD_BLOBS).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(gone.rows_affected())
+    })
 }

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{Database, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::DbError;
+use super::{Conn, DbError, Pools};
 
 /// Most writes one transaction holds: every asker in a batch waits for its commit.
 const MOST: usize = 256;
@@ -30,7 +30,7 @@ pub(super) enum Written<T> {
 }
 
 /// A write, ready to run on the batch's connection.
-type Work = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Done> + Send>;
+type Work = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Done> + Send>;
 
 /// A write that ran: whether to keep it, and how to answer its asker once the batch's fate is
 /// known (`None`: committed).
@@ -61,9 +61,9 @@ impl std::fmt::Debug for Batcher {
 }
 
 impl Batcher {
-    /// Starts the batch writer on `writer` (call inside the runtime). It ends once every
-    /// `Batcher` is dropped.
-    pub(super) fn start(writer: SqlitePool) -> Self {
+    /// Starts the batch writer on the engine's writer (call inside the runtime). It ends once
+    /// every `Batcher` is dropped.
+    pub(super) fn start(writer: Pools) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let batches = Arc::new(AtomicU64::new(0));
         tokio::spawn(write_batches(writer, jobs, batches.clone()));
@@ -79,9 +79,7 @@ impl Batcher {
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Written<T>, DbError>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<Written<T>, DbError>> + Send + 'static,
     {
         let (tell, told) = oneshot::channel::<Result<T, DbError>>();
         let job: Work = Box::new(move |conn| {
@@ -140,11 +138,7 @@ impl Drop for Pending<'_> {
 
 /// The batch writer: every write waiting (up to [`MOST`]) in one transaction, until the
 /// askers are gone.
-async fn write_batches(
-    writer: SqlitePool,
-    mut jobs: mpsc::Receiver<Work>,
-    batches: Arc<AtomicU64>,
-) {
+async fn write_batches(writer: Pools, mut jobs: mpsc::Receiver<Work>, batches: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MOST);
     while jobs.recv_many(&mut batch, MOST).await > 0 {
         let size = batch.len();
@@ -169,19 +163,36 @@ async fn write_batches(
 }
 
 /// Runs `batch` in one transaction, each write in its savepoint; what ran goes to `done`. A
-/// write that did not run (the batch failed first) is dropped, which answers its asker.
-async fn run(writer: &SqlitePool, batch: Vec<Work>, done: &mut Vec<Done>) -> Result<(), DbError> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+/// write that did not run (the batch failed first) is dropped, which answers its asker. On
+/// SQLite the transaction takes the write lock up front; on Postgres each replica batches its
+/// own writes, and the rows they touch are locked as on any transaction.
+async fn run(writer: &Pools, batch: Vec<Work>, done: &mut Vec<Done>) -> Result<(), DbError> {
+    match writer {
+        Pools::Sqlite { writer, .. } => {
+            run_in(writer.begin_with("BEGIN IMMEDIATE").await?, batch, done).await
+        }
+        Pools::Postgres(pool) => run_in(pool.begin().await?, batch, done).await,
+    }
+}
+
+async fn run_in<DB: Database>(
+    mut tx: Transaction<'static, DB>,
+    batch: Vec<Work>,
+    done: &mut Vec<Done>,
+) -> Result<(), DbError>
+where
+    for<'c> Conn<'c>: From<&'c mut DB::Connection>,
+{
     for work in batch {
-        let mut savepoint = tx.begin().await?;
-        let write = work(&mut savepoint).await;
+        let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+        let write = work(Conn::from(&mut *savepoint)).await;
         let keep = write.keep;
         done.push(write);
         if keep {
             savepoint.commit().await?;
         } else {
-            // Fails if SQLite rolled the whole transaction back (a full disk, say): then the
-            // batch fails, and nothing of it was stored.
+            // Fails if the engine rolled the whole transaction back (a full disk, say): then
+            // the batch fails, and nothing of it was stored.
             savepoint.rollback().await?;
         }
     }

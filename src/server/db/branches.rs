@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::ids::TextUuid;
 use super::messages::MessageRow;
-use super::{Db, DbError, Owner};
+use super::{Conn, Db, DbError, Owner};
 
 /// The messages of a branch's newest turns, newest first: the turn `last` and those before it,
 /// at most `turns` turns, and none before `stop_at` once that is met; `columns` as in
@@ -13,7 +13,7 @@ use super::{Db, DbError, Owner};
 /// a question by its turn id, so the cost is that of the turns read, whatever the branch's
 /// length.
 pub(super) async fn newest_turns(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     conversation_id: Uuid,
     last: Uuid,
     stop_at: Option<Uuid>,
@@ -23,41 +23,47 @@ pub(super) async fn newest_turns(
     // `CROSS JOIN` keeps the walk's few turns the outer loop, and `+` keeps the conversation's
     // index out of the inner one: each message is found by its turn id. (Without the `+`,
     // SQLite scanned the conversation's messages once per turn walked: 28 ms at 5,000 turns.)
-    Ok(sqlx::query_as(&format!(
+    // Postgres's planner needs neither hint (and has no `CROSS JOIN … ON`, nor `+` on text).
+    let (join, plus) = match conn {
+        Conn::Sqlite(_) => ("CROSS JOIN", "+"),
+        Conn::Postgres(_) => ("JOIN", ""),
+    };
+    let sql = format!(
         "WITH RECURSIVE branch(tid, depth) AS (
-             SELECT ?1, 1
+             SELECT CAST($1 AS TEXT), 1
              UNION ALL
              SELECT m.parent_turn_id, b.depth + 1 FROM branch b JOIN messages m ON m.turn_id = b.tid
               WHERE m.role = 'user' AND m.parent_turn_id IS NOT NULL
-                AND b.tid IS NOT ?2 AND b.depth < ?3)
-         SELECT {columns} FROM branch CROSS JOIN messages ON messages.turn_id = branch.tid
-          WHERE +messages.conversation_id = ?4
+                AND b.tid IS DISTINCT FROM $2 AND b.depth < $3)
+         SELECT {columns} FROM branch {join} messages ON messages.turn_id = branch.tid
+          WHERE {plus}messages.conversation_id = $4
           ORDER BY messages.position DESC"
-    ))
-    .bind(TextUuid(last))
-    .bind(stop_at.map(TextUuid))
-    .bind(turns)
-    .bind(TextUuid(conversation_id))
-    .fetch_all(executor)
-    .await?)
+    );
+    Ok(on_conn!(conn, |c| sqlx::query_as(&sql)
+        .bind(TextUuid(last))
+        .bind(stop_at.map(TextUuid))
+        .bind(i64::from(turns))
+        .bind(TextUuid(conversation_id))
+        .fetch_all(c)
+        .await)?)
 }
 
 /// The turn before the one holding the message at `position` (`None`: that is the first turn,
 /// or there is no such message).
 pub(super) async fn turn_before_position(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     conversation_id: Uuid,
     position: u32,
 ) -> Result<Option<Uuid>, DbError> {
-    let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
+    let found: Option<(Option<TextUuid>,)> = on_conn!(conn, |c| sqlx::query_as(
         "SELECT q.parent_turn_id FROM messages a
            JOIN messages q ON q.turn_id = a.turn_id AND q.role = 'user'
-          WHERE a.conversation_id = ? AND a.position = ?",
+          WHERE a.conversation_id = $1 AND a.position = $2",
     )
     .bind(TextUuid(conversation_id))
-    .bind(position)
-    .fetch_optional(executor)
-    .await?;
+    .bind(i64::from(position))
+    .fetch_optional(c)
+    .await)?;
     Ok(found.and_then(|(parent,)| parent).map(|p| p.0))
 }
 
@@ -66,7 +72,7 @@ pub(super) async fn turn_before_position(
 /// have some. Read through the index of questions by parent, so a page's worth costs the same
 /// in any conversation.
 pub(super) async fn alternatives(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     conversation_id: Uuid,
     parents: &[Option<Uuid>],
 ) -> Result<Vec<(Uuid, Vec<Uuid>)>, DbError> {
@@ -76,22 +82,29 @@ pub(super) async fn alternatives(
     // conversation's questions), put in the order they were asked here.
     let query = format!(
         "SELECT turn_id, parent_turn_id, position FROM messages
-          WHERE conversation_id = ?1 AND role = 'user' AND parent_turn_id IN ({})
+          WHERE conversation_id = $1 AND role = 'user' AND parent_turn_id IN ({})
          UNION ALL
          SELECT turn_id, parent_turn_id, position FROM messages
-          WHERE conversation_id = ?1 AND role = 'user' AND parent_turn_id IS NULL AND ?2",
-        (3..3 + known.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+          WHERE conversation_id = $1 AND role = 'user' AND parent_turn_id IS NULL AND $2",
+        // (`IN ()` is SQLite's alone; `IN (NULL)` matches nothing on both.)
+        if known.is_empty() {
+            "NULL".to_owned()
+        } else {
+            (3..3 + known.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
-    let mut rows = sqlx::query_as::<_, (TextUuid, Option<TextUuid>, i64)>(&query)
-        .bind(TextUuid(conversation_id))
-        .bind(first);
-    for parent in known {
-        rows = rows.bind(TextUuid(parent));
-    }
-    let mut rows = rows.fetch_all(executor).await?;
+    let mut rows = on_conn!(conn, |c| {
+        let mut rows = sqlx::query_as::<_, (TextUuid, Option<TextUuid>, i64)>(&query)
+            .bind(TextUuid(conversation_id))
+            .bind(first);
+        for parent in &known {
+            rows = rows.bind(TextUuid(*parent));
+        }
+        rows.fetch_all(c).await
+    })?;
     rows.sort_by_key(|(_, _, position)| *position);
     let mut families: Vec<(Option<TextUuid>, Vec<Uuid>)> = Vec::new();
     for (TextUuid(turn_id), parent, _) in rows {
@@ -127,41 +140,44 @@ pub async fn switch_branch(
     conversation_id: Uuid,
     turn_id: Uuid,
 ) -> Result<SwitchBranch, DbError> {
-    let mut tx = super::begin_write(db).await?;
-    let known = sqlx::query(
-        "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
-         WHERE m.turn_id = ? AND m.role = 'user' AND c.id = ? AND c.owner = ? AND c.deleted_at IS NULL",
-    )
-    .bind(TextUuid(turn_id))
-    .bind(TextUuid(conversation_id))
-    .bind(&owner.0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if known.is_none() {
-        return Ok(SwitchBranch::NoSuchTurn);
-    }
-    if super::lookups::streaming_reply(&mut tx, conversation_id).await? {
-        return Ok(SwitchBranch::Busy);
-    }
-    let (leaf,): (TextUuid,) = sqlx::query_as(
-        "WITH RECURSIVE down(turn_id, depth) AS (
-             SELECT ?1, 0
-             UNION ALL
-             SELECT (SELECT m.turn_id FROM messages m
-                     WHERE m.conversation_id = ?2 AND m.role = 'user' AND m.parent_turn_id = d.turn_id
-                     ORDER BY m.position DESC LIMIT 1), d.depth + 1
-             FROM down d WHERE d.turn_id IS NOT NULL)
-         SELECT turn_id FROM down WHERE turn_id IS NOT NULL ORDER BY depth DESC LIMIT 1",
-    )
-    .bind(TextUuid(turn_id))
-    .bind(TextUuid(conversation_id))
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE conversations SET current_turn_id = ? WHERE id = ?")
-        .bind(leaf)
+    in_transaction!(db, |tx| {
+        let known = sqlx::query(
+            "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.turn_id = $1 AND m.role = 'user' AND c.id = $2 AND c.owner = $3
+               AND c.deleted_at IS NULL",
+        )
+        .bind(TextUuid(turn_id))
         .bind(TextUuid(conversation_id))
-        .execute(&mut *tx)
+        .bind(&owner.0)
+        .fetch_optional(&mut *tx)
         .await?;
-    tx.commit().await?;
-    Ok(SwitchBranch::Switched)
+        if known.is_none() {
+            return Ok(SwitchBranch::NoSuchTurn);
+        }
+        if super::lookups::streaming_reply(&mut Conn::from(&mut *tx), conversation_id).await? {
+            return Ok(SwitchBranch::Busy);
+        }
+        let (leaf,): (TextUuid,) = sqlx::query_as(
+            "WITH RECURSIVE down(turn_id, depth) AS (
+                 SELECT CAST($1 AS TEXT), 0
+                 UNION ALL
+                 SELECT (SELECT m.turn_id FROM messages m
+                         WHERE m.conversation_id = $2 AND m.role = 'user'
+                           AND m.parent_turn_id = d.turn_id
+                         ORDER BY m.position DESC LIMIT 1), d.depth + 1
+                 FROM down d WHERE d.turn_id IS NOT NULL)
+             SELECT turn_id FROM down WHERE turn_id IS NOT NULL ORDER BY depth DESC LIMIT 1",
+        )
+        .bind(TextUuid(turn_id))
+        .bind(TextUuid(conversation_id))
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET current_turn_id = $1 WHERE id = $2")
+            .bind(leaf)
+            .bind(TextUuid(conversation_id))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(SwitchBranch::Switched)
+    })
 }

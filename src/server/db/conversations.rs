@@ -10,7 +10,7 @@ use super::ids::TextUuid;
 use super::lookups::{conversation_row, ConversationRow};
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
 use super::totals;
-use super::{begin_write, now_ms, Db, DbError, Engine, Owner};
+use super::{now_ms, Conn, Db, DbError, Engine, Owner};
 use crate::model::{
     ConversationCursor, ConversationSummary, ConversationView, MessageView, PromptRevision, Role,
     Totals, CONVERSATIONS_PAGE,
@@ -129,7 +129,9 @@ pub async fn set_pinned(db: &Db, owner: &Owner, id: Uuid, pinned: bool) -> Resul
 
 /// Whether the conversation exists for this owner.
 pub async fn conversation_exists(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
-    Ok(conversation_row(db.reader()?, owner, id).await?.is_some())
+    Ok(conversation_row(&mut db.read().await?.conn(), owner, id)
+        .await?
+        .is_some())
 }
 
 /// Messages a conversation is opened with at most (the newest; older ones on request).
@@ -149,19 +151,20 @@ pub async fn get_conversation(
     id: Uuid,
     before: Option<u32>,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = conversation_row(db.reader()?, owner, id).await? else {
+    let mut held = db.read().await?;
+    let conn = &mut held.conn();
+    let Some(row) = conversation_row(conn, owner, id).await? else {
         return Ok(None);
     };
     // The branch on screen, newest first: from the current turn (or the turn before the
     // window the page has) back, one turn more than a window holds (to know of older ones).
     let last = match before {
         None => row.current_turn_id.map(|t| t.0),
-        Some(position) => branches::turn_before_position(db.reader()?, id, position).await?,
+        Some(position) => branches::turn_before_position(conn, id, position).await?,
     };
     let mut rows: Vec<MessageRow> = match last {
         Some(last) => {
-            branches::newest_turns(db.reader()?, id, last, None, WINDOW_TURNS, MESSAGE_COLUMNS)
-                .await?
+            branches::newest_turns(conn, id, last, None, WINDOW_TURNS, MESSAGE_COLUMNS).await?
         }
         None => Vec::new(),
     };
@@ -186,7 +189,7 @@ pub async fn get_conversation(
         older = true;
         rows.truncate(kept);
     }
-    view_of(db, id, row, rows, older).await.map(Some)
+    view_of(conn, id, row, rows, older).await.map(Some)
 }
 
 /// Turns read at most to open a conversation at a message (a search result): from the end of
@@ -203,33 +206,28 @@ pub async fn get_conversation_through(
     id: Uuid,
     turn: Uuid,
 ) -> Result<Option<ConversationView>, DbError> {
-    let Some(row) = conversation_row(db.reader()?, owner, id).await? else {
+    let mut held = db.read().await?;
+    let conn = &mut held.conn();
+    let Some(row) = conversation_row(conn, owner, id).await? else {
         return Ok(None);
     };
     let Some(last) = row.current_turn_id.map(|t| t.0) else {
         return Ok(None);
     };
-    let rows = branches::newest_turns(
-        db.reader()?,
-        id,
-        last,
-        Some(turn),
-        THROUGH_TURNS,
-        MESSAGE_COLUMNS,
-    )
-    .await?;
+    let rows =
+        branches::newest_turns(conn, id, last, Some(turn), THROUGH_TURNS, MESSAGE_COLUMNS).await?;
     // Newest first: the oldest read is the found turn's question, if the walk reached it.
     let Some(first) = rows.last().filter(|m| m.turn_id.0 == turn) else {
         return Ok(None);
     };
     let older = first.parent_turn_id.is_some();
-    view_of(db, id, row, rows, older).await.map(Some)
+    view_of(conn, id, row, rows, older).await.map(Some)
 }
 
 /// The page's view of `rows` (a branch's messages, newest first, whole turns); `older`: the
 /// branch goes on before them.
 async fn view_of(
-    db: &Db,
+    conn: &mut Conn<'_>,
     id: Uuid,
     row: ConversationRow,
     mut rows: Vec<MessageRow>,
@@ -240,7 +238,7 @@ async fn view_of(
         .then(|| rows.first().map(|m| u32::try_from(m.position).unwrap_or(0)))
         .flatten();
     let older_totals = match rows.first().filter(|_| older_before.is_some()) {
-        Some(first) => totals::prior(db.reader()?, first.turn_id.0).await?,
+        Some(first) => totals::prior(conn, first.turn_id.0).await?,
         None => Totals::default(),
     };
     let parents: Vec<Option<Uuid>> = rows
@@ -248,7 +246,7 @@ async fn view_of(
         .filter(|m| m.role == Role::User)
         .map(|m| m.parent_turn_id.map(|p| p.0))
         .collect();
-    let alternatives = branches::alternatives(db.reader()?, id, &parents).await?;
+    let alternatives = branches::alternatives(conn, id, &parents).await?;
     // The revisions the window's replies were written with, and the one in effect.
     let used: std::collections::BTreeSet<i64> = rows
         .iter()
@@ -257,14 +255,19 @@ async fn view_of(
         .collect();
     let query = format!(
         "SELECT revision, text FROM system_prompts
-          WHERE conversation_id = ? AND revision IN ({}) ORDER BY revision",
-        vec!["?"; used.len()].join(", ")
+          WHERE conversation_id = $1 AND revision IN ({}) ORDER BY revision",
+        (2..2 + used.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(TextUuid(id));
-    for revision in &used {
-        revisions = revisions.bind(revision);
-    }
-    let revisions = revisions.fetch_all(db.reader()?).await?;
+    let revisions = on_conn!(conn, |c| {
+        let mut revisions = sqlx::query_as::<_, (i64, String)>(&query).bind(TextUuid(id));
+        for revision in &used {
+            revisions = revisions.bind(revision);
+        }
+        revisions.fetch_all(c).await
+    })?;
     let messages = rows;
     Ok(ConversationView {
         id,
@@ -307,30 +310,34 @@ pub async fn rename_conversation(
     id: Uuid,
     title: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET title = ?, title_source = 'person'
-          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    let done = on_writer!(db, |pool| sqlx::query(
+        "UPDATE conversations SET title = $1, title_source = 'person'
+          WHERE id = $2 AND owner = $3 AND deleted_at IS NULL",
     )
     .bind(title)
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Deletes a conversation for its owner: from now on it is found nowhere, until
 /// [`restore_conversation`] undoes it or [`purge_deleted`] empties it.
 pub async fn delete_conversation(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    let done = on_writer!(db, |pool| {
+        sqlx::query(
+        "UPDATE conversations SET deleted_at = $1 WHERE id = $2 AND owner = $3 AND deleted_at IS NULL",
     )
     .bind(now_ms())
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
 }
 
 /// Undoes a delete made at most `within` ago; false once that is too late (or never was).
@@ -341,58 +348,60 @@ pub async fn restore_conversation(
     within: Duration,
 ) -> Result<bool, DbError> {
     let since = now_ms().saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
-    let done = sqlx::query(
+    let done = on_writer!(db, |pool| sqlx::query(
         "UPDATE conversations SET deleted_at = NULL
-         WHERE id = ? AND owner = ? AND deleted_at >= ? AND purged_at IS NULL",
+         WHERE id = $1 AND owner = $2 AND deleted_at >= $3 AND purged_at IS NULL",
     )
     .bind(TextUuid(id))
     .bind(&owner.0)
     .bind(since)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Empties the text of conversations deleted before `before_ms` (every owner's): title, system
 /// prompts, messages (thinking and renderings included), error details and share links. Tokens and costs stay, since
 /// spending limits count them. How many conversations were purged.
 pub async fn purge_deleted(db: &Db, before_ms: i64) -> Result<u64, DbError> {
-    let mut tx = begin_write(db).await?;
-    let doomed = "SELECT id FROM conversations
-                  WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL";
-    sqlx::query(&format!(
-        "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
-             error = NULL, error_detail = NULL
-         WHERE conversation_id IN ({doomed})"
-    ))
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    // Its share links go for good (deleting it alone already made them answer 404).
-    sqlx::query(&format!(
-        "DELETE FROM shares WHERE conversation_id IN ({doomed})"
-    ))
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "DELETE FROM system_prompts WHERE conversation_id IN ({doomed})"
-    ))
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    // Files its questions carried, and their bytes once nobody else's question holds them.
-    super::attachments::purge_in(&mut tx, doomed, before_ms).await?;
-    let purged = sqlx::query(
-        "UPDATE conversations SET title = '', system_prompt = '', purged_at = ?2
-         WHERE deleted_at IS NOT NULL AND deleted_at < ?1 AND purged_at IS NULL",
-    )
-    .bind(before_ms)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(purged.rows_affected())
+    in_transaction!(db, |tx| {
+        let doomed = "SELECT id FROM conversations
+                      WHERE deleted_at IS NOT NULL AND deleted_at < $1 AND purged_at IS NULL";
+        sqlx::query(&format!(
+            "UPDATE messages SET content = '', thinking = '', html = NULL, html_version = NULL,
+                 error = NULL, error_detail = NULL
+             WHERE conversation_id IN ({doomed})"
+        ))
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        // Its share links go for good (deleting it alone already made them answer 404).
+        sqlx::query(&format!(
+            "DELETE FROM shares WHERE conversation_id IN ({doomed})"
+        ))
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "DELETE FROM system_prompts WHERE conversation_id IN ({doomed})"
+        ))
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        // Files its questions carried, and their bytes once nobody else's question holds them.
+        super::attachments::purge_in(&mut Conn::from(&mut *tx), doomed, before_ms).await?;
+        let purged = sqlx::query(
+            "UPDATE conversations SET title = '', system_prompt = '', purged_at = $2
+             WHERE deleted_at IS NOT NULL AND deleted_at < $1 AND purged_at IS NULL",
+        )
+        .bind(before_ms)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(purged.rows_affected())
+    })
 }
 
 /// Returns false if the conversation does not exist for this owner.
@@ -413,14 +422,17 @@ async fn set_metadata(
     column: &'static str,
     value: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query(&format!(
-        "UPDATE conversations SET {column} = ?, updated_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL"
+    let done = on_writer!(db, |pool| {
+        sqlx::query(&format!(
+        "UPDATE conversations SET {column} = $1, updated_at = $2 WHERE id = $3 AND owner = $4 AND deleted_at IS NULL"
     ))
     .bind(value)
     .bind(now_ms())
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
 }

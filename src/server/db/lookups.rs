@@ -1,11 +1,10 @@
 //! Reads the topics share, kept below them all: a conversation's row as its owner may see it, and
 //! whether it has a reply streaming.
 
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::{DbError, Owner};
+use super::{Conn, DbError, Owner};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ConversationRow {
@@ -24,30 +23,32 @@ impl ConversationRow {
 }
 
 pub(super) async fn conversation_row(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     owner: &Owner,
     id: Uuid,
 ) -> Result<Option<ConversationRow>, DbError> {
-    Ok(sqlx::query_as(
+    Ok(on_conn!(conn, |c| {
+        sqlx::query_as(
         "SELECT title, model, system_prompt, system_prompt_revision, current_turn_id FROM conversations
-         WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+         WHERE id = $1 AND owner = $2 AND deleted_at IS NULL",
     )
     .bind(TextUuid(id))
     .bind(&owner.0)
-    .fetch_optional(executor)
-    .await?)
+    .fetch_optional(c)
+    .await
+    })?)
 }
 
 /// True if the conversation has a reply streaming now.
 pub(super) async fn streaming_reply(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     conversation_id: Uuid,
 ) -> Result<bool, DbError> {
-    Ok(
-        sqlx::query("SELECT 1 FROM messages WHERE conversation_id = ? AND status = 'streaming'")
-            .bind(TextUuid(conversation_id))
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some(),
+    Ok(on_conn!(conn, |c| sqlx::query(
+        "SELECT 1 FROM messages WHERE conversation_id = $1 AND status = 'streaming'"
     )
+    .bind(TextUuid(conversation_id))
+    .fetch_optional(c)
+    .await
+    .map(|row| row.is_some()))?)
 }

@@ -4,13 +4,22 @@
 use super::ids::TextUuid;
 use crate::model::{MessageStatus, MessageView, Outcome, Role, Usage};
 
-/// A `messages` row's owner check (see the module note); the owner is bound at its bare `?`, so
-/// the query's other parameters must be bare too (sqlx numbers bare ones apart from `?N`).
-pub(super) const OWNED: &str =
-    "EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.owner = ?)";
-/// [`OWNED`], and the conversation not deleted: what a person may see.
-pub(super) const OWNED_AND_LIVE: &str = "EXISTS (SELECT 1 FROM conversations c
-    WHERE c.id = messages.conversation_id AND c.owner = ? AND c.deleted_at IS NULL)";
+/// A `messages` row's owner check (see the module note), the owner bound as parameter `$owner`.
+pub(super) fn owned(owner: u32) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM conversations c
+                  WHERE c.id = messages.conversation_id AND c.owner = ${owner})"
+    )
+}
+
+/// [`owned`], and the conversation not deleted: what a person may see.
+pub(super) fn owned_and_live(owner: u32) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM conversations c
+                  WHERE c.id = messages.conversation_id AND c.owner = ${owner}
+                    AND c.deleted_at IS NULL)"
+    )
+}
 
 /// A streaming reply's saved `$column` (`content` or `thinking`): its row's, then the pieces
 /// checkpoints appended since the row was last written whole (`reply_pieces`).
@@ -19,7 +28,7 @@ macro_rules! saved_text {
         concat!(
             "CASE WHEN messages.status = 'streaming' THEN messages.",
             $column,
-            " || COALESCE((SELECT group_concat(p.",
+            " || COALESCE((SELECT string_agg(p.",
             $column,
             ", '' ORDER BY p.id) FROM reply_pieces p WHERE p.message_id = messages.id), '')
              ELSE messages.",

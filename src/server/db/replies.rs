@@ -1,39 +1,40 @@
 //! Replies as the turn engine writes them: checkpoints of their text, how they ended, their
 //! rendering, interrupting those left streaming, and the details of failures.
 
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::batch::Written;
 use super::ids::TextUuid;
-use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED, OWNED_AND_LIVE};
-use super::{begin_write, now_ms, usage, Db, DbError, Owner};
+use super::messages::{owned, owned_and_live, MessageRow, MESSAGE_COLUMNS};
+use super::{now_ms, usage, Conn, Db, DbError, Owner};
 use crate::model::{MessageView, Outcome, Usage};
 
 /// A streaming reply's row takes in its pieces (see `reply_pieces`) as it is marked interrupted.
 const FOLD_PIECES: &str =
-    "content = content || COALESCE((SELECT group_concat(p.content, '' ORDER BY p.id)
+    "content = content || COALESCE((SELECT string_agg(p.content, '' ORDER BY p.id)
                                     FROM reply_pieces p WHERE p.message_id = messages.id), ''),
-     thinking = thinking || COALESCE((SELECT group_concat(p.thinking, '' ORDER BY p.id)
+     thinking = thinking || COALESCE((SELECT string_agg(p.thinking, '' ORDER BY p.id)
                                       FROM reply_pieces p WHERE p.message_id = messages.id), '')";
 
 /// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
 pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
-    let mut tx = begin_write(db).await?;
-    let done = sqlx::query(&format!(
-        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?, {FOLD_PIECES}
+    let sql = format!(
+        "UPDATE messages SET status = 'interrupted', error = $1, updated_at = $2, {FOLD_PIECES}
          WHERE status = 'streaming'"
-    ))
-    .bind(INTERRUPTED_BY_RESTART)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    // Nothing streams now: every piece was taken in.
-    sqlx::query("DELETE FROM reply_pieces")
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected())
+    );
+    in_transaction!(db, |tx| {
+        let done = sqlx::query(&sql)
+            .bind(INTERRUPTED_BY_RESTART)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        // Nothing streams now: every piece was taken in.
+        sqlx::query("DELETE FROM reply_pieces")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    })
 }
 
 /// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
@@ -71,42 +72,48 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
     }
     let now = now_ms();
     let update = format!(
-        "UPDATE messages SET content = ?, thinking = ?, updated_at = ?
-         WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
+        "UPDATE messages SET content = $1, thinking = $2, updated_at = $3
+         WHERE id = $4 AND status = 'streaming' AND run = $5 AND {}",
+        owned(6)
     );
     let append = format!(
         "INSERT INTO reply_pieces (message_id, content, thinking)
-         SELECT id, ?, ? FROM messages WHERE id = ? AND status = 'streaming' AND run = ? AND {OWNED}"
+         SELECT id, $1, $2 FROM messages WHERE id = $3 AND status = 'streaming' AND run = $4 AND {}",
+        owned(5)
     );
-    let mut tx = begin_write(db).await?;
-    for c in checkpoints {
-        let text = if c.whole { &update } else { &append };
-        let mut query = sqlx::query(text)
-            .bind(&c.text.content)
-            .bind(&c.text.thinking);
-        if c.whole {
-            query = query.bind(now);
+    in_transaction!(db, |tx| {
+        for c in checkpoints {
+            let text = if c.whole { &update } else { &append };
+            let mut query = sqlx::query(text)
+                .bind(&c.text.content)
+                .bind(&c.text.thinking);
+            if c.whole {
+                query = query.bind(now);
+            }
+            let written = query
+                .bind(TextUuid(c.reply.message_id))
+                .bind(i64::from(c.reply.run))
+                .bind(&c.reply.owner.0)
+                .execute(&mut *tx)
+                .await?;
+            if c.whole && written.rows_affected() == 1 {
+                drop_pieces(&mut Conn::from(&mut *tx), c.reply.message_id).await?;
+            }
         }
-        let written = query
-            .bind(TextUuid(c.reply.message_id))
-            .bind(c.reply.run)
-            .bind(&c.reply.owner.0)
-            .execute(&mut *tx)
-            .await?;
-        if c.whole && written.rows_affected() == 1 {
-            drop_pieces(&mut tx, c.reply.message_id).await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// Deletes a reply's pieces, once its row holds their text.
-async fn drop_pieces(tx: &mut SqliteConnection, message_id: Uuid) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM reply_pieces WHERE message_id = ?")
-        .bind(TextUuid(message_id))
-        .execute(&mut *tx)
-        .await?;
+async fn drop_pieces(conn: &mut Conn<'_>, message_id: Uuid) -> Result<(), DbError> {
+    on_conn!(conn, |c| sqlx::query(
+        "DELETE FROM reply_pieces WHERE message_id = $1"
+    )
+    .bind(TextUuid(message_id))
+    .execute(c)
+    .await
+    .map(|_| ()))?;
     Ok(())
 }
 
@@ -127,10 +134,10 @@ pub async fn finish_reply(
     let html = html.to_owned();
     let outcome = outcome.clone();
     let charge = charge.cloned();
-    db.batcher()?
-        .write(move |conn| {
+    db.batcher()
+        .write(move |mut conn| {
             Box::pin(async move {
-                store_ending(conn, &reply, &text, &html, &outcome, charge.as_ref()).await?;
+                store_ending(&mut conn, &reply, &text, &html, &outcome, charge.as_ref()).await?;
                 Ok(Written::Keep(()))
             })
         })
@@ -139,7 +146,7 @@ pub async fn finish_reply(
 
 /// [`finish_reply`]'s statements, on the batch's connection.
 async fn store_ending(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     reply: &ReplyRef,
     text: &ReplyText,
     html: &str,
@@ -148,39 +155,42 @@ async fn store_ending(
 ) -> Result<(), DbError> {
     let figures = outcome.usage;
     let field = |f: fn(&Usage) -> u32| figures.as_ref().map(|u| i64::from(f(u)));
-    sqlx::query(&format!(
-        "UPDATE messages SET content = ?, thinking = ?, html = ?, html_version = ?,
-            status = ?, error = ?, error_detail = ?,
-            input_tokens = ?, cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
-            reasoning_tokens = ?, usage_estimated = ?, cost_usd = ?, left_out = ?,
-            cut_at_limit = ?, updated_at = ?
-         WHERE id = ? AND run = ? AND {OWNED}"
-    ))
-    .bind(&text.content)
-    .bind(&text.thinking)
-    .bind(Some(html).filter(|h| !h.is_empty()))
-    .bind(crate::server::render::RENDERER_VERSION)
-    .bind(outcome.status)
-    .bind(&outcome.error)
-    .bind(&outcome.error_detail)
-    .bind(field(|u| u.input_tokens))
-    .bind(field(|u| u.cached_input_tokens))
-    .bind(field(|u| u.cache_write_tokens))
-    .bind(field(|u| u.output_tokens))
-    .bind(field(|u| u.reasoning_tokens))
-    .bind(outcome.usage_estimated)
-    .bind(outcome.cost_usd)
-    .bind(outcome.left_out)
-    .bind(outcome.cut_at_limit)
-    .bind(now_ms())
-    .bind(TextUuid(reply.message_id))
-    .bind(reply.run)
-    .bind(&reply.owner.0)
-    .execute(&mut *tx)
-    .await?;
-    drop_pieces(&mut *tx, reply.message_id).await?;
+    let sql = format!(
+        "UPDATE messages SET content = $1, thinking = $2, html = $3, html_version = $4,
+            status = $5, error = $6, error_detail = $7,
+            input_tokens = $8, cached_input_tokens = $9, cache_write_tokens = $10,
+            output_tokens = $11, reasoning_tokens = $12, usage_estimated = $13, cost_usd = $14,
+            left_out = $15, cut_at_limit = $16, updated_at = $17
+         WHERE id = $18 AND run = $19 AND {}",
+        owned(20)
+    );
+    on_conn!(conn, |c| sqlx::query(&sql)
+        .bind(&text.content)
+        .bind(&text.thinking)
+        .bind(Some(html).filter(|h| !h.is_empty()))
+        .bind(crate::server::render::RENDERER_VERSION)
+        .bind(outcome.status)
+        .bind(&outcome.error)
+        .bind(&outcome.error_detail)
+        .bind(field(|u| u.input_tokens))
+        .bind(field(|u| u.cached_input_tokens))
+        .bind(field(|u| u.cache_write_tokens))
+        .bind(field(|u| u.output_tokens))
+        .bind(field(|u| u.reasoning_tokens))
+        .bind(outcome.usage_estimated)
+        .bind(outcome.cost_usd)
+        .bind(i64::from(outcome.left_out))
+        .bind(outcome.cut_at_limit)
+        .bind(now_ms())
+        .bind(TextUuid(reply.message_id))
+        .bind(i64::from(reply.run))
+        .bind(&reply.owner.0)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    drop_pieces(conn, reply.message_id).await?;
     if let Some(charge) = charge {
-        usage::settle(&mut *tx, reply.message_id, reply.run, charge).await?;
+        usage::settle(conn, reply.message_id, reply.run, charge).await?;
     }
     Ok(())
 }
@@ -188,41 +198,45 @@ async fn store_ending(
 /// Keeps the rendering of a finished reply's run (made when it was first shown after the
 /// renderer changed, or before renderings were kept).
 pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE messages SET html = ?, html_version = ?
-         WHERE id = ? AND run = ? AND status <> 'streaming'",
+    on_writer!(db, |pool| sqlx::query(
+        "UPDATE messages SET html = $1, html_version = $2
+         WHERE id = $3 AND run = $4 AND status <> 'streaming'",
     )
     .bind(html)
     .bind(crate::server::render::RENDERER_VERSION)
     .bind(TextUuid(message_id))
-    .bind(run)
-    .execute(db.writer()?)
-    .await?;
+    .bind(i64::from(run))
+    .execute(pool)
+    .await
+    .map(|_| ()))?;
     Ok(())
 }
 
 /// Marks a reply interrupted that the database holds as streaming but no turn in this process
 /// is writing (its end could not be stored). Returns whether it was such a reply.
 pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
-    let mut tx = begin_write(db).await?;
-    let done = sqlx::query(&format!(
-        "UPDATE messages SET status = 'interrupted', error = ?, updated_at = ?, {FOLD_PIECES}
-         WHERE id = ? AND run = ? AND status = 'streaming'
-           AND {OWNED}"
-    ))
-    .bind(INTERRUPTED_BY_RESTART)
-    .bind(now_ms())
-    .bind(TextUuid(reply.message_id))
-    .bind(reply.run)
-    .bind(&reply.owner.0)
-    .execute(&mut *tx)
-    .await?;
-    let interrupted = done.rows_affected() == 1;
-    if interrupted {
-        drop_pieces(&mut tx, reply.message_id).await?;
-    }
-    tx.commit().await?;
-    Ok(interrupted)
+    let sql = format!(
+        "UPDATE messages SET status = 'interrupted', error = $1, updated_at = $2, {FOLD_PIECES}
+         WHERE id = $3 AND run = $4 AND status = 'streaming'
+           AND {}",
+        owned(5)
+    );
+    in_transaction!(db, |tx| {
+        let done = sqlx::query(&sql)
+            .bind(INTERRUPTED_BY_RESTART)
+            .bind(now_ms())
+            .bind(TextUuid(reply.message_id))
+            .bind(i64::from(reply.run))
+            .bind(&reply.owner.0)
+            .execute(&mut *tx)
+            .await?;
+        let interrupted = done.rows_affected() == 1;
+        if interrupted {
+            drop_pieces(&mut Conn::from(&mut *tx), reply.message_id).await?;
+        }
+        tx.commit().await?;
+        Ok(interrupted)
+    })
 }
 
 /// The reply streaming in a conversation, if any.
@@ -231,15 +245,17 @@ pub async fn streaming_reply_of(
     owner: &Owner,
     conversation_id: Uuid,
 ) -> Result<Option<MessageView>, DbError> {
-    let row: Option<MessageRow> = sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE conversation_id = ? AND status = 'streaming'
-           AND {OWNED_AND_LIVE}"
-    ))
-    .bind(TextUuid(conversation_id))
-    .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+         WHERE conversation_id = $1 AND status = 'streaming'
+           AND {}",
+        owned_and_live(2)
+    );
+    let row: Option<MessageRow> = on_reader!(db, |pool| sqlx::query_as(&sql)
+        .bind(TextUuid(conversation_id))
+        .bind(&owner.0)
+        .fetch_optional(pool)
+        .await)?;
     Ok(row.map(MessageView::from))
 }
 
@@ -251,21 +267,28 @@ pub async fn error_details(
     conversation_id: Uuid,
     messages: &[Uuid],
 ) -> Result<Vec<(Uuid, String)>, DbError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
     let query = format!(
         "SELECT id, error_detail FROM messages
-         WHERE id IN ({}) AND conversation_id = ? AND error_detail IS NOT NULL
-           AND {OWNED_AND_LIVE}",
-        vec!["?"; messages.len()].join(", ")
+         WHERE id IN ({}) AND conversation_id = $1 AND error_detail IS NOT NULL
+           AND {}",
+        (3..3 + messages.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        owned_and_live(2)
     );
-    let mut rows = sqlx::query_as::<_, (TextUuid, String)>(&query);
-    for id in messages {
-        rows = rows.bind(TextUuid(*id));
-    }
-    let rows = rows
-        .bind(TextUuid(conversation_id))
-        .bind(&owner.0)
-        .fetch_all(db.reader()?)
-        .await?;
+    let rows = on_reader!(db, |pool| {
+        let mut rows = sqlx::query_as::<_, (TextUuid, String)>(&query)
+            .bind(TextUuid(conversation_id))
+            .bind(&owner.0);
+        for id in messages {
+            rows = rows.bind(TextUuid(*id));
+        }
+        rows.fetch_all(pool).await
+    })?;
     Ok(rows
         .into_iter()
         .map(|(id, detail)| (id.0, detail))

@@ -2,11 +2,18 @@
 //! triggers of `migrations/…_search.sql` and `…_search_by_owner.sql` keep in step with the rows. Only live conversations of
 //! the owner are found (the same scoping as every other query); the query text is the FTS5
 //! expression `server::search::fts_query` built, never what a person typed.
+//!
+//! On Postgres the same expression becomes a `tsquery` ([`ts_query`]) over the `tsvector`
+//! columns Postgres keeps itself (`simple` configuration, GIN indexes); ranked by `ts_rank_cd`
+//! where SQLite ranks by bm25, marked by `ts_headline` where SQLite uses FTS5's highlight and
+//! snippet. The answers have the same shape; what differs is said at each step.
 
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::{Db, DbError, Owner};
+use sqlx::PgPool;
+
+use super::{Db, DbError, Engine, Owner, Pools};
 use crate::model::Role;
 
 /// The keys of one owner's rows in both indexes: their owner number times 2^40 plus the row's
@@ -21,6 +28,13 @@ const OWNER_SHIFT: u32 = 40;
 
 /// Where the owner's rows are in the indexes; `None`: they have never stored a conversation.
 pub async fn owner_docs(db: &Db, owner: &Owner) -> Result<Option<OwnerDocs>, DbError> {
+    if db.engine() == Engine::Postgres {
+        // Postgres's indexes are not ranged by owner: the queries scope by owner themselves.
+        return Ok(Some(OwnerDocs {
+            first: 0,
+            last: i64::MAX,
+        }));
+    }
     let number: Option<i64> =
         sqlx::query_scalar("SELECT number FROM search_owners WHERE owner = ?1")
             .bind(&owner.0)
@@ -65,6 +79,9 @@ pub async fn titles(
     query: &str,
     limit: u32,
 ) -> Result<Vec<TitleMatch>, DbError> {
+    if let Pools::Postgres(pool) = db.pools() {
+        return titles_on_postgres(pool, owner, query, limit).await;
+    }
     let rows: Vec<(TextUuid, String)> = sqlx::query_as(
         "WITH newest AS (
              SELECT rowid AS doc, bm25(title_search) AS score FROM title_search
@@ -112,6 +129,9 @@ pub async fn messages(
     // The newest are ranked as they are found (bm25 per row, its statistics once per query);
     // only the best few times `limit` are joined to their rows. The owner is checked again
     // there (the range is theirs by construction) and deleted conversations are left out.
+    if let Pools::Postgres(pool) = db.pools() {
+        return messages_on_postgres(pool, owner, query, limit).await;
+    }
     type Row = (TextUuid, String, TextUuid, Role, String);
     let rows: Vec<Row> = sqlx::query_as(
         "WITH newest AS (
@@ -172,6 +192,9 @@ pub async fn mark(
     if texts.is_empty() {
         return Ok(Vec::new());
     }
+    if let Pools::Postgres(pool) = db.pools() {
+        return mark_on_postgres(pool, query, texts).await;
+    }
     let mut connection = db.reader()?.acquire().await?;
     sqlx::query(
         "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_marks USING fts5(
@@ -221,16 +244,16 @@ pub async fn turn_of(
     conversation_id: Uuid,
     message_id: Uuid,
 ) -> Result<Option<Uuid>, DbError> {
-    let found: Option<(TextUuid,)> = sqlx::query_as(
+    let found: Option<(TextUuid,)> = on_reader!(db, |pool| sqlx::query_as(
         "SELECT m.turn_id FROM messages m
            JOIN conversations c ON c.id = m.conversation_id
-          WHERE m.id = ?1 AND m.conversation_id = ?2 AND c.owner = ?3 AND c.deleted_at IS NULL",
+          WHERE m.id = $1 AND m.conversation_id = $2 AND c.owner = $3 AND c.deleted_at IS NULL",
     )
     .bind(TextUuid(message_id))
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+    .fetch_optional(pool)
+    .await)?;
     Ok(found.map(|(turn,)| turn.0))
 }
 
@@ -241,19 +264,186 @@ pub async fn on_branch_on_screen(
     conversation_id: Uuid,
     turn: Uuid,
 ) -> Result<bool, DbError> {
-    let (found,): (bool,) = sqlx::query_as(
+    let (found,): (bool,) = on_reader!(db, |pool| sqlx::query_as(
         "WITH RECURSIVE branch(turn_id) AS (
              SELECT current_turn_id FROM conversations
-              WHERE id = ?1 AND owner = ?2 AND deleted_at IS NULL
+              WHERE id = $1 AND owner = $2 AND deleted_at IS NULL
              UNION ALL
              SELECT m.parent_turn_id FROM branch b JOIN messages m ON m.turn_id = b.turn_id
               WHERE m.role = 'user' AND m.parent_turn_id IS NOT NULL)
-         SELECT EXISTS (SELECT 1 FROM branch WHERE turn_id = ?3)",
+         SELECT EXISTS (SELECT 1 FROM branch WHERE turn_id = $3)",
     )
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
     .bind(TextUuid(turn))
-    .fetch_one(db.reader()?)
-    .await?;
+    .fetch_one(pool)
+    .await)?;
     Ok(found)
+}
+
+/// The FTS5 expression `server::search::fts_query` builds (terms `"words"`, a prefix `"word"*`,
+/// all of which must match) as a Postgres `tsquery`: each term's words in order (`<->`), a
+/// prefix's last word with `:*`, the terms joined by `&`. Words are what FTS5's unicode61 keeps
+/// (letters and numbers), lower-cased as the `simple` configuration lower-cases them; unlike
+/// SQLite's index, Postgres's keeps diacritics (`café` does not find `cafe`). `None`: no word.
+pub fn ts_query(fts: &str) -> Option<String> {
+    let mut terms = Vec::new();
+    let mut rest = fts;
+    while let Some(open) = rest.find('"') {
+        let after = rest.get(open + 1..).unwrap_or_default();
+        let Some(close) = after.find('"') else { break };
+        let text = after.get(..close).unwrap_or_default();
+        rest = after.get(close + 1..).unwrap_or_default();
+        let prefix = rest.starts_with('*');
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("'{}'", w.to_lowercase()))
+            .collect();
+        let Some(last) = words.len().checked_sub(1) else {
+            continue;
+        };
+        let term: Vec<String> = words
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if prefix && i == last {
+                    format!("{w}:*")
+                } else {
+                    w
+                }
+            })
+            .collect();
+        terms.push(format!("({})", term.join(" <-> ")));
+    }
+    (!terms.is_empty()).then(|| terms.join(" & "))
+}
+
+/// [`titles`] on Postgres: the newest [`TITLES_RANKED_MAX`] matching titles, ranked by
+/// `ts_rank_cd` (cover density, where SQLite ranks by bm25), newest first among equals.
+async fn titles_on_postgres(
+    pool: &PgPool,
+    owner: &Owner,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<TitleMatch>, DbError> {
+    let Some(ts) = ts_query(query) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<(TextUuid, String)> = (sqlx::query_as(
+        "WITH newest AS (
+             SELECT id, title, title_search, seq FROM conversations
+              WHERE owner = $1 AND deleted_at IS NULL
+                AND title_search @@ to_tsquery('simple', $2)
+              ORDER BY seq DESC LIMIT $3)
+         SELECT id, title FROM newest
+          ORDER BY ts_rank_cd(title_search, to_tsquery('simple', $2)) DESC, seq DESC LIMIT $4",
+    )
+    .bind(&owner.0)
+    .bind(&ts)
+    .bind(i64::from(TITLES_RANKED_MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, title)| TitleMatch {
+            conversation_id: id.0,
+            title,
+        })
+        .collect())
+}
+
+/// [`messages`] on Postgres: the newest [`RANKED_MAX`] matching messages of the owner's live
+/// conversations (through the GIN index), ranked by `ts_rank_cd`.
+async fn messages_on_postgres(
+    pool: &PgPool,
+    owner: &Owner,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<MessageMatch>, DbError> {
+    let Some(ts) = ts_query(query) else {
+        return Ok(Vec::new());
+    };
+    type Row = (TextUuid, String, TextUuid, Role, String);
+    let rows: Vec<Row> = (sqlx::query_as(
+        "WITH newest AS (
+             SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.content_search,
+                    m.created_at, m.position
+               FROM messages m JOIN conversations c ON c.id = m.conversation_id
+              WHERE c.owner = $1 AND c.deleted_at IS NULL
+                AND m.content_search @@ to_tsquery('simple', $2)
+              ORDER BY m.created_at DESC, m.position DESC LIMIT $3)
+         SELECT conversation_id, title, id, role, content FROM newest
+          ORDER BY ts_rank_cd(content_search, to_tsquery('simple', $2)) DESC,
+                   created_at DESC, position DESC
+          LIMIT $4",
+    )
+    .bind(&owner.0)
+    .bind(&ts)
+    .bind(i64::from(RANKED_MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(conversation_id, title, message_id, role, content)| MessageMatch {
+                conversation_id: conversation_id.0,
+                title,
+                message_id: message_id.0,
+                role,
+                content,
+            },
+        )
+        .collect())
+}
+
+/// [`mark`] on Postgres: `ts_headline` with the same markers, a title whole, a message as one
+/// fragment of about [`SNIPPET_TOKENS`] words (without FTS5's `…` at a cut end); `None` where
+/// the text no longer matches.
+async fn mark_on_postgres(
+    pool: &PgPool,
+    query: &str,
+    texts: &[(&str, Marking)],
+) -> Result<Vec<Option<String>>, DbError> {
+    let Some(ts) = ts_query(query) else {
+        return Ok(vec![None; texts.len()]);
+    };
+    let bodies: Vec<String> = texts.iter().map(|(text, _)| (*text).to_owned()).collect();
+    let whole: Vec<bool> = texts
+        .iter()
+        .map(|(_, marking)| *marking == Marking::Whole)
+        .collect();
+    let options = |more: &str| format!("StartSel=\u{2}, StopSel=\u{3}, {more}");
+    let rows: Vec<(i64, Option<String>)> = (sqlx::query_as(
+        "SELECT t.n,
+                CASE WHEN to_tsvector('simple', t.body) @@ q.q THEN
+                     ts_headline('simple', t.body, q.q, CASE WHEN t.whole THEN $4 ELSE $5 END)
+                END
+           FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS t(body, whole, n),
+                (SELECT to_tsquery('simple', $3) AS q) q
+          ORDER BY t.n",
+    )
+    .bind(&bodies)
+    .bind(&whole)
+    .bind(&ts)
+    .bind(options("HighlightAll=true"))
+    .bind(options(&format!(
+        "MaxWords={SNIPPET_TOKENS}, MinWords={}, ShortWord=0, MaxFragments=1",
+        SNIPPET_TOKENS / 2
+    )))
+    .fetch_all(pool)
+    .await)?;
+    let mut marked = vec![None; texts.len()];
+    for (n, text) in rows {
+        let slot = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| marked.get_mut(i));
+        if let Some(slot) = slot {
+            *slot = text;
+        }
+    }
+    Ok(marked)
 }

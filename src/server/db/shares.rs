@@ -8,7 +8,7 @@ use super::branches;
 use super::ids::TextUuid;
 use super::lookups::streaming_reply;
 use super::messages::{MessageRow, MESSAGE_COLUMNS};
-use super::{begin_write, now_ms, Db, DbError, Owner};
+use super::{now_ms, Db, DbError, Owner};
 use crate::model::shares::{SharedLink, MAX_SHARES};
 use crate::model::{MessageStatus, Role};
 
@@ -38,63 +38,64 @@ pub async fn create_share(
     conversation_id: Uuid,
     new: &NewShare<'_>,
 ) -> Result<Result<SharedLink, CannotShare>, DbError> {
-    let mut tx = begin_write(db).await?;
-    let row: Option<(String, Option<TextUuid>)> = sqlx::query_as(
-        "SELECT title, current_turn_id FROM conversations
-          WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(TextUuid(conversation_id))
-    .bind(&owner.0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((title, end)) = row else {
-        return Ok(Err(CannotShare::NoSuchConversation));
-    };
-    let Some(TextUuid(end_turn_id)) = end else {
-        return Ok(Err(CannotShare::Empty));
-    };
-    if streaming_reply(&mut tx, conversation_id).await? {
-        return Ok(Err(CannotShare::Busy));
-    }
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM shares WHERE owner = ?")
+    in_transaction!(db, |tx| {
+        let row: Option<(String, Option<TextUuid>)> = sqlx::query_as(
+            "SELECT title, current_turn_id FROM conversations
+              WHERE id = $1 AND owner = $2 AND deleted_at IS NULL",
+        )
+        .bind(TextUuid(conversation_id))
         .bind(&owner.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((title, end)) = row else {
+            return Ok(Err(CannotShare::NoSuchConversation));
+        };
+        let Some(TextUuid(end_turn_id)) = end else {
+            return Ok(Err(CannotShare::Empty));
+        };
+        if streaming_reply(&mut super::Conn::from(&mut *tx), conversation_id).await? {
+            return Ok(Err(CannotShare::Busy));
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM shares WHERE owner = $1")
+            .bind(&owner.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_SHARES {
+            return Ok(Err(CannotShare::TooMany));
+        }
+        let (end_chars,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(MAX(length(content)), 0) AS BIGINT) FROM messages
+              WHERE turn_id = $1 AND role = 'assistant'",
+        )
+        .bind(TextUuid(end_turn_id))
         .fetch_one(&mut *tx)
         .await?;
-    if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_SHARES {
-        return Ok(Err(CannotShare::TooMany));
-    }
-    let (end_chars,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(MAX(length(content)), 0) FROM messages
-          WHERE turn_id = ? AND role = 'assistant'",
-    )
-    .bind(TextUuid(end_turn_id))
-    .fetch_one(&mut *tx)
-    .await?;
-    let created_at = now_ms();
-    sqlx::query(
-        "INSERT INTO shares (id, key_hash, token, owner, conversation_id, end_turn_id, end_chars,
-             title, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(TextUuid(new.id))
-    .bind(new.key_hash)
-    .bind(new.token)
-    .bind(&owner.0)
-    .bind(TextUuid(conversation_id))
-    .bind(TextUuid(end_turn_id))
-    .bind(end_chars)
-    .bind(&title)
-    .bind(created_at)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Ok(SharedLink {
-        id: new.id,
-        conversation_id,
-        title,
-        path: share_path(new.token),
-        created_at,
-    }))
+        let created_at = now_ms();
+        sqlx::query(
+            "INSERT INTO shares (id, key_hash, token, owner, conversation_id, end_turn_id, end_chars,
+                 title, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(TextUuid(new.id))
+        .bind(new.key_hash)
+        .bind(new.token)
+        .bind(&owner.0)
+        .bind(TextUuid(conversation_id))
+        .bind(TextUuid(end_turn_id))
+        .bind(end_chars)
+        .bind(&title)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(SharedLink {
+            id: new.id,
+            conversation_id,
+            title,
+            path: share_path(new.token),
+            created_at,
+        }))
+    })
 }
 
 /// The owner's links, newest first (of one conversation, or all of them).
@@ -103,18 +104,19 @@ pub async fn list_shares(
     owner: &Owner,
     conversation_id: Option<Uuid>,
 ) -> Result<Vec<SharedLink>, DbError> {
-    let rows: Vec<(TextUuid, TextUuid, String, String, i64)> = sqlx::query_as(
-        "SELECT s.id, s.conversation_id, s.title, s.token, s.created_at
+    let rows: Vec<(TextUuid, TextUuid, String, String, i64)> =
+        on_reader!(db, |pool| sqlx::query_as(
+            "SELECT s.id, s.conversation_id, s.title, s.token, s.created_at
            FROM shares s JOIN conversations c ON c.id = s.conversation_id
-          WHERE s.owner = ?1 AND c.deleted_at IS NULL
-            AND (?2 IS NULL OR s.conversation_id = ?2)
-          ORDER BY s.created_at DESC, s.id LIMIT ?3",
-    )
-    .bind(&owner.0)
-    .bind(conversation_id.map(TextUuid))
-    .bind(i64::try_from(MAX_SHARES).unwrap_or(i64::MAX))
-    .fetch_all(db.reader()?)
-    .await?;
+          WHERE s.owner = $1 AND c.deleted_at IS NULL
+            AND ($2 IS NULL OR s.conversation_id = $2)
+          ORDER BY s.created_at DESC, s.id LIMIT $3",
+        )
+        .bind(&owner.0)
+        .bind(conversation_id.map(TextUuid))
+        .bind(i64::try_from(MAX_SHARES).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await)?;
     Ok(rows
         .into_iter()
         .map(
@@ -131,12 +133,15 @@ pub async fn list_shares(
 
 /// Revokes one of the owner's links; false if they have no such link.
 pub async fn revoke_share(db: &Db, owner: &Owner, id: Uuid) -> Result<bool, DbError> {
-    let done = sqlx::query("DELETE FROM shares WHERE id = ? AND owner = ?")
-        .bind(TextUuid(id))
-        .bind(&owner.0)
-        .execute(db.writer()?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = on_writer!(db, |pool| sqlx::query(
+        "DELETE FROM shares WHERE id = $1 AND owner = $2"
+    )
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(done == 1)
 }
 
 fn share_path(token: &str) -> String {
@@ -170,23 +175,24 @@ pub struct SharedMessage {
 /// The snapshot behind a link's key: `None` when there is no such link, its conversation is
 /// deleted, or its owner's account is disabled (all answer alike).
 pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSnapshot>, DbError> {
-    let found: Option<(TextUuid, TextUuid, i64, String, i64)> = sqlx::query_as(
-        "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at
+    let found: Option<(TextUuid, TextUuid, i64, String, i64)> =
+        on_reader!(db, |pool| sqlx::query_as(
+            "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at
            FROM shares s
            JOIN conversations c ON c.id = s.conversation_id AND c.owner = s.owner
-          WHERE s.key_hash = ? AND c.deleted_at IS NULL AND c.purged_at IS NULL
+          WHERE s.key_hash = $1 AND c.deleted_at IS NULL AND c.purged_at IS NULL
             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.owner
                              AND u.disabled_at IS NOT NULL)",
-    )
-    .bind(key_hash)
-    .fetch_optional(db.reader()?)
-    .await?;
+        )
+        .bind(key_hash)
+        .fetch_optional(pool)
+        .await)?;
     let Some((conversation_id, end_turn, end_chars, title, created_at)) = found else {
         return Ok(None);
     };
     // One turn more than shown, to know whether earlier ones exist.
     let mut rows: Vec<MessageRow> = branches::newest_turns(
-        db.reader()?,
+        &mut db.read().await?.conn(),
         conversation_id.0,
         end_turn.0,
         None,

@@ -23,12 +23,12 @@ pub async fn title_wanted(
     conversation_id: Uuid,
     turn_id: Uuid,
 ) -> Result<Option<FirstExchange>, DbError> {
-    let row: Option<(TextUuid, String, String)> = sqlx::query_as(
+    let row: Option<(TextUuid, String, String)> = on_reader!(db, |pool| sqlx::query_as(
         "SELECT q.id, q.content, a.content
            FROM conversations c
-           JOIN messages q ON q.conversation_id = c.id AND q.turn_id = ?1 AND q.role = 'user'
+           JOIN messages q ON q.conversation_id = c.id AND q.turn_id = $1 AND q.role = 'user'
            JOIN messages a ON a.turn_id = q.turn_id AND a.role = 'assistant'
-          WHERE c.id = ?2 AND c.owner = ?3 AND c.deleted_at IS NULL
+          WHERE c.id = $2 AND c.owner = $3 AND c.deleted_at IS NULL
             AND c.title_source = 'words' AND q.parent_turn_id IS NULL
             AND a.status = 'complete'
             AND NOT EXISTS (SELECT 1 FROM spending s WHERE s.message_id = q.id)",
@@ -36,8 +36,8 @@ pub async fn title_wanted(
     .bind(TextUuid(turn_id))
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+    .fetch_optional(pool)
+    .await)?;
     Ok(row.map(|(id, question, reply)| FirstExchange {
         question_id: id.0,
         question,
@@ -53,16 +53,17 @@ pub async fn store_generated_title(
     conversation_id: Uuid,
     title: &str,
 ) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE conversations SET title = ?, title_source = 'model'
-          WHERE id = ? AND owner = ? AND title_source = 'words' AND deleted_at IS NULL",
+    let done = on_writer!(db, |pool| sqlx::query(
+        "UPDATE conversations SET title = $1, title_source = 'model'
+          WHERE id = $2 AND owner = $3 AND title_source = 'words' AND deleted_at IS NULL",
     )
     .bind(title)
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .execute(db.writer()?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// The owner's live conversation's title; `None` if there is no such conversation.
@@ -71,12 +72,12 @@ pub async fn conversation_title(
     owner: &Owner,
     conversation_id: Uuid,
 ) -> Result<Option<String>, DbError> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT title FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+    let row: Option<(String,)> = on_reader!(db, |pool| sqlx::query_as(
+        "SELECT title FROM conversations WHERE id = $1 AND owner = $2 AND deleted_at IS NULL",
     )
     .bind(TextUuid(conversation_id))
     .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+    .fetch_optional(pool)
+    .await)?;
     Ok(row.map(|(title,)| title))
 }

@@ -126,7 +126,15 @@ pub async fn copy(sqlite: &Path, url: &str) -> Result<Copied, DbError> {
                 .await?;
         }
         let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
-        let select = format!("SELECT {} FROM {table}", names.join(", "));
+        // A conversation's `seq` (the order an export pages by) is SQLite's rowid.
+        let selected: Vec<&str> = names
+            .iter()
+            .map(|&name| match (table, name) {
+                ("conversations", "seq") => "rowid AS seq",
+                _ => name,
+            })
+            .collect();
+        let select = format!("SELECT {} FROM {table}", selected.join(", "));
         let insert = format!(
             "INSERT INTO {table} ({}) VALUES ({})",
             names.join(", "),
@@ -169,6 +177,13 @@ pub async fn copy(sqlite: &Path, url: &str) -> Result<Copied, DbError> {
         .execute(&mut *tx)
         .await?;
     }
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('conversations', 'seq'),
+                       COALESCE(MAX(seq), 0) + 1, false)
+           FROM conversations",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     snapshot.rollback().await?;
     source.close().await?;

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::ids::TextUuid;
 use super::prompts::insert_revision;
 use super::totals;
-use super::turns::stored_bytes;
-use super::{begin_write, Db, DbError, Owner};
+use super::turns::stored_bytes_in;
+use super::{Db, DbError, Engine, Owner};
 use crate::model::{MessageStatus, Role, Usage};
 use crate::server::export_format::{Conversation, PromptRevision, Question, Reply, Turn};
 
@@ -47,34 +47,35 @@ pub async fn export_conversation(
     owner: &Owner,
     id: Uuid,
 ) -> Result<Option<Conversation>, DbError> {
-    let row: Option<(String, String, i64, i64, Option<TextUuid>, i64)> = sqlx::query_as(
-        "SELECT title, model, created_at, updated_at, current_turn_id, system_prompt_revision
-           FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL",
-    )
-    .bind(TextUuid(id))
-    .bind(&owner.0)
-    .fetch_optional(db.reader()?)
-    .await?;
+    let row: Option<(String, String, i64, i64, Option<TextUuid>, i64)> =
+        on_reader!(db, |pool| sqlx::query_as(
+            "SELECT title, model, created_at, updated_at, current_turn_id, system_prompt_revision
+           FROM conversations WHERE id = $1 AND owner = $2 AND deleted_at IS NULL",
+        )
+        .bind(TextUuid(id))
+        .bind(&owner.0)
+        .fetch_optional(pool)
+        .await)?;
     let Some((title, model, created_at, updated_at, current, revision)) = row else {
         return Ok(None);
     };
-    let prompts: Vec<(i64, String, i64)> = sqlx::query_as(
+    let prompts: Vec<(i64, String, i64)> = on_reader!(db, |pool| sqlx::query_as(
         "SELECT revision, text, created_at FROM system_prompts
-          WHERE conversation_id = ? ORDER BY revision",
+          WHERE conversation_id = $1 ORDER BY revision",
     )
     .bind(TextUuid(id))
-    .fetch_all(db.reader()?)
-    .await?;
-    let rows: Vec<ExportRow> = sqlx::query_as(
+    .fetch_all(pool)
+    .await)?;
+    let rows: Vec<ExportRow> = on_reader!(db, |pool| sqlx::query_as(
         "SELECT turn_id, role, content, thinking, status, error, model, input_tokens,
                 cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
                 usage_estimated, cost_usd, run, system_prompt_revision, parent_turn_id,
                 cut_at_limit, imported, created_at, updated_at
-           FROM messages WHERE conversation_id = ? ORDER BY position",
+           FROM messages WHERE conversation_id = $1 ORDER BY position",
     )
     .bind(TextUuid(id))
-    .fetch_all(db.reader()?)
-    .await?;
+    .fetch_all(pool)
+    .await)?;
     let mut conversation = Conversation::new(id.to_string(), title, model, created_at, updated_at);
     conversation.current_turn_id = current.map(|t| t.0.to_string());
     conversation.system_prompt_revision = u32::try_from(revision).unwrap_or(0);
@@ -147,16 +148,22 @@ pub async fn conversation_ids(
     after: i64,
     limit: u32,
 ) -> Result<Vec<(i64, Uuid)>, DbError> {
-    let rows: Vec<(i64, TextUuid)> = sqlx::query_as(
-        "SELECT rowid, id FROM conversations
-          WHERE owner = ? AND deleted_at IS NULL AND rowid > ?
-          ORDER BY rowid LIMIT ?",
-    )
-    .bind(&owner.0)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db.reader()?)
-    .await?;
+    // The order rows were stored in: SQLite's rowid, Postgres's `seq` (an identity column).
+    let seq = match db.engine() {
+        Engine::Sqlite => "rowid",
+        Engine::Postgres => "seq",
+    };
+    let sql = format!(
+        "SELECT {seq}, id FROM conversations
+          WHERE owner = $1 AND deleted_at IS NULL AND {seq} > $2
+          ORDER BY {seq} LIMIT $3"
+    );
+    let rows: Vec<(i64, TextUuid)> = on_reader!(db, |pool| sqlx::query_as(&sql)
+        .bind(&owner.0)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
     Ok(rows.into_iter().map(|(row, id)| (row, id.0)).collect())
 }
 
@@ -181,141 +188,142 @@ pub async fn import_conversation(
     source: &str,
     quota_bytes: Option<u64>,
 ) -> Result<Stored, DbError> {
-    let mut tx = begin_write(db).await?;
-    let seen = sqlx::query(
-        "SELECT 1 FROM conversations
-          WHERE owner = ? AND imported_from = ? AND deleted_at IS NULL",
-    )
-    .bind(&owner.0)
-    .bind(source)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if seen.is_some() {
-        return Ok(Stored::AlreadyImported);
-    }
-    if let Some(quota) = quota_bytes {
-        let used = stored_bytes(&mut *tx, owner).await?;
-        if used.saturating_add(conversation.stored_bytes()) > quota {
-            return Ok(Stored::OverQuota { used, quota });
-        }
-    }
-    let id = Uuid::new_v4();
-    let turn_ids: HashMap<&str, Uuid> = conversation
-        .turns
-        .iter()
-        .map(|t| (t.turn_id.as_str(), Uuid::new_v4()))
-        .collect();
-    let current = conversation
-        .current_turn_id
-        .as_deref()
-        .and_then(|t| turn_ids.get(t))
-        .or_else(|| {
-            conversation
-                .turns
-                .last()
-                .and_then(|t| turn_ids.get(t.turn_id.as_str()))
-        })
-        .copied();
-    let prompt = conversation
-        .system_prompts
-        .iter()
-        .find(|p| p.revision == conversation.system_prompt_revision)
-        .map_or("", |p| p.text.as_str());
-    sqlx::query(
-        "INSERT INTO conversations (id, owner, title, model, system_prompt, system_prompt_revision,
-                                    current_turn_id, imported_from, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(TextUuid(id))
-    .bind(&owner.0)
-    .bind(&conversation.title)
-    .bind(&conversation.model)
-    .bind(prompt)
-    .bind(conversation.system_prompt_revision)
-    .bind(current.map(TextUuid))
-    .bind(source)
-    .bind(conversation.created_at)
-    .bind(conversation.updated_at)
-    .execute(&mut *tx)
-    .await?;
-    for revision in &conversation.system_prompts {
-        insert_revision(
-            &mut tx,
-            id,
-            revision.revision,
-            &revision.text,
-            revision.created_at,
+    in_transaction!(db, |tx| {
+        let seen = sqlx::query(
+            "SELECT 1 FROM conversations
+              WHERE owner = $1 AND imported_from = $2 AND deleted_at IS NULL",
         )
+        .bind(&owner.0)
+        .bind(source)
+        .fetch_optional(&mut *tx)
         .await?;
-    }
-    let mut position: i64 = 0;
-    for turn in &conversation.turns {
-        let turn_id = turn_ids[turn.turn_id.as_str()];
-        let parent = turn
-            .parent_turn_id
+        if seen.is_some() {
+            return Ok(Stored::AlreadyImported);
+        }
+        if let Some(quota) = quota_bytes {
+            let used = stored_bytes_in(&mut super::Conn::from(&mut *tx), owner).await?;
+            if used.saturating_add(conversation.stored_bytes()) > quota {
+                return Ok(Stored::OverQuota { used, quota });
+            }
+        }
+        let id = Uuid::new_v4();
+        let turn_ids: HashMap<&str, Uuid> = conversation
+            .turns
+            .iter()
+            .map(|t| (t.turn_id.as_str(), Uuid::new_v4()))
+            .collect();
+        let current = conversation
+            .current_turn_id
             .as_deref()
-            .and_then(|p| turn_ids.get(p))
+            .and_then(|t| turn_ids.get(t))
+            .or_else(|| {
+                conversation
+                    .turns
+                    .last()
+                    .and_then(|t| turn_ids.get(t.turn_id.as_str()))
+            })
             .copied();
-        position += 1;
+        let prompt = conversation
+            .system_prompts
+            .iter()
+            .find(|p| p.revision == conversation.system_prompt_revision)
+            .map_or("", |p| p.text.as_str());
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, position,
-                                   parent_turn_id, imported, created_at, updated_at)
-             VALUES (?, ?, ?, 'user', ?, 'complete', ?, ?, 1, ?, ?)",
+            "INSERT INTO conversations (id, owner, title, model, system_prompt, system_prompt_revision,
+                                        current_turn_id, imported_from, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(TextUuid(Uuid::new_v4()))
         .bind(TextUuid(id))
-        .bind(TextUuid(turn_id))
-        .bind(&turn.question.text)
-        .bind(position)
-        .bind(parent.map(TextUuid))
-        .bind(turn.question.created_at)
-        .bind(turn.question.created_at)
+        .bind(&owner.0)
+        .bind(&conversation.title)
+        .bind(&conversation.model)
+        .bind(prompt)
+        .bind(i64::from(conversation.system_prompt_revision))
+        .bind(current.map(TextUuid))
+        .bind(source)
+        .bind(conversation.created_at)
+        .bind(conversation.updated_at)
         .execute(&mut *tx)
         .await?;
-        position += 1;
-        let reply = &turn.reply;
-        // A reply that was being written when it was exported is as one the server lost.
-        let status = match reply.status {
-            MessageStatus::Streaming => MessageStatus::Interrupted,
-            status => status,
-        };
-        let usage = reply.usage;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, turn_id, role, content, thinking, status,
-                                   error, model, input_tokens, cached_input_tokens,
-                                   cache_write_tokens, output_tokens, reasoning_tokens,
-                                   usage_estimated, cost_usd, run, position,
-                                   system_prompt_revision, cut_at_limit, imported, created_at,
-                                   updated_at)
-             VALUES (?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-        )
-        .bind(TextUuid(Uuid::new_v4()))
-        .bind(TextUuid(id))
-        .bind(TextUuid(turn_id))
-        .bind(&reply.text)
-        .bind(&reply.thinking)
-        .bind(status)
-        .bind(&reply.error)
-        .bind(&reply.model)
-        .bind(usage.map(|u| u.input_tokens))
-        .bind(usage.map(|u| u.cached_input_tokens))
-        .bind(usage.map(|u| u.cache_write_tokens))
-        .bind(usage.map(|u| u.output_tokens))
-        .bind(usage.map(|u| u.reasoning_tokens))
-        .bind(reply.usage_estimated)
-        .bind(reply.cost_usd)
-        .bind(reply.run.max(1))
-        .bind(position)
-        .bind(reply.system_prompt_revision)
-        .bind(reply.cut_at_limit)
-        .bind(reply.created_at)
-        .bind(reply.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(parent) = parent {
-            totals::record_prior(&mut *tx, turn_id, parent).await?;
+        for revision in &conversation.system_prompts {
+            insert_revision(
+                &mut super::Conn::from(&mut *tx),
+                id,
+                revision.revision,
+                &revision.text,
+                revision.created_at,
+            )
+            .await?;
         }
-    }
-    tx.commit().await?;
-    Ok(Stored::New(id))
+        let mut position: i64 = 0;
+        for turn in &conversation.turns {
+            let turn_id = turn_ids[turn.turn_id.as_str()];
+            let parent = turn
+                .parent_turn_id
+                .as_deref()
+                .and_then(|p| turn_ids.get(p))
+                .copied();
+            position += 1;
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, position,
+                                       parent_turn_id, imported, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'user', $4, 'complete', $5, $6, TRUE, $7, $8)",
+            )
+            .bind(TextUuid(Uuid::new_v4()))
+            .bind(TextUuid(id))
+            .bind(TextUuid(turn_id))
+            .bind(&turn.question.text)
+            .bind(position)
+            .bind(parent.map(TextUuid))
+            .bind(turn.question.created_at)
+            .bind(turn.question.created_at)
+            .execute(&mut *tx)
+            .await?;
+            position += 1;
+            let reply = &turn.reply;
+            // A reply that was being written when it was exported is as one the server lost.
+            let status = match reply.status {
+                MessageStatus::Streaming => MessageStatus::Interrupted,
+                status => status,
+            };
+            let usage = reply.usage;
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, turn_id, role, content, thinking, status,
+                                       error, model, input_tokens, cached_input_tokens,
+                                       cache_write_tokens, output_tokens, reasoning_tokens,
+                                       usage_estimated, cost_usd, run, position,
+                                       system_prompt_revision, cut_at_limit, imported, created_at,
+                                       updated_at)
+                 VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, TRUE, $20, $21)",
+            )
+            .bind(TextUuid(Uuid::new_v4()))
+            .bind(TextUuid(id))
+            .bind(TextUuid(turn_id))
+            .bind(&reply.text)
+            .bind(&reply.thinking)
+            .bind(status)
+            .bind(&reply.error)
+            .bind(&reply.model)
+            .bind(usage.map(|u| i64::from(u.input_tokens)))
+            .bind(usage.map(|u| i64::from(u.cached_input_tokens)))
+            .bind(usage.map(|u| i64::from(u.cache_write_tokens)))
+            .bind(usage.map(|u| i64::from(u.output_tokens)))
+            .bind(usage.map(|u| i64::from(u.reasoning_tokens)))
+            .bind(reply.usage_estimated)
+            .bind(reply.cost_usd)
+            .bind(i64::from(reply.run.max(1)))
+            .bind(position)
+            .bind(reply.system_prompt_revision.map(i64::from))
+            .bind(reply.cut_at_limit)
+            .bind(reply.created_at)
+            .bind(reply.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(parent) = parent {
+                totals::record_prior(&mut super::Conn::from(&mut *tx), turn_id, parent).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Stored::New(id))
+    })
 }

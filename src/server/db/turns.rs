@@ -1,17 +1,16 @@
 //! Turns: recording a question with its reply to come (and re-opening a reply to continue it),
 //! reading turns back, and the history a prompt is made from.
 
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::batch::Written;
 use super::branches;
 use super::ids::TextUuid;
 use super::lookups::{conversation_row, streaming_reply};
-use super::messages::{MessageRow, MESSAGE_COLUMNS, OWNED_AND_LIVE, PROMPT_COLUMNS};
+use super::messages::{owned_and_live, MessageRow, MESSAGE_COLUMNS, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
 use super::totals;
-use super::{now_ms, Db, DbError, Owner};
+use super::{now_ms, Conn, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
 use crate::server::input::ValidSend;
 
@@ -70,15 +69,15 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     let send = turn.send.clone();
     let default_model = turn.default_model.to_owned();
     let quota_bytes = turn.quota_bytes;
-    db.batcher()?
-        .write(move |conn| {
+    db.batcher()
+        .write(move |mut conn| {
             Box::pin(async move {
                 let turn = NewTurn {
                     send: &send,
                     default_model: &default_model,
                     quota_bytes,
                 };
-                Ok(match store_turn(conn, &owner, turn).await? {
+                Ok(match store_turn(&mut conn, &owner, turn).await? {
                     begun @ BeginTurn::Started(_) => Written::Keep(begun),
                     // Nothing of a refused turn is kept (a `Busy` found by the index wrote the
                     // question first).
@@ -91,190 +90,209 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
 
 /// [`begin_turn`]'s statements, on the batch's connection.
 async fn store_turn(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     owner: &Owner,
     turn: NewTurn<'_>,
 ) -> Result<BeginTurn, DbError> {
-    let send = turn.send;
-    let now = now_ms();
-    // Turn ids are unique across owners (the browser mints random ones); one seen under another
-    // owner is answered as unknown by the owner-scoped read that follows.
-    let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = ?")
-        .bind(TextUuid(send.turn_id()))
-        .fetch_optional(&mut *tx)
-        .await?;
-    if seen.is_some() {
-        return Ok(BeginTurn::Repeated);
-    }
-    if let Some(quota) = turn.quota_bytes {
-        let used = stored_bytes(&mut *tx, owner).await?;
-        // The question, and for a new conversation its title and system prompt.
-        let adding = send.text().len() + send.text().len().min(64) + send.system_prompt().len();
-        if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
-            return Ok(BeginTurn::OverQuota { used, quota });
-        }
-    }
-    let (conversation_id, model, system_prompt, revision, parent) = match send.conversation_id() {
-        Some(id) => {
-            let Some(row) = conversation_row(&mut *tx, owner, id).await? else {
-                return Ok(BeginTurn::NoSuchConversation);
-            };
-            if streaming_reply(&mut *tx, id).await? {
-                return Ok(BeginTurn::Busy);
-            }
-            let revision = row.revision();
-            let parent = match send.alternative_to() {
-                None => row.current_turn_id.map(|t| t.0),
-                Some(sibling) => {
-                    let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
-                        "SELECT parent_turn_id FROM messages
-                         WHERE turn_id = ? AND role = 'user' AND conversation_id = ?",
-                    )
-                    .bind(TextUuid(sibling))
-                    .bind(TextUuid(id))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some((parent,)) = found else {
-                        return Ok(BeginTurn::NoSuchTurn);
-                    };
-                    parent.map(|p| p.0)
-                }
-            };
-            let model = send.model().map_or(row.model, str::to_owned);
-            sqlx::query(
-                "UPDATE conversations SET updated_at = ?, model = ?, current_turn_id = ? WHERE id = ?",
-            )
-            .bind(now)
-            .bind(&model)
+    on_conn!(conn, |tx| {
+        let send = turn.send;
+        let now = now_ms();
+        // Turn ids are unique across owners (the browser mints random ones); one seen under another
+        // owner is answered as unknown by the owner-scoped read that follows.
+        let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = $1")
             .bind(TextUuid(send.turn_id()))
-            .bind(TextUuid(id))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(BeginTurn::Repeated);
+        }
+        if let Some(quota) = turn.quota_bytes {
+            let used = stored_bytes_in(&mut Conn::from(&mut *tx), owner).await?;
+            // The question, and for a new conversation its title and system prompt.
+            let adding = send.text().len() + send.text().len().min(64) + send.system_prompt().len();
+            if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
+                return Ok(BeginTurn::OverQuota { used, quota });
+            }
+        }
+        let (conversation_id, model, system_prompt, revision, parent) = match send.conversation_id()
+        {
+            Some(id) => {
+                let Some(row) = conversation_row(&mut Conn::from(&mut *tx), owner, id).await?
+                else {
+                    return Ok(BeginTurn::NoSuchConversation);
+                };
+                if streaming_reply(&mut Conn::from(&mut *tx), id).await? {
+                    return Ok(BeginTurn::Busy);
+                }
+                let revision = row.revision();
+                let parent = match send.alternative_to() {
+                    None => row.current_turn_id.map(|t| t.0),
+                    Some(sibling) => {
+                        let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
+                            "SELECT parent_turn_id FROM messages
+                             WHERE turn_id = $1 AND role = 'user' AND conversation_id = $2",
+                        )
+                        .bind(TextUuid(sibling))
+                        .bind(TextUuid(id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let Some((parent,)) = found else {
+                            return Ok(BeginTurn::NoSuchTurn);
+                        };
+                        parent.map(|p| p.0)
+                    }
+                };
+                let model = send.model().map_or(row.model, str::to_owned);
+                sqlx::query(
+                    "UPDATE conversations SET updated_at = $1, model = $2, current_turn_id = $3 WHERE id = $4",
+                )
+                .bind(now)
+                .bind(&model)
+                .bind(TextUuid(send.turn_id()))
+                .bind(TextUuid(id))
+                    .execute(&mut *tx)
+                    .await?;
+                (id, model, row.system_prompt, revision, parent)
+            }
+            None => {
+                let id = Uuid::new_v4();
+                let model = send.model().unwrap_or(turn.default_model).to_owned();
+                let revision = u32::from(!send.system_prompt().is_empty());
+                sqlx::query(
+                    "INSERT INTO conversations (id, owner, title, model, system_prompt,
+                                                system_prompt_revision, current_turn_id, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(TextUuid(id))
+                .bind(&owner.0)
+                .bind(title_from(send.text()))
+                .bind(&model)
+                .bind(send.system_prompt())
+                .bind(i64::from(revision))
+                .bind(TextUuid(send.turn_id()))
+                .bind(now)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            (id, model, row.system_prompt, revision, parent)
-        }
-        None => {
-            let id = Uuid::new_v4();
-            let model = send.model().unwrap_or(turn.default_model).to_owned();
-            let revision = u32::from(!send.system_prompt().is_empty());
-            sqlx::query(
-                "INSERT INTO conversations (id, owner, title, model, system_prompt,
-                                            system_prompt_revision, current_turn_id, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                if revision > 0 {
+                    insert_revision(
+                        &mut Conn::from(&mut *tx),
+                        id,
+                        revision,
+                        send.system_prompt(),
+                        now,
+                    )
+                    .await?;
+                }
+                (id, model, send.system_prompt().to_owned(), revision, None)
+            }
+        };
+        let (last_position,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $1",
+        )
+        .bind(TextUuid(conversation_id))
+        .fetch_one(&mut *tx)
+        .await?;
+        let user = MessageView {
+            id: Uuid::new_v4(),
+            turn_id: send.turn_id(),
+            role: Role::User,
+            content: send.text().to_owned(),
+            thinking: String::new(),
+            html: String::new(),
+            model: None,
+            run: 1,
+            system_prompt_revision: None,
+            parent_turn_id: parent,
+            alternatives: Vec::new(),
+            outcome: Outcome::complete(),
+            attachments: Vec::new(),
+        };
+        let reply = MessageView {
+            id: Uuid::new_v4(),
+            turn_id: send.turn_id(),
+            role: Role::Assistant,
+            content: String::new(),
+            thinking: String::new(),
+            html: String::new(),
+            model: Some(model),
+            run: 1,
+            system_prompt_revision: Some(revision),
+            parent_turn_id: None,
+            alternatives: Vec::new(),
+            outcome: Outcome::streaming(),
+            attachments: Vec::new(),
+        };
+        for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
+            let inserted = sqlx::query(
+                "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
+                                       system_prompt_revision, parent_turn_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
-            .bind(TextUuid(id))
-            .bind(&owner.0)
-            .bind(title_from(send.text()))
-            .bind(&model)
-            .bind(send.system_prompt())
-            .bind(revision)
+            .bind(TextUuid(message.id))
+            .bind(TextUuid(conversation_id))
             .bind(TextUuid(send.turn_id()))
+            .bind(message.role)
+            .bind(&message.content)
+            .bind(message.outcome.status)
+            .bind(&message.model)
+            .bind(position)
+            .bind(message.system_prompt_revision.map(i64::from))
+            .bind(message.parent_turn_id.map(TextUuid))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
-            if revision > 0 {
-                insert_revision(&mut *tx, id, revision, send.system_prompt(), now).await?;
+            .await;
+            if is_one_streaming_violation(&inserted) {
+                return Ok(BeginTurn::Busy);
             }
-            (id, model, send.system_prompt().to_owned(), revision, None)
+            inserted?;
         }
-    };
-    let (last_position,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = ?")
-            .bind(TextUuid(conversation_id))
-            .fetch_one(&mut *tx)
-            .await?;
-    let user = MessageView {
-        id: Uuid::new_v4(),
-        turn_id: send.turn_id(),
-        role: Role::User,
-        content: send.text().to_owned(),
-        thinking: String::new(),
-        html: String::new(),
-        model: None,
-        run: 1,
-        system_prompt_revision: None,
-        parent_turn_id: parent,
-        alternatives: Vec::new(),
-        outcome: Outcome::complete(),
-        attachments: Vec::new(),
-    };
-    let reply = MessageView {
-        id: Uuid::new_v4(),
-        turn_id: send.turn_id(),
-        role: Role::Assistant,
-        content: String::new(),
-        thinking: String::new(),
-        html: String::new(),
-        model: Some(model),
-        run: 1,
-        system_prompt_revision: Some(revision),
-        parent_turn_id: None,
-        alternatives: Vec::new(),
-        outcome: Outcome::streaming(),
-        attachments: Vec::new(),
-    };
-    for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
-                                   system_prompt_revision, parent_turn_id, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(TextUuid(message.id))
-        .bind(TextUuid(conversation_id))
-        .bind(TextUuid(send.turn_id()))
-        .bind(message.role)
-        .bind(&message.content)
-        .bind(message.outcome.status)
-        .bind(&message.model)
-        .bind(position)
-        .bind(message.system_prompt_revision)
-        .bind(message.parent_turn_id.map(TextUuid))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        if is_one_streaming_violation(&inserted) {
-            return Ok(BeginTurn::Busy);
+        if let Some(parent) = parent {
+            totals::record_prior(&mut Conn::from(&mut *tx), send.turn_id(), parent).await?;
         }
-        inserted?;
-    }
-    if let Some(parent) = parent {
-        totals::record_prior(&mut *tx, send.turn_id(), parent).await?;
-    }
-    let mut user = user;
-    if send.alternative_to().is_some() {
-        user.alternatives = branches::alternatives(&mut *tx, conversation_id, &[parent])
-            .await?
-            .into_iter()
-            .find(|(t, _)| *t == send.turn_id())
-            .map(|(_, all)| all)
-            .unwrap_or_default();
-    }
-    Ok(BeginTurn::Started(Box::new(TurnRecord {
-        owner: owner.clone(),
-        conversation_id,
-        user,
-        reply,
-        system_prompt,
-    })))
+        let mut user = user;
+        if send.alternative_to().is_some() {
+            user.alternatives =
+                branches::alternatives(&mut Conn::from(&mut *tx), conversation_id, &[parent])
+                    .await?
+                    .into_iter()
+                    .find(|(t, _)| *t == send.turn_id())
+                    .map(|(_, all)| all)
+                    .unwrap_or_default();
+        }
+        Ok(BeginTurn::Started(Box::new(TurnRecord {
+            owner: owner.clone(),
+            conversation_id,
+            user,
+            reply,
+            system_prompt,
+        })))
+    })
 }
 
 /// Bytes the owner stores now (kept by the `storage_used` triggers).
-pub async fn stored_bytes(
-    executor: impl sqlx::SqliteExecutor<'_>,
-    owner: &Owner,
-) -> Result<u64, DbError> {
-    let bytes: Option<i64> = sqlx::query_scalar("SELECT bytes FROM storage_used WHERE owner = ?")
-        .bind(&owner.0)
-        .fetch_optional(executor)
-        .await?;
+pub async fn stored_bytes(db: &Db, owner: &Owner) -> Result<u64, DbError> {
+    stored_bytes_in(&mut db.read().await?.conn(), owner).await
+}
+
+/// [`stored_bytes`], on a connection (inside the transaction that is about to add some).
+pub(super) async fn stored_bytes_in(conn: &mut Conn<'_>, owner: &Owner) -> Result<u64, DbError> {
+    let bytes: Option<i64> = on_conn!(conn, |c| sqlx::query_scalar(
+        "SELECT bytes FROM storage_used WHERE owner = $1"
+    )
+    .bind(&owner.0)
+    .fetch_optional(c)
+    .await)?;
     Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
 }
 
-/// The `one_streaming_reply_per_conversation` index refused a second streaming reply.
+/// The `one_streaming_reply_per_conversation` index refused a second streaming reply (SQLite
+/// names the column, Postgres the index).
 fn is_one_streaming_violation<T>(result: &Result<T, sqlx::Error>) -> bool {
     matches!(result, Err(sqlx::Error::Database(e))
-        if e.message() == "UNIQUE constraint failed: messages.conversation_id")
+        if e.message() == "UNIQUE constraint failed: messages.conversation_id"
+            || e.constraint() == Some("one_streaming_reply_per_conversation"))
 }
 
 /// Why a reply cannot be continued; the words are the person's.
@@ -314,13 +332,15 @@ pub async fn begin_continuation(
     from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
     let owner = owner.clone();
-    db.batcher()?
-        .write(move |conn| {
+    db.batcher()
+        .write(move |mut conn| {
             Box::pin(async move {
-                Ok(match reopen_reply(conn, &owner, turn_id, from_run).await? {
-                    begun @ BeginContinuation::Started(_) => Written::Keep(begun),
-                    refused => Written::Undo(refused),
-                })
+                Ok(
+                    match reopen_reply(&mut conn, &owner, turn_id, from_run).await? {
+                        begun @ BeginContinuation::Started(_) => Written::Keep(begun),
+                        refused => Written::Undo(refused),
+                    },
+                )
             })
         })
         .await
@@ -328,64 +348,70 @@ pub async fn begin_continuation(
 
 /// [`begin_continuation`]'s statements, on the batch's connection.
 async fn reopen_reply(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     owner: &Owner,
     turn_id: Uuid,
     from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
-    let Some((user, reply, conversation_id)) = turn_in(&mut *tx, owner, turn_id).await? else {
-        return Ok(BeginContinuation::NoSuchTurn);
-    };
-    if reply.run > from_run {
-        return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
-    }
-    if reply.run < from_run {
-        return Ok(BeginContinuation::Refused(CannotContinue::NotOnThePage));
-    }
-    let Some(conversation) = conversation_row(&mut *tx, owner, conversation_id).await? else {
-        return Ok(BeginContinuation::NoSuchTurn);
-    };
-    if reply.outcome.status == MessageStatus::Streaming
-        || streaming_reply(&mut *tx, conversation_id).await?
-    {
-        return Ok(BeginContinuation::Busy { conversation_id });
-    }
-    if !reply.outcome.can_continue() {
-        return Ok(BeginContinuation::Refused(CannotContinue::NotCut));
-    }
-    if conversation.current_turn_id != Some(TextUuid(turn_id)) {
-        return Ok(BeginContinuation::Refused(CannotContinue::NotLast));
-    }
-    let run = reply.run.saturating_add(1);
-    let updated = sqlx::query(
-        "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL,
-             cut_at_limit = 0, run = ?, model = ?,
-             system_prompt_revision = ?, updated_at = ?
-         WHERE id = ?",
-    )
-    .bind(run)
-    .bind(&conversation.model)
-    .bind(conversation.revision())
-    .bind(now_ms())
-    .bind(TextUuid(reply.id))
-    .execute(&mut *tx)
-    .await;
-    if is_one_streaming_violation(&updated) {
-        return Ok(BeginContinuation::Busy { conversation_id });
-    }
-    updated?;
-    Ok(BeginContinuation::Started(Box::new(TurnRecord {
-        owner: owner.clone(),
-        conversation_id,
-        user,
-        reply: MessageView {
-            run,
-            system_prompt_revision: Some(conversation.revision()),
-            model: Some(conversation.model),
-            ..reply
-        },
-        system_prompt: conversation.system_prompt,
-    })))
+    on_conn!(conn, |tx| {
+        let Some((user, reply, conversation_id)) =
+            turn_in(&mut Conn::from(&mut *tx), owner, turn_id).await?
+        else {
+            return Ok(BeginContinuation::NoSuchTurn);
+        };
+        if reply.run > from_run {
+            return Ok(BeginContinuation::AlreadyContinued { run: reply.run });
+        }
+        if reply.run < from_run {
+            return Ok(BeginContinuation::Refused(CannotContinue::NotOnThePage));
+        }
+        let Some(conversation) =
+            conversation_row(&mut Conn::from(&mut *tx), owner, conversation_id).await?
+        else {
+            return Ok(BeginContinuation::NoSuchTurn);
+        };
+        if reply.outcome.status == MessageStatus::Streaming
+            || streaming_reply(&mut Conn::from(&mut *tx), conversation_id).await?
+        {
+            return Ok(BeginContinuation::Busy { conversation_id });
+        }
+        if !reply.outcome.can_continue() {
+            return Ok(BeginContinuation::Refused(CannotContinue::NotCut));
+        }
+        if conversation.current_turn_id != Some(TextUuid(turn_id)) {
+            return Ok(BeginContinuation::Refused(CannotContinue::NotLast));
+        }
+        let run = reply.run.saturating_add(1);
+        let updated = sqlx::query(
+            "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL,
+                 cut_at_limit = FALSE, run = $1, model = $2,
+                 system_prompt_revision = $3, updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(i64::from(run))
+        .bind(&conversation.model)
+        .bind(i64::from(conversation.revision()))
+        .bind(now_ms())
+        .bind(TextUuid(reply.id))
+        .execute(&mut *tx)
+        .await;
+        if is_one_streaming_violation(&updated) {
+            return Ok(BeginContinuation::Busy { conversation_id });
+        }
+        updated?;
+        Ok(BeginContinuation::Started(Box::new(TurnRecord {
+            owner: owner.clone(),
+            conversation_id,
+            user,
+            reply: MessageView {
+                run,
+                system_prompt_revision: Some(conversation.revision()),
+                model: Some(conversation.model),
+                ..reply
+            },
+            system_prompt: conversation.system_prompt,
+        })))
+    })
 }
 
 fn title_from(text: &str) -> String {
@@ -428,14 +454,16 @@ pub async fn history_page(
     from_turn: Uuid,
     turns: u32,
 ) -> Result<HistoryPage, DbError> {
-    if conversation_row(db.reader()?, owner, conversation_id)
+    let mut held = db.read().await?;
+    let conn = &mut held.conn();
+    if conversation_row(conn, owner, conversation_id)
         .await?
         .is_none()
     {
         return Ok(HistoryPage::default());
     }
     let rows = branches::newest_turns(
-        db.reader()?,
+        conn,
         conversation_id,
         from_turn,
         None,
@@ -451,7 +479,7 @@ pub async fn history_page(
     let oldest = messages.iter().rev().find(|m| m.role == Role::User);
     let older = oldest.and_then(|q| q.parent_turn_id);
     let sendable_before = match oldest {
-        Some(q) if older.is_some() => totals::prior_sendable(db.reader()?, q.turn_id).await?,
+        Some(q) if older.is_some() => totals::prior_sendable(conn, q.turn_id).await?,
         _ => 0,
     };
     Ok(HistoryPage {
@@ -463,20 +491,22 @@ pub async fn history_page(
 
 /// A turn's question and reply, and its conversation.
 async fn turn_in(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     owner: &Owner,
     turn_id: Uuid,
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
-    let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE turn_id = ?
-           AND {OWNED_AND_LIVE}
-         ORDER BY position"
-    ))
-    .bind(TextUuid(turn_id))
-    .bind(&owner.0)
-    .fetch_all(executor)
-    .await?;
+         WHERE turn_id = $1
+           AND {}
+         ORDER BY position",
+        owned_and_live(2)
+    );
+    let rows: Vec<MessageRow> = on_conn!(conn, |c| sqlx::query_as(&sql)
+        .bind(TextUuid(turn_id))
+        .bind(&owner.0)
+        .fetch_all(c)
+        .await)?;
     Ok(pair_turns(rows).pop())
 }
 
@@ -506,7 +536,7 @@ pub async fn turn(
     owner: &Owner,
     turn_id: Uuid,
 ) -> Result<Option<(MessageView, MessageView, Uuid)>, DbError> {
-    turn_in(db.reader()?, owner, turn_id).await
+    turn_in(&mut db.read().await?.conn(), owner, turn_id).await
 }
 
 /// Turns a page following a conversation reads back at most: a page further behind loads the
@@ -522,7 +552,9 @@ pub async fn turns_from(
     conversation_id: Uuid,
     from_turn: Option<Uuid>,
 ) -> Result<Option<Vec<(MessageView, MessageView)>>, DbError> {
-    let Some(conversation) = conversation_row(db.reader()?, owner, conversation_id).await? else {
+    let mut held = db.read().await?;
+    let conn = &mut held.conn();
+    let Some(conversation) = conversation_row(conn, owner, conversation_id).await? else {
         return Ok(None);
     };
     let Some(TextUuid(last)) = conversation.current_turn_id else {
@@ -532,7 +564,7 @@ pub async fn turns_from(
     // one), walked back from its end to `from_turn`, at most `FOLLOWED_TURNS`: a page further
     // behind gets the last turn, whose parent tells it to load the branch afresh.
     let mut rows = branches::newest_turns(
-        db.reader()?,
+        conn,
         conversation_id,
         last,
         from_turn,

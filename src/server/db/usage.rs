@@ -1,12 +1,11 @@
 //! What each owner spent: the ledger of runs budgets are counted from (one row per run, dated
 //! when it ran), the usage page and its CSV export.
 
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::batch::Written;
 use super::ids::TextUuid;
-use super::{begin_write, Db, DbError, Engine, Owner};
+use super::{Conn, Db, DbError, Engine, Owner};
 use crate::model::accounts::UsageRow;
 use crate::model::{MessageStatus, Usage};
 
@@ -83,8 +82,8 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let month = r.month.to_owned();
     let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
-    db.batcher()?
-        .write(move |conn| {
+    db.batcher()
+        .write(move |mut conn| {
             Box::pin(async move {
                 let r = Reservation {
                     owner: &owner,
@@ -98,7 +97,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
                     chars_before,
                     purpose,
                 };
-                Ok(match hold(conn, &r, limits).await? {
+                Ok(match hold(&mut conn, &r, limits).await? {
                     Reserved::Held => Written::Keep(Reserved::Held),
                     refused => Written::Undo(refused),
                 })
@@ -109,59 +108,61 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
 
 /// [`reserve`]'s statements, on the batch's connection.
 async fn hold(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     r: &Reservation<'_>,
     limits: Limits,
 ) -> Result<Reserved, DbError> {
-    // What costs nothing fits any budget, however far past it spending already is.
-    let limits = if r.reserved_usd > 0.0 {
-        limits
-    } else {
-        Limits::default()
-    };
-    if let Some(budget) = limits.budget {
-        let (spent,): (f64,) = sqlx::query_as(&format!(
-            "SELECT {SPENT} FROM spending WHERE owner = ? AND month = ?"
-        ))
+    on_conn!(conn, |tx| {
+        // What costs nothing fits any budget, however far past it spending already is.
+        let limits = if r.reserved_usd > 0.0 {
+            limits
+        } else {
+            Limits::default()
+        };
+        if let Some(budget) = limits.budget {
+            let (spent,): (f64,) = sqlx::query_as(&format!(
+                "SELECT {SPENT} FROM spending WHERE owner = $1 AND month = $2"
+            ))
+            .bind(&r.owner.0)
+            .bind(r.month)
+            .fetch_one(&mut *tx)
+            .await?;
+            if spent + r.reserved_usd > budget {
+                return Ok(Reserved::OverBudget { spent, budget });
+            }
+        }
+        if let Some(cap) = limits.site_cap {
+            let (spent,): (f64,) =
+                sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = $1"))
+                    .bind(r.month)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if spent + r.reserved_usd > cap {
+                return Ok(Reserved::OverSiteCap { spent, cap });
+            }
+        }
+        sqlx::query(
+            "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
+                 input_tokens, chars_before, purpose)
+             VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10)
+             ON CONFLICT (message_id, run) DO UPDATE SET
+                 state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
+                 at = excluded.at, input_tokens = excluded.input_tokens",
+        )
         .bind(&r.owner.0)
+        .bind(TextUuid(r.message_id))
+        .bind(i64::from(r.run))
+        .bind(r.model)
         .bind(r.month)
-        .fetch_one(&mut *tx)
+        .bind(r.at_ms)
+        .bind(r.reserved_usd.max(0.0))
+        .bind(i64::from(r.input_tokens))
+        .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
+        .bind(r.purpose.as_str())
+        .execute(&mut *tx)
         .await?;
-        if spent + r.reserved_usd > budget {
-            return Ok(Reserved::OverBudget { spent, budget });
-        }
-    }
-    if let Some(cap) = limits.site_cap {
-        let (spent,): (f64,) =
-            sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = ?"))
-                .bind(r.month)
-                .fetch_one(&mut *tx)
-                .await?;
-        if spent + r.reserved_usd > cap {
-            return Ok(Reserved::OverSiteCap { spent, cap });
-        }
-    }
-    sqlx::query(
-        "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
-             input_tokens, chars_before, purpose)
-         VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)
-         ON CONFLICT (message_id, run) DO UPDATE SET
-             state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
-             at = excluded.at, input_tokens = excluded.input_tokens",
-    )
-    .bind(&r.owner.0)
-    .bind(TextUuid(r.message_id))
-    .bind(r.run)
-    .bind(r.model)
-    .bind(r.month)
-    .bind(r.at_ms)
-    .bind(r.reserved_usd.max(0.0))
-    .bind(r.input_tokens)
-    .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
-    .bind(r.purpose.as_str())
-    .execute(&mut *tx)
-    .await?;
-    Ok(Reserved::Held)
+        Ok(Reserved::Held)
+    })
 }
 
 /// What one run used and cost, as it is settled.
@@ -175,17 +176,17 @@ pub struct Charge {
 
 /// Settles a run's reservation to its charge (a run that reserved nothing is left alone).
 pub(super) async fn settle(
-    executor: impl sqlx::SqliteExecutor<'_>,
+    conn: &mut Conn<'_>,
     message_id: Uuid,
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
     let field = |f: fn(&Usage) -> u32| charge.usage.as_ref().map(|u| i64::from(f(u)));
-    sqlx::query(
-        "UPDATE spending SET state = 'settled', cost_usd = ?, status = ?, input_tokens = ?,
-             cached_input_tokens = ?, cache_write_tokens = ?, output_tokens = ?,
-             reasoning_tokens = ?, usage_estimated = ?
-         WHERE message_id = ? AND run = ? AND state = 'reserved'",
+    on_conn!(conn, |c| sqlx::query(
+        "UPDATE spending SET state = 'settled', cost_usd = $1, status = $2, input_tokens = $3,
+             cached_input_tokens = $4, cache_write_tokens = $5, output_tokens = $6,
+             reasoning_tokens = $7, usage_estimated = $8
+         WHERE message_id = $9 AND run = $10 AND state = 'reserved'",
     )
     .bind(charge.cost_usd)
     .bind(charge.status)
@@ -196,9 +197,10 @@ pub(super) async fn settle(
     .bind(field(|u| u.reasoning_tokens))
     .bind(charge.estimated)
     .bind(TextUuid(message_id))
-    .bind(run)
-    .execute(executor)
-    .await?;
+    .bind(i64::from(run))
+    .execute(c)
+    .await
+    .map(|_| ()))?;
     Ok(())
 }
 
@@ -209,7 +211,11 @@ pub async fn settle_title(
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
-    settle(db.writer()?, question_id, run, charge).await
+    in_transaction!(db, |tx| {
+        settle(&mut Conn::from(&mut *tx), question_id, run, charge).await?;
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not
@@ -227,16 +233,16 @@ pub struct OpenRun {
 /// Runs still reserved whose reply is not being written (`message_id`: that reply's only).
 pub async fn open_runs(db: &Db, message_id: Option<Uuid>) -> Result<Vec<OpenRun>, DbError> {
     type Row = (i64, TextUuid, String, Option<i64>, i64, i64);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = on_reader!(db, |pool| sqlx::query_as(
         "SELECT s.id, s.message_id, s.model, s.input_tokens, s.chars_before,
-                length(m.content) + length(m.thinking)
+                CAST(length(m.content) + length(m.thinking) AS BIGINT)
            FROM spending s JOIN messages m ON m.id = s.message_id
           WHERE s.state = 'reserved' AND m.status <> 'streaming'
-            AND (?1 IS NULL OR s.message_id = ?1)",
+            AND ($1 IS NULL OR s.message_id = $1)",
     )
     .bind(message_id.map(TextUuid))
-    .fetch_all(db.reader()?)
-    .await?;
+    .fetch_all(pool)
+    .await)?;
     Ok(rows
         .into_iter()
         .map(|(id, message_id, model, input, before, now)| OpenRun {
@@ -257,42 +263,42 @@ pub async fn settle_open_run(
     usage: Usage,
     cost_usd: Option<f64>,
 ) -> Result<(), DbError> {
-    let mut tx = begin_write(db).await?;
-    let settled = sqlx::query(
-        "UPDATE spending SET state = 'settled', cost_usd = ?,
-             status = (SELECT m.status FROM messages m WHERE m.id = spending.message_id),
-             input_tokens = ?, output_tokens = ?, cached_input_tokens = 0,
-             cache_write_tokens = 0, reasoning_tokens = 0, usage_estimated = 1
-         WHERE id = ? AND state = 'reserved'",
-    )
-    .bind(cost_usd)
-    .bind(usage.input_tokens)
-    .bind(usage.output_tokens)
-    .bind(run.id)
-    .execute(&mut *tx)
-    .await?;
-    if settled.rows_affected() == 1 {
-        sqlx::query(
-            // Numbered throughout: sqlx numbers bare `?` apart from `?N`.
-            "UPDATE messages SET
-                 input_tokens = COALESCE(input_tokens, 0) + ?1,
-                 output_tokens = COALESCE(output_tokens, 0) + ?2,
-                 cached_input_tokens = COALESCE(cached_input_tokens, 0),
-                 cache_write_tokens = COALESCE(cache_write_tokens, 0),
-                 reasoning_tokens = COALESCE(reasoning_tokens, 0),
-                 cost_usd = CASE WHEN ?3 IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ?3 END,
-                 usage_estimated = 1
-             WHERE id = ?4 AND role = 'assistant'",
+    in_transaction!(db, |tx| {
+        let settled = sqlx::query(
+            "UPDATE spending SET state = 'settled', cost_usd = $1,
+                 status = (SELECT m.status FROM messages m WHERE m.id = spending.message_id),
+                 input_tokens = $2, output_tokens = $3, cached_input_tokens = 0,
+                 cache_write_tokens = 0, reasoning_tokens = 0, usage_estimated = TRUE
+             WHERE id = $4 AND state = 'reserved'",
         )
-        .bind(usage.input_tokens)
-        .bind(usage.output_tokens)
         .bind(cost_usd)
-        .bind(TextUuid(run.message_id))
+        .bind(i64::from(usage.input_tokens))
+        .bind(i64::from(usage.output_tokens))
+        .bind(run.id)
         .execute(&mut *tx)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+        if settled.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE messages SET
+                     input_tokens = COALESCE(input_tokens, 0) + $1,
+                     output_tokens = COALESCE(output_tokens, 0) + $2,
+                     cached_input_tokens = COALESCE(cached_input_tokens, 0),
+                     cache_write_tokens = COALESCE(cache_write_tokens, 0),
+                     reasoning_tokens = COALESCE(reasoning_tokens, 0),
+                     cost_usd = CASE WHEN $3 IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + $3 END,
+                     usage_estimated = TRUE
+                 WHERE id = $4 AND role = 'assistant'",
+            )
+            .bind(i64::from(usage.input_tokens))
+            .bind(i64::from(usage.output_tokens))
+            .bind(cost_usd)
+            .bind(TextUuid(run.message_id))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// What the owner has spent in `month` (settled runs at their cost, open ones at their
