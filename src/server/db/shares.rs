@@ -150,6 +150,8 @@ pub const SHARED_BYTES: usize = 2 << 20;
 
 /// A snapshot as its page shows it.
 pub struct SharedSnapshot {
+    /// Whose it is (what its questions' files are looked up under; never shown).
+    pub owner: Owner,
     pub title: String,
     pub created_at: i64,
     /// Oldest first; only what was on screen when it was shared.
@@ -159,6 +161,7 @@ pub struct SharedSnapshot {
 }
 
 pub struct SharedMessage {
+    pub turn_id: Uuid,
     pub role: Role,
     pub content: String,
     /// The stored rendering, when it is of exactly `content`.
@@ -170,8 +173,8 @@ pub struct SharedMessage {
 /// The snapshot behind a link's key: `None` when there is no such link, its conversation is
 /// deleted, or its owner's account is disabled (all answer alike).
 pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSnapshot>, DbError> {
-    let found: Option<(TextUuid, TextUuid, i64, String, i64)> = sqlx::query_as(
-        "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at
+    let found: Option<(TextUuid, TextUuid, i64, String, i64, String)> = sqlx::query_as(
+        "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at, s.owner
            FROM shares s
            JOIN conversations c ON c.id = s.conversation_id AND c.owner = s.owner
           WHERE s.key_hash = ? AND c.deleted_at IS NULL AND c.purged_at IS NULL
@@ -181,7 +184,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
     .bind(key_hash)
     .fetch_optional(db.reader()?)
     .await?;
-    let Some((conversation_id, end_turn, end_chars, title, created_at)) = found else {
+    let Some((conversation_id, end_turn, end_chars, title, created_at, owner)) = found else {
         return Ok(None);
     };
     // One turn more than shown, to know whether earlier ones exist.
@@ -226,6 +229,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
                 }
             }
             SharedMessage {
+                turn_id: row.turn_id.0,
                 role: row.role,
                 content,
                 html,
@@ -235,6 +239,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
         })
         .collect();
     Ok(Some(SharedSnapshot {
+        owner: Owner(owner),
         title,
         created_at,
         messages,
