@@ -1,10 +1,10 @@
 //! Exports: `GET /export/{id}/markdown` and `/export/{id}/json` (one conversation, its files
 //! named but not held), `GET /export/{id}/zip` (one conversation with its files), and
 //! `GET /export/all.zip`: every conversation of the person, one JSON line each in
-//! `conversations.jsonl`, then each file their questions carried, once, as
-//! `files/<sha256>`, all written into the response as it is read: a conversation at a time,
-//! then a file a chunk at a time, so that memory holds one conversation (or one chunk of a
-//! file) and a little compression state however many there are.
+//! `conversations.jsonl`, then each file their questions carried, once, as `files/<sha256>`
+//! (text deflated, the rest stored), all written into the response as it is read: a
+//! conversation at a time, then a file a chunk at a time, so that memory holds one conversation
+//! (or one chunk of a file) and a little compression state however many there are.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -171,11 +171,12 @@ fn write_archive(
         }
     }
     for file in &files {
-        // Images are compressed already; text and the rest are worth deflating.
-        let method = if file.mime.starts_with("image/") {
-            zip::CompressionMethod::Stored
-        } else {
+        // Text is worth deflating; images, PDFs and the rest are compressed already or opaque
+        // (deflating 20 MB of such bytes cost seconds and saved nothing).
+        let method = if file.mime.starts_with("text/") {
             zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
         };
         zip.start_file(file.entry(), options.compression_method(method))
             .map_err(std::io::Error::other)?;
