@@ -39,6 +39,8 @@ test("a pasted screenshot and a picked file go with a message, show in it after 
   await expect(tray.locator(".file-chip")).toHaveCount(2);
   await expect(tray.locator(".file-chip").first().locator("img.file-thumb")).toBeVisible();
   await expect(tray.locator(".file-chip").nth(1)).toContainText("notes.md");
+  // Each chip says its size.
+  await expect(tray.locator(".file-chip").nth(1).locator(".file-size")).toHaveText("35 bytes");
   await expect(tray.locator("progress")).toHaveCount(0);
   await page.screenshot({ path: test.info().outputPath("composer-files.png") });
 
