@@ -29,8 +29,17 @@ fn main() -> anyhow::Result<()> {
         return healthcheck();
     }
     // A child the server runs to read one PDF: nothing else is set up for it.
-    if let Command::ReadPdf { max_bytes } = &command {
-        std::process::exit(i32::from(rill::server::attachments::pdf::worker(max_bytes)));
+    if let Command::ReadPdf {
+        max_bytes,
+        memory_bytes,
+        cpu_seconds,
+    } = &command
+    {
+        std::process::exit(i32::from(rill::server::attachments::pdf::worker(
+            max_bytes,
+            memory_bytes,
+            cpu_seconds,
+        )));
     }
     let config = Config::from_env().context("reading configuration")?;
     rill::server::logging::init(config.ops.log_format);

@@ -12,6 +12,7 @@ pub mod download;
 pub mod images;
 pub mod pdf;
 pub mod sniff;
+pub mod take;
 pub mod upload;
 
 use axum::routing::{get, post};

@@ -19,6 +19,8 @@ pub enum Command {
     /// usage text.
     ReadPdf {
         max_bytes: String,
+        memory_bytes: String,
+        cpu_seconds: String,
     },
     Migrate,
     MigrateToPostgres {
@@ -61,9 +63,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [] => Ok(Command::Serve),
         ["-h" | "--help" | "help"] => Ok(Command::Help),
         ["healthcheck"] => Ok(Command::Healthcheck),
-        [crate::server::attachments::pdf::COMMAND, max_bytes] => Ok(Command::ReadPdf {
-            max_bytes: (*max_bytes).to_owned(),
-        }),
+        [crate::server::attachments::pdf::COMMAND, max_bytes, memory_bytes, cpu_seconds] => {
+            Ok(Command::ReadPdf {
+                max_bytes: (*max_bytes).to_owned(),
+                memory_bytes: (*memory_bytes).to_owned(),
+                cpu_seconds: (*cpu_seconds).to_owned(),
+            })
+        }
         ["migrate"] => Ok(Command::Migrate),
         ["migrate-to-postgres", file, url]
             if !file.starts_with('-')

@@ -250,6 +250,11 @@ pub struct LimitSettings {
     pub max_message_attachment_bytes: u64,
     /// Bytes of files one person may upload in 24 hours ([`settings::ATTACHMENTS_MB_PER_DAY`]).
     pub attachment_bytes_per_day: u64,
+    /// How long a PDF's text may take to read ([`settings::PDF_READ_SECONDS`]; a test may set
+    /// less than a second).
+    pub pdf_read_time: std::time::Duration,
+    /// Bytes of memory the reader of one PDF may take ([`settings::PDF_READ_MB`]).
+    pub pdf_read_memory_bytes: u64,
 }
 
 // The table's bounds keep each default within its field's type, so these casts lose nothing.
@@ -267,6 +272,8 @@ impl Default for LimitSettings {
             max_attachment_bytes: settings::MAX_ATTACHMENT_MB.kind.default << 20,
             max_message_attachment_bytes: settings::MAX_MESSAGE_ATTACHMENTS_MB.kind.default << 20,
             attachment_bytes_per_day: settings::ATTACHMENTS_MB_PER_DAY.kind.default << 20,
+            pdf_read_time: std::time::Duration::from_secs(settings::PDF_READ_SECONDS.kind.default),
+            pdf_read_memory_bytes: settings::PDF_READ_MB.kind.default << 20,
         }
     }
 }
@@ -292,6 +299,12 @@ impl LimitSettings {
                 .saturating_mul(1 << 20),
             attachment_bytes_per_day: env
                 .whole::<u64>(&settings::ATTACHMENTS_MB_PER_DAY)?
+                .saturating_mul(1 << 20),
+            pdf_read_time: std::time::Duration::from_secs(
+                env.whole::<u64>(&settings::PDF_READ_SECONDS)?,
+            ),
+            pdf_read_memory_bytes: env
+                .whole::<u64>(&settings::PDF_READ_MB)?
                 .saturating_mul(1 << 20),
         })
     }

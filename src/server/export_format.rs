@@ -8,8 +8,11 @@ use crate::model::{MessageStatus, Usage};
 
 /// `format` of a conversation exported by Rill.
 pub const FORMAT: &str = "rill.conversation";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes and reads. 2 added a question's files (`Question::files`): a
+/// Rill that reads only 1 refuses such a file rather than lose its attachments unsaid.
+pub const VERSION: u32 = 2;
+/// Where an archive keeps a file: `files/<sha256>`, its bytes as they were stored.
+pub const FILES_DIR: &str = "files/";
 
 /// A conversation, every branch of it. Times are unix milliseconds; ids are the source's (an
 /// import gives everything new ids).
@@ -58,6 +61,28 @@ pub struct Turn {
 pub struct Question {
     pub text: String,
     pub created_at: i64,
+    /// The files it carried, in order (an archive holds their bytes beside the conversations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<File>,
+}
+
+/// A file a question carried. Its type is found again in its bytes when it is imported; what
+/// is written here of it is only for a reader of the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct File {
+    pub name: String,
+    /// SHA-256 of its bytes, lowercase hex: its place in the archive (`files/<sha256>`).
+    pub sha256: String,
+    pub size: u64,
+    #[serde(default)]
+    pub mime: String,
+}
+
+impl File {
+    /// Its entry in an archive.
+    pub fn entry(&self) -> String {
+        format!("{FILES_DIR}{}", self.sha256)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,6 +156,16 @@ impl Conversation {
             system_prompts: Vec::new(),
             turns: Vec::new(),
         }
+    }
+
+    /// Its questions' files, each once (by SHA-256), in the order first carried.
+    pub fn distinct_files(&self) -> Vec<&File> {
+        let mut seen = std::collections::HashSet::new();
+        self.turns
+            .iter()
+            .flat_map(|t| &t.question.files)
+            .filter(|f| seen.insert(f.sha256.as_str()))
+            .collect()
     }
 
     /// Bytes it stores, as the quota counts them (title, prompts, text and thinking).

@@ -45,10 +45,15 @@ fn is_icon(path: &str) -> bool {
     })
 }
 
-/// A shared conversation's page (`shares.rs`): the link is the permission.
+/// A shared conversation's page or one of its files (`shares.rs`): the link is the permission.
 fn is_shared_page(path: &str) -> bool {
-    path.strip_prefix("/s/")
-        .is_some_and(super::shares::is_token)
+    let Some(rest) = path.strip_prefix("/s/") else {
+        return false;
+    };
+    match rest.split_once("/files/") {
+        None => super::shares::is_token(rest),
+        Some((token, id)) => super::shares::is_token(token) && uuid::Uuid::parse_str(id).is_ok(),
+    }
 }
 
 /// The operator's endpoints (`ops.rs`); `/metrics` checks its own access.
@@ -69,6 +74,8 @@ mod tests {
             "/icons/maskable-512.png",
             "/favicon.svg",
             "/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/files/\
+             67e55044-10b1-426f-9247-bb680e5fe0c8",
         ] {
             assert!(is_public(path), "{path}");
         }
@@ -82,6 +89,9 @@ mod tests {
             "/s/",
             "/s/x",
             "/s/../c/1",
+            "/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/files/x",
+            "/s/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/files/../../c/1",
+            "/s/x/files/67e55044-10b1-426f-9247-bb680e5fe0c8",
             "/api/share_conversation",
             "/api/list_shares",
         ] {

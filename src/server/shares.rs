@@ -12,7 +12,16 @@
 //! The page is plain HTML with no script at all (its policy allows none), the replies as the
 //! chat's own safe markdown renderer wrote them, marked as shared, `noindex` in a meta tag and
 //! `X-Robots-Tag`, and nothing else of its owner: no list, no account, no model settings.
+//!
+//! A shared question's files (issue 26) show as on the chat's page (images as thumbnails that
+//! open full size, other files as chips that download), each at `/s/<token>/files/<id>`: served
+//! through the link alone, and only if a question the page shows carries it. Any other id (the
+//! owner's other files included), a revoked link or a bad token is the same 404 as an id that
+//! does not exist.
 
+use std::collections::HashMap;
+
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +32,11 @@ use uuid::Uuid;
 
 use super::db::shares::{self as store, CannotShare, NewShare, SharedSnapshot};
 use super::db::{self, Owner};
-use super::{preferences, render, sessions, AppState};
+use super::error_response::api_error;
+use super::{attachments, preferences, render, sessions, AppState};
 use crate::error::ApiError;
+use crate::format::byte_size;
+use crate::model::attachments::{AttachmentKind, AttachmentView};
 use crate::model::shares::{SharedLink, MAX_SHARES};
 use crate::model::{MessageStatus, Role};
 
@@ -105,14 +117,71 @@ struct PageAssets {
     stylesheet: String,
 }
 
-/// `GET /s/<token>`.
+/// `GET /s/<token>`, and its files at `GET /s/<token>/files/<id>`.
 pub fn routes(state: AppState, options: &LeptosOptions) -> Router {
     let assets = PageAssets {
         stylesheet: stylesheet_href(options),
     };
     Router::new()
         .route("/s/{token}", get(shared_page))
+        .route("/s/{token}/files/{id}", get(shared_file))
         .with_state((state, assets))
+}
+
+/// The address of a shared question's file.
+fn file_path(token: &str, id: Uuid) -> String {
+    format!("/s/{token}/files/{id}")
+}
+
+/// `GET /s/<token>/files/<id>`: a file a question of the snapshot carries, as its owner gets
+/// it (`attachments::download`).
+async fn shared_file(
+    State((state, _)): State<(AppState, PageAssets)>,
+    Path((token, id)): Path<(String, String)>,
+) -> Response<Body> {
+    let not_found = || api_error(&ApiError::NotFound("no such file".into()));
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return not_found();
+    };
+    let found = match snapshot(&state, &token).await {
+        Ok(Some(snapshot)) => {
+            let shown: Vec<Uuid> = snapshot
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .map(|m| m.turn_id)
+                .collect();
+            db::attachments::carried_by(&state.db, &snapshot.owner, id, &shown)
+                .await
+                .map(|stored| stored.map(|stored| (snapshot.owner, stored)))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(Some((owner, stored))) => attachments::download::serve(&state, owner, stored),
+        Ok(None) => not_found(),
+        Err(e) => api_error(&e.into()),
+    }
+}
+
+/// The files each question of `snapshot` carries, by its turn.
+async fn files_of(
+    state: &AppState,
+    snapshot: &SharedSnapshot,
+) -> Result<HashMap<Uuid, Vec<AttachmentView>>, db::DbError> {
+    let mut files = HashMap::new();
+    for message in snapshot.messages.iter().filter(|m| m.role == Role::User) {
+        let carried =
+            db::attachments::turn_attachments(&state.db, &snapshot.owner, message.turn_id).await?;
+        if !carried.is_empty() {
+            files.insert(
+                message.turn_id,
+                carried.into_iter().map(|stored| stored.view).collect(),
+            );
+        }
+    }
+    Ok(files)
 }
 
 /// The address of the site's stylesheet, with the build's hash in its name when the build has
@@ -148,10 +217,22 @@ async fn shared_page(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match snapshot(&state, &token).await {
-        Ok(Some(snapshot)) => {
+    let found = match snapshot(&state, &token).await {
+        Ok(Some(snapshot)) => match files_of(&state, &snapshot).await {
+            Ok(files) => Ok(Some((snapshot, files))),
+            Err(e) => Err(e),
+        },
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(Some((snapshot, files))) => {
             let theme = preferences::theme_of(&headers);
-            let html = page(&snapshot, &assets.stylesheet, theme.attribute()).await;
+            let shown = Shown {
+                token: &token,
+                files: &files,
+            };
+            let html = page(&snapshot, &shown, &assets.stylesheet, theme.attribute()).await;
             with_page_headers(StatusCode::OK, html)
         }
         Ok(None) => with_page_headers(StatusCode::NOT_FOUND, not_found(&assets.stylesheet)),
@@ -219,7 +300,18 @@ fn head(title: &str, stylesheet: &str, theme: Option<&str>) -> String {
     )
 }
 
-async fn page(snapshot: &SharedSnapshot, stylesheet: &str, theme: Option<&str>) -> String {
+/// What the page links to besides its text: its token and its questions' files.
+struct Shown<'a> {
+    token: &'a str,
+    files: &'a HashMap<Uuid, Vec<AttachmentView>>,
+}
+
+async fn page(
+    snapshot: &SharedSnapshot,
+    shown: &Shown<'_>,
+    stylesheet: &str,
+    theme: Option<&str>,
+) -> String {
     let title = if snapshot.title.is_empty() {
         "Shared conversation"
     } else {
@@ -242,20 +334,24 @@ async fn page(snapshot: &SharedSnapshot, stylesheet: &str, theme: Option<&str>) 
     }
     html.push_str("<ol class=\"message-list\" aria-label=\"Messages\">");
     for message in &snapshot.messages {
-        message_html(&mut html, message).await;
+        message_html(&mut html, message, shown).await;
     }
     html.push_str("</ol></main></body></html>");
     html
 }
 
-async fn message_html(html: &mut String, message: &store::SharedMessage) {
+async fn message_html(html: &mut String, message: &store::SharedMessage, shown: &Shown<'_>) {
     match message.role {
         Role::User => {
             html.push_str(
                 "<li class=\"message user\"><h2 class=\"sr-only\">They asked:</h2><div class=\"content\">",
             );
             html.push_str(&escape(&message.content));
-            html.push_str("</div></li>");
+            html.push_str("</div>");
+            if let Some(files) = shown.files.get(&message.turn_id) {
+                files_html(html, shown.token, files);
+            }
+            html.push_str("</li>");
         }
         Role::Assistant => {
             html.push_str(&format!(
@@ -288,6 +384,30 @@ async fn message_html(html: &mut String, message: &store::SharedMessage) {
             html.push_str("</li>");
         }
     }
+}
+
+/// A question's files as the chat shows them: images as thumbnails that open the image full
+/// size (a link: the page runs no script), other files as chips that download.
+fn files_html(html: &mut String, token: &str, files: &[AttachmentView]) {
+    html.push_str("<ul class=\"message-files\" aria-label=\"Attached files\">");
+    for file in files {
+        let url = escape(&file_path(token, file.id));
+        let name = escape(&file.name);
+        if file.kind == AttachmentKind::Image {
+            html.push_str(&format!(
+                "<li><a class=\"file-thumb-button\" href=\"{url}\" aria-label=\"Open {name}\">\
+                 <img class=\"file-thumb\" src=\"{url}\" alt=\"{name}\" loading=\"lazy\"></a></li>"
+            ));
+        } else {
+            html.push_str(&format!(
+                "<li><a class=\"file-chip\" href=\"{url}\" download=\"{name}\">\
+                 <span class=\"file-name\">{name}</span>\
+                 <span class=\"file-size\">{}</span></a></li>",
+                byte_size(file.size)
+            ));
+        }
+    }
+    html.push_str("</ul>");
 }
 
 fn not_found(stylesheet: &str) -> String {

@@ -68,7 +68,8 @@ pub async fn spool(
     Ok(Spooled::Whole { file, size })
 }
 
-fn spool_dir(database: &Path) -> PathBuf {
+/// The directory temporary files go to: the database's own (see the module's note).
+pub fn spool_dir(database: &Path) -> PathBuf {
     match database.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),

@@ -14,6 +14,7 @@ pub mod chatgpt;
 pub mod claude;
 pub mod convert;
 pub mod export;
+pub mod files;
 pub mod import;
 mod markdown;
 pub mod reader;

@@ -150,14 +150,14 @@ pub fn TransferPage() -> impl IntoView {
             <section class="transfer" aria-labelledby="export-heading">
                 <h2 id="export-heading">"Export"</h2>
                 <p>
-                    "All your conversations, every branch, with their system prompts, models, usage and times: JSON lines in a zip archive. One conversation as Markdown or JSON: its Settings panel."
+                    "All your conversations, every branch, with their system prompts, models, usage and times: JSON lines in a zip archive, with the files attached to them beside. One conversation as Markdown, JSON or an archive with its files: its Settings panel."
                 </p>
                 <p><a class="button" href="/export/all.zip" download>"Download all conversations (zip)"</a></p>
             </section>
             <section class="transfer" aria-labelledby="import-heading">
                 <h2 id="import-heading">"Import"</h2>
                 <p>
-                    "From ChatGPT (its data export: the zip archive or its conversations.json), Claude (conversations.json from its data export) or Rill (the archive above, or one conversation's JSON). Branches are kept. Each conversation comes in whole or not at all; one imported before is skipped. Continue any of them with a model of this server."
+                    "From ChatGPT (its data export: the zip archive or its conversations.json), Claude (conversations.json from its data export) or Rill (the archive above, one conversation's archive, or its JSON). Branches are kept, and attached files come with them from a Rill archive, counted against your daily allowance of uploads. Each conversation comes in whole or not at all; one imported before is skipped. Continue any of them with a model of this server."
                 </p>
                 <form class="import-form" on:submit=move |ev| { ev.prevent_default(); start(); }>
                     <label for="import-file">"Export file"</label>

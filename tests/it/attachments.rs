@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::support::*;
 
 /// A picture `width` × `height` in `format`, a gradient so that it is not trivially small.
-fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+pub(crate) fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
     let pixels = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
     });
@@ -21,7 +21,7 @@ fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
     bytes
 }
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     picture(width, height, image::ImageFormat::Png)
 }
 
@@ -30,12 +30,12 @@ fn dimensions(bytes: &[u8]) -> (u32, u32) {
     (decoded.width(), decoded.height())
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn upload_with(
+pub(crate) async fn upload_with(
     http: &reqwest::Client,
     base_url: &str,
     name: &str,
@@ -65,7 +65,7 @@ async fn download(app: &TestApp, id: Uuid) -> reqwest::Response {
         .expect("request reaches the app")
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+pub(crate) fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()
         .get(name)
@@ -92,7 +92,7 @@ async fn send_with(
     EventReader::new(response).read_to_end().await
 }
 
-async fn error_text(response: reqwest::Response) -> String {
+pub(crate) async fn error_text(response: reqwest::Response) -> String {
     let error: Value = response.json().await.expect("an error body");
     error
         .as_object()
@@ -295,14 +295,31 @@ async fn limits_per_file_per_message_and_per_day_are_refused_in_words() {
 }
 
 #[tokio::test]
-async fn text_files_reach_each_provider_as_named_blocks_and_are_billed() {
+async fn text_files_of_every_kind_reach_each_provider_as_named_blocks() {
     let app = TestApp::start(FakeConfig::default()).await;
     let notes = upload(&app, "notes.md", "# Plan\nShip it — soon.".as_bytes()).await;
     let table = upload(&app, "sales.csv", b"month,total\njan,3\n").await;
     let binary = upload(&app, "blob.bin", &[0u8, 159, 146, 150]).await;
-    let files = [notes.id, table.id, binary.id];
+    // TSV, JSON, code and HTML are text too (HTML as its text: nothing renders it).
+    let tsv = upload(&app, "sales.tsv", b"month\ttotal").await;
+    let json_file = upload(&app, "data.json", br#"{"a": 1}"#).await;
+    let code = upload(&app, "main.rs", b"fn main() {}").await;
+    let html = upload(&app, "page.html", b"<p>hi</p>").await;
+    let files = [
+        notes.id,
+        table.id,
+        binary.id,
+        tsv.id,
+        json_file.id,
+        code.id,
+        html.id,
+    ];
     let expected = "Summarise these\n\n<file name=\"notes.md\">\n# Plan\nShip it — soon.\n</file>\
-                    \n\n<file name=\"sales.csv\">\nmonth,total\njan,3\n\n</file>";
+                    \n\n<file name=\"sales.csv\">\nmonth,total\njan,3\n\n</file>\
+                    \n\n<file name=\"sales.tsv\">\nmonth\ttotal\n</file>\
+                    \n\n<file name=\"data.json\">\n{\"a\": 1}\n</file>\
+                    \n\n<file name=\"main.rs\">\nfn main() {}\n</file>\
+                    \n\n<file name=\"page.html\">\n<p>hi</p>\n</file>";
     for model in EACH_PROVIDER {
         let body = asked_with(&app, "Summarise these", model, &files).await;
         assert_eq!(user_text(&body, model), expected, "{model}: {body}");
@@ -603,7 +620,7 @@ fn asked_text(app: &TestApp, model: &str) -> String {
     user_text(requests.last().expect("the provider was asked"), model)
 }
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/it/fixtures/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -805,8 +822,8 @@ async fn a_pdf_built_to_blow_up_or_damaged_is_refused_in_words() {
     assert_eq!(refused.status(), 413);
     assert_eq!(
         error_text(refused).await,
-        "this PDF takes more memory or time to read than this server allows (a file built to \
-         do that, or one far too complex); it was not kept"
+        "this PDF takes more memory to read than this server allows (a file built to do that, \
+         or one far too complex); it was not kept"
     );
     let damaged = upload_with(
         &app.http,
@@ -922,4 +939,220 @@ async fn files_stay_with_continue_regenerate_edit_branches_and_a_switch_of_provi
             "{model}"
         );
     }
+}
+
+/// A page of text whose content stream is `operators` text-showing operators: a file that is
+/// slow to read (each operator parsed and decoded) but small in memory.
+fn slow_pdf(operators: usize) -> Vec<u8> {
+    let mut content = b"BT /F1 12 Tf 72 720 Td (Slow words.) Tj ".to_vec();
+    for _ in 0..operators {
+        content.extend_from_slice(b"(a) Tj ");
+    }
+    content.extend_from_slice(b"ET");
+    one_page_pdf("", &content, Vec::new())
+}
+
+#[tokio::test]
+async fn a_pdf_read_past_the_time_bound_is_killed_and_refused_in_words() {
+    let bounded = |time: std::time::Duration| {
+        TestApp::with(Setup {
+            limits: Some(rill::server::config::LimitSettings {
+                pdf_read_time: time,
+                ..generous_limits()
+            }),
+            ..Setup::default()
+        })
+    };
+    let app = bounded(std::time::Duration::from_millis(300)).await;
+    let slow = slow_pdf(600_000);
+    let refused = upload_with(&app.http, &app.base_url, "slow.pdf", &slow).await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(
+        error_text(refused).await,
+        "this PDF takes longer to read than the 0.3 seconds this server allows (a file built to \
+         do that, or one far too complex); it was not kept"
+    );
+    assert_eq!(app.count("attachments").await, 0, "nothing was kept");
+    assert_eq!(app.count("blobs").await, 0);
+    // The reader was killed, not left running: no child of the server reads this file (the
+    // reader is told its size) any more.
+    let size = slow.len().to_string();
+    eventually("the reader is gone", || async { !reader_running(&size) }).await;
+    // The same file, given the time (the default bound), is read: time was what it lacked.
+    let patient = bounded(std::time::Duration::from_secs(45)).await;
+    let read = upload(&patient, "slow.pdf", &slow).await;
+    assert_eq!(read.note, None);
+}
+
+/// Whether a `read-pdf` child of this process is reading a file of `size` bytes (a zombie not
+/// reaped counts).
+fn reader_running(size: &str) -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(") ")
+                .next()
+                .and_then(|rest| rest.split(' ').nth(1));
+            let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = command.split(|b| *b == 0).collect();
+            parent == Some(me.as_str())
+                && args.get(1) == Some(&&b"read-pdf"[..])
+                && args.get(2) == Some(&size.as_bytes())
+        })
+}
+
+#[tokio::test]
+async fn a_pdf_read_past_the_memory_bound_is_refused_in_words() {
+    let app = TestApp::with(Setup {
+        limits: Some(rill::server::config::LimitSettings {
+            pdf_read_memory_bytes: 64 << 20,
+            ..generous_limits()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    // 2 MB that inflate to 256 MB of page content: four times the reader's memory.
+    let bomb = one_page_pdf("/Filter /FlateDecode", &zlib_bomb(1 << 20), Vec::new());
+    let refused = upload_with(&app.http, &app.base_url, "bomb.pdf", &bomb).await;
+    assert_eq!(refused.status(), 413);
+    assert_eq!(
+        error_text(refused).await,
+        "this PDF takes more memory to read than this server allows (a file built to do that, \
+         or one far too complex); it was not kept"
+    );
+    assert_eq!(app.count("blobs").await, 0);
+    // A fair file is read within the same bound.
+    let fine = upload(&app, "report.pdf", &fixture("report.pdf")).await;
+    assert_eq!(fine.note, None);
+}
+
+#[tokio::test]
+async fn files_are_fitted_whole_with_their_question_or_left_out_with_it() {
+    // The fake's model has a 1,000-token window; a byte counts as a third of a token.
+    let app = TestApp::start(FakeConfig {
+        tokens: 5,
+        context_tokens: Some(1_000),
+        ..FakeConfig::default()
+    })
+    .await;
+    let lines = |word: &str| format!("{word} line of the file\n").repeat(40);
+    let (first, second) = (lines("first"), lines("second"));
+    let a = upload(&app, "first.txt", first.as_bytes()).await;
+    let b = upload(&app, "second.txt", second.as_bytes()).await;
+    let events = send_with(&app, None, "First", None, &[a.id]).await;
+    assert_eq!(finished(&events).left_out, 0);
+    let conversation = conversation_of(&events);
+    // Two such questions do not fit: the older one goes, its file with it, and the newest
+    // goes whole.
+    let events = send_with(&app, Some(conversation), "Second", None, &[b.id]).await;
+    let outcome = finished(&events);
+    assert_eq!(outcome.status, rill::model::MessageStatus::Complete);
+    assert_eq!(outcome.left_out, 2, "the first question and its reply");
+    let requests = app.fake.requests();
+    let sent = requests.last().expect("asked")["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["content"],
+        format!("Second\n\n<file name=\"second.txt\">\n{second}\n</file>")
+    );
+    // A file too large for the window with its question is refused in words, not cut.
+    let asked = requests.len();
+    let huge = upload(&app, "huge.txt", lines("huge").repeat(4).as_bytes()).await;
+    let events = send_with(&app, Some(conversation), "Third", None, &[huge.id]).await;
+    let outcome = finished(&events);
+    assert_eq!(outcome.status, rill::model::MessageStatus::Failed);
+    let error = outcome.error.clone().unwrap_or_default();
+    assert!(error.contains("too long for fake/fake-model"), "{error}");
+    assert_eq!(app.fake.requests().len(), asked, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_budget_reserves_for_the_images_and_files_a_question_carries() {
+    // $100 per million input tokens and $2,000 per million output, replies of at most 100
+    // tokens: a reply reserves $0.20, a byte of the prompt $0.0001, an image (2,400 tokens)
+    // $0.24.
+    let app = TestApp::with(Setup {
+        access: accounts_mode(),
+        fake: FakeConfig {
+            tokens: 5,
+            ..FakeConfig::default()
+        },
+        turns: Some(rill::server::config::TurnSettings {
+            max_output_tokens: 100,
+            ..test_turns()
+        }),
+        prices: vec![(
+            "fake/fake-model".to_owned(),
+            rill::model::Price {
+                input: 100.0,
+                cached_input: None,
+                cache_write: None,
+                output: 2_000.0,
+            }
+            .into(),
+        )],
+        ..Setup::default()
+    })
+    .await;
+    // Each asks once with $0.40 to spend.
+    let ask = |name: &'static str, file: Option<(&'static str, Vec<u8>)>| {
+        let app = &app;
+        async move {
+            let id = app.add_user(name, false).await;
+            sqlx::query("UPDATE users SET monthly_budget_usd = 0.40 WHERE id = ?")
+                .bind(&id)
+                .execute(&app.pool)
+                .await
+                .expect("budget");
+            let person = app.signed_in(name).await;
+            let mut files = Vec::new();
+            if let Some((file_name, bytes)) = file {
+                let response = upload_with(&person.http, &person.base_url, file_name, &bytes).await;
+                assert_eq!(response.status(), 200);
+                files.push(response.json::<AttachmentView>().await.expect("a file").id);
+            }
+            let sent = person
+                .post(
+                    "send_message",
+                    json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Look",
+                           "model": null, "attachments": files}),
+                )
+                .await;
+            assert_eq!(sent.status(), 200);
+            finished(&EventReader::new(sent).read_to_end().await).clone()
+        }
+    };
+    let refused = |outcome: &rill::model::Outcome| {
+        outcome.status == rill::model::MessageStatus::Failed
+            && outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("budget of $0.40"))
+    };
+    // The question alone: about $0.20.
+    let plain = ask("ann", None).await;
+    assert_eq!(plain.status, rill::model::MessageStatus::Complete);
+    // With a small image: $0.24 more, past the budget.
+    let image = ask("ben", Some(("shot.png", png(8, 8)))).await;
+    assert!(refused(&image), "{image:?}");
+    // With 1,000 bytes of text: about $0.10 more, within it; 2,500: past it.
+    let small = ask("cat", Some(("a.txt", vec![b'a'; 1_000]))).await;
+    assert_eq!(small.status, rill::model::MessageStatus::Complete);
+    let large = ask("dov", Some(("b.txt", vec![b'b'; 2_500]))).await;
+    assert!(refused(&large), "{large:?}");
+    assert_eq!(app.fake.calls().len(), 2, "the refused were never sent");
 }

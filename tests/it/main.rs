@@ -4,6 +4,7 @@
 
 mod accounts;
 mod attachments;
+mod attachments_out;
 mod batches;
 mod branches;
 mod budgets;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::model::attachments::AttachmentKind;
+use crate::server::db::attachments::StoredAttachment;
 use crate::server::db::{self, Owner};
 use crate::server::error_response::api_error;
 use crate::server::principal::Principal;
@@ -37,6 +38,12 @@ pub async fn download(
         Ok(None) => return not_found(),
         Err(e) => return api_error(&e.into()),
     };
+    serve(&state, owner, stored)
+}
+
+/// The owner's stored file as its answer: its type, its length, inline or a download, `nosniff`;
+/// its bytes read a chunk at a time as the connection takes them.
+pub fn serve(state: &AppState, owner: Owner, stored: StoredAttachment) -> Response<Body> {
     let body = Body::from_stream(chunks(state.db.clone(), owner, stored.sha256));
     let inline = stored.view.kind == AttachmentKind::Image;
     let mut response = Response::new(body);

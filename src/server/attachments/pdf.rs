@@ -2,8 +2,9 @@
 //! `rill read-pdf` (see `worker`). A PDF reader decompresses streams whole (a 1 MB file can
 //! inflate to gigabytes) and a hostile file can keep a parser busy, so no PDF is parsed inside the
 //! server: the child gets the file on its standard input, a memory limit (`RLIMIT_DATA`) and a CPU
-//! limit it sets on itself before reading a byte, and is killed after [`READER_WALL`]. Whatever a
-//! file does, the server loses one child process and answers in words. The server's own memory is
+//! limit it sets on itself before reading a byte, and is killed when its time is up
+//! ([`Bounds`], from `RILL_PDF_READ_SECONDS` and `RILL_PDF_READ_MB`). Whatever a file does, the
+//! server loses one child process and answers in words that say which bound it passed. The server's own memory is
 //! untouched: the file goes from the spooled upload to the child's stdin as a file descriptor, and
 //! only the text (at most [`MAX_TEXT_BYTES`]) comes back.
 
@@ -24,13 +25,29 @@ pub const COMMAND: &str = "read-pdf";
 /// Most bytes of text kept from one PDF ([`MAX_PDF_TEXT_BYTES`]).
 const MAX_TEXT_BYTES: usize = MAX_PDF_TEXT_BYTES as usize;
 
-/// The reader's heap: the file (within the upload limit) and its parsed objects fit many times
-/// over; a decompression bomb does not.
-const READER_MEMORY_BYTES: u64 = 768 << 20;
-/// The reader's CPU time; the wall-clock bound below is a little longer (a busy machine).
-const READER_CPU_SECONDS: u64 = 30;
-/// After this the reader is killed, whatever it is doing.
-pub const READER_WALL: Duration = Duration::from_secs(45);
+/// What one reader may take. The default memory (768 MiB) holds the file (within the upload
+/// limit) and its parsed objects many times over; a decompression bomb does not.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Its heap (`RLIMIT_DATA`).
+    pub memory_bytes: u64,
+    /// After this the reader is killed, whatever it is doing. Its CPU time is bounded at two
+    /// thirds of it (at least a second): a busy machine still lets a fair file finish.
+    pub wall: Duration,
+}
+
+impl Bounds {
+    pub fn of(limits: &crate::server::config::LimitSettings) -> Self {
+        Self {
+            memory_bytes: limits.pdf_read_memory_bytes,
+            wall: limits.pdf_read_time,
+        }
+    }
+
+    fn cpu_seconds(&self) -> u64 {
+        (self.wall.as_secs().saturating_mul(2) / 3).max(1)
+    }
+}
 
 const EXIT_WHOLE: u8 = 0;
 const EXIT_CUT: u8 = 10;
@@ -60,18 +77,38 @@ pub enum PdfError {
     #[error("this PDF could not be read: it is damaged, or locked with a password")]
     Unreadable,
     #[error(
-        "this PDF takes more memory or time to read than this server allows (a file built to \
-         do that, or one far too complex); it was not kept"
+        "this PDF takes more memory to read than this server allows (a file built to do that, \
+         or one far too complex); it was not kept"
     )]
-    TooCostly,
+    TooLarge,
+    #[error(
+        "this PDF takes longer to read than the {} this server allows (a file built to do \
+         that, or one far too complex); it was not kept",
+        seconds(*.0)
+    )]
+    TooSlow(Duration),
     /// The reader could not be run at all (the server's fault, logged).
     #[error("the PDF reader could not be started: {0}")]
     Start(std::io::Error),
 }
 
+/// A time bound in words: "45 seconds", "1 second", "0.2 seconds".
+fn seconds(bound: Duration) -> String {
+    let whole = bound.as_secs();
+    match (whole, bound.subsec_millis()) {
+        (1, 0) => "1 second".to_owned(),
+        (n, 0) => format!("{n} seconds"),
+        _ => format!("{} seconds", crate::format::fixed(bound.as_secs_f64(), 1)),
+    }
+}
+
 /// Reads the text of the PDF in `file` (at its start, at most `max_bytes` long) in a child
-/// process with memory and time bounds.
-pub async fn read_text(file: std::fs::File, max_bytes: u64) -> Result<PdfText, PdfError> {
+/// process within `bounds`.
+pub async fn read_text(
+    file: std::fs::File,
+    max_bytes: u64,
+    bounds: Bounds,
+) -> Result<PdfText, PdfError> {
     let program = match READER.get() {
         Some(program) => program.clone(),
         None => std::env::current_exe().map_err(PdfError::Start)?,
@@ -79,6 +116,8 @@ pub async fn read_text(file: std::fs::File, max_bytes: u64) -> Result<PdfText, P
     let mut child = tokio::process::Command::new(program)
         .arg(COMMAND)
         .arg(max_bytes.to_string())
+        .arg(bounds.memory_bytes.to_string())
+        .arg(bounds.cpu_seconds().to_string())
         // The reader needs no setting, so it is shown none (no keys, no paths).
         .env_clear()
         .stdin(Stdio::from(file))
@@ -100,20 +139,20 @@ pub async fn read_text(file: std::fs::File, max_bytes: u64) -> Result<PdfText, P
         let status = child.wait().await?;
         Ok::<_, std::io::Error>((text, status))
     };
-    let (text, status) = match tokio::time::timeout(READER_WALL, run).await {
+    let (text, status) = match tokio::time::timeout(bounds.wall, run).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::warn!("reading a PDF's text: {e}");
-            return Err(PdfError::TooCostly);
+            return Err(PdfError::TooLarge);
         }
         Err(_) => {
-            // `kill_on_drop` ends it as `child` goes; the wait reaps it.
+            // Killed and reaped here (`kill_on_drop` would only kill it).
             let _ = child.kill().await;
-            return Err(PdfError::TooCostly);
+            return Err(PdfError::TooSlow(bounds.wall));
         }
     };
     if text.len() > MAX_TEXT_BYTES {
-        return Err(PdfError::TooCostly);
+        return Err(PdfError::TooLarge);
     }
     let text = String::from_utf8_lossy(&text).into_owned();
     match status.code() {
@@ -122,16 +161,22 @@ pub async fn read_text(file: std::fs::File, max_bytes: u64) -> Result<PdfText, P
         Some(code) if code == i32::from(EXIT_UNREADABLE) || code == EXIT_PANIC => {
             Err(PdfError::Unreadable)
         }
-        // Killed by a signal (its CPU limit, an allocation past its memory limit aborts) or
-        // anything else unexpected.
-        _ => Err(PdfError::TooCostly),
+        // Killed by a signal: its CPU limit (SIGXCPU, then SIGKILL at the hard limit), or an
+        // allocation past its memory limit, which aborts; anything else is as costly.
+        _ => match std::os::unix::process::ExitStatusExt::signal(&status) {
+            Some(SIGXCPU | SIGKILL) => Err(PdfError::TooSlow(bounds.wall)),
+            _ => Err(PdfError::TooLarge),
+        },
     }
 }
 
-/// `rill read-pdf MAX_BYTES`: bounds itself, reads a PDF from standard input and writes its text
-/// to standard output (at most [`MAX_TEXT_BYTES`]); returns the exit code: whole, cut or
-/// unreadable.
-pub fn worker(max_bytes: &str) -> u8 {
+const SIGKILL: i32 = 9;
+const SIGXCPU: i32 = 24;
+
+/// `rill read-pdf MAX_BYTES MEMORY_BYTES CPU_SECONDS`: bounds itself, reads a PDF from standard
+/// input and writes its text to standard output (at most [`MAX_TEXT_BYTES`]); returns the exit
+/// code: whole, cut or unreadable.
+pub fn worker(max_bytes: &str, memory_bytes: &str, cpu_seconds: &str) -> u8 {
     use rustix::process::{setrlimit, Resource, Rlimit};
     let bound = |resource, value| {
         setrlimit(
@@ -143,9 +188,10 @@ pub fn worker(max_bytes: &str) -> u8 {
         )
     };
     // Without its bounds the reader reads nothing.
-    if bound(Resource::Data, READER_MEMORY_BYTES).is_err()
-        || bound(Resource::Cpu, READER_CPU_SECONDS).is_err()
-    {
+    let (Ok(memory), Ok(cpu)) = (memory_bytes.parse::<u64>(), cpu_seconds.parse::<u64>()) else {
+        return EXIT_UNREADABLE;
+    };
+    if bound(Resource::Data, memory).is_err() || bound(Resource::Cpu, cpu).is_err() {
         return EXIT_UNREADABLE;
     }
     let Ok(max_bytes) = max_bytes.parse::<u64>() else {

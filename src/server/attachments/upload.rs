@@ -2,7 +2,7 @@
 //! unlinked temporary file beside the database as they arrive (at most the per-file limit, each
 //! piece within the body timeout), hashed and checked on the way, then stored a chunk at a time.
 //! Nothing holds the whole file in memory, except an image's pixels while it is re-encoded
-//! (`images`, bounded). The answer is the upload as the page shows it.
+//! (`take`: the checks an import's files pass too). The answer is the upload as the page shows it.
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -10,14 +10,13 @@ use axum::http::{header, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncSeekExt;
 use uuid::Uuid;
 
-use super::sniff::{sniff, TextCheck, HEAD_BYTES, PDF};
-use super::{images, pdf};
+use super::pdf;
+use super::sniff::{TextCheck, HEAD_BYTES};
+use super::take::{hex, take, Received};
 use crate::error::ApiError;
 use crate::format::byte_size;
-use crate::model::attachments::AttachmentKind;
 use crate::server::db::attachments::NewAttachment;
 use crate::server::db::{self, Owner};
 use crate::server::error_response::api_error;
@@ -95,92 +94,28 @@ async fn receive(
     let Some(spooled) = spooled else {
         return Err(too_large());
     };
-    if spooled.size == 0 {
-        return Err(ApiError::BadRequest("the file is empty".into()));
-    }
     let used = db::attachments::uploaded_since(&state.db, owner, since).await?;
     if let Some(refusal) = over_day(used, spooled.size) {
         return Err(refusal);
     }
-    let found = sniff(&spooled.head, spooled.text);
     let name = file_name(name);
-    let mut file = spooled.file;
-    file.rewind().await.map_err(|e| {
-        tracing::error!("rewinding an upload's temporary file: {e}");
-        ApiError::Internal
-    })?;
-    let mut new = NewAttachment {
+    let mut taken = take(spooled, pdf::Bounds::of(limits)).await?;
+    let new = NewAttachment {
         id: Uuid::new_v4(),
-        sha256: &spooled.sha256,
-        size: spooled.size,
-        mime: found.mime,
+        sha256: &taken.sha256,
+        size: taken.size,
+        mime: taken.mime,
         name: &name,
-        kind: found.kind,
-        pdf_text: None,
+        kind: taken.kind,
+        pdf_text: taken
+            .pdf_text
+            .as_ref()
+            .map(|(text, cut)| (text.as_str(), *cut)),
     };
-    if found.mime == PDF {
-        // Read by a bounded child process (`pdf`), from its own handle on the same file.
-        let reader_file = file.try_clone().await.map_err(|e| {
-            tracing::error!("a second handle on an upload's temporary file: {e}");
-            ApiError::Internal
-        })?;
-        let read = pdf::read_text(reader_file.into_std().await, spooled.size).await;
-        let text = read.map_err(|refusal| match refusal {
-            pdf::PdfError::Unreadable => ApiError::BadRequest(refusal.to_string()),
-            pdf::PdfError::TooCostly => ApiError::PayloadTooLarge(refusal.to_string()),
-            pdf::PdfError::Start(e) => {
-                tracing::error!("starting the PDF reader: {e}");
-                ApiError::Internal
-            }
-        })?;
-        // The child read from the shared file position: start again for the store.
-        file.rewind().await.map_err(|e| {
-            tracing::error!("rewinding an upload's temporary file: {e}");
-            ApiError::Internal
-        })?;
-        new.pdf_text = Some((&text.text, text.cut));
-        let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
-        return Ok(stored.view);
-    }
-    if found.kind != AttachmentKind::Image {
-        let stored = db::attachments::store_attachment(&state.db, owner, &new, &mut file).await?;
-        return Ok(stored.view);
-    }
-    // An image is kept as it will be shown and sent: scaled, re-encoded, without metadata.
-    let file = file.into_std().await;
-    let mime = found.mime;
-    let image = tokio::task::spawn_blocking(move || images::reencode(file, mime))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|refusal| match refusal {
-            images::ImageRefusal::TooLarge => ApiError::PayloadTooLarge(refusal.to_string()),
-            images::ImageRefusal::Unreadable => ApiError::BadRequest(refusal.to_string()),
-        })?;
-    let sha256 = hex_sha256(&image.bytes);
-    new.sha256 = &sha256;
-    new.size = u64::try_from(image.bytes.len()).unwrap_or(u64::MAX);
-    new.mime = image.mime;
     let stored =
-        db::attachments::store_attachment(&state.db, owner, &new, &mut image.bytes.as_slice())
+        db::attachments::store_attachment(&state.db, owner, &new, &mut taken.bytes.reader())
             .await?;
     Ok(stored.view)
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An upload written to disk: its size, digest, first bytes and whether it was all text.
-struct Spooled {
-    file: tokio::fs::File,
-    size: u64,
-    sha256: String,
-    head: Vec<u8>,
-    text: bool,
 }
 
 /// Writes the body to an unlinked temporary file (`spool`), hashing it and learning its type
@@ -189,7 +124,7 @@ async fn spool(
     state: &AppState,
     request: Request,
     limit: u64,
-) -> Result<Option<Spooled>, ApiError> {
+) -> Result<Option<Received>, ApiError> {
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut text = TextCheck::default();
@@ -209,7 +144,7 @@ async fn spool(
     let spool::Spooled::Whole { file, size } = spooled else {
         return Ok(None);
     };
-    Ok(Some(Spooled {
+    Ok(Some(Received {
         file,
         size,
         sha256: hex(&hasher.finalize()),

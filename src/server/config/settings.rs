@@ -147,6 +147,10 @@ settings! {
     /// Megabytes of files one person may upload in a day.
     ATTACHMENTS_MB_PER_DAY: Whole = "RILL_ATTACHMENTS_MB_PER_DAY",
         Whole { default: 500, least: 1, most: u64::MAX >> 20 };
+    /// Seconds a PDF's text may take to read (its reader is killed then).
+    PDF_READ_SECONDS: Whole = "RILL_PDF_READ_SECONDS", Whole { default: 45, least: 1, most: 3600 };
+    /// Megabytes of memory the reader of one PDF may take.
+    PDF_READ_MB: Whole = "RILL_PDF_READ_MB", Whole { default: 768, least: 64, most: 1 << 20 };
 
     // Connections.
     /// Open connections in all (default: from the open-files limit).

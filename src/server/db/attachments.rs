@@ -99,46 +99,18 @@ pub async fn store_attachment(
     file: &mut (impl AsyncRead + Unpin),
 ) -> Result<StoredAttachment, DbError> {
     let now = now_ms();
+    let blob = NewBlob {
+        sha256: new.sha256,
+        size: new.size,
+        mime: new.mime,
+        pdf_text: new.pdf_text,
+    };
     in_transaction!(db, |tx| {
-        let size = i64::try_from(new.size).unwrap_or(i64::MAX);
-        let added = sqlx::query(
-            "INSERT INTO blobs (owner, sha256, size, mime, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
+        let mut conn = Conn::from(&mut *tx);
+        store_blob_in(&mut conn, owner, &blob, file, now).await?;
+        insert_attachment_in(
+            &mut conn, owner, new.id, new.sha256, new.name, new.kind, now,
         )
-        .bind(&owner.0)
-        .bind(new.sha256)
-        .bind(size)
-        .bind(new.mime)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if added.rows_affected() == 1 {
-            write_chunks(&mut Conn::from(&mut *tx), owner, new.sha256, file).await?;
-        }
-        if let Some((text, cut)) = new.pdf_text {
-            sqlx::query(
-                "INSERT INTO pdf_texts (owner, sha256, text, cut) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&owner.0)
-            .bind(new.sha256)
-            .bind(text)
-            .bind(cut)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(TextUuid(new.id))
-        .bind(&owner.0)
-        .bind(new.sha256)
-        .bind(new.name)
-        .bind(new.kind.as_str())
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(StoredAttachment {
@@ -158,11 +130,109 @@ pub async fn store_attachment(
     })
 }
 
+/// A blob about to be stored (an upload's, or an imported file's).
+pub struct NewBlob<'a> {
+    pub sha256: &'a str,
+    pub size: u64,
+    pub mime: &'a str,
+    /// A PDF's text and whether it was cut.
+    pub pdf_text: Option<(&'a str, bool)>,
+}
+
+/// In a transaction: the owner's blob, its chunks read from `file`, unless the owner holds the
+/// same bytes already (then `file` is not read).
+pub(super) async fn store_blob_in(
+    conn: &mut Conn<'_>,
+    owner: &Owner,
+    blob: &NewBlob<'_>,
+    file: &mut (impl AsyncRead + Unpin + ?Sized),
+    now: i64,
+) -> Result<(), DbError> {
+    let size = i64::try_from(blob.size).unwrap_or(i64::MAX);
+    let added = on_conn!(conn, |c| sqlx::query(
+        "INSERT INTO blobs (owner, sha256, size, mime, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (owner, sha256) DO NOTHING",
+    )
+    .bind(&owner.0)
+    .bind(blob.sha256)
+    .bind(size)
+    .bind(blob.mime)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|done| done.rows_affected()))?;
+    if added == 1 {
+        write_chunks(conn, owner, blob.sha256, file).await?;
+    }
+    if let Some((text, cut)) = blob.pdf_text {
+        on_conn!(conn, |c| sqlx::query(
+            "INSERT INTO pdf_texts (owner, sha256, text, cut) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (owner, sha256) DO NOTHING",
+        )
+        .bind(&owner.0)
+        .bind(blob.sha256)
+        .bind(text)
+        .bind(cut)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// In a transaction: an upload's row, naming the owner's blob `sha256`.
+pub(super) async fn insert_attachment_in(
+    conn: &mut Conn<'_>,
+    owner: &Owner,
+    id: Uuid,
+    sha256: &str,
+    name: &str,
+    kind: AttachmentKind,
+    now: i64,
+) -> Result<(), DbError> {
+    on_conn!(conn, |c| sqlx::query(
+        "INSERT INTO attachments (id, owner, sha256, name, kind, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(TextUuid(id))
+    .bind(&owner.0)
+    .bind(sha256)
+    .bind(name)
+    .bind(kind.as_str())
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// In a transaction: upload `attachment_id` carried by the question of `turn_id` at `position`.
+pub(super) async fn link_in(
+    conn: &mut Conn<'_>,
+    owner: &Owner,
+    turn_id: Uuid,
+    position: usize,
+    attachment_id: Uuid,
+) -> Result<(), DbError> {
+    on_conn!(conn, |c| sqlx::query(
+        "INSERT INTO turn_attachments (owner, turn_id, position, attachment_id)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&owner.0)
+    .bind(TextUuid(turn_id))
+    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+    .bind(TextUuid(attachment_id))
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
 async fn write_chunks(
     conn: &mut Conn<'_>,
     owner: &Owner,
     sha256: &str,
-    file: &mut (impl AsyncRead + Unpin),
+    file: &mut (impl AsyncRead + Unpin + ?Sized),
 ) -> Result<(), DbError> {
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut seq: i64 = 0;
@@ -219,6 +289,29 @@ pub async fn find_attachment(
     .fetch_optional(pool)
     .await)?;
     Ok(row.map(stored))
+}
+
+/// The owner's upload `id` if one of `turns` carries it (a shared snapshot's questions); `None`
+/// otherwise, as for an id that does not exist.
+pub async fn carried_by(
+    db: &Db,
+    owner: &Owner,
+    id: Uuid,
+    turns: &[Uuid],
+) -> Result<Option<StoredAttachment>, DbError> {
+    let carriers: Vec<(TextUuid,)> = on_reader!(db, |pool| {
+        sqlx::query_as(
+            "SELECT turn_id FROM turn_attachments WHERE owner = $1 AND attachment_id = $2",
+        )
+        .bind(&owner.0)
+        .bind(TextUuid(id))
+        .fetch_all(pool)
+        .await?
+    });
+    if !carriers.iter().any(|(turn,)| turns.contains(&turn.0)) {
+        return Ok(None);
+    }
+    find_attachment(db, owner, id).await
 }
 
 /// Chunk `seq` of the owner's blob (`None` past its end).
@@ -312,16 +405,7 @@ pub async fn link_to_turn(
                 return Ok(Err(CannotLink::Unknown));
             };
             total = total.saturating_add(u64::try_from(size).unwrap_or(0));
-            sqlx::query(
-                "INSERT INTO turn_attachments (owner, turn_id, position, attachment_id)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&owner.0)
-            .bind(TextUuid(turn_id))
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(TextUuid(*id))
-            .execute(&mut *tx)
-            .await?;
+            link_in(&mut Conn::from(&mut *tx), owner, turn_id, position, *id).await?;
         }
         if total > max_total {
             // Dropping the transaction rolls the links back.

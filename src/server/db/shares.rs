@@ -155,6 +155,8 @@ pub const SHARED_BYTES: usize = 2 << 20;
 
 /// A snapshot as its page shows it.
 pub struct SharedSnapshot {
+    /// Whose it is (what its questions' files are looked up under; never shown).
+    pub owner: Owner,
     pub title: String,
     pub created_at: i64,
     /// Oldest first; only what was on screen when it was shared.
@@ -164,6 +166,7 @@ pub struct SharedSnapshot {
 }
 
 pub struct SharedMessage {
+    pub turn_id: Uuid,
     pub role: Role,
     pub content: String,
     /// The stored rendering, when it is of exactly `content`.
@@ -175,9 +178,9 @@ pub struct SharedMessage {
 /// The snapshot behind a link's key: `None` when there is no such link, its conversation is
 /// deleted, or its owner's account is disabled (all answer alike).
 pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSnapshot>, DbError> {
-    let found: Option<(TextUuid, TextUuid, i64, String, i64)> =
+    let found: Option<(TextUuid, TextUuid, i64, String, i64, String)> =
         on_reader!(db, |pool| sqlx::query_as(
-            "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at
+            "SELECT s.conversation_id, s.end_turn_id, s.end_chars, s.title, s.created_at, s.owner
            FROM shares s
            JOIN conversations c ON c.id = s.conversation_id AND c.owner = s.owner
           WHERE s.key_hash = $1 AND c.deleted_at IS NULL AND c.purged_at IS NULL
@@ -187,7 +190,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
         .bind(key_hash)
         .fetch_optional(pool)
         .await)?;
-    let Some((conversation_id, end_turn, end_chars, title, created_at)) = found else {
+    let Some((conversation_id, end_turn, end_chars, title, created_at, owner)) = found else {
         return Ok(None);
     };
     // One turn more than shown, to know whether earlier ones exist.
@@ -232,6 +235,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
                 }
             }
             SharedMessage {
+                turn_id: row.turn_id.0,
                 role: row.role,
                 content,
                 html,
@@ -241,6 +245,7 @@ pub async fn shared_snapshot(db: &Db, key_hash: &str) -> Result<Option<SharedSna
         })
         .collect();
     Ok(Some(SharedSnapshot {
+        owner: Owner(owner),
         title,
         created_at,
         messages,

@@ -6,13 +6,15 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::attachments::{insert_attachment_in, link_in, store_blob_in, NewBlob};
 use super::ids::TextUuid;
 use super::prompts::insert_revision;
 use super::totals;
 use super::turns::stored_bytes_in;
-use super::{Db, DbError, Engine, Owner};
+use super::{Conn, Db, DbError, Engine, Owner};
+use crate::model::attachments::AttachmentKind;
 use crate::model::{MessageStatus, Role, Usage};
-use crate::server::export_format::{Conversation, PromptRevision, Question, Reply, Turn};
+use crate::server::export_format::{self, Conversation, PromptRevision, Question, Reply, Turn};
 
 /// A `messages` row as an export reads it.
 #[derive(sqlx::FromRow)]
@@ -76,6 +78,33 @@ pub async fn export_conversation(
     .bind(TextUuid(id))
     .fetch_all(pool)
     .await)?;
+    // Each question's files, in order (a question's links are looked up by its turn).
+    let files: Vec<(TextUuid, String, String, i64, String)> =
+        on_reader!(db, |pool| sqlx::query_as(
+            "SELECT m.turn_id, a.name, a.sha256, b.size, b.mime
+           FROM messages m
+           JOIN turn_attachments t ON t.owner = $1 AND t.turn_id = m.turn_id
+           JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
+           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256
+          WHERE m.conversation_id = $2 AND m.role = 'user'
+          ORDER BY m.position, t.position",
+        )
+        .bind(&owner.0)
+        .bind(TextUuid(id))
+        .fetch_all(pool)
+        .await)?;
+    let mut files_of: HashMap<Uuid, Vec<export_format::File>> = HashMap::new();
+    for (turn, name, sha256, size, mime) in files {
+        files_of
+            .entry(turn.0)
+            .or_default()
+            .push(export_format::File {
+                name,
+                sha256,
+                size: u64::try_from(size).unwrap_or(0),
+                mime,
+            });
+    }
     let mut conversation = Conversation::new(id.to_string(), title, model, created_at, updated_at);
     conversation.current_turn_id = current.map(|t| t.0.to_string());
     conversation.system_prompt_revision = u32::try_from(revision).unwrap_or(0);
@@ -96,14 +125,15 @@ pub async fn export_conversation(
                 let Some(asked) = question.take().filter(|q| q.turn_id.0 == row.turn_id.0) else {
                     continue;
                 };
-                conversation.turns.push(exported_turn(asked, row));
+                let files = files_of.remove(&asked.turn_id.0).unwrap_or_default();
+                conversation.turns.push(exported_turn(asked, row, files));
             }
         }
     }
     Ok(Some(conversation))
 }
 
-fn exported_turn(question: ExportRow, reply: ExportRow) -> Turn {
+fn exported_turn(question: ExportRow, reply: ExportRow, files: Vec<export_format::File>) -> Turn {
     let count = |n: Option<i64>| n.map_or(0, |n| u32::try_from(n).unwrap_or(0));
     let usage = reply.input_tokens.map(|input| Usage {
         input_tokens: count(Some(input)),
@@ -118,6 +148,7 @@ fn exported_turn(question: ExportRow, reply: ExportRow) -> Turn {
         question: Question {
             text: question.content,
             created_at: question.created_at,
+            files,
         },
         reply: Reply {
             text: reply.content,
@@ -178,15 +209,28 @@ pub enum Stored {
     OverQuota { used: u64, quota: u64 },
 }
 
-/// Stores `conversation` (checked by the caller: parents before children, revisions known) as
-/// a new conversation of `owner`, with new ids, all of it in one transaction. `source` names
-/// where it came from (`chatgpt:<id>`), so that importing it again is skipped.
+/// A file an imported conversation carries, checked (`attachments::take`) and ready to store.
+pub struct ImportedFile<'a> {
+    /// The SHA-256 the export names it by (its questions' `files`).
+    pub named: &'a str,
+    /// As it is stored (an image encoded afresh has a digest of its own).
+    pub blob: NewBlob<'a>,
+    pub kind: AttachmentKind,
+    pub bytes: Box<dyn tokio::io::AsyncRead + Unpin + Send + 'a>,
+}
+
+/// Stores `conversation` (checked by the caller: parents before children, revisions known, and
+/// every file its questions name among `files`) as a new conversation of `owner`, with new ids,
+/// all of it in one transaction: its files' blobs (once per owner and content), an upload of
+/// each file each question carries, and the links. `source` names where it came from
+/// (`chatgpt:<id>`), so that importing it again is skipped.
 pub async fn import_conversation(
     db: &Db,
     owner: &Owner,
     conversation: &Conversation,
     source: &str,
     quota_bytes: Option<u64>,
+    files: &mut [ImportedFile<'_>],
 ) -> Result<Stored, DbError> {
     in_transaction!(db, |tx| {
         let seen = sqlx::query(
@@ -321,6 +365,35 @@ pub async fn import_conversation(
             .await?;
             if let Some(parent) = parent {
                 totals::record_prior(&mut super::Conn::from(&mut *tx), turn_id, parent).await?;
+            }
+        }
+        let now = super::now_ms();
+        let mut conn = Conn::from(&mut *tx);
+        for file in files.iter_mut() {
+            store_blob_in(&mut conn, owner, &file.blob, &mut file.bytes, now).await?;
+        }
+        for turn in &conversation.turns {
+            let turn_id = turn_ids[turn.turn_id.as_str()];
+            for (position, carried) in turn.question.files.iter().enumerate() {
+                let Some(file) = files.iter().find(|f| f.named == carried.sha256) else {
+                    // The caller checked every name; a file missing here stores nothing at all.
+                    return Err(DbError::Backup(format!(
+                        "an imported question names a file that was not prepared: {}",
+                        carried.sha256
+                    )));
+                };
+                let upload = Uuid::new_v4();
+                insert_attachment_in(
+                    &mut conn,
+                    owner,
+                    upload,
+                    file.blob.sha256,
+                    &carried.name,
+                    file.kind,
+                    now,
+                )
+                .await?;
+                link_in(&mut conn, owner, turn_id, position, upload).await?;
             }
         }
         tx.commit().await?;

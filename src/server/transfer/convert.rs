@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
+use crate::model::attachments::MAX_FILES_PER_MESSAGE;
 use crate::model::{MessageStatus, MAX_SYSTEM_PROMPT_CHARS, MAX_TITLE_CHARS};
+use crate::server::attachments::upload::file_name;
 use crate::server::export_format::{Conversation, PromptRevision, Question, Reply, Turn};
 
 /// Bytes of one imported message (a question, a reply's text or its thinking) at most: a turn
@@ -110,6 +112,7 @@ impl Builder {
             question: Question {
                 text: turn.question,
                 created_at: turn.asked_at,
+                files: Vec::new(),
             },
             reply,
         });
@@ -151,7 +154,8 @@ impl Builder {
 
 /// Checks a conversation of any source and puts it in the shape Rill stores: a title (from
 /// its first question when it has none), turns after the turns they follow, every message
-/// within [`MAX_MESSAGE_BYTES`], known prompt revisions, figures that are numbers.
+/// within [`MAX_MESSAGE_BYTES`], at most [`MAX_FILES_PER_MESSAGE`] files a question (their names
+/// as an upload's), known prompt revisions, figures that are numbers.
 pub fn checked(mut conversation: Conversation) -> Result<Conversation, ConvertError> {
     if conversation.turns.len() > MAX_TURNS {
         return Err(ConvertError::Invalid(format!(
@@ -173,6 +177,13 @@ pub fn checked(mut conversation: Conversation) -> Result<Conversation, ConvertEr
             return Err(ConvertError::Invalid(format!(
                 "turn {number} has the id {:?} of an earlier turn",
                 turn.turn_id
+            )));
+        }
+        if turn.question.files.len() > MAX_FILES_PER_MESSAGE {
+            return Err(ConvertError::Invalid(format!(
+                "the question of turn {number} carries {} files; a message carries at most \
+                 {MAX_FILES_PER_MESSAGE}",
+                turn.question.files.len()
             )));
         }
         for (what, text) in [
@@ -217,6 +228,9 @@ pub fn checked(mut conversation: Conversation) -> Result<Conversation, ConvertEr
         )));
     }
     for turn in &mut conversation.turns {
+        for file in &mut turn.question.files {
+            file.name = file_name(&file.name);
+        }
         let reply = &mut turn.reply;
         reply.system_prompt_revision = reply
             .system_prompt_revision

@@ -11,11 +11,17 @@ use axum::Extension;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::files::{Extracted, FileBounds};
 use super::reader::{read_upload, Item, ReadError};
 use crate::error::ApiError;
 use crate::format::byte_size;
 use crate::model::transfer::{ImportLine, ImportSummary, REASONS_KEPT};
-use crate::server::db::{self, transfer::Stored, Db, Owner};
+use crate::server::attachments::pdf;
+use crate::server::attachments::take::{take, Received, Taken};
+use crate::server::attachments::upload::DAY_MS;
+use crate::server::db::attachments::NewBlob;
+use crate::server::db::transfer::{ImportedFile, Stored};
+use crate::server::db::{self, Owner};
 use crate::server::error_response::api_error;
 use crate::server::export_format::Conversation;
 use crate::server::imports::Running;
@@ -143,8 +149,14 @@ async fn run(
     _running: Running,
 ) {
     let (items, mut received) = mpsc::channel::<Item>(2);
+    let bounds = FileBounds {
+        dir: spool::spool_dir(&state.config.database.spool_anchor()),
+        max_file_bytes: state.config.limits.max_attachment_bytes,
+    };
     let reading = tokio::task::spawn_blocking(move || {
-        read_upload(file, limit, &mut |item| items.blocking_send(item).is_ok())
+        read_upload(file, limit, &bounds, &mut |item| {
+            items.blocking_send(item).is_ok()
+        })
     });
     let mut summary = ImportSummary::default();
     let mut failure: Option<String> = None;
@@ -157,12 +169,12 @@ async fn run(
                 skip(&mut summary, reason);
                 ImportLine::Progress(summary.clone())
             }
-            Item::Conversation(mut conversation, source) => {
+            Item::Conversation(mut conversation, source, files) => {
                 if !state.catalog.contains(&conversation.model) {
                     // Its next turn goes to a model this server has.
                     conversation.model = state.catalog.default_model().to_owned();
                 }
-                match store(&state.db, &owner, &conversation, &source, &state).await {
+                match store(&state, &owner, &conversation, &source, files).await {
                     Ok(None) => summary.imported = summary.imported.saturating_add(1),
                     Ok(Some(reason)) => {
                         let title = conversation.title.chars().take(60).collect::<String>();
@@ -208,24 +220,130 @@ async fn run(
     let _ = lines.send(last).await;
 }
 
-/// Stores one conversation: `None` when it is stored, else why it was left out.
+/// Stores one conversation and its files: `None` when it is stored, else why it was left out.
+/// Its files are taken as uploads are (typed by their bytes, PDFs read, images encoded afresh)
+/// and count against the importer's limits as uploads do: per file, per message, per day.
 async fn store(
-    db: &Db,
+    state: &AppState,
     owner: &Owner,
     conversation: &Conversation,
     source: &str,
-    state: &AppState,
+    files: Vec<Extracted>,
 ) -> Result<Option<String>, String> {
+    let failed = || "the server could not store the conversations; what was stored before stays";
+    let mut taken: Vec<(String, Taken)> = Vec::with_capacity(files.len());
+    for extracted in files {
+        let named = extracted.sha256.clone();
+        let name = conversation
+            .distinct_files()
+            .into_iter()
+            .find(|f| f.sha256 == named)
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        let received = Received {
+            file: tokio::fs::File::from_std(extracted.file),
+            size: extracted.size,
+            sha256: extracted.sha256,
+            head: extracted.head,
+            text: extracted.text,
+        };
+        match take(received, pdf::Bounds::of(&state.config.limits)).await {
+            Ok(file) => taken.push((named, file)),
+            Err(ApiError::Internal) => return Err(failed().into()),
+            Err(refusal) => return Ok(Some(format!("its file “{name}”: {refusal}"))),
+        }
+    }
+    if let Some(refusal) = over_limits(state, owner, conversation, &taken).await? {
+        return Ok(Some(refusal));
+    }
+    let mut imported: Vec<ImportedFile> = taken
+        .iter_mut()
+        .map(|(named, file)| ImportedFile {
+            named,
+            blob: NewBlob {
+                sha256: &file.sha256,
+                size: file.size,
+                mime: file.mime,
+                pdf_text: file.pdf_text.as_ref().map(|(t, cut)| (t.as_str(), *cut)),
+            },
+            kind: file.kind,
+            bytes: file.bytes.reader(),
+        })
+        .collect();
     let quota_bytes = state.config.limits.storage_quota_bytes;
-    match db::transfer::import_conversation(db, owner, conversation, source, quota_bytes).await {
+    let stored = db::transfer::import_conversation(
+        &state.db,
+        owner,
+        conversation,
+        source,
+        quota_bytes,
+        &mut imported,
+    )
+    .await;
+    match stored {
         Ok(Stored::New(_)) => Ok(None),
         Ok(Stored::AlreadyImported) => Ok(Some("it was imported before".into())),
         Ok(Stored::OverQuota { used, quota }) => Ok(Some(quota::refusal(used, quota))),
         Err(e) => {
             tracing::error!("storing an imported conversation: {e}");
-            Err("the server could not store the conversations; what was stored before stays".into())
+            Err(failed().into())
         }
     }
+}
+
+/// Whether the files `conversation` carries (as `taken`) go past a limit an upload would: why,
+/// in words.
+async fn over_limits(
+    state: &AppState,
+    owner: &Owner,
+    conversation: &Conversation,
+    taken: &[(String, Taken)],
+) -> Result<Option<String>, String> {
+    let limits = &state.config.limits;
+    let size_of = |sha256: &str| {
+        taken
+            .iter()
+            .find(|(named, _)| named == sha256)
+            .map_or(0, |(_, file)| file.size)
+    };
+    let mut adding: u64 = 0;
+    for (n, turn) in conversation.turns.iter().enumerate() {
+        let total = turn
+            .question
+            .files
+            .iter()
+            .fold(0u64, |sum, f| sum.saturating_add(size_of(&f.sha256)));
+        if total > limits.max_message_attachment_bytes {
+            return Ok(Some(format!(
+                "the files of its turn {} take {}, more than the {} one message may carry",
+                n.saturating_add(1),
+                byte_size(total),
+                byte_size(limits.max_message_attachment_bytes)
+            )));
+        }
+        adding = adding.saturating_add(total);
+    }
+    if adding == 0 {
+        return Ok(None);
+    }
+    // Each file a question carries counts as an upload of it (as sending it again would).
+    let since = db::now_ms().saturating_sub(DAY_MS);
+    let used = db::attachments::uploaded_since(&state.db, owner, since)
+        .await
+        .map_err(|e| {
+            tracing::error!("reading an importer's uploads of the day: {e}");
+            "the server could not store the conversations; what was stored before stays".to_owned()
+        })?;
+    if used.saturating_add(adding) > limits.attachment_bytes_per_day {
+        return Ok(Some(format!(
+            "its files take {}, and with the {} of files you have uploaded today that is more \
+             than the {} this server takes a day from each person; import it again tomorrow",
+            byte_size(adding),
+            byte_size(used),
+            byte_size(limits.attachment_bytes_per_day)
+        )));
+    }
+    Ok(None)
 }
 
 fn skip(summary: &mut ImportSummary, reason: String) {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::central_directory;
 use super::convert::{checked, ConvertError};
+use super::files::{extract_files, Extracted, FileBounds, Positioned};
 use super::{chatgpt, claude};
 use crate::server::export_format::{self as format, Conversation};
 
@@ -29,8 +30,9 @@ const UNPACKED_PER_UPLOADED: u64 = 8;
 pub enum Item {
     /// What the upload is, in words ("a zip archive with conversations.json"), first.
     Format(String),
-    /// A conversation fit to store, and where it came from (`chatgpt:<id>`).
-    Conversation(Box<Conversation>, String),
+    /// A conversation fit to store, where it came from (`chatgpt:<id>`), and the files its
+    /// questions carry (each once, checked against its SHA-256).
+    Conversation(Box<Conversation>, String, Vec<Extracted>),
     /// A conversation left out, and why (naming it and its place in the file).
     Skipped(String),
 }
@@ -45,11 +47,15 @@ pub enum ReadError {
     Stopped,
 }
 
+/// Takes out the files a conversation names (an archive's), or says why not.
+type FilesOf<'a> = dyn FnMut(&Conversation) -> Result<Vec<Extracted>, String> + 'a;
+
 /// Reads `file` (an upload of at most `uploaded_limit` bytes), giving each item to `emit`,
-/// which says whether to go on.
+/// which says whether to go on; files a conversation carries are taken out within `bounds`.
 pub fn read_upload(
     mut file: std::fs::File,
     uploaded_limit: u64,
+    bounds: &FileBounds,
     emit: &mut dyn FnMut(Item) -> bool,
 ) -> Result<(), ReadError> {
     let mut magic = [0u8; 4];
@@ -59,6 +65,7 @@ pub fn read_upload(
         return read_zip(
             file,
             uploaded_limit.saturating_mul(UNPACKED_PER_UPLOADED),
+            bounds,
             emit,
         );
     }
@@ -70,7 +77,18 @@ pub fn read_upload(
     if !emit(Item::Format("a JSON file".into())) {
         return Err(ReadError::Stopped);
     }
-    read_json("the file", BufReader::new(file), u64::MAX, emit)
+    // A lone JSON file has nothing beside it: a conversation that carried files is left out
+    // (its files would be lost), in words saying where they are.
+    let mut no_files = |_: &Conversation| {
+        Err("its files are not in this file: import the zip export, which holds them".to_owned())
+    };
+    read_json(
+        "the file",
+        BufReader::new(file),
+        u64::MAX,
+        &mut no_files,
+        emit,
+    )
 }
 
 fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> Result<usize, ReadError> {
@@ -109,11 +127,12 @@ fn conversation_files(names: impl Iterator<Item = String>) -> Vec<String> {
 fn read_zip(
     mut file: std::fs::File,
     unpacked_limit: u64,
+    bounds: &FileBounds,
     emit: &mut dyn FnMut(Item) -> bool,
 ) -> Result<(), ReadError> {
     central_directory::check(&mut file).map_err(|e| ReadError::Unreadable(e.to_string()))?;
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
-    let mut archive = zip::ZipArchive::new(file)
+    let mut archive = zip::ZipArchive::new(Positioned::new(file))
         .map_err(|e| ReadError::Unreadable(format!("the zip archive cannot be read: {e}")))?;
     let files = conversation_files(archive.file_names().map(str::to_owned));
     if files.is_empty() {
@@ -127,6 +146,14 @@ fn read_zip(
     if !emit(Item::Format(format!("a zip archive with {named}"))) {
         return Err(ReadError::Stopped);
     }
+    // The files beside the conversations are read through a second reader of the archive (its
+    // list shared), while the first is inside conversations.jsonl; they count against the same
+    // allowance of unpacked bytes, of their own.
+    let mut beside = archive.clone();
+    let mut files_left = unpacked_limit;
+    let mut files_of = |conversation: &Conversation| {
+        extract_files(&mut beside, conversation, bounds, &mut files_left)
+    };
     let mut unpacked_left = unpacked_limit;
     for name in files {
         let entry = archive.by_name(&name).map_err(|e| {
@@ -137,7 +164,7 @@ fn read_zip(
             inner: BufReader::new(entry),
             left: unpacked_left,
         };
-        read_json(&name, &mut counted, unpacked_left, emit)?;
+        read_json(&name, &mut counted, unpacked_left, &mut files_of, emit)?;
         unpacked_left = counted.left;
         if unpacked_left == 0 && before > 0 {
             return Err(ReadError::Unreadable(format!(
@@ -213,6 +240,7 @@ fn read_json<R: BufRead>(
     name: &str,
     mut reader: R,
     unpacked_limit: u64,
+    files_of: &mut FilesOf,
     emit: &mut dyn FnMut(Item) -> bool,
 ) -> Result<(), ReadError> {
     // The first character says which: `[` an array, `{` objects (a UTF-8 BOM and spaces first
@@ -243,7 +271,7 @@ fn read_json<R: BufRead>(
     let mut stopped = false;
     let mut each = |value: Value| -> bool {
         count += 1;
-        let go_on = emit(item(name, count, value));
+        let go_on = emit(item(name, count, value, files_of));
         stopped = !go_on;
         go_on
     };
@@ -306,22 +334,34 @@ fn unreadable(name: &str, conversation: usize, error: &str) -> ReadError {
 }
 
 /// One value of a file as an item: a conversation fit to store, or why it is left out.
-fn item(file: &str, number: usize, value: Value) -> Item {
+fn item(file: &str, number: usize, value: Value, files_of: &mut FilesOf) -> Item {
     let title: String = ["title", "name"]
         .iter()
         .find_map(|k| value.get(*k).and_then(Value::as_str))
         .map(|t| t.chars().take(60).collect())
         .unwrap_or_default();
-    match convert(value) {
-        Ok((conversation, source)) => Item::Conversation(Box::new(conversation), source),
-        Err(error) => {
-            let named = if title.is_empty() {
-                String::new()
-            } else {
-                format!(" (“{title}”)")
-            };
-            Item::Skipped(format!("{file}, conversation {number}{named}: {error}"))
+    let named = || {
+        if title.is_empty() {
+            String::new()
+        } else {
+            format!(" (“{title}”)")
         }
+    };
+    match convert(value) {
+        Ok((conversation, source)) => {
+            let files = if conversation.distinct_files().is_empty() {
+                Ok(Vec::new())
+            } else {
+                files_of(&conversation)
+            };
+            match files {
+                Ok(files) => Item::Conversation(Box::new(conversation), source, files),
+                Err(error) => {
+                    Item::Skipped(format!("{file}, conversation {number}{}: {error}", named()))
+                }
+            }
+        }
+        Err(error) => Item::Skipped(format!("{file}, conversation {number}{}: {error}", named())),
     }
 }
 

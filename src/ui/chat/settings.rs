@@ -137,7 +137,9 @@ pub fn SettingsPanel(state: ChatState) -> impl IntoView {
                     <a href=format!("/export/{id}/markdown") download>"Markdown"</a>
                     " (as it reads) · "
                     <a href=format!("/export/{id}/json") download>"JSON"</a>
-                    " (every branch). All of them: "
+                    " (every branch) · "
+                    <a href=format!("/export/{id}/zip") download>"Archive"</a>
+                    " (every branch and its files). All of them: "
                     <a href="/import-export">"Import and export"</a>
                     "."
                 </p>
