@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::budget;
 use super::deps::Deps;
 use super::error::TurnError;
-use super::follower::Follower;
+use super::follower::{self, Follower};
 use super::live::{spawn_lines, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
 use crate::model::{MessageStatus, MessageView, StreamLine, TurnEnvelope, TurnEvent};
@@ -47,7 +47,7 @@ impl Readers {
         live: Arc<LiveTurn>,
     ) -> Result<Lines, TurnError> {
         match live.begun().await {
-            Ok(()) => Ok(live.follow(0, self.heartbeat())),
+            Ok(()) => Ok(follower::lines(live, 0, self.heartbeat())),
             Err(Refusal::AlreadyContinued(run)) => self.events(owner, live.turn_id, run, 0).await,
             Err(refusal) => Err(refusal.into()),
         }
@@ -74,7 +74,7 @@ impl Readers {
         }
         self.registry
             .forget_later(live.clone(), self.deps.settings.keep_finished);
-        Ok(live.follow(0, self.heartbeat()))
+        Ok(follower::lines(live, 0, self.heartbeat()))
     }
 
     /// Events of a turn's run after `after_seq`: live while it runs, from the database once it is
@@ -93,7 +93,7 @@ impl Readers {
                 } else {
                     0
                 };
-                Ok(turn.follow(from, self.heartbeat()))
+                Ok(follower::lines(turn, from, self.heartbeat()))
             }
             Some(_) => Err(TurnError::NoSuchTurn),
             None => {

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::live::LiveTurn;
+use super::live::{Lines, LiveTurn};
 use crate::model::{StreamLine, TurnEvent};
 
 /// The least time between two writes of text to one reader: 20 a second, smoother than a
@@ -125,6 +126,19 @@ impl Follower {
             }
         }
     }
+}
+
+/// A reader's stream of the events of `turn` after `after_seq`, polled by the reader's
+/// connection itself: no task or channel of its own.
+pub fn lines(turn: Arc<LiveTurn>, after_seq: u32, heartbeat: Duration) -> Lines {
+    let follower = Follower::new(turn, after_seq, heartbeat);
+    Box::pin(
+        futures::stream::unfold(follower, |mut follower| async move {
+            let lines = follower.next_lines().await?;
+            Some((futures::stream::iter(lines), follower))
+        })
+        .flatten(),
+    )
 }
 
 fn is_text(event: &TurnEvent) -> bool {

@@ -15,6 +15,7 @@ use super::checkpoints::write_checkpoints;
 use super::deps::Deps;
 use super::error::TurnError;
 use super::follow::Readers;
+use super::follower;
 use super::live::{CancelReason, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
 use super::run;
@@ -251,7 +252,7 @@ impl TurnHub {
                     let live = claim.settle();
                     live.set_record(*record);
                     self.spawn(live.clone(), slot);
-                    Ok(live.follow(0, self.heartbeat()))
+                    Ok(follower::lines(live, 0, self.heartbeat()))
                 }
                 Begun::Repeated => self.readers.replay_into(claim, owner).await,
                 Begun::AlreadyContinued(run) => {

@@ -1,15 +1,14 @@
 //! The event log of one run of a turn, in memory while it runs (and a while after), and the
 //! streams that follow it.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::follower::Follower;
 use crate::model::{Outcome, StreamLine, TurnEnvelope, TurnEvent};
 use crate::server::db::{Owner, ReplyText, TurnRecord};
 
@@ -423,24 +422,12 @@ impl LiveTurn {
     pub async fn ended(&self) {
         self.ended.cancelled().await;
     }
-
-    /// A reader's stream of the events after `after_seq` (see [`Follower`]), polled by the
-    /// reader's connection itself: no task or channel of its own.
-    pub fn follow(self: Arc<Self>, after_seq: u32, heartbeat: Duration) -> Lines {
-        let follower = Follower::new(self, after_seq, heartbeat);
-        Box::pin(
-            futures::stream::unfold(follower, |mut follower| async move {
-                let lines = follower.next_lines().await?;
-                Some((futures::stream::iter(lines), follower))
-            })
-            .flatten(),
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[tokio::test]
     async fn lines_ready_at_once_are_one_chunk() {
