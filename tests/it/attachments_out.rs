@@ -3,8 +3,6 @@
 //! the importer, within the importer's limits) so the provider is sent them again, and hostile
 //! archives are refused in words with nothing lost.
 
-use std::io::{Read, Write};
-
 use fake_provider::FakeConfig;
 use rill::model::attachments::{AttachmentKind, AttachmentView};
 use rill::model::transfer::ImportLine;
@@ -17,6 +15,7 @@ use uuid::Uuid;
 
 use crate::attachments::{base64, error_text, fixture, png, upload_with};
 use crate::support::*;
+use crate::transfer::{unzip, zipped};
 
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -35,29 +34,6 @@ async fn bytes_of(person: &Person, path: &str) -> (u16, Vec<u8>) {
     let response = person.get(path).await;
     let status = response.status().as_u16();
     (status, response.bytes().await.expect("a body").to_vec())
-}
-
-fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
-    (0..archive.len())
-        .map(|i| {
-            let mut file = archive.by_index(i).expect("entry");
-            let mut data = Vec::new();
-            file.read_to_end(&mut data).expect("entry reads");
-            (file.name().to_owned(), data)
-        })
-        .collect()
-}
-
-/// A zip of `files` (deflated) in order.
-fn zipped(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, data) in files {
-        zip.start_file(*name, zip::write::SimpleFileOptions::default())
-            .expect("entry");
-        zip.write_all(data).expect("written");
-    }
-    zip.finish().expect("zip").into_inner()
 }
 
 /// Posts `bytes` to `/import` and reads how it ended: imported, skipped, reasons, error.

@@ -197,7 +197,8 @@ async fn markdown_reads_the_branch_on_screen() {
     assert_eq!(nonsense.status(), 404);
 }
 
-fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+/// The entries of a zip archive, names and bytes, in order.
+pub fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
     (0..archive.len())
         .map(|i| {
@@ -209,7 +210,8 @@ fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn zipped(files: &[(&str, &[u8])]) -> Vec<u8> {
+/// A zip of `files` (deflated) in order.
+pub fn zipped(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in files {
         zip.start_file(*name, zip::write::SimpleFileOptions::default())

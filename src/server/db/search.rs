@@ -66,6 +66,23 @@ pub struct MessageMatch {
     pub content: String,
 }
 
+/// A matching message's row as either engine's query reads it.
+type MatchRow = (TextUuid, String, TextUuid, Role, String);
+
+fn message_matches(rows: Vec<MatchRow>) -> Vec<MessageMatch> {
+    rows.into_iter()
+        .map(
+            |(conversation_id, title, message_id, role, content)| MessageMatch {
+                conversation_id: conversation_id.0,
+                title,
+                message_id: message_id.0,
+                role,
+                content,
+            },
+        )
+        .collect()
+}
+
 /// Titles ranked at most, the owner's newest that match: a word in nearly every title would
 /// otherwise be ranked across all of them.
 const TITLES_RANKED_MAX: u32 = 500;
@@ -132,8 +149,7 @@ pub async fn messages(
     if let Pools::Postgres(pool) = db.pools() {
         return messages_on_postgres(pool, owner, query, limit).await;
     }
-    type Row = (TextUuid, String, TextUuid, Role, String);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<MatchRow> = sqlx::query_as(
         "WITH newest AS (
              SELECT rowid AS doc, bm25(message_search) AS score FROM message_search
               WHERE message_search MATCH ?1 AND rowid BETWEEN ?2 AND ?3
@@ -155,18 +171,7 @@ pub async fn messages(
     .bind(limit)
     .fetch_all(db.reader()?)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(conversation_id, title, message_id, role, content)| MessageMatch {
-                conversation_id: conversation_id.0,
-                title,
-                message_id: message_id.0,
-                role,
-                content,
-            },
-        )
-        .collect())
+    Ok(message_matches(rows))
 }
 
 /// Words of context a snippet holds around its matches.
@@ -365,8 +370,7 @@ async fn messages_on_postgres(
     let Some(ts) = ts_query(query) else {
         return Ok(Vec::new());
     };
-    type Row = (TextUuid, String, TextUuid, Role, String);
-    let rows: Vec<Row> = (sqlx::query_as(
+    let rows: Vec<MatchRow> = (sqlx::query_as(
         "WITH newest AS (
              SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.content_search,
                     m.created_at, m.position
@@ -385,18 +389,7 @@ async fn messages_on_postgres(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(conversation_id, title, message_id, role, content)| MessageMatch {
-                conversation_id: conversation_id.0,
-                title,
-                message_id: message_id.0,
-                role,
-                content,
-            },
-        )
-        .collect())
+    Ok(message_matches(rows))
 }
 
 /// [`mark`] on Postgres: `ts_headline` with the same markers, a title whole, a message as one
