@@ -103,17 +103,32 @@ async fn connect_sqlite(path: &Path) -> Result<Db, DbError> {
 }
 
 impl Db {
-    /// Closes every connection; the last one to close checkpoints the WAL into the database
-    /// and removes it, so nothing written (purged text included) lingers in `-wal`.
+    /// Closes every connection and folds the WAL into the database, so nothing written (purged
+    /// text included) lingers in `-wal`.
     pub async fn close(&self) {
         match &self.pools {
             Pools::Sqlite { reader, writer, .. } => {
                 reader.close().await;
                 writer.close().await;
+                // The last connection to close folds the WAL in, but only if it may write: a
+                // reader the pool let go on drop can close after the writer. So one writable
+                // connection, opened last, truncates the WAL itself.
+                if let Err(e) = fold_wal(&writer.connect_options()).await {
+                    tracing::warn!(error = %e, "could not fold the WAL into the database at exit");
+                }
             }
             Pools::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+async fn fold_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut connection = sqlx::SqliteConnection::connect_with(options).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut connection)
+        .await?;
+    connection.close().await
 }
 
 /// The database file and what SQLite keeps beside it.
