@@ -171,6 +171,12 @@ pub enum DbError {
     },
     #[error("{0}")]
     Backup(String),
+    /// An upload's spooled file could not be read back while it was stored.
+    #[error("reading an upload's spooled file: {0}")]
+    Spool(std::io::Error),
+    /// An import linked a file it had not prepared (its caller checks every name first).
+    #[error("an imported question names a file that was not prepared: {0}")]
+    UnpreparedFile(String),
     #[error("{0}")]
     FileModes(String),
     /// A batched write whose transaction could not be committed (see `batch`).
