@@ -167,6 +167,16 @@ async fn an_archive_carries_its_files_and_an_import_elsewhere_sends_them_to_the_
         .map(|f| f.name.as_str())
         .collect();
     assert_eq!(carried, ["shot.png", "report.pdf", "notes.md"]);
+    // The Markdown export names each file with its size; the bytes are only in the archive.
+    let (status, markdown) = bytes_of(&ana, &format!("/export/{conversation_id}/markdown")).await;
+    assert_eq!(status, 200);
+    let markdown = String::from_utf8(markdown).expect("utf-8");
+    for name in [r"shot\.png", r"report\.pdf", r"notes\.md"] {
+        assert!(
+            markdown.contains(&format!("- Attached: {name} (")),
+            "{name} in {markdown}"
+        );
+    }
     // The archive of everything holds the same files.
     let (_, everything) = bytes_of(&ana, "/export/all.zip").await;
     let all_names: Vec<String> = unzip(&everything).into_iter().map(|(n, _)| n).collect();
