@@ -1,5 +1,6 @@
 //! Opening the database (either engine), its files (their modes, a backup copy) and the
-//! readiness check.
+//! readiness check. Every topic runs on both engines: the HTTP-level tests of storage run on
+//! each (`scripts/test.sh`), so Rill serves from either.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,24 +11,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::{Db, DbError, Pools};
 use crate::server::config::Database;
-
-/// The topics not yet tested on Postgres. Rill refuses to serve from Postgres while any is
-/// listed (never a half-working mode); accounts, site settings, the audit log, known devices
-/// and sessions are on both engines. The rest have Postgres queries (the `Conn` steps, the
-/// batch writer on both engines) but no passing run on Postgres yet.
-pub const POSTGRES_MISSING: &[&str] = &[
-    "conversations",
-    "turns and their batched writes",
-    "replies",
-    "system prompts",
-    "branches",
-    "spending and usage",
-    "search",
-    "shares",
-    "titles",
-    "import and export",
-    "attachments",
-];
 
 /// Connections to a Postgres server: enough for every request of a busy replica, fewer than a
 /// default server's 100 so that a few replicas fit.
