@@ -9,8 +9,8 @@ use rill::server::catalog::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLim
 use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
     AccessSettings, AuthMode, Config, ConnectionSettings, ConversationSettings, Database,
-    LimitSettings, LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
-    DEFAULT_LOCAL_MODEL,
+    LimitSettings, LocalModelSettings, OidcSettings, OpsSettings, ProviderConfig, ProviderKind,
+    TurnSettings, DEFAULT_LOCAL_MODEL, OIDC_CALLBACK_PATH,
 };
 use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
@@ -84,6 +84,8 @@ pub struct Setup {
     pub model_titles: bool,
     /// Stored on Postgres whatever `RILL_TEST_ENGINE` says (see [`on_postgres`]).
     pub postgres: bool,
+    /// Sign-in through an OpenID Connect provider; its redirect URL is set to the app's own.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// Whether the tests' apps store on Postgres: `RILL_TEST_ENGINE=postgres` runs them on a
@@ -215,7 +217,17 @@ impl TestApp {
             prices,
             model_titles,
             postgres,
+            oidc,
         } = setup;
+        // Bound first: the provider's redirect URL names the app's address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let oidc = oidc.map(|settings| OidcSettings {
+            redirect_url: format!("{base_url}{OIDC_CALLBACK_PATH}"),
+            ..settings
+        });
         let conversations = ConversationSettings {
             plain_titles: !model_titles,
             ..conversations
@@ -288,6 +300,7 @@ impl TestApp {
             turns: turns.unwrap_or_else(test_turns),
             conversations,
             ops,
+            oidc,
         };
         let local_model = if local {
             if !fake_beside_local {
@@ -339,10 +352,6 @@ impl TestApp {
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(http::serve_until(
             listener,
