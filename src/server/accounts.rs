@@ -68,9 +68,7 @@ impl From<AccountError> for ApiError {
             AccountError::Disabled
             | AccountError::NotAdmin
             | AccountError::SignupClosed
-            | AccountError::PasswordsOff => {
-                ApiError::Forbidden(message)
-            }
+            | AccountError::PasswordsOff => ApiError::Forbidden(message),
             AccountError::Throttled(_) => ApiError::TooManyRequests(message),
             AccountError::NameTaken(_) => ApiError::Conflict(message),
             AccountError::BadUsername

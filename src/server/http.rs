@@ -16,8 +16,8 @@ use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
 use super::{
-    assets, attachments, bodies, connections, housekeeping, identity, oidc, ops, sessions,
-    shares, transfer, usage, AppState,
+    assets, attachments, bodies, connections, housekeeping, identity, oidc, ops, sessions, shares,
+    transfer, usage, AppState,
 };
 use crate::app::{shell, App};
 use crate::error::ApiError;

@@ -24,15 +24,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
     CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken,
-    CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    IdTokenClaims, IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
-    TokenResponse as _,
+    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
+    IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -177,7 +176,11 @@ fn to_sign_in(kind: OidcRefusal) -> Response {
 }
 
 fn see_other(location: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned())]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
+        .into_response()
 }
 
 impl Oidc {
@@ -206,7 +209,10 @@ impl Oidc {
                     .await
                     .map_err(|e| {
                         tracing::warn!("OIDC: the provider's keys could not be read: {e}");
-                        refuse(OidcRefusal::Unreachable, "the provider's keys could not be read")
+                        refuse(
+                            OidcRefusal::Unreachable,
+                            "the provider's keys could not be read",
+                        )
                     })?;
                 d.metadata = d.metadata.clone().set_jwks(keys);
                 d.at = Instant::now();
@@ -389,7 +395,10 @@ async fn finish(
     }
     let age = super::db::now_ms().saturating_sub(pending.started_at);
     if u128::try_from(age).unwrap_or(u128::MAX) > PENDING_LIFETIME.as_millis() {
-        return Err(refuse(OidcRefusal::Expired, "the sign-in took over 10 minutes"));
+        return Err(refuse(
+            OidcRefusal::Expired,
+            "the sign-in took over 10 minutes",
+        ));
     }
     let Some(code) = answer.code else {
         return Err(refuse(OidcRefusal::Denied, "the provider sent no code"));
@@ -399,14 +408,20 @@ async fn finish(
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| {
             tracing::error!("OIDC: no token endpoint: {e}");
-            refuse(OidcRefusal::Unreachable, "the provider names no token endpoint")
+            refuse(
+                OidcRefusal::Unreachable,
+                "the provider names no token endpoint",
+            )
         })?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
         .request_async(&oidc.http)
         .await
         .map_err(|e| {
             tracing::warn!("OIDC: the code exchange failed: {e}");
-            refuse(OidcRefusal::Unreachable, "the provider did not exchange the code")
+            refuse(
+                OidcRefusal::Unreachable,
+                "the provider did not exchange the code",
+            )
         })?;
     let id_token = token
         .id_token()
@@ -419,10 +434,12 @@ async fn finish(
         )) => {
             // Signed with a key Rill has not seen: the provider may have rotated its keys.
             let client = oidc.client(oidc.metadata(true).await?)?;
-            id_token
-                .claims(&client.id_token_verifier(), &nonce)
+            let verifier = client.id_token_verifier();
+            let claims = id_token
+                .claims(&verifier, &nonce)
                 .map_err(verification_refusal)?
-                .clone()
+                .clone();
+            claims
         }
         Err(e) => return Err(verification_refusal(e)),
     };
@@ -530,7 +547,9 @@ async fn sign_in(oidc: &Oidc, session: &Session, claims: &Claims) -> Result<User
     let subject = claims.subject().as_str();
     let email = verified_email(claims);
     let groups = groups_of(claims, &settings.groups_claim);
-    let who = email.clone().unwrap_or_else(|| format!("subject {subject}"));
+    let who = email
+        .clone()
+        .unwrap_or_else(|| format!("subject {subject}"));
     let with_target = |mut refusal: Refusal| {
         refusal.target = Some(who.chars().take(200).collect());
         refusal
@@ -558,7 +577,10 @@ async fn sign_in(oidc: &Oidc, session: &Session, claims: &Claims) -> Result<User
         }
     };
     if user.is_disabled() {
-        return Err(with_target(refuse(OidcRefusal::Disabled, "the account is disabled")));
+        return Err(with_target(refuse(
+            OidcRefusal::Disabled,
+            "the account is disabled",
+        )));
     }
     if let Some(admin) = admin.filter(|a| *a != user.is_admin) {
         store::set_admin(&state.db, &user.id, admin)
@@ -624,7 +646,10 @@ async fn create(oidc: &Oidc, claims: &Claims, is_admin: bool) -> Result<User, Re
             return Ok(user);
         }
     }
-    Err(refuse(OidcRefusal::NoName, "every username tried was taken"))
+    Err(refuse(
+        OidcRefusal::NoName,
+        "every username tried was taken",
+    ))
 }
 
 #[cfg(test)]
@@ -662,7 +687,10 @@ mod tests {
 
     #[test]
     fn only_standard_error_codes_reach_the_audit_log() {
-        assert_eq!(error_words("access_denied"), "the provider answered access_denied");
+        assert_eq!(
+            error_words("access_denied"),
+            "the provider answered access_denied"
+        );
         assert_eq!(
             error_words("<script>alert(1)</script>"),
             "the provider answered with an error"

@@ -151,8 +151,13 @@ async fn a_person_signs_in_through_the_provider_and_gets_an_account() {
     // Through the provider's authorization endpoint, with PKCE, state and nonce.
     let to_provider = &trip.hops[1];
     assert!(to_provider.starts_with(&idp.issuer()), "{to_provider}");
-    for part in ["code_challenge=", "code_challenge_method=S256", "state=", "nonce=", "scope=openid"]
-    {
+    for part in [
+        "code_challenge=",
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "scope=openid",
+    ] {
         assert!(to_provider.contains(part), "{to_provider} has {part}");
     }
     let me = who(&browser).await.expect("signed in");
@@ -182,7 +187,10 @@ async fn a_person_signs_in_through_the_provider_and_gets_an_account() {
     let again = app.visitor();
     let trip = sign_in(&again).await;
     assert_eq!(trip.end(), format!("{}/", app.base_url));
-    assert_eq!(who(&again).await.expect("signed in")["username"], "ada@example.com");
+    assert_eq!(
+        who(&again).await.expect("signed in")["username"],
+        "ada@example.com"
+    );
     assert_eq!(app.count("users").await, 1);
 }
 
@@ -258,11 +266,22 @@ async fn a_replayed_or_forged_state_is_refused() {
 
     // The same answer again, in the same browser: its state was used.
     let replay = follow(&browser, &callback).await;
-    assert!(replay.end().ends_with("/signin?oidc=expired"), "{:?}", replay.hops);
+    assert!(
+        replay.end().ends_with("/signin?oidc=expired"),
+        "{:?}",
+        replay.hops
+    );
     // And in another browser (an attacker's link: a login CSRF).
     let victim = app.visitor();
     let replay = follow(&victim, &callback).await;
-    assert_refused(&app, &victim, &replay, "expired", "no sign-in was under way").await;
+    assert_refused(
+        &app,
+        &victim,
+        &replay,
+        "expired",
+        "no sign-in was under way",
+    )
+    .await;
 
     // A sign-in under way with the state changed: refused, and the real one is used up too.
     let other = app.visitor();
@@ -290,7 +309,11 @@ async fn a_replayed_or_forged_state_is_refused() {
     let trip = follow(&other, &forged).await;
     assert_refused(&app, &other, &trip, "expired", "state did not match").await;
     let trip = follow(&other, &back).await;
-    assert!(trip.end().ends_with("/signin?oidc=expired"), "{:?}", trip.hops);
+    assert!(
+        trip.end().ends_with("/signin?oidc=expired"),
+        "{:?}",
+        trip.hops
+    );
     // The provider was asked for one token: the refused answers never reached it.
     assert_eq!(idp.tokens_served(), 1);
 }
@@ -306,8 +329,15 @@ async fn new_keys_are_fetched_when_the_provider_rotates() {
     let second = app.visitor();
     let trip = sign_in(&second).await;
     assert_eq!(trip.end(), format!("{}/", app.base_url), "{:?}", trip.hops);
-    assert_eq!(who(&second).await.expect("signed in")["username"], "ada@example.com");
-    assert_eq!(idp.keys_served(), fetched + 1, "the keys were read again, once");
+    assert_eq!(
+        who(&second).await.expect("signed in")["username"],
+        "ada@example.com"
+    );
+    assert_eq!(
+        idp.keys_served(),
+        fetched + 1,
+        "the keys were read again, once"
+    );
     // A token under the new key that the JWKS does not hold still fails after the refetch.
     idp.tweak(Tweaks {
         unpublished_key: true,
@@ -336,7 +366,11 @@ async fn people_outside_the_allowed_domains_and_groups_get_no_account() {
     unverified.email_verified = false;
     idp.sign_in_as(unverified);
     let trip = sign_in(&app.visitor()).await;
-    assert!(trip.end().ends_with("/signin?oidc=not-allowed"), "{:?}", trip.hops);
+    assert!(
+        trip.end().ends_with("/signin?oidc=not-allowed"),
+        "{:?}",
+        trip.hops
+    );
     assert_eq!(app.count("users").await, 0);
 
     // A member of an allowed group joins whatever the address.
@@ -371,7 +405,10 @@ async fn the_admin_group_makes_admins_and_leaving_it_unmakes_them() {
     assert_eq!(sign_in(&later).await.end(), format!("{}/", app.base_url));
     assert_eq!(who(&later).await.expect("signed in")["is_admin"], false);
     // The earlier session is no admin's either: the role is read at each request.
-    assert_eq!(who(&browser).await.expect("still signed in")["is_admin"], false);
+    assert_eq!(
+        who(&browser).await.expect("still signed in")["is_admin"],
+        false
+    );
     assert_eq!(browser.post("list_users", list).await.status(), 403);
     assert!(audit(&app)
         .await
@@ -419,7 +456,12 @@ async fn what_the_provider_says_in_a_refusal_is_not_shown_or_stored() {
     let browser = app.visitor();
     let trip = sign_in(&browser).await;
     assert_refused(&app, &browser, &trip, "denied", "access_denied").await;
-    let page = browser.get("/signin?oidc=denied").await.text().await.expect("page");
+    let page = browser
+        .get("/signin?oidc=denied")
+        .await
+        .text()
+        .await
+        .expect("page");
     assert!(!page.contains("SCAM") && !page.contains("pwned"));
     for entry in audit(&app).await {
         let text = format!("{entry:?}");
@@ -446,4 +488,21 @@ async fn sign_in_with_the_provider_is_not_offered_unless_set_up() {
         .expect("options");
     assert_eq!(options["single_sign_on"], Value::Null);
     assert_eq!(options["passwords"], true);
+}
+
+#[tokio::test]
+async fn a_provider_account_never_takes_over_a_local_account_of_the_same_name() {
+    let (app, _idp) = start(IdpUser::with_email("root@example.com"), |_| {}).await;
+    let local = app.add_user("root@example.com", true).await;
+    let browser = app.visitor();
+    assert_eq!(sign_in(&browser).await.end(), format!("{}/", app.base_url));
+    let me = who(&browser).await.expect("signed in");
+    let name = me["username"].as_str().expect("a name").to_owned();
+    assert!(name.starts_with("root@example.com-"), "{name}");
+    assert_eq!(me["is_admin"], false, "not the local admin");
+    let user = store::user_by_name(&app.state.db, &name)
+        .await
+        .expect("reads")
+        .expect("its own account");
+    assert_ne!(user.id, local);
 }

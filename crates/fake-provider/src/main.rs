@@ -30,7 +30,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _idp = match oidc_port {
         Some(port) => {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let idp = FakeIdp::start_on(addr, "rill", "e2e-secret", IdpUser::with_email("ada@example.com")).await?;
+            let idp = FakeIdp::start_on(
+                addr,
+                "rill",
+                "e2e-secret",
+                IdpUser::with_email("ada@example.com"),
+            )
+            .await?;
             println!("fake identity provider at {}", idp.issuer());
             Some(idp)
         }

@@ -95,8 +95,8 @@ struct Key {
 impl Key {
     fn generate(kid: String) -> Result<Self, String> {
         use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
-        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-            .map_err(|e| e.to_string())?;
+        let private =
+            rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).map_err(|e| e.to_string())?;
         let pem = private
             .to_pkcs1_pem(LineEnding::LF)
             .map_err(|e| e.to_string())?
@@ -157,8 +157,18 @@ pub struct FakeIdp {
 impl FakeIdp {
     /// Starts on a free port of 127.0.0.1 for the client `client_id`/`client_secret`, with one
     /// freshly generated key; `user` signs in until told otherwise.
-    pub async fn start(client_id: &str, client_secret: &str, user: IdpUser) -> std::io::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), client_id, client_secret, user).await
+    pub async fn start(
+        client_id: &str,
+        client_secret: &str,
+        user: IdpUser,
+    ) -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            client_id,
+            client_secret,
+            user,
+        )
+        .await
     }
 
     pub async fn start_on(
@@ -290,7 +300,11 @@ struct AuthorizeQuery {
 async fn authorize(State(shared): State<Shared>, Query(q): Query<AuthorizeQuery>) -> Response {
     let mut inner = lock(&shared.inner);
     let (Some(redirect_uri), Some(state)) = (q.redirect_uri, q.state) else {
-        return (StatusCode::BAD_REQUEST, "redirect_uri and state are required").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri and state are required",
+        )
+            .into_response();
     };
     if q.client_id.as_deref() != Some(inner.client_id.as_str()) {
         return (StatusCode::BAD_REQUEST, "unknown client").into_response();
@@ -376,7 +390,13 @@ async fn token(
     }
     match client_credentials(&headers, &form) {
         Some((id, secret)) if id == inner.client_id && secret == inner.client_secret => {}
-        _ => return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "invalid_client" }))).into_response(),
+        _ => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "invalid_client" })),
+            )
+                .into_response()
+        }
     }
     // A code is good once, whatever happens next.
     let Some(grant) = form.code.as_ref().and_then(|c| inner.codes.remove(c)) else {
@@ -408,7 +428,10 @@ fn id_token(issuer: &str, inner: &mut Inner, grant: Grant) -> Result<String, Str
     let tweaks = inner.tweaks.clone();
     let now = chrono::Utc::now();
     let (issued, expires) = if tweaks.expired {
-        (now - chrono::Duration::hours(1), now - chrono::Duration::minutes(59))
+        (
+            now - chrono::Duration::hours(1),
+            now - chrono::Duration::minutes(59),
+        )
     } else {
         (now, now + chrono::Duration::minutes(5))
     };
@@ -423,9 +446,8 @@ fn id_token(issuer: &str, inner: &mut Inner, grant: Grant) -> Result<String, Str
         standard = standard.set_name(Some(EndUserName::new(name).into()));
     }
     if let Some(preferred) = user.preferred_username {
-        standard = standard.set_preferred_username(Some(openidconnect::EndUserUsername::new(
-            preferred,
-        )));
+        standard =
+            standard.set_preferred_username(Some(openidconnect::EndUserUsername::new(preferred)));
     }
     let issuer = IssuerUrl::new(tweaks.issuer.unwrap_or_else(|| issuer.to_owned()))
         .map_err(|e| e.to_string())?;

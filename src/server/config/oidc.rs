@@ -111,7 +111,9 @@ impl OidcSettings {
             (Some(text), _) => web_url(&text)
                 .map_err(|what| redirect_setting.refuse_as(what, &text))?
                 .to_string(),
-            (None, Some(public)) => format!("{}{CALLBACK_PATH}", public.trim().trim_end_matches('/')),
+            (None, Some(public)) => {
+                format!("{}{CALLBACK_PATH}", public.trim().trim_end_matches('/'))
+            }
             (None, None) => {
                 return Err(ConfigError::Invalid(format!(
                     "{} needs {} or {}: the provider must know where to send people back",
@@ -181,7 +183,10 @@ mod tests {
     fn settings_are_read_with_the_redirect_worked_out() {
         let oidc = read(&BASE).expect("valid").expect("on");
         assert_eq!(oidc.issuer, "https://id.example.com/realms/staff/");
-        assert_eq!(oidc.redirect_url, "https://chat.example.com/auth/oidc/callback");
+        assert_eq!(
+            oidc.redirect_url,
+            "https://chat.example.com/auth/oidc/callback"
+        );
         assert_eq!(oidc.scopes, ["email", "profile"]);
         assert!(oidc.password_sign_in);
         assert_eq!(oidc.groups_claim, "groups");
