@@ -137,8 +137,9 @@ pub fn SignInPage() -> impl IntoView {
                                         <p class="form-error" role="alert">{words}</p>
                                     })}
                                     // A plain link: it works before the page is live, and the
-                                    // provider's page is a navigation anyway.
-                                    <a class="sso-button" href="/auth/oidc/start">
+                                    // provider's page is a navigation anyway (`external`: the
+                                    // client-side router leaves it to the browser).
+                                    <a class="sso-button" href="/auth/oidc/start" rel="external">
                                         {format!("Sign in with {name}")}
                                     </a>
                                 }
