@@ -45,6 +45,9 @@ pub mod limits;
 pub mod logging;
 /// Prometheus metrics: turns, tokens, cost, latencies, queue depth, provider errors.
 pub mod metrics;
+/// Sign-in through an OpenID Connect provider: discovery, the code flow with PKCE, the ID
+/// token's checks, who may join, the admin group.
+pub mod oidc;
 /// `/healthz`, `/readyz`, `/metrics`, and the client of `rill healthcheck`.
 pub mod ops;
 /// Password hashing on threads of its own, with a short queue.

@@ -141,3 +141,27 @@ export class NginxProcess {
 export function tempDatabase(): string {
   return join(mkdtempSync(join(tmpdir(), "rill-e2e-db-")), "rill.db");
 }
+
+/** The fake provider binary with its fake identity provider (`--oidc-port`): client `rill`,
+ * secret `e2e-secret`, and whoever signs in there is `ada@example.com`. */
+export class FakeIdpProcess {
+  private child?: ChildProcess;
+  readonly issuer: string;
+
+  constructor(readonly port: number, readonly oidcPort: number) {
+    this.issuer = `http://127.0.0.1:${oidcPort}`;
+  }
+
+  async start() {
+    const args = ["--port", String(this.port), "--oidc-port", String(this.oidcPort)];
+    this.child = spawn("../target/debug/fake-provider", args, { stdio: "ignore" });
+    await waitForHttp(`${this.issuer}/.well-known/openid-configuration`, 30_000);
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child) return;
+    child.kill("SIGKILL");
+    await exited(child, 10_000);
+  }
+}

@@ -43,6 +43,7 @@ pub fn bench_config(dir: &Path) -> Config {
         turns: TurnSettings::default(),
         conversations: Default::default(),
         ops: Default::default(),
+        oidc: None,
     }
 }
 

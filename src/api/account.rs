@@ -18,10 +18,15 @@ pub async fn current_user() -> Result<Me, ApiError> {
 #[leptos::server(prefix = "/api", endpoint = "sign_in_options", input = Json)]
 pub async fn sign_in_options() -> Result<SignInInfo, ApiError> {
     let state = context::state()?;
+    let oidc = state.config.oidc.as_ref();
+    let passwords = oidc.is_none_or(|o| o.password_sign_in);
     Ok(SignInInfo {
-        open_signup: crate::server::db::accounts::site_settings(&state.db)
-            .await?
-            .signup_is_open(),
+        open_signup: passwords
+            && crate::server::db::accounts::site_settings(&state.db)
+                .await?
+                .signup_is_open(),
+        single_sign_on: oidc.map(|o| o.name.clone()),
+        passwords,
     })
 }
 

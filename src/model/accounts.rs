@@ -17,6 +17,87 @@ pub struct Me {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignInInfo {
     pub open_signup: bool,
+    /// The OpenID Connect provider's name for the "Sign in with …" button; `None`: no provider.
+    #[serde(default)]
+    pub single_sign_on: Option<String>,
+    /// Whether the username and password form signs in (off when only the provider does).
+    #[serde(default = "yes")]
+    pub passwords: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a sign-in through the identity provider did not happen, as the sign-in page's address
+/// carries it (`/signin?oidc=<code>`): a fixed word, so nothing the provider sent reaches the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OidcRefusal {
+    /// No sign-in was under way in this browser, or it took too long, or its state was not ours.
+    Expired,
+    /// The provider did not sign the person in (they cancelled, or it refused).
+    Denied,
+    /// The provider could not be reached or answered with something unusable.
+    Unreachable,
+    /// The ID token failed a check: signature, issuer, audience, expiry or nonce.
+    Invalid,
+    /// The person has no account and their address or groups do not allow one.
+    NotAllowed,
+    /// The account is disabled.
+    Disabled,
+    /// Too many sign-ins from one address.
+    Busy,
+    /// No free username could be made for the person.
+    NoName,
+}
+
+impl OidcRefusal {
+    const ALL: [(Self, &'static str); 8] = [
+        (Self::Expired, "expired"),
+        (Self::Denied, "denied"),
+        (Self::Unreachable, "unreachable"),
+        (Self::Invalid, "invalid"),
+        (Self::NotAllowed, "not-allowed"),
+        (Self::Disabled, "disabled"),
+        (Self::Busy, "busy"),
+        (Self::NoName, "no-name"),
+    ];
+
+    pub fn code(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or("invalid", |(_, code)| code)
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, c)| *c == code).map(|(r, _)| *r)
+    }
+
+    /// What the sign-in page says; `provider` is the configured name of the provider.
+    pub fn words(self, provider: &str) -> String {
+        match self {
+            Self::Expired => "That sign-in was not started here, took too long, or was already \
+                              used. Please sign in again."
+                .into(),
+            Self::Denied => format!("{provider} did not sign you in."),
+            Self::Unreachable => format!(
+                "Rill could not reach {provider}. Try again in a moment; if it keeps \
+                 happening, tell your admin."
+            ),
+            Self::Invalid => format!(
+                "{provider}'s answer did not pass Rill's checks, so you are not signed in. \
+                 Tell your admin."
+            ),
+            Self::NotAllowed => format!(
+                "Your {provider} account may not use Rill. Ask an admin to allow your email \
+                 domain or group."
+            ),
+            Self::Disabled => "This account is disabled; ask an admin.".into(),
+            Self::Busy => "Too many sign-ins from your network; try again in a minute.".into(),
+            Self::NoName => "Rill could not give you a username; tell your admin.".into(),
+        }
+    }
 }
 
 /// A user as the admin page lists them.

@@ -50,6 +50,8 @@ pub enum AccountError {
     DisableSelf,
     #[error("passwords belong to the single sign-on proxy here")]
     ViaProxy,
+    #[error("passwords do not sign in here; use the sign-in page's button")]
+    PasswordsOff,
     #[error("{0}")]
     Passwords(#[from] PasswordError),
     #[error("the session could not be stored")]
@@ -63,9 +65,10 @@ impl From<AccountError> for ApiError {
         let message = error.to_string();
         match error {
             AccountError::WrongCredentials => ApiError::Unauthorized(message),
-            AccountError::Disabled | AccountError::NotAdmin | AccountError::SignupClosed => {
-                ApiError::Forbidden(message)
-            }
+            AccountError::Disabled
+            | AccountError::NotAdmin
+            | AccountError::SignupClosed
+            | AccountError::PasswordsOff => ApiError::Forbidden(message),
             AccountError::Throttled(_) => ApiError::TooManyRequests(message),
             AccountError::NameTaken(_) => ApiError::Conflict(message),
             AccountError::BadUsername
@@ -103,6 +106,15 @@ pub fn check_username(username: &str) -> Result<&str, AccountError> {
         return Err(AccountError::BadUsername);
     }
     Ok(name)
+}
+
+/// Refuses password sign-in, sign-up and password changes when only the identity provider signs
+/// people in.
+fn passwords_sign_in(state: &AppState) -> Result<(), AccountError> {
+    match &state.config.oidc {
+        Some(oidc) if !oidc.password_sign_in => Err(AccountError::PasswordsOff),
+        _ => Ok(()),
+    }
 }
 
 fn check_password(password: &str) -> Result<(), AccountError> {
@@ -161,6 +173,7 @@ pub async fn sign_in(
     password: &str,
 ) -> Result<User, AccountError> {
     let address = request.address;
+    passwords_sign_in(state)?;
     // A name no account can have is a wrong name, refused before anything is stored or hashed.
     let Ok(username) = check_username(username) else {
         return Err(AccountError::WrongCredentials);
@@ -280,7 +293,7 @@ async fn remember_device(state: &AppState, request: &AnonymousRequest, user: &Us
     request.cookies.add(cookie);
 }
 
-async fn start_session(session: &Session, user: &User) -> Result<(), AccountError> {
+pub(super) async fn start_session(session: &Session, user: &User) -> Result<(), AccountError> {
     // A new id at sign-in: a session id planted before it is worth nothing after.
     session.cycle_id().await?;
     session
@@ -304,6 +317,7 @@ pub async fn sign_up(
     password: &str,
 ) -> Result<User, AccountError> {
     let (session, address) = (&request.session, request.address);
+    passwords_sign_in(state)?;
     let settings = store::site_settings(&state.db).await?;
     if !settings.signup_is_open() {
         return Err(AccountError::SignupClosed);
@@ -370,6 +384,7 @@ pub async fn change_password(
     if principal.via_proxy {
         return Err(AccountError::ViaProxy);
     }
+    passwords_sign_in(state)?;
     let id = principal
         .user_id
         .as_deref()

@@ -9,10 +9,12 @@ use std::time::Duration;
 use super::pricing::PriceEntry;
 
 mod database;
+mod oidc;
 mod providers;
 pub mod settings;
 
 pub use database::Database;
+pub use oidc::{OidcSettings, CALLBACK_PATH as OIDC_CALLBACK_PATH};
 use providers::FileConfig;
 pub use providers::{ProviderConfig, ProviderKind};
 use settings::Env;
@@ -46,6 +48,8 @@ pub struct Config {
     pub conversations: ConversationSettings,
     /// Logs and metrics.
     pub ops: OpsSettings,
+    /// Sign-in through an OpenID Connect provider; `None`: not set up.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// How the server reports on itself.
@@ -544,6 +548,9 @@ impl Config {
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&var);
         let file = FileConfig::read(&env)?;
+        let access = AccessSettings::read(&env)?;
+        let public_url = env.optional(&settings::PUBLIC_URL);
+        let oidc = OidcSettings::read(&env, access.mode, public_url.as_deref())?;
         Ok(Self {
             providers: providers::providers(&env, file.providers)?,
             price_overrides: file.prices,
@@ -555,7 +562,7 @@ impl Config {
             ),
             unsafe_file_modes: env.yes(&settings::UNSAFE_FILE_MODES),
             owner: env.text(&settings::OWNER),
-            access: AccessSettings::read(&env)?,
+            access,
             limits: LimitSettings::read(&env)?,
             connections: ConnectionSettings::read(&env)?,
             default_model: env
@@ -565,6 +572,7 @@ impl Config {
             turns: TurnSettings::read(&env)?,
             conversations: ConversationSettings::read(&env)?,
             ops: OpsSettings::read(&env)?,
+            oidc,
         })
     }
 }

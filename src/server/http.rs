@@ -16,7 +16,7 @@ use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
 use super::{
-    assets, attachments, bodies, connections, housekeeping, identity, ops, sessions, shares,
+    assets, attachments, bodies, connections, housekeeping, identity, oidc, ops, sessions, shares,
     transfer, usage, AppState,
 };
 use crate::app::{shell, App};
@@ -68,6 +68,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let asset_routes = assets::routes(&leptos_options);
     let ops_routes = ops::routes(state.clone());
     let share_routes = shares::routes(state.clone(), &leptos_options);
+    let oidc_routes = oidc::routes(state.clone());
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -83,6 +84,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .merge(asset_routes)
         .merge(ops_routes)
         .merge(share_routes)
+        .merge(oidc_routes)
         .layer(axum::middleware::map_response(api_error_status))
         .layer(axum::middleware::map_response(event_stream_headers))
         // Outside the layers that read or recognise bodies by their type.

@@ -17,6 +17,8 @@ pub fn is_public(path: &str) -> bool {
             | "/api/sign_in"
             | "/api/sign_up"
             | "/api/sign_in_options"
+            | "/auth/oidc/start"
+            | "/auth/oidc/callback"
     ) || is_site_file(path)
         || is_shared_page(path)
         || is_icon(path)

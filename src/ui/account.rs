@@ -6,7 +6,9 @@ use crate::api::account::{
     current_user, sign_in_options, sign_out, ChangePassword, SignIn, SignUp,
 };
 use crate::error::ApiError;
+use crate::model::accounts::OidcRefusal;
 use crate::ui::wire;
+use leptos_router::hooks::use_query_map;
 
 /// A page of its own (sign-in, password, usage, admin): a title, a way back, and its content.
 #[component]
@@ -54,6 +56,15 @@ fn go_home() {
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let options = wire::resource(|| (), |_| sign_in_options());
+    // Why a sign-in through the identity provider came back refused: a fixed word, put in words
+    // here (nothing the provider sent is shown).
+    let query = use_query_map();
+    let refusal = move || {
+        query
+            .read()
+            .get("oidc")
+            .and_then(|code| OidcRefusal::from_code(&code))
+    };
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let creating = RwSignal::new(false);
@@ -85,8 +96,8 @@ pub fn SignInPage() -> impl IntoView {
             in_error()
         }
     };
-    view! {
-        <Panel title="Sign in to Rill">
+    let form = move || {
+        view! {
             <form class="form" method="post" on:submit=submit>
                 <label>"Username"
                     <input name="username" autocomplete="username" required bind:value=username />
@@ -105,18 +116,44 @@ pub fn SignInPage() -> impl IntoView {
                     {move || if creating.get() { "Create account" } else { "Sign in" }}
                 </button>
             </form>
+        }
+    };
+    view! {
+        <Panel title="Sign in to Rill">
             <Transition fallback=|| ()>
                 {move || {
                     let options = options.clone();
                     Suspend::new(async move {
-                        let open = options.await.map(|o| o.open_signup).unwrap_or(false);
-                        open.then(|| view! {
-                            <p class="form-switch">
-                                <button type="button" class="link" on:click=move |_| creating.update(|c| *c = !*c)>
-                                    {move || if creating.get() { "I have an account" } else { "Create an account" }}
-                                </button>
-                            </p>
-                        })
+                        let info = options.await.ok();
+                        let passwords = info.as_ref().is_none_or(|i| i.passwords);
+                        let open = info.as_ref().is_some_and(|i| i.open_signup);
+                        let provider = info.and_then(|i| i.single_sign_on);
+                        let both = provider.is_some() && passwords;
+                        view! {
+                            {provider.map(|name| {
+                                let refused = refusal().map(|r| r.words(&name));
+                                view! {
+                                    {refused.map(|words| view! {
+                                        <p class="form-error" role="alert">{words}</p>
+                                    })}
+                                    // A plain link: it works before the page is live, and the
+                                    // provider's page is a navigation anyway (`external`: the
+                                    // client-side router leaves it to the browser).
+                                    <a class="sso-button" href="/auth/oidc/start" rel="external">
+                                        {format!("Sign in with {name}")}
+                                    </a>
+                                }
+                            })}
+                            {both.then(|| view! { <p class="form-or muted">"or with a password"</p> })}
+                            {passwords.then(form)}
+                            {open.then(|| view! {
+                                <p class="form-switch">
+                                    <button type="button" class="link" on:click=move |_| creating.update(|c| *c = !*c)>
+                                        {move || if creating.get() { "I have an account" } else { "Create an account" }}
+                                    </button>
+                                </p>
+                            })}
+                        }
                     })
                 }}
             </Transition>

@@ -21,6 +21,7 @@ mod lifecycle;
 mod local_model;
 mod long_conversations;
 mod nginx;
+mod oidc;
 mod ops;
 mod postgres;
 mod postgres_turns;

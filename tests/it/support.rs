@@ -9,8 +9,8 @@ use rill::server::catalog::{LocalModelStatus, ModelCatalog, ModelEntry, ModelLim
 use rill::server::clock::{Clock, SharedClock};
 use rill::server::config::{
     AccessSettings, AuthMode, Config, ConnectionSettings, ConversationSettings, Database,
-    LimitSettings, LocalModelSettings, OpsSettings, ProviderConfig, ProviderKind, TurnSettings,
-    DEFAULT_LOCAL_MODEL,
+    LimitSettings, LocalModelSettings, OidcSettings, OpsSettings, ProviderConfig, ProviderKind,
+    TurnSettings, DEFAULT_LOCAL_MODEL, OIDC_CALLBACK_PATH,
 };
 use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
@@ -86,6 +86,8 @@ pub struct Setup {
     pub postgres: bool,
     /// Stored in a SQLite file whatever `RILL_TEST_ENGINE` says (a test of SQLite's own file).
     pub sqlite: bool,
+    /// Sign-in through an OpenID Connect provider; its redirect URL is set to the app's own.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// Whether the tests' apps store on Postgres: `RILL_TEST_ENGINE=postgres` runs them on a
@@ -218,7 +220,17 @@ impl TestApp {
             model_titles,
             postgres,
             sqlite,
+            oidc,
         } = setup;
+        // Bound first: the provider's redirect URL names the app's address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let oidc = oidc.map(|settings| OidcSettings {
+            redirect_url: format!("{base_url}{OIDC_CALLBACK_PATH}"),
+            ..settings
+        });
         let conversations = ConversationSettings {
             plain_titles: !model_titles,
             ..conversations
@@ -291,6 +303,7 @@ impl TestApp {
             turns: turns.unwrap_or_else(test_turns),
             conversations,
             ops,
+            oidc,
         };
         let local_model = if local {
             if !fake_beside_local {
@@ -332,10 +345,6 @@ impl TestApp {
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(http::serve_until(
             listener,

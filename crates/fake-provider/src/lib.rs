@@ -11,6 +11,7 @@
 //! mid-reply.
 
 mod body;
+pub mod oidc;
 mod wire;
 
 use std::net::SocketAddr;

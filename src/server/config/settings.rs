@@ -116,6 +116,29 @@ settings! {
     SESSION_MAX_DAYS: Range = "RILL_SESSION_MAX_DAYS",
         Range { default: 90, least: 1, most: 3650, unit: "days" };
 
+    /// The OpenID Connect provider's issuer URL: people sign in through it (accounts only).
+    OIDC_ISSUER: Optional = "RILL_OIDC_ISSUER", Optional;
+    /// Rill's client id at the provider.
+    OIDC_CLIENT_ID: Optional = "RILL_OIDC_CLIENT_ID", Optional;
+    /// Rill's client secret at the provider.
+    OIDC_CLIENT_SECRET: Optional = "RILL_OIDC_CLIENT_SECRET", Optional;
+    /// Scopes asked for besides `openid`.
+    OIDC_SCOPES: List = "RILL_OIDC_SCOPES", List("email,profile");
+    /// Where the provider sends people back (default: the public URL's /auth/oidc/callback).
+    OIDC_REDIRECT_URL: Optional = "RILL_OIDC_REDIRECT_URL", Optional;
+    /// The provider's name on the sign-in page's button ("Sign in with …").
+    OIDC_NAME: Text = "RILL_OIDC_NAME", Text("single sign-on");
+    /// Email domains whose people get an account at their first sign-in (`*`: any).
+    OIDC_ALLOWED_DOMAINS: List = "RILL_OIDC_ALLOWED_DOMAINS", List("");
+    /// Groups whose members get an account at their first sign-in, whatever their address.
+    OIDC_ALLOWED_GROUPS: List = "RILL_OIDC_ALLOWED_GROUPS", List("");
+    /// The ID token's claim that lists a person's groups.
+    OIDC_GROUPS_CLAIM: Text = "RILL_OIDC_GROUPS_CLAIM", Text("groups");
+    /// Members of this group are Rill's admins; the provider's other people are not.
+    OIDC_ADMIN_GROUP: Optional = "RILL_OIDC_ADMIN_GROUP", Optional;
+    /// Whether passwords still sign in (`off` needs an OpenID Connect provider).
+    PASSWORD_SIGN_IN: Words<bool> = "RILL_PASSWORD_SIGN_IN", Words(&[("on", true), ("off", false)]);
+
     // What one person may ask.
     /// Largest request body in bytes; more is refused with 413.
     MAX_REQUEST_BYTES: Whole = "RILL_MAX_REQUEST_BYTES",

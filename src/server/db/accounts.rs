@@ -80,6 +80,100 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbEr
     }))
 }
 
+/// Creates a user who signs in through the identity provider `issuer` as `subject`; `None` if
+/// the name is taken or that subject already has a user.
+pub async fn create_oidc_user(
+    db: &Db,
+    new: NewUser<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<User>, DbError> {
+    let id = Uuid::new_v4().to_string();
+    let now = now_ms();
+    let inserted = on_writer!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd,
+                                created_at, updated_at, oidc_issuer, oidc_subject)
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(new.username)
+        .bind(new.is_admin)
+        .bind(new.monthly_budget_usd)
+        .bind(now)
+        .bind(now)
+        .bind(issuer)
+        .bind(subject)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    });
+    match inserted {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+        other => other?,
+    };
+    user_by_id(db, &id).await
+}
+
+/// The user who signs in through the identity provider `issuer` as `subject`.
+pub async fn user_by_oidc(db: &Db, issuer: &str, subject: &str) -> Result<Option<User>, DbError> {
+    let sql =
+        format!("SELECT {USER_COLUMNS} FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2");
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await
+    })?)
+}
+
+/// Makes the user an admin or not (the identity provider's admin group decides for its users).
+pub async fn set_admin(db: &Db, id: &str, is_admin: bool) -> Result<(), DbError> {
+    on_writer!(db, |pool| {
+        sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE id = $3")
+            .bind(is_admin)
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Replaces the groups the identity provider named for the user.
+pub async fn set_idp_groups(db: &Db, user_id: &str, groups: &[String]) -> Result<(), DbError> {
+    in_transaction!(db, |tx| {
+        sqlx::query("DELETE FROM user_idp_groups WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for name in groups {
+            sqlx::query(
+                "INSERT INTO user_idp_groups (user_id, name) VALUES ($1, $2)
+                 ON CONFLICT (user_id, name) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// The groups the identity provider named for the user at their latest sign-in, by name.
+pub async fn idp_groups(db: &Db, user_id: &str) -> Result<Vec<String>, DbError> {
+    Ok(on_reader!(db, |pool| {
+        sqlx::query_scalar("SELECT name FROM user_idp_groups WHERE user_id = $1 ORDER BY name")
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+    })?)
+}
+
 pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     Ok(on_reader!(db, |pool| {

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "site_settings",
     "audit_log",
     "known_devices",
+    "user_idp_groups",
     "conversations",
     "system_prompts",
     "messages",
