@@ -41,6 +41,7 @@ ensure_build_tools
 ensure_chromium
 ensure_nginx
 ensure_postgres
+ensure_openai_sdk
 ensure_cargo_machete
 ensure_cargo_deny
 ensure_end2end_packages
@@ -65,6 +66,9 @@ cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warn
 
 step "unit and HTTP-level tests"
 cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
+
+step "the API's tests on Postgres"
+RILL_TEST_ENGINE=postgres cargo test --features ssr --test it -- api_keys:: 2>&1 | tee -a "$logs/cargo-test.txt"
 
 step "build the app and the fake provider"
 # The server binary is the one the tests just built (the same features, the same

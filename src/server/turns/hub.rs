@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::checkpoints::write_checkpoints;
+use super::completion::{self, Caller, CompletionError, CompletionEvent, CompletionRequest};
 use super::deps::Deps;
 use super::error::TurnError;
 use super::follow::Readers;
@@ -44,6 +45,8 @@ pub struct TurnHub {
     cutting: AtomicBool,
     /// Ends the conversation streams and the checkpoint writer, last thing at shutdown.
     closing: CancellationToken,
+    /// Cuts the API's completions when the drain's grace is over (as running turns are cut).
+    cut_completions: CancellationToken,
 }
 
 /// How storage answered a request to begin a run (a send's first, or a Continue's next).
@@ -124,6 +127,7 @@ impl TurnHub {
             draining: AtomicBool::new(false),
             cutting: AtomicBool::new(false),
             closing,
+            cut_completions: CancellationToken::new(),
         }
     }
 
@@ -380,6 +384,7 @@ impl TurnHub {
         for turn in &cut {
             turn.cancel(CancelReason::Shutdown);
         }
+        self.cut_completions.cancel();
         if tokio::time::timeout(STORE_WAIT, self.tasks.wait())
             .await
             .is_err()
@@ -387,6 +392,19 @@ impl TurnHub {
             tracing::error!("some replies could not be stored before shutdown");
         }
         self.closing.cancel();
+    }
+
+    /// Starts a completion asked through the OpenAI-compatible API (see `completion`); its
+    /// events arrive on the receiver, and dropping the receiver ends it.
+    pub async fn complete(
+        &self,
+        caller: Caller,
+        request: CompletionRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<CompletionEvent>, CompletionError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(CompletionError::Draining);
+        }
+        completion::start(&self.deps, &self.cut_completions, caller, request).await
     }
 
     /// Whether the server is shutting down.
