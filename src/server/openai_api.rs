@@ -523,7 +523,7 @@ impl Chunks {
         if self.include_usage {
             chunk["usage"] = usage.unwrap_or(Value::Null);
         }
-        event(&chunk)
+        sse_event(&chunk)
     }
 
     fn delta(&self, delta: Value, finish: Option<&str>) -> Bytes {
@@ -534,7 +534,7 @@ impl Chunks {
     }
 }
 
-fn event(data: &Value) -> Bytes {
+fn sse_event(data: &Value) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
 }
 
@@ -557,7 +557,7 @@ fn streamed(events: tokio::sync::mpsc::Receiver<CompletionEvent>, chunks: Chunks
                 out.push(Bytes::from_static(b"data: [DONE]\n\n"));
                 out
             }
-            CompletionEvent::Failed(error) => vec![event(&upstream_failure(error).body())],
+            CompletionEvent::Failed(error) => vec![sse_event(&upstream_failure(error).body())],
         };
         futures::stream::iter(out)
     });

@@ -130,7 +130,7 @@ pub fn ApiKeys() -> impl IntoView {
             } else {
                 view! {
                     <ul class="share-list api-key-list">
-                        {all.into_iter().map(|key| view! { <KeyRow key revoke /> }).collect_view()}
+                        {all.into_iter().map(|key| view! { <KeyRow entry=key revoke /> }).collect_view()}
                     </ul>
                 }.into_any()
             })}
@@ -157,31 +157,34 @@ fn CopyButton(text: String) -> impl IntoView {
 }
 
 #[component]
-fn KeyRow(key: ApiKeyView, revoke: impl Fn(Uuid) + Copy + Send + Sync + 'static) -> impl IntoView {
-    let id = key.id;
-    let spent = match key.monthly_budget_usd {
+fn KeyRow(
+    entry: ApiKeyView,
+    revoke: impl Fn(Uuid) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = entry.id;
+    let spent = match entry.monthly_budget_usd {
         Some(b) => format!(
             "{} of {} this month",
-            format_cost(key.month_spent_usd),
+            format_cost(entry.month_spent_usd),
             format_cost(b)
         ),
-        None => format!("{} this month", format_cost(key.month_spent_usd)),
+        None => format!("{} this month", format_cost(entry.month_spent_usd)),
     };
-    let expiry = key.expires_at.map_or_else(
+    let expiry = entry.expires_at.map_or_else(
         || "never expires".to_owned(),
         |at| format!("expires {}", date_of(at)),
     );
-    let used = key.last_used_at.map_or_else(
+    let used = entry.last_used_at.map_or_else(
         || "never used".to_owned(),
         |at| format!("last used {}", date_of(at)),
     );
-    let details = format!("{}… · {spent} · {expiry} · {used}", key.prefix);
+    let details = format!("{}… · {spent} · {expiry} · {used}", entry.prefix);
     view! {
         <li class="share-row api-key-row">
-            <span class="api-key-name">{key.name.clone()}</span>
+            <span class="api-key-name">{entry.name.clone()}</span>
             <span class="share-name">{details}</span>
             <span class="share-actions">
-                <button type="button" class="revoke" aria-label=format!("Revoke {}", key.name) on:click=move |_| revoke(id)>"Revoke"</button>
+                <button type="button" class="revoke" aria-label=format!("Revoke {}", entry.name) on:click=move |_| revoke(id)>"Revoke"</button>
             </span>
         </li>
     }

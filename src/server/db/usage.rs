@@ -333,9 +333,8 @@ pub async fn settle_open_run(
 /// running on any replica) at what they reserved: their text went to the client, not to
 /// storage, so nothing tells what they wrote, and a budget must not count less than was spent.
 pub async fn settle_abandoned_completions(db: &Db, before_ms: i64) -> Result<u64, DbError> {
-    let done =
-        on_writer!(db, |pool| {
-            sqlx::query(
+    let done = on_writer!(db, |pool| {
+        sqlx::query(
         "UPDATE spending SET state = 'settled', cost_usd = reserved_usd, status = 'interrupted',
              usage_estimated = TRUE
          WHERE state = 'reserved' AND api_key_id IS NOT NULL AND at < $1",
@@ -343,7 +342,7 @@ pub async fn settle_abandoned_completions(db: &Db, before_ms: i64) -> Result<u64
     .bind(before_ms)
     .execute(pool)
     .await
-        })?;
+    })?;
     Ok(done.rows_affected())
 }
 

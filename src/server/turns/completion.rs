@@ -8,7 +8,7 @@
 //! It runs in a task of its own that the caller reads through a channel. A caller that goes
 //! away (the client disconnected) drops the channel; the task sees that at once, drops the
 //! provider stream — closing the upstream request, as Stop does — and settles what was used,
-//! at an estimate. A drain cuts it as it cuts turns.
+//! at an estimate. A drain gives it the grace running turns get, then cuts it as it cuts them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use llm::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::budget::{self, KeyBudget};
@@ -83,6 +84,7 @@ const CHANNEL: usize = 64;
 /// Starts a completion, or says why not; its events arrive on the receiver.
 pub(super) async fn start(
     deps: &Arc<Deps>,
+    tasks: &TaskTracker,
     cut: &CancellationToken,
     caller: Caller,
     request: CompletionRequest,
@@ -96,13 +98,18 @@ pub(super) async fn start(
         model: model.model.clone(),
         system: request.system,
         messages: request.messages,
-        max_output_tokens: Some(
-            request
-                .max_tokens
-                .map_or(model.limits.max_output_tokens, |asked| {
-                    asked.clamp(1, model.limits.max_output_tokens)
-                }),
-        ),
+        // The client's cap within the model's; unasked, the model's, but never more than half
+        // the window (as a turn's prompt leaves room for its reply).
+        max_output_tokens: Some(request.max_tokens.map_or_else(
+            || {
+                model
+                    .limits
+                    .max_output_tokens
+                    .min(model.limits.context_tokens / 2)
+                    .max(1)
+            },
+            |asked| asked.clamp(1, model.limits.max_output_tokens.max(1)),
+        )),
         thinking_budget: model.limits.thinking_tokens,
         requester: Some(caller.owner.0.clone()),
     };
@@ -138,7 +145,7 @@ pub(super) async fn start(
         cut: cut.clone(),
         _slot: slot,
     };
-    deps.tasks.spawn(completion.run());
+    tasks.spawn(completion.run());
     Ok(receiver)
 }
 

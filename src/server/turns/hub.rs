@@ -45,7 +45,9 @@ pub struct TurnHub {
     cutting: AtomicBool,
     /// Ends the conversation streams and the checkpoint writer, last thing at shutdown.
     closing: CancellationToken,
-    /// Cuts the API's completions when the drain's grace is over (as running turns are cut).
+    /// The API's completions (see `completion`): a drain gives them the grace turns get, then
+    /// cuts them (`cut_completions`) as it cuts turns.
+    completions: TaskTracker,
     cut_completions: CancellationToken,
 }
 
@@ -127,6 +129,7 @@ impl TurnHub {
             draining: AtomicBool::new(false),
             cutting: AtomicBool::new(false),
             closing,
+            completions: TaskTracker::new(),
             cut_completions: CancellationToken::new(),
         }
     }
@@ -365,9 +368,13 @@ impl TurnHub {
             ?grace,
             "draining: new turns are refused"
         );
+        self.completions.close();
         let _ = tokio::time::timeout(
             grace,
-            futures::future::join_all(running.iter().map(|t| t.wait_finished(grace))),
+            futures::future::join(
+                futures::future::join_all(running.iter().map(|t| t.wait_finished(grace))),
+                self.completions.wait(),
+            ),
         )
         .await;
         // From here a turn that still starts (its send passed the check above earlier) is cut
@@ -385,10 +392,8 @@ impl TurnHub {
             turn.cancel(CancelReason::Shutdown);
         }
         self.cut_completions.cancel();
-        if tokio::time::timeout(STORE_WAIT, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        let stored = futures::future::join(self.tasks.wait(), self.completions.wait());
+        if tokio::time::timeout(STORE_WAIT, stored).await.is_err() {
             tracing::error!("some replies could not be stored before shutdown");
         }
         self.closing.cancel();
@@ -404,7 +409,14 @@ impl TurnHub {
         if self.draining.load(Ordering::Acquire) {
             return Err(CompletionError::Draining);
         }
-        completion::start(&self.deps, &self.cut_completions, caller, request).await
+        completion::start(
+            &self.deps,
+            &self.completions,
+            &self.cut_completions,
+            caller,
+            request,
+        )
+        .await
     }
 
     /// Whether the server is shutting down.
