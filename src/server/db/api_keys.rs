@@ -130,8 +130,9 @@ pub async fn revoke_key(db: &Db, owner: &Owner, id: Uuid, now_ms: i64) -> Result
     .bind(TextUuid(id))
     .bind(&owner.0)
     .execute(pool)
-    .await)?;
-    Ok(done.rows_affected() == 1)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// The key whose SHA-256 is `key_hash`, revoked or not.
@@ -176,6 +177,7 @@ pub async fn mark_used(db: &Db, id: Uuid, now_ms: i64, every_ms: i64) -> Result<
     .bind(TextUuid(id))
     .bind(now_ms.saturating_sub(every_ms))
     .execute(pool)
-    .await)?;
+    .await
+    .map(|_| ()))?;
     Ok(())
 }

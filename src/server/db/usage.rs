@@ -342,8 +342,9 @@ pub async fn settle_abandoned_completions(db: &Db, before_ms: i64) -> Result<u64
     .bind(before_ms)
     .execute(pool)
     .await
+    .map(|done| done.rows_affected())
     })?;
-    Ok(done.rows_affected())
+    Ok(done)
 }
 
 /// What the owner has spent in `month` (settled runs at their cost, open ones at their
