@@ -3,7 +3,8 @@
 fake provider directly and through Rill's /v1/chat/completions (an API key, the budget's
 reservation and settlement in the ledger, the proxying), at 1 and at 100 requests at once.
 
-Run with the Python that scripts/install-tools.sh gives OpenAI's SDK (it brings httpx):
+Run with the Python that scripts/install-tools.sh gives OpenAI's SDK (it brings httpx, or
+httpx2 in newer releases):
     ~/.cache/rill/openai-sdk/bin/python scripts/bench-api.py [--rill target/release/rill]
 Build first: cargo build --features ssr --bin rill && cargo build -p fake-provider (or --release
 for both, and pass their paths). Everything listens on 127.0.0.1 only.
@@ -19,7 +20,10 @@ import subprocess
 import tempfile
 import time
 
-import httpx
+try:
+    import httpx
+except ImportError:  # the SDK's HTTP client ships as `httpx2` in its newer releases
+    import httpx2 as httpx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
