@@ -166,14 +166,7 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
             tracing::warn!("RILL_UNSAFE_FILE_MODES=yes: the database's file modes are not checked");
         }
         Some(path) => db::check_file_modes(path)?,
-        // Never a half-working mode: serving needs every topic on the engine.
-        None if !db::POSTGRES_MISSING.is_empty() => anyhow::bail!(
-            "RILL_DATABASE names a Postgres server, but this version of Rill cannot serve from \
-             Postgres yet: accounts, settings, the audit log and sessions are stored there, \
-             while {} are not. Use a SQLite file for now (the default, data/rill.db); `rill \
-             migrate` and `rill user add` already work on Postgres.",
-            db::POSTGRES_MISSING.join(", ")
-        ),
+        // A Postgres server guards its own data.
         None => {}
     }
     let db = db::connect(&config.database)

@@ -172,6 +172,23 @@ test("a conversation opens at its latest message, on reload and from the sidebar
   await expect.poll(distanceFromBottom).toBeLessThanOrEqual(1);
 });
 
+test("Stop pressed before the server has the message stops the reply as soon as it starts", async ({ page }) => {
+  await configureFake(page, { tokens: 2000, token_delay_ms: 20 });
+  await openNewChat(page);
+  // The send reaches the server well after the Stop is pressed: the Stop must not overtake it.
+  await page.route("**/api/send_message", async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    await route.continue();
+  });
+  await send(page, "Stop me at once");
+  await page.getByRole("button", { name: "Stop", exact: true }).click();
+  await expect(lastReply(page)).toHaveAttribute("data-status", "stopped");
+  await expect(page.getByText("Could not stop the reply")).toHaveCount(0);
+  const shown = await lastReply(page).locator(".content").textContent();
+  await page.waitForTimeout(600);
+  expect(await lastReply(page).locator(".content").textContent()).toBe(shown);
+});
+
 test("the cursor is in the composer on the first load, after Stop, after a turn and after New chat", async ({ page }) => {
   await openNewChat(page);
   await expect(composer(page)).toBeFocused();

@@ -30,8 +30,6 @@
 //! a case-blind name, time functions, full-text search), `match db.engine()` holds each
 //! engine's text side by side. Steps several calls share take a [`Conn`] (either engine's
 //! connection, inside a transaction or the batch's savepoint) and run through [`on_conn!`].
-//! [`POSTGRES_MISSING`] names the topics not yet tested on Postgres: while it is not empty,
-//! Rill refuses to serve from Postgres (and says which).
 //!
 //! A message's owner is its conversation's: queries check it with a correlated `EXISTS` on the
 //! conversation's primary key (an `IN (SELECT … WHERE owner = ?)` would list every conversation
@@ -149,7 +147,7 @@ pub use self::conversations::{
     rename_conversation, restore_conversation, set_conversation_model, set_pinned, PINNED_MAX,
     THROUGH_TURNS, WINDOW_BYTES, WINDOW_MESSAGES,
 };
-pub use self::pool::{backup, check_file_modes, connect, migrate, ping, POSTGRES_MISSING};
+pub use self::pool::{backup, check_file_modes, connect, migrate, ping};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};
 pub use self::replies::{
     error_details, finish_reply, interrupt_reply, interrupt_streaming, save_checkpoints,
@@ -173,6 +171,12 @@ pub enum DbError {
     },
     #[error("{0}")]
     Backup(String),
+    /// An upload's spooled file could not be read back while it was stored.
+    #[error("reading an upload's spooled file: {0}")]
+    Spool(std::io::Error),
+    /// An import linked a file it had not prepared (its caller checks every name first).
+    #[error("an imported question names a file that was not prepared: {0}")]
+    UnpreparedFile(String),
     #[error("{0}")]
     FileModes(String),
     /// A batched write whose transaction could not be committed (see `batch`).
@@ -181,8 +185,9 @@ pub enum DbError {
     /// `rill migrate-to-postgres` refused or found the copy short.
     #[error("{0}")]
     Copy(String),
-    /// A storage call with no Postgres version yet (see [`POSTGRES_MISSING`]).
-    #[error("this storage call runs on SQLite only so far; Postgres lacks: {}", POSTGRES_MISSING.join(", "))]
+    /// A step of SQLite's own machinery (its search index) asked of Postgres: a bug, since
+    /// every such step is behind its engine's branch.
+    #[error("a step of SQLite's own (its search index) was asked of a Postgres database")]
     NotOnPostgres,
 }
 
@@ -238,8 +243,8 @@ impl Db {
         &self.pools
     }
 
-    /// Connections for reading (WAL: they never wait for the writer), for the topics that run
-    /// on SQLite only so far.
+    /// SQLite's connections for reading (WAL: they never wait for the writer), for the steps
+    /// of SQLite's own machinery (FTS5); `NotOnPostgres` on Postgres.
     pub fn reader(&self) -> Result<&SqlitePool, DbError> {
         match &self.pools {
             Pools::Sqlite { reader, .. } => Ok(reader),
@@ -247,7 +252,8 @@ impl Db {
         }
     }
 
-    /// The one connection that writes, for the topics that run on SQLite only so far.
+    /// SQLite's one connection that writes, for the steps of SQLite's own machinery;
+    /// `NotOnPostgres` on Postgres.
     pub fn writer(&self) -> Result<&SqlitePool, DbError> {
         match &self.pools {
             Pools::Sqlite { writer, .. } => Ok(writer),

@@ -6,9 +6,11 @@ use std::time::Duration;
 use fake_provider::FakeConfig;
 use rill::model::{MessageStatus, TurnEvent};
 use rill::server::config::{AccessSettings, LimitSettings, PublicUrl};
+use rill::server::db::Engine;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::{accounts_mode, text_of, EventReader, Person, Setup, TestApp};
 
 async fn accounts_app() -> TestApp {
@@ -263,10 +265,14 @@ async fn the_session_table_holds_only_a_hash_of_the_cookie_and_a_sign_in_has_an_
     let id = cookie.trim_start_matches("rill_session=").to_owned();
     assert!(!id.is_empty());
     // Nothing stored is what the browser presents: not the key, not inside the record.
-    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT id, data FROM tower_sessions")
-        .fetch_all(&app.pool)
-        .await
-        .expect("sessions");
+    // tower-sessions names its table per engine (Postgres: a schema of its own).
+    let table = match app.state.db.engine() {
+        Engine::Sqlite => "tower_sessions",
+        Engine::Postgres => "tower_sessions.session",
+    };
+    let rows: Vec<(String, Vec<u8>)> = sql(format!("SELECT id, data FROM {table}"))
+        .fetch_all(&app.state.db)
+        .await;
     assert_eq!(rows.len(), 1);
     let (stored, data) = &rows[0];
     assert_ne!(stored, &id);
@@ -334,13 +340,11 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
             .map(|r| r.status().as_u16())
             .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
-    let (rows, failures): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), SUM(count) FROM audit_log
-          WHERE target = 'erin' AND action = 'sign-in failed'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("audit");
+    let (rows, failures): (i64, i64) =
+        sql("SELECT COUNT(*), CAST(SUM(count) AS BIGINT) FROM audit_log
+          WHERE target = 'erin' AND action = 'sign-in failed'")
+        .fetch_one(&app.state.db)
+        .await;
     assert_eq!(failures, 5, "each failure is counted in the audit log");
     assert_eq!(rows, 1, "in one entry for the account and address");
     // A name no account can have is refused before anything is stored; a body larger than a
@@ -471,18 +475,15 @@ async fn the_admin_page_lists_users_a_page_at_a_time_and_finds_them_by_name() {
     // 120 more people (no password: made directly, so no argon2 for each), every other name
     // capitalised: names are ordered and paged without regard to case.
     for i in 0..120 {
-        sqlx::query(
-            "INSERT INTO users (id, username, created_at, updated_at) VALUES (?1, ?2, 0, 0)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(if i % 2 == 0 {
-            format!("member-{i:03}")
-        } else {
-            format!("Member-{i:03}")
-        })
-        .execute(&app.pool)
-        .await
-        .expect("user");
+        sql("INSERT INTO users (id, username, created_at, updated_at) VALUES ($1, $2, 0, 0)")
+            .bind(Uuid::new_v4())
+            .bind(if i % 2 == 0 {
+                format!("member-{i:03}")
+            } else {
+                format!("Member-{i:03}")
+            })
+            .execute(&app.state.db)
+            .await;
     }
     let visitor = app.visitor();
     for name in ["nobody-1", "nobody-2", "Member-007"] {
@@ -738,12 +739,9 @@ async fn admin_functions_are_for_admins_and_are_audited() {
         )
         .await;
     assert_eq!(signed_up.status(), 200);
-    let ivan = sqlx::query_scalar::<_, Option<f64>>(
-        "SELECT monthly_budget_usd FROM users WHERE username = 'ivan'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("ivan");
+    let ivan: Option<f64> = sql("SELECT monthly_budget_usd FROM users WHERE username = 'ivan'")
+        .scalar(&app.state.db)
+        .await;
     assert_eq!(ivan, Some(1.5), "new users start with the default budget");
     assert_eq!(
         visitor.post("list_conversations", json!({})).await.status(),
@@ -981,24 +979,22 @@ async fn a_long_month_is_exported_whole_a_page_at_a_time() {
     // 2,500 more runs of that reply this month: more than two of the export's pages, two runs
     // to each millisecond, so that a page ends between two runs admitted at the same time.
     let (message, month, at): (String, String, i64) =
-        sqlx::query_as("SELECT message_id, month, at FROM spending WHERE owner = ?1")
+        sql("SELECT message_id, month, at FROM spending WHERE owner = $1")
             .bind(&owner)
-            .fetch_one(&app.pool)
-            .await
-            .expect("the run");
-    sqlx::query(
+            .fetch_one(&app.state.db)
+            .await;
+    sql(
         "WITH RECURSIVE runs(run) AS (SELECT 2 UNION ALL SELECT run + 1 FROM runs WHERE run < 2501)
          INSERT INTO spending (owner, message_id, run, model, month, at, state, cost_usd, status)
-         SELECT ?1, ?2, run, 'fake/fake-model', ?3, ?4 + run / 2, 'settled', 0.001, 'complete'
+         SELECT $1, $2, run, 'fake/fake-model', $3, $4 + run / 2, 'settled', 0.001, 'complete'
            FROM runs",
     )
     .bind(&owner)
     .bind(&message)
     .bind(&month)
     .bind(at)
-    .execute(&app.pool)
-    .await
-    .expect("the runs");
+    .execute(&app.state.db)
+    .await;
     let csv = olive.get("/usage.csv").await.text().await.expect("csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 2_501, "the header once, then every run");

@@ -7,6 +7,7 @@ use rill::model::attachments::{AttachmentKind, AttachmentView};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// A picture `width` × `height` in `format`, a gradient so that it is not trivially small.
@@ -1113,11 +1114,10 @@ async fn a_budget_reserves_for_the_images_and_files_a_question_carries() {
         let app = &app;
         async move {
             let id = app.add_user(name, false).await;
-            sqlx::query("UPDATE users SET monthly_budget_usd = 0.40 WHERE id = ?")
+            sql("UPDATE users SET monthly_budget_usd = 0.40 WHERE id = $1")
                 .bind(&id)
-                .execute(&app.pool)
-                .await
-                .expect("budget");
+                .execute(&app.state.db)
+                .await;
             let person = app.signed_in(name).await;
             let mut files = Vec::new();
             if let Some((file_name, bytes)) = file {

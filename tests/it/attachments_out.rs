@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::attachments::{base64, error_text, fixture, png, upload_with};
+use crate::sql::sql;
 use crate::support::*;
 use crate::transfer::{unzip, zipped};
 
@@ -167,6 +168,16 @@ async fn an_archive_carries_its_files_and_an_import_elsewhere_sends_them_to_the_
         .map(|f| f.name.as_str())
         .collect();
     assert_eq!(carried, ["shot.png", "report.pdf", "notes.md"]);
+    // The Markdown export names each file with its size; the bytes are only in the archive.
+    let (status, markdown) = bytes_of(&ana, &format!("/export/{conversation_id}/markdown")).await;
+    assert_eq!(status, 200);
+    let markdown = String::from_utf8(markdown).expect("utf-8");
+    for name in [r"shot\.png", r"report\.pdf", r"notes\.md"] {
+        assert!(
+            markdown.contains(&format!("- Attached: {name} (")),
+            "{name} in {markdown}"
+        );
+    }
     // The archive of everything holds the same files.
     let (_, everything) = bytes_of(&ana, "/export/all.zip").await;
     let all_names: Vec<String> = unzip(&everything).into_iter().map(|(n, _)| n).collect();
@@ -174,11 +185,10 @@ async fn an_archive_carries_its_files_and_an_import_elsewhere_sends_them_to_the_
 
     // Ben imports it: the files become his, under new ids, typed again by their bytes.
     assert_eq!(import(&ben, archive.clone()).await, (1, 0, vec![], None));
-    let (imported_id,): (String,) = sqlx::query_as("SELECT id FROM conversations WHERE owner = ?")
+    let (imported_id,): (String,) = sql("SELECT id FROM conversations WHERE owner = $1")
         .bind(&ben_id)
-        .fetch_one(&app.pool)
-        .await
-        .expect("ben's conversation");
+        .fetch_one(&app.state.db)
+        .await;
     let imported_id = Uuid::parse_str(&imported_id).expect("an id");
     let view = conversation(&ben, imported_id).await;
     let question = view
@@ -584,9 +594,17 @@ async fn a_backup_holds_the_files_with_the_messages_that_carry_them() {
     // What `rill backup` does, beside the running server.
     let dir = private_dir();
     let copy = dir.path().join("backup.db");
-    rill::server::db::backup(&app.state.config.database, &copy)
-        .await
-        .expect("backed up");
+    let backup = rill::server::db::backup(&app.state.config.database, &copy).await;
+    if app.state.db.engine() == rill::server::db::Engine::Postgres {
+        // `rill backup` is SQLite's copy; on Postgres it names Postgres's own tool instead.
+        let said = backup
+            .expect_err("no copy of a Postgres database")
+            .to_string();
+        assert!(said.contains("pg_dump"), "{said}");
+        assert!(!copy.exists());
+        return;
+    }
+    backup.expect("backed up");
     let restored = rill::server::db::connect(&rill::server::config::Database::Sqlite(copy))
         .await
         .expect("the copy opens");

@@ -2,8 +2,9 @@
 //! busy begin together in one transaction, each its own turn, and a turn refused inside a batch
 //! fails alone, in words, while the others in its batch go on.
 //!
-//! Each test holds the database's one writer connection while its sends arrive, so that they
-//! all wait for the batch writer at once, then lets it go.
+//! Each test holds the server's writes back while its sends arrive (`TestApp::hold_writes`: on
+//! SQLite its one writer connection, on Postgres a lock on the tables a turn writes), so that
+//! they all wait for the batch writer at once, then lets them go.
 
 use fake_provider::{expected_text, FakeConfig};
 use futures::future::join_all;
@@ -13,6 +14,7 @@ use rill::server::input::ValidSend;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// Waits until `n` writes wait for the batch writer (for the connection the test holds).
@@ -42,7 +44,7 @@ async fn turns_waiting_for_the_writer_begin_in_one_transaction_each_its_own() {
             ValidSend::new(request, |_| true, "").expect("a valid send")
         })
         .collect();
-    let writer = app.pool.acquire().await.expect("the writer connection");
+    let writer = app.hold_writes().await;
     let begun = tokio::spawn({
         let database = app.state.db.clone();
         let owner = owner.clone();
@@ -64,7 +66,7 @@ async fn turns_waiting_for_the_writer_begin_in_one_transaction_each_its_own() {
     });
     until_waiting(&app, 100).await;
     let before = app.state.db.batches();
-    drop(writer);
+    writer.release().await;
     let begun = begun.await.expect("the sends");
     // Perhaps the first alone (taken before the others arrived), then all the others.
     assert!(
@@ -93,7 +95,7 @@ async fn many_sends_at_once_all_begin_each_its_own_turn() {
         ..FakeConfig::default()
     })
     .await;
-    let writer = app.pool.acquire().await.expect("the writer connection");
+    let writer = app.hold_writes().await;
     let turn_ids: Vec<Uuid> = (0..150).map(|_| Uuid::new_v4()).collect();
     let sends = join_all(turn_ids.iter().enumerate().map(|(i, turn_id)| {
         let app = &app;
@@ -104,7 +106,7 @@ async fn many_sends_at_once_all_begin_each_its_own_turn() {
     }));
     let waiting = async {
         until_waiting(&app, 150).await;
-        drop(writer);
+        writer.release().await;
     };
     let (turns, ()) = tokio::join!(sends, waiting);
     let mut conversations = std::collections::HashSet::new();
@@ -113,13 +115,11 @@ async fn many_sends_at_once_all_begin_each_its_own_turn() {
         assert_eq!(text_of(events), expected_text(8));
         let conversation = conversation_of(events);
         conversations.insert(conversation);
-        let stored: (String,) = sqlx::query_as(
-            "SELECT conversation_id FROM messages WHERE turn_id = ? AND role = 'assistant'",
-        )
-        .bind(turn_id.to_string())
-        .fetch_one(&app.pool)
-        .await
-        .expect("the reply");
+        let stored: (String,) =
+            sql("SELECT conversation_id FROM messages WHERE turn_id = $1 AND role = 'assistant'")
+                .bind(*turn_id)
+                .fetch_one(&app.state.db)
+                .await;
         assert_eq!(stored.0, conversation.to_string());
     }
     assert_eq!(conversations.len(), 150);
@@ -141,7 +141,7 @@ async fn a_refused_turn_in_a_batch_fails_alone_with_words() {
         .await;
     assert_eq!(gone.status(), 200);
 
-    let writer = app.pool.acquire().await.expect("the writer connection");
+    let writer = app.hold_writes().await;
     let send = |conversation: Option<Uuid>, text: &'static str| {
         let app = &app;
         async move {
@@ -163,7 +163,7 @@ async fn a_refused_turn_in_a_batch_fails_alone_with_words() {
     ]);
     let waiting = async {
         until_waiting(&app, 5).await;
-        drop(writer);
+        writer.release().await;
     };
     let (responses, ()) = tokio::join!(sends, waiting);
     let mut answers = Vec::new();
@@ -197,12 +197,11 @@ async fn a_refused_turn_in_a_batch_fails_alone_with_words() {
     );
     // Stored: the two new conversations' turns and one more in `open`, nothing of the refused.
     assert_eq!(app.count("messages").await, 4 + 6);
-    let kept: (i64,) = sqlx::query_as(
+    let kept: (i64,) = sql(
         "SELECT COUNT(*) FROM messages WHERE content IN ('second question', 'second question again')
            AND role = 'user'",
     )
-    .fetch_one(&app.pool)
-    .await
-    .expect("count");
+    .fetch_one(&app.state.db)
+    .await;
     assert_eq!(kept.0, 1);
 }

@@ -15,6 +15,7 @@ use rill::server::pricing::PriceEntry;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// 2026-01-31T23:59:00Z.
@@ -62,24 +63,22 @@ fn hundred_tokens() -> FakeConfig {
 }
 
 async fn set_budget(app: &TestApp, user_id: &str, budget: f64) {
-    sqlx::query("UPDATE users SET monthly_budget_usd = ? WHERE id = ?")
+    sql("UPDATE users SET monthly_budget_usd = $1 WHERE id = $2")
         .bind(budget)
         .bind(user_id)
-        .execute(&app.pool)
-        .await
-        .expect("budget");
+        .execute(&app.state.db)
+        .await;
 }
 
 /// (month, state, cost or reservation) of every run of the owner, in order.
 async fn ledger(app: &TestApp, owner: &str) -> Vec<(String, String, f64)> {
-    sqlx::query_as(
+    sql(
         "SELECT month, state, CASE state WHEN 'reserved' THEN reserved_usd ELSE cost_usd END
-           FROM spending WHERE owner = ? ORDER BY id",
+           FROM spending WHERE owner = $1 ORDER BY id",
     )
     .bind(owner)
-    .fetch_all(&app.pool)
+    .fetch_all(&app.state.db)
     .await
-    .expect("ledger")
 }
 
 fn outcome(events: &[rill::model::TurnEnvelope]) -> rill::model::Outcome {
@@ -327,9 +326,8 @@ async fn the_sites_monthly_cap_holds_for_everyone_together() {
     assert!(spent > 0.19 && spent <= 0.30, "{spent}");
     // Settled ledger rows only: nothing is left reserved.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spending WHERE state = 'reserved'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let open: i64 = sql("SELECT COUNT(*) FROM spending WHERE state = 'reserved'")
+        .scalar(&app.state.db)
+        .await;
     assert_eq!(open, 0);
 }

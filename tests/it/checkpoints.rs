@@ -10,20 +10,18 @@ use fake_provider::{expected_text, FakeConfig};
 use rill::model::MessageStatus;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// The reply's row length, and its saved length (row and pieces), in bytes.
 async fn stored_lengths(app: &TestApp) -> Option<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT length(CAST(content AS BLOB)),
-                length(CAST(content AS BLOB))
-                  + (SELECT COALESCE(SUM(length(CAST(p.content AS BLOB))), 0)
-                       FROM reply_pieces p WHERE p.message_id = messages.id)
-         FROM messages WHERE role = 'assistant' AND status = 'streaming'",
-    )
-    .fetch_optional(&app.pool)
+    sql("SELECT CAST(octet_length(content) AS BIGINT),
+                CAST(octet_length(content)
+                     + (SELECT COALESCE(SUM(octet_length(p.content)), 0)
+                          FROM reply_pieces p WHERE p.message_id = messages.id) AS BIGINT)
+           FROM messages WHERE role = 'assistant' AND status = 'streaming'")
+    .fetch_optional(&app.state.db)
     .await
-    .expect("query")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,22 +78,16 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
     let events = app.turn(None, "hello").await;
     let conversation = conversation_of(&events);
     // As a kill would leave it: the row written whole up to "Once ", two pieces after it.
-    sqlx::query(
-        "UPDATE messages SET status = 'streaming', content = 'Once ' WHERE role = 'assistant'",
-    )
-    .execute(&app.pool)
-    .await
-    .expect("update");
+    sql("UPDATE messages SET status = 'streaming', content = 'Once ' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     for (content, thinking) in [("upon ", "hm"), ("a time", "m.")] {
-        sqlx::query(
-            "INSERT INTO reply_pieces (message_id, content, thinking)
-             SELECT id, ?, ? FROM messages WHERE role = 'assistant'",
-        )
+        sql("INSERT INTO reply_pieces (message_id, content, thinking)
+             SELECT id, $1, $2 FROM messages WHERE role = 'assistant'")
         .bind(content)
         .bind(thinking)
-        .execute(&app.pool)
-        .await
-        .expect("a piece");
+        .execute(&app.state.db)
+        .await;
     }
     // What a page opening the conversation reads now.
     let view = app.stored(conversation).await;
@@ -103,17 +95,15 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
     assert_eq!(view.messages[1].thinking, "hmm.");
     // The start-up recovery takes the pieces into the row.
     let interrupted: (String, String, String) = {
-        sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
-            .execute(&app.pool)
-            .await
-            .expect("update");
+        sql("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+            .execute(&app.state.db)
+            .await;
         rill::server::db::interrupt_streaming(&app.state.db)
             .await
             .expect("recovery");
-        sqlx::query_as("SELECT status, content, thinking FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.pool)
+        sql("SELECT status, content, thinking FROM messages WHERE role = 'assistant'")
+            .fetch_one(&app.state.db)
             .await
-            .expect("the reply")
     };
     assert_eq!(
         interrupted,

@@ -4,6 +4,7 @@
 use fake_provider::FakeConfig;
 use rill::model::MessageStatus;
 
+use crate::sql::sql;
 use crate::support::*;
 
 #[tokio::test]
@@ -50,12 +51,11 @@ async fn a_conversation_longer_than_the_window_keeps_answering_and_says_what_was
     assert!(bytes / 3 < 1_000, "about {} tokens sent", bytes / 3);
     assert!(last["max_tokens"].as_u64().is_some_and(|m| m <= 500));
     // The note is stored with the reply, so a reload shows it.
-    let stored: (i64,) = sqlx::query_as(
+    let stored: (i64,) = sql(
         "SELECT left_out FROM messages WHERE role = 'assistant' ORDER BY position DESC LIMIT 1",
     )
-    .fetch_one(&app.pool)
-    .await
-    .expect("stored");
+    .fetch_one(&app.state.db)
+    .await;
     assert_eq!(stored.0, i64::from(left_out[11]));
 }
 

@@ -6,6 +6,7 @@ use rill::model::{MessageStatus, Outcome, TurnEvent};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// Sends a long reply and stops it after `deltas` deltas; returns the turn id, conversation and
@@ -115,11 +116,9 @@ async fn an_interrupted_reply_can_be_continued_after_a_restart() {
     let conversation = conversation_of(&events);
     // As a kill would leave it: streaming with the last flushed text, then a restart.
     assert_eq!(app.crash_mid_reply("Hello wör").await, 1);
-    let (turn_id,): (String,) =
-        sqlx::query_as("SELECT turn_id FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("turn");
+    let (turn_id,): (String,) = sql("SELECT turn_id FROM messages WHERE role = 'assistant'")
+        .fetch_one(&app.state.db)
+        .await;
     let events = EventReader::new(app.continue_reply(&turn_id, 1).await)
         .read_to_end()
         .await;
@@ -139,11 +138,9 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
     .await;
     let first = app.turn(None, "One").await;
     let conversation = conversation_of(&first);
-    let (first_turn,): (String,) =
-        sqlx::query_as("SELECT turn_id FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("turn");
+    let (first_turn,): (String,) = sql("SELECT turn_id FROM messages WHERE role = 'assistant'")
+        .fetch_one(&app.state.db)
+        .await;
     let complete = app.continue_reply(&first_turn, 1).await;
     assert_eq!(complete.status(), 409);
     assert!(complete
@@ -151,10 +148,9 @@ async fn only_the_last_stopped_or_interrupted_reply_can_be_continued() {
         .await
         .unwrap_or_default()
         .contains("stopped, interrupted or cut at its length limit"));
-    sqlx::query("UPDATE messages SET status = 'stopped' WHERE role = 'assistant'")
-        .execute(&app.pool)
-        .await
-        .expect("update");
+    sql("UPDATE messages SET status = 'stopped' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     app.turn(Some(conversation), "Two").await;
     let earlier = app.continue_reply(&first_turn, 1).await;
     assert_eq!(earlier.status(), 409);

@@ -4,6 +4,7 @@ use rill::server::db;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 #[tokio::test]
@@ -105,10 +106,9 @@ async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_pu
     let conversation = conversation_of(&app.turn(None, "Secret plans").await);
     let owner = db::Owner("local".into());
     let spent = || async {
-        sqlx::query_scalar::<_, f64>("SELECT TOTAL(cost_usd) FROM messages")
-            .fetch_one(&app.pool)
+        sql("SELECT COALESCE(SUM(cost_usd), 0.0) FROM messages")
+            .scalar::<f64>(&app.state.db)
             .await
-            .expect("sum")
     };
     let cost = spent().await;
     assert!(cost > 0.0);
@@ -184,14 +184,13 @@ async fn a_deleted_conversation_is_found_nowhere_can_be_undone_at_once_and_is_pu
             .expect("purge"),
         1
     );
-    let texts: Vec<String> = sqlx::query_scalar(
+    let texts: Vec<(String,)> = sql(
         "SELECT content FROM messages UNION ALL SELECT thinking FROM messages
          UNION ALL SELECT COALESCE(html, '') FROM messages UNION ALL SELECT title FROM conversations",
     )
-    .fetch_all(&app.pool)
-    .await
-    .expect("texts");
-    assert!(texts.iter().all(String::is_empty), "left: {texts:?}");
+    .fetch_all(&app.state.db)
+    .await;
+    assert!(texts.iter().all(|(t,)| t.is_empty()), "left: {texts:?}");
     assert_eq!(spent().await, cost);
     assert_eq!(
         app.post_json("restore_conversation", id).await.status(),
@@ -456,10 +455,9 @@ async fn a_reply_built_to_blow_up_opens_in_bounded_size_and_is_rendered_once() {
     assert!(view.messages[1].html.contains("unrendered-note"));
     // Rendered when the reply ended, and kept: the stored rendering is what was sent.
     let (stored, version): (String, i64) =
-        sqlx::query_as("SELECT html, html_version FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("stored rendering");
+        sql("SELECT html, html_version FROM messages WHERE role = 'assistant'")
+            .fetch_one(&app.state.db)
+            .await;
     assert_eq!(stored, view.messages[1].html);
     assert_eq!(version, rill::server::render::RENDERER_VERSION);
 }

@@ -1,7 +1,9 @@
 //! Storage on both engines (issue 28): each test here runs the same calls on a SQLite file and
 //! on a fresh Postgres database (`postgres.rs`) and expects the same answers. Also: replicas
-//! migrating one empty Postgres database at once, and what the binary says of Postgres where it
-//! cannot use it yet (serving) or where Postgres has its own tool (backups).
+//! migrating one empty Postgres database at once, a database owner who is no superuser
+//! migrating it, what the binary says of backups on Postgres (it has its own tool), and the
+//! copy of a single-node database into Postgres. (The binary serving from Postgres is in
+//! lifecycle.rs, with the other tests of the real binary.)
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -9,7 +11,7 @@ use std::process::Command;
 use rill::model::accounts::{SiteSettings, Theme};
 use rill::server::config::Database;
 use rill::server::db::accounts::{self, NewAuditEntry, NewUser};
-use rill::server::db::{self, Db, Engine};
+use rill::server::db::{self, Db, Engine, Pools};
 use rill::server::sessions;
 use tower_sessions::cookie::time::{Duration as TimeDuration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
@@ -383,16 +385,28 @@ async fn three_replicas_migrating_one_empty_database_at_once_apply_each_migratio
 }
 
 #[tokio::test]
-async fn serving_from_postgres_refuses_in_words_until_every_topic_is_there() {
-    let database = postgres::fresh_database().await;
-    let output = rill(&database, &[]);
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("cannot serve from Postgres yet"), "{said}");
-    for missing in db::POSTGRES_MISSING {
-        assert!(said.contains(missing), "{missing} named: {said}");
-    }
-    assert!(!said.contains("panicked"), "{said}");
+async fn a_database_owner_who_is_no_superuser_migrates_it_search_extension_and_all() {
+    let database = postgres::database_of_a_plain_role().await;
+    db::migrate(&database)
+        .await
+        .expect("the owner migrates its database");
+    let db = db::connect(&database).await.expect("opens");
+    let Pools::Postgres(pool) = db.pools() else {
+        unreachable!("Postgres")
+    };
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(pool)
+            .await
+            .expect("the role");
+    assert!(!superuser);
+    // `unaccent` is in (a trusted extension: the owner may create it) and search uses it.
+    let words: String = sqlx::query_scalar("SELECT to_tsvector('rill_search', 'Un résumé')::text")
+        .fetch_one(pool)
+        .await
+        .expect("the search configuration");
+    assert_eq!(words, "'resume':2 'un':1");
+    db.close().await;
 }
 
 #[tokio::test]
@@ -413,7 +427,13 @@ async fn a_backup_of_postgres_points_to_pg_dump_and_never_shows_the_password() {
 
 #[tokio::test]
 async fn a_single_node_database_moves_to_postgres_with_every_row_counted() {
-    let app = crate::support::TestApp::with_accounts().await;
+    // A SQLite file to copy from, whichever engine the other tests store on.
+    let app = crate::support::TestApp::with(crate::support::Setup {
+        access: crate::support::accounts_mode(),
+        sqlite: true,
+        ..Default::default()
+    })
+    .await;
     let ada_id = app.add_user("ada", true).await;
     let bob_id = app.add_user("bob", false).await;
     let ada = app.signed_in("ada").await;

@@ -842,3 +842,89 @@ async fn a_burst_of_failed_sign_ins_is_queued_or_refused_and_memory_stays_bounde
     );
     drop(server);
 }
+
+/// The binary serving from Postgres (issue 28): a turn through HTTP, then a reply cut by
+/// `kill -9`; a restarted binary reads both back from the database (the cut one interrupted,
+/// with its checkpointed text) and continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_from_postgres_and_a_restart_reads_back_what_it_stored() {
+    let rill::server::config::Database::Postgres(url) = crate::postgres::fresh_database().await
+    else {
+        unreachable!("a Postgres database")
+    };
+    let fake = FakeProvider::start(FakeConfig {
+        tokens: 5,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+    let dir = private_dir();
+    // The site's files go beside this path; RILL_DATABASE is the URL.
+    let beside = dir.path().join("not-used.db");
+    let on_postgres = [("RILL_DATABASE", url.as_str())];
+    let mut server = Server::start_with(&beside, &fake, 5, &on_postgres).await;
+    let first = EventReader::new(server.send(None, "Hello there").await)
+        .read_to_end()
+        .await;
+    assert_eq!(finished(&first).status, MessageStatus::Complete);
+    let conversation_id = conversation_of(&first);
+
+    // A long reply, killed once some of it is checkpointed.
+    fake.set_config(FakeConfig {
+        tokens: 5_000,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    });
+    let mut reader = EventReader::new(server.send(Some(conversation_id), "Keep going").await);
+    let mut shown = String::new();
+    while shown.len() < 200 {
+        match reader.next().await.map(|e| e.event) {
+            Some(TurnEvent::Delta { text }) => shown.push_str(&text),
+            Some(_) => {}
+            None => panic!("the reply ended early"),
+        }
+    }
+    // Past a checkpoint (every 250 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.signal("KILL");
+    server.exited(Duration::from_secs(5)).await;
+    assert!(
+        !beside.exists(),
+        "nothing was stored in a SQLite file beside"
+    );
+
+    let server = Server::start_with(&beside, &fake, 5, &on_postgres).await;
+    let stored = server.conversation(conversation_id).await;
+    assert_eq!(stored.messages.len(), 4);
+    assert_eq!(stored.messages[0].content, "Hello there");
+    assert_eq!(stored.messages[1].content, expected_text(5));
+    assert_eq!(stored.messages[1].outcome.status, MessageStatus::Complete);
+    let cut = &stored.messages[3];
+    assert_eq!(cut.outcome.status, MessageStatus::Interrupted);
+    assert!(
+        cut.content.len() >= shown.len() && expected_text(5_000).starts_with(&cut.content),
+        "{} bytes kept of {} shown",
+        cut.content.len(),
+        shown.len()
+    );
+    // Continue, through the restarted binary.
+    fake.set_config(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    });
+    let continued = server
+        .http
+        .post(format!("{}/api/continue_reply", server.base_url))
+        .json(&json!({"turn_id": cut.turn_id.to_string(), "from_run": cut.run}))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(continued.status(), 200);
+    let rest = EventReader::new(continued).read_to_end().await;
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+    let stored = server.conversation(conversation_id).await;
+    assert_eq!(
+        stored.messages[3].content,
+        format!("{}{}", cut.content, expected_text(3))
+    );
+}

@@ -8,9 +8,9 @@ use fake_provider::FakeConfig;
 use rill::model::{ConversationView, Role, StreamLine};
 use rill::server::db;
 use serde_json::json;
-use sqlx::Row;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 async fn open(app: &TestApp, conversation: Uuid, before: Option<u32>) -> ConversationView {
@@ -190,27 +190,13 @@ async fn the_backfill_of_stored_conversations_computes_the_totals_turns_record()
     build(&app, 3, "Another", None).await;
 
     let priors = || async {
-        sqlx::query(
+        sql(
             "SELECT turn_id, prior_input_tokens, prior_output_tokens, prior_cost_usd,
                     prior_costed, prior_estimated, prior_sendable
                FROM messages WHERE role = 'user' ORDER BY turn_id",
         )
-        .fetch_all(&app.pool)
+        .fetch_all::<(String, i64, i64, f64, i64, bool, i64)>(&app.state.db)
         .await
-        .expect("priors")
-        .into_iter()
-        .map(|r| {
-            (
-                r.get::<String, _>(0),
-                r.get::<i64, _>(1),
-                r.get::<i64, _>(2),
-                r.get::<f64, _>(3),
-                r.get::<i64, _>(4),
-                r.get::<i64, _>(5),
-                r.get::<i64, _>(6),
-            )
-        })
-        .collect::<Vec<_>>()
     };
     let recorded = priors().await;
     assert!(recorded.iter().any(|p| p.1 > 0), "figures were recorded");
@@ -219,20 +205,24 @@ async fn the_backfill_of_stored_conversations_computes_the_totals_turns_record()
         "sendable messages were counted"
     );
     // As if stored before the figures were kept: the migration's backfill computes them again.
-    sqlx::query(
+    // The backfill is SQLite's (databases from before the figures were kept); a Postgres
+    // database has had them from its first migration, and its copy from SQLite carries them.
+    let Ok(writer) = app.state.db.writer() else {
+        return;
+    };
+    sql(
         "UPDATE messages SET prior_input_tokens = 0, prior_output_tokens = 0, prior_cost_usd = 0,
-                             prior_costed = 0, prior_estimated = 0, prior_sendable = 0",
+                             prior_costed = 0, prior_estimated = FALSE, prior_sendable = 0",
     )
-    .execute(&app.pool)
-    .await
-    .expect("cleared");
+    .execute(&app.state.db)
+    .await;
     for migration in [
         include_str!("../../migrations/20261206000009_turn_totals.sql"),
         include_str!("../../migrations/20261206000013_prior_sent.sql"),
     ] {
         let backfill = &migration[migration.find("WITH RECURSIVE").expect("the backfill")..];
         sqlx::raw_sql(backfill)
-            .execute(&app.pool)
+            .execute(writer)
             .await
             .expect("backfilled");
     }

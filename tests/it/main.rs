@@ -1,4 +1,5 @@
-//! HTTP-level tests: the real Axum router on 127.0.0.1, a real temporary SQLite file, and a fake
+//! HTTP-level tests: the real Axum router on 127.0.0.1, a real temporary SQLite file (with
+//! `RILL_TEST_ENGINE=postgres`, a database of a throwaway Postgres cluster), and a fake
 //! provider on 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats
 //! (crates/fake-provider). One test binary, modules by area.
 
@@ -29,6 +30,7 @@ mod quotas;
 mod search;
 mod security;
 mod shares;
+mod sql;
 mod support;
 mod tabs;
 mod thinking;

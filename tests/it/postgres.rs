@@ -164,6 +164,23 @@ pub async fn fresh_database() -> Database {
     create_database(Some(TEMPLATE)).await
 }
 
+/// An empty database of the test cluster owned by a role of its own that is no superuser (as a
+/// hosted Postgres gives an application), and connected to as that role.
+pub async fn database_of_a_plain_role() -> Database {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (role, name) = (format!("r_{suffix}"), format!("t_{suffix}"));
+    admin(&format!(
+        "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    ))
+    .await;
+    admin(&format!("CREATE DATABASE {name} OWNER {role}")).await;
+    Database::Postgres(
+        cluster()
+            .url(&name)
+            .replacen("rill@", &format!("{role}@"), 1),
+    )
+}
+
 async fn create_database(template: Option<&str>) -> Database {
     // Copies from one template one at a time (Postgres refuses a template in use).
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -7,6 +7,7 @@ use rill::server::pricing;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 fn finished_usage(events: &[rill::model::TurnEnvelope]) -> (MessageStatus, Usage, bool, f64) {
@@ -34,16 +35,13 @@ async fn stored_figures(
     app: &TestApp,
     conversation_id: Uuid,
 ) -> (i64, i64, i64, i64, i64, bool, f64) {
-    sqlx::query_as(
-        "SELECT input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+    sql("SELECT input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
                 usage_estimated, cost_usd
-         FROM messages WHERE conversation_id = ? AND role = 'assistant'
-         ORDER BY position DESC LIMIT 1",
-    )
-    .bind(conversation_id.to_string())
-    .fetch_one(&app.pool)
+         FROM messages WHERE conversation_id = $1 AND role = 'assistant'
+         ORDER BY position DESC LIMIT 1")
+    .bind(conversation_id)
+    .fetch_one(&app.state.db)
     .await
-    .expect("stored figures")
 }
 
 #[tokio::test]
@@ -199,20 +197,18 @@ async fn switching_models_mid_conversation_replays_the_history_in_the_new_format
     // The choice is stored on the conversation: the next turn without a pick stays on it.
     app.turn(Some(conversation), "Third question").await;
     assert_eq!(app.fake.calls()[2].protocol, Protocol::Anthropic);
-    let (model,): (String,) = sqlx::query_as("SELECT model FROM conversations WHERE id = ?")
-        .bind(conversation.to_string())
-        .fetch_one(&app.pool)
-        .await
-        .expect("conversation");
+    let (model,): (String,) = sql("SELECT model FROM conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_one(&app.state.db)
+        .await;
     assert_eq!(model, "claude/claude-fake");
     // Each reply keeps the model that wrote it.
-    let models: Vec<(String,)> = sqlx::query_as(
-        "SELECT model FROM messages WHERE conversation_id = ? AND role = 'assistant' ORDER BY position",
+    let models: Vec<(String,)> = sql(
+        "SELECT model FROM messages WHERE conversation_id = $1 AND role = 'assistant' ORDER BY position",
     )
-    .bind(conversation.to_string())
-    .fetch_all(&app.pool)
-    .await
-    .expect("replies");
+    .bind(conversation)
+    .fetch_all(&app.state.db)
+    .await;
     assert_eq!(
         models.into_iter().map(|(m,)| m).collect::<Vec<_>>(),
         [

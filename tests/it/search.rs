@@ -6,10 +6,11 @@
 use fake_provider::FakeConfig;
 use rill::model::search::{SearchHit, MAX_SEARCH_CHARS};
 use rill::model::{ConversationView, Role};
-use rill::server::db;
+use rill::server::db::{self, Engine};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::{execute_all, sql, Sql};
 use crate::support::*;
 
 async fn search(app: &TestApp, query: &str) -> Vec<SearchHit> {
@@ -190,13 +191,45 @@ async fn people_find_only_their_own_conversations() {
     );
 }
 
-/// How many rows the message index holds for `word` (whoever owns them).
+/// How many rows the message index holds for `word` (whoever owns them): on SQLite its FTS5
+/// table, on Postgres the messages whose search column (the index's entries) has it.
 async fn indexed(app: &TestApp, word: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM message_search WHERE message_search MATCH ?")
-        .bind(word)
-        .fetch_one(&app.pool)
-        .await
-        .expect("index query")
+    match app.state.db.engine() {
+        Engine::Sqlite => sql("SELECT COUNT(*) FROM message_search WHERE message_search MATCH $1"),
+        Engine::Postgres => sql(
+            "SELECT COUNT(*) FROM messages WHERE content_search @@ to_tsquery('rill_search', $1)",
+        ),
+    }
+    .bind(word)
+    .scalar(&app.state.db)
+    .await
+}
+
+/// The same of the title index.
+async fn titles_indexed(app: &TestApp, word: &str) -> i64 {
+    match app.state.db.engine() {
+        Engine::Sqlite => sql("SELECT COUNT(*) FROM title_search WHERE title_search MATCH $1"),
+        Engine::Postgres => sql("SELECT COUNT(*) FROM conversations
+              WHERE title_search @@ to_tsquery('rill_search', $1)"),
+    }
+    .bind(word)
+    .scalar(&app.state.db)
+    .await
+}
+
+/// FTS5's own check that an external content index matches its rows (SQLite only: Postgres's
+/// search columns are computed from their rows by Postgres itself, so they cannot drift).
+async fn check_sqlite_indexes(db: &db::Db) {
+    if db.engine() != Engine::Sqlite {
+        return;
+    }
+    for table in ["message_search", "title_search"] {
+        sql(format!(
+            "INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"
+        ))
+        .execute(db)
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -258,21 +291,9 @@ async fn the_index_keeps_in_step_with_every_change() {
     for word in ["okapi", "tapir"] {
         assert_eq!(indexed(&app, word).await, 0, "{word}");
     }
-    let titles: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM title_search WHERE title_search MATCH 'quagga'")
-            .fetch_one(&app.pool)
-            .await
-            .expect("index query");
-    assert_eq!(titles, 0);
-    // The index agrees with the rows (FTS5's own check of an external content index).
-    for table in ["message_search", "title_search"] {
-        sqlx::query(&format!(
-            "INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"
-        ))
-        .execute(&app.pool)
-        .await
-        .expect("the index matches its rows");
-    }
+    assert_eq!(titles_indexed(&app, "quagga").await, 0);
+    // The index agrees with the rows.
+    check_sqlite_indexes(&app.state.db).await;
 }
 
 #[tokio::test]
@@ -457,47 +478,38 @@ async fn pinned_conversations_are_listed_apart_until_unpinned() {
 
 /// Stores a conversation of `owner`'s straight into the database (the search triggers index it
 /// as they index what the server stores): its title and one message per text, oldest first.
-async fn store(pool: &sqlx::SqlitePool, owner: &str, title: &str, texts: &[&str]) -> Uuid {
-    let mut tx = pool.begin().await.expect("transaction");
-    let id = store_in(&mut tx, owner, title, texts).await;
-    tx.commit().await.expect("commit");
+async fn store(db: &db::Db, owner: &str, title: &str, texts: &[&str]) -> Uuid {
+    let (id, rows) = conversation_rows(owner, title, texts);
+    execute_all(db, rows).await;
     id
 }
 
-async fn store_in(
-    tx: &mut sqlx::SqliteConnection,
-    owner: &str,
-    title: &str,
-    texts: &[&str],
-) -> Uuid {
+/// The statements that store such a conversation, and its id.
+fn conversation_rows(owner: &str, title: &str, texts: &[&str]) -> (Uuid, Vec<Sql>) {
     let id = Uuid::new_v4();
-    sqlx::query(
+    let mut rows = vec![sql(
         "INSERT INTO conversations (id, owner, title, model, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'fake/fake-model', 1, 1)",
+         VALUES ($1, $2, $3, 'fake/fake-model', 1, 1)",
     )
-    .bind(id.to_string())
+    .bind(id)
     .bind(owner)
-    .bind(title)
-    .execute(&mut *tx)
-    .await
-    .expect("conversation");
+    .bind(title)];
     for (i, text) in texts.iter().enumerate() {
         let position = i64::try_from(i).expect("small") + 1;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, position,
-                 created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'user', ?4, 'complete', ?5, 1, 1)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(id.to_string())
-        .bind(Uuid::new_v4().to_string())
-        .bind(*text)
-        .bind(position)
-        .execute(&mut *tx)
-        .await
-        .expect("message");
+        rows.push(
+            sql(
+                "INSERT INTO messages (id, conversation_id, turn_id, role, content, status,
+                     position, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'user', $4, 'complete', $5, 1, 1)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(id)
+            .bind(Uuid::new_v4())
+            .bind(*text)
+            .bind(position),
+        );
     }
-    id
+    (id, rows)
 }
 
 async fn search_as(db: &db::Db, owner: &str, typed: &str) -> Vec<SearchHit> {
@@ -510,13 +522,12 @@ async fn search_as(db: &db::Db, owner: &str, typed: &str) -> Vec<SearchHit> {
 async fn another_persons_many_newer_matches_neither_crowd_out_nor_show() {
     let app = TestApp::start(FakeConfig::default()).await;
     let db = &app.state.db;
-    let mine = store(&app.pool, "ana", "an old note", &["a zebra and a kiwi"]).await;
+    let mine = store(db, "ana", "an old note", &["a zebra and a kiwi"]).await;
     // More than a search ranks, all newer than mine, in a title and a message each.
-    let mut tx = app.pool.begin().await.expect("transaction");
-    for i in 0..2_100 {
-        store_in(&mut tx, "ben", &format!("zebra {i}"), &["zebra herds"]).await;
-    }
-    tx.commit().await.expect("commit");
+    let bens = (0..2_100)
+        .flat_map(|i| conversation_rows("ben", &format!("zebra {i}"), &["zebra herds"]).1)
+        .collect();
+    execute_all(db, bens).await;
     let hits = search_as(db, "ana", "zebra").await;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].conversation_id, mine);
@@ -537,7 +548,7 @@ async fn every_result_shown_has_its_snippet_marked() {
     // shown, each with more matching messages than one conversation shows.
     for i in 0..30 {
         store(
-            &app.pool,
+            &app.state.db,
             "ana",
             &format!("notes {i}"),
             &[
@@ -592,8 +603,19 @@ async fn what_was_stored_before_the_per_owner_index_is_found_after_it() {
         .collect::<Vec<_>>()
         .into();
     before.run(&pool).await.expect("earlier migrations");
-    let ana = store(&pool, "ana", "Walrus facts", &["tusks", "a walrus naps"]).await;
-    store(&pool, "ben", "other things", &["walrus too"]).await;
+    // Stored by SQLite's migrations of then: this test is about SQLite's index alone.
+    let mut ana = None;
+    for (owner, title, texts) in [
+        ("ana", "Walrus facts", &["tusks", "a walrus naps"][..]),
+        ("ben", "other things", &["walrus too"][..]),
+    ] {
+        let (id, rows) = conversation_rows(owner, title, texts);
+        for row in rows {
+            row.execute_on_sqlite(&pool).await;
+        }
+        ana = ana.or(Some(id));
+    }
+    let ana = ana.expect("ana's");
     pool.close().await;
 
     let db = db::connect(&rill::server::config::Database::Sqlite(path.clone()))
@@ -604,17 +626,9 @@ async fn what_was_stored_before_the_per_owner_index_is_found_after_it() {
     assert!(hits.iter().all(|h| h.conversation_id == ana));
     assert_eq!(search_as(&db, "ben", "walrus").await.len(), 1);
     // Stored after it, found too, and the indexes agree with their rows.
-    let pool = db.writer().expect("SQLite");
-    store(pool, "ana", "later", &["walrus again"]).await;
-    store(pool, "dora", "new person", &["walrus at last"]).await;
+    store(&db, "ana", "later", &["walrus again"]).await;
+    store(&db, "dora", "new person", &["walrus at last"]).await;
     assert_eq!(search_as(&db, "ana", "walrus").await.len(), 3);
     assert_eq!(search_as(&db, "dora", "walrus").await.len(), 1);
-    for table in ["message_search", "title_search"] {
-        sqlx::query(&format!(
-            "INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)"
-        ))
-        .execute(pool)
-        .await
-        .expect("the index matches its rows");
-    }
+    check_sqlite_indexes(&db).await;
 }

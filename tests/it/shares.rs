@@ -7,6 +7,7 @@ use rill::server::db;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::{accounts_mode, conversation_of, Person, Setup, TestApp};
 
 async fn team(fake: FakeConfig) -> TestApp {
@@ -318,10 +319,9 @@ async fn a_continue_after_sharing_does_not_reach_the_link() {
     .await;
     let conversation = conversation_of(&app.turn(None, "Tell me more").await);
     // Cut short, as a Stop leaves it.
-    sqlx::query("UPDATE messages SET status = 'stopped', content = 'the first part', html = NULL WHERE role = 'assistant'")
-        .execute(&app.pool)
-        .await
-        .expect("stopped");
+    sql("UPDATE messages SET status = 'stopped', content = 'the first part', html = NULL WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     let response = app
         .post_json(
             "share_conversation",
@@ -329,10 +329,9 @@ async fn a_continue_after_sharing_does_not_reach_the_link() {
         )
         .await;
     let link: SharedLink = response.json().await.expect("link");
-    sqlx::query("UPDATE messages SET content = 'the first part and what Continue added' WHERE role = 'assistant'")
-        .execute(&app.pool)
-        .await
-        .expect("continued");
+    sql("UPDATE messages SET content = 'the first part and what Continue added' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     let (_, page, _) = open(&app, &link.path).await;
     assert!(page.contains("the first part"), "{page}");
     assert!(!page.contains("what Continue added"), "{page}");

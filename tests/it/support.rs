@@ -15,8 +15,9 @@ use rill::server::config::{
 use rill::server::pricing::{PriceEntry, PriceTable};
 use rill::server::{db, http, AppState};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
 use uuid::Uuid;
+
+use crate::sql::sql;
 
 /// Every wait in these tests is bounded; a hang fails the test instead of stalling CI.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -39,7 +40,6 @@ pub const CLAUDE_PRICE: Price = Price {
 pub struct TestApp {
     pub base_url: String,
     pub fake: FakeProvider,
-    pub pool: SqlitePool,
     pub http: reqwest::Client,
     pub state: AppState,
     /// Sends the server its shutdown signal (SIGTERM in production).
@@ -84,6 +84,8 @@ pub struct Setup {
     pub model_titles: bool,
     /// Stored on Postgres whatever `RILL_TEST_ENGINE` says (see [`on_postgres`]).
     pub postgres: bool,
+    /// Stored in a SQLite file whatever `RILL_TEST_ENGINE` says (a test of SQLite's own file).
+    pub sqlite: bool,
 }
 
 /// Whether the tests' apps store on Postgres: `RILL_TEST_ENGINE=postgres` runs them on a
@@ -215,6 +217,7 @@ impl TestApp {
             prices,
             model_titles,
             postgres,
+            sqlite,
         } = setup;
         let conversations = ConversationSettings {
             plain_titles: !model_titles,
@@ -225,7 +228,7 @@ impl TestApp {
             .expect("fake provider starts");
         let dir = private_dir();
         let mut config = Config {
-            database: if postgres || on_postgres() {
+            database: if postgres || (on_postgres() && !sqlite) {
                 crate::postgres::fresh_database().await
             } else {
                 Database::Sqlite(dir.path().join("rill.db"))
@@ -315,16 +318,6 @@ impl TestApp {
             LocalModelStatus::Disabled
         };
         let database = db::connect(&config.database).await.expect("database opens");
-        // The tests' own statements go through the one writer, like the server's.
-        // On Postgres, a test's own SQLite statements fail at once, naming why (they are for
-        // SQLite only so far).
-        let pool = match database.writer() {
-            Ok(writer) => writer.clone(),
-            Err(_) => SqlitePool::connect_lazy(
-                "sqlite:///this-test-app-stores-on-postgres-not-sqlite.db?mode=ro",
-            )
-            .expect("a lazy pool"),
-        };
         let prices = PriceTable::shipped_with(&config.price_overrides).expect("prices");
         let mut models = ModelCatalog::build(&config, local_model, &prices).await;
         for model in extra_models {
@@ -355,7 +348,6 @@ impl TestApp {
         Self {
             base_url,
             fake,
-            pool,
             http: reqwest::Client::new(),
             state,
             shutdown: Some(shutdown),
@@ -367,20 +359,10 @@ impl TestApp {
     /// Leaves every reply as a kill mid-reply would (`streaming`, with `content` as the last
     /// checkpoint), then runs the start-up recovery; returns how many replies it marked.
     pub async fn crash_mid_reply(&self, content: &str) -> u64 {
-        let sql = "UPDATE messages SET status = 'streaming', content = $1 WHERE role = 'assistant'";
-        match self.state.db.pools() {
-            db::Pools::Postgres(pool) => sqlx::query(sql)
-                .bind(content)
-                .execute(pool)
-                .await
-                .map(|_| ()),
-            db::Pools::Sqlite { .. } => sqlx::query(sql)
-                .bind(content)
-                .execute(&self.pool)
-                .await
-                .map(|_| ()),
-        }
-        .expect("update");
+        sql("UPDATE messages SET status = 'streaming', content = $1 WHERE role = 'assistant'")
+            .bind(content)
+            .execute(&self.state.db)
+            .await;
         db::interrupt_streaming(&self.state.db)
             .await
             .expect("recover")
@@ -533,12 +515,45 @@ impl TestApp {
 
     /// Rows in `table`, on either engine.
     pub async fn count(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
+        sql(format!("SELECT COUNT(*) FROM {table}"))
+            .scalar(&self.state.db)
+            .await
+    }
+
+    /// Keeps the server's writes waiting until [`HeldWrites::release`]: on SQLite by holding its
+    /// one writer connection; on Postgres by a transaction holding the tables a turn writes
+    /// first in EXCLUSIVE mode (reads go on; the batch writer's transaction waits at its first
+    /// insert, and the writes after it queue for the batch writer, as on SQLite).
+    pub async fn hold_writes(&self) -> HeldWrites {
         match self.state.db.pools() {
-            db::Pools::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
-            db::Pools::Sqlite { .. } => sqlx::query_scalar(&sql).fetch_one(&self.pool).await,
+            db::Pools::Sqlite { writer, .. } => {
+                HeldWrites::Sqlite(writer.acquire().await.expect("the writer connection"))
+            }
+            // NOWAIT, tried again until both are free: a LOCK that waited could close a cycle
+            // with a server transaction holding one table and wanting the other (Postgres
+            // would then end one of the two as a deadlock).
+            db::Pools::Postgres(pool) => {
+                let deadline = tokio::time::Instant::now() + WAIT;
+                loop {
+                    let mut tx = pool.begin().await.expect("a transaction");
+                    let locked =
+                        sqlx::query("LOCK TABLE conversations, messages IN EXCLUSIVE MODE NOWAIT")
+                            .execute(&mut *tx)
+                            .await;
+                    match locked {
+                        Ok(_) => break HeldWrites::Postgres(tx),
+                        Err(e) => {
+                            tx.rollback().await.expect("rolled back");
+                            assert!(
+                                tokio::time::Instant::now() < deadline,
+                                "the tables stayed busy: {e}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
         }
-        .expect("count")
     }
 
     /// The single-user owner's conversation as `get_conversation` stores it (the newest window).
@@ -552,6 +567,22 @@ impl TestApp {
         .await
         .expect("query")
         .expect("conversation")
+    }
+}
+
+/// The server's writes held back (see [`TestApp::hold_writes`]).
+pub enum HeldWrites {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl HeldWrites {
+    /// Lets the writes go (on Postgres, the lock ends with its transaction, at once).
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(connection) => drop(connection),
+            Self::Postgres(tx) => tx.rollback().await.expect("the lock released"),
+        }
     }
 }
 
@@ -676,14 +707,13 @@ where
 /// The stored assistant reply of the conversation's last turn: (status, content), on either
 /// engine.
 pub async fn last_reply(app: &TestApp, conversation_id: Uuid) -> (String, String) {
-    let sql = "SELECT status, content FROM messages WHERE conversation_id = $1
-                 AND role = 'assistant' ORDER BY position DESC LIMIT 1";
-    let id = conversation_id.to_string();
-    match app.state.db.pools() {
-        db::Pools::Postgres(pool) => sqlx::query_as(sql).bind(id).fetch_one(pool).await,
-        db::Pools::Sqlite { .. } => sqlx::query_as(sql).bind(id).fetch_one(&app.pool).await,
-    }
-    .expect("a stored reply")
+    sql(
+        "SELECT status, content FROM messages WHERE conversation_id = $1
+           AND role = 'assistant' ORDER BY position DESC LIMIT 1",
+    )
+    .bind(conversation_id)
+    .fetch_one(&app.state.db)
+    .await
 }
 
 /// One browser: its own cookie jar, redirects not followed.

@@ -9,6 +9,7 @@ use rill::model::{MessageStatus, Outcome, StreamLine, TurnEnvelope, TurnEvent};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// Reads a watched conversation until the announced turn `turn_id` finishes; returns its events.
@@ -190,10 +191,9 @@ async fn a_page_that_missed_turns_while_away_gets_them_first() {
     .await;
     let first = app.turn(None, "One").await;
     let conversation = conversation_of(&first);
-    let one: (String,) = sqlx::query_as("SELECT turn_id FROM messages WHERE content = 'One'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("turn");
+    let one: (String,) = sql("SELECT turn_id FROM messages WHERE content = 'One'")
+        .fetch_one(&app.state.db)
+        .await;
     app.turn(Some(conversation), "Two").await;
     app.turn(Some(conversation), "Three").await;
     // The page has turn One; it comes back and asks from there.
@@ -380,10 +380,9 @@ async fn a_reply_left_streaming_with_nothing_writing_it_does_not_block_its_conve
     })
     .await;
     // As if its end could not be stored: the row says streaming, and nothing writes it.
-    sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
-        .execute(&app.pool)
-        .await
-        .expect("update");
+    sql("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     // A reader gets an end (interrupted), not a stream that never finishes…
     let replay = EventReader::new(
         app.post_json(
@@ -396,10 +395,9 @@ async fn a_reply_left_streaming_with_nothing_writing_it_does_not_block_its_conve
     .await;
     assert_eq!(finished(&replay).status, MessageStatus::Interrupted);
     // …and the conversation takes the next message.
-    sqlx::query("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
-        .execute(&app.pool)
-        .await
-        .expect("update");
+    sql("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
     let next = app.turn(Some(conversation), "Still there?").await;
     assert_eq!(finished(&next).status, MessageStatus::Complete);
 }
@@ -411,12 +409,8 @@ async fn a_send_whose_connection_drops_while_it_is_stored_still_ends_and_can_be_
         ..FakeConfig::default()
     })
     .await;
-    // Hold SQLite's write lock so that storing the message waits.
-    let mut blocker = app.pool.acquire().await.expect("connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock");
+    // Hold the server's writes so that storing the message waits.
+    let blocker = app.hold_writes().await;
     let turn_id = Uuid::new_v4();
     let body = json!({"turn_id": turn_id, "conversation_id": null, "text": "Hello"});
     let dropped = tokio::time::timeout(
@@ -428,11 +422,7 @@ async fn a_send_whose_connection_drops_while_it_is_stored_still_ends_and_can_be_
     )
     .await;
     assert!(dropped.is_err(), "the send was still waiting for the lock");
-    sqlx::query("COMMIT")
-        .execute(&mut *blocker)
-        .await
-        .expect("unlock");
-    drop(blocker);
+    blocker.release().await;
     // The page sends the same turn again: it gets the turn, to its end.
     let events = EventReader::new(app.send(turn_id, None, "Hello").await)
         .read_to_end()
@@ -453,12 +443,8 @@ async fn a_send_repeated_while_the_first_is_being_stored_gets_the_same_answer() 
     // The conversation is busy with a long reply…
     let mut running = EventReader::new(app.send(Uuid::new_v4(), None, "Long").await);
     let conversation = running.started().await;
-    // …and the writer is held, so the next send waits while it is being stored.
-    let mut blocker = app.pool.acquire().await.expect("connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *blocker)
-        .await
-        .expect("lock");
+    // …and the writes are held, so the next send waits while it is being stored.
+    let blocker = app.hold_writes().await;
     let turn_id = Uuid::new_v4();
     let body = json!({"turn_id": turn_id, "conversation_id": conversation, "text": "Me too"});
     let first = app.post_json("send_message", body.clone());
@@ -468,12 +454,7 @@ async fn a_send_repeated_while_the_first_is_being_stored_gets_the_same_answer() 
     };
     let unlock = async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        sqlx::query("COMMIT")
-            .execute(&mut *blocker)
-            .await
-            .expect("unlock");
-        // The server's one writer connection is this one: give it back.
-        drop(blocker);
+        blocker.release().await;
     };
     let (first, again, ()) = tokio::join!(first, again, unlock);
     assert_eq!(first.status(), 409);

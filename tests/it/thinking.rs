@@ -6,6 +6,7 @@ use rill::model::{MessageStatus, TurnEvent};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 const THOUGHTS: [&str; 5] = ["Let me ", "weigh ", "the größe ", "of 🌍", " first."];
@@ -157,13 +158,12 @@ async fn thinking_is_saved_while_it_streams_and_kept_by_stop_with_its_tokens_est
     let whole_thinking: String = THOUGHTS.concat();
     // The checkpoints store the thinking as it streams (a crash keeps it).
     eventually("the thinking is checkpointed", || async {
-        let stored: Option<(String, String)> = sqlx::query_as(
-            "SELECT status, thinking FROM messages WHERE conversation_id = ? AND role = 'assistant'",
+        let stored: Option<(String, String)> = sql(
+            "SELECT status, thinking FROM messages WHERE conversation_id = $1 AND role = 'assistant'",
         )
-        .bind(conversation.to_string())
-        .fetch_optional(&app.pool)
-        .await
-        .expect("query");
+        .bind(conversation)
+        .fetch_optional(&app.state.db)
+        .await;
         stored == Some(("streaming".into(), whole_thinking.clone()))
     })
     .await;

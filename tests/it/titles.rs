@@ -10,6 +10,7 @@ use rill::model::{ConversationSummary, StreamLine};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::{accounts_mode, conversation_of, eventually, EventReader, Setup, TestApp};
 
 async fn titled(fake: FakeConfig) -> TestApp {
@@ -22,30 +23,25 @@ async fn titled(fake: FakeConfig) -> TestApp {
 }
 
 async fn title_of(app: &TestApp, conversation: Uuid) -> (String, String) {
-    sqlx::query_as("SELECT title, title_source FROM conversations WHERE id = ?")
-        .bind(conversation.to_string())
-        .fetch_one(&app.pool)
+    sql("SELECT title, title_source FROM conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_one(&app.state.db)
         .await
-        .expect("the conversation")
 }
 
 /// Waits until the conversation's title run is settled in the ledger (the title task is done
 /// with the provider); returns its status.
 async fn title_run_settled(app: &TestApp) -> String {
     eventually("the title's run is settled", || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM spending WHERE purpose = 'title' AND state = 'settled'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("count")
+        sql("SELECT COUNT(*) FROM spending WHERE purpose = 'title' AND state = 'settled'")
+            .scalar::<i64>(&app.state.db)
+            .await
             > 0
     })
     .await;
-    sqlx::query_scalar("SELECT status FROM spending WHERE purpose = 'title'")
-        .fetch_one(&app.pool)
+    sql("SELECT status FROM spending WHERE purpose = 'title'")
+        .scalar(&app.state.db)
         .await
-        .expect("status")
 }
 
 #[tokio::test]
@@ -79,10 +75,9 @@ async fn the_first_reply_names_the_conversation_once_with_a_small_request_billed
 
     // Billed like a reply, as a title.
     assert_eq!(title_run_settled(&app).await, "complete");
-    let cost: f64 = sqlx::query_scalar("SELECT cost_usd FROM spending WHERE purpose = 'title'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("cost");
+    let cost: f64 = sql("SELECT cost_usd FROM spending WHERE purpose = 'title'")
+        .scalar(&app.state.db)
+        .await;
     assert!(cost > 0.0);
     let report: UsageReport = app
         .post_json("monthly_usage", json!({"user_id": null}))
@@ -187,20 +182,16 @@ async fn the_built_in_model_writes_the_title_when_the_provider_fails() {
     let conversation = conversation_of(&app.turn_on("fake/fake-model", None, question).await);
     // The provider's run fails; the local model's (run 2) is asked next and settled.
     eventually("the local model's title run is settled", || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM spending WHERE purpose = 'title' AND state = 'settled'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("count")
+        sql("SELECT COUNT(*) FROM spending WHERE purpose = 'title' AND state = 'settled'")
+            .scalar::<i64>(&app.state.db)
+            .await
             == 2
     })
     .await;
     let runs: Vec<(String, String)> =
-        sqlx::query_as("SELECT model, status FROM spending WHERE purpose = 'title' ORDER BY run")
-            .fetch_all(&app.pool)
-            .await
-            .expect("runs");
+        sql("SELECT model, status FROM spending WHERE purpose = 'title' ORDER BY run")
+            .fetch_all(&app.state.db)
+            .await;
     assert_eq!(
         runs,
         [
@@ -232,11 +223,10 @@ async fn a_budget_spent_by_the_reply_leaves_the_first_words_and_asks_nothing() {
     let mut reply = EventReader::new(bea.send(Uuid::new_v4(), None, "Spend it all").await);
     let conversation = reply.started().await;
     // The reply was admitted; while it is written the month's budget runs out.
-    sqlx::query("UPDATE users SET monthly_budget_usd = 0.000001 WHERE id = ?")
+    sql("UPDATE users SET monthly_budget_usd = 0.000001 WHERE id = $1")
         .bind(&id)
-        .execute(&app.pool)
-        .await
-        .expect("budget");
+        .execute(&app.state.db)
+        .await;
     while reply.next().await.is_some() {}
     // Its title would be reserved right after the reply is stored: give the task its moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -248,10 +238,9 @@ async fn a_budget_spent_by_the_reply_leaves_the_first_words_and_asks_nothing() {
         title_of(&app, conversation).await,
         ("Spend it all".to_owned(), "words".to_owned())
     );
-    let titles: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spending WHERE purpose = 'title'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("count");
+    let titles: i64 = sql("SELECT COUNT(*) FROM spending WHERE purpose = 'title'")
+        .scalar(&app.state.db)
+        .await;
     assert_eq!(titles, 0, "nothing held or spent for it");
 }
 

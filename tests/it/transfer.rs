@@ -14,6 +14,7 @@ use rill::server::export_format::Conversation;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 const CHATGPT: &str = include_str!("fixtures/chatgpt-conversations.json");
@@ -265,10 +266,9 @@ async fn the_archive_holds_every_conversation_and_imports_into_another_account()
     assert_eq!(status, 200, "{body}");
     assert_eq!(ending(&imported), (3, 0, vec![], None));
     let owners: Vec<(String, i64)> =
-        sqlx::query_as("SELECT owner, COUNT(*) FROM conversations GROUP BY owner ORDER BY owner")
-            .fetch_all(&app.pool)
-            .await
-            .expect("owners");
+        sql("SELECT owner, COUNT(*) FROM conversations GROUP BY owner ORDER BY owner")
+            .fetch_all(&app.state.db)
+            .await;
     assert_eq!(owners.len(), 2);
     assert!(owners.iter().all(|(_, n)| *n == 3), "{owners:?}");
     // Nobody signed in reaches neither.
@@ -657,10 +657,9 @@ async fn an_upload_past_the_limit_is_refused_and_the_quota_holds() {
         reasons[0].contains("this server keeps for each person"),
         "{reasons:?}"
     );
-    let used: i64 = sqlx::query_scalar("SELECT bytes FROM storage_used WHERE owner = 'local'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("counted");
+    let used: i64 = sql("SELECT bytes FROM storage_used WHERE owner = 'local'")
+        .scalar(&app.state.db)
+        .await;
     assert!(used <= 300, "{used}");
 }
 

@@ -243,10 +243,7 @@ async fn write_chunks(
             let Some(rest) = chunk.get_mut(filled..) else {
                 break;
             };
-            let n = file
-                .read(rest)
-                .await
-                .map_err(|e| DbError::Backup(format!("reading an upload's spooled file: {e}")))?;
+            let n = file.read(rest).await.map_err(DbError::Spool)?;
             if n == 0 {
                 break;
             }

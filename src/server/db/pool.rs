@@ -1,5 +1,6 @@
 //! Opening the database (either engine), its files (their modes, a backup copy) and the
-//! readiness check.
+//! readiness check. Every topic runs on both engines: the HTTP-level tests of storage run on
+//! each (`scripts/test.sh`), so Rill serves from either.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,24 +11,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::{Db, DbError, Pools};
 use crate::server::config::Database;
-
-/// The topics not yet tested on Postgres. Rill refuses to serve from Postgres while any is
-/// listed (never a half-working mode); accounts, site settings, the audit log, known devices
-/// and sessions are on both engines. The rest have Postgres queries (the `Conn` steps, the
-/// batch writer on both engines) but no passing run on Postgres yet.
-pub const POSTGRES_MISSING: &[&str] = &[
-    "conversations",
-    "turns and their batched writes",
-    "replies",
-    "system prompts",
-    "branches",
-    "spending and usage",
-    "search",
-    "shares",
-    "titles",
-    "import and export",
-    "attachments",
-];
 
 /// Connections to a Postgres server: enough for every request of a busy replica, fewer than a
 /// default server's 100 so that a few replicas fit.
@@ -103,17 +86,32 @@ async fn connect_sqlite(path: &Path) -> Result<Db, DbError> {
 }
 
 impl Db {
-    /// Closes every connection; the last one to close checkpoints the WAL into the database
-    /// and removes it, so nothing written (purged text included) lingers in `-wal`.
+    /// Closes every connection and folds the WAL into the database, so nothing written (purged
+    /// text included) lingers in `-wal`.
     pub async fn close(&self) {
         match &self.pools {
             Pools::Sqlite { reader, writer, .. } => {
                 reader.close().await;
                 writer.close().await;
+                // The last connection to close folds the WAL in, but only if it may write: a
+                // reader the pool let go on drop can close after the writer. So one writable
+                // connection, opened last, truncates the WAL itself.
+                if let Err(e) = fold_wal(&writer.connect_options()).await {
+                    tracing::warn!(error = %e, "could not fold the WAL into the database at exit");
+                }
             }
             Pools::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+async fn fold_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut connection = sqlx::SqliteConnection::connect_with(options).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut connection)
+        .await?;
+    connection.close().await
 }
 
 /// The database file and what SQLite keeps beside it.

@@ -4,7 +4,8 @@
 //! expression `server::search::fts_query` built, never what a person typed.
 //!
 //! On Postgres the same expression becomes a `tsquery` ([`ts_query`]) over the `tsvector`
-//! columns Postgres keeps itself (`simple` configuration, GIN indexes); ranked by `ts_rank_cd`
+//! columns Postgres keeps itself (the `rill_search` configuration: `simple` with diacritics
+//! removed by `unaccent`, as SQLite's index removes them; GIN indexes); ranked by `ts_rank_cd`
 //! where SQLite ranks by bm25, marked by `ts_headline` where SQLite uses FTS5's highlight and
 //! snippet. The answers have the same shape; what differs is said at each step.
 
@@ -289,8 +290,9 @@ pub async fn on_branch_on_screen(
 /// The FTS5 expression `server::search::fts_query` builds (terms `"words"`, a prefix `"word"*`,
 /// all of which must match) as a Postgres `tsquery`: each term's words in order (`<->`), a
 /// prefix's last word with `:*`, the terms joined by `&`. Words are what FTS5's unicode61 keeps
-/// (letters and numbers), lower-cased as the `simple` configuration lower-cases them; unlike
-/// SQLite's index, Postgres's keeps diacritics (`café` does not find `cafe`). `None`: no word.
+/// (letters and numbers), lower-cased; `to_tsquery('rill_search', …)` then takes their
+/// diacritics off as the search columns' configuration does (`cafe` finds `café` and the other
+/// way round, as on SQLite). `None`: no word.
 pub fn ts_query(fts: &str) -> Option<String> {
     let mut terms = Vec::new();
     let mut rest = fts;
@@ -339,10 +341,10 @@ async fn titles_on_postgres(
         "WITH newest AS (
              SELECT id, title, title_search, seq FROM conversations
               WHERE owner = $1 AND deleted_at IS NULL
-                AND title_search @@ to_tsquery('simple', $2)
+                AND title_search @@ to_tsquery('rill_search', $2)
               ORDER BY seq DESC LIMIT $3)
          SELECT id, title FROM newest
-          ORDER BY ts_rank_cd(title_search, to_tsquery('simple', $2)) DESC, seq DESC LIMIT $4",
+          ORDER BY ts_rank_cd(title_search, to_tsquery('rill_search', $2)) DESC, seq DESC LIMIT $4",
     )
     .bind(&owner.0)
     .bind(&ts)
@@ -376,10 +378,10 @@ async fn messages_on_postgres(
                     m.created_at, m.position
                FROM messages m JOIN conversations c ON c.id = m.conversation_id
               WHERE c.owner = $1 AND c.deleted_at IS NULL
-                AND m.content_search @@ to_tsquery('simple', $2)
+                AND m.content_search @@ to_tsquery('rill_search', $2)
               ORDER BY m.created_at DESC, m.position DESC LIMIT $3)
          SELECT conversation_id, title, id, role, content FROM newest
-          ORDER BY ts_rank_cd(content_search, to_tsquery('simple', $2)) DESC,
+          ORDER BY ts_rank_cd(content_search, to_tsquery('rill_search', $2)) DESC,
                    created_at DESC, position DESC
           LIMIT $4",
     )
@@ -411,11 +413,11 @@ async fn mark_on_postgres(
     let options = |more: &str| format!("StartSel=\u{2}, StopSel=\u{3}, {more}");
     let rows: Vec<(i64, Option<String>)> = (sqlx::query_as(
         "SELECT t.n,
-                CASE WHEN to_tsvector('simple', t.body) @@ q.q THEN
-                     ts_headline('simple', t.body, q.q, CASE WHEN t.whole THEN $4 ELSE $5 END)
+                CASE WHEN to_tsvector('rill_search', t.body) @@ q.q THEN
+                     ts_headline('rill_search', t.body, q.q, CASE WHEN t.whole THEN $4 ELSE $5 END)
                 END
            FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS t(body, whole, n),
-                (SELECT to_tsquery('simple', $3) AS q) q
+                (SELECT to_tsquery('rill_search', $3) AS q) q
           ORDER BY t.n",
     )
     .bind(&bodies)

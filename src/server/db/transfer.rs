@@ -377,10 +377,7 @@ pub async fn import_conversation(
             for (position, carried) in turn.question.files.iter().enumerate() {
                 let Some(file) = files.iter().find(|f| f.named == carried.sha256) else {
                     // The caller checked every name; a file missing here stores nothing at all.
-                    return Err(DbError::Backup(format!(
-                        "an imported question names a file that was not prepared: {}",
-                        carried.sha256
-                    )));
+                    return Err(DbError::UnpreparedFile(carried.sha256.clone()));
                 };
                 let upload = Uuid::new_v4();
                 insert_attachment_in(

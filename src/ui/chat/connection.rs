@@ -113,6 +113,12 @@ impl Connection {
         }
     }
 
+    /// Whether the request running is a send or Continue the server has not acknowledged yet.
+    pub fn awaits_acknowledgement(&self) -> bool {
+        self.cursor
+            .with_value(|c| c.as_ref().is_some_and(Cursor::awaits_acknowledgement))
+    }
+
     /// Replaces the running loop with one that starts at `cursor` and tells `page` what it hears.
     /// The loop (and the reading of the lines) is its own WASM file, fetched when the page first
     /// connects (`on_demand.rs`); a failed fetch is a lost connection, tried again the same way.

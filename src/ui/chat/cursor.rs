@@ -94,6 +94,11 @@ impl Cursor {
         matches!(self, Self::Watch { .. })
     }
 
+    /// A send or Continue no event has acknowledged: the server may not have its turn yet.
+    pub fn awaits_acknowledgement(&self) -> bool {
+        matches!(self, Self::Send(_) | Self::Continue { .. })
+    }
+
     /// The turn whose events this cursor's stream carries; `None` for a conversation's stream,
     /// which announces each turn before its events.
     pub fn own_turn(&self) -> Option<Uuid> {
@@ -276,6 +281,7 @@ mod tests {
         assert_eq!(cursor, Cursor::Send(send(None)));
         assert_eq!(cursor.request(), Request::Send(send(None)));
         assert_eq!(cursor.own_turn(), Some(TURN));
+        assert!(cursor.awaits_acknowledgement());
     }
 
     #[test]
@@ -283,6 +289,7 @@ mod tests {
         let mut cursor = Cursor::Send(send(None));
         cursor.on_event(TURN, 1, &started(1));
         assert_eq!(cursor, turn(1, 1));
+        assert!(!cursor.awaits_acknowledgement());
         assert_eq!(
             cursor.request(),
             Request::TurnEvents {
@@ -308,8 +315,10 @@ mod tests {
                 from_run: 1
             }
         );
+        assert!(cursor.awaits_acknowledgement());
         cursor.on_event(TURN, 1, &started(2));
         assert_eq!(cursor, turn(2, 1));
+        assert!(!cursor.awaits_acknowledgement());
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub struct ChatState {
     pub writing: RwSignal<Option<Writing>>,
     /// Set while Stop waits for the server to confirm.
     pub stopping: RwSignal<bool>,
+    /// A Stop pressed before the server acknowledged the turn's request: it goes out with the
+    /// turn's first event, so that it can never arrive before the turn it stops.
+    stop_when_heard: StoredValue<Option<Uuid>>,
     /// The page's one connection to the server.
     pub connection: Connection,
     /// A problem that belongs to no single message (e.g. an unknown conversation).
@@ -233,6 +236,7 @@ impl ChatState {
             messages: RwSignal::new(Vec::new()),
             writing: RwSignal::new(None),
             stopping: RwSignal::new(false),
+            stop_when_heard: StoredValue::new(None),
             connection: Connection::new(),
             notice: RwSignal::new(None),
             draft: RwSignal::new(String::new()),
@@ -416,6 +420,7 @@ impl ChatState {
             self.messages.set(Vec::new());
         }
         change(self.stopping, false);
+        self.stop_when_heard.try_set_value(None);
         change(self.conversation_id, None);
         change(self.notice, None);
         change(self.follow.detached, false);
@@ -959,8 +964,16 @@ impl ChatState {
             return;
         };
         self.stopping.set(true);
+        if self.connection.awaits_acknowledgement() {
+            self.stop_when_heard.set_value(Some(writing.turn_id));
+        } else {
+            self.send_stop(writing.turn_id);
+        }
+    }
+
+    fn send_stop(self, turn_id: Uuid) {
         spawn_local(async move {
-            if let Err(e) = stop_turn(writing.turn_id).await {
+            if let Err(e) = stop_turn(turn_id).await {
                 self.stopping.try_set(false);
                 self.notice
                     .try_set(Some(format!("Could not stop the reply: {e}")));
@@ -1179,8 +1192,15 @@ impl Listener for ChatState {
                 }
             }
             Heard::Event { turn_id, event } => {
+                let finished = matches!(event, TurnEvent::Finished(_));
                 if let Some(reply) = self.reply_to(turn_id) {
                     self.apply(&reply, event);
+                }
+                if self.stop_when_heard.get_value() == Some(turn_id) {
+                    self.stop_when_heard.set_value(None);
+                    if !finished {
+                        self.send_stop(turn_id);
+                    }
                 }
             }
         }
@@ -1229,6 +1249,7 @@ impl Listener for ChatState {
         }
         self.writing.set(None);
         self.stopping.set(false);
+        self.stop_when_heard.set_value(None);
     }
 
     fn last_turn(&self) -> Option<Uuid> {
