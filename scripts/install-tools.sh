@@ -126,6 +126,18 @@ ensure_end2end_packages() {
   cp "$repo_root/end2end/package-lock.json" "$stamp"
 }
 
+# OpenAI's Python SDK, which a test drives against Rill's /v1 (tests/it/api_keys.rs), in a
+# virtual environment of its own (Debian's Python refuses packages installed beside its own).
+# From PyPI, about 9 s. The test finds it at this path, or at RILL_OPENAI_PYTHON.
+OPENAI_SDK_VERSION=3.63.0
+OPENAI_SDK_VENV="${RILL_OPENAI_VENV:-$HOME/.cache/rill/openai-sdk}"
+ensure_openai_sdk() {
+  if "$OPENAI_SDK_VENV/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION')" 2>/dev/null; then return; fi
+  log "installing the openai Python SDK $OPENAI_SDK_VERSION from PyPI (for the /v1 test)"
+  python3 -m venv "$OPENAI_SDK_VENV"
+  "$OPENAI_SDK_VENV/bin/pip" install -q --disable-pip-version-check "openai==$OPENAI_SDK_VERSION"
+}
+
 # The local model runs on llama.cpp, which the llama-cpp-sys-2 crate builds from source with
 # cmake and a C++ compiler, and binds with bindgen (libclang).
 ensure_cmake_and_clang() {
@@ -146,6 +158,7 @@ ensure_build_tools() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_build_tools
+  ensure_openai_sdk
   ensure_wasm_opt
   ensure_chromium
   ensure_nginx

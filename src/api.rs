@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_keys;
 pub mod attachments;
 pub mod catalog;
 pub mod conversations;

@@ -198,6 +198,16 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
             "runs a crash interrupted were billed at an estimate"
         );
     }
+    let bound = i64::try_from(state.config.turns.max_duration.as_millis()).unwrap_or(i64::MAX);
+    let before = rill::server::db::now_ms().saturating_sub(bound);
+    let abandoned =
+        rill::server::db::usage::settle_abandoned_completions(&state.db, before).await?;
+    if abandoned > 0 {
+        tracing::warn!(
+            runs = abandoned,
+            "API completions a crash interrupted were billed at what they reserved"
+        );
+    }
     let unpriced: Vec<&str> = state
         .catalog
         .ids()

@@ -558,6 +558,8 @@ pub mod ndjson {
 
 /// Accounts, usage and the admin page.
 pub mod accounts;
+/// API keys: what a person sees of the keys they made for `/v1`.
+pub mod api_keys;
 /// Attachments: an upload's answer, what a question carries.
 pub mod attachments;
 /// Search results: where the words were found, the matched words as text ranges.

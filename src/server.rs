@@ -2,6 +2,8 @@
 
 /// Accounts: passwords, sign-in and its throttle, sign-up, proxy users, admin actions, audit.
 pub mod accounts;
+/// API keys for `/v1`: made, listed, revoked; a request's bearer key checked.
+pub mod api_keys;
 /// The site's build output, precompressed and cached; compression of other answers.
 pub mod assets;
 /// Attached files: upload, download, what they add to a prompt.
@@ -48,6 +50,8 @@ pub mod metrics;
 /// Sign-in through an OpenID Connect provider: discovery, the code flow with PKCE, the ID
 /// token's checks, who may join, the admin group.
 pub mod oidc;
+/// Rill as an OpenAI-compatible API: `/v1/models`, `/v1/chat/completions`, bearer keys only.
+pub mod openai_api;
 /// `/healthz`, `/readyz`, `/metrics`, and the client of `rill healthcheck`.
 pub mod ops;
 /// Password hashing on threads of its own, with a short queue.

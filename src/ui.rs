@@ -5,6 +5,8 @@
 pub mod account;
 /// The admin page: users, budgets, settings, the audit log.
 pub mod admin;
+/// A person's API keys for `/v1`: make one (shown once), see each one's month, revoke.
+pub mod api_keys;
 pub mod chat;
 pub mod conversations;
 /// The service worker, the on-screen keyboard, touch.

@@ -203,6 +203,9 @@ pub struct UsageRow {
     /// Conversations' titles, not replies: `replies` counts the titles asked.
     #[serde(default)]
     pub titles: bool,
+    /// The API key these runs were made with (`/v1`), by its name; `None`: in the page.
+    #[serde(default)]
+    pub api_key: Option<String>,
     pub replies: u32,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,

@@ -17,6 +17,7 @@
 //! - `search`: titles and messages through the FTS5 indexes the triggers keep in step (on
 //!   Postgres its tsvector columns);
 //! - `shares`: share links, each a pinned snapshot of a branch;
+//! - `api_keys`: keys for the OpenAI-compatible API, by their hash, and each one's month;
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
 //! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
@@ -120,6 +121,7 @@ macro_rules! on_conn {
 }
 
 pub mod accounts;
+pub mod api_keys;
 pub mod attachments;
 mod batch;
 pub mod branches;

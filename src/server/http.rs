@@ -16,8 +16,8 @@ use super::error_response::api_error;
 use super::guard::{self, HostAllowlist};
 use super::principal::Principal;
 use super::{
-    assets, attachments, bodies, connections, housekeeping, identity, oidc, ops, sessions, shares,
-    transfer, usage, AppState,
+    assets, attachments, bodies, connections, housekeeping, identity, oidc, openai_api, ops,
+    sessions, shares, transfer, usage, AppState,
 };
 use crate::app::{shell, App};
 use crate::error::ApiError;
@@ -69,6 +69,20 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let ops_routes = ops::routes(state.clone());
     let share_routes = shares::routes(state.clone(), &leptos_options);
     let oidc_routes = oidc::routes(state.clone());
+    // The API for scripts: bearer keys only, so none of the page's layers (sessions, who is
+    // signed in, writes per minute, compression); the host check and the response headers, and
+    // the size limit, as everywhere.
+    let api_routes = openai_api::routes(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            hosts.clone(),
+            guard::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            bodies::SizeLimits {
+                request: max_request_bytes,
+            },
+            bodies::limit_size,
+        ));
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -110,6 +124,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
             },
             bodies::limit_size,
         ))
+        .merge(api_routes)
 }
 
 /// Every server function that changes something counts against its caller's writes per minute

@@ -142,6 +142,7 @@ pub const UNCOUNTED_CALLS: &[&str] = &[
     "stop_turn",
     "monthly_usage",
     "list_shares",
+    "list_api_keys",
 ];
 
 /// Changes per minute, per person, through the API.
@@ -248,6 +249,7 @@ mod tests {
         let api = [
             include_str!("../api/account.rs"),
             include_str!("../api/admin.rs"),
+            include_str!("../api/api_keys.rs"),
             include_str!("../api/conversations.rs"),
             include_str!("../api/catalog.rs"),
             include_str!("../api/search.rs"),

@@ -11,12 +11,14 @@
 //! (what of the branch a send reads), `prompt` (what is sent), `budget` (whether the owner may
 //! spend it), `titles` (a conversation's title from its first exchange), `follow` (the readers'
 //! side: re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live`
-//! (one run's event log), `checkpoints` (saving running text); `deps` and `error` are shared by
-//! all.
+//! (one run's event log), `checkpoints` (saving running text), `completion` (a run asked through
+//! the OpenAI-compatible API: no conversation, the same limits, budgets and ledger); `deps` and
+//! `error` are shared by all.
 //! Arrows only point down this list's dependencies: nothing imports `hub`.
 
 mod budget;
 mod checkpoints;
+mod completion;
 mod deps;
 mod error;
 mod files;
@@ -30,7 +32,8 @@ mod registry;
 mod run;
 mod titles;
 
-pub use budget::settle_open_runs;
-pub use error::TurnError;
+pub use budget::{settle_open_runs, KeyBudget};
+pub use completion::{Caller, CompletionError, CompletionEvent, CompletionRequest};
+pub use error::{RunError, TurnError};
 pub use hub::TurnHub;
 pub use live::{ndjson_chunks, Lines};

@@ -133,7 +133,7 @@ pub async fn export_csv(
         .unwrap_or_default()
 }
 
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 14] = [
     "time",
     "conversation_id",
     "turn_id",
@@ -147,6 +147,7 @@ const CSV_COLUMNS: [&str; 13] = [
     "reasoning_tokens",
     "cost_usd",
     "estimated",
+    "api_key",
 ];
 
 /// Where the export has got to: after which run (`(at, id)`) it reads on, or done.
@@ -221,6 +222,7 @@ fn csv_rows(header: bool, runs: &[db::usage::RunFigures]) -> Result<Vec<u8>, csv
             number(t.reasoning_tokens),
             t.cost_usd.map(|c| format!("{c:.8}")).unwrap_or_default(),
             t.usage_estimated.to_string(),
+            t.api_key.clone(),
         ])?;
     }
     csv.into_inner()

@@ -14,7 +14,7 @@ use crate::ui::account::{error_of, Panel};
 use crate::ui::wire;
 
 /// A budget as typed: empty is "no limit".
-fn parse_budget(text: &str) -> Result<Option<f64>, String> {
+pub(crate) fn parse_budget(text: &str) -> Result<Option<f64>, String> {
     let text = text.trim().trim_start_matches('$');
     if text.is_empty() {
         return Ok(None);

@@ -4,6 +4,7 @@ use leptos_router::hooks::use_query_map;
 use crate::api::usage::monthly_usage;
 use crate::format::{format_cost, thousands};
 use crate::ui::account::Panel;
+use crate::ui::api_keys::ApiKeys;
 use crate::ui::shares::SharedLinks;
 use crate::ui::wire;
 
@@ -51,7 +52,7 @@ pub fn UsagePage() -> impl IntoView {
                                                     {report.rows.into_iter().map(|row| view! {
                                                         <tr>
                                                             <td>{row.day}</td>
-                                                            <td>{row.model}{row.titles.then_some(" (titles)")}</td>
+                                                            <td>{row.model}{row.titles.then_some(" (titles)")}{row.api_key.map(|k| format!(" (API key “{k}”)"))}</td>
                                                             <td class="num">{row.replies}</td>
                                                             <td class="num">{thousands(row.input_tokens)}</td>
                                                             <td class="num">{thousands(row.cached_input_tokens)}</td>
@@ -74,6 +75,7 @@ pub fn UsagePage() -> impl IntoView {
             <p><a href=export download>"Download every reply's figures (CSV)"</a></p>
             // One's own links only: an admin looking at someone's usage does not see theirs.
             {move || user.get().is_none().then(|| view! { <SharedLinks /> })}
+            {move || user.get().is_none().then(|| view! { <ApiKeys /> })}
         </Panel>
     }
 }

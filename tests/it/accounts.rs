@@ -947,7 +947,7 @@ async fn the_usage_export_lists_every_run_of_a_month_and_sums_to_it() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("time,conversation_id,turn_id,run,model,status,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,estimated")
+        Some("time,conversation_id,turn_id,run,model,status,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,estimated,api_key")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2);

@@ -14,9 +14,9 @@ use uuid::Uuid;
 use crate::support::*;
 
 /// The `rill` binary, serving on a loopback port with the fake as its only provider.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base_url: String,
+    pub(crate) base_url: String,
     http: reqwest::Client,
 }
 
@@ -35,7 +35,7 @@ impl Server {
     }
 
     /// [`Server::start_with`], its log (standard output) going to `log`.
-    async fn start_logging(
+    pub(crate) async fn start_logging(
         database: &Path,
         fake: &FakeProvider,
         grace_secs: u64,

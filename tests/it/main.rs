@@ -4,6 +4,7 @@
 //! (crates/fake-provider). One test binary, modules by area.
 
 mod accounts;
+mod api_keys;
 mod attachments;
 mod attachments_out;
 mod batches;

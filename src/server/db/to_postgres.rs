@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "reply_pieces",
     "spending",
     "shares",
+    "api_keys",
     "blobs",
     "blob_chunks",
     "pdf_texts",

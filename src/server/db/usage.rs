@@ -29,6 +29,8 @@ pub struct Reservation<'a> {
     /// Characters of the reply's text and thinking before this run.
     pub chars_before: u64,
     pub purpose: Purpose,
+    /// The API key the run was asked through (`/v1`), whose own budget it counts against.
+    pub api_key: Option<Uuid>,
 }
 
 /// What a run is for.
@@ -48,13 +50,17 @@ impl Purpose {
     }
 }
 
-/// The limits a reservation must fit under, in USD for the month.
+/// The limits a reservation must fit under, in USD for the month. Each is checked in [`hold`]
+/// against its own sum of the ledger, in the one write transaction; a further limit (a group's
+/// budget) is a field here, its sum there and a variant of [`Reserved`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// The person's own budget.
     pub budget: Option<f64>,
     /// Everyone's spending together (the site's cap).
     pub site_cap: Option<f64>,
+    /// The API key's own budget (the reservation's `api_key`).
+    pub key_budget: Option<f64>,
 }
 
 /// Whether the run may go ahead.
@@ -70,6 +76,11 @@ pub enum Reserved {
         spent: f64,
         cap: f64,
     },
+    /// Spent through the API key this month, and its budget.
+    OverKeyBudget {
+        spent: f64,
+        budget: f64,
+    },
 }
 
 /// Holds `r.reserved_usd` against the month if it fits under `limits` beside what is spent and
@@ -82,6 +93,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let month = r.month.to_owned();
     let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
+    let api_key = r.api_key;
     db.batcher()
         .write(move |mut conn| {
             Box::pin(async move {
@@ -96,6 +108,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
                     input_tokens,
                     chars_before,
                     purpose,
+                    api_key,
                 };
                 Ok(match hold(&mut conn, &r, limits).await? {
                     Reserved::Held => Written::Keep(Reserved::Held),
@@ -131,6 +144,18 @@ async fn hold(
                 return Ok(Reserved::OverBudget { spent, budget });
             }
         }
+        if let (Some(budget), Some(key)) = (limits.key_budget, r.api_key) {
+            let (spent,): (f64,) = sqlx::query_as(&format!(
+                "SELECT {SPENT} FROM spending WHERE api_key_id = $1 AND month = $2"
+            ))
+            .bind(TextUuid(key))
+            .bind(r.month)
+            .fetch_one(&mut *tx)
+            .await?;
+            if spent + r.reserved_usd > budget {
+                return Ok(Reserved::OverKeyBudget { spent, budget });
+            }
+        }
         if let Some(cap) = limits.site_cap {
             let (spent,): (f64,) =
                 sqlx::query_as(&format!("SELECT {SPENT} FROM spending WHERE month = $1"))
@@ -143,8 +168,8 @@ async fn hold(
         }
         sqlx::query(
             "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
-                 input_tokens, chars_before, purpose)
-             VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10)
+                 input_tokens, chars_before, purpose, api_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10, $11)
              ON CONFLICT (message_id, run) DO UPDATE SET
                  state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
                  at = excluded.at, input_tokens = excluded.input_tokens",
@@ -159,6 +184,7 @@ async fn hold(
         .bind(i64::from(r.input_tokens))
         .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
         .bind(r.purpose.as_str())
+        .bind(r.api_key.map(TextUuid))
         .execute(&mut *tx)
         .await?;
         Ok(Reserved::Held)
@@ -204,15 +230,16 @@ pub(super) async fn settle(
     Ok(())
 }
 
-/// Settles a title's run (`run` of the title of the question `question_id`).
-pub async fn settle_title(
+/// Settles a run that stores no reply: a title's (`run` of the title of the question
+/// `message_id`) or an API completion's (`message_id` its own id).
+pub async fn settle_alone(
     db: &Db,
-    question_id: Uuid,
+    message_id: Uuid,
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
     in_transaction!(db, |tx| {
-        settle(&mut Conn::from(&mut *tx), question_id, run, charge).await?;
+        settle(&mut Conn::from(&mut *tx), message_id, run, charge).await?;
         tx.commit().await?;
         Ok(())
     })
@@ -301,6 +328,25 @@ pub async fn settle_open_run(
     })
 }
 
+/// Settles the API's completions left reserved since before `before_ms` (a crash or kill cut
+/// them; no completion runs longer than the server's bound, so none of these is still
+/// running on any replica) at what they reserved: their text went to the client, not to
+/// storage, so nothing tells what they wrote, and a budget must not count less than was spent.
+pub async fn settle_abandoned_completions(db: &Db, before_ms: i64) -> Result<u64, DbError> {
+    let done = on_writer!(db, |pool| {
+        sqlx::query(
+        "UPDATE spending SET state = 'settled', cost_usd = reserved_usd, status = 'interrupted',
+             usage_estimated = TRUE
+         WHERE state = 'reserved' AND api_key_id IS NOT NULL AND at < $1",
+    )
+    .bind(before_ms)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    Ok(done)
+}
+
 /// What the owner has spent in `month` (settled runs at their cost, open ones at their
 /// reservation), in USD.
 pub async fn month_spent(db: &Db, owner: &Owner, month: &str) -> Result<f64, DbError> {
@@ -325,7 +371,18 @@ pub async fn site_month_spent(db: &Db, month: &str) -> Result<f64, DbError> {
 /// The month's runs by day (newest first) and model. Runs still open count at their
 /// reservation, marked as estimates.
 pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<UsageRow>, DbError> {
-    type Row = (String, String, String, i64, i64, i64, i64, f64, bool);
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        i64,
+        f64,
+        bool,
+    );
     // (Postgres sums BIGINT as NUMERIC, hence the casts; ordered byte by byte on both.)
     let (day, estimated, order) = match db.engine() {
         Engine::Sqlite => (
@@ -340,13 +397,15 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
         ),
     };
     let sql = format!(
-        "SELECT {day} AS day, model, purpose, COUNT(*),
+        "SELECT {day} AS day, model, purpose,
+                (SELECT k.name FROM api_keys k WHERE k.id = api_key_id) AS key_name, COUNT(*),
                 CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT),
                 CAST(COALESCE(SUM(cached_input_tokens), 0) AS BIGINT),
                 CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), {SPENT}, {estimated}
            FROM spending
           WHERE owner = $1 AND month = $2
-          GROUP BY day, model, purpose ORDER BY day DESC, model{order}, purpose"
+          GROUP BY day, model, purpose, api_key_id
+          ORDER BY day DESC, model{order}, purpose, COALESCE(api_key_id, '')"
     );
     let rows: Vec<Row> = on_reader!(db, |pool| {
         sqlx::query_as(&sql)
@@ -359,10 +418,22 @@ pub async fn month_usage(db: &Db, owner: &Owner, month: &str) -> Result<Vec<Usag
     Ok(rows
         .into_iter()
         .map(
-            |(day, model, purpose, replies, input, cached, output, cost_usd, estimated)| UsageRow {
+            |(
+                day,
+                model,
+                purpose,
+                api_key,
+                replies,
+                input,
+                cached,
+                output,
+                cost_usd,
+                estimated,
+            )| UsageRow {
                 day,
                 model,
                 titles: purpose == "title",
+                api_key,
                 replies: u32::try_from(replies).unwrap_or(u32::MAX),
                 input_tokens: count(input),
                 cached_input_tokens: count(cached),
@@ -396,6 +467,9 @@ pub struct RunFigures {
     pub reasoning_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
     pub usage_estimated: bool,
+    /// The API key's name for a run through `/v1` (which has no conversation: its ids are
+    /// empty), else empty.
+    pub api_key: String,
 }
 
 /// The owner's runs in `month`, oldest first, with their figures: at most `limit`, those after
@@ -416,14 +490,17 @@ pub async fn month_runs(
     };
     let sql = format!(
         "SELECT s.at, s.id, {time} AS time,
-                m.conversation_id, m.turn_id, s.run, s.model,
+                COALESCE(m.conversation_id, '') AS conversation_id,
+                COALESCE(m.turn_id, '') AS turn_id, s.run, s.model,
                 CASE s.state WHEN 'reserved' THEN 'running' ELSE COALESCE(s.status, '') END
                     AS status,
                 s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, s.output_tokens,
                 s.reasoning_tokens,
                 CASE s.state WHEN 'reserved' THEN s.reserved_usd ELSE s.cost_usd END AS cost_usd,
-                (s.usage_estimated OR s.state = 'reserved') AS usage_estimated
-           FROM spending s JOIN messages m ON m.id = s.message_id
+                (s.usage_estimated OR s.state = 'reserved') AS usage_estimated,
+                COALESCE(k.name, '') AS api_key
+           FROM spending s LEFT JOIN messages m ON m.id = s.message_id
+                LEFT JOIN api_keys k ON k.id = s.api_key_id
           WHERE s.owner = $1 AND s.month = $2 AND (s.at, s.id) > ($3, $4)
           ORDER BY s.at, s.id LIMIT $5"
     );

@@ -6,24 +6,59 @@
 //! a failed reply that cost nothing, with the question kept; no provider request is made.
 
 use llm::Usage;
+use uuid::Uuid;
 
 use super::deps::Deps;
 use super::error::RunError;
 use super::prompt::Prompt;
 use crate::server::clock;
 use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
-use crate::server::db::{self, Db, DbError, TurnRecord};
+use crate::server::db::{self, Db, DbError, Owner, TurnRecord};
 use crate::server::pricing::PriceTable;
 
 /// Reserves this run's worst case.
 pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), RunError> {
-    let turn_id = record.turn_id();
+    let chars_before = |text: &str| u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
+    let run = Run {
+        owner: &record.owner,
+        message_id: record.reply.id,
+        run: record.reply.run,
+        model: record.model(),
+        chars_before: chars_before(&record.reply.content)
+            .saturating_add(chars_before(&record.reply.thinking)),
+        key: None,
+    };
+    hold(deps, &run, prompt.worst_case()).await
+}
+
+/// The API key a run is asked through, and its own budget.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyBudget {
+    pub id: Uuid,
+    pub budget: Option<f64>,
+}
+
+/// One run to reserve for: a reply's, or an API completion's (`message_id` its own id).
+pub(super) struct Run<'a> {
+    pub owner: &'a Owner,
+    pub message_id: Uuid,
+    pub run: u32,
+    pub model: &'a str,
+    /// Characters of the reply's text and thinking before this run.
+    pub chars_before: u64,
+    pub key: Option<KeyBudget>,
+}
+
+/// Holds `worst` at the model's prices against every limit the run falls under: the owner's
+/// budget, the site's cap, and the key's budget for a run through an API key.
+pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(), RunError> {
+    let message = run.message_id;
     let unchecked = |e: DbError| {
-        tracing::error!(%turn_id, "could not check the budget: {e}");
+        tracing::error!(%message, "could not check the budget: {e}");
         RunError::BudgetUnchecked
     };
     // Single-user mode has no user row, and so no budget.
-    let budget = db::accounts::user_by_id(&deps.db, &record.owner.0)
+    let budget = db::accounts::user_by_id(&deps.db, &run.owner.0)
         .await
         .map_err(unchecked)?
         .and_then(|user| user.monthly_budget_usd);
@@ -31,21 +66,22 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         .await
         .map_err(unchecked)?
         .monthly_cap_usd;
-    let model = record.model();
-    let worst = prompt.worst_case();
+    let key_budget = run.key.and_then(|k| k.budget);
+    let model = run.model;
     // The prompt at the dearer of the input and cache-write rates (a provider may write it all
     // to its cache).
     let cached = Usage {
         cache_write_tokens: worst.input_tokens,
         ..worst
     };
+    let limited = budget.is_some() || site_cap.is_some() || key_budget.is_some();
     let reserved = match (
         deps.prices.cost(model, &worst),
         deps.prices.cost(model, &cached),
     ) {
         (Some(plain), Some(written)) => plain.max(written),
-        _ if (budget.is_some() || site_cap.is_some()) && !deps.allow_unpriced_models => {
-            tracing::info!(%turn_id, model, "refused: a model with no price under a budget");
+        _ if limited && !deps.allow_unpriced_models => {
+            tracing::info!(%message, model, "refused: a model with no price under a budget");
             return Err(RunError::Unpriced {
                 model: model.to_owned(),
             });
@@ -53,28 +89,32 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
         _ => 0.0,
     };
     let now = deps.clock.now_ms();
-    let chars_before = |text: &str| u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
     let reservation = Reservation {
-        owner: &record.owner,
-        message_id: record.reply.id,
-        run: record.reply.run,
+        owner: run.owner,
+        message_id: run.message_id,
+        run: run.run,
         model,
         month: &clock::month_of(now),
         at_ms: now,
         reserved_usd: reserved,
         input_tokens: worst.input_tokens,
-        chars_before: chars_before(&record.reply.content)
-            .saturating_add(chars_before(&record.reply.thinking)),
+        chars_before: run.chars_before,
         purpose: ledger::Purpose::Reply,
+        api_key: run.key.map(|k| k.id),
     };
-    let limits = Limits { budget, site_cap };
+    // A group's budget, when people have groups, is one more of these limits.
+    let limits = Limits {
+        budget,
+        site_cap,
+        key_budget,
+    };
     match ledger::reserve(&deps.db, &reservation, limits)
         .await
         .map_err(unchecked)?
     {
         Reserved::Held => Ok(()),
         Reserved::OverBudget { spent, budget } => {
-            tracing::info!(%turn_id, spent, reserved, budget, "refused: over the monthly budget");
+            tracing::info!(%message, spent, reserved, budget, "refused: over the monthly budget");
             Err(RunError::OverBudget {
                 budget,
                 spent,
@@ -82,8 +122,16 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
             })
         }
         Reserved::OverSiteCap { spent, cap } => {
-            tracing::warn!(%turn_id, spent, reserved, cap, "refused: over the site's monthly cap");
+            tracing::warn!(%message, spent, reserved, cap, "refused: over the site's monthly cap");
             Err(RunError::OverSiteCap { spent, cap })
+        }
+        Reserved::OverKeyBudget { spent, budget } => {
+            tracing::info!(%message, spent, reserved, budget, "refused: over the key's budget");
+            Err(RunError::OverKeyBudget {
+                budget,
+                spent,
+                reserved,
+            })
         }
     }
 }

@@ -133,4 +133,17 @@ pub enum RunError {
         format_cost(*cap)
     )]
     OverSiteCap { spent: f64, cap: f64 },
+    #[error(
+        "this request could take this API key's spending this month past its budget of {} ({} \
+         spent or held by requests running; this one may cost up to {}); raise the key's budget, \
+         ask for fewer tokens (max_tokens), or pick a model that costs less",
+        format_cost(*budget),
+        format_cost(*spent),
+        format_cost(*reserved)
+    )]
+    OverKeyBudget {
+        budget: f64,
+        spent: f64,
+        reserved: f64,
+    },
 }

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::checkpoints::write_checkpoints;
+use super::completion::{self, Caller, CompletionError, CompletionEvent, CompletionRequest};
 use super::deps::Deps;
 use super::error::TurnError;
 use super::follow::Readers;
@@ -44,6 +45,10 @@ pub struct TurnHub {
     cutting: AtomicBool,
     /// Ends the conversation streams and the checkpoint writer, last thing at shutdown.
     closing: CancellationToken,
+    /// The API's completions (see `completion`): a drain gives them the grace turns get, then
+    /// cuts them (`cut_completions`) as it cuts turns.
+    completions: TaskTracker,
+    cut_completions: CancellationToken,
 }
 
 /// How storage answered a request to begin a run (a send's first, or a Continue's next).
@@ -124,6 +129,8 @@ impl TurnHub {
             draining: AtomicBool::new(false),
             cutting: AtomicBool::new(false),
             closing,
+            completions: TaskTracker::new(),
+            cut_completions: CancellationToken::new(),
         }
     }
 
@@ -361,9 +368,13 @@ impl TurnHub {
             ?grace,
             "draining: new turns are refused"
         );
+        self.completions.close();
         let _ = tokio::time::timeout(
             grace,
-            futures::future::join_all(running.iter().map(|t| t.wait_finished(grace))),
+            futures::future::join(
+                futures::future::join_all(running.iter().map(|t| t.wait_finished(grace))),
+                self.completions.wait(),
+            ),
         )
         .await;
         // From here a turn that still starts (its send passed the check above earlier) is cut
@@ -380,13 +391,32 @@ impl TurnHub {
         for turn in &cut {
             turn.cancel(CancelReason::Shutdown);
         }
-        if tokio::time::timeout(STORE_WAIT, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        self.cut_completions.cancel();
+        let stored = futures::future::join(self.tasks.wait(), self.completions.wait());
+        if tokio::time::timeout(STORE_WAIT, stored).await.is_err() {
             tracing::error!("some replies could not be stored before shutdown");
         }
         self.closing.cancel();
+    }
+
+    /// Starts a completion asked through the OpenAI-compatible API (see `completion`); its
+    /// events arrive on the receiver, and dropping the receiver ends it.
+    pub async fn complete(
+        &self,
+        caller: Caller,
+        request: CompletionRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<CompletionEvent>, CompletionError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(CompletionError::Draining);
+        }
+        completion::start(
+            &self.deps,
+            &self.completions,
+            &self.cut_completions,
+            caller,
+            request,
+        )
+        .await
     }
 
     /// Whether the server is shutting down.

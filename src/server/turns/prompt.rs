@@ -97,7 +97,7 @@ impl Measure<'_> {
     }
 
     /// Everything but the messages: the system prompt and the provider's framing.
-    fn framing(&self, system: Option<&str>) -> u32 {
+    pub(super) fn framing(&self, system: Option<&str>) -> u32 {
         self.0
             .and_then(|p| p.framing_tokens(system))
             .unwrap_or_else(|| system.map_or(0, token_bound))

@@ -69,7 +69,7 @@ pub(super) async fn name_conversation(deps: &Deps, record: &TurnRecord) {
             store_title(deps, record, title).await;
         }
         // Settled last: a settled run means this title has been stored or given up.
-        if let Err(e) = ledger::settle_title(&deps.db, first.question_id, run, &charge).await {
+        if let Err(e) = ledger::settle_alone(&deps.db, first.question_id, run, &charge).await {
             tracing::error!("could not settle a title's spending: {e}");
         }
         if title.is_some() {
@@ -175,7 +175,11 @@ async fn reserve(
             .await?
             .and_then(|user| user.monthly_budget_usd);
         let site_cap = db::accounts::site_settings(&deps.db).await?.monthly_cap_usd;
-        Ok::<_, db::DbError>(Limits { budget, site_cap })
+        Ok::<_, db::DbError>(Limits {
+            budget,
+            site_cap,
+            ..Limits::default()
+        })
     };
     let limits = match settings.await {
         Ok(limits) => limits,
@@ -206,6 +210,7 @@ async fn reserve(
         // A crash's estimate counts nothing written (the question is not the title).
         chars_before: u64::try_from(record.user.content.chars().count()).unwrap_or(u64::MAX),
         purpose: Purpose::Title,
+        api_key: None,
     };
     match ledger::reserve(&deps.db, &reservation, limits).await {
         Ok(Reserved::Held) => true,
