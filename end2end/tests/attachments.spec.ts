@@ -26,6 +26,14 @@ async function pasteScreenshot(page: Page) {
 test("a pasted screenshot and a picked file go with a message, show in it after a reload, open full size and download", async ({ page }) => {
   await configureFake(page, { tokens: 3, token_delay_ms: 5 });
   await openNewChat(page);
+  // The limits asked for the paste come back after those asked for the pick: the chips still
+  // keep the order the files were added in.
+  let asked = 0;
+  await page.route("**/api/file_limits", async (route) => {
+    asked += 1;
+    if (asked === 1) await new Promise((resolve) => setTimeout(resolve, 700));
+    await route.continue();
+  });
 
   // A screenshot pasted into the composer, as the clipboard gives it.
   await pasteScreenshot(page);

@@ -35,8 +35,27 @@ fn next_key() -> u64 {
 
 /// Checks each of `files` against the server's limits and starts uploading those within them
 /// (at most as many as a message carries); one beyond a limit is shown refused, in words, and
-/// never sent.
+/// never sent. The chips appear at once, in the order the files were added, whatever order the
+/// limits for two quick additions (a paste, then a pick) come back in.
 pub fn add_files(state: ChatState, files: Vec<web_sys::File>) {
+    let mut added = Vec::new();
+    for file in files {
+        let held = state.files.try_with_untracked(Vec::len).unwrap_or(0);
+        if held >= MAX_FILES_PER_MESSAGE {
+            state.notice.try_set(Some(format!(
+                "A message can carry at most {MAX_FILES_PER_MESSAGE} files."
+            )));
+            break;
+        }
+        let pending = PendingFile {
+            key: next_key(),
+            name: StoredValue::new(file.name()),
+            size: file.size(),
+            upload: RwSignal::new(Upload::Sending(0)),
+        };
+        state.files.try_update(|f| f.push(pending));
+        added.push((file, pending));
+    }
     leptos::task::spawn_local(async move {
         // Asked each time (another tab may have uploaded since); without an answer the
         // server's own checks still refuse in words.
@@ -45,26 +64,21 @@ pub fn add_files(state: ChatState, files: Vec<web_sys::File>) {
             LIMITS.with(|shown| shown.set(limits));
         }
         let mut uploading: u64 = 0;
-        for file in files {
-            let held = state.files.try_with_untracked(Vec::len).unwrap_or(0);
-            if held >= MAX_FILES_PER_MESSAGE {
-                state.notice.try_set(Some(format!(
-                    "A message can carry at most {MAX_FILES_PER_MESSAGE} files."
-                )));
-                return;
-            }
-            let size = file.size().max(0.0) as u64;
-            let message_bytes: u64 = state
-                .files
-                .try_with_untracked(|f| f.iter().filter_map(PendingFile::counted_bytes).sum())
-                .unwrap_or(0);
-            let pending = PendingFile {
-                key: next_key(),
-                name: StoredValue::new(file.name()),
-                size: file.size(),
-                upload: RwSignal::new(Upload::Sending(0)),
+        for (file, pending) in added {
+            // The bytes of the files before this one; `None`: taken off the message meanwhile.
+            let message_bytes = state.files.try_with_untracked(|f| {
+                let position = f.iter().position(|p| p.key == pending.key)?;
+                Some(
+                    f.iter()
+                        .take(position)
+                        .filter_map(PendingFile::counted_bytes)
+                        .sum::<u64>(),
+                )
+            });
+            let Some(message_bytes) = message_bytes.flatten() else {
+                continue;
             };
-            state.files.try_update(|f| f.push(pending));
+            let size = file.size().max(0.0) as u64;
             if let Some(words) = limits.and_then(|l| l.refusal(size, message_bytes, uploading)) {
                 pending
                     .upload
