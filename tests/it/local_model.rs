@@ -207,7 +207,12 @@ async fn people_share_the_local_model_in_turn_and_one_cannot_fill_its_queue() {
         ]),
         first.read_to_end()
     );
-    assert_eq!(finished(&first_done).status, MessageStatus::Complete);
+    let first_outcome = finished(&first_done);
+    assert_eq!(
+        first_outcome.status,
+        MessageStatus::Complete,
+        "the first reply: {first_outcome:?}"
+    );
     let refused: Vec<_> = outcomes
         .iter()
         .filter(|(_, o)| o.status == MessageStatus::Failed)
