@@ -46,12 +46,34 @@ pub struct NewUser<'a> {
 
 /// Creates a user; `None` if the name is taken (names compare without case).
 pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbError> {
+    insert_user(db, new, None).await
+}
+
+/// Creates a user who signs in through the identity provider `issuer` as `subject`; `None` if
+/// the name is taken or that subject already has a user.
+pub async fn create_oidc_user(
+    db: &Db,
+    new: NewUser<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<User>, DbError> {
+    insert_user(db, new, Some((issuer, subject))).await
+}
+
+/// `identity`: the provider's issuer and subject, for a user who signs in through it.
+async fn insert_user(
+    db: &Db,
+    new: NewUser<'_>,
+    identity: Option<(&str, &str)>,
+) -> Result<Option<User>, DbError> {
     let id = Uuid::new_v4().to_string();
     let now = now_ms();
+    let (issuer, subject) = identity.unzip();
     let inserted = on_writer!(db, |pool| {
         sqlx::query(
-        "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd,
+                                created_at, updated_at, oidc_issuer, oidc_subject)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&id)
         .bind(new.username)
@@ -60,6 +82,8 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbEr
         .bind(new.monthly_budget_usd)
         .bind(now)
         .bind(now)
+        .bind(issuer)
+        .bind(subject)
         .execute(pool)
         .await
         .map(|_| ())
@@ -78,41 +102,6 @@ pub async fn create_user(db: &Db, new: NewUser<'_>) -> Result<Option<User>, DbEr
         session_epoch: 0,
         theme: Theme::System.as_str().to_owned(),
     }))
-}
-
-/// Creates a user who signs in through the identity provider `issuer` as `subject`; `None` if
-/// the name is taken or that subject already has a user.
-pub async fn create_oidc_user(
-    db: &Db,
-    new: NewUser<'_>,
-    issuer: &str,
-    subject: &str,
-) -> Result<Option<User>, DbError> {
-    let id = Uuid::new_v4().to_string();
-    let now = now_ms();
-    let inserted = on_writer!(db, |pool| {
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd,
-                                created_at, updated_at, oidc_issuer, oidc_subject)
-             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(new.username)
-        .bind(new.is_admin)
-        .bind(new.monthly_budget_usd)
-        .bind(now)
-        .bind(now)
-        .bind(issuer)
-        .bind(subject)
-        .execute(pool)
-        .await
-        .map(|_| ())
-    });
-    match inserted {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
-        other => other?,
-    };
-    user_by_id(db, &id).await
 }
 
 /// The user who signs in through the identity provider `issuer` as `subject`.
