@@ -130,6 +130,17 @@ async fn assert_refused(app: &TestApp, person: &Person, trip: &Trip, code: &str,
     assert!(words.contains(detail), "{words:?} says {detail:?}");
 }
 
+/// Ada's sign-in with the provider's token spoiled by `tweaks`: refused as invalid, the log
+/// naming `detail`.
+async fn refused_with(tweaks: Tweaks, detail: &str) -> TestApp {
+    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
+    idp.tweak(tweaks);
+    let browser = app.visitor();
+    let trip = sign_in(&browser).await;
+    assert_refused(&app, &browser, &trip, "invalid", detail).await;
+    app
+}
+
 #[tokio::test]
 async fn a_person_signs_in_through_the_provider_and_gets_an_account() {
     let mut ada = IdpUser::with_email("Ada@Example.com");
@@ -196,63 +207,63 @@ async fn a_person_signs_in_through_the_provider_and_gets_an_account() {
 
 #[tokio::test]
 async fn a_token_for_another_audience_is_refused() {
-    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
-    idp.tweak(Tweaks {
-        audience: Some("another-client".into()),
-        ..Tweaks::default()
-    });
-    let browser = app.visitor();
-    let trip = sign_in(&browser).await;
-    assert_refused(&app, &browser, &trip, "invalid", "another client").await;
+    let app = refused_with(
+        Tweaks {
+            audience: Some("another-client".into()),
+            ..Tweaks::default()
+        },
+        "another client",
+    )
+    .await;
     assert_eq!(app.count("users").await, 0);
 }
 
 #[tokio::test]
 async fn an_expired_token_is_refused() {
-    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
-    idp.tweak(Tweaks {
-        expired: true,
-        ..Tweaks::default()
-    });
-    let browser = app.visitor();
-    let trip = sign_in(&browser).await;
-    assert_refused(&app, &browser, &trip, "invalid", "expired").await;
+    refused_with(
+        Tweaks {
+            expired: true,
+            ..Tweaks::default()
+        },
+        "expired",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_token_from_another_issuer_is_refused() {
-    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
-    idp.tweak(Tweaks {
-        issuer: Some("https://evil.example.net".into()),
-        ..Tweaks::default()
-    });
-    let browser = app.visitor();
-    let trip = sign_in(&browser).await;
-    assert_refused(&app, &browser, &trip, "invalid", "another issuer").await;
+    refused_with(
+        Tweaks {
+            issuer: Some("https://evil.example.net".into()),
+            ..Tweaks::default()
+        },
+        "another issuer",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_token_signed_by_a_key_the_provider_does_not_publish_is_refused() {
-    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
-    idp.tweak(Tweaks {
-        unpublished_key: true,
-        ..Tweaks::default()
-    });
-    let browser = app.visitor();
-    let trip = sign_in(&browser).await;
-    assert_refused(&app, &browser, &trip, "invalid", "signature").await;
+    refused_with(
+        Tweaks {
+            unpublished_key: true,
+            ..Tweaks::default()
+        },
+        "signature",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_token_with_another_nonce_is_refused() {
-    let (app, idp) = start(IdpUser::with_email("ada@example.com"), |_| {}).await;
-    idp.tweak(Tweaks {
-        nonce: Some("a nonce from another sign-in".into()),
-        ..Tweaks::default()
-    });
-    let browser = app.visitor();
-    let trip = sign_in(&browser).await;
-    assert_refused(&app, &browser, &trip, "invalid", "nonce").await;
+    refused_with(
+        Tweaks {
+            nonce: Some("a nonce from another sign-in".into()),
+            ..Tweaks::default()
+        },
+        "nonce",
+    )
+    .await;
 }
 
 #[tokio::test]
