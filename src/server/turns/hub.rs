@@ -19,8 +19,9 @@ use super::follow::Readers;
 use super::follower;
 use super::live::{CancelReason, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
+use super::replicas;
 use super::run;
-use crate::model::{Outcome, SendRequest};
+use crate::model::{MessageStatus, Outcome, SendRequest};
 use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::Config;
@@ -116,6 +117,7 @@ impl TurnHub {
             closing.clone(),
         ));
         let deps = Arc::new(Deps::new(db, catalog, prices, config, clock));
+        replicas::start(&deps, &registry, &closing);
         let tasks = deps.tasks.clone();
         Self {
             readers: Arc::new(Readers::new(
@@ -352,10 +354,34 @@ impl TurnHub {
             }
             Some(_) => Err(TurnError::NoSuchTurn),
             None => match self.readers.stored_turn(owner, turn_id).await? {
+                Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {
+                    self.stop_elsewhere(owner, turn_id).await
+                }
                 Some((_, reply, _)) => Ok(reply.outcome),
                 None => Err(TurnError::NoSuchTurn),
             },
         }
+    }
+
+    /// Stops a turn another replica runs (its reply is streaming and its replica alive): tells
+    /// every replica to stop it, then waits for its ending to be stored.
+    async fn stop_elsewhere(&self, owner: &Owner, turn_id: Uuid) -> Result<Outcome, TurnError> {
+        /// How often the stored reply is read while its replica stores the ending.
+        const LOOK_EVERY: Duration = Duration::from_millis(20);
+        db::replicas::tell(&self.deps.db, db::replicas::Signal::Stop(turn_id)).await?;
+        let stored = async {
+            loop {
+                tokio::time::sleep(LOOK_EVERY).await;
+                match self.readers.stored_turn(owner, turn_id).await? {
+                    Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {}
+                    Some((_, reply, _)) => return Ok(reply.outcome),
+                    None => return Err(TurnError::NoSuchTurn),
+                }
+            }
+        };
+        tokio::time::timeout(STOP_WAIT, stored)
+            .await
+            .map_err(|_| TurnError::StopUnconfirmed)?
     }
 
     /// Shutdown: new turns are refused at once; running replies get `grace` to finish; those
@@ -395,6 +421,10 @@ impl TurnHub {
         let stored = futures::future::join(self.tasks.wait(), self.completions.wait());
         if tokio::time::timeout(STORE_WAIT, stored).await.is_err() {
             tracing::error!("some replies could not be stored before shutdown");
+        }
+        // Its replies are stored: the lease goes, and nothing waits for it to run out.
+        if let Err(e) = db::replicas::retire(&self.deps.db).await {
+            tracing::warn!("could not give up this replica's lease: {e}");
         }
         self.closing.cancel();
     }

@@ -1,0 +1,200 @@
+//! Two replicas of Rill on one Postgres database (issue 28): a turn run by one is followed,
+//! watched and stopped through the other, and neither ends the other's replies. A replica
+//! killed mid-reply is in lifecycle.rs (the real binary, `kill -9`).
+
+use std::time::Duration;
+
+use fake_provider::FakeConfig;
+use rill::model::{MessageStatus, StreamLine, TurnEnvelope, TurnEvent};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// Replica A, storing on a Postgres database of its own, and replica B on the same database.
+async fn two_replicas(fake: FakeConfig) -> (TestApp, TestApp) {
+    let a = TestApp::with(Setup {
+        fake: fake.clone(),
+        postgres: true,
+        ..Setup::default()
+    })
+    .await;
+    let b = TestApp::with(Setup {
+        fake,
+        database: Some(a.state.config.database.clone()),
+        ..Setup::default()
+    })
+    .await;
+    (a, b)
+}
+
+/// Reads until `n` deltas have come; returns the events read.
+async fn until_deltas(reader: &mut EventReader, n: usize) -> Vec<TurnEnvelope> {
+    let mut events = Vec::new();
+    while events
+        .iter()
+        .filter(|e: &&TurnEnvelope| matches!(e.event, TurnEvent::Delta { .. }))
+        .count()
+        < n
+    {
+        events.push(reader.next().await.expect("the turn is still streaming"));
+    }
+    events
+}
+
+#[tokio::test]
+async fn a_reply_run_by_one_replica_is_re_attached_and_stopped_through_the_other() {
+    let slow = FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    };
+    let (a, b) = two_replicas(slow).await;
+    let turn_id = Uuid::new_v4();
+    let mut on_a = EventReader::new(a.send(turn_id, None, "Tell me a long story").await);
+    let mut seen_on_a = until_deltas(&mut on_a, 3).await;
+
+    // A page whose connection now lands on B re-attaches there.
+    let response = b
+        .post_json(
+            "turn_events",
+            json!({"turn_id": turn_id, "run": 1, "after_seq": 0}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut on_b = EventReader::new(response);
+    assert!(matches!(
+        on_b.next().await.map(|e| e.event),
+        Some(TurnEvent::Started { .. })
+    ));
+    // The text keeps coming through B: two more pieces after the first.
+    let seen_on_b = until_deltas(&mut on_b, 3).await;
+    assert!(text_of(&seen_on_b).len() > 3);
+
+    // Stop through B reaches the provider connection A holds.
+    let stop = b.stop(turn_id).await;
+    assert_eq!(stop.status(), 200);
+    let outcome: rill::model::Outcome = stop.json().await.expect("an outcome");
+    assert_eq!(outcome.status, MessageStatus::Stopped);
+    let disconnect = a
+        .fake
+        .wait_for_disconnect(Duration::from_secs(5))
+        .await
+        .expect("the provider saw A's request go");
+    assert!(disconnect.tokens_sent < 2_000);
+
+    // Both readers end with the stored reply, whole and stopped.
+    while let Some(event) = on_a.next().await {
+        seen_on_a.push(event);
+    }
+    let mut seen_on_b = seen_on_b;
+    while let Some(event) = on_b.next().await {
+        seen_on_b.push(event);
+    }
+    let conversation = conversation_of(&seen_on_a);
+    let stored = b.stored(conversation).await;
+    let reply = &stored.messages[1];
+    assert_eq!(reply.outcome.status, MessageStatus::Stopped);
+    assert_eq!(finished(&seen_on_a).status, MessageStatus::Stopped);
+    assert_eq!(finished(&seen_on_b).status, MessageStatus::Stopped);
+    assert_eq!(text_of(&seen_on_a), reply.content);
+    assert_eq!(text_of(&seen_on_b), reply.content);
+}
+
+#[tokio::test]
+async fn a_page_on_one_replica_sees_a_turn_another_replica_runs_live() {
+    let (a, b) = two_replicas(FakeConfig {
+        tokens: 5,
+        ..FakeConfig::default()
+    })
+    .await;
+    let first = a.turn(None, "Hello").await;
+    let conversation = conversation_of(&first);
+    let first_turn = b.stored(conversation).await.messages[0].turn_id;
+    let mut tab_on_b = b.watch(conversation, Some(first_turn)).await;
+
+    a.fake.set_config(FakeConfig {
+        tokens: 60,
+        token_delay_ms: 20,
+        ..FakeConfig::default()
+    });
+    let turn_id = Uuid::new_v4();
+    let sent = a.send(turn_id, Some(conversation), "And again").await;
+    let mut on_a = EventReader::new(sent);
+
+    // B's page hears of the turn (from A's signal) while it runs, then reads it to the end.
+    let mut announced_streaming = false;
+    let mut events = Vec::new();
+    loop {
+        match tab_on_b
+            .next_line_within(Duration::from_secs(10))
+            .await
+            .expect("B's page hears of the turn A runs")
+        {
+            StreamLine::Turn { reply, .. } if reply.turn_id == turn_id => {
+                announced_streaming = reply.outcome.status == MessageStatus::Streaming;
+            }
+            StreamLine::Event(event) => {
+                let done = matches!(event.event, TurnEvent::Finished(_));
+                events.push(event);
+                if done {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(announced_streaming, "announced while A was writing it");
+    let deltas = events
+        .iter()
+        .filter(|e| matches!(e.event, TurnEvent::Delta { .. }))
+        .count();
+    assert!(
+        deltas >= 2,
+        "the text came in pieces as A saved it: {deltas}"
+    );
+    let on_a = {
+        let mut all = Vec::new();
+        while let Some(event) = on_a.next().await {
+            all.push(event);
+        }
+        all
+    };
+    assert_eq!(finished(&events).status, MessageStatus::Complete);
+    assert_eq!(text_of(&events), text_of(&on_a));
+}
+
+#[tokio::test]
+async fn a_replica_does_not_end_the_replies_another_living_replica_writes() {
+    let (a, b) = two_replicas(FakeConfig {
+        tokens: 300,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await;
+    let turn_id = Uuid::new_v4();
+    let mut on_a = EventReader::new(a.send(turn_id, None, "Take your time").await);
+    let seen = until_deltas(&mut on_a, 2).await;
+    let conversation = conversation_of(&seen);
+    // B reads the conversation, re-attaches and tries to send into it: none of that may mark
+    // A's reply interrupted (B's own sweep runs every second meanwhile).
+    let stored = b.stored(conversation).await;
+    assert_eq!(stored.messages[1].outcome.status, MessageStatus::Streaming);
+    let busy = b
+        .post_json(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "Me too"}),
+        )
+        .await;
+    assert_eq!(busy.status(), 409, "one reply at a time, across replicas");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut rest = seen;
+    while let Some(event) = on_a.next().await {
+        rest.push(event);
+    }
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+    assert_eq!(
+        b.stored(conversation).await.messages[1].outcome.status,
+        MessageStatus::Complete
+    );
+}
