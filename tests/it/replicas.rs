@@ -9,23 +9,40 @@ use rill::model::{MessageStatus, StreamLine, TurnEnvelope, TurnEvent};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::sql::sql;
 use crate::support::*;
 
 /// Replica A, storing on a Postgres database of its own, and replica B on the same database.
 async fn two_replicas(fake: FakeConfig) -> (TestApp, TestApp) {
-    let a = TestApp::with(Setup {
+    let mut apps = replicas(2, || Setup {
         fake: fake.clone(),
-        postgres: true,
         ..Setup::default()
     })
     .await;
-    let b = TestApp::with(Setup {
-        fake,
-        database: Some(a.state.config.database.clone()),
-        ..Setup::default()
-    })
-    .await;
+    let b = apps.pop().expect("two");
+    let a = apps.pop().expect("two");
     (a, b)
+}
+
+/// `n` replicas on one new Postgres database, each set up by `setup` (with its own fake).
+async fn replicas(n: usize, setup: impl Fn() -> Setup) -> Vec<TestApp> {
+    let first = TestApp::with(Setup {
+        postgres: true,
+        ..setup()
+    })
+    .await;
+    let database = first.state.config.database.clone();
+    let mut apps = vec![first];
+    for _ in 1..n {
+        apps.push(
+            TestApp::with(Setup {
+                database: Some(database.clone()),
+                ..setup()
+            })
+            .await,
+        );
+    }
+    apps
 }
 
 /// Reads until `n` deltas have come; returns the events read.
@@ -197,4 +214,80 @@ async fn a_replica_does_not_end_the_replies_another_living_replica_writes() {
         b.stored(conversation).await.messages[1].outcome.status,
         MessageStatus::Complete
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_through_three_replicas_at_once_stay_within_one_budget() {
+    // $2,000 per million output tokens: a reply capped at 100 tokens reserves about $0.20.
+    let dear: (String, rill::server::pricing::PriceEntry) = (
+        "fake/fake-model".to_owned(),
+        rill::model::Price {
+            input: 100.0,
+            cached_input: None,
+            cache_write: None,
+            output: 2_000.0,
+        }
+        .into(),
+    );
+    let apps = replicas(3, || Setup {
+        access: accounts_mode(),
+        fake: FakeConfig {
+            tokens: 100,
+            token_delay_ms: 5,
+            ..FakeConfig::default()
+        },
+        turns: Some(rill::server::config::TurnSettings {
+            max_output_tokens: 100,
+            ..test_turns()
+        }),
+        prices: vec![dear.clone()],
+        ..Setup::default()
+    })
+    .await;
+    let id = apps[0].add_user("bob", false).await;
+    sql("UPDATE users SET monthly_budget_usd = 0.5 WHERE id = $1")
+        .bind(&id)
+        .execute(&apps[0].state.db)
+        .await;
+    // One browser; its session (in the shared database) is good on every replica.
+    let signed_in = apps[0].signed_in("bob").await;
+    let through: Vec<Person> = apps
+        .iter()
+        .map(|app| Person {
+            http: signed_in.http.clone(),
+            base_url: app.base_url.clone(),
+        })
+        .collect();
+    // Twenty-four at once, eight through each replica, each a new conversation.
+    let sends = (0..24).map(|i| through[i % 3].turn(None, "Spend"));
+    let outcomes: Vec<rill::model::Outcome> = futures::future::join_all(sends)
+        .await
+        .iter()
+        .map(|events| finished(events).clone())
+        .collect();
+    let completed = outcomes
+        .iter()
+        .filter(|o| o.status == MessageStatus::Complete)
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| {
+            o.status == MessageStatus::Failed
+                && o.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("budget of $0.50"))
+        })
+        .count();
+    let spent: f64 = outcomes.iter().filter_map(|o| o.cost_usd).sum();
+    let calls: usize = apps.iter().map(|app| app.fake.calls().len()).sum();
+    println!(
+        "24 sends through 3 replicas into a $0.50 budget: {completed} answered, {refused} \
+         refused, ${spent:.4} spent"
+    );
+    assert_eq!(completed + refused, 24, "{outcomes:?}");
+    assert!(completed >= 1);
+    // Each run reserved its worst case before its request, and no two replicas reserved at
+    // once: what was spent is within the budget.
+    assert!(spent <= 0.5 + 1e-9, "spent ${spent} of a $0.50 budget");
+    assert_eq!(calls, completed, "no provider request for a refused send");
 }
