@@ -25,7 +25,7 @@ impl Server {
         Self::start_with(database, fake, grace_secs, &[]).await
     }
 
-    async fn start_with(
+    pub(crate) async fn start_with(
         database: &Path,
         fake: &FakeProvider,
         grace_secs: u64,
@@ -123,7 +123,7 @@ impl Server {
         server
     }
 
-    async fn send(&self, conversation: Option<Uuid>, text: &str) -> reqwest::Response {
+    pub(crate) async fn send(&self, conversation: Option<Uuid>, text: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/api/send_message", self.base_url))
             .json(
@@ -146,7 +146,7 @@ impl Server {
             .expect("a conversation")
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()

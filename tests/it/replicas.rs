@@ -291,3 +291,128 @@ async fn sends_through_three_replicas_at_once_stay_within_one_budget() {
     assert!(spent <= 0.5 + 1e-9, "spent ${spent} of a $0.50 budget");
     assert_eq!(calls, completed, "no provider request for a refused send");
 }
+
+/// Three replicas of the real binary on one Postgres database, behind nginx balancing them
+/// round-robin with no stickiness: one conversation is sent, re-attached and stopped through
+/// whichever replica each request lands on, then a burst of sends at once all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
+    let rill::server::config::Database::Postgres(url) = crate::postgres::fresh_database().await
+    else {
+        unreachable!("a Postgres database")
+    };
+    let fake = fake_provider::FakeProvider::start(FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake");
+    let dir = private_dir();
+    let beside = dir.path().join("not-used.db");
+    // One person sends everything here (single-user mode): their limits are lifted. The balancer
+    // is a trusted proxy, so its connections are not capped as one client's.
+    let settings = [
+        ("RILL_DATABASE", url.as_str()),
+        ("RILL_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RILL_TURNS_PER_MINUTE", "100000"),
+        ("RILL_MAX_RUNNING_PER_USER", "100000"),
+        ("RILL_MAX_STREAMS_PER_USER", "100000"),
+    ];
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(crate::lifecycle::Server::start_with(&beside, &fake, 5, &settings).await);
+    }
+    let addresses: Vec<&str> = servers
+        .iter()
+        .map(|s| s.base_url.trim_start_matches("http://"))
+        .collect();
+    let nginx_dir = private_dir();
+    let balancer = crate::nginx::Nginx::round_robin(nginx_dir.path(), &addresses).await;
+    let http = reqwest::Client::new();
+    let post = |endpoint: &str, body: serde_json::Value| {
+        http.post(format!("{}/api/{endpoint}", balancer.url))
+            .json(&body)
+            .send()
+    };
+
+    // Sent through one replica, re-attached through the next, stopped through the third.
+    let turn_id = Uuid::new_v4();
+    let sent = post(
+        "send_message",
+        json!({"turn_id": turn_id, "conversation_id": null, "text": "A long story"}),
+    )
+    .await
+    .expect("reachable");
+    assert_eq!(sent.status(), 200);
+    let mut first = EventReader::new(sent);
+    let mut seen_first = until_deltas(&mut first, 3).await;
+    let attached = post(
+        "turn_events",
+        json!({"turn_id": turn_id, "run": 1, "after_seq": 0}),
+    )
+    .await
+    .expect("reachable");
+    assert_eq!(attached.status(), 200);
+    let mut second = EventReader::new(attached);
+    let mut seen_second = until_deltas(&mut second, 2).await;
+    let stop = post("stop_turn", json!({"turn_id": turn_id}))
+        .await
+        .expect("reachable");
+    assert_eq!(stop.status(), 200);
+    let outcome: rill::model::Outcome = stop.json().await.expect("an outcome");
+    assert_eq!(outcome.status, MessageStatus::Stopped);
+    fake.wait_for_disconnect(Duration::from_secs(5))
+        .await
+        .expect("the provider request was closed");
+    while let Some(event) = first.next().await {
+        seen_first.push(event);
+    }
+    while let Some(event) = second.next().await {
+        seen_second.push(event);
+    }
+    assert_eq!(finished(&seen_first).status, MessageStatus::Stopped);
+    assert_eq!(finished(&seen_second).status, MessageStatus::Stopped);
+    assert_eq!(text_of(&seen_first), text_of(&seen_second));
+
+    // A burst through the balancer: every send streams to its end, none refused.
+    fake.set_config(FakeConfig {
+        tokens: 8,
+        token_delay_ms: 5,
+        ..FakeConfig::default()
+    });
+    const BURST: usize = 1_000;
+    let started = std::time::Instant::now();
+    let outcomes = futures::future::join_all((0..BURST).map(|i| {
+        let post = &post;
+        async move {
+            let response = post(
+                "send_message",
+                json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": format!("Hi {i}")}),
+            )
+            .await
+            .expect("reachable");
+            if response.status() != 200 {
+                return Err(format!("{}: {}", response.status(), response.text().await.unwrap_or_default()));
+            }
+            let events = EventReader::new(response).read_to_end().await;
+            Ok(finished(&events).status)
+        }
+    }))
+    .await;
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !matches!(o, Ok(MessageStatus::Complete)))
+        .collect();
+    println!(
+        "{BURST} sends at once through 3 replicas (debug build): {} failed, {} ms",
+        failed.len(),
+        started.elapsed().as_millis()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}

@@ -105,6 +105,15 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         owned(5)
     );
     in_transaction!(db, |tx| {
+        if db.engine() == super::Engine::Postgres {
+            // A checkpoint is tried again at the next tick: on Postgres it gives way rather than
+            // deadlock with a batch (both lock a person's `storage_used` row and their replies,
+            // each in its own order), which would otherwise wait a second for the detector and
+            // might lose the batch instead.
+            sqlx::query("SET LOCAL lock_timeout = '100ms'")
+                .execute(&mut *tx)
+                .await?;
+        }
         for c in checkpoints {
             let text = if c.whole { &update } else { &append };
             let mut query = sqlx::query(text)

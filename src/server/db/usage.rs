@@ -95,7 +95,7 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
     let api_key = r.api_key;
     db.batcher()
-        .write(move |mut conn| {
+        .reserve(move |mut conn| {
             Box::pin(async move {
                 let r = Reservation {
                     owner: &owner,
@@ -119,31 +119,12 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
         .await
 }
 
-/// The Postgres advisory lock every reservation takes ("RILLBUDG").
-const RESERVATIONS_LOCK: i64 = 0x5249_4c4c_4255_4447;
-
-/// On Postgres, waits for every other transaction reserving (another replica's batch) to end:
-/// two could otherwise both read the month's spending, both see room for one more run and both
-/// reserve it. Held until this transaction ends. SQLite's one writer already does this.
-async fn one_reservation_at_a_time(conn: &mut Conn<'_>) -> Result<(), DbError> {
-    if let Conn::Postgres(c) = conn {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(RESERVATIONS_LOCK)
-            .execute(&mut **c)
-            .await?;
-    }
-    Ok(())
-}
-
 /// [`reserve`]'s statements, on the batch's connection.
 async fn hold(
     conn: &mut Conn<'_>,
     r: &Reservation<'_>,
     limits: Limits,
 ) -> Result<Reserved, DbError> {
-    if r.reserved_usd > 0.0 {
-        one_reservation_at_a_time(conn).await?;
-    }
     on_conn!(conn, |tx| {
         // What costs nothing fits any budget, however far past it spending already is.
         let limits = if r.reserved_usd > 0.0 {
