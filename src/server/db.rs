@@ -22,7 +22,8 @@
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
 //! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
 //! - `to_postgres`: a single-node database copied into Postgres, checked by counts;
-//! - `replicas`: which process writes each streaming reply, leases, signals between replicas.
+//! - `replicas`: which process writes each streaming reply, leases, signals between replicas;
+//! - `limits`: running replies and turns per minute counted across replicas (Postgres).
 //!
 //! Two engines: SQLite (the default) and Postgres, chosen at start-up by `RILL_DATABASE`. A
 //! [`Db`] knows its engine. Where the engines agree, a query's text is written once (`$1`
@@ -128,6 +129,7 @@ mod batch;
 pub mod branches;
 mod conversations;
 mod ids;
+pub mod limits;
 mod lookups;
 mod messages;
 mod pool;

@@ -310,14 +310,13 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
     .expect("fake");
     let dir = private_dir();
     let beside = dir.path().join("not-used.db");
-    // One person sends everything here (single-user mode): their limits are lifted. The balancer
-    // is a trusted proxy, so its connections are not capped as one client's.
+    // People are named by the balancer (a trusted proxy, whose connections are not capped as
+    // one client's) in a sign-on header, as behind a company's single sign-on.
     let settings = [
         ("RILL_DATABASE", url.as_str()),
+        ("RILL_AUTH", "accounts"),
+        ("RILL_SSO_HEADER", "X-Remote-User"),
         ("RILL_TRUSTED_PROXIES", "127.0.0.1/32"),
-        ("RILL_TURNS_PER_MINUTE", "100000"),
-        ("RILL_MAX_RUNNING_PER_USER", "100000"),
-        ("RILL_MAX_STREAMS_PER_USER", "100000"),
     ];
     let mut servers = Vec::new();
     for _ in 0..3 {
@@ -330,11 +329,13 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
     let nginx_dir = private_dir();
     let balancer = crate::nginx::Nginx::round_robin(nginx_dir.path(), &addresses).await;
     let http = reqwest::Client::new();
-    let post = |endpoint: &str, body: serde_json::Value| {
+    let post_as = |person: String, endpoint: &str, body: serde_json::Value| {
         http.post(format!("{}/api/{endpoint}", balancer.url))
+            .header("X-Remote-User", person)
             .json(&body)
             .send()
     };
+    let post = |endpoint: &str, body: serde_json::Value| post_as("alice".into(), endpoint, body);
 
     // Sent through one replica, re-attached through the next, stopped through the third.
     let turn_id = Uuid::new_v4();
@@ -375,7 +376,7 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
     assert_eq!(finished(&seen_second).status, MessageStatus::Stopped);
     assert_eq!(text_of(&seen_first), text_of(&seen_second));
 
-    // A burst through the balancer: every send streams to its end, none refused.
+    // A burst through the balancer, a person per send: every send streams to its end.
     fake.set_config(FakeConfig {
         tokens: 8,
         token_delay_ms: 5,
@@ -384,9 +385,10 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
     const BURST: usize = 1_000;
     let started = std::time::Instant::now();
     let outcomes = futures::future::join_all((0..BURST).map(|i| {
-        let post = &post;
+        let post_as = &post_as;
         async move {
-            let response = post(
+            let response = post_as(
+                format!("person-{i}"),
                 "send_message",
                 json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": format!("Hi {i}")}),
             )
@@ -405,7 +407,7 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
         .filter(|o| !matches!(o, Ok(MessageStatus::Complete)))
         .collect();
     println!(
-        "{BURST} sends at once through 3 replicas (debug build): {} failed, {} ms",
+        "{BURST} sends at once by as many people through 3 replicas (debug build): {} failed, {} ms",
         failed.len(),
         started.elapsed().as_millis()
     );
@@ -415,4 +417,88 @@ async fn three_replicas_behind_a_round_robin_balancer_serve_as_one() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+}
+
+#[tokio::test]
+async fn a_persons_running_replies_and_turns_per_minute_are_counted_across_replicas() {
+    let (a, b) = {
+        let mut apps = replicas(2, || Setup {
+            fake: FakeConfig {
+                tokens: 400,
+                token_delay_ms: 10,
+                ..FakeConfig::default()
+            },
+            limits: Some(rill::server::config::LimitSettings {
+                running_per_user: 1,
+                turns_per_minute: 3,
+                ..generous_limits()
+            }),
+            ..Setup::default()
+        })
+        .await;
+        let b = apps.pop().expect("two");
+        (apps.pop().expect("two"), b)
+    };
+    // Turns are counted per minute of the database's clock (a sliding window over two): the
+    // test starts early enough in a minute to end within it.
+    loop {
+        let (into_minute,): (f64,) =
+            sql("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)")
+                .fetch_one(&a.state.db)
+                .await;
+        if into_minute.rem_euclid(60.0) < 45.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // One reply running through A: B refuses a second one for the same person.
+    let running = send(&a).await;
+    assert_eq!(running.status(), 200);
+    let mut running = EventReader::new(running);
+    until_deltas(&mut running, 1).await;
+    let refused = send(&b).await;
+    assert_eq!(refused.status(), 429);
+    let words = refused.text().await.expect("words");
+    assert!(words.contains("replies being written already"), "{words}");
+    // Once it ends, B admits the next one; the two refused sends did not count as started.
+    a.stop(conversation_turn(&a).await).await;
+    while running.next().await.is_some() {}
+    a.fake.set_config(FakeConfig {
+        tokens: 2,
+        ..FakeConfig::default()
+    });
+    b.fake.set_config(FakeConfig {
+        tokens: 2,
+        ..FakeConfig::default()
+    });
+    // (A gave the count back before it announced the reply's end.)
+    let second = send(&b).await;
+    assert_eq!(second.status(), 200);
+    EventReader::new(second).read_to_end().await;
+    let third = send(&a).await;
+    assert_eq!(third.status(), 200);
+    EventReader::new(third).read_to_end().await;
+    // Three started this minute, through two replicas: the fourth is refused by either.
+    let fourth = send(&b).await;
+    assert_eq!(fourth.status(), 429);
+    let words = fourth.text().await.expect("words");
+    assert!(words.contains("too many messages"), "{words}");
+}
+
+/// A send of "Hi" in a new conversation, through `app`.
+async fn send(app: &TestApp) -> reqwest::Response {
+    app.post_json(
+        "send_message",
+        json!({"turn_id": Uuid::new_v4(), "conversation_id": null, "text": "Hi"}),
+    )
+    .await
+}
+
+/// The turn id of the only reply streaming in `app`'s database.
+async fn conversation_turn(app: &TestApp) -> Uuid {
+    let (turn,): (String,) =
+        sql("SELECT turn_id FROM messages WHERE status = 'streaming' AND role = 'assistant'")
+            .fetch_one(&app.state.db)
+            .await;
+    Uuid::parse_str(&turn).expect("a turn id")
 }

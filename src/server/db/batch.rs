@@ -97,14 +97,18 @@ impl Batcher {
         self.queue_write(false, work).await
     }
 
-    /// [`Batcher::write`] for a reservation against a budget: its batch holds the reservations
-    /// lock (see [`RESERVATIONS_LOCK`]).
-    pub(super) async fn reserve<T, F>(&self, work: F) -> Result<T, DbError>
+    /// [`Batcher::write`] for a reservation: if it is held against a budget, its batch takes
+    /// the reservations lock (see [`RESERVATIONS_LOCK`]).
+    pub(super) async fn write_reservation<T, F>(
+        &self,
+        against_budget: bool,
+        work: F,
+    ) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<Written<T>, DbError>> + Send + 'static,
     {
-        self.queue_write(true, work).await
+        self.queue_write(against_budget, work).await
     }
 
     async fn queue_write<T, F>(&self, reserves: bool, work: F) -> Result<T, DbError>

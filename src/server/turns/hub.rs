@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::checkpoints::write_checkpoints;
 use super::completion::{self, Caller, CompletionError, CompletionEvent, CompletionRequest};
-use super::deps::Deps;
+use super::deps::{Admitted, Deps};
 use super::error::TurnError;
 use super::follow::Readers;
 use super::follower;
@@ -27,7 +27,7 @@ use crate::server::clock::SharedClock;
 use crate::server::config::Config;
 use crate::server::db::{self, BeginContinuation, BeginTurn, Db, NewTurn, Owner, TurnRecord};
 use crate::server::input::ValidSend;
-use crate::server::limits::{RunningSlot, Slot};
+use crate::server::limits::Slot;
 use crate::server::pricing::PriceTable;
 
 /// How long Stop waits for the turn to store its text before it says it could not.
@@ -247,7 +247,7 @@ impl TurnHub {
             return self.readers.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
-        let slot = match self.deps.limits.admit(owner) {
+        let slot = match self.deps.admit(owner).await {
             Ok(slot) => slot,
             Err(limit) => {
                 claim.refuse(Refusal::Limited(limit.clone()));
@@ -286,15 +286,15 @@ impl TurnHub {
 
     /// Runs the turn in a supervised task: if the task dies, the supervisor stores the reply as
     /// failed with its text and ends the log, so no reader waits forever and Stop tells the truth.
-    /// The owner's running slot is held until the task ends.
-    fn spawn(&self, live: Arc<LiveTurn>, slot: RunningSlot) {
+    /// The run holds its owner's running slot until it has stored its end (or its task dies).
+    fn spawn(&self, live: Arc<LiveTurn>, slot: Admitted) {
         self.registry.publish(&live);
         let deps = self.deps.clone();
         let registry = self.registry.clone();
         // Every log line of the turn carries its id (in JSON logs too, as a span field).
         let span = tracing::info_span!("turn", turn_id = %live.turn_id);
         let runner = tokio::spawn(tracing::Instrument::instrument(
-            run::run_turn(deps.clone(), live.clone()),
+            run::run_turn(deps.clone(), live.clone(), slot),
             span.clone(),
         ));
         if self.cutting.load(Ordering::Acquire) {
@@ -302,7 +302,6 @@ impl TurnHub {
         }
         self.tasks.spawn(tracing::Instrument::instrument(
             async move {
-                let _slot = slot;
                 if let Err(error) = runner.await {
                     if !live.is_finished() {
                         run::store_crashed(&deps, &live, &error).await;
