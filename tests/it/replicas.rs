@@ -502,3 +502,66 @@ async fn conversation_turn(app: &TestApp) -> Uuid {
             .await;
     Uuid::parse_str(&turn).expect("a turn id")
 }
+
+#[tokio::test]
+async fn a_draining_replica_ends_its_replies_and_a_reader_on_another_replica_sees_the_end() {
+    let fake = FakeConfig {
+        tokens: 2_000,
+        token_delay_ms: 10,
+        ..FakeConfig::default()
+    };
+    let mut apps = replicas(2, || Setup {
+        fake: fake.clone(),
+        turns: Some(rill::server::config::TurnSettings {
+            shutdown_grace: Duration::from_millis(500),
+            ..test_turns()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let b = apps.pop().expect("two");
+    let mut a = apps.pop().expect("two");
+    let turn_id = Uuid::new_v4();
+    let mut on_a = EventReader::new(a.send(turn_id, None, "A long story").await);
+    let seen = until_deltas(&mut on_a, 2).await;
+    let conversation = conversation_of(&seen);
+    let mut on_b = EventReader::new(
+        b.post_json(
+            "turn_events",
+            json!({"turn_id": turn_id, "run": 1, "after_seq": 0}),
+        )
+        .await,
+    );
+    assert!(matches!(
+        on_b.next().await.map(|e| e.event),
+        Some(TurnEvent::Started { .. })
+    ));
+
+    // A drains (SIGTERM): the reply outlives the grace, so A stores it as interrupted.
+    let server = a.begin_shutdown();
+    let mut seen_on_b = Vec::new();
+    while let Some(event) = on_b.next().await {
+        seen_on_b.push(event);
+    }
+    assert_eq!(finished(&seen_on_b).status, MessageStatus::Interrupted);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("A exits")
+        .expect("the server task")
+        .expect("served without error");
+    // B reads it as stored, and continues it.
+    let stored = b.stored(conversation).await;
+    assert_eq!(
+        stored.messages[1].outcome.status,
+        MessageStatus::Interrupted
+    );
+    assert_eq!(text_of(&seen_on_b), stored.messages[1].content);
+    b.fake.set_config(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    });
+    let continued = b.continue_reply(turn_id, 1).await;
+    assert_eq!(continued.status(), 200);
+    let rest = EventReader::new(continued).read_to_end().await;
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+}
