@@ -565,3 +565,45 @@ async fn a_draining_replica_ends_its_replies_and_a_reader_on_another_replica_see
     let rest = EventReader::new(continued).read_to_end().await;
     assert_eq!(finished(&rest).status, MessageStatus::Complete);
 }
+
+#[tokio::test]
+async fn another_persons_stop_through_another_replica_stops_nothing() {
+    let mut apps = replicas(2, || Setup {
+        access: accounts_mode(),
+        fake: FakeConfig {
+            tokens: 300,
+            token_delay_ms: 10,
+            ..FakeConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let b = apps.pop().expect("two");
+    let a = apps.pop().expect("two");
+    a.add_user("alice", false).await;
+    a.add_user("mallory", false).await;
+    let alice = a.signed_in("alice").await;
+    let mallory_on_b = b.signed_in("mallory").await;
+    let turn_id = Uuid::new_v4();
+    let sent = alice.send(turn_id, None, "Mine").await;
+    assert_eq!(sent.status(), 200);
+    let mut on_a = EventReader::new(sent);
+    until_deltas(&mut on_a, 1).await;
+    let stop = mallory_on_b
+        .post("stop_turn", json!({"turn_id": turn_id}))
+        .await;
+    assert_eq!(
+        stop.status(),
+        404,
+        "someone else's turn is as unknown as no turn"
+    );
+    let mut rest = Vec::new();
+    while let Some(event) = on_a.next().await {
+        rest.push(event);
+    }
+    assert_eq!(finished(&rest).status, MessageStatus::Complete);
+    assert!(
+        a.fake.disconnects().is_empty(),
+        "the provider request ran to its end"
+    );
+}

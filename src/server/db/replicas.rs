@@ -20,7 +20,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
-use super::{now_ms, Conn, Db, DbError, Engine, Pools};
+use super::{now_ms, Conn, Db, DbError, Engine, Owner, Pools};
 
 /// The database's clock in ms, per engine.
 pub(super) fn clock_ms(engine: Engine) -> &'static str {
@@ -123,10 +123,10 @@ pub async fn retire(db: &Db) -> Result<(), DbError> {
 }
 
 /// What one replica tells the others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Stop this turn, if you run it.
-    Stop(Uuid),
+    /// Stop this turn, if you run it and it is this owner's.
+    Stop { turn: Uuid, owner: Owner },
     /// A turn began in this conversation: pages following it should look.
     Began(Uuid),
     /// Running replies' text was saved: pages following them should read it.
@@ -138,9 +138,10 @@ const BEGAN: &str = "rill_began";
 const SAVED: &str = "rill_saved";
 
 impl Signal {
-    fn channel_and_payload(self) -> (&'static str, String) {
+    fn channel_and_payload(&self) -> (&'static str, String) {
         match self {
-            Signal::Stop(turn) => (STOP, turn.to_string()),
+            // The turn id first: an owner's id may hold any character.
+            Signal::Stop { turn, owner } => (STOP, format!("{turn} {}", owner.0)),
             Signal::Began(conversation) => (BEGAN, conversation.to_string()),
             Signal::Saved => (SAVED, String::new()),
         }
@@ -195,16 +196,25 @@ impl Signals {
     pub async fn next(&mut self) -> Result<Signal, DbError> {
         loop {
             let notification = self.0.recv().await?;
-            if notification.channel() == SAVED {
-                return Ok(Signal::Saved);
-            }
-            let Ok(id) = Uuid::parse_str(notification.payload()) else {
-                continue;
-            };
+            let payload = notification.payload();
             match notification.channel() {
-                STOP => return Ok(Signal::Stop(id)),
-                BEGAN => return Ok(Signal::Began(id)),
-                _ => continue,
+                SAVED => return Ok(Signal::Saved),
+                STOP => {
+                    let Some((turn, owner)) = payload.split_once(' ') else {
+                        continue;
+                    };
+                    let Ok(turn) = Uuid::parse_str(turn) else {
+                        continue;
+                    };
+                    let owner = Owner(owner.to_owned());
+                    return Ok(Signal::Stop { turn, owner });
+                }
+                BEGAN => {
+                    if let Ok(conversation) = Uuid::parse_str(payload) {
+                        return Ok(Signal::Began(conversation));
+                    }
+                }
+                _ => {}
             }
         }
     }

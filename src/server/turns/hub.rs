@@ -352,22 +352,30 @@ impl TurnHub {
                     .ok_or(TurnError::StopUnconfirmed)
             }
             Some(_) => Err(TurnError::NoSuchTurn),
-            None => match self.readers.stored_turn(owner, turn_id).await? {
-                Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {
-                    self.stop_elsewhere(owner, turn_id).await
+            None => {
+                // Another replica may run it: told first (the replica running it checks the
+                // owner), so the provider's connection closes before anything is read here.
+                let stop = db::replicas::Signal::Stop {
+                    turn: turn_id,
+                    owner: owner.clone(),
+                };
+                db::replicas::tell(&self.deps.db, stop).await?;
+                match self.readers.stored_turn(owner, turn_id).await? {
+                    Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {
+                        self.stopped_elsewhere(owner, turn_id).await
+                    }
+                    Some((_, reply, _)) => Ok(reply.outcome),
+                    None => Err(TurnError::NoSuchTurn),
                 }
-                Some((_, reply, _)) => Ok(reply.outcome),
-                None => Err(TurnError::NoSuchTurn),
-            },
+            }
         }
     }
 
-    /// Stops a turn another replica runs (its reply is streaming and its replica alive): tells
-    /// every replica to stop it, then waits for its ending to be stored.
-    async fn stop_elsewhere(&self, owner: &Owner, turn_id: Uuid) -> Result<Outcome, TurnError> {
+    /// How a turn another replica runs ended, once that replica has stored it (it was told to
+    /// stop it).
+    async fn stopped_elsewhere(&self, owner: &Owner, turn_id: Uuid) -> Result<Outcome, TurnError> {
         /// How often the stored reply is read while its replica stores the ending.
         const LOOK_EVERY: Duration = Duration::from_millis(20);
-        db::replicas::tell(&self.deps.db, db::replicas::Signal::Stop(turn_id)).await?;
         let stored = async {
             loop {
                 tokio::time::sleep(LOOK_EVERY).await;

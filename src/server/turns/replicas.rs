@@ -98,8 +98,8 @@ async fn hear(db: Db, registry: Arc<Registry>, stop: CancellationToken) {
                 signal = signals.next() => signal,
             };
             match signal {
-                Ok(Signal::Stop(turn_id)) => {
-                    if let Some(turn) = registry.get(turn_id) {
+                Ok(Signal::Stop { turn, owner }) => {
+                    if let Some(turn) = registry.get(turn).filter(|t| t.owner == owner) {
                         turn.cancel(CancelReason::Stop);
                     }
                 }
