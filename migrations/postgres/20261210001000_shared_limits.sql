@@ -14,3 +14,12 @@ CREATE TABLE turn_starts (
     count  BIGINT NOT NULL,
     PRIMARY KEY (owner, minute)
 );
+
+-- Sign-in throttles' attempts (see server/db/throttles.rs): one row per attempt counted, at
+-- the database's clock in ms, kept while a window may still count it.
+CREATE TABLE throttle_hits (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key TEXT NOT NULL,
+    at  BIGINT NOT NULL
+);
+CREATE INDEX throttle_hits_by_key ON throttle_hits (key, at);

@@ -17,7 +17,7 @@ pub async fn admin_overview() -> Result<AdminView, ApiError> {
     let (state, principal) = AppState::with_principal()?;
     let admin = Admin::new(&state, &principal, None)?;
     let month = state.month();
-    let (lockouts, lockouts_total) = admin.lockouts();
+    let (lockouts, lockouts_total) = admin.lockouts().await?;
     Ok(AdminView {
         users: store::list_users(&state.db, &month, "", None, USERS_PAGE).await?,
         settings: store::site_settings(&state.db).await?,

@@ -180,7 +180,10 @@ pub async fn sign_in(
     };
     let user = store::user_by_name(&state.db, username).await?;
     let known = known_device(state, request, user.as_ref()).await?;
-    state.sign_in_throttle.attempt(username, address, known)?;
+    state
+        .sign_in_throttle
+        .attempt_everywhere(&state.db, username, address, known)
+        .await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let matches = verify_password(&state.passwords, password, hash).await?;
     let user = match user {
@@ -191,7 +194,10 @@ pub async fn sign_in(
         }
     };
     if !known {
-        state.sign_in_throttle.succeeded(username);
+        state
+            .sign_in_throttle
+            .succeeded_everywhere(&state.db, username)
+            .await;
     }
     if user.is_disabled() {
         audit(
@@ -324,8 +330,14 @@ pub async fn sign_up(
     }
     let username = check_username(username)?;
     // Few accounts per address a day; and the same throttles as sign-ins.
-    state.sign_in_throttle.sign_up(address)?;
-    state.sign_in_throttle.attempt(username, address, false)?;
+    state
+        .sign_in_throttle
+        .sign_up_everywhere(&state.db, address)
+        .await?;
+    state
+        .sign_in_throttle
+        .attempt_everywhere(&state.db, username, address, false)
+        .await?;
     let hash = hash_password(&state.passwords, password).await?;
     let user = store::create_user(
         &state.db,
@@ -338,7 +350,10 @@ pub async fn sign_up(
     )
     .await?
     .ok_or_else(|| AccountError::NameTaken(username.to_owned()))?;
-    state.sign_in_throttle.succeeded(username);
+    state
+        .sign_in_throttle
+        .succeeded_everywhere(&state.db, username)
+        .await;
     start_session(session, &user).await?;
     remember_device(state, request, &user, false).await;
     audit(
@@ -410,7 +425,10 @@ pub async fn change_password(
         return Err(AccountError::WrongCredentials);
     }
     if !known {
-        state.sign_in_throttle.succeeded(&user.username);
+        state
+            .sign_in_throttle
+            .succeeded_everywhere(&state.db, &user.username)
+            .await;
     }
     let hash = hash_password(&state.passwords, new).await?;
     store::set_password(&state.db, id, &hash).await?;
@@ -549,15 +567,24 @@ impl<'a> Admin<'a> {
     }
 
     /// Accounts with failed sign-ins in the last hour: the most failures first, and how many.
-    pub fn lockouts(&self) -> (Vec<crate::model::accounts::Lockout>, usize) {
-        self.state
+    pub async fn lockouts(
+        &self,
+    ) -> Result<(Vec<crate::model::accounts::Lockout>, usize), AccountError> {
+        Ok(self
+            .state
             .sign_in_throttle
-            .lockouts(crate::model::accounts::LOCKOUTS_SHOWN)
+            .lockouts_everywhere(&self.state.db, crate::model::accounts::LOCKOUTS_SHOWN)
+            .await?)
     }
 
     pub async fn clear_lockout(&self, username: &str) -> Result<(), AccountError> {
         let username = check_username(username)?;
-        if self.state.sign_in_throttle.clear(username) {
+        if self
+            .state
+            .sign_in_throttle
+            .clear_everywhere(&self.state.db, username)
+            .await?
+        {
             self.audit("cleared sign-in lockout", Some(username), None)
                 .await;
         }

@@ -23,7 +23,8 @@
 //! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
 //! - `to_postgres`: a single-node database copied into Postgres, checked by counts;
 //! - `replicas`: which process writes each streaming reply, leases, signals between replicas;
-//! - `limits`: running replies and turns per minute counted across replicas (Postgres).
+//! - `limits`: running replies and turns per minute counted across replicas (Postgres);
+//! - `throttles`: sign-in throttles' counts across replicas (Postgres).
 //!
 //! Two engines: SQLite (the default) and Postgres, chosen at start-up by `RILL_DATABASE`. A
 //! [`Db`] knows its engine. Where the engines agree, a query's text is written once (`$1`
@@ -138,6 +139,7 @@ pub mod replicas;
 mod replies;
 pub mod search;
 pub mod shares;
+pub mod throttles;
 pub mod titles;
 pub mod to_postgres;
 mod totals;

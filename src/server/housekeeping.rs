@@ -42,3 +42,18 @@ pub async fn purge_deleted_conversations(db: Db, after: Duration) {
         }
     }
 }
+
+/// Forgets the counts of the limits and throttles replicas share (`db::limits`,
+/// `db::throttles`) once no check reads them (Postgres; nothing to do on SQLite).
+pub async fn forget_old_counts(db: Db) {
+    let mut hourly = tokio::time::interval(EVERY);
+    loop {
+        hourly.tick().await;
+        if let Err(e) = db::limits::forget_old(&db).await {
+            tracing::warn!("could not forget old counts of runs: {e}");
+        }
+        if let Err(e) = db::throttles::forget_old(&db).await {
+            tracing::warn!("could not forget old counts of sign-ins: {e}");
+        }
+    }
+}

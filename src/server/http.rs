@@ -52,6 +52,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         state.db.clone(),
         state.config.conversations.purge_deleted_after,
     ));
+    tokio::spawn(housekeeping::forget_old_counts(state.db.clone()));
     let sessions = sessions::layer(store, https);
     let hosts = Arc::new(HostAllowlist::new(access));
     let max_request_bytes = state.config.limits.max_request_bytes;

@@ -16,13 +16,14 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::connections::address_key;
+use super::db::{self, Db};
 use crate::model::accounts::Lockout;
 
 /// Sign-in attempts at one account from one address per minute (a burst of this many, then one
 /// every 12 s).
 const ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u32 = 5;
 /// Failed sign-ins at one account, from browsers it never signed in from, per hour.
-const FAILURES_PER_ACCOUNT_HOURLY: usize = 60;
+const FAILURES_PER_ACCOUNT_HOURLY: usize = FAILURES_HOURLY as usize;
 /// Sign-in attempts per client address (an IPv6 /64) per minute.
 const ATTEMPTS_PER_ADDRESS: u32 = 20;
 /// Accounts created by sign-up per client address (an IPv6 /64) per day: each comes with its
@@ -32,6 +33,10 @@ const SIGN_UPS_PER_ADDRESS_DAILY: u32 = 3;
 /// forgotten first.
 const MAX_TRACKED_NAMES: usize = 100_000;
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// [`FAILURES_PER_ACCOUNT_HOURLY`] as the shared count compares it.
+const FAILURES_HOURLY: u32 = 60;
 
 /// Why an attempt must wait, and how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +184,111 @@ impl SignInThrottle {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(&account_key(username)).is_some()
     }
+}
+
+/// The same throttles counted in the database, so that they hold across replicas on Postgres
+/// (`db::throttles`; nothing on SQLite, whose one process counts in memory). Each is asked
+/// after this replica's own counts pass; if the database cannot answer, those still hold.
+impl SignInThrottle {
+    /// [`Self::attempt`], here and across replicas.
+    pub async fn attempt_everywhere(
+        &self,
+        db: &Db,
+        username: &str,
+        address: Option<IpAddr>,
+        known_device: bool,
+    ) -> Result<(), Wait> {
+        self.attempt(username, address, known_device)?;
+        let account = account_key(username);
+        let address = address.map(address_key);
+        let checks = [
+            address.map(|a| (format!("address:{a}"), MINUTE, ATTEMPTS_PER_ADDRESS)),
+            Some((
+                format!("account-address:{account} {address:?}"),
+                MINUTE,
+                ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
+            )),
+            (!known_device).then(|| (failures_key(&account), HOUR, FAILURES_HOURLY)),
+        ];
+        for (key, window, limit) in checks.into_iter().flatten() {
+            match db::throttles::hit(db, &key, window, limit).await {
+                Ok(None) => {}
+                Ok(Some(wait)) => {
+                    // Refused: not a failure of this attempt's, here either.
+                    if !known_device {
+                        self.succeeded(username);
+                    }
+                    return Err(Wait(wait));
+                }
+                Err(e) => tracing::warn!("could not count a sign-in across replicas: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::succeeded`], here and across replicas.
+    pub async fn succeeded_everywhere(&self, db: &Db, username: &str) {
+        self.succeeded(username);
+        let key = failures_key(&account_key(username));
+        if let Err(e) = db::throttles::forgive(db, &key).await {
+            tracing::warn!("could not forgive a sign-in across replicas: {e}");
+        }
+    }
+
+    /// [`Self::sign_up`], here and across replicas.
+    pub async fn sign_up_everywhere(&self, db: &Db, address: Option<IpAddr>) -> Result<(), Wait> {
+        self.sign_up(address)?;
+        let Some(address) = address.map(address_key) else {
+            return Ok(());
+        };
+        let key = format!("sign-ups:{address}");
+        match db::throttles::hit(db, &key, DAY, SIGN_UPS_PER_ADDRESS_DAILY).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(Wait(wait)),
+            Err(e) => {
+                tracing::warn!("could not count a sign-up across replicas: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Self::lockouts`]: on Postgres, as counted across replicas.
+    pub async fn lockouts_everywhere(
+        &self,
+        db: &Db,
+        most: usize,
+    ) -> Result<(Vec<Lockout>, usize), db::DbError> {
+        if db.engine() == db::Engine::Sqlite {
+            return Ok(self.lockouts(most));
+        }
+        let counted = db::throttles::counted(db, FAILURES, HOUR).await?;
+        let total = counted.len();
+        let shown = counted
+            .into_iter()
+            .take(most)
+            .map(|(username, failures, oldest_leaves_ms)| Lockout {
+                username,
+                failures,
+                locked_for_secs: (failures >= FAILURES_HOURLY)
+                    .then(|| Duration::from_millis(oldest_leaves_ms).as_secs()),
+            })
+            .collect();
+        Ok((shown, total))
+    }
+
+    /// [`Self::clear`], here and across replicas.
+    pub async fn clear_everywhere(&self, db: &Db, username: &str) -> Result<bool, db::DbError> {
+        let here = self.clear(username);
+        let everywhere = db::throttles::clear(db, &failures_key(&account_key(username))).await?;
+        Ok(here || everywhere)
+    }
+}
+
+/// The prefix of an account's failures' key in `db::throttles`.
+const FAILURES: &str = "failures:";
+
+fn failures_key(account: &str) -> String {
+    format!("{FAILURES}{account}")
 }
 
 /// Forgets the name whose last failure is the oldest.

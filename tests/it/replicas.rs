@@ -607,3 +607,50 @@ async fn another_persons_stop_through_another_replica_stops_nothing() {
         "the provider request ran to its end"
     );
 }
+
+#[tokio::test]
+async fn sign_in_guesses_are_throttled_across_replicas() {
+    let mut apps = replicas(2, || Setup {
+        access: accounts_mode(),
+        ..Setup::default()
+    })
+    .await;
+    let b = apps.pop().expect("two");
+    let a = apps.pop().expect("two");
+    a.add_user("erin", false).await;
+    let (on_a, on_b) = (a.visitor(), b.visitor());
+    // Five guesses a minute at one account from one address, whichever replica each reaches.
+    for person in [&on_a, &on_b, &on_a, &on_b, &on_a] {
+        assert_eq!(attempt(person, "guess").await.status(), 401);
+    }
+    let throttled = attempt(&on_b, "guess").await;
+    assert_eq!(throttled.status(), 429, "B counts A's guesses");
+    assert_eq!(
+        attempt(&on_b, "erin-password").await.status(),
+        429,
+        "even the right password waits"
+    );
+    // An admin sees the failures on either replica.
+    a.add_user("root", true).await;
+    let admin = b.signed_in("root").await;
+    let overview: serde_json::Value = admin
+        .post("admin_overview", json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let lockouts = overview["lockouts"].as_array().expect("lockouts");
+    assert!(
+        lockouts
+            .iter()
+            .any(|l| l["username"] == "erin" && l["failures"].as_u64() >= Some(5)),
+        "{lockouts:?}"
+    );
+}
+
+/// A sign-in as erin with `password`.
+async fn attempt(person: &Person, password: &str) -> reqwest::Response {
+    person
+        .post("sign_in", json!({"username": "erin", "password": password}))
+        .await
+}

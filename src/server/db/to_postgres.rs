@@ -44,8 +44,9 @@ const TABLES: &[&str] = &[
 ];
 
 /// SQLite's tables that are not copied, by name or by prefix (`*`): its own and sqlx's
-/// bookkeeping, sessions (people sign in again), the search index (Postgres keeps its own) and
-/// the leases of the processes that served the file (they serve it no more).
+/// bookkeeping, sessions (people sign in again), the search index (Postgres keeps its own), and
+/// what the processes serving the file counted (leases, running replies, recent turns and
+/// sign-ins: they serve it no more, and the counts are minutes to a day old).
 /// Any other table must be in [`TABLES`]: a table added later and not listed makes the copy
 /// refuse, rather than leave its rows behind.
 const NOT_COPIED: &[&str] = &[
@@ -53,6 +54,9 @@ const NOT_COPIED: &[&str] = &[
     "_sqlx_migrations",
     "tower_sessions",
     "replicas",
+    "replica_running",
+    "turn_starts",
+    "throttle_hits",
     "search_owners",
     "message_search*",
     "title_search*",

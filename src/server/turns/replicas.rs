@@ -43,8 +43,7 @@ pub(super) fn start(deps: &Arc<Deps>, registry: &Arc<Registry>, stop: &Cancellat
     tokio::spawn(hear(deps.db.clone(), registry.clone(), stop.clone()));
 }
 
-/// Renews the lease, looks for abandoned replies and forgets the shared limits' old counts
-/// every [`RENEW_EVERY`] until `stop`.
+/// Renews the lease and looks for abandoned replies every [`RENEW_EVERY`] until `stop`.
 async fn keep_lease(deps: Arc<Deps>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(RENEW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,9 +63,6 @@ async fn keep_lease(deps: Arc<Deps>, stop: CancellationToken) {
                 "replies of a replica that stopped renewing its lease were marked interrupted"
             ),
             Err(e) => tracing::warn!("could not look for abandoned replies: {e}"),
-        }
-        if let Err(e) = crate::server::db::limits::forget_old(&deps.db).await {
-            tracing::warn!("could not forget old counts of runs: {e}");
         }
     }
 }
