@@ -131,11 +131,31 @@ pub enum Signal {
     Began(Uuid),
     /// Running replies' text was saved: pages following them should read it.
     Saved,
+    /// A reader on another replica follows this turn: the replica running it should send its
+    /// text as it comes ([`Signal::Text`]).
+    Watch(Uuid),
+    /// A piece of a turn's text, from the replica running it: `text` goes at byte `offset` of
+    /// the reply's answer (or, `thinking`, of its thinking).
+    Text(TextPiece),
 }
+
+/// A piece of a running reply's text (see [`Signal::Text`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextPiece {
+    pub turn: Uuid,
+    pub thinking: bool,
+    pub offset: usize,
+    pub text: String,
+}
+
+/// The most text one NOTIFY carries (Postgres takes payloads under 8,000 bytes).
+pub const TEXT_PER_SIGNAL: usize = 7_000;
 
 const STOP: &str = "rill_stop";
 const BEGAN: &str = "rill_began";
 const SAVED: &str = "rill_saved";
+const WATCH: &str = "rill_watch";
+const TEXT: &str = "rill_text";
 
 impl Signal {
     fn channel_and_payload(&self) -> (&'static str, String) {
@@ -144,6 +164,17 @@ impl Signal {
             Signal::Stop { turn, owner } => (STOP, format!("{turn} {}", owner.0)),
             Signal::Began(conversation) => (BEGAN, conversation.to_string()),
             Signal::Saved => (SAVED, String::new()),
+            Signal::Watch(turn) => (WATCH, turn.to_string()),
+            Signal::Text(piece) => (
+                TEXT,
+                format!(
+                    "{} {} {} {}",
+                    piece.turn,
+                    if piece.thinking { 't' } else { 'a' },
+                    piece.offset,
+                    piece.text
+                ),
+            ),
         }
     }
 }
@@ -187,7 +218,9 @@ impl Signals {
             return Ok(None);
         };
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen_all([STOP, BEGAN, SAVED]).await?;
+        listener
+            .listen_all([STOP, BEGAN, SAVED, WATCH, TEXT])
+            .await?;
         Ok(Some(Self(listener)))
     }
 
@@ -214,8 +247,55 @@ impl Signals {
                         return Ok(Signal::Began(conversation));
                     }
                 }
+                WATCH => {
+                    if let Ok(turn) = Uuid::parse_str(payload) {
+                        return Ok(Signal::Watch(turn));
+                    }
+                }
+                TEXT => {
+                    if let Some(piece) = text_piece(payload) {
+                        return Ok(Signal::Text(piece));
+                    }
+                }
                 _ => {}
             }
         }
+    }
+}
+
+/// A [`Signal::Text`]'s payload read back: `turn a|t offset text`.
+fn text_piece(payload: &str) -> Option<TextPiece> {
+    let mut parts = payload.splitn(4, ' ');
+    let turn = Uuid::parse_str(parts.next()?).ok()?;
+    let thinking = match parts.next()? {
+        "t" => true,
+        "a" => false,
+        _ => return None,
+    };
+    let offset = parts.next()?.parse().ok()?;
+    let text = parts.next()?.to_owned();
+    Some(TextPiece {
+        turn,
+        thinking,
+        offset,
+        text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_piece_reads_back_whatever_its_text_holds() {
+        let piece = TextPiece {
+            turn: Uuid::new_v4(),
+            thinking: false,
+            offset: 42,
+            text: " spaces, newlines\n and \u{1F30A} ".into(),
+        };
+        let (_, payload) = Signal::Text(piece.clone()).channel_and_payload();
+        assert_eq!(text_piece(&payload), Some(piece));
+        assert_eq!(text_piece("not a piece"), None);
     }
 }

@@ -121,9 +121,20 @@ impl Readers {
         let db = self.deps.db.clone();
         let owner = owner.clone();
         let saves = self.registry.watch_saves_elsewhere();
+        let texts = self.registry.texts_elsewhere();
         let heartbeat = self.heartbeat();
         spawn_lines(move |out| async move {
-            remote::follow(&db, &owner, conversation_id, reply, saves, heartbeat, &out).await;
+            remote::follow(
+                &db,
+                &owner,
+                conversation_id,
+                reply,
+                saves,
+                texts,
+                heartbeat,
+                &out,
+            )
+            .await;
         })
     }
 
@@ -280,8 +291,9 @@ impl Readers {
             }
             if let Some(reply) = elsewhere {
                 let saves = self.registry.watch_saves_elsewhere();
+                let texts = self.registry.texts_elsewhere();
                 tokio::select! {
-                    () = remote::follow(&self.deps.db, owner, conversation_id, reply, saves, self.heartbeat(), out) => {}
+                    () = remote::follow(&self.deps.db, owner, conversation_id, reply, saves, texts, self.heartbeat(), out) => {}
                     () = self.closing.cancelled() => return false,
                 }
                 if out.is_closed() {

@@ -1,15 +1,16 @@
 //! The turns in memory: running ones, and ended ones kept a while for late readers; each
 //! watched conversation's latest turn; and the claim that makes a turn id this process's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::error::TurnError;
 use super::live::{lock, LiveTurn, Refusal};
+use crate::server::db::replicas::TextPiece;
 use crate::server::db::Owner;
 
 pub(super) struct Registry {
@@ -18,6 +19,10 @@ pub(super) struct Registry {
     conversations: Mutex<HashMap<Uuid, watch::Sender<Option<Arc<LiveTurn>>>>>,
     /// Bumped when another replica saved running text (see `remote`).
     saved_elsewhere: watch::Sender<u64>,
+    /// Pieces of text other replicas send of the turns they run (see `remote`).
+    texts_elsewhere: broadcast::Sender<TextPiece>,
+    /// Turns run here whose text goes to the other replicas as it comes (see `replicas`).
+    published: Mutex<HashSet<Uuid>>,
 }
 
 impl Default for Registry {
@@ -26,6 +31,8 @@ impl Default for Registry {
             turns: Mutex::default(),
             conversations: Mutex::default(),
             saved_elsewhere: watch::Sender::new(0),
+            texts_elsewhere: broadcast::channel(1024).0,
+            published: Mutex::default(),
         }
     }
 }
@@ -136,6 +143,25 @@ impl Registry {
 
     pub fn watch_saves_elsewhere(&self) -> watch::Receiver<u64> {
         self.saved_elsewhere.subscribe()
+    }
+
+    /// Another replica sent a piece of a turn's text.
+    pub fn text_elsewhere(&self, piece: TextPiece) {
+        // Nobody following it here is fine.
+        let _ = self.texts_elsewhere.send(piece);
+    }
+
+    pub fn texts_elsewhere(&self) -> broadcast::Receiver<TextPiece> {
+        self.texts_elsewhere.subscribe()
+    }
+
+    /// Marks `turn_id` as published to the other replicas; false if it already was.
+    pub fn start_publishing(&self, turn_id: Uuid) -> bool {
+        lock(&self.published).insert(turn_id)
+    }
+
+    pub fn stop_publishing(&self, turn_id: Uuid) {
+        lock(&self.published).remove(&turn_id);
     }
 
     pub fn watch(&self, conversation_id: Uuid) -> watch::Receiver<Option<Arc<LiveTurn>>> {

@@ -1,16 +1,18 @@
-//! Following a turn another replica runs (issue 28): its rows are the truth, read again each
-//! time a replica says it saved running text (`Signal::Saved`, at the commit of every
-//! checkpoint and every ending) and at least every [`LOOK_EVERY`]. The reader gets the same
-//! events as from a live log: `Started`, the text so far, then what each checkpoint added,
-//! then `Finished` — so the text arrives in checkpoint-sized pieces (every 250 ms) rather than
-//! token by token.
+//! Following a turn another replica runs (issue 28). The reader gets the same events as from a
+//! live log: `Started`, the text so far, then more text, then `Finished`. The text comes two
+//! ways: the replica running the turn sends it as it comes (`Signal::Text`, asked for by
+//! `Signal::Watch`, in the batches a reader there gets), and the rows are read again each time a
+//! replica says it saved running text (`Signal::Saved`, at every checkpoint and ending) and at
+//! least every [`LOOK_EVERY`]. A piece that extends what the reader has goes out at once; one
+//! past it (a piece was lost) sends the reader to the row, which stays the truth.
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use crate::model::{MessageStatus, MessageView, StreamLine, TurnEnvelope, TurnEvent};
+use crate::server::db::replicas::{self, Signal, TextPiece};
 use crate::server::db::{self, Db, Owner};
 
 /// The longest wait between two reads when no replica says anything (a lost signal).
@@ -68,17 +70,70 @@ impl Sent {
     }
 }
 
+/// What became of a piece of text another replica sent.
+enum Applied {
+    /// Sent on, or already sent.
+    Sent,
+    /// It starts past what was sent: one was lost. Read the row.
+    Gap,
+    /// The reader is gone.
+    Gone,
+}
+
+impl Sent {
+    async fn apply(&mut self, out: &mpsc::Sender<StreamLine>, piece: TextPiece) -> Applied {
+        let had = if piece.thinking {
+            self.thinking
+        } else {
+            self.content
+        };
+        if piece.offset > had {
+            return Applied::Gap;
+        }
+        let Some(new) = piece
+            .text
+            .get(had - piece.offset..)
+            .filter(|t| !t.is_empty())
+        else {
+            return Applied::Sent;
+        };
+        let text = new.to_owned();
+        let event = if piece.thinking {
+            self.thinking = piece.offset + piece.text.len();
+            TurnEvent::Thinking { text }
+        } else {
+            self.content = piece.offset + piece.text.len();
+            TurnEvent::Delta { text }
+        };
+        if self.send(out, event).await {
+            Applied::Sent
+        } else {
+            Applied::Gone
+        }
+    }
+}
+
 /// Sends the reply of `turn_id` to `out` until it ends (then `Finished`), the reader goes, or
 /// the reply is continued. `reply` is its row as just read, still streaming.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "what one reader of another replica's turn needs"
+)]
 pub(super) async fn follow(
     db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
     reply: MessageView,
     mut saves: watch::Receiver<u64>,
+    mut texts: broadcast::Receiver<TextPiece>,
     heartbeat: Duration,
     out: &mpsc::Sender<StreamLine>,
 ) {
+    let turn_id = reply.turn_id;
+    // Asked before the row is caught up with: a piece sent meanwhile only repeats it.
+    if let Err(e) = replicas::tell(db, Signal::Watch(turn_id)).await {
+        tracing::warn!("could not ask for a reply's text as it comes: {e}");
+    }
     let mut sent = Sent {
         seq: 0,
         run: reply.run,
@@ -96,7 +151,6 @@ pub(super) async fn follow(
     if !sent.send(out, started).await {
         return;
     }
-    let turn_id = reply.turn_id;
     let mut read = Some(reply);
     loop {
         if let Some(reply) = read.take() {
@@ -110,15 +164,34 @@ pub(super) async fn follow(
                 return;
             }
         }
-        tokio::select! {
-            changed = saves.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(LOOK_EVERY) => {}
-        }
+        let read_row = tokio::select! {
+            changed = saves.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                true
+            }
+            piece = texts.recv() => match piece {
+                Ok(piece) if piece.turn == turn_id => match sent.apply(out, piece).await {
+                    Applied::Sent => false,
+                    Applied::Gap => true,
+                    Applied::Gone => return,
+                },
+                Ok(_) => false,
+                // Missed some: the row has them.
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = tokio::time::sleep(LOOK_EVERY) => true,
+        };
         if sent.last.elapsed() >= heartbeat {
             if out.send(StreamLine::Heartbeat).await.is_err() {
                 return;
             }
             sent.last = tokio::time::Instant::now();
+        }
+        if !read_row {
+            continue;
         }
         read = match db::turn(db, owner, turn_id).await {
             Ok(Some((_, reply, _))) => Some(reply),
@@ -128,5 +201,48 @@ pub(super) async fn follow(
                 None
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(offset: usize, text: &str) -> TextPiece {
+        TextPiece {
+            turn: Uuid::nil(),
+            thinking: false,
+            offset,
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pieces_extend_the_text_once_and_a_lost_one_sends_the_reader_to_the_row() {
+        let (out, mut lines) = mpsc::channel(16);
+        let mut sent = Sent {
+            seq: 1,
+            run: 1,
+            content: 5,
+            thinking: 0,
+            last: tokio::time::Instant::now(),
+        };
+        // Already sent (the row had it): nothing goes out.
+        assert!(matches!(sent.apply(&out, piece(0, "Hello")).await, Applied::Sent));
+        // Overlapping what was sent: only the rest goes out.
+        assert!(matches!(sent.apply(&out, piece(3, "lo, wo")).await, Applied::Sent));
+        // Right after it.
+        assert!(matches!(sent.apply(&out, piece(9, "rld")).await, Applied::Sent));
+        // Past it: one was lost.
+        assert!(matches!(sent.apply(&out, piece(20, "!")).await, Applied::Gap));
+        drop(out);
+        let mut texts = Vec::new();
+        while let Some(StreamLine::Event(event)) = lines.recv().await {
+            if let TurnEvent::Delta { text } = event.event {
+                texts.push(text);
+            }
+        }
+        assert_eq!(texts, [", wo", "rld"]);
+        assert_eq!(sent.content, "Hello, world".len());
     }
 }

@@ -101,6 +101,14 @@ async fn hear(db: Db, registry: Arc<Registry>, stop: CancellationToken) {
                 }
                 Ok(Signal::Began(conversation_id)) => registry.poke(conversation_id),
                 Ok(Signal::Saved) => registry.saved_elsewhere(),
+                Ok(Signal::Watch(turn_id)) => {
+                    if let Some(turn) = registry.get(turn_id).filter(|t| !t.is_finished()) {
+                        if registry.start_publishing(turn_id) {
+                            tokio::spawn(publish(db.clone(), registry.clone(), turn));
+                        }
+                    }
+                }
+                Ok(Signal::Text(piece)) => registry.text_elsewhere(piece),
                 Err(e) => {
                     tracing::warn!("lost the other replicas' signals: {e}");
                     break;
@@ -108,4 +116,63 @@ async fn hear(db: Db, registry: Arc<Registry>, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// Sends a turn run here to the other replicas as it comes (a reader there asked): its text in
+/// the batches a reader here gets (one each [`super::follower::TEXT_INTERVAL`] at most), each
+/// with its place in the reply, until it ends. The rows stay the truth: a piece lost or out of
+/// place only sends that reader to read the row.
+async fn publish(db: Db, registry: Arc<Registry>, turn: Arc<super::live::LiveTurn>) {
+    use crate::model::{StreamLine, TurnEvent};
+    let turn_id = turn.turn_id;
+    // Heartbeats are not sent on: a long quiet wait only costs a wake-up.
+    let mut follower = super::follower::Follower::new(turn, 0, Duration::from_secs(3600));
+    let (mut answer, mut thought) = (0usize, 0usize);
+    'reading: while let Some(lines) = follower.next_lines().await {
+        for line in lines {
+            let StreamLine::Event(event) = line else {
+                continue;
+            };
+            let (thinking, text) = match event.event {
+                TurnEvent::Started { .. } => {
+                    (answer, thought) = (0, 0);
+                    continue;
+                }
+                TurnEvent::Delta { text } => (false, text),
+                TurnEvent::Thinking { text } => (true, text),
+                TurnEvent::Finished(_) => break 'reading,
+                _ => continue,
+            };
+            let offset = if thinking { &mut thought } else { &mut answer };
+            for piece in pieces(&text) {
+                let signal = Signal::Text(replicas::TextPiece {
+                    turn: turn_id,
+                    thinking,
+                    offset: *offset,
+                    text: piece.to_owned(),
+                });
+                *offset += piece.len();
+                if let Err(e) = replicas::tell(&db, signal).await {
+                    tracing::warn!("could not send a reply's text to the other replicas: {e}");
+                }
+            }
+        }
+    }
+    registry.stop_publishing(turn_id);
+}
+
+/// `text` in pieces a signal can carry, cut between characters.
+fn pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(replicas::TEXT_PER_SIGNAL);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, after) = rest.split_at(end);
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces
 }
