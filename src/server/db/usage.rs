@@ -51,8 +51,9 @@ impl Purpose {
 }
 
 /// The limits a reservation must fit under, in USD for the month. Each is checked in [`hold`]
-/// against its own sum of the ledger, in the one write transaction; a further limit (a group's
-/// budget) is a field here, its sum there and a variant of [`Reserved`].
+/// against its own sum of the ledger, in the one write transaction. The owner's groups'
+/// budgets are read there too (not here), so a budget changed or a member added is seen by the
+/// very reservation it could refuse.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// The person's own budget.
@@ -61,10 +62,12 @@ pub struct Limits {
     pub site_cap: Option<f64>,
     /// The API key's own budget (the reservation's `api_key`).
     pub key_budget: Option<f64>,
+    /// The owner's groups' budgets (an account's; single-user mode has no groups).
+    pub groups: bool,
 }
 
 /// Whether the run may go ahead.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reserved {
     Held,
     /// Spent (settled and reserved) this month, and the budget it would pass.
@@ -78,6 +81,12 @@ pub enum Reserved {
     },
     /// Spent through the API key this month, and its budget.
     OverKeyBudget {
+        spent: f64,
+        budget: f64,
+    },
+    /// Spent by the members of the group `group` this month, and its budget.
+    OverGroupBudget {
+        group: String,
         spent: f64,
         budget: f64,
     },
@@ -154,6 +163,35 @@ async fn hold(
             .await?;
             if spent + r.reserved_usd > budget {
                 return Ok(Reserved::OverKeyBudget { spent, budget });
+            }
+        }
+        // Every group the owner is in with a budget (an account's: `Owner` is the user's id).
+        // Checked in this write transaction, which the batch writer runs one at a time, so
+        // members sending at once see each other's reservations.
+        if limits.groups {
+            let groups: Vec<(String, String, Option<f64>)> =
+                sqlx::query_as(super::groups::GROUPS_OF)
+                    .bind(&r.owner.0)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let sum = format!(
+                "SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({})",
+                super::groups::MEMBERS
+            );
+            for (id, group, budget) in groups {
+                let Some(budget) = budget else { continue };
+                let (spent,): (f64,) = sqlx::query_as(&sum)
+                    .bind(&id)
+                    .bind(r.month)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if spent + r.reserved_usd > budget {
+                    return Ok(Reserved::OverGroupBudget {
+                        group,
+                        spent,
+                        budget,
+                    });
+                }
             }
         }
         if let Some(cap) = limits.site_cap {
