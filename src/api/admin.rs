@@ -15,6 +15,7 @@ pub const AUDIT_PAGE: u32 = 50;
 /// Users per page, by name (searchable, and more on request).
 pub const USERS_PAGE: u32 = 100;
 /// Models one group may be limited to (more than any catalog here holds).
+#[cfg(feature = "ssr")]
 const MAX_GROUP_MODELS: usize = 1_000;
 
 #[leptos::server(prefix = "/api", endpoint = "admin_overview", input = Json)]

@@ -286,25 +286,7 @@ async fn group_totals_csv(
         Err(e) => return api_error(&ApiError::from(e)),
     };
     let admin = principal.is_admin && principal.owner == *owner;
-    let written = (|| {
-        let mut csv = csv::Writer::from_writer(Vec::new());
-        if admin {
-            csv.write_record(["month", "group", "members", "cost_usd", "budget_usd"])?;
-        } else {
-            csv.write_record(["month", "group", "cost_usd", "budget_usd"])?;
-        }
-        for (name, members, cost, budget) in &totals {
-            let cost = format!("{cost:.8}");
-            let budget = budget.map(|b| format!("{b:.2}")).unwrap_or_default();
-            if admin {
-                csv.write_record([month, name, &members.to_string(), &cost, &budget])?;
-            } else {
-                csv.write_record([month, name.as_str(), &cost, &budget])?;
-            }
-        }
-        csv.into_inner()
-            .map_err(|e| csv::Error::from(e.into_error()))
-    })();
+    let written = group_totals_rows(admin, month, &totals);
     let body = match written {
         Ok(body) => body,
         Err(e) => {
@@ -324,6 +306,32 @@ async fn group_totals_csv(
         )
         .body(Body::from(body))
         .unwrap_or_default()
+}
+
+/// Group totals as CSV: `(name, members, cost, budget)` each; the member count for an admin.
+fn group_totals_rows(
+    admin: bool,
+    month: &str,
+    totals: &[(String, usize, f64, Option<f64>)],
+) -> Result<Vec<u8>, csv::Error> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    if admin {
+        csv.write_record(["month", "group", "members", "cost_usd", "budget_usd"])?;
+    } else {
+        csv.write_record(["month", "group", "cost_usd", "budget_usd"])?;
+    }
+    for (name, members, cost, budget) in totals {
+        let cost = format!("{cost:.8}");
+        let budget = budget.map(|b| b.to_string()).unwrap_or_default();
+        if admin {
+            let members = members.to_string();
+            csv.write_record([month, name.as_str(), members.as_str(), &cost, &budget])?;
+        } else {
+            csv.write_record([month, name.as_str(), &cost, &budget])?;
+        }
+    }
+    csv.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
 }
 
 /// A file name of only characters a username may have that are safe in a header.

@@ -346,7 +346,7 @@ async fn members_sending_at_once_stay_within_their_group_budget() {
     );
     let row: Vec<&str> = lines.next().expect("a row").split(',').collect();
     assert_eq!(&row[1..3], ["Research", "3"]);
-    assert_eq!(row[4], "0.50");
+    assert_eq!(row[4], "0.5");
     // A member's lists their own groups only, without the member count.
     app.add_user("dan", false).await;
     let dan = app.signed_in("dan").await;

@@ -5,20 +5,9 @@
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::usage::SPENT;
+use super::usage::{GROUPS_OF, MEMBERS, SPENT};
 use super::{Db, DbError};
 use crate::model::groups::{GroupMember, GroupView, MAX_GROUPS};
-
-/// The user ids of group `$1`'s members: by hand, and through its identity provider group.
-pub(super) const MEMBERS: &str = "SELECT m.user_id FROM group_members m WHERE m.group_id = $1
-     UNION SELECT i.user_id FROM user_idp_groups i JOIN user_groups g ON g.idp_group = i.name
-      WHERE g.id = $1";
-
-/// The groups user `$1` belongs to: `id, name, monthly_budget_usd`.
-pub(super) const GROUPS_OF: &str = "SELECT g.id, g.name, g.monthly_budget_usd FROM user_groups g
-     WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
-        OR EXISTS (SELECT 1 FROM user_idp_groups i WHERE i.name = g.idp_group AND i.user_id = $1)
-     ORDER BY g.name";
 
 /// What a change to a group came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,18 @@ use crate::model::{MessageStatus, Usage};
 pub(super) const SPENT: &str =
     "COALESCE(SUM(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0.0) END), 0.0)";
 
+/// The user ids of group `$1`'s members: by hand, and through its identity provider group (a
+/// group's budget counts their spending; `groups` manages them).
+pub(super) const MEMBERS: &str = "SELECT m.user_id FROM group_members m WHERE m.group_id = $1
+     UNION SELECT i.user_id FROM user_idp_groups i JOIN user_groups g ON g.idp_group = i.name
+      WHERE g.id = $1";
+
+/// The groups user `$1` belongs to: `id, name, monthly_budget_usd`.
+pub(super) const GROUPS_OF: &str = "SELECT g.id, g.name, g.monthly_budget_usd FROM user_groups g
+     WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
+        OR EXISTS (SELECT 1 FROM user_idp_groups i WHERE i.name = g.idp_group AND i.user_id = $1)
+     ORDER BY g.name";
+
 /// A run about to call its provider, and the most it can cost.
 pub struct Reservation<'a> {
     pub owner: &'a Owner,
@@ -169,15 +181,12 @@ async fn hold(
         // Checked in this write transaction, which the batch writer runs one at a time, so
         // members sending at once see each other's reservations.
         if limits.groups {
-            let groups: Vec<(String, String, Option<f64>)> =
-                sqlx::query_as(super::groups::GROUPS_OF)
-                    .bind(&r.owner.0)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let sum = format!(
-                "SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({})",
-                super::groups::MEMBERS
-            );
+            let groups: Vec<(String, String, Option<f64>)> = sqlx::query_as(GROUPS_OF)
+                .bind(&r.owner.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            let sum =
+                format!("SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({MEMBERS})");
             for (id, group, budget) in groups {
                 let Some(budget) = budget else { continue };
                 let (spent,): (f64,) = sqlx::query_as(&sum)

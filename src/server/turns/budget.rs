@@ -1,9 +1,10 @@
 //! Monthly budgets as a ledger. Before a run sends anything it reserves its worst case — a token
 //! for every byte of the prompt, and its whole output cap, at the model's prices — against the
-//! owner's month (and the site's), in the same write transaction that adds up what is settled
-//! and what other runs hold; when it ends it is settled to its real cost. So runs started at
-//! once cannot together pass a budget, and a run is billed to the month it ran in. A refusal is
-//! a failed reply that cost nothing, with the question kept; no provider request is made.
+//! owner's month (their groups', the site's, an API key's), in the same write transaction that
+//! adds up what is settled and what other runs hold; when it ends it is settled to its real
+//! cost. So runs started at once cannot together pass a budget, and a run is billed to the
+//! month it ran in. A refusal is a failed reply that cost nothing, with the question kept; no
+//! provider request is made. A model the owner's groups do not allow is refused here too.
 
 use llm::Usage;
 use uuid::Uuid;
