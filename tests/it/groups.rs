@@ -33,11 +33,6 @@ fn dear() -> (String, PriceEntry) {
 
 /// Accounts mode at [`dear`] prices, the fake answering `tokens` tokens, replies capped there.
 async fn dear_app(tokens: u32, limits: Option<LimitSettings>) -> TestApp {
-    capped_app(tokens, tokens, limits).await
-}
-
-/// [`dear_app`], the fake answering `tokens` tokens and replies capped at `cap`.
-async fn capped_app(tokens: u32, cap: u32, limits: Option<LimitSettings>) -> TestApp {
     TestApp::with(Setup {
         access: accounts_mode(),
         fake: FakeConfig {
@@ -46,7 +41,7 @@ async fn capped_app(tokens: u32, cap: u32, limits: Option<LimitSettings>) -> Tes
             ..FakeConfig::default()
         },
         turns: Some(TurnSettings {
-            max_output_tokens: cap,
+            max_output_tokens: tokens,
             ..test_turns()
         }),
         prices: vec![dear()],
@@ -497,14 +492,26 @@ async fn warnings_at_80_and_90_percent_reach_the_page_and_the_webhook_once() {
 
 #[tokio::test]
 async fn a_groups_models_hold_on_every_path() {
-    // Replies are cut at their cap, so they can be continued.
-    let app = capped_app(20, 10, None).await;
+    // Replies are cut at their length limit, so they can be continued.
+    let app = TestApp::with(Setup {
+        access: accounts_mode(),
+        fake: FakeConfig {
+            tokens: 5,
+            hit_token_limit: true,
+            ..FakeConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
     app.add_user("root", true).await;
     app.add_user("ann", false).await;
     let root = app.signed_in("root").await;
     let ann = app.signed_in("ann").await;
     // Before any limit: a conversation on the default model.
-    let first = ann.turn(None, "Before").await;
+    let first_turn = Uuid::new_v4();
+    let first = EventReader::new(ann.send(first_turn, None, "Before").await)
+        .read_to_end()
+        .await;
     assert_eq!(outcome(&first).status, MessageStatus::Complete);
     let conversation = conversation_of(&first);
     let id = make_group(&root, "Writers", None).await;
@@ -538,37 +545,7 @@ async fn a_groups_models_hold_on_every_path() {
     assert!(all.to_string().contains("fake/fake-model"));
 
     let calls = app.fake.calls().len();
-    // Send (on the conversation's model), Regenerate: refused in words, no provider request.
-    let refused = outcome(&ann.turn(Some(conversation), "After").await);
-    assert_eq!(refused.status, MessageStatus::Failed);
-    let words = refused.error.clone().unwrap_or_default();
-    assert!(
-        words.contains("do not allow the model fake/fake-model"),
-        "{words}"
-    );
-    let view: Value = ann
-        .post("get_conversation", json!({"id": conversation}))
-        .await
-        .json()
-        .await
-        .expect("conversation");
-    let q1 = view["messages"][0]["turn_id"].clone();
-    let regenerated = ann
-        .post(
-            "send_message",
-            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "Before",
-                   "model": null, "alternative_to": q1}),
-        )
-        .await;
-    assert_eq!(regenerated.status(), 200);
-    let regenerated = outcome(&EventReader::new(regenerated).read_to_end().await);
-    assert_eq!(regenerated.status, MessageStatus::Failed);
-    assert!(regenerated
-        .error
-        .unwrap_or_default()
-        .contains("do not allow"));
-    // Continue of the first reply (cut short by its cap): refused too.
-    let first_turn = view["messages"][1]["turn_id"].clone();
+    // Continue of the first reply (cut at its length limit): refused too.
     let continued = ann
         .post(
             "continue_reply",
@@ -579,6 +556,28 @@ async fn a_groups_models_hold_on_every_path() {
     let continued = outcome(&EventReader::new(continued).read_to_end().await);
     assert_eq!(continued.status, MessageStatus::Failed);
     assert!(continued.error.unwrap_or_default().contains("do not allow"));
+    // Send (on the conversation's model), Regenerate: refused in words, no provider request.
+    let refused = outcome(&ann.turn(Some(conversation), "After").await);
+    assert_eq!(refused.status, MessageStatus::Failed);
+    let words = refused.error.clone().unwrap_or_default();
+    assert!(
+        words.contains("do not allow the model fake/fake-model"),
+        "{words}"
+    );
+    let regenerated = ann
+        .post(
+            "send_message",
+            json!({"turn_id": Uuid::new_v4(), "conversation_id": conversation, "text": "Before",
+                   "model": null, "alternative_to": first_turn}),
+        )
+        .await;
+    assert_eq!(regenerated.status(), 200);
+    let regenerated = outcome(&EventReader::new(regenerated).read_to_end().await);
+    assert_eq!(regenerated.status, MessageStatus::Failed);
+    assert!(regenerated
+        .error
+        .unwrap_or_default()
+        .contains("do not allow"));
     // Switching the conversation to a model the group does not allow: 403.
     let (status, body) = call(
         &ann,
