@@ -116,7 +116,7 @@ pub async fn set_site_settings(settings: SiteSettings) -> Result<(), ApiError> {
 /// Every group, with members, models, budget and this month's spending, and every model an
 /// admin may limit a group to.
 #[leptos::server(prefix = "/api", endpoint = "admin_groups", input = Json)]
-pub async fn admin_groups() -> Result<AdminGroups, ApiError> {
+pub async fn group_overview() -> Result<AdminGroups, ApiError> {
     let (state, principal) = AppState::with_principal()?;
     Admin::new(&state, &principal, None)?;
     let month = state.month();

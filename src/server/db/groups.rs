@@ -93,8 +93,9 @@ pub async fn delete_group(db: &Db, id: Uuid) -> Result<Changed, DbError> {
             .bind(TextUuid(id))
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
     })?;
-    Ok(found(done.rows_affected()))
+    Ok(found(done))
 }
 
 /// Sets a group's monthly budget (`None`: no group limit).
@@ -105,8 +106,9 @@ pub async fn set_group_budget(db: &Db, id: Uuid, budget: Option<f64>) -> Result<
             .bind(TextUuid(id))
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
     })?;
-    Ok(found(done.rows_affected()))
+    Ok(found(done))
 }
 
 /// Links a group to the identity provider's group `idp_group` (`None`: unlinks it).
@@ -117,8 +119,9 @@ pub async fn set_idp_group(db: &Db, id: Uuid, idp_group: Option<&str>) -> Result
             .bind(TextUuid(id))
             .execute(pool)
             .await
+            .map(|done| done.rows_affected())
     })?;
-    Ok(found(done.rows_affected()))
+    Ok(found(done))
 }
 
 /// Replaces the models a group's members may use (empty: every model).
@@ -381,8 +384,9 @@ pub async fn claim_alert(
         .bind(now)
         .execute(pool)
         .await
+        .map(|done| done.rows_affected())
     })?;
-    Ok(done.rows_affected() == 1)
+    Ok(done == 1)
 }
 
 /// Records a try at sending a claimed warning, and when it was taken (`sent`).

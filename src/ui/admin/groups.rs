@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{budget_text, parse_budget};
 use crate::api::admin::{
-    admin_groups, AddGroupMember, CreateGroup, DeleteGroup, RemoveGroupMember, RenameGroup,
+    group_overview, AddGroupMember, CreateGroup, DeleteGroup, RemoveGroupMember, RenameGroup,
     SetGroupBudget, SetGroupIdp, SetGroupModels,
 };
 use crate::format::{fixed, format_cost, model_name};
@@ -58,7 +58,7 @@ pub fn Groups() -> impl IntoView {
                 a.remove.version().get(),
             )
         },
-        |_| admin_groups(),
+        |_| group_overview(),
     );
     let (e1, e2, e3, e4) = (
         error_of(a.create),
@@ -317,7 +317,7 @@ fn GroupSection(group: GroupView, models: Vec<String>, actions: GroupActions) ->
     let members = group.members;
     view! {
         <section class="group" data-group=name.clone() aria-labelledby=heading.clone()>
-            <h3 id=heading>{name.clone()}</h3>
+            <h3 id=heading.clone()>{name.clone()}</h3>
             <p>{spent}</p>
             <form class="inline" method="post" on:submit=rename>
                 <input name="group-rename" required aria-label=format!("New name for {name}") bind:value=new_name />
@@ -353,7 +353,7 @@ fn GroupSection(group: GroupView, models: Vec<String>, actions: GroupActions) ->
                                 <input type="checkbox" value=model.clone()
                                     prop:checked=move || chosen.with(|c| c.contains(&m.get_value()))
                                     on:change=toggle />
-                                {model_name(&model)}
+                                {model_name(&model).to_owned()}
                             </label>
                         }
                     }).collect_view()}
