@@ -24,9 +24,9 @@ CREATE TABLE budget_alerts (
     scope     TEXT NOT NULL,
     scope_id  TEXT NOT NULL,
     month     TEXT NOT NULL,
-    threshold INTEGER NOT NULL,
+    threshold BIGINT NOT NULL,
     at        BIGINT NOT NULL,
     sent_at   BIGINT,
-    attempts  INTEGER NOT NULL DEFAULT 0,
+    attempts  BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, scope_id, month, threshold)
 );

@@ -380,7 +380,7 @@ pub async fn claim_alert(
         .bind(scope)
         .bind(scope_id)
         .bind(month)
-        .bind(i32::from(threshold))
+        .bind(i64::from(threshold))
         .bind(now)
         .execute(pool)
         .await
@@ -407,7 +407,7 @@ pub async fn record_alert_try(
         .bind(scope)
         .bind(scope_id)
         .bind(month)
-        .bind(i32::from(threshold))
+        .bind(i64::from(threshold))
         .execute(pool)
         .await
         .map(|_| ())
