@@ -257,7 +257,7 @@ async fn model(
     };
     // A model the owner's groups do not allow is not listed, so not found either.
     let allowed = match crate::server::groups::allowed_models(&state.db, &holder.owner).await {
-        Ok(allowed) => allowed.is_none_or(|models| models.iter().any(|m| *m == id)),
+        Ok(allowed) => allowed.is_none_or(|models| models.contains(&id)),
         Err(e) => {
             tracing::error!("could not read a key's models: {e}");
             false
