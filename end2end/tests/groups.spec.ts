@@ -62,11 +62,14 @@ test("an admin gives a group a budget and a model; a member sees only that model
     await admin.getByRole("button", { name: "Create group" }).click();
     const group = admin.locator('section.group[data-group="Research"]');
     await expect(group).toBeVisible();
-    await group.locator('input[value="fake/fake-model"]').check();
-    await group.getByRole("button", { name: "Save models" }).click();
     await group.getByLabel("Username to add to Research").fill("mia");
     await group.getByRole("button", { name: "Add member" }).click();
     await expect(group.locator(".group-members")).toContainText("mia");
+    await group.locator('input[value="fake/fake-model"]').check();
+    // The groups are read again after the change: wait for that before looking.
+    const reloaded = admin.waitForResponse((r) => r.url().endsWith("/api/admin_groups"));
+    await group.getByRole("button", { name: "Save models" }).click();
+    await reloaded;
     await expect(group.locator('input[value="fake/fake-model"]')).toBeChecked();
     await expect(group.locator('input[value="fake/other-model"]')).not.toBeChecked();
     // The month at a glance: a described chart, its figures in text beside it.
