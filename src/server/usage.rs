@@ -13,7 +13,7 @@ use super::principal::Principal;
 use super::AppState;
 use crate::error::ApiError;
 use crate::model::accounts::UsageReport;
-use crate::model::groups::GroupTotal;
+use crate::model::groups::{BudgetScope, BudgetUse, GroupTotal};
 
 /// Whose usage a request may read: one's own, or (for an admin) anyone's.
 pub async fn subject(
@@ -56,12 +56,24 @@ pub async fn report(
             budget_usd: g.monthly_budget_usd,
         })
         .collect();
+    // The person's own budget, their groups', and each of their API keys' with a budget.
+    let mut budgets = super::groups::budgets(&state.db, owner, &month).await?;
+    for key in db::api_keys::list_keys(&state.db, owner, &month).await? {
+        if let Some(budget) = key.monthly_budget_usd {
+            budgets.push(BudgetUse {
+                scope: BudgetScope::Key,
+                name: key.name,
+                budget_usd: budget,
+                spent_usd: key.month_spent_usd,
+            });
+        }
+    }
     Ok(UsageReport {
         username,
         month_cost_usd: db::usage::month_spent(&state.db, owner, &month).await?,
         budget_usd,
         rows: db::usage::month_usage(&state.db, owner, &month).await?,
-        budgets: super::groups::budgets(&state.db, owner, &month).await?,
+        budgets,
         groups,
         month,
     })

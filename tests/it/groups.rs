@@ -483,6 +483,22 @@ async fn warnings_at_80_and_90_percent_reach_the_page_and_the_webhook_once() {
         .await
         .expect("report");
     assert_eq!(report["budgets"][0]["name"], "Research");
+    // An API key's budget is one of them too.
+    let (code, made) = call(
+        &ann,
+        "create_api_key",
+        json!({"key": {"name": "script", "monthly_budget_usd": 1.0}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{made}");
+    let report: Value = ann
+        .post("monthly_usage", json!({"user_id": null}))
+        .await
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(report["budgets"][1]["scope"], "Key");
+    assert_eq!(report["budgets"][1]["name"], "script");
     // A raised budget, spent past 80 % again in the same month, sends nothing more.
     call(
         &root,
