@@ -679,3 +679,52 @@ async fn a_groups_models_hold_on_every_path() {
         "no request for a refused model"
     );
 }
+
+#[tokio::test]
+async fn an_api_keys_budget_warns_through_the_webhook_too() {
+    let (url, seen) = receiver().await;
+    let app = dear_app(
+        10,
+        Some(LimitSettings {
+            budget_webhook: Some(url.parse().expect("url")),
+            ..generous_limits()
+        }),
+    )
+    .await;
+    app.add_user("kim", false).await;
+    let kim = app.signed_in("kim").await;
+    // One completion of 10 tokens costs about $0.02: its reservation passes 90 % of $0.022.
+    let (code, made) = call(
+        &kim,
+        "create_api_key",
+        json!({"key": {"name": "nightly", "monthly_budget_usd": 0.022}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{made}");
+    let key = made["key"].as_str().expect("key").to_owned();
+    let completion = app
+        .http
+        .post(format!("{}/v1/chat/completions", app.base_url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "fake/fake-model", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .expect("completion");
+    assert_eq!(completion.status(), 200);
+    until(|| thresholds(&seen, "key").len() >= 3).await;
+    let keyed = thresholds(&seen, "key");
+    let mut sorted = keyed.clone();
+    sorted.sort_unstable();
+    // 80 and 90 at once: the first request refused and retried.
+    assert_eq!(sorted, [80, 80, 90], "{keyed:?}");
+    let hook = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|hook| hook["scope"] == "key")
+        .cloned()
+        .expect("a key's warning");
+    assert_eq!(hook["name"], "nightly");
+    assert_eq!(hook["id"], made["view"]["id"]);
+}
