@@ -138,6 +138,16 @@ ensure_openai_sdk() {
   "$OPENAI_SDK_VENV/bin/pip" install -q --disable-pip-version-check "openai==$OPENAI_SDK_VERSION"
 }
 
+# PyYAML, in the same virtual environment, for scripts/check-deploy.py (the compose file and
+# Kubernetes manifests parsed and checked). From PyPI, about 2 s.
+PYYAML_VERSION=6.0.2
+ensure_pyyaml() {
+  ensure_openai_sdk
+  if "$OPENAI_SDK_VENV/bin/python" -c "import yaml, sys; sys.exit(yaml.__version__ != '$PYYAML_VERSION')" 2>/dev/null; then return; fi
+  log "installing PyYAML $PYYAML_VERSION from PyPI (for scripts/check-deploy.py)"
+  "$OPENAI_SDK_VENV/bin/pip" install -q --disable-pip-version-check "PyYAML==$PYYAML_VERSION"
+}
+
 # The local model runs on llama.cpp, which the llama-cpp-sys-2 crate builds from source with
 # cmake and a C++ compiler, and binds with bindgen (libclang).
 ensure_cmake_and_clang() {

@@ -42,6 +42,7 @@ ensure_chromium
 ensure_nginx
 ensure_postgres
 ensure_openai_sdk
+ensure_pyyaml
 ensure_cargo_machete
 ensure_cargo_deny
 ensure_end2end_packages
@@ -55,6 +56,9 @@ bash scripts/check-deps.sh
 
 step "module arrows (no two server modules depend on each other)"
 python3 scripts/check-module-arrows.py
+
+step "deployment files (compose.replicas.yaml, deploy/)"
+"$OPENAI_SDK_VENV/bin/python" scripts/check-deploy.py
 
 step "security advisories (RustSec, offline)"
 bash scripts/check-advisories.sh

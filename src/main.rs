@@ -172,13 +172,6 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
     let db = db::connect(&config.database)
         .await
         .with_context(|| format!("opening the database {}", config.database.describe()))?;
-    let interrupted = db::interrupt_streaming(&db).await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            interrupted,
-            "replies cut short when the server last stopped were kept and marked interrupted"
-        );
-    }
     let settings = config.local_model.clone();
     let local_model =
         tokio::task::spawn_blocking(move || LocalModelStatus::load(settings.as_ref())).await?;
@@ -189,6 +182,14 @@ async fn serve(config: rill::server::config::Config) -> anyhow::Result<()> {
         .context("starting the server's state")?;
     for notice in state.catalog.notices() {
         tracing::warn!("{notice}");
+    }
+    // Before serving: a lease, and the replies no living replica writes marked interrupted.
+    let interrupted = rill::server::turns::join(&state.db, &state.prices).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "replies cut short when their server stopped were kept and marked interrupted"
+        );
     }
     // Replies a crash cut short are billed at an estimate of what they wrote.
     let settled = rill::server::turns::settle_open_runs(&state.db, &state.prices, None).await?;

@@ -65,6 +65,10 @@ pub fn fake_provider(base_url: String, models: &[&str]) -> ProviderConfig {
 
 /// Starts the real router with `config` on a free loopback port; returns the URL of
 /// `send_message` and a reader of the database.
+#[allow(
+    dead_code,
+    reason = "bench_replicas starts replicas of its own, on Postgres, with a lease each"
+)]
 pub async fn start_server(
     config: Config,
     local: LocalModelStatus,

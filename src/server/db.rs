@@ -23,7 +23,9 @@
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
 //! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
-//! - `to_postgres`: a single-node database copied into Postgres, checked by counts.
+//! - `to_postgres`: a single-node database copied into Postgres, checked by counts;
+//! - `replicas`: which process writes each streaming reply, leases, signals between replicas;
+//! - `limits`: running replies and turns per minute counted across replicas (Postgres).
 //!
 //! Two engines: SQLite (the default) and Postgres, chosen at start-up by `RILL_DATABASE`. A
 //! [`Db`] knows its engine. Where the engines agree, a query's text is written once (`$1`
@@ -130,10 +132,12 @@ pub mod branches;
 mod conversations;
 pub mod groups;
 mod ids;
+pub mod limits;
 mod lookups;
 mod messages;
 mod pool;
 mod prompts;
+pub mod replicas;
 mod replies;
 pub mod search;
 pub mod shares;
@@ -153,7 +157,7 @@ pub use self::conversations::{
 pub use self::pool::{backup, check_file_modes, connect, migrate, ping};
 pub use self::prompts::{set_system_prompt, UNUSED_PROMPT_REVISIONS_KEPT};
 pub use self::replies::{
-    error_details, finish_reply, interrupt_reply, interrupt_streaming, save_checkpoints,
+    error_details, finish_reply, interrupt_abandoned, interrupt_reply, save_checkpoints,
     store_html, streaming_reply_of, Checkpoint, ReplyRef, ReplyText, INTERRUPTED_BY_RESTART,
 };
 pub use self::turns::{
@@ -215,6 +219,8 @@ pub struct Db {
     pools: Pools,
     /// The turn engine's small writes, many in one transaction (on either engine).
     batcher: batch::Batcher,
+    /// The replica this process is (see `replicas`): random, so a restart is a new one.
+    replica: std::sync::Arc<str>,
 }
 
 /// Which engine holds the data.

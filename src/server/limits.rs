@@ -31,6 +31,8 @@ pub struct TurnLimits {
     running: Counts,
     rate: DefaultKeyedRateLimiter<Owner>,
     streams: Counts,
+    /// The quota the rate enforces, for the count replicas share (`db::limits`).
+    per_minute: u32,
 }
 
 /// How many of something each owner holds, each under a cap.
@@ -91,7 +93,18 @@ impl TurnLimits {
             running: Counts::new(settings.running_per_user),
             rate: RateLimiter::keyed(Quota::per_minute(per_minute)),
             streams: Counts::new(settings.streams_per_user),
+            per_minute: per_minute.get(),
         }
+    }
+
+    /// Replies one person may have running at once.
+    pub fn max_running(&self) -> usize {
+        self.running.max
+    }
+
+    /// Turns one person may start a minute.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
     }
 
     /// One more open event stream of `owner`, held until the stream is dropped.

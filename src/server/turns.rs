@@ -12,8 +12,10 @@
 //! spend it), `titles` (a conversation's title from its first exchange), `follow` (the readers'
 //! side: re-attach, replay, a conversation's stream), `registry` (the turns in memory), `live`
 //! (one run's event log), `checkpoints` (saving running text), `completion` (a run asked through
-//! the OpenAI-compatible API: no conversation, the same limits, budgets and ledger); `deps` and
-//! `error` are shared by all.
+//! the OpenAI-compatible API: no conversation, the same limits, budgets and ledger), `replicas`
+//! (this replica among others: its lease, dead replicas' replies, the others' signals) and
+//! `remote` (following a turn another replica runs, through its rows); `deps` and `error` are
+//! shared by all.
 //! Arrows only point down this list's dependencies: nothing imports `hub`.
 
 mod budget;
@@ -29,6 +31,8 @@ mod hub;
 mod live;
 mod prompt;
 mod registry;
+mod remote;
+mod replicas;
 mod run;
 mod titles;
 
@@ -37,3 +41,4 @@ pub use completion::{Caller, CompletionError, CompletionEvent, CompletionRequest
 pub use error::{RunError, TurnError};
 pub use hub::TurnHub;
 pub use live::{ndjson_chunks, Lines};
+pub use replicas::join;

@@ -95,10 +95,10 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
     assert_eq!(view.messages[1].thinking, "hmm.");
     // The start-up recovery takes the pieces into the row.
     let interrupted: (String, String, String) = {
-        sql("UPDATE messages SET status = 'streaming' WHERE role = 'assistant'")
+        sql("UPDATE messages SET status = 'streaming', replica = NULL WHERE role = 'assistant'")
             .execute(&app.state.db)
             .await;
-        rill::server::db::interrupt_streaming(&app.state.db)
+        rill::server::turns::join(&app.state.db, &app.state.prices)
             .await
             .expect("recovery");
         sql("SELECT status, content, thinking FROM messages WHERE role = 'assistant'")

@@ -25,7 +25,7 @@ impl Server {
         Self::start_with(database, fake, grace_secs, &[]).await
     }
 
-    async fn start_with(
+    pub(crate) async fn start_with(
         database: &Path,
         fake: &FakeProvider,
         grace_secs: u64,
@@ -123,7 +123,7 @@ impl Server {
         server
     }
 
-    async fn send(&self, conversation: Option<Uuid>, text: &str) -> reqwest::Response {
+    pub(crate) async fn send(&self, conversation: Option<Uuid>, text: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/api/send_message", self.base_url))
             .json(
@@ -146,7 +146,7 @@ impl Server {
             .expect("a conversation")
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
@@ -847,7 +847,7 @@ async fn a_burst_of_failed_sign_ins_is_queued_or_refused_and_memory_stays_bounde
 /// `kill -9`; a restarted binary reads both back from the database (the cut one interrupted,
 /// with its checkpointed text) and continues it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_from_postgres_and_a_restart_reads_back_what_it_stored() {
+async fn the_binary_serves_from_postgres_and_another_replica_takes_over_a_killed_ones_reply() {
     let rill::server::config::Database::Postgres(url) = crate::postgres::fresh_database().await
     else {
         unreachable!("a Postgres database")
@@ -863,6 +863,7 @@ async fn the_binary_serves_from_postgres_and_a_restart_reads_back_what_it_stored
     let beside = dir.path().join("not-used.db");
     let on_postgres = [("RILL_DATABASE", url.as_str())];
     let mut server = Server::start_with(&beside, &fake, 5, &on_postgres).await;
+    let other = Server::start_with(&beside, &fake, 5, &on_postgres).await;
     let first = EventReader::new(server.send(None, "Hello there").await)
         .read_to_end()
         .await;
@@ -886,15 +887,40 @@ async fn the_binary_serves_from_postgres_and_a_restart_reads_back_what_it_stored
     }
     // Past a checkpoint (every 250 ms).
     tokio::time::sleep(Duration::from_millis(600)).await;
+    // While it runs, the other replica shows it streaming: its own turns do not end it.
+    let running = other.conversation(conversation_id).await;
+    assert_eq!(
+        running.messages[3].outcome.status,
+        MessageStatus::Streaming,
+        "a living replica's reply is left to it"
+    );
     server.signal("KILL");
+    let killed = std::time::Instant::now();
     server.exited(Duration::from_secs(5)).await;
     assert!(
         !beside.exists(),
         "nothing was stored in a SQLite file beside"
     );
 
-    let server = Server::start_with(&beside, &fake, 5, &on_postgres).await;
-    let stored = server.conversation(conversation_id).await;
+    // Within the lease, the other replica marks the reply interrupted.
+    let bound = Duration::from_secs(20);
+    let stored = loop {
+        let stored = other.conversation(conversation_id).await;
+        if stored.messages[3].outcome.status != MessageStatus::Streaming {
+            break stored;
+        }
+        assert!(
+            killed.elapsed() < bound,
+            "still streaming {bound:?} after its replica was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "interrupted by another replica {} ms after a kill -9 (lease {:?})",
+        killed.elapsed().as_millis(),
+        rill::server::db::replicas::LEASE
+    );
+    let server = other;
     assert_eq!(stored.messages.len(), 4);
     assert_eq!(stored.messages[0].content, "Hello there");
     assert_eq!(stored.messages[1].content, expected_text(5));
@@ -907,7 +933,7 @@ async fn the_binary_serves_from_postgres_and_a_restart_reads_back_what_it_stored
         cut.content.len(),
         shown.len()
     );
-    // Continue, through the restarted binary.
+    // Continue, through the other replica.
     fake.set_config(FakeConfig {
         tokens: 3,
         ..FakeConfig::default()

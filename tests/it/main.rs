@@ -29,6 +29,7 @@ mod postgres;
 mod postgres_turns;
 mod providers;
 mod quotas;
+mod replicas;
 mod search;
 mod security;
 mod shares;

@@ -13,13 +13,37 @@ use uuid::Uuid;
 use crate::support::*;
 
 /// nginx with nothing but `proxy_pass` to the app: its defaults (buffering on, HTTP/1.0 upstream).
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Nginx {
     async fn start(dir: &Path, upstream: &str) -> Self {
+        Self::launch(dir, "", &format!("location / {{ proxy_pass {upstream}; }}")).await
+    }
+
+    /// nginx balancing `servers` round-robin, no stickiness, as compose.replicas.yaml's does:
+    /// HTTP/1.1 upstream kept alive, the Host and the client's address passed on.
+    pub(crate) async fn round_robin(dir: &Path, servers: &[&str]) -> Self {
+        let upstream: String = servers
+            .iter()
+            .map(|server| format!("server {server};"))
+            .collect();
+        Self::launch(
+            dir,
+            &format!("upstream rill {{ {upstream} keepalive 64; }}"),
+            "location / {
+               proxy_pass http://rill; proxy_http_version 1.1; proxy_set_header Connection \"\";
+               proxy_set_header Host $http_host;
+               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+               proxy_read_timeout 1h;
+             }",
+        )
+        .await
+    }
+
+    async fn launch(dir: &Path, http: &str, location: &str) -> Self {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -31,12 +55,13 @@ impl Nginx {
         let d = dir.display();
         let config = format!(
             "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;
-             events {{}}
+             events {{ worker_connections 8192; }}
              http {{
                access_log off;
                client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
                uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-               server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass {upstream}; }} }}
+               {http}
+               server {{ listen 127.0.0.1:{port}; {location} }}
              }}"
         );
         let path = dir.join("nginx.conf");

@@ -88,6 +88,8 @@ pub struct Setup {
     pub sqlite: bool,
     /// Sign-in through an OpenID Connect provider; its redirect URL is set to the app's own.
     pub oidc: Option<OidcSettings>,
+    /// Another app's database: this app is a second replica of it (see `replicas.rs`).
+    pub database: Option<Database>,
 }
 
 /// Whether the tests' apps store on Postgres: `RILL_TEST_ENGINE=postgres` runs them on a
@@ -221,6 +223,7 @@ impl TestApp {
             postgres,
             sqlite,
             oidc,
+            database,
         } = setup;
         // Bound first: the provider's redirect URL names the app's address.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -240,7 +243,9 @@ impl TestApp {
             .expect("fake provider starts");
         let dir = private_dir();
         let mut config = Config {
-            database: if postgres || (on_postgres() && !sqlite) {
+            database: if let Some(database) = database {
+                database
+            } else if postgres || (on_postgres() && !sqlite) {
                 crate::postgres::fresh_database().await
             } else {
                 Database::Sqlite(dir.path().join("rill.db"))
@@ -342,6 +347,9 @@ impl TestApp {
         };
         let state =
             AppState::with_clock(database, config, models, prices, clock).expect("the state");
+        rill::server::turns::join(&state.db, &state.prices)
+            .await
+            .expect("a lease");
         let options = leptos::config::LeptosOptions::builder()
             .output_name("rill")
             .build();
@@ -366,15 +374,20 @@ impl TestApp {
     }
 
     /// Leaves every reply as a kill mid-reply would (`streaming`, with `content` as the last
-    /// checkpoint), then runs the start-up recovery; returns how many replies it marked.
+    /// checkpoint, written by a process that is gone), then runs the start-up recovery; returns
+    /// how many replies it marked.
     pub async fn crash_mid_reply(&self, content: &str) -> u64 {
-        sql("UPDATE messages SET status = 'streaming', content = $1 WHERE role = 'assistant'")
-            .bind(content)
-            .execute(&self.state.db)
-            .await;
-        db::interrupt_streaming(&self.state.db)
+        sql(
+            "UPDATE messages SET status = 'streaming', content = $1, replica = NULL
+             WHERE role = 'assistant'",
+        )
+        .bind(content)
+        .execute(&self.state.db)
+        .await;
+        let interrupted = rill::server::turns::join(&self.state.db, &self.state.prices)
             .await
-            .expect("recover")
+            .expect("recover");
+        u64::try_from(interrupted).expect("a count")
     }
 
     /// Signals shutdown, as SIGTERM does; returns the server task to await.

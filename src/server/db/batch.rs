@@ -30,7 +30,20 @@ pub(super) enum Written<T> {
 }
 
 /// A write, ready to run on the batch's connection.
-type Work = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Done> + Send>;
+struct Work {
+    /// It reserves against a budget (see [`RESERVATIONS_LOCK`]).
+    reserves: bool,
+    run: Run,
+}
+
+type Run = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Done> + Send>;
+
+/// On Postgres, a batch holding a reservation first takes this advisory lock ("RILLBUDG"),
+/// held until it commits: another replica's batch could otherwise read the same month's
+/// spending, see room for one more run and reserve it too. Taken before any row is touched, so
+/// it never waits while holding a row another batch needs. SQLite's one writer already
+/// serializes every batch.
+const RESERVATIONS_LOCK: i64 = 0x5249_4c4c_4255_4447;
 
 /// A write that ran: whether to keep it, and how to answer its asker once the batch's fate is
 /// known (`None`: committed).
@@ -81,8 +94,30 @@ impl Batcher {
         T: Send + 'static,
         F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<Written<T>, DbError>> + Send + 'static,
     {
+        self.queue_write(false, work).await
+    }
+
+    /// [`Batcher::write`] for a reservation: if it is held against a budget, its batch takes
+    /// the reservations lock (see [`RESERVATIONS_LOCK`]).
+    pub(super) async fn write_reservation<T, F>(
+        &self,
+        against_budget: bool,
+        work: F,
+    ) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<Written<T>, DbError>> + Send + 'static,
+    {
+        self.queue_write(against_budget, work).await
+    }
+
+    async fn queue_write<T, F>(&self, reserves: bool, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<Written<T>, DbError>> + Send + 'static,
+    {
         let (tell, told) = oneshot::channel::<Result<T, DbError>>();
-        let job: Work = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             Box::pin(async move {
                 let written = work(conn).await;
                 let keep = matches!(written, Ok(Written::Keep(_)));
@@ -101,6 +136,7 @@ impl Batcher {
                 }
             })
         });
+        let job = Work { reserves, run };
         let _pending = Pending::count(&self.pending);
         self.queue
             .send(job)
@@ -165,13 +201,23 @@ async fn write_batches(writer: Pools, mut jobs: mpsc::Receiver<Work>, batches: A
 /// Runs `batch` in one transaction, each write in its savepoint; what ran goes to `done`. A
 /// write that did not run (the batch failed first) is dropped, which answers its asker. On
 /// SQLite the transaction takes the write lock up front; on Postgres each replica batches its
-/// own writes, and the rows they touch are locked as on any transaction.
+/// own writes, and the rows they touch are locked as on any transaction (a batch that reserves
+/// takes [`RESERVATIONS_LOCK`] first).
 async fn run(writer: &Pools, batch: Vec<Work>, done: &mut Vec<Done>) -> Result<(), DbError> {
     match writer {
         Pools::Sqlite { writer, .. } => {
             run_in(writer.begin_with("BEGIN IMMEDIATE").await?, batch, done).await
         }
-        Pools::Postgres(pool) => run_in(pool.begin().await?, batch, done).await,
+        Pools::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            if batch.iter().any(|work| work.reserves) {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(RESERVATIONS_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            run_in(tx, batch, done).await
+        }
     }
 }
 
@@ -185,7 +231,7 @@ where
 {
     for work in batch {
         let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-        let write = work(Conn::from(&mut *savepoint)).await;
+        let write = (work.run)(Conn::from(&mut *savepoint)).await;
         let keep = write.keep;
         done.push(write);
         if keep {

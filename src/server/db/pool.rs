@@ -32,6 +32,7 @@ pub async fn connect(database: &Database) -> Result<Db, DbError> {
             Ok(Db {
                 batcher: super::batch::Batcher::start(pools.clone()),
                 pools,
+                replica: new_replica(),
             })
         }
     }
@@ -82,7 +83,13 @@ async fn connect_sqlite(path: &Path) -> Result<Db, DbError> {
     Ok(Db {
         batcher: super::batch::Batcher::start(pools.clone()),
         pools,
+        replica: new_replica(),
     })
+}
+
+/// A replica id for this process (see `replicas`).
+fn new_replica() -> std::sync::Arc<str> {
+    uuid::Uuid::new_v4().to_string().into()
 }
 
 impl Db {

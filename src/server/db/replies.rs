@@ -1,12 +1,14 @@
 //! Replies as the turn engine writes them: checkpoints of their text, how they ended, their
 //! rendering, interrupting those left streaming, and the details of failures.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use super::batch::Written;
 use super::ids::TextUuid;
 use super::messages::{owned, owned_and_live, MessageRow, MESSAGE_COLUMNS};
-use super::{now_ms, usage, Conn, Db, DbError, Owner};
+use super::{now_ms, replicas, usage, Conn, Db, DbError, Owner};
 use crate::model::{MessageView, Outcome, Usage};
 
 /// A streaming reply's row takes in its pieces (see `reply_pieces`) as it is marked interrupted.
@@ -16,29 +18,50 @@ const FOLD_PIECES: &str =
      thinking = thinking || COALESCE((SELECT string_agg(p.thinking, '' ORDER BY p.id)
                                       FROM reply_pieces p WHERE p.message_id = messages.id), '')";
 
-/// Replies left `streaming` by a crash or kill: keep their text, mark them interrupted.
-pub async fn interrupt_streaming(db: &Db) -> Result<u64, DbError> {
+/// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
+pub const INTERRUPTED_BY_RESTART: &str = "the server stopped during this reply";
+
+/// Marks interrupted every streaming reply no living replica writes, keeping its text as of its
+/// last checkpoint, and returns their ids (their runs are settled by the caller). Also forgets
+/// replicas dead for a day.
+pub async fn interrupt_abandoned(db: &Db, lease: Duration) -> Result<Vec<Uuid>, DbError> {
     let sql = format!(
-        "UPDATE messages SET status = 'interrupted', error = $1, updated_at = $2, {FOLD_PIECES}
-         WHERE status = 'streaming'"
+        "UPDATE messages SET status = 'interrupted', error = $1, updated_at = $2, {}
+         WHERE status = 'streaming' AND NOT {}
+         RETURNING id",
+        FOLD_PIECES,
+        replicas::alive(db.engine(), 3)
     );
-    in_transaction!(db, |tx| {
-        let done = sqlx::query(&sql)
+    let forget = format!(
+        "DELETE FROM replicas WHERE heartbeat_at < {} - $1",
+        replicas::clock_ms(db.engine())
+    );
+    let ids = in_transaction!(db, |tx| {
+        let ids: Vec<(TextUuid,)> = sqlx::query_as(&sql)
             .bind(INTERRUPTED_BY_RESTART)
             .bind(now_ms())
+            .bind(replicas::lease_ms(lease))
+            .fetch_all(&mut *tx)
+            .await?;
+        if !ids.is_empty() {
+            // Their pieces were folded into their rows; no streaming reply's are touched.
+            sqlx::query(
+                "DELETE FROM reply_pieces WHERE NOT EXISTS (
+                     SELECT 1 FROM messages m
+                      WHERE m.id = reply_pieces.message_id AND m.status = 'streaming')",
+            )
             .execute(&mut *tx)
             .await?;
-        // Nothing streams now: every piece was taken in.
-        sqlx::query("DELETE FROM reply_pieces")
+        }
+        sqlx::query(&forget)
+            .bind(replicas::FORGET_AFTER_MS)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
-    })
+        ids
+    });
+    Ok(ids.into_iter().map(|(id,)| id.0).collect())
 }
-
-/// Said of a reply the server stopped during (a crash, a kill) without storing how it ended.
-pub const INTERRUPTED_BY_RESTART: &str = "the server stopped during this reply";
 
 /// Addresses one run of a reply the turn engine is writing.
 #[derive(Clone, Debug)]
@@ -82,6 +105,15 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         owned(5)
     );
     in_transaction!(db, |tx| {
+        if db.engine() == super::Engine::Postgres {
+            // A checkpoint is tried again at the next tick: on Postgres it gives way rather than
+            // deadlock with a batch (both lock a person's `storage_used` row and their replies,
+            // each in its own order), which would otherwise wait a second for the detector and
+            // might lose the batch instead.
+            sqlx::query("SET LOCAL lock_timeout = '100ms'")
+                .execute(&mut *tx)
+                .await?;
+        }
         for c in checkpoints {
             let text = if c.whole { &update } else { &append };
             let mut query = sqlx::query(text)
@@ -100,6 +132,9 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
                 drop_pieces(&mut Conn::from(&mut *tx), c.reply.message_id).await?;
             }
         }
+        // Pages following these replies through another replica read them now, not at their
+        // next look (delivered at the commit).
+        replicas::tell_in(&mut Conn::from(&mut *tx), replicas::Signal::Saved).await?;
         tx.commit().await?;
         Ok(())
     })
@@ -189,6 +224,8 @@ async fn store_ending(
         .await
         .map(|_| ()))?;
     drop_pieces(conn, reply.message_id).await?;
+    // Pages following this reply through another replica see its end at the commit.
+    replicas::tell_in(conn, replicas::Signal::Saved).await?;
     if let Some(charge) = charge {
         usage::settle(conn, reply.message_id, reply.run, charge).await?;
     }
@@ -213,13 +250,15 @@ pub async fn store_html(db: &Db, message_id: Uuid, run: u32, html: &str) -> Resu
 }
 
 /// Marks a reply interrupted that the database holds as streaming but no turn in this process
-/// is writing (its end could not be stored). Returns whether it was such a reply.
+/// is writing (its end could not be stored), unless another living replica writes it. Returns
+/// whether it was such a reply.
 pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError> {
     let sql = format!(
         "UPDATE messages SET status = 'interrupted', error = $1, updated_at = $2, {FOLD_PIECES}
          WHERE id = $3 AND run = $4 AND status = 'streaming'
-           AND {}",
-        owned(5)
+           AND {} AND {}",
+        owned(5),
+        replicas::not_written_elsewhere(db.engine(), 6, 7)
     );
     in_transaction!(db, |tx| {
         let done = sqlx::query(&sql)
@@ -228,6 +267,8 @@ pub async fn interrupt_reply(db: &Db, reply: &ReplyRef) -> Result<bool, DbError>
             .bind(TextUuid(reply.message_id))
             .bind(i64::from(reply.run))
             .bind(&reply.owner.0)
+            .bind(db.replica())
+            .bind(replicas::lease_ms(replicas::LEASE))
             .execute(&mut *tx)
             .await?;
         let interrupted = done.rows_affected() == 1;

@@ -6,9 +6,10 @@
 //!
 //! Columns are copied by name, each read as the type its Postgres column has (BIGINT, DOUBLE
 //! PRECISION, TEXT, BOOLEAN, BYTEA); generated columns (the search vectors) are left to Postgres.
-//! Not copied: sessions (people sign in again) and SQLite's search index tables (Postgres keeps
-//! its own). `storage_used` is copied last, over what the triggers counted as rows arrived
-//! (a deleted conversation's title counted at its insert, for one).
+//! Not copied: sessions (people sign in again), SQLite's search index tables (Postgres keeps
+//! its own) and the serving processes' leases. `storage_used` is copied last, over what the
+//! triggers counted as rows arrived (a deleted conversation's title counted at its insert, for
+//! one).
 
 use std::path::Path;
 
@@ -47,13 +48,15 @@ const TABLES: &[&str] = &[
 ];
 
 /// SQLite's tables that are not copied, by name or by prefix (`*`): its own and sqlx's
-/// bookkeeping, sessions (people sign in again) and the search index (Postgres keeps its own).
+/// bookkeeping, sessions (people sign in again), the search index (Postgres keeps its own) and
+/// the leases of the processes that served the file (they serve it no more).
 /// Any other table must be in [`TABLES`]: a table added later and not listed makes the copy
 /// refuse, rather than leave its rows behind.
 const NOT_COPIED: &[&str] = &[
     "sqlite_*",
     "_sqlx_migrations",
     "tower_sessions",
+    "replicas",
     "search_owners",
     "message_search*",
     "title_search*",

@@ -9,6 +9,7 @@ use super::ids::TextUuid;
 use super::lookups::{conversation_row, streaming_reply};
 use super::messages::{owned_and_live, MessageRow, MESSAGE_COLUMNS, PROMPT_COLUMNS};
 use super::prompts::insert_revision;
+use super::replicas::{self, Signal};
 use super::totals;
 use super::{now_ms, Conn, Db, DbError, Owner};
 use crate::model::{MessageStatus, MessageView, Outcome, Role};
@@ -69,6 +70,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
     let send = turn.send.clone();
     let default_model = turn.default_model.to_owned();
     let quota_bytes = turn.quota_bytes;
+    let replica = db.replica.clone();
     db.batcher()
         .write(move |mut conn| {
             Box::pin(async move {
@@ -77,7 +79,7 @@ pub async fn begin_turn(db: &Db, owner: &Owner, turn: NewTurn<'_>) -> Result<Beg
                     default_model: &default_model,
                     quota_bytes,
                 };
-                Ok(match store_turn(&mut conn, &owner, turn).await? {
+                Ok(match store_turn(&mut conn, &owner, turn, &replica).await? {
                     begun @ BeginTurn::Started(_) => Written::Keep(begun),
                     // Nothing of a refused turn is kept (a `Busy` found by the index wrote the
                     // question first).
@@ -93,6 +95,7 @@ async fn store_turn(
     conn: &mut Conn<'_>,
     owner: &Owner,
     turn: NewTurn<'_>,
+    replica: &str,
 ) -> Result<BeginTurn, DbError> {
     on_conn!(conn, |tx| {
         let send = turn.send;
@@ -226,8 +229,9 @@ async fn store_turn(
         for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
             let inserted = sqlx::query(
                 "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
-                                       system_prompt_revision, parent_turn_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                       system_prompt_revision, parent_turn_id, created_at, updated_at,
+                                       replica)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(TextUuid(message.id))
             .bind(TextUuid(conversation_id))
@@ -241,6 +245,7 @@ async fn store_turn(
             .bind(message.parent_turn_id.map(TextUuid))
             .bind(now)
             .bind(now)
+            .bind((message.role == Role::Assistant).then_some(replica))
             .execute(&mut *tx)
             .await;
             if is_one_streaming_violation(&inserted) {
@@ -261,6 +266,7 @@ async fn store_turn(
                     .map(|(_, all)| all)
                     .unwrap_or_default();
         }
+        replicas::tell_in(&mut Conn::from(&mut *tx), Signal::Began(conversation_id)).await?;
         Ok(BeginTurn::Started(Box::new(TurnRecord {
             owner: owner.clone(),
             conversation_id,
@@ -332,11 +338,12 @@ pub async fn begin_continuation(
     from_run: u32,
 ) -> Result<BeginContinuation, DbError> {
     let owner = owner.clone();
+    let replica = db.replica.clone();
     db.batcher()
         .write(move |mut conn| {
             Box::pin(async move {
                 Ok(
-                    match reopen_reply(&mut conn, &owner, turn_id, from_run).await? {
+                    match reopen_reply(&mut conn, &owner, turn_id, from_run, &replica).await? {
                         begun @ BeginContinuation::Started(_) => Written::Keep(begun),
                         refused => Written::Undo(refused),
                     },
@@ -352,6 +359,7 @@ async fn reopen_reply(
     owner: &Owner,
     turn_id: Uuid,
     from_run: u32,
+    replica: &str,
 ) -> Result<BeginContinuation, DbError> {
     on_conn!(conn, |tx| {
         let Some((user, reply, conversation_id)) =
@@ -385,7 +393,7 @@ async fn reopen_reply(
         let updated = sqlx::query(
             "UPDATE messages SET status = 'streaming', error = NULL, error_detail = NULL,
                  cut_at_limit = FALSE, run = $1, model = $2,
-                 system_prompt_revision = $3, updated_at = $4
+                 system_prompt_revision = $3, updated_at = $4, replica = $6
              WHERE id = $5",
         )
         .bind(i64::from(run))
@@ -393,12 +401,14 @@ async fn reopen_reply(
         .bind(i64::from(conversation.revision()))
         .bind(now_ms())
         .bind(TextUuid(reply.id))
+        .bind(replica)
         .execute(&mut *tx)
         .await;
         if is_one_streaming_violation(&updated) {
             return Ok(BeginContinuation::Busy { conversation_id });
         }
         updated?;
+        replicas::tell_in(&mut Conn::from(&mut *tx), Signal::Began(conversation_id)).await?;
         Ok(BeginContinuation::Started(Box::new(TurnRecord {
             owner: owner.clone(),
             conversation_id,

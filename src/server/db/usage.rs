@@ -78,6 +78,13 @@ pub struct Limits {
     pub groups: bool,
 }
 
+impl Limits {
+    /// Whether any budget holds the run.
+    fn any(&self) -> bool {
+        self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some()
+    }
+}
+
 /// Whether the run may go ahead.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reserved {
@@ -115,8 +122,9 @@ pub async fn reserve(db: &Db, r: &Reservation<'_>, limits: Limits) -> Result<Res
     let (message_id, run, at_ms, reserved_usd) = (r.message_id, r.run, r.at_ms, r.reserved_usd);
     let (input_tokens, chars_before, purpose) = (r.input_tokens, r.chars_before, r.purpose);
     let api_key = r.api_key;
+    // Only a run held against some budget waits for the other replicas' reservations.
     db.batcher()
-        .write(move |mut conn| {
+        .write_reservation(limits.any(), move |mut conn| {
             Box::pin(async move {
                 let r = Reservation {
                     owner: &owner,

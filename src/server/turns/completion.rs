@@ -24,13 +24,13 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::budget::{self, KeyBudget};
-use super::deps::Deps;
+use super::deps::{Admitted, Deps};
 use super::error::RunError;
 use super::prompt::{self, Prompt};
 use crate::model::MessageStatus;
 use crate::server::db::usage::{self as ledger, Charge};
 use crate::server::db::Owner;
-use crate::server::limits::{LimitError, RunningSlot};
+use crate::server::limits::LimitError;
 use crate::server::metrics;
 
 /// What a client asks: a model of the catalog and the messages, which it sends whole.
@@ -93,7 +93,7 @@ pub(super) async fn start(
         .catalog
         .resolve(&request.model)
         .ok_or_else(|| CompletionError::NoSuchModel(request.model.clone()))?;
-    let slot = deps.limits.admit(&caller.owner)?;
+    let slot = deps.admit(&caller.owner).await?;
     let chat = ChatRequest {
         model: model.model.clone(),
         system: request.system,
@@ -192,7 +192,7 @@ struct Running {
     /// Cancelled when a drain's grace is over.
     cut: CancellationToken,
     /// One of the owner's replies at once, held until the run ends.
-    _slot: RunningSlot,
+    _slot: Admitted,
 }
 
 /// How the run ended, before it is settled.

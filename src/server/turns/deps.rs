@@ -11,8 +11,9 @@ use crate::server::budget_alerts::BudgetAlerts;
 use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::{Config, TurnSettings};
-use crate::server::db::Db;
-use crate::server::limits::TurnLimits;
+use crate::server::db::limits::SharedAdmission;
+use crate::server::db::{self, Db, Engine, Owner};
+use crate::server::limits::{LimitError, RunningSlot, TurnLimits};
 use crate::server::pricing::PriceTable;
 
 pub(super) struct Deps {
@@ -72,6 +73,65 @@ impl Deps {
             titles: broadcast::channel(64).0,
             tasks,
             budget_alerts,
+        }
+    }
+}
+
+impl Deps {
+    /// Admits one more run of `owner`: under this replica's counts first (in memory, no
+    /// waiting), then, on Postgres, under the counts every replica shares (`db::limits`). The
+    /// run holds what is returned until it ends.
+    pub async fn admit(&self, owner: &Owner) -> Result<Admitted, LimitError> {
+        let slot = self.limits.admit(owner)?;
+        let shared = db::limits::admit(
+            &self.db,
+            owner,
+            self.limits.max_running(),
+            self.limits.per_minute(),
+        )
+        .await;
+        match shared {
+            Ok(SharedAdmission::Admitted) => {}
+            Ok(SharedAdmission::TooManyRunning(n)) => return Err(LimitError::TooManyRunning(n)),
+            Ok(SharedAdmission::TooFast(wait)) => return Err(LimitError::TooFast(wait)),
+            // This replica's own counts still hold; the turn's own writes will say if the
+            // database is gone.
+            Err(e) => tracing::warn!("could not count a run across replicas: {e}"),
+        }
+        Ok(Admitted {
+            _slot: slot,
+            shared: (self.db.engine() == Engine::Postgres)
+                .then(|| (self.db.clone(), owner.clone())),
+        })
+    }
+}
+
+/// A run admitted under its owner's limits, counted until it is dropped.
+pub struct Admitted {
+    _slot: RunningSlot,
+    /// Counted across replicas too: given back when the run ends.
+    shared: Option<(Db, Owner)>,
+}
+
+impl Admitted {
+    /// Gives the run's place back now (before its end is announced), not when dropped.
+    pub async fn release(mut self) {
+        if let Some((db, owner)) = self.shared.take() {
+            if let Err(e) = db::limits::release(&db, &owner).await {
+                tracing::warn!("could not count a run's end across replicas: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some((db, owner)) = self.shared.take() {
+            tokio::spawn(async move {
+                if let Err(e) = db::limits::release(&db, &owner).await {
+                    tracing::warn!("could not count a run's end across replicas: {e}");
+                }
+            });
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The readers' side of turns: following a run's events live or from storage, a page following
 //! a whole conversation, re-attaching to a turn another request claimed, and replaying a stored
-//! turn whose live log is gone. Also the repair of a reply left `streaming` with nothing writing
+//! turn whose live log is gone, and (through `remote`) a turn another replica runs. Also the repair of a reply left `streaming` with nothing writing
 //! it, which every answer from storage goes through first.
 
 use std::collections::HashSet;
@@ -16,6 +16,7 @@ use super::error::TurnError;
 use super::follower::{self, Follower};
 use super::live::{spawn_lines, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
+use super::remote;
 use crate::model::{MessageStatus, MessageView, StreamLine, TurnEnvelope, TurnEvent};
 use crate::server::db::{self, Owner, ReplyRef, TurnRecord};
 
@@ -101,6 +102,10 @@ impl Readers {
                     .stored_turn(owner, turn_id)
                     .await?
                     .ok_or(TurnError::NoSuchTurn)?;
+                if reply.outcome.status == MessageStatus::Streaming {
+                    // Another replica writes it.
+                    return Ok(self.remote(owner, conversation_id, reply));
+                }
                 // The stored reply is whole: it is replayed from the start, whatever the reader saw.
                 let lines: Vec<StreamLine> = replay_events(conversation_id, reply)
                     .into_iter()
@@ -109,6 +114,17 @@ impl Readers {
                 Ok(Box::pin(futures::stream::iter(lines)))
             }
         }
+    }
+
+    /// A reply another replica writes, followed through its rows (see `remote`).
+    fn remote(&self, owner: &Owner, conversation_id: Uuid, reply: MessageView) -> Lines {
+        let db = self.deps.db.clone();
+        let owner = owner.clone();
+        let saves = self.registry.watch_saves_elsewhere();
+        let heartbeat = self.heartbeat();
+        spawn_lines(move |out| async move {
+            remote::follow(&db, &owner, conversation_id, reply, saves, heartbeat, &out).await;
+        })
     }
 
     /// A conversation's turns as they happen, for a page showing it: first the turns from
@@ -252,12 +268,25 @@ impl Readers {
             }
             announced.insert(key);
             *last_turn = Some(reply.turn_id);
+            // Still streaming here means another replica writes it: its events follow.
+            let elsewhere =
+                (reply.outcome.status == MessageStatus::Streaming).then(|| reply.clone());
             let line = StreamLine::Turn {
                 user: Box::new(user),
                 reply: Box::new(reply),
             };
             if out.send(line).await.is_err() {
                 return false;
+            }
+            if let Some(reply) = elsewhere {
+                let saves = self.registry.watch_saves_elsewhere();
+                tokio::select! {
+                    () = remote::follow(&self.deps.db, owner, conversation_id, reply, saves, self.heartbeat(), out) => {}
+                    () = self.closing.cancelled() => return false,
+                }
+                if out.is_closed() {
+                    return false;
+                }
             }
         }
         true

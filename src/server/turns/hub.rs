@@ -13,20 +13,21 @@ use uuid::Uuid;
 
 use super::checkpoints::write_checkpoints;
 use super::completion::{self, Caller, CompletionError, CompletionEvent, CompletionRequest};
-use super::deps::Deps;
+use super::deps::{Admitted, Deps};
 use super::error::TurnError;
 use super::follow::Readers;
 use super::follower;
 use super::live::{CancelReason, Lines, LiveTurn, Refusal};
 use super::registry::{Claim, Registry};
+use super::replicas;
 use super::run;
-use crate::model::{Outcome, SendRequest};
+use crate::model::{MessageStatus, Outcome, SendRequest};
 use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::Config;
 use crate::server::db::{self, BeginContinuation, BeginTurn, Db, NewTurn, Owner, TurnRecord};
 use crate::server::input::ValidSend;
-use crate::server::limits::{RunningSlot, Slot};
+use crate::server::limits::Slot;
 use crate::server::pricing::PriceTable;
 
 /// How long Stop waits for the turn to store its text before it says it could not.
@@ -116,6 +117,7 @@ impl TurnHub {
             closing.clone(),
         ));
         let deps = Arc::new(Deps::new(db, catalog, prices, config, clock));
+        replicas::start(&deps, &registry, &closing);
         let tasks = deps.tasks.clone();
         Self {
             readers: Arc::new(Readers::new(
@@ -245,7 +247,7 @@ impl TurnHub {
             return self.readers.follow_claimed(owner, live).await;
         }
         let claim = Claim::new(&self.registry, live);
-        let slot = match self.deps.limits.admit(owner) {
+        let slot = match self.deps.admit(owner).await {
             Ok(slot) => slot,
             Err(limit) => {
                 claim.refuse(Refusal::Limited(limit.clone()));
@@ -284,15 +286,15 @@ impl TurnHub {
 
     /// Runs the turn in a supervised task: if the task dies, the supervisor stores the reply as
     /// failed with its text and ends the log, so no reader waits forever and Stop tells the truth.
-    /// The owner's running slot is held until the task ends.
-    fn spawn(&self, live: Arc<LiveTurn>, slot: RunningSlot) {
+    /// The run holds its owner's running slot until it has stored its end (or its task dies).
+    fn spawn(&self, live: Arc<LiveTurn>, slot: Admitted) {
         self.registry.publish(&live);
         let deps = self.deps.clone();
         let registry = self.registry.clone();
         // Every log line of the turn carries its id (in JSON logs too, as a span field).
         let span = tracing::info_span!("turn", turn_id = %live.turn_id);
         let runner = tokio::spawn(tracing::Instrument::instrument(
-            run::run_turn(deps.clone(), live.clone()),
+            run::run_turn(deps.clone(), live.clone(), slot),
             span.clone(),
         ));
         if self.cutting.load(Ordering::Acquire) {
@@ -300,7 +302,6 @@ impl TurnHub {
         }
         self.tasks.spawn(tracing::Instrument::instrument(
             async move {
-                let _slot = slot;
                 if let Err(error) = runner.await {
                     if !live.is_finished() {
                         run::store_crashed(&deps, &live, &error).await;
@@ -351,11 +352,43 @@ impl TurnHub {
                     .ok_or(TurnError::StopUnconfirmed)
             }
             Some(_) => Err(TurnError::NoSuchTurn),
-            None => match self.readers.stored_turn(owner, turn_id).await? {
-                Some((_, reply, _)) => Ok(reply.outcome),
-                None => Err(TurnError::NoSuchTurn),
-            },
+            None => {
+                // Another replica may run it: told first (the replica running it checks the
+                // owner), so the provider's connection closes before anything is read here.
+                let stop = db::replicas::Signal::Stop {
+                    turn: turn_id,
+                    owner: owner.clone(),
+                };
+                db::replicas::tell(&self.deps.db, stop).await?;
+                match self.readers.stored_turn(owner, turn_id).await? {
+                    Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {
+                        self.stopped_elsewhere(owner, turn_id).await
+                    }
+                    Some((_, reply, _)) => Ok(reply.outcome),
+                    None => Err(TurnError::NoSuchTurn),
+                }
+            }
         }
+    }
+
+    /// How a turn another replica runs ended, once that replica has stored it (it was told to
+    /// stop it).
+    async fn stopped_elsewhere(&self, owner: &Owner, turn_id: Uuid) -> Result<Outcome, TurnError> {
+        /// How often the stored reply is read while its replica stores the ending.
+        const LOOK_EVERY: Duration = Duration::from_millis(20);
+        let stored = async {
+            loop {
+                tokio::time::sleep(LOOK_EVERY).await;
+                match self.readers.stored_turn(owner, turn_id).await? {
+                    Some((_, reply, _)) if reply.outcome.status == MessageStatus::Streaming => {}
+                    Some((_, reply, _)) => return Ok(reply.outcome),
+                    None => return Err(TurnError::NoSuchTurn),
+                }
+            }
+        };
+        tokio::time::timeout(STOP_WAIT, stored)
+            .await
+            .map_err(|_| TurnError::StopUnconfirmed)?
     }
 
     /// Shutdown: new turns are refused at once; running replies get `grace` to finish; those
@@ -395,6 +428,10 @@ impl TurnHub {
         let stored = futures::future::join(self.tasks.wait(), self.completions.wait());
         if tokio::time::timeout(STORE_WAIT, stored).await.is_err() {
             tracing::error!("some replies could not be stored before shutdown");
+        }
+        // Its replies are stored: the lease goes, and nothing waits for it to run out.
+        if let Err(e) = db::replicas::retire(&self.deps.db).await {
+            tracing::warn!("could not give up this replica's lease: {e}");
         }
         self.closing.cancel();
     }

@@ -12,11 +12,22 @@ use super::error::TurnError;
 use super::live::{lock, LiveTurn, Refusal};
 use crate::server::db::Owner;
 
-#[derive(Default)]
 pub(super) struct Registry {
     turns: Mutex<HashMap<Uuid, Arc<LiveTurn>>>,
     /// Each watched or active conversation's latest turn, for the pages showing it.
     conversations: Mutex<HashMap<Uuid, watch::Sender<Option<Arc<LiveTurn>>>>>,
+    /// Bumped when another replica saved running text (see `remote`).
+    saved_elsewhere: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            turns: Mutex::default(),
+            conversations: Mutex::default(),
+            saved_elsewhere: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
@@ -102,6 +113,29 @@ impl Registry {
             .entry(record.conversation_id)
             .or_insert_with(|| watch::Sender::new(None));
         sender.send_replace(Some(turn.clone()));
+    }
+
+    /// Wakes the pages watching a conversation, to read what another replica began in it.
+    pub fn poke(&self, conversation_id: Uuid) {
+        if let Some(sender) = lock(&self.conversations).get(&conversation_id) {
+            sender.send_modify(|_| {});
+        }
+    }
+
+    /// Wakes the pages watching any conversation (signals may have been missed).
+    pub fn poke_all(&self) {
+        for sender in lock(&self.conversations).values() {
+            sender.send_modify(|_| {});
+        }
+    }
+
+    /// Another replica saved running text: readers of its replies read them now.
+    pub fn saved_elsewhere(&self) {
+        self.saved_elsewhere.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn watch_saves_elsewhere(&self) -> watch::Receiver<u64> {
+        self.saved_elsewhere.subscribe()
     }
 
     pub fn watch(&self, conversation_id: Uuid) -> watch::Receiver<Option<Arc<LiveTurn>>> {

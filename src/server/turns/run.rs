@@ -10,7 +10,7 @@ use llm::{ChatRequest, FinishReason, LlmError, Provider, ProviderEvent, Retry, U
 use tokio::time::Instant;
 
 use super::budget;
-use super::deps::Deps;
+use super::deps::{Admitted, Deps};
 use super::error::RunError;
 use super::history;
 use super::live::{CancelReason, LiveTurn};
@@ -95,7 +95,7 @@ struct Reply<'a> {
     deadline: Instant,
 }
 
-pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
+pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>, admitted: Admitted) {
     let Some(record) = live.record().cloned() else {
         return;
     };
@@ -138,7 +138,15 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>) {
     };
     let (outcome, charge) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
-    store_and_finish(&deps, &live, &record, outcome, Some(&charge)).await;
+    store_and_finish(
+        &deps,
+        &live,
+        &record,
+        outcome,
+        Some(&charge),
+        Some(admitted),
+    )
+    .await;
     if deps.model_titles && titles::wanted_after(&record, status) {
         // After `Finished`: the reply is the person's to read while its title is asked.
         let deps = deps.clone();
@@ -425,14 +433,16 @@ fn estimate_usage(request: &ChatRequest, shown: &str, reported: Option<Usage>) -
     }
 }
 
-/// Stores the reply (and settles this run's reservation to `charge`), then emits `Finished`, so
-/// what a reader sees after `Finished` is exactly what a reload shows.
+/// Stores the reply (and settles this run's reservation to `charge`), gives back the run's
+/// place under its owner's limits, then emits `Finished`: what a reader sees after `Finished` is
+/// exactly what a reload shows, and a send that follows it is not refused for this run.
 async fn store_and_finish(
     deps: &Deps,
     live: &LiveTurn,
     record: &TurnRecord,
     outcome: Outcome,
     charge: Option<&Charge>,
+    admitted: Option<Admitted>,
 ) {
     let text = live.written();
     // Rendered once, here, and kept: opening the conversation later renders nothing.
@@ -463,6 +473,9 @@ async fn store_and_finish(
         thinking_chars = text.thinking.len(),
         "turn finished"
     );
+    if let Some(admitted) = admitted {
+        admitted.release().await;
+    }
     // The detail is for admins, who read it from the stored conversation; readers of the
     // event log may be anyone the conversation's owner is.
     live.emit(TurnEvent::Finished(Outcome {
@@ -488,7 +501,7 @@ pub async fn store_crashed(deps: &Deps, live: &LiveTurn, error: &tokio::task::Jo
         cost_usd: before.cost_usd,
         ..Outcome::failed("an internal error ended this reply; the text so far is kept")
     };
-    store_and_finish(deps, live, record, outcome, None).await;
+    store_and_finish(deps, live, record, outcome, None, None).await;
     // This run's figures died with its task: bill it at an estimate from what it saved.
     if let Err(e) = budget::settle_open_runs(&deps.db, &deps.prices, Some(record.reply.id)).await {
         tracing::error!("could not settle the run's spending: {e}");
