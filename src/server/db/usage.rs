@@ -63,9 +63,9 @@ impl Purpose {
 }
 
 /// The limits a reservation must fit under, in USD for the month. Each is checked in [`hold`]
-/// against its own sum of the ledger, in the one write transaction. The owner's groups'
-/// budgets are read there too (not here), so a budget changed or a member added is seen by the
-/// very reservation it could refuse.
+/// against its own sum of the ledger, in the one write transaction. The owner's groups and
+/// their budgets are read there too (`groups` only says whether to), so members reserving at
+/// once each see what the others hold.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// The person's own budget.
@@ -74,14 +74,15 @@ pub struct Limits {
     pub site_cap: Option<f64>,
     /// The API key's own budget (the reservation's `api_key`).
     pub key_budget: Option<f64>,
-    /// The owner's groups' budgets (an account's; single-user mode has no groups).
+    /// Whether the owner is in a group with a budget: then each such group's is checked
+    /// (single-user mode has no groups).
     pub groups: bool,
 }
 
 impl Limits {
     /// Whether any budget holds the run.
     fn any(&self) -> bool {
-        self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some()
+        self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some() || self.groups
     }
 }
 

@@ -1,4 +1,4 @@
--- Groups (issue 29): the twin of migrations/20261210000700_groups.sql (read that one's notes).
+-- Groups (issue 29): the twin of migrations/20261210001100_groups.sql (read that one's notes).
 CREATE TABLE user_groups (
     id                 TEXT PRIMARY KEY NOT NULL,
     name               TEXT NOT NULL UNIQUE,
