@@ -80,7 +80,8 @@ cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 # Postgres whatever the engine) and engines/postgres_turns (both engines already).
 storage_modules=(
   accounts:: api_keys:: attachments:: attachments_out:: batches:: branches:: budgets:: checkpoints::
-  concurrency:: context:: continuation:: conversations:: long_conversations:: oidc:: quotas:: search::
+  concurrency:: context:: continuation:: conversations:: groups:: long_conversations:: oidc:: quotas::
+  search::
   shares:: tabs:: thinking:: titles:: transfer:: turns::
 )
 # `--workspace` as above, so that the features resolve alike and the test binary just built is

@@ -562,6 +562,8 @@ pub mod accounts;
 pub mod api_keys;
 /// Attachments: an upload's answer, what a question carries.
 pub mod attachments;
+/// Groups: the admin page's groups, budgets and their warnings.
+pub mod groups;
 /// Search results: where the words were found, the matched words as text ranges.
 pub mod search;
 /// Share links: a person's links and what a shared page shows.

@@ -10,6 +10,9 @@ pub mod assets;
 pub mod attachments;
 /// Request bodies read whole, bounded in time, size and memory all together.
 pub mod bodies;
+/// Budget warnings at 80 and 90 %: each claimed once per budget and month in the database,
+/// then POSTed to `RILL_BUDGET_WEBHOOK` with bounded retries, beside the turn.
+pub mod budget_alerts;
 /// Which models exist and which provider serves each.
 pub mod catalog;
 /// The command line: serve, or create an account.
@@ -29,6 +32,8 @@ pub mod db;
 pub mod error_response;
 /// Rill's own export format: a conversation with every branch, as JSON (what imports become).
 pub mod export_format;
+/// What a person's groups mean for them: the models they may use, the budgets they fall under.
+pub mod groups;
 /// Checks every request passes (host, origin, JSON only) and the headers every response carries.
 pub mod guard;
 /// Hourly upkeep: expired sessions deleted, deleted conversations purged.

@@ -1,9 +1,12 @@
-//! The admin page: users, their budgets, site settings and the audit log.
+//! The admin page: users, their budgets, groups, site settings and the audit log.
 
 use server_fn::codec::Json;
 
 use crate::error::ApiError;
+use uuid::Uuid;
+
 use crate::model::accounts::{AdminView, AuditEntry, SiteSettings, UserView};
+use crate::model::groups::AdminGroups;
 #[cfg(feature = "ssr")]
 use crate::server::{accounts::Admin, context, db::accounts as store, AppState};
 
@@ -11,6 +14,9 @@ use crate::server::{accounts::Admin, context, db::accounts as store, AppState};
 pub const AUDIT_PAGE: u32 = 50;
 /// Users per page, by name (searchable, and more on request).
 pub const USERS_PAGE: u32 = 100;
+/// Models one group may be limited to (more than any catalog here holds).
+#[cfg(feature = "ssr")]
+const MAX_GROUP_MODELS: usize = 1_000;
 
 #[leptos::server(prefix = "/api", endpoint = "admin_overview", input = Json)]
 pub async fn admin_overview() -> Result<AdminView, ApiError> {
@@ -104,5 +110,87 @@ pub async fn set_site_settings(settings: SiteSettings) -> Result<(), ApiError> {
     let (state, principal, address) = context::acting()?;
     Ok(Admin::new(&state, &principal, address)?
         .set_site_settings(&settings)
+        .await?)
+}
+
+/// Every group, with members, models, budget and this month's spending, and every model an
+/// admin may limit a group to.
+#[leptos::server(prefix = "/api", endpoint = "admin_groups", input = Json)]
+pub async fn group_overview() -> Result<AdminGroups, ApiError> {
+    let (state, principal) = AppState::with_principal()?;
+    Admin::new(&state, &principal, None)?;
+    let month = state.month();
+    Ok(AdminGroups {
+        groups: crate::server::db::groups::list_groups(&state.db, &month).await?,
+        models: state.catalog.ids().map(str::to_owned).collect(),
+        month,
+    })
+}
+
+#[leptos::server(prefix = "/api", endpoint = "create_group", input = Json)]
+pub async fn create_group(name: String, monthly_budget_usd: Option<f64>) -> Result<Uuid, ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .create_group(&name, monthly_budget_usd)
+        .await?)
+}
+
+#[leptos::server(prefix = "/api", endpoint = "rename_group", input = Json)]
+pub async fn rename_group(id: Uuid, name: String) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .rename_group(id, &name)
+        .await?)
+}
+
+#[leptos::server(prefix = "/api", endpoint = "delete_group", input = Json)]
+pub async fn delete_group(id: Uuid) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .delete_group(id)
+        .await?)
+}
+
+#[leptos::server(prefix = "/api", endpoint = "set_group_budget", input = Json)]
+pub async fn set_group_budget(id: Uuid, monthly_budget_usd: Option<f64>) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .set_group_budget(id, monthly_budget_usd)
+        .await?)
+}
+
+/// Links a group to the identity provider's group of that name (blank: unlinks it).
+#[leptos::server(prefix = "/api", endpoint = "set_group_idp", input = Json)]
+pub async fn set_group_idp(id: Uuid, idp_group: String) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .set_group_idp(id, &idp_group)
+        .await?)
+}
+
+/// The models a group's members may use (none: every model).
+#[leptos::server(prefix = "/api", endpoint = "set_group_models", input = Json)]
+pub async fn set_group_models(id: Uuid, models: Vec<String>) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    let models: Vec<String> = models.into_iter().take(MAX_GROUP_MODELS).collect();
+    Ok(Admin::new(&state, &principal, address)?
+        .set_group_models(id, &models)
+        .await?)
+}
+
+#[leptos::server(prefix = "/api", endpoint = "add_group_member", input = Json)]
+pub async fn add_group_member(id: Uuid, username: String) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    let username: String = username.chars().take(200).collect();
+    Ok(Admin::new(&state, &principal, address)?
+        .add_group_member(id, &username)
+        .await?)
+}
+
+#[leptos::server(prefix = "/api", endpoint = "remove_group_member", input = Json)]
+pub async fn remove_group_member(id: Uuid, user_id: String) -> Result<(), ApiError> {
+    let (state, principal, address) = context::acting()?;
+    Ok(Admin::new(&state, &principal, address)?
+        .remove_group_member(id, &user_id)
         .await?)
 }

@@ -192,6 +192,11 @@ pub struct UsageReport {
     pub month_cost_usd: f64,
     pub budget_usd: Option<f64>,
     pub rows: Vec<UsageRow>,
+    /// The budgets the person falls under (their own, their groups', their API keys'), for the
+    /// warnings.
+    pub budgets: Vec<crate::model::groups::BudgetUse>,
+    /// The groups the person is in, each one's month.
+    pub groups: Vec<crate::model::groups::GroupTotal>,
 }
 
 /// One model's replies on one day.

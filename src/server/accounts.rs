@@ -5,9 +5,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use tower_sessions::Session;
+use uuid::Uuid;
 
 use super::context::AnonymousRequest;
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
+use super::db::groups;
 use super::db::{self, DbError};
 use super::passwords::{PasswordError, Passwords};
 use super::principal::{Principal, SessionUser, SESSION_USER};
@@ -15,6 +17,7 @@ use super::throttle::Wait;
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::format_cost;
+use crate::model::groups::{MAX_GROUPS, MAX_GROUP_NAME_CHARS};
 
 /// Passwords: at least this many characters…
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -52,6 +55,16 @@ pub enum AccountError {
     ViaProxy,
     #[error("passwords do not sign in here; use the sign-in page's button")]
     PasswordsOff,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("a group named {0:?} exists already")]
+    GroupNameTaken(String),
+    #[error("a group's name has 1 to {MAX_GROUP_NAME_CHARS} characters")]
+    BadGroupName,
+    #[error("there are {MAX_GROUPS} groups already; delete one first")]
+    TooManyGroups,
+    #[error("unknown model {0}")]
+    UnknownModel(String),
     #[error("{0}")]
     Passwords(#[from] PasswordError),
     #[error("the session could not be stored")]
@@ -70,14 +83,19 @@ impl From<AccountError> for ApiError {
             | AccountError::SignupClosed
             | AccountError::PasswordsOff => ApiError::Forbidden(message),
             AccountError::Throttled(_) => ApiError::TooManyRequests(message),
-            AccountError::NameTaken(_) => ApiError::Conflict(message),
+            AccountError::NameTaken(_) | AccountError::GroupNameTaken(_) => {
+                ApiError::Conflict(message)
+            }
             AccountError::BadUsername
             | AccountError::BadPassword
             | AccountError::BadBudget
             | AccountError::DisableSelf
             | AccountError::SignupNeedsBudget
-            | AccountError::ViaProxy => ApiError::BadRequest(message),
-            AccountError::NoSuchUser => ApiError::NotFound(message),
+            | AccountError::ViaProxy
+            | AccountError::BadGroupName
+            | AccountError::TooManyGroups
+            | AccountError::UnknownModel(_) => ApiError::BadRequest(message),
+            AccountError::NoSuchUser | AccountError::NoSuchGroup => ApiError::NotFound(message),
             AccountError::Passwords(PasswordError::Busy) => ApiError::Unavailable(message),
             AccountError::Passwords(PasswordError::Stopped) => {
                 tracing::error!("{message}");
@@ -654,6 +672,162 @@ impl<'a> Admin<'a> {
         .await;
         Ok(())
     }
+}
+
+/// Admin actions on groups: each checked, and written to the audit log by the group's name.
+impl Admin<'_> {
+    /// The group's name, or [`AccountError::NoSuchGroup`].
+    async fn group(&self, id: Uuid) -> Result<String, AccountError> {
+        groups::group_name(&self.state.db, id)
+            .await?
+            .ok_or(AccountError::NoSuchGroup)
+    }
+
+    pub async fn create_group(
+        &self,
+        name: &str,
+        budget: Option<f64>,
+    ) -> Result<Uuid, AccountError> {
+        let name = check_group_name(name)?;
+        let budget = check_budget(budget)?;
+        let id = Uuid::new_v4();
+        changed(
+            groups::create_group(&self.state.db, id, name, budget, db::now_ms()).await?,
+            name,
+        )?;
+        self.audit(
+            "created group",
+            Some(name),
+            Some(format!("budget {}", budget_words(budget))),
+        )
+        .await;
+        Ok(id)
+    }
+
+    pub async fn rename_group(&self, id: Uuid, name: &str) -> Result<(), AccountError> {
+        let name = check_group_name(name)?;
+        let old = self.group(id).await?;
+        changed(groups::rename_group(&self.state.db, id, name).await?, name)?;
+        self.audit("renamed group", Some(name), Some(format!("was {old:?}")))
+            .await;
+        Ok(())
+    }
+
+    pub async fn delete_group(&self, id: Uuid) -> Result<(), AccountError> {
+        let name = self.group(id).await?;
+        changed(groups::delete_group(&self.state.db, id).await?, &name)?;
+        self.audit("deleted group", Some(&name), None).await;
+        Ok(())
+    }
+
+    pub async fn set_group_budget(
+        &self,
+        id: Uuid,
+        budget: Option<f64>,
+    ) -> Result<(), AccountError> {
+        let budget = check_budget(budget)?;
+        let name = self.group(id).await?;
+        changed(
+            groups::set_group_budget(&self.state.db, id, budget).await?,
+            &name,
+        )?;
+        self.audit("set group budget", Some(&name), Some(budget_words(budget)))
+            .await;
+        Ok(())
+    }
+
+    /// Links the group to the identity provider's group `idp_group` (blank: unlinks it).
+    pub async fn set_group_idp(&self, id: Uuid, idp_group: &str) -> Result<(), AccountError> {
+        let idp_group = idp_group.trim();
+        let idp_group = if idp_group.is_empty() {
+            None
+        } else {
+            Some(check_group_name(idp_group)?)
+        };
+        let name = self.group(id).await?;
+        changed(
+            groups::set_idp_group(&self.state.db, id, idp_group).await?,
+            &name,
+        )?;
+        self.audit(
+            "linked group",
+            Some(&name),
+            Some(idp_group.map_or_else(
+                || "to no provider group".to_owned(),
+                |g| format!("to {g:?}"),
+            )),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Limits the models the group's members may use (none: every model).
+    pub async fn set_group_models(&self, id: Uuid, models: &[String]) -> Result<(), AccountError> {
+        if let Some(unknown) = models.iter().find(|m| !self.state.catalog.contains(m)) {
+            return Err(AccountError::UnknownModel(crate::server::input::shown(
+                unknown, 80,
+            )));
+        }
+        let name = self.group(id).await?;
+        changed(
+            groups::set_group_models(&self.state.db, id, models).await?,
+            &name,
+        )?;
+        let detail = if models.is_empty() {
+            "every model".to_owned()
+        } else {
+            models.join(", ")
+        };
+        self.audit("set group models", Some(&name), Some(detail))
+            .await;
+        Ok(())
+    }
+
+    pub async fn add_group_member(&self, id: Uuid, username: &str) -> Result<(), AccountError> {
+        let user = store::user_by_name(&self.state.db, username.trim())
+            .await?
+            .ok_or(AccountError::NoSuchUser)?;
+        let name = self.group(id).await?;
+        changed(
+            groups::add_member(&self.state.db, id, &user.id).await?,
+            &name,
+        )?;
+        self.audit("added to group", Some(&user.username), Some(name))
+            .await;
+        Ok(())
+    }
+
+    pub async fn remove_group_member(&self, id: Uuid, user_id: &str) -> Result<(), AccountError> {
+        let user = self.user(user_id).await?;
+        let name = self.group(id).await?;
+        changed(
+            groups::remove_member(&self.state.db, id, user_id).await?,
+            &name,
+        )?;
+        self.audit("removed from group", Some(&user.username), Some(name))
+            .await;
+        Ok(())
+    }
+}
+
+/// A group change's outcome as an error.
+fn changed(outcome: groups::Changed, name: &str) -> Result<(), AccountError> {
+    match outcome {
+        groups::Changed::Done => Ok(()),
+        groups::Changed::NoSuchGroup => Err(AccountError::NoSuchGroup),
+        groups::Changed::NoSuchUser => Err(AccountError::NoSuchUser),
+        groups::Changed::NameTaken => Err(AccountError::GroupNameTaken(name.to_owned())),
+        groups::Changed::TooMany => Err(AccountError::TooManyGroups),
+    }
+}
+
+fn check_group_name(name: &str) -> Result<&str, AccountError> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 || count > MAX_GROUP_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(AccountError::BadGroupName);
+    }
+    Ok(name)
 }
 
 fn check_budget(budget: Option<f64>) -> Result<Option<f64>, AccountError> {

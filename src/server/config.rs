@@ -246,6 +246,8 @@ pub struct LimitSettings {
     /// Bytes one person may store (message text, titles, system prompts); past it, what would
     /// store more is refused in words ([`settings::STORAGE_QUOTA_MB`]; `None`: no quota).
     pub storage_quota_bytes: Option<u64>,
+    /// Where budget warnings at 80 and 90 % are POSTed ([`settings::BUDGET_WEBHOOK`]).
+    pub budget_webhook: Option<reqwest::Url>,
     /// Bytes an import's upload may be ([`settings::MAX_IMPORT_MB`]).
     pub max_import_bytes: u64,
     /// Bytes one attached file may be ([`settings::MAX_ATTACHMENT_MB`]).
@@ -270,6 +272,7 @@ impl Default for LimitSettings {
             turns_per_minute: settings::TURNS_PER_MINUTE.kind.default as u32,
             streams_per_user: settings::MAX_STREAMS_PER_USER.kind.default as usize,
             allow_unpriced_models: false,
+            budget_webhook: None,
             writes_per_minute: settings::WRITES_PER_MINUTE.kind.default as u32,
             storage_quota_bytes: quota_bytes(settings::STORAGE_QUOTA_MB.kind.default),
             max_import_bytes: settings::MAX_IMPORT_MB.kind.default << 20,
@@ -290,6 +293,7 @@ impl LimitSettings {
             turns_per_minute: env.whole(&settings::TURNS_PER_MINUTE)?,
             streams_per_user: env.whole(&settings::MAX_STREAMS_PER_USER)?,
             allow_unpriced_models: env.yes(&settings::ALLOW_UNPRICED_MODELS),
+            budget_webhook: budget_webhook(env)?,
             writes_per_minute: env.whole(&settings::WRITES_PER_MINUTE)?,
             storage_quota_bytes: quota_bytes(env.whole(&settings::STORAGE_QUOTA_MB)?),
             max_import_bytes: env
@@ -311,6 +315,22 @@ impl LimitSettings {
                 .whole::<u64>(&settings::PDF_READ_MB)?
                 .saturating_mul(1 << 20),
         })
+    }
+}
+
+/// The budget webhook's URL, if set: http or https. (Its value is never shown: it may hold a
+/// token.)
+fn budget_webhook(env: &Env) -> Result<Option<reqwest::Url>, ConfigError> {
+    let setting = &settings::BUDGET_WEBHOOK;
+    let Some(text) = env.optional(setting) else {
+        return Ok(None);
+    };
+    match reqwest::Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(Some(url)),
+        _ => Err(ConfigError::Invalid(format!(
+            "{} must be an http or https URL",
+            setting.name
+        ))),
     }
 }
 

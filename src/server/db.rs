@@ -18,6 +18,8 @@
 //!   Postgres its tsvector columns);
 //! - `shares`: share links, each a pinned snapshot of a branch;
 //! - `api_keys`: keys for the OpenAI-compatible API, by their hash, and each one's month;
+//! - `groups`: groups of people, their members (by hand and through the identity provider),
+//!   models and budgets, and the budget warnings claimed for the webhook;
 //! - `titles`: titles from the first exchange, never over a person's;
 //! - `transfer`: a conversation read whole for an export, an import stored in one transaction;
 //! - `attachments`: uploads, their blobs a chunk at a time, the turns that carry them;
@@ -129,6 +131,7 @@ pub mod attachments;
 mod batch;
 pub mod branches;
 mod conversations;
+pub mod groups;
 mod ids;
 pub mod limits;
 mod lookups;

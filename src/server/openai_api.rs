@@ -171,7 +171,8 @@ impl From<CompletionError> for ApiFailure {
             CompletionError::Refused(refused) => match refused {
                 RunError::OverBudget { .. }
                 | RunError::OverSiteCap { .. }
-                | RunError::OverKeyBudget { .. } => Self::new(
+                | RunError::OverKeyBudget { .. }
+                | RunError::OverGroupBudget { .. } => Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "insufficient_quota",
                     Some("insufficient_quota"),
@@ -184,6 +185,13 @@ impl From<CompletionError> for ApiFailure {
                     .param("model")
                     .code("model_not_priced"),
                 RunError::CannotSee { .. } => Self::invalid(message).param("messages"),
+                RunError::ModelNotAllowed { .. } => Self::new(
+                    StatusCode::FORBIDDEN,
+                    "invalid_request_error",
+                    Some("model_not_allowed"),
+                    message,
+                )
+                .param("model"),
                 RunError::BudgetUnchecked | RunError::HistoryUnreadable => Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
@@ -204,12 +212,36 @@ impl ApiFailure {
     }
 }
 
-/// `GET /v1/models`: every model of the catalog, the built-in ones included.
+/// `GET /v1/models`: the models of the catalog (the built-in ones included) the key's owner may
+/// use (their groups may limit them).
 async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = api_keys::authenticate(&state, &headers).await {
-        return ApiFailure::from(refusal).into_response();
-    }
-    let data: Vec<Value> = state.catalog.ids().map(model_object).collect();
+    let holder = match api_keys::authenticate(&state, &headers).await {
+        Ok(holder) => holder,
+        Err(refusal) => return ApiFailure::from(refusal).into_response(),
+    };
+    let allowed = match crate::server::groups::allowed_models(&state.db, &holder.owner).await {
+        Ok(allowed) => allowed,
+        Err(e) => {
+            tracing::error!("could not read a key's models: {e}");
+            return ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                "the server could not list the models; try again".into(),
+            )
+            .into_response();
+        }
+    };
+    let data: Vec<Value> = state
+        .catalog
+        .ids()
+        .filter(|id| {
+            allowed
+                .as_ref()
+                .is_none_or(|models| models.iter().any(|m| m == id))
+        })
+        .map(model_object)
+        .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -219,10 +251,19 @@ async fn model(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = api_keys::authenticate(&state, &headers).await {
-        return ApiFailure::from(refusal).into_response();
-    }
-    if state.catalog.contains(&id) {
+    let holder = match api_keys::authenticate(&state, &headers).await {
+        Ok(holder) => holder,
+        Err(refusal) => return ApiFailure::from(refusal).into_response(),
+    };
+    // A model the owner's groups do not allow is not listed, so not found either.
+    let allowed = match crate::server::groups::allowed_models(&state.db, &holder.owner).await {
+        Ok(allowed) => allowed.is_none_or(|models| models.contains(&id)),
+        Err(e) => {
+            tracing::error!("could not read a key's models: {e}");
+            false
+        }
+    };
+    if state.catalog.contains(&id) && allowed {
         axum::Json(model_object(&id)).into_response()
     } else {
         ApiFailure::from(CompletionError::NoSuchModel(id)).into_response()

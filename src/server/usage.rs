@@ -13,6 +13,7 @@ use super::principal::Principal;
 use super::AppState;
 use crate::error::ApiError;
 use crate::model::accounts::UsageReport;
+use crate::model::groups::{BudgetScope, BudgetUse, GroupTotal};
 
 /// Whose usage a request may read: one's own, or (for an admin) anyone's.
 pub async fn subject(
@@ -46,11 +47,34 @@ pub async fn report(
     budget_usd: Option<f64>,
 ) -> Result<UsageReport, DbError> {
     let month = state.month();
+    let groups = db::groups::groups_of(&state.db, &owner.0, &month)
+        .await?
+        .into_iter()
+        .map(|g| GroupTotal {
+            name: g.name,
+            month_cost_usd: g.month_spent_usd,
+            budget_usd: g.monthly_budget_usd,
+        })
+        .collect();
+    // The person's own budget, their groups', and each of their API keys' with a budget.
+    let mut budgets = super::groups::budgets(&state.db, owner, &month).await?;
+    for key in db::api_keys::list_keys(&state.db, owner, &month).await? {
+        if let Some(budget) = key.monthly_budget_usd {
+            budgets.push(BudgetUse {
+                scope: BudgetScope::Key,
+                name: key.name,
+                budget_usd: budget,
+                spent_usd: key.month_spent_usd,
+            });
+        }
+    }
     Ok(UsageReport {
         username,
         month_cost_usd: db::usage::month_spent(&state.db, owner, &month).await?,
         budget_usd,
         rows: db::usage::month_usage(&state.db, owner, &month).await?,
+        budgets,
+        groups,
         month,
     })
 }
@@ -58,6 +82,9 @@ pub async fn report(
 #[derive(Deserialize)]
 pub struct ExportQuery {
     user: Option<String>,
+    /// `groups=1`: the groups' totals instead of the runs (an admin's: every group; anyone
+    /// else's: their own groups).
+    groups: Option<String>,
     /// `2026-11`; the current month when absent.
     month: Option<String>,
 }
@@ -106,6 +133,9 @@ pub async fn export_csv(
         Ok(asked) => asked,
         Err(error) => return api_error(&error),
     };
+    if query.groups.as_deref() == Some("1") {
+        return group_totals_csv(&state, &principal, &owner, &month).await;
+    }
     let name = file_name(&format!("{username}-{month}"));
     // The first page is read before answering, so that a failure is an error in words rather
     // than an empty file.
@@ -224,6 +254,93 @@ fn csv_rows(header: bool, runs: &[db::usage::RunFigures]) -> Result<Vec<u8>, csv
             t.usage_estimated.to_string(),
             t.api_key.clone(),
         ])?;
+    }
+    csv.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// `GET /usage.csv?groups=1[&month=…]`: each group's month (its members' spending, settled
+/// and held, and its budget); an admin gets every group, anyone else their own groups.
+async fn group_totals_csv(
+    state: &AppState,
+    principal: &Principal,
+    owner: &Owner,
+    month: &str,
+) -> Response<Body> {
+    let totals = if principal.is_admin && principal.owner == *owner {
+        db::groups::list_groups(&state.db, month)
+            .await
+            .map(|groups| {
+                groups
+                    .into_iter()
+                    .map(|g| {
+                        (
+                            g.name,
+                            g.members.len(),
+                            g.month_cost_usd,
+                            g.monthly_budget_usd,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+    } else {
+        db::groups::groups_of(&state.db, &owner.0, month)
+            .await
+            .map(|groups| {
+                groups
+                    .into_iter()
+                    .map(|g| (g.name, 0, g.month_spent_usd, g.monthly_budget_usd))
+                    .collect()
+            })
+    };
+    let totals = match totals {
+        Ok(totals) => totals,
+        Err(e) => return api_error(&ApiError::from(e)),
+    };
+    let admin = principal.is_admin && principal.owner == *owner;
+    let written = group_totals_rows(admin, month, &totals);
+    let body = match written {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!("writing the group totals CSV: {e}");
+            return api_error(&ApiError::Internal);
+        }
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"rill-group-usage-{}.csv\"",
+                file_name(month)
+            ),
+        )
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Group totals as CSV: `(name, members, cost, budget)` each; the member count for an admin.
+fn group_totals_rows(
+    admin: bool,
+    month: &str,
+    totals: &[(String, usize, f64, Option<f64>)],
+) -> Result<Vec<u8>, csv::Error> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    if admin {
+        csv.write_record(["month", "group", "members", "cost_usd", "budget_usd"])?;
+    } else {
+        csv.write_record(["month", "group", "cost_usd", "budget_usd"])?;
+    }
+    for (name, members, cost, budget) in totals {
+        let cost = format!("{cost:.8}");
+        let budget = budget.map(|b| b.to_string()).unwrap_or_default();
+        if admin {
+            let members = members.to_string();
+            csv.write_record([month, name.as_str(), members.as_str(), &cost, &budget])?;
+        } else {
+            csv.write_record([month, name.as_str(), &cost, &budget])?;
+        }
     }
     csv.into_inner()
         .map_err(|e| csv::Error::from(e.into_error()))

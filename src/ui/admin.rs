@@ -1,3 +1,5 @@
+//! The admin page: users and their budgets, groups, settings, lockouts and the audit log.
+
 use leptos::prelude::*;
 use leptos::server::ServerAction;
 
@@ -12,6 +14,10 @@ use crate::format::format_cost;
 use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
 use crate::ui::wire;
+
+/// The page's groups: budgets, models, members, the month's chart.
+mod groups;
+pub use groups::total_words;
 
 /// A budget as typed: empty is "no limit".
 pub(crate) fn parse_budget(text: &str) -> Result<Option<f64>, String> {
@@ -93,6 +99,7 @@ pub fn AdminPage() -> impl IntoView {
                             Ok(view_data) => view! {
                                 <Users first=view_data.users users actions />
                                 <NewUserForm create local_error />
+                                <groups::Groups />
                                 <SettingsForm current=view_data.settings spent=view_data.site_month_cost_usd settings local_error />
                                 <Lockouts lockouts=view_data.lockouts total=view_data.lockouts_total clear />
                                 <AuditLog first=view_data.audit log />

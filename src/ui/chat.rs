@@ -4,6 +4,7 @@ mod announcer;
 mod attach;
 mod attachments;
 mod browser;
+mod budget_warning;
 mod composer;
 mod connection;
 mod cursor;

@@ -3,7 +3,9 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::usage::monthly_usage;
 use crate::format::{format_cost, thousands};
+use crate::model::groups::BudgetUse;
 use crate::ui::account::Panel;
+use crate::ui::admin::total_words;
 use crate::ui::api_keys::ApiKeys;
 use crate::ui::shares::SharedLinks;
 use crate::ui::wire;
@@ -37,6 +39,15 @@ pub fn UsagePage() -> impl IntoView {
                                         <strong>{report.username.clone()}</strong>
                                         {format!(" · {}: {} spent, {limit}", report.month, format_cost(report.month_cost_usd))}
                                     </p>
+                                    {report.budgets.iter().filter_map(BudgetUse::warning_words).map(|w| view! {
+                                        <p class="budget-warning" role="status">{w}</p>
+                                    }).collect_view()}
+                                    {(!report.groups.is_empty()).then(|| view! {
+                                        <h2>"Your groups this month"</h2>
+                                        <ul class="group-totals">
+                                            {report.groups.iter().map(|g| view! { <li>{total_words(g)}</li> }).collect_view()}
+                                        </ul>
+                                    })}
                                     {if report.rows.is_empty() {
                                         view! { <p class="muted">"No replies this month."</p> }.into_any()
                                     } else {
@@ -72,7 +83,8 @@ pub fn UsagePage() -> impl IntoView {
                     })
                 }}
             </Transition>
-            <p><a href=export download>"Download every reply's figures (CSV)"</a></p>
+            <p><a href=export download>"Download every reply's figures (CSV)"</a>
+                " · " <a href="/usage.csv?groups=1" download>"Group totals (CSV)"</a></p>
             // One's own links only: an admin looking at someone's usage does not see theirs.
             {move || user.get().is_none().then(|| view! { <SharedLinks /> })}
             {move || user.get().is_none().then(|| view! { <ApiKeys /> })}

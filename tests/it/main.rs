@@ -18,6 +18,7 @@ mod continuation;
 mod conversations;
 mod engines;
 mod faults;
+mod groups;
 mod lifecycle;
 mod local_model;
 mod long_conversations;

@@ -153,6 +153,8 @@ settings! {
         Whole { default: 32, least: 1, most: USIZE };
     /// People with a budget may use models without a price, counted as free.
     ALLOW_UNPRICED_MODELS: Yes = "RILL_ALLOW_UNPRICED_MODELS", Yes;
+    /// A URL POSTed a small JSON once a month when spending reaches 80 % and 90 % of a budget.
+    BUDGET_WEBHOOK: Optional = "RILL_BUDGET_WEBHOOK", Optional;
     /// Changes other than sends one person may make per minute.
     WRITES_PER_MINUTE: Whole = "RILL_WRITES_PER_MINUTE", Whole { default: 60, least: 1, most: U32 };
     /// Megabytes of text one person may store; 0: no quota.

@@ -14,6 +14,18 @@ use crate::model::{MessageStatus, Usage};
 pub(super) const SPENT: &str =
     "COALESCE(SUM(CASE state WHEN 'reserved' THEN reserved_usd ELSE COALESCE(cost_usd, 0.0) END), 0.0)";
 
+/// The user ids of group `$1`'s members: by hand, and through its identity provider group (a
+/// group's budget counts their spending; `groups` manages them).
+pub(super) const MEMBERS: &str = "SELECT m.user_id FROM group_members m WHERE m.group_id = $1
+     UNION SELECT i.user_id FROM user_idp_groups i JOIN user_groups g ON g.idp_group = i.name
+      WHERE g.id = $1";
+
+/// The groups user `$1` belongs to: `id, name, monthly_budget_usd`.
+pub(super) const GROUPS_OF: &str = "SELECT g.id, g.name, g.monthly_budget_usd FROM user_groups g
+     WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
+        OR EXISTS (SELECT 1 FROM user_idp_groups i WHERE i.name = g.idp_group AND i.user_id = $1)
+     ORDER BY g.name";
+
 /// A run about to call its provider, and the most it can cost.
 pub struct Reservation<'a> {
     pub owner: &'a Owner,
@@ -51,8 +63,9 @@ impl Purpose {
 }
 
 /// The limits a reservation must fit under, in USD for the month. Each is checked in [`hold`]
-/// against its own sum of the ledger, in the one write transaction; a further limit (a group's
-/// budget) is a field here, its sum there and a variant of [`Reserved`].
+/// against its own sum of the ledger, in the one write transaction. The owner's groups and
+/// their budgets are read there too (`groups` only says whether to), so members reserving at
+/// once each see what the others hold.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
     /// The person's own budget.
@@ -61,17 +74,20 @@ pub struct Limits {
     pub site_cap: Option<f64>,
     /// The API key's own budget (the reservation's `api_key`).
     pub key_budget: Option<f64>,
+    /// Whether the owner is in a group with a budget: then each such group's is checked
+    /// (single-user mode has no groups).
+    pub groups: bool,
 }
 
 impl Limits {
     /// Whether any budget holds the run.
     fn any(&self) -> bool {
-        self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some()
+        self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some() || self.groups
     }
 }
 
 /// Whether the run may go ahead.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reserved {
     Held,
     /// Spent (settled and reserved) this month, and the budget it would pass.
@@ -85,6 +101,12 @@ pub enum Reserved {
     },
     /// Spent through the API key this month, and its budget.
     OverKeyBudget {
+        spent: f64,
+        budget: f64,
+    },
+    /// Spent by the members of the group `group` this month, and its budget.
+    OverGroupBudget {
+        group: String,
         spent: f64,
         budget: f64,
     },
@@ -162,6 +184,32 @@ async fn hold(
             .await?;
             if spent + r.reserved_usd > budget {
                 return Ok(Reserved::OverKeyBudget { spent, budget });
+            }
+        }
+        // Every group the owner is in with a budget (an account's: `Owner` is the user's id).
+        // Checked in this write transaction, which the batch writer runs one at a time, so
+        // members sending at once see each other's reservations.
+        if limits.groups {
+            let groups: Vec<(String, String, Option<f64>)> = sqlx::query_as(GROUPS_OF)
+                .bind(&r.owner.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            let sum =
+                format!("SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({MEMBERS})");
+            for (id, group, budget) in groups {
+                let Some(budget) = budget else { continue };
+                let (spent,): (f64,) = sqlx::query_as(&sum)
+                    .bind(&id)
+                    .bind(r.month)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if spent + r.reserved_usd > budget {
+                    return Ok(Reserved::OverGroupBudget {
+                        group,
+                        spent,
+                        budget,
+                    });
+                }
             }
         }
         if let Some(cap) = limits.site_cap {

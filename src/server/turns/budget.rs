@@ -1,9 +1,10 @@
 //! Monthly budgets as a ledger. Before a run sends anything it reserves its worst case — a token
 //! for every byte of the prompt, and its whole output cap, at the model's prices — against the
-//! owner's month (and the site's), in the same write transaction that adds up what is settled
-//! and what other runs hold; when it ends it is settled to its real cost. So runs started at
-//! once cannot together pass a budget, and a run is billed to the month it ran in. A refusal is
-//! a failed reply that cost nothing, with the question kept; no provider request is made.
+//! owner's month (their groups', the site's, an API key's), in the same write transaction that
+//! adds up what is settled and what other runs hold; when it ends it is settled to its real
+//! cost. So runs started at once cannot together pass a budget, and a run is billed to the
+//! month it ran in. A refusal is a failed reply that cost nothing, with the question kept; no
+//! provider request is made. A model the owner's groups do not allow is refused here too.
 
 use llm::Usage;
 use uuid::Uuid;
@@ -11,10 +12,11 @@ use uuid::Uuid;
 use super::deps::Deps;
 use super::error::RunError;
 use super::prompt::Prompt;
-use crate::server::clock;
+use crate::server::budget_alerts::KeyLimit;
 use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
 use crate::server::db::{self, Db, DbError, Owner, TurnRecord};
 use crate::server::pricing::PriceTable;
+use crate::server::{clock, groups};
 
 /// Reserves this run's worst case.
 pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), RunError> {
@@ -57,6 +59,19 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         tracing::error!(%message, "could not check the budget: {e}");
         RunError::BudgetUnchecked
     };
+    // The person's groups may limit the models they use.
+    if !groups::may_use(&deps.db, run.owner, run.model)
+        .await
+        .map_err(unchecked)?
+    {
+        tracing::info!(%message, model = run.model, "refused: a model the person's groups do not allow");
+        return Err(RunError::ModelNotAllowed {
+            model: run.model.to_owned(),
+        });
+    }
+    let in_budgeted_group = db::groups::in_budgeted_group(&deps.db, &run.owner.0)
+        .await
+        .map_err(unchecked)?;
     // Single-user mode has no user row, and so no budget.
     let budget = db::accounts::user_by_id(&deps.db, &run.owner.0)
         .await
@@ -74,7 +89,8 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         cache_write_tokens: worst.input_tokens,
         ..worst
     };
-    let limited = budget.is_some() || site_cap.is_some() || key_budget.is_some();
+    let limited =
+        budget.is_some() || site_cap.is_some() || key_budget.is_some() || in_budgeted_group;
     let reserved = match (
         deps.prices.cost(model, &worst),
         deps.prices.cost(model, &cached),
@@ -102,17 +118,26 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         purpose: ledger::Purpose::Reply,
         api_key: run.key.map(|k| k.id),
     };
-    // A group's budget, when people have groups, is one more of these limits.
     let limits = Limits {
         budget,
         site_cap,
         key_budget,
+        groups: in_budgeted_group,
     };
     match ledger::reserve(&deps.db, &reservation, limits)
         .await
         .map_err(unchecked)?
     {
-        Reserved::Held => Ok(()),
+        Reserved::Held => {
+            if let Some(alerts) = &deps.budget_alerts {
+                let key = run.key.map(|k| KeyLimit {
+                    id: k.id,
+                    budget: k.budget,
+                });
+                alerts.check(run.owner.clone(), key, clock::month_of(now));
+            }
+            Ok(())
+        }
         Reserved::OverBudget { spent, budget } => {
             tracing::info!(%message, spent, reserved, budget, "refused: over the monthly budget");
             Err(RunError::OverBudget {
@@ -124,6 +149,19 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         Reserved::OverSiteCap { spent, cap } => {
             tracing::warn!(%message, spent, reserved, cap, "refused: over the site's monthly cap");
             Err(RunError::OverSiteCap { spent, cap })
+        }
+        Reserved::OverGroupBudget {
+            group,
+            spent,
+            budget,
+        } => {
+            tracing::info!(%message, spent, reserved, budget, "refused: over a group's budget");
+            Err(RunError::OverGroupBudget {
+                group,
+                budget,
+                spent,
+                reserved,
+            })
         }
         Reserved::OverKeyBudget { spent, budget } => {
             tracing::info!(%message, spent, reserved, budget, "refused: over the key's budget");

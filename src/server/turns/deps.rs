@@ -7,6 +7,7 @@ use tokio::sync::broadcast;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::server::budget_alerts::BudgetAlerts;
 use crate::server::catalog::ModelCatalog;
 use crate::server::clock::SharedClock;
 use crate::server::config::{Config, TurnSettings};
@@ -37,6 +38,8 @@ pub(super) struct Deps {
     /// Every task a turn runs in, and what a run leaves behind it (a title's request): shutdown
     /// waits for them all, so none is writing when the database closes.
     pub tasks: TaskTracker,
+    /// Budget warnings for `RILL_BUDGET_WEBHOOK`, when it is set.
+    pub budget_alerts: Option<BudgetAlerts>,
 }
 
 impl Deps {
@@ -47,6 +50,12 @@ impl Deps {
         config: &Config,
         clock: SharedClock,
     ) -> Self {
+        let tasks = TaskTracker::new();
+        let budget_alerts = config
+            .limits
+            .budget_webhook
+            .clone()
+            .map(|url| BudgetAlerts::new(db.clone(), url, clock.clone(), tasks.clone()));
         Self {
             db,
             catalog,
@@ -62,7 +71,8 @@ impl Deps {
             // A title sent while a page's stream is busy waits here; a burst past this is
             // skipped (the page reads the title when it next loads).
             titles: broadcast::channel(64).0,
-            tasks: TaskTracker::new(),
+            tasks,
+            budget_alerts,
         }
     }
 }

@@ -146,4 +146,20 @@ pub enum RunError {
         spent: f64,
         reserved: f64,
     },
+    #[error(
+        "this message could take the group {group}'s spending this month past its budget of {} \
+         ({} left of it, counting replies being written; this one may cost up to {}); ask an \
+         admin to raise it, or pick a model that costs less",
+        format_cost(*budget),
+        format_cost((*budget - *spent).max(0.0)),
+        format_cost(*reserved)
+    )]
+    OverGroupBudget {
+        group: String,
+        budget: f64,
+        spent: f64,
+        reserved: f64,
+    },
+    #[error("your groups do not allow the model {model}; pick another (the picker shows those you may use)")]
+    ModelNotAllowed { model: String },
 }

@@ -175,14 +175,22 @@ async fn reserve(
             .await?
             .and_then(|user| user.monthly_budget_usd);
         let site_cap = db::accounts::site_settings(&deps.db).await?.monthly_cap_usd;
-        Ok::<_, db::DbError>(Limits {
-            budget,
-            site_cap,
-            ..Limits::default()
-        })
+        let groups = db::groups::in_budgeted_group(&deps.db, &record.owner.0).await?;
+        let allowed = crate::server::groups::may_use(&deps.db, &record.owner, model).await?;
+        Ok::<_, db::DbError>((
+            Limits {
+                budget,
+                site_cap,
+                groups,
+                ..Limits::default()
+            },
+            allowed,
+        ))
     };
     let limits = match settings.await {
-        Ok(limits) => limits,
+        // A model the person's groups do not allow writes no title for them either.
+        Ok((_, false)) => return false,
+        Ok((limits, true)) => limits,
         Err(e) => {
             tracing::warn!("could not check the budget for a title: {e}");
             return false;
@@ -190,7 +198,7 @@ async fn reserve(
     };
     let reserved = match deps.prices.cost(model, &worst) {
         Some(cost) => cost,
-        None if (limits.budget.is_some() || limits.site_cap.is_some())
+        None if (limits.budget.is_some() || limits.site_cap.is_some() || limits.groups)
             && !deps.allow_unpriced_models =>
         {
             return false;

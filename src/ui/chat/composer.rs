@@ -1,6 +1,7 @@
 use leptos::ev::KeyboardEvent;
 use leptos::prelude::*;
 
+use super::budget_warning::BudgetWarning;
 use super::files::PendingFile;
 use super::on_demand;
 use super::remembered;
@@ -69,6 +70,7 @@ pub fn Composer(state: ChatState) -> impl IntoView {
     // The page opens ready to type (effects run only in the browser).
     Effect::new(move || state.focus_composer());
     view! {
+        <BudgetWarning streaming=Signal::derive(move || state.is_streaming()) />
         <form
             class="composer"
             on:submit=move |ev| { ev.prevent_default(); submit(); }
