@@ -228,13 +228,25 @@ mod tests {
             last: tokio::time::Instant::now(),
         };
         // Already sent (the row had it): nothing goes out.
-        assert!(matches!(sent.apply(&out, piece(0, "Hello")).await, Applied::Sent));
+        assert!(matches!(
+            sent.apply(&out, piece(0, "Hello")).await,
+            Applied::Sent
+        ));
         // Overlapping what was sent: only the rest goes out.
-        assert!(matches!(sent.apply(&out, piece(3, "lo, wo")).await, Applied::Sent));
+        assert!(matches!(
+            sent.apply(&out, piece(3, "lo, wo")).await,
+            Applied::Sent
+        ));
         // Right after it.
-        assert!(matches!(sent.apply(&out, piece(9, "rld")).await, Applied::Sent));
+        assert!(matches!(
+            sent.apply(&out, piece(9, "rld")).await,
+            Applied::Sent
+        ));
         // Past it: one was lost.
-        assert!(matches!(sent.apply(&out, piece(20, "!")).await, Applied::Gap));
+        assert!(matches!(
+            sent.apply(&out, piece(20, "!")).await,
+            Applied::Gap
+        ));
         drop(out);
         let mut texts = Vec::new();
         while let Some(StreamLine::Event(event)) = lines.recv().await {
