@@ -30,6 +30,9 @@ test("signing in with the company's identity provider: the button, the provider'
     await expect(page).toHaveURL(`${rill.url}/`);
     await expect(page.locator("html[data-hydrated]")).toBeAttached();
     await expect(page.locator(".account-menu .who")).toHaveText("ada@example.com");
+    // Her password is the provider's: she signs out here, but no password change is offered.
+    await expect(page.locator(".account-menu").getByRole("button", { name: "Sign out" })).toBeVisible();
+    await expect(page.locator(".account-menu").getByRole("link", { name: "Password" })).toHaveCount(0);
 
     // A refusal comes back as words on the sign-in page, whatever the address carried.
     await page.goto(`${rill.url}/signin?oidc=not-allowed`);

@@ -11,6 +11,9 @@ pub struct Me {
     pub accounts: bool,
     /// Signed in through the trusted proxy: sign-out and passwords are the proxy's business.
     pub via_proxy: bool,
+    /// The page offers a password change: the account has a password of its own (an identity
+    /// provider's people sign in there) and password sign-in is on.
+    pub can_change_password: bool,
 }
 
 /// What the sign-in page needs to know before anyone is signed in.

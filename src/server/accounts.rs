@@ -55,6 +55,8 @@ pub enum AccountError {
     ViaProxy,
     #[error("passwords do not sign in here; use the sign-in page's button")]
     PasswordsOff,
+    #[error("your account signs in through your organization's sign-in; it has no password here")]
+    NoOwnPassword,
     #[error("no such group")]
     NoSuchGroup,
     #[error("a group named {0:?} exists already")]
@@ -81,7 +83,8 @@ impl From<AccountError> for ApiError {
             AccountError::Disabled
             | AccountError::NotAdmin
             | AccountError::SignupClosed
-            | AccountError::PasswordsOff => ApiError::Forbidden(message),
+            | AccountError::PasswordsOff
+            | AccountError::NoOwnPassword => ApiError::Forbidden(message),
             AccountError::Throttled(_) => ApiError::TooManyRequests(message),
             AccountError::NameTaken(_) | AccountError::GroupNameTaken(_) => {
                 ApiError::Conflict(message)
@@ -425,11 +428,15 @@ pub async fn change_password(
     let user = store::user_by_id(&state.db, id)
         .await?
         .ok_or(AccountError::NoSuchUser)?;
+    if user.password_hash.is_none() {
+        return Err(AccountError::NoOwnPassword);
+    }
     // Checking the current password is a sign-in attempt, and throttled like one.
     let known = known_device(state, request, Some(&user)).await?;
     state
         .sign_in_throttle
-        .attempt(&user.username, address, known)?;
+        .attempt_everywhere(&state.db, &user.username, address, known)
+        .await?;
     if !verify_password(&state.passwords, current, user.password_hash.as_deref()).await? {
         audit(
             state,
@@ -887,10 +894,15 @@ pub fn me_as(state: &AppState, user: &User) -> crate::model::accounts::Me {
 }
 
 pub fn me(state: &AppState, principal: &Principal) -> crate::model::accounts::Me {
+    let accounts = state.config.access.mode == super::config::AuthMode::Accounts;
     crate::model::accounts::Me {
         username: principal.username.clone(),
         is_admin: principal.is_admin,
-        accounts: state.config.access.mode == super::config::AuthMode::Accounts,
+        accounts,
         via_proxy: principal.via_proxy,
+        can_change_password: accounts
+            && !principal.via_proxy
+            && principal.has_password
+            && passwords_sign_in(state).is_ok(),
     }
 }

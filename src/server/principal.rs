@@ -17,6 +17,8 @@ pub struct Principal {
     pub user_id: Option<String>,
     /// Signed in by the trusted proxy's header rather than a session.
     pub via_proxy: bool,
+    /// The account has a password of its own (not one made by an identity provider).
+    pub has_password: bool,
 }
 
 impl Principal {
@@ -28,6 +30,7 @@ impl Principal {
             is_admin: true,
             user_id: None,
             via_proxy: false,
+            has_password: false,
         }
     }
 
@@ -38,6 +41,7 @@ impl Principal {
             is_admin: user.is_admin,
             user_id: Some(user.id.clone()),
             via_proxy,
+            has_password: user.password_hash.is_some(),
         }
     }
 }

@@ -220,7 +220,8 @@ pub fn AccountMenu() -> impl IntoView {
                 let me = me.clone();
                 Suspend::new(async move {
                 me.await.ok().map(|me| {
-                    let own_password = me.accounts && !me.via_proxy;
+                    let signs_out = me.accounts && !me.via_proxy;
+                    let own_password = me.can_change_password;
                     view! {
                         <div class="account-menu">
                             <span class="who" title="Signed in as">{me.username.clone()}</span>
@@ -228,7 +229,7 @@ pub fn AccountMenu() -> impl IntoView {
                             <a href="/import-export">"Import/export"</a>
                             {(me.is_admin && me.accounts).then(|| view! { <a href="/admin">"Admin"</a> })}
                             {own_password.then(|| view! { <a href="/account">"Password"</a> })}
-                            {own_password.then(|| view! {
+                            {signs_out.then(|| view! {
                                 <button type="button" class="link" on:click=move |_| leave()>
                                     "Sign out"
                                 </button>

@@ -882,6 +882,7 @@ async fn the_proxy_header_is_believed_only_from_trusted_proxies() {
     assert_eq!(me["username"], "mia@example.com");
     assert_eq!(me["via_proxy"], true);
     assert_eq!(me["is_admin"], false);
+    assert_eq!(me["can_change_password"], false, "the proxy's business");
     // A header given twice, or holding a list, names nobody for sure: refused.
     let users = app.count("users").await;
     for headers in [
@@ -1078,4 +1079,13 @@ async fn the_theme_is_kept_with_the_account_and_drawn_by_the_server_from_the_fir
 
 async fn page_of(person: &Person) -> String {
     person.get("/usage").await.text().await.expect("page")
+}
+
+#[tokio::test]
+async fn a_password_account_is_offered_a_password_change() {
+    let app = accounts_app().await;
+    app.add_user("pat", false).await;
+    let pat = app.signed_in("pat").await;
+    let me: Value = json_of(pat.post("current_user", json!({})).await).await;
+    assert_eq!(me["can_change_password"], true);
 }

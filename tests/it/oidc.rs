@@ -174,6 +174,18 @@ async fn a_person_signs_in_through_the_provider_and_gets_an_account() {
     let me = who(&browser).await.expect("signed in");
     assert_eq!(me["username"], "ada@example.com");
     assert_eq!(me["is_admin"], false);
+    // Her password is the provider's: the page offers no password change, and the server
+    // refuses one in words.
+    assert_eq!(me["can_change_password"], false);
+    let change = browser
+        .post(
+            "change_password",
+            json!({"current": "anything", "new": "a new password"}),
+        )
+        .await;
+    assert_eq!(change.status(), 403);
+    let words = change.text().await.expect("words");
+    assert!(words.contains("no password here"), "{words}");
     assert_eq!(idp.tokens_served(), 1);
 
     let user = store::user_by_name(&app.state.db, "ada@example.com")
