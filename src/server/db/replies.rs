@@ -115,6 +115,22 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
                 .await?;
         }
         for c in checkpoints {
+            if !c.whole && db.engine() == super::Engine::Postgres {
+                // Postgres runs a reply's ending beside this transaction: lock the row first, so
+                // a piece is never added after the ending took the pieces in (the lock waits
+                // for the ending, then finds the reply no longer streaming).
+                let streaming: Option<(TextUuid,)> = sqlx::query_as(
+                    "SELECT id FROM messages WHERE id = $1 AND status = 'streaming' AND run = $2
+                     FOR UPDATE",
+                )
+                .bind(TextUuid(c.reply.message_id))
+                .bind(i64::from(c.reply.run))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if streaming.is_none() {
+                    continue;
+                }
+            }
             let text = if c.whole { &update } else { &append };
             let mut query = sqlx::query(text)
                 .bind(&c.text.content)
