@@ -114,22 +114,17 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
                 .execute(&mut *tx)
                 .await?;
         }
+        // Postgres runs a reply's ending beside this transaction: the rows are locked first, in
+        // one statement, so a piece is never added after an ending took the pieces in (the lock
+        // waits for the ending, then finds that reply no longer streaming).
+        let ids = checkpoints.iter().map(|c| c.reply.message_id.to_string());
+        let streaming = lock_streaming(&mut Conn::from(&mut *tx), ids.collect()).await?;
         for c in checkpoints {
-            if !c.whole && db.engine() == super::Engine::Postgres {
-                // Postgres runs a reply's ending beside this transaction: lock the row first, so
-                // a piece is never added after the ending took the pieces in (the lock waits
-                // for the ending, then finds the reply no longer streaming).
-                let streaming: Option<(TextUuid,)> = sqlx::query_as(
-                    "SELECT id FROM messages WHERE id = $1 AND status = 'streaming' AND run = $2
-                     FOR UPDATE",
-                )
-                .bind(TextUuid(c.reply.message_id))
-                .bind(i64::from(c.reply.run))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if streaming.is_none() {
-                    continue;
-                }
+            if streaming
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&c.reply.message_id.to_string()))
+            {
+                continue;
             }
             let text = if c.whole { &update } else { &append };
             let mut query = sqlx::query(text)
@@ -154,6 +149,25 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         tx.commit().await?;
         Ok(())
     })
+}
+
+/// On Postgres, locks the rows of `ids` still streaming and returns those; `None` on SQLite,
+/// whose one writer already keeps an ending and a checkpoint apart.
+async fn lock_streaming(
+    conn: &mut Conn<'_>,
+    ids: Vec<String>,
+) -> Result<Option<std::collections::HashSet<String>>, DbError> {
+    let Conn::Postgres(c) = conn else {
+        return Ok(None);
+    };
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM messages WHERE id = ANY($1) AND status = 'streaming'
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(&mut **c)
+    .await?;
+    Ok(Some(rows.into_iter().map(|(id,)| id).collect()))
 }
 
 /// Deletes a reply's pieces, once its row holds their text.
