@@ -173,60 +173,81 @@ async fn people_share_the_local_model_in_turn_and_one_cannot_fill_its_queue() {
     let ben = app.signed_in("ben").await;
     let cai = app.signed_in("cai").await;
     // Ann's first reply is generating…
+    let first_id = Uuid::new_v4();
     let first = ann
-        .send(Uuid::new_v4(), None, "Tell me a story about a fox.")
+        .send(
+            first_id,
+            None,
+            "Write a long story about a lighthouse keeper.",
+        )
         .await;
     assert_eq!(first.status(), 200);
     let mut first = EventReader::new(first);
-    first.started().await;
-    // …when she asks twice more, and Ben and Cai once each, all at once.
-    let finish_order = std::sync::Mutex::new(Vec::new());
-    let ask = |who: &'static str, person: &'static Person| {
-        let finish_order = &finish_order;
-        async move {
-            let events = person.turn(None, "Say hello.").await;
-            let outcome = finished(&events).clone();
-            if outcome.status == MessageStatus::Complete {
-                finish_order.lock().expect("lock").push(who);
-            }
-            (who, outcome)
-        }
-    };
-    // The people live for the rest of the test; the futures borrow them.
-    let (ann, ben, cai): (&'static Person, &'static Person, &'static Person) = (
-        Box::leak(Box::new(ann)),
-        Box::leak(Box::new(ben)),
-        Box::leak(Box::new(cai)),
-    );
-    let (outcomes, first_done) = tokio::join!(
-        futures::future::join_all([
-            ask("ann", ann),
-            ask("ann", ann),
-            ask("ben", ben),
-            ask("cai", cai)
-        ]),
-        first.read_to_end()
-    );
-    let first_outcome = finished(&first_done);
-    assert_eq!(
-        first_outcome.status,
-        MessageStatus::Complete,
-        "the first reply: {first_outcome:?}"
-    );
-    let refused: Vec<_> = outcomes
-        .iter()
-        .filter(|(_, o)| o.status == MessageStatus::Failed)
-        .collect();
-    assert_eq!(refused.len(), 1, "{outcomes:?}");
-    assert_eq!(refused[0].0, "ann");
-    let words = refused[0].1.error.clone().unwrap_or_default();
+    while !matches!(
+        first.next().await.map(|e| e.event),
+        Some(TurnEvent::Delta { .. })
+    ) {}
+    // …when she asks twice more, then Ben and Cai once each. Each request is seen queued before
+    // the next is sent, so the order they arrived in is known.
+    let ann_second = queued(&ann).await;
+    let refused = ann.turn(None, "Say hello.").await;
+    let outcome = finished(&refused);
+    assert_eq!(outcome.status, MessageStatus::Failed, "{outcome:?}");
+    let words = outcome.error.clone().unwrap_or_default();
     assert!(
         words.contains("one waiting for the built-in model"),
         "{words}"
     );
-    // Ben and Cai were served before Ann's second reply.
+    let ben_first = queued(&ben).await;
+    let cai_first = queued(&cai).await;
+    // Stopping Ann's first frees the model for the waiting: Ben and Cai, who arrived after Ann's
+    // second, are served before it because Ann was served last.
+    assert_eq!(
+        ann.post("stop_turn", serde_json::json!({"turn_id": first_id}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        finished(&first.read_to_end().await).status,
+        MessageStatus::Stopped
+    );
+    let finish_order = std::sync::Mutex::new(Vec::new());
+    let finish = |who: &'static str, reader: EventReader| {
+        let finish_order = &finish_order;
+        async move {
+            let events = reader.read_to_end().await;
+            let outcome = finished(&events);
+            assert_eq!(
+                outcome.status,
+                MessageStatus::Complete,
+                "{who}: {outcome:?}"
+            );
+            finish_order.lock().expect("lock").push(who);
+        }
+    };
+    futures::future::join3(
+        finish("ann", ann_second),
+        finish("ben", ben_first),
+        finish("cai", cai_first),
+    )
+    .await;
     let order = finish_order.lock().expect("lock").clone();
-    println!("finished in this order after Ann's first: {order:?}");
-    assert_eq!(order.len(), 3);
     assert_eq!(order.last(), Some(&"ann"), "{order:?}");
+}
+
+/// Sends "Say hello." and reads its turn until the built-in model says it waits in the queue.
+async fn queued(person: &Person) -> EventReader {
+    let response = person.send(Uuid::new_v4(), None, "Say hello.").await;
+    assert_eq!(response.status(), 200);
+    let mut reader = EventReader::new(response);
+    loop {
+        match reader.next().await.map(|e| e.event) {
+            Some(TurnEvent::Queued { .. }) => return reader,
+            Some(TurnEvent::Finished(outcome)) => panic!("ended before it was queued: {outcome:?}"),
+            Some(TurnEvent::Delta { .. }) => panic!("generated without waiting"),
+            Some(_) => {}
+            None => panic!("the stream ended before it was queued"),
+        }
+    }
 }
