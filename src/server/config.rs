@@ -91,6 +91,8 @@ pub struct AccessSettings {
     /// IP addresses are always allowed; any other `Host` is refused (421), which ends DNS
     /// rebinding.
     pub allowed_hosts: Vec<String>,
+    /// Web pages that may call `/v1` from the browser ([`settings::API_CORS_ORIGINS`]).
+    pub api_cors: ApiCors,
     /// Serve a non-loopback address without accounts anyway
     /// ([`settings::UNSAFE_NO_AUTH_ON_NETWORK`]): anyone who reaches the port is the owner.
     pub unsafe_no_auth_on_network: bool,
@@ -111,6 +113,7 @@ impl Default for AccessSettings {
             mode: AuthMode::default(),
             public_url: None,
             allowed_hosts: Vec::new(),
+            api_cors: ApiCors::default(),
             unsafe_no_auth_on_network: false,
             trusted_proxies: Vec::new(),
             sso_header: None,
@@ -185,12 +188,74 @@ impl AccessSettings {
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            api_cors: ApiCors::read(env)?,
             unsafe_no_auth_on_network: env.yes(&settings::UNSAFE_NO_AUTH_ON_NETWORK),
             trusted_proxies,
             sso_header,
             session_max_age: days(env.range(&settings::SESSION_MAX_DAYS)?),
         })
     }
+}
+
+/// Which other sites' pages may call `/v1` from a browser. Only a bearer key is read there,
+/// never a cookie, so a page that may call it spends only the key its user gave it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ApiCors {
+    /// No CORS headers: browsers keep other sites' pages from reading `/v1`'s answers.
+    #[default]
+    Off,
+    /// Any origin (`*`).
+    AnyOrigin,
+    /// These origins, as browsers write them (`scheme://host[:port]`, lowercase).
+    Origins(Vec<String>),
+}
+
+impl ApiCors {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let setting = &settings::API_CORS_ORIGINS;
+        let listed = env.list(setting);
+        if listed.iter().any(|o| o == "*") {
+            return if listed.len() == 1 {
+                Ok(Self::AnyOrigin)
+            } else {
+                Err(setting.refuse_as("`*` alone or a list of origins", &listed.join(",")))
+            };
+        }
+        if listed.is_empty() {
+            return Ok(Self::Off);
+        }
+        listed
+            .iter()
+            .map(|origin| {
+                origin_of(origin).ok_or_else(|| {
+                    setting.refuse_as("origins such as https://tools.example.com", origin)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::Origins)
+    }
+
+    /// Whether a page at `origin` may call `/v1`.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::AnyOrigin => true,
+            Self::Origins(origins) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// `origin` as a browser sends it in `Origin` (`http(s)://host[:port]`, the default port left
+/// out, lowercase); `None` for anything with a path, query or other scheme.
+fn origin_of(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    let serialized = url.origin().ascii_serialization();
+    (matches!(url.scheme(), "http" | "https")
+        && bare
+        && url.username().is_empty()
+        && url.password().is_none())
+    .then_some(serialized)
 }
 
 /// How long a sign-in lasts, unless [`settings::SESSION_MAX_DAYS`] says otherwise.
@@ -641,6 +706,37 @@ mod tests {
         // "No limit", written as a huge number, is a long limit rather than a crash later.
         let c = config(&[("RILL_TURN_MAX_SECS", "18446744073709551615")]).expect("config");
         assert_eq!(c.turns.max_duration, Duration::from_secs(30 * 24 * 3600));
+    }
+
+    #[test]
+    fn api_cors_origins_are_read_as_browsers_write_them() {
+        assert_eq!(config(&[]).expect("config").access.api_cors, ApiCors::Off);
+        let c = config(&[(
+            "RILL_API_CORS_ORIGINS",
+            "https://Tools.Example.com:443, http://127.0.0.1:8080/",
+        )])
+        .expect("config");
+        assert_eq!(
+            c.access.api_cors,
+            ApiCors::Origins(vec![
+                "https://tools.example.com".into(),
+                "http://127.0.0.1:8080".into()
+            ])
+        );
+        assert!(c.access.api_cors.allows("https://tools.example.com"));
+        assert!(!c.access.api_cors.allows("https://tools.example.com.evil"));
+        let c = config(&[("RILL_API_CORS_ORIGINS", "*")]).expect("config");
+        assert_eq!(c.access.api_cors, ApiCors::AnyOrigin);
+        for bad in [
+            "https://tools.example.com/app",
+            "tools.example.com",
+            "ftp://tools.example.com",
+            "*,https://tools.example.com",
+            "https://user@tools.example.com",
+        ] {
+            let err = config(&[("RILL_API_CORS_ORIGINS", bad)]).expect_err(bad);
+            assert!(err.to_string().contains("RILL_API_CORS_ORIGINS"), "{err}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::middleware::Next;
 
-use super::config::AccessSettings;
+use super::config::{AccessSettings, ApiCors};
 
 /// Host names this server answers for, and whether people reach it over https.
 #[derive(Clone, Debug)]
@@ -19,6 +19,9 @@ pub struct HostAllowlist {
     names: Vec<String>,
     /// The public URL is https: answers tell browsers to use nothing else (HSTS).
     https: bool,
+    /// Other sites whose pages may write here (the API's CORS origins; none for the page's
+    /// routes, where a cookie would speak for the person).
+    cross_site: ApiCors,
 }
 
 impl HostAllowlist {
@@ -30,6 +33,16 @@ impl HostAllowlist {
         Self {
             names,
             https: access.public_url.as_ref().is_some_and(|u| u.https),
+            cross_site: ApiCors::Off,
+        }
+    }
+
+    /// The same, for `/v1`, where the pages of the configured CORS origins may also write: only
+    /// a bearer key is read there, which such a page has only if its user gave it one.
+    pub fn for_api(access: &AccessSettings) -> Self {
+        Self {
+            cross_site: access.api_cors.clone(),
+            ..Self::new(access)
         }
     }
 
@@ -109,7 +122,9 @@ pub async fn check(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if !reads {
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let cross_site_allowed = origin.is_some_and(|origin| hosts.cross_site.allows(origin));
+    if !reads && !cross_site_allowed {
         let fetch_site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
         if matches!(fetch_site, Some(b"cross-site" | b"same-site")) {
             return refuse(

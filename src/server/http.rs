@@ -74,8 +74,11 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     // signed in, writes per minute, compression); the host check and the response headers, and
     // the size limit, as everywhere.
     let api_routes = openai_api::routes(state.clone())
+        .layer(tower::util::option_layer(openai_api::cors(
+            &state.config.access.api_cors,
+        )))
         .layer(axum::middleware::from_fn_with_state(
-            hosts.clone(),
+            Arc::new(HostAllowlist::for_api(access)),
             guard::check,
         ))
         .layer(axum::middleware::from_fn_with_state(

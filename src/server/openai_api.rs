@@ -4,8 +4,9 @@
 //!
 //! Only a bearer API key (`api_keys`) says who asks: this router sits outside the session,
 //! identity and write-limit layers, so no cookie is read here and a browser's session cannot
-//! reach it; with no CORS headers, another site's page cannot read an answer either (and the
-//! guard refuses its cross-site writes). Each completion is a run of the turn engine
+//! reach it. Unless the operator names origins for CORS (`RILL_API_CORS_ORIGINS`), no CORS
+//! header is sent, so another site's page cannot read an answer either, and the guard refuses
+//! its cross-site writes. Each completion is a run of the turn engine
 //! (`turns::completion`): the person's limits, the budgets and the ledger are the same ones.
 
 use std::convert::Infallible;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,12 +22,35 @@ use futures::StreamExt;
 use llm::{ChatMessage, FinishReason, Role, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use uuid::Uuid;
 
 use super::api_keys::{self, KeyRefusal};
+use super::config::ApiCors;
 use super::limits::LimitError;
 use super::turns::{Caller, CompletionError, CompletionEvent, CompletionRequest, RunError};
 use super::AppState;
+
+/// What a browser needs to call `/v1` from the configured origins' pages (`None`: no CORS
+/// headers at all). Never credentials: the key travels in `Authorization`, which a preflight
+/// must name, so requested headers are granted as asked.
+pub fn cors(allowed: &ApiCors) -> Option<CorsLayer> {
+    let origins = match allowed {
+        ApiCors::Off => return None,
+        ApiCors::AnyOrigin => AllowOrigin::any(),
+        ApiCors::Origins(origins) => {
+            AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
 
 pub fn routes(state: AppState) -> Router {
     Router::new()

@@ -1,7 +1,8 @@
 //! Rill as an OpenAI-compatible API (issue 29): API keys made in the page (shown once, stored
 //! hashed, listed, revoked, expiring), `GET /v1/models` and `POST /v1/chat/completions` whole and
 //! streamed in OpenAI's shapes, refusals in OpenAI's error shape (bad, revoked and expired keys,
-//! budgets, rate), a disconnect closing the provider request, no cookies and no CORS on `/v1`,
+//! budgets, rate), a disconnect closing the provider request, no cookies on `/v1` and CORS only
+//! for the configured origins,
 //! keys never in the log, and OpenAI's own Python SDK against it. Runs on either engine
 //! (`RILL_TEST_ENGINE=postgres`).
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use fake_provider::{expected_text, FakeConfig};
 use futures::StreamExt;
-use rill::server::config::LimitSettings;
+use rill::server::config::{AccessSettings, ApiCors, LimitSettings};
 use rill::server::db;
 use serde_json::{json, Value};
 
@@ -817,4 +818,124 @@ async fn keys_are_never_logged() {
         !logged.contains(&secret[8..40]),
         "part of the key is in the log"
     );
+}
+
+/// A preflight for `POST /v1/chat/completions` from a page at `origin`.
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/chat/completions", app.base_url),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A completion asked for by a page at `origin`, as a browser sends it.
+async fn complete_from(app: &TestApp, key: &str, origin: &str) -> reqwest::Response {
+    app.http
+        .post(format!("{}/v1/chat/completions", app.base_url))
+        .bearer_auth(key)
+        .header("origin", origin)
+        .header("sec-fetch-site", "cross-site")
+        .json(&chat(json!([{"role": "user", "content": "Hello"}])))
+        .send()
+        .await
+        .expect("request")
+}
+
+fn allowed_origin(response: &reqwest::Response) -> Option<&str> {
+    response
+        .headers()
+        .get("access-control-allow-origin")
+        .and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn pages_of_the_configured_origins_may_call_v1_and_no_other_site() {
+    let tools = "https://tools.example.com";
+    let app = TestApp::with(Setup {
+        access: AccessSettings {
+            api_cors: ApiCors::Origins(vec![tools.to_owned()]),
+            ..AccessSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let (key, _) = make_key(&app, "tools page", None, None).await;
+    // The tools page's preflight is granted, with the key's header, and never credentials.
+    let granted = preflight(&app, tools).await;
+    assert!(granted.status().is_success(), "{}", granted.status());
+    assert_eq!(allowed_origin(&granted), Some(tools));
+    let headers = granted
+        .headers()
+        .get("access-control-allow-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+    assert!(granted
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    // Its request is answered, readable by the page.
+    let answered = complete_from(&app, &key, tools).await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(allowed_origin(&answered), Some(tools));
+    assert_eq!(
+        answered
+            .headers()
+            .get("x-content-type-options")
+            .map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..]),
+        "the guard's headers as everywhere"
+    );
+    // Another site: no grant, and its write is refused before any provider request.
+    let requests = app.fake.requests().len();
+    let other = "https://evil.example";
+    assert_eq!(allowed_origin(&preflight(&app, other).await), None);
+    let refused = complete_from(&app, &key, other).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(allowed_origin(&refused), None);
+    assert_eq!(app.fake.requests().len(), requests);
+    // The page's own routes take no cross-site writes from the tools page either.
+    let page_write = app
+        .http
+        .post(format!("{}/api/list_conversations", app.base_url))
+        .header("origin", tools)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page_write.status(), 403);
+    assert_eq!(allowed_origin(&page_write), None);
+}
+
+#[tokio::test]
+async fn any_origin_may_call_v1_when_the_operator_says_so() {
+    let app = TestApp::with(Setup {
+        access: AccessSettings {
+            api_cors: ApiCors::AnyOrigin,
+            ..AccessSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let (key, _) = make_key(&app, "anywhere", None, None).await;
+    let site = "https://anywhere.example:8443";
+    assert_eq!(allowed_origin(&preflight(&app, site).await), Some("*"));
+    let answered = complete_from(&app, &key, site).await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(allowed_origin(&answered), Some("*"));
+    // A key is still needed: CORS lets a page read answers, not spend without one.
+    let (status, error) = refusal(complete_from(&app, "", site).await).await;
+    assert_eq!(status, 401, "{error}");
 }

@@ -108,6 +108,8 @@ settings! {
     PUBLIC_URL: Optional = "RILL_PUBLIC_URL", Optional;
     /// More host names to answer for.
     ALLOWED_HOSTS: List = "RILL_ALLOWED_HOSTS", List("");
+    /// Origins whose web pages may call the API (/v1) with a key (`*`: any).
+    API_CORS_ORIGINS: List = "RILL_API_CORS_ORIGINS", List("");
     /// The header in which a trusted proxy names the signed-in user (accounts only).
     SSO_HEADER: Optional = "RILL_SSO_HEADER", Optional;
     /// Proxies (addresses or CIDR ranges) whose forwarding and sign-on headers are believed.
