@@ -81,9 +81,44 @@ pub fn date_of(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// A budget as typed: empty is "no limit".
+pub fn parse_budget(text: &str) -> Result<Option<f64>, String> {
+    let text = text.trim().trim_start_matches('$');
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(b) if b.is_finite() && b >= 0.0 => Ok(Some(b)),
+        // Quoted by hand, not with `{:?}`: the release WASM writes no Debug text
+        // (`-Zfmt-debug=none`, scripts/release-build.sh).
+        _ => Err(format!("“{text}” is not an amount in dollars")),
+    }
+}
+
+/// A budget as the input shows it: exactly as stored (0.0002 stays 0.0002, 5 is 5).
+pub fn budget_text(budget: Option<f64>) -> String {
+    budget.map(|b| b.to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_read_as_dollars_and_empty_is_no_limit() {
+        assert_eq!(parse_budget(""), Ok(None));
+        assert_eq!(parse_budget(" $12.5 "), Ok(Some(12.5)));
+        assert_eq!(parse_budget("0"), Ok(Some(0.0)));
+        assert!(parse_budget("-1").is_err());
+        assert_eq!(
+            parse_budget(" ten "),
+            Err("“ten” is not an amount in dollars".to_owned())
+        );
+        assert!(parse_budget("NaN").is_err());
+        for budget in [Some(0.0002), Some(5.0), Some(12.5), None] {
+            assert_eq!(parse_budget(&budget_text(budget)), Ok(budget), "{budget:?}");
+        }
+    }
 
     #[test]
     fn dates_are_days_of_the_calendar() {

@@ -1,4 +1,5 @@
 import { expect, test } from "./fixtures";
+import { RillProcess, tempDatabase } from "./processes";
 
 // The revoked key's request answers 401 (the page's own fetch below), which the console reports.
 test.use({ expectedErrors: /status of 401/ });
@@ -47,4 +48,70 @@ test("an API key is made in the page, shown once, works against /v1, and is revo
   await expect(section.getByRole("status")).toContainText("Key revoked");
   await expect(row).toHaveCount(0);
   expect(await status(`Bearer ${key}`)).toBe(401);
+});
+
+test("an admin makes a service account and its key in the admin page; the key works and the account cannot sign in", async ({ browser }) => {
+  const base = Number(process.env.E2E_EXTRA_PORT_BASE ?? 3320);
+  const rill = new RillProcess(base + 14, tempDatabase(), { RILL_AUTH: "accounts" });
+  rill.addUser("root", "root-password", true);
+  await rill.start();
+  try {
+    const admin = await (await browser.newContext()).newPage();
+    await admin.goto(`${rill.url}/signin`);
+    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+    await admin.getByLabel("Username").fill("root");
+    await admin.getByLabel("Password").fill("root-password");
+    await admin.getByRole("button", { name: "Sign in" }).click();
+    await expect(admin).toHaveURL(`${rill.url}/`);
+    await admin.goto(`${rill.url}/admin`);
+    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+
+    // The new-user form becomes a service account's: no password, no admin box.
+    await admin.getByLabel(/^Service account/).check();
+    await expect(admin.locator("input[name=new-password]")).toHaveCount(0);
+    await admin.getByLabel("Username").fill("ci-bot");
+    await admin.locator("input[name=new-budget]").fill("2");
+    await admin.getByRole("button", { name: "Create service account" }).click();
+    const row = admin.locator("tr[data-user=ci-bot]");
+    await expect(row).toContainText("service account");
+    await expect(row.getByPlaceholder("new password")).toHaveCount(0);
+
+    // Its keys open under its row; a key is made there and shown once.
+    await row.getByRole("button", { name: "API keys" }).click();
+    const keys = admin.locator("tr[data-keys-of=ci-bot] section.api-keys");
+    await expect(keys).toContainText("No API keys.");
+    await keys.getByLabel("Name").fill("nightly");
+    await keys.getByRole("button", { name: "Make a key" }).click();
+    const shown = keys.locator(".fresh-key input");
+    await expect(shown).toHaveValue(/^rill_[0-9a-f]{64}$/);
+    await expect(keys.locator(".fresh-key")).toContainText("Its new key “nightly”");
+    const key = await shown.inputValue();
+    await expect(keys.locator(".api-key-row").filter({ hasText: "nightly" })).toContainText(key.slice(0, 13));
+    await admin.screenshot({ path: test.info().outputPath("service-account.png"), fullPage: true });
+
+    // A script with the key reaches /v1 as the service account (no cookie).
+    const models = await admin.evaluate(
+      async (key) =>
+        (await fetch("/v1/models", { credentials: "omit", headers: { authorization: `Bearer ${key}` } })).status,
+      key,
+    );
+    expect(models).toBe(200);
+
+    // The admin's own keys are not the service account's.
+    await admin.goto(`${rill.url}/usage`);
+    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+    await expect(admin.locator("section.api-keys")).toContainText("No API keys.");
+
+    // Nobody signs in as it.
+    const visitor = await (await browser.newContext()).newPage();
+    await visitor.goto(`${rill.url}/signin`);
+    await expect(visitor.locator("html[data-hydrated]")).toBeAttached();
+    await visitor.getByLabel("Username").fill("ci-bot");
+    await visitor.getByLabel("Password").fill("ci-bot-password");
+    await visitor.getByRole("button", { name: "Sign in" }).click();
+    await expect(visitor.getByRole("alert")).toContainText("wrong username or password");
+    await expect(visitor).toHaveURL(`${rill.url}/signin`);
+  } finally {
+    await rill.stop();
+  }
 });

@@ -8,7 +8,12 @@ use uuid::Uuid;
 use crate::model::accounts::{AdminView, AuditEntry, SiteSettings, UserView};
 use crate::model::groups::AdminGroups;
 #[cfg(feature = "ssr")]
-use crate::server::{accounts::Admin, context, db::accounts as store, AppState};
+use crate::server::{
+    accounts::{AccountError, Admin},
+    context,
+    db::accounts as store,
+    AppState,
+};
 
 /// Audit entries per page.
 pub const AUDIT_PAGE: u32 = 50;
@@ -70,11 +75,23 @@ pub async fn create_user(
     password: String,
     is_admin: bool,
     monthly_budget_usd: Option<f64>,
+    // A service account: no password, API keys only.
+    #[server(default)] service: bool,
 ) -> Result<(), ApiError> {
     let (state, principal, address) = context::acting()?;
-    Admin::new(&state, &principal, address)?
-        .create_user(&username, &password, is_admin, monthly_budget_usd)
-        .await?;
+    let admin = Admin::new(&state, &principal, address)?;
+    if service {
+        if is_admin {
+            return Err(AccountError::ServiceAccountAdmin.into());
+        }
+        admin
+            .create_service_account(&username, monthly_budget_usd)
+            .await?;
+    } else {
+        admin
+            .create_user(&username, &password, is_admin, monthly_budget_usd)
+            .await?;
+    }
     Ok(())
 }
 

@@ -109,6 +109,9 @@ pub struct UserView {
     pub id: String,
     pub username: String,
     pub is_admin: bool,
+    /// A service account: API keys only, never signed in.
+    #[serde(default)]
+    pub service: bool,
     pub disabled: bool,
     pub monthly_budget_usd: Option<f64>,
     /// Spent this calendar month (UTC), in USD.

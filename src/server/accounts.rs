@@ -7,6 +7,7 @@ use std::time::Duration;
 use tower_sessions::Session;
 use uuid::Uuid;
 
+use super::api_keys;
 use super::context::AnonymousRequest;
 use super::db::accounts::{self as store, NewAuditEntry, NewUser, User};
 use super::db::groups;
@@ -17,6 +18,7 @@ use super::throttle::Wait;
 use super::AppState;
 use crate::error::ApiError;
 use crate::format::format_cost;
+use crate::model::api_keys::{ApiKeyView, CreatedApiKey, NewApiKey};
 use crate::model::groups::{MAX_GROUPS, MAX_GROUP_NAME_CHARS};
 
 /// Passwords: at least this many characters…
@@ -57,6 +59,14 @@ pub enum AccountError {
     PasswordsOff,
     #[error("your account signs in through your organization's sign-in; it has no password here")]
     NoOwnPassword,
+    #[error("this name belongs to a service account, which never signs in")]
+    ServiceAccountSignIn,
+    #[error("a service account has no password: scripts use its API keys")]
+    ServiceAccountPassword,
+    #[error("a service account cannot be an admin")]
+    ServiceAccountAdmin,
+    #[error("that account is a person's: only they make its API keys")]
+    NotServiceAccount,
     #[error("no such group")]
     NoSuchGroup,
     #[error("a group named {0:?} exists already")]
@@ -84,7 +94,8 @@ impl From<AccountError> for ApiError {
             | AccountError::NotAdmin
             | AccountError::SignupClosed
             | AccountError::PasswordsOff
-            | AccountError::NoOwnPassword => ApiError::Forbidden(message),
+            | AccountError::NoOwnPassword
+            | AccountError::ServiceAccountSignIn => ApiError::Forbidden(message),
             AccountError::Throttled(_) => ApiError::TooManyRequests(message),
             AccountError::NameTaken(_) | AccountError::GroupNameTaken(_) => {
                 ApiError::Conflict(message)
@@ -96,6 +107,9 @@ impl From<AccountError> for ApiError {
             | AccountError::SignupNeedsBudget
             | AccountError::ViaProxy
             | AccountError::BadGroupName
+            | AccountError::ServiceAccountPassword
+            | AccountError::ServiceAccountAdmin
+            | AccountError::NotServiceAccount
             | AccountError::TooManyGroups
             | AccountError::UnknownModel(_) => ApiError::BadRequest(message),
             AccountError::NoSuchUser | AccountError::NoSuchGroup => ApiError::NotFound(message),
@@ -367,6 +381,7 @@ pub async fn sign_up(
             password_hash: Some(&hash),
             is_admin: false,
             monthly_budget_usd: settings.default_budget_usd,
+            service: false,
         },
     )
     .await?
@@ -482,6 +497,10 @@ pub async fn proxy_sign_in(
     address: Option<IpAddr>,
 ) -> Result<User, ApiError> {
     if let Some(user) = store::user_by_name(&state.db, username).await? {
+        if user.service {
+            // A person at the proxy with a service account's name gets none of its keys.
+            return Err(AccountError::ServiceAccountSignIn.into());
+        }
         if user.is_disabled() {
             return Err(AccountError::Disabled.into());
         }
@@ -496,6 +515,7 @@ pub async fn proxy_sign_in(
             password_hash: None,
             is_admin: false,
             monthly_budget_usd: settings.default_budget_usd,
+            service: false,
         },
     )
     .await?;
@@ -577,6 +597,7 @@ impl<'a> Admin<'a> {
                 password_hash: Some(&hash),
                 is_admin,
                 monthly_budget_usd: budget,
+                service: false,
             },
         )
         .await?
@@ -589,6 +610,75 @@ impl<'a> Admin<'a> {
         )
         .await;
         Ok(user)
+    }
+
+    /// An account for scripts and tools: no password, never signed in, used through the API keys
+    /// an admin makes for it; its budget and groups work as a person's do.
+    pub async fn create_service_account(
+        &self,
+        username: &str,
+        monthly_budget_usd: Option<f64>,
+    ) -> Result<User, AccountError> {
+        let username = check_username(username)?;
+        let budget = check_budget(monthly_budget_usd)?;
+        let user = store::create_user(
+            &self.state.db,
+            NewUser {
+                username,
+                password_hash: None,
+                is_admin: false,
+                monthly_budget_usd: budget,
+                service: true,
+            },
+        )
+        .await?
+        .ok_or_else(|| AccountError::NameTaken(username.to_owned()))?;
+        self.audit(
+            "created service account",
+            Some(username),
+            Some(format!("budget {}", budget_words(budget))),
+        )
+        .await;
+        Ok(user)
+    }
+
+    /// The service account `id`, whose keys an admin manages.
+    async fn service_account(&self, id: &str) -> Result<User, AccountError> {
+        let user = self.user(id).await?;
+        if !user.service {
+            return Err(AccountError::NotServiceAccount);
+        }
+        Ok(user)
+    }
+
+    /// Makes an API key for a service account; the answer holds the key, shown this once.
+    pub async fn create_service_key(
+        &self,
+        id: &str,
+        asked: NewApiKey,
+    ) -> Result<CreatedApiKey, ApiError> {
+        let account = self.service_account(id).await?;
+        let made = api_keys::create(self.state, &account.owner(), asked).await?;
+        self.audit(
+            "made API key",
+            Some(&account.username),
+            Some(made.view.name.clone()),
+        )
+        .await;
+        Ok(made)
+    }
+
+    pub async fn service_keys(&self, id: &str) -> Result<Vec<ApiKeyView>, ApiError> {
+        let account = self.service_account(id).await?;
+        api_keys::list(self.state, &account.owner()).await
+    }
+
+    pub async fn revoke_service_key(&self, id: &str, key: Uuid) -> Result<(), ApiError> {
+        let account = self.service_account(id).await?;
+        api_keys::revoke(self.state, &account.owner(), key).await?;
+        self.audit("revoked API key", Some(&account.username), None)
+            .await;
+        Ok(())
     }
 
     /// Accounts with failed sign-ins in the last hour: the most failures first, and how many.
@@ -633,6 +723,9 @@ impl<'a> Admin<'a> {
 
     pub async fn reset_password(&self, id: &str, password: &str) -> Result<(), AccountError> {
         let user = self.user(id).await?;
+        if user.service {
+            return Err(AccountError::ServiceAccountPassword);
+        }
         let hash = hash_password(&self.state.passwords, password).await?;
         store::set_password(&self.state.db, id, &hash).await?;
         self.audit("reset password", Some(&user.username), None)
@@ -873,6 +966,7 @@ pub async fn add_user_from_cli(
             } else {
                 settings.default_budget_usd
             },
+            service: false,
         },
     )
     .await?

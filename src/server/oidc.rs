@@ -618,6 +618,7 @@ async fn create(oidc: &Oidc, claims: &Claims, is_admin: bool) -> Result<User, Re
             password_hash: None,
             is_admin,
             monthly_budget_usd: if is_admin { None } else { budget },
+            service: false,
         };
         if let Some(user) = store::create_oidc_user(&state.db, new, issuer, subject)
             .await

@@ -1,4 +1,5 @@
-//! The admin page: users and their budgets, groups, settings, lockouts and the audit log.
+//! The admin page: users and service accounts (with their keys) and their budgets, groups,
+//! settings, lockouts and the audit log.
 
 use leptos::prelude::*;
 use leptos::server::ServerAction;
@@ -10,33 +11,15 @@ use crate::api::admin::{
     SetSiteSettings, SetUserBudget, SetUserDisabled, AUDIT_PAGE, USERS_PAGE,
 };
 use crate::error::ApiError;
-use crate::format::format_cost;
+use crate::format::{budget_text, format_cost, parse_budget};
 use crate::model::accounts::{AuditEntry, Lockout, SiteSettings, UserView};
 use crate::ui::account::{error_of, Panel};
+use crate::ui::api_keys::ApiKeys;
 use crate::ui::wire;
 
 /// The page's groups: budgets, models, members, the month's chart.
 mod groups;
 pub use groups::total_words;
-
-/// A budget as typed: empty is "no limit".
-pub(crate) fn parse_budget(text: &str) -> Result<Option<f64>, String> {
-    let text = text.trim().trim_start_matches('$');
-    if text.is_empty() {
-        return Ok(None);
-    }
-    match text.parse::<f64>() {
-        Ok(b) if b.is_finite() && b >= 0.0 => Ok(Some(b)),
-        // Quoted by hand, not with `{:?}`: the release WASM writes no Debug text
-        // (`-Zfmt-debug=none`, scripts/release-build.sh).
-        _ => Err(format!("“{text}” is not an amount in dollars")),
-    }
-}
-
-/// A budget as the input shows it: exactly as stored (0.0002 stays 0.0002, 5 is 5).
-fn budget_text(budget: Option<f64>) -> String {
-    budget.map(|b| b.to_string()).unwrap_or_default()
-}
 
 #[component]
 pub fn AdminPage() -> impl IntoView {
@@ -342,7 +325,7 @@ fn Users(
         <table class="figures users">
             <thead><tr>
                 <th>"User"</th><th>"Role"</th><th class="num">"Spent this month"</th>
-                <th>"Monthly budget ($)"</th><th>"Password"</th><th>"Access"</th>
+                <th>"Monthly budget ($)"</th><th>"Password or keys"</th><th>"Access"</th>
             </tr></thead>
             <tbody>
                 <For each=move || users.entries.get() key=row_key let:user>
@@ -440,10 +423,38 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
         });
     };
     let name = user.username.clone();
+    let service = user.service;
+    // A service account's keys, shown under its row on request.
+    let keys_open = RwSignal::new(false);
+    let credentials = if service {
+        view! {
+            <button type="button" class="keys-toggle" aria-expanded=move || keys_open.get().to_string()
+                on:click=move |_| keys_open.update(|open| *open = !*open)>
+                {move || if keys_open.get() { "Hide API keys" } else { "API keys" }}
+            </button>
+        }
+        .into_any()
+    } else {
+        view! {
+            <form class="inline" method="post" on:submit=reset>
+                <input type="password" autocomplete="new-password" minlength="8" required
+                    placeholder="new password" aria-label=format!("New password for {name}") bind:value=password />
+                <button type="submit">"Reset"</button>
+            </form>
+        }
+        .into_any()
+    };
+    let role = if user.is_admin {
+        "admin"
+    } else if service {
+        "service account"
+    } else {
+        "user"
+    };
     view! {
         <tr class:disabled=disabled data-user=name.clone()>
             <td><a href=format!("/usage?user={}", user.id) title="Usage">{name.clone()}</a></td>
-            <td>{if user.is_admin { "admin" } else { "user" }}</td>
+            <td>{role}</td>
             <td class="num">{format_cost(user.month_cost_usd)}</td>
             <td>
                 <form class="inline" method="post" on:submit=save_budget>
@@ -452,17 +463,16 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
                     <button type="submit">"Set"</button>
                 </form>
             </td>
-            <td>
-                <form class="inline" method="post" on:submit=reset>
-                    <input type="password" autocomplete="new-password" minlength="8" required
-                        placeholder="new password" aria-label=format!("New password for {name}") bind:value=password />
-                    <button type="submit">"Reset"</button>
-                </form>
-            </td>
+            <td>{credentials}</td>
             <td>
                 <button type="button" on:click=toggle>{if disabled { "Enable" } else { "Disable" }}</button>
             </td>
         </tr>
+        <Show when=move || keys_open.get()>
+            <tr class="service-keys" data-keys-of=name.clone()>
+                <td colspan="6"><ApiKeys account=id.get_value() /></td>
+            </tr>
+        </Show>
     }
 }
 
@@ -475,16 +485,23 @@ fn NewUserForm(
     let password = RwSignal::new(String::new());
     let budget = RwSignal::new(String::new());
     let is_admin = RwSignal::new(false);
+    let service = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         match parse_budget(&budget.get()) {
             Ok(monthly_budget_usd) => {
                 local_error.set(None);
+                let service = service.get();
                 create.dispatch(CreateUser {
                     username: username.get(),
-                    password: password.get(),
-                    is_admin: is_admin.get(),
+                    password: if service {
+                        String::new()
+                    } else {
+                        password.get()
+                    },
+                    is_admin: is_admin.get() && !service,
                     monthly_budget_usd,
+                    service,
                 });
             }
             Err(e) => local_error.set(Some(e)),
@@ -496,16 +513,25 @@ fn NewUserForm(
             password.set(String::new());
             budget.set(String::new());
             is_admin.set(false);
+            service.set(false);
         }
     });
     view! {
         <h2>"New user"</h2>
         <form class="form wide" method="post" on:submit=submit>
             <label>"Username" <input name="new-username" autocomplete="off" required bind:value=username /></label>
-            <label>"Password" <input name="new-password" type="password" autocomplete="new-password" minlength="8" required bind:value=password /></label>
+            <label class="check"><input type="checkbox" name="new-service" bind:checked=service />
+                "Service account: for scripts and tools, used only through API keys made here; never signs in"</label>
+            <Show when=move || !service.get()>
+                <label>"Password" <input name="new-password" type="password" autocomplete="new-password" minlength="8" required bind:value=password /></label>
+            </Show>
             <label>"Monthly budget ($, empty: no limit)" <input name="new-budget" inputmode="decimal" bind:value=budget /></label>
-            <label class="check"><input type="checkbox" bind:checked=is_admin />"Admin"</label>
-            <button type="submit" class="primary" disabled=move || create.pending().get()>"Create user"</button>
+            <Show when=move || !service.get()>
+                <label class="check"><input type="checkbox" bind:checked=is_admin />"Admin"</label>
+            </Show>
+            <button type="submit" class="primary" disabled=move || create.pending().get()>
+                {move || if service.get() { "Create service account" } else { "Create user" }}
+            </button>
         </form>
     }
 }
@@ -551,26 +577,5 @@ fn SettingsForm(
             <label class="check"><input type="checkbox" name="sharing" bind:checked=sharing />"People may share conversations by link (off: every link answers “not found” until it is on again)"</label>
             <button type="submit" class="primary" disabled=move || settings.pending().get()>"Save settings"</button>
         </form>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budgets_read_as_dollars_and_empty_is_no_limit() {
-        assert_eq!(parse_budget(""), Ok(None));
-        assert_eq!(parse_budget(" $12.5 "), Ok(Some(12.5)));
-        assert_eq!(parse_budget("0"), Ok(Some(0.0)));
-        assert!(parse_budget("-1").is_err());
-        assert_eq!(
-            parse_budget(" ten "),
-            Err("“ten” is not an amount in dollars".to_owned())
-        );
-        assert!(parse_budget("NaN").is_err());
-        for budget in [Some(0.0002), Some(5.0), Some(12.5), None] {
-            assert_eq!(parse_budget(&budget_text(budget)), Ok(budget), "{budget:?}");
-        }
     }
 }

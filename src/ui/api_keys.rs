@@ -1,18 +1,22 @@
 //! A person's API keys for Rill's OpenAI-compatible API (on the usage page): make one, named,
 //! with an optional monthly budget and expiry; the key is shown once, right after it is made;
-//! each key's month, expiry and last use; Revoke.
+//! each key's month, expiry and last use; Revoke. On the admin page the same list manages a
+//! service account's keys.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use uuid::Uuid;
 
 use crate::api::api_keys::{create_api_key, list_api_keys, revoke_api_key};
+use crate::format::parse_budget;
 use crate::format::{date_of, format_cost};
 use crate::model::api_keys::{ApiKeyView, NewApiKey};
-use crate::ui::admin::parse_budget;
 
+/// `account`: a service account's id, whose keys an admin manages; none: the person's own.
 #[component]
-pub fn ApiKeys() -> impl IntoView {
+pub fn ApiKeys(#[prop(optional)] account: Option<String>) -> impl IntoView {
+    let account = StoredValue::new(account);
+    let service = account.with_value(Option::is_some);
     // Loaded in the browser once shown: nothing of it is rendered by the server.
     let keys = RwSignal::new(None::<Vec<ApiKeyView>>);
     let status = RwSignal::new(None::<String>);
@@ -29,7 +33,7 @@ pub fn ApiKeys() -> impl IntoView {
     });
     Effect::new(move || {
         spawn_local(async move {
-            match list_api_keys().await {
+            match list_api_keys(account.get_value()).await {
                 Ok(found) => {
                     keys.try_set(Some(found));
                 }
@@ -69,7 +73,7 @@ pub fn ApiKeys() -> impl IntoView {
         };
         busy.set(true);
         spawn_local(async move {
-            match create_api_key(asked).await {
+            match create_api_key(asked, account.get_value()).await {
                 Ok(made) => {
                     fresh.try_set(Some((made.view.name.clone(), made.key)));
                     keys.try_update(|all| all.get_or_insert_with(Vec::new).insert(0, made.view));
@@ -87,7 +91,7 @@ pub fn ApiKeys() -> impl IntoView {
     };
     let revoke = move |id: Uuid| {
         spawn_local(async move {
-            match revoke_api_key(id).await {
+            match revoke_api_key(id, account.get_value()).await {
                 Ok(()) => {
                     keys.try_update(|all| {
                         if let Some(all) = all {
@@ -102,24 +106,40 @@ pub fn ApiKeys() -> impl IntoView {
             }
         });
     };
+    let (whose, budget_hint) = if service {
+        (
+            "Its new key",
+            "Monthly budget ($, empty: the account's budget only)",
+        )
+    } else {
+        (
+            "Your new key",
+            "Monthly budget ($, empty: your own budget only)",
+        )
+    };
+    let spends_against = if service {
+        "this account's budget and its groups'"
+    } else {
+        "your budget"
+    };
     view! {
-        <section class="api-keys" aria-labelledby="api-keys-heading">
-            <h2 id="api-keys-heading">"API keys"</h2>
+        <section class="api-keys" aria-label="API keys">
+            {(!service).then(|| view! { <h2>"API keys"</h2> })}
             <p class="hint">
                 "Scripts and tools that speak OpenAI's API can use Rill's models with a key: base URL "
                 <code>{move || format!("{}/v1", origin.get())}</code>
-                ". What they spend counts against your budget, and against the key's if it has one."
+                {format!(". What they spend counts against {spends_against}, and against the key's if it has one.")}
             </p>
             <form class="form wide api-key-form" method="post" on:submit=submit>
                 <label>"Name" <input name="key-name" autocomplete="off" required maxlength="80" bind:value=name /></label>
-                <label>"Monthly budget ($, empty: your own budget only)" <input name="key-budget" inputmode="decimal" bind:value=budget /></label>
+                <label>{budget_hint} <input name="key-budget" inputmode="decimal" bind:value=budget /></label>
                 <label>"Expires after (days, empty: never)" <input name="key-days" inputmode="numeric" bind:value=days /></label>
                 <button type="submit" class="primary" disabled=move || busy.get()>"Make a key"</button>
             </form>
             <p class="share-status" role="status">{move || status.get()}</p>
             {move || fresh.get().map(|(name, key)| view! {
                 <div class="fresh-key">
-                    <label>{format!("Your new key “{name}” (shown only now)")}
+                    <label>{format!("{whose} “{name}” (shown only now)")}
                         <input class="share-url" type="text" readonly value=key.clone() />
                     </label>
                     <CopyButton text=key />

@@ -47,6 +47,7 @@ fn new_user(username: &str) -> NewUser<'_> {
         password_hash: Some("$argon2id$stand-in"),
         is_admin: false,
         monthly_budget_usd: Some(5.0),
+        service: false,
     }
 }
 

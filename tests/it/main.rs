@@ -32,6 +32,7 @@ mod quotas;
 mod replicas;
 mod search;
 mod security;
+mod service_accounts;
 mod shares;
 mod sql;
 mod support;

@@ -20,6 +20,8 @@ pub struct User {
     pub session_epoch: i64,
     /// The page's colours: `model::accounts::Theme` as text.
     pub theme: String,
+    /// A service account: API keys only, never signed in.
+    pub service: bool,
 }
 
 impl User {
@@ -34,7 +36,8 @@ impl User {
 }
 
 const USER_COLUMNS: &str =
-    "id, username, password_hash, is_admin, disabled_at, monthly_budget_usd, session_epoch, theme";
+    "id, username, password_hash, is_admin, disabled_at, monthly_budget_usd, session_epoch, theme, \
+     service";
 
 /// What a new user starts with.
 pub struct NewUser<'a> {
@@ -42,6 +45,8 @@ pub struct NewUser<'a> {
     pub password_hash: Option<&'a str>,
     pub is_admin: bool,
     pub monthly_budget_usd: Option<f64>,
+    /// A service account (no password then).
+    pub service: bool,
 }
 
 /// Creates a user; `None` if the name is taken (names compare without case).
@@ -72,8 +77,8 @@ async fn insert_user(
     let inserted = on_writer!(db, |pool| {
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, is_admin, monthly_budget_usd,
-                                created_at, updated_at, oidc_issuer, oidc_subject)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                created_at, updated_at, oidc_issuer, oidc_subject, service)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(new.username)
@@ -84,6 +89,7 @@ async fn insert_user(
         .bind(now)
         .bind(issuer)
         .bind(subject)
+        .bind(new.service)
         .execute(pool)
         .await
         .map(|_| ())
@@ -101,6 +107,7 @@ async fn insert_user(
         monthly_budget_usd: new.monthly_budget_usd,
         session_epoch: 0,
         theme: Theme::System.as_str().to_owned(),
+        service: new.service,
     }))
 }
 
@@ -204,7 +211,7 @@ pub async fn list_users(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<UserView>, DbError> {
-    type Row = (String, String, bool, Option<i64>, Option<f64>, f64);
+    type Row = (String, String, bool, bool, Option<i64>, Option<f64>, f64);
     // Ordered as SQLite's NOCASE orders: lower case, then byte by byte (not the server's
     // locale, which would set punctuation aside).
     let (name, like) = match db.engine() {
@@ -212,7 +219,7 @@ pub async fn list_users(
         Engine::Postgres => ("lower(u.username) COLLATE \"C\"", "ILIKE"),
     };
     let sql = format!(
-        "SELECT u.id, u.username, u.is_admin, u.disabled_at, u.monthly_budget_usd,
+        "SELECT u.id, u.username, u.is_admin, u.service, u.disabled_at, u.monthly_budget_usd,
                 (SELECT {spent} FROM spending WHERE owner = u.id AND month = $1)
          FROM users u
          WHERE ($2 IS NULL OR {name} > {after}) AND u.username {like} $3 ESCAPE '\\'
@@ -236,13 +243,16 @@ pub async fn list_users(
     Ok(rows
         .into_iter()
         .map(
-            |(id, username, is_admin, disabled_at, monthly_budget_usd, month_cost_usd)| UserView {
-                id,
-                username,
-                is_admin,
-                disabled: disabled_at.is_some(),
-                monthly_budget_usd,
-                month_cost_usd,
+            |(id, username, is_admin, service, disabled_at, monthly_budget_usd, month_cost_usd)| {
+                UserView {
+                    id,
+                    username,
+                    is_admin,
+                    service,
+                    disabled: disabled_at.is_some(),
+                    monthly_budget_usd,
+                    month_cost_usd,
+                }
             },
         )
         .collect())

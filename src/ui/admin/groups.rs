@@ -6,11 +6,11 @@ use leptos::prelude::*;
 use leptos::server::ServerAction;
 use uuid::Uuid;
 
-use super::{budget_text, parse_budget};
 use crate::api::admin::{
     group_overview, AddGroupMember, CreateGroup, DeleteGroup, RemoveGroupMember, RenameGroup,
     SetGroupBudget, SetGroupIdp, SetGroupModels,
 };
+use crate::format::{budget_text, parse_budget};
 use crate::format::{fixed, format_cost, model_name};
 use crate::model::groups::{GroupTotal, GroupView};
 use crate::ui::account::error_of;
