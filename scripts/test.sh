@@ -74,14 +74,15 @@ cargo test --workspace --features ssr 2>&1 | tee "$logs/cargo-test.txt"
 # The HTTP-level tests that store something, again with every app on Postgres (a database each
 # in a throwaway cluster, tests/it/postgres.rs): the modules of tests/it that drive storage
 # through the endpoints (turns, replies, branches, budgets and limits, accounts and sessions,
-# search, shares, titles, import/export, attachments, API keys and /v1, OIDC sign-in). Left out: the modules about the wire and
+# search, shares, titles, import/export, attachments, API keys and /v1, service accounts, OIDC
+# sign-in). Left out: the modules about the wire and
 # the process, whose storage is the same calls as above (providers, faults, connections,
 # security, ops, nginx, local_model), lifecycle (the real binary: one of its tests serves from
 # Postgres whatever the engine) and engines/postgres_turns (both engines already).
 storage_modules=(
   accounts:: api_keys:: attachments:: attachments_out:: batches:: branches:: budgets:: checkpoints::
   concurrency:: context:: continuation:: conversations:: groups:: long_conversations:: oidc:: quotas::
-  search::
+  search:: service_accounts::
   shares:: tabs:: thinking:: titles:: transfer:: turns::
 )
 # `--workspace` as above, so that the features resolve alike and the test binary just built is
