@@ -52,30 +52,20 @@ async fn dear_app(tokens: u32, limits: Option<LimitSettings>) -> TestApp {
 }
 
 /// Calls an admin server function; returns its status and JSON body (or null).
-async fn call(person: &Person, endpoint: &str, body: Value) -> (u16, Value) {
-    let response = person.post(endpoint, body).await;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 /// Makes a group through the admin page's function; returns its id.
 async fn make_group(admin: &Person, name: &str, budget: Option<f64>) -> String {
-    let (status, id) = call(
-        admin,
-        "create_group",
-        json!({"name": name, "monthly_budget_usd": budget}),
-    )
-    .await;
+    let (status, id) = admin
+        .call(
+            "create_group",
+            json!({"name": name, "monthly_budget_usd": budget}),
+        )
+        .await;
     assert_eq!(status, 200, "{id}");
     id.as_str().expect("the group's id").to_owned()
 }
 
 async fn groups(admin: &Person) -> Vec<Value> {
-    let (status, body) = call(admin, "admin_groups", json!({})).await;
+    let (status, body) = admin.call("admin_groups", json!({})).await;
     assert_eq!(status, 200, "{body}");
     body["groups"].as_array().expect("groups").clone()
 }
@@ -94,20 +84,19 @@ async fn admins_manage_groups_and_nobody_else_can() {
     let ada = app.signed_in("ada").await;
 
     let id = make_group(&root, "Research", Some(10.0)).await;
-    let (status, body) = call(&root, "create_group", json!({"name": "Research"})).await;
+    let (status, body) = root.call("create_group", json!({"name": "Research"})).await;
     assert_eq!(status, 409, "a name is one group's: {body}");
     assert!(body.to_string().contains("exists already"), "{body}");
-    let (status, _) = call(&root, "create_group", json!({"name": "  "})).await;
+    let (status, _) = root.call("create_group", json!({"name": "  "})).await;
     assert_eq!(status, 400);
     assert_eq!(
-        call(&root, "rename_group", json!({"id": id, "name": "Lab"}))
+        root.call("rename_group", json!({"id": id, "name": "Lab"}))
             .await
             .0,
         200
     );
     assert_eq!(
-        call(
-            &root,
+        root.call(
             "set_group_budget",
             json!({"id": id, "monthly_budget_usd": 5.5})
         )
@@ -116,32 +105,24 @@ async fn admins_manage_groups_and_nobody_else_can() {
         200
     );
     assert_eq!(
-        call(
-            &root,
-            "add_group_member",
-            json!({"id": id, "username": "ada"})
-        )
-        .await
-        .0,
+        root.call("add_group_member", json!({"id": id, "username": "ada"}))
+            .await
+            .0,
         200
     );
-    let (status, _) = call(
-        &root,
-        "add_group_member",
-        json!({"id": id, "username": "nobody"}),
-    )
-    .await;
+    let (status, _) = root
+        .call("add_group_member", json!({"id": id, "username": "nobody"}))
+        .await;
     assert_eq!(status, 404, "no such user");
-    let (status, body) = call(
-        &root,
-        "set_group_models",
-        json!({"id": id, "models": ["fake/fake-model", "no/such-model"]}),
-    )
-    .await;
+    let (status, body) = root
+        .call(
+            "set_group_models",
+            json!({"id": id, "models": ["fake/fake-model", "no/such-model"]}),
+        )
+        .await;
     assert_eq!(status, 400, "only the catalog's models: {body}");
     assert_eq!(
-        call(
-            &root,
+        root.call(
             "set_group_models",
             json!({"id": id, "models": ["fake/fake-model"]})
         )
@@ -154,13 +135,9 @@ async fn admins_manage_groups_and_nobody_else_can() {
         .await
         .expect("idp groups stored");
     assert_eq!(
-        call(
-            &root,
-            "set_group_idp",
-            json!({"id": id, "idp_group": "lab-staff"})
-        )
-        .await
-        .0,
+        root.call("set_group_idp", json!({"id": id, "idp_group": "lab-staff"}))
+            .await
+            .0,
         200
     );
     let listed = groups(&root).await;
@@ -202,7 +179,7 @@ async fn admins_manage_groups_and_nobody_else_can() {
         ("add_group_member", json!({"id": id, "username": "ada"})),
         ("remove_group_member", json!({"id": id, "user_id": ada_id})),
     ] {
-        let (status, body) = call(&ada, endpoint, body).await;
+        let (status, body) = ada.call(endpoint, body).await;
         assert_eq!(status, 403, "{endpoint}: {body}");
     }
     // An id that is no group's is not found.
@@ -220,29 +197,22 @@ async fn admins_manage_groups_and_nobody_else_can() {
             json!({"id": stranger, "username": "ada"}),
         ),
     ] {
-        let (status, body) = call(&root, endpoint, body).await;
+        let (status, body) = root.call(endpoint, body).await;
         assert_eq!(status, 404, "{endpoint}: {body}");
     }
     assert_eq!(
-        call(
-            &root,
-            "remove_group_member",
-            json!({"id": id, "user_id": ada_id})
-        )
-        .await
-        .0,
+        root.call("remove_group_member", json!({"id": id, "user_id": ada_id}))
+            .await
+            .0,
         200
     );
-    assert_eq!(call(&root, "delete_group", id_json).await.0, 200);
+    assert_eq!(root.call("delete_group", id_json).await.0, 200);
     assert!(groups(&root).await.is_empty());
     assert_eq!(app.count("group_members").await, 0);
     // Each change is in the audit log.
-    let (_, audit) = call(
-        &root,
-        "audit_log",
-        json!({"filter": "group", "before": null}),
-    )
-    .await;
+    let (_, audit) = root
+        .call("audit_log", json!({"filter": "group", "before": null}))
+        .await;
     let actions: Vec<&str> = audit
         .as_array()
         .expect("entries")
@@ -270,13 +240,9 @@ async fn members_sending_at_once_stay_within_their_group_budget() {
     for name in ["ann", "ben", "cat"] {
         app.add_user(name, false).await;
         assert_eq!(
-            call(
-                &root,
-                "add_group_member",
-                json!({"id": id, "username": name})
-            )
-            .await
-            .0,
+            root.call("add_group_member", json!({"id": id, "username": name}))
+                .await
+                .0,
             200
         );
         members.push(app.signed_in(name).await);
@@ -394,7 +360,7 @@ fn thresholds(seen: &Mutex<Vec<Value>>, scope: &str) -> Vec<u64> {
 
 /// The budgets the composer warns about.
 async fn budget_status(person: &Person) -> Value {
-    let (code, body) = call(person, "budget_status", json!({})).await;
+    let (code, body) = person.call("budget_status", json!({})).await;
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -425,12 +391,8 @@ async fn warnings_at_80_and_90_percent_reach_the_page_and_the_webhook_once() {
     // Each reply costs about $0.02 (10 tokens and a short prompt): 80 % of $0.25 after 10.
     let id = make_group(&root, "Research", Some(0.25)).await;
     app.add_user("ann", false).await;
-    call(
-        &root,
-        "add_group_member",
-        json!({"id": id, "username": "ann"}),
-    )
-    .await;
+    root.call("add_group_member", json!({"id": id, "username": "ann"}))
+        .await;
     let ann = app.signed_in("ann").await;
     let before = budget_status(&ann).await;
     assert_eq!(before[0]["scope"], "Group");
@@ -484,12 +446,12 @@ async fn warnings_at_80_and_90_percent_reach_the_page_and_the_webhook_once() {
         .expect("report");
     assert_eq!(report["budgets"][0]["name"], "Research");
     // An API key's budget is one of them too.
-    let (code, made) = call(
-        &ann,
-        "create_api_key",
-        json!({"key": {"name": "script", "monthly_budget_usd": 1.0}}),
-    )
-    .await;
+    let (code, made) = ann
+        .call(
+            "create_api_key",
+            json!({"key": {"name": "script", "monthly_budget_usd": 1.0}}),
+        )
+        .await;
     assert_eq!(code, 200, "{made}");
     let report: Value = ann
         .post("monthly_usage", json!({"user_id": null}))
@@ -500,8 +462,7 @@ async fn warnings_at_80_and_90_percent_reach_the_page_and_the_webhook_once() {
     assert_eq!(report["budgets"][1]["scope"], "Key");
     assert_eq!(report["budgets"][1]["name"], "script");
     // A raised budget, spent past 80 % again in the same month, sends nothing more.
-    call(
-        &root,
+    root.call(
         "set_group_budget",
         json!({"id": id, "monthly_budget_usd": 0.3}),
     )
@@ -546,22 +507,18 @@ async fn a_groups_models_hold_on_every_path() {
     assert_eq!(outcome(&first).status, MessageStatus::Complete);
     let conversation = conversation_of(&first);
     let id = make_group(&root, "Writers", None).await;
-    call(
-        &root,
-        "add_group_member",
-        json!({"id": id, "username": "ann"}),
-    )
-    .await;
-    let (status, body) = call(
-        &root,
-        "set_group_models",
-        json!({"id": id, "models": ["claude/claude-fake"]}),
-    )
-    .await;
+    root.call("add_group_member", json!({"id": id, "username": "ann"}))
+        .await;
+    let (status, body) = root
+        .call(
+            "set_group_models",
+            json!({"id": id, "models": ["claude/claude-fake"]}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
 
     // The picker lists only the group's models.
-    let (_, menu) = call(&ann, "list_models", json!({})).await;
+    let (_, menu) = ann.call("list_models", json!({})).await;
     let listed: Vec<&str> = menu["groups"]
         .as_array()
         .expect("groups")
@@ -572,7 +529,7 @@ async fn a_groups_models_hold_on_every_path() {
     assert_eq!(listed, ["claude/claude-fake"]);
     assert_eq!(menu["default_model"], "claude/claude-fake");
     // Root is in no group: every model.
-    let (_, all) = call(&root, "list_models", json!({})).await;
+    let (_, all) = root.call("list_models", json!({})).await;
     assert!(all.to_string().contains("fake/fake-model"));
 
     let calls = app.fake.calls().len();
@@ -610,16 +567,15 @@ async fn a_groups_models_hold_on_every_path() {
         .unwrap_or_default()
         .contains("do not allow"));
     // Switching the conversation to a model the group does not allow: 403.
-    let (status, body) = call(
-        &ann,
-        "set_conversation_model",
-        json!({"id": conversation, "model": "gemini/gemini-fake"}),
-    )
-    .await;
+    let (status, body) = ann
+        .call(
+            "set_conversation_model",
+            json!({"id": conversation, "model": "gemini/gemini-fake"}),
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(
-        call(
-            &ann,
+        ann.call(
             "set_conversation_model",
             json!({"id": conversation, "model": "claude/claude-fake"})
         )
@@ -634,7 +590,9 @@ async fn a_groups_models_hold_on_every_path() {
     );
 
     // `/v1`: the key's owner's groups hold there too.
-    let (status, made) = call(&ann, "create_api_key", json!({"key": {"name": "script"}})).await;
+    let (status, made) = ann
+        .call("create_api_key", json!({"key": {"name": "script"}}))
+        .await;
     assert_eq!(status, 200, "{made}");
     let key = made["key"].as_str().expect("key").to_owned();
     let models: Value = app
@@ -694,12 +652,12 @@ async fn an_api_keys_budget_warns_through_the_webhook_too() {
     app.add_user("kim", false).await;
     let kim = app.signed_in("kim").await;
     // One completion of 10 tokens costs about $0.02: its reservation passes 90 % of $0.022.
-    let (code, made) = call(
-        &kim,
-        "create_api_key",
-        json!({"key": {"name": "nightly", "monthly_budget_usd": 0.022}}),
-    )
-    .await;
+    let (code, made) = kim
+        .call(
+            "create_api_key",
+            json!({"key": {"name": "nightly", "monthly_budget_usd": 0.022}}),
+        )
+        .await;
     assert_eq!(code, 200, "{made}");
     let key = made["key"].as_str().expect("key").to_owned();
     let completion = app

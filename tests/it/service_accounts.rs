@@ -8,16 +8,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-async fn call(person: &Person, endpoint: &str, body: Value) -> (u16, Value) {
-    let response = person.post(endpoint, body).await;
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn complete(app: &TestApp, key: &str) -> (u16, Value) {
     let response = app
         .http
@@ -33,7 +23,9 @@ async fn complete(app: &TestApp, key: &str) -> (u16, Value) {
 
 /// The admin's view of one account, found by name.
 async fn account(admin: &Person, name: &str) -> Value {
-    let (status, users) = call(admin, "list_users", json!({"filter": name, "after": null})).await;
+    let (status, users) = admin
+        .call("list_users", json!({"filter": name, "after": null}))
+        .await;
     assert_eq!(status, 200, "{users}");
     users
         .as_array()
@@ -55,8 +47,7 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
     let ada = app.signed_in("ada").await;
     // Made in the admin page's form: a name and a budget, no password.
     let made = |name: &'static str, is_admin: bool| {
-        call(
-            &root,
+        root.call(
             "create_user",
             json!({"username": name, "password": "", "is_admin": is_admin,
                    "monthly_budget_usd": 1.0, "service": true}),
@@ -70,13 +61,13 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
         409,
         "names are one account's"
     );
-    let (status, _) = call(
-        &ada,
-        "create_user",
-        json!({"username": "ada-bot", "password": "", "is_admin": false,
+    let (status, _) = ada
+        .call(
+            "create_user",
+            json!({"username": "ada-bot", "password": "", "is_admin": false,
                "monthly_budget_usd": null, "service": true}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 403);
     let bot = account(&root, "ci-bot").await;
     assert_eq!(
@@ -86,38 +77,38 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
     let bot_id = bot["id"].as_str().expect("id").to_owned();
 
     // Only admins make, list and revoke its keys; a person's keys stay the person's.
-    let (status, _) = call(
-        &ada,
-        "create_api_key",
-        json!({"key": {"name": "mine now"}, "account": bot_id}),
-    )
-    .await;
+    let (status, _) = ada
+        .call(
+            "create_api_key",
+            json!({"key": {"name": "mine now"}, "account": bot_id}),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, created) = call(
-        &root,
-        "create_api_key",
-        json!({"key": {"name": "nightly", "monthly_budget_usd": 0.5}, "account": bot_id}),
-    )
-    .await;
+    let (status, created) = root
+        .call(
+            "create_api_key",
+            json!({"key": {"name": "nightly", "monthly_budget_usd": 0.5}, "account": bot_id}),
+        )
+        .await;
     assert_eq!(status, 200, "{created}");
     let key = created["key"].as_str().expect("the key").to_owned();
     let key_id = created["view"]["id"].clone();
-    let (_, bot_keys) = call(&root, "list_api_keys", json!({"account": bot_id})).await;
+    let (_, bot_keys) = root.call("list_api_keys", json!({"account": bot_id})).await;
     assert_eq!(bot_keys.as_array().map(Vec::len), Some(1), "{bot_keys}");
-    assert_eq!(call(&root, "list_api_keys", json!({})).await.1, json!([]));
+    assert_eq!(root.call("list_api_keys", json!({})).await.1, json!([]));
     assert_eq!(
-        call(&ada, "list_api_keys", json!({"account": bot_id}))
+        ada.call("list_api_keys", json!({"account": bot_id}))
             .await
             .0,
         403
     );
     let ada_id = account(&root, "ada").await["id"].clone();
-    let (status, body) = call(
-        &root,
-        "create_api_key",
-        json!({"key": {"name": "for ada"}, "account": ada_id}),
-    )
-    .await;
+    let (status, body) = root
+        .call(
+            "create_api_key",
+            json!({"key": {"name": "for ada"}, "account": ada_id}),
+        )
+        .await;
     assert_eq!(status, 400, "a person makes their own keys: {body}");
 
     // The key works, and what it spends is the service account's.
@@ -132,37 +123,37 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
     // It never signs in: no password works, and none can be set.
     let visitor = app.visitor();
     for password in ["", "ci-bot-password", "anything at all"] {
-        let (status, _) = call(
-            &visitor,
-            "sign_in",
-            json!({"username": "ci-bot", "password": password}),
-        )
-        .await;
+        let (status, _) = visitor
+            .call(
+                "sign_in",
+                json!({"username": "ci-bot", "password": password}),
+            )
+            .await;
         assert_eq!(status, 401);
     }
-    let (status, body) = call(
-        &root,
-        "reset_password",
-        json!({"user_id": bot_id, "password": "a-long-password"}),
-    )
-    .await;
+    let (status, body) = root
+        .call(
+            "reset_password",
+            json!({"user_id": bot_id, "password": "a-long-password"}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("API keys"), "{body}");
 
     // Its groups' budgets hold it as they hold people.
-    let (status, group) = call(
-        &root,
-        "create_group",
-        json!({"name": "Robots", "monthly_budget_usd": 0.0}),
-    )
-    .await;
+    let (status, group) = root
+        .call(
+            "create_group",
+            json!({"name": "Robots", "monthly_budget_usd": 0.0}),
+        )
+        .await;
     assert_eq!(status, 200, "{group}");
-    let (status, body) = call(
-        &root,
-        "add_group_member",
-        json!({"id": group, "username": "ci-bot"}),
-    )
-    .await;
+    let (status, body) = root
+        .call(
+            "add_group_member",
+            json!({"id": group, "username": "ci-bot"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = complete(&app, &key).await;
     assert_eq!(status, 429, "{body}");
@@ -172,16 +163,12 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
             .is_some_and(|m| m.contains("Robots")),
         "{body}"
     );
-    assert_eq!(
-        call(&root, "delete_group", json!({"id": group})).await.0,
-        200
-    );
+    assert_eq!(root.call("delete_group", json!({"id": group})).await.0, 200);
     assert_eq!(complete(&app, &key).await.0, 200);
 
     // Disabled, its keys stop; enabled, they work again; revoked, the key is gone.
     assert_eq!(
-        call(
-            &root,
+        root.call(
             "set_user_disabled",
             json!({"user_id": bot_id, "disabled": true})
         )
@@ -194,42 +181,30 @@ async fn an_admin_makes_a_service_account_and_its_keys_which_spend_under_its_bud
         (status, body["error"]["code"].clone()),
         (403, json!("account_disabled"))
     );
-    call(
-        &root,
+    root.call(
         "set_user_disabled",
         json!({"user_id": bot_id, "disabled": false}),
     )
     .await;
     assert_eq!(complete(&app, &key).await.0, 200);
     assert_eq!(
-        call(
-            &ada,
-            "revoke_api_key",
-            json!({"id": key_id, "account": bot_id})
-        )
-        .await
-        .0,
+        ada.call("revoke_api_key", json!({"id": key_id, "account": bot_id}))
+            .await
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &root,
-            "revoke_api_key",
-            json!({"id": key_id, "account": bot_id})
-        )
-        .await
-        .0,
+        root.call("revoke_api_key", json!({"id": key_id, "account": bot_id}))
+            .await
+            .0,
         200
     );
     assert_eq!(complete(&app, &key).await.0, 401);
 
     // The audit log says who did what.
-    let (_, log) = call(
-        &root,
-        "audit_log",
-        json!({"filter": "ci-bot", "before": null}),
-    )
-    .await;
+    let (_, log) = root
+        .call("audit_log", json!({"filter": "ci-bot", "before": null}))
+        .await;
     let actions: Vec<&str> = log
         .as_array()
         .expect("entries")

@@ -770,6 +770,17 @@ impl Person {
         .await
     }
 
+    /// A server function's status and its answer (JSON, or the text if it is not JSON).
+    pub async fn call(&self, endpoint: &str, body: Value) -> (u16, Value) {
+        let response = self.post(endpoint, body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// Sends a message and reads the whole turn; panics unless the send is accepted.
     pub async fn turn(&self, conversation_id: Option<Uuid>, text: &str) -> Vec<TurnEnvelope> {
         let response = self.send(Uuid::new_v4(), conversation_id, text).await;
