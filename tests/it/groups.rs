@@ -3,7 +3,8 @@
 //! that say which budget and what is left — members sending at once included — warnings at 80
 //! and 90 % reach the composer's status, the usage page and the webhook (once per threshold,
 //! retried after a failure), a group's models hold on every path, and group totals reach the
-//! usage report and its CSV. Runs on either engine (`RILL_TEST_ENGINE=postgres`).
+//! usage report and its CSV; a group's month is what was spent in it, whoever joins or leaves
+//! later. Runs on either engine (`RILL_TEST_ENGINE=postgres`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +52,6 @@ async fn dear_app(tokens: u32, limits: Option<LimitSettings>) -> TestApp {
     .await
 }
 
-/// Calls an admin server function; returns its status and JSON body (or null).
 /// Makes a group through the admin page's function; returns its id.
 async fn make_group(admin: &Person, name: &str, budget: Option<f64>) -> String {
     let (status, id) = admin
@@ -685,4 +685,76 @@ async fn an_api_keys_budget_warns_through_the_webhook_too() {
         .expect("a key's warning");
     assert_eq!(hook["name"], "nightly");
     assert_eq!(hook["id"], made["view"]["id"]);
+}
+
+#[tokio::test]
+async fn a_groups_month_is_what_was_spent_in_it_whoever_joins_or_leaves() {
+    let app = dear_app(10, None).await;
+    app.add_user("root", true).await;
+    let ada_id = app.add_user("ada", false).await;
+    app.add_user("bob", false).await;
+    let root = app.signed_in("root").await;
+    let ada = app.signed_in("ada").await;
+    let bob = app.signed_in("bob").await;
+    let month_of = |id: String| {
+        let root = &root;
+        async move {
+            groups(root)
+                .await
+                .iter()
+                .find(|g| g["id"] == id.as_str())
+                .and_then(|g| g["month_cost_usd"].as_f64())
+                .expect("the group's month")
+        }
+    };
+    // Bob spends before he is in any group.
+    assert_eq!(
+        outcome(&bob.turn(None, "Hi").await).status,
+        MessageStatus::Complete
+    );
+    let id = make_group(&root, "Lab", Some(10.0)).await;
+    let (status, body) = root
+        .call("add_group_member", json!({"id": id, "username": "ada"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        outcome(&ada.turn(None, "Hi").await).status,
+        MessageStatus::Complete
+    );
+    let spent_in_lab = month_of(id.clone()).await;
+    assert!(spent_in_lab > 0.0);
+    // Bob joins: what he spent before does not come with him.
+    let (status, body) = root
+        .call("add_group_member", json!({"id": id, "username": "bob"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(month_of(id.clone()).await, spent_in_lab);
+    // Ada leaves: what she spent in the group stays in it…
+    let (status, body) = root
+        .call("remove_group_member", json!({"id": id, "user_id": ada_id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(month_of(id.clone()).await, spent_in_lab);
+    // …and still holds its budget: with the budget at what was spent, Bob's next is refused.
+    let (status, body) = root
+        .call(
+            "set_group_budget",
+            json!({"id": id, "monthly_budget_usd": spent_in_lab}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refused = outcome(&bob.turn(None, "Hi").await);
+    assert_eq!(refused.status, MessageStatus::Failed);
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("the group Lab"),
+        "{refused:?}"
+    );
+    // Ada's usage page no longer lists the group.
+    let (status, usage) = ada.call("monthly_usage", json!({})).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["groups"], json!([]), "{usage}");
 }

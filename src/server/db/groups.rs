@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::ids::TextUuid;
-use super::usage::{GROUPS_OF, MEMBERS, SPENT};
+use super::usage::{group_spent, GROUPS_OF, GROUPS_OF_IDS, MEMBERS, SPENT};
 use super::{Db, DbError};
 use crate::model::groups::{GroupMember, GroupView, MAX_GROUPS};
 
@@ -231,8 +231,7 @@ pub async fn list_groups(db: &Db, month: &str) -> Result<Vec<GroupView>, DbError
                 EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $1 AND m.user_id = u.id)
            FROM users u WHERE u.id IN ({MEMBERS}) ORDER BY u.username"
     );
-    let spent_sql =
-        format!("SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({MEMBERS})");
+    let spent_sql = group_spent();
     let mut views = Vec::with_capacity(groups.len());
     for (id, name, monthly_budget_usd, idp_group) in groups {
         let members: Vec<(String, String, bool)> = on_reader!(db, |pool| {
@@ -288,8 +287,7 @@ pub async fn groups_of(db: &Db, user_id: &str, month: &str) -> Result<Vec<Member
             .fetch_all(pool)
             .await
     })?;
-    let spent_sql =
-        format!("SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({MEMBERS})");
+    let spent_sql = group_spent();
     let mut out = Vec::with_capacity(groups.len());
     for (id, name, monthly_budget_usd) in groups {
         let month_spent_usd: f64 = on_reader!(db, |pool| {
@@ -339,11 +337,6 @@ pub async fn in_budgeted_group(db: &Db, user_id: &str) -> Result<bool, DbError> 
         sqlx::query_scalar(&sql).bind(user_id).fetch_one(pool).await
     })?)
 }
-
-/// The ids of the groups user `$1` belongs to.
-const GROUPS_OF_IDS: &str = "SELECT g.id FROM user_groups g
-     WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
-        OR EXISTS (SELECT 1 FROM user_idp_groups i WHERE i.name = g.idp_group AND i.user_id = $1)";
 
 /// An API key's name and what was spent through it in `month`.
 pub async fn key_month(db: &Db, id: Uuid, month: &str) -> Result<(String, f64), DbError> {

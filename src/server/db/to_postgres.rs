@@ -37,6 +37,7 @@ const TABLES: &[&str] = &[
     "messages",
     "reply_pieces",
     "spending",
+    "group_spending",
     "shares",
     "api_keys",
     "blobs",

@@ -20,6 +20,20 @@ pub(super) const MEMBERS: &str = "SELECT m.user_id FROM group_members m WHERE m.
      UNION SELECT i.user_id FROM user_idp_groups i JOIN user_groups g ON g.idp_group = i.name
       WHERE g.id = $1";
 
+/// The ids of the groups user `$1` belongs to.
+pub(super) const GROUPS_OF_IDS: &str = "SELECT g.id FROM user_groups g
+     WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
+        OR EXISTS (SELECT 1 FROM user_idp_groups i WHERE i.name = g.idp_group AND i.user_id = $1)";
+
+/// What group `$1` spent in month `$2`: the runs counted for it when they were reserved (by its
+/// members then; `group_spending`), not what its members of today spent.
+pub(super) fn group_spent() -> String {
+    format!(
+        "SELECT {SPENT} FROM spending s JOIN group_spending g ON g.spending_id = s.id
+          WHERE g.group_id = $1 AND g.month = $2"
+    )
+}
+
 /// The groups user `$1` belongs to: `id, name, monthly_budget_usd`.
 pub(super) const GROUPS_OF: &str = "SELECT g.id, g.name, g.monthly_budget_usd FROM user_groups g
      WHERE EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = $1)
@@ -104,7 +118,7 @@ pub enum Reserved {
         spent: f64,
         budget: f64,
     },
-    /// Spent by the members of the group `group` this month, and its budget.
+    /// Spent under the group `group` this month (by its members at the time), and its budget.
     OverGroupBudget {
         group: String,
         spent: f64,
@@ -194,8 +208,7 @@ async fn hold(
                 .bind(&r.owner.0)
                 .fetch_all(&mut *tx)
                 .await?;
-            let sum =
-                format!("SELECT {SPENT} FROM spending WHERE month = $2 AND owner IN ({MEMBERS})");
+            let sum = group_spent();
             for (id, group, budget) in groups {
                 let Some(budget) = budget else { continue };
                 let (spent,): (f64,) = sqlx::query_as(&sum)
@@ -222,13 +235,14 @@ async fn hold(
                 return Ok(Reserved::OverSiteCap { spent, cap });
             }
         }
-        sqlx::query(
+        let (spending_id,): (i64,) = sqlx::query_as(
             "INSERT INTO spending (owner, message_id, run, model, month, at, state, reserved_usd,
                  input_tokens, chars_before, purpose, api_key_id)
              VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7, $8, $9, $10, $11)
              ON CONFLICT (message_id, run) DO UPDATE SET
                  state = 'reserved', reserved_usd = excluded.reserved_usd, month = excluded.month,
-                 at = excluded.at, input_tokens = excluded.input_tokens",
+                 at = excluded.at, input_tokens = excluded.input_tokens
+             RETURNING id",
         )
         .bind(&r.owner.0)
         .bind(TextUuid(r.message_id))
@@ -241,6 +255,18 @@ async fn hold(
         .bind(i64::try_from(r.chars_before).unwrap_or(i64::MAX))
         .bind(r.purpose.as_str())
         .bind(r.api_key.map(TextUuid))
+        .fetch_one(&mut *tx)
+        .await?;
+        // The run counts for the groups its owner is in now, whoever joins or leaves later.
+        // (`WHERE true`: SQLite reads an upsert's `ON` after a bare `FROM` as a join's.)
+        sqlx::query(&format!(
+            "INSERT INTO group_spending (group_id, spending_id, month)
+             SELECT g.id, $2, $3 FROM ({GROUPS_OF_IDS}) g WHERE true
+             ON CONFLICT (group_id, spending_id) DO UPDATE SET month = excluded.month"
+        ))
+        .bind(&r.owner.0)
+        .bind(spending_id)
+        .bind(r.month)
         .execute(&mut *tx)
         .await?;
         Ok(Reserved::Held)
