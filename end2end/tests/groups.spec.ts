@@ -100,3 +100,41 @@ test("an admin gives a group a budget and a model; a member sees only that model
     await rill.stop();
   }
 });
+
+test("what an admin types in one group's fields outlasts a change saved in another", async ({ browser }) => {
+  const rill = new RillProcess(base + 15, tempDatabase(), { RILL_AUTH: "accounts" });
+  rill.addUser("root", "root-password", true);
+  rill.addUser("mia", "mia-password", false);
+  await rill.start();
+  try {
+    const admin = await (await browser.newContext()).newPage();
+    await signIn(admin, rill.url, "root", "root-password");
+    await admin.goto(`${rill.url}/admin`);
+    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+    for (const name of ["Lab", "Sales"]) {
+      await admin.getByLabel("Group name").fill(name);
+      await admin.getByRole("button", { name: "Create group" }).click();
+      await expect(admin.locator(`section.group[data-group="${name}"]`)).toBeVisible();
+    }
+    const lab = admin.locator('section.group[data-group="Lab"]');
+    const sales = admin.locator('section.group[data-group="Sales"]');
+    // Half-typed in Lab, not saved…
+    await lab.getByLabel("Monthly budget of the group Lab").fill("12.5");
+    await lab.getByLabel("Identity provider group whose members join Lab (empty: none)").fill("lab-staff");
+    // …when a member is added to Sales, which reloads every group.
+    const reloaded = admin.waitForResponse((r) => r.url().endsWith("/api/admin_groups"));
+    await sales.getByLabel("Username to add to Sales").fill("mia");
+    await sales.getByRole("button", { name: "Add member" }).click();
+    await reloaded;
+    await expect(sales.locator(".group-members")).toContainText("mia");
+    await expect(sales.getByLabel("Username to add to Sales")).toHaveValue("");
+    await expect(lab.getByLabel("Monthly budget of the group Lab")).toHaveValue("12.5");
+    await expect(lab.getByLabel("Identity provider group whose members join Lab (empty: none)")).toHaveValue("lab-staff");
+    // Saved, the budget shows as stored.
+    await lab.getByRole("button", { name: "Set budget" }).click();
+    await expect(lab).toContainText("of $12.50");
+    await expect(lab.getByLabel("Monthly budget of the group Lab")).toHaveValue("12.5");
+  } finally {
+    await rill.stop();
+  }
+});

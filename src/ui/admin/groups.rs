@@ -2,6 +2,8 @@
 //! page, its figures in text beside it), and each group's name, budget, identity provider
 //! link, models and members.
 
+use std::collections::HashMap;
+
 use leptos::prelude::*;
 use leptos::server::ServerAction;
 use uuid::Uuid;
@@ -19,6 +21,10 @@ use crate::ui::wire;
 /// Every action on groups, shared by each group's section.
 #[derive(Clone, Copy)]
 struct GroupActions {
+    /// What is typed in each group's fields, by group.
+    drafts: StoredValue<HashMap<Uuid, Draft>>,
+    /// The group a member was last added to (its field is emptied once that succeeds).
+    last_add: StoredValue<Option<Uuid>>,
     create: ServerAction<CreateGroup>,
     rename: ServerAction<RenameGroup>,
     delete: ServerAction<DeleteGroup>,
@@ -30,9 +36,68 @@ struct GroupActions {
     local_error: RwSignal<Option<String>>,
 }
 
+/// What an admin has typed in one group's fields. Every change reloads and redraws all groups,
+/// so the text is kept here, outside the sections, and each section starts from it: a field
+/// keeps what was typed in it unless the group's stored value has changed since (then it shows
+/// the new value).
+#[derive(Clone, Default)]
+struct Draft {
+    name: Field<String>,
+    budget: Field<String>,
+    idp: Field<String>,
+    models: Field<Vec<String>>,
+    member: String,
+}
+
+/// A field's text and the stored value it was last drawn from.
+#[derive(Clone, Default)]
+struct Field<T> {
+    typed: T,
+    drawn_from: Option<T>,
+}
+
+impl<T: Clone + PartialEq> Field<T> {
+    /// What the field shows, drawn from `stored`.
+    fn follow(&mut self, stored: T) -> T {
+        if self.drawn_from.as_ref() != Some(&stored) {
+            self.typed = stored.clone();
+            self.drawn_from = Some(stored);
+        }
+        self.typed.clone()
+    }
+}
+
+/// A group's name, budget, identity provider group and models, as its fields show them.
+fn stored_fields(group: &GroupView) -> (String, String, String, Vec<String>) {
+    (
+        group.name.clone(),
+        budget_text(group.monthly_budget_usd),
+        group.idp_group.clone().unwrap_or_default(),
+        group.models.clone(),
+    )
+}
+
+/// A section's field, starting from `text` and writing what is typed back to the drafts.
+fn draft_field<T: Clone + Send + Sync + 'static>(
+    drafts: StoredValue<HashMap<Uuid, Draft>>,
+    id: Uuid,
+    text: T,
+    keep: fn(&mut Draft, T),
+) -> RwSignal<T> {
+    let field = RwSignal::new(text);
+    // In the browser only (effects do not run on the server).
+    Effect::new(move || {
+        let typed = field.get();
+        drafts.update_value(|all| keep(all.entry(id).or_default(), typed));
+    });
+    field
+}
+
 #[component]
 pub fn Groups() -> impl IntoView {
     let actions = GroupActions {
+        drafts: StoredValue::new(HashMap::new()),
+        last_add: StoredValue::new(None),
         create: ServerAction::new(),
         rename: ServerAction::new(),
         delete: ServerAction::new(),
@@ -44,6 +109,18 @@ pub fn Groups() -> impl IntoView {
         local_error: RwSignal::new(None),
     };
     let a = actions;
+    // A member added: the next drawing of that group's field is empty.
+    Effect::new(move || {
+        if matches!(a.add.value().get(), Some(Ok(()))) {
+            if let Some(id) = a.last_add.get_value() {
+                a.drafts.update_value(|all| {
+                    if let Some(draft) = all.get_mut(&id) {
+                        draft.member.clear();
+                    }
+                });
+            }
+        }
+    });
     // Reloaded after every change.
     let groups = wire::resource(
         move || {
@@ -248,11 +325,25 @@ fn NewGroupForm(actions: GroupActions) -> impl IntoView {
 fn GroupSection(group: GroupView, models: Vec<String>, actions: GroupActions) -> impl IntoView {
     let id: Uuid = group.id;
     let name = group.name.clone();
-    let new_name = RwSignal::new(group.name.clone());
-    let budget = RwSignal::new(budget_text(group.monthly_budget_usd));
-    let idp = RwSignal::new(group.idp_group.clone().unwrap_or_default());
-    let chosen = RwSignal::new(group.models.clone());
-    let member = RwSignal::new(String::new());
+    let (stored_name, stored_budget, stored_idp, stored_models) = stored_fields(&group);
+    let drafts = actions.drafts;
+    let shown = drafts
+        .try_update_value(|all| {
+            let draft = all.entry(id).or_default();
+            (
+                draft.name.follow(stored_name),
+                draft.budget.follow(stored_budget),
+                draft.idp.follow(stored_idp),
+                draft.models.follow(stored_models),
+                draft.member.clone(),
+            )
+        })
+        .unwrap_or_default();
+    let new_name = draft_field(drafts, id, shown.0, |d, t| d.name.typed = t);
+    let budget = draft_field(drafts, id, shown.1, |d, t| d.budget.typed = t);
+    let idp = draft_field(drafts, id, shown.2, |d, t| d.idp.typed = t);
+    let chosen = draft_field(drafts, id, shown.3, |d, t| d.models.typed = t);
+    let member = draft_field(drafts, id, shown.4, |d, t| d.member = t);
     let rename = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         actions.local_error.set(None);
@@ -293,6 +384,7 @@ fn GroupSection(group: GroupView, models: Vec<String>, actions: GroupActions) ->
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         actions.local_error.set(None);
+        actions.last_add.set_value(Some(id));
         actions.add.dispatch(AddGroupMember {
             id,
             username: member.get(),
