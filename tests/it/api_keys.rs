@@ -939,3 +939,51 @@ async fn any_origin_may_call_v1_when_the_operator_says_so() {
     let (status, error) = refusal(complete_from(&app, "", site).await).await;
     assert_eq!(status, 401, "{error}");
 }
+
+/// 30 requests at once through a key whose budget holds about four requests' worst case: some
+/// are answered, the rest refused before any provider request, and the key never spends past
+/// its budget (each reservation is checked against the others in the one write transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_one_key_never_spends_past_its_budget() {
+    let app = TestApp::with(Setup {
+        limits: Some(generous_limits()),
+        ..Setup::default()
+    })
+    .await;
+    let budget = 0.001;
+    let (key, _) = make_key(&app, "burst", Some(budget), None).await;
+    // At most 100 tokens: about $0.0002 reserved per request at the fake's prices.
+    let body = json!({"model": MODEL, "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "Hello"}]});
+    let answers = futures::future::join_all((0..30).map(|_| complete(&app, &key, &body))).await;
+    let mut answered = 0;
+    let mut refused = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            200 => answered += 1,
+            _ => {
+                let (status, error) = refusal(answer).await;
+                assert_eq!(
+                    (status, error["code"].as_str()),
+                    (429, Some("insufficient_quota")),
+                    "{error}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        answered >= 1 && refused >= 1,
+        "{answered} answered, {refused} refused"
+    );
+    assert_eq!(
+        app.fake.requests().len(),
+        answered,
+        "no provider request for a refusal"
+    );
+    let spent = keys(&app).await[0]["month_spent_usd"]
+        .as_f64()
+        .expect("spent");
+    assert!(spent > 0.0 && spent <= budget, "spent {spent} of {budget}");
+    println!("{answered} answered, {refused} refused, ${spent} of ${budget} spent");
+}
