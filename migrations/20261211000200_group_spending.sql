@@ -10,6 +10,8 @@ CREATE TABLE group_spending (
     PRIMARY KEY (group_id, spending_id)
 );
 CREATE INDEX group_spending_by_month ON group_spending (group_id, month);
+-- A run reserved again finds its rows.
+CREATE INDEX group_spending_by_spending ON group_spending (spending_id);
 
 -- What was spent before this table, counted for the groups its owner is in now (as it was).
 INSERT INTO group_spending (group_id, spending_id, month)

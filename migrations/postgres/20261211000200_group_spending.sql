@@ -7,6 +7,8 @@ CREATE TABLE group_spending (
     PRIMARY KEY (group_id, spending_id)
 );
 CREATE INDEX group_spending_by_month ON group_spending (group_id, month);
+-- A run reserved again finds its rows.
+CREATE INDEX group_spending_by_spending ON group_spending (spending_id);
 
 INSERT INTO group_spending (group_id, spending_id, month)
 SELECT m.group_id, s.id, s.month FROM spending s JOIN group_members m ON m.user_id = s.owner

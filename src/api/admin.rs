@@ -8,12 +8,7 @@ use uuid::Uuid;
 use crate::model::accounts::{AdminView, AuditEntry, SiteSettings, UserView};
 use crate::model::groups::AdminGroups;
 #[cfg(feature = "ssr")]
-use crate::server::{
-    accounts::{AccountError, Admin},
-    context,
-    db::accounts as store,
-    AppState,
-};
+use crate::server::{accounts::Admin, context, db::accounts as store, AppState};
 
 /// Audit entries per page.
 pub const AUDIT_PAGE: u32 = 50;
@@ -81,11 +76,8 @@ pub async fn create_user(
     let (state, principal, address) = context::acting()?;
     let admin = Admin::new(&state, &principal, address)?;
     if service {
-        if is_admin {
-            return Err(AccountError::ServiceAccountAdmin.into());
-        }
         admin
-            .create_service_account(&username, monthly_budget_usd)
+            .create_service_account(&username, is_admin, monthly_budget_usd)
             .await?;
     } else {
         admin

@@ -21,7 +21,8 @@ pub struct GroupView {
     /// The models members may use, by id; empty: every model.
     pub models: Vec<String>,
     pub members: Vec<GroupMember>,
-    /// What the members spent this month (settled, and held by runs still going), in USD.
+    /// What was spent in the group this month (settled, and held by runs still going), by
+    /// whoever was a member when each run began, in USD.
     pub month_cost_usd: f64,
 }
 

@@ -497,14 +497,7 @@ pub async fn proxy_sign_in(
     address: Option<IpAddr>,
 ) -> Result<User, ApiError> {
     if let Some(user) = store::user_by_name(&state.db, username).await? {
-        if user.service {
-            // A person at the proxy with a service account's name gets none of its keys.
-            return Err(AccountError::ServiceAccountSignIn.into());
-        }
-        if user.is_disabled() {
-            return Err(AccountError::Disabled.into());
-        }
-        return Ok(user);
+        return proxy_user(user);
     }
     let username = check_username(username)?;
     let settings = store::site_settings(&state.db).await?;
@@ -532,11 +525,25 @@ pub async fn proxy_sign_in(
             .await;
             Ok(user)
         }
-        // Another request created it a moment ago.
-        None => store::user_by_name(&state.db, username)
-            .await?
-            .ok_or(ApiError::Internal),
+        // Another request (or an admin) created it a moment ago.
+        None => proxy_user(
+            store::user_by_name(&state.db, username)
+                .await?
+                .ok_or(ApiError::Internal)?,
+        ),
     }
+}
+
+/// An existing account the proxy names, if it may be signed in that way.
+fn proxy_user(user: User) -> Result<User, ApiError> {
+    if user.service {
+        // A person at the proxy with a service account's name gets none of its keys.
+        return Err(AccountError::ServiceAccountSignIn.into());
+    }
+    if user.is_disabled() {
+        return Err(AccountError::Disabled.into());
+    }
+    Ok(user)
 }
 
 /// Admin actions: each checks the actor is an admin and is written to the audit log.
@@ -613,12 +620,16 @@ impl<'a> Admin<'a> {
     }
 
     /// An account for scripts and tools: no password, never signed in, used through the API keys
-    /// an admin makes for it; its budget and groups work as a person's do.
+    /// an admin makes for it; its budget and groups work as a person's do. It is never an admin.
     pub async fn create_service_account(
         &self,
         username: &str,
+        is_admin: bool,
         monthly_budget_usd: Option<f64>,
     ) -> Result<User, AccountError> {
+        if is_admin {
+            return Err(AccountError::ServiceAccountAdmin);
+        }
         let username = check_username(username)?;
         let budget = check_budget(monthly_budget_usd)?;
         let user = store::create_user(
@@ -662,7 +673,7 @@ impl<'a> Admin<'a> {
         self.audit(
             "made API key",
             Some(&account.username),
-            Some(made.view.name.clone()),
+            Some(format!("{} ({})", made.view.name, made.view.id)),
         )
         .await;
         Ok(made)
@@ -676,8 +687,12 @@ impl<'a> Admin<'a> {
     pub async fn revoke_service_key(&self, id: &str, key: Uuid) -> Result<(), ApiError> {
         let account = self.service_account(id).await?;
         api_keys::revoke(self.state, &account.owner(), key).await?;
-        self.audit("revoked API key", Some(&account.username), None)
-            .await;
+        self.audit(
+            "revoked API key",
+            Some(&account.username),
+            Some(key.to_string()),
+        )
+        .await;
         Ok(())
     }
 

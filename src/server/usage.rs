@@ -259,7 +259,7 @@ fn csv_rows(header: bool, runs: &[db::usage::RunFigures]) -> Result<Vec<u8>, csv
         .map_err(|e| csv::Error::from(e.into_error()))
 }
 
-/// `GET /usage.csv?groups=1[&month=…]`: each group's month (its members' spending, settled
+/// `GET /usage.csv?groups=1[&month=…]`: each group's month (what was spent in it, settled
 /// and held, and its budget); an admin gets every group, anyone else their own groups.
 async fn group_totals_csv(
     state: &AppState,

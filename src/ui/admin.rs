@@ -69,6 +69,7 @@ pub fn AdminPage() -> impl IntoView {
         local_error,
     };
     let users = Paged::new(USERS_PAGE, |user: &UserView| user.username.clone());
+    let group_drafts = groups::group_drafts();
     let log = Paged::new(AUDIT_PAGE, |entry: &AuditEntry| entry.id);
     view! {
         <Panel title="Admin" back=true>
@@ -82,7 +83,7 @@ pub fn AdminPage() -> impl IntoView {
                             Ok(view_data) => view! {
                                 <Users first=view_data.users users actions />
                                 <NewUserForm create local_error />
-                                <groups::Groups />
+                                <groups::Groups drafts=group_drafts />
                                 <SettingsForm current=view_data.settings spent=view_data.site_month_cost_usd settings local_error />
                                 <Lockouts lockouts=view_data.lockouts total=view_data.lockouts_total clear />
                                 <AuditLog first=view_data.audit log />

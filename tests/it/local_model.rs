@@ -141,10 +141,7 @@ async fn a_full_local_queue_says_busy_instead_of_making_the_reply_wait() {
             .await,
     );
     generating.started().await;
-    while !matches!(
-        generating.next().await.map(|e| e.event),
-        Some(TurnEvent::Delta { .. })
-    ) {}
+    first_text(&mut generating).await;
     // Nothing may wait behind the reply being generated: the next is refused, in words.
     let refused = app.turn(None, "Hello").await;
     let outcome = finished(&refused);
@@ -183,10 +180,7 @@ async fn people_share_the_local_model_in_turn_and_one_cannot_fill_its_queue() {
         .await;
     assert_eq!(first.status(), 200);
     let mut first = EventReader::new(first);
-    while !matches!(
-        first.next().await.map(|e| e.event),
-        Some(TurnEvent::Delta { .. })
-    ) {}
+    first_text(&mut first).await;
     // …when she asks twice more, then Ben and Cai once each. Each request is seen queued before
     // the next is sent, so the order they arrived in is known.
     let ann_second = queued(&ann).await;
@@ -248,6 +242,18 @@ async fn queued(person: &Person) -> EventReader {
             Some(TurnEvent::Delta { .. }) => panic!("generated without waiting"),
             Some(_) => {}
             None => panic!("the stream ended before it was queued"),
+        }
+    }
+}
+
+/// Reads a turn until its first text; panics if it ends before any.
+async fn first_text(reader: &mut EventReader) {
+    loop {
+        match reader.next().await.map(|e| e.event) {
+            Some(TurnEvent::Delta { .. }) => return,
+            Some(TurnEvent::Finished(outcome)) => panic!("ended before any text: {outcome:?}"),
+            Some(_) => {}
+            None => panic!("the stream ended before any text"),
         }
     }
 }

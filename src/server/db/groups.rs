@@ -1,6 +1,7 @@
 //! Groups (see `migrations/…_groups.sql`): made, renamed and deleted by admins, their members
 //! (by hand, and through a linked identity provider group), their models and budgets, and what
-//! their members spent this month. The same text serves both engines.
+//! was spent in them this month (the ledger rows counted for each, `group_spending`). The same
+//! text serves both engines.
 
 use uuid::Uuid;
 
@@ -214,7 +215,7 @@ pub async fn group_name(db: &Db, id: Uuid) -> Result<Option<String>, DbError> {
     })?)
 }
 
-/// Every group by name, with members, models and what the members spent in `month`.
+/// Every group by name, with members, models and what was spent in it in `month`.
 pub async fn list_groups(db: &Db, month: &str) -> Result<Vec<GroupView>, DbError> {
     type Row = (TextUuid, String, Option<f64>, Option<String>);
     let groups: Vec<Row> = on_reader!(db, |pool| {
@@ -270,7 +271,7 @@ pub async fn list_groups(db: &Db, month: &str) -> Result<Vec<GroupView>, DbError
     Ok(views)
 }
 
-/// A group a person belongs to, with its budget and what its members spent in a month.
+/// A group a person belongs to, with its budget and what was spent in it in a month.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberGroup {
     pub id: Uuid,
@@ -279,7 +280,7 @@ pub struct MemberGroup {
     pub month_spent_usd: f64,
 }
 
-/// The groups `user_id` belongs to, by name, with what each one's members spent in `month`.
+/// The groups `user_id` belongs to, by name, with what was spent in each in `month`.
 pub async fn groups_of(db: &Db, user_id: &str, month: &str) -> Result<Vec<MemberGroup>, DbError> {
     let groups: Vec<(TextUuid, String, Option<f64>)> = on_reader!(db, |pool| {
         sqlx::query_as(GROUPS_OF)

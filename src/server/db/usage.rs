@@ -257,12 +257,15 @@ async fn hold(
         .bind(r.api_key.map(TextUuid))
         .fetch_one(&mut *tx)
         .await?;
-        // The run counts for the groups its owner is in now, whoever joins or leaves later.
-        // (`WHERE true`: SQLite reads an upsert's `ON` after a bare `FROM` as a join's.)
+        // The run counts for the groups its owner is in now, whoever joins or leaves later (a
+        // run reserved again, by a retry, counts for the groups of the moment it was).
+        sqlx::query("DELETE FROM group_spending WHERE spending_id = $1")
+            .bind(spending_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(&format!(
             "INSERT INTO group_spending (group_id, spending_id, month)
-             SELECT g.id, $2, $3 FROM ({GROUPS_OF_IDS}) g WHERE true
-             ON CONFLICT (group_id, spending_id) DO UPDATE SET month = excluded.month"
+             SELECT g.id, $2, $3 FROM ({GROUPS_OF_IDS}) g"
         ))
         .bind(&r.owner.0)
         .bind(spending_id)

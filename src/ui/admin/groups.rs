@@ -41,7 +41,7 @@ struct GroupActions {
 /// keeps what was typed in it unless the group's stored value has changed since (then it shows
 /// the new value).
 #[derive(Clone, Default)]
-struct Draft {
+pub struct Draft {
     name: Field<String>,
     budget: Field<String>,
     idp: Field<String>,
@@ -93,10 +93,18 @@ fn draft_field<T: Clone + Send + Sync + 'static>(
     field
 }
 
+/// What is typed in the groups' fields, by group: made by the admin page, so that it also
+/// outlasts the page's own reloads (a change to a user redraws the groups too).
+pub type GroupDrafts = StoredValue<HashMap<Uuid, Draft>>;
+
+pub fn group_drafts() -> GroupDrafts {
+    StoredValue::new(HashMap::new())
+}
+
 #[component]
-pub fn Groups() -> impl IntoView {
+pub fn Groups(drafts: GroupDrafts) -> impl IntoView {
     let actions = GroupActions {
-        drafts: StoredValue::new(HashMap::new()),
+        drafts,
         last_add: StoredValue::new(None),
         create: ServerAction::new(),
         rename: ServerAction::new(),
