@@ -1,5 +1,5 @@
 import AxeBuilder from "@axe-core/playwright";
-import { type Page } from "@playwright/test";
+import { type Browser, type Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -18,6 +18,15 @@ async function signIn(page: Page, url: string, username: string, password: strin
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page).toHaveURL(`${url}/`);
   await expect(page.locator("html[data-hydrated]")).toBeAttached();
+}
+
+/** The admin page, signed in as root (password `root-password`) in a browser context of its own. */
+async function adminPage(browser: Browser, rill: RillProcess): Promise<Page> {
+  const admin = await (await browser.newContext()).newPage();
+  await signIn(admin, rill.url, "root", "root-password");
+  await admin.goto(`${rill.url}/admin`);
+  await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+  return admin;
 }
 
 /** axe (WCAG 2.1 A and AA) on the page as it is, light and dark. */
@@ -53,10 +62,7 @@ test("an admin gives a group a budget and a model; a member sees only that model
   rill.addUser("mia", "mia-password", false);
   await rill.start();
   try {
-    const admin = await (await browser.newContext()).newPage();
-    await signIn(admin, rill.url, "root", "root-password");
-    await admin.goto(`${rill.url}/admin`);
-    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+    const admin = await adminPage(browser, rill);
     await admin.getByLabel("Group name").fill("Research");
     await admin.getByLabel("Monthly budget shared by its members").fill("0.00025");
     await admin.getByRole("button", { name: "Create group" }).click();
@@ -107,10 +113,7 @@ test("what an admin types in one group's fields outlasts a change saved in anoth
   rill.addUser("mia", "mia-password", false);
   await rill.start();
   try {
-    const admin = await (await browser.newContext()).newPage();
-    await signIn(admin, rill.url, "root", "root-password");
-    await admin.goto(`${rill.url}/admin`);
-    await expect(admin.locator("html[data-hydrated]")).toBeAttached();
+    const admin = await adminPage(browser, rill);
     for (const name of ["Lab", "Sales"]) {
       await admin.getByLabel("Group name").fill(name);
       await admin.getByRole("button", { name: "Create group" }).click();
