@@ -65,6 +65,8 @@ pub enum AccountError {
     ServiceAccountPassword,
     #[error("a service account cannot be an admin")]
     ServiceAccountAdmin,
+    #[error("service accounts need accounts (RILL_AUTH=accounts); without them every key acts for the one owner")]
+    ServiceAccountsNeedAccounts,
     #[error("that account is a person's: only they make its API keys")]
     NotServiceAccount,
     #[error("no such group")]
@@ -109,6 +111,7 @@ impl From<AccountError> for ApiError {
             | AccountError::BadGroupName
             | AccountError::ServiceAccountPassword
             | AccountError::ServiceAccountAdmin
+            | AccountError::ServiceAccountsNeedAccounts
             | AccountError::NotServiceAccount
             | AccountError::TooManyGroups
             | AccountError::UnknownModel(_) => ApiError::BadRequest(message),
@@ -629,6 +632,9 @@ impl<'a> Admin<'a> {
     ) -> Result<User, AccountError> {
         if is_admin {
             return Err(AccountError::ServiceAccountAdmin);
+        }
+        if self.state.config.access.mode != super::config::AuthMode::Accounts {
+            return Err(AccountError::ServiceAccountsNeedAccounts);
         }
         let username = check_username(username)?;
         let budget = check_budget(monthly_budget_usd)?;

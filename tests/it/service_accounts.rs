@@ -252,3 +252,20 @@ async fn the_proxy_header_cannot_name_a_service_account() {
     let words = refused.text().await.expect("body");
     assert!(words.contains("service account"), "{words}");
 }
+
+#[tokio::test]
+async fn single_user_mode_makes_no_service_accounts() {
+    // The one owner is the admin here, and every key acts for them.
+    let app = TestApp::with(Setup::default()).await;
+    let response = app
+        .post_json(
+            "create_user",
+            json!({"username": "ci-bot", "password": "", "is_admin": false,
+                   "monthly_budget_usd": null, "service": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let words = response.text().await.expect("body");
+    assert!(words.contains("RILL_AUTH=accounts"), "{words}");
+    assert_eq!(app.count("users").await, 0);
+}
