@@ -37,6 +37,11 @@ pub const CLAUDE_PRICE: Price = Price {
     output: 15.0,
 };
 
+/// The longest any request of a test may take, its body read included: far past what any test
+/// needs (the whole suite runs in about two minutes), so that a request the server never answers
+/// fails its test in words instead of holding the run until CI's limit.
+const REQUEST_BOUND: Duration = Duration::from_secs(180);
+
 pub struct TestApp {
     pub base_url: String,
     pub fake: FakeProvider,
@@ -365,7 +370,10 @@ impl TestApp {
         Self {
             base_url,
             fake,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_BOUND)
+                .build()
+                .expect("client"),
             state,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -516,6 +524,7 @@ impl TestApp {
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(reqwest::redirect::Policy::none())
+                .timeout(REQUEST_BOUND)
                 .build()
                 .expect("client"),
             base_url: self.base_url.clone(),
