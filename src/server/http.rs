@@ -1,7 +1,7 @@
 //! The HTTP surface: Leptos pages (SSR), server functions under `/api`, the usage export,
 //! static assets; around them the request checks, sessions and who is asking.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes, ResponseOptions};
 use server_fn::error::SERVER_FN_ERROR_HEADER;
 
 use super::error_response::api_error;
@@ -22,9 +22,19 @@ use super::{
 use crate::app::{shell, App};
 use crate::error::ApiError;
 
+/// The pages' routes, found once per process. Finding them renders the app with every resource
+/// held back by a process-wide switch (`leptos::server::SuppressResourceLoad`): a page that an
+/// earlier router rendered meanwhile would wait forever for a resource that never loaded (seen
+/// as a page whose body stopped, in tests that start apps side by side). Found once, before
+/// the first router exists, the list is never found while a page renders.
+fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole app as one router, so tests drive exactly what `main` serves.
 pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let dev_reload = leptos_options.reload_port > 0 && std::env::var_os("LEPTOS_WATCH").is_some();
     let context = {
         let state = state.clone();

@@ -2,6 +2,9 @@ use fake_provider::{expected_text, FakeConfig};
 use rill::server::config::ConversationSettings;
 use rill::server::db;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 use crate::sql::sql;
@@ -38,6 +41,61 @@ async fn the_page_renders_a_stored_conversation_on_the_server() {
         "the sidebar lists it"
     );
     assert!(expected_text(12).contains("fäke 日本語 reply 🌍"));
+}
+
+/// Every app start builds a router, and finding the pages' routes once held back every
+/// resource in the process: a page being rendered meanwhile stopped mid-body for good (seen as
+/// rare hung tests). Pages render to the end however many routers are built beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_to_the_end_while_other_apps_start() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 12,
+        ..Default::default()
+    })
+    .await;
+    let conversation = conversation_of(&app.turn(None, "What is Rill?").await);
+    let done = Arc::new(AtomicBool::new(false));
+    let starts = std::thread::spawn({
+        let (state, done) = (app.state.clone(), done.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let options = leptos::config::LeptosOptions::builder()
+                .output_name("rill")
+                .build();
+            let mut built = 0u32;
+            runtime.block_on(async {
+                while !done.load(Ordering::Relaxed) && built < 5_000 {
+                    drop(rill::server::http::router(state.clone(), options.clone()));
+                    built += 1;
+                }
+            });
+            built
+        }
+    });
+    let pages = [
+        (format!("/c/{conversation}"), "fäke 日本語 reply 🌍"),
+        ("/".into(), "What is Rill?"),
+        ("/usage".into(), "spent"),
+    ];
+    for (path, shown) in pages.iter().cycle().take(30) {
+        let page = tokio::time::timeout(Duration::from_secs(60), async {
+            let response = app
+                .http
+                .get(format!("{}{path}", app.base_url))
+                .send()
+                .await?;
+            response.text().await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{path} never finished"))
+        .expect("the page");
+        assert!(page.contains(shown), "{path} shows what it loaded");
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(starts.join().expect("the starts") > 0);
 }
 
 #[tokio::test]
