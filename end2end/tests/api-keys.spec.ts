@@ -87,6 +87,16 @@ test("an admin makes a service account and its key in the admin page; the key wo
     await expect(keys.locator(".fresh-key")).toContainText("Its new key “nightly”");
     const key = await shown.inputValue();
     await expect(keys.locator(".api-key-row").filter({ hasText: "nightly" })).toContainText(key.slice(0, 13));
+
+    // Any change redraws the users (here the account's own budget): the panel stays open and the
+    // key not yet copied stays shown.
+    await row.getByLabel("Monthly budget of ci-bot").fill("3");
+    await row.getByRole("button", { name: "Set" }).click();
+    await expect(
+      admin.locator("table.audit tr").filter({ hasText: "set budget" }).filter({ hasText: "$3" }),
+    ).toHaveCount(1);
+    await expect(shown).toHaveValue(key);
+    await expect(row.getByRole("button", { name: "Hide API keys" })).toHaveAttribute("aria-expanded", "true");
     await admin.screenshot({ path: test.info().outputPath("service-account.png"), fullPage: true });
 
     // A script with the key reaches /v1 as the service account (no cookie).

@@ -1,6 +1,8 @@
 //! The admin page: users and service accounts (with their keys) and their budgets, groups,
 //! settings, lockouts and the audit log.
 
+use std::collections::HashMap;
+
 use leptos::prelude::*;
 use leptos::server::ServerAction;
 
@@ -67,6 +69,7 @@ pub fn AdminPage() -> impl IntoView {
         reset,
         budget,
         local_error,
+        key_panels: StoredValue::new(HashMap::new()),
     };
     let users = Paged::new(USERS_PAGE, |user: &UserView| user.username.clone());
     let group_drafts = groups::group_drafts();
@@ -386,6 +389,18 @@ struct UserActions {
     reset: ServerAction<ResetPassword>,
     budget: ServerAction<SetUserBudget>,
     local_error: RwSignal<Option<String>>,
+    /// By service account id.
+    key_panels: StoredValue<HashMap<String, KeyPanel>>,
+}
+
+/// A service account's keys under its row: whether they are shown, and the key just made there
+/// (shown once). Kept by the page, not the row: every change reloads and redraws the users, and
+/// a redraw must neither close the panel nor lose a key not yet copied. Reference-counted
+/// signals, so that they outlive the row that made them.
+#[derive(Clone, Default)]
+struct KeyPanel {
+    open: ArcRwSignal<bool>,
+    fresh: ArcRwSignal<Option<(String, String)>>,
 }
 
 #[component]
@@ -426,7 +441,12 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
     let name = user.username.clone();
     let service = user.service;
     // A service account's keys, shown under its row on request.
-    let keys_open = RwSignal::new(false);
+    let panel = actions
+        .key_panels
+        .try_update_value(|all| all.entry(user.id.clone()).or_default().clone())
+        .unwrap_or_default();
+    let keys_open = RwSignal::from(panel.open);
+    let fresh_key = RwSignal::from(panel.fresh);
     let credentials = if service {
         view! {
             <button type="button" class="keys-toggle" aria-expanded=move || keys_open.get().to_string()
@@ -471,7 +491,7 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
         </tr>
         <Show when=move || keys_open.get()>
             <tr class="service-keys" data-keys-of=name.clone()>
-                <td colspan="6"><ApiKeys account=id.get_value() /></td>
+                <td colspan="6"><ApiKeys account=id.get_value() fresh=fresh_key /></td>
             </tr>
         </Show>
     }

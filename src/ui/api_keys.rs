@@ -13,15 +13,19 @@ use crate::format::{date_of, format_cost};
 use crate::model::api_keys::{ApiKeyView, NewApiKey};
 
 /// `account`: a service account's id, whose keys an admin manages; none: the person's own.
+/// `fresh`: where the key just made is kept, if it must outlive this view (the admin page's).
 #[component]
-pub fn ApiKeys(#[prop(optional)] account: Option<String>) -> impl IntoView {
+pub fn ApiKeys(
+    #[prop(optional)] account: Option<String>,
+    #[prop(optional)] fresh: Option<RwSignal<Option<(String, String)>>>,
+) -> impl IntoView {
     let account = StoredValue::new(account);
     let service = account.with_value(Option::is_some);
     // Loaded in the browser once shown: nothing of it is rendered by the server.
     let keys = RwSignal::new(None::<Vec<ApiKeyView>>);
     let status = RwSignal::new(None::<String>);
     // The key just made, shown until the page is left: it is never shown again.
-    let fresh = RwSignal::new(None::<(String, String)>);
+    let fresh = fresh.unwrap_or_else(|| RwSignal::new(None));
     let busy = RwSignal::new(false);
     let name = RwSignal::new(String::new());
     let budget = RwSignal::new(String::new());
