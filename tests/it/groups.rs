@@ -196,6 +196,10 @@ async fn admins_manage_groups_and_nobody_else_can() {
             "add_group_member",
             json!({"id": stranger, "username": "ada"}),
         ),
+        (
+            "remove_group_member",
+            json!({"id": stranger, "user_id": ada_id}),
+        ),
     ] {
         let (status, body) = root.call(endpoint, body).await;
         assert_eq!(status, 404, "{endpoint}: {body}");

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::ids::TextUuid;
 use super::usage::{group_spent, GROUPS_OF, GROUPS_OF_IDS, MEMBERS, SPENT};
-use super::{Db, DbError};
+use super::{Conn, Db, DbError};
 use crate::model::groups::{GroupMember, GroupView, MAX_GROUPS};
 
 /// What a change to a group came to.
@@ -128,11 +128,7 @@ pub async fn set_idp_group(db: &Db, id: Uuid, idp_group: Option<&str>) -> Result
 /// Replaces the models a group's members may use (empty: every model).
 pub async fn set_group_models(db: &Db, id: Uuid, models: &[String]) -> Result<Changed, DbError> {
     in_transaction!(db, |tx| {
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM user_groups WHERE id = $1")
-            .bind(TextUuid(id))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
+        if !group_exists(&mut Conn::from(&mut *tx), id).await? {
             return Ok(Changed::NoSuchGroup);
         }
         sqlx::query("DELETE FROM group_models WHERE group_id = $1")
@@ -154,14 +150,21 @@ pub async fn set_group_models(db: &Db, id: Uuid, models: &[String]) -> Result<Ch
     })
 }
 
+/// Whether the group exists, read in the change's transaction.
+async fn group_exists(conn: &mut Conn<'_>, id: Uuid) -> Result<bool, DbError> {
+    Ok(on_conn!(conn, |c| sqlx::query(
+        "SELECT 1 FROM user_groups WHERE id = $1"
+    )
+    .bind(TextUuid(id))
+    .fetch_optional(c)
+    .await
+    .map(|row| row.is_some()))?)
+}
+
 /// Adds `user_id` to a group by hand.
 pub async fn add_member(db: &Db, id: Uuid, user_id: &str) -> Result<Changed, DbError> {
     in_transaction!(db, |tx| {
-        let group: Option<(String,)> = sqlx::query_as("SELECT id FROM user_groups WHERE id = $1")
-            .bind(TextUuid(id))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if group.is_none() {
+        if !group_exists(&mut Conn::from(&mut *tx), id).await? {
             return Ok(Changed::NoSuchGroup);
         }
         let user: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1")
@@ -188,11 +191,7 @@ pub async fn add_member(db: &Db, id: Uuid, user_id: &str) -> Result<Changed, DbE
 /// names them).
 pub async fn remove_member(db: &Db, id: Uuid, user_id: &str) -> Result<Changed, DbError> {
     in_transaction!(db, |tx| {
-        let group: Option<(String,)> = sqlx::query_as("SELECT id FROM user_groups WHERE id = $1")
-            .bind(TextUuid(id))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if group.is_none() {
+        if !group_exists(&mut Conn::from(&mut *tx), id).await? {
             return Ok(Changed::NoSuchGroup);
         }
         sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
