@@ -1,10 +1,10 @@
 //! One reader of a run's log: its events as they come, in batches. Every event ready is taken at
-//! once, and text that follows text waits out [`TEXT_INTERVAL`], so a reader's connection gets
-//! one write per interval rather than one per token (at thousands of replies at once the write,
+//! once, and text that follows text waits for the next tick of [`TEXT_INTERVAL`], so a reader's
+//! connection gets one write per tick rather than one per token (at thousands of replies at once the write,
 //! and the loopback or network work behind it, was most of the server's CPU; issue 27). The first
 //! text, and every other event (the end above all), goes out as soon as it is logged.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use super::live::{Lines, LiveTurn};
 use crate::model::{StreamLine, TurnEvent};
 
-/// The least time between two writes of text to one reader: 20 a second, smoother than a
-/// provider's own bursts and below what a person reading can tell apart.
+/// How often text is written to a reader at most (on the ticks of [`next_tick`]): 20 times a
+/// second, smoother than a provider's own bursts and below what a person reading can tell apart.
 pub const TEXT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Events taken in one batch at most, so a late reader of a long reply is not sent its whole
@@ -103,7 +103,7 @@ impl Follower {
                 .last()
                 .is_some_and(|e| matches!(e.event, TurnEvent::Finished(_)));
             if events.iter().any(|e| is_text(&e.event)) {
-                self.text_held_until = Some(Instant::now() + self.text_interval);
+                self.text_held_until = Some(next_tick(Instant::now(), self.text_interval));
             }
             self.sent();
             return Some(events.into_iter().map(StreamLine::Event).collect());
@@ -139,6 +139,20 @@ pub fn lines(turn: Arc<LiveTurn>, after_seq: u32, heartbeat: Duration) -> Lines 
         })
         .flatten(),
     )
+}
+
+/// The first tick after `now` of a clock that ticks every `interval`, the same for every reader
+/// in the process: readers of one reply hold text until the same moments, so none of them runs up
+/// to an interval behind another that began at another moment (a second tab, or the publisher
+/// that sends the text on to another replica's readers, `replicas.rs`). Text still goes out at
+/// most once a tick.
+fn next_tick(now: Instant, interval: Duration) -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    let step = interval.as_nanos().max(1);
+    let ticks = now.saturating_duration_since(start).as_nanos() / step + 1;
+    let since_start = ticks.saturating_mul(step);
+    start + Duration::from_nanos(u64::try_from(since_start).unwrap_or(u64::MAX))
 }
 
 fn is_text(event: &TurnEvent) -> bool {
@@ -230,6 +244,21 @@ mod tests {
             follower.next_lines().await.map(|l| seen(&l)),
             Some(vec![(2, "b".into())])
         );
+    }
+
+    #[test]
+    fn text_is_held_until_the_next_tick_of_one_clock_for_every_reader() {
+        let interval = Duration::from_millis(50);
+        let tick = next_tick(Instant::now(), interval);
+        // Readers that wrote at different moments within one interval wait for the same tick.
+        for before in [40, 25, 1] {
+            assert_eq!(
+                next_tick(tick - Duration::from_millis(before), interval),
+                tick
+            );
+        }
+        // A write at the tick waits for the next one: at most one write of text a tick.
+        assert_eq!(next_tick(tick, interval), tick + interval);
     }
 
     #[tokio::test]
