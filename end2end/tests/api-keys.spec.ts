@@ -97,6 +97,26 @@ test("an admin makes a service account and its key in the admin page; the key wo
     ).toHaveCount(1);
     await expect(shown).toHaveValue(key);
     await expect(row.getByRole("button", { name: "Hide API keys" })).toHaveAttribute("aria-expanded", "true");
+
+    // A key whose request ends after such a redraw is shown too.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await admin.route("**/api/create_api_key", async (route) => {
+      await held;
+      await route.continue();
+    });
+    await keys.getByLabel("Name").fill("weekly");
+    await keys.getByRole("button", { name: "Make a key" }).click();
+    await row.getByLabel("Monthly budget of ci-bot").fill("4");
+    await row.getByRole("button", { name: "Set" }).click();
+    await expect(
+      admin.locator("table.audit tr").filter({ hasText: "set budget" }).filter({ hasText: "$4" }),
+    ).toHaveCount(1);
+    release();
+    await expect(keys.locator(".fresh-key")).toContainText("Its new key “weekly”");
+    await expect(shown).toHaveValue(/^rill_[0-9a-f]{64}$/);
+    expect(await shown.inputValue()).not.toBe(key);
+    await admin.unroute("**/api/create_api_key");
     await admin.screenshot({ path: test.info().outputPath("service-account.png"), fullPage: true });
 
     // A script with the key reaches /v1 as the service account (no cookie).

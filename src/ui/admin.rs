@@ -394,13 +394,14 @@ struct UserActions {
 }
 
 /// A service account's keys under its row: whether they are shown, and the key just made there
-/// (shown once). Kept by the page, not the row: every change reloads and redraws the users, and
-/// a redraw must neither close the panel nor lose a key not yet copied. Reference-counted
-/// signals, so that they outlive the row that made them.
+/// (shown until the page is left, as on the usage page). Kept by the page, not the row: every
+/// change reloads and redraws the users, and a redraw must neither close the panel nor lose a key
+/// not yet copied (also one whose request ends after the redraw). Reference-counted signals, so
+/// that they outlive the row that made them.
 #[derive(Clone, Default)]
 struct KeyPanel {
-    open: ArcRwSignal<bool>,
-    fresh: ArcRwSignal<Option<(String, String)>>,
+    keys_open: ArcRwSignal<bool>,
+    fresh_key: ArcRwSignal<Option<(String, String)>>,
 }
 
 #[component]
@@ -441,12 +442,16 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
     let name = user.username.clone();
     let service = user.service;
     // A service account's keys, shown under its row on request.
-    let panel = actions
-        .key_panels
-        .try_update_value(|all| all.entry(user.id.clone()).or_default().clone())
-        .unwrap_or_default();
-    let keys_open = RwSignal::from(panel.open);
-    let fresh_key = RwSignal::from(panel.fresh);
+    let panel = if service {
+        actions
+            .key_panels
+            .try_update_value(|all| all.entry(user.id.clone()).or_default().clone())
+            .unwrap_or_default()
+    } else {
+        KeyPanel::default()
+    };
+    let keys_open = RwSignal::from(panel.keys_open);
+    let fresh_key = panel.fresh_key;
     let credentials = if service {
         view! {
             <button type="button" class="keys-toggle" aria-expanded=move || keys_open.get().to_string()
@@ -491,7 +496,7 @@ fn UserRow(user: UserView, actions: UserActions) -> impl IntoView {
         </tr>
         <Show when=move || keys_open.get()>
             <tr class="service-keys" data-keys-of=name.clone()>
-                <td colspan="6"><ApiKeys account=id.get_value() fresh=fresh_key /></td>
+                <td colspan="6"><ApiKeys account=id.get_value() fresh_key=fresh_key.clone() /></td>
             </tr>
         </Show>
     }

@@ -13,11 +13,12 @@ use crate::format::{date_of, format_cost};
 use crate::model::api_keys::{ApiKeyView, NewApiKey};
 
 /// `account`: a service account's id, whose keys an admin manages; none: the person's own.
-/// `fresh`: where the key just made is kept, if it must outlive this view (the admin page's).
+/// `fresh_key`: where the key just made is kept, if it must outlive this view (the admin page
+/// redraws its rows, also while a key is being made).
 #[component]
 pub fn ApiKeys(
     #[prop(optional)] account: Option<String>,
-    #[prop(optional)] fresh: Option<RwSignal<Option<(String, String)>>>,
+    #[prop(optional)] fresh_key: Option<ArcRwSignal<Option<(String, String)>>>,
 ) -> impl IntoView {
     let account = StoredValue::new(account);
     let service = account.with_value(Option::is_some);
@@ -25,7 +26,8 @@ pub fn ApiKeys(
     let keys = RwSignal::new(None::<Vec<ApiKeyView>>);
     let status = RwSignal::new(None::<String>);
     // The key just made, shown until the page is left: it is never shown again.
-    let fresh = fresh.unwrap_or_else(|| RwSignal::new(None));
+    let fresh_key = fresh_key.unwrap_or_default();
+    let fresh = RwSignal::from(fresh_key.clone());
     let busy = RwSignal::new(false);
     let name = RwSignal::new(String::new());
     let budget = RwSignal::new(String::new());
@@ -76,10 +78,12 @@ pub fn ApiKeys(
             expires_in_days,
         };
         busy.set(true);
+        // Through the reference-counted signal: this view may be gone when the key arrives.
+        let fresh_key = fresh_key.clone();
         spawn_local(async move {
             match create_api_key(asked, account.get_value()).await {
                 Ok(made) => {
-                    fresh.try_set(Some((made.view.name.clone(), made.key)));
+                    fresh_key.set(Some((made.view.name.clone(), made.key)));
                     keys.try_update(|all| all.get_or_insert_with(Vec::new).insert(0, made.view));
                     name.try_set(String::new());
                     budget.try_set(String::new());

@@ -54,7 +54,16 @@ async fn pages_render_to_the_end_while_other_apps_start() {
     })
     .await;
     let conversation = conversation_of(&app.turn(None, "What is Rill?").await);
+    /// Stops the router builds when the test ends, also by a panic (they would stall the pages
+    /// of other tests in this binary without the fix).
+    struct Done(Arc<AtomicBool>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let done = Arc::new(AtomicBool::new(false));
+    let stop_building = Done(done.clone());
     let starts = std::thread::spawn({
         let (state, done) = (app.state.clone(), done.clone());
         move || {
@@ -94,7 +103,7 @@ async fn pages_render_to_the_end_while_other_apps_start() {
         .expect("the page");
         assert!(page.contains(shown), "{path} shows what it loaded");
     }
-    done.store(true, Ordering::Relaxed);
+    drop(stop_building);
     assert!(starts.join().expect("the starts") > 0);
 }
 

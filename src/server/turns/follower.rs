@@ -4,7 +4,7 @@
 //! and the loopback or network work behind it, was most of the server's CPU; issue 27). The first
 //! text, and every other event (the end above all), goes out as soon as it is logged.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -103,7 +103,11 @@ impl Follower {
                 .last()
                 .is_some_and(|e| matches!(e.event, TurnEvent::Finished(_)));
             if events.iter().any(|e| is_text(&e.event)) {
-                self.text_held_until = Some(next_tick(Instant::now(), self.text_interval));
+                self.text_held_until = Some(next_tick(
+                    self.turn.ticks_from(),
+                    Instant::now(),
+                    self.text_interval,
+                ));
             }
             self.sent();
             return Some(events.into_iter().map(StreamLine::Event).collect());
@@ -141,18 +145,17 @@ pub fn lines(turn: Arc<LiveTurn>, after_seq: u32, heartbeat: Duration) -> Lines 
     )
 }
 
-/// The first tick after `now` of a clock that ticks every `interval`, the same for every reader
-/// in the process: readers of one reply hold text until the same moments, so none of them runs up
-/// to an interval behind another that began at another moment (a second tab, or the publisher
-/// that sends the text on to another replica's readers, `replicas.rs`). Text still goes out at
-/// most once a tick.
-fn next_tick(now: Instant, interval: Duration) -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
+/// The first tick after `now` of a clock that ticks every `interval` from `start` (the turn's
+/// own): its readers hold text until the same moments, so none of them runs up to an interval
+/// behind another that began at another moment (a second tab, or the publisher that sends the
+/// text on to another replica's readers, `replicas.rs`). Text still goes out at most once a
+/// tick, and readers of different turns are not woken all at once.
+fn next_tick(start: Instant, now: Instant, interval: Duration) -> Instant {
     let step = interval.as_nanos().max(1);
-    let ticks = now.saturating_duration_since(start).as_nanos() / step + 1;
-    let since_start = ticks.saturating_mul(step);
-    start + Duration::from_nanos(u64::try_from(since_start).unwrap_or(u64::MAX))
+    let into = now.saturating_duration_since(start).as_nanos() % step;
+    // Below `interval`'s nanoseconds, so it fits.
+    let into = Duration::from_nanos(u64::try_from(into).unwrap_or_default());
+    now + interval.saturating_sub(into)
 }
 
 fn is_text(event: &TurnEvent) -> bool {
@@ -247,18 +250,33 @@ mod tests {
     }
 
     #[test]
-    fn text_is_held_until_the_next_tick_of_one_clock_for_every_reader() {
+    fn text_is_held_until_the_next_tick_of_the_turns_clock() {
         let interval = Duration::from_millis(50);
-        let tick = next_tick(Instant::now(), interval);
-        // Readers that wrote at different moments within one interval wait for the same tick.
+        let start = Instant::now();
+        let tick = start + interval * 3;
+        // Writes at different moments within one interval wait for the same tick.
         for before in [40, 25, 1] {
-            assert_eq!(
-                next_tick(tick - Duration::from_millis(before), interval),
-                tick
-            );
+            let now = tick - Duration::from_millis(before);
+            assert_eq!(next_tick(start, now, interval), tick);
         }
         // A write at the tick waits for the next one: at most one write of text a tick.
-        assert_eq!(next_tick(tick, interval), tick + interval);
+        assert_eq!(next_tick(start, tick, interval), tick + interval);
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_turn_that_began_apart_hold_text_until_the_same_tick() {
+        let turn = turn();
+        turn.emit(delta("a"));
+        // An interval no test outlasts: both writes fall before the turn's first tick.
+        let interval = Duration::from_secs(600);
+        let mut first = Follower::new(turn.clone(), 0, HEARTBEAT).holding_text_for(interval);
+        assert!(first.next_lines().await.is_some());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut second = Follower::new(turn.clone(), 0, HEARTBEAT).holding_text_for(interval);
+        assert!(second.next_lines().await.is_some());
+        assert!(first.text_held_until.is_some());
+        assert_eq!(first.text_held_until, second.text_held_until);
+        assert_eq!(first.text_held_until, Some(turn.ticks_from() + interval));
     }
 
     #[tokio::test]

@@ -56,6 +56,8 @@ pub struct LiveTurn {
     cancel_reason: OnceLock<CancelReason>,
     /// Cancelled once `Finished` is logged (readers holding text back wake for it).
     ended: CancellationToken,
+    /// Where the ticks its readers hold text until are counted from (`follower.rs`).
+    ticks_from: tokio::time::Instant,
 }
 
 #[derive(Default)]
@@ -212,7 +214,13 @@ impl LiveTurn {
             cancel: CancellationToken::new(),
             cancel_reason: OnceLock::new(),
             ended: CancellationToken::new(),
+            ticks_from: tokio::time::Instant::now(),
         }
+    }
+
+    /// Where the ticks this turn's readers hold text until are counted from.
+    pub fn ticks_from(&self) -> tokio::time::Instant {
+        self.ticks_from
     }
 
     pub fn set_record(&self, record: TurnRecord) {
