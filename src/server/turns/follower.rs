@@ -1,8 +1,9 @@
 //! One reader of a run's log: its events as they come, in batches. Every event ready is taken at
 //! once, and text that follows text waits for the next tick of [`TEXT_INTERVAL`], so a reader's
-//! connection gets one write per tick rather than one per token (at thousands of replies at once the write,
-//! and the loopback or network work behind it, was most of the server's CPU; issue 27). The first
-//! text, and every other event (the end above all), goes out as soon as it is logged.
+//! connection gets one write per tick rather than one per token (at thousands of replies at once
+//! the write, and the loopback or network work behind it, was most of the server's CPU; issue
+//! 27). The first text, and every other event (the end above all), goes out as soon as it is
+//! logged.
 
 use std::sync::Arc;
 use std::time::Duration;
