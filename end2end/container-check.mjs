@@ -2,96 +2,19 @@
 // would make them (JSON server functions, a session cookie, the NDJSON event stream).
 //   node end2end/container-check.mjs turn-stop-metrics | data-kept | start-long-turn | drained JSON | local-model
 // Settings: RILL_URL, FAKE_URL, RILL_METRICS_TOKEN, RILL_PASSWORD (the admin `root`'s).
-import { randomUUID } from "node:crypto";
+import { Browser, conversationOf, failWith, fakeProvider, finished, sleep, textOf } from "./rill-client.mjs";
 
 const rill = process.env.RILL_URL;
-const fake = process.env.FAKE_URL;
-// Every cookie the server set (the session, and the browser it now knows), as a browser keeps them.
-const cookies = new Map();
-const cookieHeader = () => [...cookies].map(([name, value]) => `${name}=${value}`).join("; ");
-
-function fail(message) {
-  console.error(`container-check: ${message}`);
-  process.exit(1);
-}
-
-async function api(endpoint, body) {
-  const response = await fetch(`${rill}/api/${endpoint}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", cookie: cookieHeader() },
-    body: JSON.stringify(body),
-  });
-  for (const set of response.headers.getSetCookie()) {
-    const pair = set.split(";")[0];
-    const equals = pair.indexOf("=");
-    if (equals > 0) cookies.set(pair.slice(0, equals), pair.slice(equals + 1));
-  }
-  return response;
-}
+const fail = failWith("container-check");
+const browser = new Browser(rill);
+const fake = fakeProvider(process.env.FAKE_URL, fail);
+const api = (endpoint, body) => browser.api(endpoint, body);
+const send = (text, conversationId) => browser.send(text, conversationId);
 
 async function signIn() {
-  const response = await api("sign_in", { username: "root", password: process.env.RILL_PASSWORD });
-  if (response.status !== 200) fail(`sign-in answered ${response.status}`);
+  const status = await browser.signIn("root", process.env.RILL_PASSWORD);
+  if (status !== 200) fail(`sign-in answered ${status}`);
 }
-
-async function setFake(config) {
-  const response = await fetch(`${fake}/_fake/config`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(config),
-  });
-  if (!response.ok) fail(`the fake refused its config: ${response.status}`);
-}
-
-const fakeLog = async () => (await fetch(`${fake}/_fake/log`)).json();
-
-/** A turn's event stream: `next()` gives each event; `ended` once the stream is over. */
-async function send(text, conversationId = null) {
-  const turnId = randomUUID();
-  const response = await api("send_message", {
-    turn_id: turnId,
-    conversation_id: conversationId,
-    text,
-    model: null,
-  });
-  if (response.status !== 200) return { status: response.status, turnId };
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  const events = [];
-  async function next() {
-    for (;;) {
-      const newline = buffer.indexOf("\n");
-      if (newline >= 0) {
-        const line = JSON.parse(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (line.line === "event") {
-          events.push(line.event);
-          return line.event;
-        }
-        continue;
-      }
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch {
-        return null; // the connection was closed (the server went away)
-      }
-      if (chunk.done) return null;
-      buffer += decoder.decode(chunk.value, { stream: true });
-    }
-  }
-  async function until(predicate) {
-    for (let event = await next(); event; event = await next()) {
-      if (predicate(event)) return event;
-    }
-    return null;
-  }
-  return { status: 200, turnId, events, next, until };
-}
-
-const finished = (turn) => turn.until((e) => e.type === "finished");
-const conversationOf = (turn) => turn.events.find((e) => e.type === "started")?.conversation_id;
 
 async function metrics(token) {
   const headers = token ? { authorization: `Bearer ${token}` } : {};
@@ -107,16 +30,16 @@ function sample(text, name, labels) {
 
 async function turnStopMetrics() {
   await signIn();
-  await setFake({ tokens: 40, token_delay_ms: 20 });
+  await fake.configure({ tokens: 40, token_delay_ms: 20 });
   const turn = await send("Hello from the container test");
   if (turn.status !== 200) fail(`send answered ${turn.status}`);
   const end = await finished(turn);
-  const text = turn.events.filter((e) => e.type === "delta").map((e) => e.text).join("");
+  const text = textOf(turn);
   if (end?.status !== "complete" || text.length === 0) fail(`the turn ended ${JSON.stringify(end)}`);
   console.log(`streamed turn: ${turn.events.length} events, ${text.length} characters, complete`);
 
-  await setFake({ tokens: 400, token_delay_ms: 30 });
-  const before = (await fakeLog()).disconnects.length;
+  await fake.configure({ tokens: 400, token_delay_ms: 30 });
+  const before = (await fake.log()).disconnects.length;
   const long = await send("Stop me", conversationOf(turn));
   await long.until((e) => e.type === "delta");
   const stop = await api("stop_turn", { turn_id: long.turnId });
@@ -125,8 +48,8 @@ async function turnStopMetrics() {
   if (stopped?.status !== "stopped") fail(`the stopped turn ended ${JSON.stringify(stopped)}`);
   let cut = false;
   for (let i = 0; i < 40 && !cut; i++) {
-    cut = (await fakeLog()).disconnects.length === before + 1;
-    if (!cut) await new Promise((r) => setTimeout(r, 50));
+    cut = (await fake.log()).disconnects.length === before + 1;
+    if (!cut) await sleep(50);
   }
   if (!cut) fail("Stop did not close the upstream request");
   console.log("Stop: the reply is stopped and the provider saw the client go");
@@ -155,10 +78,10 @@ async function startLongTurn() {
   await signIn();
   // Each request takes the fake's settings as it arrives: one reply inside the shipped 8 s
   // grace (2 s), one far beyond it (50 s).
-  await setFake({ tokens: 40, token_delay_ms: 50 });
+  await fake.configure({ tokens: 40, token_delay_ms: 50 });
   const short = await send("A reply that fits the grace");
   await short.until((e) => e.type === "delta");
-  await setFake({ tokens: 1000, token_delay_ms: 50 });
+  await fake.configure({ tokens: 1000, token_delay_ms: 50 });
   const long = await send("A reply longer than the grace");
   await long.until((e) => e.type === "delta");
   // The shell stops the container once this line is out.
@@ -170,7 +93,7 @@ async function startLongTurn() {
       const late = await send("Too late");
       refused = late.status;
     } else {
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25);
     }
   }
   if (refused !== 503) fail(`a send during the drain answered ${refused}`);
@@ -200,7 +123,7 @@ async function localModel() {
   const turn = await send("Say hello in five words.");
   if (turn.status !== 200) fail(`send answered ${turn.status}`);
   const end = await finished(turn);
-  const text = turn.events.filter((e) => e.type === "delta").map((e) => e.text).join("");
+  const text = textOf(turn);
   if (end?.status !== "complete" || text.trim().length === 0) fail(`the local reply ended ${JSON.stringify(end)}`);
   console.log(`built-in model (${JSON.stringify(models).slice(0, 80)}…) answered ${text.length} characters`);
 }
