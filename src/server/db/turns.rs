@@ -190,12 +190,18 @@ async fn store_turn(
                 (id, model, send.system_prompt().to_owned(), revision, None)
             }
         };
-        let (last_position,): (i64,) = sqlx::query_as(
-            "SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $1",
-        )
-        .bind(TextUuid(conversation_id))
-        .fetch_one(&mut *tx)
-        .await?;
+        // A new conversation has no messages yet: no need to ask.
+        let last_position = if send.conversation_id().is_some() {
+            let (last,): (i64,) = sqlx::query_as(
+                "SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $1",
+            )
+            .bind(TextUuid(conversation_id))
+            .fetch_one(&mut *tx)
+            .await?;
+            last
+        } else {
+            0
+        };
         let user = MessageView {
             id: Uuid::new_v4(),
             turn_id: send.turn_id(),
@@ -226,33 +232,37 @@ async fn store_turn(
             outcome: Outcome::streaming(),
             attachments: Vec::new(),
         };
-        for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
-            let inserted = sqlx::query(
-                "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
-                                       system_prompt_revision, parent_turn_id, created_at, updated_at,
-                                       replica)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(TextUuid(message.id))
-            .bind(TextUuid(conversation_id))
-            .bind(TextUuid(send.turn_id()))
-            .bind(message.role)
-            .bind(&message.content)
-            .bind(message.outcome.status)
-            .bind(&message.model)
-            .bind(position)
-            .bind(message.system_prompt_revision.map(i64::from))
-            .bind(message.parent_turn_id.map(TextUuid))
-            .bind(now)
-            .bind(now)
-            .bind((message.role == Role::Assistant).then_some(replica))
-            .execute(&mut *tx)
-            .await;
-            if is_one_streaming_violation(&inserted) {
-                return Ok(BeginTurn::Busy);
-            }
-            inserted?;
+        // Both rows in one statement: each statement is a round trip to the database, and the
+        // batch writer runs every beginning turn's statements one after another.
+        let (question, answer) = (last_position + 1, last_position + 2);
+        let insert = sqlx::query(
+            "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
+                                   system_prompt_revision, parent_turn_id, created_at, updated_at,
+                                   replica)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, NULL, $8, $9, $9, NULL),
+                    ($10, $2, $3, $11, '', $12, $13, $14, $15, NULL, $9, $9, $16)",
+        )
+        .bind(TextUuid(user.id))
+        .bind(TextUuid(conversation_id))
+        .bind(TextUuid(send.turn_id()))
+        .bind(user.role)
+        .bind(&user.content)
+        .bind(user.outcome.status)
+        .bind(question)
+        .bind(user.parent_turn_id.map(TextUuid))
+        .bind(now)
+        .bind(TextUuid(reply.id))
+        .bind(reply.role)
+        .bind(reply.outcome.status)
+        .bind(&reply.model)
+        .bind(answer)
+        .bind(reply.system_prompt_revision.map(i64::from))
+        .bind(replica);
+        let inserted = insert.execute(&mut *tx).await;
+        if is_one_streaming_violation(&inserted) {
+            return Ok(BeginTurn::Busy);
         }
+        inserted?;
         if let Some(parent) = parent {
             totals::record_prior(&mut Conn::from(&mut *tx), send.turn_id(), parent).await?;
         }
