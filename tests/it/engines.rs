@@ -666,3 +666,86 @@ async fn a_table_the_copy_does_not_know_stops_it_before_anything_is_copied() {
     assert_eq!(accounts::count_users(&postgres).await.expect("counted"), 0);
     postgres.close().await;
 }
+
+#[tokio::test]
+async fn what_a_run_is_held_against_is_read_in_one_go_alike_on_both_engines() {
+    use rill::server::db::groups::{self, Changed};
+    use rill::server::db::usage::{run_limits, RunLimits};
+    use rill::server::db::Owner;
+    use uuid::Uuid;
+
+    on_both(|db| async move {
+        let limits_of = |id: &str| {
+            let (db, owner) = (db.clone(), Owner(id.to_owned()));
+            async move { run_limits(&db, &owner).await.expect("read") }
+        };
+        // Single-user mode's owner has no user row, no group and no cap: nothing holds it.
+        assert_eq!(limits_of("local").await, RunLimits::default());
+        assert!(limits_of("local").await.allows("any/model"));
+
+        let ada = accounts::create_user(&db, new_user("Ada"))
+            .await
+            .expect("stored")
+            .expect("new");
+        let settings = SiteSettings {
+            open_signup: false,
+            default_budget_usd: None,
+            monthly_cap_usd: Some(40.0),
+            sharing: true,
+        };
+        accounts::set_site_settings(&db, &settings)
+            .await
+            .expect("saved");
+        let alone = limits_of(&ada.id).await;
+        assert_eq!(
+            alone,
+            RunLimits {
+                budget: Some(5.0),
+                site_cap: Some(40.0),
+                groups: false,
+                allowed_models: None,
+            }
+        );
+
+        // Two groups, each allowing models of its own: either group's models are allowed.
+        let (writers, readers, open) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for (id, name, budget) in [(writers, "writers", None), (readers, "readers", Some(3.0))] {
+            let created = groups::create_group(&db, id, name, budget, 0)
+                .await
+                .expect("stored");
+            assert_eq!(created, Changed::Done);
+            assert_eq!(
+                groups::add_member(&db, id, &ada.id).await.expect("added"),
+                Changed::Done
+            );
+        }
+        let models = |names: &[&str]| names.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>();
+        groups::set_group_models(&db, writers, &models(&["b/model", "a/model"]))
+            .await
+            .expect("set");
+        groups::set_group_models(&db, readers, &models(&["b/model", "c/model"]))
+            .await
+            .expect("set");
+        let grouped = limits_of(&ada.id).await;
+        assert!(grouped.groups, "the readers have a budget");
+        assert_eq!(
+            grouped.allowed_models,
+            Some(models(&["a/model", "b/model", "c/model"]))
+        );
+        assert!(grouped.allows("c/model") && !grouped.allows("d/model"));
+
+        // A group that sets no models lets its members use any.
+        groups::create_group(&db, open, "open", None, 0)
+            .await
+            .expect("stored");
+        groups::add_member(&db, open, &ada.id).await.expect("added");
+        assert_eq!(limits_of(&ada.id).await.allowed_models, None);
+        // No one else is touched by Ada's groups.
+        let bob = accounts::create_user(&db, new_user("Bob"))
+            .await
+            .expect("stored")
+            .expect("new");
+        assert_eq!(limits_of(&bob.id).await, alone);
+    })
+    .await;
+}

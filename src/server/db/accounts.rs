@@ -353,7 +353,7 @@ pub async fn set_budget(
 
 const OPEN_SIGNUP: &str = "open_signup";
 const DEFAULT_BUDGET: &str = "default_budget_usd";
-const MONTHLY_CAP: &str = "monthly_cap_usd";
+pub(super) const MONTHLY_CAP: &str = "monthly_cap_usd";
 /// Stored only when off (`"off"`): sharing is on unless an admin turned it off.
 const SHARING: &str = "sharing";
 

@@ -318,24 +318,19 @@ pub async fn allowed_models(db: &Db, user_id: &str) -> Result<Option<Vec<String>
     let rows: Vec<(Option<String>,)> = on_reader!(db, |pool| {
         sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await
     })?;
-    if rows.is_empty() || rows.iter().any(|(model,)| model.is_none()) {
-        return Ok(None);
-    }
-    let mut models: Vec<String> = rows.into_iter().filter_map(|(model,)| model).collect();
-    models.sort();
-    models.dedup();
-    Ok(Some(models))
+    Ok(allowed_of(rows.into_iter().map(|(model,)| model).collect()))
 }
 
-/// Whether `user_id` is in a group with a budget.
-pub async fn in_budgeted_group(db: &Db, user_id: &str) -> Result<bool, DbError> {
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM ({GROUPS_OF_IDS}) g JOIN user_groups b ON b.id = g.id
-                         WHERE b.monthly_budget_usd IS NOT NULL)"
-    );
-    Ok(on_reader!(db, |pool| {
-        sqlx::query_scalar(&sql).bind(user_id).fetch_one(pool).await
-    })?)
+/// The models allowed by a person's groups, from one row per group and model it allows (`None`
+/// for a group that sets none): any (`None`) when they are in no group, or in one that sets none.
+pub(super) fn allowed_of(per_group: Vec<Option<String>>) -> Option<Vec<String>> {
+    if per_group.is_empty() || per_group.iter().any(Option::is_none) {
+        return None;
+    }
+    let mut models: Vec<String> = per_group.into_iter().flatten().collect();
+    models.sort();
+    models.dedup();
+    Some(models)
 }
 
 /// An API key's name and what was spent through it in `month`.

@@ -95,9 +95,87 @@ pub struct Limits {
 
 impl Limits {
     /// Whether any budget holds the run.
-    fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.budget.is_some() || self.site_cap.is_some() || self.key_budget.is_some() || self.groups
     }
+}
+
+/// What a run is held against, as stored when it is about to start: the limits' amounts (their
+/// sums are read again in the reservation's write transaction) and the models the owner's
+/// groups allow.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunLimits {
+    /// The owner's own budget (single-user mode has no user row, and so none).
+    pub budget: Option<f64>,
+    pub site_cap: Option<f64>,
+    /// Whether a group with a budget holds the owner.
+    pub groups: bool,
+    /// The models the owner's groups allow; `None`: any (no group, or a group that sets none).
+    pub allowed_models: Option<Vec<String>>,
+}
+
+impl RunLimits {
+    /// Whether the owner's groups let them use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|models| models.iter().any(|m| m == model))
+    }
+
+    /// The limits a reservation is checked against (an API key's budget is the caller's).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            budget: self.budget,
+            site_cap: self.site_cap,
+            key_budget: None,
+            groups: self.groups,
+        }
+    }
+}
+
+/// [`RunLimits`] of `owner`, in one statement: a turn reads them before every provider call,
+/// and under load each statement waits its turn for a connection.
+pub async fn run_limits(db: &Db, owner: &Owner) -> Result<RunLimits, DbError> {
+    // One row per group and model it allows (a group that sets none: a NULL model), or one
+    // row with no group.
+    let sql = format!(
+        "SELECT (SELECT monthly_budget_usd FROM users WHERE id = $1),
+                (SELECT value FROM site_settings WHERE key = $2),
+                EXISTS (SELECT 1 FROM ({GROUPS_OF_IDS}) b JOIN user_groups bg ON bg.id = b.id
+                         WHERE bg.monthly_budget_usd IS NOT NULL),
+                g.id, gm.model
+           FROM (SELECT 1 AS one) o
+           LEFT JOIN ({GROUPS_OF_IDS}) g ON TRUE
+           LEFT JOIN group_models gm ON gm.group_id = g.id"
+    );
+    type Row = (
+        Option<f64>,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = on_reader!(db, |pool| {
+        sqlx::query_as(&sql)
+            .bind(&owner.0)
+            .bind(super::accounts::MONTHLY_CAP)
+            .fetch_all(pool)
+            .await
+    })?;
+    let Some((budget, cap, groups, _, _)) = rows.first().cloned() else {
+        return Ok(RunLimits::default());
+    };
+    let per_group = rows
+        .into_iter()
+        .filter(|(_, _, _, group, _)| group.is_some())
+        .map(|(_, _, _, _, model)| model)
+        .collect();
+    Ok(RunLimits {
+        budget,
+        site_cap: cap.and_then(|v| v.parse().ok()),
+        groups,
+        allowed_models: super::groups::allowed_of(per_group),
+    })
 }
 
 /// Whether the run may go ahead.

@@ -13,10 +13,10 @@ use super::deps::Deps;
 use super::error::RunError;
 use super::prompt::Prompt;
 use crate::server::budget_alerts::KeyLimit;
+use crate::server::clock;
 use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
-use crate::server::db::{self, Db, DbError, Owner, TurnRecord};
+use crate::server::db::{Db, DbError, Owner, TurnRecord};
 use crate::server::pricing::PriceTable;
-use crate::server::{clock, groups};
 
 /// Reserves this run's worst case.
 pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), RunError> {
@@ -59,29 +59,20 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         tracing::error!(%message, "could not check the budget: {e}");
         RunError::BudgetUnchecked
     };
-    // The person's groups may limit the models they use.
-    if !groups::may_use(&deps.db, run.owner, run.model)
+    let stored = ledger::run_limits(&deps.db, run.owner)
         .await
-        .map_err(unchecked)?
-    {
+        .map_err(unchecked)?;
+    // The person's groups may limit the models they use.
+    if !stored.allows(run.model) {
         tracing::info!(%message, model = run.model, "refused: a model the person's groups do not allow");
         return Err(RunError::ModelNotAllowed {
             model: run.model.to_owned(),
         });
     }
-    let in_budgeted_group = db::groups::in_budgeted_group(&deps.db, &run.owner.0)
-        .await
-        .map_err(unchecked)?;
-    // Single-user mode has no user row, and so no budget.
-    let budget = db::accounts::user_by_id(&deps.db, &run.owner.0)
-        .await
-        .map_err(unchecked)?
-        .and_then(|user| user.monthly_budget_usd);
-    let site_cap = db::accounts::site_settings(&deps.db)
-        .await
-        .map_err(unchecked)?
-        .monthly_cap_usd;
-    let key_budget = run.key.and_then(|k| k.budget);
+    let limits = Limits {
+        key_budget: run.key.and_then(|k| k.budget),
+        ..stored.limits()
+    };
     let model = run.model;
     // The prompt at the dearer of the input and cache-write rates (a provider may write it all
     // to its cache).
@@ -89,14 +80,12 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         cache_write_tokens: worst.input_tokens,
         ..worst
     };
-    let limited =
-        budget.is_some() || site_cap.is_some() || key_budget.is_some() || in_budgeted_group;
     let reserved = match (
         deps.prices.cost(model, &worst),
         deps.prices.cost(model, &cached),
     ) {
         (Some(plain), Some(written)) => plain.max(written),
-        _ if limited && !deps.allow_unpriced_models => {
+        _ if limits.any() && !deps.allow_unpriced_models => {
             tracing::info!(%message, model, "refused: a model with no price under a budget");
             return Err(RunError::Unpriced {
                 model: model.to_owned(),
@@ -117,12 +106,6 @@ pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(),
         chars_before: run.chars_before,
         purpose: ledger::Purpose::Reply,
         api_key: run.key.map(|k| k.id),
-    };
-    let limits = Limits {
-        budget,
-        site_cap,
-        key_budget,
-        groups: in_budgeted_group,
     };
     match ledger::reserve(&deps.db, &reservation, limits)
         .await

@@ -15,8 +15,8 @@ use super::deps::{Deps, TitleChange};
 use crate::server::catalog::LOCAL_MODEL;
 use crate::server::clock;
 use crate::server::db::titles::{self as store, FirstExchange};
-use crate::server::db::usage::{self as ledger, Charge, Limits, Purpose, Reservation, Reserved};
-use crate::server::db::{self, TurnRecord};
+use crate::server::db::usage::{self as ledger, Charge, Purpose, Reservation, Reserved};
+use crate::server::db::TurnRecord;
 use crate::server::input;
 
 /// The instruction a title is asked with (the fake provider answers a title when its system
@@ -170,27 +170,10 @@ async fn reserve(
     run: u32,
     worst: Usage,
 ) -> bool {
-    let settings = async {
-        let budget = db::accounts::user_by_id(&deps.db, &record.owner.0)
-            .await?
-            .and_then(|user| user.monthly_budget_usd);
-        let site_cap = db::accounts::site_settings(&deps.db).await?.monthly_cap_usd;
-        let groups = db::groups::in_budgeted_group(&deps.db, &record.owner.0).await?;
-        let allowed = crate::server::groups::may_use(&deps.db, &record.owner, model).await?;
-        Ok::<_, db::DbError>((
-            Limits {
-                budget,
-                site_cap,
-                groups,
-                ..Limits::default()
-            },
-            allowed,
-        ))
-    };
-    let limits = match settings.await {
+    let limits = match ledger::run_limits(&deps.db, &record.owner).await {
         // A model the person's groups do not allow writes no title for them either.
-        Ok((_, false)) => return false,
-        Ok((limits, true)) => limits,
+        Ok(stored) if !stored.allows(model) => return false,
+        Ok(stored) => stored.limits(),
         Err(e) => {
             tracing::warn!("could not check the budget for a title: {e}");
             return false;
@@ -198,9 +181,7 @@ async fn reserve(
     };
     let reserved = match deps.prices.cost(model, &worst) {
         Some(cost) => cost,
-        None if (limits.budget.is_some() || limits.site_cap.is_some() || limits.groups)
-            && !deps.allow_unpriced_models =>
-        {
+        None if limits.any() && !deps.allow_unpriced_models => {
             return false;
         }
         None => 0.0,
