@@ -5,6 +5,7 @@
 
 use uuid::Uuid;
 
+use super::usage::MONTHLY_CAP;
 use super::{now_ms, Db, DbError, Engine, Owner};
 use crate::model::accounts::{AuditEntry, SiteSettings, Theme, UserView};
 
@@ -353,7 +354,6 @@ pub async fn set_budget(
 
 const OPEN_SIGNUP: &str = "open_signup";
 const DEFAULT_BUDGET: &str = "default_budget_usd";
-pub(super) const MONTHLY_CAP: &str = "monthly_cap_usd";
 /// Stored only when off (`"off"`): sharing is on unless an admin turned it off.
 const SHARING: &str = "sharing";
 

@@ -318,19 +318,9 @@ pub async fn allowed_models(db: &Db, user_id: &str) -> Result<Option<Vec<String>
     let rows: Vec<(Option<String>,)> = on_reader!(db, |pool| {
         sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await
     })?;
-    Ok(allowed_of(rows.into_iter().map(|(model,)| model).collect()))
-}
-
-/// The models allowed by a person's groups, from one row per group and model it allows (`None`
-/// for a group that sets none): any (`None`) when they are in no group, or in one that sets none.
-pub(super) fn allowed_of(per_group: Vec<Option<String>>) -> Option<Vec<String>> {
-    if per_group.is_empty() || per_group.iter().any(Option::is_none) {
-        return None;
-    }
-    let mut models: Vec<String> = per_group.into_iter().flatten().collect();
-    models.sort();
-    models.dedup();
-    Some(models)
+    Ok(super::usage::allowed_of(
+        rows.into_iter().map(|(model,)| model).collect(),
+    ))
 }
 
 /// An API key's name and what was spent through it in `month`.

@@ -100,6 +100,9 @@ impl Limits {
     }
 }
 
+/// The site setting that caps everyone's spending together (`site_settings`' key).
+pub(super) const MONTHLY_CAP: &str = "monthly_cap_usd";
+
 /// What a run is held against, as stored when it is about to start: the limits' amounts (their
 /// sums are read again in the reservation's write transaction) and the models the owner's
 /// groups allow.
@@ -158,7 +161,7 @@ pub async fn run_limits(db: &Db, owner: &Owner) -> Result<RunLimits, DbError> {
     let rows: Vec<Row> = on_reader!(db, |pool| {
         sqlx::query_as(&sql)
             .bind(&owner.0)
-            .bind(super::accounts::MONTHLY_CAP)
+            .bind(MONTHLY_CAP)
             .fetch_all(pool)
             .await
     })?;
@@ -174,8 +177,20 @@ pub async fn run_limits(db: &Db, owner: &Owner) -> Result<RunLimits, DbError> {
         budget,
         site_cap: cap.and_then(|v| v.parse().ok()),
         groups,
-        allowed_models: super::groups::allowed_of(per_group),
+        allowed_models: allowed_of(per_group),
     })
+}
+
+/// The models allowed by a person's groups, from one row per group and model it allows (`None`
+/// for a group that sets none): any (`None`) when they are in no group, or in one that sets none.
+pub(super) fn allowed_of(per_group: Vec<Option<String>>) -> Option<Vec<String>> {
+    if per_group.is_empty() || per_group.iter().any(Option::is_none) {
+        return None;
+    }
+    let mut models: Vec<String> = per_group.into_iter().flatten().collect();
+    models.sort();
+    models.dedup();
+    Some(models)
 }
 
 /// Whether the run may go ahead.
