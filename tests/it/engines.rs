@@ -749,3 +749,59 @@ async fn what_a_run_is_held_against_is_read_in_one_go_alike_on_both_engines() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_group_deleted_while_a_member_is_added_to_it_is_no_such_group_on_postgres() {
+    use rill::server::db::groups::{self, Changed};
+    use uuid::Uuid;
+
+    let db = db::connect(&postgres::fresh_database().await)
+        .await
+        .expect("Postgres opens");
+    let Pools::Postgres(pool) = db.pools() else {
+        panic!("a Postgres database");
+    };
+    let ada = accounts::create_user(&db, new_user("Ada"))
+        .await
+        .expect("stored")
+        .expect("new");
+    let group = Uuid::new_v4();
+    let created = groups::create_group(&db, group, "writers", None, 0)
+        .await
+        .expect("stored");
+    assert_eq!(created, Changed::Done);
+    // One admin deletes the group; before that commits, another adds Ada to it.
+    let mut deleting = pool.begin().await.expect("begun");
+    sqlx::query("DELETE FROM user_groups WHERE id = $1")
+        .bind(group.to_string())
+        .execute(&mut *deleting)
+        .await
+        .expect("deleted");
+    let adding = tokio::spawn({
+        let (db, ada) = (db.clone(), ada.id.clone());
+        async move { groups::add_member(&db, group, &ada).await }
+    });
+    // The addition waits on the group's row (the old code waited too, at its insert's check).
+    let mut waiting = 0_i64;
+    for _ in 0..400 {
+        waiting = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("read");
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(waiting, 1, "the addition waits for the deletion");
+    deleting.commit().await.expect("committed");
+    let added = adding.await.expect("ran");
+    assert!(
+        matches!(added, Ok(Changed::NoSuchGroup)),
+        "the addition says the group is gone, not {added:?}"
+    );
+    db.close().await;
+}

@@ -150,15 +150,19 @@ pub async fn set_group_models(db: &Db, id: Uuid, models: &[String]) -> Result<Ch
     })
 }
 
-/// Whether the group exists, read in the change's transaction.
+/// Whether the group exists, read in the change's transaction. On Postgres its row stays locked
+/// until the change commits: a group deleted meanwhile would otherwise fail the change's insert
+/// on its foreign key (an error, not "no such group"). SQLite's one writer keeps the delete out.
 async fn group_exists(conn: &mut Conn<'_>, id: Uuid) -> Result<bool, DbError> {
-    Ok(on_conn!(conn, |c| sqlx::query(
-        "SELECT 1 FROM user_groups WHERE id = $1"
-    )
-    .bind(TextUuid(id))
-    .fetch_optional(c)
-    .await
-    .map(|row| row.is_some()))?)
+    let sql = match conn {
+        Conn::Sqlite(_) => "SELECT 1 FROM user_groups WHERE id = $1",
+        Conn::Postgres(_) => "SELECT 1 FROM user_groups WHERE id = $1 FOR SHARE",
+    };
+    Ok(on_conn!(conn, |c| sqlx::query(sql)
+        .bind(TextUuid(id))
+        .fetch_optional(c)
+        .await
+        .map(|row| row.is_some()))?)
 }
 
 /// Adds `user_id` to a group by hand.
