@@ -234,30 +234,29 @@ async fn store_turn(
         };
         // Both rows in one statement: each statement is a round trip to the database, and the
         // batch writer runs every beginning turn's statements one after another.
-        let (question, answer) = (last_position + 1, last_position + 2);
-        let insert = sqlx::query(
+        let mut insert = sqlx::query(
             "INSERT INTO messages (id, conversation_id, turn_id, role, content, status, model, position,
                                    system_prompt_revision, parent_turn_id, created_at, updated_at,
                                    replica)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, NULL, $8, $9, $9, NULL),
-                    ($10, $2, $3, $11, '', $12, $13, $14, $15, NULL, $9, $9, $16)",
-        )
-        .bind(TextUuid(user.id))
-        .bind(TextUuid(conversation_id))
-        .bind(TextUuid(send.turn_id()))
-        .bind(user.role)
-        .bind(&user.content)
-        .bind(user.outcome.status)
-        .bind(question)
-        .bind(user.parent_turn_id.map(TextUuid))
-        .bind(now)
-        .bind(TextUuid(reply.id))
-        .bind(reply.role)
-        .bind(reply.outcome.status)
-        .bind(&reply.model)
-        .bind(answer)
-        .bind(reply.system_prompt_revision.map(i64::from))
-        .bind(replica);
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13),
+                    ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)",
+        );
+        for (message, position) in [(&user, last_position + 1), (&reply, last_position + 2)] {
+            insert = insert
+                .bind(TextUuid(message.id))
+                .bind(TextUuid(conversation_id))
+                .bind(TextUuid(send.turn_id()))
+                .bind(message.role)
+                .bind(&message.content)
+                .bind(message.outcome.status)
+                .bind(&message.model)
+                .bind(position)
+                .bind(message.system_prompt_revision.map(i64::from))
+                .bind(message.parent_turn_id.map(TextUuid))
+                .bind(now)
+                .bind(now)
+                .bind((message.role == Role::Assistant).then_some(replica));
+        }
         let inserted = insert.execute(&mut *tx).await;
         if is_one_streaming_violation(&inserted) {
             return Ok(BeginTurn::Busy);
