@@ -7,7 +7,7 @@
 // that keeps the session between checks).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { launchHeadless } from "./headless.mjs";
-import { Browser, conversationOf, failWith, fakeProvider, finished, sleep, textOf } from "./rill-client.mjs";
+import { Browser, conversationOf, failWith, fakeProvider, finished, lines, sleep, textOf } from "./rill-client.mjs";
 
 const fail = failWith("replicas-check");
 const balancer = process.env.RILL_URL;
@@ -130,32 +130,18 @@ async function use() {
 /** A conversation's event stream read in the background: each turn's text and end. */
 function readLines(response) {
   const reader = response.body.getReader();
-  const decoder = new TextDecoder();
   const turns = new Map(); // turn id → { text, end }
-  let current = null;
   let done = false;
   (async () => {
-    let buffer = "";
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch {
-        break;
-      }
-      if (chunk.done) break;
-      buffer += decoder.decode(chunk.value, { stream: true });
-      for (let n = buffer.indexOf("\n"); n >= 0; n = buffer.indexOf("\n")) {
-        const line = JSON.parse(buffer.slice(0, n));
-        buffer = buffer.slice(n + 1);
-        if (line.line === "turn") {
-          current = line.user.turn_id;
-          turns.set(current, { text: "", end: null });
-        } else if (line.line === "event" && current) {
-          const turn = turns.get(current);
-          if (line.event.type === "delta") turn.text += line.event.text;
-          if (line.event.type === "finished") turn.end = line.event;
-        }
+    let current = null;
+    for await (const line of lines(reader)) {
+      if (line.line === "turn") {
+        current = line.user.turn_id;
+        turns.set(current, { text: "", end: null });
+      } else if (line.line === "event" && current) {
+        const turn = turns.get(current);
+        if (line.event.type === "delta") turn.text += line.event.text;
+        if (line.event.type === "finished") turn.end = line.event;
       }
     }
     done = true;
@@ -175,15 +161,22 @@ function readLines(response) {
   };
 }
 
-/** Starts a long reply on replica N, prints it once text flows, and reads until the connection goes. */
-async function startLong(n) {
+/**
+ * Starts a reply on replica N with the fake set to `config`, prints it once its text flows (the
+ * shell then kills or stops that replica), and gives how it ended (null: the connection went).
+ */
+async function startOn(n, text, config) {
   await signIn();
-  await fake.configure({ tokens: 2000, token_delay_ms: 20 });
-  const long = await browser.send("A reply its replica will not finish", null, replicas[n]);
-  if (long.status !== 200) fail(`a send through replica ${n + 1} answered ${long.status}`);
-  await long.until((e) => e.type === "delta");
-  console.log(JSON.stringify({ turn: long.turnId, conversation: conversationOf(long), run: long.events[0].run }));
-  const end = await finished(long);
+  await fake.configure(config);
+  const turn = await browser.send(text, null, replicas[n]);
+  if (turn.status !== 200) fail(`a send through replica ${n + 1} answered ${turn.status}`);
+  await turn.until((e) => e.type === "delta");
+  console.log(JSON.stringify({ turn: turn.turnId, conversation: conversationOf(turn), run: turn.events[0].run }));
+  return finished(turn);
+}
+
+async function startLong(n) {
+  const end = await startOn(n, "A reply its replica will not finish", { tokens: 2000, token_delay_ms: 20 });
   if (end !== null) fail(`the reply on the killed replica ended ${JSON.stringify(end)} instead of losing its connection`);
 }
 
@@ -269,15 +262,8 @@ async function rejoined(n) {
   console.log(`the restarted replica ${n + 1} lists all ${list.length} conversations and answers again`);
 }
 
-/** Starts a short reply on replica N and prints it; the shell then stops that replica. */
 async function startDrain(n) {
-  await signIn();
-  await fake.configure({ tokens: 60, token_delay_ms: 50 });
-  const short = await browser.send("A reply that fits the grace", null, replicas[n]);
-  if (short.status !== 200) fail(`a send through replica ${n + 1} answered ${short.status}`);
-  await short.until((e) => e.type === "delta");
-  console.log(JSON.stringify({ conversation: conversationOf(short) }));
-  const end = await finished(short);
+  const end = await startOn(n, "A reply that fits the grace", { tokens: 60, token_delay_ms: 50 });
   if (end?.status !== "complete") fail(`the reply running at docker stop ended ${JSON.stringify(end)}`);
 }
 

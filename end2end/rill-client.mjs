@@ -66,6 +66,27 @@ export class Browser {
   }
 }
 
+/** The lines of an NDJSON stream read from `reader`, parsed, until it ends or the connection goes. */
+export async function* lines(reader) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    for (let newline = buffer.indexOf("\n"); newline >= 0; newline = buffer.indexOf("\n")) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      yield JSON.parse(line);
+    }
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch {
+      return; // the connection was closed (the server went away)
+    }
+    if (chunk.done) return;
+    buffer += decoder.decode(chunk.value, { stream: true });
+  }
+}
+
 /**
  * A streamed answer's events: `next()` gives each (null once the stream is over or the
  * connection was lost), `until(predicate)` reads up to the first that matches, `events` keeps
@@ -74,31 +95,18 @@ export class Browser {
 async function events(response) {
   if (response.status !== 200) return { status: response.status, events: [] };
   const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
+  const incoming = lines(reader);
   const seen = [];
   let lastSeq = 0;
   async function next() {
     for (;;) {
-      const newline = buffer.indexOf("\n");
-      if (newline >= 0) {
-        const line = JSON.parse(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (line.line === "event") {
-          seen.push(line.event);
-          lastSeq = line.seq;
-          return line.event;
-        }
-        continue;
+      const { value: line, done } = await incoming.next();
+      if (done) return null;
+      if (line.line === "event") {
+        seen.push(line.event);
+        lastSeq = line.seq;
+        return line.event;
       }
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch {
-        return null; // the connection was closed (the server went away)
-      }
-      if (chunk.done) return null;
-      buffer += decoder.decode(chunk.value, { stream: true });
     }
   }
   async function until(predicate) {
