@@ -129,7 +129,9 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>, admitted: Admitted) 
         started,
         deadline: deadline_after(deps.settings.max_duration),
     };
-    let (ending, prompt) = match prepare(&deps, &record).await {
+    // Boxed, as is the store below: their database futures are the largest states of a run,
+    // and a task is as large as its largest state, so every streaming reply would carry them.
+    let (ending, prompt) = match Box::pin(prepare(&deps, &record)).await {
         Ok((provider, prompt)) => {
             let ending = reply.stream(provider.as_ref(), &prompt.request).await;
             (ending, Some(prompt))
@@ -138,14 +140,14 @@ pub async fn run_turn(deps: Arc<Deps>, live: Arc<LiveTurn>, admitted: Admitted) 
     };
     let (outcome, charge) = settle(&deps, &record, &live.written(), ending, prompt.as_ref());
     let status = outcome.status;
-    store_and_finish(
+    Box::pin(store_and_finish(
         &deps,
         &live,
         &record,
         outcome,
         Some(&charge),
         Some(admitted),
-    )
+    ))
     .await;
     if deps.model_titles && titles::wanted_after(&record, status) {
         // After `Finished`: the reply is the person's to read while its title is asked.
