@@ -12,6 +12,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{Db, DbError, Pools};
 use crate::server::config::Database;
 
+/// SQLite readers: enough for a burst's reads to run beside one another.
+const SQLITE_READERS: u32 = 8;
+/// A reader idle this long is closed (one is kept open): each holds a thread and its own page
+/// cache (about half a megabyte here), which a burst opens all of and a quiet server need not keep.
+const SQLITE_READER_IDLE: Duration = Duration::from_secs(10);
+
 /// Connections to a Postgres server: enough for every request of a busy replica, fewer than a
 /// default server's 100 so that a few replicas fit.
 const POSTGRES_CONNECTIONS: u32 = 16;
@@ -76,7 +82,9 @@ async fn connect_sqlite(path: &Path) -> Result<Db, DbError> {
         .await?;
     sqlx::migrate!("./migrations").run(&writer).await?;
     let reader = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(SQLITE_READERS)
+        .min_connections(1)
+        .idle_timeout(SQLITE_READER_IDLE)
         .connect_with(options.read_only(true))
         .await?;
     let pools = Pools::Sqlite { reader, writer };
