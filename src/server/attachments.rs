@@ -51,12 +51,17 @@ pub async fn show(
     owner: &Owner,
     messages: &mut [crate::model::MessageView],
 ) -> Result<(), ApiError> {
-    for message in messages
+    let is_question = |m: &&mut crate::model::MessageView| m.role == crate::model::Role::User;
+    let questions: Vec<Uuid> = messages
         .iter_mut()
-        .filter(|m| m.role == crate::model::Role::User)
-    {
-        message.attachments = db::attachments::turn_attachments(db, owner, message.turn_id)
-            .await?
+        .filter(is_question)
+        .map(|m| m.turn_id)
+        .collect();
+    let mut carried = db::attachments::turns_attachments(db, owner, &questions).await?;
+    for message in messages.iter_mut().filter(is_question) {
+        message.attachments = carried
+            .remove(&message.turn_id)
+            .unwrap_or_default()
             .into_iter()
             .map(|stored| stored.view)
             .collect();

@@ -170,18 +170,18 @@ async fn files_of(
     state: &AppState,
     snapshot: &SharedSnapshot,
 ) -> Result<HashMap<Uuid, Vec<AttachmentView>>, db::DbError> {
-    let mut files = HashMap::new();
-    for message in snapshot.messages.iter().filter(|m| m.role == Role::User) {
-        let carried =
-            db::attachments::turn_attachments(&state.db, &snapshot.owner, message.turn_id).await?;
-        if !carried.is_empty() {
-            files.insert(
-                message.turn_id,
-                carried.into_iter().map(|stored| stored.view).collect(),
-            );
-        }
-    }
-    Ok(files)
+    let questions: Vec<Uuid> = snapshot
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.turn_id)
+        .collect();
+    let carried =
+        db::attachments::turns_attachments(&state.db, &snapshot.owner, &questions).await?;
+    Ok(carried
+        .into_iter()
+        .map(|(turn, stored)| (turn, stored.into_iter().map(|s| s.view).collect()))
+        .collect())
 }
 
 /// The address of the site's stylesheet, with the build's hash in its name when the build has

@@ -1156,3 +1156,72 @@ async fn a_budget_reserves_for_the_images_and_files_a_question_carries() {
     assert!(refused(&large), "{large:?}");
     assert_eq!(app.fake.calls().len(), 2, "the refused were never sent");
 }
+
+#[tokio::test]
+async fn each_question_of_a_conversation_keeps_its_own_files_in_the_prompt_and_on_the_page() {
+    let app = TestApp::start(FakeConfig {
+        tokens: 3,
+        ..FakeConfig::default()
+    })
+    .await;
+    let a = upload(&app, "a.md", b"alpha").await;
+    let b = upload(&app, "b.md", b"bravo").await;
+    let c = upload(&app, "c.md", b"charlie").await;
+    let block = |name: &str, text: &str| format!("\n\n<file name=\"{name}\">\n{text}\n</file>");
+    let events = send_with(&app, None, "first", None, &[a.id]).await;
+    let conversation = conversation_of(&events);
+    send_with(&app, Some(conversation), "second", None, &[]).await;
+    send_with(&app, Some(conversation), "third", None, &[c.id, b.id]).await;
+    app.fake.reset_log();
+    send_with(&app, Some(conversation), "fourth", None, &[]).await;
+    // The prompt: every question with its own files, in the order they were attached.
+    let requests = app.fake.requests();
+    let asked: Vec<String> = requests.last().expect("the provider was asked")["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            format!("first{}", block("a.md", "alpha")),
+            "second".to_owned(),
+            format!(
+                "third{}{}",
+                block("c.md", "charlie"),
+                block("b.md", "bravo")
+            ),
+            "fourth".to_owned(),
+        ]
+    );
+    // The page: each question shows its own.
+    let response = app
+        .post_json("get_conversation", json!({"id": conversation}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.expect("a conversation");
+    let shown: Vec<(String, Vec<String>)> = view["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| {
+            let names = m["attachments"].as_array().map_or(Vec::new(), |files| {
+                files
+                    .iter()
+                    .map(|f| f["name"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            });
+            (m["content"].as_str().unwrap_or_default().to_owned(), names)
+        })
+        .collect();
+    let expected: Vec<(String, Vec<String>)> = vec![
+        ("first".into(), vec!["a.md".into()]),
+        ("second".into(), vec![]),
+        ("third".into(), vec!["c.md".into(), "b.md".into()]),
+        ("fourth".into(), vec![]),
+    ];
+    assert_eq!(shown, expected);
+}

@@ -2,6 +2,8 @@
 //! named by their owner, the links from a turn to the uploads it carries, and their deletion
 //! once nothing uses them.
 
+use std::collections::HashMap;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use uuid::Uuid;
 
@@ -32,6 +34,19 @@ pub struct StoredAttachment {
 }
 
 type AttachmentRow = (
+    TextUuid,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<bool>,
+);
+
+/// An [`AttachmentRow`] after the turn that carries it.
+type TurnAttachmentRow = (
+    TextUuid,
     TextUuid,
     String,
     String,
@@ -413,24 +428,45 @@ pub async fn link_to_turn(
     })
 }
 
-/// The uploads each of `turn_ids` carries (the owner's links only), in their order.
-pub async fn turn_attachments(
+/// Turns one read asks about: a parameter each, well inside SQLite's 32,766.
+const TURNS_PER_READ: usize = 500;
+
+/// The uploads each of `turn_ids` carries (the owner's links only), each turn's in their order;
+/// a turn that carries none is not in the map. One read for all of them (a read is a round trip
+/// to the database, and a page or a prompt has tens of questions).
+pub async fn turns_attachments(
     db: &Db,
     owner: &Owner,
-    turn_id: Uuid,
-) -> Result<Vec<StoredAttachment>, DbError> {
-    let rows: Vec<AttachmentRow> = on_reader!(db, |pool| sqlx::query_as(&format!(
-        "SELECT {ATTACHMENT_COLUMNS} FROM turn_attachments t
-           JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
-           JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
-          WHERE t.owner = $1 AND t.turn_id = $2
-          ORDER BY t.position"
-    ))
-    .bind(&owner.0)
-    .bind(TextUuid(turn_id))
-    .fetch_all(pool)
-    .await)?;
-    Ok(rows.into_iter().map(stored).collect())
+    turn_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<StoredAttachment>>, DbError> {
+    let mut carried: HashMap<Uuid, Vec<StoredAttachment>> = HashMap::new();
+    for chunk in turn_ids.chunks(TURNS_PER_READ) {
+        let listed: Vec<String> = (2..chunk.len() + 2).map(|at| format!("${at}")).collect();
+        let sql = format!(
+            "SELECT t.turn_id, {ATTACHMENT_COLUMNS} FROM turn_attachments t
+               JOIN attachments a ON a.id = t.attachment_id AND a.owner = t.owner
+               JOIN blobs b ON b.owner = a.owner AND b.sha256 = a.sha256 {PDF_TEXT_JOIN}
+              WHERE t.owner = $1 AND t.turn_id IN ({})
+              ORDER BY t.turn_id, t.position",
+            listed.join(", ")
+        );
+        let rows: Vec<TurnAttachmentRow> = on_reader!(db, |pool| {
+            // The text changes with the count: only the one-turn read (a new conversation's
+            // prompt) is kept among the prepared statements.
+            let mut query = sqlx::query_as(&sql)
+                .persistent(chunk.len() == 1)
+                .bind(&owner.0);
+            for turn_id in chunk {
+                query = query.bind(TextUuid(*turn_id));
+            }
+            query.fetch_all(pool).await
+        })?;
+        for (TextUuid(turn_id), id, name, kind, size, mime, sha256, text_length, cut) in rows {
+            let attachment = stored((id, name, kind, size, mime, sha256, text_length, cut));
+            carried.entry(turn_id).or_default().push(attachment);
+        }
+    }
+    Ok(carried)
 }
 
 /// In a purge's transaction: the links of the doomed conversations' turns, the uploads no

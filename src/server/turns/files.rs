@@ -23,8 +23,14 @@ pub async fn add_files(
     messages: &mut [MessageView],
 ) -> Result<HashMap<Uuid, Vec<llm::Image>>, DbError> {
     let mut images: HashMap<Uuid, Vec<llm::Image>> = HashMap::new();
+    let questions: Vec<Uuid> = messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.turn_id)
+        .collect();
+    let mut carried = db::attachments::turns_attachments(db, owner, &questions).await?;
     for message in messages.iter_mut().filter(|m| m.role == Role::User) {
-        let files = db::attachments::turn_attachments(db, owner, message.turn_id).await?;
+        let files = carried.remove(&message.turn_id).unwrap_or_default();
         for file in files {
             match file.view.kind {
                 AttachmentKind::Text => {
