@@ -115,3 +115,83 @@ async fn a_streaming_reply_reads_as_its_row_then_its_pieces_and_a_crash_folds_th
     );
     assert_eq!(app.count("reply_pieces").await, 0);
 }
+
+#[tokio::test]
+async fn one_tick_appends_every_running_replys_piece_to_that_reply_and_skips_the_rest() {
+    use rill::server::db::{save_checkpoints, Checkpoint, Owner, ReplyRef, ReplyText};
+    let app = TestApp::start(FakeConfig {
+        tokens: 4,
+        ..FakeConfig::default()
+    })
+    .await;
+    for question in ["one", "two", "three"] {
+        app.turn(None, question).await;
+    }
+    // Three replies as a tick finds them: two still streaming run 1, one already ended.
+    let replies: Vec<(String, String, String, String)> =
+        sql("SELECT messages.id, c.owner, c.title, c.id FROM messages
+           JOIN conversations c ON c.id = messages.conversation_id
+          WHERE role = 'assistant' ORDER BY c.title")
+        .fetch_all(&app.state.db)
+        .await;
+    sql("UPDATE messages SET status = 'streaming', content = 'Once '
+          WHERE role = 'assistant' AND conversation_id IN
+                (SELECT id FROM conversations WHERE title IN ('one', 'two'))")
+    .execute(&app.state.db)
+    .await;
+    let ids = |title: &str| -> (Uuid, Uuid) {
+        let (id, _, _, conversation) = replies.iter().find(|r| r.2 == title).expect(title);
+        (
+            id.parse().expect("a uuid"),
+            conversation.parse().expect("a uuid"),
+        )
+    };
+    let owner = Owner(replies[0].1.clone());
+    let piece = |title: &str, owner: &Owner, run: u32, text: &str| Checkpoint {
+        reply: ReplyRef {
+            owner: owner.clone(),
+            message_id: ids(title).0,
+            run,
+        },
+        text: ReplyText {
+            content: text.to_owned(),
+            thinking: format!("({text})"),
+        },
+        whole: false,
+    };
+    let stranger = Owner("someone else".to_owned());
+    save_checkpoints(
+        &app.state.db,
+        &[
+            piece("one", &owner, 1, "upon"),
+            piece("two", &owner, 1, "a time"),
+            // Ended: its text is already whole in its row.
+            piece("three", &owner, 1, "late"),
+            // Not this owner's, or a run that is not the one streaming.
+            piece("one", &stranger, 1, "theirs"),
+            piece("two", &owner, 2, "next run"),
+        ],
+    )
+    .await
+    .expect("saved");
+    let pieces: Vec<(String, String, String)> =
+        sql("SELECT c.title, p.content, p.thinking FROM reply_pieces p
+           JOIN messages ON messages.id = p.message_id
+           JOIN conversations c ON c.id = messages.conversation_id
+          ORDER BY c.title")
+        .fetch_all(&app.state.db)
+        .await;
+    assert_eq!(
+        pieces,
+        vec![
+            ("one".to_owned(), "upon".to_owned(), "(upon)".to_owned()),
+            ("two".to_owned(), "a time".to_owned(), "(a time)".to_owned()),
+        ]
+    );
+    // What a page reads of each: its row, then its piece; the ended one as it was.
+    let view = app.stored(ids("one").1).await;
+    assert_eq!(view.messages[1].content, "Once upon");
+    assert_eq!(view.messages[1].thinking, "(upon)");
+    let view = app.stored(ids("three").1).await;
+    assert_eq!(view.messages[1].content, expected_text(4));
+}

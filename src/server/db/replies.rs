@@ -99,11 +99,6 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
          WHERE id = $4 AND status = 'streaming' AND run = $5 AND {}",
         owned(6)
     );
-    let append = format!(
-        "INSERT INTO reply_pieces (message_id, content, thinking)
-         SELECT id, $1, $2 FROM messages WHERE id = $3 AND status = 'streaming' AND run = $4 AND {}",
-        owned(5)
-    );
     in_transaction!(db, |tx| {
         if db.engine() == super::Engine::Postgres {
             // A checkpoint is tried again at the next tick: on Postgres it gives way rather than
@@ -119,27 +114,42 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         // waits for the ending, then finds that reply no longer streaming).
         let ids = checkpoints.iter().map(|c| c.reply.message_id.to_string());
         let streaming = lock_streaming(&mut Conn::from(&mut *tx), ids.collect()).await?;
-        for c in checkpoints {
-            if streaming
+        let still_streaming = |c: &&Checkpoint| {
+            streaming
                 .as_ref()
-                .is_some_and(|ids| !ids.contains(&c.reply.message_id.to_string()))
-            {
-                continue;
+                .is_none_or(|ids| ids.contains(&c.reply.message_id.to_string()))
+        };
+        let (whole, pieces): (Vec<&Checkpoint>, Vec<&Checkpoint>) = checkpoints
+            .iter()
+            .filter(still_streaming)
+            .partition(|c| c.whole);
+        // Every piece of the tick in one statement (a statement is a round trip to the
+        // database): a reply's whole text, rarer, is one statement each.
+        for chunk in pieces.chunks(PIECES_PER_STATEMENT) {
+            let sql = append_pieces_sql(chunk.len());
+            // Its text changes with the count: not kept among the prepared statements.
+            let mut query = sqlx::query(&sql).persistent(false);
+            for c in chunk {
+                query = query
+                    .bind(TextUuid(c.reply.message_id))
+                    .bind(i64::from(c.reply.run))
+                    .bind(&c.reply.owner.0)
+                    .bind(&c.text.content)
+                    .bind(&c.text.thinking);
             }
-            let text = if c.whole { &update } else { &append };
-            let mut query = sqlx::query(text)
+            query.execute(&mut *tx).await?;
+        }
+        for c in whole {
+            let written = sqlx::query(&update)
                 .bind(&c.text.content)
-                .bind(&c.text.thinking);
-            if c.whole {
-                query = query.bind(now);
-            }
-            let written = query
+                .bind(&c.text.thinking)
+                .bind(now)
                 .bind(TextUuid(c.reply.message_id))
                 .bind(i64::from(c.reply.run))
                 .bind(&c.reply.owner.0)
                 .execute(&mut *tx)
                 .await?;
-            if c.whole && written.rows_affected() == 1 {
+            if written.rows_affected() == 1 {
                 drop_pieces(&mut Conn::from(&mut *tx), c.reply.message_id).await?;
             }
         }
@@ -149,6 +159,38 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
         tx.commit().await?;
         Ok(())
     })
+}
+
+/// Pieces one statement appends: five parameters each, well inside SQLite's 32,766.
+const PIECES_PER_STATEMENT: usize = 500;
+
+/// Appends `count` pieces, each given as (message id, run, owner, content, thinking), to the
+/// replies that are still streaming that run for that owner; the others are skipped.
+fn append_pieces_sql(count: usize) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|i| {
+            let at = i * 5;
+            // Typed for Postgres, which would read an untyped parameter here as text.
+            format!(
+                "(${}, CAST(${} AS BIGINT), ${}, ${}, ${})",
+                at + 1,
+                at + 2,
+                at + 3,
+                at + 4,
+                at + 5
+            )
+        })
+        .collect();
+    format!(
+        "WITH piece (message_id, run, owner, content, thinking) AS (VALUES {})
+         INSERT INTO reply_pieces (message_id, content, thinking)
+         SELECT messages.id, piece.content, piece.thinking
+           FROM piece JOIN messages ON messages.id = piece.message_id
+          WHERE messages.status = 'streaming' AND messages.run = piece.run
+            AND EXISTS (SELECT 1 FROM conversations c
+                         WHERE c.id = messages.conversation_id AND c.owner = piece.owner)",
+        rows.join(", ")
+    )
 }
 
 /// On Postgres, locks the rows of `ids` still streaming and returns those; `None` on SQLite,
