@@ -79,6 +79,16 @@ impl Follower {
                 if finished {
                     return None;
                 }
+                if let Some(until) = self.text_held_until.filter(|until| Instant::now() < *until) {
+                    // Text that comes now waits for the tick anyway: sleep until then rather
+                    // than wake for every token. Only text follows text, but for the end,
+                    // which wakes the reader at once.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = self.turn.ended() => {}
+                    }
+                    continue;
+                }
                 tokio::select! {
                     changed = self.changed.changed() => if changed.is_err() { return None },
                     () = self.quiet.as_mut() => {
@@ -230,6 +240,44 @@ mod tests {
         assert!(
             follower.next_lines().await.is_none(),
             "nothing after the end"
+        );
+    }
+
+    /// Counts the wakes of the task it is the waker of.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_holding_text_is_not_woken_by_more_text_but_is_by_the_end() {
+        let turn = turn();
+        turn.emit(delta("a"));
+        let mut follower =
+            Follower::new(turn.clone(), 0, HEARTBEAT).holding_text_for(Duration::from_secs(600));
+        assert!(follower.next_lines().await.is_some());
+        use std::future::Future;
+        let wakes = Arc::new(Wakes::default());
+        let waker = futures::task::waker(wakes.clone());
+        let mut context = std::task::Context::from_waker(&waker);
+        let mut next = std::pin::pin!(follower.next_lines());
+        assert!(next.as_mut().poll(&mut context).is_pending());
+        turn.emit(delta("b"));
+        turn.emit(delta("c"));
+        let count = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(), 0, "text does not wake a reader that holds text");
+        turn.emit(TurnEvent::Finished(Outcome::complete()));
+        assert!(count() > 0, "the end wakes it");
+        let std::task::Poll::Ready(last) = next.as_mut().poll(&mut context) else {
+            panic!("the end was held back");
+        };
+        assert_eq!(
+            last.map(|l| seen(&l)),
+            Some(vec![(2, "b".into()), (3, "c".into()), (4, "end".into())])
         );
     }
 
