@@ -14,12 +14,25 @@ use super::error::RunError;
 use super::prompt::Prompt;
 use crate::server::budget_alerts::KeyLimit;
 use crate::server::clock;
-use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved};
+use crate::server::db::usage::{self as ledger, Limits, Reservation, Reserved, RunLimits};
 use crate::server::db::{Db, DbError, Owner, TurnRecord};
 use crate::server::pricing::PriceTable;
 
-/// Reserves this run's worst case.
-pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Result<(), RunError> {
+/// What a run of `owner`'s is held against (read beside its history: see `run.rs`).
+pub async fn limits(deps: &Deps, owner: &Owner, message: Uuid) -> Result<RunLimits, RunError> {
+    ledger::run_limits(&deps.db, owner).await.map_err(|e| {
+        tracing::error!(%message, "could not check the budget: {e}");
+        RunError::BudgetUnchecked
+    })
+}
+
+/// Reserves this run's worst case against `stored`, its owner's [`limits`].
+pub async fn reserve(
+    deps: &Deps,
+    record: &TurnRecord,
+    prompt: &Prompt,
+    stored: RunLimits,
+) -> Result<(), RunError> {
     let chars_before = |text: &str| u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
     let run = Run {
         owner: &record.owner,
@@ -30,7 +43,7 @@ pub async fn reserve(deps: &Deps, record: &TurnRecord, prompt: &Prompt) -> Resul
             .saturating_add(chars_before(&record.reply.thinking)),
         key: None,
     };
-    hold(deps, &run, prompt.worst_case()).await
+    hold(deps, &run, prompt.worst_case(), stored).await
 }
 
 /// The API key a run is asked through, and its own budget.
@@ -51,17 +64,20 @@ pub(super) struct Run<'a> {
     pub key: Option<KeyBudget>,
 }
 
-/// Holds `worst` at the model's prices against every limit the run falls under: the owner's
-/// budget, the site's cap, and the key's budget for a run through an API key.
-pub(super) async fn hold(deps: &Deps, run: &Run<'_>, worst: Usage) -> Result<(), RunError> {
+/// Holds `worst` at the model's prices against every limit the run falls under (`stored`, read
+/// by [`limits`]): the owner's budget, the site's cap, and the key's budget for a run through
+/// an API key.
+pub(super) async fn hold(
+    deps: &Deps,
+    run: &Run<'_>,
+    worst: Usage,
+    stored: RunLimits,
+) -> Result<(), RunError> {
     let message = run.message_id;
     let unchecked = |e: DbError| {
         tracing::error!(%message, "could not check the budget: {e}");
         RunError::BudgetUnchecked
     };
-    let stored = ledger::run_limits(&deps.db, run.owner)
-        .await
-        .map_err(unchecked)?;
     // The person's groups may limit the models they use.
     if !stored.allows(run.model) {
         tracing::info!(%message, model = run.model, "refused: a model the person's groups do not allow");

@@ -133,7 +133,8 @@ pub(super) async fn start(
         chars_before: 0,
         key: Some(caller.key),
     };
-    budget::hold(deps, &run, prompt.worst_case()).await?;
+    let limits = budget::limits(deps, &caller.owner, id).await?;
+    budget::hold(deps, &run, prompt.worst_case(), limits).await?;
     let (events, receiver) = mpsc::channel(CHANNEL);
     let completion = Running {
         deps: deps.clone(),

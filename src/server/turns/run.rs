@@ -176,14 +176,18 @@ async fn prepare(
         .resolve(record.model())
         .ok_or_else(|| RunError::ModelGone(record.model().to_owned()))?;
     let measure = prompt::Measure(Some(&*model.provider));
-    let history = history::read(&deps.db, record, model.limits.context_tokens, &measure)
-        .await
-        .map_err(|e| {
-            tracing::error!("could not read history: {e}");
-            RunError::HistoryUnreadable
-        })?;
+    // Two reads that need nothing of each other, side by side: under load each waits its turn
+    // at the database, and the first token waits for both.
+    let (history, limits) = tokio::join!(
+        history::read(&deps.db, record, model.limits.context_tokens, &measure),
+        budget::limits(deps, &record.owner, record.reply.id),
+    );
+    let history = history.map_err(|e| {
+        tracing::error!("could not read history: {e}");
+        RunError::HistoryUnreadable
+    })?;
     let prompt = prompt::build(record, history, &model.model, model.limits, &measure)?;
-    budget::reserve(deps, record, &prompt).await?;
+    budget::reserve(deps, record, &prompt, limits?).await?;
     Ok((model.provider, prompt))
 }
 
