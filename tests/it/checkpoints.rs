@@ -195,3 +195,55 @@ async fn one_tick_appends_every_running_replys_piece_to_that_reply_and_skips_the
     let view = app.stored(ids("three").1).await;
     assert_eq!(view.messages[1].content, expected_text(4));
 }
+
+#[tokio::test]
+async fn a_tick_with_more_replies_than_one_statement_holds_saves_each_to_its_own() {
+    use rill::server::db::{save_checkpoints, Checkpoint, Owner, ReplyRef, ReplyText};
+    let app = TestApp::start(FakeConfig {
+        tokens: 2,
+        ..FakeConfig::default()
+    })
+    .await;
+    // More than two statements' worth (32 pieces each), the last one partial.
+    const REPLIES: usize = 70;
+    for i in 0..REPLIES {
+        app.turn(None, &format!("question {i}")).await;
+    }
+    sql("UPDATE messages SET status = 'streaming', content = '' WHERE role = 'assistant'")
+        .execute(&app.state.db)
+        .await;
+    let replies: Vec<(String, String, String)> =
+        sql("SELECT messages.id, c.owner, c.title FROM messages
+           JOIN conversations c ON c.id = messages.conversation_id
+          WHERE role = 'assistant'")
+        .fetch_all(&app.state.db)
+        .await;
+    assert_eq!(replies.len(), REPLIES);
+    let checkpoints: Vec<Checkpoint> = replies
+        .iter()
+        .map(|(id, owner, title)| Checkpoint {
+            reply: ReplyRef {
+                owner: Owner(owner.clone()),
+                message_id: id.parse().expect("a uuid"),
+                run: 1,
+            },
+            text: ReplyText {
+                content: format!("answer to {title}"),
+                thinking: String::new(),
+            },
+            whole: false,
+        })
+        .collect();
+    save_checkpoints(&app.state.db, &checkpoints)
+        .await
+        .expect("saved");
+    let pieces: Vec<(String, String)> = sql("SELECT c.title, p.content FROM reply_pieces p
+           JOIN messages ON messages.id = p.message_id
+           JOIN conversations c ON c.id = messages.conversation_id")
+    .fetch_all(&app.state.db)
+    .await;
+    assert_eq!(pieces.len(), REPLIES);
+    for (title, content) in pieces {
+        assert_eq!(content, format!("answer to {title}"));
+    }
+}

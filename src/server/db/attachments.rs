@@ -428,8 +428,9 @@ pub async fn link_to_turn(
     })
 }
 
-/// Turns one read asks about: a parameter each, well inside SQLite's 32,766.
-const TURNS_PER_READ: usize = 500;
+/// Turns one read asks about, a parameter each: SQLite's binding costs the square of a
+/// statement's parameters (see `replies.rs`), and a page or a prompt's first page has fewer.
+const TURNS_PER_READ: usize = 64;
 
 /// The uploads each of `turn_ids` carries (the owner's links only), each turn's in their order;
 /// a turn that carries none is not in the map. One read for all of them (a read is a round trip
