@@ -123,8 +123,8 @@ pub async fn save_checkpoints(db: &Db, checkpoints: &[Checkpoint]) -> Result<(),
             .iter()
             .filter(still_streaming)
             .partition(|c| c.whole);
-        // Every piece of the tick in one statement (a statement is a round trip to the
-        // database): a reply's whole text, rarer, is one statement each.
+        // The tick's pieces [`PIECES_PER_STATEMENT`] to a statement (a statement is a round
+        // trip to the database): a reply's whole text, rarer, is one statement each.
         for chunk in pieces.chunks(PIECES_PER_STATEMENT) {
             let sql = append_pieces_sql(chunk.len());
             // A partial statement's text changes with its count: not kept prepared.
