@@ -100,17 +100,14 @@ async fn store_turn(
     on_conn!(conn, |tx| {
         let send = turn.send;
         let now = now_ms();
+        let mut found = starting_point(&mut Conn::from(&mut *tx), owner, send).await?;
         // Turn ids are unique across owners (the browser mints random ones); one seen under another
         // owner is answered as unknown by the owner-scoped read that follows.
-        let seen = sqlx::query("SELECT 1 FROM messages WHERE turn_id = $1")
-            .bind(TextUuid(send.turn_id()))
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
+        if found.seen {
             return Ok(BeginTurn::Repeated);
         }
         if let Some(quota) = turn.quota_bytes {
-            let used = stored_bytes_in(&mut Conn::from(&mut *tx), owner).await?;
+            let used = found.stored_bytes();
             // The question, and for a new conversation its title and system prompt.
             let adding = send.text().len() + send.text().len().min(64) + send.system_prompt().len();
             if used.saturating_add(u64::try_from(adding).unwrap_or(u64::MAX)) > quota {
@@ -120,18 +117,17 @@ async fn store_turn(
         let (conversation_id, model, system_prompt, revision, parent) = match send.conversation_id()
         {
             Some(id) => {
-                let Some(row) = conversation_row(&mut Conn::from(&mut *tx), owner, id).await?
-                else {
+                let Some(destination) = found.destination() else {
                     return Ok(BeginTurn::NoSuchConversation);
                 };
-                if streaming_reply(&mut Conn::from(&mut *tx), id).await? {
+                if found.streaming {
                     return Ok(BeginTurn::Busy);
                 }
-                let revision = row.revision();
+                let revision = destination.revision;
                 let parent = match send.alternative_to() {
-                    None => row.current_turn_id.map(|t| t.0),
+                    None => destination.current_turn_id,
                     Some(sibling) => {
-                        let found: Option<(Option<TextUuid>,)> = sqlx::query_as(
+                        let sibling_found: Option<(Option<TextUuid>,)> = sqlx::query_as(
                             "SELECT parent_turn_id FROM messages
                              WHERE turn_id = $1 AND role = 'user' AND conversation_id = $2",
                         )
@@ -139,13 +135,13 @@ async fn store_turn(
                         .bind(TextUuid(id))
                         .fetch_optional(&mut *tx)
                         .await?;
-                        let Some((parent,)) = found else {
+                        let Some((parent,)) = sibling_found else {
                             return Ok(BeginTurn::NoSuchTurn);
                         };
                         parent.map(|p| p.0)
                     }
                 };
-                let model = send.model().map_or(row.model, str::to_owned);
+                let model = send.model().map_or(destination.model, str::to_owned);
                 sqlx::query(
                     "UPDATE conversations SET updated_at = $1, model = $2, current_turn_id = $3 WHERE id = $4",
                 )
@@ -155,7 +151,7 @@ async fn store_turn(
                 .bind(TextUuid(id))
                     .execute(&mut *tx)
                     .await?;
-                (id, model, row.system_prompt, revision, parent)
+                (id, model, destination.system_prompt, revision, parent)
             }
             None => {
                 let id = Uuid::new_v4();
@@ -190,18 +186,7 @@ async fn store_turn(
                 (id, model, send.system_prompt().to_owned(), revision, None)
             }
         };
-        // A new conversation has no messages yet: no need to ask.
-        let last_position = if send.conversation_id().is_some() {
-            let (last,): (i64,) = sqlx::query_as(
-                "SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $1",
-            )
-            .bind(TextUuid(conversation_id))
-            .fetch_one(&mut *tx)
-            .await?;
-            last
-        } else {
-            0
-        };
+        let last_position = found.last_position;
         let user = MessageView {
             id: Uuid::new_v4(),
             turn_id: send.turn_id(),
@@ -284,6 +269,77 @@ async fn store_turn(
             system_prompt,
         })))
     })
+}
+
+/// What a turn's start checks, read in one statement (each is a round trip, and the batch
+/// writer runs every beginning turn's one after another): whether the turn was stored before,
+/// the owner's stored bytes, and the conversation it goes into, if any, as its owner may see it.
+#[derive(sqlx::FromRow)]
+struct StartingPoint {
+    seen: bool,
+    stored_bytes: Option<i64>,
+    /// The conversation's id, if it is there for this owner.
+    id: Option<TextUuid>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    system_prompt_revision: Option<i64>,
+    current_turn_id: Option<TextUuid>,
+    /// It has a reply streaming now.
+    streaming: bool,
+    /// Its last message's position (0: none).
+    last_position: i64,
+}
+
+/// The conversation a turn goes into, from its [`StartingPoint`].
+struct Destination {
+    model: String,
+    system_prompt: String,
+    revision: u32,
+    current_turn_id: Option<Uuid>,
+}
+
+impl StartingPoint {
+    fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+            .map_or(0, |b| u64::try_from(b).unwrap_or(0))
+    }
+
+    /// The conversation, if it is there for this owner.
+    fn destination(&mut self) -> Option<Destination> {
+        self.id?;
+        Some(Destination {
+            model: self.model.take()?,
+            system_prompt: self.system_prompt.take().unwrap_or_default(),
+            revision: self
+                .system_prompt_revision
+                .and_then(|r| u32::try_from(r).ok())
+                .unwrap_or(0),
+            current_turn_id: self.current_turn_id.map(|t| t.0),
+        })
+    }
+}
+
+async fn starting_point(
+    conn: &mut Conn<'_>,
+    owner: &Owner,
+    send: &ValidSend,
+) -> Result<StartingPoint, DbError> {
+    Ok(on_conn!(conn, |c| sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE turn_id = $1) AS seen,
+                (SELECT bytes FROM storage_used WHERE owner = $2) AS stored_bytes,
+                c.id, c.model, c.system_prompt, c.system_prompt_revision, c.current_turn_id,
+                EXISTS (SELECT 1 FROM messages WHERE conversation_id = $3 AND status = 'streaming')
+                    AS streaming,
+                (SELECT COALESCE(MAX(position), 0) FROM messages WHERE conversation_id = $3)
+                    AS last_position
+           FROM (SELECT 1 AS one) o
+           LEFT JOIN conversations c ON c.id = $3 AND c.owner = $2 AND c.deleted_at IS NULL",
+    )
+    .bind(TextUuid(send.turn_id()))
+    .bind(&owner.0)
+    .bind(send.conversation_id().map(TextUuid))
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Bytes the owner stores now (kept by the `storage_used` triggers).
