@@ -3,7 +3,9 @@
 
 use uuid::Uuid;
 
+use super::batch::Written;
 use super::ids::TextUuid;
+use super::usage::{settle, Charge};
 use super::{Db, DbError, Owner};
 
 /// A conversation's first exchange, whose title is still its first words.
@@ -45,25 +47,43 @@ pub async fn title_wanted(
     }))
 }
 
-/// Stores a model's title, unless the title is no longer the first words (a rename came
-/// first: it wins) or the conversation is gone. Whether it was stored.
-pub async fn store_generated_title(
+/// A title run's end: its title (if it gave one) stored over the first words, unless a rename
+/// came first (it wins) or the conversation is gone, and the run settled to `charge`, in one
+/// batched write (see `batch`), so a settled run means its title was stored or given up.
+/// Whether the title was stored.
+pub async fn finish_title(
     db: &Db,
     owner: &Owner,
     conversation_id: Uuid,
-    title: &str,
+    title: Option<&str>,
+    (question_id, run): (Uuid, u32),
+    charge: &Charge,
 ) -> Result<bool, DbError> {
-    let done = on_writer!(db, |pool| sqlx::query(
-        "UPDATE conversations SET title = $1, title_source = 'model'
-          WHERE id = $2 AND owner = $3 AND title_source = 'words' AND deleted_at IS NULL",
-    )
-    .bind(title)
-    .bind(TextUuid(conversation_id))
-    .bind(&owner.0)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected()))?;
-    Ok(done == 1)
+    let owner = owner.clone();
+    let title = title.map(str::to_owned);
+    let charge = charge.clone();
+    db.batcher()
+        .write(move |mut conn| {
+            Box::pin(async move {
+                let stored = match &title {
+                    Some(title) => on_conn!(&mut conn, |c| sqlx::query(
+                        "UPDATE conversations SET title = $1, title_source = 'model'
+                          WHERE id = $2 AND owner = $3 AND title_source = 'words'
+                            AND deleted_at IS NULL",
+                    )
+                    .bind(title)
+                    .bind(TextUuid(conversation_id))
+                    .bind(&owner.0)
+                    .execute(c)
+                    .await
+                    .map(|done| done.rows_affected() == 1))?,
+                    None => false,
+                };
+                settle(&mut conn, question_id, run, &charge).await?;
+                Ok(Written::Keep(stored))
+            })
+        })
+        .await
 }
 
 /// The owner's live conversation's title; `None` if there is no such conversation.

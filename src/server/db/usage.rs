@@ -408,19 +408,23 @@ pub(super) async fn settle(
     Ok(())
 }
 
-/// Settles a run that stores no reply: a title's (`run` of the title of the question
-/// `message_id`) or an API completion's (`message_id` its own id).
+/// Settles a run that stores no reply, an API completion's (`message_id` its own id), in the
+/// next batched write (see `batch`).
 pub async fn settle_alone(
     db: &Db,
     message_id: Uuid,
     run: u32,
     charge: &Charge,
 ) -> Result<(), DbError> {
-    in_transaction!(db, |tx| {
-        settle(&mut Conn::from(&mut *tx), message_id, run, charge).await?;
-        tx.commit().await?;
-        Ok(())
-    })
+    let charge = charge.clone();
+    db.batcher()
+        .write(move |mut conn| {
+            Box::pin(async move {
+                settle(&mut conn, message_id, run, &charge).await?;
+                Ok(Written::Keep(()))
+            })
+        })
+        .await
 }
 
 /// A run left reserved with no turn to settle it (a crash, a kill, a turn whose end could not

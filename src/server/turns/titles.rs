@@ -65,32 +65,32 @@ pub(super) async fn name_conversation(deps: &Deps, record: &TurnRecord) {
         let Some((title, charge)) = ask(deps, record, &first, model, run).await else {
             continue;
         };
-        if let Some(title) = &title {
-            store_title(deps, record, title).await;
-        }
-        // Settled last: a settled run means this title has been stored or given up.
-        if let Err(e) = ledger::settle_alone(&deps.db, first.question_id, run, &charge).await {
-            tracing::error!("could not settle a title's spending: {e}");
+        let finished = store::finish_title(
+            &deps.db,
+            &record.owner,
+            record.conversation_id,
+            title.as_deref(),
+            (first.question_id, run),
+            &charge,
+        )
+        .await;
+        match (finished, &title) {
+            (Ok(true), Some(title)) => {
+                // No page following it is fine: they read the title when they load.
+                let _ = deps.titles.send(TitleChange {
+                    conversation_id: record.conversation_id,
+                    title: title.clone(),
+                });
+            }
+            (Ok(false), Some(_)) => {
+                tracing::debug!("a title arrived after a rename; the rename stays");
+            }
+            (Ok(_), None) => {}
+            (Err(e), _) => tracing::error!("could not store a title or settle its spending: {e}"),
         }
         if title.is_some() {
             return;
         }
-    }
-}
-
-/// Stores the title over the first words (never over a rename) and tells the pages.
-async fn store_title(deps: &Deps, record: &TurnRecord, title: &str) {
-    match store::store_generated_title(&deps.db, &record.owner, record.conversation_id, title).await
-    {
-        Ok(true) => {
-            // No page following it is fine: they read the title when they load.
-            let _ = deps.titles.send(TitleChange {
-                conversation_id: record.conversation_id,
-                title: title.to_owned(),
-            });
-        }
-        Ok(false) => tracing::debug!("a title arrived after a rename; the rename stays"),
-        Err(e) => tracing::warn!("could not store a title: {e}"),
     }
 }
 
