@@ -300,8 +300,7 @@ struct Destination {
 
 impl StartingPoint {
     fn stored_bytes(&self) -> u64 {
-        self.stored_bytes
-            .map_or(0, |b| u64::try_from(b).unwrap_or(0))
+        bytes_of(self.stored_bytes)
     }
 
     /// The conversation, if it is there for this owner.
@@ -355,7 +354,12 @@ pub(super) async fn stored_bytes_in(conn: &mut Conn<'_>, owner: &Owner) -> Resul
     .bind(&owner.0)
     .fetch_optional(c)
     .await)?;
-    Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
+    Ok(bytes_of(bytes))
+}
+
+/// `storage_used.bytes` as read: no row is nothing stored.
+fn bytes_of(column: Option<i64>) -> u64 {
+    column.map_or(0, |b| u64::try_from(b).unwrap_or(0))
 }
 
 /// The `one_streaming_reply_per_conversation` index refused a second streaming reply (SQLite
