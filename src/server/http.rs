@@ -116,7 +116,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
         .layer(axum::middleware::map_response(api_error_status))
         .layer(axum::middleware::map_response(event_stream_headers))
         // Outside the layers that read or recognise bodies by their type.
-        .layer(assets::compression())
+        .layer(axum::middleware::from_fn(assets::compress))
         // Bodies are read once the request is known to be wanted and who sends it.
         .layer(axum::middleware::from_fn_with_state(
             bodies,
