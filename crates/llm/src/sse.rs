@@ -32,7 +32,9 @@ pub(crate) fn stream_sse(
     limits: StreamLimits,
     decoder: impl SseDecoder,
 ) -> EventStream {
-    let response = async move {
+    // Boxed apart from the stream: the request's state is let go once the answer's head is in,
+    // rather than sized into the box the reply's events are read through for its whole life.
+    let response = Box::pin(async move {
         let answer = send(request, &limits).await?;
         let chunks = IdleBound::new(body_chunks(answer.response), limits.idle);
         Ok(decode_events(
@@ -40,7 +42,7 @@ pub(crate) fn stream_sse(
             limits.max_event_bytes,
             decoder,
         ))
-    };
+    });
     Box::pin(
         futures::stream::once(response)
             .map(|r| match r {

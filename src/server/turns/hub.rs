@@ -304,7 +304,9 @@ impl TurnHub {
             async move {
                 if let Err(error) = runner.await {
                     if !live.is_finished() {
-                        run::store_crashed(&deps, &live, &error).await;
+                        // Boxed: this task waits beside every running reply, and would otherwise
+                        // be as large as the store it almost never runs (about 1.8 KB).
+                        Box::pin(run::store_crashed(&deps, &live, &error)).await;
                     }
                 }
                 registry.forget_later(live, deps.settings.keep_finished);
