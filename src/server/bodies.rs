@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, Response, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, Response, StatusCode, Uri};
 use axum::middleware::Next;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -220,8 +221,29 @@ pub async fn read_whole(
         }
     };
     drop(receiving);
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let (parts, body) = detached(parts, &bytes);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The request's path, header values and body copied out of the connection's read buffer.
+///
+/// hyper parses a request without copying: its path, its header values and a body that came
+/// with them are slices of the connection's 8 KB read buffer, which they keep alive for as long
+/// as the request is being answered. Meanwhile hyper reads on (to notice a client that leaves)
+/// into a second 8 KB buffer, since the first is not its alone. With these few hundred bytes
+/// copied out, hyper reuses the first: 8 KB less for every request waiting for its answer (5,000
+/// sends at once waiting for their turns to start held 40 MB this way; issue 27).
+fn detached(mut parts: Parts, body: &[u8]) -> (Parts, Body) {
+    for value in parts.headers.values_mut() {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    (parts, Body::from(body.to_vec()))
 }
 
 /// A refusal in words, and the connection closed after it (the rest of the body unread).
@@ -236,4 +258,48 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Bytes;
+    use axum::http::{header, HeaderValue, Request, Uri};
+
+    use super::detached;
+
+    /// A request made as hyper makes one: its path and header values slices of one buffer.
+    #[tokio::test]
+    async fn a_detached_request_keeps_its_head_and_body_but_not_the_buffer() {
+        let buffer = Bytes::from_static(b"/api/send_message?x=1 secret-cookie application/json");
+        let within = |bytes: &[u8]| buffer.as_ptr_range().contains(&bytes.as_ptr());
+        let uri = Uri::from_maybe_shared(buffer.slice(0..21)).expect("a path");
+        let mut cookie = HeaderValue::from_maybe_shared(buffer.slice(22..35)).expect("a value");
+        cookie.set_sensitive(true);
+        let kind = HeaderValue::from_maybe_shared(buffer.slice(36..)).expect("a value");
+        let (parts, ()) = Request::post(uri)
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, kind)
+            .body(())
+            .expect("a request")
+            .into_parts();
+        assert!(
+            within(parts.headers[header::COOKIE].as_bytes()),
+            "the test's premise"
+        );
+        let body = buffer.slice(0..4);
+
+        let (parts, body) = detached(parts, &body);
+
+        assert_eq!(parts.uri, "/api/send_message?x=1");
+        assert!(!within(parts.uri.path().as_bytes()));
+        let cookie = &parts.headers[header::COOKIE];
+        assert_eq!(cookie, "secret-cookie");
+        assert!(cookie.is_sensitive() && !within(cookie.as_bytes()));
+        let kind = &parts.headers[header::CONTENT_TYPE];
+        assert_eq!(kind, "application/json");
+        assert!(!kind.is_sensitive() && !within(kind.as_bytes()));
+        let body = axum::body::to_bytes(body, 100).await.expect("the body");
+        assert_eq!(&body[..], b"/api");
+        assert!(!within(&body));
+    }
 }
