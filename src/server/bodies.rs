@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode, Uri};
@@ -221,7 +221,7 @@ pub async fn read_whole(
         }
     };
     drop(receiving);
-    let (parts, body) = detached(parts, &bytes);
+    let (parts, body) = detached(parts, bytes);
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -233,7 +233,7 @@ pub async fn read_whole(
 /// into a second 8 KB buffer, since the first is not its alone. With these few hundred bytes
 /// copied out, hyper reuses the first: 8 KB less for every request waiting for its answer (5,000
 /// sends at once waiting for their turns to start held 40 MB this way; issue 27).
-fn detached(mut parts: Parts, body: &[u8]) -> (Parts, Body) {
+fn detached(mut parts: Parts, body: Bytes) -> (Parts, Body) {
     for value in parts.headers.values_mut() {
         if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
             copy.set_sensitive(value.is_sensitive());
@@ -243,6 +243,7 @@ fn detached(mut parts: Parts, body: &[u8]) -> (Parts, Body) {
     if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
         parts.uri = uri;
     }
+    // `body` is dropped here: held across the handler's wait, it would pin the buffer itself.
     (parts, Body::from(body.to_vec()))
 }
 
@@ -288,7 +289,7 @@ mod tests {
         );
         let body = buffer.slice(0..4);
 
-        let (parts, body) = detached(parts, &body);
+        let (parts, body) = detached(parts, body);
 
         assert_eq!(parts.uri, "/api/send_message?x=1");
         assert!(!within(parts.uri.path().as_bytes()));
