@@ -154,14 +154,21 @@ impl TurnHub {
 
     /// Runs `start` as a task of its own and waits for it: a request dropped midway (the
     /// client's connection broke) must not leave a claimed turn that nothing finishes.
-    async fn detached<F>(&self, start: F) -> Result<Lines, TurnError>
+    ///
+    /// Spawned at the call, not in an `async fn`: its caller's future would otherwise hold room
+    /// for `start` (the turn's whole start, its database calls included) all the while it waits,
+    /// and under load thousands of requests wait here.
+    fn detached<F>(&self, start: F) -> impl Future<Output = Result<Lines, TurnError>> + use<F>
     where
         F: Future<Output = Result<Lines, TurnError>> + Send + 'static,
     {
-        self.tasks.spawn(start).await.map_err(|e| {
-            tracing::error!("starting a turn failed: {e}");
-            TurnError::StartFailed
-        })?
+        let started = self.tasks.spawn(start);
+        async move {
+            started.await.map_err(|e| {
+                tracing::error!("starting a turn failed: {e}");
+                TurnError::StartFailed
+            })?
+        }
     }
 
     /// Starts a turn, or re-attaches to it if this turn id was sent before, and returns its
