@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode, Uri};
 use axum::middleware::Next;
@@ -225,7 +225,8 @@ pub async fn read_whole(
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// The request's path, header values and body copied out of the connection's read buffer.
+/// The request's path (and the router's copy of it), header values and body copied out of the
+/// connection's read buffer.
 ///
 /// hyper parses a request without copying: its path, its header values and a body that came
 /// with them are slices of the connection's 8 KB read buffer, which they keep alive for as long
@@ -242,6 +243,12 @@ fn detached(mut parts: Parts, body: Bytes) -> (Parts, Body) {
     }
     if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
         parts.uri = uri;
+    }
+    // The router keeps the path as it came too.
+    if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>() {
+        if let Ok(uri) = Uri::try_from(original.to_string()) {
+            *original = uri;
+        }
     }
     // `body` is dropped here: held across the handler's wait, it would pin the buffer itself.
     (parts, Body::from(body.to_vec()))
@@ -264,6 +271,7 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use axum::body::Bytes;
+    use axum::extract::OriginalUri;
     use axum::http::{header, HeaderValue, Request, Uri};
 
     use super::detached;
@@ -277,7 +285,8 @@ mod tests {
         let mut cookie = HeaderValue::from_maybe_shared(buffer.slice(22..35)).expect("a value");
         cookie.set_sensitive(true);
         let kind = HeaderValue::from_maybe_shared(buffer.slice(36..)).expect("a value");
-        let (parts, ()) = Request::post(uri)
+        let (parts, ()) = Request::post(uri.clone())
+            .extension(OriginalUri(uri))
             .header(header::COOKIE, cookie)
             .header(header::CONTENT_TYPE, kind)
             .body(())
@@ -293,6 +302,9 @@ mod tests {
 
         assert_eq!(parts.uri, "/api/send_message?x=1");
         assert!(!within(parts.uri.path().as_bytes()));
+        let OriginalUri(original) = &parts.extensions.get::<OriginalUri>().expect("kept");
+        assert_eq!(original, "/api/send_message?x=1");
+        assert!(!within(original.path().as_bytes()));
         let cookie = &parts.headers[header::COOKIE];
         assert_eq!(cookie, "secret-cookie");
         assert!(cookie.is_sensitive() && !within(cookie.as_bytes()));
