@@ -221,7 +221,7 @@ pub async fn read_whole(
         }
     };
     drop(receiving);
-    let (parts, body) = detached(parts, bytes);
+    let (parts, body) = copied_out(parts, bytes);
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -234,7 +234,7 @@ pub async fn read_whole(
 /// into a second 8 KB buffer, since the first is not its alone. With these few hundred bytes
 /// copied out, hyper reuses the first: 8 KB less for every request waiting for its answer (5,000
 /// sends at once waiting for their turns to start held 40 MB this way; issue 27).
-fn detached(mut parts: Parts, body: Bytes) -> (Parts, Body) {
+fn copied_out(mut parts: Parts, body: Bytes) -> (Parts, Body) {
     for value in parts.headers.values_mut() {
         if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
             copy.set_sensitive(value.is_sensitive());
@@ -274,11 +274,11 @@ mod tests {
     use axum::extract::OriginalUri;
     use axum::http::{header, HeaderValue, Request, Uri};
 
-    use super::detached;
+    use super::copied_out;
 
     /// A request made as hyper makes one: its path and header values slices of one buffer.
     #[tokio::test]
-    async fn a_detached_request_keeps_its_head_and_body_but_not_the_buffer() {
+    async fn a_request_copied_out_keeps_its_head_and_body_but_not_the_buffer() {
         let buffer = Bytes::from_static(b"/api/send_message?x=1 secret-cookie application/json");
         let within = |bytes: &[u8]| buffer.as_ptr_range().contains(&bytes.as_ptr());
         let uri = Uri::from_maybe_shared(buffer.slice(0..21)).expect("a path");
@@ -298,7 +298,7 @@ mod tests {
         );
         let body = buffer.slice(0..4);
 
-        let (parts, body) = detached(parts, body);
+        let (parts, body) = copied_out(parts, body);
 
         assert_eq!(parts.uri, "/api/send_message?x=1");
         assert!(!within(parts.uri.path().as_bytes()));
